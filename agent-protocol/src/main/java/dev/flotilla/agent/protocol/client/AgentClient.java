@@ -1,0 +1,69 @@
+package dev.flotilla.agent.protocol.client;
+
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.time.Duration;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * Host side of the guest-agent API, over one framed, multiplexed connection.
+ *
+ * <p>Every call takes a deadline; a call that misses it fails with {@link AgentException} of
+ * code {@link AgentException.Code#DEADLINE_EXCEEDED} (the call may still have happened in the
+ * guest). Calls that wait for something in the guest ({@link #waitProcess}) say so in their name
+ * and take the deadline of that wait. When the connection drops, every pending call fails with
+ * {@link AgentException.Code#CONNECTION_LOST} and {@link #closed()} completes.
+ *
+ * <p>The first call on a connection must be {@link #handshake}: the agent refuses everything
+ * else until the host has named the sandbox and incarnation the agent was started for.
+ */
+public interface AgentClient extends AutoCloseable {
+
+  /** Names the sandbox and incarnation; fails with FAILED_PRECONDITION if the agent runs another. */
+  CompletableFuture<GuestInfo> handshake(String sandboxId, long incarnation, Duration deadline);
+
+  /**
+   * Starts a process. Its output is pushed to {@code sink} as it comes, paced by flow control:
+   * the agent sends no more than the window the sink has not yet released (see {@link OutputSink}).
+   * The returned future completes once the process has started, with its guest pid.
+   */
+  CompletableFuture<Long> exec(ExecRequest request, OutputSink sink, Duration deadline);
+
+  /** Waits up to {@code deadline} for the process to end. */
+  CompletableFuture<ExitStatus> waitProcess(String execId, Duration deadline);
+
+  CompletableFuture<Void> signalProcess(String execId, int signal, Duration deadline);
+
+  CompletableFuture<Void> writeStdin(String execId, byte[] data, Duration deadline);
+
+  CompletableFuture<Void> closeStdin(String execId, Duration deadline);
+
+  /**
+   * Writes a file of any size in chunks under the frame limit; {@code data} is read to its end.
+   * The deadline covers the whole transfer. Completes with the file's final size.
+   */
+  CompletableFuture<Long> writeFile(String path, InputStream data, int mode, Duration deadline);
+
+  /** Reads a whole file in chunks into {@code out}; completes with the number of bytes read. */
+  CompletableFuture<Long> readFile(String path, OutputStream out, Duration deadline);
+
+  /** Reads one chunk of at most {@code maxLength} bytes at {@code offset}. */
+  CompletableFuture<FileChunk> readFileChunk(String path, long offset, int maxLength, Duration deadline);
+
+  CompletableFuture<GuestStats> stats(Duration deadline);
+
+  /** Round trip to the agent; completes with the measured round-trip time. */
+  CompletableFuture<Duration> ping(Duration deadline);
+
+  /** Asks the agent to end its processes (SIGTERM, then SIGKILL after {@code grace}) and exit. */
+  CompletableFuture<Void> shutdown(Duration grace, boolean powerOff, Duration deadline);
+
+  /** Completes (never exceptionally) when the connection is closed, by either side. */
+  CompletableFuture<Void> closed();
+
+  boolean isOpen();
+
+  /** Closes the connection; pending calls fail with CONNECTION_LOST. */
+  @Override
+  void close();
+}

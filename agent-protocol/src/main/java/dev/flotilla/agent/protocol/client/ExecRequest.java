@@ -1,0 +1,28 @@
+package dev.flotilla.agent.protocol.client;
+
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * A process to start in the guest.
+ *
+ * @param execId chosen by the host, unique within the sandbox while the process is known
+ * @param argv command and arguments; argv[0] is looked up on the guest's PATH
+ * @param env extra environment variables
+ * @param workingDir empty for "/"
+ * @param stdin keep a stdin pipe open for writeStdin/closeStdin; otherwise stdin is empty
+ */
+public record ExecRequest(String execId, List<String> argv, Map<String, String> env, String workingDir, boolean stdin) {
+  public ExecRequest {
+    Objects.requireNonNull(execId, "execId");
+    argv = List.copyOf(argv);
+    if (argv.isEmpty()) throw new IllegalArgumentException("argv must name a command");
+    env = Map.copyOf(env == null ? Map.of() : env);
+    workingDir = workingDir == null ? "" : workingDir;
+  }
+
+  public static ExecRequest of(String execId, String... argv) {
+    return new ExecRequest(execId, List.of(argv), Map.of(), "", false);
+  }
+}

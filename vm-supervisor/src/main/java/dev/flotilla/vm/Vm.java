@@ -1,0 +1,50 @@
+package dev.flotilla.vm;
+
+import dev.flotilla.agent.protocol.client.AgentAddress;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * One VM (or isolated process tree) of one sandbox incarnation. Blocking; thread-safe.
+ */
+public interface Vm {
+
+  /** The handle that lets a later node re-attach; complete (pid, start time) once started. */
+  VmHandle handle();
+
+  /**
+   * Starts the VM and returns once its agent endpoint exists (the agent may still be booting:
+   * the caller connects with its own retry and deadline).
+   *
+   * @throws VmException if it did not start within the deadline; nothing is left running then
+   */
+  void start(Duration deadline) throws VmException;
+
+  /** Where the host reaches the guest agent. */
+  AgentAddress agentAddress();
+
+  /** Freezes every process (or vCPU) of the VM. Idempotent. */
+  void pause() throws VmException;
+
+  /** Undoes {@link #pause()}. Idempotent. */
+  void resume() throws VmException;
+
+  /**
+   * Stops the VM: a polite request first, then a kill after {@code grace}. Returns once the VM
+   * has exited. Idempotent; a VM that has already exited returns at once.
+   */
+  void stop(Duration grace);
+
+  /** Kills the VM at once (SIGKILL of the whole process group / QEMU). Does not wait. */
+  void kill();
+
+  /** Completes when the VM exits, for whatever reason, including ones this object did not cause. */
+  CompletableFuture<VmExit> exitFuture();
+
+  /** Host pids of the VM's processes (the QEMU process, or the sandbox's process tree). */
+  List<Long> pids();
+
+  /** Removes the VM's state directory. Only after the VM has exited. */
+  void destroy();
+}

@@ -1,0 +1,37 @@
+package dev.flotilla.vm;
+
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * What to run: resources and identity of one sandbox incarnation.
+ *
+ * @param sandboxId the sandbox this VM belongs to
+ * @param incarnation bumped each time a new VM is started for the sandbox; the agent refuses a
+ *     host that names another one (fencing)
+ * @param vcpus virtual CPUs (a CPU quota for the process driver)
+ * @param memoryMiB memory limit in MiB
+ * @param pidsLimit maximum number of processes, 0 for the driver's default
+ * @param stateDir this VM's own directory (handle, sockets, logs); created by {@code prepare}
+ * @param options driver-specific extras, by key (documented by each driver)
+ */
+public record VmSpec(
+    String sandboxId,
+    long incarnation,
+    int vcpus,
+    int memoryMiB,
+    int pidsLimit,
+    Path stateDir,
+    Map<String, String> options) {
+
+  public VmSpec {
+    Objects.requireNonNull(sandboxId, "sandboxId");
+    Objects.requireNonNull(stateDir, "stateDir");
+    if (incarnation < 1) throw new IllegalArgumentException("incarnation must be >= 1");
+    if (vcpus < 1) throw new IllegalArgumentException("vcpus must be >= 1");
+    if (memoryMiB < 16) throw new IllegalArgumentException("memoryMiB must be >= 16");
+    if (pidsLimit < 0) throw new IllegalArgumentException("pidsLimit must be >= 0");
+    options = Map.copyOf(options == null ? Map.of() : options);
+  }
+}

@@ -1,0 +1,105 @@
+package dev.flotilla.vm.supervisor;
+
+import dev.flotilla.vm.VmExit;
+import dev.flotilla.vm.VmHandle;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import org.apache.pekko.Done;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.pattern.StatusReply;
+import org.apache.pekko.stream.SourceRef;
+import org.apache.pekko.util.ByteString;
+
+/**
+ * Messages of the {@link VmSupervisor} actor: what its owner (the sandbox entity) may ask, and
+ * what it reports back. Every report carries the incarnation it is about, so the owner can drop
+ * late news from an older VM. Data paths (exec output, files) are Pekko StreamRefs, so the
+ * caller may sit on another node of the cluster.
+ */
+public final class VmSupervisorProtocol {
+  private VmSupervisorProtocol() {}
+
+  // ---------------------------------------------------------------- requests from the owner
+
+  public sealed interface Command {}
+
+  /** Freeze the VM. Fails with a reason if the VM is not running or the driver cannot pause. */
+  public record Pause(ActorRef<StatusReply<Done>> replyTo) implements Command {}
+
+  /** Thaw the VM. */
+  public record Resume(ActorRef<StatusReply<Done>> replyTo) implements Command {}
+
+  /**
+   * Stop the VM (agent shutdown, then the driver's stop with {@code grace}), report
+   * {@link VmExited} with {@code requested=true}, reply, and stop the actor.
+   */
+  public record Stop(Duration grace, ActorRef<Done> replyTo) implements Command {}
+
+  /**
+   * Run a process in the guest. The reply carries a stream of its output, ending with one
+   * {@link ExecExited}; the stream is backpressured end to end (a slow reader slows the process).
+   */
+  public record Exec(ExecSpec spec, ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo) implements Command {}
+
+  /** Write a file in the guest from a stream of chunks; replies with the final size in bytes. */
+  public record WriteFile(String path, int mode, SourceRef<ByteString> data, ActorRef<StatusReply<Long>> replyTo)
+      implements Command {}
+
+  /** Read a file from the guest as a stream of chunks. */
+  public record ReadFile(String path, ActorRef<StatusReply<SourceRef<ByteString>>> replyTo) implements Command {}
+
+  /** Resource usage as the guest sees it. */
+  public record GetStats(ActorRef<StatusReply<GuestStats>> replyTo) implements Command {}
+
+  // ---------------------------------------------------------------- exec data
+
+  /**
+   * @param argv the command and its arguments, argv[0] looked up on the guest's PATH
+   * @param env extra environment variables
+   * @param workingDir empty for "/"
+   */
+  public record ExecSpec(List<String> argv, Map<String, String> env, String workingDir) {
+    public ExecSpec {
+      argv = List.copyOf(argv);
+      env = Map.copyOf(env == null ? Map.of() : env);
+      workingDir = workingDir == null ? "" : workingDir;
+    }
+  }
+
+  public sealed interface ExecEvent {}
+
+  /** A chunk of the process's output; {@code stderr} tells which stream. */
+  public record ExecOutput(boolean stderr, ByteString data) implements ExecEvent {}
+
+  /** The process ended: {@code signal} is 0 when it exited on its own with {@code exitCode}. */
+  public record ExecExited(int exitCode, int signal) implements ExecEvent {}
+
+  /** @see dev.flotilla.agent.protocol.client.GuestStats */
+  public record GuestStats(long memoryUsedBytes, long memoryTotalBytes, long cpuTimeNanos, int processCount, long uptimeMillis) {}
+
+  // ---------------------------------------------------------------- reports to the owner
+
+  public sealed interface Report {
+    long incarnation();
+  }
+
+  /**
+   * The VM runs and its agent answered the handshake for this sandbox and incarnation.
+   *
+   * @param adopted true when an already-running VM was re-attached rather than started
+   */
+  public record VmReady(long incarnation, VmHandle handle, String guestKernel, boolean adopted) implements Report {}
+
+  /** The VM could not be started (or adopted); nothing of it is left running. */
+  public record VmStartFailed(long incarnation, String reason) implements Report {}
+
+  /** The VM is gone. After this report the supervisor stops itself. */
+  public record VmExited(long incarnation, VmExit exit) implements Report {}
+
+  /**
+   * The agent stopped answering (health pings failed past the limit) although the VM process
+   * may still exist. The supervisor kills the VM and then also reports {@link VmExited}.
+   */
+  public record AgentLost(long incarnation, String reason) implements Report {}
+}
