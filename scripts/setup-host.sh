@@ -18,3 +18,20 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# Subordinate id ranges for the node user, so the process driver can map root inside a sandbox
+# to an unprivileged host range (unshare --map-users/--map-groups through newuidmap/newgidmap).
+# Only added when missing, and only as root: an existing entry for the user is left as it is.
+node_user=${FLOTILLA_NODE_USER:-$(id -un)}
+subid_start=${FLOTILLA_SUBID_START:-100000}
+subid_count=${FLOTILLA_SUBID_COUNT:-65536}
+for f in /etc/subuid /etc/subgid; do
+  if ! grep -qs "^${node_user}:" "$f"; then
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "setup-host: no ${f} entry for ${node_user}; sandboxes fall back to --map-root-user (add '${node_user}:${subid_start}:${subid_count}' as root)" >&2
+    else
+      echo "setup-host: adding ${node_user}:${subid_start}:${subid_count} to ${f}"
+      echo "${node_user}:${subid_start}:${subid_count}" >> "$f"
+    fi
+  fi
+done

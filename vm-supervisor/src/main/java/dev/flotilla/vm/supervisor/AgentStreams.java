@@ -1,0 +1,177 @@
+package dev.flotilla.vm.supervisor;
+
+import dev.flotilla.agent.protocol.client.AgentClient;
+import dev.flotilla.agent.protocol.client.AgentException;
+import dev.flotilla.agent.protocol.client.ExecRequest;
+import dev.flotilla.agent.protocol.client.ExitStatus;
+import dev.flotilla.agent.protocol.client.FileChunk;
+import dev.flotilla.agent.protocol.client.OutputSink;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecEvent;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecExited;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecOutput;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecSpec;
+import java.io.InputStream;
+import java.time.Duration;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.Executor;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.NotUsed;
+import org.apache.pekko.japi.Pair;
+import org.apache.pekko.stream.Materializer;
+import org.apache.pekko.stream.OverflowStrategy;
+import org.apache.pekko.stream.QueueOfferResult;
+import org.apache.pekko.stream.SourceRef;
+import org.apache.pekko.stream.javadsl.Keep;
+import org.apache.pekko.stream.javadsl.Source;
+import org.apache.pekko.stream.javadsl.SourceQueueWithComplete;
+import org.apache.pekko.stream.javadsl.StreamConverters;
+import org.apache.pekko.stream.javadsl.StreamRefs;
+import org.apache.pekko.util.ByteString;
+
+/** The data paths of a {@link VmSupervisor}: exec output, file reads and writes, as Pekko streams. */
+final class AgentStreams {
+  private AgentStreams() {}
+
+  /**
+   * Starts a process and returns its output as a SourceRef once it runs. Backpressure is end to
+   * end: a chunk's flow-control credit goes back to the agent only once the chunk is in the
+   * stream's buffer, so a slow reader stops the agent reading the process's pipe.
+   */
+  static CompletionStage<SourceRef<ExecEvent>> exec(
+      AgentClient client, String execId, ExecSpec spec, VmSupervisor.Settings settings, Materializer mat) {
+    Pair<SourceQueueWithComplete<ExecEvent>, SourceRef<ExecEvent>> m = Source.<ExecEvent>queue(settings.execBuffer(), OverflowStrategy.backpressure())
+        .toMat(StreamRefs.sourceRef(), Keep.both())
+        .run(mat);
+    ExecPump pump = new ExecPump(m.first());
+    ExecRequest req = new ExecRequest(execId, spec.argv(), spec.env(), spec.workingDir(), false);
+    return client.exec(req, pump, settings.callTimeout())
+        .handle((pid, err) -> {
+          if (err != null) {
+            Throwable cause = unwrap(err);
+            m.first().fail(cause);
+            throw new CompletionException(cause);
+          }
+          waitFor(client, execId, settings.execWaitSlice()).whenComplete(pump::exited);
+          // A reader that goes away early must not leave the process running unseen.
+          m.first().watchCompletion().whenComplete((done, e) -> {
+            if (!pump.finished()) client.signalProcess(execId, 9, settings.callTimeout());
+          });
+          return m.second();
+        });
+  }
+
+  /** waitProcess, re-issued while the process outlives one slice. */
+  private static CompletableFuture<ExitStatus> waitFor(AgentClient client, String execId, Duration slice) {
+    return client.waitProcess(execId, slice).exceptionallyCompose(err -> {
+      Throwable cause = unwrap(err);
+      if (cause instanceof AgentException ae && ae.code() == AgentException.Code.DEADLINE_EXCEEDED && client.isOpen()) {
+        return waitFor(client, execId, slice);
+      }
+      return CompletableFuture.failedFuture(cause);
+    });
+  }
+
+  /** Feeds the agent's output callbacks into the queue, one offer at a time, in order. */
+  private static final class ExecPump implements OutputSink {
+    private final SourceQueueWithComplete<ExecEvent> queue;
+    private final CompletableFuture<Void> stdoutEnd = new CompletableFuture<>();
+    private final CompletableFuture<Void> stderrEnd = new CompletableFuture<>();
+    private CompletableFuture<Void> tail = CompletableFuture.completedFuture(null);
+    private volatile boolean finished;
+
+    ExecPump(SourceQueueWithComplete<ExecEvent> queue) {
+      this.queue = queue;
+    }
+
+    boolean finished() {
+      return finished;
+    }
+
+    private synchronized CompletableFuture<Void> enqueue(ExecEvent ev, Runnable afterwards) {
+      tail = tail.thenCompose(v -> queue.offer(ev).toCompletableFuture())
+          .handle((QueueOfferResult r, Throwable e) -> {
+            // Credit goes back even when the reader is gone, so the agent never stalls on us.
+            if (afterwards != null) afterwards.run();
+            return null;
+          });
+      return tail;
+    }
+
+    @Override
+    public void onData(Channel channel, byte[] data, Runnable release) {
+      enqueue(new ExecOutput(channel == Channel.STDERR, ByteString.fromArray(data)), release);
+    }
+
+    @Override
+    public void onEnd(Channel channel) {
+      (channel == Channel.STDERR ? stderrEnd : stdoutEnd).complete(null);
+    }
+
+    @Override
+    public void onError(Throwable error) {
+      stdoutEnd.completeExceptionally(error);
+      stderrEnd.completeExceptionally(error);
+    }
+
+    void exited(ExitStatus status, Throwable err) {
+      if (err != null) {
+        finished = true;
+        synchronized (this) {
+          tail.thenRun(() -> queue.fail(unwrap(err)));
+        }
+        return;
+      }
+      // Output still in flight precedes the exit; an agent that never says end-of-stream gets a few seconds.
+      CompletableFuture.allOf(stdoutEnd, stderrEnd)
+          .completeOnTimeout(null, 5, TimeUnit.SECONDS)
+          .handle((v, e) -> {
+            finished = true;
+            enqueue(new ExecExited(status.exitCode(), status.signal()), null).thenRun(queue::complete);
+            return null;
+          });
+    }
+  }
+
+  /** Reads the first chunk (so a missing file fails the request), then streams the rest on demand. */
+  static CompletionStage<SourceRef<ByteString>> readFile(AgentClient client, String path, VmSupervisor.Settings settings, Materializer mat) {
+    int chunk = settings.fileChunkSize();
+    return client.readFileChunk(path, 0, chunk, settings.callTimeout()).thenApply(first -> {
+      Source<ByteString, NotUsed> head = first.data().length == 0 ? Source.empty() : Source.single(ByteString.fromArray(first.data()));
+      Source<ByteString, NotUsed> rest = first.eof()
+          ? Source.empty()
+          : Source.unfoldAsync(
+              (long) first.data().length,
+              offset -> offset < 0
+                  ? CompletableFuture.completedFuture(Optional.<Pair<Long, ByteString>>empty())
+                  : client.readFileChunk(path, offset, chunk, settings.callTimeout()).thenApply((FileChunk c) -> {
+                    if (c.data().length == 0) return Optional.<Pair<Long, ByteString>>empty();
+                    long next = c.eof() ? -1 : offset + c.data().length;
+                    return Optional.of(Pair.create(next, ByteString.fromArray(c.data())));
+                  }));
+      return head.concat(rest).runWith(StreamRefs.sourceRef(), mat);
+    });
+  }
+
+  /** Streams the caller's chunks to the agent; the client reads them from a blocking InputStream on {@code blocking}. */
+  static CompletionStage<Long> writeFile(
+      AgentClient client, String path, int mode, SourceRef<ByteString> data, VmSupervisor.Settings settings, Materializer mat, Executor blocking) {
+    InputStream in = data.getSource().runWith(StreamConverters.asInputStream(settings.callTimeout()), mat);
+    return CompletableFuture.supplyAsync(() -> client.writeFile(path, in, mode, settings.fileTimeout()), blocking)
+        .thenCompose(f -> f)
+        .whenComplete((size, err) -> {
+          try {
+            in.close();
+          } catch (Exception ignored) {
+            // closing cancels the upstream; nothing more to do
+          }
+        });
+  }
+
+  static Throwable unwrap(Throwable t) {
+    while ((t instanceof CompletionException || t instanceof java.util.concurrent.ExecutionException) && t.getCause() != null) t = t.getCause();
+    return t;
+  }
+}

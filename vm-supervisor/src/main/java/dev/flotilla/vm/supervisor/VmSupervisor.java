@@ -1,0 +1,618 @@
+package dev.flotilla.vm.supervisor;
+
+import com.typesafe.config.Config;
+import dev.flotilla.agent.protocol.client.AgentClient;
+import dev.flotilla.agent.protocol.client.AgentException;
+import dev.flotilla.agent.protocol.client.GuestInfo;
+import dev.flotilla.vm.Hypervisor;
+import dev.flotilla.vm.Vm;
+import dev.flotilla.vm.VmException;
+import dev.flotilla.vm.VmExit;
+import dev.flotilla.vm.VmHandle;
+import dev.flotilla.vm.VmSpec;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.AgentLost;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Command;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Exec;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.GetStats;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.GuestStats;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Pause;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ReadFile;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Report;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Resume;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Stop;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.VmExited;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.VmReady;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.VmStartFailed;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.WriteFile;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.UUID;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.Executor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import org.apache.pekko.Done;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.DispatcherSelector;
+import org.apache.pekko.actor.typed.PostStop;
+import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.Receive;
+import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
+import org.apache.pekko.pattern.StatusReply;
+import org.apache.pekko.stream.Materializer;
+
+/**
+ * Owns one VM and its agent connection, for one incarnation of a sandbox. Driver calls and
+ * agent connects block, so they run on the blocking dispatcher and come back as messages; the
+ * actor itself never waits.
+ *
+ * <p>Life: start (or adopt) → connect the agent with backoff → handshake → {@link VmReady};
+ * then health pings; the VM's exit → {@link VmExited} and the actor stops. Only {@link Stop} or
+ * a lost agent kills the VM: when the actor is stopped any other way (its node shutting down)
+ * the VM runs on, for a later node to adopt from its saved handle.
+ */
+public final class VmSupervisor extends AbstractBehavior<Object> {
+
+  /**
+   * @param blockingDispatcher config path of the dispatcher for driver calls
+   * @param startTimeout prepare + start + connect + handshake
+   * @param connectBackoffMin first delay between agent connect attempts, doubled each time
+   * @param connectBackoffMax the longest delay between attempts
+   * @param callTimeout deadline of one agent call
+   * @param healthInterval how often the agent is pinged
+   * @param healthMaxFailures consecutive failed pings before the agent is lost
+   * @param execWaitSlice how long one waitProcess call lasts before it is re-issued
+   * @param execBuffer exec output chunks buffered between the agent and the stream ref
+   * @param fileChunkSize bytes per ReadFile chunk
+   * @param fileTimeout deadline of one whole WriteFile
+   * @param connector opens agent connections
+   */
+  public record Settings(
+      String blockingDispatcher,
+      Duration startTimeout,
+      Duration connectBackoffMin,
+      Duration connectBackoffMax,
+      Duration callTimeout,
+      Duration healthInterval,
+      int healthMaxFailures,
+      Duration execWaitSlice,
+      int execBuffer,
+      int fileChunkSize,
+      Duration fileTimeout,
+      AgentConnector connector) {
+
+    /** From {@code flotilla.vm.supervisor} (see reference.conf). */
+    public static Settings fromConfig(Config c) {
+      return new Settings(
+          c.getString("blocking-dispatcher"),
+          c.getDuration("start-timeout"),
+          c.getDuration("connect-backoff-min"),
+          c.getDuration("connect-backoff-max"),
+          c.getDuration("call-timeout"),
+          c.getDuration("health-interval"),
+          c.getInt("health-max-failures"),
+          c.getDuration("exec-wait-slice"),
+          c.getInt("exec-buffer"),
+          (int) c.getMemorySize("file-chunk-size").toBytes(),
+          c.getDuration("file-timeout"),
+          AgentConnector.DEFAULT);
+    }
+
+    public static Settings create(ActorSystem<?> system) {
+      return fromConfig(system.settings().config().getConfig("flotilla.vm.supervisor"));
+    }
+
+    public Settings withHealth(Duration interval, int maxFailures) {
+      return new Settings(blockingDispatcher, startTimeout, connectBackoffMin, connectBackoffMax, callTimeout, interval, maxFailures,
+          execWaitSlice, execBuffer, fileChunkSize, fileTimeout, connector);
+    }
+
+    public Settings withStartTimeout(Duration timeout) {
+      return new Settings(blockingDispatcher, timeout, connectBackoffMin, connectBackoffMax, callTimeout, healthInterval, healthMaxFailures,
+          execWaitSlice, execBuffer, fileChunkSize, fileTimeout, connector);
+    }
+
+    public Settings withConnector(AgentConnector c) {
+      return new Settings(blockingDispatcher, startTimeout, connectBackoffMin, connectBackoffMax, callTimeout, healthInterval, healthMaxFailures,
+          execWaitSlice, execBuffer, fileChunkSize, fileTimeout, c);
+    }
+  }
+
+  /** Starts a new VM for {@code spec}. */
+  public static Behavior<Command> start(Hypervisor hypervisor, VmSpec spec, ActorRef<Report> parent, Settings settings) {
+    return Behaviors.<Object>setup(ctx -> Behaviors.withTimers(timers -> {
+      var s = new VmSupervisor(ctx, timers, hypervisor, parent, settings, spec.incarnation(), false);
+      s.beginStart(spec);
+      return s;
+    })).narrow();
+  }
+
+  /** Re-attaches to a VM started earlier (by this node or a previous one), from its saved handle. */
+  public static Behavior<Command> adopt(Hypervisor hypervisor, VmHandle handle, ActorRef<Report> parent, Settings settings) {
+    return Behaviors.<Object>setup(ctx -> Behaviors.withTimers(timers -> {
+      var s = new VmSupervisor(ctx, timers, hypervisor, parent, settings, handle.incarnation(), true);
+      s.beginAdopt(handle);
+      return s;
+    })).narrow();
+  }
+
+  // ---------------------------------------------------------------- internal messages
+
+  private record Started(Vm vm, Throwable error) {}
+
+  private record Connected(AgentClient client, GuestInfo info, Throwable error, boolean reconnect) {}
+
+  private record Exited(VmExit exit) {}
+
+  private enum HealthTick { INSTANCE }
+
+  private record PingDone(Throwable error) {}
+
+  private record Abandoned(Report report) {}
+
+  private record PauseDone(boolean pause, ActorRef<StatusReply<Done>> replyTo, Throwable error) {}
+
+  private record StopDone(VmExit exit, Throwable error) {}
+
+  private enum Phase { STARTING, CONNECTING, RUNNING, LOST, STOPPING, DONE }
+
+  // ---------------------------------------------------------------- state
+
+  private static final AtomicLong EXEC_IDS = new AtomicLong();
+
+  private final TimerScheduler<Object> timers;
+  private final Hypervisor hypervisor;
+  private final ActorRef<Report> parent;
+  private final Settings settings;
+  private final long incarnation;
+  private final boolean adopting;
+  private final Executor blocking;
+  private final Materializer mat;
+  private final String execPrefix = UUID.randomUUID().toString().substring(0, 8);
+
+  private Phase phase = Phase.STARTING;
+  private long startDeadlineNanos;
+  private Vm vm;
+  private AgentClient client;
+  private boolean paused;
+  private boolean pingInFlight;
+  private int failures;
+  private String lostReason;
+  private Duration pendingStopGrace;
+  private final List<ActorRef<Done>> stopReplies = new ArrayList<>();
+
+  private VmSupervisor(
+      ActorContext<Object> ctx, TimerScheduler<Object> timers, Hypervisor hypervisor, ActorRef<Report> parent, Settings settings,
+      long incarnation, boolean adopting) {
+    super(ctx);
+    this.timers = timers;
+    this.hypervisor = hypervisor;
+    this.parent = parent;
+    this.settings = settings;
+    this.incarnation = incarnation;
+    this.adopting = adopting;
+    this.blocking = ctx.getSystem().dispatchers().lookup(DispatcherSelector.fromConfig(settings.blockingDispatcher()));
+    this.mat = Materializer.matFromSystem(ctx.getSystem());
+  }
+
+  private <T> CompletableFuture<T> onBlocking(Callable<T> work) {
+    return CompletableFuture.supplyAsync(() -> {
+      try {
+        return work.call();
+      } catch (Exception e) {
+        throw new CompletionException(e);
+      }
+    }, blocking);
+  }
+
+  private void beginStart(VmSpec spec) {
+    startDeadlineNanos = System.nanoTime() + settings.startTimeout().toNanos();
+    getContext().pipeToSelf(onBlocking(() -> {
+      Vm v = hypervisor.prepare(spec);
+      try {
+        v.start(settings.startTimeout());
+      } catch (VmException | RuntimeException e) {
+        v.destroy();
+        throw e;
+      }
+      return v;
+    }), Started::new);
+  }
+
+  private void beginAdopt(VmHandle handle) {
+    startDeadlineNanos = System.nanoTime() + settings.startTimeout().toNanos();
+    getContext().pipeToSelf(onBlocking(() -> hypervisor.adopt(handle).orElseThrow(() ->
+        new VmException("VM of " + handle.sandboxId() + " incarnation " + handle.incarnation() + " (pid " + handle.pid() + ") is gone"))),
+        Started::new);
+  }
+
+  @Override
+  public Receive<Object> createReceive() {
+    return newReceiveBuilder()
+        .onMessage(Started.class, this::onStarted)
+        .onMessage(Connected.class, this::onConnected)
+        .onMessage(Exited.class, this::onExited)
+        .onMessageEquals(HealthTick.INSTANCE, this::onHealthTick)
+        .onMessage(PingDone.class, this::onPingDone)
+        .onMessage(Abandoned.class, this::onAbandoned)
+        .onMessage(PauseDone.class, this::onPauseDone)
+        .onMessage(StopDone.class, this::onStopDone)
+        .onMessage(Stop.class, this::onStop)
+        .onMessage(Pause.class, this::onPause)
+        .onMessage(Resume.class, this::onResume)
+        .onMessage(Exec.class, this::onExec)
+        .onMessage(WriteFile.class, this::onWriteFile)
+        .onMessage(ReadFile.class, this::onReadFile)
+        .onMessage(GetStats.class, this::onGetStats)
+        .onSignal(PostStop.class, s -> onPostStop())
+        .build();
+  }
+
+  // ---------------------------------------------------------------- start / adopt
+
+  private Behavior<Object> onStarted(Started m) {
+    if (m.error() != null) {
+      String reason = reason(m.error());
+      getContext().getLog().warn("VM incarnation {} did not {}: {}", incarnation, adopting ? "adopt" : "start", reason);
+      replyStopped();
+      return report(new VmStartFailed(incarnation, reason), true);
+    }
+    vm = m.vm();
+    getContext().pipeToSelf(vm.exitFuture(), (exit, err) -> new Exited(exit != null ? exit : new VmExit(-1, 0, reason(err), false)));
+    if (pendingStopGrace != null) return beginStop(pendingStopGrace);
+    phase = Phase.CONNECTING;
+    connect(startDeadlineNanos, settings.connectBackoffMin(), false);
+    return this;
+  }
+
+  /** Connect + handshake, retried with doubling delays until {@code deadlineNanos}. */
+  private void connect(long deadlineNanos, Duration delay, boolean reconnect) {
+    getContext().pipeToSelf(connectWithRetry(deadlineNanos, delay), (pair, err) ->
+        err != null ? new Connected(null, null, err, reconnect) : new Connected(pair.client, pair.info, null, reconnect));
+  }
+
+  private record ClientAndInfo(AgentClient client, GuestInfo info) {}
+
+  private CompletableFuture<ClientAndInfo> connectWithRetry(long deadlineNanos, Duration delay) {
+    Vm v = vm;
+    VmHandle h = v.handle();
+    return onBlocking(() -> {
+      Duration left = Duration.ofNanos(Math.max(1_000_000, deadlineNanos - System.nanoTime()));
+      AgentClient c = settings.connector().connect(v.agentAddress(), min(left, settings.callTimeout()));
+      try {
+        GuestInfo info = c.handshake(h.sandboxId(), incarnation, min(left, settings.callTimeout()))
+            .get(min(left, settings.callTimeout()).toMillis() + 200, TimeUnit.MILLISECONDS);
+        return new ClientAndInfo(c, info);
+      } catch (Exception e) {
+        c.close();
+        throw e;
+      }
+    }).exceptionallyCompose(err -> {
+      Throwable cause = AgentStreams.unwrap(err);
+      boolean refused = cause instanceof AgentException ae && ae.code() == AgentException.Code.FAILED_PRECONDITION;
+      boolean late = System.nanoTime() + delay.toNanos() > deadlineNanos;
+      if (refused || late || v.exitFuture().isDone()) return CompletableFuture.failedFuture(cause);
+      Duration next = min(delay.multipliedBy(2), settings.connectBackoffMax());
+      return CompletableFuture.supplyAsync(() -> null, CompletableFuture.delayedExecutor(delay.toMillis(), TimeUnit.MILLISECONDS, blocking))
+          .thenCompose(x -> connectWithRetry(deadlineNanos, next));
+    });
+  }
+
+  private Behavior<Object> onConnected(Connected m) {
+    if (m.reconnect()) {
+      pingInFlight = false;
+      if (phase != Phase.RUNNING) {
+        if (m.client() != null) m.client().close();
+        return this;
+      }
+      if (m.error() != null) return healthFailure("reconnect failed: " + reason(m.error()));
+      client = m.client();
+      failures = 0;
+      return this;
+    }
+    if (phase != Phase.CONNECTING) {
+      if (m.client() != null) m.client().close();
+      return this;
+    }
+    if (m.error() != null) {
+      String reason = "the guest agent did not answer the handshake: " + reason(m.error());
+      phase = Phase.DONE;
+      Vm v = vm;
+      getContext().pipeToSelf(onBlocking(() -> {
+        killAndForget(v);
+        return null;
+      }), (x, e) -> new Abandoned(new VmStartFailed(incarnation, reason)));
+      return this;
+    }
+    client = m.client();
+    phase = Phase.RUNNING;
+    timers.startTimerWithFixedDelay(HealthTick.INSTANCE, settings.healthInterval());
+    parent.tell(new VmReady(incarnation, vm.handle(), m.info().kernel(), adopting));
+    return this;
+  }
+
+  /** Kills the VM, waits for it, removes its state: nothing of it is left. Blocking. */
+  private static void killAndForget(Vm v) {
+    v.kill();
+    try {
+      v.exitFuture().get(15, TimeUnit.SECONDS);
+    } catch (Exception e) {
+      // reported by the driver's own log; the state directory is kept for inspection then
+      return;
+    }
+    v.destroy();
+  }
+
+  private Behavior<Object> onAbandoned(Abandoned m) {
+    replyStopped();
+    return report(m.report(), true);
+  }
+
+  // ---------------------------------------------------------------- running
+
+  private Behavior<Object> onExited(Exited m) {
+    switch (phase) {
+      case STOPPING, DONE -> {
+        return this;
+      }
+      case CONNECTING -> {
+        phase = Phase.DONE;
+        closeClient();
+        Vm v = vm;
+        getContext().pipeToSelf(onBlocking(() -> {
+          v.destroy();
+          return null;
+        }), (x, e) -> new Abandoned(new VmStartFailed(incarnation, "the VM exited during start: " + m.exit().reason())));
+        return this;
+      }
+      case LOST -> {
+        closeClient();
+        VmExit e = m.exit();
+        return report(new VmExited(incarnation, new VmExit(e.exitCode(), e.signal(), "killed after the agent was lost (" + lostReason + "): " + e.reason(), false)), true);
+      }
+      default -> {
+        closeClient();
+        getContext().getLog().info("VM incarnation {} exited: {}", incarnation, m.exit().reason());
+        return report(new VmExited(incarnation, m.exit()), true);
+      }
+    }
+  }
+
+  private Behavior<Object> onHealthTick() {
+    if (phase != Phase.RUNNING || paused || pingInFlight) return this;
+    pingInFlight = true;
+    AgentClient c = client;
+    if (c == null || !c.isOpen()) {
+      connect(System.nanoTime() + settings.callTimeout().toNanos(), settings.connectBackoffMin(), true);
+      return this;
+    }
+    getContext().pipeToSelf(c.ping(settings.callTimeout()), (rtt, err) -> new PingDone(err));
+    return this;
+  }
+
+  private Behavior<Object> onPingDone(PingDone m) {
+    pingInFlight = false;
+    if (phase != Phase.RUNNING || paused) return this;
+    if (m.error() == null) {
+      failures = 0;
+      return this;
+    }
+    return healthFailure("ping failed: " + reason(m.error()));
+  }
+
+  private Behavior<Object> healthFailure(String why) {
+    failures++;
+    getContext().getLog().warn("VM incarnation {}: agent health check {} of {} failed: {}", incarnation, failures, settings.healthMaxFailures(), why);
+    if (failures < settings.healthMaxFailures()) return this;
+    phase = Phase.LOST;
+    lostReason = failures + " health checks failed, last: " + why;
+    timers.cancelAll();
+    closeClient();
+    parent.tell(new AgentLost(incarnation, lostReason));
+    Vm v = vm;
+    onBlocking(() -> {
+      v.kill();
+      return null;
+    });
+    return this;
+  }
+
+  private Behavior<Object> onPause(Pause m) {
+    if (phase != Phase.RUNNING) {
+      m.replyTo().tell(StatusReply.error("cannot pause: the VM is " + phase.name().toLowerCase()));
+      return this;
+    }
+    paused = true; // no pings into a freezing guest
+    Vm v = vm;
+    getContext().pipeToSelf(onBlocking(() -> {
+      v.pause();
+      return null;
+    }), (x, err) -> new PauseDone(true, m.replyTo(), err));
+    return this;
+  }
+
+  private Behavior<Object> onResume(Resume m) {
+    if (phase != Phase.RUNNING) {
+      m.replyTo().tell(StatusReply.error("cannot resume: the VM is " + phase.name().toLowerCase()));
+      return this;
+    }
+    Vm v = vm;
+    getContext().pipeToSelf(onBlocking(() -> {
+      v.resume();
+      return null;
+    }), (x, err) -> new PauseDone(false, m.replyTo(), err));
+    return this;
+  }
+
+  private Behavior<Object> onPauseDone(PauseDone m) {
+    if (m.error() != null) {
+      if (m.pause()) paused = false;
+      m.replyTo().tell(StatusReply.error((m.pause() ? "cannot pause: " : "cannot resume: ") + reason(m.error())));
+      return this;
+    }
+    paused = m.pause();
+    failures = 0;
+    m.replyTo().tell(StatusReply.ack());
+    return this;
+  }
+
+  private Optional<String> notServing() {
+    if (phase != Phase.RUNNING) return Optional.of("the VM is " + phase.name().toLowerCase());
+    if (paused) return Optional.of("the VM is paused");
+    if (client == null || !client.isOpen()) return Optional.of("the guest agent is not connected");
+    return Optional.empty();
+  }
+
+  private Behavior<Object> onExec(Exec m) {
+    Optional<String> no = notServing();
+    if (no.isPresent()) {
+      m.replyTo().tell(StatusReply.error("cannot exec: " + no.get()));
+      return this;
+    }
+    if (m.spec().argv().isEmpty()) {
+      m.replyTo().tell(StatusReply.error("cannot exec: argv is empty; name a command"));
+      return this;
+    }
+    String execId = "x-" + incarnation + "-" + execPrefix + "-" + EXEC_IDS.incrementAndGet();
+    AgentStreams.exec(client, execId, m.spec(), settings, mat).whenComplete((ref, err) ->
+        m.replyTo().tell(err == null ? StatusReply.success(ref) : StatusReply.error("exec failed: " + reason(err))));
+    return this;
+  }
+
+  private Behavior<Object> onWriteFile(WriteFile m) {
+    Optional<String> no = notServing();
+    if (no.isPresent()) {
+      m.replyTo().tell(StatusReply.error("cannot write " + m.path() + ": " + no.get()));
+      return this;
+    }
+    AgentStreams.writeFile(client, m.path(), m.mode(), m.data(), settings, mat, blocking).whenComplete((size, err) ->
+        m.replyTo().tell(err == null ? StatusReply.success(size) : StatusReply.error("cannot write " + m.path() + ": " + reason(err))));
+    return this;
+  }
+
+  private Behavior<Object> onReadFile(ReadFile m) {
+    Optional<String> no = notServing();
+    if (no.isPresent()) {
+      m.replyTo().tell(StatusReply.error("cannot read " + m.path() + ": " + no.get()));
+      return this;
+    }
+    AgentStreams.readFile(client, m.path(), settings, mat).whenComplete((ref, err) ->
+        m.replyTo().tell(err == null ? StatusReply.success(ref) : StatusReply.error("cannot read " + m.path() + ": " + reason(err))));
+    return this;
+  }
+
+  private Behavior<Object> onGetStats(GetStats m) {
+    Optional<String> no = notServing();
+    if (no.isPresent()) {
+      m.replyTo().tell(StatusReply.error("cannot get stats: " + no.get()));
+      return this;
+    }
+    client.stats(settings.callTimeout()).whenComplete((s, err) -> m.replyTo().tell(err == null
+        ? StatusReply.success(new GuestStats(s.memoryUsedBytes(), s.memoryTotalBytes(), s.cpuTimeNanos(), s.processCount(), s.uptimeMillis()))
+        : StatusReply.error("cannot get stats: " + reason(err))));
+    return this;
+  }
+
+  // ---------------------------------------------------------------- stop
+
+  private Behavior<Object> onStop(Stop m) {
+    stopReplies.add(m.replyTo());
+    switch (phase) {
+      case STARTING -> {
+        // The driver call in flight cannot be interrupted: stop once it has returned.
+        pendingStopGrace = m.grace();
+        return this;
+      }
+      case CONNECTING, RUNNING, LOST -> {
+        return beginStop(m.grace());
+      }
+      default -> {
+        return this; // STOPPING answers everyone at the end; DONE is about to answer
+      }
+    }
+  }
+
+  private Behavior<Object> beginStop(Duration grace) {
+    phase = Phase.STOPPING;
+    timers.cancelAll();
+    AgentClient c = client;
+    Vm v = vm;
+    getContext().pipeToSelf(onBlocking(() -> {
+      if (c != null && c.isOpen() && !paused) {
+        try {
+          c.shutdown(grace, false, grace.plus(settings.callTimeout())).get(grace.plus(settings.callTimeout()).toMillis(), TimeUnit.MILLISECONDS);
+        } catch (Exception e) {
+          // the driver's stop below ends it anyway
+        }
+      }
+      v.stop(grace);
+      VmExit exit = v.exitFuture().get(15, TimeUnit.SECONDS);
+      v.destroy();
+      return exit;
+    }), StopDone::new);
+    return this;
+  }
+
+  private Behavior<Object> onStopDone(StopDone m) {
+    closeClient();
+    VmExit exit = m.error() != null
+        ? new VmExit(-1, 0, "stop failed: " + reason(m.error()), true)
+        : new VmExit(m.exit().exitCode(), m.exit().signal(), m.exit().reason(), true);
+    parent.tell(new VmExited(incarnation, exit));
+    replyStopped();
+    phase = Phase.DONE;
+    return Behaviors.stopped();
+  }
+
+  private void replyStopped() {
+    stopReplies.forEach(r -> r.tell(Done.getInstance()));
+    stopReplies.clear();
+  }
+
+  private Behavior<Object> report(Report r, boolean stop) {
+    parent.tell(r);
+    if (!stop) return this;
+    phase = Phase.DONE;
+    replyStopped();
+    return Behaviors.stopped();
+  }
+
+  private Behavior<Object> onPostStop() {
+    if (phase != Phase.DONE && vm != null) {
+      getContext().getLog().info("supervisor of VM incarnation {} stopped without Stop: the VM (pid {}) runs on, to be adopted",
+          incarnation, vm.handle().pid());
+    }
+    closeClient();
+    return this;
+  }
+
+  private void closeClient() {
+    AgentClient c = client;
+    client = null;
+    if (c != null) {
+      try {
+        c.close();
+      } catch (RuntimeException e) {
+        // closing a broken connection
+      }
+    }
+  }
+
+  private static Duration min(Duration a, Duration b) {
+    return a.compareTo(b) <= 0 ? a : b;
+  }
+
+  private static String reason(Throwable t) {
+    Throwable c = AgentStreams.unwrap(t);
+    String msg = c.getMessage();
+    return msg == null || msg.isBlank() ? c.getClass().getSimpleName() : msg;
+  }
+}
