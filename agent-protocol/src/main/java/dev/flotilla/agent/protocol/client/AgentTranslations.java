@@ -1,0 +1,148 @@
+package dev.flotilla.agent.protocol.client;
+
+import com.google.protobuf.ByteString;
+import dev.flotilla.agent.protocol.AgentProtocol;
+import dev.flotilla.agent.protocol.v1.CloseStdinRequest;
+import dev.flotilla.agent.protocol.v1.Error;
+import dev.flotilla.agent.protocol.v1.ExecProcessRequest;
+import dev.flotilla.agent.protocol.v1.GuestDetails;
+import dev.flotilla.agent.protocol.v1.HandshakeRequest;
+import dev.flotilla.agent.protocol.v1.PingRequest;
+import dev.flotilla.agent.protocol.v1.ReadFileRequest;
+import dev.flotilla.agent.protocol.v1.ReadFileResponse;
+import dev.flotilla.agent.protocol.v1.Request;
+import dev.flotilla.agent.protocol.v1.Response;
+import dev.flotilla.agent.protocol.v1.ShutdownRequest;
+import dev.flotilla.agent.protocol.v1.SignalProcessRequest;
+import dev.flotilla.agent.protocol.v1.StatsRequest;
+import dev.flotilla.agent.protocol.v1.StatsResponse;
+import dev.flotilla.agent.protocol.v1.WaitProcessRequest;
+import dev.flotilla.agent.protocol.v1.WaitProcessResponse;
+import dev.flotilla.agent.protocol.v1.WriteFileRequest;
+import dev.flotilla.agent.protocol.v1.WriteStdinRequest;
+import java.time.Duration;
+
+/** The one place where domain types and agent.proto messages meet, in both directions. */
+final class AgentTranslations {
+  private AgentTranslations() {}
+
+  static Request handshake(String sandboxId, long incarnation) {
+    return Request.newBuilder()
+        .setHandshake(HandshakeRequest.newBuilder()
+            .setSandboxId(sandboxId)
+            .setIncarnation(incarnation)
+            .setProtocolVersion(AgentProtocol.VERSION))
+        .build();
+  }
+
+  static Request exec(ExecRequest r, int initialWindow) {
+    return Request.newBuilder()
+        .setExecProcess(ExecProcessRequest.newBuilder()
+            .setExecId(r.execId())
+            .addAllArgv(r.argv())
+            .putAllEnv(r.env())
+            .setWorkingDir(r.workingDir())
+            .setStdin(r.stdin())
+            .setInitialWindow(initialWindow))
+        .build();
+  }
+
+  static Request waitProcess(String execId) {
+    return Request.newBuilder().setWaitProcess(WaitProcessRequest.newBuilder().setExecId(execId)).build();
+  }
+
+  static Request signal(String execId, int signal) {
+    return Request.newBuilder()
+        .setSignalProcess(SignalProcessRequest.newBuilder().setExecId(execId).setSignal(signal))
+        .build();
+  }
+
+  static Request writeStdin(String execId, byte[] data) {
+    return Request.newBuilder()
+        .setWriteStdin(WriteStdinRequest.newBuilder().setExecId(execId).setData(ByteString.copyFrom(data)))
+        .build();
+  }
+
+  static Request closeStdin(String execId) {
+    return Request.newBuilder().setCloseStdin(CloseStdinRequest.newBuilder().setExecId(execId)).build();
+  }
+
+  static Request writeFile(String path, long offset, byte[] data, int len, boolean first, int mode) {
+    return Request.newBuilder()
+        .setWriteFile(WriteFileRequest.newBuilder()
+            .setPath(path)
+            .setOffset(offset)
+            .setData(ByteString.copyFrom(data, 0, len))
+            .setTruncate(first)
+            .setMode(mode)
+            .setCreateParents(first))
+        .build();
+  }
+
+  static Request readFile(String path, long offset, int maxLength) {
+    return Request.newBuilder()
+        .setReadFile(ReadFileRequest.newBuilder().setPath(path).setOffset(offset).setLength(maxLength))
+        .build();
+  }
+
+  static Request stats() {
+    return Request.newBuilder().setStats(StatsRequest.getDefaultInstance()).build();
+  }
+
+  static Request ping(long nonce) {
+    return Request.newBuilder().setPing(PingRequest.newBuilder().setNonce(nonce)).build();
+  }
+
+  static Request shutdown(Duration grace, boolean powerOff) {
+    long millis = Math.max(0, Math.min(grace.toMillis(), 0xFFFF_FFFFL));
+    return Request.newBuilder()
+        .setShutdown(ShutdownRequest.newBuilder().setGraceMillis((int) millis).setPowerOff(powerOff))
+        .build();
+  }
+
+  static GuestInfo guestInfo(GuestDetails d) {
+    return new GuestInfo(d.getKernel(), d.getHostname(), d.getAgentVersion(), d.getPidNamespaceRoot(),
+        d.getProtocolVersion(), d.getAgentPid(), d.getVirtualization(), d.getBootTimeUnixMs());
+  }
+
+  static ExitStatus exitStatus(WaitProcessResponse r) {
+    return new ExitStatus(r.getExitCode(), r.getSignal());
+  }
+
+  static FileChunk fileChunk(ReadFileResponse r) {
+    return new FileChunk(r.getData().toByteArray(), r.getEof(), r.getSize());
+  }
+
+  static GuestStats guestStats(StatsResponse r) {
+    return new GuestStats(r.getMemoryUsedBytes(), r.getMemoryTotalBytes(), r.getCpuTimeNanos(),
+        r.getProcessCount(), r.getUptimeMillis());
+  }
+
+  /** The agent's error as an exception; {@code what} names the call for the message. */
+  static AgentException error(Error e, String what) {
+    return new AgentException(code(e.getCode()), what + ": " + e.getMessage());
+  }
+
+  static AgentException.Code code(Error.Code c) {
+    return switch (c) {
+      case INVALID_ARGUMENT -> AgentException.Code.INVALID_ARGUMENT;
+      case NOT_FOUND -> AgentException.Code.NOT_FOUND;
+      case ALREADY_EXISTS -> AgentException.Code.ALREADY_EXISTS;
+      case PERMISSION_DENIED -> AgentException.Code.PERMISSION_DENIED;
+      case RESOURCE_EXHAUSTED -> AgentException.Code.RESOURCE_EXHAUSTED;
+      case FAILED_PRECONDITION -> AgentException.Code.FAILED_PRECONDITION;
+      case UNIMPLEMENTED -> AgentException.Code.UNIMPLEMENTED;
+      case INTERNAL -> AgentException.Code.INTERNAL;
+      case UNAVAILABLE -> AgentException.Code.UNAVAILABLE;
+      case UNKNOWN, UNRECOGNIZED -> AgentException.Code.UNKNOWN;
+    };
+  }
+
+  /** The expected payload of a response, or the agent's error as an exception. */
+  static Response expect(Response r, Response.KindCase expected, String what) {
+    if (r.getKindCase() == expected) return r;
+    if (r.getKindCase() == Response.KindCase.ERROR) throw error(r.getError(), what);
+    throw new AgentException(AgentException.Code.INTERNAL,
+        what + ": agent answered " + r.getKindCase() + ", expected " + expected);
+  }
+}

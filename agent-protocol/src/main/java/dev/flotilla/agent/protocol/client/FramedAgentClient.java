@@ -1,0 +1,452 @@
+package dev.flotilla.agent.protocol.client;
+
+import com.google.protobuf.InvalidProtocolBufferException;
+import dev.flotilla.agent.protocol.frame.Frame;
+import dev.flotilla.agent.protocol.frame.FrameConnection;
+import dev.flotilla.agent.protocol.frame.ProtocolException;
+import dev.flotilla.agent.protocol.v1.Request;
+import dev.flotilla.agent.protocol.v1.Response;
+import dev.flotilla.agent.protocol.v1.Response.KindCase;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.lang.System.Logger.Level;
+import java.time.Duration;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.SynchronousQueue;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * {@link AgentClient} over one {@link FrameConnection}: each call is a REQUEST on a fresh,
+ * client-allocated stream id answered by one RESPONSE; an exec's output then arrives as DATA on
+ * the exec's stream, paced by the WINDOW_UPDATEs this client sends as the sink releases data.
+ */
+public final class FramedAgentClient implements AgentClient {
+
+  private static final System.Logger LOG = System.getLogger(FramedAgentClient.class.getName());
+  /** One timer thread for the deadlines of every client in the JVM. */
+  private static final ScheduledExecutorService DEADLINES = daemonScheduler();
+  /** File transfers read/write caller streams, which may block: never on the reader thread. */
+  private static final ExecutorService TRANSFERS = daemonPool();
+
+  private final FrameConnection connection;
+  private final ClientOptions options;
+  private final AtomicInteger nextStreamId = new AtomicInteger(1);
+  private final Map<Integer, CompletableFuture<Response>> calls = new ConcurrentHashMap<>();
+  private final Map<Integer, ExecOutput> outputs = new ConcurrentHashMap<>();
+  private final CompletableFuture<Void> closed = new CompletableFuture<>();
+
+  public FramedAgentClient(InputStream in, OutputStream out, String description, ClientOptions options) {
+    this.options = options;
+    this.connection = new FrameConnection(in, out, description, options.maxPayload());
+    connection.closed().thenAccept(this::onClosed);
+    connection.start(this::onFrame);
+  }
+
+  public String description() {
+    return connection.description();
+  }
+
+  @Override
+  public CompletableFuture<GuestInfo> handshake(String sandboxId, long incarnation, Duration deadline) {
+    return call(AgentTranslations.handshake(sandboxId, incarnation), deadline, "handshake")
+        .thenApply(r -> AgentTranslations.guestInfo(
+            AgentTranslations.expect(r, KindCase.HANDSHAKE, "handshake").getHandshake()));
+  }
+
+  @Override
+  public CompletableFuture<Long> exec(ExecRequest request, OutputSink sink, Duration deadline) {
+    int id = allocateStreamId();
+    ExecOutput output = new ExecOutput(id, sink, options.outputWindow());
+    // Registered before the request goes out: DATA may follow the RESPONSE immediately.
+    outputs.put(id, output);
+    String what = "exec " + request.execId();
+    return call(id, AgentTranslations.exec(request, options.outputWindow()), deadline, what)
+        .handle((r, e) -> {
+          if (e == null && r.getKindCase() == KindCase.EXEC_PROCESS) return r.getExecProcess().getPid();
+          Throwable cause = unwrap(e);
+          // On a timeout the process may still start in the guest: keep delivering its output.
+          if (!(cause instanceof AgentException ae && ae.code() == AgentException.Code.DEADLINE_EXCEEDED)) {
+            outputs.remove(id);
+          }
+          if (cause != null) throw asCompletion(cause);
+          return AgentTranslations.expect(r, KindCase.EXEC_PROCESS, what).getExecProcess().getPid();
+        });
+  }
+
+  @Override
+  public CompletableFuture<ExitStatus> waitProcess(String execId, Duration deadline) {
+    String what = "waitProcess " + execId;
+    return call(AgentTranslations.waitProcess(execId), deadline, what)
+        .thenApply(r -> AgentTranslations.exitStatus(
+            AgentTranslations.expect(r, KindCase.WAIT_PROCESS, what).getWaitProcess()));
+  }
+
+  @Override
+  public CompletableFuture<Void> signalProcess(String execId, int signal, Duration deadline) {
+    String what = "signalProcess " + execId + " " + signal;
+    return call(AgentTranslations.signal(execId, signal), deadline, what)
+        .thenAccept(r -> AgentTranslations.expect(r, KindCase.SIGNAL_PROCESS, what));
+  }
+
+  @Override
+  public CompletableFuture<Void> writeStdin(String execId, byte[] data, Duration deadline) {
+    String what = "writeStdin " + execId;
+    return call(AgentTranslations.writeStdin(execId, data), deadline, what)
+        .thenAccept(r -> AgentTranslations.expect(r, KindCase.WRITE_STDIN, what));
+  }
+
+  @Override
+  public CompletableFuture<Void> closeStdin(String execId, Duration deadline) {
+    String what = "closeStdin " + execId;
+    return call(AgentTranslations.closeStdin(execId), deadline, what)
+        .thenAccept(r -> AgentTranslations.expect(r, KindCase.CLOSE_STDIN, what));
+  }
+
+  @Override
+  public CompletableFuture<Long> writeFile(String path, InputStream data, int mode, Duration deadline) {
+    long deadlineAt = System.nanoTime() + deadline.toNanos();
+    String what = "writeFile " + path;
+    return transfer(deadline, what, () -> {
+      byte[] buf = new byte[options.fileChunk()];
+      long offset = 0;
+      long size = 0;
+      boolean first = true;
+      while (true) {
+        int n = data.readNBytes(buf, 0, buf.length);
+        if (n == 0 && !first) break;
+        Response r = await(call(AgentTranslations.writeFile(path, offset, buf, n, first, mode),
+            remaining(deadlineAt, what), what));
+        size = AgentTranslations.expect(r, KindCase.WRITE_FILE, what).getWriteFile().getSize();
+        offset += n;
+        first = false;
+        if (n < buf.length) break;
+      }
+      return size;
+    });
+  }
+
+  @Override
+  public CompletableFuture<Long> readFile(String path, OutputStream out, Duration deadline) {
+    long deadlineAt = System.nanoTime() + deadline.toNanos();
+    String what = "readFile " + path;
+    return transfer(deadline, what, () -> {
+      long offset = 0;
+      while (true) {
+        FileChunk chunk = await(readFileChunk(path, offset, options.fileChunk(), remaining(deadlineAt, what)));
+        out.write(chunk.data());
+        offset += chunk.data().length;
+        if (chunk.eof() || chunk.data().length == 0) return offset;
+      }
+    });
+  }
+
+  @Override
+  public CompletableFuture<FileChunk> readFileChunk(String path, long offset, int maxLength, Duration deadline) {
+    String what = "readFile " + path + " at " + offset;
+    int length = Math.min(maxLength, options.fileChunk());
+    return call(AgentTranslations.readFile(path, offset, length), deadline, what)
+        .thenApply(r -> AgentTranslations.fileChunk(
+            AgentTranslations.expect(r, KindCase.READ_FILE, what).getReadFile()));
+  }
+
+  @Override
+  public CompletableFuture<GuestStats> stats(Duration deadline) {
+    return call(AgentTranslations.stats(), deadline, "stats")
+        .thenApply(r -> AgentTranslations.guestStats(
+            AgentTranslations.expect(r, KindCase.STATS, "stats").getStats()));
+  }
+
+  @Override
+  public CompletableFuture<Duration> ping(Duration deadline) {
+    long nonce = ThreadLocalRandom.current().nextLong();
+    long start = System.nanoTime();
+    return call(AgentTranslations.ping(nonce), deadline, "ping").thenApply(r -> {
+      long took = System.nanoTime() - start;
+      long echoed = AgentTranslations.expect(r, KindCase.PING, "ping").getPing().getNonce();
+      if (echoed != nonce) {
+        throw new AgentException(AgentException.Code.INTERNAL, "ping: agent echoed nonce " + echoed + ", sent " + nonce);
+      }
+      return Duration.ofNanos(took);
+    });
+  }
+
+  @Override
+  public CompletableFuture<Void> shutdown(Duration grace, boolean powerOff, Duration deadline) {
+    return call(AgentTranslations.shutdown(grace, powerOff), deadline, "shutdown")
+        .thenAccept(r -> AgentTranslations.expect(r, KindCase.SHUTDOWN, "shutdown"));
+  }
+
+  @Override
+  public CompletableFuture<Void> closed() {
+    return closed;
+  }
+
+  @Override
+  public boolean isOpen() {
+    return connection.isOpen();
+  }
+
+  @Override
+  public void close() {
+    connection.close();
+  }
+
+  @Override
+  public String toString() {
+    return "FramedAgentClient[" + connection.description() + (isOpen() ? "" : ", closed") + "]";
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Calls
+
+  private int allocateStreamId() {
+    return nextStreamId.getAndUpdate(i -> i == Integer.MAX_VALUE ? 1 : i + 1);
+  }
+
+  private CompletableFuture<Response> call(Request request, Duration deadline, String what) {
+    return call(allocateStreamId(), request, deadline, what);
+  }
+
+  private CompletableFuture<Response> call(int id, Request request, Duration deadline, String what) {
+    CompletableFuture<Response> f = new CompletableFuture<>();
+    if (!connection.isOpen()) {
+      f.completeExceptionally(lost(what, null));
+      return f;
+    }
+    calls.put(id, f);
+    ScheduledFuture<?> timer = DEADLINES.schedule(() -> {
+      if (calls.remove(id, f)) {
+        f.completeExceptionally(new AgentException(AgentException.Code.DEADLINE_EXCEEDED,
+            what + ": no answer from " + connection.description() + " within " + deadline));
+      }
+    }, Math.max(0, deadline.toNanos()), TimeUnit.NANOSECONDS);
+    f.whenComplete((r, e) -> timer.cancel(false));
+    try {
+      connection.send(Frame.request(id, request.toByteArray()));
+    } catch (IllegalArgumentException e) {
+      calls.remove(id);
+      f.completeExceptionally(new AgentException(AgentException.Code.INVALID_ARGUMENT, what + ": " + e.getMessage()));
+    } catch (IOException e) {
+      calls.remove(id);
+      f.completeExceptionally(lost(what, e));
+    }
+    return f;
+  }
+
+  private AgentException lost(String what, Throwable cause) {
+    Throwable c = cause != null ? cause : connection.closed().getNow(null);
+    return new AgentException(AgentException.Code.CONNECTION_LOST,
+        what + ": connection to " + connection.description() + " lost" + (c == null ? "" : ": " + c.getMessage()), c);
+  }
+
+  private void onFrame(Frame frame) throws ProtocolException {
+    switch (frame.type()) {
+      case RESPONSE -> {
+        Response r;
+        try {
+          r = Response.parseFrom(frame.payload());
+        } catch (InvalidProtocolBufferException e) {
+          throw new ProtocolException("malformed Response on stream " + frame.streamId() + ": " + e.getMessage(), e);
+        }
+        CompletableFuture<Response> f = calls.remove(frame.streamId());
+        if (f != null) f.complete(r);
+      }
+      case DATA -> {
+        ExecOutput o = outputs.get(frame.streamId());
+        if (o != null) o.onData(frame);
+      }
+      case WINDOW_UPDATE -> {
+        // The agent grants no credit today (stdin is request/response): nothing to do.
+      }
+      case REQUEST -> throw new ProtocolException("unexpected REQUEST from the agent on stream " + frame.streamId());
+      default -> throw new ProtocolException("unexpected " + frame.type() + " frame");
+    }
+  }
+
+  private void onClosed(Throwable cause) {
+    for (Integer id : calls.keySet()) {
+      CompletableFuture<Response> f = calls.remove(id);
+      if (f != null) f.completeExceptionally(lost("call on stream " + id, cause));
+    }
+    for (Integer id : outputs.keySet()) {
+      ExecOutput o = outputs.remove(id);
+      if (o != null) o.fail(lost("output of stream " + id, cause));
+    }
+    closed.complete(null);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // File transfers
+
+  private interface Transfer<T> {
+    T run() throws Exception;
+  }
+
+  private <T> CompletableFuture<T> transfer(Duration deadline, String what, Transfer<T> body) {
+    CompletableFuture<T> result = new CompletableFuture<>();
+    TRANSFERS.execute(() -> {
+      try {
+        result.complete(body.run());
+      } catch (Throwable t) {
+        Throwable c = unwrap(t);
+        result.completeExceptionally(c instanceof AgentException ? c
+            : new AgentException(AgentException.Code.INTERNAL, what + ": " + c, c));
+      }
+    });
+    return result;
+  }
+
+  private static Duration remaining(long deadlineAt, String what) {
+    long left = deadlineAt - System.nanoTime();
+    if (left <= 0) throw new AgentException(AgentException.Code.DEADLINE_EXCEEDED, what + ": deadline passed");
+    return Duration.ofNanos(left);
+  }
+
+  private static <T> T await(CompletableFuture<T> f) throws InterruptedException {
+    try {
+      return f.get();
+    } catch (ExecutionException e) {
+      Throwable c = unwrap(e);
+      if (c instanceof RuntimeException re) throw re;
+      throw new CompletionException(c);
+    }
+  }
+
+  private static Throwable unwrap(Throwable t) {
+    while ((t instanceof CompletionException || t instanceof ExecutionException) && t.getCause() != null) {
+      t = t.getCause();
+    }
+    return t;
+  }
+
+  private static CompletionException asCompletion(Throwable t) {
+    return t instanceof CompletionException ce ? ce : new CompletionException(t);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Output streams and flow control
+
+  /** The output of one exec: hands DATA to the sink and returns credit as the sink releases it. */
+  private final class ExecOutput {
+    private final int streamId;
+    private final OutputSink sink;
+    private final int window;
+    /** Per channel (0 stdout, 1 stderr): bytes received and not yet credited back. */
+    private final long[] inFlight = new long[2];
+    /** Per channel: bytes released by the sink, not yet sent as a WINDOW_UPDATE. */
+    private final long[] released = new long[2];
+    private final boolean[] ended = new boolean[2];
+    private final AtomicBoolean failed = new AtomicBoolean();
+
+    ExecOutput(int streamId, OutputSink sink, int window) {
+      this.streamId = streamId;
+      this.sink = sink;
+      this.window = window;
+    }
+
+    void onData(Frame frame) throws ProtocolException {
+      int ch = frame.stderr() ? 1 : 0;
+      OutputSink.Channel channel = frame.stderr() ? OutputSink.Channel.STDERR : OutputSink.Channel.STDOUT;
+      int len = frame.payload().length;
+      if (len > 0) {
+        synchronized (this) {
+          if (ended[ch]) throw new ProtocolException("DATA after end of " + channel + " on stream " + streamId);
+          inFlight[ch] += len;
+          if (inFlight[ch] > window) {
+            throw new ProtocolException("agent overran the flow-control window of " + window + " bytes on "
+                + channel + " of stream " + streamId);
+          }
+        }
+        AtomicBoolean once = new AtomicBoolean();
+        Runnable release = () -> {
+          if (once.compareAndSet(false, true)) release(ch, len);
+        };
+        try {
+          sink.onData(channel, frame.payload(), release);
+        } catch (RuntimeException e) {
+          LOG.log(Level.WARNING, "output sink of stream " + streamId + " failed; its data is dropped", e);
+          release.run();
+        }
+      }
+      if (frame.endOfStream()) {
+        boolean all;
+        synchronized (this) {
+          ended[ch] = true;
+          all = ended[0] && ended[1];
+        }
+        if (all) outputs.remove(streamId, this);
+        try {
+          sink.onEnd(channel);
+        } catch (RuntimeException e) {
+          LOG.log(Level.WARNING, "output sink of stream " + streamId + " failed at end of " + channel, e);
+        }
+      }
+    }
+
+    private void release(int ch, int len) {
+      int credit = 0;
+      synchronized (this) {
+        released[ch] += len;
+        // Coalesced: one update per quarter window. Never a deadlock, as the agent keeps at least
+        // three quarters of its window while less than a quarter waits here.
+        if (!ended[ch] && released[ch] >= Math.max(1, window / 4)) {
+          credit = (int) released[ch];
+          inFlight[ch] -= credit;
+          released[ch] = 0;
+        }
+      }
+      if (credit > 0) connection.trySend(Frame.windowUpdate(streamId, ch == 1, credit));
+    }
+
+    void fail(AgentException e) {
+      boolean open;
+      synchronized (this) {
+        open = !(ended[0] && ended[1]);
+      }
+      if (open && failed.compareAndSet(false, true)) {
+        try {
+          sink.onError(e);
+        } catch (RuntimeException ex) {
+          LOG.log(Level.WARNING, "output sink of stream " + streamId + " failed in onError", ex);
+        }
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  private static ScheduledExecutorService daemonScheduler() {
+    ScheduledThreadPoolExecutor s = new ScheduledThreadPoolExecutor(1, r -> {
+      Thread t = new Thread(r, "agent-client-deadlines");
+      t.setDaemon(true);
+      return t;
+    });
+    s.setRemoveOnCancelPolicy(true);
+    return Executors.unconfigurableScheduledExecutorService(s);
+  }
+
+  private static ExecutorService daemonPool() {
+    AtomicInteger n = new AtomicInteger();
+    ThreadPoolExecutor p = new ThreadPoolExecutor(0, 64, 30, TimeUnit.SECONDS, new SynchronousQueue<>(), r -> {
+      Thread t = new Thread(r, "agent-client-transfer-" + n.incrementAndGet());
+      t.setDaemon(true);
+      return t;
+    });
+    return p;
+  }
+
+}

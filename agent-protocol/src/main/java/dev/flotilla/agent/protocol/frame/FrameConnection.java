@@ -1,0 +1,228 @@
+package dev.flotilla.agent.protocol.frame;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.InterruptedIOException;
+import java.io.OutputStream;
+import java.lang.System.Logger.Level;
+import java.util.Objects;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * A framed connection over any byte stream pair, used by host and guest alike.
+ *
+ * <p>One reader thread decodes frames and hands them to the {@link Handler} in order; writes are
+ * serialized so that frames never interleave. A frame that breaks the rules (or a handler that
+ * throws {@link ProtocolException}) ends the connection: a GOAWAY with the reason is sent best
+ * effort, both streams are closed and {@link #closed()} completes with the cause. The reader
+ * thread always ends with the connection, whatever the peer sends.
+ */
+public final class FrameConnection implements AutoCloseable {
+
+  private static final System.Logger LOG = System.getLogger(FrameConnection.class.getName());
+  private static final AtomicInteger COUNTER = new AtomicInteger();
+  /** Closes connections whose GOAWAY write does not finish (a peer that never reads). */
+  private static final ScheduledExecutorService WATCHDOG = watchdog();
+
+  /** Receives the frames of a connection, on its reader thread. */
+  @FunctionalInterface
+  public interface Handler {
+    /** GOAWAY frames are handled by the connection itself and never reach the handler. */
+    void onFrame(Frame frame) throws ProtocolException;
+  }
+
+  private final InputStream in;
+  private final OutputStream out;
+  private final String description;
+  private final FrameCodec codec;
+  private final ReentrantLock writeLock = new ReentrantLock();
+  private final AtomicBoolean closing = new AtomicBoolean();
+  private final AtomicBoolean started = new AtomicBoolean();
+  private final CompletableFuture<Throwable> closed = new CompletableFuture<>();
+  private volatile Handler handler;
+  private volatile Thread reader;
+
+  public FrameConnection(InputStream in, OutputStream out, String description, int maxPayload) {
+    this.in = Objects.requireNonNull(in, "in");
+    this.out = Objects.requireNonNull(out, "out");
+    this.description = Objects.requireNonNull(description, "description");
+    this.codec = new FrameCodec(maxPayload);
+  }
+
+  /** Starts the reader thread; frames go to {@code handler}. Call once. */
+  public void start(Handler handler) {
+    if (!started.compareAndSet(false, true)) throw new IllegalStateException("already started: " + description);
+    this.handler = Objects.requireNonNull(handler, "handler");
+    Thread t = new Thread(this::readLoop, "frame-reader-" + COUNTER.incrementAndGet() + "-" + description);
+    t.setDaemon(true);
+    reader = t;
+    t.start();
+  }
+
+  public String description() {
+    return description;
+  }
+
+  public int maxPayload() {
+    return codec.maxPayload();
+  }
+
+  public boolean isOpen() {
+    return !closing.get();
+  }
+
+  /**
+   * Completes when the connection has closed: with {@code null} after a clean end (EOF, local
+   * close), otherwise with the cause (a {@link ProtocolException}, an I/O error, or a
+   * {@link GoAwayException} when the peer said goodbye). Never completes exceptionally.
+   */
+  public CompletableFuture<Throwable> closed() {
+    return closed;
+  }
+
+  /**
+   * Sends a frame; blocks while the peer does not read.
+   *
+   * @throws IOException when the connection is closed or the write fails (the connection is then closed)
+   */
+  public void send(Frame frame) throws IOException {
+    byte[] bytes = codec.encode(frame);
+    writeLock.lock();
+    try {
+      if (closing.get()) throw new IOException("connection " + description + " is closed");
+      out.write(bytes);
+      out.flush();
+    } catch (IOException e) {
+      closeWith(e, null);
+      throw e;
+    } finally {
+      writeLock.unlock();
+    }
+  }
+
+  /** Sends a frame, reporting failure (connection closed) as {@code false} instead of an exception. */
+  public boolean trySend(Frame frame) {
+    try {
+      send(frame);
+      return true;
+    } catch (IOException e) {
+      return false;
+    }
+  }
+
+  /** Closes the connection without a reason. */
+  @Override
+  public void close() {
+    closeWith(null, null);
+  }
+
+  /** Sends GOAWAY({@code reason}) best effort and closes. */
+  public void goAway(String reason) {
+    closeWith(null, reason);
+  }
+
+  private void readLoop() {
+    Throwable cause = null;
+    try {
+      while (!closing.get()) {
+        Frame f = codec.read(in);
+        if (f == null) break;
+        if (f.type() == FrameType.GOAWAY) {
+          cause = new GoAwayException(f.reason());
+          break;
+        }
+        handler.onFrame(f);
+      }
+    } catch (ProtocolException e) {
+      LOG.log(Level.WARNING, "closing " + description + ": " + e.getMessage());
+      closeWith(e, e.getMessage());
+      return;
+    } catch (InterruptedIOException e) {
+      cause = closing.get() ? null : e;
+    } catch (IOException e) {
+      cause = closing.get() ? null : e;
+    } catch (RuntimeException | Error e) {
+      LOG.log(Level.ERROR, "frame handler of " + description + " failed", e);
+      closeWith(e, "internal error: " + e);
+      return;
+    }
+    closeWith(cause, null);
+  }
+
+  private void closeWith(Throwable cause, String goAwayReason) {
+    if (!closing.compareAndSet(false, true)) return;
+    try {
+      if (goAwayReason != null) sendGoAway(goAwayReason);
+    } finally {
+      closeQuietly(out);
+      closeQuietly(in);
+      Thread r = reader;
+      // Some streams (pipes) only notice a close when their blocked reader is interrupted.
+      if (r != null && r != Thread.currentThread()) r.interrupt();
+      closed.complete(cause);
+    }
+  }
+
+  private void sendGoAway(String reason) {
+    byte[] bytes = reason.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+    int max = Math.min(codec.maxPayload(), 1024);
+    if (bytes.length > max) bytes = java.util.Arrays.copyOf(bytes, max);
+    byte[] frame = codec.encode(new Frame(0, FrameType.GOAWAY, 0, bytes));
+    // A peer that never reads could block this write forever: close the streams under it then.
+    var guard = WATCHDOG.schedule(() -> {
+      closeQuietly(out);
+      closeQuietly(in);
+    }, 2, TimeUnit.SECONDS);
+    try {
+      if (writeLock.tryLock(1, TimeUnit.SECONDS)) {
+        try {
+          out.write(frame);
+          out.flush();
+        } finally {
+          writeLock.unlock();
+        }
+      }
+    } catch (IOException | InterruptedException e) {
+      if (e instanceof InterruptedException) Thread.currentThread().interrupt();
+    } finally {
+      guard.cancel(false);
+    }
+  }
+
+  private static void closeQuietly(AutoCloseable c) {
+    try {
+      c.close();
+    } catch (Exception ignored) {
+      // closing is best effort
+    }
+  }
+
+  private static ScheduledExecutorService watchdog() {
+    ScheduledThreadPoolExecutor s = new ScheduledThreadPoolExecutor(1, r -> {
+      Thread t = new Thread(r, "frame-goaway-watchdog");
+      t.setDaemon(true);
+      return t;
+    });
+    s.setRemoveOnCancelPolicy(true);
+    return Executors.unconfigurableScheduledExecutorService(s);
+  }
+
+  @Override
+  public String toString() {
+    return "FrameConnection[" + description + (isOpen() ? "" : ", closed") + "]";
+  }
+
+  /** The peer closed the connection with a GOAWAY; the message is its reason. */
+  public static final class GoAwayException extends IOException {
+    public GoAwayException(String reason) {
+      super("peer sent GOAWAY: " + reason);
+    }
+  }
+}

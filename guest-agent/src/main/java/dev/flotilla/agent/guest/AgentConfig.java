@@ -1,0 +1,35 @@
+package dev.flotilla.agent.guest;
+
+import dev.flotilla.agent.protocol.AgentProtocol;
+import java.time.Duration;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * What the agent was started for and how.
+ *
+ * @param sandboxId the sandbox this agent serves; a handshake naming another is refused
+ * @param incarnation the VM incarnation; a handshake naming another is refused (fencing)
+ * @param maxPayload frame payload limit
+ * @param fileChunk largest ReadFile answer
+ * @param exitRetention how long an exited process stays known after a WaitProcess reported it
+ * @param powerOffCommand run after a Shutdown with power_off (a VM build passes e.g. {@code poweroff -f});
+ *     empty: the agent just exits
+ */
+public record AgentConfig(
+    String sandboxId,
+    long incarnation,
+    int maxPayload,
+    int fileChunk,
+    Duration exitRetention,
+    List<String> powerOffCommand) {
+  public AgentConfig {
+    Objects.requireNonNull(sandboxId, "sandboxId");
+    powerOffCommand = List.copyOf(powerOffCommand);
+  }
+
+  public static AgentConfig of(String sandboxId, long incarnation) {
+    return new AgentConfig(sandboxId, incarnation, AgentProtocol.DEFAULT_MAX_PAYLOAD, 512 * 1024,
+        Duration.ofSeconds(30), List.of());
+  }
+}

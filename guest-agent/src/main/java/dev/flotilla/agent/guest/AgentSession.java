@@ -1,0 +1,187 @@
+package dev.flotilla.agent.guest;
+
+import com.google.protobuf.InvalidProtocolBufferException;
+import dev.flotilla.agent.guest.process.GuestProcess;
+import dev.flotilla.agent.guest.process.ProcessExit;
+import dev.flotilla.agent.guest.process.ProcessTable;
+import dev.flotilla.agent.protocol.frame.Frame;
+import dev.flotilla.agent.protocol.frame.FrameConnection;
+import dev.flotilla.agent.protocol.frame.ProtocolException;
+import dev.flotilla.agent.protocol.v1.Empty;
+import dev.flotilla.agent.protocol.v1.Error;
+import dev.flotilla.agent.protocol.v1.ExecProcessResponse;
+import dev.flotilla.agent.protocol.v1.HandshakeRequest;
+import dev.flotilla.agent.protocol.v1.PingResponse;
+import dev.flotilla.agent.protocol.v1.Request;
+import dev.flotilla.agent.protocol.v1.Response;
+import dev.flotilla.agent.protocol.v1.WaitProcessResponse;
+import dev.flotilla.agent.protocol.v1.WriteStdinResponse;
+import java.lang.System.Logger.Level;
+import java.time.Duration;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Supplier;
+
+/**
+ * One host connection: checks the handshake, runs each request (check, do, map the error) and
+ * routes WINDOW_UPDATEs to the output of the processes it started.
+ *
+ * <p>Handshake, exec, wait, signal and ping run on the reader thread, in the order they came;
+ * calls that may block (stdin, files, stats, shutdown) run elsewhere so that the reader keeps
+ * taking WINDOW_UPDATEs.
+ */
+final class AgentSession implements FrameConnection.Handler {
+
+  private static final System.Logger LOG = System.getLogger(AgentSession.class.getName());
+
+  private final GuestAgent agent;
+  private final FrameConnection conn;
+  /** Processes this connection started, by the stream their output goes to. */
+  private final Map<Integer, GuestProcess> outputs = new ConcurrentHashMap<>();
+  private volatile boolean handshaken;
+
+  AgentSession(GuestAgent agent, FrameConnection conn) {
+    this.agent = agent;
+    this.conn = conn;
+  }
+
+  @Override
+  public void onFrame(Frame frame) throws ProtocolException {
+    switch (frame.type()) {
+      case REQUEST -> onRequest(frame.streamId(), frame.payload());
+      case WINDOW_UPDATE -> {
+        GuestProcess p = outputs.get(frame.streamId());
+        if (p != null) p.grant(frame.stderr(), frame.windowIncrement());
+      }
+      default -> throw new ProtocolException("unexpected " + frame.type() + " frame from the host on stream "
+          + frame.streamId());
+    }
+  }
+
+  /** The connection is gone; its processes live on and their output is drained and dropped. */
+  void onClosed(Throwable cause) {
+    if (cause != null) LOG.log(Level.INFO, conn.description() + " closed: " + cause.getMessage());
+    for (GuestProcess p : outputs.values()) p.discardOutput();
+    outputs.clear();
+  }
+
+  private void onRequest(int streamId, byte[] payload) {
+    Request request;
+    try {
+      request = Request.parseFrom(payload);
+    } catch (InvalidProtocolBufferException e) {
+      reply(streamId, error(AgentError.invalid("malformed Request: " + e.getMessage())));
+      return;
+    }
+    try {
+      if (!handshaken && request.getKindCase() != Request.KindCase.HANDSHAKE) {
+        throw AgentError.precondition("handshake required before " + request.getKindCase());
+      }
+      switch (request.getKindCase()) {
+        case HANDSHAKE -> reply(streamId, handshake(request.getHandshake()));
+        case EXEC_PROCESS -> exec(streamId, request);
+        case WAIT_PROCESS -> waitProcess(streamId, request.getWaitProcess().getExecId());
+        case SIGNAL_PROCESS -> {
+          agent.processes().get(request.getSignalProcess().getExecId()).signal(request.getSignalProcess().getSignal());
+          reply(streamId, Response.newBuilder().setSignalProcess(Empty.getDefaultInstance()).build());
+        }
+        case WRITE_STDIN -> later(streamId, agent.processes().get(request.getWriteStdin().getExecId())
+            .writeStdin(request.getWriteStdin().getData().toByteArray())
+            .thenApply(n -> Response.newBuilder().setWriteStdin(WriteStdinResponse.newBuilder().setLength(n)).build()));
+        case CLOSE_STDIN -> later(streamId, agent.processes().get(request.getCloseStdin().getExecId()).closeStdin()
+            .thenApply(v -> Response.newBuilder().setCloseStdin(Empty.getDefaultInstance()).build()));
+        case WRITE_FILE -> onWorker(streamId,
+            () -> Response.newBuilder().setWriteFile(agent.files().write(request.getWriteFile())).build());
+        case READ_FILE -> onWorker(streamId,
+            () -> Response.newBuilder().setReadFile(agent.files().read(request.getReadFile())).build());
+        case STATS -> onWorker(streamId, () -> Response.newBuilder().setStats(agent.probe().stats()).build());
+        case PING -> reply(streamId, Response.newBuilder()
+            .setPing(PingResponse.newBuilder().setNonce(request.getPing().getNonce())).build());
+        case SHUTDOWN -> shutdown(streamId, request);
+        case KIND_NOT_SET -> throw AgentError.invalid("empty request: no call named (unknown to this agent?)");
+      }
+    } catch (AgentError e) {
+      reply(streamId, error(e));
+    } catch (RuntimeException e) {
+      LOG.log(Level.ERROR, "request " + request.getKindCase() + " failed", e);
+      reply(streamId, error(new AgentError(Error.Code.INTERNAL, request.getKindCase() + " failed: " + e)));
+    }
+  }
+
+  private Response handshake(HandshakeRequest h) {
+    AgentConfig c = agent.config();
+    if (!h.getSandboxId().equals(c.sandboxId()) || h.getIncarnation() != c.incarnation()) {
+      throw AgentError.precondition("stale incarnation: this agent serves sandbox '" + c.sandboxId()
+          + "' incarnation " + c.incarnation() + ", the host named sandbox '" + h.getSandboxId()
+          + "' incarnation " + h.getIncarnation());
+    }
+    handshaken = true;
+    return Response.newBuilder().setHandshake(agent.probe().details()).build();
+  }
+
+  private void exec(int streamId, Request request) {
+    ProcessTable.Started started = agent.processes()
+        .start(request.getExecProcess(), streamId, conn::trySend);
+    outputs.put(streamId, started.process());
+    started.process().exit().thenCompose(x -> CompletableFuture.allOf(started.stdout().done(), started.stderr().done()))
+        .thenRun(() -> outputs.remove(streamId));
+    reply(streamId, Response.newBuilder()
+        .setExecProcess(ExecProcessResponse.newBuilder().setPid(started.process().pid())).build());
+    if (!conn.isOpen()) started.process().discardOutput();
+    started.startOutput();
+  }
+
+  private void waitProcess(int streamId, String execId) {
+    GuestProcess p = agent.processes().get(execId);
+    p.exit().thenAccept(exit -> {
+      reply(streamId, Response.newBuilder().setWaitProcess(toProto(exit)).build());
+      agent.processes().exitReported(p);
+    });
+  }
+
+  private static WaitProcessResponse toProto(ProcessExit e) {
+    return WaitProcessResponse.newBuilder().setExitCode(e.exitCode()).setSignal(e.signal()).build();
+  }
+
+  private void shutdown(int streamId, Request request) {
+    Duration grace = Duration.ofMillis(Integer.toUnsignedLong(request.getShutdown().getGraceMillis()));
+    boolean powerOff = request.getShutdown().getPowerOff();
+    Thread t = new Thread(() -> {
+      agent.stopProcesses(grace);
+      reply(streamId, Response.newBuilder().setShutdown(Empty.getDefaultInstance()).build());
+      agent.exit(powerOff);
+    }, "agent-shutdown");
+    t.setDaemon(true);
+    t.start();
+  }
+
+  private void onWorker(int streamId, Supplier<Response> call) {
+    later(streamId, CompletableFuture.supplyAsync(call, agent.workers()));
+  }
+
+  private void later(int streamId, CompletableFuture<Response> f) {
+    f.whenComplete((r, e) -> {
+      if (e == null) {
+        reply(streamId, r);
+        return;
+      }
+      Throwable c = e instanceof CompletionException && e.getCause() != null ? e.getCause() : e;
+      if (c instanceof AgentError ae) {
+        reply(streamId, error(ae));
+      } else {
+        LOG.log(Level.ERROR, "request on stream " + streamId + " failed", c);
+        reply(streamId, error(new AgentError(Error.Code.INTERNAL, String.valueOf(c))));
+      }
+    });
+  }
+
+  private static Response error(AgentError e) {
+    return Response.newBuilder().setError(e.toProto()).build();
+  }
+
+  private void reply(int streamId, Response r) {
+    conn.trySend(Frame.response(streamId, r.toByteArray()));
+  }
+}

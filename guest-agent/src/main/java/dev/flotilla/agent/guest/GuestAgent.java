@@ -1,0 +1,143 @@
+package dev.flotilla.agent.guest;
+
+import dev.flotilla.agent.guest.process.GuestProcess;
+import dev.flotilla.agent.guest.process.ProcessTable;
+import dev.flotilla.agent.guest.system.FileService;
+import dev.flotilla.agent.guest.system.GuestProbe;
+import dev.flotilla.agent.protocol.AgentProtocol;
+import dev.flotilla.agent.protocol.frame.FrameConnection;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.lang.System.Logger.Level;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.SynchronousQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * The agent: state shared by every connection (identity, processes) and the transport-agnostic
+ * server loop. A connection is any pair of byte streams; see {@link #serve}.
+ */
+public final class GuestAgent {
+
+  private static final System.Logger LOG = System.getLogger(GuestAgent.class.getName());
+
+  /** What happens once a Shutdown has been answered. */
+  @FunctionalInterface
+  public interface ExitAction {
+    void exit(boolean powerOff);
+  }
+
+  private final AgentConfig config;
+  private final ScheduledExecutorService scheduler = scheduler();
+  /** Calls that may block (files, stats): kept off the connection's reader thread. */
+  private final ExecutorService workers = newWorkers();
+  private final ProcessTable processes;
+  private final FileService files;
+  private final GuestProbe probe = new GuestProbe();
+  private final ExitAction exitAction;
+  private final AtomicInteger connections = new AtomicInteger();
+
+  public GuestAgent(AgentConfig config, ExitAction exitAction) {
+    this.config = config;
+    this.exitAction = exitAction;
+    this.processes = new ProcessTable(scheduler, config.exitRetention(), AgentProtocol.DEFAULT_OUTPUT_WINDOW,
+        config.maxPayload());
+    this.files = new FileService(Math.min(config.fileChunk(), config.maxPayload() - 4096));
+  }
+
+  /** Serves one connection until it closes; returns its close cause (null for a clean end). */
+  public Throwable serve(InputStream in, OutputStream out, String description) {
+    return serveAsync(in, out, description).join();
+  }
+
+  /** Serves one connection on its own reader thread; the future completes when it closes. */
+  public CompletableFuture<Throwable> serveAsync(InputStream in, OutputStream out, String description) {
+    FrameConnection conn = new FrameConnection(in, out, description + "#" + connections.incrementAndGet(),
+        config.maxPayload());
+    AgentSession session = new AgentSession(this, conn);
+    conn.closed().thenAccept(session::onClosed);
+    conn.start(session);
+    return conn.closed();
+  }
+
+  AgentConfig config() {
+    return config;
+  }
+
+  ProcessTable processes() {
+    return processes;
+  }
+
+  FileService files() {
+    return files;
+  }
+
+  GuestProbe probe() {
+    return probe;
+  }
+
+  ExecutorService workers() {
+    return workers;
+  }
+
+  /** SIGTERM to every process, SIGKILL to those still alive after {@code grace}. Blocking. */
+  void stopProcesses(Duration grace) {
+    List<GuestProcess> running = processes.running();
+    for (GuestProcess p : running) p.process().destroy();
+    if (!awaitExit(running, grace)) {
+      for (GuestProcess p : running) p.process().destroyForcibly();
+      awaitExit(running, Duration.ofSeconds(2));
+    }
+  }
+
+  private static boolean awaitExit(List<GuestProcess> ps, Duration timeout) {
+    try {
+      CompletableFuture.allOf(ps.stream().map(GuestProcess::exit).toArray(CompletableFuture[]::new))
+          .get(timeout.toMillis(), TimeUnit.MILLISECONDS);
+      return true;
+    } catch (TimeoutException e) {
+      return false;
+    } catch (Exception e) {
+      if (e instanceof InterruptedException) Thread.currentThread().interrupt();
+      return false;
+    }
+  }
+
+  /** Called once the Shutdown answer is on the wire. */
+  void exit(boolean powerOff) {
+    Thread t = new Thread(() -> {
+      LOG.log(Level.INFO, "shutting down" + (powerOff ? " (power off)" : ""));
+      exitAction.exit(powerOff);
+    }, "agent-exit");
+    t.start();
+  }
+
+  private static ScheduledExecutorService scheduler() {
+    ScheduledThreadPoolExecutor s = new ScheduledThreadPoolExecutor(1, r -> {
+      Thread t = new Thread(r, "agent-scheduler");
+      t.setDaemon(true);
+      return t;
+    });
+    s.setRemoveOnCancelPolicy(true);
+    return Executors.unconfigurableScheduledExecutorService(s);
+  }
+
+  private static ExecutorService newWorkers() {
+    AtomicInteger n = new AtomicInteger();
+    // Bounded: beyond 16 busy workers a call runs on the reader thread, which pushes back on the host.
+    return new ThreadPoolExecutor(0, 16, 10, TimeUnit.SECONDS, new SynchronousQueue<>(), r -> {
+      Thread t = new Thread(r, "agent-worker-" + n.incrementAndGet());
+      t.setDaemon(true);
+      return t;
+    }, new ThreadPoolExecutor.CallerRunsPolicy());
+  }
+}

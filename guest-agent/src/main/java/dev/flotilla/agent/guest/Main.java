@@ -1,0 +1,122 @@
+package dev.flotilla.agent.guest;
+
+import dev.flotilla.agent.guest.transport.AgentListener;
+import dev.flotilla.agent.guest.transport.Listeners;
+import dev.flotilla.agent.protocol.AgentProtocol;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * {@code java -jar flotilla-guest-agent.jar --listen unix:/path/agent.sock --sandbox-id ID --incarnation N}
+ *
+ * <p>Sandbox id and incarnation may come from FLOTILLA_SANDBOX_ID / FLOTILLA_INCARNATION instead.
+ * Runs until a Shutdown call (or a signal). Works as PID 1 too; under tini, tini reaps orphans.
+ */
+public final class Main {
+
+  private static final String USAGE = """
+      usage: flotilla-guest-agent --listen unix:/path/agent.sock --sandbox-id ID --incarnation N
+                                  [--max-frame BYTES] [--power-off-command "poweroff -f"]
+        sandbox id and incarnation may also come from FLOTILLA_SANDBOX_ID and FLOTILLA_INCARNATION""";
+
+  /** Set once a Shutdown is under way: the listener is closed on purpose then. */
+  private static volatile boolean stopping;
+
+  private Main() {}
+
+  public static void main(String[] args) {
+    AgentConfig config;
+    String listen;
+    try {
+      Map<String, String> opts = parse(args);
+      listen = require(opts, "--listen", null);
+      String sandboxId = require(opts, "--sandbox-id", "FLOTILLA_SANDBOX_ID");
+      long incarnation = Long.parseLong(require(opts, "--incarnation", "FLOTILLA_INCARNATION"));
+      int maxFrame = Integer.parseInt(opts.getOrDefault("--max-frame", Integer.toString(AgentProtocol.DEFAULT_MAX_PAYLOAD)));
+      List<String> powerOff = opts.containsKey("--power-off-command")
+          ? Arrays.asList(opts.get("--power-off-command").trim().split("\\s+"))
+          : List.of();
+      AgentConfig base = AgentConfig.of(sandboxId, incarnation);
+      config = new AgentConfig(sandboxId, incarnation, maxFrame, base.fileChunk(), base.exitRetention(), powerOff);
+    } catch (IllegalArgumentException e) {
+      System.err.println("flotilla-guest-agent: " + e.getMessage());
+      System.err.println(USAGE);
+      System.exit(2);
+      return;
+    }
+
+    AgentListener listener;
+    try {
+      listener = Listeners.open(listen);
+    } catch (IOException | IllegalArgumentException e) {
+      System.err.println("flotilla-guest-agent: cannot listen on " + listen + ": " + e);
+      System.exit(1);
+      return;
+    }
+    GuestAgent agent = new GuestAgent(config, powerOff -> exit(config, listener, powerOff));
+    System.err.println("flotilla-guest-agent: listening on " + listener.address() + " for sandbox "
+        + config.sandboxId() + " incarnation " + config.incarnation() + " (pid " + ProcessHandle.current().pid() + ")");
+    while (true) {
+      AgentListener.Connection c;
+      try {
+        c = listener.accept();
+      } catch (IOException e) {
+        if (stopping) return; // the exit thread ends the JVM
+        System.err.println("flotilla-guest-agent: accept failed, stopping: " + e);
+        System.exit(1);
+        return;
+      }
+      agent.serveAsync(c.in(), c.out(), c.description());
+    }
+  }
+
+  private static void exit(AgentConfig config, AgentListener listener, boolean powerOff) {
+    stopping = true;
+    try {
+      listener.close();
+    } catch (IOException ignored) {
+      // exiting anyway
+    }
+    if (powerOff && !config.powerOffCommand().isEmpty()) {
+      try {
+        new ProcessBuilder(config.powerOffCommand()).inheritIO().start().waitFor();
+      } catch (IOException | InterruptedException e) {
+        System.err.println("flotilla-guest-agent: power off failed: " + e);
+      }
+    }
+    System.exit(0);
+  }
+
+  private static Map<String, String> parse(String[] args) {
+    Map<String, String> opts = new java.util.HashMap<>();
+    List<String> known = new ArrayList<>(List.of("--listen", "--sandbox-id", "--incarnation", "--max-frame", "--power-off-command"));
+    for (int i = 0; i < args.length; i++) {
+      String a = args[i];
+      String value;
+      int eq = a.indexOf('=');
+      if (eq > 0) {
+        value = a.substring(eq + 1);
+        a = a.substring(0, eq);
+      } else {
+        if (i + 1 >= args.length) throw new IllegalArgumentException("missing value after " + a);
+        value = args[++i];
+      }
+      if (!known.contains(a)) throw new IllegalArgumentException("unknown option " + a);
+      opts.put(a, value);
+    }
+    return opts;
+  }
+
+  private static String require(Map<String, String> opts, String option, String env) {
+    String v = opts.get(option);
+    if (v == null && env != null) v = System.getenv(env);
+    if (v == null || v.isBlank()) {
+      throw new IllegalArgumentException("missing " + option + (env == null ? "" : " (or " + env + ")"));
+    }
+    return v;
+  }
+
+}

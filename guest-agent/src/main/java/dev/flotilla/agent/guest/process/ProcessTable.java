@@ -1,0 +1,112 @@
+package dev.flotilla.agent.guest.process;
+
+import dev.flotilla.agent.guest.AgentError;
+import dev.flotilla.agent.protocol.v1.Error;
+import dev.flotilla.agent.protocol.v1.ExecProcessRequest;
+import java.io.File;
+import java.io.IOException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * The processes of this agent, by exec id, shared by all connections: a process outlives the
+ * connection that started it and any connection may wait for it. An exec id stays known until a
+ * WaitProcess has reported its exit and the retention time has passed (so a host that lost the
+ * answer can ask again), and while known it cannot be reused.
+ */
+public final class ProcessTable {
+
+  /** Only what a process needs to find its programs and write its home; the request adds the rest. */
+  static final Map<String, String> DEFAULT_ENV = Map.of(
+      "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+      "HOME", "/root",
+      "LANG", "C.UTF-8");
+  private static final int MAX_WINDOW = 16 << 20;
+  private static final AtomicInteger PUMPS = new AtomicInteger();
+
+  private final Map<String, GuestProcess> processes = new ConcurrentHashMap<>();
+  private final ScheduledExecutorService scheduler;
+  private final Duration retention;
+  private final int defaultWindow;
+  private final int maxPayload;
+
+  public ProcessTable(ScheduledExecutorService scheduler, Duration retention, int defaultWindow, int maxPayload) {
+    this.scheduler = scheduler;
+    this.retention = retention;
+    this.defaultWindow = defaultWindow;
+    this.maxPayload = maxPayload;
+  }
+
+  /**
+   * Starts a process whose output goes to {@code target} on {@code streamId}. The output pumps are
+   * returned unstarted ({@link Started#startOutput()}) so the caller can answer first: DATA never
+   * overtakes the RESPONSE that announces the stream.
+   */
+  public synchronized Started start(ExecProcessRequest r, int streamId, OutputTarget target) {
+    String id = r.getExecId();
+    if (id.isEmpty()) throw AgentError.invalid("exec_id is empty");
+    if (r.getArgvCount() == 0) throw AgentError.invalid("argv is empty: name a command");
+    if (processes.containsKey(id)) {
+      throw new AgentError(Error.Code.ALREADY_EXISTS, "exec id '" + id + "' is in use");
+    }
+    ProcessBuilder pb = new ProcessBuilder(r.getArgvList());
+    Map<String, String> env = pb.environment();
+    env.clear();
+    env.putAll(DEFAULT_ENV);
+    env.putAll(r.getEnvMap());
+    File dir = new File(r.getWorkingDir().isEmpty() ? "/" : r.getWorkingDir());
+    if (!dir.isDirectory()) throw AgentError.invalid("working_dir " + dir + " is not a directory");
+    pb.directory(dir);
+    if (!r.getStdin()) pb.redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
+    Process p;
+    try {
+      p = pb.start();
+    } catch (IOException e) {
+      throw AgentError.invalid("cannot start " + r.getArgvList() + ": " + e.getMessage());
+    }
+    long window = r.getInitialWindow() == 0 ? defaultWindow : Math.min(r.getInitialWindow(), MAX_WINDOW);
+    OutputPump out = new OutputPump(p.getInputStream(), streamId, false, target, window, maxPayload);
+    OutputPump err = new OutputPump(p.getErrorStream(), streamId, true, target, window, maxPayload);
+    GuestProcess gp = new GuestProcess(id, p, out, err, r.getStdin());
+    processes.put(id, gp);
+    return new Started(gp, out, err);
+  }
+
+  /** A started process whose output pumps still have to be started. */
+  public record Started(GuestProcess process, OutputPump stdout, OutputPump stderr) {
+    public void startOutput() {
+      thread(stdout, process.execId() + "-stdout").start();
+      thread(stderr, process.execId() + "-stderr").start();
+    }
+
+    private static Thread thread(Runnable r, String name) {
+      Thread t = new Thread(null, r, "out-" + PUMPS.incrementAndGet() + "-" + name, 64 * 1024);
+      t.setDaemon(true);
+      return t;
+    }
+  }
+
+  public GuestProcess get(String execId) {
+    if (execId.isEmpty()) throw AgentError.invalid("exec_id is empty");
+    GuestProcess p = processes.get(execId);
+    if (p == null) throw AgentError.notFound("no process with exec id '" + execId + "'");
+    return p;
+  }
+
+  /** A WaitProcess reported the exit: forget the process after the retention time. */
+  public void exitReported(GuestProcess p) {
+    scheduler.schedule(() -> processes.remove(p.execId(), p), retention.toMillis(), TimeUnit.MILLISECONDS);
+  }
+
+  public List<GuestProcess> running() {
+    List<GuestProcess> list = new ArrayList<>();
+    for (GuestProcess p : processes.values()) if (p.isAlive()) list.add(p);
+    return list;
+  }
+}

@@ -1,0 +1,20 @@
+package dev.flotilla.agent.guest.transport;
+
+import java.io.IOException;
+import java.nio.file.Path;
+
+/** Opens the listener named by {@code --listen}. */
+public final class Listeners {
+  private Listeners() {}
+
+  /**
+   * {@code unix:/path/agent.sock}. To come: {@code serial:/dev/virtio-ports/...} (a virtio-serial
+   * character device), as its own {@link AgentListener}.
+   */
+  public static AgentListener open(String spec) throws IOException {
+    if (spec.startsWith("unix:") && spec.length() > "unix:".length()) {
+      return UnixSocketListener.bind(Path.of(spec.substring("unix:".length())));
+    }
+    throw new IllegalArgumentException("unsupported --listen '" + spec + "': expected unix:/path/to/agent.sock");
+  }
+}
