@@ -84,7 +84,17 @@ final class ProcessVm implements Vm {
 
   /** 0700, and owned by the sandbox's root when that is not the node's uid, so the agent can bind its socket. */
   static void createStateDir(Path dir, long ownerUid) throws IOException {
+    dir = dir.toAbsolutePath();
     Files.createDirectories(dir);
+    if (ownerUid != 0) {
+      // The sandbox's root is an unprivileged host uid: it must be able to reach its directory.
+      for (Path p = dir.getParent(); p != null; p = p.getParent()) {
+        if (!Files.getPosixFilePermissions(p).contains(java.nio.file.attribute.PosixFilePermission.OTHERS_EXECUTE)) {
+          throw new IOException(p + " is not searchable by others (o+x), so the sandbox's root (host uid " + ownerUid
+              + ") cannot reach its state directory; chmod o+x it or choose another state root");
+        }
+      }
+    }
     Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwx------"));
     if (ownerUid != 0) {
       Files.setAttribute(dir, "unix:uid", (int) ownerUid);
@@ -164,7 +174,23 @@ final class ProcessVm implements Vm {
       throw new VmException("cannot save the VM handle in " + h.stateDir() + ": " + e.getMessage(), e);
     }
     // The agent binds its socket once it is up; wait for that (or its death) up to the deadline.
-    while (!Files.exists(socket)) {
+    boolean initKnown = false;
+    while (!Files.exists(socket) || !initKnown) {
+      if (!initKnown) {
+        OptionalLong init = Procfs.namespaceInit(p.pid());
+        OptionalLong initStart = init.isPresent() ? Procfs.startTime(init.getAsLong()) : OptionalLong.empty();
+        if (initStart.isPresent()) {
+          initKnown = true;
+          handle = handle.withExtra("init.pid", Long.toString(init.getAsLong())).withExtra("init.startTime", Long.toString(initStart.getAsLong()));
+          try {
+            handle.save();
+          } catch (IOException e) {
+            killAndWait();
+            throw new VmException("cannot save the VM handle in " + h.stateDir() + ": " + e.getMessage(), e);
+          }
+          continue;
+        }
+      }
       if (exit.isDone()) {
         throw new VmException("the sandbox exited during start (" + exit.join().reason() + "); agent log: " + logTail(logFile));
       }
@@ -230,13 +256,52 @@ final class ProcessVm implements Vm {
     } else if (code > 128 && code <= 128 + 64) {
       int sig = code - 128;
       e = new VmExit(-1, sig, "killed by signal " + sig + " (" + Procfs.signalName(sig) + ")", requested);
+    } else if (code == 1 && logTail(handle.stateDir().resolve(AGENT_LOG)).contains("unshare: sigprocmask unblock failed")) {
+      // unshare re-raises its child's fatal signal on itself, which fails only for SIGKILL
+      // (SIG_DFL cannot be set for it): so the namespace's init died of SIGKILL.
+      e = new VmExit(-1, 9, "the sandbox's init was killed by signal 9 (SIGKILL)", requested);
     } else if (code == 97) {
       e = new VmExit(code, 0, "the node went away before releasing the sandbox", requested);
     } else {
       e = new VmExit(code, 0, requested && code == 0 ? "stopped" : "exited with " + code, requested);
     }
+    killLeftovers();
     removeCgroups();
     exit.complete(e);
+  }
+
+  /**
+   * unshare's --kill-child does not survive its switch to the sandbox's uid (a credential change
+   * clears the parent-death signal), so when unshare dies by itself the namespace may live on:
+   * whatever is still in the sandbox's cgroups, or its recorded init, is killed here.
+   */
+  private void killLeftovers() {
+    Set<Long> victims = new LinkedHashSet<>();
+    String initPid = handle.extra().get("init.pid");
+    String initStart = handle.extra().get("init.startTime");
+    if (initPid != null && initStart != null) {
+      try {
+        long ip = Long.parseLong(initPid);
+        if (Procfs.isSameProcess(ip, Long.parseLong(initStart))) victims.add(ip);
+      } catch (NumberFormatException ignored) {
+        // a hand-edited handle; the cgroup still finds them
+      }
+    }
+    Cgroups.Sandbox cg = cgroups;
+    if (cg != null) victims.addAll(cg.pids());
+    victims.remove(ProcessHandle.current().pid());
+    if (victims.isEmpty()) return;
+    log.info("sandbox {}: its root process is gone; killing what is left of it: {}", handle.sandboxId(), victims);
+    for (long v : victims) ProcessHandle.of(v).ifPresent(ProcessHandle::destroyForcibly);
+    thawQuietly();
+    for (int i = 0; i < 400 && victims.stream().anyMatch(v -> Procfs.stat(v).filter(st -> st.state() != 'Z').isPresent()); i++) {
+      try {
+        Thread.sleep(5);
+      } catch (InterruptedException ie) {
+        Thread.currentThread().interrupt();
+        return;
+      }
+    }
   }
 
   private void removeCgroups() {
