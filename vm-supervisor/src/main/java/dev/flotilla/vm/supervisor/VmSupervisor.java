@@ -120,6 +120,11 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
           execWaitSlice, execBuffer, fileChunkSize, fileTimeout, connector);
     }
 
+    public Settings withCallTimeout(Duration timeout) {
+      return new Settings(blockingDispatcher, startTimeout, connectBackoffMin, connectBackoffMax, timeout, healthInterval, healthMaxFailures,
+          execWaitSlice, execBuffer, fileChunkSize, fileTimeout, connector);
+    }
+
     public Settings withConnector(AgentConnector c) {
       return new Settings(blockingDispatcher, startTimeout, connectBackoffMin, connectBackoffMax, callTimeout, healthInterval, healthMaxFailures,
           execWaitSlice, execBuffer, fileChunkSize, fileTimeout, c);

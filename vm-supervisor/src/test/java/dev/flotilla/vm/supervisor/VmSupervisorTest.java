@@ -1,0 +1,317 @@
+package dev.flotilla.vm.supervisor;
+
+import static org.awaitility.Awaitility.await;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.flotilla.vm.Vm;
+import dev.flotilla.vm.VmHandle;
+import dev.flotilla.vm.VmSpec;
+import dev.flotilla.vm.process.ProcessHypervisor;
+import dev.flotilla.vm.process.ProcessHypervisorConfig;
+import dev.flotilla.vm.process.TestSandboxes;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.AgentLost;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Command;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Exec;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecEvent;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecExited;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecOutput;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecSpec;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.GetStats;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.GuestStats;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Pause;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ReadFile;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Report;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Resume;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Stop;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.VmExited;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.VmReady;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.VmStartFailed;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.WriteFile;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.Done;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.pattern.StatusReply;
+import org.apache.pekko.stream.SourceRef;
+import org.apache.pekko.stream.javadsl.Sink;
+import org.apache.pekko.stream.javadsl.Source;
+import org.apache.pekko.stream.javadsl.StreamRefs;
+import org.apache.pekko.util.ByteString;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** The VmSupervisor actor over the real process driver and agent. */
+class VmSupervisorTest {
+  private static final Duration T = Duration.ofSeconds(30);
+  private static ActorTestKit kit;
+  private TestSandboxes sandboxes;
+  private VmSupervisor.Settings settings;
+
+  @BeforeAll
+  static void startKit() {
+    kit = ActorTestKit.create();
+  }
+
+  @AfterAll
+  static void stopKit() {
+    kit.shutdownTestKit();
+  }
+
+  @BeforeEach
+  void setUp() throws Exception {
+    sandboxes = new TestSandboxes();
+    settings = VmSupervisor.Settings.create(kit.system()).withHealth(Duration.ofMillis(300), 3);
+  }
+
+  @AfterEach
+  void tearDown() {
+    sandboxes.close();
+  }
+
+  private record Started(ActorRef<Command> ref, TestProbe<Report> parent, VmReady ready, List<Long> pids) {}
+
+  private Started start(VmSpec spec, VmSupervisor.Settings s) {
+    TestProbe<Report> parent = kit.createTestProbe();
+    ActorRef<Command> ref = kit.spawn(VmSupervisor.start(sandboxes.hypervisor, spec, parent.getRef(), s));
+    Report first = parent.receiveMessage(T);
+    if (!(first instanceof VmReady ready)) throw new AssertionError("expected VmReady, got " + first);
+    sandboxes.trackHandle(ready.handle());
+    List<Long> pids = sandboxes.hypervisor.adopt(ready.handle()).orElseThrow().pids();
+    sandboxes.trackPids(pids);
+    return new Started(ref, parent, ready, pids);
+  }
+
+  private static List<ExecEvent> exec(ActorRef<Command> ref, String... argv) throws Exception {
+    SourceRef<ExecEvent> src = execRef(ref, argv);
+    return src.getSource().runWith(Sink.seq(), kit.system()).toCompletableFuture().get(T.toSeconds(), TimeUnit.SECONDS);
+  }
+
+  private static SourceRef<ExecEvent> execRef(ActorRef<Command> ref, String... argv) {
+    TestProbe<StatusReply<SourceRef<ExecEvent>>> reply = kit.createTestProbe();
+    ref.tell(new Exec(new ExecSpec(List.of(argv), Map.of(), ""), reply.getRef()));
+    StatusReply<SourceRef<ExecEvent>> r = reply.receiveMessage(T);
+    assertTrue(r.isSuccess(), () -> "exec failed: " + r.getError());
+    return r.getValue();
+  }
+
+  private static String output(List<ExecEvent> events, boolean stderr) {
+    StringBuilder sb = new StringBuilder();
+    for (ExecEvent e : events) {
+      if (e instanceof ExecOutput o && o.stderr() == stderr) sb.append(o.data().utf8String());
+    }
+    return sb.toString();
+  }
+
+  private static VmExited stop(Started s) {
+    TestProbe<Done> done = kit.createTestProbe();
+    s.ref().tell(new Stop(Duration.ofSeconds(5), done.getRef()));
+    VmExited exited = s.parent().expectMessageClass(VmExited.class, T);
+    done.expectMessage(T, Done.getInstance());
+    s.parent().expectTerminated(s.ref(), T);
+    return exited;
+  }
+
+  @Test
+  void startExecStopLeavesNoProcessBehind() throws Exception {
+    VmSpec spec = sandboxes.spec();
+    Started s = start(spec, settings);
+    assertFalse(s.ready().adopted());
+    assertEquals(1, s.ready().incarnation());
+    assertFalse(s.ready().guestKernel().isBlank());
+
+    List<ExecEvent> events = exec(s.ref(), "sh", "-c", "echo out; echo err >&2; exit 3");
+    assertEquals("out\n", output(events, false));
+    assertEquals("err\n", output(events, true));
+    assertEquals(new ExecExited(3, 0), events.get(events.size() - 1));
+    assertEquals(1, events.stream().filter(e -> e instanceof ExecExited).count());
+
+    // a few MB streamed through the agent's flow control and the stream ref, every byte arrives
+    SourceRef<ExecEvent> big = execRef(s.ref(), "head", "-c", "3000000", "/dev/zero");
+    long bytes = big.getSource()
+        .runWith(Sink.fold(0L, (acc, e) -> e instanceof ExecOutput o ? acc + o.data().size() : acc), kit.system())
+        .toCompletableFuture().get(T.toSeconds(), TimeUnit.SECONDS);
+    assertEquals(3_000_000L, bytes);
+
+    var killed = exec(s.ref(), "sh", "-c", "kill -9 $$");
+    assertEquals(new ExecExited(0, 9), killed.get(killed.size() - 1));
+
+    TestProbe<StatusReply<GuestStats>> stats = kit.createTestProbe();
+    s.ref().tell(new GetStats(stats.getRef()));
+    assertTrue(stats.receiveMessage(T).getValue().processCount() >= 1);
+
+    VmExited exited = stop(s);
+    assertTrue(exited.exit().requested());
+    assertEquals(1, exited.incarnation());
+    await().atMost(T).until(() -> s.pids().stream().noneMatch(TestSandboxes::alive));
+    assertFalse(Files.exists(spec.stateDir()), "the state directory is removed after a stop");
+  }
+
+  @Test
+  void adoptAfterTheSupervisorIsGoneReattachesToTheSameVm() throws Exception {
+    Started s = start(sandboxes.spec(), settings);
+    VmHandle handle = VmHandle.load(s.ready().handle().stateDir());
+    kit.stop(s.ref());
+    s.parent().expectTerminated(s.ref(), T);
+    assertTrue(s.pids().stream().allMatch(TestSandboxes::alive), "the VM outlives its supervisor");
+
+    TestProbe<Report> parent2 = kit.createTestProbe();
+    ActorRef<Command> ref2 = kit.spawn(VmSupervisor.adopt(sandboxes.hypervisor, handle, parent2.getRef(), settings));
+    VmReady ready = parent2.expectMessageClass(VmReady.class, T);
+    assertTrue(ready.adopted());
+    assertEquals(1, ready.incarnation());
+    assertEquals(handle.pid(), ready.handle().pid());
+    assertEquals("again\n", output(exec(ref2, "echo", "again"), false));
+
+    VmExited exited = stop(new Started(ref2, parent2, ready, s.pids()));
+    assertTrue(exited.exit().requested());
+    await().atMost(T).until(() -> s.pids().stream().noneMatch(TestSandboxes::alive));
+  }
+
+  @Test
+  void adoptOfAGoneVmFails() throws Exception {
+    Started s = start(sandboxes.spec(), settings);
+    VmHandle handle = s.ready().handle();
+    stop(s);
+    TestProbe<Report> parent2 = kit.createTestProbe();
+    ActorRef<Command> ref2 = kit.spawn(VmSupervisor.adopt(sandboxes.hypervisor, handle, parent2.getRef(), settings));
+    VmStartFailed failed = parent2.expectMessageClass(VmStartFailed.class, T);
+    assertTrue(failed.reason().contains("gone"), failed.reason());
+    parent2.expectTerminated(ref2, T);
+  }
+
+  @Test
+  void killOfTheAgentIsReportedAsAnExitWithTheSignal() throws Exception {
+    Started s = start(sandboxes.spec(), settings);
+    long agent = s.pids().stream().filter(p -> {
+      try {
+        String[] argv = Files.readString(Path.of("/proc/" + p + "/cmdline")).split("\0");
+        return argv[0].endsWith("/java");
+      } catch (Exception e) {
+        return false;
+      }
+    }).findFirst().orElseThrow();
+    ProcessHandle.of(agent).orElseThrow().destroyForcibly();
+    VmExited exited = s.parent().fishForMessage(T, r -> r instanceof VmExited
+        ? org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes.complete()
+        : org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes.continueAndIgnore())
+        .stream().filter(VmExited.class::isInstance).map(VmExited.class::cast).findFirst().orElseThrow();
+    assertEquals(9, exited.exit().signal(), exited.toString());
+    assertFalse(exited.exit().requested());
+    s.parent().expectTerminated(s.ref(), T);
+    await().atMost(T).until(() -> s.pids().stream().noneMatch(TestSandboxes::alive));
+  }
+
+  @Test
+  void pauseFreezesAndResumeLetsAPausedExecFinish() throws Exception {
+    VmSpec spec = sandboxes.spec();
+    Started s = start(spec, settings);
+    Path counter = spec.stateDir().resolve("counter");
+    SourceRef<ExecEvent> running = execRef(s.ref(), "sh", "-c",
+        "i=0; while [ $i -lt 40 ]; do i=$((i+1)); echo $i > " + counter + ".t; mv " + counter + ".t " + counter + "; sleep 0.02; done; echo finished");
+    var result = running.getSource().runWith(Sink.seq(), kit.system()).toCompletableFuture();
+    await().atMost(T).until(() -> count(counter) >= 2);
+
+    TestProbe<StatusReply<Done>> ack = kit.createTestProbe();
+    s.ref().tell(new Pause(ack.getRef()));
+    assertTrue(ack.receiveMessage(T).isSuccess());
+    long at = count(counter);
+    await().during(Duration.ofMillis(900)).atMost(Duration.ofSeconds(5)).pollInterval(Duration.ofMillis(100))
+        .until(() -> count(counter) == at && !result.isDone());
+
+    TestProbe<StatusReply<SourceRef<ExecEvent>>> refused = kit.createTestProbe();
+    s.ref().tell(new Exec(new ExecSpec(List.of("true"), Map.of(), ""), refused.getRef()));
+    assertTrue(refused.receiveMessage(T).isError(), "no exec into a paused VM");
+
+    s.ref().tell(new Resume(ack.getRef()));
+    assertTrue(ack.receiveMessage(T).isSuccess());
+    List<ExecEvent> events = result.get(T.toSeconds(), TimeUnit.SECONDS);
+    assertEquals("finished\n", output(events, false));
+    assertEquals(new ExecExited(0, 0), events.get(events.size() - 1));
+    assertEquals(40, count(counter));
+    // pings were held while paused: no AgentLost came, the supervisor still serves
+    assertEquals("alive\n", output(exec(s.ref(), "echo", "alive"), false));
+    stop(s);
+  }
+
+  @Test
+  void writeFileAndReadItBack() throws Exception {
+    VmSpec spec = sandboxes.spec();
+    Started s = start(spec, settings);
+    List<ByteString> chunks = new ArrayList<>();
+    byte[] expected = new byte[700_000];
+    for (int i = 0; i < expected.length; i++) expected[i] = (byte) (i * 31 + 7);
+    for (int off = 0; off < expected.length; off += 100_000) chunks.add(ByteString.fromArray(expected, off, 100_000));
+    SourceRef<ByteString> data = Source.from(chunks).runWith(StreamRefs.sourceRef(), kit.system());
+    String path = spec.stateDir().resolve("blob.bin").toString();
+
+    TestProbe<StatusReply<Long>> written = kit.createTestProbe();
+    s.ref().tell(new WriteFile(path, 0640, data, written.getRef()));
+    StatusReply<Long> w = written.receiveMessage(T);
+    assertTrue(w.isSuccess(), () -> "write failed: " + w.getError());
+    assertEquals(expected.length, w.getValue());
+
+    TestProbe<StatusReply<SourceRef<ByteString>>> read = kit.createTestProbe();
+    s.ref().tell(new ReadFile(path, read.getRef()));
+    ByteString back = read.receiveMessage(T).getValue().getSource()
+        .runWith(Sink.fold(ByteString.emptyByteString(), ByteString::concat), kit.system())
+        .toCompletableFuture().get(T.toSeconds(), TimeUnit.SECONDS);
+    assertTrue(java.util.Arrays.equals(expected, back.toArray()), "read back what was written");
+
+    s.ref().tell(new ReadFile(spec.stateDir().resolve("no-such-file").toString(), read.getRef()));
+    assertTrue(read.receiveMessage(T).isError());
+    stop(s);
+  }
+
+  @Test
+  void agentThatStopsAnsweringIsLostAndItsVmKilled() throws Exception {
+    Started s = start(sandboxes.spec(), settings.withHealth(Duration.ofMillis(200), 2).withCallTimeout(Duration.ofMillis(500)));
+    // Freeze it behind the supervisor's back: the agent can no longer answer pings.
+    Vm same = sandboxes.hypervisor.adopt(s.ready().handle()).orElseThrow();
+    same.pause();
+    AgentLost lost = s.parent().expectMessageClass(AgentLost.class, T);
+    assertTrue(lost.reason().contains("failed"), lost.reason());
+    VmExited exited = s.parent().expectMessageClass(VmExited.class, T);
+    assertFalse(exited.exit().requested());
+    assertTrue(exited.exit().reason().contains("agent was lost"), exited.exit().reason());
+    s.parent().expectTerminated(s.ref(), T);
+    await().atMost(T).until(() -> s.pids().stream().noneMatch(TestSandboxes::alive));
+  }
+
+  @Test
+  void aVmWhoseAgentCannotStartIsReportedAndLeavesNothing() throws Exception {
+    Path notAJar = Files.writeString(sandboxes.stateRoot.resolve("broken.jar"), "not a jar");
+    var broken = new ProcessHypervisor(new ProcessHypervisorConfig(
+        Path.of(System.getProperty("java.home"), "bin", "java"), notAJar, ProcessHypervisorConfig.LEAN_JVM_FLAGS,
+        sandboxes.stateRoot, "flotilla-test", 256, true));
+    VmSpec spec = sandboxes.spec();
+    TestProbe<Report> parent = kit.createTestProbe();
+    ActorRef<Command> ref = kit.spawn(VmSupervisor.start(broken, spec, parent.getRef(), settings.withStartTimeout(Duration.ofSeconds(15))));
+    VmStartFailed failed = parent.expectMessageClass(VmStartFailed.class, T);
+    assertFalse(failed.reason().isBlank());
+    parent.expectTerminated(ref, T);
+    assertFalse(Files.exists(spec.stateDir()), "nothing of the failed VM is left");
+  }
+
+  private static long count(Path counter) {
+    try {
+      String s = Files.readString(counter, StandardCharsets.US_ASCII).trim();
+      return s.isEmpty() ? 0 : Long.parseLong(s);
+    } catch (Exception e) {
+      return 0;
+    }
+  }
+}
