@@ -1,0 +1,120 @@
+package dev.flotilla.cli;
+
+import io.grpc.CallOptions;
+import io.grpc.Channel;
+import io.grpc.ClientInterceptors;
+import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
+import io.grpc.MethodDescriptor;
+import io.grpc.StatusRuntimeException;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.grpc.netty.shaded.io.netty.channel.ChannelOption;
+import io.grpc.netty.shaded.io.netty.channel.nio.NioEventLoopGroup;
+import io.grpc.netty.shaded.io.netty.channel.socket.nio.NioSocketChannel;
+import io.grpc.netty.shaded.io.netty.util.concurrent.DefaultThreadFactory;
+import io.grpc.stub.ClientCalls;
+import io.grpc.stub.MetadataUtils;
+import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.Iterator;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
+
+/**
+ * One plaintext channel to one node for one CLI invocation. Unary calls get the {@code --timeout}
+ * deadline; streams (exec, watch) run as long as the node keeps them open, and only connecting is
+ * bounded. Every failure comes out as a {@link CliFailure} phrased for the user.
+ */
+public final class FlotillaClient implements AutoCloseable {
+  static final Metadata.Key<String> AUTHORIZATION =
+      Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
+
+  private final ClientOptions.Connection connection;
+  private final NioEventLoopGroup group;
+  private final ManagedChannel channel;
+  private final Channel calls;
+
+  public FlotillaClient(ClientOptions.Connection connection) {
+    this.connection = connection;
+    Endpoint ep = connection.endpoint();
+    InetSocketAddress address = new InetSocketAddress(ep.host(), ep.port());
+    if (address.isUnresolved()) {
+      throw new CliFailure(ExitCodes.UNAVAILABLE,
+          "cannot reach a node at " + ep + ": unknown host " + ep.host());
+    }
+    // NIO rather than the native transport: loading the native library costs startup time,
+    // and one connection gains nothing from it.
+    this.group = new NioEventLoopGroup(1, new DefaultThreadFactory("flotilla-cli", true));
+    this.channel = NettyChannelBuilder.forAddress(address)
+        .usePlaintext()
+        .eventLoopGroup(group)
+        .channelType(NioSocketChannel.class)
+        .withOption(ChannelOption.CONNECT_TIMEOUT_MILLIS,
+            (int) Math.min(Integer.MAX_VALUE, connection.timeout().toMillis()))
+        .userAgent("flotilla-cli")
+        .build();
+    Metadata headers = new Metadata();
+    if (connection.token() != null) {
+      headers.put(AUTHORIZATION, "Bearer " + connection.token());
+    }
+    this.calls = ClientInterceptors.intercept(channel,
+        MetadataUtils.newAttachHeadersInterceptor(headers));
+  }
+
+  public ClientOptions.Connection connection() {
+    return connection;
+  }
+
+  /** A unary call with the deadline; {@code sandboxId} (may be null) names it in a NOT_FOUND. */
+  public <Q, R> R call(MethodDescriptor<Q, R> method, Q request, String sandboxId) {
+    Duration timeout = connection.timeout();
+    try {
+      return ClientCalls.blockingUnaryCall(calls, method,
+          CallOptions.DEFAULT.withDeadlineAfter(timeout.toMillis(), TimeUnit.MILLISECONDS), request);
+    } catch (StatusRuntimeException e) {
+      throw failure(e, sandboxId);
+    }
+  }
+
+  /**
+   * A server stream, handed over message by message as each arrives, until the node ends it.
+   * Ctrl-C shuts the channel down first, so the node sees the call cancelled (and, for exec,
+   * can stop the process) instead of a connection that silently went away.
+   */
+  public <Q, R> void stream(MethodDescriptor<Q, R> method, Q request, String sandboxId,
+      Consumer<R> onMessage) {
+    Thread cancelOnExit = new Thread(channel::shutdownNow, "flotilla-cli-cancel");
+    Runtime.getRuntime().addShutdownHook(cancelOnExit);
+    try {
+      Iterator<R> it = ClientCalls.blockingServerStreamingCall(calls, method, CallOptions.DEFAULT,
+          request);
+      while (it.hasNext()) {
+        onMessage.accept(it.next());
+      }
+    } catch (StatusRuntimeException e) {
+      throw failure(e, sandboxId);
+    } finally {
+      try {
+        Runtime.getRuntime().removeShutdownHook(cancelOnExit);
+      } catch (IllegalStateException shuttingDown) {
+        // the hook is already running: nothing to undo
+      }
+    }
+  }
+
+  private CliFailure failure(StatusRuntimeException e, String sandboxId) {
+    return StatusMessages.toFailure(e.getStatus(), new StatusMessages.Call(
+        connection.endpoint().toString(), sandboxId, connection.timeout(), connection.tokenSource()));
+  }
+
+  @Override
+  public void close() {
+    channel.shutdownNow();
+    try {
+      channel.awaitTermination(1, TimeUnit.SECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    group.shutdownGracefully(0, 0, TimeUnit.MILLISECONDS);
+  }
+}

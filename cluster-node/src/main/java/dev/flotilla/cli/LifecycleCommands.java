@@ -1,0 +1,79 @@
+package dev.flotilla.cli;
+
+import dev.flotilla.api.v1.DeleteSandboxRequest;
+import dev.flotilla.api.v1.PauseSandboxRequest;
+import dev.flotilla.api.v1.ResumeSandboxRequest;
+import dev.flotilla.api.v1.Sandbox;
+import dev.flotilla.api.v1.StartSandboxRequest;
+import dev.flotilla.api.v1.StopSandboxRequest;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Parameters;
+
+/**
+ * stop, start, pause, resume, rm: one sandbox id in, one line out. The lifecycle calls print the
+ * id and the phase the node answered with (e.g. {@code sb-1 STOPPING}); rm prints the id.
+ */
+final class LifecycleCommands {
+  private LifecycleCommands() {}
+
+  abstract static class OnSandbox extends ClientCommand {
+    @Parameters(index = "0", paramLabel = "ID", description = "The sandbox's id.")
+    String id;
+
+    static int print(CliContext ctx, Sandbox s) {
+      ctx.out().println(s.getId() + " " + Names.phase(s));
+      return ExitCodes.OK;
+    }
+  }
+
+  @Command(name = "stop", mixinStandardHelpOptions = true,
+      description = "Stop a sandbox's VM; it stays stopped (no restart) until `start`.")
+  static final class Stop extends OnSandbox {
+    @Override
+    int run(FlotillaClient client, CliContext ctx) {
+      return print(ctx, client.call(SandboxServiceMethods.STOP_SANDBOX,
+          StopSandboxRequest.newBuilder().setId(id).build(), id));
+    }
+  }
+
+  @Command(name = "start", mixinStandardHelpOptions = true,
+      description = "Start a stopped or failed sandbox again (a new incarnation).")
+  static final class Start extends OnSandbox {
+    @Override
+    int run(FlotillaClient client, CliContext ctx) {
+      return print(ctx, client.call(SandboxServiceMethods.START_SANDBOX,
+          StartSandboxRequest.newBuilder().setId(id).build(), id));
+    }
+  }
+
+  @Command(name = "pause", mixinStandardHelpOptions = true,
+      description = "Pause a running sandbox's VM.")
+  static final class Pause extends OnSandbox {
+    @Override
+    int run(FlotillaClient client, CliContext ctx) {
+      return print(ctx, client.call(SandboxServiceMethods.PAUSE_SANDBOX,
+          PauseSandboxRequest.newBuilder().setId(id).build(), id));
+    }
+  }
+
+  @Command(name = "resume", mixinStandardHelpOptions = true,
+      description = "Resume a paused sandbox.")
+  static final class Resume extends OnSandbox {
+    @Override
+    int run(FlotillaClient client, CliContext ctx) {
+      return print(ctx, client.call(SandboxServiceMethods.RESUME_SANDBOX,
+          ResumeSandboxRequest.newBuilder().setId(id).build(), id));
+    }
+  }
+
+  @Command(name = "rm", mixinStandardHelpOptions = true,
+      description = "Delete a sandbox: its VM is stopped and it is gone for good. Prints the id.")
+  static final class Remove extends OnSandbox {
+    @Override
+    int run(FlotillaClient client, CliContext ctx) {
+      ctx.out().println(client.call(SandboxServiceMethods.DELETE_SANDBOX,
+          DeleteSandboxRequest.newBuilder().setId(id).build(), id).getId());
+      return ExitCodes.OK;
+    }
+  }
+}

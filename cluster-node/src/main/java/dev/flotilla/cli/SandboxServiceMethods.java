@@ -1,0 +1,83 @@
+package dev.flotilla.cli;
+
+import com.google.protobuf.Message;
+import dev.flotilla.api.v1.CreateSandboxRequest;
+import dev.flotilla.api.v1.DeleteSandboxRequest;
+import dev.flotilla.api.v1.DeleteSandboxResponse;
+import dev.flotilla.api.v1.ExecRequest;
+import dev.flotilla.api.v1.ExecResponse;
+import dev.flotilla.api.v1.GetSandboxRequest;
+import dev.flotilla.api.v1.ListSandboxesRequest;
+import dev.flotilla.api.v1.ListSandboxesResponse;
+import dev.flotilla.api.v1.PauseSandboxRequest;
+import dev.flotilla.api.v1.ReadFileRequest;
+import dev.flotilla.api.v1.ReadFileResponse;
+import dev.flotilla.api.v1.ResumeSandboxRequest;
+import dev.flotilla.api.v1.Sandbox;
+import dev.flotilla.api.v1.SandboxEvent;
+import dev.flotilla.api.v1.StartSandboxRequest;
+import dev.flotilla.api.v1.StopSandboxRequest;
+import dev.flotilla.api.v1.WatchSandboxRequest;
+import dev.flotilla.api.v1.WriteFileRequest;
+import dev.flotilla.api.v1.WriteFileResponse;
+import io.grpc.MethodDescriptor;
+import io.grpc.MethodDescriptor.MethodType;
+import io.grpc.protobuf.ProtoUtils;
+
+/**
+ * grpc-java method descriptors for {@code flotilla.v1.SandboxService}, built from the protobuf
+ * message types. The pekko-grpc plugin generates no grpc-java stubs, and the CLI must not start an
+ * ActorSystem just to make one call, so the client (and its tests' fake server) share these.
+ */
+public final class SandboxServiceMethods {
+
+  public static final String SERVICE = "flotilla.v1.SandboxService";
+
+  public static final MethodDescriptor<CreateSandboxRequest, Sandbox> CREATE_SANDBOX =
+      unary("CreateSandbox", CreateSandboxRequest.getDefaultInstance(), Sandbox.getDefaultInstance());
+  public static final MethodDescriptor<GetSandboxRequest, Sandbox> GET_SANDBOX =
+      unary("GetSandbox", GetSandboxRequest.getDefaultInstance(), Sandbox.getDefaultInstance());
+  public static final MethodDescriptor<ListSandboxesRequest, ListSandboxesResponse> LIST_SANDBOXES =
+      unary("ListSandboxes", ListSandboxesRequest.getDefaultInstance(),
+          ListSandboxesResponse.getDefaultInstance());
+  public static final MethodDescriptor<StartSandboxRequest, Sandbox> START_SANDBOX =
+      unary("StartSandbox", StartSandboxRequest.getDefaultInstance(), Sandbox.getDefaultInstance());
+  public static final MethodDescriptor<StopSandboxRequest, Sandbox> STOP_SANDBOX =
+      unary("StopSandbox", StopSandboxRequest.getDefaultInstance(), Sandbox.getDefaultInstance());
+  public static final MethodDescriptor<PauseSandboxRequest, Sandbox> PAUSE_SANDBOX =
+      unary("PauseSandbox", PauseSandboxRequest.getDefaultInstance(), Sandbox.getDefaultInstance());
+  public static final MethodDescriptor<ResumeSandboxRequest, Sandbox> RESUME_SANDBOX =
+      unary("ResumeSandbox", ResumeSandboxRequest.getDefaultInstance(), Sandbox.getDefaultInstance());
+  public static final MethodDescriptor<DeleteSandboxRequest, DeleteSandboxResponse> DELETE_SANDBOX =
+      unary("DeleteSandbox", DeleteSandboxRequest.getDefaultInstance(),
+          DeleteSandboxResponse.getDefaultInstance());
+  public static final MethodDescriptor<ExecRequest, ExecResponse> EXEC =
+      method(MethodType.SERVER_STREAMING, "Exec", ExecRequest.getDefaultInstance(),
+          ExecResponse.getDefaultInstance());
+  public static final MethodDescriptor<WriteFileRequest, WriteFileResponse> WRITE_FILE =
+      method(MethodType.CLIENT_STREAMING, "WriteFile", WriteFileRequest.getDefaultInstance(),
+          WriteFileResponse.getDefaultInstance());
+  public static final MethodDescriptor<ReadFileRequest, ReadFileResponse> READ_FILE =
+      method(MethodType.SERVER_STREAMING, "ReadFile", ReadFileRequest.getDefaultInstance(),
+          ReadFileResponse.getDefaultInstance());
+  public static final MethodDescriptor<WatchSandboxRequest, SandboxEvent> WATCH_SANDBOX =
+      method(MethodType.SERVER_STREAMING, "WatchSandbox", WatchSandboxRequest.getDefaultInstance(),
+          SandboxEvent.getDefaultInstance());
+
+  private SandboxServiceMethods() {}
+
+  private static <Req extends Message, Resp extends Message> MethodDescriptor<Req, Resp> unary(
+      String name, Req request, Resp response) {
+    return method(MethodType.UNARY, name, request, response);
+  }
+
+  private static <Req extends Message, Resp extends Message> MethodDescriptor<Req, Resp> method(
+      MethodType type, String name, Req request, Resp response) {
+    return MethodDescriptor.<Req, Resp>newBuilder()
+        .setType(type)
+        .setFullMethodName(MethodDescriptor.generateFullMethodName(SERVICE, name))
+        .setRequestMarshaller(ProtoUtils.marshaller(request))
+        .setResponseMarshaller(ProtoUtils.marshaller(response))
+        .build();
+  }
+}

@@ -1,0 +1,69 @@
+package dev.flotilla.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/** Command lines that must fail before anything is sent: one line, exit 2, no stack trace. */
+class CliUsageTest {
+  @TempDir Path dir;
+
+  private TestCli.Result run(String args) {
+    // an endpoint nobody listens on: a usage error must be found before connecting
+    return new TestCli(dir).env(CliContext.ENV_ENDPOINT, "127.0.0.1:1")
+        .run(args.isEmpty() ? new String[0] : args.split(" "));
+  }
+
+  @ParameterizedTest
+  @CsvSource(delimiter = '|', value = {
+      "create --cpus 0           | flotilla: invalid value for option '--cpus': '0' is not a whole number above zero (see `flotilla create --help`)",
+      "create --memory lots      | flotilla: invalid value for option '--memory': 'lots' is not a whole number above zero (see `flotilla create --help`)",
+      "create --restart sometimes| flotilla: invalid value for option '--restart': 'sometimes' is not a restart policy (use always, on-failure or never) (see `flotilla create --help`)",
+      "create --label app        | flotilla: label 'app' must be key=value (see `flotilla create --help`)",
+      "create --request-id a/b   | flotilla: invalid value for option '--request-id': request id 'a/b' must be 1 to 128 characters of A-Z a-z 0-9 . _ - (see `flotilla create --help`)",
+      "ls --label a=1 --label a=2| flotilla: label 'a' is given more than once (see `flotilla ls --help`)",
+      "ls -o yaml                | flotilla: invalid value for option '--output': 'yaml' is not an output format (use json, or leave -o out) (see `flotilla ls --help`)",
+      "get                       | flotilla: missing required parameter: 'ID' (see `flotilla get --help`)",
+      "exec sb-1                 | flotilla: missing required parameter: 'CMD' (see `flotilla exec --help`)",
+      "exec sb-1 ls -la          | flotilla: unknown option: '-la' (put the command after `--`: flotilla exec ID -- CMD ARGS...)",
+      "exec -e X sb-1 -- true    | flotilla: --env 'X' must be key=value (see `flotilla exec --help`)",
+      "frobnicate                | flotilla: unknown command 'frobnicate' (see `flotilla --help`)",
+      "ls --timeout soon         | flotilla: invalid value for option '--timeout': 'soon' is not a duration (use e.g. 500ms, 10s, 2m) (see `flotilla ls --help`)",
+      "ls --endpoint host:port   | flotilla: endpoint 'host:port' must be HOST:PORT, e.g. 127.0.0.1:7070",
+  })
+  void usage_errors_are_one_line_and_exit_2(String args, String line) {
+    TestCli.Result r = run(args.strip());
+
+    assertEquals(ExitCodes.USAGE, r.exitCode(), r.err());
+    assertEquals(line + "\n", r.err());
+    assertEquals("", r.out());
+  }
+
+  @Test
+  void no_command_prints_the_commands_and_exits_2() {
+    TestCli.Result r = run("");
+
+    assertEquals(ExitCodes.USAGE, r.exitCode());
+    for (String cmd : new String[] {"node", "create", "ls", "get", "exec", "stop", "start",
+        "pause", "resume", "rm", "watch"}) {
+      assertTrue(r.err().contains("\n  " + cmd + " "), cmd + " missing in:\n" + r.err());
+    }
+    assertFalse(r.err().contains("Exception"));
+  }
+
+  @Test
+  void help_goes_to_stdout_and_exits_0() {
+    TestCli.Result r = run("create --help");
+
+    assertEquals(0, r.exitCode());
+    assertTrue(r.out().contains("--request-id=ID"), r.out());
+    assertTrue(r.out().contains("--endpoint=HOST:PORT"), r.out());
+    assertEquals("", r.err());
+  }
+}
