@@ -5,12 +5,15 @@ import java.io.InputStream;
 import java.io.OutputStream;
 import java.nio.ByteBuffer;
 import java.nio.channels.ByteChannel;
+import java.nio.channels.NotYetConnectedException;
+import java.nio.channels.SocketChannel;
 
 /**
  * Blocking streams over a socket channel that read and write concurrently. The JDK's
  * {@code Channels.newInputStream/newOutputStream} take the channel's blocking lock for every
  * read and write, so a reader blocked in {@code read} stalls every writer: no good for a
- * full-duplex connection.
+ * full-duplex connection. Closing the output stream of a socket only shuts its output down;
+ * closing the input stream closes the channel.
  */
 public final class ChannelStreams {
   private ChannelStreams() {}
@@ -54,8 +57,17 @@ public final class ChannelStreams {
         while (buf.hasRemaining()) ch.write(buf);
       }
 
+      /** Half-closes a socket (the peer sees EOF, reading goes on); closes any other channel. */
       @Override
       public void close() throws IOException {
+        if (ch instanceof SocketChannel sc && sc.isOpen()) {
+          try {
+            sc.shutdownOutput();
+            return;
+          } catch (NotYetConnectedException | IOException e) {
+            // fall through to a full close
+          }
+        }
         ch.close();
       }
     };

@@ -5,10 +5,13 @@ import java.io.InputStream;
 import java.io.InterruptedIOException;
 import java.io.OutputStream;
 import java.lang.System.Logger.Level;
+import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -28,7 +31,9 @@ public final class FrameConnection implements AutoCloseable {
 
   private static final System.Logger LOG = System.getLogger(FrameConnection.class.getName());
   private static final AtomicInteger COUNTER = new AtomicInteger();
-  /** Closes connections whose GOAWAY write does not finish (a peer that never reads). */
+  /** Most bytes read and dropped after a protocol error, before the close. */
+  private static final long DRAIN_LIMIT = 1 << 20;
+  /** Closes connections whose GOAWAY write or drain does not finish in time. */
   private static final ScheduledExecutorService WATCHDOG = watchdog();
 
   /** Receives the frames of a connection, on its reader thread. */
@@ -158,28 +163,49 @@ public final class FrameConnection implements AutoCloseable {
 
   private void closeWith(Throwable cause, String goAwayReason) {
     if (!closing.compareAndSet(false, true)) return;
+    boolean onReader = Thread.currentThread() == reader;
+    // A peer that never reads could block the GOAWAY write, one that never stops sending the
+    // drain: past this guard the streams are closed under them.
+    ScheduledFuture<?> guard = WATCHDOG.schedule(this::forceClose, 2, TimeUnit.SECONDS);
     try {
-      if (goAwayReason != null) sendGoAway(goAwayReason);
+      if (goAwayReason != null) writeGoAway(goAwayReason);
+      closeQuietly(out); // a socket is half-closed here: the peer reads the GOAWAY, then EOF
+      // Closing with unread input makes the kernel reset the connection, and the peer would lose
+      // the GOAWAY: read (and drop) what it still sends, within bounds, first.
+      if (goAwayReason != null && onReader) drain();
     } finally {
-      closeQuietly(out);
+      guard.cancel(false);
       closeQuietly(in);
       Thread r = reader;
       // Some streams (pipes) only notice a close when their blocked reader is interrupted.
-      if (r != null && r != Thread.currentThread()) r.interrupt();
+      if (r != null && !onReader) r.interrupt();
       closed.complete(cause);
     }
   }
 
-  private void sendGoAway(String reason) {
-    byte[] bytes = reason.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+  private void forceClose() {
+    closeQuietly(out);
+    closeQuietly(in);
+    Thread r = reader;
+    if (r != null) r.interrupt();
+  }
+
+  private void drain() {
+    byte[] buf = new byte[8192];
+    long total = 0;
+    try {
+      int n;
+      while (total < DRAIN_LIMIT && (n = in.read(buf)) >= 0) total += n;
+    } catch (IOException ignored) {
+      // closing anyway
+    }
+  }
+
+  private void writeGoAway(String reason) {
+    byte[] bytes = reason.getBytes(StandardCharsets.UTF_8);
     int max = Math.min(codec.maxPayload(), 1024);
-    if (bytes.length > max) bytes = java.util.Arrays.copyOf(bytes, max);
+    if (bytes.length > max) bytes = Arrays.copyOf(bytes, max);
     byte[] frame = codec.encode(new Frame(0, FrameType.GOAWAY, 0, bytes));
-    // A peer that never reads could block this write forever: close the streams under it then.
-    var guard = WATCHDOG.schedule(() -> {
-      closeQuietly(out);
-      closeQuietly(in);
-    }, 2, TimeUnit.SECONDS);
     try {
       if (writeLock.tryLock(1, TimeUnit.SECONDS)) {
         try {
@@ -189,10 +215,10 @@ public final class FrameConnection implements AutoCloseable {
           writeLock.unlock();
         }
       }
-    } catch (IOException | InterruptedException e) {
-      if (e instanceof InterruptedException) Thread.currentThread().interrupt();
-    } finally {
-      guard.cancel(false);
+    } catch (IOException e) {
+      // best effort
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
     }
   }
 
