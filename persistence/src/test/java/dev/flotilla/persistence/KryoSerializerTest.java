@@ -15,6 +15,13 @@ import dev.flotilla.persistence.testdomain.Shapes.Envelope;
 import dev.flotilla.persistence.testdomain.Shapes.PlainHolder;
 import dev.flotilla.persistence.testdomain.Shapes.Square;
 import dev.flotilla.persistence.testdomain.Shapes.Unregistered;
+import dev.flotilla.persistence.testdomain.Shapes.Upload;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.pattern.StatusReply;
+import org.apache.pekko.stream.SourceRef;
+import org.apache.pekko.stream.javadsl.Sink;
+import org.apache.pekko.stream.javadsl.Source;
+import org.apache.pekko.stream.javadsl.StreamRefs;
 import com.typesafe.config.ConfigFactory;
 import java.math.BigDecimal;
 import java.math.BigInteger;
@@ -249,6 +256,20 @@ class KryoSerializerTest {
     assertEquals(probe.ref(), back.replyTo());
     back.replyTo().tell("via deserialized ref");
     probe.expectMessage("via deserialized ref");
+  }
+
+  @Test
+  void nestedStreamRefAndStatusReplyGoThroughPekkosOwnSerializers() throws Exception {
+    SourceRef<String> ref =
+        Source.from(List.of("a", "b", "c")).runWith(StreamRefs.sourceRef(), testKit.system());
+    Upload back = (Upload) roundTrip(new Upload("u", ref, StatusReply.error("nope")));
+    assertEquals("u", back.name());
+    assertEquals("nope", back.status().getError().getMessage());
+    List<String> received =
+        back.data().getSource().runWith(Sink.seq(), testKit.system()).toCompletableFuture().get(10, TimeUnit.SECONDS);
+    assertEquals(List.of("a", "b", "c"), received);
+    Upload ok = (Upload) roundTrip(new Upload("v", null, StatusReply.success("fine")));
+    assertEquals("fine", ok.status().getValue());
   }
 
   @Test

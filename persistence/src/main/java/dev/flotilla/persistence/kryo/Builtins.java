@@ -30,7 +30,12 @@ import org.apache.pekko.actor.ExtendedActorSystem;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorRefResolver;
 import org.apache.pekko.actor.typed.javadsl.Adapter;
+import org.apache.pekko.pattern.StatusReply;
 import org.apache.pekko.serialization.Serialization;
+import org.apache.pekko.serialization.SerializationExtension;
+import org.apache.pekko.serialization.Serializers;
+import org.apache.pekko.stream.SinkRef;
+import org.apache.pekko.stream.SourceRef;
 import org.apache.pekko.util.ByteString;
 
 /**
@@ -65,6 +70,9 @@ final class Builtins {
   static final int BIG_DECIMAL = 35;
   static final int TYPED_ACTOR_REF = 40;
   static final int CLASSIC_ACTOR_REF = 41;
+  static final int SOURCE_REF = 42;
+  static final int SINK_REF = 43;
+  static final int STATUS_REPLY = 44;
   static final int BYTE_STRING = 50;
   static final int DONE = 51;
   static final int NOT_USED = 52;
@@ -81,6 +89,12 @@ final class Builtins {
     }
     if (ByteString.class.isAssignableFrom(type)) {
       return ByteString.class;
+    }
+    if (SourceRef.class.isAssignableFrom(type)) {
+      return SourceRef.class;
+    }
+    if (SinkRef.class.isAssignableFrom(type)) {
+      return SinkRef.class;
     }
     Class<?> superclass = type.getSuperclass();
     if (superclass != null && superclass.isEnum()) {
@@ -122,6 +136,10 @@ final class Builtins {
     kryo.register(ActorRef.class, new TypedActorRefSerializer(system), TYPED_ACTOR_REF);
     kryo.register(
         org.apache.pekko.actor.ActorRef.class, new ClassicActorRefSerializer(system), CLASSIC_ACTOR_REF);
+    // Pekko types with their own serializers, nested in our records: delegate to Pekko.
+    kryo.register(SourceRef.class, new PekkoDelegateSerializer(system), SOURCE_REF);
+    kryo.register(SinkRef.class, new PekkoDelegateSerializer(system), SINK_REF);
+    kryo.register(StatusReply.class, new PekkoDelegateSerializer(system), STATUS_REPLY);
     kryo.register(ByteString.class, new ByteStringSerializer(), BYTE_STRING);
     kryo.register(Done.getInstance().getClass(), new SingletonSerializer<>(Done.getInstance()), DONE);
     kryo.register(NotUsed.getInstance().getClass(), new SingletonSerializer<>(NotUsed.getInstance()), NOT_USED);
@@ -368,6 +386,39 @@ final class Builtins {
     public org.apache.pekko.actor.ActorRef read(
         Kryo kryo, Input input, Class<? extends org.apache.pekko.actor.ActorRef> type) {
       return requireSystem(system, "an ActorRef").provider().resolveActorRef(input.readString());
+    }
+  }
+
+  /**
+   * Stream refs and StatusReply nested in our records: written with the serializer Pekko binds to
+   * them (serializer id, manifest, bytes), so they resolve on the receiving node as Pekko intends.
+   */
+  static final class PekkoDelegateSerializer extends Serializer<Object> {
+    private final Supplier<ExtendedActorSystem> system;
+
+    PekkoDelegateSerializer(Supplier<ExtendedActorSystem> system) {
+      this.system = system;
+      setImmutable(true);
+    }
+
+    @Override
+    public void write(Kryo kryo, Output output, Object value) {
+      Serialization serialization = SerializationExtension.get(requireSystem(system, value.getClass().getName()));
+      org.apache.pekko.serialization.Serializer serializer = serialization.findSerializerFor(value);
+      byte[] bytes = serializer.toBinary(value);
+      output.writeVarInt(serializer.identifier(), true);
+      output.writeString(Serializers.manifestFor(serializer, value));
+      output.writeVarInt(bytes.length, true);
+      output.writeBytes(bytes);
+    }
+
+    @Override
+    public Object read(Kryo kryo, Input input, Class<?> type) {
+      int serializerId = input.readVarInt(true);
+      String manifest = input.readString();
+      byte[] bytes = input.readBytes(input.readVarInt(true));
+      Serialization serialization = SerializationExtension.get(requireSystem(system, type.getName()));
+      return serialization.deserialize(bytes, serializerId, manifest).get();
     }
   }
 }

@@ -7,6 +7,8 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.pattern.StatusReply;
+import org.apache.pekko.stream.SourceRef;
 
 /** A small sealed hierarchy of records, as entities use them. */
 public final class Shapes {
@@ -35,6 +37,9 @@ public final class Shapes {
 
   /** A message that carries a reply-to, as cluster messages do. */
   public record Envelope(String text, ActorRef<String> replyTo) implements FlotillaSerializable {}
+
+  /** Pekko types with their own serializers nested in a record, as file transfer commands carry them. */
+  public record Upload(String name, SourceRef<String> data, StatusReply<String> status) implements FlotillaSerializable {}
 
   /** A plain (non-record) class: uses Kryo's CompatibleFieldSerializer. */
   public static final class PlainHolder implements FlotillaSerializable {
