@@ -1,0 +1,281 @@
+package dev.flotilla.sandbox;
+
+import dev.flotilla.tenant.TenantEntity;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecEvent;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecSpec;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.TimeoutException;
+import org.apache.pekko.NotUsed;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.pubsub.Topic;
+import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
+import org.apache.pekko.cluster.sharding.typed.javadsl.EntityRef;
+import org.apache.pekko.pattern.StatusReply;
+import org.apache.pekko.stream.OverflowStrategy;
+import org.apache.pekko.stream.SourceRef;
+import org.apache.pekko.stream.javadsl.Source;
+import org.apache.pekko.stream.javadsl.StreamRefs;
+import org.apache.pekko.stream.typed.javadsl.ActorSource;
+import org.apache.pekko.util.ByteString;
+
+/**
+ * The sandbox operations of the control plane, for any API edge (gRPC today) on any node: checks
+ * requests, keeps tenant quotas and the sandbox entities in step, and turns every failure into a
+ * {@link SandboxError}. Knows nothing of gRPC.
+ */
+public final class SandboxControl {
+
+  private final ActorSystem<?> system;
+  private final ClusterSharding sharding;
+  private final SpecValidator validator;
+  private final Duration askTimeout;
+  private final Duration fileTimeout;
+  private final ActorRef<Topic.Command<SandboxChanged>> events;
+
+  public SandboxControl(ActorSystem<?> system, SpecValidator validator, Duration askTimeout, Duration fileTimeout,
+      ActorRef<Topic.Command<SandboxChanged>> events) {
+    this.system = system;
+    this.sharding = ClusterSharding.get(system);
+    this.validator = validator;
+    this.askTimeout = askTimeout;
+    this.fileTimeout = fileTimeout;
+    this.events = events;
+  }
+
+  /** One page of a listing; {@code nextPageToken} is empty on the last page. */
+  public record Page(List<SandboxView> sandboxes, String nextPageToken) {}
+
+  // ------------------------------------------------------------------------------ lifecycle
+
+  /**
+   * Creates a sandbox. With a request id the create is idempotent: the same id and spec return
+   * the same sandbox. The quota is reserved first, in the tenant's ledger, and given back if the
+   * sandbox entity refuses.
+   */
+  public CompletionStage<SandboxView> create(String tenant, SandboxSpec requested, String requestId) {
+    final SandboxSpec spec;
+    try {
+      spec = validator.normalize(requested);
+      if (requestId != null && !requestId.isEmpty() && !SandboxIds.REQUEST_ID.matcher(requestId).matches()) {
+        throw SandboxError.invalid("request id must be 1-128 characters of A-Z a-z 0-9 . _ -");
+      }
+    } catch (SandboxError e) {
+      return CompletableFuture.failedFuture(e);
+    }
+    boolean idempotent = requestId != null && !requestId.isEmpty();
+    String id = idempotent ? SandboxIds.forRequest(tenant, requestId) : SandboxIds.random();
+    var reservation = new TenantEntity.Reservation(id, spec.vcpus(), spec.memoryMiB(), spec.labels(), Instant.now());
+    return ask(tenant(tenant), (ActorRef<StatusReply<Boolean>> r) -> new TenantEntity.Reserve(reservation, r), askTimeout,
+            SandboxError.Kind.RESOURCE_EXHAUSTED)
+        .thenCompose(newlyReserved -> ask(sandbox(id),
+                (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Create(tenant, spec, idempotent ? requestId : "", r),
+                askTimeout, null)
+            .exceptionallyCompose(err -> {
+              SandboxError e = unwrap(err);
+              if (newlyReserved && e.kind() != SandboxError.Kind.UNAVAILABLE) {
+                // Refused for sure: nothing was created, give the quota back.
+                return release(tenant, id).thenCompose(x -> CompletableFuture.failedFuture(e));
+              }
+              return CompletableFuture.failedFuture(e);
+            }));
+  }
+
+  public CompletionStage<SandboxView> get(String tenant, String id) {
+    return lifecycle(tenant, id, r -> new SandboxEntity.Get(tenant, r));
+  }
+
+  public CompletionStage<SandboxView> start(String tenant, String id) {
+    return lifecycle(tenant, id, r -> new SandboxEntity.Start(tenant, r));
+  }
+
+  public CompletionStage<SandboxView> stop(String tenant, String id) {
+    return lifecycle(tenant, id, r -> new SandboxEntity.Stop(tenant, r));
+  }
+
+  public CompletionStage<SandboxView> pause(String tenant, String id) {
+    return lifecycle(tenant, id, r -> new SandboxEntity.Pause(tenant, r));
+  }
+
+  public CompletionStage<SandboxView> resume(String tenant, String id) {
+    return lifecycle(tenant, id, r -> new SandboxEntity.Resume(tenant, r));
+  }
+
+  /** Deletes the sandbox (its VM is stopped first) and gives its quota back. */
+  public CompletionStage<SandboxView> delete(String tenant, String id) {
+    return lifecycle(tenant, id, r -> new SandboxEntity.Delete(tenant, r))
+        .thenCompose(v -> release(tenant, id).thenApply(x -> v));
+  }
+
+  /**
+   * Lists a tenant's sandboxes in id order. Label filters are applied from the tenant's ledger;
+   * phases need each sandbox's answer, asked in parallel for one batch at a time.
+   */
+  public CompletionStage<Page> list(String tenant, Map<String, String> labels, Set<Phase> phases, int pageSize, String pageToken) {
+    int size = pageSize <= 0 ? 100 : pageSize;
+    if (size > 1000) return CompletableFuture.failedFuture(SandboxError.invalid("page size must be at most 1000"));
+    Set<Phase> wanted = phases == null || phases.isEmpty() ? java.util.EnumSet.complementOf(java.util.EnumSet.of(Phase.DELETED))
+        : phases;
+    return listFrom(tenant, labels == null ? Map.of() : labels, wanted, size, pageToken == null ? "" : pageToken, new ArrayList<>());
+  }
+
+  private CompletionStage<Page> listFrom(String tenant, Map<String, String> labels, Set<Phase> phases, int size, String after,
+      List<SandboxView> acc) {
+    int batch = Math.max(size - acc.size(), 16);
+    return ask(tenant(tenant), (ActorRef<TenantEntity.Page> r) -> new TenantEntity.ListReservations(after, batch, r))
+        .thenCompose(page -> {
+          List<CompletableFuture<SandboxView>> views = new ArrayList<>();
+          for (var r : page.reservations()) {
+            if (!r.labels().entrySet().containsAll(labels.entrySet())) continue;
+            views.add(get(tenant, r.sandboxId()).toCompletableFuture()
+                .exceptionally(e -> null)); // deleted meanwhile, or not answering: left out of this page
+          }
+          return CompletableFuture.allOf(views.toArray(CompletableFuture[]::new)).thenCompose(x -> {
+            String last = page.reservations().isEmpty() ? after : page.reservations().get(page.reservations().size() - 1).sandboxId();
+            for (var f : views) {
+              SandboxView v = f.join();
+              if (v == null || !phases.contains(v.phase())) continue;
+              acc.add(v);
+              if (acc.size() == size) {
+                boolean more = page.more() || !v.id().equals(last);
+                return CompletableFuture.completedFuture(new Page(acc, more ? v.id() : ""));
+              }
+            }
+            if (!page.more()) return CompletableFuture.completedFuture(new Page(acc, ""));
+            return listFrom(tenant, labels, phases, size, last, acc).toCompletableFuture();
+          });
+        });
+  }
+
+  // ------------------------------------------------------------------------------ data paths
+
+  /** Runs a command; the source carries its output and ends with its exit. */
+  public CompletionStage<Source<ExecEvent, NotUsed>> exec(String tenant, String id, ExecSpec spec) {
+    if (spec.argv().isEmpty() || spec.argv().get(0).isEmpty()) {
+      return CompletableFuture.failedFuture(SandboxError.invalid("exec needs a command: argv must not be empty"));
+    }
+    return checkId(id).thenCompose(x -> ask(sandbox(id),
+            (ActorRef<StatusReply<SourceRef<ExecEvent>>> r) -> new SandboxEntity.Exec(tenant, spec, r), askTimeout, null))
+        .thenApply(SourceRef::getSource);
+  }
+
+  /** Writes a file from the given chunks; completes with its size. */
+  public CompletionStage<Long> writeFile(String tenant, String id, String path, int mode, Source<ByteString, ?> data) {
+    if (path == null || !path.startsWith("/")) {
+      return CompletableFuture.failedFuture(SandboxError.invalid("path must be absolute, e.g. /tmp/input.txt"));
+    }
+    return checkId(id).thenCompose(x -> {
+      SourceRef<ByteString> ref = data.runWith(StreamRefs.sourceRef(), system);
+      return ask(sandbox(id), (ActorRef<StatusReply<Long>> r) -> new SandboxEntity.WriteFile(tenant, path, mode, ref, r),
+          fileTimeout, null);
+    });
+  }
+
+  public CompletionStage<Source<ByteString, NotUsed>> readFile(String tenant, String id, String path) {
+    if (path == null || !path.startsWith("/")) {
+      return CompletableFuture.failedFuture(SandboxError.invalid("path must be absolute, e.g. /tmp/output.txt"));
+    }
+    return checkId(id).thenCompose(x -> ask(sandbox(id),
+            (ActorRef<StatusReply<SourceRef<ByteString>>> r) -> new SandboxEntity.ReadFile(tenant, path, r), askTimeout, null))
+        .thenApply(SourceRef::getSource);
+  }
+
+  /**
+   * The sandbox as it is now (event "snapshot"), then each change, until it is deleted. Fails
+   * with NOT_FOUND for an unknown sandbox or another tenant's. Subscribes before reading the
+   * current state, so no change in between is missed (a change may show twice instead).
+   */
+  public Source<SandboxChanged, NotUsed> watch(String tenant, String id) {
+    Source<SandboxChanged, ActorRef<SandboxChanged>> live = ActorSource.actorRef(
+        m -> false, m -> java.util.Optional.empty(), 256, OverflowStrategy.dropHead());
+    return live
+        .mapMaterializedValue(ref -> {
+          events.tell(Topic.subscribe(ref));
+          return ref;
+        })
+        .watchTermination((ref, done) -> {
+          done.whenComplete((d, e) -> events.tell(Topic.unsubscribe(ref)));
+          return NotUsed.getInstance();
+        })
+        .filter(ev -> ev.sandbox().id().equals(id) && ev.sandbox().tenant().equals(tenant))
+        .prepend(Source.completionStage(get(tenant, id)).map(v -> new SandboxChanged(v, "snapshot", Instant.now())))
+        .takeWhile(ev -> ev.sandbox().phase() != Phase.DELETED, true);
+  }
+
+  // ------------------------------------------------------------------------------ plumbing
+
+  private CompletionStage<SandboxView> lifecycle(
+      String tenant, String id, java.util.function.Function<ActorRef<StatusReply<SandboxView>>, SandboxEntity.Command> msg) {
+    return checkId(id).thenCompose(x -> ask(sandbox(id), msg::apply, askTimeout, null));
+  }
+
+  private static CompletionStage<Void> checkId(String id) {
+    if (!SandboxIds.isValid(id)) {
+      return CompletableFuture.failedFuture(
+          SandboxError.invalid("'" + id + "' is not a sandbox id (expected sb- and 16 hex digits, as printed by create)"));
+    }
+    return CompletableFuture.completedFuture(null);
+  }
+
+  private CompletionStage<Void> release(String tenant, String id) {
+    return ask(tenant(tenant), (ActorRef<StatusReply<org.apache.pekko.Done>> r) -> new TenantEntity.Release(id, r),
+            askTimeout, null)
+        .thenApply(x -> (Void) null);
+  }
+
+  private EntityRef<SandboxEntity.Command> sandbox(String id) {
+    return sharding.entityRefFor(SandboxEntity.ENTITY_KEY, id);
+  }
+
+  private EntityRef<TenantEntity.Command> tenant(String tenant) {
+    return sharding.entityRefFor(TenantEntity.ENTITY_KEY, tenant);
+  }
+
+  /**
+   * Asks an entity that answers with a StatusReply; error texts become {@link SandboxError}s,
+   * of {@code errorKind} when given (tenant refusals are quota errors), timeouts UNAVAILABLE.
+   */
+  private <M, R> CompletionStage<R> ask(EntityRef<M> ref, java.util.function.Function<ActorRef<StatusReply<R>>, M> msg,
+      Duration timeout, SandboxError.Kind errorKind) {
+    return ref.<StatusReply<R>>ask(msg::apply, timeout)
+        .handle((reply, err) -> {
+          if (err != null) throw new CompletionException(unavailable(err));
+          if (reply.isError()) {
+            String text = reply.getError().getMessage();
+            throw new CompletionException(errorKind != null ? new SandboxError(errorKind, text) : SandboxError.fromReplyText(text));
+          }
+          return reply.getValue();
+        });
+  }
+
+  private <M, R> CompletionStage<R> ask(EntityRef<M> ref, java.util.function.Function<ActorRef<R>, M> msg) {
+    return ref.<R>ask(msg::apply, askTimeout).exceptionally(err -> {
+      throw new CompletionException(unavailable(err));
+    });
+  }
+
+  private static SandboxError unavailable(Throwable err) {
+    Throwable t = err instanceof CompletionException && err.getCause() != null ? err.getCause() : err;
+    String why = t instanceof TimeoutException ? "the cluster did not answer in time" : t.getMessage();
+    return new SandboxError(SandboxError.Kind.UNAVAILABLE, why + "; the request may be retried");
+  }
+
+  /** The SandboxError inside a failed stage. */
+  public static SandboxError unwrap(Throwable err) {
+    Throwable t = err;
+    while ((t instanceof CompletionException || t instanceof java.util.concurrent.ExecutionException) && t.getCause() != null) {
+      t = t.getCause();
+    }
+    if (t instanceof SandboxError e) return e;
+    if (t instanceof TimeoutException) return unavailable(t);
+    return new SandboxError(SandboxError.Kind.INTERNAL, String.valueOf(t.getMessage()));
+  }
+}

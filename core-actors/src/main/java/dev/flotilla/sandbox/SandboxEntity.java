@@ -1,0 +1,694 @@
+package dev.flotilla.sandbox;
+
+import dev.flotilla.persistence.FlotillaSerializable;
+import dev.flotilla.vm.Hypervisor;
+import dev.flotilla.vm.VmHandle;
+import dev.flotilla.vm.VmSpec;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecEvent;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Report;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import org.apache.pekko.Done;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.SupervisorStrategy;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
+import org.apache.pekko.actor.typed.pubsub.Topic;
+import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
+import org.apache.pekko.cluster.sharding.typed.javadsl.Entity;
+import org.apache.pekko.cluster.sharding.typed.javadsl.EntityTypeKey;
+import org.apache.pekko.pattern.StatusReply;
+import org.apache.pekko.persistence.typed.PersistenceId;
+import org.apache.pekko.persistence.typed.RecoveryCompleted;
+import org.apache.pekko.persistence.typed.javadsl.CommandHandlerWithReply;
+import org.apache.pekko.persistence.typed.javadsl.EventHandler;
+import org.apache.pekko.persistence.typed.javadsl.EventSourcedBehaviorWithEnforcedReplies;
+import org.apache.pekko.persistence.typed.javadsl.ReplyEffect;
+import org.apache.pekko.persistence.typed.javadsl.RetentionCriteria;
+import org.apache.pekko.persistence.typed.javadsl.SignalHandler;
+import org.apache.pekko.stream.SourceRef;
+import org.apache.pekko.util.ByteString;
+
+/**
+ * One sandbox: an event-sourced entity under Cluster Sharding that owns at most one VM at a time
+ * through a VM supervisor child (see {@link SandboxRuntime.VmLauncher}).
+ *
+ * <p>The entity persists an intent ({@link VmStartRequested} with a new incarnation) and only then
+ * spawns the supervisor; the supervisor's reports come back as commands that persist facts
+ * ({@link VmStarted}, {@link VmEnded}). Every report names its incarnation, and news about an
+ * older incarnation is ignored: together with the agent's handshake check this is the fencing
+ * that keeps two copies of a sandbox from acting.
+ *
+ * <p>After a restart of its node (or a move to another node) the entity reconciles: a VM of the
+ * current incarnation on this host is adopted (same incarnation, no restart); otherwise the loss
+ * is recorded and a new incarnation is started when the sandbox should run.
+ */
+public final class SandboxEntity
+    extends EventSourcedBehaviorWithEnforcedReplies<SandboxEntity.Command, SandboxEntity.Event, SandboxEntity.State> {
+
+  public static final EntityTypeKey<Command> ENTITY_KEY = EntityTypeKey.create(Command.class, "Sandbox");
+
+  // ------------------------------------------------------------------------------ commands
+
+  public sealed interface Command extends FlotillaSerializable {}
+
+  /** Replies are shared by the lifecycle commands: the sandbox after the change. */
+  public record Create(String tenant, SandboxSpec spec, String requestId, ActorRef<StatusReply<SandboxView>> replyTo)
+      implements Command {}
+
+  public record Get(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+
+  public record Start(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+
+  /** Replies once the VM is gone (phase STOPPED). */
+  public record Stop(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+
+  public record Pause(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+
+  public record Resume(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+
+  /** Replies once the VM is gone and the tombstone is stored. */
+  public record Delete(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+
+  public record Exec(String tenant, VmSupervisorProtocol.ExecSpec spec, ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo)
+      implements Command {}
+
+  public record WriteFile(String tenant, String path, int mode, SourceRef<ByteString> data, ActorRef<StatusReply<Long>> replyTo)
+      implements Command {}
+
+  public record ReadFile(String tenant, String path, ActorRef<StatusReply<SourceRef<ByteString>>> replyTo)
+      implements Command {}
+
+  /** A report of the VM supervisor, wrapped. Local only. */
+  record FromVm(Report report) implements Command {}
+
+  /** The supervisor actor of an incarnation stopped (normally after its final report). Local only. */
+  record SupervisorTerminated(long incarnation) implements Command {}
+
+  /** Sent to itself after recovery. Local only. */
+  record Reconcile() implements Command {}
+
+  /** Restart backoff elapsed: start the VM of this incarnation. Local only. */
+  record SpawnVm(long incarnation) implements Command {}
+
+  /** The supervisor answered a pause or resume. Local only. */
+  record FreezeResult(boolean pause, long incarnation, StatusReply<Done> result, ActorRef<StatusReply<SandboxView>> replyTo)
+      implements Command {}
+
+  // ------------------------------------------------------------------------------ events
+  // Events are forever: never change how a stored event replays; add new types instead.
+
+  public sealed interface Event extends FlotillaSerializable {
+    Instant at();
+  }
+
+  public record Created(String sandboxId, String tenant, SandboxSpec spec, String requestId, Instant at) implements Event {}
+
+  /** The intent to run a VM for {@code incarnation}, recorded before it is started. */
+  public record VmStartRequested(long incarnation, String node, String reason, int restartCount, Instant at) implements Event {}
+
+  public record VmStarted(long incarnation, VmLocation location, boolean adopted, Instant at) implements Event {}
+
+  public record VmEnded(long incarnation, VmEnd end, Instant at) implements Event {}
+
+  public record Paused(Instant at) implements Event {}
+
+  public record Resumed(Instant at) implements Event {}
+
+  public record StopRequested(Instant at) implements Event {}
+
+  public record StartRequested(Instant at) implements Event {}
+
+  public record DeleteRequested(Instant at) implements Event {}
+
+  public record Deleted(Instant at) implements Event {}
+
+  public record SandboxFailed(String reason, Instant at) implements Event {}
+
+  // ------------------------------------------------------------------------------ state
+
+  public sealed interface State extends FlotillaSerializable {}
+
+  public record Empty() implements State {}
+
+  /**
+   * @param vm where the current incarnation's VM runs; null while none is known to run
+   * @param vmSince when the current VM started (not when it was adopted), for the restart budget
+   */
+  public record Live(
+      String id,
+      String tenant,
+      SandboxSpec spec,
+      String requestId,
+      Instant createdAt,
+      Instant updatedAt,
+      Phase phase,
+      boolean desiredRunning,
+      long incarnation,
+      VmLocation vm,
+      Instant vmSince,
+      int restartCount,
+      String statusMessage)
+      implements State {
+
+    Live with(Phase p, Instant at) {
+      return new Live(id, tenant, spec, requestId, createdAt, at, p, desiredRunning, incarnation, vm, vmSince, restartCount, statusMessage);
+    }
+
+    Live withDesired(boolean desired) {
+      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desired, incarnation, vm, vmSince, restartCount, statusMessage);
+    }
+
+    Live withVm(VmLocation location, Instant since) {
+      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, incarnation, location, since, restartCount, statusMessage);
+    }
+
+    Live withStatus(String message) {
+      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, incarnation, vm, vmSince, restartCount, message);
+    }
+
+    Live withIncarnation(long n, int restarts) {
+      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, n, null, null, restarts, statusMessage);
+    }
+
+    public SandboxView view() {
+      String node = vm != null ? vm.node() : "";
+      return new SandboxView(id, tenant, spec, phase, incarnation, node, createdAt, updatedAt, statusMessage,
+          restartCount, desiredRunning);
+    }
+  }
+
+  // ------------------------------------------------------------------------------ set-up
+
+  public static void init(org.apache.pekko.actor.typed.ActorSystem<?> system, SandboxRuntime runtime) {
+    ClusterSharding.get(system).init(
+        Entity.of(ENTITY_KEY, ectx -> create(ectx.getEntityId(), runtime, ectx.getShard())));
+  }
+
+  /**
+   * @param shard the shard to ask for passivation, null outside sharding (tests)
+   */
+  public static Behavior<Command> create(String sandboxId, SandboxRuntime runtime,
+      ActorRef<ClusterSharding.ShardCommand> shard) {
+    return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> new SandboxEntity(sandboxId, runtime, shard, ctx, timers)));
+  }
+
+  private final String sandboxId;
+  private final SandboxRuntime runtime;
+  private final ActorRef<ClusterSharding.ShardCommand> shard;
+  private final ActorContext<Command> ctx;
+  private final TimerScheduler<Command> timers;
+  private final ActorRef<Report> reportAdapter;
+
+  // Runtime-only facts, never persisted: the live supervisor child and callers waiting for the VM
+  // to be gone. After a crash they are rebuilt by reconciliation or the callers retry.
+  private ActorRef<VmSupervisorProtocol.Command> supervisor;
+  private long supervisorIncarnation;
+  private final List<ActorRef<StatusReply<SandboxView>>> waitingForStop = new ArrayList<>();
+
+  private SandboxEntity(String sandboxId, SandboxRuntime runtime, ActorRef<ClusterSharding.ShardCommand> shard,
+      ActorContext<Command> ctx, TimerScheduler<Command> timers) {
+    super(PersistenceId.of(ENTITY_KEY.name(), sandboxId),
+        SupervisorStrategy.restartWithBackoff(Duration.ofMillis(200), Duration.ofSeconds(10), 0.2));
+    this.sandboxId = sandboxId;
+    this.runtime = runtime;
+    this.shard = shard;
+    this.ctx = ctx;
+    this.timers = timers;
+    this.reportAdapter = ctx.messageAdapter(Report.class, FromVm::new);
+  }
+
+  @Override
+  public State emptyState() {
+    return new Empty();
+  }
+
+  @Override
+  public RetentionCriteria retentionCriteria() {
+    return RetentionCriteria.snapshotEvery(100, 2);
+  }
+
+  @Override
+  public SignalHandler<State> signalHandler() {
+    return newSignalHandlerBuilder()
+        .onSignal(RecoveryCompleted.instance(), state -> ctx.getSelf().tell(new Reconcile()))
+        .build();
+  }
+
+  // ------------------------------------------------------------------------------ commands
+
+  @Override
+  public CommandHandlerWithReply<Command, Event, State> commandHandler() {
+    return newCommandHandlerWithReplyBuilder()
+        .forAnyState()
+        .onAnyCommand(this::handle);
+  }
+
+  private ReplyEffect<Event, State> handle(State state, Command cmd) {
+    if (state instanceof Empty) return onEmpty(cmd);
+    Live s = (Live) state;
+    if (s.phase() == Phase.DELETED) return onDeleted(s, cmd);
+    if (cmd instanceof Create c) return onCreateAgain(s, c);
+    if (cmd instanceof Get g) {
+      return owned(s, g.tenant()) ? Effect().reply(g.replyTo(), StatusReply.success(s.view())) : notFound(g.replyTo());
+    }
+    if (cmd instanceof Start c) return onStart(s, c);
+    if (cmd instanceof Stop c) return onStop(s, c);
+    if (cmd instanceof Pause c) return onFreeze(s, true, c.tenant(), c.replyTo());
+    if (cmd instanceof Resume c) return onFreeze(s, false, c.tenant(), c.replyTo());
+    if (cmd instanceof Delete c) return onDelete(s, c);
+    if (cmd instanceof Exec c) {
+      return forwardToVm(s, c.tenant(), c.replyTo(), vm -> vm.tell(new VmSupervisorProtocol.Exec(c.spec(), c.replyTo())));
+    }
+    if (cmd instanceof WriteFile c) {
+      return forwardToVm(s, c.tenant(), c.replyTo(),
+          vm -> vm.tell(new VmSupervisorProtocol.WriteFile(c.path(), c.mode(), c.data(), c.replyTo())));
+    }
+    if (cmd instanceof ReadFile c) {
+      return forwardToVm(s, c.tenant(), c.replyTo(), vm -> vm.tell(new VmSupervisorProtocol.ReadFile(c.path(), c.replyTo())));
+    }
+    if (cmd instanceof FromVm r) return onReport(s, r.report());
+    if (cmd instanceof SupervisorTerminated t) return onSupervisorTerminated(s, t);
+    if (cmd instanceof Reconcile) return onReconcile(s);
+    if (cmd instanceof SpawnVm sp) return onSpawnVm(s, sp);
+    if (cmd instanceof FreezeResult fr) return onFreezeResult(s, fr);
+    throw new IllegalStateException("unhandled command " + cmd.getClass().getName());
+  }
+
+  private ReplyEffect<Event, State> onEmpty(Command cmd) {
+    if (cmd instanceof Create c) {
+      Instant now = Instant.now();
+      List<Event> events = List.of(
+          new Created(sandboxId, c.tenant(), c.spec(), c.requestId(), now),
+          new VmStartRequested(1, runtime.nodeAddress(), "created", 0, now));
+      return Effect().persist(events)
+          .thenRun(s -> afterChange(s, "created"))
+          .thenRun(s -> spawnVm((Live) s, Duration.ZERO))
+          .thenReply(c.replyTo(), s -> StatusReply.success(((Live) s).view()));
+    }
+    return rejectAll(cmd);
+  }
+
+  /** The tombstone: a deleted sandbox is gone for every caller, exactly as if it never existed. */
+  private ReplyEffect<Event, State> onDeleted(Live s, Command cmd) {
+    if (cmd instanceof Create c && owned(s, c.tenant())) {
+      return reject(c.replyTo(), new SandboxError(SandboxError.Kind.ALREADY_EXISTS,
+          "request id '" + c.requestId() + "' was used for sandbox " + s.id() + ", which has been deleted; use a new request id"));
+    }
+    return rejectAll(cmd);
+  }
+
+  /** NOT_FOUND to any user command; internal messages for a sandbox without a VM are dropped. */
+  private ReplyEffect<Event, State> rejectAll(Command cmd) {
+    ActorRef<? extends StatusReply<?>> replyTo = replyToOf(cmd);
+    if (replyTo == null) return Effect().none().thenNoReply();
+    @SuppressWarnings("unchecked")
+    ActorRef<StatusReply<Object>> r = (ActorRef<StatusReply<Object>>) (ActorRef<?>) replyTo;
+    return notFound(r);
+  }
+
+  private static ActorRef<? extends StatusReply<?>> replyToOf(Command cmd) {
+    if (cmd instanceof Create c) return c.replyTo();
+    if (cmd instanceof Get c) return c.replyTo();
+    if (cmd instanceof Start c) return c.replyTo();
+    if (cmd instanceof Stop c) return c.replyTo();
+    if (cmd instanceof Pause c) return c.replyTo();
+    if (cmd instanceof Resume c) return c.replyTo();
+    if (cmd instanceof Delete c) return c.replyTo();
+    if (cmd instanceof Exec c) return c.replyTo();
+    if (cmd instanceof WriteFile c) return c.replyTo();
+    if (cmd instanceof ReadFile c) return c.replyTo();
+    return null;
+  }
+
+  /** A retried create (same request id, hence same sandbox id) returns the sandbox as it is. */
+  private ReplyEffect<Event, State> onCreateAgain(Live s, Create c) {
+    if (!owned(s, c.tenant())) return notFound(c.replyTo());
+    if (!Objects.equals(s.spec(), c.spec())) {
+      return reject(c.replyTo(), new SandboxError(SandboxError.Kind.ALREADY_EXISTS,
+          "request id '" + c.requestId() + "' was already used to create sandbox " + s.id()
+              + " with a different spec; use a new request id"));
+    }
+    return Effect().reply(c.replyTo(), StatusReply.success(s.view()));
+  }
+
+  private ReplyEffect<Event, State> onStart(Live s, Start c) {
+    if (!owned(s, c.tenant())) return notFound(c.replyTo());
+    return switch (s.phase()) {
+      case STOPPED, FAILED -> {
+        Instant now = Instant.now();
+        yield Effect().persist(List.of(new StartRequested(now),
+                new VmStartRequested(s.incarnation() + 1, runtime.nodeAddress(), "started", 0, now)))
+            .thenRun(ns -> afterChange(ns, "starting"))
+            .thenRun(ns -> spawnVm((Live) ns, Duration.ZERO))
+            .thenReply(c.replyTo(), ns -> StatusReply.success(((Live) ns).view()));
+      }
+      case CREATING, RUNNING, PAUSED -> Effect().reply(c.replyTo(), StatusReply.success(s.view()));
+      default -> reject(c.replyTo(), SandboxError.precondition(
+          "sandbox " + s.id() + " is " + s.phase() + "; it can be started once it is STOPPED"));
+    };
+  }
+
+  private ReplyEffect<Event, State> onStop(Live s, Stop c) {
+    if (!owned(s, c.tenant())) return notFound(c.replyTo());
+    return switch (s.phase()) {
+      case STOPPED, FAILED -> Effect().reply(c.replyTo(), StatusReply.success(s.view()));
+      case STOPPING -> {
+        waitingForStop.add(c.replyTo());
+        yield Effect().noReply();
+      }
+      case CREATING, RUNNING, PAUSED -> {
+        Instant now = Instant.now();
+        List<Event> events = new ArrayList<>(List.of(new StopRequested(now)));
+        if (supervisor == null) {
+          // No VM runs (restart backoff pending): nothing to wait for.
+          events.add(new VmEnded(s.incarnation(), new VmEnd(0, 0, "stopped before the VM started", true), now));
+          yield Effect().persist(events)
+              .thenRun(ns -> afterChange(ns, "stopped"))
+              .thenReply(c.replyTo(), ns -> StatusReply.success(((Live) ns).view()));
+        }
+        waitingForStop.add(c.replyTo());
+        yield Effect().persist(events)
+            .thenRun(ns -> afterChange(ns, "stopping"))
+            .thenRun(ns -> stopVm())
+            .thenNoReply();
+      }
+      default -> reject(c.replyTo(), SandboxError.precondition("sandbox " + s.id() + " is " + s.phase()));
+    };
+  }
+
+  private ReplyEffect<Event, State> onDelete(Live s, Delete c) {
+    if (!owned(s, c.tenant())) return notFound(c.replyTo());
+    Instant now = Instant.now();
+    if (s.phase() == Phase.DELETING) {
+      waitingForStop.add(c.replyTo());
+      return Effect().noReply();
+    }
+    if (supervisor == null) {
+      return Effect().persist(List.of(new DeleteRequested(now), new Deleted(now)))
+          .thenRun(ns -> afterChange(ns, "deleted"))
+          .thenRun(ns -> passivateLater())
+          .thenReply(c.replyTo(), ns -> StatusReply.success(((Live) ns).view()));
+    }
+    waitingForStop.add(c.replyTo());
+    return Effect().persist(new DeleteRequested(now))
+        .thenRun(ns -> afterChange(ns, "deleting"))
+        .thenRun(ns -> stopVm())
+        .thenNoReply();
+  }
+
+  private ReplyEffect<Event, State> onFreeze(Live s, boolean pause, String tenant, ActorRef<StatusReply<SandboxView>> replyTo) {
+    if (!owned(s, tenant)) return notFound(replyTo);
+    Phase target = pause ? Phase.PAUSED : Phase.RUNNING;
+    if (s.phase() == target) return Effect().reply(replyTo, StatusReply.success(s.view()));
+    Phase from = pause ? Phase.RUNNING : Phase.PAUSED;
+    if (s.phase() != from || supervisor == null) {
+      return reject(replyTo, SandboxError.precondition("sandbox " + s.id() + " is " + s.phase() + "; "
+          + (pause ? "only a RUNNING sandbox can be paused" : "only a PAUSED sandbox can be resumed")));
+    }
+    long incarnation = s.incarnation();
+    ActorRef<VmSupervisorProtocol.Command> vm = supervisor;
+    ctx.askWithStatus(Done.class, vm,
+        runtime.vmCallTimeout(),
+        ref -> pause ? new VmSupervisorProtocol.Pause(ref) : new VmSupervisorProtocol.Resume(ref),
+        (done, err) -> new FreezeResult(pause, incarnation,
+            err == null ? StatusReply.ack() : StatusReply.error(err.getMessage()), replyTo));
+    return Effect().noReply();
+  }
+
+  private ReplyEffect<Event, State> onFreezeResult(Live s, FreezeResult r) {
+    if (r.incarnation() != s.incarnation()) {
+      return reject(r.replyTo(), new SandboxError(SandboxError.Kind.UNAVAILABLE,
+          "the sandbox's VM was replaced while " + (r.pause() ? "pausing" : "resuming") + "; try again"));
+    }
+    if (r.result().isError()) {
+      return reject(r.replyTo(), SandboxError.precondition(
+          "could not " + (r.pause() ? "pause" : "resume") + " sandbox " + s.id() + ": " + r.result().getError().getMessage()));
+    }
+    Instant now = Instant.now();
+    Event e = r.pause() ? new Paused(now) : new Resumed(now);
+    return Effect().persist(e)
+        .thenRun(ns -> afterChange(ns, r.pause() ? "paused" : "resumed"))
+        .thenReply(r.replyTo(), ns -> StatusReply.success(((Live) ns).view()));
+  }
+
+  private <R> ReplyEffect<Event, State> forwardToVm(
+      Live s, String tenant, ActorRef<StatusReply<R>> replyTo, java.util.function.Consumer<ActorRef<VmSupervisorProtocol.Command>> send) {
+    if (!owned(s, tenant)) return notFound(replyTo);
+    if (s.phase() != Phase.RUNNING || supervisor == null) {
+      String hint = switch (s.phase()) {
+        case PAUSED -> "; resume it first";
+        case CREATING -> "; wait until it is RUNNING";
+        case STOPPED, FAILED -> "; start it first";
+        default -> "";
+      };
+      return reject(replyTo, SandboxError.precondition("sandbox " + s.id() + " is " + s.phase() + hint));
+    }
+    send.accept(supervisor);
+    return Effect().noReply();
+  }
+
+  // ------------------------------------------------------------------------------ VM reports
+
+  private ReplyEffect<Event, State> onReport(Live s, Report report) {
+    if (report.incarnation() != s.incarnation()) {
+      ctx.getLog().info("sandbox {}: ignoring {} from stale incarnation {} (current {})",
+          sandboxId, report.getClass().getSimpleName(), report.incarnation(), s.incarnation());
+      return Effect().none().thenNoReply();
+    }
+    Instant now = Instant.now();
+    if (report instanceof VmSupervisorProtocol.VmReady r) {
+      VmLocation loc = VmLocation.of(runtime.nodeAddress(), runtime.hostId(), r.handle());
+      var eff = Effect().persist(new VmStarted(r.incarnation(), loc, r.adopted(), now));
+      if (s.phase() == Phase.STOPPING || s.phase() == Phase.DELETING) {
+        // Adopted (or finished starting) while the sandbox should go away: finish that.
+        return eff.thenRun(ns -> stopVm()).thenNoReply();
+      }
+      return eff.thenRun(ns -> afterChange(ns, r.adopted() ? "reattached" : "running")).thenNoReply();
+    }
+    if (report instanceof VmSupervisorProtocol.VmStartFailed f) {
+      return onVmGone(s, new VmEnd(-1, 0, "VM did not start: " + f.reason(), false), now);
+    }
+    if (report instanceof VmSupervisorProtocol.VmExited e) {
+      return onVmGone(s, new VmEnd(e.exit().exitCode(), e.exit().signal(), e.exit().reason(), e.exit().requested()), now);
+    }
+    if (report instanceof VmSupervisorProtocol.AgentLost l) {
+      // The supervisor kills the VM and reports VmExited next; the reason is in that report too.
+      ctx.getLog().warn("sandbox {} incarnation {}: agent lost: {}", sandboxId, l.incarnation(), l.reason());
+    }
+    return Effect().none().thenNoReply();
+  }
+
+  private ReplyEffect<Event, State> onSupervisorTerminated(Live s, SupervisorTerminated t) {
+    if (t.incarnation() != supervisorIncarnation || supervisor == null) return Effect().none().thenNoReply();
+    // The supervisor stopped without a final report (it failed): treat the VM as lost.
+    supervisor = null;
+    if (t.incarnation() != s.incarnation() || s.vm() == null && s.phase() != Phase.CREATING) {
+      return Effect().none().thenNoReply();
+    }
+    return onVmGone(s, new VmEnd(-1, 0, "VM supervisor failed", false), Instant.now());
+  }
+
+  /** The current incarnation's VM is gone: record it and decide what comes next. */
+  private ReplyEffect<Event, State> onVmGone(Live s, VmEnd end, Instant now) {
+    supervisor = null;
+    List<Event> events = new ArrayList<>();
+    events.add(new VmEnded(s.incarnation(), end, now));
+    String event;
+    Duration delay = Duration.ZERO;
+    switch (s.phase()) {
+      case DELETING -> {
+        events.add(new Deleted(now));
+        event = "deleted";
+      }
+      case STOPPING -> event = "stopped";
+      default -> {
+        if (!s.desiredRunning() || !s.spec().restartPolicy().restartsAfter(end)) {
+          event = "vm-exited";
+        } else {
+          boolean stableRun = s.vmSince() != null
+              && Duration.between(s.vmSince(), now).compareTo(runtime.restart().resetAfter()) >= 0;
+          int restarts = stableRun ? 1 : s.restartCount() + 1;
+          if (restarts > runtime.restart().maxRestarts()) {
+            events.add(new SandboxFailed("restart budget exhausted after " + s.restartCount()
+                + " restarts; last: " + end.reason(), now));
+            event = "failed";
+          } else {
+            delay = runtime.restart().backoff(restarts);
+            events.add(new VmStartRequested(s.incarnation() + 1, runtime.nodeAddress(),
+                "restart " + restarts + "/" + runtime.restart().maxRestarts() + " after: " + end.reason(), restarts, now));
+            event = "restarting";
+          }
+        }
+      }
+    }
+    Duration spawnDelay = delay;
+    String what = event;
+    return Effect().persist(events)
+        .thenRun(ns -> afterChange(ns, what))
+        .thenRun(ns -> {
+          Live l = (Live) ns;
+          if (l.phase() == Phase.CREATING) spawnVm(l, spawnDelay);
+          if (l.phase() == Phase.DELETED) passivateLater();
+          if (l.phase() != Phase.STOPPING && l.phase() != Phase.DELETING) replyToStopWaiters(l);
+        })
+        .thenNoReply();
+  }
+
+  // ------------------------------------------------------------------------------ recovery
+
+  private ReplyEffect<Event, State> onReconcile(Live s) {
+    if (supervisor != null || !s.phase().hasVm()) return Effect().none().thenNoReply();
+    Instant now = Instant.now();
+    VmLocation loc = s.vm();
+    VmHandle handle = null;
+    if (loc != null && runtime.hostId().equals(loc.hostId())) {
+      handle = loc.toHandle(sandboxId, s.incarnation());
+    } else if (loc == null) {
+      handle = savedHandle(s.incarnation());
+    }
+    Hypervisor hv = runtime.drivers().get(s.spec().driver());
+    if (handle != null && hv != null) {
+      ctx.getLog().info("sandbox {}: re-attaching to incarnation {} ({})", sandboxId, s.incarnation(), handle.stateDir());
+      adoptVm(hv, handle);
+      return Effect().none().thenNoReply();
+    }
+    // Cannot re-attach here: the VM, if any, lived on another host or never got a handle. Its
+    // node's reaper stops it (older incarnation); we move on to a new incarnation.
+    String why = loc == null ? "node restarted while the VM was starting" : "VM was on host " + loc.hostId() + " (node " + loc.node() + ")";
+    ctx.getLog().info("sandbox {}: incarnation {} cannot be re-attached here: {}", sandboxId, s.incarnation(), why);
+    return onVmGone(s, new VmEnd(-1, 0, "lost: " + why, false), now);
+  }
+
+  private VmHandle savedHandle(long incarnation) {
+    var dir = runtime.vmStateDir(sandboxId, incarnation);
+    if (!Files.isRegularFile(dir.resolve(VmHandle.FILE_NAME))) return null;
+    try {
+      return VmHandle.load(dir);
+    } catch (IOException e) {
+      ctx.getLog().warn("sandbox {}: unreadable VM handle in {}: {}", sandboxId, dir, e.getMessage());
+      return null;
+    }
+  }
+
+  private ReplyEffect<Event, State> onSpawnVm(Live s, SpawnVm sp) {
+    if (sp.incarnation() == s.incarnation() && s.phase() == Phase.CREATING && supervisor == null) {
+      spawnVm(s, Duration.ZERO);
+    }
+    return Effect().none().thenNoReply();
+  }
+
+  // ------------------------------------------------------------------------------ side effects
+
+  private void spawnVm(Live s, Duration delay) {
+    if (!delay.isZero()) {
+      timers.startSingleTimer(new SpawnVm(s.incarnation()), delay);
+      return;
+    }
+    Hypervisor hv = runtime.drivers().get(s.spec().driver());
+    if (hv == null) {
+      reportAdapter.tell(new VmSupervisorProtocol.VmStartFailed(s.incarnation(),
+          "driver '" + s.spec().driver() + "' is not available on node " + runtime.nodeAddress()));
+      return;
+    }
+    VmSpec spec = new VmSpec(sandboxId, s.incarnation(), s.spec().vcpus(), s.spec().memoryMiB(), runtime.pidsLimit(),
+        runtime.vmStateDir(sandboxId, s.incarnation()), java.util.Map.of());
+    watchSupervisor(s.incarnation(), ctx.spawn(runtime.vmLauncher().start(hv, spec, reportAdapter),
+        "vm-" + s.incarnation()));
+  }
+
+  private void adoptVm(Hypervisor hv, VmHandle handle) {
+    watchSupervisor(handle.incarnation(), ctx.spawn(runtime.vmLauncher().adopt(hv, handle, reportAdapter),
+        "vm-" + handle.incarnation()));
+  }
+
+  private void watchSupervisor(long incarnation, ActorRef<VmSupervisorProtocol.Command> ref) {
+    supervisor = ref;
+    supervisorIncarnation = incarnation;
+    ctx.watchWith(ref, new SupervisorTerminated(incarnation));
+  }
+
+  private void stopVm() {
+    if (supervisor != null) {
+      supervisor.tell(new VmSupervisorProtocol.Stop(runtime.stopGrace(), ctx.getSystem().ignoreRef()));
+    }
+  }
+
+  private void replyToStopWaiters(Live s) {
+    for (var w : waitingForStop) w.tell(StatusReply.success(s.view()));
+    waitingForStop.clear();
+  }
+
+  private void passivateLater() {
+    // A deleted sandbox needs no memory (and must not be remembered): stop the entity; its
+    // tombstone is replayed and answers if it is asked again.
+    if (shard != null) shard.tell(new ClusterSharding.Passivate<>(ctx.getSelf()));
+  }
+
+  private void afterChange(State ns, String event) {
+    if (ns instanceof Live l) {
+      runtime.events().tell(Topic.publish(new SandboxChanged(l.view(), event, l.updatedAt())));
+    }
+  }
+
+  // ------------------------------------------------------------------------------ helpers
+
+  private static boolean owned(Live s, String tenant) {
+    return s.tenant().equals(tenant);
+  }
+
+  private <R> ReplyEffect<Event, State> notFound(ActorRef<StatusReply<R>> replyTo) {
+    return reject(replyTo, SandboxError.notFound(sandboxId));
+  }
+
+  private <R> ReplyEffect<Event, State> reject(ActorRef<StatusReply<R>> replyTo, SandboxError error) {
+    return Effect().reply(replyTo, StatusReply.error(error.toReplyText()));
+  }
+
+  // ------------------------------------------------------------------------------ events
+
+  @Override
+  public EventHandler<State, Event> eventHandler() {
+    return newEventHandlerBuilder().forAnyState().onAnyEvent(SandboxEntity::apply);
+  }
+
+  /** Pure: the state after {@code e}. Old events keep replaying through here forever. */
+  static State apply(State state, Event e) {
+    if (e instanceof Created c) {
+      return new Live(c.sandboxId(), c.tenant(), c.spec(), c.requestId(), c.at(), c.at(), Phase.CREATING, true, 0,
+          null, null, 0, "");
+    }
+    Live s = (Live) state;
+    if (e instanceof VmStartRequested r) {
+      return s.withIncarnation(r.incarnation(), r.restartCount()).with(Phase.CREATING, r.at()).withStatus(r.reason());
+    }
+    if (e instanceof VmStarted v) {
+      if (v.incarnation() != s.incarnation()) return s;
+      boolean keepPhase = s.phase() == Phase.PAUSED || s.phase() == Phase.STOPPING || s.phase() == Phase.DELETING;
+      return s.withVm(v.location(), v.adopted() && s.vmSince() != null ? s.vmSince() : v.at())
+          .with(keepPhase ? s.phase() : Phase.RUNNING, v.at())
+          .withStatus(v.adopted() ? "re-attached to the running VM" : "");
+    }
+    if (e instanceof VmEnded v) {
+      if (v.incarnation() != s.incarnation()) return s;
+      return s.withVm(null, null).with(s.phase() == Phase.DELETING ? Phase.DELETING : Phase.STOPPED, v.at())
+          .withStatus(v.end().reason());
+    }
+    if (e instanceof Paused p) return s.with(Phase.PAUSED, p.at());
+    if (e instanceof Resumed r) return s.with(Phase.RUNNING, r.at());
+    if (e instanceof StopRequested r) return s.withDesired(false).with(Phase.STOPPING, r.at());
+    if (e instanceof StartRequested r) return s.withDesired(true).with(s.phase(), r.at());
+    if (e instanceof DeleteRequested r) return s.withDesired(false).with(Phase.DELETING, r.at());
+    if (e instanceof Deleted d) return s.withVm(null, null).with(Phase.DELETED, d.at()).withStatus("deleted");
+    if (e instanceof SandboxFailed f) return s.withDesired(false).with(Phase.FAILED, f.at()).withStatus(f.reason());
+    return s; // Created on a live sandbox cannot happen: creation is refused by the command handler
+  }
+}

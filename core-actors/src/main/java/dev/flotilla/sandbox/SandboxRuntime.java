@@ -1,0 +1,81 @@
+package dev.flotilla.sandbox;
+
+import dev.flotilla.vm.Hypervisor;
+import dev.flotilla.vm.VmHandle;
+import dev.flotilla.vm.VmSpec;
+import dev.flotilla.vm.supervisor.VmSupervisor;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol;
+import org.apache.pekko.actor.typed.Behavior;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Map;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.pubsub.Topic;
+
+/**
+ * What a sandbox entity needs from the node it runs on: the drivers, where VM state lives, who
+ * this node and host are, and the tunables. Built once per node by its {@code Main}.
+ *
+ * @param drivers hypervisors by driver name ("process", "qemu")
+ * @param vmRoot directory under which each VM gets {@code <sandbox>-<incarnation>/}
+ * @param nodeAddress this node's cluster address, host:port
+ * @param hostId identity of the physical host: only the same host may re-attach to a VM
+ * @param vmLauncher makes the VM supervisor child of an incarnation
+ * @param events the cluster-wide topic of {@link SandboxChanged}
+ */
+public record SandboxRuntime(
+    Map<String, Hypervisor> drivers,
+    Path vmRoot,
+    String nodeAddress,
+    String hostId,
+    VmLauncher vmLauncher,
+    RestartSettings restart,
+    Duration vmCallTimeout,
+    Duration stopGrace,
+    int pidsLimit,
+    ActorRef<Topic.Command<SandboxChanged>> events) {
+
+  public SandboxRuntime {
+    drivers = Map.copyOf(drivers);
+  }
+
+  /**
+   * Makes the behavior of the child that owns an incarnation's VM. Production uses
+   * {@link #supervised}; entity unit tests substitute a recorder to drive the reports themselves.
+   */
+  public interface VmLauncher {
+    Behavior<VmSupervisorProtocol.Command> start(Hypervisor hv, VmSpec spec, ActorRef<VmSupervisorProtocol.Report> parent);
+
+    Behavior<VmSupervisorProtocol.Command> adopt(Hypervisor hv, VmHandle handle, ActorRef<VmSupervisorProtocol.Report> parent);
+  }
+
+  /** The real thing: a {@link VmSupervisor} per incarnation. */
+  public static VmLauncher supervised(VmSupervisor.Settings settings) {
+    return new VmLauncher() {
+      @Override
+      public Behavior<VmSupervisorProtocol.Command> start(Hypervisor hv, VmSpec spec, ActorRef<VmSupervisorProtocol.Report> parent) {
+        return VmSupervisor.start(hv, spec, parent, settings);
+      }
+
+      @Override
+      public Behavior<VmSupervisorProtocol.Command> adopt(Hypervisor hv, VmHandle handle, ActorRef<VmSupervisorProtocol.Report> parent) {
+        return VmSupervisor.adopt(hv, handle, parent, settings);
+      }
+    };
+  }
+
+  public Path vmStateDir(String sandboxId, long incarnation) {
+    return vmRoot.resolve(sandboxId + "-" + incarnation);
+  }
+
+  /**
+   * The restart budget: at most {@code maxRestarts} restarts in a row, each after an exponential
+   * backoff; a VM that ran at least {@code resetAfter} counts as a fresh start.
+   */
+  public record RestartSettings(int maxRestarts, Duration minBackoff, Duration maxBackoff, Duration resetAfter) {
+    Duration backoff(int restart) {
+      long ms = minBackoff.toMillis() << Math.min(20, Math.max(0, restart - 1));
+      return Duration.ofMillis(Math.min(ms, maxBackoff.toMillis()));
+    }
+  }
+}

@@ -1,0 +1,19 @@
+package dev.flotilla.sandbox;
+
+import dev.flotilla.persistence.FlotillaSerializable;
+import java.time.Instant;
+
+/** A sandbox as the API shows it. */
+public record SandboxView(
+    String id,
+    String tenant,
+    SandboxSpec spec,
+    Phase phase,
+    long incarnation,
+    String node,
+    Instant createdAt,
+    Instant updatedAt,
+    String statusMessage,
+    int restartCount,
+    boolean desiredRunning)
+    implements FlotillaSerializable {}

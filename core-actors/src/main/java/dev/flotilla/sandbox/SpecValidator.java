@@ -1,0 +1,75 @@
+package dev.flotilla.sandbox;
+
+import com.typesafe.config.Config;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.regex.Pattern;
+
+/**
+ * Checks a requested spec against this cluster's bounds and fills in defaults. Every refusal says
+ * what to fix.
+ *
+ * @param drivers the drivers this cluster offers
+ */
+public record SpecValidator(
+    Set<String> drivers,
+    String defaultDriver,
+    int defaultVcpus,
+    int maxVcpus,
+    int defaultMemoryMiB,
+    int minMemoryMiB,
+    int maxMemoryMiB,
+    int maxLabels) {
+
+  // Kubernetes' label syntax: users already know it, and tools can copy labels across.
+  private static final Pattern LABEL_KEY = Pattern.compile("([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?");
+  private static final Pattern LABEL_VALUE = Pattern.compile("([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?");
+
+  public SpecValidator {
+    drivers = Set.copyOf(drivers);
+  }
+
+  public static SpecValidator fromConfig(Config c, Set<String> availableDrivers) {
+    return new SpecValidator(
+        availableDrivers,
+        c.getString("default-driver"),
+        c.getInt("default-vcpus"),
+        c.getInt("max-vcpus"),
+        c.getInt("default-memory-mib"),
+        c.getInt("min-memory-mib"),
+        c.getInt("max-memory-mib"),
+        c.getInt("max-labels"));
+  }
+
+  /** The spec with defaults filled in, or a {@link SandboxError} of kind INVALID_ARGUMENT. */
+  public SandboxSpec normalize(SandboxSpec in) {
+    String driver = in.driver() == null || in.driver().isEmpty() ? defaultDriver : in.driver();
+    if (!drivers.contains(driver)) {
+      throw SandboxError.invalid("unknown driver '" + driver + "': this cluster offers " + String.join(", ", new java.util.TreeSet<>(drivers)));
+    }
+    int vcpus = in.vcpus() == 0 ? defaultVcpus : in.vcpus();
+    if (vcpus < 1 || vcpus > maxVcpus) {
+      throw SandboxError.invalid("vcpus must be between 1 and " + maxVcpus + " (got " + in.vcpus() + ")");
+    }
+    int memory = in.memoryMiB() == 0 ? defaultMemoryMiB : in.memoryMiB();
+    if (memory < minMemoryMiB || memory > maxMemoryMiB) {
+      throw SandboxError.invalid("memory must be between " + minMemoryMiB + " and " + maxMemoryMiB + " MiB (got " + in.memoryMiB() + ")");
+    }
+    Map<String, String> labels = in.labels() == null ? Map.of() : in.labels();
+    if (labels.size() > maxLabels) {
+      throw SandboxError.invalid("at most " + maxLabels + " labels are allowed (got " + labels.size() + ")");
+    }
+    for (var e : new TreeMap<>(labels).entrySet()) {
+      if (!LABEL_KEY.matcher(e.getKey()).matches()) {
+        throw SandboxError.invalid("label key '" + e.getKey()
+            + "' is invalid: use up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit, optionally prefixed by a DNS name and '/'");
+      }
+      if (!LABEL_VALUE.matcher(e.getValue()).matches()) {
+        throw SandboxError.invalid("label value '" + e.getValue() + "' of '" + e.getKey()
+            + "' is invalid: use up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit");
+      }
+    }
+    return new SandboxSpec(driver, vcpus, memory, labels, in.restartPolicy());
+  }
+}

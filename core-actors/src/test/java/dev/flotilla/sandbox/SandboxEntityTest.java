@@ -1,0 +1,373 @@
+package dev.flotilla.sandbox;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.typesafe.config.ConfigFactory;
+import dev.flotilla.sandbox.SandboxEntity.Command;
+import dev.flotilla.sandbox.SandboxEntity.Event;
+import dev.flotilla.sandbox.SandboxEntity.Live;
+import dev.flotilla.sandbox.SandboxEntity.State;
+import dev.flotilla.vm.Hypervisor;
+import dev.flotilla.vm.VmExit;
+import dev.flotilla.vm.VmHandle;
+import dev.flotilla.vm.VmSpec;
+import dev.flotilla.vm.process.ProcessHypervisor;
+import dev.flotilla.vm.process.ProcessHypervisorConfig;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Report;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import org.apache.pekko.Done;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.pubsub.Topic;
+import org.apache.pekko.pattern.StatusReply;
+import org.apache.pekko.persistence.testkit.javadsl.EventSourcedBehaviorTestKit;
+import org.apache.pekko.persistence.testkit.javadsl.PersistenceTestKit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The sandbox entity's state machine, with its VM supervisor child replaced by a recorder that
+ * the test drives: every transition, rejection, fencing of stale reports, restart budget,
+ * idempotent create, tombstone, and replay. Commands, events and state go through the real Kryo
+ * serializer on every step (the testkit's serialization check). Real VMs are exercised by the
+ * node's end-to-end tests.
+ */
+class SandboxEntityTest {
+  static final ActorTestKit testKit = ActorTestKit.create(
+      EventSourcedBehaviorTestKit.config().withFallback(ConfigFactory.load()));
+
+  @TempDir Path tmp;
+
+  /** What the entity told its (stand-in) VM supervisors, and which ones it launched. */
+  TestProbe<VmSupervisorProtocol.Command> vmCommands;
+  TestProbe<String> launches;
+  TestProbe<Topic.Command<SandboxChanged>> published;
+  /** The parent ref each launched supervisor got, to send reports as the real one would. */
+  volatile ActorRef<Report> parent;
+
+  /** A fresh sandbox per test: the testkit's in-memory journal is shared by the whole class. */
+  String ID;
+  static final String T = "acme";
+  static final SandboxSpec SPEC = new SandboxSpec("process", 1, 256, Map.of("team", "infra"), RestartPolicy.ALWAYS);
+
+  @AfterAll
+  static void shutdown() {
+    testKit.shutdownTestKit();
+  }
+
+  @BeforeEach
+  void probes() {
+    ID = SandboxIds.random();
+    vmCommands = testKit.createTestProbe();
+    launches = testKit.createTestProbe();
+    published = testKit.createTestProbe();
+  }
+
+  SandboxRuntime runtime(String hostId, int maxRestarts) {
+    Hypervisor hv = new ProcessHypervisor(ProcessHypervisorConfig.of(tmp.resolve("agent.jar"), tmp.resolve("vms")));
+    SandboxRuntime.VmLauncher launcher = new SandboxRuntime.VmLauncher() {
+      @Override
+      public Behavior<VmSupervisorProtocol.Command> start(Hypervisor h, VmSpec spec, ActorRef<Report> p) {
+        parent = p;
+        launches.ref().tell("start " + spec.incarnation());
+        return fakeSupervisor(spec.incarnation(), p);
+      }
+
+      @Override
+      public Behavior<VmSupervisorProtocol.Command> adopt(Hypervisor h, VmHandle handle, ActorRef<Report> p) {
+        parent = p;
+        launches.ref().tell("adopt " + handle.incarnation());
+        return fakeSupervisor(handle.incarnation(), p);
+      }
+    };
+    return new SandboxRuntime(Map.of("process", hv), tmp.resolve("vms"), "127.0.0.1:25520", hostId, launcher,
+        new SandboxRuntime.RestartSettings(maxRestarts, Duration.ofMillis(10), Duration.ofMillis(50), Duration.ofMinutes(5)),
+        Duration.ofSeconds(3), Duration.ofMillis(100), 1024, published.ref());
+  }
+
+  /** Acknowledges pause/resume, and on Stop reports the requested exit as the real supervisor does. */
+  Behavior<VmSupervisorProtocol.Command> fakeSupervisor(long incarnation, ActorRef<Report> p) {
+    return Behaviors.receive(VmSupervisorProtocol.Command.class)
+        .onMessage(VmSupervisorProtocol.Pause.class, m -> {
+          vmCommands.ref().tell(m);
+          m.replyTo().tell(StatusReply.ack());
+          return Behaviors.same();
+        })
+        .onMessage(VmSupervisorProtocol.Resume.class, m -> {
+          vmCommands.ref().tell(m);
+          m.replyTo().tell(StatusReply.ack());
+          return Behaviors.same();
+        })
+        .onMessage(VmSupervisorProtocol.Stop.class, m -> {
+          vmCommands.ref().tell(m);
+          p.tell(new VmSupervisorProtocol.VmExited(incarnation, new VmExit(0, 0, "stopped", true)));
+          m.replyTo().tell(Done.getInstance());
+          return Behaviors.stopped();
+        })
+        .onAnyMessage(m -> {
+          vmCommands.ref().tell(m);
+          return Behaviors.same();
+        })
+        .build();
+  }
+
+  EventSourcedBehaviorTestKit<Command, Event, State> kit(SandboxRuntime rt) {
+    return EventSourcedBehaviorTestKit.create(testKit.system(), SandboxEntity.create(ID, rt, null));
+  }
+
+  VmHandle handle(long incarnation) {
+    return new VmHandle("process", ID, incarnation, 4242, 99, Path.of("/tmp/x"), Path.of("/tmp/x/agent.sock"), Map.of());
+  }
+
+  void ready(long incarnation) {
+    parent.tell(new VmSupervisorProtocol.VmReady(incarnation, handle(incarnation), "6.1", false));
+  }
+
+  SandboxView get(EventSourcedBehaviorTestKit<Command, Event, State> kit, String tenant) {
+    var r = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get(tenant, ref));
+    return r.reply().getValue();
+  }
+
+  /** Runs a command and returns the state once a reply came back (the entity may reply late). */
+  SandboxView running(EventSourcedBehaviorTestKit<Command, Event, State> kit) {
+    var created = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, SPEC, "req-1", ref));
+    assertEquals(Phase.CREATING, created.reply().getValue().phase());
+    assertEquals(List.of(SandboxEntity.Created.class, SandboxEntity.VmStartRequested.class),
+        created.events().stream().map(Object::getClass).toList());
+    assertEquals("start 1", launches.receiveMessage());
+    ready(1);
+    return awaitPhase(kit, Phase.RUNNING);
+  }
+
+  SandboxView awaitPhase(EventSourcedBehaviorTestKit<Command, Event, State> kit, Phase phase) {
+    org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(5)).until(() -> get(kit, T).phase() == phase);
+    return get(kit, T);
+  }
+
+  @Test
+  void createStartsIncarnationOneAndRunsWhenTheVmIsReady() {
+    var kit = kit(runtime("host-a", 3));
+    SandboxView v = running(kit);
+    assertEquals(1, v.incarnation());
+    assertEquals("127.0.0.1:25520", v.node());
+    assertTrue(v.desiredRunning());
+    Live s = (Live) kit.getState();
+    assertEquals(4242, s.vm().pid());
+    assertEquals("host-a", s.vm().hostId());
+    // Changes are published for watchers.
+    // (the publish message's class is internal to Pekko: its text names the event)
+    assertTrue(published.receiveMessage().toString().contains("event=created"));
+  }
+
+  @Test
+  void retriedCreateReturnsTheSameSandboxAndADifferentSpecIsRefused() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    var again = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, SPEC, "req-1", ref));
+    assertTrue(again.hasNoEvents());
+    assertEquals(ID, again.reply().getValue().id());
+    var other = new SandboxSpec("process", 2, 256, Map.of(), RestartPolicy.ALWAYS);
+    var conflict = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, other, "req-1", ref));
+    assertTrue(conflict.reply().isError());
+    assertEquals(SandboxError.Kind.ALREADY_EXISTS, SandboxError.fromReplyText(conflict.reply().getError().getMessage()).kind());
+  }
+
+  @Test
+  void anotherTenantSeesNothing() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    for (var r : List.of(
+        kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get("other", ref)).reply(),
+        kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Stop("other", ref)).reply(),
+        kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Delete("other", ref)).reply())) {
+      assertTrue(r.isError());
+      assertEquals(SandboxError.Kind.NOT_FOUND, SandboxError.fromReplyText(r.getError().getMessage()).kind());
+    }
+    assertEquals(Phase.RUNNING, get(kit, T).phase());
+  }
+
+  @Test
+  void unknownSandboxIsNotFound() {
+    var kit = kit(runtime("host-a", 3));
+    var r = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get(T, ref));
+    assertEquals(SandboxError.Kind.NOT_FOUND, SandboxError.fromReplyText(r.reply().getError().getMessage()).kind());
+    assertTrue(r.hasNoEvents());
+  }
+
+  @Test
+  void pauseAndResumeGoThroughTheVmAndWrongPhasesAreRefused() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    // Resuming a running sandbox is a no-op success (idempotent, like a retried call).
+    var resumeRunning = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Resume(T, ref));
+    assertEquals(Phase.RUNNING, resumeRunning.reply().getValue().phase());
+    assertTrue(resumeRunning.hasNoEvents());
+
+    var paused = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Pause(T, ref));
+    assertEquals(Phase.PAUSED, paused.reply().getValue().phase());
+    assertInstanceOf(VmSupervisorProtocol.Pause.class, vmCommands.receiveMessage());
+
+    var exec = kit.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.Exec(T,
+        new VmSupervisorProtocol.ExecSpec(List.of("true"), Map.of(), ""), castRef(ref)));
+    assertTrue(exec.reply().getError().getMessage().contains("resume it first"));
+
+    var resumed = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Resume(T, ref));
+    assertEquals(Phase.RUNNING, resumed.reply().getValue().phase());
+    assertInstanceOf(VmSupervisorProtocol.Resume.class, vmCommands.receiveMessage());
+  }
+
+  @SuppressWarnings("unchecked")
+  static <T> ActorRef<T> castRef(ActorRef<?> ref) {
+    return (ActorRef<T>) ref;
+  }
+
+  @Test
+  void abnormalExitRestartsAsANewIncarnationUntilTheBudgetIsSpent() {
+    var kit = kit(runtime("host-a", 2));
+    running(kit);
+    parent.tell(new VmSupervisorProtocol.VmExited(1, new VmExit(-1, 9, "killed by signal 9", false)));
+    assertEquals("start 2", launches.receiveMessage());
+    SandboxView v = awaitPhase(kit, Phase.CREATING);
+    assertEquals(2, v.incarnation());
+    assertEquals(1, v.restartCount());
+    assertTrue(v.statusMessage().contains("killed by signal 9"), v.statusMessage());
+
+    parent.tell(new VmSupervisorProtocol.VmStartFailed(2, "agent did not answer"));
+    assertEquals("start 3", launches.receiveMessage());
+    parent.tell(new VmSupervisorProtocol.VmStartFailed(3, "agent did not answer"));
+    v = awaitPhase(kit, Phase.FAILED);
+    assertTrue(v.statusMessage().contains("restart budget exhausted"), v.statusMessage());
+    assertFalse(v.desiredRunning());
+    launches.expectNoMessage(Duration.ofMillis(200));
+
+    // A manual start resets the budget and starts a new incarnation.
+    var started = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Start(T, ref));
+    assertEquals(4, started.reply().getValue().incarnation());
+    assertEquals("start 4", launches.receiveMessage());
+  }
+
+  @Test
+  void reportsOfAStaleIncarnationAreIgnored() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    parent.tell(new VmSupervisorProtocol.VmExited(1, new VmExit(-1, 9, "killed", false)));
+    assertEquals("start 2", launches.receiveMessage());
+    ready(2);
+    awaitPhase(kit, Phase.RUNNING);
+    // Late news from incarnation 1 must not touch incarnation 2.
+    parent.tell(new VmSupervisorProtocol.VmExited(1, new VmExit(-1, 9, "late", false)));
+    parent.tell(new VmSupervisorProtocol.VmReady(1, handle(1), "6.1", false));
+    launches.expectNoMessage(Duration.ofMillis(200));
+    SandboxView v = get(kit, T);
+    assertEquals(Phase.RUNNING, v.phase());
+    assertEquals(2, v.incarnation());
+  }
+
+  @Test
+  void neverPolicyStopsInsteadOfRestarting() {
+    var kit = kit(runtime("host-a", 3));
+    var spec = new SandboxSpec("process", 1, 256, Map.of(), RestartPolicy.NEVER);
+    kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, spec, "", ref));
+    assertEquals("start 1", launches.receiveMessage());
+    ready(1);
+    awaitPhase(kit, Phase.RUNNING);
+    parent.tell(new VmSupervisorProtocol.VmExited(1, new VmExit(3, 0, "exited with 3", false)));
+    SandboxView v = awaitPhase(kit, Phase.STOPPED);
+    assertEquals("exited with 3", v.statusMessage());
+    launches.expectNoMessage(Duration.ofMillis(200));
+  }
+
+  @Test
+  void stopWaitsForTheVmThenStartMakesANewIncarnation() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    var stopped = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Stop(T, ref));
+    assertEquals(Phase.STOPPED, stopped.reply().getValue().phase());
+    assertFalse(stopped.reply().getValue().desiredRunning());
+    assertInstanceOf(VmSupervisorProtocol.Stop.class, vmCommands.receiveMessage());
+    assertNull(((Live) kit.getState()).vm());
+
+    var exec = kit.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.Exec(T,
+        new VmSupervisorProtocol.ExecSpec(List.of("true"), Map.of(), ""), castRef(ref)));
+    assertTrue(exec.reply().getError().getMessage().contains("start it first"));
+    var pause = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Pause(T, ref));
+    assertEquals(SandboxError.Kind.FAILED_PRECONDITION, SandboxError.fromReplyText(pause.reply().getError().getMessage()).kind());
+
+    var started = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Start(T, ref));
+    assertEquals(2, started.reply().getValue().incarnation());
+    assertEquals("start 2", launches.receiveMessage());
+  }
+
+  @Test
+  void deleteLeavesATombstoneThatAnswersNotFound() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    var deleted = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Delete(T, ref));
+    assertEquals(Phase.DELETED, deleted.reply().getValue().phase());
+    var r = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get(T, ref)).reply();
+    assertEquals(SandboxError.Kind.NOT_FOUND, SandboxError.fromReplyText(r.getError().getMessage()).kind());
+    var recreate = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, SPEC, "req-1", ref));
+    assertEquals(SandboxError.Kind.ALREADY_EXISTS, SandboxError.fromReplyText(recreate.reply().getError().getMessage()).kind());
+    assertTrue(recreate.hasNoEvents());
+    // Replay keeps it deleted.
+    kit.restart();
+    assertEquals(Phase.DELETED, ((Live) kit.getState()).phase());
+  }
+
+  @Test
+  void afterRestartOnTheSameHostTheVmIsReattachedWithoutANewIncarnation() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    kit.restart();
+    assertEquals("adopt 1", launches.receiveMessage());
+    parent.tell(new VmSupervisorProtocol.VmReady(1, handle(1), "6.1", true));
+    org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(5))
+        .until(() -> ((Live) kit.getState()).statusMessage().startsWith("re-attached"));
+    SandboxView v = get(kit, T);
+    assertEquals(Phase.RUNNING, v.phase());
+    assertEquals(1, v.incarnation());
+  }
+
+  @Test
+  void afterAMoveToAnotherHostANewIncarnationStarts() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    // Same journal, another host: the old VM cannot be re-attached from here. (A new testkit
+    // starts from a clean journal, so the first one's events are handed over explicitly.)
+    String pid = "Sandbox|" + ID;
+    var journal = PersistenceTestKit.create(testKit.system());
+    List<Object> history = journal.persistedInStorage(pid);
+    var moved = EventSourcedBehaviorTestKit.<Command, Event, State>create(testKit.system(),
+        SandboxEntity.create(ID, runtime("host-b", 3), null));
+    journal.persistForRecovery(pid, history);
+    moved.restart();
+    assertEquals("start 2", launches.receiveMessage());
+    var v = moved.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get(T, ref)).reply().getValue();
+    assertEquals(2, v.incarnation());
+    assertEquals(Phase.CREATING, v.phase());
+    assertTrue(v.statusMessage().contains("host-a"), v.statusMessage());
+  }
+
+  @Test
+  void replayRebuildsTheSameState() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Pause(T, ref));
+    State before = kit.getState();
+    kit.restart();
+    assertEquals(before, kit.getState());
+  }
+}
