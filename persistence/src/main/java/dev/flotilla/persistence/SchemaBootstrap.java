@@ -11,6 +11,8 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.javadsl.Adapter;
+import org.apache.pekko.persistence.Persistence;
 import org.apache.pekko.persistence.jdbc.testkit.javadsl.SchemaUtils;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -22,6 +24,8 @@ import org.slf4j.LoggerFactory;
  * <p>Uses pekko-persistence-jdbc's own DDL ({@code SchemaUtils.createIfNotExists}, which applies
  * the bundled script statement by statement and only logs failures such as "index exists"); so
  * afterwards it checks that the tables really are there and fails with a clear message if not.
+ * Finally it loads the Persistence extension, which starts the journal and snapshot plugins
+ * listed as auto-start in {@code flotilla-persistence-jdbc.conf}.
  */
 public final class SchemaBootstrap {
   private static final Logger log = LoggerFactory.getLogger(SchemaBootstrap.class);
@@ -47,6 +51,9 @@ public final class SchemaBootstrap {
       throw new IllegalStateException("creating the journal schema failed: " + e, e);
     }
     verifyTables(config);
+    // Loading the extension starts the auto-start journal and snapshot plugins now, so the first
+    // persistent entity does not pay for plugin and pool start-up.
+    Persistence.get(Adapter.toClassic(system));
     log.info(
         "Journal schema ready ({}) in {} ms",
         PersistenceSettings.backend(config),
