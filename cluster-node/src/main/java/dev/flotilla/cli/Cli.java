@@ -3,13 +3,18 @@ package dev.flotilla.cli;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.Callable;
+import java.util.function.Supplier;
 import java.util.logging.LogManager;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.IVersionProvider;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Spec;
 import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.TypeConversionException;
 import picocli.CommandLine.UnmatchedArgumentException;
@@ -22,24 +27,29 @@ import picocli.CommandLine.UnmatchedArgumentException;
 @Command(name = "flotilla", mixinStandardHelpOptions = true,
     versionProvider = Cli.Version.class,
     description = "Flotilla: sandboxes on a cluster of nodes.",
-    subcommands = {
-        NodeCommand.class,
-        CreateCommand.class,
-        ListCommand.class,
-        GetCommand.class,
-        ExecCommand.class,
-        LifecycleCommands.Stop.class,
-        LifecycleCommands.Start.class,
-        LifecycleCommands.Pause.class,
-        LifecycleCommands.Resume.class,
-        LifecycleCommands.Remove.class,
-        WatchCommand.class,
-        CommandLine.HelpCommand.class,
-    },
     footer = {"", "Exit codes: 0 ok, 1 the node refused or failed the request, 2 usage error, "
         + "3 no node reachable or it did not answer in time; exec exits with the command's code."})
 public final class Cli implements Callable<Integer> {
+  /** In the order `flotilla --help` lists them. */
+  private static final Map<String, Supplier<Object>> COMMANDS = new LinkedHashMap<>();
+
+  static {
+    COMMANDS.put("node", NodeCommand::new);
+    COMMANDS.put("create", CreateCommand::new);
+    COMMANDS.put("ls", ListCommand::new);
+    COMMANDS.put("get", GetCommand::new);
+    COMMANDS.put("exec", ExecCommand::new);
+    COMMANDS.put("stop", LifecycleCommands.Stop::new);
+    COMMANDS.put("start", LifecycleCommands.Start::new);
+    COMMANDS.put("pause", LifecycleCommands.Pause::new);
+    COMMANDS.put("resume", LifecycleCommands.Resume::new);
+    COMMANDS.put("rm", LifecycleCommands.Remove::new);
+    COMMANDS.put("watch", WatchCommand::new);
+    COMMANDS.put("help", CommandLine.HelpCommand::new);
+  }
+
   @Mixin ClientOptions options;
+  @Spec CommandSpec spec;
 
   private final CliContext context;
 
@@ -69,6 +79,14 @@ public final class Cli implements Callable<Integer> {
   /** Runs one command line and returns its exit code; never throws. */
   public int run(String... args) {
     CommandLine cl = new CommandLine(this);
+    // Picocli reads every registered command's annotations up front; a client command's start-up
+    // time matters, so when the command is known only that one is registered.
+    String command = commandName(args);
+    if (command != null && !command.equals("help")) {
+      cl.addSubcommand(command, COMMANDS.get(command).get());
+    } else {
+      COMMANDS.forEach((name, create) -> cl.addSubcommand(name, create.get()));
+    }
     cl.setOut(new PrintWriter(context.out(), true));
     cl.setErr(new PrintWriter(context.err(), true));
     // `exec ID -- echo @x` must pass "@x" through, not read a file named x
@@ -82,8 +100,21 @@ public final class Cli implements Callable<Integer> {
   /** {@code flotilla} alone: what there is to do. */
   @Override
   public Integer call() {
-    new CommandLine(this).usage(context.err());
+    spec.commandLine().usage(context.err());
     return ExitCodes.USAGE;
+  }
+
+  /** The command's name if it is one of ours, skipping the root's options; else null. */
+  static String commandName(String[] args) {
+    for (int i = 0; i < args.length; i++) {
+      String a = args[i];
+      if (a.equals("--endpoint") || a.equals("--token") || a.equals("--timeout")) {
+        i++; // its value
+      } else if (!a.startsWith("-")) {
+        return COMMANDS.containsKey(a) ? a : null;
+      }
+    }
+    return null;
   }
 
   private int usageError(ParameterException ex, String[] args) {

@@ -83,7 +83,7 @@ public final class FlotillaClient implements AutoCloseable {
    */
   public <Q, R> void stream(MethodDescriptor<Q, R> method, Q request, String sandboxId,
       Consumer<R> onMessage) {
-    Thread cancelOnExit = new Thread(channel::shutdownNow, "flotilla-cli-cancel");
+    Thread cancelOnExit = new Thread(this::cancelAll, "flotilla-cli-cancel");
     Runtime.getRuntime().addShutdownHook(cancelOnExit);
     try {
       Iterator<R> it = ClientCalls.blockingServerStreamingCall(calls, method, CallOptions.DEFAULT,
@@ -107,14 +107,19 @@ public final class FlotillaClient implements AutoCloseable {
         connection.endpoint().toString(), sandboxId, connection.timeout(), connection.tokenSource()));
   }
 
-  @Override
-  public void close() {
+  /** Cancels every call and gives the cancellation a moment to reach the node. */
+  private void cancelAll() {
     channel.shutdownNow();
     try {
-      channel.awaitTermination(1, TimeUnit.SECONDS);
+      channel.awaitTermination(500, TimeUnit.MILLISECONDS);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
+  }
+
+  @Override
+  public void close() {
+    cancelAll();
     group.shutdownGracefully(0, 0, TimeUnit.MILLISECONDS);
   }
 }
