@@ -47,7 +47,9 @@ record HostFacts(
     }
     boolean mapRoot = range.isPresent() || works(unshare, List.of("--map-root-user"));
     if (!mapRoot) warnings.add("unshare --user does not work on this host: the process driver cannot start sandboxes");
-    Cgroups.Layout layout = Cgroups.detect(config.cgroupParent());
+    Cgroups.Layout layout = config.cgroups()
+        ? Cgroups.detect(config.cgroupParent())
+        : new Cgroups.Layout(java.util.Map.of(), config.cgroupParent(), List.of("cgroups disabled by configuration"));
     warnings.addAll(layout.problems());
     for (Cgroups.Controller c : Cgroups.Controller.values()) {
       if (layout.mount(c).isEmpty()) {

@@ -15,6 +15,8 @@ import java.util.Objects;
  * @param defaultPidsLimit the pids limit when a spec says 0 (counts threads: the agent JVM has ~30)
  * @param subordinateIds use an /etc/subuid range for the sandbox's root where the host has one;
  *     false forces {@code --map-root-user}
+ * @param cgroups use cgroups where the host has them; false leaves limits unenforced and pauses
+ *     with SIGSTOP (for hosts where the node may not touch cgroups, and to test that path)
  */
 public record ProcessHypervisorConfig(
     Path javaPath,
@@ -23,7 +25,8 @@ public record ProcessHypervisorConfig(
     Path stateRoot,
     String cgroupParent,
     int defaultPidsLimit,
-    boolean subordinateIds) {
+    boolean subordinateIds,
+    boolean cgroups) {
 
   public static final List<String> LEAN_JVM_FLAGS = List.of(
       "-XX:+UseSerialGC",
@@ -49,15 +52,23 @@ public record ProcessHypervisorConfig(
   /** The running JVM's own {@code java}, lean flags, cgroup parent {@code flotilla}. */
   public static ProcessHypervisorConfig of(Path agentJar, Path stateRoot) {
     Path java = Path.of(System.getProperty("java.home"), "bin", "java");
-    return new ProcessHypervisorConfig(java, agentJar, LEAN_JVM_FLAGS, stateRoot, "flotilla", 1024, true);
+    return new ProcessHypervisorConfig(java, agentJar, LEAN_JVM_FLAGS, stateRoot, "flotilla", 1024, true, true);
   }
 
   public ProcessHypervisorConfig withSubordinateIds(boolean use) {
-    return new ProcessHypervisorConfig(javaPath, agentJar, jvmFlags, stateRoot, cgroupParent, defaultPidsLimit, use);
+    return new ProcessHypervisorConfig(javaPath, agentJar, jvmFlags, stateRoot, cgroupParent, defaultPidsLimit, use, cgroups);
   }
 
   public ProcessHypervisorConfig withCgroupParent(String parent) {
-    return new ProcessHypervisorConfig(javaPath, agentJar, jvmFlags, stateRoot, parent, defaultPidsLimit, subordinateIds);
+    return new ProcessHypervisorConfig(javaPath, agentJar, jvmFlags, stateRoot, parent, defaultPidsLimit, subordinateIds, cgroups);
+  }
+
+  public ProcessHypervisorConfig withCgroups(boolean use) {
+    return new ProcessHypervisorConfig(javaPath, agentJar, jvmFlags, stateRoot, cgroupParent, defaultPidsLimit, subordinateIds, use);
+  }
+
+  public ProcessHypervisorConfig withAgentJar(Path jar) {
+    return new ProcessHypervisorConfig(javaPath, jar, jvmFlags, stateRoot, cgroupParent, defaultPidsLimit, subordinateIds, cgroups);
   }
 
   /** The conventional state directory of one incarnation: {@code <root>/<sandbox>/<incarnation>}. */

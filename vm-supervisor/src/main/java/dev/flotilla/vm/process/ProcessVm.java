@@ -291,7 +291,11 @@ final class ProcessVm implements Vm {
     if (cg != null) victims.addAll(cg.pids());
     victims.remove(ProcessHandle.current().pid());
     if (victims.isEmpty()) return;
-    log.info("sandbox {}: its root process is gone; killing what is left of it: {}", handle.sandboxId(), victims);
+    if (requested) {
+      log.debug("sandbox {}: killing what is left of it: {}", handle.sandboxId(), victims);
+    } else {
+      log.info("sandbox {}: its root process is gone; killing what is left of it: {}", handle.sandboxId(), victims);
+    }
     for (long v : victims) ProcessHandle.of(v).ifPresent(ProcessHandle::destroyForcibly);
     thawQuietly();
     for (int i = 0; i < 400 && victims.stream().anyMatch(v -> Procfs.stat(v).filter(st -> st.state() != 'Z').isPresent()); i++) {

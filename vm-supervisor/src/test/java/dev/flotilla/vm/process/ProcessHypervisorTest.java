@@ -199,9 +199,7 @@ class ProcessHypervisorTest {
   @Test
   void startFailsCleanlyWhenTheAgentCannotRun() throws Exception {
     Path notAJar = Files.writeString(sandboxes.stateRoot.resolve("broken.jar"), "not a jar");
-    var broken = new ProcessHypervisor(new ProcessHypervisorConfig(
-        Path.of(System.getProperty("java.home"), "bin", "java"), notAJar, ProcessHypervisorConfig.LEAN_JVM_FLAGS,
-        sandboxes.stateRoot, "flotilla-test", 256, true));
+    var broken = new ProcessHypervisor(sandboxes.hypervisor.config().withAgentJar(notAJar));
     VmSpec spec = sandboxes.spec();
     Vm vm = sandboxes.track(broken.prepare(spec));
     AtomicReference<Exception> failure = new AtomicReference<>();

@@ -44,11 +44,15 @@ public final class TestSandboxes implements AutoCloseable {
   }
 
   public TestSandboxes(boolean subordinateIds) throws IOException {
+    this(subordinateIds, true);
+  }
+
+  public TestSandboxes(boolean subordinateIds, boolean cgroups) throws IOException {
     stateRoot = Files.createTempDirectory("flotilla-vm-test");
     // The sandbox's root is an unprivileged uid: it must be able to reach its state directory.
     Files.setPosixFilePermissions(stateRoot, PosixFilePermissions.fromString("rwx--x--x"));
     hypervisor = new ProcessHypervisor(
-        ProcessHypervisorConfig.of(agentJar(), stateRoot).withSubordinateIds(subordinateIds).withCgroupParent("flotilla-test"));
+        ProcessHypervisorConfig.of(agentJar(), stateRoot).withSubordinateIds(subordinateIds).withCgroupParent("flotilla-test").withCgroups(cgroups));
   }
 
   public static Path agentJar() {

@@ -294,9 +294,7 @@ class VmSupervisorTest {
   @Test
   void aVmWhoseAgentCannotStartIsReportedAndLeavesNothing() throws Exception {
     Path notAJar = Files.writeString(sandboxes.stateRoot.resolve("broken.jar"), "not a jar");
-    var broken = new ProcessHypervisor(new ProcessHypervisorConfig(
-        Path.of(System.getProperty("java.home"), "bin", "java"), notAJar, ProcessHypervisorConfig.LEAN_JVM_FLAGS,
-        sandboxes.stateRoot, "flotilla-test", 256, true));
+    var broken = new ProcessHypervisor(sandboxes.hypervisor.config().withAgentJar(notAJar));
     VmSpec spec = sandboxes.spec();
     TestProbe<Report> parent = kit.createTestProbe();
     ActorRef<Command> ref = kit.spawn(VmSupervisor.start(broken, spec, parent.getRef(), settings.withStartTimeout(Duration.ofSeconds(15))));
