@@ -87,6 +87,11 @@ public final class EmbeddedPostgresServer implements AutoCloseable {
     return start(dataDir, 0, DEFAULT_STARTUP);
   }
 
+  /** Starts on {@code port} (0: a free one). */
+  public static EmbeddedPostgresServer start(Path dataDir, int port) throws IOException {
+    return start(dataDir, port, DEFAULT_STARTUP);
+  }
+
   /**
    * Starts postgres with its data in {@code dataDir} (initialised on first use, reused after) on
    * {@code port} (0: a free one), and waits until it accepts connections.

@@ -51,6 +51,16 @@ class EmbeddedPostgresServerTest {
   }
 
   @Test
+  void asRootExplainsAnUnreachableDataDirectory(@org.junit.jupiter.api.io.TempDir Path privateDir) throws Exception {
+    org.junit.jupiter.api.Assumptions.assumeTrue(
+        (Integer) Files.getAttribute(Path.of("/proc/self"), "unix:uid") == 0, "only root switches user");
+    Files.setPosixFilePermissions(privateDir, java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
+    var ex = org.junit.jupiter.api.Assertions.assertThrows(
+        java.io.IOException.class, () -> EmbeddedPostgresServer.start(privateDir.resolve("pg"), 0));
+    assertTrue(ex.getMessage().contains("not searchable") && ex.getMessage().contains(privateDir.toString()), ex.getMessage());
+  }
+
+  @Test
   void runsAsProcessPrintsReadyLineAndStopsOnSigterm() throws Exception {
     Path dir = TestPostgres.newDataDir();
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
