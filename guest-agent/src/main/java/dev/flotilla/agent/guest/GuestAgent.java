@@ -54,6 +54,11 @@ public final class GuestAgent {
     this.files = new FileService(Math.min(config.fileChunk(), config.maxPayload() - 4096));
   }
 
+  /** Serves one connection (e.g. a serial port) until it closes; returns its close cause, null for a clean end. */
+  public Throwable serve(InputStream in, OutputStream out) {
+    return serve(in, out, "stream");
+  }
+
   /** Serves one connection until it closes; returns its close cause (null for a clean end). */
   public Throwable serve(InputStream in, OutputStream out, String description) {
     return serveAsync(in, out, description).join();

@@ -30,7 +30,10 @@ class FlowControlIT {
 
   private static final long TOTAL = 100L * 1024 * 1024;
   private static final int WINDOW = AgentProtocol.DEFAULT_OUTPUT_WINDOW;
-  /** A JVM with a 64 MiB heap sits near 50-70 MiB RSS; buffering the stream would need 100+ MiB. */
+  /**
+   * With the recommended lean flags (32 MiB heap, see README) the agent sits near 40-70 MiB RSS;
+   * buffering the stream would need 100+ MiB (and overflow the heap).
+   */
   private static final long RSS_BOUND = 120L * 1024 * 1024;
 
   private TestAgent agent;
@@ -46,7 +49,8 @@ class FlowControlIT {
 
   @Test
   void hundredMegabytesThroughASlowConsumerWithBoundedAgentMemory() throws Exception {
-    agent = TestAgent.start("sbx-flow", 1, "-Xmx64m", "-XX:+UseSerialGC");
+    agent = TestAgent.start("sbx-flow", 1, "-XX:+UseSerialGC", "-Xms8m", "-Xmx32m", "-XX:TieredStopAtLevel=1",
+        "-XX:CICompilerCount=1", "-Xss512k", "-XX:-UsePerfData");
     AgentClient client = agent.handshaken();
     BlockingQueue<Chunk> chunks = new LinkedBlockingQueue<>();
     AtomicLong unreleased = new AtomicLong();

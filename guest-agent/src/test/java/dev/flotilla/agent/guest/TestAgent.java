@@ -40,9 +40,15 @@ final class TestAgent implements AutoCloseable {
   }
 
   static TestAgent start(String sandboxId, long incarnation, String... jvmFlags) throws IOException {
+    return startUnder(List.of(), sandboxId, incarnation, jvmFlags);
+  }
+
+  /** Starts the agent as the last argument of {@code prefix} (e.g. {@code unshare ... tini --}). */
+  static TestAgent startUnder(List<String> prefix, String sandboxId, long incarnation, String... jvmFlags)
+      throws IOException {
     Path dir = Files.createTempDirectory("flotilla-agent-it");
     String jar = System.getProperty("flotilla.agent.jar", "target/flotilla-guest-agent.jar");
-    List<String> cmd = new ArrayList<>();
+    List<String> cmd = new ArrayList<>(prefix);
     cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
     cmd.addAll(List.of(jvmFlags));
     cmd.addAll(List.of("-jar", jar, "--listen", "unix:" + dir.resolve("agent.sock"), "--sandbox-id", sandboxId));

@@ -12,6 +12,7 @@ import com.google.protobuf.ByteString;
 import dev.flotilla.agent.protocol.frame.Frame;
 import dev.flotilla.agent.protocol.frame.FrameConnection;
 import dev.flotilla.agent.protocol.frame.FrameType;
+import dev.flotilla.agent.protocol.frame.MemoryPipe;
 import dev.flotilla.agent.protocol.v1.Error;
 import dev.flotilla.agent.protocol.v1.ExecProcessResponse;
 import dev.flotilla.agent.protocol.v1.ReadFileResponse;
@@ -21,8 +22,8 @@ import dev.flotilla.agent.protocol.v1.WriteFileResponse;
 import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.PipedInputStream;
-import java.io.PipedOutputStream;
+import java.io.InputStream;
+import java.io.OutputStream;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -55,7 +56,7 @@ class FramedAgentClientTest {
     final BlockingQueue<Frame> frames = new LinkedBlockingQueue<>();
     final List<Request> requests = new CopyOnWriteArrayList<>();
 
-    FakeAgent(PipedInputStream in, PipedOutputStream out, BiConsumer<Integer, Request> onRequest) {
+    FakeAgent(InputStream in, OutputStream out, BiConsumer<Integer, Request> onRequest) {
       conn = new FrameConnection(in, out, "fake-agent", 1 << 20);
       conn.start(f -> {
         if (f.type() == FrameType.REQUEST) {
@@ -81,12 +82,10 @@ class FramedAgentClientTest {
   private FakeAgent agent;
 
   private AgentClient client(ClientOptions options, BiConsumer<Integer, Request> onRequest) throws IOException {
-    PipedInputStream clientIn = new PipedInputStream(1 << 20);
-    PipedOutputStream agentOut = new PipedOutputStream(clientIn);
-    PipedInputStream agentIn = new PipedInputStream(1 << 20);
-    PipedOutputStream clientOut = new PipedOutputStream(agentIn);
-    agent = new FakeAgent(agentIn, agentOut, onRequest);
-    AgentClient c = AgentClients.over(clientIn, clientOut, "test", options);
+    MemoryPipe toClient = new MemoryPipe(1 << 20);
+    MemoryPipe toAgent = new MemoryPipe(1 << 20);
+    agent = new FakeAgent(toAgent.input(), toClient.output(), onRequest);
+    AgentClient c = AgentClients.over(toClient.input(), toAgent.output(), "test", options);
     toClose.add(c);
     return c;
   }

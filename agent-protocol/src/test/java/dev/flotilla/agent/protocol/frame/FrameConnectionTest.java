@@ -13,8 +13,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.PipedInputStream;
-import java.io.PipedOutputStream;
+import java.io.OutputStream;
 import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -30,7 +29,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
-/** FrameConnections over in-memory pipes: normal traffic, and a hostile peer writing raw bytes. */
+/** FrameConnections over in-memory pipes ({@link MemoryPipe}): normal traffic, and a hostile peer writing raw bytes. */
 class FrameConnectionTest {
 
   private static final Duration TIMEOUT = Duration.ofSeconds(10);
@@ -42,14 +41,14 @@ class FrameConnectionTest {
   }
 
   /** A connection under test whose peer is raw bytes: {@code toConn} feeds it, {@code fromConn} shows what it sent. */
-  private record Raw(FrameConnection conn, PipedOutputStream toConn, PipedInputStream fromConn, BlockingQueue<Frame> received) {}
+  private record Raw(FrameConnection conn, OutputStream toConn, InputStream fromConn, BlockingQueue<Frame> received) {}
 
   private Raw raw(String name) throws IOException {
-    PipedInputStream connIn = new PipedInputStream(1 << 16);
-    PipedOutputStream toConn = new PipedOutputStream(connIn);
-    PipedInputStream fromConn = new PipedInputStream(1 << 16);
-    PipedOutputStream connOut = new PipedOutputStream(fromConn);
-    FrameConnection conn = new FrameConnection(connIn, connOut, name, 1024);
+    MemoryPipe in = new MemoryPipe(1 << 16);
+    MemoryPipe out = new MemoryPipe(1 << 16);
+    OutputStream toConn = in.output();
+    InputStream fromConn = out.input();
+    FrameConnection conn = new FrameConnection(in.input(), out.output(), name, 1024);
     BlockingQueue<Frame> received = new LinkedBlockingQueue<>();
     conn.start(received::add);
     toClose.add(conn);
@@ -59,12 +58,10 @@ class FrameConnectionTest {
   }
 
   private FrameConnection[] pair(FrameConnection.Handler a, FrameConnection.Handler b) throws IOException {
-    PipedInputStream aIn = new PipedInputStream(1 << 16);
-    PipedOutputStream bOut = new PipedOutputStream(aIn);
-    PipedInputStream bIn = new PipedInputStream(1 << 16);
-    PipedOutputStream aOut = new PipedOutputStream(bIn);
-    FrameConnection ca = new FrameConnection(aIn, aOut, "a", 1024);
-    FrameConnection cb = new FrameConnection(bIn, bOut, "b", 1024);
+    MemoryPipe toA = new MemoryPipe(1 << 16);
+    MemoryPipe toB = new MemoryPipe(1 << 16);
+    FrameConnection ca = new FrameConnection(toA.input(), toB.output(), "a", 1024);
+    FrameConnection cb = new FrameConnection(toB.input(), toA.output(), "b", 1024);
     toClose.add(ca);
     toClose.add(cb);
     ca.start(a);

@@ -1,0 +1,76 @@
+package dev.flotilla.agent.guest.system;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Probes against fake /proc and /sys trees. */
+class GuestProbeTest {
+
+  @TempDir Path root;
+
+  private Path write(String rel, String content) throws IOException {
+    Path p = root.resolve(rel);
+    Files.createDirectories(p.getParent());
+    Files.writeString(p, content);
+    return p;
+  }
+
+  private GuestProbe probe() {
+    return new GuestProbe(root.resolve("proc"), root.resolve("sys"));
+  }
+
+  @Test
+  void virtualizationFromDmiAndCpuFlags() throws IOException {
+    assertEquals("none", probe().virtualization());
+    write("proc/cpuinfo", "processor\t: 0\nflags\t\t: fpu vme hypervisor lahf_lm\n");
+    assertEquals("vm", probe().virtualization());
+    write("sys/class/dmi/id/sys_vendor", "QEMU\n");
+    assertEquals("kvm", probe().virtualization());
+    write("proc/cpuinfo", "flags\t\t: fpu vme\n");
+    assertEquals("qemu", probe().virtualization());
+  }
+
+  @Test
+  void memoryTotalPrefersTheCgroupLimit() throws IOException {
+    write("proc/meminfo", "MemTotal:        8000000 kB\nMemFree: 1 kB\n");
+    write("proc/self/cgroup", "0::/sandbox/a\n");
+    assertEquals(8000000L * 1024, probe().memoryTotal());
+    write("sys/fs/cgroup/sandbox/a/memory.max", "max\n");
+    assertEquals(8000000L * 1024, probe().memoryTotal());
+    write("sys/fs/cgroup/sandbox/a/memory.max", "268435456\n");
+    assertEquals(268435456L, probe().memoryTotal());
+  }
+
+  @Test
+  void statsSumAllProcesses() throws IOException {
+    // pid (comm) state ppid ... utime(14) stime(15) ... rss(24)
+    String fmt = "%d (x y) S 1 1 1 0 -1 0 0 0 0 0 %d %d 0 0 20 0 1 0 100 1000 %d 0 0";
+    write("proc/1/stat", String.format(fmt, 1, 10, 5, 100));
+    write("proc/22/stat", String.format(fmt, 22, 1, 1, 50));
+    write("proc/self/stat", "ignored");
+    write("proc/meminfo", "MemTotal: 1000 kB\n");
+    var s = probe().stats();
+    assertEquals(2, s.getProcessCount());
+    assertEquals(150L * 4096, s.getMemoryUsedBytes());
+    assertEquals(17L * 10_000_000L, s.getCpuTimeNanos());
+    assertEquals(1000L * 1024, s.getMemoryTotalBytes());
+  }
+
+  @Test
+  void pidNamespaceRootFromParentAndKernelThreads() throws IOException {
+    write("proc/self/stat", "500 (java) S 1 500 500 0");
+    write("proc/2/comm", "kthreadd\n");
+    assertFalse(probe().pidNamespaceRoot(), "parent is the host's init");
+    write("proc/2/comm", "java\n");
+    assertTrue(probe().pidNamespaceRoot(), "parent is PID 1 of a namespace without kernel threads");
+    write("proc/self/stat", "500 (java) S 77 500 500 0");
+    assertFalse(probe().pidNamespaceRoot());
+  }
+}
