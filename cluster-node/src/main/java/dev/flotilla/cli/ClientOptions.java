@@ -42,16 +42,16 @@ public final class ClientOptions {
     Duration to = timeout != null ? timeout : outer != null && outer.timeout != null
         ? outer.timeout : DEFAULT_TIMEOUT;
     String tok = first(token, outer == null ? null : outer.token);
-    if (tok != null) return new Connection(Endpoint.parse(ep), tok, "the token from --token", to);
+    if (tok != null) return new Connection(Endpoint.parse(ep), tok, "sent the token from --token", to);
     tok = ctx.env(CliContext.ENV_TOKEN);
-    if (tok != null) return new Connection(Endpoint.parse(ep), tok, "the token from FLOTILLA_TOKEN", to);
+    if (tok != null) return new Connection(Endpoint.parse(ep), tok, "sent the token from FLOTILLA_TOKEN", to);
     Path file = tokenFile(ctx);
     String fromFile = readToken(file);
     if (fromFile != null) {
-      return new Connection(Endpoint.parse(ep), fromFile, "the token from " + file, to);
+      return new Connection(Endpoint.parse(ep), fromFile, "sent the token in " + file, to);
     }
     return new Connection(Endpoint.parse(ep), null,
-        "no token given: use --token or FLOTILLA_TOKEN; " + file + " does not exist", to);
+        "no token: none given with --token or FLOTILLA_TOKEN, and no " + file, to);
   }
 
   static Path tokenFile(CliContext ctx) {

@@ -6,6 +6,8 @@ import dev.flotilla.api.v1.RestartPolicy;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxSpec;
 import java.time.Instant;
+import java.time.ZoneOffset;
+import java.time.format.DateTimeFormatter;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.stream.Collectors;
@@ -27,6 +29,14 @@ final class Names {
 
   static String rfc3339(Timestamp t) {
     return Instant.ofEpochSecond(t.getSeconds(), t.getNanos()).toString();
+  }
+
+  private static final DateTimeFormatter MILLIS =
+      DateTimeFormatter.ofPattern("uuuu-MM-dd'T'HH:mm:ss.SSSX").withZone(ZoneOffset.UTC);
+
+  /** RFC 3339 in UTC to the millisecond: a fixed width, so lines of output line up. */
+  static String rfc3339Millis(Timestamp t) {
+    return MILLIS.format(instant(t));
   }
 
   static Instant instant(Timestamp t) {

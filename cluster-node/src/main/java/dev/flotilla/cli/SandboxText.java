@@ -55,9 +55,9 @@ public final class SandboxText {
     line(b, "Memory", spec.getMemoryMib() == 0 ? "-" : spec.getMemoryMib() + " MiB");
     line(b, "Restart", Names.restartPolicyForPeople(spec));
     line(b, "Labels", Names.labels(spec.getLabelsMap()));
-    line(b, "Created", s.hasCreatedAt() ? Names.rfc3339(s.getCreatedAt()) + " ("
+    line(b, "Created", s.hasCreatedAt() ? Names.rfc3339Millis(s.getCreatedAt()) + " ("
         + age(Names.instant(s.getCreatedAt()), now) + " ago)" : "-");
-    line(b, "Updated", s.hasUpdatedAt() ? Names.rfc3339(s.getUpdatedAt()) + " ("
+    line(b, "Updated", s.hasUpdatedAt() ? Names.rfc3339Millis(s.getUpdatedAt()) + " ("
         + age(Names.instant(s.getUpdatedAt()), now) + " ago)" : "-");
     return b.toString();
   }
@@ -65,9 +65,9 @@ public final class SandboxText {
   /** time, event, phase, incarnation, message: one line per event, fields separated by spaces. */
   public static String watchLine(SandboxEvent e) {
     Sandbox s = e.getSandbox();
-    String at = e.hasAt() ? Names.rfc3339(e.getAt()) : "-";
+    String at = e.hasAt() ? Names.rfc3339Millis(e.getAt()) : "-";
     String msg = Names.oneLine(s.getStatusMessage());
-    return String.format("%-27s %-10s %-9s %3s  %s", at, e.getEvent().isEmpty() ? "-" : e.getEvent(),
+    return String.format("%-24s  %-10s %-9s %3s  %s", at, e.getEvent().isEmpty() ? "-" : e.getEvent(),
         Names.phase(s), Long.toUnsignedString(s.getIncarnation()), msg).stripTrailing() + "\n";
   }
 

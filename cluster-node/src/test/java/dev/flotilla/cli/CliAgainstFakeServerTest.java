@@ -295,8 +295,8 @@ class CliAgainstFakeServerTest {
 
     assertEquals(ExitCodes.REQUEST_FAILED, r.exitCode());
     assertEquals(List.of(""), server.authorizations);
-    assertEquals("flotilla: not authenticated: missing bearer token (no token given: use --token "
-        + "or FLOTILLA_TOKEN; " + dir.resolve("data/default.token") + " does not exist)\n", r.err());
+    assertEquals("flotilla: not authenticated: missing bearer token (no token: none given with "
+        + "--token or FLOTILLA_TOKEN, and no " + dir.resolve("data/default.token") + ")\n", r.err());
   }
 
   @Test
@@ -396,9 +396,9 @@ class CliAgainstFakeServerTest {
     assertEquals(0, r.exitCode(), r.err());
     List<String> lines = r.out().lines().toList();
     assertEquals(3, lines.size(), r.out());
-    assertEquals(List.of("2026-11-25T03:00:00Z", "snapshot", "CREATING", "1"),
+    assertEquals(List.of("2026-11-25T03:00:00.000Z", "snapshot", "CREATING", "1"),
         List.of(lines.get(0).split("\\s+")));
-    assertEquals(List.of("2026-11-25T03:00:00Z", "deleted", "DELETED", "1", "deleted", "by",
+    assertEquals(List.of("2026-11-25T03:00:00.000Z", "deleted", "DELETED", "1", "deleted", "by",
         "the", "user"), List.of(lines.get(2).split("\\s+")));
   }
 

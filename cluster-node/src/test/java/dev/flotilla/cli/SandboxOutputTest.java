@@ -119,4 +119,14 @@ class SandboxOutputTest {
     assertEquals(List.of("2026-11-25T03:00:00.250Z", "restarted", "RUNNING", "3", "restarted",
         "after", "exit", "1"), List.of(SandboxText.watchLine(e).strip().split("\\s+")));
   }
+
+  @Test
+  void watch_lines_line_up_whatever_the_precision_of_their_times() {
+    SandboxEvent nanos = SandboxEvent.newBuilder().setSandbox(sandbox()).setEvent("paused")
+        .setAt(ts(Instant.parse("2026-11-25T03:00:00.123456789Z"))).build();
+    SandboxEvent whole = nanos.toBuilder().setAt(ts(Instant.parse("2026-11-25T03:00:01Z"))).build();
+
+    assertTrue(SandboxText.watchLine(nanos).startsWith("2026-11-25T03:00:00.123Z  paused "));
+    assertTrue(SandboxText.watchLine(whole).startsWith("2026-11-25T03:00:01.000Z  paused "));
+  }
 }

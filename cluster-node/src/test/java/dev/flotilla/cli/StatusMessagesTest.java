@@ -9,9 +9,9 @@ import org.junit.jupiter.api.Test;
 
 class StatusMessagesTest {
   private static final StatusMessages.Call CALL = new StatusMessages.Call(
-      "127.0.0.1:7070", "sb-9", Duration.ofSeconds(30), "the token from FLOTILLA_TOKEN");
+      "127.0.0.1:7070", "sb-9", Duration.ofSeconds(30), "sent the token from FLOTILLA_TOKEN");
   private static final StatusMessages.Call NO_ID = new StatusMessages.Call(
-      "127.0.0.1:7070", null, Duration.ofSeconds(30), "the token from --token");
+      "127.0.0.1:7070", null, Duration.ofSeconds(30), "sent the token from --token");
 
   private static void assertMaps(Status status, StatusMessages.Call call, int code, String line) {
     CliFailure f = StatusMessages.toFailure(status, call);
@@ -33,7 +33,7 @@ class StatusMessagesTest {
     assertMaps(Status.ALREADY_EXISTS.withDescription("request id r-1 was used for another spec"),
         NO_ID, 1, "already exists: request id r-1 was used for another spec");
     assertMaps(Status.UNAUTHENTICATED.withDescription("unknown token"), NO_ID, 1,
-        "not authenticated: unknown token (the token from --token)");
+        "not authenticated: unknown token (sent the token from --token)");
     assertMaps(Status.UNIMPLEMENTED, CALL, 1,
         "the node at 127.0.0.1:7070 does not implement this call (is it an older version?)");
     assertMaps(Status.INTERNAL.withDescription("boom"), CALL, 1,
