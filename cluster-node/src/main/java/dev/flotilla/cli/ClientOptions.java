@@ -37,20 +37,18 @@ public final class ClientOptions {
 
   /** Resolves this command's options over the outer ones ({@code outer} may be null). */
   public Connection resolve(ClientOptions outer, CliContext ctx) {
-    String ep = first(endpoint, outer == null ? null : outer.endpoint, ctx.env(CliContext.ENV_ENDPOINT),
-        DEFAULT_ENDPOINT);
-    Duration to = timeout != null ? timeout : outer != null && outer.timeout != null
-        ? outer.timeout : DEFAULT_TIMEOUT;
+    Endpoint ep = Endpoint.parse(first(endpoint, outer == null ? null : outer.endpoint,
+        ctx.env(CliContext.ENV_ENDPOINT), DEFAULT_ENDPOINT));
+    Duration to = timeout != null ? timeout
+        : outer != null && outer.timeout != null ? outer.timeout : DEFAULT_TIMEOUT;
     String tok = first(token, outer == null ? null : outer.token);
-    if (tok != null) return new Connection(Endpoint.parse(ep), tok, "sent the token from --token", to);
+    if (tok != null) return new Connection(ep, tok, "sent the token from --token", to);
     tok = ctx.env(CliContext.ENV_TOKEN);
-    if (tok != null) return new Connection(Endpoint.parse(ep), tok, "sent the token from FLOTILLA_TOKEN", to);
+    if (tok != null) return new Connection(ep, tok, "sent the token from FLOTILLA_TOKEN", to);
     Path file = tokenFile(ctx);
-    String fromFile = readToken(file);
-    if (fromFile != null) {
-      return new Connection(Endpoint.parse(ep), fromFile, "sent the token in " + file, to);
-    }
-    return new Connection(Endpoint.parse(ep), null,
+    tok = readToken(file);
+    if (tok != null) return new Connection(ep, tok, "sent the token in " + file, to);
+    return new Connection(ep, null,
         "no token: none given with --token or FLOTILLA_TOKEN, and no " + file, to);
   }
 
