@@ -116,6 +116,28 @@ class ProcessHypervisorTest {
   }
 
   @Test
+  void memoryLimitIsEnforced() throws Exception {
+    if (!sandboxes.hypervisor.capabilities().enforcedLimits().contains("memory")) {
+      assertTrue(sandboxes.hypervisor.capabilities().warnings().stream().anyMatch(w -> w.contains("memory")));
+      return;
+    }
+    Vm vm = sandboxes.start(sandboxes.spec(160, 0));
+    AgentClient c = sandboxes.connect(vm);
+    // tail keeps the endless "line" of /dev/zero in memory until the cgroup's OOM killer ends it
+    var r = TestSandboxes.run(c, T, "tail", "/dev/zero");
+    assertEquals(9, r.status().signal(), "killed by the OOM killer: " + r);
+    assertEquals("ok\n", TestSandboxes.run(c, T, "echo", "ok").stdout(), "the agent itself survives");
+  }
+
+  @Test
+  void stateDirectoryIsPrivateToTheNodeAndTheSandboxRoot() throws Exception {
+    VmSpec spec = sandboxes.spec();
+    sandboxes.start(spec);
+    assertEquals("rwx------", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(spec.stateDir())));
+    assertEquals(sandboxes.hypervisor.sandboxRootHostUid(), ((Number) Files.getAttribute(spec.stateDir(), "unix:uid")).longValue());
+  }
+
+  @Test
   void killOfTheAgentIsAnExitBySignal() throws Exception {
     Vm vm = sandboxes.start(sandboxes.spec());
     sandboxes.connect(vm);

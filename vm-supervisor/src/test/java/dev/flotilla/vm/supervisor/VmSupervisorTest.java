@@ -161,6 +161,45 @@ class VmSupervisorTest {
   }
 
   @Test
+  void execOutputIsBackpressuredToTheProcessAndAGoneReaderKillsIt() throws Exception {
+    VmSpec spec = sandboxes.spec();
+    Started s = start(spec, settings);
+    Path counter = spec.stateDir().resolve("written");
+    // 64 KiB per step, 64 MiB in all, counting the steps it got through
+    SourceRef<ExecEvent> ref = execRef(s.ref(), "sh", "-c",
+        "i=0; while [ $i -lt 1000 ]; do head -c 65536 /dev/zero; i=$((i+1)); echo $i > " + counter + "; done; echo finished > " + counter);
+    var reader = ref.getSource().runWith(Sink.queue(1), kit.system());
+    // Nobody pulls: the writer must come to a halt after what the buffers and the window hold.
+    long[] last = {-1};
+    await().atMost(T).pollInterval(Duration.ofMillis(400)).until(() -> {
+      long now = count(counter);
+      boolean still = now > 0 && now == last[0];
+      last[0] = now;
+      return still;
+    });
+    long halted = last[0];
+    assertTrue(halted < 400, "the writer went on to step " + halted + " of 1000 without a reader");
+    await().during(Duration.ofMillis(800)).atMost(Duration.ofSeconds(5)).until(() -> count(counter) == halted);
+    // Pull some: it moves again.
+    for (int i = 0; i < 200; i++) reader.pull().toCompletableFuture().get(10, TimeUnit.SECONDS);
+    await().atMost(T).until(() -> count(counter) > halted);
+    // The reader goes away: the process is killed rather than left blocked on its pipe.
+    reader.cancel();
+    await().atMost(T).until(() -> sandboxes.hypervisor.adopt(s.ready().handle()).orElseThrow().pids().stream().noneMatch(VmSupervisorTest::isWriter));
+    assertFalse(Files.readString(counter).contains("finished"));
+    assertEquals("alive\n", output(exec(s.ref(), "echo", "alive"), false));
+    stop(s);
+  }
+
+  private static boolean isWriter(long pid) {
+    try {
+      return Files.readString(Path.of("/proc/" + pid + "/cmdline")).contains("/dev/zero");
+    } catch (Exception e) {
+      return false;
+    }
+  }
+
+  @Test
   void adoptAfterTheSupervisorIsGoneReattachesToTheSameVm() throws Exception {
     Started s = start(sandboxes.spec(), settings);
     VmHandle handle = VmHandle.load(s.ready().handle().stateDir());
