@@ -32,4 +32,22 @@ public interface Hypervisor {
    * caller's job: the driver only vouches for the process.
    */
   Optional<Vm> adopt(VmHandle handle);
+
+  /**
+   * Ends what is left of a VM this node no longer wants (an older incarnation, a deleted
+   * sandbox, one that died while no node watched it) and removes its state: for a node that
+   * scans its {@link VmDirectory} after a restart. Blocking; safe on a VM that is already gone.
+   * Drivers override it to also clean up what a half-dead VM leaves (processes, cgroups, taps).
+   */
+  default void reap(VmHandle handle) {
+    adopt(handle).ifPresent(vm -> {
+      vm.kill();
+      try {
+        vm.exitFuture().get(30, java.util.concurrent.TimeUnit.SECONDS);
+      } catch (Exception e) {
+        return; // still there: keep its state for the next attempt
+      }
+      vm.destroy();
+    });
+  }
 }

@@ -87,6 +87,18 @@ public final class ProcessHypervisor implements Hypervisor {
     return new ProcessVm(config, f, spec);
   }
 
+  /**
+   * Also when the handle's root process is gone but its namespace lives on (unshare killed
+   * while no node watched: its --kill-child does not survive the switch to the sandbox's uid):
+   * the recorded init and whatever is in the sandbox's cgroups are killed, then the cgroups and
+   * the state directory removed.
+   */
+  @Override
+  public void reap(VmHandle handle) {
+    if (!DRIVER.equals(handle.driver())) throw new IllegalArgumentException("not a process-driver VM: " + handle.driver());
+    ProcessVm.adoptedEvenIfGone(config, facts(), handle).reap();
+  }
+
   @Override
   public Optional<Vm> adopt(VmHandle handle) {
     if (!DRIVER.equals(handle.driver()) || handle.pid() <= 0) return Optional.empty();

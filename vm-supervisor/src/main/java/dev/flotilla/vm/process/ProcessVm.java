@@ -74,6 +74,25 @@ final class ProcessVm implements Vm {
     return vm;
   }
 
+  /** For {@link ProcessHypervisor#reap}: a view of the handle's VM that does not require its root process alive. */
+  static ProcessVm adoptedEvenIfGone(ProcessHypervisorConfig config, HostFacts facts, VmHandle handle) {
+    ProcessVm vm = new ProcessVm(config, facts, null, handle, true);
+    vm.cgroups = Cgroups.Sandbox.fromExtras(handle.extra());
+    return vm;
+  }
+
+  /** Kills the root process (if it is still the handle's), then everything left, then removes the state. */
+  void reap() {
+    requested = true;
+    if (handle.pid() > 0 && Procfs.isSameProcess(handle.pid(), handle.startTime())) {
+      watchAdopted();
+      killAndWait();
+    }
+    killLeftovers();
+    exit.complete(new VmExit(-1, 0, "reaped", true));
+    destroy();
+  }
+
   private static VmHandle initialHandle(VmSpec spec, HostFacts facts) {
     Path dir = spec.stateDir().toAbsolutePath();
     return new VmHandle(ProcessHypervisor.DRIVER, spec.sandboxId(), spec.incarnation(), 0, 0, dir, dir.resolve(AGENT_SOCKET),

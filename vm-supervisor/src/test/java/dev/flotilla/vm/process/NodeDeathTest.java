@@ -34,9 +34,8 @@ class NodeDeathTest {
     sandboxes.close();
   }
 
-  @Test
-  void aSandboxSurvivesItsNodeJvmAndIsAdopted() throws Exception {
-    String id = "node-death-" + ProcessHandle.current().pid();
+  /** Starts a sandbox from a stand-in node JVM, SIGKILLs that JVM, returns the sandbox's state directory. */
+  private Path startFromADyingNode(String id) throws Exception {
     node = new ProcessBuilder(
         Path.of(System.getProperty("java.home"), "bin", "java").toString(),
         "-cp", System.getProperty("java.class.path"),
@@ -53,7 +52,12 @@ class NodeDeathTest {
       node.destroyForcibly();
       assertTrue(node.waitFor(20, TimeUnit.SECONDS));
     }
-    Path stateDir = Path.of(line.substring("READY ".length()));
+    return Path.of(line.substring("READY ".length()));
+  }
+
+  @Test
+  void aSandboxSurvivesItsNodeJvmAndIsAdopted() throws Exception {
+    Path stateDir = startFromADyingNode("node-death-" + ProcessHandle.current().pid());
 
     List<VmHandle> found = new VmDirectory(sandboxes.stateRoot).handles();
     assertEquals(1, found.size());
@@ -64,5 +68,26 @@ class NodeDeathTest {
     assertEquals("still here\n", TestSandboxes.run(c, Duration.ofSeconds(20), "echo", "still here").stdout());
     vm.stop(Duration.ofSeconds(5));
     assertTrue(vm.exitFuture().isDone());
+  }
+
+  @Test
+  void reapEndsWhatIsLeftWhenTheRootDiedWhileNoNodeWatched() throws Exception {
+    Path stateDir = startFromADyingNode("reaped-" + ProcessHandle.current().pid());
+    VmHandle h = VmHandle.load(stateDir);
+    long init = Long.parseLong(h.extra().get("init.pid"));
+    List<Long> all = Procfs.tree(h.pid());
+    assertTrue(all.contains(init), "the handle names the namespace's init: " + all + " / " + init);
+    // No node watches: the sandbox's root process dies, its namespace lives on.
+    ProcessHandle.of(h.pid()).orElseThrow().destroyForcibly();
+    org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(20)).until(() -> !Procfs.isSameProcess(h.pid(), h.startTime()));
+    assertTrue(TestSandboxes.alive(init), "its namespace outlives it (unshare's --kill-child does not hold)");
+    assertTrue(sandboxes.hypervisor.adopt(h).isEmpty(), "nothing to adopt");
+
+    sandboxes.hypervisor.reap(h);
+    org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(20)).until(() -> all.stream().noneMatch(TestSandboxes::alive));
+    assertTrue(!java.nio.file.Files.exists(stateDir), "state removed");
+    String cg = h.extra().get("cgroup.pids");
+    if (cg != null) assertTrue(!java.nio.file.Files.exists(Path.of(cg)), "cgroup removed");
+    assertTrue(new VmDirectory(sandboxes.stateRoot).handles().isEmpty());
   }
 }

@@ -1,0 +1,152 @@
+package dev.flotilla.vm.qemu;
+
+import java.io.BufferedReader;
+import java.io.Closeable;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.OutputStream;
+import java.net.SocketTimeoutException;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.Channels;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+/**
+ * A QMP client (QEMU Machine Protocol: JSON lines over a Unix socket), one command at a time.
+ *
+ * <p>QEMU serves one QMP client per socket at a time, so a {@code Qmp} is short-lived: open,
+ * negotiate, run a command or two, close. That keeps a restarted node (or a second caller) from
+ * finding the monitor taken. Asynchronous events interleaved with replies are skipped.
+ */
+final class Qmp implements Closeable {
+
+  /** QMP said no: {@code class} is QMP's error class (e.g. {@code CommandNotFound}). */
+  static final class QmpException extends IOException {
+    final String errorClass;
+
+    QmpException(String errorClass, String desc) {
+      super(errorClass + ": " + desc);
+      this.errorClass = errorClass;
+    }
+  }
+
+  private static final ExecutorService READERS = Executors.newCachedThreadPool(r -> {
+    Thread t = new Thread(r, "qmp-reader");
+    t.setDaemon(true);
+    return t;
+  });
+
+  private final SocketChannel channel;
+  private final BufferedReader in;
+  private final OutputStream out;
+  private final Duration timeout;
+
+  private Qmp(SocketChannel channel, Duration timeout) {
+    this.channel = channel;
+    this.in = new BufferedReader(new InputStreamReader(Channels.newInputStream(channel), StandardCharsets.UTF_8));
+    this.out = Channels.newOutputStream(channel);
+    this.timeout = timeout;
+  }
+
+  /** Connects, reads the greeting and leaves negotiation mode. */
+  static Qmp connect(Path socket, Duration timeout) throws IOException {
+    SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX);
+    try {
+      ch.connect(UnixDomainSocketAddress.of(socket));
+      Qmp q = new Qmp(ch, timeout);
+      Map<String, Object> greeting = q.readMessage();
+      if (!greeting.containsKey("QMP")) throw new IOException("not a QMP greeting: " + greeting);
+      q.execute("qmp_capabilities", null);
+      return q;
+    } catch (IOException | RuntimeException e) {
+      ch.close();
+      throw e;
+    }
+  }
+
+  /** Runs a command and returns its {@code return} value (a map, list, or empty map). */
+  Object execute(String command, Map<String, Object> arguments) throws IOException {
+    Map<String, Object> msg = new LinkedHashMap<>();
+    msg.put("execute", command);
+    if (arguments != null && !arguments.isEmpty()) msg.put("arguments", arguments);
+    out.write((Json.write(msg) + "\n").getBytes(StandardCharsets.UTF_8));
+    out.flush();
+    while (true) {
+      Map<String, Object> reply = readMessage();
+      if (reply.containsKey("event")) continue;
+      if (reply.containsKey("return")) return reply.get("return");
+      if (reply.get("error") instanceof Map<?, ?> err) {
+        throw new QmpException(String.valueOf(err.get("class")), String.valueOf(err.get("desc")));
+      }
+      throw new IOException("unexpected QMP reply to " + command + ": " + reply);
+    }
+  }
+
+  /** {@code query-status}'s {@code status}: "running", "paused", "shutdown", ... */
+  String status() throws IOException {
+    Object r = execute("query-status", null);
+    if (r instanceof Map<?, ?> m) return String.valueOf(m.get("status"));
+    throw new IOException("unexpected query-status reply " + r);
+  }
+
+  /** Asks QEMU to exit; the connection may close before the reply arrives. */
+  void quit() throws IOException {
+    try {
+      execute("quit", null);
+    } catch (QmpException e) {
+      throw e;
+    } catch (IOException e) {
+      // QEMU exits right after replying: EOF or a reset instead of the reply is success too
+    }
+  }
+
+  @SuppressWarnings("unchecked")
+  private Map<String, Object> readMessage() throws IOException {
+    // Blocking socket channels ignore SO_TIMEOUT: read on a helper thread to bound the wait.
+    Future<String> line = READERS.submit(in::readLine);
+    String text;
+    try {
+      text = line.get(timeout.toMillis(), TimeUnit.MILLISECONDS);
+    } catch (TimeoutException e) {
+      line.cancel(true);
+      close();
+      throw new SocketTimeoutException("QMP: no reply within " + timeout);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      close();
+      throw new IOException("interrupted waiting for QMP", e);
+    } catch (java.util.concurrent.ExecutionException e) {
+      Throwable c = e.getCause();
+      if (c instanceof IOException io) throw io;
+      throw new IOException("QMP read failed: " + c, c);
+    }
+    if (text == null) throw new IOException("QMP connection closed");
+    Object v;
+    try {
+      v = Json.parse(text);
+    } catch (IllegalArgumentException e) {
+      throw new IOException("bad QMP message '" + text + "': " + e.getMessage(), e);
+    }
+    if (!(v instanceof Map)) throw new IOException("bad QMP message " + text);
+    return (Map<String, Object>) v;
+  }
+
+  @Override
+  public void close() {
+    try {
+      channel.close();
+    } catch (IOException ignored) {
+      // nothing left to do
+    }
+  }
+}
