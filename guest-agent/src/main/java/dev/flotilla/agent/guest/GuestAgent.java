@@ -95,7 +95,7 @@ public final class GuestAgent {
   }
 
   /** SIGTERM to every process, SIGKILL to those still alive after {@code grace}. Blocking. */
-  void stopProcesses(Duration grace) {
+  public void stopProcesses(Duration grace) {
     List<GuestProcess> running = processes.running();
     for (GuestProcess p : running) p.process().destroy();
     if (!awaitExit(running, grace)) {

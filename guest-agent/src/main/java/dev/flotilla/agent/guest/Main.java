@@ -4,6 +4,7 @@ import dev.flotilla.agent.guest.transport.AgentListener;
 import dev.flotilla.agent.guest.transport.Listeners;
 import dev.flotilla.agent.protocol.AgentProtocol;
 import java.io.IOException;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -57,6 +58,8 @@ public final class Main {
       return;
     }
     GuestAgent agent = new GuestAgent(config, powerOff -> exit(config, listener, powerOff));
+    // Stopped by a signal (not a Shutdown call): do not leave the sandbox's processes orphaned.
+    Runtime.getRuntime().addShutdownHook(new Thread(() -> agent.stopProcesses(Duration.ofSeconds(1)), "agent-stop"));
     System.err.println("flotilla-guest-agent: listening on " + listener.address() + " for sandbox "
         + config.sandboxId() + " incarnation " + config.incarnation() + " (pid " + ProcessHandle.current().pid() + ")");
     while (true) {

@@ -95,4 +95,18 @@ class HandshakeIT {
     assertFalse(ProcessHandle.of(sleeper).map(ProcessHandle::isAlive).orElse(false));
     get(c.closed());
   }
+
+  @Test
+  void aSignalledAgentTakesItsProcessesWithIt() throws Exception {
+    AgentClient c = agent.handshaken();
+    long sleeper = get(c.exec(ExecRequest.of("s", "sleep", "1000"), new CollectingSink(), DEADLINE));
+    try {
+      agent.process.destroy(); // SIGTERM to the agent
+      assertTrue(agent.process.waitFor(DEADLINE.toSeconds(), java.util.concurrent.TimeUnit.SECONDS));
+      org.awaitility.Awaitility.await("sleep ends").atMost(DEADLINE)
+          .until(() -> !ProcessHandle.of(sleeper).map(ProcessHandle::isAlive).orElse(false));
+    } finally {
+      ProcessHandle.of(sleeper).ifPresent(ProcessHandle::destroyForcibly); // orphaned if the test fails
+    }
+  }
 }

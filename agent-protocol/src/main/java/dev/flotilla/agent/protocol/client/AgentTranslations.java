@@ -100,22 +100,43 @@ final class AgentTranslations {
         .build();
   }
 
-  static GuestInfo guestInfo(GuestDetails d) {
+  static GuestInfo guestInfo(Response r) {
+    GuestDetails d = expect(r, Response.KindCase.HANDSHAKE, "handshake").getHandshake();
     return new GuestInfo(d.getKernel(), d.getHostname(), d.getAgentVersion(), d.getPidNamespaceRoot(),
         d.getProtocolVersion(), d.getAgentPid(), d.getVirtualization(), d.getBootTimeUnixMs());
   }
 
-  static ExitStatus exitStatus(WaitProcessResponse r) {
-    return new ExitStatus(r.getExitCode(), r.getSignal());
+  static long pid(Response r, String what) {
+    return expect(r, Response.KindCase.EXEC_PROCESS, what).getExecProcess().getPid();
   }
 
-  static FileChunk fileChunk(ReadFileResponse r) {
-    return new FileChunk(r.getData().toByteArray(), r.getEof(), r.getSize());
+  static ExitStatus exitStatus(Response r, String what) {
+    WaitProcessResponse w = expect(r, Response.KindCase.WAIT_PROCESS, what).getWaitProcess();
+    return new ExitStatus(w.getExitCode(), w.getSignal());
   }
 
-  static GuestStats guestStats(StatsResponse r) {
-    return new GuestStats(r.getMemoryUsedBytes(), r.getMemoryTotalBytes(), r.getCpuTimeNanos(),
-        r.getProcessCount(), r.getUptimeMillis());
+  static long fileSize(Response r, String what) {
+    return expect(r, Response.KindCase.WRITE_FILE, what).getWriteFile().getSize();
+  }
+
+  static FileChunk fileChunk(Response r, String what) {
+    ReadFileResponse f = expect(r, Response.KindCase.READ_FILE, what).getReadFile();
+    return new FileChunk(f.getData().toByteArray(), f.getEof(), f.getSize());
+  }
+
+  static GuestStats guestStats(Response r) {
+    StatsResponse s = expect(r, Response.KindCase.STATS, "stats").getStats();
+    return new GuestStats(s.getMemoryUsedBytes(), s.getMemoryTotalBytes(), s.getCpuTimeNanos(),
+        s.getProcessCount(), s.getUptimeMillis());
+  }
+
+  static long pingNonce(Response r) {
+    return expect(r, Response.KindCase.PING, "ping").getPing().getNonce();
+  }
+
+  /** For calls that answer Empty: only the error matters. */
+  static void empty(Response r, Response.KindCase expected, String what) {
+    expect(r, expected, what);
   }
 
   /** The agent's error as an exception; {@code what} names the call for the message. */

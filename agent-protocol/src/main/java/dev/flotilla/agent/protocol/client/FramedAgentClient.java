@@ -39,6 +39,12 @@ public final class FramedAgentClient implements AgentClient {
   private static final System.Logger LOG = System.getLogger(FramedAgentClient.class.getName());
   /** One timer thread for the deadlines of every client in the JVM. */
   private static final ScheduledExecutorService DEADLINES = daemonScheduler();
+  /** Sends WINDOW_UPDATEs released on a reader thread; a thread is only held while a send blocks. */
+  private static final ExecutorService CREDIT_SENDER = Executors.newCachedThreadPool(r -> {
+    Thread t = new Thread(r, "agent-client-credit");
+    t.setDaemon(true);
+    return t;
+  });
   /** File transfers read/write caller streams, which may block: never on the reader thread. */
   private static final ExecutorService TRANSFERS = daemonPool();
 
@@ -63,8 +69,7 @@ public final class FramedAgentClient implements AgentClient {
   @Override
   public CompletableFuture<GuestInfo> handshake(String sandboxId, long incarnation, Duration deadline) {
     return call(AgentTranslations.handshake(sandboxId, incarnation), deadline, "handshake")
-        .thenApply(r -> AgentTranslations.guestInfo(
-            AgentTranslations.expect(r, KindCase.HANDSHAKE, "handshake").getHandshake()));
+        .thenApply(AgentTranslations::guestInfo);
   }
 
   @Override
@@ -76,14 +81,14 @@ public final class FramedAgentClient implements AgentClient {
     String what = "exec " + request.execId();
     return call(id, AgentTranslations.exec(request, options.outputWindow()), deadline, what)
         .handle((r, e) -> {
-          if (e == null && r.getKindCase() == KindCase.EXEC_PROCESS) return r.getExecProcess().getPid();
+          if (e == null && r.getKindCase() == KindCase.EXEC_PROCESS) return AgentTranslations.pid(r, what);
           Throwable cause = unwrap(e);
           // On a timeout the process may still start in the guest: keep delivering its output.
           if (!(cause instanceof AgentException ae && ae.code() == AgentException.Code.DEADLINE_EXCEEDED)) {
             outputs.remove(id);
           }
           if (cause != null) throw asCompletion(cause);
-          return AgentTranslations.expect(r, KindCase.EXEC_PROCESS, what).getExecProcess().getPid();
+          return AgentTranslations.pid(r, what);
         });
   }
 
@@ -91,29 +96,28 @@ public final class FramedAgentClient implements AgentClient {
   public CompletableFuture<ExitStatus> waitProcess(String execId, Duration deadline) {
     String what = "waitProcess " + execId;
     return call(AgentTranslations.waitProcess(execId), deadline, what)
-        .thenApply(r -> AgentTranslations.exitStatus(
-            AgentTranslations.expect(r, KindCase.WAIT_PROCESS, what).getWaitProcess()));
+        .thenApply(r -> AgentTranslations.exitStatus(r, what));
   }
 
   @Override
   public CompletableFuture<Void> signalProcess(String execId, int signal, Duration deadline) {
     String what = "signalProcess " + execId + " " + signal;
     return call(AgentTranslations.signal(execId, signal), deadline, what)
-        .thenAccept(r -> AgentTranslations.expect(r, KindCase.SIGNAL_PROCESS, what));
+        .thenAccept(r -> AgentTranslations.empty(r, KindCase.SIGNAL_PROCESS, what));
   }
 
   @Override
   public CompletableFuture<Void> writeStdin(String execId, byte[] data, Duration deadline) {
     String what = "writeStdin " + execId;
     return call(AgentTranslations.writeStdin(execId, data), deadline, what)
-        .thenAccept(r -> AgentTranslations.expect(r, KindCase.WRITE_STDIN, what));
+        .thenAccept(r -> AgentTranslations.empty(r, KindCase.WRITE_STDIN, what));
   }
 
   @Override
   public CompletableFuture<Void> closeStdin(String execId, Duration deadline) {
     String what = "closeStdin " + execId;
     return call(AgentTranslations.closeStdin(execId), deadline, what)
-        .thenAccept(r -> AgentTranslations.expect(r, KindCase.CLOSE_STDIN, what));
+        .thenAccept(r -> AgentTranslations.empty(r, KindCase.CLOSE_STDIN, what));
   }
 
   @Override
@@ -130,7 +134,7 @@ public final class FramedAgentClient implements AgentClient {
         if (n == 0 && !first) break;
         Response r = await(call(AgentTranslations.writeFile(path, offset, buf, n, first, mode),
             remaining(deadlineAt, what), what));
-        size = AgentTranslations.expect(r, KindCase.WRITE_FILE, what).getWriteFile().getSize();
+        size = AgentTranslations.fileSize(r, what);
         offset += n;
         first = false;
         if (n < buf.length) break;
@@ -159,15 +163,13 @@ public final class FramedAgentClient implements AgentClient {
     String what = "readFile " + path + " at " + offset;
     int length = Math.min(maxLength, options.fileChunk());
     return call(AgentTranslations.readFile(path, offset, length), deadline, what)
-        .thenApply(r -> AgentTranslations.fileChunk(
-            AgentTranslations.expect(r, KindCase.READ_FILE, what).getReadFile()));
+        .thenApply(r -> AgentTranslations.fileChunk(r, what));
   }
 
   @Override
   public CompletableFuture<GuestStats> stats(Duration deadline) {
     return call(AgentTranslations.stats(), deadline, "stats")
-        .thenApply(r -> AgentTranslations.guestStats(
-            AgentTranslations.expect(r, KindCase.STATS, "stats").getStats()));
+        .thenApply(AgentTranslations::guestStats);
   }
 
   @Override
@@ -176,7 +178,7 @@ public final class FramedAgentClient implements AgentClient {
     long start = System.nanoTime();
     return call(AgentTranslations.ping(nonce), deadline, "ping").thenApply(r -> {
       long took = System.nanoTime() - start;
-      long echoed = AgentTranslations.expect(r, KindCase.PING, "ping").getPing().getNonce();
+      long echoed = AgentTranslations.pingNonce(r);
       if (echoed != nonce) {
         throw new AgentException(AgentException.Code.INTERNAL, "ping: agent echoed nonce " + echoed + ", sent " + nonce);
       }
@@ -187,7 +189,7 @@ public final class FramedAgentClient implements AgentClient {
   @Override
   public CompletableFuture<Void> shutdown(Duration grace, boolean powerOff, Duration deadline) {
     return call(AgentTranslations.shutdown(grace, powerOff), deadline, "shutdown")
-        .thenAccept(r -> AgentTranslations.expect(r, KindCase.SHUTDOWN, "shutdown"));
+        .thenAccept(r -> AgentTranslations.empty(r, KindCase.SHUTDOWN, "shutdown"));
   }
 
   @Override
@@ -409,7 +411,15 @@ public final class FramedAgentClient implements AgentClient {
           released[ch] = 0;
         }
       }
-      if (credit > 0) connection.trySend(Frame.windowUpdate(streamId, ch == 1, credit));
+      if (credit <= 0) return;
+      Frame update = Frame.windowUpdate(streamId, ch == 1, credit);
+      if (connection.onReaderThread()) {
+        // A sink that releases inline: the reader must not block on a write (the agent's reader
+        // may itself be blocked writing to us, waiting for this reader to drain the socket).
+        CREDIT_SENDER.execute(() -> connection.trySend(update));
+      } else {
+        connection.trySend(update);
+      }
     }
 
     void fail(AgentException e) {

@@ -79,6 +79,11 @@ public final class FrameConnection implements AutoCloseable {
     return codec.maxPayload();
   }
 
+  /** True on this connection's reader thread, which must never block on a write of its own. */
+  public boolean onReaderThread() {
+    return Thread.currentThread() == reader;
+  }
+
   public boolean isOpen() {
     return !closing.get();
   }

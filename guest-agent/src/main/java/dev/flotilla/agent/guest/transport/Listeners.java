@@ -15,6 +15,9 @@ public final class Listeners {
     if (spec.startsWith("unix:") && spec.length() > "unix:".length()) {
       return UnixSocketListener.bind(Path.of(spec.substring("unix:".length())));
     }
-    throw new IllegalArgumentException("unsupported --listen '" + spec + "': expected unix:/path/to/agent.sock");
+    if (spec.startsWith("serial:") && spec.length() > "serial:".length()) {
+      return SerialListener.open(Path.of(spec.substring("serial:".length())), 10_000);
+    }
+    throw new IllegalArgumentException("unsupported --listen '" + spec + "': expected unix:/path/to/agent.sock or serial:/dev/virtio-ports/NAME");
   }
 }
