@@ -97,6 +97,11 @@ public final class FrameConnection implements AutoCloseable {
     return closed;
   }
 
+  /** Runs {@code callback} with the close cause (null for a clean end) once the connection has closed. */
+  public void onClose(java.util.function.Consumer<Throwable> callback) {
+    closed.thenAccept(callback);
+  }
+
   /**
    * Sends a frame; blocks while the peer does not read.
    *
