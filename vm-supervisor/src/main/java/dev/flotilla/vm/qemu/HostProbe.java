@@ -1,0 +1,112 @@
+package dev.flotilla.vm.qemu;
+
+import java.io.File;
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.OptionalLong;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/** What the host offers QEMU: a working KVM, the TSC rate TCG guests need, process identity. */
+final class HostProbe {
+
+  private static final Logger LOG = LoggerFactory.getLogger(HostProbe.class);
+
+  private HostProbe() {}
+
+  /** Result of deciding on an accelerator, with the reason for a fall-back to TCG. */
+  record Accel(boolean kvm, String reason) {}
+
+  private static Accel cachedAuto;
+
+  /**
+   * KVM when asked for, or with {@code auto} when /dev/kvm opens read-write and a probe boot
+   * (our kernel without an initramfs: it panics and, with {@code panic=-1 -no-reboot}, QEMU
+   * exits 0) finishes. Opening is not enough: nested KVM can open and then fail to run a guest
+   * (seen on this machine kind: "KVM internal error", QEMU hangs). The probe runs once per JVM.
+   */
+  static synchronized Accel accel(QemuConfig config) {
+    if (config.accel().equals("kvm")) return new Accel(true, "configured");
+    if (config.accel().equals("tcg")) return new Accel(false, "configured");
+    if (cachedAuto != null) return cachedAuto;
+    File kvm = new File("/dev/kvm");
+    if (!kvm.exists()) {
+      cachedAuto = new Accel(false, "/dev/kvm does not exist");
+    } else {
+      try (RandomAccessFile f = new RandomAccessFile(kvm, "rw")) {
+        cachedAuto = probeBoot(config);
+      } catch (IOException e) {
+        cachedAuto = new Accel(false, "/dev/kvm cannot be opened: " + e.getMessage());
+      }
+    }
+    LOG.info("qemu driver: {} ({})", cachedAuto.kvm() ? "KVM" : "TCG", cachedAuto.reason());
+    return cachedAuto;
+  }
+
+  private static Accel probeBoot(QemuConfig config) {
+    if (!config.imageBuilt()) return new Accel(false, "no guest kernel to probe KVM with");
+    List<String> cmd = new ArrayList<>(List.of(config.qemuBinary(), "-M", "microvm,pit=on", "-accel", "kvm",
+        "-cpu", "host", "-m", "128M", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-kernel", config.kernel().toString(), "-append", "console=ttyS0 quiet panic=-1"));
+    Process p = null;
+    try {
+      p = new ProcessBuilder(cmd).redirectErrorStream(true)
+          .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+      if (!p.waitFor(5, TimeUnit.SECONDS)) return new Accel(false, "/dev/kvm opens but a KVM guest did not run within 5 s");
+      return p.exitValue() == 0
+          ? new Accel(true, "/dev/kvm works")
+          : new Accel(false, "/dev/kvm opens but a KVM guest failed (QEMU exit " + p.exitValue() + ")");
+    } catch (IOException e) {
+      return new Accel(false, "KVM probe failed: " + e.getMessage());
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      return new Accel(false, "KVM probe interrupted");
+    } finally {
+      if (p != null && p.isAlive()) p.destroyForcibly();
+    }
+  }
+
+  /**
+   * The host's TSC rate in kHz. TCG's guest TSC runs at the host's, and a microvm guest without a
+   * PIT calibration to trust hangs at boot about half the time unless told the rate
+   * ({@code tsc_early_khz}). 0 when unknown.
+   */
+  static long tscKhz() {
+    try {
+      Path sysfs = Path.of("/sys/devices/system/cpu/cpu0/tsc_freq_khz");
+      if (Files.isReadable(sysfs)) return Long.parseLong(Files.readString(sysfs).trim());
+      for (String line : Files.readAllLines(Path.of("/proc/cpuinfo"), StandardCharsets.ISO_8859_1)) {
+        if (line.startsWith("cpu MHz")) {
+          return Math.round(Double.parseDouble(line.substring(line.indexOf(':') + 1).trim()) * 1000);
+        }
+      }
+    } catch (IOException | RuntimeException e) {
+      LOG.debug("no TSC rate: {}", e.toString());
+    }
+    return 0;
+  }
+
+  /** Field 22 of /proc/PID/stat (start time in clock ticks since boot), if the process exists. */
+  static OptionalLong startTime(long pid) {
+    try {
+      String stat = Files.readString(Path.of("/proc/" + pid + "/stat"), StandardCharsets.ISO_8859_1);
+      String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+      // f[0] is field 3 (state); field 22 is f[19]
+      if ("Z".equals(f[0]) || "X".equals(f[0])) return OptionalLong.empty();
+      return OptionalLong.of(Long.parseLong(f[19]));
+    } catch (IOException | RuntimeException e) {
+      return OptionalLong.empty();
+    }
+  }
+
+  static boolean isSameProcess(long pid, long startTime) {
+    OptionalLong st = startTime(pid);
+    return pid > 0 && st.isPresent() && st.getAsLong() == startTime;
+  }
+}

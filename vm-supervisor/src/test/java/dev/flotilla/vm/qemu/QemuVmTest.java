@@ -1,0 +1,211 @@
+package dev.flotilla.vm.qemu;
+
+import static org.awaitility.Awaitility.await;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import dev.flotilla.agent.protocol.client.AgentClient;
+import dev.flotilla.agent.protocol.client.AgentClients;
+import dev.flotilla.agent.protocol.client.ExecRequest;
+import dev.flotilla.agent.protocol.client.ExitStatus;
+import dev.flotilla.agent.protocol.client.GuestInfo;
+import dev.flotilla.agent.protocol.client.OutputSink;
+import dev.flotilla.vm.Vm;
+import dev.flotilla.vm.VmExit;
+import dev.flotilla.vm.VmHandle;
+import dev.flotilla.vm.VmSpec;
+import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Real microVMs (TCG on CI: a boot takes seconds, so two boots cover everything). Skipped only
+ * when the guest image has not been built; CI builds it before the tests.
+ */
+class QemuVmTest {
+
+  /** Boot under TCG on 2 shared cores plus the agent's JVM start: generous, but bounded. */
+  private static final Duration BOOT = Duration.ofSeconds(90);
+  private static final Duration CALL = Duration.ofSeconds(30);
+
+  private static QemuConfig config;
+  private final List<Vm> vms = new ArrayList<>();
+  private final List<AgentClient> clients = new ArrayList<>();
+  private Path stateRoot;
+
+  @BeforeAll
+  static void image() {
+    config = QemuConfig.fromEnvironment();
+    assumeTrue(config.imageBuilt(), "guest image not built in " + config.imageDir()
+        + ": run guest-image/build.sh (scripts/test.sh does) to run the QEMU tests");
+  }
+
+  @BeforeEach
+  void dirs() throws IOException {
+    stateRoot = Files.createTempDirectory("fl-qemu");
+  }
+
+  @AfterEach
+  void cleanUp() throws IOException {
+    clients.forEach(AgentClient::close);
+    for (Vm vm : vms) {
+      vm.kill();
+      vm.exitFuture().orTimeout(20, TimeUnit.SECONDS).exceptionally(e -> null).join();
+    }
+    try (Stream<Path> files = Files.walk(stateRoot)) {
+      files.sorted(Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
+    }
+  }
+
+  @Test
+  void bootsExecsPausesReconnectsAndStops() throws Exception {
+    QemuHypervisor hv = new QemuHypervisor(config);
+    Vm vm = boot(hv, "boot", 1);
+
+    // given a booted guest, its agent describes the guest's own kernel and virtualization
+    AgentClient agent = connect(vm);
+    GuestInfo info = agent.handshake("boot", 1, BOOT).get();
+    String hostKernel = Files.readString(Path.of("/proc/sys/kernel/osrelease")).trim();
+    assertTrue(info.kernel().contains("-amd64"), info.kernel());
+    assertTrue(info.kernel().startsWith(imageKernel()), "guest kernel " + info.kernel() + " (host " + hostKernel + ")");
+    // A microvm has no DMI tables, so the agent cannot name QEMU from them: it sees the CPU's
+    // hypervisor flag ("vm"). Under KVM the flag is set too; never "none" in a real VM.
+    assertTrue(List.of("qemu", "kvm", "vm").contains(info.virtualization()), "virtualization " + info.virtualization());
+
+    // exec output, exit codes and files work
+    assertEquals("hello from the guest\n", run(agent, "echo hello from the guest").output);
+    assertEquals(3, run(agent, "exit 3").status.exitCode());
+    agent.writeFile("/tmp/f.txt", new ByteArrayInputStream("abc".getBytes(StandardCharsets.UTF_8)), 0644, CALL).get();
+    assertEquals("abc", run(agent, "cat /tmp/f.txt").output);
+
+    // pause stops the guest: a process started before does not finish until resume
+    startProcess(agent, "p1", "sleep 0.2; echo done");
+    vm.pause();
+    assertEquals("paused", ((QemuVm) vm).status(Duration.ofSeconds(5)));
+    CompletableFuture<ExitStatus> waiting = agent.waitProcess("p1", CALL);
+    await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(4)).until(() -> !waiting.isDone());
+    vm.resume();
+    assertEquals(0, waiting.get(CALL.toSeconds(), TimeUnit.SECONDS).exitCode());
+
+    // a host that goes away and comes back (a restarted node) gets a fresh, resynced stream
+    agent.close();
+    AgentClient again = connect(vm);
+    assertEquals(info.agentPid(), again.handshake("boot", 1, CALL).get().agentPid());
+    assertEquals("again\n", run(again, "echo again").output);
+
+    // stop leaves no QEMU behind
+    long pid = vm.handle().pid();
+    vm.stop(Duration.ofSeconds(5));
+    VmExit exit = vm.exitFuture().get(10, TimeUnit.SECONDS);
+    assertTrue(exit.requested(), exit.toString());
+    assertFalse(ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false), "QEMU pid " + pid + " still alive");
+  }
+
+  @Test
+  void adoptsFromTheSavedHandleAndReportsKillMinus9() throws Exception {
+    Vm vm = boot(new QemuHypervisor(config), "adopt", 2);
+    AgentClient first = connect(vm);
+    first.handshake("adopt", 2, BOOT).get();
+    first.close();
+
+    // a new node: a new driver instance, only the state directory to go by
+    VmHandle saved = VmHandle.load(vm.handle().stateDir());
+    Vm adopted = new QemuHypervisor(config).adopt(saved).orElseThrow();
+    vms.add(adopted);
+    assertEquals(vm.handle().pid(), adopted.handle().pid());
+    AgentClient agent = connect(adopted);
+    assertTrue(agent.handshake("adopt", 2, CALL).get().agentPid() > 0);
+    assertEquals("adopted\n", run(agent, "echo adopted").output);
+    adopted.pause();
+    adopted.resume();
+
+    // a stale pid/start time is not adopted
+    assertTrue(new QemuHypervisor(config).adopt(saved.withProcess(saved.pid(), saved.startTime() + 1)).isEmpty());
+
+    // kill -9 from outside is an exit, seen by the starter (exact signal) and the adopter
+    ProcessHandle.of(saved.pid()).orElseThrow().destroyForcibly();
+    VmExit exit = vm.exitFuture().get(20, TimeUnit.SECONDS);
+    assertEquals(9, exit.signal(), exit.toString());
+    assertFalse(exit.requested());
+    adopted.exitFuture().get(20, TimeUnit.SECONDS);
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  private Vm boot(QemuHypervisor hv, String id, long incarnation) throws Exception {
+    Vm vm = hv.prepare(new VmSpec(id, incarnation, 1, 256, 0, stateRoot.resolve(id), Map.of()));
+    vms.add(vm);
+    vm.start(Duration.ofSeconds(30));
+    assertTrue(Files.exists(vm.handle().stateDir().resolve(VmHandle.FILE_NAME)));
+    assertTrue(vm.handle().startTime() > 0);
+    return vm;
+  }
+
+  private AgentClient connect(Vm vm) {
+    AgentClient c = AgentClients.connect(vm.agentAddress(), Duration.ofSeconds(10));
+    clients.add(c);
+    return c;
+  }
+
+  private static String imageKernel() throws IOException {
+    for (String l : Files.readAllLines(config.imageDir().resolve("image.properties"))) {
+      if (l.startsWith("kernel=")) return l.substring("kernel=".length());
+    }
+    return "";
+  }
+
+  private record Result(ExitStatus status, String output) {}
+
+  private static int execs;
+
+  private static Result run(AgentClient agent, String script) throws Exception {
+    String execId = "e" + (++execs);
+    Started p = startProcess(agent, execId, script);
+    ExitStatus status = agent.waitProcess(execId, CALL).get(CALL.toSeconds(), TimeUnit.SECONDS);
+    p.stdoutEnded.get(CALL.toSeconds(), TimeUnit.SECONDS); // output may trail the exit by a frame
+    synchronized (p.out) {
+      return new Result(status, p.out.toString(StandardCharsets.UTF_8));
+    }
+  }
+
+  private record Started(ByteArrayOutputStream out, CompletableFuture<Void> stdoutEnded) {}
+
+  private static Started startProcess(AgentClient agent, String execId, String script) throws Exception {
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    CompletableFuture<Void> ended = new CompletableFuture<>();
+    OutputSink sink = new OutputSink() {
+      @Override
+      public void onData(Channel channel, byte[] data, Runnable release) {
+        synchronized (out) {
+          out.writeBytes(data);
+        }
+        release.run();
+      }
+
+      @Override
+      public void onEnd(Channel channel) {
+        if (channel == Channel.STDOUT) ended.complete(null);
+      }
+    };
+    agent.exec(new ExecRequest(execId, List.of("sh", "-c", script), Map.of(), "", false), sink, CALL)
+        .get(CALL.toSeconds(), TimeUnit.SECONDS);
+    return new Started(out, ended);
+  }
+}
