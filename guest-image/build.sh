@@ -42,7 +42,12 @@ done
 jhome="$(dirname "$(dirname "$(readlink -f "$(command -v jlink)")")")"
 
 # --- What goes in: resolved package versions, the agent, this script, the JDK ---------------
-kpkg="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"
+resolve_kernel() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+kpkg="$(resolve_kernel)"
+if [ -z "$kpkg" ] && [ "$(id -u)" -eq 0 ]; then
+  log "no package lists: apt-get update"
+  apt-get update -qq && kpkg="$(resolve_kernel)"
+fi
 [ -n "$kpkg" ] || { log "cannot resolve linux-image-amd64 (apt-get update?)"; exit 1; }
 pkgs=("$kpkg" busybox-static tini)
 versions=""
@@ -51,7 +56,9 @@ for p in "${pkgs[@]}"; do
   [ -n "$v" ] && [ "$v" != "(none)" ] || { log "package $p not available"; exit 1; }
   versions+="$p=$v "
 done
-key="$( { echo "$versions"; sha256sum "$jar" "$here/build.sh" "$here/init" | cut -d' ' -f1;
+# The agent by content, not bytes: a rebuilt jar differs in entry timestamps only.
+jar_digest() { if command -v unzip >/dev/null; then unzip -p "$jar" | sha256sum; else sha256sum <"$jar"; fi; }
+key="$( { echo "$versions"; jar_digest; sha256sum "$here/build.sh" "$here/init" | cut -d' ' -f1;
           "$jhome/bin/java" -version 2>&1; } | sha256sum | cut -c1-16)"
 if [ -f "$out/image.properties" ] && grep -qx "key=$key" "$out/image.properties" \
    && [ -f "$out/vmlinux" ] && [ -f "$out/initramfs.cpio" ]; then

@@ -3,11 +3,16 @@
 #   tini     - a tiny init that reaps orphaned processes inside each process-driver sandbox
 #   uidmap   - newuidmap/newgidmap, so root inside a sandbox maps to an unprivileged host uid
 #   iproute2 - `ip`, used by tests to check a sandbox's network namespace
+#   qemu-system-x86 - QEMU for the qemu (microVM) driver and its tests
+#   cpio, xz-utils  - guest-image/build.sh packs the initramfs and unpacks Debian's kernel
 set -euo pipefail
 need=()
 command -v tini >/dev/null 2>&1 || need+=(tini)
 command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+command -v cpio >/dev/null 2>&1 || need+=(cpio)
+command -v xz >/dev/null 2>&1 || need+=(xz-utils)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup-host: missing ${need[*]}; run as root or install them: apt-get install ${need[*]}" >&2
