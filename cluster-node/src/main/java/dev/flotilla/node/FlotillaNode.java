@@ -1,0 +1,216 @@
+package dev.flotilla.node;
+
+import com.typesafe.config.Config;
+import dev.flotilla.node.auth.TokenAuth;
+import dev.flotilla.node.grpc.GrpcServer;
+import dev.flotilla.persistence.PersistenceSettings;
+import dev.flotilla.persistence.SchemaBootstrap;
+import dev.flotilla.sandbox.SandboxChanged;
+import dev.flotilla.sandbox.SandboxControl;
+import dev.flotilla.sandbox.SandboxEntity;
+import dev.flotilla.sandbox.SandboxRuntime;
+import dev.flotilla.sandbox.SpecValidator;
+import dev.flotilla.tenant.TenantEntity;
+import dev.flotilla.vm.Hypervisor;
+import dev.flotilla.vm.process.ProcessHypervisor;
+import dev.flotilla.vm.process.ProcessHypervisorConfig;
+import dev.flotilla.vm.supervisor.VmSupervisor;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.Address;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.Props;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.pubsub.Topic;
+import org.apache.pekko.cluster.typed.Cluster;
+import org.apache.pekko.cluster.typed.Join;
+import org.apache.pekko.http.javadsl.ServerBinding;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One Flotilla node: the actor system (cluster member), the journal, the drivers, the sandbox
+ * and tenant entities, and the gRPC port. {@link Main} runs one from the command line; tests
+ * start several in one JVM or in separate ones.
+ */
+public final class FlotillaNode implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(FlotillaNode.class);
+
+  private final ActorSystem<Void> system;
+  private final ServerBinding binding;
+  private final SandboxControl control;
+  private final Path dataDir;
+
+  private FlotillaNode(ActorSystem<Void> system, ServerBinding binding, SandboxControl control, Path dataDir) {
+    this.system = system;
+    this.binding = binding;
+    this.control = control;
+    this.dataDir = dataDir;
+  }
+
+  /**
+   * Starts a node from a resolved configuration (application.conf plus overrides). Returns once
+   * the gRPC port is bound; fails with a message saying what to fix when the journal or the port
+   * cannot be had.
+   */
+  public static FlotillaNode start(Config config) throws IOException {
+    Path dataDir = Path.of(config.getString("flotilla.node.data-dir")).toAbsolutePath().normalize();
+    Files.createDirectories(dataDir);
+    Config full = PersistenceSettings.forNode(dataDir, config).withFallback(config).resolve();
+    PersistenceSettings.verifyReachable(full);
+
+    ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), "flotilla", full);
+    try {
+      Cluster cluster = Cluster.get(system);
+      if (full.getList("pekko.cluster.seed-nodes").isEmpty()) {
+        cluster.manager().tell(Join.create(cluster.selfMember().address()));
+      }
+      SchemaBootstrap.ensure(system);
+
+      Config node = full.getConfig("flotilla.node");
+      Map<String, Hypervisor> drivers = drivers(node, dataDir);
+      for (Hypervisor h : drivers.values()) {
+        for (String w : h.capabilities().warnings()) log.warn("driver {}: {}", h.driver(), w);
+      }
+      ActorRef<Topic.Command<SandboxChanged>> events =
+          system.systemActorOf(Topic.create(SandboxChanged.class, "flotilla-sandbox-events"), "sandbox-events", Props.empty());
+      Config sb = full.getConfig("flotilla.sandbox");
+      Config restart = sb.getConfig("restart");
+      SandboxRuntime runtime = new SandboxRuntime(
+          drivers,
+          dataDir.resolve("vms"),
+          hostPort(cluster.selfMember().address()),
+          hostId(node.getString("host-id"), dataDir),
+          SandboxRuntime.supervised(VmSupervisor.Settings.create(system)),
+          new SandboxRuntime.RestartSettings(restart.getInt("max-restarts"), restart.getDuration("min-backoff"),
+              restart.getDuration("max-backoff"), restart.getDuration("reset-after")),
+          sb.getDuration("vm-call-timeout"),
+          sb.getDuration("stop-grace"),
+          sb.getInt("pids-limit"),
+          events);
+      Files.createDirectories(runtime.vmRoot());
+      SandboxEntity.init(system, runtime);
+      TenantEntity.init(system, tenant -> quota(full.getConfig("flotilla.tenants"), tenant));
+
+      SandboxControl control = new SandboxControl(system, SpecValidator.fromConfig(sb, drivers.keySet()),
+          sb.getDuration("ask-timeout"), sb.getDuration("file-timeout"), events);
+      TokenAuth auth = TokenAuth.fromConfig(full.getConfig("flotilla.auth"), dataDir);
+      Config grpc = node.getConfig("grpc");
+      ServerBinding binding;
+      try {
+        binding = GrpcServer.bind(system, control, auth, grpc.getString("interface"), grpc.getInt("port"))
+            .toCompletableFuture().get(30, TimeUnit.SECONDS);
+      } catch (Exception e) {
+        Throwable cause = e.getCause() != null ? e.getCause() : e;
+        throw new IOException("cannot serve gRPC on " + grpc.getString("interface") + ":" + grpc.getInt("port") + ": "
+            + cause.getMessage() + " (is another node running? use --grpc-port)", cause);
+      }
+      return new FlotillaNode(system, binding, control, dataDir);
+    } catch (IOException | RuntimeException e) {
+      system.terminate();
+      throw e;
+    }
+  }
+
+  private static Map<String, Hypervisor> drivers(Config node, Path dataDir) {
+    Map<String, Hypervisor> drivers = new LinkedHashMap<>();
+    Config process = node.getConfig("drivers.process");
+    if (process.getBoolean("enabled")) {
+      ProcessHypervisorConfig pc = ProcessHypervisorConfig.of(agentJar(process.getString("agent-jar")), dataDir.resolve("vms"))
+          .withCgroupParent(process.getString("cgroup-parent"));
+      drivers.put(ProcessHypervisor.DRIVER, new ProcessHypervisor(pc));
+    }
+    return drivers;
+  }
+
+  /** The configured agent jar, else the one built next to this node's own jar in the repository. */
+  static Path agentJar(String configured) {
+    if (!configured.isEmpty()) return Path.of(configured);
+    String prop = System.getProperty("flotilla.agent.jar");
+    if (prop != null && !prop.isEmpty()) return Path.of(prop);
+    Path rel = Path.of("guest-agent", "target", "flotilla-guest-agent.jar");
+    try {
+      Path self = Path.of(FlotillaNode.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+      // cluster-node/target/flotilla.jar (or target/classes) -> repository root
+      for (Path p = self.getParent(); p != null; p = p.getParent()) {
+        if (Files.isRegularFile(p.resolve(rel))) return p.resolve(rel);
+      }
+    } catch (Exception ignored) {
+      // fall through to the working directory
+    }
+    return rel.toAbsolutePath();
+  }
+
+  private static TenantEntity.Quota quota(Config tenants, String tenant) {
+    Config q = tenants.getConfig("default-quota");
+    if (tenants.getConfig("quotas").hasPath("\"" + tenant + "\"")) {
+      q = tenants.getConfig("quotas").getConfig("\"" + tenant + "\"").withFallback(q);
+    }
+    return new TenantEntity.Quota(q.getInt("sandboxes"), q.getInt("vcpus"), q.getLong("memory-mib"));
+  }
+
+  /** See flotilla.node.host-id in node.conf. */
+  static String hostId(String configured, Path dataDir) {
+    if (!configured.isEmpty()) return configured;
+    String machine;
+    try {
+      machine = Files.readString(Path.of("/etc/machine-id"), StandardCharsets.UTF_8).trim();
+    } catch (IOException e) {
+      machine = "unknown-machine";
+    }
+    return machine + ":" + dataDir;
+  }
+
+  static String hostPort(Address a) {
+    return a.getHost().orElse("?") + ":" + a.getPort().orElse(0);
+  }
+
+  public ActorSystem<Void> system() {
+    return system;
+  }
+
+  public SandboxControl control() {
+    return control;
+  }
+
+  /** host:port the gRPC API is bound to. */
+  public String grpcAddress() {
+    return GrpcServer.hostPort(binding);
+  }
+
+  public int grpcPort() {
+    return binding.localAddress().getPort();
+  }
+
+  public String clusterAddress() {
+    return hostPort(Cluster.get(system).selfMember().address());
+  }
+
+  public Path dataDir() {
+    return dataDir;
+  }
+
+  /**
+   * Stops the node: unbinds the port and leaves the cluster. Sandboxes' VMs keep running: a node
+   * restarted on the same data dir re-attaches to them.
+   */
+  @Override
+  public void close() {
+    system.terminate();
+    try {
+      system.getWhenTerminated().toCompletableFuture().get(30, TimeUnit.SECONDS);
+    } catch (Exception e) {
+      log.warn("node did not stop within 30 s: {}", e.toString());
+    }
+  }
+
+  public void awaitTermination() {
+    system.getWhenTerminated().toCompletableFuture().join();
+  }
+}

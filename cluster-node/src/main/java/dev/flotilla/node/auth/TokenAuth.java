@@ -1,0 +1,86 @@
+package dev.flotilla.node.auth;
+
+import com.typesafe.config.Config;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.security.SecureRandom;
+import java.util.Base64;
+import java.util.HashMap;
+import java.util.HexFormat;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * Bearer tokens to tenants. Tokens are kept only as SHA-256 digests, so the lookup does not leak
+ * a token's prefix through timing and a heap dump holds no usable token.
+ */
+public final class TokenAuth {
+  public static final String DEFAULT_TENANT = "default";
+  public static final String DEFAULT_TOKEN_FILE = "default.token";
+
+  private final Map<String, String> tenantByDigest;
+
+  public TokenAuth(Map<String, String> tenantByToken) {
+    Map<String, String> m = new HashMap<>();
+    tenantByToken.forEach((token, tenant) -> m.put(digest(token), tenant));
+    this.tenantByDigest = Map.copyOf(m);
+  }
+
+  /** From {@code flotilla.auth}, plus the default tenant's token file when that is on. */
+  public static TokenAuth fromConfig(Config auth, Path dataDir) throws IOException {
+    Map<String, String> tokens = new HashMap<>();
+    for (Config t : auth.getConfigList("tokens")) {
+      String token = t.getString("token");
+      String tenant = t.getString("tenant");
+      if (token.length() < 16) throw new IllegalArgumentException("flotilla.auth.tokens: the token of tenant '" + tenant + "' is shorter than 16 characters");
+      if (tenant.isBlank()) throw new IllegalArgumentException("flotilla.auth.tokens: a token has an empty tenant");
+      tokens.put(token, tenant);
+    }
+    if (auth.getBoolean("default-token-file")) {
+      tokens.put(defaultToken(dataDir), DEFAULT_TENANT);
+    }
+    return new TokenAuth(tokens);
+  }
+
+  /** Reads {@code <dataDir>/default.token}, creating it (mode 0600) with a fresh token if missing. */
+  public static String defaultToken(Path dataDir) throws IOException {
+    Path file = dataDir.resolve(DEFAULT_TOKEN_FILE);
+    if (!Files.exists(file)) {
+      Files.createDirectories(dataDir);
+      byte[] raw = new byte[32];
+      new SecureRandom().nextBytes(raw);
+      String token = Base64.getUrlEncoder().withoutPadding().encodeToString(raw);
+      try {
+        Files.writeString(Files.createFile(file, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------"))),
+            token + "\n", StandardCharsets.UTF_8);
+      } catch (FileAlreadyExistsException raced) {
+        // another process wrote it first: use theirs
+      }
+    }
+    String token = Files.readString(file, StandardCharsets.UTF_8).trim();
+    if (token.isEmpty()) throw new IOException(file + " is empty: delete it and restart the node to make a new token");
+    return token;
+  }
+
+  /** The tenant of an {@code authorization} header value, if it carries a known bearer token. */
+  public Optional<String> tenantOf(String authorizationHeader) {
+    if (authorizationHeader == null) return Optional.empty();
+    String h = authorizationHeader.trim();
+    if (!h.regionMatches(true, 0, "Bearer ", 0, 7)) return Optional.empty();
+    return Optional.ofNullable(tenantByDigest.get(digest(h.substring(7).trim())));
+  }
+
+  private static String digest(String token) {
+    try {
+      return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(token.getBytes(StandardCharsets.UTF_8)));
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+}

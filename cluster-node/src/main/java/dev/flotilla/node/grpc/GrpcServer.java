@@ -1,0 +1,44 @@
+package dev.flotilla.node.grpc;
+
+import dev.flotilla.api.v1.SandboxService;
+import dev.flotilla.api.v1.SandboxServicePowerApiHandlerFactory;
+import dev.flotilla.grpc.health.v1.Health;
+import dev.flotilla.grpc.health.v1.HealthHandlerFactory;
+import dev.flotilla.node.auth.TokenAuth;
+import dev.flotilla.sandbox.SandboxControl;
+import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CompletionStage;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.grpc.javadsl.ServerReflection;
+import org.apache.pekko.grpc.javadsl.ServiceHandler;
+import org.apache.pekko.http.javadsl.Http;
+import org.apache.pekko.http.javadsl.ServerBinding;
+import org.apache.pekko.http.javadsl.model.HttpRequest;
+import org.apache.pekko.http.javadsl.model.HttpResponse;
+import org.apache.pekko.japi.function.Function;
+
+/** Binds the node's gRPC port: SandboxService, grpc.health.v1 and server reflection. */
+public final class GrpcServer {
+  private GrpcServer() {}
+
+  public static CompletionStage<ServerBinding> bind(ActorSystem<?> system, SandboxControl control, TokenAuth auth,
+      String iface, int port) {
+    Function<HttpRequest, CompletionStage<HttpResponse>> sandboxes =
+        SandboxServicePowerApiHandlerFactory.partial(new SandboxServiceImpl(control, auth, system), SandboxService.name, system);
+    Function<HttpRequest, CompletionStage<HttpResponse>> health =
+        HealthHandlerFactory.partial(new HealthServiceImpl(system), Health.name, system);
+    Function<HttpRequest, CompletionStage<HttpResponse>> reflection =
+        ServerReflection.create(List.of(SandboxService.description, Health.description), system);
+    @SuppressWarnings("unchecked")
+    Function<HttpRequest, CompletionStage<HttpResponse>> all = ServiceHandler.concatOrNotFound(sandboxes, health, reflection);
+    return Http.get(system).newServerAt(iface, port).bind(all)
+        .thenApply(b -> b.addToCoordinatedShutdown(Duration.ofSeconds(5), system));
+  }
+
+  public static String hostPort(ServerBinding b) {
+    InetSocketAddress a = b.localAddress();
+    return a.getHostString() + ":" + a.getPort();
+  }
+}

@@ -1,0 +1,198 @@
+package dev.flotilla.node.grpc;
+
+import dev.flotilla.api.v1.CreateSandboxRequest;
+import dev.flotilla.api.v1.DeleteSandboxRequest;
+import dev.flotilla.api.v1.DeleteSandboxResponse;
+import dev.flotilla.api.v1.ExecRequest;
+import dev.flotilla.api.v1.ExecResponse;
+import dev.flotilla.api.v1.GetSandboxRequest;
+import dev.flotilla.api.v1.ListSandboxesRequest;
+import dev.flotilla.api.v1.ListSandboxesResponse;
+import dev.flotilla.api.v1.PauseSandboxRequest;
+import dev.flotilla.api.v1.ReadFileRequest;
+import dev.flotilla.api.v1.ReadFileResponse;
+import dev.flotilla.api.v1.ResumeSandboxRequest;
+import dev.flotilla.api.v1.Sandbox;
+import dev.flotilla.api.v1.SandboxEvent;
+import dev.flotilla.api.v1.SandboxServicePowerApi;
+import dev.flotilla.api.v1.StartSandboxRequest;
+import dev.flotilla.api.v1.StopSandboxRequest;
+import dev.flotilla.api.v1.WatchSandboxRequest;
+import dev.flotilla.api.v1.WriteFileRequest;
+import dev.flotilla.api.v1.WriteFileResponse;
+import dev.flotilla.node.auth.TokenAuth;
+import dev.flotilla.sandbox.SandboxControl;
+import dev.flotilla.sandbox.SandboxView;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecSpec;
+import io.grpc.Status;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.function.Function;
+import org.apache.pekko.NotUsed;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.grpc.GrpcServiceException;
+import org.apache.pekko.grpc.javadsl.Metadata;
+import org.apache.pekko.japi.pf.PFBuilder;
+import org.apache.pekko.stream.javadsl.Sink;
+import org.apache.pekko.stream.javadsl.Source;
+import org.apache.pekko.util.ByteString;
+
+/**
+ * {@code flotilla.v1.SandboxService}: authenticates the caller, converts protobuf to domain and
+ * back, and delegates to {@link SandboxControl}. Every node serves it for every sandbox.
+ */
+public final class SandboxServiceImpl implements SandboxServicePowerApi {
+
+  // Requests larger than this are refused with INVALID_ARGUMENT rather than carried to a guest.
+  static final int MAX_ARGV = 4096;
+  static final int MAX_ARGV_BYTES = 256 * 1024;
+  static final int MAX_ENV = 1024;
+  static final int MAX_PATH = 4096;
+
+  private final SandboxControl control;
+  private final TokenAuth auth;
+  private final ActorSystem<?> system;
+
+  public SandboxServiceImpl(SandboxControl control, TokenAuth auth, ActorSystem<?> system) {
+    this.control = control;
+    this.auth = auth;
+    this.system = system;
+  }
+
+  // ------------------------------------------------------------------------------ lifecycle
+
+  @Override
+  public CompletionStage<Sandbox> createSandbox(CreateSandboxRequest in, Metadata md) {
+    // An absent spec means all defaults.
+    return unary(md, tenant ->
+        control.create(tenant, Translations.fromProto(in.getSpec()), in.getRequestId()).thenApply(Translations::toProto));
+  }
+
+  @Override
+  public CompletionStage<Sandbox> getSandbox(GetSandboxRequest in, Metadata md) {
+    return unary(md, tenant -> control.get(tenant, in.getId()).thenApply(Translations::toProto));
+  }
+
+  @Override
+  public CompletionStage<ListSandboxesResponse> listSandboxes(ListSandboxesRequest in, Metadata md) {
+    return unary(md, tenant -> {
+      if (in.getPageSize() < 0) throw new IllegalArgumentException("page_size must not be negative");
+      return control.list(tenant, in.getLabelSelectorMap(), Translations.fromProto(in.getPhasesList()), in.getPageSize(),
+              in.getPageToken())
+          .thenApply(page -> {
+            var b = ListSandboxesResponse.newBuilder().setNextPageToken(page.nextPageToken());
+            for (SandboxView v : page.sandboxes()) b.addSandboxes(Translations.toProto(v));
+            return b.build();
+          });
+    });
+  }
+
+  @Override
+  public CompletionStage<Sandbox> startSandbox(StartSandboxRequest in, Metadata md) {
+    return unary(md, tenant -> control.start(tenant, in.getId()).thenApply(Translations::toProto));
+  }
+
+  @Override
+  public CompletionStage<Sandbox> stopSandbox(StopSandboxRequest in, Metadata md) {
+    return unary(md, tenant -> control.stop(tenant, in.getId()).thenApply(Translations::toProto));
+  }
+
+  @Override
+  public CompletionStage<Sandbox> pauseSandbox(PauseSandboxRequest in, Metadata md) {
+    return unary(md, tenant -> control.pause(tenant, in.getId()).thenApply(Translations::toProto));
+  }
+
+  @Override
+  public CompletionStage<Sandbox> resumeSandbox(ResumeSandboxRequest in, Metadata md) {
+    return unary(md, tenant -> control.resume(tenant, in.getId()).thenApply(Translations::toProto));
+  }
+
+  @Override
+  public CompletionStage<DeleteSandboxResponse> deleteSandbox(DeleteSandboxRequest in, Metadata md) {
+    return unary(md, tenant -> control.delete(tenant, in.getId())
+        .thenApply(v -> DeleteSandboxResponse.newBuilder().setId(v.id()).build()));
+  }
+
+  // ------------------------------------------------------------------------------ data paths
+
+  @Override
+  public Source<ExecResponse, NotUsed> exec(ExecRequest in, Metadata md) {
+    return streamed(md, tenant -> {
+      if (in.getArgvCount() == 0) throw new IllegalArgumentException("argv must name a command, e.g. [\"sh\", \"-c\", \"echo hi\"]");
+      if (in.getArgvCount() > MAX_ARGV) throw new IllegalArgumentException("argv has " + in.getArgvCount() + " entries; at most " + MAX_ARGV);
+      long bytes = in.getArgvList().stream().mapToLong(String::length).sum();
+      if (bytes > MAX_ARGV_BYTES) throw new IllegalArgumentException("argv is " + bytes + " bytes; at most " + MAX_ARGV_BYTES);
+      if (in.getEnvCount() > MAX_ENV) throw new IllegalArgumentException("env has " + in.getEnvCount() + " entries; at most " + MAX_ENV);
+      for (String k : in.getEnvMap().keySet()) {
+        if (k.isEmpty() || k.contains("=") || k.indexOf('\0') >= 0) throw new IllegalArgumentException("env name '" + k + "' is invalid");
+      }
+      ExecSpec spec = new ExecSpec(in.getArgvList(), in.getEnvMap(), in.getWorkingDir());
+      return Source.completionStageSource(control.exec(tenant, in.getSandboxId(), spec))
+          .map(Translations::toProto);
+    });
+  }
+
+  @Override
+  public CompletionStage<WriteFileResponse> writeFile(Source<WriteFileRequest, NotUsed> in, Metadata md) {
+    return unary(md, tenant -> in.prefixAndTail(1).runWith(Sink.head(), system).thenCompose(pair -> {
+      if (pair.first().isEmpty() || !pair.first().get(0).hasHeader()) {
+        throw new IllegalArgumentException("the first WriteFile message must be the header (sandbox_id, path, mode)");
+      }
+      var header = pair.first().get(0).getHeader();
+      checkPath(header.getPath());
+      Source<ByteString, NotUsed> data = pair.second().map(r -> {
+        if (r.hasHeader()) throw GrpcErrors.status(Status.INVALID_ARGUMENT, "only the first WriteFile message may be a header");
+        return ByteString.fromArrayUnsafe(r.getData().toByteArray());
+      });
+      return control.writeFile(tenant, header.getSandboxId(), header.getPath(), header.getMode(), data)
+          .thenApply(size -> WriteFileResponse.newBuilder().setSize(size).build());
+    }));
+  }
+
+  @Override
+  public Source<ReadFileResponse, NotUsed> readFile(ReadFileRequest in, Metadata md) {
+    return streamed(md, tenant -> {
+      checkPath(in.getPath());
+      return Source.completionStageSource(control.readFile(tenant, in.getSandboxId(), in.getPath()))
+          .map(chunk -> ReadFileResponse.newBuilder().setData(com.google.protobuf.ByteString.copyFrom(chunk.asByteBuffer())).build());
+    });
+  }
+
+  @Override
+  public Source<SandboxEvent, NotUsed> watchSandbox(WatchSandboxRequest in, Metadata md) {
+    return streamed(md, tenant -> control.watch(tenant, in.getId()).map(Translations::toProto));
+  }
+
+  // ------------------------------------------------------------------------------ plumbing
+
+  private static void checkPath(String path) {
+    if (path.isEmpty() || path.length() > MAX_PATH || path.indexOf('\0') >= 0) {
+      throw new IllegalArgumentException("path must be an absolute path of at most " + MAX_PATH + " characters");
+    }
+  }
+
+  private String tenantOf(Metadata md) {
+    return auth.tenantOf(md.getText("authorization").orElse(null))
+        .orElseThrow(() -> GrpcErrors.status(Status.UNAUTHENTICATED,
+            "missing or unknown bearer token: send 'authorization: Bearer <token>' (the default tenant's token is in <data-dir>/default.token)"));
+  }
+
+  private <T> CompletionStage<T> unary(Metadata md, Function<String, CompletionStage<T>> call) {
+    try {
+      return call.apply(tenantOf(md)).exceptionallyCompose(e -> CompletableFuture.failedFuture(GrpcErrors.convert(e)));
+    } catch (RuntimeException e) {
+      return CompletableFuture.failedFuture(GrpcErrors.convert(e));
+    }
+  }
+
+  private <T, M> Source<T, NotUsed> streamed(Metadata md, Function<String, Source<T, M>> call) {
+    try {
+      return call.apply(tenantOf(md))
+          .mapMaterializedValue(m -> NotUsed.getInstance())
+          .mapError(new PFBuilder<Throwable, Throwable>().match(Throwable.class, GrpcErrors::convert).build());
+    } catch (RuntimeException e) {
+      GrpcServiceException g = GrpcErrors.convert(e);
+      return Source.failed(g);
+    }
+  }
+}

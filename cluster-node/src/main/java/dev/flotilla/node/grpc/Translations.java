@@ -1,0 +1,95 @@
+package dev.flotilla.node.grpc;
+
+import com.google.protobuf.ByteString;
+import com.google.protobuf.Timestamp;
+import dev.flotilla.api.v1.ExecResponse;
+import dev.flotilla.api.v1.ExitStatus;
+import dev.flotilla.api.v1.Sandbox;
+import dev.flotilla.api.v1.SandboxEvent;
+import dev.flotilla.sandbox.Phase;
+import dev.flotilla.sandbox.RestartPolicy;
+import dev.flotilla.sandbox.SandboxChanged;
+import dev.flotilla.sandbox.SandboxSpec;
+import dev.flotilla.sandbox.SandboxView;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecEvent;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecExited;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecOutput;
+import java.time.Instant;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Set;
+
+/** Protobuf <-> domain, at the edge only: generated types never reach the entities. */
+final class Translations {
+  private Translations() {}
+
+  static SandboxSpec fromProto(dev.flotilla.api.v1.SandboxSpec s) {
+    RestartPolicy policy = switch (s.getRestartPolicy()) {
+      case ALWAYS -> RestartPolicy.ALWAYS;
+      case ON_FAILURE -> RestartPolicy.ON_FAILURE;
+      case NEVER -> RestartPolicy.NEVER;
+      default -> null; // unspecified: the server default
+    };
+    return new SandboxSpec(s.getDriver(), s.getVcpus(), s.getMemoryMib(), s.getLabelsMap(), policy);
+  }
+
+  static dev.flotilla.api.v1.SandboxSpec toProto(SandboxSpec s) {
+    return dev.flotilla.api.v1.SandboxSpec.newBuilder()
+        .setDriver(s.driver())
+        .setVcpus(s.vcpus())
+        .setMemoryMib(s.memoryMiB())
+        .putAllLabels(s.labels())
+        .setRestartPolicy(dev.flotilla.api.v1.RestartPolicy.valueOf(s.restartPolicy().name()))
+        .build();
+  }
+
+  static Sandbox toProto(SandboxView v) {
+    return Sandbox.newBuilder()
+        .setId(v.id())
+        .setTenant(v.tenant())
+        .setSpec(toProto(v.spec()))
+        .setPhase(toProto(v.phase()))
+        .setIncarnation(v.incarnation())
+        .setNode(v.node() == null ? "" : v.node())
+        .setCreatedAt(timestamp(v.createdAt()))
+        .setUpdatedAt(timestamp(v.updatedAt()))
+        .setStatusMessage(v.statusMessage() == null ? "" : v.statusMessage())
+        .setRestartCount(v.restartCount())
+        .setDesiredRunning(v.desiredRunning())
+        .build();
+  }
+
+  static dev.flotilla.api.v1.Phase toProto(Phase p) {
+    return dev.flotilla.api.v1.Phase.valueOf(p.name());
+  }
+
+  /** Requested phases; UNSPECIFIED (0) entries are refused by the caller's validation. */
+  static Set<Phase> fromProto(List<dev.flotilla.api.v1.Phase> phases) {
+    Set<Phase> out = EnumSet.noneOf(Phase.class);
+    for (var p : phases) {
+      if (p == dev.flotilla.api.v1.Phase.PHASE_UNSPECIFIED || p == dev.flotilla.api.v1.Phase.UNRECOGNIZED) {
+        throw new IllegalArgumentException("phase filter: unknown phase " + p);
+      }
+      out.add(Phase.valueOf(p.name()));
+    }
+    return out;
+  }
+
+  static SandboxEvent toProto(SandboxChanged c) {
+    return SandboxEvent.newBuilder().setSandbox(toProto(c.sandbox())).setEvent(c.event()).setAt(timestamp(c.at())).build();
+  }
+
+  static ExecResponse toProto(ExecEvent e) {
+    if (e instanceof ExecOutput o) {
+      ByteString data = ByteString.copyFrom(o.data().asByteBuffer());
+      return o.stderr() ? ExecResponse.newBuilder().setStderr(data).build() : ExecResponse.newBuilder().setStdout(data).build();
+    }
+    ExecExited x = (ExecExited) e;
+    return ExecResponse.newBuilder().setExit(ExitStatus.newBuilder().setExitCode(x.exitCode()).setSignal(x.signal())).build();
+  }
+
+  static Timestamp timestamp(Instant t) {
+    if (t == null) return Timestamp.getDefaultInstance();
+    return Timestamp.newBuilder().setSeconds(t.getEpochSecond()).setNanos(t.getNano()).build();
+  }
+}

@@ -1,0 +1,177 @@
+package dev.flotilla.node;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.flotilla.api.v1.CreateSandboxRequest;
+import dev.flotilla.api.v1.DeleteSandboxRequest;
+import dev.flotilla.api.v1.ExecRequest;
+import dev.flotilla.api.v1.GetSandboxRequest;
+import dev.flotilla.api.v1.ListSandboxesRequest;
+import dev.flotilla.api.v1.PauseSandboxRequest;
+import dev.flotilla.api.v1.Phase;
+import dev.flotilla.api.v1.Sandbox;
+import dev.flotilla.api.v1.SandboxSpec;
+import dev.flotilla.api.v1.StopSandboxRequest;
+import io.grpc.Status;
+import java.nio.file.Path;
+import java.util.List;
+import org.apache.pekko.actor.ActorSystem;
+import org.apache.pekko.stream.javadsl.Sink;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+
+/** A node on its embedded default (H2 journal) with the real process driver. */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+class NodeOnH2IT extends NodeScenarios {
+  Path dataDir;
+
+  @BeforeAll
+  void startNode() throws Exception {
+    dataDir = TestNode.shortTempDir();
+    clientSystem = ActorSystem.create("client");
+    node = new TestNode(dataDir, null).start();
+    client = node.client(clientSystem);
+    token = node.defaultToken();
+  }
+
+  @AfterAll
+  void stopNode() {
+    try {
+      deleteAll();
+    } finally {
+      node.close();
+      node.killVms();
+      clientSystem.terminate();
+    }
+  }
+
+  @Test
+  void sandboxLifecycle() {
+    lifecycle();
+  }
+
+  @Test
+  void watchFollowsChanges() {
+    watch();
+  }
+
+  Sandbox getAs(String tok, String id) {
+    return await(client.getSandbox().addHeader("authorization", "Bearer " + tok).invoke(GetSandboxRequest.newBuilder().setId(id).build()));
+  }
+
+  Sandbox createAs(String tok, SandboxSpec spec) {
+    return await(client.createSandbox().addHeader("authorization", "Bearer " + tok)
+        .invoke(CreateSandboxRequest.newBuilder().setSpec(spec).build()));
+  }
+
+  @Test
+  void tenantsAreIsolated() {
+    String id = create(spec(), "").getId();
+    assertEquals(Status.Code.NOT_FOUND, codeOf(() -> getAs(TestNode.OTHER_TOKEN, id)));
+    assertEquals(Status.Code.NOT_FOUND, codeOf(() -> await(client.deleteSandbox()
+        .addHeader("authorization", "Bearer " + TestNode.OTHER_TOKEN).invoke(DeleteSandboxRequest.newBuilder().setId(id).build()))));
+    assertEquals(Status.Code.NOT_FOUND, codeOf(() -> await(client.exec()
+        .addHeader("authorization", "Bearer " + TestNode.OTHER_TOKEN)
+        .invoke(ExecRequest.newBuilder().setSandboxId(id).addArgv("true").build()).runWith(Sink.seq(), clientSystem))));
+    var theirs = await(client.listSandboxes().addHeader("authorization", "Bearer " + TestNode.OTHER_TOKEN)
+        .invoke(ListSandboxesRequest.getDefaultInstance())).getSandboxesList();
+    assertTrue(theirs.stream().noneMatch(s -> s.getId().equals(id)), theirs.toString());
+    // The owner still has it, untouched.
+    assertEquals(id, get(id).getId());
+  }
+
+  @Test
+  void everyErrorHasItsCodeAndAMessage() {
+    var noToken = failure(() -> await(client.getSandbox().invoke(GetSandboxRequest.newBuilder().setId("sb-0000000000000000").build())));
+    assertEquals(Status.Code.UNAUTHENTICATED, noToken.getStatus().getCode());
+    assertTrue(noToken.getStatus().getDescription().contains("Bearer"));
+    assertEquals(Status.Code.UNAUTHENTICATED, codeOf(() -> getAs("not-a-token-at-all", "sb-0000000000000000")));
+
+    var badDriver = failure(() -> create(spec().toBuilder().setDriver("xen").build(), ""));
+    assertEquals(Status.Code.INVALID_ARGUMENT, badDriver.getStatus().getCode());
+    assertTrue(badDriver.getStatus().getDescription().contains("unknown driver 'xen'"), badDriver.getStatus().getDescription());
+    assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> create(spec().toBuilder().setVcpus(99).build(), "")));
+    assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> create(spec().toBuilder().setMemoryMib(1).build(), "")));
+    assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> create(spec().toBuilder().putLabels("bad key!", "x").build(), "")));
+    assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> create(spec(), "has spaces")));
+    assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> get("nope")));
+    assertEquals(Status.Code.NOT_FOUND, codeOf(() -> get("sb-0000000000000000")));
+
+    String id = create(spec(), "").getId();
+    awaitPhase(id, Phase.RUNNING);
+    assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> exec(id)));
+    await(client.stopSandbox().addHeader("authorization", bearer()).invoke(StopSandboxRequest.newBuilder().setId(id).build()));
+    var wrongPhase = failure(() -> await(client.pauseSandbox().addHeader("authorization", bearer())
+        .invoke(PauseSandboxRequest.newBuilder().setId(id).build())));
+    assertEquals(Status.Code.FAILED_PRECONDITION, wrongPhase.getStatus().getCode());
+    assertTrue(wrongPhase.getStatus().getDescription().contains("STOPPED"), wrongPhase.getStatus().getDescription());
+  }
+
+  @Test
+  void quotasAreEnforcedAndNothingIsHalfCreated() {
+    var tooBig = failure(() -> createAs(TestNode.SMALL_TOKEN, spec().toBuilder().setVcpus(4).build()));
+    assertEquals(Status.Code.RESOURCE_EXHAUSTED, tooBig.getStatus().getCode());
+    assertTrue(tooBig.getStatus().getDescription().contains("vCPUs"), tooBig.getStatus().getDescription());
+    String first = createAs(TestNode.SMALL_TOKEN, spec()).getId();
+    assertEquals(Status.Code.RESOURCE_EXHAUSTED, codeOf(() -> createAs(TestNode.SMALL_TOKEN, spec())));
+    List<Sandbox> listed = await(client.listSandboxes().addHeader("authorization", "Bearer " + TestNode.SMALL_TOKEN)
+        .invoke(ListSandboxesRequest.getDefaultInstance())).getSandboxesList();
+    assertEquals(List.of(first), listed.stream().map(Sandbox::getId).toList());
+    // Deleting gives the quota back.
+    await(client.deleteSandbox().addHeader("authorization", "Bearer " + TestNode.SMALL_TOKEN)
+        .invoke(DeleteSandboxRequest.newBuilder().setId(first).build()));
+    String second = createAs(TestNode.SMALL_TOKEN, spec()).getId();
+    await(client.deleteSandbox().addHeader("authorization", "Bearer " + TestNode.SMALL_TOKEN)
+        .invoke(DeleteSandboxRequest.newBuilder().setId(second).build()));
+  }
+
+  @Test
+  void createWithARequestIdIsIdempotent() {
+    Sandbox a = create(spec(), "retry-me-1");
+    Sandbox b = create(spec(), "retry-me-1");
+    assertEquals(a.getId(), b.getId());
+    assertEquals(Status.Code.ALREADY_EXISTS, codeOf(() -> create(spec().toBuilder().setVcpus(2).build(), "retry-me-1")));
+    long same = await(client.listSandboxes().addHeader("authorization", bearer())
+        .invoke(ListSandboxesRequest.newBuilder().putLabelSelector("suite", "e2e").build()))
+        .getSandboxesList().stream().filter(s -> s.getId().equals(a.getId())).count();
+    assertEquals(1, same);
+  }
+
+  @Test
+  void listFiltersByLabelAndPhaseAndPages() {
+    String x = create(spec().toBuilder().putLabels("list", "x").build(), "").getId();
+    String y = create(spec().toBuilder().putLabels("list", "x").build(), "").getId();
+    awaitPhase(x, Phase.RUNNING);
+    awaitPhase(y, Phase.RUNNING);
+    var page1 = await(client.listSandboxes().addHeader("authorization", bearer())
+        .invoke(ListSandboxesRequest.newBuilder().putLabelSelector("list", "x").setPageSize(1).build()));
+    assertEquals(1, page1.getSandboxesCount());
+    assertTrue(!page1.getNextPageToken().isEmpty());
+    var page2 = await(client.listSandboxes().addHeader("authorization", bearer())
+        .invoke(ListSandboxesRequest.newBuilder().putLabelSelector("list", "x").setPageSize(1).setPageToken(page1.getNextPageToken()).build()));
+    assertEquals(1, page2.getSandboxesCount());
+    assertEquals(List.of(x, y).stream().sorted().toList(),
+        List.of(page1.getSandboxes(0).getId(), page2.getSandboxes(0).getId()));
+    var stopped = await(client.listSandboxes().addHeader("authorization", bearer())
+        .invoke(ListSandboxesRequest.newBuilder().putLabelSelector("list", "x").addPhases(Phase.STOPPED).build()));
+    assertEquals(0, stopped.getSandboxesCount());
+  }
+
+  @Test
+  void aRestartedNodeReattachesToRunningSandboxes() throws Exception {
+    String id = create(spec(), "").getId();
+    awaitPhase(id, Phase.RUNNING);
+    // A process that only the same VM can still have after the restart.
+    String pid = exec(id, "sh", "-c", "sleep 600 >/dev/null 2>&1 & echo $!").stdout().trim();
+    node.close(); // the node stops; the sandbox keeps running
+    node.start();
+    client = node.client(clientSystem);
+    Sandbox back = awaitPhase(id, Phase.RUNNING);
+    assertEquals(1, back.getIncarnation(), back.toString());
+    assertTrue(back.getStatusMessage().contains("re-attached"), back.getStatusMessage());
+    assertEquals(0, exec(id, "test", "-d", "/proc/" + pid).exitCode(), "the sandbox's processes survived the node restart");
+  }
+}
