@@ -3,17 +3,20 @@
 #   spawn-to-agent-ready through the driver (prepare+start+connect+handshake) vs the same agent
 #   command started bare (java -jar ..., connect+handshake) as the limit; exec round trip of
 #   `true` through the agent (exec+wait); the agent's VmRSS in the sandbox.
-# Usage: scripts/bench-driver.sh [--iterations N (spawns, default 30)] [--exec-iterations M (default 300)]
+# Usage: scripts/bench-driver.sh [--iterations N (spawns of each kind, default 20)] [--exec-iterations M (default 300)]
+#                               [--vcpus V (the sandboxes' CPU quota, default 1)]
 # Builds what it needs; kills every process it started and removes its cgroups, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-spawns=30
+spawns=20
 execs=300
+vcpus=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --iterations) spawns=$2; shift 2 ;;
     --exec-iterations) execs=$2; shift 2 ;;
-    *) echo "usage: $0 [--iterations N] [--exec-iterations M]" >&2; exit 2 ;;
+    --vcpus) vcpus=$2; shift 2 ;;
+    *) echo "usage: $0 [--iterations N] [--exec-iterations M] [--vcpus V]" >&2; exit 2 ;;
   esac
 done
 
@@ -51,6 +54,6 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 echo "bench-driver: $spawns spawns each way (+3 warm-up), $execs exec round trips; state root $root"
-java -cp "$cp" dev.flotilla.vm.process.DriverBench "$root" "$(realpath "$jar")" "$spawns" "$execs" &
+java -Dbench.vcpus="$vcpus" -cp "$cp" dev.flotilla.vm.process.DriverBench "$root" "$(realpath "$jar")" "$spawns" "$execs" &
 bench_pid=$!
 wait "$bench_pid"

@@ -84,7 +84,16 @@ public final class ProcessHypervisor implements Hypervisor {
     } catch (IOException e) {
       throw new VmException("cannot create state directory " + spec.stateDir() + ": " + e.getMessage(), e);
     }
-    return new ProcessVm(config, f, spec);
+    return new ProcessVm(config, f, spec, classDataArchive());
+  }
+
+  private Optional<java.nio.file.Path> archive;
+
+  /** Made on the first prepare (a training run of the agent, about a second), then reused. */
+  private synchronized Optional<java.nio.file.Path> classDataArchive() {
+    if (!config.classDataArchive()) return Optional.empty();
+    if (archive == null || archive.map(p -> !Files.isReadable(p)).orElse(false)) archive = AgentCds.archive(config);
+    return archive;
   }
 
   /**

@@ -17,6 +17,8 @@ import java.util.Objects;
  *     false forces {@code --map-root-user}
  * @param cgroups use cgroups where the host has them; false leaves limits unenforced and pauses
  *     with SIGSTOP (for hosts where the node may not touch cgroups, and to test that path)
+ * @param classDataArchive make and use a class-data (AppCDS) archive of the agent under
+ *     {@code stateRoot/.cds}: faster agent start, made once per agent jar
  */
 public record ProcessHypervisorConfig(
     Path javaPath,
@@ -26,7 +28,8 @@ public record ProcessHypervisorConfig(
     String cgroupParent,
     int defaultPidsLimit,
     boolean subordinateIds,
-    boolean cgroups) {
+    boolean cgroups,
+    boolean classDataArchive) {
 
   public static final List<String> LEAN_JVM_FLAGS = List.of(
       "-XX:+UseSerialGC",
@@ -52,23 +55,27 @@ public record ProcessHypervisorConfig(
   /** The running JVM's own {@code java}, lean flags, cgroup parent {@code flotilla}. */
   public static ProcessHypervisorConfig of(Path agentJar, Path stateRoot) {
     Path java = Path.of(System.getProperty("java.home"), "bin", "java");
-    return new ProcessHypervisorConfig(java, agentJar, LEAN_JVM_FLAGS, stateRoot, "flotilla", 1024, true, true);
+    return new ProcessHypervisorConfig(java, agentJar, LEAN_JVM_FLAGS, stateRoot, "flotilla", 1024, true, true, true);
   }
 
   public ProcessHypervisorConfig withSubordinateIds(boolean use) {
-    return new ProcessHypervisorConfig(javaPath, agentJar, jvmFlags, stateRoot, cgroupParent, defaultPidsLimit, use, cgroups);
+    return new ProcessHypervisorConfig(javaPath, agentJar, jvmFlags, stateRoot, cgroupParent, defaultPidsLimit, use, cgroups, classDataArchive);
   }
 
   public ProcessHypervisorConfig withCgroupParent(String parent) {
-    return new ProcessHypervisorConfig(javaPath, agentJar, jvmFlags, stateRoot, parent, defaultPidsLimit, subordinateIds, cgroups);
+    return new ProcessHypervisorConfig(javaPath, agentJar, jvmFlags, stateRoot, parent, defaultPidsLimit, subordinateIds, cgroups, classDataArchive);
   }
 
   public ProcessHypervisorConfig withCgroups(boolean use) {
-    return new ProcessHypervisorConfig(javaPath, agentJar, jvmFlags, stateRoot, cgroupParent, defaultPidsLimit, subordinateIds, use);
+    return new ProcessHypervisorConfig(javaPath, agentJar, jvmFlags, stateRoot, cgroupParent, defaultPidsLimit, subordinateIds, use, classDataArchive);
   }
 
   public ProcessHypervisorConfig withAgentJar(Path jar) {
-    return new ProcessHypervisorConfig(javaPath, jar, jvmFlags, stateRoot, cgroupParent, defaultPidsLimit, subordinateIds, cgroups);
+    return new ProcessHypervisorConfig(javaPath, jar, jvmFlags, stateRoot, cgroupParent, defaultPidsLimit, subordinateIds, cgroups, classDataArchive);
+  }
+
+  public ProcessHypervisorConfig withClassDataArchive(boolean use) {
+    return new ProcessHypervisorConfig(javaPath, agentJar, jvmFlags, stateRoot, cgroupParent, defaultPidsLimit, subordinateIds, cgroups, use);
   }
 
   /** The conventional state directory of one incarnation: {@code <root>/<sandbox>/<incarnation>}. */

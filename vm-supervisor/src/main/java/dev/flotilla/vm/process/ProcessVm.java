@@ -63,9 +63,12 @@ final class ProcessVm implements Vm {
     this.adopted = adopted;
   }
 
-  ProcessVm(ProcessHypervisorConfig config, HostFacts facts, VmSpec spec) {
+  ProcessVm(ProcessHypervisorConfig config, HostFacts facts, VmSpec spec, java.util.Optional<Path> classDataArchive) {
     this(config, facts, spec, initialHandle(spec, facts), false);
+    this.classDataArchive = classDataArchive.orElse(null);
   }
+
+  private Path classDataArchive;
 
   static ProcessVm adopted(ProcessHypervisorConfig config, HostFacts facts, VmHandle handle) {
     ProcessVm vm = new ProcessVm(config, facts, null, handle, true);
@@ -236,6 +239,7 @@ final class ProcessVm implements Vm {
     facts.tini().ifPresent(t -> inner.addAll(List.of(t.toString(), "-s", "--")));
     inner.add(config.javaPath().toString());
     inner.addAll(config.jvmFlags());
+    if (classDataArchive != null) inner.add("-XX:SharedArchiveFile=" + classDataArchive);
     inner.addAll(List.of(
         "-jar", config.agentJar().toAbsolutePath().toString(),
         "--listen", "unix:" + handle.agentSocket(),

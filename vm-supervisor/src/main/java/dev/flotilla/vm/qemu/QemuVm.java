@@ -58,6 +58,11 @@ final class QemuVm implements Vm {
         () -> exit.complete(new VmExit(-1, 0, "exited before it was adopted", false)));
   }
 
+  /** The QEMU command line (without the {@code setsid} wrapper), for benchmarks and logs. */
+  List<String> command() {
+    return command;
+  }
+
   @Override
   public VmHandle handle() {
     return handle;

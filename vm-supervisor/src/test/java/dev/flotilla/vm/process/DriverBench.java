@@ -24,6 +24,8 @@ import java.util.concurrent.TimeUnit;
  */
 public final class DriverBench {
   private static final Duration T = Duration.ofSeconds(30);
+  /** The sandboxes' CPU quota: 1 vCPU throttles the agent JVM's multi-threaded start-up. */
+  private static final int VCPUS = Integer.getInteger("bench.vcpus", 1);
 
   public static void main(String[] args) throws Exception {
     Path root = Path.of(args[0]);
@@ -31,33 +33,46 @@ public final class DriverBench {
     int spawns = Integer.parseInt(args[2]);
     int execs = Integer.parseInt(args[3]);
     int warmup = 3;
-    ProcessHypervisorConfig config = ProcessHypervisorConfig.of(jar, root).withCgroupParent("flotilla-bench");
+    ProcessHypervisorConfig config = ProcessHypervisorConfig.of(jar, root).withCgroupParent("flotilla-bench")
+        .withCgroups(!Boolean.getBoolean("bench.no-cgroups"));
     ProcessHypervisor hv = new ProcessHypervisor(config);
+    ProcessHypervisor hvNoCds = new ProcessHypervisor(config.withClassDataArchive(false));
     System.out.println("host: " + hv.capabilities());
+    java.util.Optional<Path> archive = AgentCds.archive(config);
+    System.out.println("agent class-data archive: " + archive.map(Path::toString).orElse("none"));
 
     List<Double> driver = new ArrayList<>();
+    List<Double> driverNoCds = new ArrayList<>();
     List<Double> bare = new ArrayList<>();
+    List<Double> bareNoCds = new ArrayList<>();
     List<Double> rss = new ArrayList<>();
     for (int i = 0; i < spawns + warmup; i++) {
       double d = driverSpawn(hv, root, "bench-d-" + i, i >= warmup ? rss : null);
-      double b = bareSpawn(config, root.resolve("bare-" + i));
+      double b = bareSpawn(config, archive, root.resolve("bare-" + i));
+      double dn = driverSpawn(hvNoCds, root, "bench-n-" + i, null);
+      double bn = bareSpawn(config, java.util.Optional.empty(), root.resolve("bare-n-" + i));
       if (i >= warmup) {
         driver.add(d);
         bare.add(b);
+        driverNoCds.add(dn);
+        bareNoCds.add(bn);
       }
     }
     List<Double> exec = execRoundTrips(hv, root, execs, warmup * 10);
     System.out.println();
+    System.out.printf("sandboxes with %d vCPU quota, 256 MiB; host has %d CPUs%n", VCPUS, Runtime.getRuntime().availableProcessors());
     System.out.printf("%-52s %9s %9s %6s%n", "figure", "median", "p99", "n");
     print("spawn-to-agent-ready, process driver (ms)", driver);
     print("spawn-to-agent-ready, bare java -jar agent (ms)", bare);
+    print("  same, without the class-data archive: driver", driverNoCds);
+    print("  same, without the class-data archive: bare", bareNoCds);
     print("exec round trip of `true` (exec+wait, ms)", exec);
     print("agent VmRSS in the sandbox after ready (MiB)", rss);
     System.out.printf("driver overhead over bare, median: %.1f ms%n", median(driver) - median(bare));
   }
 
   private static double driverSpawn(ProcessHypervisor hv, Path root, String id, List<Double> rss) throws Exception {
-    VmSpec spec = new VmSpec(id, 1, 1, 256, 0, root.resolve(id).resolve("1"), Map.of());
+    VmSpec spec = new VmSpec(id, 1, VCPUS, 256, 0, root.resolve(id).resolve("1"), Map.of());
     long t0 = System.nanoTime();
     Vm vm = hv.prepare(spec);
     try {
@@ -75,12 +90,13 @@ public final class DriverBench {
     }
   }
 
-  private static double bareSpawn(ProcessHypervisorConfig config, Path dir) throws Exception {
+  private static double bareSpawn(ProcessHypervisorConfig config, java.util.Optional<Path> archive, Path dir) throws Exception {
     Files.createDirectories(dir);
     Path sock = dir.resolve("agent.sock");
     List<String> cmd = new ArrayList<>();
     cmd.add(config.javaPath().toString());
     cmd.addAll(config.jvmFlags());
+    archive.ifPresent(a -> cmd.add("-XX:SharedArchiveFile=" + a));
     cmd.addAll(List.of("-jar", config.agentJar().toString(), "--listen", "unix:" + sock, "--sandbox-id", "bare", "--incarnation", "1"));
     long t0 = System.nanoTime();
     Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve("agent.log").toFile())

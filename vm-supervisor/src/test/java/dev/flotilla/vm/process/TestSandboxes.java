@@ -48,11 +48,16 @@ public final class TestSandboxes implements AutoCloseable {
   }
 
   public TestSandboxes(boolean subordinateIds, boolean cgroups) throws IOException {
+    this(subordinateIds, cgroups, false);
+  }
+
+  /** @param classDataArchive off by default: each test's state root would train its own (about a second) */
+  public TestSandboxes(boolean subordinateIds, boolean cgroups, boolean classDataArchive) throws IOException {
     stateRoot = Files.createTempDirectory("flotilla-vm-test");
     // The sandbox's root is an unprivileged uid: it must be able to reach its state directory.
     Files.setPosixFilePermissions(stateRoot, PosixFilePermissions.fromString("rwx--x--x"));
     hypervisor = new ProcessHypervisor(
-        ProcessHypervisorConfig.of(agentJar(), stateRoot).withSubordinateIds(subordinateIds).withCgroupParent("flotilla-test").withCgroups(cgroups));
+        ProcessHypervisorConfig.of(agentJar(), stateRoot).withSubordinateIds(subordinateIds).withCgroupParent("flotilla-test").withCgroups(cgroups).withClassDataArchive(classDataArchive));
   }
 
   public static Path agentJar() {

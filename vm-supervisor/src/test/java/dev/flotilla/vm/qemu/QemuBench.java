@@ -1,0 +1,145 @@
+package dev.flotilla.vm.qemu;
+
+import dev.flotilla.agent.protocol.client.AgentAddress;
+import dev.flotilla.agent.protocol.client.AgentClient;
+import dev.flotilla.agent.protocol.client.AgentClients;
+import dev.flotilla.agent.protocol.client.ExecRequest;
+import dev.flotilla.agent.protocol.client.GuestInfo;
+import dev.flotilla.agent.protocol.client.OutputSink;
+import dev.flotilla.vm.Vm;
+import dev.flotilla.vm.VmSpec;
+import java.io.ByteArrayOutputStream;
+import java.io.File;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Figures for scripts/bench-qemu.sh (no pass/fail): boot-to-agent-ready (connect + handshake)
+ * through the driver vs the same QEMU command started bare; QEMU and guest agent RSS; QMP pause
+ * and resume latency. Driver and bare boots alternate so that load from elsewhere hits both.
+ */
+public final class QemuBench {
+  private static final Duration READY = Duration.ofSeconds(120);
+
+  public static void main(String[] args) throws Exception {
+    int n = args.length > 0 ? Integer.parseInt(args[0]) : 5;
+    Path root = Path.of(args.length > 1 ? args[1] : Files.createTempDirectory("fl-qbench").toString());
+    QemuConfig config = QemuConfig.fromEnvironment();
+    if (!config.imageBuilt()) throw new IllegalStateException("no guest image in " + config.imageDir());
+    QemuHypervisor hv = new QemuHypervisor(config);
+    boolean kvm = HostProbe.accel(config).kvm();
+    System.out.printf("accelerator: %s (%s), %d boots of each kind, 1 vCPU, 256 MiB%n",
+        kvm ? "KVM" : "TCG", HostProbe.accel(config).reason(), n);
+
+    List<Double> driver = new ArrayList<>();
+    List<Double> bare = new ArrayList<>();
+    List<Double> qemuRss = new ArrayList<>();
+    List<Double> agentRss = new ArrayList<>();
+    List<Double> pause = new ArrayList<>();
+    List<Double> resume = new ArrayList<>();
+    for (int i = 0; i < n; i++) {
+      // through the driver: prepare + start + connect + handshake
+      String id = "d" + i;
+      long t0 = System.nanoTime();
+      Vm vm = hv.prepare(new VmSpec(id, 1, 1, 256, 0, root.resolve(id), Map.of()));
+      try {
+        vm.start(Duration.ofSeconds(30));
+        try (AgentClient c = AgentClients.connect(vm.agentAddress(), Duration.ofSeconds(10))) {
+          GuestInfo info = c.handshake(id, 1, READY).get();
+          driver.add(ms(System.nanoTime() - t0));
+          qemuRss.add(rssKb(Files.readString(Path.of("/proc/" + vm.handle().pid() + "/status"))) / 1024.0);
+          agentRss.add(rssKb(run(c, "cat /proc/" + info.agentPid() + "/status")) / 1024.0);
+          for (int k = 0; k < 3; k++) {
+            long p0 = System.nanoTime();
+            vm.pause();
+            pause.add(ms(System.nanoTime() - p0));
+            long r0 = System.nanoTime();
+            vm.resume();
+            resume.add(ms(System.nanoTime() - r0));
+          }
+        }
+      } finally {
+        vm.stop(Duration.ofSeconds(5));
+        vm.destroy();
+      }
+
+      // bare: the same QEMU command, started directly, ready when the agent answers a handshake
+      String bid = "b" + i;
+      QemuVm template = (QemuVm) hv.prepare(new VmSpec(bid, 1, 1, 256, 0, root.resolve(bid), Map.of()));
+      Path dir = template.handle().stateDir();
+      long b0 = System.nanoTime();
+      Process p = new ProcessBuilder(template.command()).directory(dir.toFile())
+          .redirectErrorStream(true).redirectOutput(new File(dir.resolve("qemu.log").toString())).start();
+      try (AgentClient c = AgentClients.connect(new AgentAddress(template.handle().agentSocket()), Duration.ofSeconds(30))) {
+        c.handshake(bid, 1, READY).get();
+        bare.add(ms(System.nanoTime() - b0));
+      } finally {
+        p.destroyForcibly();
+        p.waitFor(10, TimeUnit.SECONDS);
+        template.destroy();
+      }
+      System.out.printf("boot %d: driver %.0f ms, bare %.0f ms%n", i + 1, driver.get(i), bare.get(i));
+    }
+    report("boot-to-agent-ready, driver (ms)", driver);
+    report("boot-to-agent-ready, bare QEMU (ms)", bare);
+    report("QEMU RSS after ready (MiB)", qemuRss);
+    report("guest agent RSS in the guest (MiB)", agentRss);
+    report("pause, QMP stop (ms)", pause);
+    report("resume, QMP cont (ms)", resume);
+  }
+
+  private static void report(String what, List<Double> xs) {
+    List<Double> s = new ArrayList<>(xs);
+    Collections.sort(s);
+    System.out.printf("%-40s p50 %8.1f  p90 %8.1f  (n=%d, min %.1f, max %.1f)%n", what, pct(s, 50), pct(s, 90),
+        s.size(), s.get(0), s.get(s.size() - 1));
+  }
+
+  private static double pct(List<Double> sorted, int p) {
+    int i = (int) Math.ceil(p / 100.0 * sorted.size()) - 1;
+    return sorted.get(Math.max(0, Math.min(sorted.size() - 1, i)));
+  }
+
+  private static double ms(long nanos) {
+    return nanos / 1e6;
+  }
+
+  private static long rssKb(String status) {
+    for (String l : status.split("\n")) {
+      if (l.startsWith("VmRSS:")) return Long.parseLong(l.replaceAll("[^0-9]", ""));
+    }
+    return -1;
+  }
+
+  private static String run(AgentClient c, String script) throws Exception {
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    CompletableFuture<Void> ended = new CompletableFuture<>();
+    c.exec(new ExecRequest("x" + System.nanoTime(), List.of("sh", "-c", script), Map.of(), "", false),
+        new OutputSink() {
+          @Override
+          public void onData(Channel ch, byte[] data, Runnable release) {
+            synchronized (out) {
+              out.writeBytes(data);
+            }
+            release.run();
+          }
+
+          @Override
+          public void onEnd(Channel ch) {
+            if (ch == Channel.STDOUT) ended.complete(null);
+          }
+        }, Duration.ofSeconds(30)).get();
+    ended.get(30, TimeUnit.SECONDS);
+    synchronized (out) {
+      return out.toString(StandardCharsets.UTF_8);
+    }
+  }
+}
