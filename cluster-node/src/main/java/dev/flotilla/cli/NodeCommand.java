@@ -23,12 +23,6 @@ final class NodeCommand implements Runnable {
   }
 
   static void start(String[] args) {
-    // TEMPORARY until dev.flotilla.node.Main is committed: then a direct call.
-    try {
-      Class.forName("dev.flotilla.node.Main").getMethod("main", String[].class)
-          .invoke(null, (Object) args);
-    } catch (ReflectiveOperationException e) {
-      throw new IllegalStateException("cannot start the node: " + e, e);
-    }
+    dev.flotilla.node.Main.main(args);
   }
 }
