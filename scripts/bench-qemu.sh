@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Benchmarks the qemu driver (figures only, no pass/fail):
+#   boot-to-agent-ready (connect + handshake) through the driver vs the same QEMU command run bare,
+#   p50/p90 over N boots of each; QEMU RSS and the guest agent's RSS; QMP pause/resume latency.
+# Usage: scripts/bench-qemu.sh [--iterations N (default 5)]
+# Builds what it needs (agent jar, guest image); kills every QEMU it started, also on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=5
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --iterations) n=$2; shift 2 ;;
+    *) echo "usage: $0 [--iterations N]" >&2; exit 2 ;;
+  esac
+done
+
+scripts/setup-host.sh
+if [ ! -f guest-agent/target/flotilla-guest-agent.jar ] || [ ! -d "$HOME/.m2/repository/dev/flotilla/agent-protocol" ]; then
+  mvn -B -q -ntp -pl agent-protocol,guest-agent install -Dmaven.test.skip=true
+fi
+guest-image/build.sh
+mvn -B -q -ntp -pl vm-supervisor test-compile
+cpfile=$(mktemp)
+mvn -B -q -ntp -pl vm-supervisor dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile="$cpfile" >/dev/null
+cp="vm-supervisor/target/classes:vm-supervisor/target/test-classes:$(cat "$cpfile")"
+rm -f "$cpfile"
+
+root=$(mktemp -d /tmp/fl-qbench.XXXXXX)
+bench_pid=
+cleanup() {
+  if [ -n "$bench_pid" ] && kill -0 "$bench_pid" 2>/dev/null; then kill -9 "$bench_pid" 2>/dev/null || true; fi
+  # QEMUs a crashed run left: the pids its handles name (driver boots) or its cmdlines (bare ones)
+  for h in $(find "$root" -name handle.properties 2>/dev/null); do
+    pid=$(sed -n 's/^pid=//p' "$h")
+    if [ -n "$pid" ] && [ "$pid" != 0 ] && grep -qs "$root" "/proc/$pid/cmdline"; then kill -9 "$pid" 2>/dev/null || true; fi
+  done
+  for p in /proc/[0-9]*; do
+    if grep -qs "$root" "$p/cmdline" 2>/dev/null; then kill -9 "${p#/proc/}" 2>/dev/null || true; fi
+  done
+  rm -rf "$root"
+}
+trap cleanup EXIT
+java -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Dlogback.configurationFile=/dev/null -cp "$cp" \
+  dev.flotilla.vm.qemu.QemuBench "$n" "$root" &
+bench_pid=$!
+wait "$bench_pid"
