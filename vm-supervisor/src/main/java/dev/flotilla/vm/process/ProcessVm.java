@@ -264,7 +264,7 @@ final class ProcessVm implements Vm {
         poll[0].cancel(false);
         CompletableFuture.runAsync(() -> exited(null));
       }
-    }, 0, 50, TimeUnit.MILLISECONDS);
+    }, 0, 100, TimeUnit.MILLISECONDS);
     ProcessHandle.of(pid).ifPresent(ph -> ph.onExit().thenRun(() -> {
       if (!Procfs.isSameProcess(pid, startTime)) exited(null);
     }));
@@ -364,10 +364,25 @@ final class ProcessVm implements Vm {
       }
     }
     OptionalLong init = Procfs.namespaceInit(handle.pid());
-    if (init.isEmpty() || !Procfs.kill("STOP", Procfs.tree(init.getAsLong()))) {
-      throw new VmException("cannot stop the sandbox's processes");
-    }
+    if (init.isEmpty()) throw new VmException("cannot find the sandbox's init to stop its processes");
     stoppedBySignal = true;
+    // Without a freezer the tree moves while we stop it (short-lived children come and go):
+    // stop parents first and go round until every process left is stopped.
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+    while (true) {
+      List<Long> running = Procfs.tree(init.getAsLong()).stream()
+          .filter(pid -> Procfs.stat(pid).map(st -> st.state() != 'T' && st.state() != 't' && st.state() != 'Z' && st.state() != 'X').orElse(false))
+          .toList();
+      if (running.isEmpty()) return;
+      if (System.nanoTime() > deadline) throw new VmException("cannot stop the sandbox's processes: still running " + running);
+      Procfs.kill("STOP", running); // a pid gone meanwhile fails harmlessly
+      try {
+        Thread.sleep(1);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new VmException("interrupted while stopping the sandbox's processes");
+      }
+    }
   }
 
   @Override
@@ -383,9 +398,8 @@ final class ProcessVm implements Vm {
       }
     }
     OptionalLong init = Procfs.namespaceInit(handle.pid());
-    if (init.isPresent() && !Procfs.kill("CONT", Procfs.tree(init.getAsLong()))) {
-      throw new VmException("cannot continue the sandbox's processes");
-    }
+    if (init.isEmpty()) throw new VmException("cannot find the sandbox's init to continue its processes");
+    Procfs.kill("CONT", Procfs.tree(init.getAsLong())); // a pid gone meanwhile fails harmlessly
     stoppedBySignal = false;
   }
 

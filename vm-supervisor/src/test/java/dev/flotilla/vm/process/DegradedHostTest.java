@@ -56,7 +56,8 @@ class DegradedHostTest {
     long init = Procfs.namespaceInit(vm.handle().pid()).orElseThrow();
     List<Long> tree = Procfs.tree(init);
     assertTrue(tree.size() >= 3, "init, agent and the shell at least: " + tree);
-    await().atMost(T).until(() -> tree.stream().allMatch(p -> Procfs.stat(p).map(s -> s.state() == 'T').orElse(true)));
+    // stopped, or a child that had already exited and waits, as a zombie, for its stopped parent
+    await().atMost(T).until(() -> tree.stream().allMatch(p -> Procfs.stat(p).map(s -> s.state() == 'T' || s.state() == 'Z').orElse(true)));
     long at = count(counter);
     await().during(Duration.ofMillis(600)).atMost(Duration.ofSeconds(3)).pollInterval(Duration.ofMillis(100)).until(() -> count(counter) == at);
     vm.resume();

@@ -259,7 +259,7 @@ class ProcessHypervisorTest {
       if (Files.exists(d.resolve("freezer.state"))) return Files.readString(d.resolve("freezer.state")).trim().equals("FROZEN");
       return Files.readAllLines(d.resolve("cgroup.events")).contains("frozen 1");
     }
-    return vm.pids().stream().allMatch(p -> Procfs.stat(p).map(s -> s.state() == 'T').orElse(true));
+    return vm.pids().stream().allMatch(p -> Procfs.stat(p).map(s -> s.state() == 'T' || s.state() == 'Z').orElse(true));
   }
 
   private static long count(Path counter) {
