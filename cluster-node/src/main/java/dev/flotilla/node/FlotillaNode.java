@@ -10,6 +10,7 @@ import dev.flotilla.sandbox.SandboxControl;
 import dev.flotilla.sandbox.SandboxEntity;
 import dev.flotilla.sandbox.SandboxRuntime;
 import dev.flotilla.sandbox.SpecValidator;
+import dev.flotilla.sandbox.VmReaper;
 import dev.flotilla.tenant.TenantEntity;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.process.ProcessHypervisor;
@@ -25,6 +26,7 @@ import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.Address;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.pubsub.Topic;
@@ -93,10 +95,17 @@ public final class FlotillaNode implements AutoCloseable {
           sb.getDuration("vm-call-timeout"),
           sb.getDuration("stop-grace"),
           sb.getInt("pids-limit"),
-          events);
+          events,
+          () -> NodeFencing.othersCanTakeOver(system));
       Files.createDirectories(runtime.vmRoot());
+      NodeFencing.install(system, drivers, runtime.vmRoot());
       SandboxEntity.init(system, runtime);
       TenantEntity.init(system, tenant -> quota(full.getConfig("flotilla.tenants"), tenant));
+
+      new VmReaper(system, runtime,
+          system.dispatchers().lookup(DispatcherSelector.fromConfig(full.getString("flotilla.vm.supervisor.blocking-dispatcher"))),
+          sb.getDuration("ask-timeout"))
+          .schedule(node.getDuration("reaper.first-run"), node.getDuration("reaper.interval"));
 
       SandboxControl control = new SandboxControl(system, SpecValidator.fromConfig(sb, drivers.keySet()),
           sb.getDuration("ask-timeout"), sb.getDuration("file-timeout"), events);

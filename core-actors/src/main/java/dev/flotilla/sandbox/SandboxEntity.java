@@ -87,6 +87,25 @@ public final class SandboxEntity
   public record ReadFile(String tenant, String path, ActorRef<StatusReply<SourceRef<ByteString>>> replyTo)
       implements Command {}
 
+  /**
+   * Sharding's stop message (hand-off or passivation). When another node will take the sandbox
+   * over, its VM is stopped first, so two VMs of one sandbox never run at once; when this node
+   * is alone (a restart in place), the VM keeps running and is re-attached when the node is back.
+   */
+  public record HandOff() implements Command {}
+
+  /** Internal state for the node's VM reaper, regardless of tenant. */
+  public record Inspect(ActorRef<Inspection> replyTo) implements Command {}
+
+  /**
+   * @param exists false for a sandbox never created or deleted
+   * @param hostId the host its current VM was last seen on, "" if none
+   */
+  public record Inspection(boolean exists, Phase phase, long incarnation, String hostId) implements FlotillaSerializable {}
+
+  /** The VM of a handed-off sandbox is gone. Local only. */
+  record HandOffDone() implements Command {}
+
   /** A report of the VM supervisor, wrapped. Local only. */
   record FromVm(Report report) implements Command {}
 
@@ -190,7 +209,10 @@ public final class SandboxEntity
 
   public static void init(org.apache.pekko.actor.typed.ActorSystem<?> system, SandboxRuntime runtime) {
     ClusterSharding.get(system).init(
-        Entity.of(ENTITY_KEY, ectx -> create(ectx.getEntityId(), runtime, ectx.getShard())));
+        Entity.of(ENTITY_KEY, ectx -> create(ectx.getEntityId(), runtime, ectx.getShard()))
+            .withStopMessage(new HandOff())
+            .withAllocationStrategy(new dev.flotilla.cluster.LeastLoadedAllocation(
+                org.apache.pekko.actor.typed.javadsl.Adapter.toClassic(system))));
   }
 
   /**
@@ -213,6 +235,7 @@ public final class SandboxEntity
   private ActorRef<VmSupervisorProtocol.Command> supervisor;
   private long supervisorIncarnation;
   private final List<ActorRef<StatusReply<SandboxView>>> waitingForStop = new ArrayList<>();
+  private boolean handingOff;
 
   private SandboxEntity(String sandboxId, SandboxRuntime runtime, ActorRef<ClusterSharding.ShardCommand> shard,
       ActorContext<Command> ctx, TimerScheduler<Command> timers) {
@@ -253,6 +276,10 @@ public final class SandboxEntity
   }
 
   private ReplyEffect<Event, State> handle(State state, Command cmd) {
+    if (cmd instanceof HandOff) return onHandOff();
+    if (cmd instanceof HandOffDone) return Effect().stop().thenNoReply();
+    if (cmd instanceof Inspect i) return Effect().reply(i.replyTo(), inspection(state));
+    if (handingOff) return Effect().unhandled().thenNoReply(); // going away: callers retry on the new owner
     if (state instanceof Empty) return onEmpty(cmd);
     Live s = (Live) state;
     if (s.phase() == Phase.DELETED) return onDeleted(s, cmd);
@@ -456,9 +483,31 @@ public final class SandboxEntity
     return Effect().noReply();
   }
 
+  private ReplyEffect<Event, State> onHandOff() {
+    if (supervisor == null || !runtime.handOffStopsVm().getAsBoolean()) {
+      return Effect().stop().thenNoReply();
+    }
+    // Nothing is persisted: the next owner finds the VM on another host, records it as lost and
+    // starts the next incarnation; it can only do so after this entity has stopped.
+    handingOff = true;
+    ctx.getLog().info("sandbox {}: handing off to another node, stopping its VM first", sandboxId);
+    ctx.pipeToSelf(
+        org.apache.pekko.actor.typed.javadsl.AskPattern.<VmSupervisorProtocol.Command, Done>ask(
+            supervisor, r -> new VmSupervisorProtocol.Stop(runtime.stopGrace(), r),
+            runtime.stopGrace().plus(runtime.vmCallTimeout()), ctx.getSystem().scheduler()),
+        (done, err) -> new HandOffDone());
+    return Effect().none().thenNoReply();
+  }
+
+  private static Inspection inspection(State state) {
+    if (!(state instanceof Live l) || l.phase() == Phase.DELETED) return new Inspection(false, Phase.DELETED, 0, "");
+    return new Inspection(true, l.phase(), l.incarnation(), l.vm() == null ? "" : l.vm().hostId());
+  }
+
   // ------------------------------------------------------------------------------ VM reports
 
   private ReplyEffect<Event, State> onReport(Live s, Report report) {
+    if (handingOff) return Effect().none().thenNoReply();
     if (report.incarnation() != s.incarnation()) {
       ctx.getLog().info("sandbox {}: ignoring {} from stale incarnation {} (current {})",
           sandboxId, report.getClass().getSimpleName(), report.incarnation(), s.incarnation());

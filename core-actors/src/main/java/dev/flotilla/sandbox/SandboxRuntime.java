@@ -22,6 +22,9 @@ import org.apache.pekko.actor.typed.pubsub.Topic;
  * @param hostId identity of the physical host: only the same host may re-attach to a VM
  * @param vmLauncher makes the VM supervisor child of an incarnation
  * @param events the cluster-wide topic of {@link SandboxChanged}
+ * @param handOffStopsVm whether a sandbox handed off by sharding stops its VM: true when another
+ *     node takes it over (a drain, or a node leaving a cluster), false when this node is alone and
+ *     will re-attach after a restart
  */
 public record SandboxRuntime(
     Map<String, Hypervisor> drivers,
@@ -33,7 +36,8 @@ public record SandboxRuntime(
     Duration vmCallTimeout,
     Duration stopGrace,
     int pidsLimit,
-    ActorRef<Topic.Command<SandboxChanged>> events) {
+    ActorRef<Topic.Command<SandboxChanged>> events,
+    java.util.function.BooleanSupplier handOffStopsVm) {
 
   public SandboxRuntime {
     drivers = Map.copyOf(drivers);

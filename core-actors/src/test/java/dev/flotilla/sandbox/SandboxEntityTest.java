@@ -95,7 +95,7 @@ class SandboxEntityTest {
     };
     return new SandboxRuntime(Map.of("process", hv), tmp.resolve("vms"), "127.0.0.1:25520", hostId, launcher,
         new SandboxRuntime.RestartSettings(maxRestarts, Duration.ofMillis(10), Duration.ofMillis(50), Duration.ofMinutes(5)),
-        Duration.ofSeconds(3), Duration.ofMillis(100), 1024, published.ref());
+        Duration.ofSeconds(3), Duration.ofMillis(100), 1024, published.ref(), () -> false);
   }
 
   /** Acknowledges pause/resume, and on Stop reports the requested exit as the real supervisor does. */

@@ -1,0 +1,88 @@
+package dev.flotilla.sandbox;
+
+import dev.flotilla.vm.Hypervisor;
+import dev.flotilla.vm.VmDirectory;
+import dev.flotilla.vm.VmHandle;
+import java.time.Duration;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.Executor;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Stops VMs on this host that no sandbox owns any more: their sandbox was deleted, or moved on
+ * to a newer incarnation (restarted elsewhere while this node was down), or is stopped. A VM of
+ * a sandbox's current incarnation is left to the sandbox, which re-attaches to it.
+ *
+ * <p>Runs when the node starts and then periodically. Blocking work (process checks, kills) runs
+ * on the given executor, never on an actor thread.
+ */
+public final class VmReaper {
+  private static final Logger log = LoggerFactory.getLogger(VmReaper.class);
+
+  private final ActorSystem<?> system;
+  private final SandboxRuntime runtime;
+  private final Executor blocking;
+  private final Duration askTimeout;
+
+  public VmReaper(ActorSystem<?> system, SandboxRuntime runtime, Executor blocking, Duration askTimeout) {
+    this.system = system;
+    this.runtime = runtime;
+    this.blocking = blocking;
+    this.askTimeout = askTimeout;
+  }
+
+  /** One pass over this node's VM directory. */
+  public void reapOnce() {
+    for (VmDirectory.Entry e : new VmDirectory(runtime.vmRoot()).list()) {
+      if (!e.readable()) continue;
+      VmHandle h = e.handle();
+      Hypervisor hv = runtime.drivers().get(h.driver());
+      if (hv == null) continue;
+      inspect(h.sandboxId()).whenCompleteAsync((i, err) -> {
+        if (err != null) return; // cluster busy or sandbox unreachable: next pass
+        String why = reason(i, h);
+        if (why == null) return;
+        hv.adopt(h).ifPresentOrElse(vm -> {
+          log.info("reaping VM of sandbox {} incarnation {} ({})", h.sandboxId(), h.incarnation(), why);
+          vm.stop(runtime.stopGrace());
+          vm.destroy();
+        }, () -> deleteDir(h));
+      }, blocking);
+    }
+  }
+
+  /** Why this VM must go, or null if its sandbox may still own it. */
+  static String reason(SandboxEntity.Inspection i, VmHandle h) {
+    if (!i.exists()) return "sandbox deleted";
+    if (i.incarnation() > h.incarnation()) return "sandbox is at incarnation " + i.incarnation();
+    if (i.incarnation() == h.incarnation() && (i.phase() == Phase.STOPPED || i.phase() == Phase.FAILED)) {
+      return "sandbox is " + i.phase();
+    }
+    return null;
+  }
+
+  private CompletionStage<SandboxEntity.Inspection> inspect(String sandboxId) {
+    if (!SandboxIds.isValid(sandboxId)) {
+      return java.util.concurrent.CompletableFuture.failedFuture(new IllegalArgumentException("not a sandbox id: " + sandboxId));
+    }
+    return ClusterSharding.get(system).entityRefFor(SandboxEntity.ENTITY_KEY, sandboxId)
+        .ask(SandboxEntity.Inspect::new, askTimeout);
+  }
+
+  private static void deleteDir(VmHandle h) {
+    // The VM is gone already: its leftover state directory goes too.
+    try (var files = java.nio.file.Files.walk(h.stateDir())) {
+      files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+    } catch (java.io.IOException ignored) {
+      // best effort
+    }
+  }
+
+  /** Runs {@link #reapOnce()} now and every {@code interval}. */
+  public void schedule(Duration first, Duration interval) {
+    system.scheduler().scheduleWithFixedDelay(first, interval, this::reapOnce, system.executionContext());
+  }
+}
