@@ -27,6 +27,7 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
@@ -249,6 +250,27 @@ class CliAgainstFakeServerTest {
     assertEquals(ExitCodes.UNAVAILABLE, r.exitCode());
     assertEquals("flotilla: no answer from the node at " + server.endpoint()
         + " within 300ms (raise --timeout, or retry)\n", r.err());
+  }
+
+  @Test
+  void timeout_is_a_deadline_on_unary_calls_but_not_on_streams() {
+    server = new TestSandboxServer()
+        .unary(SandboxServiceMethods.GET_SANDBOX, req -> sandbox("sb-1", Phase.RUNNING))
+        .streaming(SandboxServiceMethods.EXEC, (ExecRequest req, io.grpc.stub.StreamObserver<ExecResponse> out) -> {
+          out.onNext(ExecResponse.newBuilder().setExit(ExitStatus.getDefaultInstance()).build());
+          out.onCompleted();
+        })
+        .streaming(SandboxServiceMethods.WATCH_SANDBOX, (req, out) -> out.onCompleted())
+        .start();
+
+    assertEquals(0, cli().run("get", "sb-1", "--timeout", "5s").exitCode());
+    assertEquals(0, cli().run("exec", "sb-1", "--timeout", "5s", "--", "true").exitCode());
+    assertEquals(0, cli().run("watch", "sb-1", "--timeout", "5s").exitCode());
+
+    long getDeadlineMs = server.deadlines.get(0).orElseThrow().timeRemaining(TimeUnit.MILLISECONDS);
+    assertTrue(getDeadlineMs > 0 && getDeadlineMs <= 5000, "get deadline " + getDeadlineMs + "ms");
+    assertEquals(Optional.empty(), server.deadlines.get(1), "exec must not have a deadline");
+    assertEquals(Optional.empty(), server.deadlines.get(2), "watch must not have a deadline");
   }
 
   @Test

@@ -1,5 +1,7 @@
 package dev.flotilla.cli;
 
+import io.grpc.Context;
+import io.grpc.Deadline;
 import io.grpc.Metadata;
 import io.grpc.MethodDescriptor;
 import io.grpc.Server;
@@ -15,6 +17,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.net.InetSocketAddress;
 import java.util.List;
+import java.util.Optional;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BiConsumer;
@@ -32,12 +35,14 @@ final class TestSandboxServer implements AutoCloseable {
   final List<String> authorizations = new CopyOnWriteArrayList<>();
   /** Every request message received, in order. */
   final List<Object> requests = new CopyOnWriteArrayList<>();
+  /** The deadline each call arrived with, in order; empty when it had none. */
+  final List<Optional<Deadline>> deadlines = new CopyOnWriteArrayList<>();
   private Server server;
 
   /** {@code answer} returns the response or throws a StatusRuntimeException. */
   <Q, R> TestSandboxServer unary(MethodDescriptor<Q, R> method, Function<Q, R> answer) {
     service.addMethod(method, ServerCalls.asyncUnaryCall((Q req, StreamObserver<R> out) -> {
-      requests.add(req);
+      received(req);
       R resp;
       try {
         resp = answer.apply(req);
@@ -54,7 +59,7 @@ final class TestSandboxServer implements AutoCloseable {
   /** A unary call the server never answers: the client's deadline decides. */
   <Q, R> TestSandboxServer silent(MethodDescriptor<Q, R> method) {
     service.addMethod(method, ServerCalls.asyncUnaryCall((Q req, StreamObserver<R> out) ->
-        requests.add(req)));
+        received(req)));
     return this;
   }
 
@@ -62,10 +67,15 @@ final class TestSandboxServer implements AutoCloseable {
   <Q, R> TestSandboxServer streaming(MethodDescriptor<Q, R> method,
       BiConsumer<Q, StreamObserver<R>> body) {
     service.addMethod(method, ServerCalls.asyncServerStreamingCall((Q req, StreamObserver<R> out) -> {
-      requests.add(req);
+      received(req);
       body.accept(req, out);
     }));
     return this;
+  }
+
+  private void received(Object request) {
+    requests.add(request);
+    deadlines.add(Optional.ofNullable(Context.current().getDeadline()));
   }
 
   TestSandboxServer start() {
