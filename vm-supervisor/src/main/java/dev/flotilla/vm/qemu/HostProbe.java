@@ -72,24 +72,66 @@ final class HostProbe {
     }
   }
 
+  private static long cachedTscKhz = -1;
+
   /**
    * The host's TSC rate in kHz. TCG's guest TSC runs at the host's, and a microvm guest without a
    * PIT calibration to trust hangs at boot about half the time unless told the rate
-   * ({@code tsc_early_khz}). 0 when unknown.
+   * ({@code tsc_early_khz}). Sources, best first: sysfs (some kernels), the kernel's own
+   * calibration in its log, then /proc/cpuinfo's "cpu MHz", which equals the TSC rate on virtual
+   * hosts with constant_tsc but is the current clock on hosts that scale it. 0 when unknown.
    */
-  static long tscKhz() {
+  static synchronized long tscKhz() {
+    if (cachedTscKhz >= 0) return cachedTscKhz;
+    long khz = 0;
     try {
       Path sysfs = Path.of("/sys/devices/system/cpu/cpu0/tsc_freq_khz");
-      if (Files.isReadable(sysfs)) return Long.parseLong(Files.readString(sysfs).trim());
-      for (String line : Files.readAllLines(Path.of("/proc/cpuinfo"), StandardCharsets.ISO_8859_1)) {
-        if (line.startsWith("cpu MHz")) {
-          return Math.round(Double.parseDouble(line.substring(line.indexOf(':') + 1).trim()) * 1000);
-        }
-      }
+      if (Files.isReadable(sysfs)) khz = Long.parseLong(Files.readString(sysfs).trim());
     } catch (IOException | RuntimeException e) {
-      LOG.debug("no TSC rate: {}", e.toString());
+      LOG.debug("no tsc_freq_khz: {}", e.toString());
     }
-    return 0;
+    if (khz <= 0) khz = tscFromKernelLog();
+    if (khz <= 0) {
+      try {
+        for (String line : Files.readAllLines(Path.of("/proc/cpuinfo"), StandardCharsets.ISO_8859_1)) {
+          if (line.startsWith("cpu MHz")) {
+            khz = Math.round(Double.parseDouble(line.substring(line.indexOf(':') + 1).trim()) * 1000);
+            break;
+          }
+        }
+      } catch (IOException | RuntimeException e) {
+        LOG.debug("no cpu MHz: {}", e.toString());
+      }
+    }
+    cachedTscKhz = Math.max(0, khz);
+    return cachedTscKhz;
+  }
+
+  /** "tsc: Refined TSC clocksource calibration: 2596.136 MHz" or "tsc: Detected 2596.136 MHz". */
+  private static long tscFromKernelLog() {
+    Process p = null;
+    try {
+      p = new ProcessBuilder("dmesg").redirectErrorStream(true).start();
+      String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.ISO_8859_1);
+      if (!p.waitFor(2, TimeUnit.SECONDS) || p.exitValue() != 0) return 0;
+      long detected = 0;
+      for (String line : out.split("\n")) {
+        int i = line.indexOf("tsc: ");
+        if (i < 0 || !line.endsWith(" MHz")) continue;
+        String mhz = line.substring(line.lastIndexOf(' ', line.length() - 5) + 1, line.length() - 4);
+        long khz = Math.round(Double.parseDouble(mhz) * 1000);
+        if (line.contains("Refined TSC")) return khz;
+        if (line.contains("Detected")) detected = khz;
+      }
+      return detected;
+    } catch (IOException | RuntimeException e) {
+      return 0;
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      return 0;
+    } finally {
+      if (p != null) p.destroy();
+    }
   }
 
   /** Field 22 of /proc/PID/stat (start time in clock ticks since boot), if the process exists. */
