@@ -1,0 +1,64 @@
+package dev.flotilla.cli;
+
+import dev.flotilla.node.local.LocalCluster;
+import dev.flotilla.node.local.LocalNode;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
+
+/**
+ * {@code flotilla dev-cluster --nodes N}: a real embedded PostgreSQL and N local nodes sharing it,
+ * until Ctrl-C. Prints, on stdout and nothing else there, one line per node
+ * {@code node N grpc=HOST:PORT artery=HOST:PORT pid=PID}, then {@code token=TOKEN} for tenant
+ * "default" (valid on every node). Progress and errors go to stderr.
+ */
+@Command(name = "dev-cluster",
+    description = "Start a local cluster: an embedded PostgreSQL and N nodes, until Ctrl-C.")
+final class DevClusterCommand implements Callable<Integer> {
+  @Option(names = "--nodes", defaultValue = "3", description = "how many nodes (default ${DEFAULT-VALUE})")
+  int nodes;
+
+  @Option(names = "--base-dir",
+      description = "directory for the nodes' data, logs and PostgreSQL (must be a short path; default: a fresh /tmp/flc*)")
+  Path baseDir;
+
+  @Option(names = "--keep", description = "keep the base directory (data and logs) after exit")
+  boolean keep;
+
+  @ParentCommand Cli cli;
+
+  @Override
+  public Integer call() throws IOException, InterruptedException {
+    if (nodes < 1 || nodes > 15) throw new CliFailure(ExitCodes.USAGE, "--nodes must be between 1 and 15, is " + nodes);
+    PrintStream out = cli.context().out();
+    PrintStream err = cli.context().err();
+    err.println("flotilla dev-cluster: starting PostgreSQL and " + nodes + " node(s)…");
+    LocalCluster cluster;
+    try {
+      cluster = LocalCluster.builder().nodes(nodes).baseDir(baseDir).deleteOnClose(!keep).start();
+    } catch (IOException e) {
+      throw new CliFailure(ExitCodes.REQUEST_FAILED, "the cluster did not start: " + e.getMessage());
+    }
+    CountDownLatch stopped = new CountDownLatch(1);
+    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+      err.println("flotilla dev-cluster: stopping…");
+      cluster.close();
+      err.println("flotilla dev-cluster: stopped");
+      stopped.countDown();
+    }, "dev-cluster-stop"));
+    for (LocalNode n : cluster.nodes()) {
+      out.println("node " + n.index() + " grpc=" + n.grpcAddress() + " artery=" + n.arteryAddress() + " pid=" + n.pid());
+    }
+    out.println("token=" + cluster.token());
+    out.flush();
+    err.println("flotilla dev-cluster: data and logs in " + cluster.baseDir() + (keep ? " (kept)" : " (removed on exit)")
+        + "; Ctrl-C stops everything");
+    stopped.await();
+    return ExitCodes.OK;
+  }
+}

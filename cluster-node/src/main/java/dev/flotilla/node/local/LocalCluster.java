@@ -1,0 +1,377 @@
+package dev.flotilla.node.local;
+
+import dev.flotilla.persistence.EmbeddedPostgresServer;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.security.SecureRandom;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.stream.Stream;
+
+/**
+ * A whole Flotilla cluster on this machine: one real PostgreSQL (in this JVM's care) and N node
+ * JVMs as child processes sharing it as their journal. Used by {@code flotilla dev-cluster} and
+ * by the chaos tests, so there is one way to launch, fault and clean up a local cluster.
+ *
+ * <p>Layout: everything lives under one short base directory (Unix socket paths must stay under
+ * 108 bytes; mode 0711 so the sandboxes' unprivileged roots can reach their state): {@code pg/}
+ * the PostgreSQL data, {@code nI/} node I's data dir, {@code nI.log} its stdout+stderr (appended
+ * across restarts), {@code cluster.conf} the HOCON every node reads (the shared tenant token and
+ * the caller's overrides).
+ *
+ * <p>Nodes: node 1 is the seed and every node is given its address. A restarted node is given
+ * the other running nodes as seeds instead: were node 1 restarted with only itself as seed it
+ * would form a second cluster.
+ *
+ * <p>Faults: {@link #kill} (SIGKILL of the node JVM alone: its sandboxes live on),
+ * {@link #killHost} (SIGKILL of the JVM and every sandbox process of its data dir: host loss),
+ * {@link #stop} (SIGTERM, graceful), {@link #restart}, {@link #pause}/{@link #resume}
+ * (SIGSTOP/SIGCONT), {@link #stopPostgres}/{@link #startPostgres}.
+ *
+ * <p>No leaks: {@link #close()} (also run by a shutdown hook) stops the nodes, kills every process
+ * whose command line names the base directory (sandboxes), and stops PostgreSQL; the node JVMs are
+ * spawned with a parent-death SIGKILL, so even a killed launcher takes its nodes down.
+ */
+public final class LocalCluster implements AutoCloseable {
+  public static final String TENANT = "default";
+  private static final Duration STOP_TIMEOUT = Duration.ofSeconds(20);
+
+  private final Builder settings;
+  private final Path baseDir;
+  private final String token;
+  private final Path configFile;
+  private final List<LocalNode> nodes = new ArrayList<>();
+  private final Thread shutdownHook = new Thread(this::closeQuietly, "local-cluster-close");
+  private EmbeddedPostgresServer postgres;
+  private int postgresPort;
+  private volatile boolean closed;
+
+  private LocalCluster(Builder settings, Path baseDir, String token, Path configFile) {
+    this.settings = settings;
+    this.baseDir = baseDir;
+    this.token = token;
+    this.configFile = configFile;
+  }
+
+  public static Builder builder() {
+    return new Builder();
+  }
+
+  /** What to start; {@link #start()} does it. */
+  public static final class Builder {
+    private int nodes = 3;
+    private Path baseDir;
+    private Path nodeJar;
+    private Path agentJar;
+    private List<String> javaOptions = List.of("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xmx384m", "-Xss512k");
+    private String configOverrides = "";
+    private Duration readyTimeout = Duration.ofSeconds(180);
+    private boolean deleteOnClose = true;
+    private String host = "127.0.0.1";
+
+    public Builder nodes(int n) {
+      if (n < 1) throw new IllegalArgumentException("nodes must be >= 1, is " + n);
+      this.nodes = n;
+      return this;
+    }
+
+    /** Where everything goes; default a fresh {@code /tmp/flc*}. Must be short (socket paths). */
+    public Builder baseDir(Path dir) {
+      this.baseDir = dir;
+      return this;
+    }
+
+    /** The node jar ({@code cluster-node/target/flotilla.jar}); default: found next to this class. */
+    public Builder nodeJar(Path jar) {
+      this.nodeJar = jar;
+      return this;
+    }
+
+    /** The guest agent jar; default: the flotilla.agent.jar property, else found in the repository. */
+    public Builder agentJar(Path jar) {
+      this.agentJar = jar;
+      return this;
+    }
+
+    /** JVM flags for every node (default: small heap, C1 only, serial GC: several nodes share few cores). */
+    public Builder javaOptions(List<String> options) {
+      this.javaOptions = List.copyOf(options);
+      return this;
+    }
+
+    /** HOCON layered over the node defaults on every node (e.g. failure-detector timings). */
+    public Builder config(String hocon) {
+      this.configOverrides = hocon;
+      return this;
+    }
+
+    public Builder readyTimeout(Duration timeout) {
+      this.readyTimeout = timeout;
+      return this;
+    }
+
+    /** Remove the base directory on close (default on). Off: the logs and data stay for a look. */
+    public Builder deleteOnClose(boolean delete) {
+      this.deleteOnClose = delete;
+      return this;
+    }
+
+    /**
+     * Starts PostgreSQL, then all nodes in parallel; returns when every node printed its ready
+     * line. On failure everything started is stopped again.
+     */
+    public LocalCluster start() throws IOException {
+      Path base = baseDir != null ? Files.createDirectories(baseDir) : Files.createTempDirectory(Path.of("/tmp"), "flc");
+      Files.setPosixFilePermissions(base, PosixFilePermissions.fromString("rwx--x--x"));
+      byte[] random = new byte[16];
+      new SecureRandom().nextBytes(random);
+      String token = "dev-" + HexFormat.of().formatHex(random);
+      Path conf = base.resolve("cluster.conf");
+      Files.writeString(conf,
+          "# written by LocalCluster: one token for tenant \"default\" on every node\n"
+              + "flotilla.auth.tokens = [ { tenant = \"" + TENANT + "\", token = \"" + token + "\" } ]\n"
+              + "flotilla.auth.default-token-file = off\n"
+              + configOverrides + "\n",
+          StandardCharsets.UTF_8);
+      LocalCluster c = new LocalCluster(this, base, token, conf);
+      Runtime.getRuntime().addShutdownHook(c.shutdownHook);
+      try {
+        c.startAll();
+      } catch (IOException | RuntimeException e) {
+        c.close();
+        throw e;
+      }
+      return c;
+    }
+  }
+
+  private void startAll() throws IOException {
+    postgres = EmbeddedPostgresServer.start(baseDir.resolve("pg"), 0);
+    postgresPort = postgres.port();
+    Path nodeJar = settings.nodeJar != null ? settings.nodeJar : Jars.nodeJar();
+    Path agentJar = settings.agentJar != null ? settings.agentJar : Jars.agentJar(nodeJar);
+    List<Integer> ports = Ports.free(2 * settings.nodes);
+    for (int i = 1; i <= settings.nodes; i++) {
+      Path dir = baseDir.resolve("n" + i);
+      Files.createDirectories(dir);
+      Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwx--x--x"));
+      nodes.add(new LocalNode(i, settings.host, ports.get(2 * (i - 1)), ports.get(2 * (i - 1) + 1), dir,
+          baseDir.resolve("n" + i + ".log"), nodeJar, agentJar, settings.javaOptions, configFile, postgres.jdbcUrl(),
+          postgres.user(), postgres.password()));
+    }
+    String seed = nodes.get(0).arteryAddress();
+    for (LocalNode n : nodes) n.spawn(List.of(seed));
+    awaitReady(nodes);
+  }
+
+  private void awaitReady(List<LocalNode> which) throws IOException {
+    List<CompletableFuture<Void>> ready = new ArrayList<>();
+    for (LocalNode n : which) {
+      ready.add(CompletableFuture.runAsync(() -> {
+        try {
+          n.awaitReady(settings.readyTimeout);
+        } catch (IOException e) {
+          throw new UncheckedIOException(e);
+        }
+      }));
+    }
+    try {
+      CompletableFuture.allOf(ready.toArray(CompletableFuture[]::new)).get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IOException("interrupted while waiting for the nodes", e);
+    } catch (ExecutionException e) {
+      Throwable cause = e.getCause() instanceof UncheckedIOException u ? u.getCause() : e.getCause();
+      if (cause instanceof IOException io) throw io;
+      throw new IOException(cause.getMessage(), cause);
+    }
+  }
+
+  // ------------------------------------------------------------------------------ accessors
+
+  public List<LocalNode> nodes() {
+    return Collections.unmodifiableList(nodes);
+  }
+
+  /** Node {@code i}, counting from 1. */
+  public LocalNode node(int i) {
+    return nodes.get(i - 1);
+  }
+
+  /** The bearer token of tenant "default", valid on every node. */
+  public String token() {
+    return token;
+  }
+
+  public String jdbcUrl() {
+    return "jdbc:postgresql://127.0.0.1:" + postgresPort + "/" + EmbeddedPostgresServer.DATABASE;
+  }
+
+  public String jdbcUser() {
+    return EmbeddedPostgresServer.USER;
+  }
+
+  public Path baseDir() {
+    return baseDir;
+  }
+
+  public Path postgresLog() {
+    return baseDir.resolve("pg.postgres.log");
+  }
+
+  public synchronized boolean postgresRunning() {
+    return postgres != null && postgres.isRunning();
+  }
+
+  // ------------------------------------------------------------------------------ faults
+
+  /** SIGKILL of node {@code i}'s JVM alone: its sandboxes keep running (a control-plane crash). */
+  public void kill(int i) {
+    node(i).killJvm();
+  }
+
+  /**
+   * Host loss: SIGKILL of node {@code i}'s JVM and then of every sandbox process of its data dir,
+   * repeated until none is left. Returns the sandbox processes killed.
+   */
+  public List<Long> killHost(int i) {
+    LocalNode n = node(i);
+    List<Long> vms = new ArrayList<>(n.descendantPids());
+    n.killJvm();
+    List<Long> killed = Processes.killAllMentioning(n.dataDir().toString() + "/");
+    for (long v : vms) {
+      if (!killed.contains(v)) {
+        ProcessHandle.of(v).ifPresent(ProcessHandle::destroyForcibly);
+        killed.add(v);
+      }
+    }
+    return killed;
+  }
+
+  /** SIGTERM and wait for the node JVM to exit (SIGKILL after 20 s). Sandboxes keep running. */
+  public void stop(int i) {
+    node(i).stopJvm(STOP_TIMEOUT);
+  }
+
+  /**
+   * Starts node {@code i} again on its ports and data dir, seeded with the other running nodes,
+   * and waits for its ready line. The node must not be running.
+   */
+  public void restart(int i) throws IOException {
+    LocalNode n = node(i);
+    if (n.isAlive()) throw new IllegalStateException("node " + i + " is running; stop or kill it first");
+    List<String> seeds = new ArrayList<>();
+    for (LocalNode o : nodes) {
+      if (o != n && o.isAlive()) seeds.add(o.arteryAddress());
+    }
+    if (seeds.isEmpty()) seeds.add(nodes.get(0).arteryAddress());
+    n.spawn(seeds);
+    awaitReady(List.of(n));
+  }
+
+  /** SIGSTOP of node {@code i}'s JVM (its sandboxes keep running). */
+  public void pause(int i) {
+    Processes.signal(node(i).pid(), "STOP");
+  }
+
+  /** SIGCONT of node {@code i}'s JVM. */
+  public void resume(int i) {
+    Processes.signal(node(i).pid(), "CONT");
+  }
+
+  /** Stops PostgreSQL (fast shutdown: clients are disconnected) and waits for it to exit. */
+  public synchronized void stopPostgres() {
+    if (postgres != null) postgres.close();
+  }
+
+  /** Starts PostgreSQL again on the same port and data directory. */
+  public synchronized void startPostgres() throws IOException {
+    if (postgres != null && postgres.isRunning()) return;
+    postgres = EmbeddedPostgresServer.start(baseDir.resolve("pg"), postgresPort);
+  }
+
+  /**
+   * The live guest agents of this cluster by sandbox id (agent JVM pids): more than one for a
+   * sandbox means two VMs of it are alive at once.
+   */
+  public Map<String, List<Long>> liveAgents() {
+    Map<String, List<Long>> out = new TreeMap<>();
+    String base = baseDir.toString() + "/";
+    for (Processes.Proc p : Processes.list()) {
+      if (p.state() == 'Z' || p.argv().isEmpty()) continue;
+      if (!p.argv().get(0).endsWith("/java") && !p.argv().get(0).equals("java")) continue;
+      if (p.argv().stream().noneMatch(a -> a.contains(base))) continue;
+      int at = p.argv().indexOf("--sandbox-id");
+      if (at < 0 || at + 1 >= p.argv().size()) continue;
+      out.computeIfAbsent(p.argv().get(at + 1), k -> new ArrayList<>()).add(p.pid());
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------------------------ close
+
+  /**
+   * Stops every node (SIGCONT first, then SIGTERM in parallel, SIGKILL after a grace), kills any
+   * sandbox process left under the base directory, stops PostgreSQL, and removes the base
+   * directory unless told to keep it. Idempotent.
+   */
+  @Override
+  public void close() {
+    closeQuietly();
+    try {
+      Runtime.getRuntime().removeShutdownHook(shutdownHook);
+    } catch (IllegalStateException alreadyShuttingDown) {
+      // the hook is running or has run; closeQuietly is idempotent
+    }
+  }
+
+  private synchronized void closeQuietly() {
+    if (closed) return;
+    closed = true;
+    List<CompletableFuture<Void>> stops = new ArrayList<>();
+    for (LocalNode n : nodes) {
+      if (n.isAlive()) {
+        Processes.signal(n.pid(), "CONT");
+        stops.add(CompletableFuture.runAsync(() -> n.stopJvm(STOP_TIMEOUT)));
+      }
+    }
+    stops.forEach(f -> {
+      try {
+        f.join();
+      } catch (RuntimeException ignored) {
+        // best effort: the kill below still runs
+      }
+    });
+    for (LocalNode n : nodes) n.killJvm();
+    Processes.killAllMentioning(baseDir.toString() + "/");
+    for (LocalNode n : nodes) Cgroups.removeLeftovers(n.dataDir());
+    if (postgres != null) postgres.close();
+    if (settings.deleteOnClose) deleteRecursively(baseDir);
+  }
+
+  private static void deleteRecursively(Path dir) {
+    if (!Files.exists(dir)) return;
+    try (Stream<Path> all = Files.walk(dir)) {
+      all.sorted(java.util.Comparator.reverseOrder()).forEach(p -> {
+        try {
+          Files.deleteIfExists(p);
+        } catch (IOException ignored) {
+          // a file that cannot go stays; the directory is in /tmp
+        }
+      });
+    } catch (IOException | UncheckedIOException ignored) {
+      // same
+    }
+  }
+}
