@@ -73,9 +73,15 @@ public final class SandboxServiceMethods {
 
   private static <Req extends Message, Resp extends Message> MethodDescriptor<Req, Resp> method(
       MethodType type, String name, Req request, Resp response) {
+    return descriptor(SERVICE, type, name, request, response);
+  }
+
+  /** A descriptor of any flotilla service's method (see also {@link ClusterServiceMethods}). */
+  static <Req extends Message, Resp extends Message> MethodDescriptor<Req, Resp> descriptor(
+      String service, MethodType type, String name, Req request, Resp response) {
     return MethodDescriptor.<Req, Resp>newBuilder()
         .setType(type)
-        .setFullMethodName(MethodDescriptor.generateFullMethodName(SERVICE, name))
+        .setFullMethodName(MethodDescriptor.generateFullMethodName(service, name))
         .setRequestMarshaller(ProtoUtils.marshaller(request))
         .setResponseMarshaller(ProtoUtils.marshaller(response))
         .build();

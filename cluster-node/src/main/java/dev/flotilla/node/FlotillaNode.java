@@ -22,6 +22,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.Address;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -113,7 +114,8 @@ public final class FlotillaNode implements AutoCloseable {
       Config grpc = node.getConfig("grpc");
       ServerBinding binding;
       try {
-        binding = GrpcServer.bind(system, control, auth, grpc.getString("interface"), grpc.getInt("port"))
+        binding = GrpcServer.bind(system, control, auth, Set.copyOf(full.getStringList("flotilla.auth.admin-tenants")),
+                sb.getDuration("ask-timeout"), grpc.getString("interface"), grpc.getInt("port"))
             .toCompletableFuture().get(30, TimeUnit.SECONDS);
       } catch (Exception e) {
         Throwable cause = e.getCause() != null ? e.getCause() : e;

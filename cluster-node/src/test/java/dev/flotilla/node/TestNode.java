@@ -29,11 +29,18 @@ final class TestNode implements AutoCloseable {
 
   final Path dataDir;
   final String jdbcUrl;
+  final Config extra;
   FlotillaNode node;
 
   TestNode(Path dataDir, String jdbcUrl) {
+    this(dataDir, jdbcUrl, ConfigFactory.empty());
+  }
+
+  /** @param extra config layered over the test defaults (seed nodes, ports, tokens) */
+  TestNode(Path dataDir, String jdbcUrl, Config extra) {
     this.dataDir = dataDir;
     this.jdbcUrl = jdbcUrl;
+    this.extra = extra;
   }
 
   /**
@@ -57,7 +64,7 @@ final class TestNode implements AutoCloseable {
         "flotilla.auth.tokens = [ { tenant = \"" + OTHER_TENANT + "\", token = \"" + OTHER_TOKEN + "\" },"
             + " { tenant = \"" + SMALL_TENANT + "\", token = \"" + SMALL_TOKEN + "\" } ]\n"
             + "flotilla.tenants.quotas.\"" + SMALL_TENANT + "\" { sandboxes = 1, vcpus = 2, memory-mib = 512 }");
-    Config c = ConfigFactory.parseMap(o).withFallback(tokens).withFallback(ConfigFactory.load()).resolve();
+    Config c = extra.withFallback(ConfigFactory.parseMap(o)).withFallback(tokens).withFallback(ConfigFactory.load()).resolve();
     node = FlotillaNode.start(c);
     return this;
   }

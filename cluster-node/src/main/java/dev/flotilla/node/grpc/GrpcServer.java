@@ -1,5 +1,7 @@
 package dev.flotilla.node.grpc;
 
+import dev.flotilla.api.v1.ClusterService;
+import dev.flotilla.api.v1.ClusterServicePowerApiHandlerFactory;
 import dev.flotilla.api.v1.SandboxService;
 import dev.flotilla.api.v1.SandboxServicePowerApiHandlerFactory;
 import dev.flotilla.grpc.health.v1.Health;
@@ -9,6 +11,7 @@ import dev.flotilla.sandbox.SandboxControl;
 import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.CompletionStage;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.grpc.javadsl.ServerReflection;
@@ -19,20 +22,22 @@ import org.apache.pekko.http.javadsl.model.HttpRequest;
 import org.apache.pekko.http.javadsl.model.HttpResponse;
 import org.apache.pekko.japi.function.Function;
 
-/** Binds the node's gRPC port: SandboxService, grpc.health.v1 and server reflection. */
+/** Binds the node's gRPC port: SandboxService, ClusterService, grpc.health.v1 and server reflection. */
 public final class GrpcServer {
   private GrpcServer() {}
 
   public static CompletionStage<ServerBinding> bind(ActorSystem<?> system, SandboxControl control, TokenAuth auth,
-      String iface, int port) {
+      Set<String> adminTenants, Duration askTimeout, String iface, int port) {
     Function<HttpRequest, CompletionStage<HttpResponse>> sandboxes =
         SandboxServicePowerApiHandlerFactory.partial(new SandboxServiceImpl(control, auth, system), SandboxService.name, system);
+    Function<HttpRequest, CompletionStage<HttpResponse>> cluster = ClusterServicePowerApiHandlerFactory.partial(
+        new ClusterServiceImpl(system, auth, adminTenants, askTimeout), ClusterService.name, system);
     Function<HttpRequest, CompletionStage<HttpResponse>> health =
         HealthHandlerFactory.partial(new HealthServiceImpl(system), Health.name, system);
     Function<HttpRequest, CompletionStage<HttpResponse>> reflection =
-        ServerReflection.create(List.of(SandboxService.description, Health.description), system);
+        ServerReflection.create(List.of(SandboxService.description, ClusterService.description, Health.description), system);
     @SuppressWarnings("unchecked")
-    Function<HttpRequest, CompletionStage<HttpResponse>> all = ServiceHandler.concatOrNotFound(sandboxes, health, reflection);
+    Function<HttpRequest, CompletionStage<HttpResponse>> all = ServiceHandler.concatOrNotFound(sandboxes, cluster, health, reflection);
     return Http.get(system).newServerAt(iface, port).bind(all)
         .thenApply(b -> b.addToCoordinatedShutdown(Duration.ofSeconds(5), system));
   }

@@ -172,9 +172,7 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
   }
 
   private String tenantOf(Metadata md) {
-    return auth.tenantOf(md.getText("authorization").orElse(null))
-        .orElseThrow(() -> GrpcErrors.status(Status.UNAUTHENTICATED,
-            "missing or unknown bearer token: send 'authorization: Bearer <token>' (the default tenant's token is in <data-dir>/default.token)"));
+    return Callers.tenant(auth, md);
   }
 
   private <T> CompletionStage<T> unary(Metadata md, Function<String, CompletionStage<T>> call) {
