@@ -47,6 +47,7 @@ public final class Cli implements Callable<Integer> {
     COMMANDS.put("watch", WatchCommand::new);
     COMMANDS.put("nodes", ClusterCommands.Nodes::new);
     COMMANDS.put("drain", ClusterCommands.Drain::new);
+    COMMANDS.put("dev-cluster", DevClusterCommand::new);
     COMMANDS.put("help", CommandLine.HelpCommand::new);
   }
 
