@@ -15,6 +15,8 @@ import dev.flotilla.tenant.TenantEntity;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.process.ProcessHypervisor;
 import dev.flotilla.vm.process.ProcessHypervisorConfig;
+import dev.flotilla.vm.qemu.QemuConfig;
+import dev.flotilla.vm.qemu.QemuHypervisor;
 import dev.flotilla.vm.supervisor.VmSupervisor;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -137,7 +139,33 @@ public final class FlotillaNode implements AutoCloseable {
           .withCgroupParent(process.getString("cgroup-parent"));
       drivers.put(ProcessHypervisor.DRIVER, new ProcessHypervisor(pc));
     }
+    Config qemu = node.getConfig("drivers.qemu");
+    String enabled = qemu.getString("enabled");
+    if (!enabled.equals("off")) {
+      String dir = qemu.getString("image-dir");
+      QemuConfig qc = new QemuConfig(qemu.getString("binary"),
+          dir.isEmpty() ? repoFile(Path.of("guest-image", "out")) : Path.of(dir), qemu.getString("accel"));
+      boolean binary = onPath(qc.qemuBinary());
+      if (binary && qc.imageBuilt()) {
+        drivers.put(QemuHypervisor.DRIVER, new QemuHypervisor(qc));
+      } else if (enabled.equals("on")) {
+        throw new IllegalStateException("flotilla.node.drivers.qemu.enabled = on, but "
+            + (binary ? "there is no guest image in " + qc.imageDir() + ": run guest-image/build.sh"
+                : qc.qemuBinary() + " is not installed: run scripts/setup-host.sh"));
+      } else {
+        log.info("qemu driver not offered: {}", binary ? "no guest image in " + qc.imageDir() + " (guest-image/build.sh)"
+            : qc.qemuBinary() + " not found (scripts/setup-host.sh installs it)");
+      }
+    }
     return drivers;
+  }
+
+  private static boolean onPath(String binary) {
+    if (binary.contains("/")) return Files.isExecutable(Path.of(binary));
+    for (String dir : System.getenv().getOrDefault("PATH", "/usr/bin:/bin").split(":")) {
+      if (Files.isExecutable(Path.of(dir, binary))) return true;
+    }
+    return false;
   }
 
   /** The configured agent jar, else the one built next to this node's own jar in the repository. */
@@ -145,12 +173,16 @@ public final class FlotillaNode implements AutoCloseable {
     if (!configured.isEmpty()) return Path.of(configured);
     String prop = System.getProperty("flotilla.agent.jar");
     if (prop != null && !prop.isEmpty()) return Path.of(prop);
-    Path rel = Path.of("guest-agent", "target", "flotilla-guest-agent.jar");
+    return repoFile(Path.of("guest-agent", "target", "flotilla-guest-agent.jar"));
+  }
+
+  /** {@code rel} in the checkout this node runs from (found from its own jar), else in the working directory. */
+  static Path repoFile(Path rel) {
     try {
       Path self = Path.of(FlotillaNode.class.getProtectionDomain().getCodeSource().getLocation().toURI());
       // cluster-node/target/flotilla.jar (or target/classes) -> repository root
       for (Path p = self.getParent(); p != null; p = p.getParent()) {
-        if (Files.isRegularFile(p.resolve(rel))) return p.resolve(rel);
+        if (Files.exists(p.resolve(rel))) return p.resolve(rel);
       }
     } catch (Exception ignored) {
       // fall through to the working directory

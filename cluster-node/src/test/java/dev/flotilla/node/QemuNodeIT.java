@@ -1,0 +1,66 @@
+package dev.flotilla.node;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import com.typesafe.config.ConfigFactory;
+import dev.flotilla.api.v1.DeleteSandboxRequest;
+import dev.flotilla.api.v1.Phase;
+import dev.flotilla.api.v1.Sandbox;
+import dev.flotilla.api.v1.SandboxSpec;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.apache.pekko.actor.ActorSystem;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+
+/**
+ * A sandbox in a real QEMU microVM, created and driven through the public gRPC API (the same
+ * path `flotilla create --driver qemu` takes). Needs the guest image (guest-image/build.sh,
+ * which scripts/test.sh runs first); skipped with a message without it.
+ */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+class QemuNodeIT extends NodeScenarios {
+
+  @BeforeAll
+  void startNode() throws Exception {
+    Path image = FlotillaNode.repoFile(Path.of("guest-image", "out"));
+    assumeTrue(Files.isRegularFile(image.resolve("vmlinux")), "no guest image in " + image + ": run guest-image/build.sh");
+    clientSystem = ActorSystem.create("client");
+    node = new TestNode(TestNode.shortTempDir(), null,
+        ConfigFactory.parseString("flotilla.node.drivers.qemu { enabled = on, image-dir = \"" + image + "\" }")).start();
+    client = node.client(clientSystem);
+    token = node.defaultToken();
+  }
+
+  @AfterAll
+  void stopNode() {
+    if (node == null) return;
+    try {
+      deleteAll();
+    } finally {
+      node.close();
+      node.killVms();
+      clientSystem.terminate();
+    }
+  }
+
+  @Test
+  void aSandboxRunsInAMicroVm() {
+    SandboxSpec spec = SandboxSpec.newBuilder().setDriver("qemu").setVcpus(1).setMemoryMib(512).build();
+    String id = create(spec, "").getId();
+    Sandbox running = awaitPhase(id, Phase.RUNNING);
+    assertEquals("qemu", running.getSpec().getDriver());
+    // The guest is its own machine: its own kernel, booted for this sandbox, on a virtual CPU.
+    String cmdline = exec(id, "cat", "/proc/cmdline").stdout();
+    assertTrue(cmdline.contains("flotilla.sandbox_id=" + id), cmdline);
+    assertEquals(0, exec(id, "grep", "-q", "hypervisor", "/proc/cpuinfo").exitCode(), "the guest sees a hypervisor");
+    ExecResult r = exec(id, "sh", "-c", "echo in-vm; exit 7");
+    assertEquals("in-vm\n", r.stdout());
+    assertEquals(7, r.exitCode());
+    await(client.deleteSandbox().addHeader("authorization", bearer()).invoke(DeleteSandboxRequest.newBuilder().setId(id).build()));
+  }
+}
