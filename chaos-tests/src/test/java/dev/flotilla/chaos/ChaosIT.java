@@ -1,0 +1,382 @@
+package dev.flotilla.chaos;
+
+import static org.awaitility.Awaitility.await;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import com.typesafe.config.ConfigRenderOptions;
+import com.typesafe.config.ConfigValueFactory;
+import dev.flotilla.api.v1.Sandbox;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import java.io.IOException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.CompletableFuture;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.extension.ExtendWith;
+
+/**
+ * The faults of docs/chaos.md against a real 3-node cluster with a real PostgreSQL journal, each
+ * with a workload running and the invariants checked afterwards. Each test starts its own
+ * cluster. Given / when / then in each test's comments.
+ */
+@ExtendWith(LogsOnFailure.class)
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+class ChaosIT {
+  static final Profile P = Profile.current();
+  static final Duration BOUND = P.recoveryBound();
+  static int lostTotal;
+  static int duplicatesDuringHostLoss;
+  static int duplicatesAfterBound;
+  static final List<Long> tunedRecoveries = new ArrayList<>();
+
+  @BeforeAll
+  static void header() {
+    ChaosReport.line("Flotilla chaos report, profile " + P + ", started " + java.time.Instant.now());
+  }
+
+  @AfterAll
+  static void footer() {
+    ChaosReport.section("Summary");
+    ChaosReport.line("recovery after host loss (tuned settings, SIGKILL -> last affected sandbox answers exec): "
+        + ChaosReport.millis(tunedRecoveries)
+        + (tunedRecoveries.size() < 5 ? "  [fewer than 5 kills: profile " + P.name() + "]" : ""));
+    ChaosReport.line("acknowledged operations lost: " + lostTotal + " (must be 0)");
+    ChaosReport.line("duplicate live incarnations seen during host loss: " + duplicatesDuringHostLoss + " (must be 0)");
+    ChaosReport.line("sandboxes with two live VMs after the recovery bound, any fault: " + duplicatesAfterBound + " (must be 0)");
+    ChaosReport.write();
+  }
+
+  // ------------------------------------------------------------------------------ host loss
+
+  @Test
+  @Order(1)
+  void hostLossRecoversEverySandboxOnTheSurvivors() throws IOException {
+    ChaosReport.section("Host loss x" + P.hostKills() + " (node JVM + its sandboxes SIGKILLed), node settings as shipped");
+    tunedRecoveries.addAll(hostLoss("host-loss", "", P.hostKills()));
+  }
+
+  @Test
+  @Order(2)
+  void hostLossWithPekkoDefaultTimingsForComparison() throws IOException {
+    ChaosReport.section("Host loss x1 with Pekko's default failure-detector, SBR and sharding timings (comparison)");
+    String defaults = pekkoDefaultTimings();
+    ChaosReport.line("   overrides: " + defaults.replace('\n', ' '));
+    hostLoss("host-loss-defaults", defaults, 1);
+  }
+
+  /** Given a cluster with sandboxes and a workload, when a host dies, then its sandboxes come back elsewhere. */
+  private List<Long> hostLoss(String name, String config, int kills) throws IOException {
+    List<Long> recoveries = new ArrayList<>();
+    try (TestCluster c = TestCluster.builder().name(name).nodes(P.nodes()).sandboxes(P.sandboxes()).config(config).start()) {
+      Workload w = Workload.start(c, P.clients());
+      try {
+        for (int k = 0; k < kills; k++) {
+          int victim = 1 + (k + 1) % c.size();
+          List<String> affected = livingOn(c, victim, w.shouldRun());
+          long t0;
+          long recovery;
+          try (DuplicateSampler dups = new DuplicateSampler(c)) {
+            t0 = System.nanoTime();
+            List<Long> killed = c.local.killHost(victim);
+            recovery = awaitRecovered(c, affected, t0);
+            duplicatesDuringHostLoss += dups.max();
+            ChaosReport.line(String.format("   kill %d: node %d, %d processes killed, %d sandboxes affected, recovered in %d ms,"
+                + " duplicate live VMs seen: %d %s", k + 1, victim, killed.size(), affected.size(), recovery, dups.max(),
+                dups.max() > 0 ? dups.examples() : ""));
+          }
+          recoveries.add(recovery);
+          c.local.restart(victim);
+          c.awaitNode(victim, BOUND);
+        }
+      } finally {
+        w.close();
+      }
+      ChaosReport.line("   recovery: " + ChaosReport.millis(recoveries));
+      ChaosReport.history(w.history);
+      check(c, w);
+    }
+    return recoveries;
+  }
+
+  // ------------------------------------------------------------------------------ JVM only
+
+  @Test
+  @Order(3)
+  void jvmKillThenRestartReattachesOrReaps() throws IOException {
+    ChaosReport.section("Node JVM SIGKILLed alone (sandboxes live on), then restarted on the same host");
+    try (TestCluster c = TestCluster.builder().name("jvm-kill").nodes(P.nodes()).sandboxes(P.sandboxes()).start()) {
+      Workload w = Workload.start(c, P.clients());
+      try {
+        // when: restarted at once, before the cluster has downed it: its sandboxes should re-attach
+        int victim = 2;
+        Map<String, Long> before = incarnations(c, livingOn(c, victim, w.shouldRun()));
+        long t0 = System.nanoTime();
+        c.local.kill(victim);
+        c.local.restart(victim);
+        c.awaitNode(victim, BOUND);
+        long rec = awaitRecovered(c, List.copyOf(before.keySet()), t0);
+        Map<String, Long> after = incarnations(c, before.keySet());
+        long same = before.keySet().stream().filter(id -> before.get(id).equals(after.get(id))).count();
+        ChaosReport.line(String.format("   immediate restart of node %d: %d sandboxes affected, all answer exec %d ms after the kill;"
+            + " %d kept their incarnation (re-attached), %d got a new one", victim, before.size(), rec, same, before.size() - same));
+
+        // when: restarted only after its sandboxes run elsewhere: the VMs it left must be reaped
+        victim = 3;
+        List<String> affected = livingOn(c, victim, w.shouldRun());
+        t0 = System.nanoTime();
+        c.local.kill(victim);
+        rec = awaitRecovered(c, affected, t0);
+        int dupsBeforeRestart = Invariants.duplicates(c);
+        c.local.restart(victim);
+        c.awaitNode(victim, BOUND);
+        ChaosReport.line(String.format("   late restart of node %d: %d sandboxes affected, answered exec elsewhere %d ms after the"
+            + " kill; sandboxes with two live VMs before the restart: %d (the old VMs the restart must reap)", victim,
+            affected.size(), rec, dupsBeforeRestart));
+      } finally {
+        w.close();
+      }
+      ChaosReport.history(w.history);
+      check(c, w);
+    }
+  }
+
+  // ------------------------------------------------------------------------------ SIGSTOP
+
+  @Test
+  @Order(4)
+  void sigstopLongerThanTheFailureDetectorThenSigcont() throws IOException {
+    ChaosReport.section("Node JVM SIGSTOPped until the cluster has moved its sandboxes, then SIGCONT");
+    try (TestCluster c = TestCluster.builder().name("sigstop").nodes(P.nodes()).sandboxes(P.sandboxes()).start()) {
+      Workload w = Workload.start(c, P.clients());
+      int victim = 2;
+      try (DuplicateSampler dups = new DuplicateSampler(c)) {
+        List<String> affected = livingOn(c, victim, w.shouldRun());
+        long t0 = System.nanoTime();
+        c.local.pause(victim);
+        long rec;
+        try {
+          // then: the majority downs it and its sandboxes run elsewhere, within the bound
+          rec = awaitRecovered(c, affected, t0);
+        } finally {
+          c.local.resume(victim);
+        }
+        long resumed = System.nanoTime();
+        // then: the woken node learns it was downed; it stops (its VMs with it) or serves again
+        await("node " + victim + " exits or serves again after SIGCONT").atMost(BOUND).pollInterval(Duration.ofMillis(250))
+            .until(() -> !c.local.node(victim).isAlive() || servesQuietly(c, victim));
+        boolean exited = !c.local.node(victim).isAlive();
+        ChaosReport.line(String.format("   node %d stopped %d ms; %d sandboxes affected answered exec elsewhere %d ms after SIGSTOP;"
+            + " after SIGCONT the node %s after %d ms; most sandboxes with two live VMs at once during the fault: %d %s",
+            victim, (resumed - t0) / 1_000_000, affected.size(), rec, exited ? "exited" : "served again",
+            (System.nanoTime() - resumed) / 1_000_000, dups.max(), dups.max() > 0 ? dups.examples() : ""));
+        if (exited) {
+          c.local.restart(victim);
+          c.awaitNode(victim, BOUND);
+        }
+      } finally {
+        w.close();
+      }
+      ChaosReport.history(w.history);
+      check(c, w);
+    }
+  }
+
+  // ------------------------------------------------------------------------------ rolling restart
+
+  @Test
+  @Order(5)
+  void rollingRestartOfEveryNode() throws IOException {
+    ChaosReport.section("Rolling restart: each node SIGTERMed (graceful) and started again, one after the other");
+    try (TestCluster c = TestCluster.builder().name("rolling").nodes(P.nodes()).sandboxes(P.sandboxes()).start()) {
+      Workload w = Workload.start(c, P.clients());
+      try {
+        for (int i = 1; i <= c.size(); i++) {
+          long t0 = System.nanoTime();
+          c.local.stop(i);
+          long stopped = System.nanoTime();
+          c.local.restart(i);
+          c.awaitNode(i, BOUND);
+          ChaosReport.line(String.format("   node %d: stopped in %d ms, serving again %d ms later", i, (stopped - t0) / 1_000_000,
+              (System.nanoTime() - stopped) / 1_000_000));
+        }
+      } finally {
+        w.close();
+      }
+      ChaosReport.history(w.history);
+      check(c, w);
+    }
+  }
+
+  // ------------------------------------------------------------------------------ journal outage
+
+  @Test
+  @Order(6)
+  void postgresDownTenSecondsCallsFailFastAndClusterRecovers() throws IOException {
+    ChaosReport.section("PostgreSQL stopped for 10 s, then started again");
+    try (TestCluster c = TestCluster.builder().name("pg-outage").nodes(P.nodes()).sandboxes(P.sandboxes()).start()) {
+      Workload w = Workload.start(c, P.clients());
+      List<String> hung = new ArrayList<>();
+      Map<String, Integer> codes = new TreeMap<>();
+      long slowest = 0;
+      try {
+        c.local.stopPostgres();
+        long down = System.nanoTime();
+        // when: the journal is down, calls of each kind through every node...
+        int k = 0;
+        while (System.nanoTime() - down < Duration.ofSeconds(10).toNanos()) {
+          ChaosClient client = c.client(1 + k % c.size());
+          String id = c.initial.get(k % c.initial.size()).getId();
+          long t0 = System.nanoTime();
+          String kind = switch (k % 3) {
+            case 0 -> "create";
+            case 1 -> "get";
+            default -> "exec";
+          };
+          String code;
+          try {
+            switch (kind) {
+              case "create" -> client.create(TestCluster.spec("outage"), "outage-" + k, TestCluster.CALL);
+              case "get" -> client.get(id, TestCluster.CALL);
+              default -> client.exec(id, TestCluster.CALL, "true");
+            }
+            code = "OK";
+          } catch (StatusRuntimeException e) {
+            code = e.getStatus().getCode().name();
+          }
+          long ms = (System.nanoTime() - t0) / 1_000_000;
+          slowest = Math.max(slowest, ms);
+          codes.merge(kind + " " + code, 1, Integer::sum);
+          // ...then: each fails fast (UNAVAILABLE) or succeeds; none runs into the client's deadline
+          if (code.equals(Status.Code.DEADLINE_EXCEEDED.name()) || (kind.equals("create") && !code.equals("UNAVAILABLE"))) {
+            hung.add(kind + " via node " + (1 + k % c.size()) + ": " + code + " after " + ms + " ms");
+          }
+          k++;
+        }
+        c.local.startPostgres();
+        long up = System.nanoTime();
+        // then: the cluster recovers by itself: a create is acknowledged again
+        await("a create acknowledged after the journal is back").atMost(BOUND).pollInterval(Duration.ofMillis(500))
+            .ignoreException(StatusRuntimeException.class)
+            .until(() -> c.anyLiveClient().create(TestCluster.spec("after-outage"), "after-outage", TestCluster.CALL) != null);
+        ChaosReport.line(String.format("   during the outage: %s; slowest call %d ms (deadline %d ms); first acknowledged create"
+            + " %d ms after PostgreSQL was back", codes, slowest, TestCluster.CALL.toMillis(), (System.nanoTime() - up) / 1_000_000));
+      } finally {
+        if (!c.local.postgresRunning()) c.local.startPostgres();
+        w.close();
+      }
+      ChaosReport.history(w.history);
+      if (!hung.isEmpty()) ChaosReport.line("   VIOLATED: calls not failing fast with UNAVAILABLE while the journal was down: " + hung);
+      check(c, w);
+      assertTrue(hung.isEmpty(), "calls not failing fast with UNAVAILABLE while the journal was down: " + hung);
+    }
+  }
+
+  // ------------------------------------------------------------------------------ helpers
+
+  private static void check(TestCluster c, Workload w) {
+    Invariants inv = new Invariants(c, w, BOUND);
+    try {
+      inv.checkAll();
+    } finally {
+      lostTotal += inv.lost;
+      duplicatesAfterBound += inv.duplicatesAfterBound;
+    }
+  }
+
+  /** The sandboxes among {@code ids} whose current VM runs on node {@code i}. */
+  private static List<String> livingOn(TestCluster c, int i, List<String> ids) {
+    String artery = c.arteryOf(i);
+    List<String> out = new ArrayList<>();
+    for (String id : ids) {
+      Sandbox s = await("get " + id).atMost(BOUND).ignoreException(StatusRuntimeException.class)
+          .until(() -> c.anyLiveClient().get(id, TestCluster.CALL), x -> x != null);
+      if (s.getNode().equals(artery)) out.add(id);
+    }
+    return out;
+  }
+
+  private static Map<String, Long> incarnations(TestCluster c, java.util.Collection<String> ids) {
+    Map<String, Long> out = new TreeMap<>();
+    for (String id : ids) {
+      Sandbox s = await("get " + id).atMost(BOUND).ignoreException(StatusRuntimeException.class)
+          .until(() -> c.anyLiveClient().get(id, TestCluster.CALL), x -> x != null);
+      out.put(id, s.getIncarnation());
+    }
+    return out;
+  }
+
+  /**
+   * Waits (at most the recovery bound) until every sandbox in {@code ids} answers an exec through
+   * a running node; returns ms from {@code t0} to the last one's first answer.
+   */
+  private static long awaitRecovered(TestCluster c, List<String> ids, long t0) {
+    List<CompletableFuture<Long>> each = new ArrayList<>();
+    for (String id : ids) {
+      each.add(CompletableFuture.supplyAsync(() -> {
+        await("sandbox " + id + " answers exec again").atMost(BOUND.minusNanos(System.nanoTime() - t0))
+            .pollInterval(Duration.ofMillis(100)).until(() -> c.answersExec(id));
+        return (System.nanoTime() - t0) / 1_000_000;
+      }, c.probes));
+    }
+    long last = 0;
+    for (var f : each) {
+      try {
+        last = Math.max(last, f.join());
+      } catch (java.util.concurrent.CompletionException e) {
+        throw e.getCause() instanceof RuntimeException r ? r : e;
+      }
+    }
+    return ids.isEmpty() ? 0 : last;
+  }
+
+  private static boolean servesQuietly(TestCluster c, int i) {
+    try {
+      return c.client(i).serving(TestCluster.CALL) && c.client(i).list(TestCluster.CALL) != null;
+    } catch (RuntimeException e) {
+      return false;
+    }
+  }
+
+  /**
+   * Pekko's own defaults (from its reference.conf on this classpath) for the timings that decide
+   * how fast a dead node's sandboxes come back: the failure detector, the split brain resolver,
+   * gossip, and sharding's hand-over and retry intervals.
+   */
+  static String pekkoDefaultTimings() {
+    Config ref = ConfigFactory.defaultReference();
+    List<String> paths = List.of(
+        "pekko.cluster.failure-detector",
+        "pekko.cluster.split-brain-resolver.stable-after",
+        "pekko.cluster.split-brain-resolver.down-all-when-unstable",
+        "pekko.cluster.down-removal-margin",
+        "pekko.cluster.gossip-interval",
+        "pekko.cluster.leader-actions-interval",
+        "pekko.cluster.unreachable-nodes-reaper-interval",
+        "pekko.cluster.sharding.retry-interval",
+        "pekko.cluster.sharding.handoff-timeout",
+        "pekko.cluster.sharding.coordinator-failure-backoff",
+        "pekko.cluster.sharding.shard-start-timeout",
+        "pekko.cluster.sharding.entity-restart-backoff",
+        "pekko.cluster.sharding.rebalance-interval",
+        "pekko.cluster.sharding.waiting-for-state-timeout",
+        "pekko.cluster.sharding.updating-state-timeout",
+        "pekko.remote.artery.advanced.give-up-system-message-after");
+    Config out = ConfigFactory.empty();
+    for (String p : paths) {
+      if (ref.hasPath(p)) out = out.withValue(p, ref.getValue(p));
+      else if (ref.hasPathOrNull(p)) out = out.withValue(p, ConfigValueFactory.fromAnyRef(null));
+    }
+    return out.root().render(ConfigRenderOptions.concise().setJson(false));
+  }
+}

@@ -1,0 +1,33 @@
+package dev.flotilla.chaos;
+
+import java.time.Duration;
+
+/**
+ * How big a run is: {@code -Dchaos.profile=ci} (default: 3 nodes, a few dozen sandboxes, sized
+ * for ~10 minutes on 2 cores) or {@code large} ({@code mvn -Pchaos-large}). Single values can be
+ * overridden: {@code -Dchaos.sandboxes=N}, {@code -Dchaos.kills=N}.
+ *
+ * @param recoveryBound the documented bound within which every sandbox that should run answers an
+ *     exec again after a fault (the only timing used in an assertion, as an await timeout)
+ */
+record Profile(String name, int nodes, int sandboxes, int hostKills, int clients, Duration recoveryBound) {
+
+  static Profile current() {
+    String name = System.getProperty("chaos.profile", "ci");
+    Profile p = switch (name) {
+      case "large" -> new Profile("large", 3, 60, 7, 4, Duration.ofSeconds(150));
+      default -> new Profile("ci", 3, 18, 5, 3, Duration.ofSeconds(90));
+    };
+    return new Profile(p.name, p.nodes,
+        Integer.getInteger("chaos.sandboxes", p.sandboxes),
+        Integer.getInteger("chaos.kills", p.hostKills),
+        Integer.getInteger("chaos.clients", p.clients),
+        Duration.ofSeconds(Long.getLong("chaos.recovery-bound-seconds", p.recoveryBound.toSeconds())));
+  }
+
+  @Override
+  public String toString() {
+    return name + " (" + nodes + " nodes, " + sandboxes + " sandboxes, " + hostKills + " host kills, " + clients
+        + " clients, recovery bound " + recoveryBound.toSeconds() + " s)";
+  }
+}

@@ -1,0 +1,193 @@
+package dev.flotilla.chaos;
+
+import static org.awaitility.Awaitility.await;
+
+import dev.flotilla.api.v1.Sandbox;
+import dev.flotilla.api.v1.SandboxSpec;
+import dev.flotilla.node.local.LocalCluster;
+import dev.flotilla.node.local.LocalNode;
+import io.grpc.StatusRuntimeException;
+import java.io.IOException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ThreadLocalRandom;
+
+/**
+ * A real cluster for a chaos test: PostgreSQL and N node JVMs through {@link LocalCluster} (the
+ * launcher `flotilla dev-cluster` uses), one gRPC client per node, the topology awaited, and
+ * optionally a set of running sandboxes. {@link #close()} leaves no process behind; the files stay
+ * until {@link LogsOnFailure} has printed the logs of a failed test.
+ */
+final class TestCluster implements AutoCloseable {
+  static final Duration CALL = Duration.ofSeconds(10);
+  /** Clusters started by the current test, for {@link LogsOnFailure}. */
+  static final List<TestCluster> STARTED = Collections.synchronizedList(new ArrayList<>());
+
+  final LocalCluster local;
+  final String name;
+  private final List<ChaosClient> clients = new ArrayList<>();
+  final List<Sandbox> initial = new ArrayList<>();
+  /** For probing many sandboxes at once (the common pool has one thread on 2 cores). */
+  final java.util.concurrent.ExecutorService probes = java.util.concurrent.Executors.newFixedThreadPool(12, r -> {
+    Thread t = new Thread(r, "chaos-probe");
+    t.setDaemon(true);
+    return t;
+  });
+
+  private TestCluster(LocalCluster local, String name) {
+    this.local = local;
+    this.name = name;
+    for (LocalNode n : local.nodes()) clients.add(new ChaosClient(n.grpcAddress(), local.token()));
+  }
+
+  static Builder builder() {
+    return new Builder();
+  }
+
+  static final class Builder {
+    private int nodes = 3;
+    private int sandboxes;
+    private String config = "";
+    private String name = "cluster";
+    private Duration topologyTimeout = Duration.ofSeconds(120);
+
+    Builder nodes(int n) {
+      nodes = n;
+      return this;
+    }
+
+    /** Sandboxes created (spread over the nodes' APIs) and awaited RUNNING before start() returns. */
+    Builder sandboxes(int n) {
+      sandboxes = n;
+      return this;
+    }
+
+    /** HOCON for every node (e.g. Pekko's default failure detector and SBR timings). */
+    Builder config(String hocon) {
+      config = hocon;
+      return this;
+    }
+
+    Builder name(String n) {
+      name = n;
+      return this;
+    }
+
+    /** Starts the nodes in parallel, awaits the topology, creates the sandboxes. */
+    TestCluster start() throws IOException {
+      LocalCluster local = LocalCluster.builder().nodes(nodes).config(config).deleteOnClose(false).start();
+      TestCluster c = new TestCluster(local, name);
+      STARTED.add(c);
+      try {
+        c.awaitTopology(topologyTimeout);
+        c.createInitial(sandboxes, topologyTimeout);
+      } catch (RuntimeException | Error e) {
+        c.close();
+        throw e;
+      }
+      return c;
+    }
+  }
+
+  /** Node i's client (1-based). */
+  ChaosClient client(int i) {
+    return clients.get(i - 1);
+  }
+
+  /** A client of a random node that is running right now. */
+  ChaosClient anyLiveClient() {
+    List<Integer> live = new ArrayList<>();
+    for (LocalNode n : local.nodes()) if (n.isAlive()) live.add(n.index());
+    if (live.isEmpty()) throw new IllegalStateException("no node is running");
+    return client(live.get(ThreadLocalRandom.current().nextInt(live.size())));
+  }
+
+  ChaosClient randomClient() {
+    return client(1 + ThreadLocalRandom.current().nextInt(clients.size()));
+  }
+
+  int size() {
+    return clients.size();
+  }
+
+  /** Every running node's health is SERVING and it answers ListSandboxes. */
+  void awaitTopology(Duration timeout) {
+    for (LocalNode n : local.nodes()) {
+      if (n.isAlive()) awaitNode(n.index(), timeout);
+    }
+  }
+
+  void awaitNode(int i, Duration timeout) {
+    ChaosClient c = client(i);
+    await("node " + i + " serving and answering ListSandboxes").atMost(timeout).pollInterval(Duration.ofMillis(250))
+        .ignoreException(StatusRuntimeException.class)
+        .until(() -> c.serving(CALL) && c.list(CALL) != null);
+  }
+
+  private void createInitial(int n, Duration timeout) {
+    List<CompletableFuture<Sandbox>> made = new ArrayList<>();
+    for (int k = 0; k < n; k++) {
+      ChaosClient c = client(1 + k % clients.size());
+      String requestId = name + "-base-" + k;
+      made.add(CompletableFuture.supplyAsync(() -> await("create " + requestId).atMost(timeout)
+          .pollInterval(Duration.ofMillis(500)).ignoreException(StatusRuntimeException.class)
+          .until(() -> c.create(spec("base"), requestId, CALL), s -> s != null), probes));
+    }
+    for (var f : made) initial.add(f.join());
+    awaitRunningAndExec(initial.stream().map(Sandbox::getId).toList(), timeout);
+  }
+
+  static SandboxSpec spec(String origin) {
+    return SandboxSpec.newBuilder().setDriver("process").setVcpus(1).setMemoryMib(128).putLabels("origin", origin).build();
+  }
+
+  /** Awaits (bounded) every given sandbox RUNNING and answering an exec, through random live nodes. */
+  void awaitRunningAndExec(List<String> ids, Duration timeout) {
+    List<String> pending = Collections.synchronizedList(new ArrayList<>(ids));
+    await("sandboxes running and answering exec: " + pending).atMost(timeout).pollInterval(Duration.ofMillis(200))
+        .until(() -> {
+          List<CompletableFuture<String>> probe = new ArrayList<>();
+          for (String id : List.copyOf(pending)) {
+            probe.add(CompletableFuture.supplyAsync(() -> answersExec(id) ? id : null, probes));
+          }
+          for (var f : probe) {
+            String ok = f.join();
+            if (ok != null) pending.remove(ok);
+          }
+          return pending.isEmpty();
+        });
+  }
+
+  boolean answersExec(String id) {
+    try {
+      return anyLiveClient().exec(id, CALL, "echo", "ok").stdout().equals("ok\n");
+    } catch (RuntimeException e) {
+      return false;
+    }
+  }
+
+  /** The node's artery address for each node index, to read Sandbox.node. */
+  String arteryOf(int i) {
+    return local.node(i).arteryAddress();
+  }
+
+  /** The last lines of every node's log and of PostgreSQL's. */
+  String logTails(int lines) {
+    StringBuilder b = new StringBuilder();
+    for (LocalNode n : local.nodes()) {
+      b.append("----- ").append(name).append(": ").append(n).append(" log ").append(n.logFile()).append(" (last ")
+          .append(lines).append(" lines)\n").append(n.logTail(lines)).append('\n');
+    }
+    return b.toString();
+  }
+
+  @Override
+  public void close() {
+    for (ChaosClient c : clients) c.close();
+    probes.shutdownNow();
+    local.close();
+  }
+}
