@@ -161,6 +161,33 @@ class NodeOnH2IT extends NodeScenarios {
   }
 
   @Test
+  void largeFilesStreamBothWays() {
+    String id = create(spec(), "").getId();
+    awaitPhase(id, Phase.RUNNING);
+    byte[] data = new byte[24 * 1024 * 1024];
+    new java.util.Random(7).nextBytes(data);
+    var chunks = new java.util.ArrayList<dev.flotilla.api.v1.WriteFileRequest>();
+    chunks.add(dev.flotilla.api.v1.WriteFileRequest.newBuilder()
+        .setHeader(dev.flotilla.api.v1.WriteFileHeader.newBuilder().setSandboxId(id).setPath("/tmp/big.bin")).build());
+    for (int off = 0; off < data.length; off += 1024 * 1024) {
+      chunks.add(dev.flotilla.api.v1.WriteFileRequest.newBuilder()
+          .setData(com.google.protobuf.ByteString.copyFrom(data, off, 1024 * 1024)).build());
+    }
+    assertEquals(data.length, await(client.writeFile().addHeader("authorization", bearer())
+        .invoke(org.apache.pekko.stream.javadsl.Source.from(chunks))).getSize());
+    var digest = exec(id, "sha256sum", "/tmp/big.bin").stdout().split(" ")[0];
+    assertEquals(sha256(data), digest);
+  }
+
+  static String sha256(byte[] data) {
+    try {
+      return java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256").digest(data));
+    } catch (java.security.NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  @Test
   void aRestartedNodeReattachesToRunningSandboxes() throws Exception {
     String id = create(spec(), "").getId();
     awaitPhase(id, Phase.RUNNING);
