@@ -68,6 +68,11 @@ class QemuVmTest {
     for (Vm vm : vms) {
       vm.kill();
       vm.exitFuture().orTimeout(20, TimeUnit.SECONDS).exceptionally(e -> null).join();
+      // the guest's console (kernel and agent) in the test's output, for when it failed
+      Path console = vm.handle().stateDir().resolve("console.log");
+      if (Files.exists(console)) {
+        System.out.println("---- console of " + vm.handle().sandboxId() + " ----\n" + Files.readString(console));
+      }
     }
     try (Stream<Path> files = Files.walk(stateRoot)) {
       files.sorted(Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
@@ -114,6 +119,15 @@ class QemuVmTest {
     AgentClient again = connect(vm);
     assertEquals(info.agentPid(), again.handshake("boot", 1, CALL).get().agentPid());
     assertEquals("again\n", run(again, "echo again").output);
+
+    // a host that leaves mid-frame, and one that sends garbage (the agent drops that session and
+    // discards the rest until the host goes), both leave the next host a clean stream
+    again.close();
+    rawSession(vm, new byte[] {0, 0, 0}, false);
+    rawSession(vm, new byte[256], true);
+    AgentClient third = connect(vm);
+    third.handshake("boot", 1, CALL).get();
+    assertEquals("third\n", run(third, "echo third").output);
 
     // stop leaves no QEMU behind
     long pid = vm.handle().pid();
@@ -167,6 +181,27 @@ class QemuVmTest {
     AgentClient c = AgentClients.connect(vm.agentAddress(), Duration.ofSeconds(10));
     clients.add(c);
     return c;
+  }
+
+  /** Writes raw bytes as a host would; with {@code awaitClose}, waits for the agent to give up on them. */
+  private static void rawSession(Vm vm, byte[] bytes, boolean awaitClose) throws Exception {
+    java.util.Arrays.fill(bytes, (byte) 0xff);
+    try (var ch = java.nio.channels.SocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+      ch.connect(java.net.UnixDomainSocketAddress.of(vm.handle().agentSocket()));
+      ch.write(java.nio.ByteBuffer.wrap(bytes));
+      if (awaitClose) {
+        // the agent answers garbage with GOAWAY (QEMU keeps the socket open: the host closes)
+        var in = java.nio.channels.Channels.newInputStream(ch);
+        CompletableFuture<Integer> first = CompletableFuture.supplyAsync(() -> {
+          try {
+            return in.read();
+          } catch (IOException e) {
+            return -1;
+          }
+        });
+        first.get(CALL.toSeconds(), TimeUnit.SECONDS);
+      }
+    }
   }
 
   private static String imageKernel() throws IOException {

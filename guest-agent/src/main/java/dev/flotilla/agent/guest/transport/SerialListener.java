@@ -7,31 +7,37 @@ import java.io.InputStream;
 import java.io.InterruptedIOException;
 import java.io.OutputStream;
 import java.io.RandomAccessFile;
+import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import com.google.protobuf.InvalidProtocolBufferException;
+import dev.flotilla.agent.protocol.frame.Frame;
+import dev.flotilla.agent.protocol.frame.FrameType;
+import dev.flotilla.agent.protocol.v1.Request;
+import java.util.Arrays;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.TimeUnit;
 
 /**
  * A virtio-serial port ({@code serial:/dev/virtio-ports/NAME}) as a listener: one connection per
- * time the host side is (re)opened, e.g. by a restarted node reconnecting to QEMU's socket.
+ * host connection, e.g. a restarted node reconnecting to QEMU's socket.
  *
- * <p>The port is opened once, read-write (a virtio console port refuses a second open). The
- * kernel reports the host's side through {@code read}: it returns 0 (Java's -1) when no data is
- * queued and the host is not connected, and blocks otherwise. One pump thread owns all reads, so
- * no byte of a new host connection is ever consumed by a session that has ended:
+ * <p>The port is opened once, read-write (a virtio console port refuses a second open). A guest
+ * cannot rely on seeing the host leave: {@code read} returns 0 while no host is attached, but a
+ * host that closes and reconnects before the guest reads (routine under TCG) is never seen to
+ * go. So the stream resyncs on its content: every host connection starts with a Handshake
+ * REQUEST frame and none sends a second one, which makes that frame the resync marker. One pump
+ * thread owns all reads and follows the frame boundaries:
  * <ul>
- *   <li>bytes while no session is open start a new session (a fresh frame decoder, so the stream
- *       resyncs at the host's first byte);
- *   <li>a zero read (host gone) ends the current session's input with end-of-file;
- *   <li>after the agent itself ended a session (a malformed frame, GOAWAY) the host is still
- *       attached mid-stream: its bytes are discarded until it disconnects, so the next session
- *       again starts at a frame boundary.
+ *   <li>a Handshake frame at a frame boundary ends the current session and starts a new one with
+ *       a fresh frame decoder (the old session's writes are refused from then on);
+ *   <li>a zero read (no host) ends the current session's input with end-of-file;
+ *   <li>with no session, at start and after the agent dropped one (malformed bytes, GOAWAY), bytes
+ *       are scanned for a Handshake frame at any offset and discarded until one is found.
  * </ul>
- * Writes go straight to the port. One race remains: a write blocked in the kernel when the host
- * disconnects completes to the next host; that host's decoder then sees a bad frame and
- * reconnects, which lands in the first case.
+ * One race remains: a write blocked in the kernel while no host is attached completes to the next
+ * host, which then sees a stray frame before its handshake answer.
  */
 public final class SerialListener implements AgentListener {
 
@@ -98,39 +104,161 @@ public final class SerialListener implements AgentListener {
 
   private void pump() {
     byte[] buf = new byte[64 * 1024];
-    Session current = null;
-    boolean draining = false; // the agent ended a session while the host stayed attached
+    Resync sync = new Resync();
     try {
       while (!closed) {
         int n = portIn.read(buf);
-        if (n <= 0) { // the host side is not connected (or went away)
-          if (current != null) current.in.end();
-          current = null;
-          draining = false;
+        if (n <= 0) { // no host attached (any more)
+          sync.hostGone();
           Thread.sleep(DISCONNECTED_POLL_MILLIS);
           continue;
         }
-        if (current != null && current.in.isClosed()) {
-          current = null;
-          draining = true;
-        }
-        if (draining) continue;
-        if (current == null) {
-          current = new Session(++sessions, new SessionInput(), new SessionOutput());
-          current.out.session = current;
-          accepted.put(current);
-        }
-        if (!current.in.offer(buf, n)) { // the session closed its input meanwhile
-          current = null;
-          draining = true;
-        }
+        sync.feed(buf, n);
       }
     } catch (IOException | InterruptedException e) {
       if (!closed) System.err.println("flotilla-guest-agent: serial port " + path + " failed: " + e);
     } finally {
-      if (current != null) current.in.end();
+      sync.hostGone();
       accepted.offer(Session.CLOSED);
     }
+  }
+
+  /** Follows frame boundaries in the host's bytes and starts a session at each Handshake frame. */
+  private final class Resync {
+    private static final int MAX_HANDSHAKE = 4096;
+    private Session current;
+    /** Bytes not yet handed on: a header, or a small REQUEST frame being inspected, or hunted through. */
+    private byte[] pending = new byte[256];
+    private int pendingLength;
+    /** Payload bytes of the current frame still to pass through unexamined. */
+    private long passThrough;
+
+    void hostGone() {
+      if (current != null) log("session " + current.id() + ": host gone");
+      if (current != null) current.in.end();
+      current = null;
+      pendingLength = 0;
+      passThrough = 0;
+    }
+
+    void feed(byte[] b, int n) throws InterruptedException {
+      int off = 0;
+      if (current != null && current.in.isClosed()) dropSession();
+      while (off < n) {
+        if (current != null && passThrough > 0) {
+          int k = (int) Math.min(passThrough, n - off);
+          deliver(b, off, k);
+          passThrough -= k;
+          off += k;
+          continue;
+        }
+        int k = Math.min(n - off, 64 * 1024);
+        append(b, off, k);
+        off += k;
+        examine();
+      }
+    }
+
+    /** Works through {@code pending}: frames at boundaries with a session, a hunt without. */
+    private void examine() throws InterruptedException {
+      while (true) {
+        if (current == null) {
+          int at = findHandshake();
+          if (at < 0) return;
+          consume(at);
+          startSession();
+          int whole = Frame.HEADER_SIZE + ByteBuffer.wrap(pending, 0, 4).getInt();
+          deliver(pending, 0, whole);
+          consume(whole);
+          continue;
+        }
+        if (passThrough > 0) {
+          int k = (int) Math.min(passThrough, pendingLength);
+          deliver(pending, 0, k);
+          consume(k);
+          passThrough -= k;
+          if (pendingLength == 0) return;
+          continue;
+        }
+        if (pendingLength < Frame.HEADER_SIZE) return;
+        long length = Integer.toUnsignedLong(ByteBuffer.wrap(pending, 0, 4).getInt());
+        int type = pending[8] & 0xff;
+        if (type == FrameType.REQUEST.code() && length <= MAX_HANDSHAKE) {
+          int whole = Frame.HEADER_SIZE + (int) length;
+          if (pendingLength < whole) return; // wait for the payload to decide
+          if (isHandshake(pending, 0)) startSession(); // a new host: this frame is its first
+          deliver(pending, 0, whole);
+          consume(whole);
+          continue;
+        }
+        // any other frame passes through; a malformed header goes to the session, which drops it
+        deliver(pending, 0, Frame.HEADER_SIZE);
+        consume(Frame.HEADER_SIZE);
+        passThrough = length;
+      }
+    }
+
+    /** Offset of a complete Handshake frame in {@code pending}, or -1 (dropping what cannot start one). */
+    private int findHandshake() {
+      for (int i = 0; i + Frame.HEADER_SIZE <= pendingLength; i++) {
+        if ((pending[i + 8] & 0xff) != FrameType.REQUEST.code()) continue;
+        long length = Integer.toUnsignedLong(ByteBuffer.wrap(pending, i, 4).getInt());
+        if (length > MAX_HANDSHAKE || ByteBuffer.wrap(pending, i + 4, 4).getInt() == 0) continue;
+        if (i + Frame.HEADER_SIZE + length > pendingLength) {
+          consume(i); // might be one still arriving
+          return -1;
+        }
+        if (isHandshake(pending, i)) return i;
+      }
+      consume(Math.max(0, pendingLength - (Frame.HEADER_SIZE - 1)));
+      return -1;
+    }
+
+    private boolean isHandshake(byte[] b, int at) {
+      int length = ByteBuffer.wrap(b, at, 4).getInt();
+      try {
+        return Request.parseFrom(ByteBuffer.wrap(b, at + Frame.HEADER_SIZE, length)).getKindCase()
+            == Request.KindCase.HANDSHAKE;
+      } catch (InvalidProtocolBufferException e) {
+        return false;
+      }
+    }
+
+    private void startSession() throws InterruptedException {
+      if (current != null) log("session " + current.id() + ": a new host's handshake ends it");
+      if (current != null) current.in.end();
+      SessionInput in = new SessionInput();
+      current = new Session(++sessions, in, new SessionOutput(in));
+      log("session " + current.id() + " started by a handshake");
+      passThrough = 0;
+      accepted.put(current);
+    }
+
+    private void dropSession() {
+      if (current != null) log("session " + current.id() + " closed by the agent: waiting for a handshake");
+      current = null;
+      passThrough = 0;
+    }
+
+    private void deliver(byte[] b, int off, int len) throws InterruptedException {
+      if (current == null || len == 0) return;
+      if (!current.in.offer(b, off, len)) dropSession(); // the agent closed it: hunt for the next host
+    }
+
+    private void append(byte[] b, int off, int len) {
+      if (pendingLength + len > pending.length) pending = Arrays.copyOf(pending, Math.max(pending.length * 2, pendingLength + len));
+      System.arraycopy(b, off, pending, pendingLength, len);
+      pendingLength += len;
+    }
+
+    private void consume(int k) {
+      System.arraycopy(pending, k, pending, 0, pendingLength - k);
+      pendingLength -= k;
+    }
+  }
+
+  private void log(String what) {
+    System.err.println("flotilla-guest-agent: serial " + path + ": " + what);
   }
 
   private record Session(int id, SessionInput in, SessionOutput out) {
@@ -147,8 +275,8 @@ public final class SerialListener implements AgentListener {
     private volatile boolean hostGone;
     private boolean ended;
 
-    boolean offer(byte[] buf, int n) throws InterruptedException {
-      byte[] copy = java.util.Arrays.copyOf(buf, n);
+    boolean offer(byte[] buf, int off, int n) throws InterruptedException {
+      byte[] copy = Arrays.copyOfRange(buf, off, off + n);
       while (!closed) {
         if (chunks.offer(copy, 100, TimeUnit.MILLISECONDS)) return true;
       }
@@ -204,7 +332,11 @@ public final class SerialListener implements AgentListener {
 
   /** Writes of one session; refused once the session's host has gone, so they never reach the next one. */
   private final class SessionOutput extends OutputStream {
-    Session session;
+    private final SessionInput in;
+
+    SessionOutput(SessionInput in) {
+      this.in = in;
+    }
 
     @Override
     public void write(int b) throws IOException {
@@ -213,7 +345,7 @@ public final class SerialListener implements AgentListener {
 
     @Override
     public void write(byte[] b, int off, int len) throws IOException {
-      if (session.in.hostGone || session.in.isClosed() || closed) {
+      if (in.hostGone || in.isClosed() || closed) {
         throw new IOException("host side of " + path + " disconnected");
       }
       synchronized (portOut) {
@@ -229,7 +361,7 @@ public final class SerialListener implements AgentListener {
     @Override
     public void close() {
       // the port stays open for the next host connection; closing the input ends this session
-      session.in.close();
+      in.close();
     }
   }
 }
