@@ -11,6 +11,7 @@
 # Usage: scripts/bench-control-plane.sh [--iterations N (create-to-running samples, default 30)]
 #          [--creates N (sustained creates, default 40)] [--sandboxes K (idle sandboxes for heap, default 32)]
 #          [--exec-iterations M (default 400)] [--concurrency C (gRPC clients for creates, default 4)]
+# BENCH_KEEP_LOG=FILE keeps a copy of the node's log (INFO) in FILE.
 # Builds what it needs; deletes every sandbox, stops the node, kills every process it started,
 # removes its cgroups and its temp dir, also on failure and Ctrl-C.
 set -euo pipefail
@@ -123,4 +124,10 @@ java -Dflotilla.agent.jar="$agent" -Dlogback.configurationFile="$logback" -cp "$
   --creates "$creates" --concurrency "$concurrency" --sandboxes "$sandboxes" &
 bench_pid=$!
 wait "$bench_pid" || status=$?
+# The node's own complaints during the run, for whoever reads the figures.
+errors=$(grep -c ' ERROR ' "$log" || true)
+warns=$(grep -c ' WARN ' "$log" || true)
+echo "node log: $errors ERROR, $warns WARN lines"
+grep -E ' (ERROR|WARN) ' "$log" | sed -E 's/^[0-9:.]+ //' | cut -c1-240 | sort | uniq -c | sort -rn | head -n 8 || true
+if [ -n "${BENCH_KEEP_LOG:-}" ]; then cp "$log" "$BENCH_KEEP_LOG" && echo "node log kept in $BENCH_KEEP_LOG"; fi
 exit "$status"

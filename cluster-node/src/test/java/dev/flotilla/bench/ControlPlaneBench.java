@@ -94,8 +94,12 @@ public final class ControlPlaneBench {
       run(iterations, execIterations, creates, concurrency, sandboxes);
     } catch (Throwable t) {
       System.out.println();
-      System.out.println("bench-control-plane: FAILED: " + t);
-      t.printStackTrace(System.out);
+      if (cleaned.get()) {
+        System.out.println("bench-control-plane: interrupted (" + t + "); cleaned up");
+      } else {
+        System.out.println("bench-control-plane: FAILED: " + t);
+        t.printStackTrace(System.out);
+      }
       rc = 1;
     } finally {
       cleanup();
