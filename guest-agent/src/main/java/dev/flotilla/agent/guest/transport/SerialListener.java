@@ -126,6 +126,8 @@ public final class SerialListener implements AgentListener {
   /** Follows frame boundaries in the host's bytes and starts a session at each Handshake frame. */
   private final class Resync {
     private static final int MAX_HANDSHAKE = 4096;
+    /** Far above any --max-frame in use: a longer "frame" is garbage, not a big payload. */
+    private static final long MAX_PLAUSIBLE_PAYLOAD = 64L << 20;
     private Session current;
     /** Bytes not yet handed on: a header, or a small REQUEST frame being inspected, or hunted through. */
     private byte[] pending = new byte[256];
@@ -143,7 +145,7 @@ public final class SerialListener implements AgentListener {
 
     void feed(byte[] b, int n) throws InterruptedException {
       int off = 0;
-      if (current != null && current.in.isClosed()) dropSession();
+      if (current != null && current.in.isClosed()) dropSession("closed by the agent");
       while (off < n) {
         if (current != null && passThrough > 0) {
           int k = (int) Math.min(passThrough, n - off);
@@ -191,10 +193,25 @@ public final class SerialListener implements AgentListener {
           consume(whole);
           continue;
         }
-        // any other frame passes through; a malformed header goes to the session, which drops it
         deliver(pending, 0, Frame.HEADER_SIZE);
         consume(Frame.HEADER_SIZE);
-        passThrough = length;
+        if (!plausible(type, length)) {
+          // the session drops the stream on this header (and says why to its host); what follows
+          // is not its payload: look for the next host's handshake instead
+          dropSession("malformed frame header");
+          continue;
+        }
+        passThrough = length; // any other frame passes through
+      }
+    }
+
+    private boolean plausible(int type, long length) {
+      if (length > MAX_PLAUSIBLE_PAYLOAD) return false;
+      try {
+        FrameType.fromCode(type);
+        return true;
+      } catch (IOException e) {
+        return false;
       }
     }
 
@@ -234,15 +251,15 @@ public final class SerialListener implements AgentListener {
       accepted.put(current);
     }
 
-    private void dropSession() {
-      if (current != null) log("session " + current.id() + " closed by the agent: waiting for a handshake");
+    private void dropSession(String why) {
+      if (current != null) log("session " + current.id() + ": " + why + ", waiting for a handshake");
       current = null;
       passThrough = 0;
     }
 
     private void deliver(byte[] b, int off, int len) throws InterruptedException {
       if (current == null || len == 0) return;
-      if (!current.in.offer(b, off, len)) dropSession(); // the agent closed it: hunt for the next host
+      if (!current.in.offer(b, off, len)) dropSession("closed by the agent"); // hunt for the next host
     }
 
     private void append(byte[] b, int off, int len) {
