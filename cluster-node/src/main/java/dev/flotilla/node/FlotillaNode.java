@@ -85,6 +85,10 @@ public final class FlotillaNode implements AutoCloseable {
       }
       ActorRef<Topic.Command<SandboxChanged>> events =
           system.systemActorOf(Topic.create(SandboxChanged.class, "flotilla-sandbox-events"), "sandbox-events", Props.empty());
+      // A topic registers with the receptionist on its first local subscriber and deregisters on
+      // its last; a watch that ends at once races that and crashes the cluster receptionist. One
+      // subscriber for the node's lifetime keeps the topic registered once.
+      events.tell(Topic.subscribe(system.systemActorOf(Behaviors.<SandboxChanged>ignore(), "sandbox-events-anchor", Props.empty())));
       Config sb = full.getConfig("flotilla.sandbox");
       Config restart = sb.getConfig("restart");
       SandboxRuntime runtime = new SandboxRuntime(

@@ -10,7 +10,14 @@ import dev.flotilla.api.v1.ClusterServiceClient;
 import dev.flotilla.api.v1.DrainNodeRequest;
 import dev.flotilla.api.v1.ListNodesRequest;
 import dev.flotilla.api.v1.Phase;
+import dev.flotilla.api.v1.DeleteSandboxRequest;
+import dev.flotilla.api.v1.PauseSandboxRequest;
+import dev.flotilla.api.v1.ResumeSandboxRequest;
 import dev.flotilla.api.v1.Sandbox;
+import dev.flotilla.api.v1.SandboxEvent;
+import dev.flotilla.api.v1.SandboxServiceClient;
+import dev.flotilla.api.v1.WatchSandboxRequest;
+import org.apache.pekko.stream.javadsl.Sink;
 import dev.flotilla.persistence.EmbeddedPostgresServer;
 import dev.flotilla.vm.VmDirectory;
 import dev.flotilla.vm.VmHandle;
@@ -26,7 +33,10 @@ import org.apache.pekko.grpc.GrpcClientSettings;
 import org.awaitility.Awaitility;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestMethodOrder;
 import org.junit.jupiter.api.TestInstance;
 
 /**
@@ -35,6 +45,7 @@ import org.junit.jupiter.api.TestInstance;
  * incarnation, after their old VMs were stopped.
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class ClusterDrainIT extends NodeScenarios {
   static final String TOKEN = "cluster-test-token-0123456789";
   EmbeddedPostgresServer postgres;
@@ -69,15 +80,8 @@ class ClusterDrainIT extends NodeScenarios {
   @AfterAll
   void stopCluster() {
     try {
-      deleteAll();
+      tearDown(second, node);
     } finally {
-      for (TestNode n : new TestNode[] {second, node}) {
-        if (n != null) {
-          n.close();
-          n.killVms();
-        }
-      }
-      if (clientSystem != null) clientSystem.terminate();
       if (postgres != null) postgres.close();
     }
   }
@@ -93,6 +97,31 @@ class ClusterDrainIT extends NodeScenarios {
   }
 
   @Test
+  @Order(1)
+  void aWatchOnOneNodeSeesChangesMadeThroughTheOther() throws Exception {
+    SandboxServiceClient other = second.client(clientSystem);
+    String id = create(spec(), "").getId();
+    awaitPhase(id, Phase.RUNNING);
+    // A watch that ends at once (the race that once crashed the cluster receptionist) ...
+    await(other.watchSandbox().addHeader("authorization", bearer())
+        .invoke(WatchSandboxRequest.newBuilder().setId(id).build()).take(1).runWith(Sink.seq(), clientSystem));
+    // ... then a real one on the second node, while the changes go through the first.
+    var seen = new java.util.concurrent.ConcurrentLinkedQueue<SandboxEvent>();
+    var done = other.watchSandbox().addHeader("authorization", bearer())
+        .invoke(WatchSandboxRequest.newBuilder().setId(id).build()).runForeach(seen::add, clientSystem);
+    Awaitility.await().atMost(READY).until(() -> !seen.isEmpty());
+    Awaitility.await().atMost(READY).pollInterval(Duration.ofMillis(500)).until(() -> {
+      // Topic membership spreads through the receptionist: repeat the change until it is seen.
+      await(client.pauseSandbox().addHeader("authorization", bearer()).invoke(PauseSandboxRequest.newBuilder().setId(id).build()));
+      await(client.resumeSandbox().addHeader("authorization", bearer()).invoke(ResumeSandboxRequest.newBuilder().setId(id).build()));
+      return seen.stream().anyMatch(e -> e.getEvent().equals("paused"));
+    });
+    await(client.deleteSandbox().addHeader("authorization", bearer()).invoke(DeleteSandboxRequest.newBuilder().setId(id).build()));
+    await(done);
+  }
+
+  @Test
+  @Order(2)
   void sandboxesSpreadAnyNodeServesThemAndDrainMovesThem() {
     String second = this.second.node.clusterAddress();
     List<String> ids = new ArrayList<>();

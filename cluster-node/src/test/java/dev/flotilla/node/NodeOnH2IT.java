@@ -16,7 +16,6 @@ import dev.flotilla.api.v1.StopSandboxRequest;
 import io.grpc.Status;
 import java.nio.file.Path;
 import java.util.List;
-import org.apache.pekko.actor.ActorSystem;
 import org.apache.pekko.stream.javadsl.Sink;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -31,21 +30,12 @@ class NodeOnH2IT extends NodeScenarios {
   @BeforeAll
   void startNode() throws Exception {
     dataDir = TestNode.shortTempDir();
-    clientSystem = ActorSystem.create("client");
-    node = new TestNode(dataDir, null).start();
-    client = node.client(clientSystem);
-    token = node.defaultToken();
+    boot(new TestNode(dataDir, null));
   }
 
   @AfterAll
   void stopNode() {
-    try {
-      deleteAll();
-    } finally {
-      node.close();
-      node.killVms();
-      clientSystem.terminate();
-    }
+    tearDown(node);
   }
 
   @Test

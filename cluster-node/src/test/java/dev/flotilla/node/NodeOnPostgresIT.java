@@ -2,7 +2,6 @@ package dev.flotilla.node;
 
 import dev.flotilla.persistence.EmbeddedPostgresServer;
 import java.nio.file.Path;
-import org.apache.pekko.actor.ActorSystem;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -17,22 +16,14 @@ class NodeOnPostgresIT extends NodeScenarios {
   void startNode() throws Exception {
     Path dir = TestNode.shortTempDir();
     postgres = EmbeddedPostgresServer.start(dir.resolve("pg"));
-    clientSystem = ActorSystem.create("client");
-    node = new TestNode(dir.resolve("node"), postgres.jdbcUrl()).start();
-    client = node.client(clientSystem);
-    token = node.defaultToken();
+    boot(new TestNode(dir.resolve("node"), postgres.jdbcUrl()));
   }
 
   @AfterAll
   void stopNode() {
     try {
-      deleteAll();
+      tearDown(node);
     } finally {
-      if (node != null) {
-        node.close();
-        node.killVms();
-      }
-      if (clientSystem != null) clientSystem.terminate();
       if (postgres != null) postgres.close();
     }
   }

@@ -127,6 +127,28 @@ abstract class NodeScenarios {
     return SandboxSpec.newBuilder().setDriver("process").setVcpus(1).setMemoryMib(256).putLabels("suite", "e2e").build();
   }
 
+  /** Starts {@code n} and a client of it, with the default tenant's token. */
+  void boot(TestNode n) throws java.io.IOException {
+    clientSystem = ActorSystem.create("client");
+    node = n.start();
+    client = node.client(clientSystem);
+    token = node.defaultToken();
+  }
+
+  /** Deletes what the test made, stops the nodes, kills any sandbox process left, closes the client. */
+  void tearDown(TestNode... nodes) {
+    try {
+      deleteAll();
+    } finally {
+      for (TestNode n : nodes) {
+        if (n == null) continue;
+        n.close();
+        n.killVms();
+      }
+      if (clientSystem != null) clientSystem.terminate();
+    }
+  }
+
   void deleteAll() {
     if (client == null) return;
     for (Sandbox s : await(client.listSandboxes().addHeader("authorization", bearer())

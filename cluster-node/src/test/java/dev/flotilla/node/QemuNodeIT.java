@@ -11,7 +11,6 @@ import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxSpec;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import org.apache.pekko.actor.ActorSystem;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -29,23 +28,13 @@ class QemuNodeIT extends NodeScenarios {
   void startNode() throws Exception {
     Path image = FlotillaNode.repoFile(Path.of("guest-image", "out"));
     assumeTrue(Files.isRegularFile(image.resolve("vmlinux")), "no guest image in " + image + ": run guest-image/build.sh");
-    clientSystem = ActorSystem.create("client");
-    node = new TestNode(TestNode.shortTempDir(), null,
-        ConfigFactory.parseString("flotilla.node.drivers.qemu { enabled = on, image-dir = \"" + image + "\" }")).start();
-    client = node.client(clientSystem);
-    token = node.defaultToken();
+    boot(new TestNode(TestNode.shortTempDir(), null,
+        ConfigFactory.parseString("flotilla.node.drivers.qemu { enabled = on, image-dir = \"" + image + "\" }")));
   }
 
   @AfterAll
   void stopNode() {
-    if (node == null) return;
-    try {
-      deleteAll();
-    } finally {
-      node.close();
-      node.killVms();
-      clientSystem.terminate();
-    }
+    if (node != null) tearDown(node);
   }
 
   @Test
