@@ -24,7 +24,8 @@ import java.util.concurrent.TimeUnit;
 /**
  * Figures for scripts/bench-qemu.sh (no pass/fail): boot-to-agent-ready (connect + handshake)
  * through the driver vs the same QEMU command started bare; QEMU and guest agent RSS; QMP pause
- * and resume latency. Driver and bare boots alternate so that load from elsewhere hits both.
+ * and resume latency; QEMU's CPU time to ready, which other load on the host does not inflate.
+ * Driver and bare boots alternate so that load from elsewhere hits both.
  */
 public final class QemuBench {
   private static final Duration READY = Duration.ofSeconds(120);
@@ -42,6 +43,7 @@ public final class QemuBench {
     List<Double> driver = new ArrayList<>();
     List<Double> bare = new ArrayList<>();
     List<Double> qemuRss = new ArrayList<>();
+    List<Double> qemuCpu = new ArrayList<>();
     List<Double> agentRss = new ArrayList<>();
     List<Double> pause = new ArrayList<>();
     List<Double> resume = new ArrayList<>();
@@ -55,6 +57,7 @@ public final class QemuBench {
         try (AgentClient c = AgentClients.connect(vm.agentAddress(), Duration.ofSeconds(10))) {
           GuestInfo info = c.handshake(id, 1, READY).get();
           driver.add(ms(System.nanoTime() - t0));
+          qemuCpu.add(cpuMillis(vm.handle().pid()));
           qemuRss.add(rssKb(Files.readString(Path.of("/proc/" + vm.handle().pid() + "/status"))) / 1024.0);
           agentRss.add(rssKb(run(c, "cat /proc/" + info.agentPid() + "/status")) / 1024.0);
           for (int k = 0; k < 3; k++) {
@@ -81,6 +84,7 @@ public final class QemuBench {
       try (AgentClient c = AgentClients.connect(new AgentAddress(template.handle().agentSocket()), Duration.ofSeconds(30))) {
         c.handshake(bid, 1, READY).get();
         bare.add(ms(System.nanoTime() - b0));
+        qemuCpu.add(cpuMillis(p.pid()));
       } finally {
         p.destroyForcibly();
         p.waitFor(10, TimeUnit.SECONDS);
@@ -90,6 +94,7 @@ public final class QemuBench {
     }
     report("boot-to-agent-ready, driver (ms)", driver);
     report("boot-to-agent-ready, bare QEMU (ms)", bare);
+    report("QEMU CPU time to ready, both (ms)", qemuCpu);
     report("QEMU RSS after ready (MiB)", qemuRss);
     report("guest agent RSS in the guest (MiB)", agentRss);
     report("pause, QMP stop (ms)", pause);
@@ -110,6 +115,13 @@ public final class QemuBench {
 
   private static double ms(long nanos) {
     return nanos / 1e6;
+  }
+
+  /** utime + stime of a process: what a boot costs, whatever else the host is running. */
+  private static double cpuMillis(long pid) throws java.io.IOException {
+    String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
+    String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+    return (Long.parseLong(f[11]) + Long.parseLong(f[12])) * 10.0; // USER_HZ = 100
   }
 
   private static long rssKb(String status) {
