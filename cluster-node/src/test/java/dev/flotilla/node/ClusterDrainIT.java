@@ -28,7 +28,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Collectors;
-import org.apache.pekko.actor.ActorSystem;
 import org.apache.pekko.grpc.GrpcClientSettings;
 import org.awaitility.Awaitility;
 import org.junit.jupiter.api.AfterAll;
@@ -68,7 +67,7 @@ class ClusterDrainIT extends NodeScenarios {
             + "pekko.cluster.jmx.multi-mbeans-in-same-jvm = on\n"
             + "flotilla.auth.default-token-file = off\n"
             + "flotilla.auth.tokens = [ { tenant = \"default\", token = \"" + TOKEN + "\" } ]");
-    clientSystem = ActorSystem.create("client");
+    clientSystem = clientSystem();
     node = new TestNode(dir.resolve("n1"), postgres.jdbcUrl(),
         ConfigFactory.parseString("pekko.remote.artery.canonical.port = " + seedPort).withFallback(common)).start();
     second = new TestNode(dir.resolve("n2"), postgres.jdbcUrl(), common).start();

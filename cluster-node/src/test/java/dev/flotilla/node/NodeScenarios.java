@@ -127,9 +127,18 @@ abstract class NodeScenarios {
     return SandboxSpec.newBuilder().setDriver("process").setVcpus(1).setMemoryMib(256).putLabels("suite", "e2e").build();
   }
 
+  /**
+   * The gRPC client's actor system: local only. (The test class path has the node's
+   * application.conf, which would make it a cluster member on the node's default port.)
+   */
+  static ActorSystem clientSystem() {
+    return ActorSystem.create("client", com.typesafe.config.ConfigFactory.parseString("pekko.actor.provider = local")
+        .withFallback(com.typesafe.config.ConfigFactory.load()));
+  }
+
   /** Starts {@code n} and a client of it, with the default tenant's token. */
   void boot(TestNode n) throws java.io.IOException {
-    clientSystem = ActorSystem.create("client");
+    clientSystem = clientSystem();
     node = n.start();
     client = node.client(clientSystem);
     token = node.defaultToken();
