@@ -89,7 +89,7 @@ class ChaosIT {
           try (DuplicateSampler dups = new DuplicateSampler(c)) {
             t0 = System.nanoTime();
             List<Long> killed = c.local.killHost(victim);
-            recovery = awaitRecovered(c, affected, t0);
+            recovery = awaitRecovered(c, w, affected, t0);
             duplicatesDuringHostLoss += dups.max();
             ChaosReport.line(String.format("   kill %d: node %d, %d processes killed, %d sandboxes affected, recovered in %d ms,"
                 + " duplicate live VMs seen: %d %s", k + 1, victim, killed.size(), affected.size(), recovery, dups.max(),
@@ -125,7 +125,7 @@ class ChaosIT {
         c.local.kill(victim);
         c.local.restart(victim);
         c.awaitNode(victim, BOUND);
-        long rec = awaitRecovered(c, List.copyOf(before.keySet()), t0);
+        long rec = awaitRecovered(c, w, List.copyOf(before.keySet()), t0);
         Map<String, Long> after = incarnations(c, before.keySet());
         long same = before.keySet().stream().filter(id -> before.get(id).equals(after.get(id))).count();
         ChaosReport.line(String.format("   immediate restart of node %d: %d sandboxes affected, all answer exec %d ms after the kill;"
@@ -136,7 +136,7 @@ class ChaosIT {
         List<String> affected = livingOn(c, victim, w.shouldRun());
         t0 = System.nanoTime();
         c.local.kill(victim);
-        rec = awaitRecovered(c, affected, t0);
+        rec = awaitRecovered(c, w, affected, t0);
         int dupsBeforeRestart = Invariants.duplicates(c);
         c.local.restart(victim);
         c.awaitNode(victim, BOUND);
@@ -167,7 +167,7 @@ class ChaosIT {
         long rec;
         try {
           // then: the majority downs it and its sandboxes run elsewhere, within the bound
-          rec = awaitRecovered(c, affected, t0);
+          rec = awaitRecovered(c, w, affected, t0);
         } finally {
           c.local.resume(victim);
         }
@@ -299,9 +299,8 @@ class ChaosIT {
     String artery = c.arteryOf(i);
     List<String> out = new ArrayList<>();
     for (String id : ids) {
-      Sandbox s = await("get " + id).atMost(BOUND).ignoreException(StatusRuntimeException.class)
-          .until(() -> c.anyLiveClient().get(id, TestCluster.CALL), x -> x != null);
-      if (s.getNode().equals(artery)) out.add(id);
+      Sandbox s = getUnlessDeleted(c, id);
+      if (s != null && s.getNode().equals(artery)) out.add(id);
     }
     return out;
   }
@@ -309,23 +308,38 @@ class ChaosIT {
   private static Map<String, Long> incarnations(TestCluster c, java.util.Collection<String> ids) {
     Map<String, Long> out = new TreeMap<>();
     for (String id : ids) {
-      Sandbox s = await("get " + id).atMost(BOUND).ignoreException(StatusRuntimeException.class)
-          .until(() -> c.anyLiveClient().get(id, TestCluster.CALL), x -> x != null);
-      out.put(id, s.getIncarnation());
+      Sandbox s = getUnlessDeleted(c, id);
+      if (s != null) out.put(id, s.getIncarnation());
     }
     return out;
   }
 
   /**
-   * Waits (at most the recovery bound) until every sandbox in {@code ids} answers an exec through
-   * a running node; returns ms from {@code t0} to the last one's first answer.
+   * The sandbox, or null when NOT_FOUND: the workload may delete it between the snapshot of what
+   * should run and this read (the invariants check the acknowledged ones at the end).
    */
-  private static long awaitRecovered(TestCluster c, List<String> ids, long t0) {
+  private static Sandbox getUnlessDeleted(TestCluster c, String id) {
+    return await("get " + id).atMost(BOUND).pollInterval(Duration.ofMillis(250))
+        .until(() -> {
+          try {
+            return java.util.Optional.of(c.anyLiveClient().get(id, TestCluster.CALL));
+          } catch (StatusRuntimeException e) {
+            return e.getStatus().getCode() == Status.Code.NOT_FOUND ? java.util.Optional.<Sandbox>empty() : null;
+          }
+        }, x -> x != null).orElse(null);
+  }
+
+  /**
+   * Waits (at most the recovery bound) until every sandbox in {@code ids} answers an exec through
+   * a running node (or the workload deleted it meanwhile); returns ms from {@code t0} to the last
+   * one's first answer.
+   */
+  private static long awaitRecovered(TestCluster c, Workload w, List<String> ids, long t0) {
     List<CompletableFuture<Long>> each = new ArrayList<>();
     for (String id : ids) {
       each.add(CompletableFuture.supplyAsync(() -> {
         await("sandbox " + id + " answers exec again").atMost(BOUND.minusNanos(System.nanoTime() - t0))
-            .pollInterval(Duration.ofMillis(100)).until(() -> c.answersExec(id));
+            .pollInterval(Duration.ofMillis(100)).until(() -> c.answersExec(id) || w.deleted.contains(id) || w.deleteInDoubt.contains(id));
         return (System.nanoTime() - t0) / 1_000_000;
       }, c.probes));
     }

@@ -12,7 +12,8 @@ import org.junit.jupiter.api.extension.ExtensionContext;
 
 /**
  * After each test: when it failed, prints the log tails of every cluster it started (and keeps
- * their directories for a closer look); when it passed, removes their directories.
+ * their directories for a closer look); when it passed, removes their directories (unless
+ * {@code -Dchaos.keep=true}).
  */
 final class LogsOnFailure implements AfterTestExecutionCallback {
   @Override
@@ -28,6 +29,8 @@ final class LogsOnFailure implements AfterTestExecutionCallback {
       if (failed) {
         System.err.println("===== " + context.getDisplayName() + " failed: logs of " + c.name + " (kept in "
             + c.local.baseDir() + ")\n" + c.logTails(150));
+      } else if (Boolean.getBoolean("chaos.keep")) {
+        System.out.println("[chaos] kept " + c.local.baseDir() + " (-Dchaos.keep=true)");
       } else {
         delete(c.local.baseDir());
       }

@@ -23,6 +23,11 @@ import java.util.concurrent.ThreadLocalRandom;
  */
 final class TestCluster implements AutoCloseable {
   static final Duration CALL = Duration.ofSeconds(10);
+  /**
+   * Deadline of a recovery probe (an exec of echo): short, since a probe that waits out a long
+   * deadline would add up to that much to the measured recovery time.
+   */
+  static final Duration PROBE = Duration.ofSeconds(3);
   /** Clusters started by the current test, for {@link LogsOnFailure}. */
   static final List<TestCluster> STARTED = Collections.synchronizedList(new ArrayList<>());
 
@@ -97,10 +102,10 @@ final class TestCluster implements AutoCloseable {
     return clients.get(i - 1);
   }
 
-  /** A client of a random node that is running right now. */
+  /** A client of a random node that is running (and not SIGSTOPped) right now. */
   ChaosClient anyLiveClient() {
     List<Integer> live = new ArrayList<>();
-    for (LocalNode n : local.nodes()) if (n.isAlive()) live.add(n.index());
+    for (LocalNode n : local.nodes()) if (n.isAlive() && !n.isPaused()) live.add(n.index());
     if (live.isEmpty()) throw new IllegalStateException("no node is running");
     return client(live.get(ThreadLocalRandom.current().nextInt(live.size())));
   }
@@ -163,7 +168,7 @@ final class TestCluster implements AutoCloseable {
 
   boolean answersExec(String id) {
     try {
-      return anyLiveClient().exec(id, CALL, "echo", "ok").stdout().equals("ok\n");
+      return anyLiveClient().exec(id, PROBE, "echo", "ok").stdout().equals("ok\n");
     } catch (RuntimeException e) {
       return false;
     }

@@ -282,12 +282,14 @@ public final class LocalCluster implements AutoCloseable {
 
   /** SIGSTOP of node {@code i}'s JVM (its sandboxes keep running). */
   public void pause(int i) {
+    node(i).paused(true);
     Processes.signal(node(i).pid(), "STOP");
   }
 
   /** SIGCONT of node {@code i}'s JVM. */
   public void resume(int i) {
     Processes.signal(node(i).pid(), "CONT");
+    node(i).paused(false);
   }
 
   /** Stops PostgreSQL (fast shutdown: clients are disconnected) and waits for it to exit. */

@@ -34,6 +34,7 @@ public final class LocalNode {
   private final String jdbcPassword;
   private volatile Process process;
   private volatile long logOffset;
+  private volatile boolean paused;
 
   LocalNode(int index, String host, int grpcPort, int arteryPort, Path dataDir, Path logFile, Path nodeJar,
       Path agentJar, List<String> javaOptions, Path configFile, String jdbcUrl, String jdbcUser, String jdbcPassword) {
@@ -98,6 +99,15 @@ public final class LocalNode {
     return p != null && p.isAlive();
   }
 
+  /** SIGSTOPped by {@link LocalCluster#pause} and not yet resumed: alive, but answers nothing. */
+  public boolean isPaused() {
+    return paused && isAlive();
+  }
+
+  void paused(boolean p) {
+    paused = p;
+  }
+
   /** The last {@code lines} lines of the node's log (all its runs). */
   public String logTail(int lines) {
     try {
@@ -131,6 +141,7 @@ public final class LocalNode {
    */
   synchronized void spawn(List<String> seeds) throws IOException {
     if (isAlive()) throw new IllegalStateException("node " + index + " is already running (pid " + pid() + ")");
+    paused = false;
     logOffset = Files.exists(logFile) ? Files.size(logFile) : 0;
     Files.writeString(logFile, "=== LocalCluster: starting node " + index + " (seeds " + seeds + ") at "
         + java.time.Instant.now() + "\n", StandardCharsets.UTF_8,
