@@ -106,7 +106,7 @@ class QemuVmTest {
     assertEquals("abc", run(agent, "cat /tmp/f.txt").output);
 
     // pause stops the guest: a process started before does not finish until resume
-    startProcess(agent, "p1", "sleep 0.2; echo done");
+    startProcess(agent, "p1", "sleep 2; echo done"); // long enough to be caught by the pause under load
     vm.pause();
     assertEquals("paused", ((QemuVm) vm).status(Duration.ofSeconds(5)));
     CompletableFuture<ExitStatus> waiting = agent.waitProcess("p1", CALL);
