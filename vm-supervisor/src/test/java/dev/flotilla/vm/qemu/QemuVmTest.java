@@ -48,6 +48,7 @@ class QemuVmTest {
   private static QemuConfig config;
   private final List<Vm> vms = new ArrayList<>();
   private final List<AgentClient> clients = new ArrayList<>();
+  private final List<Process> children = new ArrayList<>();
   private Path stateRoot;
 
   @BeforeAll
@@ -74,13 +75,26 @@ class QemuVmTest {
         System.out.println("---- console of " + vm.handle().sandboxId() + " ----\n" + Files.readString(console));
       }
     }
+    // whatever a failed test left: test nodes, and QEMUs named by saved handles (same start time only)
+    children.forEach(Process::destroyForcibly);
+    try (Stream<Path> files = Files.walk(stateRoot)) {
+      for (Path h : files.filter(f -> f.getFileName().toString().equals(VmHandle.FILE_NAME)).toList()) {
+        VmHandle handle = VmHandle.load(h.getParent());
+        if (HostProbe.isSameProcess(handle.pid(), handle.startTime())) {
+          ProcessHandle.of(handle.pid()).ifPresent(p -> {
+            p.destroyForcibly();
+            p.onExit().orTimeout(20, TimeUnit.SECONDS).exceptionally(e -> null).join();
+          });
+        }
+      }
+    }
     try (Stream<Path> files = Files.walk(stateRoot)) {
       files.sorted(Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
     }
   }
 
   @Test
-  void bootsExecsPausesReconnectsAndStops() throws Exception {
+  void bootsExecsPausesReconnectsAndReportsKillMinus9() throws Exception {
     QemuHypervisor hv = new QemuHypervisor(config);
     Vm vm = boot(hv, "boot", 1);
 
@@ -129,41 +143,45 @@ class QemuVmTest {
     third.handshake("boot", 1, CALL).get();
     assertEquals("third\n", run(third, "echo third").output);
 
-    // stop leaves no QEMU behind
-    long pid = vm.handle().pid();
-    vm.stop(Duration.ofSeconds(5));
-    VmExit exit = vm.exitFuture().get(10, TimeUnit.SECONDS);
-    assertTrue(exit.requested(), exit.toString());
-    assertFalse(ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false), "QEMU pid " + pid + " still alive");
-  }
-
-  @Test
-  void adoptsFromTheSavedHandleAndReportsKillMinus9() throws Exception {
-    Vm vm = boot(new QemuHypervisor(config), "adopt", 2);
-    AgentClient first = connect(vm);
-    first.handshake("adopt", 2, BOOT).get();
-    first.close();
-
-    // a new node: a new driver instance, only the state directory to go by
-    VmHandle saved = VmHandle.load(vm.handle().stateDir());
-    Vm adopted = new QemuHypervisor(config).adopt(saved).orElseThrow();
-    vms.add(adopted);
-    assertEquals(vm.handle().pid(), adopted.handle().pid());
-    AgentClient agent = connect(adopted);
-    assertTrue(agent.handshake("adopt", 2, CALL).get().agentPid() > 0);
-    assertEquals("adopted\n", run(agent, "echo adopted").output);
-    adopted.pause();
-    adopted.resume();
-
-    // a stale pid/start time is not adopted
-    assertTrue(new QemuHypervisor(config).adopt(saved.withProcess(saved.pid(), saved.startTime() + 1)).isEmpty());
-
-    // kill -9 from outside is an exit, seen by the starter (exact signal) and the adopter
-    ProcessHandle.of(saved.pid()).orElseThrow().destroyForcibly();
+    // kill -9 of QEMU from outside is reported as an exit by that signal, not one we asked for
+    ProcessHandle.of(vm.handle().pid()).orElseThrow().destroyForcibly();
     VmExit exit = vm.exitFuture().get(20, TimeUnit.SECONDS);
     assertEquals(9, exit.signal(), exit.toString());
     assertFalse(exit.requested());
-    adopted.exitFuture().get(20, TimeUnit.SECONDS);
+  }
+
+  @Test
+  void outlivesTheNodeThatStartedItIsAdoptedAndStops() throws Exception {
+    // given a node JVM that started a VM and crashed
+    Path dir = stateRoot.resolve("adopt");
+    Process node = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+        "-cp", System.getProperty("java.class.path"), "-Dlogback.configurationFile=/dev/null",
+        TestQemuNode.class.getName(), config.imageDir().toString(), dir.toString(), "adopt", "2")
+        .redirectErrorStream(true).redirectOutput(stateRoot.resolve("node.log").toFile()).start();
+    children.add(node);
+    assertTrue(node.waitFor(90, TimeUnit.SECONDS), "test node did not finish");
+    assertEquals(137, node.exitValue(), Files.readString(stateRoot.resolve("node.log")));
+
+    // when a new node adopts it from the saved handle
+    VmHandle saved = VmHandle.load(dir);
+    assertTrue(new QemuHypervisor(config).adopt(saved.withProcess(saved.pid(), saved.startTime() + 1)).isEmpty(),
+        "a pid with another start time is not adopted");
+    Vm adopted = new QemuHypervisor(config).adopt(saved).orElseThrow();
+    vms.add(adopted);
+    assertEquals(1L, ProcessHandle.of(saved.pid()).flatMap(ProcessHandle::parent).map(ProcessHandle::pid).orElse(-1L),
+        "QEMU was reparented to init, out of the dead node's tree");
+
+    // then its agent answers with the same identity, exec, pause and resume work, and stop ends it
+    AgentClient agent = connect(adopted);
+    assertTrue(agent.handshake("adopt", 2, BOOT).get().agentPid() > 0);
+    assertEquals("adopted\n", run(agent, "echo adopted").output);
+    adopted.pause();
+    adopted.resume();
+    assertEquals("running", ((QemuVm) adopted).status(Duration.ofSeconds(5)));
+    adopted.stop(Duration.ofSeconds(5));
+    VmExit exit = adopted.exitFuture().get(20, TimeUnit.SECONDS);
+    assertTrue(exit.requested(), exit.toString());
+    assertFalse(ProcessHandle.of(saved.pid()).map(ProcessHandle::isAlive).orElse(false), "QEMU still alive");
   }
 
   // ------------------------------------------------------------------------------------------
