@@ -104,9 +104,9 @@ class QemuVmTest {
     String hostKernel = Files.readString(Path.of("/proc/sys/kernel/osrelease")).trim();
     assertTrue(info.kernel().contains("-amd64"), info.kernel());
     assertTrue(info.kernel().startsWith(imageKernel()), "guest kernel " + info.kernel() + " (host " + hostKernel + ")");
-    // A microvm has no DMI tables, so the agent cannot name QEMU from them: it sees the CPU's
-    // hypervisor flag ("vm"). Under KVM the flag is set too; never "none" in a real VM.
-    assertTrue(List.of("qemu", "kvm", "vm").contains(info.virtualization()), "virtualization " + info.virtualization());
+    // A microvm has no DMI tables: the agent names QEMU from its ACPI tables (TCG), or KVM from
+    // the kernel's kvm-clock.
+    assertTrue(List.of("qemu", "kvm").contains(info.virtualization()), "virtualization " + info.virtualization());
 
     // the agent runs on the image's class-data-sharing archive (a silent fall-back costs ~1.4 s of boot)
     if (imageProperty("cds").startsWith("yes")) {
@@ -134,11 +134,13 @@ class QemuVmTest {
     assertEquals(info.agentPid(), again.handshake("boot", 1, CALL).get().agentPid());
     assertEquals("again\n", run(again, "echo again").output);
 
-    // a host that leaves mid-frame, and one that sends garbage (the agent drops that session and
-    // discards the rest until the host goes), both leave the next host a clean stream
+    // a host that leaves mid-frame, and one that sends garbage, both leave the next host a clean
+    // stream. (Whether the agent answers the garbage with GOAWAY or silently discards it until the
+    // next Handshake depends on whether the guest saw the previous host leave first: a race under
+    // load, so only the clean next session is asserted.)
     again.close();
-    rawSession(vm, new byte[] {0, 0, 0}, false);
-    rawSession(vm, new byte[256], true);
+    rawSession(vm, new byte[] {0, 0, 0});
+    rawSession(vm, new byte[256]);
     AgentClient third = connect(vm);
     third.handshake("boot", 1, CALL).get();
     assertEquals("third\n", run(third, "echo third").output);
@@ -202,23 +204,12 @@ class QemuVmTest {
   }
 
   /** Writes raw bytes as a host would; with {@code awaitClose}, waits for the agent to give up on them. */
-  private static void rawSession(Vm vm, byte[] bytes, boolean awaitClose) throws Exception {
+  /** One host session that writes {@code bytes} (0xff-filled) and leaves. */
+  private static void rawSession(Vm vm, byte[] bytes) throws Exception {
     java.util.Arrays.fill(bytes, (byte) 0xff);
     try (var ch = java.nio.channels.SocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
       ch.connect(java.net.UnixDomainSocketAddress.of(vm.handle().agentSocket()));
       ch.write(java.nio.ByteBuffer.wrap(bytes));
-      if (awaitClose) {
-        // the agent answers garbage with GOAWAY (QEMU keeps the socket open: the host closes)
-        var in = java.nio.channels.Channels.newInputStream(ch);
-        CompletableFuture<Integer> first = CompletableFuture.supplyAsync(() -> {
-          try {
-            return in.read();
-          } catch (IOException e) {
-            return -1;
-          }
-        });
-        first.get(CALL.toSeconds(), TimeUnit.SECONDS);
-      }
     }
   }
 

@@ -72,15 +72,19 @@ public final class GuestProbe {
   }
 
   /**
-   * "qemu" / "kvm" / another vendor from the DMI system vendor; else "vm" when the CPU reports the
-   * hypervisor flag (a VM we cannot name, e.g. a microvm without DMI tables); else "none". Under the
-   * process driver this describes the host machine, which is what the sandbox shares.
+   * "kvm" when the kernel has KVM's paravirtual clock (only a KVM guest does); "qemu" for QEMU
+   * without KVM (TCG), known from DMI or — on a microvm, which has no DMI tables — from the OEM id
+   * of QEMU's ACPI tables ("BOCHS" / "BXPC"); another vendor from DMI; "vm" for a hypervisor we
+   * cannot name (the CPU's hypervisor flag); else "none". Under the process driver this describes
+   * the host machine, which is what the sandbox shares.
    */
   String virtualization() {
     String vendor = read(sys.resolve("class/dmi/id/sys_vendor")).toLowerCase(Locale.ROOT);
     String product = read(sys.resolve("class/dmi/id/product_name")).toLowerCase(Locale.ROOT);
+    String clocks = read(sys.resolve("devices/system/clocksource/clocksource0/available_clocksource"));
+    if ((" " + clocks + " ").contains(" kvm-clock ")) return "kvm";
+    if (vendor.contains("qemu") || product.contains("qemu") || qemuAcpi()) return "qemu";
     boolean hypervisorFlag = cpuHasHypervisorFlag();
-    if (vendor.contains("qemu") || product.contains("qemu")) return hypervisorFlag ? "kvm" : "qemu";
     if (product.contains("kvm") || vendor.contains("kvm")) return "kvm";
     if (hypervisorFlag) {
       if (vendor.contains("amazon")) return "amazon";
@@ -91,6 +95,18 @@ public final class GuestProbe {
       return "vm";
     }
     return "none";
+  }
+
+  /** QEMU's firmware writes OEM id "BOCHS " (bytes 10-15 of every ACPI table header). */
+  private boolean qemuAcpi() {
+    try (var in = Files.newInputStream(sys.resolve("firmware/acpi/tables/DSDT"))) {
+      byte[] header = in.readNBytes(16);
+      if (header.length < 16) return false;
+      String oem = new String(header, 10, 6, StandardCharsets.ISO_8859_1);
+      return oem.startsWith("BOCHS") || oem.startsWith("BXPC");
+    } catch (IOException | RuntimeException e) {
+      return false;
+    }
   }
 
   private boolean cpuHasHypervisorFlag() {

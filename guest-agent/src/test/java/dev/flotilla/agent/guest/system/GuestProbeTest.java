@@ -31,10 +31,18 @@ class GuestProbeTest {
     assertEquals("none", probe().virtualization());
     write("proc/cpuinfo", "processor\t: 0\nflags\t\t: fpu vme hypervisor lahf_lm\n");
     assertEquals("vm", probe().virtualization());
-    write("sys/class/dmi/id/sys_vendor", "QEMU\n");
-    assertEquals("kvm", probe().virtualization());
-    write("proc/cpuinfo", "flags\t\t: fpu vme\n");
+    // a microvm under TCG: no DMI, but QEMU's ACPI tables
+    byte[] dsdt = new byte[36];
+    System.arraycopy("DSDT".getBytes(java.nio.charset.StandardCharsets.ISO_8859_1), 0, dsdt, 0, 4);
+    System.arraycopy("BOCHS ".getBytes(java.nio.charset.StandardCharsets.ISO_8859_1), 0, dsdt, 10, 6);
+    java.nio.file.Files.createDirectories(root.resolve("sys/firmware/acpi/tables"));
+    java.nio.file.Files.write(root.resolve("sys/firmware/acpi/tables/DSDT"), dsdt);
     assertEquals("qemu", probe().virtualization());
+    write("sys/class/dmi/id/sys_vendor", "QEMU\n");
+    assertEquals("qemu", probe().virtualization());
+    // under KVM the guest kernel has KVM's clock
+    write("sys/devices/system/clocksource/clocksource0/available_clocksource", "kvm-clock tsc acpi_pm \n");
+    assertEquals("kvm", probe().virtualization());
   }
 
   @Test
