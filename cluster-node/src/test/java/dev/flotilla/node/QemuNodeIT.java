@@ -50,6 +50,17 @@ class QemuNodeIT extends NodeScenarios {
     ExecResult r = exec(id, "sh", "-c", "echo in-vm; exit 7");
     assertEquals("in-vm\n", r.stdout());
     assertEquals(7, r.exitCode());
+
+    // kill -9 of QEMU from outside: reported as the VM's exit, and the restart policy (always)
+    // brings the sandbox back as a new incarnation in a new VM.
+    long qemuPid = new dev.flotilla.vm.VmDirectory(node.dataDir.resolve("vms")).handles().stream()
+        .filter(h -> h.sandboxId().equals(id)).mapToLong(dev.flotilla.vm.VmHandle::pid).findFirst().orElseThrow();
+    ProcessHandle.of(qemuPid).orElseThrow().destroyForcibly();
+    org.awaitility.Awaitility.await().atMost(READY).pollInterval(java.time.Duration.ofMillis(250))
+        .until(() -> get(id).getIncarnation() == 2 && get(id).getPhase() == Phase.RUNNING);
+    assertEquals(1, get(id).getRestartCount(), get(id).toString());
+    assertEquals("back\n", exec(id, "echo", "back").stdout());
+    assertTrue(ProcessHandle.of(qemuPid).map(p -> !p.isAlive()).orElse(true));
     await(client.deleteSandbox().addHeader("authorization", bearer()).invoke(DeleteSandboxRequest.newBuilder().setId(id).build()));
   }
 }
