@@ -16,6 +16,7 @@
 # removes its cgroups and its temp dir, also on failure and Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 iterations=30
 creates=40
 sandboxes=32
@@ -77,19 +78,7 @@ cleanup() {
     kill -9 "$bench_pid" 2>/dev/null || true
   fi
   # Whatever a crashed run left: the pids its handles name, then the processes in its cgroups.
-  for h in $(find "$root" -name handle.properties 2>/dev/null); do
-    for key in pid init.pid; do
-      p=$(sed -n "s/^extra\.$key=//p; s/^$key=//p" "$h" | head -1)
-      [ -n "$p" ] && [ "$p" != 0 ] && kill -9 "$p" 2>/dev/null || true
-    done
-  done
-  for d in /sys/fs/cgroup/*/flotilla-bcp/*/ /sys/fs/cgroup/flotilla-bcp/*/; do
-    [ -d "$d" ] || continue
-    for p in $(cat "$d/cgroup.procs" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
-    [ -f "$d/freezer.state" ] && echo THAWED > "$d/freezer.state" 2>/dev/null || true
-    rmdir "$d" 2>/dev/null || true
-  done
-  rmdir /sys/fs/cgroup/*/flotilla-bcp /sys/fs/cgroup/flotilla-bcp 2>/dev/null || true
+  kill_sandbox_leftovers "$root" flotilla-bcp
   if [ "$status" != 0 ] && [ -s "$log" ]; then
     echo "bench-control-plane: last node log lines ($log):" >&2
     tail -n 40 "$log" >&2

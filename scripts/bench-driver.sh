@@ -8,6 +8,7 @@
 # Builds what it needs; kills every process it started and removes its cgroups, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 spawns=20
 execs=300
 vcpus=1
@@ -37,18 +38,7 @@ bench_pid=
 cleanup() {
   if [ -n "$bench_pid" ] && kill -0 "$bench_pid" 2>/dev/null; then kill -9 "$bench_pid" 2>/dev/null || true; fi
   # Whatever a crashed run left: the pids its handles name, then the processes in its cgroups.
-  for h in $(find "$root" -name handle.properties 2>/dev/null); do
-    for key in pid init.pid; do
-      p=$(sed -n "s/^extra\.$key=//p; s/^$key=//p" "$h" | head -1)
-      [ -n "$p" ] && [ "$p" != 0 ] && kill -9 "$p" 2>/dev/null || true
-    done
-  done
-  for d in /sys/fs/cgroup/*/flotilla-bench/*/ /sys/fs/cgroup/flotilla-bench/*/; do
-    [ -d "$d" ] || continue
-    for p in $(cat "$d/cgroup.procs" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
-    [ -f "$d/freezer.state" ] && echo THAWED > "$d/freezer.state" 2>/dev/null || true
-    rmdir "$d" 2>/dev/null || true
-  done
+  kill_sandbox_leftovers "$root" flotilla-bench
   rm -rf "$root"
 }
 trap cleanup EXIT INT TERM
