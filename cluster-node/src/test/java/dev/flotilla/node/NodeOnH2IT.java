@@ -151,6 +151,23 @@ class NodeOnH2IT extends NodeScenarios {
   }
 
   @Test
+  void cancellingAnExecStopsTheProcess() {
+    String id = create(spec(), "").getId();
+    awaitPhase(id, Phase.RUNNING);
+    var started = new java.util.concurrent.CompletableFuture<Void>();
+    var kill = client.exec().addHeader("authorization", bearer())
+        .invoke(ExecRequest.newBuilder().setSandboxId(id).addArgv("sh").addArgv("-c").addArgv("echo started; exec sleep 300").build())
+        .viaMat(org.apache.pekko.stream.KillSwitches.single(), org.apache.pekko.stream.javadsl.Keep.right())
+        .to(Sink.foreach(r -> started.complete(null)))
+        .run(clientSystem);
+    await(started);
+    assertEquals("1", exec(id, "sh", "-c", "grep -lx sleep /proc/[0-9]*/comm | wc -l").stdout().trim());
+    kill.shutdown(); // the client goes away: the call is cancelled
+    org.awaitility.Awaitility.await().atMost(READY).untilAsserted(() ->
+        assertEquals("0", exec(id, "sh", "-c", "grep -lx sleep /proc/[0-9]*/comm | wc -l").stdout().trim()));
+  }
+
+  @Test
   void largeFilesStreamBothWays() {
     String id = create(spec(), "").getId();
     awaitPhase(id, Phase.RUNNING);
