@@ -80,6 +80,8 @@ class ChaosIT {
   /** Given a cluster with sandboxes and a workload, when a host dies, then its sandboxes come back elsewhere. */
   private List<Long> hostLoss(String name, String config, int kills) throws IOException {
     List<Long> recoveries = new ArrayList<>();
+    int duplicatesSeen = 0;
+    Map<String, List<String>> duplicateExamples = new TreeMap<>();
     try (TestCluster c = TestCluster.builder().name(name).nodes(P.nodes()).sandboxes(P.sandboxes()).config(config).start()) {
       Workload w = Workload.start(c, P.clients());
       try {
@@ -93,6 +95,8 @@ class ChaosIT {
             List<Long> killed = c.local.killHost(victim);
             recovery = awaitRecovered(c, w, affected, t0);
             duplicatesDuringHostLoss += dups.max();
+            duplicatesSeen += dups.max();
+            duplicateExamples.putAll(dups.examples());
             ChaosReport.line(String.format("   kill %d: node %d, %d processes killed, %d sandboxes affected, recovered in %d ms,"
                 + " duplicate live VMs seen: %d %s", k + 1, victim, killed.size(), affected.size(), recovery, dups.max(),
                 dups.max() > 0 ? dups.examples() : ""));
@@ -107,6 +111,8 @@ class ChaosIT {
       ChaosReport.line("   recovery: " + ChaosReport.millis(recoveries));
       ChaosReport.history(w.history);
       check(c, w);
+      // host loss kills the old VMs with the node: any overlap at all is two live incarnations
+      assertTrue(duplicatesSeen == 0, "sandboxes seen with two live VMs during host loss: " + duplicateExamples);
     }
     return recoveries;
   }

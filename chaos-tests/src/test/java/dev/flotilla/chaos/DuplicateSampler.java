@@ -13,7 +13,9 @@ final class DuplicateSampler implements AutoCloseable {
   private final Thread thread;
   private volatile boolean running = true;
   private int max;
-  private final Map<String, List<Long>> examples = new TreeMap<>();
+  private final Map<String, List<String>> examples = new TreeMap<>();
+
+  private final long created = System.nanoTime();
 
   DuplicateSampler(TestCluster cluster) {
     this.cluster = cluster;
@@ -30,7 +32,13 @@ final class DuplicateSampler implements AutoCloseable {
       });
       synchronized (this) {
         max = Math.max(max, dup.size());
-        if (examples.size() < 5) examples.putAll(dup);
+        dup.forEach((id, pids) -> {
+          if (examples.size() < 5 && !examples.containsKey(id)) {
+            List<String> d = new java.util.ArrayList<>(pids.stream().map(DuplicateSampler::describe).toList());
+            d.add("seen " + (System.nanoTime() - created) / 1_000_000 + " ms after the fault began");
+            examples.put(id, d);
+          }
+        });
       }
       try {
         Thread.sleep(250); // sampling period, not a wait for a condition
@@ -45,7 +53,22 @@ final class DuplicateSampler implements AutoCloseable {
     return max;
   }
 
-  synchronized Map<String, List<Long>> examples() {
+  /** "pid@nI#incarnation" from the agent's command line: which node's data dir, which incarnation. */
+  static String describe(long pid) {
+    try {
+      byte[] raw = java.nio.file.Files.readAllBytes(java.nio.file.Path.of("/proc", Long.toString(pid), "cmdline"));
+      List<String> argv = java.util.Arrays.asList(new String(raw, java.nio.charset.StandardCharsets.UTF_8).split("\0"));
+      String listen = argv.indexOf("--listen") >= 0 ? argv.get(argv.indexOf("--listen") + 1) : "?";
+      java.util.regex.Matcher m = java.util.regex.Pattern.compile("/(n\\d+)/vms/").matcher(listen);
+      String node = m.find() ? m.group(1) : listen;
+      String inc = argv.indexOf("--incarnation") >= 0 ? argv.get(argv.indexOf("--incarnation") + 1) : "?";
+      return pid + "@" + node + "#" + inc;
+    } catch (java.io.IOException | RuntimeException e) {
+      return pid + "@gone";
+    }
+  }
+
+  synchronized Map<String, List<String>> examples() {
     return new TreeMap<>(examples);
   }
 
