@@ -65,7 +65,7 @@ class ChaosIT {
   @Order(1)
   void hostLossRecoversEverySandboxOnTheSurvivors() throws IOException {
     ChaosReport.section("Host loss x" + P.hostKills() + " (node JVM + its sandboxes SIGKILLed), node settings as shipped");
-    tunedRecoveries.addAll(hostLoss("host-loss", "", P.hostKills()));
+    hostLoss("host-loss", "", P.hostKills(), tunedRecoveries);
   }
 
   @Test
@@ -74,12 +74,11 @@ class ChaosIT {
     ChaosReport.section("Host loss x1 with Pekko's default failure-detector, SBR and sharding timings (comparison)");
     String defaults = pekkoDefaultTimings();
     ChaosReport.line("   overrides: " + defaults.replace('\n', ' '));
-    hostLoss("host-loss-defaults", defaults, 1);
+    hostLoss("host-loss-defaults", defaults, 1, new ArrayList<>());
   }
 
   /** Given a cluster with sandboxes and a workload, when a host dies, then its sandboxes come back elsewhere. */
-  private List<Long> hostLoss(String name, String config, int kills) throws IOException {
-    List<Long> recoveries = new ArrayList<>();
+  private void hostLoss(String name, String config, int kills, List<Long> recoveries) throws IOException {
     int duplicatesSeen = 0;
     Map<String, List<String>> duplicateExamples = new TreeMap<>();
     try (TestCluster c = TestCluster.builder().name(name).nodes(P.nodes()).sandboxes(P.sandboxes()).config(config).start()) {
@@ -114,7 +113,6 @@ class ChaosIT {
       // host loss kills the old VMs with the node: any overlap at all is two live incarnations
       assertTrue(duplicatesSeen == 0, "sandboxes seen with two live VMs during host loss: " + duplicateExamples);
     }
-    return recoveries;
   }
 
   // ------------------------------------------------------------------------------ JVM only

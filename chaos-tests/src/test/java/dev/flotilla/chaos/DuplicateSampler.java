@@ -53,7 +53,7 @@ final class DuplicateSampler implements AutoCloseable {
     return max;
   }
 
-  /** "pid@nI#incarnation" from the agent's command line: which node's data dir, which incarnation. */
+  /** "pid@nI#incarnation ppid=P" from /proc: which node's data dir, which incarnation, whose child. */
   static String describe(long pid) {
     try {
       byte[] raw = java.nio.file.Files.readAllBytes(java.nio.file.Path.of("/proc", Long.toString(pid), "cmdline"));
@@ -62,7 +62,9 @@ final class DuplicateSampler implements AutoCloseable {
       java.util.regex.Matcher m = java.util.regex.Pattern.compile("/(n\\d+)/vms/").matcher(listen);
       String node = m.find() ? m.group(1) : listen;
       String inc = argv.indexOf("--incarnation") >= 0 ? argv.get(argv.indexOf("--incarnation") + 1) : "?";
-      return pid + "@" + node + "#" + inc;
+      String stat = java.nio.file.Files.readString(java.nio.file.Path.of("/proc", Long.toString(pid), "stat"));
+      String ppid = stat.substring(stat.lastIndexOf(')') + 2).split(" ")[1];
+      return pid + "@" + node + "#" + inc + " ppid=" + ppid;
     } catch (java.io.IOException | RuntimeException e) {
       return pid + "@gone";
     }

@@ -308,16 +308,25 @@ public final class LocalCluster implements AutoCloseable {
    * sandbox means two VMs of it are alive at once.
    */
   public Map<String, List<Long>> liveAgents() {
-    Map<String, List<Long>> out = new TreeMap<>();
     String base = baseDir.toString() + "/";
+    Map<Long, String> agents = new java.util.HashMap<>();
+    Map<Long, Long> parents = new java.util.HashMap<>();
     for (Processes.Proc p : Processes.list()) {
       if (p.state() == 'Z' || p.argv().isEmpty()) continue;
       if (!p.argv().get(0).endsWith("/java") && !p.argv().get(0).equals("java")) continue;
       if (p.argv().stream().noneMatch(a -> a.contains(base))) continue;
       int at = p.argv().indexOf("--sandbox-id");
       if (at < 0 || at + 1 >= p.argv().size()) continue;
-      out.computeIfAbsent(p.argv().get(at + 1), k -> new ArrayList<>()).add(p.pid());
+      agents.put(p.pid(), p.argv().get(at + 1));
+      parents.put(p.pid(), p.ppid());
     }
+    Map<String, List<Long>> out = new TreeMap<>();
+    agents.forEach((pid, id) -> {
+      // A process whose parent is the agent itself is the agent's own child between fork and exec
+      // (posix_spawn of an exec'd command): it still shows the agent's command line, but it is no VM.
+      if (id.equals(agents.get(parents.get(pid)))) return;
+      out.computeIfAbsent(id, k -> new ArrayList<>()).add(pid);
+    });
     return out;
   }
 

@@ -14,8 +14,8 @@ import java.util.stream.Stream;
 final class Processes {
   private Processes() {}
 
-  /** One process: pid, state letter (R, S, T, Z, ...), and its argv. */
-  record Proc(long pid, char state, List<String> argv) {}
+  /** One process: pid, parent pid, state letter (R, S, T, Z, ...), and its argv. */
+  record Proc(long pid, long ppid, char state, List<String> argv) {}
 
   static List<Proc> list() {
     List<Proc> out = new ArrayList<>();
@@ -28,9 +28,11 @@ final class Processes {
           String stat = Files.readString(d.resolve("stat"), StandardCharsets.UTF_8);
           int close = stat.lastIndexOf(')');
           char state = close > 0 && close + 2 < stat.length() ? stat.charAt(close + 2) : '?';
+          String[] rest = close > 0 ? stat.substring(close + 2).split(" ") : new String[0];
+          long ppid = rest.length > 1 ? Long.parseLong(rest[1]) : 0;
           List<String> argv = raw.length == 0 ? List.of()
               : Arrays.asList(new String(raw, StandardCharsets.UTF_8).split("\0"));
-          out.add(new Proc(Long.parseLong(name), state, argv));
+          out.add(new Proc(Long.parseLong(name), ppid, state, argv));
         } catch (IOException | NumberFormatException e) {
           // gone meanwhile
         }
