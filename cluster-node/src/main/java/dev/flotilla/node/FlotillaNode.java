@@ -214,7 +214,8 @@ public final class FlotillaNode implements AutoCloseable {
     return machine + ":" + dataDir;
   }
 
-  static String hostPort(Address a) {
+  /** A cluster address as users see it: host:port. */
+  public static String hostPort(Address a) {
     return a.getHost().orElse("?") + ":" + a.getPort().orElse(0);
   }
 

@@ -540,7 +540,7 @@ public final class SandboxEntity
     if (t.incarnation() != supervisorIncarnation || supervisor == null) return Effect().none().thenNoReply();
     // The supervisor stopped without a final report (it failed): treat the VM as lost.
     supervisor = null;
-    if (t.incarnation() != s.incarnation() || s.vm() == null && s.phase() != Phase.CREATING) {
+    if (t.incarnation() != s.incarnation() || (s.vm() == null && s.phase() != Phase.CREATING)) {
       return Effect().none().thenNoReply();
     }
     return onVmGone(s, new VmEnd(-1, 0, "VM supervisor failed", false), Instant.now());

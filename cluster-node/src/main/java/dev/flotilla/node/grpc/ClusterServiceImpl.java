@@ -1,5 +1,7 @@
 package dev.flotilla.node.grpc;
 
+import static dev.flotilla.node.FlotillaNode.hostPort;
+
 import dev.flotilla.api.v1.ClusterServicePowerApi;
 import dev.flotilla.api.v1.DrainNodeRequest;
 import dev.flotilla.api.v1.DrainNodeResponse;
@@ -15,7 +17,6 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
-import org.apache.pekko.actor.Address;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.cluster.Member;
@@ -114,9 +115,5 @@ public final class ClusterServiceImpl implements ClusterServicePowerApi {
           return out;
         })
         .exceptionally(e -> Map.of());
-  }
-
-  static String hostPort(Address a) {
-    return a.getHost().orElse("?") + ":" + a.getPort().orElse(0);
   }
 }
