@@ -40,6 +40,7 @@ class ChaosIT {
   static int lostTotal;
   static int duplicatesDuringHostLoss;
   static int duplicatesAfterBound;
+  static int reattachFailures = -1;
   static final List<Long> tunedRecoveries = new ArrayList<>();
 
   @BeforeAll
@@ -56,6 +57,9 @@ class ChaosIT {
     ChaosReport.line("acknowledged operations lost: " + lostTotal + " (must be 0)");
     ChaosReport.line("duplicate live incarnations seen during host loss: " + duplicatesDuringHostLoss + " (must be 0)");
     ChaosReport.line("sandboxes with two live VMs after the recovery bound, any fault: " + duplicatesAfterBound + " (must be 0)");
+    if (reattachFailures >= 0) {
+      ChaosReport.line("sandboxes not re-attached after an immediate restart of their node's JVM: " + reattachFailures + " (must be 0)");
+    }
     ChaosReport.write();
   }
 
@@ -133,9 +137,13 @@ class ChaosIT {
         c.awaitNode(victim, BOUND);
         long rec = awaitRecovered(c, w, List.copyOf(before.keySet()), t0);
         Map<String, Long> after = incarnations(c, before.keySet());
-        long same = before.keySet().stream().filter(id -> before.get(id).equals(after.get(id))).count();
+        List<String> renewed = after.keySet().stream().filter(id -> !before.get(id).equals(after.get(id))).toList();
         ChaosReport.line(String.format("   immediate restart of node %d: %d sandboxes affected, all answer exec %d ms after the kill;"
-            + " %d kept their incarnation (re-attached), %d got a new one", victim, before.size(), rec, same, before.size() - same));
+            + " %d kept their incarnation (re-attached), %d got a new one %s, %d deleted meanwhile", victim, before.size(), rec,
+            after.size() - renewed.size(), renewed.size(), renewed, before.size() - after.size()));
+        // then: the restarted node got its shards back and re-attached to every VM it left running
+        reattachFailures = renewed.size();
+        assertTrue(renewed.isEmpty(), "sandboxes not re-attached after an immediate restart of their node: " + renewed);
 
         // when: restarted only after its sandboxes run elsewhere: the VMs it left must be reaped
         victim = 3;

@@ -1,46 +1,125 @@
 package dev.flotilla.cluster;
 
-import java.util.Comparator;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
 import org.apache.pekko.actor.ActorRef;
+import org.apache.pekko.actor.ActorSystem;
 import org.apache.pekko.actor.Address;
 import org.apache.pekko.cluster.Cluster;
 import org.apache.pekko.cluster.Member;
 import org.apache.pekko.cluster.MemberStatus;
 import org.apache.pekko.cluster.sharding.ShardCoordinator;
+import org.apache.pekko.event.Logging;
+import org.apache.pekko.event.LoggingAdapter;
+import org.apache.pekko.pattern.Patterns;
 import scala.collection.immutable.IndexedSeq;
 import scala.concurrent.Future;
+import scala.jdk.javaapi.CollectionConverters;
+import scala.jdk.javaapi.FutureConverters;
 
 /**
- * Places a new shard on the Up node that holds the fewest shards, and never rebalances.
+ * Places a new shard on the Up node that holds the fewest shards, brings a shard back to its
+ * restarted home node, and never rebalances. The decisions are {@link Placement}'s.
  *
  * <p>Moving a shard restarts every VM in it, so nodes that join take only new sandboxes. Moving
  * sandboxes away is an explicit drain (the node leaves; its shards are handed off). Regions of
  * nodes that are not Up (leaving, exiting, unreachable members still listed) get nothing new.
+ *
+ * <p>When a node's JVM dies and is started again on the same host:port, the cluster removes the
+ * old incarnation and its shards need a new home. Their VMs still run on that host and only that
+ * node can re-attach to them, so each such shard waits for the restarted node's region, up to
+ * {@code flotilla.sandbox.placement.rejoin-grace}, before it goes elsewhere (where its sandboxes
+ * start as new incarnations, and the restarted node's reaper stops the old VMs). The shard's last
+ * home is remembered by this node while it runs the coordinator; a coordinator that moved with
+ * the dead node starts without that memory and places such shards by load.
  */
 public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardAllocationStrategy {
+  private final ActorSystem system;
   private final Cluster cluster;
+  private final Duration rejoinGrace;
+  private final LoggingAdapter log;
+  /** shard id -> host:port of the node it last lived on */
+  private final Map<String, String> homes = new ConcurrentHashMap<>();
+  /** shard id -> System.nanoTime() when it started waiting for its home */
+  private final Map<String, Long> waitingSince = new ConcurrentHashMap<>();
 
-  public LeastLoadedAllocation(org.apache.pekko.actor.ActorSystem system) {
+  public LeastLoadedAllocation(ActorSystem system) {
+    this(system, system.settings().config().getDuration("flotilla.sandbox.placement.rejoin-grace"));
+  }
+
+  public LeastLoadedAllocation(ActorSystem system, Duration rejoinGrace) {
+    this.system = system;
     this.cluster = Cluster.get(system);
+    this.rejoinGrace = rejoinGrace;
+    this.log = Logging.getLogger(system, LeastLoadedAllocation.class);
   }
 
   @Override
   public Future<ActorRef> allocateShard(ActorRef requester, String shardId, Map<ActorRef, IndexedSeq<String>> current) {
-    Set<Address> up = upMembers();
-    ActorRef best = current.entrySet().stream()
-        .filter(e -> up.contains(addressOf(e.getKey())))
-        .min(Comparator.<Map.Entry<ActorRef, IndexedSeq<String>>>comparingInt(e -> e.getValue().size())
-            .thenComparing(e -> addressOf(e.getKey()).toString()))
-        .map(Map.Entry::getKey)
-        .orElse(requester);
-    return Future.successful(best);
+    Placement.remember(homes, asJava(current), this::hostPort);
+    String home = homes.getOrDefault(shardId, "");
+    List<Placement.Region<ActorRef>> regions = regions(current);
+    Long since = waitingSince.get(shardId);
+    Duration waited = since == null ? Duration.ZERO : Duration.ofNanos(System.nanoTime() - since);
+    var decision = Placement.decide(regions, home, rejoining(home, regions), waited, rejoinGrace);
+    if (decision.isEmpty()) return Future.successful(requester); // no Up region: the coordinator retries
+    if (decision.get() instanceof Placement.Allocate<ActorRef> a) {
+      waitingSince.remove(shardId);
+      String to = hostPort(a.region());
+      if (a.home() && since != null) log.info("shard {} back on its restarted home node {} after {} ms", shardId, to, waited.toMillis());
+      homes.put(shardId, to);
+      return Future.successful(a.region());
+    }
+    Placement.Wait<ActorRef> w = (Placement.Wait<ActorRef>) decision.get();
+    if (since == null) {
+      waitingSince.put(shardId, System.nanoTime());
+      log.info("shard {} waits up to {} ms for its home node {}, which is rejoining the cluster (its VMs run there)", shardId,
+          w.atMost().toMillis(), w.home());
+    }
+    // The restarted node's region registering asks for this shard again (remember-entities) and
+    // gets its home at once; if it never comes, the shard goes by load when the wait is over.
+    var later = Patterns.after(w.atMost(), system.scheduler(), system.dispatcher(), () -> {
+      var fallback = Placement.leastLoaded(regions(current));
+      // Removed: placed meanwhile (on its home, normally); the coordinator ignores this answer.
+      if (waitingSince.remove(shardId) != null && fallback.isPresent()) {
+        log.info("shard {}: home node {} did not come back within {} ms; placed by load", shardId, w.home(),
+            rejoinGrace.toMillis());
+      }
+      return CompletableFuture.completedFuture(fallback.orElse(requester));
+    });
+    return FutureConverters.asScala(later);
   }
 
   @Override
   public Future<Set<String>> rebalance(Map<ActorRef, IndexedSeq<String>> current, Set<String> inProgress) {
+    Placement.remember(homes, asJava(current), this::hostPort);
     return Future.successful(Set.of());
+  }
+
+  private List<Placement.Region<ActorRef>> regions(Map<ActorRef, IndexedSeq<String>> current) {
+    Set<Address> up = upMembers();
+    List<Placement.Region<ActorRef>> out = new ArrayList<>();
+    for (var e : current.entrySet()) {
+      out.add(new Placement.Region<>(e.getKey(), hostPort(e.getKey()), up.contains(addressOf(e.getKey())), e.getValue().size()));
+    }
+    return out;
+  }
+
+  /** A member on {@code home} is in the cluster again, reachable, but has no Up region yet. */
+  private boolean rejoining(String home, List<Placement.Region<ActorRef>> regions) {
+    if (home.isEmpty() || regions.stream().anyMatch(r -> r.up() && r.hostPort().equals(home))) return false;
+    var state = cluster.state();
+    for (Member m : state.getMembers()) {
+      MemberStatus s = m.status();
+      boolean alive = s == MemberStatus.joining() || s == MemberStatus.weaklyUp() || s == MemberStatus.up();
+      if (alive && !state.getUnreachable().contains(m) && hostPort(m.address()).equals(home)) return true;
+    }
+    return false;
   }
 
   private Set<Address> upMembers() {
@@ -51,8 +130,22 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
     return out;
   }
 
+  private static Map<ActorRef, List<String>> asJava(Map<ActorRef, IndexedSeq<String>> current) {
+    Map<ActorRef, List<String>> out = new java.util.HashMap<>();
+    current.forEach((k, v) -> out.put(k, CollectionConverters.asJava(v)));
+    return out;
+  }
+
   private Address addressOf(ActorRef region) {
     Address a = region.path().address();
     return a.hasGlobalScope() ? a : cluster.selfAddress();
+  }
+
+  private String hostPort(ActorRef region) {
+    return hostPort(addressOf(region));
+  }
+
+  private static String hostPort(Address a) {
+    return a.getHost().orElse("?") + ":" + a.getPort().orElse(0);
   }
 }
