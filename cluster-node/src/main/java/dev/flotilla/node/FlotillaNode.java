@@ -3,8 +3,10 @@ package dev.flotilla.node;
 import com.typesafe.config.Config;
 import dev.flotilla.node.auth.TokenAuth;
 import dev.flotilla.node.grpc.GrpcServer;
+import dev.flotilla.persistence.JournalHealth;
 import dev.flotilla.persistence.PersistenceSettings;
 import dev.flotilla.persistence.SchemaBootstrap;
+import dev.flotilla.sandbox.JournalStatus;
 import dev.flotilla.sandbox.SandboxChanged;
 import dev.flotilla.sandbox.SandboxControl;
 import dev.flotilla.sandbox.SandboxEntity;
@@ -114,8 +116,11 @@ public final class FlotillaNode implements AutoCloseable {
           sb.getDuration("ask-timeout"))
           .schedule(node.getDuration("reaper.first-run"), node.getDuration("reaper.interval"));
 
+      JournalHealth journal = JournalHealth.start(full);
+      system.getWhenTerminated().whenComplete((d, e) -> journal.close());
       SandboxControl control = new SandboxControl(system, SpecValidator.fromConfig(sb, drivers.keySet()),
-          sb.getDuration("ask-timeout"), sb.getDuration("file-timeout"), events);
+          sb.getDuration("ask-timeout"), sb.getDuration("file-timeout"), events, journalStatus(journal),
+          sb.getDuration("read-timeout-while-journal-down"));
       TokenAuth auth = TokenAuth.fromConfig(full.getConfig("flotilla.auth"), dataDir);
       Config grpc = node.getConfig("grpc");
       ServerBinding binding;
@@ -133,6 +138,20 @@ public final class FlotillaNode implements AutoCloseable {
       system.terminate();
       throw e;
     }
+  }
+
+  private static JournalStatus journalStatus(JournalHealth health) {
+    return new JournalStatus() {
+      @Override
+      public java.util.Optional<String> unavailable() {
+        return health.unavailable();
+      }
+
+      @Override
+      public Runnable onDown(java.util.function.Consumer<String> onDown) {
+        return health.onDown(onDown);
+      }
+    };
   }
 
   private static Map<String, Hypervisor> drivers(Config node, Path dataDir) {

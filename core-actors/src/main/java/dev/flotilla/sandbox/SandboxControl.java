@@ -40,15 +40,31 @@ public final class SandboxControl {
   private final Duration askTimeout;
   private final Duration fileTimeout;
   private final ActorRef<Topic.Command<SandboxChanged>> events;
+  private final JournalGuard guard;
 
   public SandboxControl(ActorSystem<?> system, SpecValidator validator, Duration askTimeout, Duration fileTimeout,
       ActorRef<Topic.Command<SandboxChanged>> events) {
+    this(system, validator, askTimeout, fileTimeout, events, JournalStatus.ALWAYS_AVAILABLE, askTimeout);
+  }
+
+  /**
+   * @param journal whether the entities' journal can be written; changes are refused while it
+   *     cannot, and calls under way end when it goes down (see {@link JournalGuard})
+   * @param readTimeoutWhileJournalDown how long a read may take while the journal is down (an
+   *     entity in memory answers in milliseconds; one that must recover never does)
+   */
+  public SandboxControl(ActorSystem<?> system, SpecValidator validator, Duration askTimeout, Duration fileTimeout,
+      ActorRef<Topic.Command<SandboxChanged>> events, JournalStatus journal, Duration readTimeoutWhileJournalDown) {
     this.system = system;
     this.sharding = ClusterSharding.get(system);
     this.validator = validator;
     this.askTimeout = askTimeout;
     this.fileTimeout = fileTimeout;
     this.events = events;
+    this.guard = new JournalGuard(journal, (delay, task) -> {
+      var scheduled = system.scheduler().scheduleOnce(delay, task, system.executionContext());
+      return scheduled::cancel;
+    }, readTimeoutWhileJournalDown);
   }
 
   /** One page of a listing; {@code nextPageToken} is empty on the last page. */
@@ -59,7 +75,7 @@ public final class SandboxControl {
   /**
    * Creates a sandbox. With a request id the create is idempotent: the same id and spec return
    * the same sandbox. The quota is reserved first, in the tenant's ledger, and given back if the
-   * sandbox entity refuses.
+   * sandbox entity refuses. Refused while the journal is down (nothing is reserved then).
    */
   public CompletionStage<SandboxView> create(String tenant, SandboxSpec requested, String requestId) {
     final SandboxSpec spec;
@@ -74,23 +90,24 @@ public final class SandboxControl {
     boolean idempotent = requestId != null && !requestId.isEmpty();
     String id = idempotent ? SandboxIds.forRequest(tenant, requestId) : SandboxIds.random();
     var reservation = new TenantEntity.Reservation(id, spec.vcpus(), spec.memoryMiB(), spec.labels(), Instant.now());
-    return ask(tenant(tenant), (ActorRef<StatusReply<Boolean>> r) -> new TenantEntity.Reserve(reservation, r), askTimeout,
-            SandboxError.Kind.RESOURCE_EXHAUSTED)
-        .thenCompose(newlyReserved -> ask(sandbox(id),
+    return guard.change(() -> ask(tenant(tenant), (ActorRef<StatusReply<Boolean>> r) -> new TenantEntity.Reserve(reservation, r),
+            askTimeout, SandboxError.Kind.RESOURCE_EXHAUSTED)
+        .thenCompose(newlyReserved -> guard.nextStep(() -> ask(sandbox(id),
                 (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Create(tenant, spec, idempotent ? requestId : "", r),
-                askTimeout, null)
+                askTimeout, null))
             .exceptionallyCompose(err -> {
               SandboxError e = unwrap(err);
               if (newlyReserved && e.kind() != SandboxError.Kind.UNAVAILABLE) {
                 // Refused for sure: nothing was created, give the quota back.
-                return release(tenant, id).thenCompose(x -> CompletableFuture.failedFuture(e));
+                return guard.nextStep(() -> release(tenant, id)).thenCompose(x -> CompletableFuture.<SandboxView>failedFuture(e));
               }
               return CompletableFuture.failedFuture(e);
-            }));
+            })));
   }
 
   public CompletionStage<SandboxView> get(String tenant, String id) {
-    return lifecycle(tenant, id, r -> new SandboxEntity.Get(tenant, r));
+    return checkId(id).thenCompose(x -> guard.read(() -> ask(sandbox(id),
+        (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Get(tenant, r), askTimeout, null)));
   }
 
   public CompletionStage<SandboxView> start(String tenant, String id) {
@@ -111,8 +128,9 @@ public final class SandboxControl {
 
   /** Deletes the sandbox (its VM is stopped first) and gives its quota back. */
   public CompletionStage<SandboxView> delete(String tenant, String id) {
-    return lifecycle(tenant, id, r -> new SandboxEntity.Delete(tenant, r))
-        .thenCompose(v -> release(tenant, id).thenApply(x -> v));
+    return checkId(id).thenCompose(x -> guard.change(() -> ask(sandbox(id),
+            (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Delete(tenant, r), askTimeout, null)
+        .thenCompose(v -> guard.nextStep(() -> release(tenant, id)).thenApply(y -> v))));
   }
 
   /**
@@ -130,7 +148,7 @@ public final class SandboxControl {
   private CompletionStage<Page> listFrom(String tenant, Map<String, String> labels, Set<Phase> phases, int size, String after,
       List<SandboxView> acc) {
     int batch = Math.max(size - acc.size(), 16);
-    return ask(tenant(tenant), (ActorRef<TenantEntity.Page> r) -> new TenantEntity.ListReservations(after, batch, r))
+    return guard.read(() -> ask(tenant(tenant), (ActorRef<TenantEntity.Page> r) -> new TenantEntity.ListReservations(after, batch, r)))
         .thenCompose(page -> {
           List<CompletableFuture<SandboxView>> views = new ArrayList<>();
           for (var r : page.reservations()) {
@@ -162,8 +180,8 @@ public final class SandboxControl {
     if (spec.argv().isEmpty() || spec.argv().get(0).isEmpty()) {
       return CompletableFuture.failedFuture(SandboxError.invalid("exec needs a command: argv must not be empty"));
     }
-    return checkId(id).thenCompose(x -> ask(sandbox(id),
-            (ActorRef<StatusReply<SourceRef<ExecEvent>>> r) -> new SandboxEntity.Exec(tenant, spec, r), askTimeout, null))
+    return checkId(id).thenCompose(x -> guard.read(() -> ask(sandbox(id),
+            (ActorRef<StatusReply<SourceRef<ExecEvent>>> r) -> new SandboxEntity.Exec(tenant, spec, r), askTimeout, null)))
         .thenApply(SourceRef::getSource);
   }
 
@@ -174,8 +192,9 @@ public final class SandboxControl {
     }
     return checkId(id).thenCompose(x -> {
       SourceRef<ByteString> ref = data.runWith(StreamRefs.sourceRef(), system);
-      return ask(sandbox(id), (ActorRef<StatusReply<Long>> r) -> new SandboxEntity.WriteFile(tenant, path, mode, ref, r),
-          fileTimeout, null);
+      // Not persisted: the file goes to the VM, so a sandbox in memory takes it while the journal is down.
+      return guard.read(() -> ask(sandbox(id),
+          (ActorRef<StatusReply<Long>> r) -> new SandboxEntity.WriteFile(tenant, path, mode, ref, r), fileTimeout, null));
     });
   }
 
@@ -183,8 +202,8 @@ public final class SandboxControl {
     if (path == null || !path.startsWith("/")) {
       return CompletableFuture.failedFuture(SandboxError.invalid("path must be absolute, e.g. /tmp/output.txt"));
     }
-    return checkId(id).thenCompose(x -> ask(sandbox(id),
-            (ActorRef<StatusReply<SourceRef<ByteString>>> r) -> new SandboxEntity.ReadFile(tenant, path, r), askTimeout, null))
+    return checkId(id).thenCompose(x -> guard.read(() -> ask(sandbox(id),
+            (ActorRef<StatusReply<SourceRef<ByteString>>> r) -> new SandboxEntity.ReadFile(tenant, path, r), askTimeout, null)))
         .thenApply(SourceRef::getSource);
   }
 
@@ -212,9 +231,10 @@ public final class SandboxControl {
 
   // ------------------------------------------------------------------------------ plumbing
 
+  /** A lifecycle change: refused while the journal is down, see {@link JournalGuard}. */
   private CompletionStage<SandboxView> lifecycle(
       String tenant, String id, java.util.function.Function<ActorRef<StatusReply<SandboxView>>, SandboxEntity.Command> msg) {
-    return checkId(id).thenCompose(x -> ask(sandbox(id), msg::apply, askTimeout, null));
+    return checkId(id).thenCompose(x -> guard.change(() -> ask(sandbox(id), msg::apply, askTimeout, null)));
   }
 
   private static CompletionStage<Void> checkId(String id) {

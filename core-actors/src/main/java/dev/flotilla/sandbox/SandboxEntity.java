@@ -239,8 +239,10 @@ public final class SandboxEntity
 
   private SandboxEntity(String sandboxId, SandboxRuntime runtime, ActorRef<ClusterSharding.ShardCommand> shard,
       ActorContext<Command> ctx, TimerScheduler<Command> timers) {
+    // A failed persist or recovery (journal down) restarts the entity, which recovers again: at
+    // most 3 s apart, so after a journal outage it is back, and its VM looked after, within ~3 s.
     super(PersistenceId.of(ENTITY_KEY.name(), sandboxId),
-        SupervisorStrategy.restartWithBackoff(Duration.ofMillis(200), Duration.ofSeconds(10), 0.2));
+        SupervisorStrategy.restartWithBackoff(Duration.ofMillis(200), Duration.ofSeconds(3), 0.2));
     this.sandboxId = sandboxId;
     this.runtime = runtime;
     this.shard = shard;

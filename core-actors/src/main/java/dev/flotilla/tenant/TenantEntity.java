@@ -96,7 +96,8 @@ public final class TenantEntity
 
   private TenantEntity(String tenant, Quota quota) {
     super(PersistenceId.of(ENTITY_KEY.name(), tenant),
-        SupervisorStrategy.restartWithBackoff(java.time.Duration.ofMillis(200), java.time.Duration.ofSeconds(10), 0.2));
+        // Journal down: retried at most 3 s apart, so creates are taken again soon after it is back.
+        SupervisorStrategy.restartWithBackoff(java.time.Duration.ofMillis(200), java.time.Duration.ofSeconds(3), 0.2));
     this.tenant = tenant;
     this.quota = quota;
   }
