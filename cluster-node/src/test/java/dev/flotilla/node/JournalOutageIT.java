@@ -1,6 +1,7 @@
 package dev.flotilla.node;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.flotilla.api.v1.PauseSandboxRequest;
@@ -8,6 +9,8 @@ import dev.flotilla.api.v1.Phase;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxServiceClient;
 import dev.flotilla.persistence.EmbeddedPostgresServer;
+import dev.flotilla.vm.VmDirectory;
+import dev.flotilla.vm.VmHandle;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import java.nio.file.Path;
@@ -48,6 +51,8 @@ class JournalOutageIT extends NodeScenarios {
     boot(new TestNode(dir.resolve("node"), postgres.jdbcUrl()));
     String id = create(spec(), "before-outage").getId();
     long incarnation = awaitPhase(id, Phase.RUNNING).getIncarnation();
+    String crashing = create(spec(), "crashes-during-outage").getId();
+    long crashingIncarnation = awaitPhase(crashing, Phase.RUNNING).getIncarnation();
     SandboxServiceClient normal = client;
     client = SandboxServiceClient.create(GrpcClientSettings.connectToServiceAt("127.0.0.1", node.node.grpcPort(), clientSystem)
         .withTls(false).withDeadline(OUTAGE_DEADLINE), clientSystem);
@@ -80,6 +85,21 @@ class JournalOutageIT extends NodeScenarios {
       assertEquals("still here\n", exec(id, "echo", "still here").stdout());
       System.out.printf("journal outage: first create failed after %d ms, next after %d ms: %s%n", firstMs, refusedMs, why);
 
+      // when: a sandbox's VM dies meanwhile, so its entity cannot record it (and restarts, and
+      // cannot recover from the journal)
+      killVm(crashing);
+      // then: reads of it end with UNAVAILABLE after the short read timeout, not the ask-timeout
+      Awaitility.await("a get of the sandbox that cannot recover ends with UNAVAILABLE").atMost(Duration.ofSeconds(30))
+          .pollInterval(Duration.ofMillis(200)).until(() -> {
+            try {
+              get(crashing);
+              return false;
+            } catch (StatusRuntimeException e) {
+              assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode(), e.getStatus().toString());
+              return e.getStatus().getDescription().contains("while the sandbox journal is unreachable");
+            }
+          });
+
       // when: PostgreSQL is back on the same port and data
       postgres = EmbeddedPostgresServer.start(pgDir, postgres.port());
       long up = System.nanoTime();
@@ -90,6 +110,16 @@ class JournalOutageIT extends NodeScenarios {
           .until(() -> create(spec(), "after-outage") != null);
       System.out.printf("journal outage: first create acknowledged %d ms after PostgreSQL was back%n",
           (System.nanoTime() - up) / 1_000_000);
+      // and the sandbox whose VM died comes back as a new incarnation, without being asked to
+      Awaitility.await("the crashed sandbox runs again").atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(200))
+          .ignoreException(StatusRuntimeException.class)
+          .until(() -> {
+            Sandbox s = get(crashing);
+            return s.getPhase() == Phase.RUNNING && s.getIncarnation() > crashingIncarnation;
+          });
+      System.out.printf("journal outage: the sandbox whose VM died during the outage runs again %d ms after PostgreSQL was back%n",
+          (System.nanoTime() - up) / 1_000_000);
+      assertEquals("ok\n", exec(crashing, "echo", "ok").stdout());
       // and the sandbox that should run still runs, the same VM
       Sandbox after = get(id);
       assertEquals(Phase.RUNNING, after.getPhase());
@@ -100,6 +130,19 @@ class JournalOutageIT extends NodeScenarios {
     } finally {
       client.close();
       client = normal;
+    }
+  }
+
+  /** Kills the processes of a sandbox's current VM, as a crash would. */
+  void killVm(String sandboxId) {
+    var handles = new VmDirectory(node.dataDir.resolve("vms")).handles().stream()
+        .filter(h -> h.sandboxId().equals(sandboxId) && h.pid() > 0).toList();
+    assertFalse(handles.isEmpty(), "no VM handle for " + sandboxId);
+    for (VmHandle h : handles) {
+      ProcessHandle.of(h.pid()).ifPresent(p -> {
+        p.descendants().forEach(ProcessHandle::destroyForcibly);
+        p.destroyForcibly();
+      });
     }
   }
 }
