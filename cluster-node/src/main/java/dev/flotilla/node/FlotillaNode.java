@@ -111,15 +111,16 @@ public final class FlotillaNode implements AutoCloseable {
       SandboxEntity.init(system, runtime);
       TenantEntity.init(system, tenant -> quota(full.getConfig("flotilla.tenants"), tenant));
 
-      new VmReaper(system, runtime,
-          system.dispatchers().lookup(DispatcherSelector.fromConfig(full.getString("flotilla.vm.supervisor.blocking-dispatcher"))),
-          sb.getDuration("ask-timeout"))
-          .schedule(node.getDuration("reaper.first-run"), node.getDuration("reaper.interval"));
-
       JournalHealth journal = JournalHealth.start(full);
       system.getWhenTerminated().whenComplete((d, e) -> journal.close());
+      JournalStatus journalStatus = journalStatus(journal);
+      new VmReaper(system, runtime,
+          system.dispatchers().lookup(DispatcherSelector.fromConfig(full.getString("flotilla.vm.supervisor.blocking-dispatcher"))),
+          sb.getDuration("ask-timeout"), journalStatus)
+          .schedule(node.getDuration("reaper.first-run"), node.getDuration("reaper.interval"));
+
       SandboxControl control = new SandboxControl(system, SpecValidator.fromConfig(sb, drivers.keySet()),
-          sb.getDuration("ask-timeout"), sb.getDuration("file-timeout"), events, journalStatus(journal),
+          sb.getDuration("ask-timeout"), sb.getDuration("file-timeout"), events, journalStatus,
           sb.getDuration("read-timeout-while-journal-down"));
       TokenAuth auth = TokenAuth.fromConfig(full.getConfig("flotilla.auth"), dataDir);
       Config grpc = node.getConfig("grpc");

@@ -26,16 +26,29 @@ public final class VmReaper {
   private final SandboxRuntime runtime;
   private final Executor blocking;
   private final Duration askTimeout;
+  private final JournalStatus journal;
 
   public VmReaper(ActorSystem<?> system, SandboxRuntime runtime, Executor blocking, Duration askTimeout) {
+    this(system, runtime, blocking, askTimeout, JournalStatus.ALWAYS_AVAILABLE);
+  }
+
+  public VmReaper(ActorSystem<?> system, SandboxRuntime runtime, Executor blocking, Duration askTimeout, JournalStatus journal) {
     this.system = system;
     this.runtime = runtime;
     this.blocking = blocking;
     this.askTimeout = askTimeout;
+    this.journal = journal;
   }
 
-  /** One pass over this node's VM directory. */
+  /** One pass over this node's VM directory; skipped while the journal is down. */
   public void reapOnce() {
+    var down = journal.unavailable();
+    if (down.isPresent()) {
+      // Asking a sandbox that is not in memory would start it, and its shard, unable to record
+      // that in the journal, would stop with every sandbox in it. Nothing here is urgent.
+      log.info("VM reaper pass skipped: the journal is unavailable ({})", down.get());
+      return;
+    }
     for (VmDirectory.Entry e : new VmDirectory(runtime.vmRoot()).list()) {
       if (!e.readable()) continue;
       VmHandle h = e.handle();
