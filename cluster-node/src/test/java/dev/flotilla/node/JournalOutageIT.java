@@ -85,6 +85,13 @@ class JournalOutageIT extends NodeScenarios {
       assertEquals("still here\n", exec(id, "echo", "still here").stdout());
       System.out.printf("journal outage: first create failed after %d ms, next after %d ms: %s%n", firstMs, refusedMs, why);
 
+      // a sandbox that is not in memory (here: one that never existed) cannot be looked up in the
+      // journal: UNAVAILABLE after the short read timeout, rather than NOT_FOUND or a hang
+      var unknown = failure(() -> get("sb-00000000000000aa"));
+      assertEquals(Status.Code.UNAVAILABLE, unknown.getStatus().getCode(), unknown.getStatus().toString());
+      assertTrue(unknown.getStatus().getDescription().contains("while the sandbox journal is unreachable"),
+          unknown.getStatus().getDescription());
+
       // when: a sandbox's VM dies meanwhile, so its entity cannot record it (and restarts, and
       // cannot recover from the journal)
       killVm(crashing);
@@ -110,6 +117,7 @@ class JournalOutageIT extends NodeScenarios {
           .until(() -> create(spec(), "after-outage") != null);
       System.out.printf("journal outage: first create acknowledged %d ms after PostgreSQL was back%n",
           (System.nanoTime() - up) / 1_000_000);
+      assertEquals(Status.Code.NOT_FOUND, codeOf(() -> get("sb-00000000000000aa")));
       // and the sandbox whose VM died comes back as a new incarnation, without being asked to
       Awaitility.await("the crashed sandbox runs again").atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(200))
           .ignoreException(StatusRuntimeException.class)
