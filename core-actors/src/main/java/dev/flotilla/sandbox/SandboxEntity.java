@@ -550,6 +550,15 @@ public final class SandboxEntity
 
   /** The current incarnation's VM is gone: record it and decide what comes next. */
   private ReplyEffect<Event, State> onVmGone(Live s, VmEnd end, Instant now) {
+    return onVmGone(s, end, false, now);
+  }
+
+  /**
+   * @param hostLost the VM was lost with its host (or its node), not ended by its workload: a
+   *     sandbox that should run starts again at once whatever its restart policy, and the restart
+   *     does not count against its crash-loop budget
+   */
+  private ReplyEffect<Event, State> onVmGone(Live s, VmEnd end, boolean hostLost, Instant now) {
     supervisor = null;
     List<Event> events = new ArrayList<>();
     events.add(new VmEnded(s.incarnation(), end, now));
@@ -562,7 +571,11 @@ public final class SandboxEntity
       }
       case STOPPING -> event = "stopped";
       default -> {
-        if (!s.desiredRunning() || !s.spec().restartPolicy().restartsAfter(end)) {
+        if (hostLost && s.desiredRunning()) {
+          events.add(new VmStartRequested(s.incarnation() + 1, runtime.nodeAddress(), "moved here: " + end.reason(),
+              s.restartCount(), now));
+          event = "restarting";
+        } else if (!s.desiredRunning() || !s.spec().restartPolicy().restartsAfter(end)) {
           event = "vm-exited";
         } else {
           boolean stableRun = s.vmSince() != null
@@ -616,7 +629,7 @@ public final class SandboxEntity
     // node's reaper stops it (older incarnation); we move on to a new incarnation.
     String why = loc == null ? "node restarted while the VM was starting" : "VM was on host " + loc.hostId() + " (node " + loc.node() + ")";
     ctx.getLog().info("sandbox {}: incarnation {} cannot be re-attached here: {}", sandboxId, s.incarnation(), why);
-    return onVmGone(s, new VmEnd(-1, 0, "lost: " + why, false), now);
+    return onVmGone(s, new VmEnd(-1, 0, "lost: " + why, false), true, now);
   }
 
   private VmHandle savedHandle(long incarnation) {

@@ -145,7 +145,11 @@ class SandboxEntityTest {
 
   /** Runs a command and returns the state once a reply came back (the entity may reply late). */
   SandboxView running(EventSourcedBehaviorTestKit<Command, Event, State> kit) {
-    var created = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, SPEC, "req-1", ref));
+    return running(kit, SPEC);
+  }
+
+  SandboxView running(EventSourcedBehaviorTestKit<Command, Event, State> kit, SandboxSpec spec) {
+    var created = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, spec, "req-1", ref));
     assertEquals(Phase.CREATING, created.reply().getValue().phase());
     assertEquals(List.of(SandboxEntity.Created.class, SandboxEntity.VmStartRequested.class),
         created.events().stream().map(Object::getClass).toList());
@@ -344,9 +348,11 @@ class SandboxEntityTest {
   }
 
   @Test
-  void afterAMoveToAnotherHostANewIncarnationStarts() {
+  void afterAMoveToAnotherHostANewIncarnationStartsAtOnceWhateverItsRestartPolicy() {
     var kit = kit(runtime("host-a", 3));
-    running(kit);
+    // A lost host is not the workload's exit: even a NEVER sandbox that should run comes back,
+    // and the move does not count against its crash-loop budget.
+    running(kit, new SandboxSpec("process", 1, 256, Map.of(), RestartPolicy.NEVER));
     // Same journal, another host: the old VM cannot be re-attached from here. (A new testkit
     // starts from a clean journal, so the first one's events are handed over explicitly.)
     String pid = "Sandbox|" + ID;
@@ -363,6 +369,7 @@ class SandboxEntityTest {
     var v = moved.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get(T, ref)).reply().getValue();
     assertEquals(2, v.incarnation());
     assertEquals(Phase.CREATING, v.phase());
+    assertEquals(0, v.restartCount(), "a move is not a restart of a crashing workload");
     assertTrue(v.statusMessage().contains("host-a"), v.statusMessage());
   }
 
