@@ -83,18 +83,30 @@ final class TestCluster implements AutoCloseable {
 
     /** Starts the nodes in parallel, awaits the topology, creates the sandboxes. */
     TestCluster start() throws IOException {
-      LocalCluster local = LocalCluster.builder().nodes(nodes).config(config).deleteOnClose(false).start();
+      LocalCluster local = LocalCluster.builder().nodes(nodes).config(quotaFor(sandboxes) + config).deleteOnClose(false).start();
       TestCluster c = new TestCluster(local, name);
       STARTED.add(c);
       try {
         c.awaitTopology(topologyTimeout);
-        c.createInitial(sandboxes, topologyTimeout);
+        c.createInitial(sandboxes, topologyTimeout.plusSeconds(2L * sandboxes)); // ~1.5 VM starts/s on 2 cores
       } catch (RuntimeException | Error e) {
         c.close();
         throw e;
       }
       return c;
     }
+  }
+
+  /**
+   * The default tenant's quota (100 sandboxes, 64 vCPUs) holds the ci profile plus a workload that
+   * runs into it now and then (RESOURCE_EXHAUSTED is part of what the suite exercises); a larger
+   * run gets room for its sandboxes plus the same headroom for the workload.
+   */
+  static String quotaFor(int sandboxes) {
+    if (sandboxes <= 40) return "";
+    int vcpus = sandboxes + 40;
+    return "flotilla.tenants.default-quota { sandboxes = " + (sandboxes + 60) + ", vcpus = " + vcpus + ", memory-mib = "
+        + vcpus * 128 + " }\n";
   }
 
   /** Node i's client (1-based). */
