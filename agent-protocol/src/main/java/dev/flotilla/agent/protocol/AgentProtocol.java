@@ -14,5 +14,12 @@ public final class AgentProtocol {
   /** File transfer chunk: well under the frame limit, leaving room for the protobuf envelope. */
   public static final int DEFAULT_FILE_CHUNK = 256 * 1024;
 
+  /**
+   * Exit code of a guest agent that ended its sandbox because its lease ran out: no frame from a
+   * handshaken host within the lease of the last handshake (see HandshakeRequest.lease_ms). 75 is
+   * sysexits' EX_TEMPFAIL: the sandbox is expected to run again, elsewhere, as a new incarnation.
+   */
+  public static final int EXIT_LEASE_EXPIRED = 75;
+
   private AgentProtocol() {}
 }

@@ -49,6 +49,8 @@ final class AgentSession implements FrameConnection.Handler {
 
   @Override
   public void onFrame(Frame frame) throws ProtocolException {
+    // Only a node that named this sandbox and incarnation keeps it alive.
+    if (handshaken) agent.renewLease();
     switch (frame.type()) {
       case REQUEST -> onRequest(frame.streamId(), frame.payload());
       case WINDOW_UPDATE -> {
@@ -118,6 +120,7 @@ final class AgentSession implements FrameConnection.Handler {
           + "' incarnation " + h.getIncarnation());
     }
     handshaken = true;
+    agent.stateLease(Integer.toUnsignedLong(h.getLeaseMs()));
     return Response.newBuilder().setHandshake(agent.probe().details()).build();
   }
 

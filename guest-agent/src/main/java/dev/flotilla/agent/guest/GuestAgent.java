@@ -1,6 +1,9 @@
 package dev.flotilla.agent.guest;
 
+import dev.flotilla.agent.guest.lease.Lease;
+import dev.flotilla.agent.guest.lease.LeaseWatchdog;
 import dev.flotilla.agent.guest.process.GuestProcess;
+import dev.flotilla.agent.guest.process.ProcessSweep;
 import dev.flotilla.agent.guest.process.ProcessTable;
 import dev.flotilla.agent.guest.system.FileService;
 import dev.flotilla.agent.guest.system.GuestProbe;
@@ -21,6 +24,7 @@ import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.IntConsumer;
 
 /**
  * The agent: state shared by every connection (identity, processes) and the transport-agnostic
@@ -45,10 +49,25 @@ public final class GuestAgent {
   private final GuestProbe probe = new GuestProbe();
   private final ExitAction exitAction;
   private final AtomicInteger connections = new AtomicInteger();
+  private final Lease lease = new Lease(System::nanoTime, LeaseWatchdog.FROZEN_GAP.toNanos());
+  private final LeaseWatchdog watchdog;
+  private final IntConsumer leaseExit;
 
+  /** An agent whose lease expiry ends the JVM with {@link AgentProtocol#EXIT_LEASE_EXPIRED}. */
   public GuestAgent(AgentConfig config, ExitAction exitAction) {
+    this(config, exitAction, System::exit);
+  }
+
+  /**
+   * @param exitAction what happens once a Shutdown has been answered
+   * @param leaseExit ends the agent with the given exit code once its lease has run out and its
+   *     processes are killed
+   */
+  public GuestAgent(AgentConfig config, ExitAction exitAction, IntConsumer leaseExit) {
     this.config = config;
     this.exitAction = exitAction;
+    this.leaseExit = leaseExit;
+    this.watchdog = new LeaseWatchdog(lease, config.sandboxId() + " incarnation " + config.incarnation(), this::leaseExpired);
     this.processes = new ProcessTable(scheduler, config.exitRetention(), AgentProtocol.DEFAULT_OUTPUT_WINDOW,
         config.maxPayload());
     this.files = new FileService(Math.min(config.fileChunk(), config.maxPayload() - 4096));
@@ -88,6 +107,30 @@ public final class GuestAgent {
 
   GuestProbe probe() {
     return probe;
+  }
+
+  /** The lease stated by an accepted handshake (0: none); see {@link Lease}. */
+  void stateLease(long leaseMillis) {
+    if (lease.state(TimeUnit.MILLISECONDS.toNanos(leaseMillis))) {
+      System.err.println("flotilla-guest-agent: lease " + (leaseMillis == 0 ? "off"
+          : leaseMillis + " ms: the sandbox ends itself if its node sends nothing for that long"));
+    }
+    if (leaseMillis > 0) watchdog.start();
+  }
+
+  /** A frame from a handshaken node. */
+  void renewLease() {
+    lease.renew();
+  }
+
+  /** On the watchdog's thread: the node has not renewed the lease in time. */
+  private void leaseExpired(String message) {
+    System.err.println(message);
+    System.err.flush();
+    if (!ProcessSweep.killAll(processes.all(), 100)) {
+      System.err.println("flotilla-guest-agent: some processes survived SIGKILL; exiting anyway");
+    }
+    leaseExit.accept(AgentProtocol.EXIT_LEASE_EXPIRED);
   }
 
   ExecutorService workers() {

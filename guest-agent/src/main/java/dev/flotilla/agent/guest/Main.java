@@ -15,6 +15,10 @@ import java.util.Map;
  *
  * <p>Sandbox id and incarnation may come from FLOTILLA_SANDBOX_ID / FLOTILLA_INCARNATION instead.
  * Runs until a Shutdown call (or a signal). Works as PID 1 too; under tini, tini reaps orphans.
+ *
+ * <p>Exit codes: 0 after a Shutdown; {@link AgentProtocol#EXIT_LEASE_EXPIRED} (75) when the node
+ * stated a lease and stopped renewing it (the agent killed its processes first); 1 when it cannot
+ * listen; 2 for bad arguments.
  */
 public final class Main {
 
@@ -57,7 +61,10 @@ public final class Main {
       System.exit(1);
       return;
     }
-    GuestAgent agent = new GuestAgent(config, powerOff -> exit(config, listener, powerOff));
+    GuestAgent agent = new GuestAgent(config, powerOff -> exit(config, listener, powerOff), code -> {
+      stopping = true;
+      System.exit(code);
+    });
     // Stopped by a signal (not a Shutdown call): do not leave the sandbox's processes orphaned.
     Runtime.getRuntime().addShutdownHook(new Thread(() -> agent.stopProcesses(Duration.ofSeconds(1)), "agent-stop"));
     System.err.println("flotilla-guest-agent: listening on " + listener.address() + " for sandbox "

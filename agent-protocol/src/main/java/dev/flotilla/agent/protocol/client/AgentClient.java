@@ -19,8 +19,17 @@ import java.util.concurrent.CompletableFuture;
  */
 public interface AgentClient extends AutoCloseable {
 
-  /** Names the sandbox and incarnation; fails with FAILED_PRECONDITION if the agent runs another. */
-  CompletableFuture<GuestInfo> handshake(String sandboxId, long incarnation, Duration deadline);
+  /** Names the sandbox and incarnation, without a lease; fails with FAILED_PRECONDITION if the agent runs another. */
+  default CompletableFuture<GuestInfo> handshake(String sandboxId, long incarnation, Duration deadline) {
+    return handshake(sandboxId, incarnation, Duration.ZERO, deadline);
+  }
+
+  /**
+   * Names the sandbox and incarnation and states the agent's lease (zero: none): from now on the
+   * host must send something (e.g. a ping) within every {@code lease}, or the agent ends the
+   * sandbox (see HandshakeRequest.lease_ms in agent.proto).
+   */
+  CompletableFuture<GuestInfo> handshake(String sandboxId, long incarnation, Duration lease, Duration deadline);
 
   /**
    * Starts a process. Its output is pushed to {@code sink} as it comes, paced by flow control:

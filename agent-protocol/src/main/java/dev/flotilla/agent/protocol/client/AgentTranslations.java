@@ -26,12 +26,16 @@ import java.time.Duration;
 final class AgentTranslations {
   private AgentTranslations() {}
 
-  static Request handshake(String sandboxId, long incarnation) {
+  static Request handshake(String sandboxId, long incarnation, Duration lease) {
+    if (lease.isNegative() || lease.toMillis() > 0xFFFF_FFFFL) {
+      throw new IllegalArgumentException("lease " + lease + " is out of range (0 to 2^32-1 ms; 0: none)");
+    }
     return Request.newBuilder()
         .setHandshake(HandshakeRequest.newBuilder()
             .setSandboxId(sandboxId)
             .setIncarnation(incarnation)
-            .setProtocolVersion(AgentProtocol.VERSION))
+            .setProtocolVersion(AgentProtocol.VERSION)
+            .setLeaseMs((int) lease.toMillis()))
         .build();
   }
 

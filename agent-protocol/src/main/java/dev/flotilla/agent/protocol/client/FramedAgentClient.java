@@ -67,8 +67,8 @@ public final class FramedAgentClient implements AgentClient {
   }
 
   @Override
-  public CompletableFuture<GuestInfo> handshake(String sandboxId, long incarnation, Duration deadline) {
-    return call(AgentTranslations.handshake(sandboxId, incarnation), deadline, "handshake")
+  public CompletableFuture<GuestInfo> handshake(String sandboxId, long incarnation, Duration lease, Duration deadline) {
+    return call(AgentTranslations.handshake(sandboxId, incarnation, lease), deadline, "handshake")
         .thenApply(AgentTranslations::guestInfo);
   }
 

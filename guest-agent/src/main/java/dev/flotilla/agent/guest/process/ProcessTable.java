@@ -104,6 +104,11 @@ public final class ProcessTable {
     scheduler.schedule(() -> processes.remove(p.execId(), p), retention.toMillis(), TimeUnit.MILLISECONDS);
   }
 
+  /** Every process still known, running or not. */
+  public List<GuestProcess> all() {
+    return new ArrayList<>(processes.values());
+  }
+
   public List<GuestProcess> running() {
     List<GuestProcess> list = new ArrayList<>();
     for (GuestProcess p : processes.values()) if (p.isAlive()) list.add(p);
