@@ -151,6 +151,9 @@ final class AgentSession implements FrameConnection.Handler {
   private void shutdown(int streamId, Request request) {
     Duration grace = Duration.ofMillis(Integer.toUnsignedLong(request.getShutdown().getGraceMillis()));
     boolean powerOff = request.getShutdown().getPowerOff();
+    // The node asked for the end: the lease no longer counts while the processes get their grace
+    // (which may be longer than the lease); the agent exits when it is over.
+    agent.stateLease(0);
     Thread t = new Thread(() -> {
       agent.stopProcesses(grace);
       reply(streamId, Response.newBuilder().setShutdown(Empty.getDefaultInstance()).build());

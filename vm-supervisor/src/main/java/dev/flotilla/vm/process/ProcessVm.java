@@ -36,6 +36,8 @@ final class ProcessVm implements Vm {
   private static final Logger log = LoggerFactory.getLogger(ProcessVm.class);
   static final String AGENT_SOCKET = "agent.sock";
   static final String AGENT_LOG = "agent.log";
+  /** What the guest agent logs when it ends the sandbox for lease expiry. */
+  static final String LEASE_EXPIRED_LINE = "flotilla-guest-agent: lease expired:";
 
   /** Watches adopted processes (not our children, so no exit notification): one cheap /proc read each tick. */
   private static final ScheduledExecutorService WATCHER = Executors.newSingleThreadScheduledExecutor(r -> {
@@ -275,7 +277,13 @@ final class ProcessVm implements Vm {
     if (exit.isDone()) return;
     VmExit e;
     if (code == null) {
-      e = new VmExit(-1, 0, requested ? "stopped" : "exited (status unknown: the VM was adopted, not our child)", requested);
+      // Not our child, so no exit code; but an agent that ended the sandbox said why in its log.
+      e = logTail(handle.stateDir().resolve(AGENT_LOG)).contains(LEASE_EXPIRED_LINE)
+          ? VmExit.agentLeaseExpired(requested)
+          : new VmExit(-1, 0, requested ? "stopped" : "exited (status unknown: the VM was adopted, not our child)", requested);
+    } else if (code == VmExit.AGENT_LEASE_EXPIRED) {
+      // the agent's own exit code: unshare and tini pass it on
+      e = VmExit.agentLeaseExpired(requested);
     } else if (code > 128 && code <= 128 + 64) {
       int sig = code - 128;
       e = new VmExit(-1, sig, "killed by signal " + sig + " (" + Procfs.signalName(sig) + ")", requested);

@@ -15,11 +15,14 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Optional;
+import java.util.OptionalInt;
 import java.util.OptionalLong;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import java.util.stream.Stream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -107,8 +110,7 @@ final class QemuVm implements Vm {
       int code = done.exitValue();
       // Java reports a death by signal as 128 + signal
       boolean signalled = code > 128 && code < 160;
-      exit.complete(new VmExit(signalled ? -1 : code, signalled ? code - 128 : 0,
-          signalled ? "QEMU killed by signal " + (code - 128) : describeExit(code), requested));
+      exit.complete(signalled ? new VmExit(-1, code - 128, "QEMU killed by signal " + (code - 128), requested) : describeExit(code));
     });
     try {
       handle.save();
@@ -233,7 +235,8 @@ final class QemuVm implements Vm {
   private void watch(ProcessHandle ph) {
     process = ph;
     // Not our child: no exit code, only that it is gone (ProcessHandle polls).
-    ph.onExit().thenRun(() -> exit.complete(new VmExit(-1, 0, "QEMU exited (adopted: exit code unknown)", requested)));
+    ph.onExit().thenRun(() -> exit.complete(
+        agentExit().orElseGet(() -> new VmExit(-1, 0, "QEMU exited (adopted: exit code unknown)", requested))));
   }
 
   private boolean isOurProcess() {
@@ -259,9 +262,54 @@ final class QemuVm implements Vm {
         .orElse(handle.stateDir().resolve("qmp.sock").toString()));
   }
 
-  private String describeExit(int code) {
-    if (code == 0) return requested ? "stopped" : "guest ended (agent exit or power off)";
-    return "QEMU exited with " + code + ": " + tail(handle.stateDir().resolve("qemu.log"));
+  private VmExit describeExit(int code) {
+    if (code == 0) {
+      // -no-reboot: the guest's end (its init, i.e. tini and the agent, exiting) ends QEMU with 0
+      return agentExit().orElseGet(() -> new VmExit(0, 0, requested ? "stopped" : "guest ended (agent exit or power off)", requested));
+    }
+    return new VmExit(code, 0, "QEMU exited with " + code + ": " + tail(handle.stateDir().resolve("qemu.log")), requested);
+  }
+
+  /**
+   * The guest agent's lease expiry, read from the serial console: the agent's own line, or the
+   * kernel's panic when init (tini, which exits with the agent's code) exited with 75.
+   */
+  private Optional<VmExit> agentExit() {
+    Path console = Path.of(Optional.ofNullable(handle.extra().get("consoleLog"))
+        .orElse(handle.stateDir().resolve("console.log").toString()));
+    String text = consoleTail(console);
+    OptionalInt initExit = initExitCode(text);
+    boolean leaseLine = text.contains("flotilla-guest-agent: lease expired:");
+    if ((initExit.isPresent() && initExit.getAsInt() == VmExit.AGENT_LEASE_EXPIRED) || (initExit.isEmpty() && leaseLine)) {
+      return Optional.of(VmExit.agentLeaseExpired(requested));
+    }
+    return Optional.empty();
+  }
+
+  private static final Pattern INIT_EXIT = Pattern.compile("Attempted to kill init! exitcode=0x([0-9a-fA-F]+)");
+
+  /** The exit code of the guest's init from the kernel's last "Attempted to kill init!" panic. */
+  static OptionalInt initExitCode(String console) {
+    Matcher m = INIT_EXIT.matcher(console);
+    OptionalInt last = OptionalInt.empty();
+    while (m.find()) {
+      int status = (int) Long.parseLong(m.group(1), 16);
+      // a wait status: exit code in bits 8-15 when no signal (bits 0-6) ended it
+      last = (status & 0x7f) == 0 ? OptionalInt.of((status >> 8) & 0xff) : OptionalInt.empty();
+    }
+    return last;
+  }
+
+  private static String consoleTail(Path console) {
+    try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(console.toFile(), "r")) {
+      long from = Math.max(0, f.length() - 16384);
+      byte[] buf = new byte[(int) (f.length() - from)];
+      f.seek(from);
+      f.readFully(buf);
+      return new String(buf, StandardCharsets.UTF_8);
+    } catch (IOException e) {
+      return "";
+    }
   }
 
   private static String tail(Path log) {

@@ -68,6 +68,8 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
    * @param connectBackoffMax the longest delay between attempts
    * @param callTimeout deadline of one agent call
    * @param healthInterval how often the agent is pinged
+   * @param lease the agent's lease stated in every handshake, {@link Duration#ZERO} for none: an
+   *     agent that hears nothing for this long ends its sandbox (see reference.conf)
    * @param healthMaxFailures consecutive failed pings before the agent is lost
    * @param execWaitSlice how long one waitProcess call lasts before it is re-issued
    * @param execBuffer exec output chunks buffered between the agent and the stream ref
@@ -82,12 +84,26 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       Duration connectBackoffMax,
       Duration callTimeout,
       Duration healthInterval,
+      Duration lease,
       int healthMaxFailures,
       Duration execWaitSlice,
       int execBuffer,
       int fileChunkSize,
       Duration fileTimeout,
       AgentConnector connector) {
+
+    public Settings {
+      if (lease.isNegative() || lease.toMillis() > 0xFFFF_FFFFL) {
+        throw new IllegalArgumentException("flotilla.vm.supervisor.lease = " + lease.toMillis()
+            + " ms is out of range: give a duration such as 8s, or 0/off for no lease");
+      }
+      if (!lease.isZero() && healthInterval.multipliedBy(3).compareTo(lease) >= 0) {
+        throw new IllegalArgumentException("flotilla.vm.supervisor.health-interval (" + healthInterval.toMillis()
+            + " ms) must be under a third of flotilla.vm.supervisor.lease (" + lease.toMillis()
+            + " ms): the health pings renew the guest agent's lease and several must fit in one, or a late ping"
+            + " ends the sandbox; lower health-interval (1s for the default 8s lease) or raise lease");
+      }
+    }
 
     /** From {@code flotilla.vm.supervisor} (see reference.conf). */
     public static Settings fromConfig(Config c) {
@@ -98,6 +114,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
           c.getDuration("connect-backoff-max"),
           c.getDuration("call-timeout"),
           c.getDuration("health-interval"),
+          lease(c),
           c.getInt("health-max-failures"),
           c.getDuration("exec-wait-slice"),
           c.getInt("exec-buffer"),
@@ -106,27 +123,43 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
           AgentConnector.DEFAULT);
     }
 
+    /** {@code lease}: a duration, or 0 / off for none. */
+    private static Duration lease(Config c) {
+      if (c.getValue("lease").valueType() == com.typesafe.config.ConfigValueType.BOOLEAN && !c.getBoolean("lease")) {
+        return Duration.ZERO; // HOCON reads a bare off as false
+      }
+      String raw = c.getValue("lease").unwrapped().toString().trim();
+      if (raw.equals("off") || raw.equals("0")) return Duration.ZERO;
+      return c.getDuration("lease");
+    }
+
     public static Settings create(ActorSystem<?> system) {
       return fromConfig(system.settings().config().getConfig("flotilla.vm.supervisor"));
     }
 
     public Settings withHealth(Duration interval, int maxFailures) {
-      return new Settings(blockingDispatcher, startTimeout, connectBackoffMin, connectBackoffMax, callTimeout, interval, maxFailures,
+      return new Settings(blockingDispatcher, startTimeout, connectBackoffMin, connectBackoffMax, callTimeout, interval, lease, maxFailures,
           execWaitSlice, execBuffer, fileChunkSize, fileTimeout, connector);
     }
 
     public Settings withStartTimeout(Duration timeout) {
-      return new Settings(blockingDispatcher, timeout, connectBackoffMin, connectBackoffMax, callTimeout, healthInterval, healthMaxFailures,
+      return new Settings(blockingDispatcher, timeout, connectBackoffMin, connectBackoffMax, callTimeout, healthInterval, lease, healthMaxFailures,
           execWaitSlice, execBuffer, fileChunkSize, fileTimeout, connector);
     }
 
     public Settings withCallTimeout(Duration timeout) {
-      return new Settings(blockingDispatcher, startTimeout, connectBackoffMin, connectBackoffMax, timeout, healthInterval, healthMaxFailures,
+      return new Settings(blockingDispatcher, startTimeout, connectBackoffMin, connectBackoffMax, timeout, healthInterval, lease, healthMaxFailures,
           execWaitSlice, execBuffer, fileChunkSize, fileTimeout, connector);
     }
 
+    /** The lease and, to fit it, the health interval (zero lease: none). */
+    public Settings withLease(Duration newLease, Duration interval) {
+      return new Settings(blockingDispatcher, startTimeout, connectBackoffMin, connectBackoffMax, callTimeout, interval, newLease,
+          healthMaxFailures, execWaitSlice, execBuffer, fileChunkSize, fileTimeout, connector);
+    }
+
     public Settings withConnector(AgentConnector c) {
-      return new Settings(blockingDispatcher, startTimeout, connectBackoffMin, connectBackoffMax, callTimeout, healthInterval, healthMaxFailures,
+      return new Settings(blockingDispatcher, startTimeout, connectBackoffMin, connectBackoffMax, callTimeout, healthInterval, lease, healthMaxFailures,
           execWaitSlice, execBuffer, fileChunkSize, fileTimeout, c);
     }
   }
@@ -293,7 +326,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       Duration left = Duration.ofNanos(Math.max(1_000_000, deadlineNanos - System.nanoTime()));
       AgentClient c = settings.connector().connect(v.agentAddress(), min(left, settings.callTimeout()));
       try {
-        GuestInfo info = c.handshake(h.sandboxId(), incarnation, min(left, settings.callTimeout()))
+        GuestInfo info = c.handshake(h.sandboxId(), incarnation, settings.lease(), min(left, settings.callTimeout()))
             .get(min(left, settings.callTimeout()).toMillis() + 200, TimeUnit.MILLISECONDS);
         return new ClientAndInfo(c, info);
       } catch (Exception e) {
@@ -363,7 +396,8 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   // ---------------------------------------------------------------- running
 
-  private Behavior<Object> onExited(Exited m) {
+  private Behavior<Object> onExited(Exited in) {
+    Exited m = new Exited(explained(in.exit()));
     switch (phase) {
       case STOPPING, DONE -> {
         return this;
@@ -570,7 +604,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     closeClient();
     VmExit exit = m.error() != null
         ? new VmExit(-1, 0, "stop failed: " + reason(m.error()), true)
-        : new VmExit(m.exit().exitCode(), m.exit().signal(), m.exit().reason(), true);
+        : new VmExit(m.exit().exitCode(), m.exit().signal(), explained(m.exit()).reason(), true);
     parent.tell(new VmExited(incarnation, exit));
     replyStopped();
     phase = Phase.DONE;
@@ -609,6 +643,14 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         // closing a broken connection
       }
     }
+  }
+
+  /** A driver's VM exit, told in the lease this supervisor stated when the agent ended the sandbox for it. */
+  private VmExit explained(VmExit e) {
+    if (!e.leaseExpired()) return e;
+    Duration l = settings.lease();
+    String within = l.isZero() ? "in time" : "within " + (l.toMillis() % 1000 == 0 ? l.toSeconds() + " s" : l.toMillis() + " ms");
+    return e.withReason("the agent ended the sandbox: lease expired (its node did not renew it " + within + ")");
   }
 
   private static Duration min(Duration a, Duration b) {
