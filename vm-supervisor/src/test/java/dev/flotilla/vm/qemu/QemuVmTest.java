@@ -27,6 +27,7 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
+import java.util.OptionalInt;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
@@ -150,6 +151,22 @@ class QemuVmTest {
     VmExit exit = vm.exitFuture().get(20, TimeUnit.SECONDS);
     assertEquals(9, exit.signal(), exit.toString());
     assertFalse(exit.requested());
+  }
+
+  @Test
+  void aGuestWhoseLeaseRunsOutEndsAndSaysWhy() throws Exception {
+    Vm vm = boot(new QemuHypervisor(config), "lease", 1);
+    AgentClient agent = connect(vm);
+    agent.handshake("lease", 1, Duration.ofSeconds(2), BOOT).get();
+    startProcess(agent, "s", "sleep 1000");
+    // the host sends nothing more, as a frozen node would: the agent ends the guest, and QEMU with it
+    VmExit exit = vm.exitFuture().get(60, TimeUnit.SECONDS);
+    String console = Files.readString(vm.handle().stateDir().resolve("console.log"));
+    assertEquals(VmExit.AGENT_LEASE_EXPIRED, exit.exitCode(), exit + "\n" + console);
+    assertFalse(exit.requested());
+    assertTrue(exit.reason().contains("lease expired"), exit.reason());
+    assertTrue(console.contains("flotilla-guest-agent: lease expired: no renewal from the node for"), console);
+    assertEquals(OptionalInt.of(VmExit.AGENT_LEASE_EXPIRED), QemuVm.initExitCode(console), console);
   }
 
   @Test
