@@ -4,6 +4,7 @@ import static dev.flotilla.agent.guest.Calls.get;
 import static dev.flotilla.agent.guest.TestAgent.DEADLINE;
 import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.flotilla.agent.protocol.AgentProtocol;
@@ -113,6 +114,20 @@ class LeaseIT {
     pinger.scheduleAtFixedRate(() -> c.ping(DEADLINE), 0, 200, TimeUnit.MILLISECONDS);
     await("alive after the thaw").during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(4))
         .until(() -> agent.process.isAlive());
+  }
+
+  @Test
+  void aShutdownLongerThanTheLeaseEndsCleanly() throws Exception {
+    AgentClient c = agent.connect();
+    get(c.handshake(agent.sandboxId, agent.incarnation, LEASE, DEADLINE));
+    CollectingSink sink = new CollectingSink();
+    get(c.exec(ExecRequest.of("stubborn", "sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"), sink, DEADLINE));
+    await("trap set").atMost(DEADLINE).until(() -> sink.stdout().contains("ready"));
+    // the process ignores SIGTERM, so the agent waits out the whole grace, three leases, in silence
+    get(c.shutdown(LEASE.multipliedBy(3), false, DEADLINE.plus(LEASE.multipliedBy(3))));
+    await("agent exit").atMost(DEADLINE).until(() -> !agent.process.isAlive());
+    assertEquals(0, agent.process.exitValue(), agent.logText());
+    assertFalse(agent.logText().contains("lease expired"), agent.logText());
   }
 
   @Test
