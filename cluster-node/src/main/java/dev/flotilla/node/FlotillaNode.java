@@ -91,6 +91,17 @@ public final class FlotillaNode implements AutoCloseable {
       // its last; a watch that ends at once races that and crashes the cluster receptionist. One
       // subscriber for the node's lifetime keeps the topic registered once.
       events.tell(Topic.subscribe(system.systemActorOf(Behaviors.<SandboxChanged>ignore(), "sandbox-events-anchor", Props.empty())));
+      VmSupervisor.Settings supervision = VmSupervisor.Settings.create(system);
+      if (full.getList("pekko.cluster.seed-nodes").isEmpty()) {
+        // Standalone: no other node can ever start these sandboxes, so nothing to fence against,
+        // and a node stopped for any length of time re-attaches to its sandboxes.
+        supervision = supervision.withLease(java.time.Duration.ZERO, supervision.healthInterval());
+        log.info("standalone node (no seed nodes): sandboxes hold no lease and outlive a stopped node");
+      } else {
+        var takeover = NodeFencing.checkLease(full, supervision.lease());
+        log.info("sandbox lease {} ms: a frozen node's VMs end themselves before the cluster restarts them elsewhere"
+            + " (at the earliest {} ms after the node's last heartbeat)", supervision.lease().toMillis(), takeover.toMillis());
+      }
       Config sb = full.getConfig("flotilla.sandbox");
       Config restart = sb.getConfig("restart");
       SandboxRuntime runtime = new SandboxRuntime(
@@ -98,7 +109,7 @@ public final class FlotillaNode implements AutoCloseable {
           dataDir.resolve("vms"),
           hostPort(cluster.selfMember().address()),
           hostId(node.getString("host-id"), dataDir),
-          SandboxRuntime.supervised(VmSupervisor.Settings.create(system)),
+          SandboxRuntime.supervised(supervision),
           new SandboxRuntime.RestartSettings(restart.getInt("max-restarts"), restart.getDuration("min-backoff"),
               restart.getDuration("max-backoff"), restart.getDuration("reset-after")),
           sb.getDuration("vm-call-timeout"),

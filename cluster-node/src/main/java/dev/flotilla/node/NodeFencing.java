@@ -49,6 +49,37 @@ final class NodeFencing {
     return n;
   }
 
+  /**
+   * The guest agent's lease must run out before the rest of the cluster can restart a frozen
+   * node's sandboxes elsewhere: that takes at least the failure detector's acceptable pause, the
+   * split brain resolver's stable-after and the down-removal margin (measured from the node's last
+   * heartbeat). A lease that does not end {@link #LEASE_MARGIN} before that would let a SIGSTOPped
+   * node's VMs run beside their new incarnations, so such a node refuses to start.
+   *
+   * @return the earliest takeover, for the log
+   */
+  static java.time.Duration checkLease(com.typesafe.config.Config config, java.time.Duration lease) {
+    var cluster = config.getConfig("pekko.cluster");
+    java.time.Duration takeover = cluster.getDuration("failure-detector.acceptable-heartbeat-pause")
+        .plus(cluster.getDuration("split-brain-resolver.stable-after"))
+        .plus(marginOf(cluster));
+    if (!lease.isZero() && lease.plus(LEASE_MARGIN).compareTo(takeover) > 0) {
+      throw new IllegalStateException("flotilla.vm.supervisor.lease = " + lease.toMillis() + " ms must end at least "
+          + LEASE_MARGIN.toMillis() + " ms before the cluster can restart a frozen node's sandboxes elsewhere (acceptable-"
+          + "heartbeat-pause + stable-after + down-removal-margin = " + takeover.toMillis() + " ms), or they would run"
+          + " twice: lower the lease or raise pekko.cluster.split-brain-resolver.stable-after");
+    }
+    return takeover;
+  }
+
+  /** Time a frozen node's VMs need to notice the lease is gone and end (watchdog tick, kill, clock slack). */
+  static final java.time.Duration LEASE_MARGIN = java.time.Duration.ofSeconds(1);
+
+  private static java.time.Duration marginOf(com.typesafe.config.Config cluster) {
+    String raw = cluster.getValue("down-removal-margin").unwrapped().toString().trim();
+    return raw.equals("off") ? java.time.Duration.ZERO : cluster.getDuration("down-removal-margin");
+  }
+
   /** True when another Up member can take over this node's sandboxes. */
   static boolean othersCanTakeOver(ActorSystem<?> system) {
     Cluster cluster = Cluster.get(system);

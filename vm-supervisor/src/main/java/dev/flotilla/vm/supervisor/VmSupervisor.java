@@ -101,7 +101,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         throw new IllegalArgumentException("flotilla.vm.supervisor.health-interval (" + healthInterval.toMillis()
             + " ms) must be under a third of flotilla.vm.supervisor.lease (" + lease.toMillis()
             + " ms): the health pings renew the guest agent's lease and several must fit in one, or a late ping"
-            + " ends the sandbox; lower health-interval (1s for the default 8s lease) or raise lease");
+            + " ends the sandbox; lower health-interval (1s for the default 10s lease) or raise lease");
       }
     }
 

@@ -144,7 +144,7 @@ class VmSupervisorLeaseTest {
   void settingsReadTheLeaseAndRefuseOneThatPingsCannotRenew() {
     Config base = ConfigFactory.load().getConfig("flotilla.vm.supervisor");
     VmSupervisor.Settings defaults = VmSupervisor.Settings.fromConfig(base);
-    assertEquals(Duration.ofSeconds(8), defaults.lease());
+    assertEquals(Duration.ofSeconds(10), defaults.lease());
     assertEquals(Duration.ofSeconds(1), defaults.healthInterval());
     assertEquals(Duration.ZERO, VmSupervisor.Settings.fromConfig(ConfigFactory.parseString("lease = off").withFallback(base)).lease());
     assertEquals(Duration.ZERO, VmSupervisor.Settings.fromConfig(ConfigFactory.parseString("lease = 0").withFallback(base)).lease());
@@ -152,8 +152,8 @@ class VmSupervisorLeaseTest {
     // no lease, no constraint on the pings
     VmSupervisor.Settings.fromConfig(ConfigFactory.parseString("lease = off, health-interval = 30s").withFallback(base));
     IllegalArgumentException tooRare = assertThrows(IllegalArgumentException.class, () ->
-        VmSupervisor.Settings.fromConfig(ConfigFactory.parseString("health-interval = 3s").withFallback(base)));
-    assertTrue(tooRare.getMessage().contains("health-interval (3000 ms) must be under a third of flotilla.vm.supervisor.lease (8000 ms)"),
+        VmSupervisor.Settings.fromConfig(ConfigFactory.parseString("health-interval = 4s").withFallback(base)));
+    assertTrue(tooRare.getMessage().contains("health-interval (4000 ms) must be under a third of flotilla.vm.supervisor.lease (10000 ms)"),
         tooRare.getMessage());
     assertThrows(IllegalArgumentException.class, () -> settingsWith("lease = -1s", base));
   }

@@ -1,0 +1,39 @@
+package dev.flotilla.node;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import java.time.Duration;
+import org.junit.jupiter.api.Test;
+
+class NodeFencingTest {
+  /** The node's shipped configuration (application.conf: cluster.conf, node.conf, ...) over Pekko's defaults. */
+  static final Config SHIPPED = ConfigFactory.load();
+
+  @Test
+  void theShippedLeaseEndsBeforeTheClusterCanTakeOverAFrozenNodesSandboxes() {
+    Duration lease = SHIPPED.getDuration("flotilla.vm.supervisor.lease");
+    Duration takeover = NodeFencing.checkLease(SHIPPED, lease);
+    assertEquals(Duration.ofSeconds(12), takeover, "3 s acceptable pause + 6 s stable-after + 3 s down-removal-margin");
+    assertTrue(lease.plus(NodeFencing.LEASE_MARGIN).compareTo(takeover) <= 0);
+  }
+
+  @Test
+  void aLeaseThatOutlivesTheTakeoverIsRefusedWithWhatToChange() {
+    var e = assertThrows(IllegalStateException.class, () -> NodeFencing.checkLease(SHIPPED, Duration.ofMillis(11_500)));
+    assertTrue(e.getMessage().contains("flotilla.vm.supervisor.lease = 11500 ms"), e.getMessage());
+    assertTrue(e.getMessage().contains("12000 ms"), e.getMessage());
+    assertTrue(e.getMessage().contains("stable-after"), e.getMessage());
+  }
+
+  @Test
+  void noLeaseNeedsNoCheckAndAnOffMarginCountsAsNone() {
+    NodeFencing.checkLease(SHIPPED, Duration.ZERO);
+    Config noMargin = ConfigFactory.parseString("pekko.cluster.down-removal-margin = off").withFallback(SHIPPED);
+    assertEquals(Duration.ofSeconds(9), NodeFencing.checkLease(noMargin, Duration.ofSeconds(8)));
+    assertThrows(IllegalStateException.class, () -> NodeFencing.checkLease(noMargin, Duration.ofSeconds(10)));
+  }
+}
