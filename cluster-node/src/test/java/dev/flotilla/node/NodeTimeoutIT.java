@@ -34,6 +34,15 @@ class NodeTimeoutIT extends NodeScenarios {
     var e = failure(() -> create(spec(), "timeout-1"));
     assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
     assertTrue(e.getStatus().getDescription().contains("retried"), e.getStatus().getDescription());
-    assertEquals(Status.Code.UNAVAILABLE, codeOf(() -> get("sb-0000000000000000")));
+    // A read can beat the timeout (the scheduler's 10 ms tick rounds 1 ms up, and a warm entity
+    // with an empty journal may answer NOT_FOUND that fast); it must never end otherwise, and
+    // fresh entities (each one a journal recovery) do not all beat it.
+    java.util.Map<Status.Code, Integer> codes = new java.util.EnumMap<>(Status.Code.class);
+    for (int i = 0; i < 20; i++) {
+      String id = String.format("sb-%016x", i);
+      codes.merge(codeOf(() -> get(id)), 1, Integer::sum);
+    }
+    assertTrue(java.util.Set.of(Status.Code.UNAVAILABLE, Status.Code.NOT_FOUND).containsAll(codes.keySet()), codes.toString());
+    assertTrue(codes.containsKey(Status.Code.UNAVAILABLE), "no get of 20 fresh sandboxes ran into the 1 ms timeout: " + codes);
   }
 }
