@@ -436,7 +436,17 @@ class ChaosIT {
    * gossip, and sharding's hand-over and retry intervals.
    */
   static String pekkoDefaultTimings() {
-    Config ref = ConfigFactory.defaultReference();
+    // Pekko's own reference.conf files only: Flotilla's modules override some sharding timings in
+    // theirs, which ConfigFactory.defaultReference() would mix in.
+    Config ref = ConfigFactory.empty();
+    try {
+      for (var url : java.util.Collections.list(ChaosIT.class.getClassLoader().getResources("reference.conf"))) {
+        if (url.toString().contains("/org/apache/pekko/")) ref = ref.withFallback(ConfigFactory.parseURL(url));
+      }
+    } catch (IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
+    ref = ref.resolve(com.typesafe.config.ConfigResolveOptions.defaults().setAllowUnresolved(true));
     List<String> paths = List.of(
         "pekko.cluster.failure-detector",
         "pekko.cluster.split-brain-resolver.stable-after",
@@ -448,6 +458,7 @@ class ChaosIT {
         "pekko.cluster.sharding.retry-interval",
         "pekko.cluster.sharding.handoff-timeout",
         "pekko.cluster.sharding.coordinator-failure-backoff",
+        "pekko.cluster.sharding.shard-failure-backoff",
         "pekko.cluster.sharding.shard-start-timeout",
         "pekko.cluster.sharding.entity-restart-backoff",
         "pekko.cluster.sharding.rebalance-interval",
