@@ -72,6 +72,9 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
       waitingSince.remove(shardId);
       String to = hostPort(a.region());
       if (a.home() && since != null) log.info("shard {} back on its restarted home node {} after {} ms", shardId, to, waited.toMillis());
+      if (!a.home() && !home.isEmpty() && !home.equals(to)) {
+        log.info("shard {} moves from node {} (gone, not rejoining) to {}", shardId, home, to);
+      }
       homes.put(shardId, to);
       return Future.successful(a.region());
     }
