@@ -119,9 +119,9 @@ class ChaosIT {
       }
       ChaosReport.line("   recovery: " + ChaosReport.millis(recoveries));
       ChaosReport.history(w.history);
-      check(c, w);
       // host loss kills the old VMs with the node: any overlap at all is two live incarnations
-      assertTrue(duplicatesSeen == 0, "sandboxes seen with two live VMs during host loss: " + duplicateExamples);
+      check(c, w, duplicatesSeen == 0 ? List.of()
+          : List.of("sandboxes seen with two live VMs during host loss: " + duplicateExamples));
     }
   }
 
@@ -165,10 +165,8 @@ class ChaosIT {
         w.close();
       }
       ChaosReport.history(w.history);
-      violations.forEach(v -> ChaosReport.line("   VIOLATED: " + v));
-      check(c, w);
+      check(c, w, violations);
     }
-    assertTrue(violations.isEmpty(), String.join("; ", violations));
   }
 
   /** Kills node {@code victim}'s JVM alone, starts it again at once, checks every sandbox it ran re-attached. */
@@ -202,7 +200,7 @@ class ChaosIT {
     try (TestCluster c = TestCluster.builder().name("sigstop").nodes(P.nodes()).sandboxes(P.sandboxes()).start()) {
       Workload w = Workload.start(c, P.clients());
       int victim = 2;
-      String overlap = "";
+      List<String> violations = new ArrayList<>();
       try (DuplicateSampler dups = new DuplicateSampler(c)) {
         List<String> affected = livingOn(c, victim, w.shouldRun());
         long t0 = System.nanoTime();
@@ -225,7 +223,7 @@ class ChaosIT {
             (System.nanoTime() - resumed) / 1_000_000, dups.max(), dups.max() > 0 ? dups.examples() : ""));
         duplicatesDuringFaults += dups.max();
         // then: its VMs ended themselves (lease) before their sandboxes started elsewhere
-        if (dups.max() > 0) overlap = "sandboxes seen with two live VMs while a node was SIGSTOPped: " + dups.examples();
+        if (dups.max() > 0) violations.add("sandboxes seen with two live VMs while a node was SIGSTOPped: " + dups.examples());
         if (exited) {
           c.local.restart(victim);
           c.awaitNode(victim, BOUND);
@@ -234,9 +232,7 @@ class ChaosIT {
         w.close();
       }
       ChaosReport.history(w.history);
-      if (!overlap.isEmpty()) ChaosReport.line("   VIOLATED: " + overlap);
-      check(c, w);
-      assertTrue(overlap.isEmpty(), overlap);
+      check(c, w, violations);
     }
   }
 
@@ -355,13 +351,22 @@ class ChaosIT {
         w.close();
       }
       ChaosReport.history(w.history);
-      if (!hung.isEmpty()) ChaosReport.line("   VIOLATED: calls not failing fast with UNAVAILABLE while the journal was down: " + hung);
-      check(c, w);
-      assertTrue(hung.isEmpty(), "calls not failing fast with UNAVAILABLE while the journal was down: " + hung);
+      check(c, w, hung.isEmpty() ? List.of()
+          : List.of("calls not failing fast with UNAVAILABLE while the journal was down: " + hung));
     }
   }
 
   // ------------------------------------------------------------------------------ helpers
+
+  /**
+   * Reports what the fault itself violated, checks the invariants (which fail the test on their
+   * own), then fails on the fault's violations.
+   */
+  private static void check(TestCluster c, Workload w, List<String> violations) {
+    violations.forEach(v -> ChaosReport.line("   VIOLATED: " + v));
+    check(c, w);
+    assertTrue(violations.isEmpty(), String.join("; ", violations));
+  }
 
   private static void check(TestCluster c, Workload w) {
     Invariants inv = new Invariants(c, w, BOUND);

@@ -1,6 +1,7 @@
 package dev.flotilla.node;
 
 import com.typesafe.config.Config;
+import dev.flotilla.cluster.NodeAddress;
 import dev.flotilla.node.auth.TokenAuth;
 import dev.flotilla.node.grpc.GrpcServer;
 import dev.flotilla.persistence.JournalHealth;
@@ -24,11 +25,11 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
-import org.apache.pekko.actor.Address;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.DispatcherSelector;
@@ -95,7 +96,7 @@ public final class FlotillaNode implements AutoCloseable {
       if (full.getList("pekko.cluster.seed-nodes").isEmpty()) {
         // Standalone: no other node can ever start these sandboxes, so nothing to fence against,
         // and a node stopped for any length of time re-attaches to its sandboxes.
-        supervision = supervision.withLease(java.time.Duration.ZERO, supervision.healthInterval());
+        supervision = supervision.withLease(Duration.ZERO, supervision.healthInterval());
         log.info("standalone node (no seed nodes): sandboxes hold no lease and outlive a stopped node");
       } else {
         var takeover = NodeFencing.checkLease(full, supervision.lease());
@@ -107,7 +108,7 @@ public final class FlotillaNode implements AutoCloseable {
       SandboxRuntime runtime = new SandboxRuntime(
           drivers,
           dataDir.resolve("vms"),
-          hostPort(cluster.selfMember().address()),
+          NodeAddress.hostPort(cluster.selfMember().address()),
           hostId(node.getString("host-id"), dataDir),
           SandboxRuntime.supervised(supervision),
           new SandboxRuntime.RestartSettings(restart.getInt("max-restarts"), restart.getDuration("min-backoff"),
@@ -245,11 +246,6 @@ public final class FlotillaNode implements AutoCloseable {
     return machine + ":" + dataDir;
   }
 
-  /** A cluster address as users see it: host:port. */
-  public static String hostPort(Address a) {
-    return a.getHost().orElse("?") + ":" + a.getPort().orElse(0);
-  }
-
   public ActorSystem<Void> system() {
     return system;
   }
@@ -268,7 +264,7 @@ public final class FlotillaNode implements AutoCloseable {
   }
 
   public String clusterAddress() {
-    return hostPort(Cluster.get(system).selfMember().address());
+    return NodeAddress.hostPort(Cluster.get(system).selfMember().address());
   }
 
   public Path dataDir() {

@@ -1,9 +1,11 @@
 package dev.flotilla.node;
 
+import com.typesafe.config.Config;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.VmDirectory;
 import dev.flotilla.vm.VmHandle;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import org.apache.pekko.Done;
@@ -58,9 +60,9 @@ final class NodeFencing {
    *
    * @return the earliest takeover, for the log
    */
-  static java.time.Duration checkLease(com.typesafe.config.Config config, java.time.Duration lease) {
+  static Duration checkLease(Config config, Duration lease) {
     var cluster = config.getConfig("pekko.cluster");
-    java.time.Duration takeover = cluster.getDuration("failure-detector.acceptable-heartbeat-pause")
+    Duration takeover = cluster.getDuration("failure-detector.acceptable-heartbeat-pause")
         .plus(cluster.getDuration("split-brain-resolver.stable-after"))
         .plus(marginOf(cluster));
     if (!lease.isZero() && lease.plus(LEASE_MARGIN).compareTo(takeover) > 0) {
@@ -73,11 +75,11 @@ final class NodeFencing {
   }
 
   /** Time a frozen node's VMs need to notice the lease is gone and end (watchdog tick, kill, clock slack). */
-  static final java.time.Duration LEASE_MARGIN = java.time.Duration.ofSeconds(1);
+  static final Duration LEASE_MARGIN = Duration.ofSeconds(1);
 
-  private static java.time.Duration marginOf(com.typesafe.config.Config cluster) {
+  private static Duration marginOf(Config cluster) {
     String raw = cluster.getValue("down-removal-margin").unwrapped().toString().trim();
-    return raw.equals("off") ? java.time.Duration.ZERO : cluster.getDuration("down-removal-margin");
+    return raw.equals("off") ? Duration.ZERO : cluster.getDuration("down-removal-margin");
   }
 
   /** True when another Up member can take over this node's sandboxes. */

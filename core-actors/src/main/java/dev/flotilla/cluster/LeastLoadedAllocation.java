@@ -120,7 +120,7 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
     for (Member m : state.getMembers()) {
       MemberStatus s = m.status();
       boolean alive = s == MemberStatus.joining() || s == MemberStatus.weaklyUp() || s == MemberStatus.up();
-      if (alive && !state.getUnreachable().contains(m) && hostPort(m.address()).equals(home)) return true;
+      if (alive && !state.getUnreachable().contains(m) && NodeAddress.hostPort(m.address()).equals(home)) return true;
     }
     return false;
   }
@@ -145,10 +145,6 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
   }
 
   private String hostPort(ActorRef region) {
-    return hostPort(addressOf(region));
-  }
-
-  private static String hostPort(Address a) {
-    return a.getHost().orElse("?") + ":" + a.getPort().orElse(0);
+    return NodeAddress.hostPort(addressOf(region));
   }
 }

@@ -1,6 +1,6 @@
 package dev.flotilla.node.grpc;
 
-import static dev.flotilla.node.FlotillaNode.hostPort;
+import static dev.flotilla.cluster.NodeAddress.hostPort;
 
 import dev.flotilla.api.v1.ClusterServicePowerApi;
 import dev.flotilla.api.v1.DrainNodeRequest;
