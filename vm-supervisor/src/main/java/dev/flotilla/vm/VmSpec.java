@@ -25,6 +25,20 @@ public record VmSpec(
     Path stateDir,
     Map<String, String> options) {
 
+  /**
+   * Option: the guest agent's lease in ms from its start, before any handshake (a node frozen
+   * between starting a VM and its first handshake must not leave it running); drivers that can
+   * pass it to the agent do (the process driver; not yet the QEMU guest).
+   */
+  public static final String AGENT_LEASE_MS = "agent-lease-ms";
+
+  /** This spec with one more option. */
+  public VmSpec withOption(String key, String value) {
+    Map<String, String> o = new java.util.HashMap<>(options);
+    o.put(key, value);
+    return new VmSpec(sandboxId, incarnation, vcpus, memoryMiB, pidsLimit, stateDir, o);
+  }
+
   public VmSpec {
     Objects.requireNonNull(sandboxId, "sandboxId");
     Objects.requireNonNull(stateDir, "stateDir");

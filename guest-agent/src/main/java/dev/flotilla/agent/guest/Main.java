@@ -25,6 +25,7 @@ public final class Main {
   private static final String USAGE = """
       usage: flotilla-guest-agent --listen unix:/path/agent.sock --sandbox-id ID --incarnation N
                                   [--max-frame BYTES] [--power-off-command "poweroff -f"]
+                                  [--lease-ms MS]   (a lease from the start, before any handshake)
         sandbox id and incarnation may also come from FLOTILLA_SANDBOX_ID and FLOTILLA_INCARNATION""";
 
   /** Set once a Shutdown is under way: the listener is closed on purpose then. */
@@ -35,6 +36,7 @@ public final class Main {
   public static void main(String[] args) {
     AgentConfig config;
     String listen;
+    long initialLeaseMs;
     try {
       Map<String, String> opts = parse(args);
       listen = require(opts, "--listen", null);
@@ -46,6 +48,8 @@ public final class Main {
           : List.of();
       AgentConfig base = AgentConfig.of(sandboxId, incarnation);
       config = new AgentConfig(sandboxId, incarnation, maxFrame, base.fileChunk(), base.exitRetention(), powerOff);
+      initialLeaseMs = Long.parseLong(opts.getOrDefault("--lease-ms", "0"));
+      if (initialLeaseMs < 0) throw new IllegalArgumentException("--lease-ms must be 0 (none) or more");
     } catch (IllegalArgumentException e) {
       System.err.println("flotilla-guest-agent: " + e.getMessage());
       System.err.println(USAGE);
@@ -65,6 +69,9 @@ public final class Main {
       stopping = true;
       System.exit(code);
     });
+    // A node that is frozen or dies before its first handshake must not leave this agent for good:
+    // the lease it was started with counts from now; every handshake states it again.
+    if (initialLeaseMs > 0) agent.stateLease(initialLeaseMs);
     // Stopped by a signal (not a Shutdown call): do not leave the sandbox's processes orphaned.
     Runtime.getRuntime().addShutdownHook(new Thread(() -> agent.stopProcesses(Duration.ofSeconds(1)), "agent-stop"));
     System.err.println("flotilla-guest-agent: listening on " + listener.address() + " for sandbox "
@@ -102,7 +109,7 @@ public final class Main {
 
   private static Map<String, String> parse(String[] args) {
     Map<String, String> opts = new java.util.HashMap<>();
-    List<String> known = new ArrayList<>(List.of("--listen", "--sandbox-id", "--incarnation", "--max-frame", "--power-off-command"));
+    List<String> known = new ArrayList<>(List.of("--listen", "--sandbox-id", "--incarnation", "--max-frame", "--power-off-command", "--lease-ms"));
     for (int i = 0; i < args.length; i++) {
       String a = args[i];
       String value;

@@ -14,6 +14,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.List;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
@@ -60,6 +61,16 @@ class LeaseIT {
     await("the sandbox's process is gone").atMost(Duration.ofSeconds(5)).until(() -> !alive(sleepPid));
     assertTrue(agent.logText().contains("lease expired: no renewal from the node for"), agent.logText());
     assertTrue(agent.logText().contains("ending sandbox sbx-lease incarnation 4"), agent.logText());
+  }
+
+  @Test
+  void aLeaseGivenAtStartEndsAnAgentThatNoNodeEverHandshakes() throws Exception {
+    // a node frozen (or dead) between starting the VM and its first handshake
+    agent.close();
+    agent = TestAgent.startWithArgs(List.of("--lease-ms", Long.toString(LEASE.toMillis())), "sbx-lease", 4);
+    await("lease expiry without any handshake").atMost(Duration.ofSeconds(10)).until(() -> !agent.process.isAlive());
+    assertEquals(AgentProtocol.EXIT_LEASE_EXPIRED, agent.process.exitValue(), agent.logText());
+    assertFalse(agent.logText().contains("did not run"), agent.logText());
   }
 
   @Test

@@ -46,12 +46,23 @@ final class TestAgent implements AutoCloseable {
   /** Starts the agent as the last argument of {@code prefix} (e.g. {@code unshare ... tini --}). */
   static TestAgent startUnder(List<String> prefix, String sandboxId, long incarnation, String... jvmFlags)
       throws IOException {
+    return startUnder(prefix, List.of(), sandboxId, incarnation, jvmFlags);
+  }
+
+  /** Starts the agent with extra agent arguments (e.g. {@code --lease-ms 1000}). */
+  static TestAgent startWithArgs(List<String> agentArgs, String sandboxId, long incarnation) throws IOException {
+    return startUnder(List.of(), agentArgs, sandboxId, incarnation);
+  }
+
+  private static TestAgent startUnder(List<String> prefix, List<String> agentArgs, String sandboxId, long incarnation,
+      String... jvmFlags) throws IOException {
     Path dir = Files.createTempDirectory("flotilla-agent-it");
     String jar = System.getProperty("flotilla.agent.jar", "target/flotilla-guest-agent.jar");
     List<String> cmd = new ArrayList<>(prefix);
     cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
     cmd.addAll(List.of(jvmFlags));
     cmd.addAll(List.of("-jar", jar, "--listen", "unix:" + dir.resolve("agent.sock"), "--sandbox-id", sandboxId));
+    cmd.addAll(agentArgs);
     ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve("agent.log").toFile());
     pb.environment().put("FLOTILLA_INCARNATION", Long.toString(incarnation)); // the env path of the CLI
     TestAgent a = new TestAgent(sandboxId, incarnation, dir, pb.start());

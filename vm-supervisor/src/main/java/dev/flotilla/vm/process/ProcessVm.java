@@ -247,6 +247,8 @@ final class ProcessVm implements Vm {
         "--listen", "unix:" + handle.agentSocket(),
         "--sandbox-id", handle.sandboxId(),
         "--incarnation", Long.toString(handle.incarnation())));
+    String lease = spec == null ? null : spec.options().get(VmSpec.AGENT_LEASE_MS);
+    if (lease != null) inner.addAll(List.of("--lease-ms", lease));
     List<String> cmd = new ArrayList<>(List.of(
         "/bin/sh", "-c", "read _ || exit 97; exec " + HostFacts.which("setsid").map(Path::toString).orElse("setsid") + " \"$@\" </dev/null", "flotilla-sandbox"));
     cmd.addAll(inner);

@@ -253,8 +253,10 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   private void beginStart(VmSpec spec) {
     startDeadlineNanos = System.nanoTime() + settings.startTimeout().toNanos();
+    VmSpec leased = settings.lease().isZero() ? spec
+        : spec.withOption(VmSpec.AGENT_LEASE_MS, Long.toString(settings.lease().toMillis()));
     getContext().pipeToSelf(onBlocking(() -> {
-      Vm v = hypervisor.prepare(spec);
+      Vm v = hypervisor.prepare(leased);
       try {
         v.start(settings.startTimeout());
       } catch (VmException | RuntimeException e) {

@@ -83,6 +83,14 @@ public final class Lease {
     return before != lease;
   }
 
+  /**
+   * The watchdog starts ticking now: the gap before its first tick counts from here, not from when
+   * this lease was made (a handshake that comes late is not a frozen agent).
+   */
+  public synchronized void ticking() {
+    lastTick = clock.getAsLong();
+  }
+
   /** A frame from a handshaken node. */
   public synchronized void renew() {
     if (!expired) lastRenewal = clock.getAsLong();

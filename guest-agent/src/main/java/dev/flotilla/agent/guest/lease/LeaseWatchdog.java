@@ -34,6 +34,7 @@ public final class LeaseWatchdog {
   /** Starts ticking (once; later calls do nothing). */
   public synchronized void start() {
     if (thread != null) return;
+    lease.ticking();
     thread = new Thread(this::run, "agent-lease");
     thread.setDaemon(true);
     thread.start();
