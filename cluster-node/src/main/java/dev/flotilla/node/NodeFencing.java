@@ -1,6 +1,7 @@
 package dev.flotilla.node;
 
 import com.typesafe.config.Config;
+import dev.flotilla.cluster.FlotillaDowningProvider;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.VmDirectory;
 import dev.flotilla.vm.VmHandle;
@@ -64,7 +65,7 @@ final class NodeFencing {
     var cluster = config.getConfig("pekko.cluster");
     Duration takeover = cluster.getDuration("failure-detector.acceptable-heartbeat-pause")
         .plus(cluster.getDuration("split-brain-resolver.stable-after"))
-        .plus(marginOf(cluster));
+        .plus(FlotillaDowningProvider.removalMargin(config));
     if (!lease.isZero() && lease.plus(LEASE_MARGIN).compareTo(takeover) > 0) {
       throw new IllegalStateException("flotilla.vm.supervisor.lease = " + lease.toMillis() + " ms must end at least "
           + LEASE_MARGIN.toMillis() + " ms before the cluster can restart a frozen node's sandboxes elsewhere (acceptable-"
@@ -76,11 +77,6 @@ final class NodeFencing {
 
   /** Time a frozen node's VMs need to notice the lease is gone and end (watchdog tick, kill, clock slack). */
   static final Duration LEASE_MARGIN = Duration.ofSeconds(1);
-
-  private static Duration marginOf(Config cluster) {
-    String raw = cluster.getValue("down-removal-margin").unwrapped().toString().trim();
-    return raw.equals("off") ? Duration.ZERO : cluster.getDuration("down-removal-margin");
-  }
 
   /** True when another Up member can take over this node's sandboxes. */
   static boolean othersCanTakeOver(ActorSystem<?> system) {

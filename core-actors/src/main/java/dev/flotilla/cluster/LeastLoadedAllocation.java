@@ -6,6 +6,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentHashMap;
 import org.apache.pekko.actor.ActorRef;
 import org.apache.pekko.actor.ActorSystem;
@@ -37,65 +38,91 @@ import scala.jdk.javaapi.FutureConverters;
  * start as new incarnations, and the restarted node's reaper stops the old VMs). The shard's last
  * home is remembered by this node while it runs the coordinator; a coordinator that moved with
  * the dead node starts without that memory and places such shards by load.
+ *
+ * <p>A shard whose home was removed and has not come back waits out the down-removal margin
+ * first (the coordinator does not: see {@link FlotillaDowningProvider}). While a shard waits, its
+ * case is decided again every {@link #POLL}, so a home that starts rejoining during the margin
+ * ends it.
  */
 public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardAllocationStrategy {
+  /** How often a waiting shard's case is decided again. */
+  static final Duration POLL = Duration.ofMillis(250);
+
   private final ActorSystem system;
   private final Cluster cluster;
   private final Duration rejoinGrace;
+  private final Duration margin;
   private final LoggingAdapter log;
   /** shard id -> host:port of the node it last lived on */
   private final Map<String, String> homes = new ConcurrentHashMap<>();
-  /** shard id -> System.nanoTime() when it started waiting for its home */
-  private final Map<String, Long> waitingSince = new ConcurrentHashMap<>();
+  /** shard id -> System.nanoTime() when it started waiting for its rejoining home */
+  private final Map<String, Long> rejoinWaitSince = new ConcurrentHashMap<>();
+  /** host:port -> System.nanoTime() when it was first seen with no member left on it */
+  private final Map<String, Long> goneSince = new ConcurrentHashMap<>();
+  /** shard id -> why it waits (the last reason logged), while a wait is under way */
+  private final Map<String, Placement.Why> waiting = new ConcurrentHashMap<>();
 
+  /** For sandboxes: a shard waits for its rejoining home up to {@code flotilla.sandbox.placement.rejoin-grace}. */
   public LeastLoadedAllocation(ActorSystem system) {
     this(system, system.settings().config().getDuration("flotilla.sandbox.placement.rejoin-grace"));
   }
 
+  /** @param rejoinGrace how long a shard waits for its restarted home; zero for entities with nothing to re-attach to */
   public LeastLoadedAllocation(ActorSystem system, Duration rejoinGrace) {
     this.system = system;
     this.cluster = Cluster.get(system);
     this.rejoinGrace = rejoinGrace;
+    this.margin = FlotillaDowningProvider.removalMargin(system);
     this.log = Logging.getLogger(system, LeastLoadedAllocation.class);
   }
 
   @Override
   public Future<ActorRef> allocateShard(ActorRef requester, String shardId, Map<ActorRef, IndexedSeq<String>> current) {
     Placement.remember(homes, asJava(current), this::hostPort);
+    return FutureConverters.asScala(place(requester, shardId, current));
+  }
+
+  private CompletionStage<ActorRef> place(ActorRef requester, String shardId, Map<ActorRef, IndexedSeq<String>> current) {
     String home = homes.getOrDefault(shardId, "");
     List<Placement.Region<ActorRef>> regions = regions(current);
-    Long since = waitingSince.get(shardId);
-    Duration waited = since == null ? Duration.ZERO : Duration.ofNanos(System.nanoTime() - since);
-    var decision = Placement.decide(regions, home, rejoining(home, regions), waited, rejoinGrace);
-    if (decision.isEmpty()) return Future.successful(requester); // no Up region: the coordinator retries
+    boolean rejoining = rejoining(home, regions);
+    long now = System.nanoTime();
+    Long since = rejoining && !rejoinGrace.isZero() ? rejoinWaitSince.computeIfAbsent(shardId, k -> now) : rejoinWaitSince.get(shardId);
+    Duration waited = since == null ? Duration.ZERO : Duration.ofNanos(now - since);
+    var decision = Placement.decide(regions, home, rejoining, waited, rejoinGrace, goneFor(home, now), margin);
+    if (decision.isEmpty()) return CompletableFuture.completedFuture(requester); // no Up region: the coordinator retries
     if (decision.get() instanceof Placement.Allocate<ActorRef> a) {
-      waitingSince.remove(shardId);
+      Placement.Why waitedFor = waiting.remove(shardId);
+      rejoinWaitSince.remove(shardId);
       String to = hostPort(a.region());
       if (a.home() && since != null) log.info("shard {} back on its restarted home node {} after {} ms", shardId, to, waited.toMillis());
       if (!a.home() && !home.isEmpty() && !home.equals(to)) {
-        log.info("shard {} moves from node {} (gone, not rejoining) to {}", shardId, home, to);
+        log.info("shard {} moves from node {} (gone{}) to {}", shardId, home,
+            since != null ? ", did not come back within " + rejoinGrace.toMillis() + " ms"
+                : waitedFor == Placement.Why.REMOVAL_MARGIN ? ", after the " + margin.toMillis() + " ms down-removal margin"
+                : ", not rejoining", to);
       }
       homes.put(shardId, to);
-      return Future.successful(a.region());
+      return CompletableFuture.completedFuture(a.region());
     }
     Placement.Wait<ActorRef> w = (Placement.Wait<ActorRef>) decision.get();
-    if (since == null) {
-      waitingSince.put(shardId, System.nanoTime());
-      log.info("shard {} waits up to {} ms for its home node {}, which is rejoining the cluster (its VMs run there)", shardId,
-          w.atMost().toMillis(), w.home());
+    if (waiting.put(shardId, w.why()) != w.why()) {
+      if (w.why() == Placement.Why.HOME_REJOINING) {
+        log.info("shard {} waits up to {} ms for its home node {}, which is rejoining the cluster (its VMs run there)", shardId,
+            w.atMost().toMillis(), w.home());
+      } else {
+        log.info("shard {}: its node {} was removed from the cluster; waits {} ms (down-removal margin) for it to stop what"
+            + " it ran before the shard starts elsewhere", shardId, w.home(), w.atMost().toMillis());
+      }
     }
     // The restarted node's region registering asks for this shard again (remember-entities) and
-    // gets its home at once; if it never comes, the shard goes by load when the wait is over.
-    var later = Patterns.after(w.atMost(), system.scheduler(), system.dispatcher(), () -> {
-      var fallback = Placement.leastLoaded(regions(current));
-      // Removed: placed meanwhile (on its home, normally); the coordinator ignores this answer.
-      if (waitingSince.remove(shardId) != null && fallback.isPresent()) {
-        log.info("shard {}: home node {} did not come back within {} ms; placed by load", shardId, w.home(),
-            rejoinGrace.toMillis());
-      }
-      return CompletableFuture.completedFuture(fallback.orElse(requester));
+    // gets its home at once; this wait meanwhile decides again every POLL until the case is over.
+    Duration pause = w.atMost().compareTo(POLL) < 0 ? w.atMost() : POLL;
+    return Patterns.after(pause, system.scheduler(), system.dispatcher(), () -> {
+      // Placed meanwhile by another request (on its home, normally): the coordinator ignores this answer.
+      if (!waiting.containsKey(shardId)) return CompletableFuture.completedFuture(Placement.leastLoaded(regions(current)).orElse(requester));
+      return place(requester, shardId, current);
     });
-    return FutureConverters.asScala(later);
   }
 
   @Override
@@ -123,6 +150,22 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
       if (alive && !state.getUnreachable().contains(m) && NodeAddress.hostPort(m.address()).equals(home)) return true;
     }
     return false;
+  }
+
+  /**
+   * How long {@code home} has had no member that is not down (as first seen here); null when it
+   * has one, or the home is unknown.
+   */
+  private Duration goneFor(String home, long now) {
+    if (home.isEmpty()) return null;
+    for (Member m : cluster.state().getMembers()) {
+      MemberStatus s = m.status();
+      if (s != MemberStatus.down() && s != MemberStatus.removed() && NodeAddress.hostPort(m.address()).equals(home)) {
+        goneSince.remove(home);
+        return null;
+      }
+    }
+    return Duration.ofNanos(now - goneSince.computeIfAbsent(home, k -> now));
   }
 
   private Set<Address> upMembers() {

@@ -13,7 +13,15 @@ import java.util.Optional;
  * <p>A shard whose previous node ("home", by host:port) has just restarted and is joining the
  * cluster again waits for it, up to a grace period: its VMs are still running on that host, and
  * only a node on that host can re-attach to them. Anywhere else the sandbox would start again as
- * a new incarnation. Otherwise the shard goes to the Up node holding the fewest shards.
+ * a new incarnation.
+ *
+ * <p>A shard whose home was removed from the cluster and has not come back waits out the
+ * down-removal margin, counted from its removal, before it starts elsewhere: that node may be a
+ * partitioned minority still stopping its VMs and entities (see {@link FlotillaDowningProvider}).
+ * A home that came back as a new incarnation on the same host:port needs no margin: the old JVM
+ * is gone, its port is the new one's.
+ *
+ * <p>Otherwise the shard goes to the Up node holding the fewest shards.
  */
 public final class Placement {
   private Placement() {}
@@ -27,24 +35,40 @@ public final class Placement {
   /** Allocate the shard to this region. */
   public record Allocate<R>(R region, boolean home) implements Decision<R> {}
 
-  /** Do not allocate yet: the shard's home is coming back; ask again within {@code atMost}. */
-  public record Wait<R>(String home, Duration atMost) implements Decision<R> {}
+  /** Do not allocate yet; decide again within {@code atMost}. */
+  public record Wait<R>(String home, Duration atMost, Why why) implements Decision<R> {}
+
+  /** Why a shard waits. */
+  public enum Why {
+    /** its home node is joining again and will re-attach to its VMs */
+    HOME_REJOINING,
+    /** its home node was removed moments ago and may still be stopping what it ran */
+    REMOVAL_MARGIN
+  }
 
   /**
    * @param home host:port of the node the shard last lived on, empty when unknown or new
    * @param homeRejoining whether a member with that host:port is in the cluster again (joining,
    *     weakly up or up and reachable) without a registered region yet
-   * @param waited how long this shard has already waited for its home
+   * @param waited how long this shard has already waited for its rejoining home
    * @param grace how long a shard may wait for its home at most
+   * @param homeGoneFor how long ago its home was removed from the cluster (no member on that
+   *     host:port since); null when a member is there, or the home is unknown
+   * @param margin the down-removal margin
    * @return the decision; {@code Optional.empty()} when no region can take the shard at all
    */
   public static <R> Optional<Decision<R>> decide(List<Region<R>> regions, String home, boolean homeRejoining,
-      Duration waited, Duration grace) {
+      Duration waited, Duration grace, Duration homeGoneFor, Duration margin) {
     if (!home.isEmpty()) {
       for (Region<R> r : regions) {
         if (r.up() && r.hostPort().equals(home)) return Optional.of(new Allocate<>(r.ref(), true));
       }
-      if (homeRejoining && waited.compareTo(grace) < 0) return Optional.of(new Wait<>(home, grace.minus(waited)));
+      if (homeRejoining && waited.compareTo(grace) < 0) {
+        return Optional.of(new Wait<>(home, grace.minus(waited), Why.HOME_REJOINING));
+      }
+      if (!homeRejoining && homeGoneFor != null && homeGoneFor.compareTo(margin) < 0) {
+        return Optional.of(new Wait<>(home, margin.minus(homeGoneFor), Why.REMOVAL_MARGIN));
+      }
     }
     return leastLoaded(regions).map(r -> new Allocate<>(r, false));
   }

@@ -211,6 +211,7 @@ public final class SandboxEntity
     ClusterSharding.get(system).init(
         Entity.of(ENTITY_KEY, ectx -> create(ectx.getEntityId(), runtime, ectx.getShard()))
             .withStopMessage(new HandOff())
+            .withSettings(dev.flotilla.cluster.ShardingSettings.of(system))
             .withAllocationStrategy(new dev.flotilla.cluster.LeastLoadedAllocation(
                 org.apache.pekko.actor.typed.javadsl.Adapter.toClassic(system))));
   }

@@ -1,6 +1,9 @@
 package dev.flotilla.tenant;
 
+import dev.flotilla.cluster.LeastLoadedAllocation;
+import dev.flotilla.cluster.ShardingSettings;
 import dev.flotilla.persistence.FlotillaSerializable;
+import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
@@ -11,6 +14,7 @@ import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.SupervisorStrategy;
+import org.apache.pekko.actor.typed.javadsl.Adapter;
 import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.apache.pekko.cluster.sharding.typed.javadsl.Entity;
 import org.apache.pekko.cluster.sharding.typed.javadsl.EntityTypeKey;
@@ -78,7 +82,11 @@ public final class TenantEntity
   }
 
   public static void init(ActorSystem<?> system, QuotaResolver quotas) {
-    ClusterSharding.get(system).init(Entity.of(ENTITY_KEY, ctx -> create(ctx.getEntityId(), quotas.quotaFor(ctx.getEntityId()))));
+    // Least loaded, never rebalanced, and the down-removal margin applied by placement (see
+    // FlotillaDowningProvider); a tenant has no VMs to re-attach to, so no wait for a restarted node.
+    ClusterSharding.get(system).init(Entity.of(ENTITY_KEY, ctx -> create(ctx.getEntityId(), quotas.quotaFor(ctx.getEntityId())))
+        .withSettings(ShardingSettings.of(system))
+        .withAllocationStrategy(new LeastLoadedAllocation(Adapter.toClassic(system), Duration.ZERO)));
   }
 
   public static Behavior<Command> create(String tenant, Quota quota) {
