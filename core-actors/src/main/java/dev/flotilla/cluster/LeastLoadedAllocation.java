@@ -36,15 +36,16 @@ import scala.jdk.javaapi.FutureConverters;
  * node can re-attach to them, so each such shard waits for the restarted node's region, up to
  * {@code flotilla.sandbox.placement.rejoin-grace}, before it goes elsewhere (where its sandboxes
  * start as new incarnations, and the restarted node's reaper stops the old VMs). The shard's last
- * home is remembered by this node while it runs the coordinator; a coordinator that moved with
- * the dead node starts without that memory and places such shards by load.
+ * home is remembered by the coordinator and shared with every node ({@link SharedShardHomes}), so
+ * a coordinator that moved (the oldest node was the one restarted) knows it too.
  *
  * <p>A shard whose home was removed and has not come back waits out the down-removal margin
  * first (the coordinator does not: see {@link FlotillaDowningProvider}). While a shard waits, its
  * case is decided again every {@link #POLL}, so a home that starts rejoining during the margin
  * ends it.
  */
-public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardAllocationStrategy {
+public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardAllocationStrategy
+    implements ShardCoordinator.StartableAllocationStrategy {
   /** How often a waiting shard's case is decided again. */
   static final Duration POLL = Duration.ofMillis(250);
 
@@ -53,37 +54,76 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
   private final Duration rejoinGrace;
   private final Duration margin;
   private final LoggingAdapter log;
-  /** shard id -> host:port of the node it last lived on */
+  /** shard id -> host:port of the node it last lived on, as seen by this node's coordinator since it started */
   private final Map<String, String> homes = new ConcurrentHashMap<>();
+  /** the same as last seen by any node's coordinator; null when nothing waits for a restarted node */
+  private final SharedShardHomes shared;
   /** shard id -> System.nanoTime() when it started waiting for its rejoining home */
   private final Map<String, Long> rejoinWaitSince = new ConcurrentHashMap<>();
   /** host:port -> System.nanoTime() when it was first seen with no member left on it */
   private final Map<String, Long> goneSince = new ConcurrentHashMap<>();
+  /**
+   * host:port of the members that were not down when the coordinator last started here; a home
+   * already gone then was removed at least the margin before (the coordinator's singleton starts
+   * only that long after its previous node was removed), null before the first start
+   */
+  private volatile Set<String> membersAtStart;
   /** shard id -> why it waits (the last reason logged), while a wait is under way */
   private final Map<String, Placement.Why> waiting = new ConcurrentHashMap<>();
 
-  /** For sandboxes: a shard waits for its rejoining home up to {@code flotilla.sandbox.placement.rejoin-grace}. */
-  public LeastLoadedAllocation(ActorSystem system) {
-    this(system, system.settings().config().getDuration("flotilla.sandbox.placement.rejoin-grace"));
+  /**
+   * For sandboxes: a shard waits for its rejoining home up to
+   * {@code flotilla.sandbox.placement.rejoin-grace}.
+   *
+   * @param typeName the entity type, naming the shared homes
+   */
+  public LeastLoadedAllocation(ActorSystem system, String typeName) {
+    this(system, system.settings().config().getDuration("flotilla.sandbox.placement.rejoin-grace"), typeName);
   }
 
-  /** @param rejoinGrace how long a shard waits for its restarted home; zero for entities with nothing to re-attach to */
-  public LeastLoadedAllocation(ActorSystem system, Duration rejoinGrace) {
+  /**
+   * @param rejoinGrace how long a shard waits for its restarted home; zero for entities with
+   *     nothing to re-attach to (then homes are not shared either)
+   */
+  public LeastLoadedAllocation(ActorSystem system, Duration rejoinGrace, String typeName) {
     this.system = system;
     this.cluster = Cluster.get(system);
     this.rejoinGrace = rejoinGrace;
     this.margin = FlotillaDowningProvider.removalMargin(system);
     this.log = Logging.getLogger(system, LeastLoadedAllocation.class);
+    this.shared = rejoinGrace.isZero() ? null : new SharedShardHomes(system, typeName);
+  }
+
+  /**
+   * The coordinator starts on this node: what it remembered from an earlier turn may be stale
+   * (another node's coordinator has moved shards since); the shared homes are not.
+   */
+  @Override
+  public void start() {
+    homes.clear();
+    membersAtStart = livingHostPorts();
   }
 
   @Override
   public Future<ActorRef> allocateShard(ActorRef requester, String shardId, Map<ActorRef, IndexedSeq<String>> current) {
-    Placement.remember(homes, asJava(current), this::hostPort);
+    remember(current);
     return FutureConverters.asScala(place(requester, shardId, current));
   }
 
+  private void remember(Map<ActorRef, IndexedSeq<String>> current) {
+    var changed = Placement.remember(homes, asJava(current), this::hostPort);
+    if (shared != null) shared.publish(changed);
+  }
+
+  /** The host:port the shard last lived on, as far as this node knows; empty when unknown. */
+  String homeOf(String shardId) {
+    String home = homes.get(shardId);
+    if (home != null) return home;
+    return shared == null ? "" : shared.get(shardId);
+  }
+
   private CompletionStage<ActorRef> place(ActorRef requester, String shardId, Map<ActorRef, IndexedSeq<String>> current) {
-    String home = homes.getOrDefault(shardId, "");
+    String home = homeOf(shardId);
     List<Placement.Region<ActorRef>> regions = regions(current);
     boolean rejoining = rejoining(home, regions);
     long now = System.nanoTime();
@@ -102,7 +142,7 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
                 : waitedFor == Placement.Why.REMOVAL_MARGIN ? ", after the " + margin.toMillis() + " ms down-removal margin"
                 : ", not rejoining", to);
       }
-      homes.put(shardId, to);
+      if (!to.equals(homes.put(shardId, to)) && shared != null) shared.publish(Map.of(shardId, to));
       return CompletableFuture.completedFuture(a.region());
     }
     Placement.Wait<ActorRef> w = (Placement.Wait<ActorRef>) decision.get();
@@ -127,7 +167,7 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
 
   @Override
   public Future<Set<String>> rebalance(Map<ActorRef, IndexedSeq<String>> current, Set<String> inProgress) {
-    Placement.remember(homes, asJava(current), this::hostPort);
+    remember(current);
     return Future.successful(Set.of());
   }
 
@@ -158,14 +198,23 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
    */
   private Duration goneFor(String home, long now) {
     if (home.isEmpty()) return null;
+    if (livingHostPorts().contains(home)) {
+      goneSince.remove(home);
+      return null;
+    }
+    Long since = goneSince.get(home);
+    if (since == null && membersAtStart != null && !membersAtStart.contains(home)) return margin; // gone before this coordinator
+    return Duration.ofNanos(now - goneSince.computeIfAbsent(home, k -> now));
+  }
+
+  /** host:port of every member that is not down or removed */
+  private Set<String> livingHostPorts() {
+    Set<String> out = new java.util.HashSet<>();
     for (Member m : cluster.state().getMembers()) {
       MemberStatus s = m.status();
-      if (s != MemberStatus.down() && s != MemberStatus.removed() && NodeAddress.hostPort(m.address()).equals(home)) {
-        goneSince.remove(home);
-        return null;
-      }
+      if (s != MemberStatus.down() && s != MemberStatus.removed()) out.add(NodeAddress.hostPort(m.address()));
     }
-    return Duration.ofNanos(now - goneSince.computeIfAbsent(home, k -> now));
+    return out;
   }
 
   private Set<Address> upMembers() {

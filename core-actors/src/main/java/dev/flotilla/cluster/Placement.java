@@ -81,12 +81,20 @@ public final class Placement {
         .map(Region::ref);
   }
 
-  /** Remembers, for every shard in {@code current}, the host:port of its region. */
-  public static <R> void remember(Map<String, String> homes, Map<R, ? extends Iterable<String>> current,
+  /**
+   * Remembers, for every shard in {@code current}, the host:port of its region.
+   *
+   * @return the entries that were new or different
+   */
+  public static <R> Map<String, String> remember(Map<String, String> homes, Map<R, ? extends Iterable<String>> current,
       java.util.function.Function<R, String> hostPort) {
+    Map<String, String> changed = new java.util.HashMap<>();
     for (var e : current.entrySet()) {
       String hp = hostPort.apply(e.getKey());
-      for (String shard : e.getValue()) homes.put(shard, hp);
+      for (String shard : e.getValue()) {
+        if (!hp.equals(homes.put(shard, hp))) changed.put(shard, hp);
+      }
     }
+    return changed;
   }
 }

@@ -213,7 +213,7 @@ public final class SandboxEntity
             .withStopMessage(new HandOff())
             .withSettings(dev.flotilla.cluster.ShardingSettings.of(system))
             .withAllocationStrategy(new dev.flotilla.cluster.LeastLoadedAllocation(
-                org.apache.pekko.actor.typed.javadsl.Adapter.toClassic(system))));
+                org.apache.pekko.actor.typed.javadsl.Adapter.toClassic(system), ENTITY_KEY.name())));
   }
 
   /**

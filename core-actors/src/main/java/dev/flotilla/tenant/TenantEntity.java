@@ -86,7 +86,7 @@ public final class TenantEntity
     // FlotillaDowningProvider); a tenant has no VMs to re-attach to, so no wait for a restarted node.
     ClusterSharding.get(system).init(Entity.of(ENTITY_KEY, ctx -> create(ctx.getEntityId(), quotas.quotaFor(ctx.getEntityId())))
         .withSettings(ShardingSettings.of(system))
-        .withAllocationStrategy(new LeastLoadedAllocation(Adapter.toClassic(system), Duration.ZERO)));
+        .withAllocationStrategy(new LeastLoadedAllocation(Adapter.toClassic(system), Duration.ZERO, ENTITY_KEY.name())));
   }
 
   public static Behavior<Command> create(String tenant, Quota quota) {

@@ -8,6 +8,7 @@ import com.typesafe.config.ConfigFactory;
 import java.time.Duration;
 import java.util.Map;
 import java.util.Set;
+import java.util.UUID;
 import org.apache.pekko.actor.ActorRef;
 import org.apache.pekko.actor.ActorSystem;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
@@ -63,7 +64,7 @@ class LeastLoadedAllocationTest {
 
   @Test
   void aShardWhoseHomeWasRemovedWaitsTheMarginThenGoesToASurvivor() {
-    var strategy = new LeastLoadedAllocation(system, Duration.ofSeconds(15));
+    var strategy = new LeastLoadedAllocation(system, Duration.ofSeconds(15), "Test" + UUID.randomUUID());
     ActorRef here = Adapter.toClassic(testKit.createTestProbe().ref());
     // a region on a node that is not (any longer) a member of this cluster
     ActorRef gone = system.provider().resolveActorRef("pekko://flotilla@10.255.255.1:25520/system/sharding/Sandbox");
@@ -84,8 +85,38 @@ class LeastLoadedAllocationTest {
   }
 
   @Test
+  void aCoordinatorThatStartsElsewhereKnowsTheHomesAnotherOneSaw() {
+    String type = "Shared" + UUID.randomUUID();
+    ActorRef here = Adapter.toClassic(testKit.createTestProbe().ref());
+    ActorRef gone = system.provider().resolveActorRef("pekko://flotilla@10.255.255.2:25520/system/sharding/Sandbox");
+    // the first coordinator saw shard 9 on a node that is gone now
+    new LeastLoadedAllocation(system, Duration.ofSeconds(15), type).rebalance(current(Map.of(gone, new String[] {"9"})), Set.of());
+
+    // a second one (as on another node, after the first one's node died) learns it through Distributed Data
+    var next = new LeastLoadedAllocation(system, Duration.ofSeconds(15), type);
+    next.start();
+    Awaitility.await().atMost(Duration.ofSeconds(10)).until(() -> next.homeOf("9").equals("10.255.255.2:25520"));
+    // what it saw itself since it started comes first
+    next.rebalance(current(Map.of(here, new String[] {"9"})), Set.of());
+    assertEquals(NodeAddress.hostPort(Cluster.get(testKit.system()).selfMember().address()), next.homeOf("9"));
+  }
+
+  @Test
+  void aHomeAlreadyGoneWhenTheCoordinatorStartedHadItsMarginBeforeThat() {
+    // the coordinator's singleton starts only the margin after its previous node was removed
+    var strategy = new LeastLoadedAllocation(system, Duration.ofSeconds(15), "Test" + UUID.randomUUID());
+    ActorRef here = Adapter.toClassic(testKit.createTestProbe().ref());
+    ActorRef gone = system.provider().resolveActorRef("pekko://flotilla@10.255.255.3:25520/system/sharding/Sandbox");
+    strategy.start();
+    strategy.rebalance(current(Map.of(gone, new String[] {"5"}, here, new String[0])), Set.of());
+    Future<ActorRef> five = strategy.allocateShard(here, "5", current(Map.of(here, new String[0])));
+    assertTrue(five.isCompleted(), "waited a second margin");
+    assertEquals(here, five.value().get().get());
+  }
+
+  @Test
   void aNewShardIsPlacedAtOnce() {
-    var strategy = new LeastLoadedAllocation(system, Duration.ofSeconds(15));
+    var strategy = new LeastLoadedAllocation(system, Duration.ofSeconds(15), "Test" + UUID.randomUUID());
     ActorRef here = Adapter.toClassic(testKit.createTestProbe().ref());
     Future<ActorRef> f = strategy.allocateShard(here, "42", current(Map.of(here, new String[0])));
     assertTrue(f.isCompleted());

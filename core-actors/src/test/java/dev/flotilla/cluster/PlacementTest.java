@@ -86,8 +86,10 @@ class PlacementTest {
   @Test
   void rememberKeepsTheLastHostOfEveryShard() {
     Map<String, String> homes = new HashMap<>();
-    Placement.remember(homes, Map.of("A", List.of("1", "2")), r -> r.equals("A") ? "h1:1" : "h2:2");
-    Placement.remember(homes, Map.of("B", List.of("2")), r -> r.equals("A") ? "h1:1" : "h2:2");
+    assertEquals(Map.of("1", "h1:1", "2", "h1:1"),
+        Placement.remember(homes, Map.of("A", List.of("1", "2")), r -> r.equals("A") ? "h1:1" : "h2:2"));
+    assertEquals(Map.of("2", "h2:2"), Placement.remember(homes, Map.of("B", List.of("2")), r -> r.equals("A") ? "h1:1" : "h2:2"),
+        "only what changed");
     assertEquals(Map.of("1", "h1:1", "2", "h2:2"), homes);
   }
 }
