@@ -63,11 +63,13 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
   /** host:port -> System.nanoTime() when it was first seen with no member left on it */
   private final Map<String, Long> goneSince = new ConcurrentHashMap<>();
   /**
-   * host:port of the members that were not down when the coordinator last started here; a home
-   * already gone then was removed at least the margin before (the coordinator's singleton starts
-   * only that long after its previous node was removed), null before the first start
+   * host:port of every member seen alive (not down or removed) since the coordinator last started
+   * here, null before its first start. A home never seen alive was gone before the coordinator
+   * started, and so removed at least the margin before: the coordinator's singleton starts only
+   * that long after its previous node was removed. (Every node this coordinator placed a shard on
+   * was alive at that call.)
    */
-  private volatile Set<String> membersAtStart;
+  private volatile Set<String> seenAlive;
   /** shard id -> why it waits (the last reason logged), while a wait is under way */
   private final Map<String, Placement.Why> waiting = new ConcurrentHashMap<>();
 
@@ -101,7 +103,8 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
   @Override
   public void start() {
     homes.clear();
-    membersAtStart = livingHostPorts();
+    seenAlive = ConcurrentHashMap.newKeySet();
+    seenAlive.addAll(livingHostPorts());
   }
 
   @Override
@@ -111,6 +114,12 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
   }
 
   private void remember(Map<ActorRef, IndexedSeq<String>> current) {
+    Set<String> seen = seenAlive;
+    if (seen != null) {
+      // members alive now, and nodes whose regions are registered (a region registers from an Up node)
+      seen.addAll(livingHostPorts());
+      for (ActorRef region : current.keySet()) seen.add(hostPort(region));
+    }
     var changed = Placement.remember(homes, asJava(current), this::hostPort);
     if (shared != null) shared.publish(changed);
   }
@@ -202,8 +211,8 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
       goneSince.remove(home);
       return null;
     }
-    Long since = goneSince.get(home);
-    if (since == null && membersAtStart != null && !membersAtStart.contains(home)) return margin; // gone before this coordinator
+    Set<String> seen = seenAlive;
+    if (!goneSince.containsKey(home) && seen != null && !seen.contains(home)) return margin; // gone before this coordinator
     return Duration.ofNanos(now - goneSince.computeIfAbsent(home, k -> now));
   }
 
