@@ -11,27 +11,15 @@ import com.typesafe.config.ConfigFactory;
 import dev.flotilla.vm.VmExit;
 import dev.flotilla.vm.process.TestSandboxes;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Command;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Exec;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecEvent;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecOutput;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecSpec;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Pause;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Report;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Resume;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Stop;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.VmExited;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.VmReady;
 import java.time.Duration;
-import java.util.List;
-import java.util.Map;
-import java.util.concurrent.TimeUnit;
 import org.apache.pekko.Done;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.pattern.StatusReply;
-import org.apache.pekko.stream.SourceRef;
-import org.apache.pekko.stream.javadsl.Sink;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
@@ -67,42 +55,22 @@ class VmSupervisorLeaseTest {
     sandboxes.close();
   }
 
-  private record Started(ActorRef<Command> ref, TestProbe<Report> parent, VmReady ready, List<Long> pids) {}
-
-  private Started start(VmSupervisor.Settings s) {
-    TestProbe<Report> parent = kit.createTestProbe();
-    ActorRef<Command> ref = kit.spawn(VmSupervisor.start(sandboxes.hypervisor, sandboxes.spec(), parent.getRef(), s));
-    Report first = parent.receiveMessage(T);
-    if (!(first instanceof VmReady ready)) throw new AssertionError("expected VmReady, got " + first);
-    sandboxes.trackHandle(ready.handle());
-    List<Long> pids = sandboxes.hypervisor.adopt(ready.handle()).orElseThrow().pids();
-    sandboxes.trackPids(pids);
-    return new Started(ref, parent, ready, pids);
+  private SupervisedVm start(VmSupervisor.Settings s) {
+    return SupervisedVm.start(kit, sandboxes, sandboxes.spec(), s);
   }
 
   private static String echo(ActorRef<Command> ref, String word) throws Exception {
-    TestProbe<StatusReply<SourceRef<ExecEvent>>> reply = kit.createTestProbe();
-    ref.tell(new Exec(new ExecSpec(List.of("echo", word), Map.of(), ""), reply.getRef()));
-    StatusReply<SourceRef<ExecEvent>> r = reply.receiveMessage(T);
-    assertTrue(r.isSuccess(), () -> "exec failed: " + r.getError());
-    StringBuilder out = new StringBuilder();
-    for (ExecEvent e : r.getValue().getSource().runWith(Sink.seq(), kit.system()).toCompletableFuture().get(T.toSeconds(), TimeUnit.SECONDS)) {
-      if (e instanceof ExecOutput o && !o.stderr()) out.append(o.data().utf8String());
-    }
-    return out.toString();
+    return SupervisedVm.output(SupervisedVm.exec(kit, ref, "echo", word), false);
   }
 
-  private static void stop(Started s) {
-    TestProbe<Done> done = kit.createTestProbe();
-    s.ref().tell(new Stop(Duration.ofSeconds(5), done.getRef()));
-    VmExited exited = s.parent().expectMessageClass(VmExited.class, T);
+  private static void stop(SupervisedVm s) {
+    VmExited exited = s.stop(kit);
     assertTrue(exited.exit().requested(), exited.toString());
-    done.expectMessage(T, Done.getInstance());
   }
 
   @Test
   void healthPingsRenewTheLeaseForAsLongAsTheSandboxRuns() throws Exception {
-    Started s = start(settings);
+    SupervisedVm s = start(settings);
     // three and a half leases without a call from anyone but the health pings
     s.parent().expectNoMessage(LEASE.multipliedBy(7).dividedBy(2));
     assertTrue(s.pids().stream().allMatch(TestSandboxes::alive), "the sandbox still runs");
@@ -113,7 +81,7 @@ class VmSupervisorLeaseTest {
   @Test
   void aNodeThatStopsRenewingFindsItsSandboxEndedWithTheReason() throws Exception {
     TestSilentNode node = new TestSilentNode();
-    Started s = start(settings.withConnector(node));
+    SupervisedVm s = start(settings.withConnector(node));
     assertEquals("before\n", echo(s.ref(), "before"));
     node.silence();
     VmExited exited = s.parent().expectMessageClass(VmExited.class, T);
@@ -127,7 +95,7 @@ class VmSupervisorLeaseTest {
 
   @Test
   void aSandboxPausedForLongerThanItsLeaseResumes() throws Exception {
-    Started s = start(settings);
+    SupervisedVm s = start(settings);
     TestProbe<StatusReply<Done>> ack = kit.createTestProbe();
     s.ref().tell(new Pause(ack.getRef()));
     assertTrue(ack.receiveMessage(T).isSuccess());

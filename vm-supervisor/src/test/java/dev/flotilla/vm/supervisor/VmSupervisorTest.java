@@ -3,14 +3,12 @@ package dev.flotilla.vm.supervisor;
 import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
-import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
 import dev.flotilla.vm.process.ProcessHypervisor;
-import dev.flotilla.vm.process.ProcessHypervisorConfig;
 import dev.flotilla.vm.process.TestSandboxes;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.AgentLost;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Command;
@@ -25,7 +23,6 @@ import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Pause;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ReadFile;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Report;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Resume;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Stop;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.VmExited;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.VmReady;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.VmStartFailed;
@@ -82,53 +79,30 @@ class VmSupervisorTest {
     sandboxes.close();
   }
 
-  private record Started(ActorRef<Command> ref, TestProbe<Report> parent, VmReady ready, List<Long> pids) {}
-
-  private Started start(VmSpec spec, VmSupervisor.Settings s) {
-    TestProbe<Report> parent = kit.createTestProbe();
-    ActorRef<Command> ref = kit.spawn(VmSupervisor.start(sandboxes.hypervisor, spec, parent.getRef(), s));
-    Report first = parent.receiveMessage(T);
-    if (!(first instanceof VmReady ready)) throw new AssertionError("expected VmReady, got " + first);
-    sandboxes.trackHandle(ready.handle());
-    List<Long> pids = sandboxes.hypervisor.adopt(ready.handle()).orElseThrow().pids();
-    sandboxes.trackPids(pids);
-    return new Started(ref, parent, ready, pids);
+  private SupervisedVm start(VmSpec spec, VmSupervisor.Settings s) {
+    return SupervisedVm.start(kit, sandboxes, spec, s);
   }
 
   private static List<ExecEvent> exec(ActorRef<Command> ref, String... argv) throws Exception {
-    SourceRef<ExecEvent> src = execRef(ref, argv);
-    return src.getSource().runWith(Sink.seq(), kit.system()).toCompletableFuture().get(T.toSeconds(), TimeUnit.SECONDS);
+    return SupervisedVm.exec(kit, ref, argv);
   }
 
   private static SourceRef<ExecEvent> execRef(ActorRef<Command> ref, String... argv) {
-    TestProbe<StatusReply<SourceRef<ExecEvent>>> reply = kit.createTestProbe();
-    ref.tell(new Exec(new ExecSpec(List.of(argv), Map.of(), ""), reply.getRef()));
-    StatusReply<SourceRef<ExecEvent>> r = reply.receiveMessage(T);
-    assertTrue(r.isSuccess(), () -> "exec failed: " + r.getError());
-    return r.getValue();
+    return SupervisedVm.execRef(kit, ref, argv);
   }
 
   private static String output(List<ExecEvent> events, boolean stderr) {
-    StringBuilder sb = new StringBuilder();
-    for (ExecEvent e : events) {
-      if (e instanceof ExecOutput o && o.stderr() == stderr) sb.append(o.data().utf8String());
-    }
-    return sb.toString();
+    return SupervisedVm.output(events, stderr);
   }
 
-  private static VmExited stop(Started s) {
-    TestProbe<Done> done = kit.createTestProbe();
-    s.ref().tell(new Stop(Duration.ofSeconds(5), done.getRef()));
-    VmExited exited = s.parent().expectMessageClass(VmExited.class, T);
-    done.expectMessage(T, Done.getInstance());
-    s.parent().expectTerminated(s.ref(), T);
-    return exited;
+  private static VmExited stop(SupervisedVm s) {
+    return s.stop(kit);
   }
 
   @Test
   void startExecStopLeavesNoProcessBehind() throws Exception {
     VmSpec spec = sandboxes.spec();
-    Started s = start(spec, settings);
+    SupervisedVm s = start(spec, settings);
     assertFalse(s.ready().adopted());
     assertEquals(1, s.ready().incarnation());
     assertFalse(s.ready().guestKernel().isBlank());
@@ -163,7 +137,7 @@ class VmSupervisorTest {
   @Test
   void execOutputIsBackpressuredToTheProcessAndAGoneReaderKillsIt() throws Exception {
     VmSpec spec = sandboxes.spec();
-    Started s = start(spec, settings);
+    SupervisedVm s = start(spec, settings);
     Path counter = spec.stateDir().resolve("written");
     // 64 KiB per step, 64 MiB in all, counting the steps it got through
     SourceRef<ExecEvent> ref = execRef(s.ref(), "sh", "-c",
@@ -201,7 +175,7 @@ class VmSupervisorTest {
 
   @Test
   void adoptAfterTheSupervisorIsGoneReattachesToTheSameVm() throws Exception {
-    Started s = start(sandboxes.spec(), settings);
+    SupervisedVm s = start(sandboxes.spec(), settings);
     VmHandle handle = VmHandle.load(s.ready().handle().stateDir());
     kit.stop(s.ref());
     s.parent().expectTerminated(s.ref(), T);
@@ -215,14 +189,14 @@ class VmSupervisorTest {
     assertEquals(handle.pid(), ready.handle().pid());
     assertEquals("again\n", output(exec(ref2, "echo", "again"), false));
 
-    VmExited exited = stop(new Started(ref2, parent2, ready, s.pids()));
+    VmExited exited = stop(new SupervisedVm(ref2, parent2, ready, s.pids()));
     assertTrue(exited.exit().requested());
     await().atMost(T).until(() -> s.pids().stream().noneMatch(TestSandboxes::alive));
   }
 
   @Test
   void adoptOfAGoneVmFails() throws Exception {
-    Started s = start(sandboxes.spec(), settings);
+    SupervisedVm s = start(sandboxes.spec(), settings);
     VmHandle handle = s.ready().handle();
     stop(s);
     TestProbe<Report> parent2 = kit.createTestProbe();
@@ -234,7 +208,7 @@ class VmSupervisorTest {
 
   @Test
   void killOfTheAgentIsReportedAsAnExitWithTheSignal() throws Exception {
-    Started s = start(sandboxes.spec(), settings);
+    SupervisedVm s = start(sandboxes.spec(), settings);
     long agent = s.pids().stream().filter(p -> {
       try {
         String[] argv = Files.readString(Path.of("/proc/" + p + "/cmdline")).split("\0");
@@ -257,7 +231,7 @@ class VmSupervisorTest {
   @Test
   void pauseFreezesAndResumeLetsAPausedExecFinish() throws Exception {
     VmSpec spec = sandboxes.spec();
-    Started s = start(spec, settings);
+    SupervisedVm s = start(spec, settings);
     Path counter = spec.stateDir().resolve("counter");
     SourceRef<ExecEvent> running = execRef(s.ref(), "sh", "-c",
         "i=0; while [ $i -lt 40 ]; do i=$((i+1)); echo $i > " + counter + ".t; mv " + counter + ".t " + counter + "; sleep 0.02; done; echo finished");
@@ -289,7 +263,7 @@ class VmSupervisorTest {
   @Test
   void writeFileAndReadItBack() throws Exception {
     VmSpec spec = sandboxes.spec();
-    Started s = start(spec, settings);
+    SupervisedVm s = start(spec, settings);
     List<ByteString> chunks = new ArrayList<>();
     byte[] expected = new byte[700_000];
     for (int i = 0; i < expected.length; i++) expected[i] = (byte) (i * 31 + 7);
@@ -317,7 +291,7 @@ class VmSupervisorTest {
 
   @Test
   void agentThatStopsAnsweringIsLostAndItsVmKilled() throws Exception {
-    Started s = start(sandboxes.spec(), settings.withHealth(Duration.ofMillis(200), 2).withCallTimeout(Duration.ofMillis(500)));
+    SupervisedVm s = start(sandboxes.spec(), settings.withHealth(Duration.ofMillis(200), 2).withCallTimeout(Duration.ofMillis(500)));
     // Freeze it behind the supervisor's back: the agent can no longer answer pings.
     Vm same = sandboxes.hypervisor.adopt(s.ready().handle()).orElseThrow();
     same.pause();
