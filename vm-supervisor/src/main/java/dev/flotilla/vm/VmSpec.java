@@ -32,6 +32,15 @@ public record VmSpec(
    */
   public static final String AGENT_LEASE_MS = "agent-lease-ms";
 
+  /** Option: the writable layer's size in MiB (drivers that have one; the driver's default otherwise). */
+  public static final String DISK_MIB = "disk-mib";
+
+  /**
+   * Option: the image's unpacked layers on this host, top first, joined with {@code :}; absent for
+   * the driver's default image.
+   */
+  public static final String ROOTFS_LAYERS = "rootfs-layers";
+
   /** This spec with one more option. */
   public VmSpec withOption(String key, String value) {
     Map<String, String> o = new java.util.HashMap<>(options);

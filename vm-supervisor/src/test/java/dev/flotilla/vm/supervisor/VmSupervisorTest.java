@@ -306,8 +306,7 @@ class VmSupervisorTest {
 
   @Test
   void aVmWhoseAgentCannotStartIsReportedAndLeavesNothing() throws Exception {
-    Path notAJar = Files.writeString(sandboxes.stateRoot.resolve("broken.jar"), "not a jar");
-    var broken = new ProcessHypervisor(sandboxes.hypervisor.config().withAgentJar(notAJar));
+    var broken = new ProcessHypervisor(sandboxes.hypervisor.config().withRuntimeDir(sandboxes.brokenRuntime()), sandboxes.hypervisor.ids());
     VmSpec spec = sandboxes.spec();
     TestProbe<Report> parent = kit.createTestProbe();
     ActorRef<Command> ref = kit.spawn(VmSupervisor.start(broken, spec, parent.getRef(), settings.withStartTimeout(Duration.ofSeconds(15))));
