@@ -16,6 +16,7 @@ import dev.flotilla.sandbox.SpecValidator;
 import dev.flotilla.sandbox.VmReaper;
 import dev.flotilla.tenant.TenantEntity;
 import dev.flotilla.vm.Hypervisor;
+import dev.flotilla.vm.ids.IdRangeAllocator;
 import dev.flotilla.vm.process.ProcessHypervisor;
 import dev.flotilla.vm.process.ProcessHypervisorConfig;
 import dev.flotilla.vm.qemu.QemuConfig;
@@ -82,7 +83,8 @@ public final class FlotillaNode implements AutoCloseable {
       SchemaBootstrap.ensure(system);
 
       Config node = full.getConfig("flotilla.node");
-      Map<String, Hypervisor> drivers = drivers(node, dataDir);
+      Map<String, java.util.List<String>> unavailable = new LinkedHashMap<>();
+      Map<String, Hypervisor> drivers = drivers(node, dataDir, unavailable);
       for (Hypervisor h : drivers.values()) {
         for (String w : h.capabilities().warnings()) log.warn("driver {}: {}", h.driver(), w);
       }
@@ -131,7 +133,7 @@ public final class FlotillaNode implements AutoCloseable {
           sb.getDuration("ask-timeout"), journalStatus)
           .schedule(node.getDuration("reaper.first-run"), node.getDuration("reaper.interval"));
 
-      SandboxControl control = new SandboxControl(system, SpecValidator.fromConfig(sb, drivers.keySet()),
+      SandboxControl control = new SandboxControl(system, SpecValidator.fromConfig(sb, drivers.keySet(), unavailable),
           sb.getDuration("ask-timeout"), sb.getDuration("file-timeout"), events, journalStatus,
           sb.getDuration("read-timeout-while-journal-down"));
       TokenAuth auth = TokenAuth.fromConfig(full.getConfig("flotilla.auth"), dataDir);
@@ -167,13 +169,27 @@ public final class FlotillaNode implements AutoCloseable {
     };
   }
 
-  private static Map<String, Hypervisor> drivers(Config node, Path dataDir) {
+  private static Map<String, Hypervisor> drivers(Config node, Path dataDir, Map<String, java.util.List<String>> unavailable)
+      throws IOException {
     Map<String, Hypervisor> drivers = new LinkedHashMap<>();
+    // One id range per sandbox on this host, whichever driver runs it.
+    IdRangeAllocator ids = IdRangeAllocator.forNode(dataDir.resolve("vms"));
     Config process = node.getConfig("drivers.process");
     if (process.getBoolean("enabled")) {
-      ProcessHypervisorConfig pc = ProcessHypervisorConfig.of(agentJar(process.getString("agent-jar")), dataDir.resolve("vms"))
-          .withCgroupParent(process.getString("cgroup-parent"));
-      drivers.put(ProcessHypervisor.DRIVER, new ProcessHypervisor(pc));
+      ProcessHypervisorConfig pc = ProcessHypervisorConfig.of(
+              built(process.getString("runtime-dir"), "flotilla.sandbox.runtime", Path.of("guest-image", "out", "sandbox-runtime")),
+              built(process.getString("default-image"), "flotilla.default.image", Path.of("guest-image", "out", "default-image", "rootfs")),
+              dataDir.resolve("vms"))
+          .withCgroupParent(process.getString("cgroup-parent"))
+          .withDefaultDiskMiB(process.getInt("default-disk-mib"));
+      ProcessHypervisor hv = new ProcessHypervisor(pc, ids);
+      if (hv.capabilities().warnings().isEmpty()) {
+        drivers.put(ProcessHypervisor.DRIVER, hv);
+      } else {
+        // Not offered: a create naming it is told why (see SandboxEntity), and so is the operator.
+        log.warn("process driver not offered: {}", String.join("; ", hv.capabilities().warnings()));
+        unavailable.put(ProcessHypervisor.DRIVER, hv.capabilities().warnings());
+      }
     }
     Config qemu = node.getConfig("drivers.qemu");
     String enabled = qemu.getString("enabled");
@@ -204,12 +220,12 @@ public final class FlotillaNode implements AutoCloseable {
     return false;
   }
 
-  /** The configured agent jar, else the one built next to this node's own jar in the repository. */
-  static Path agentJar(String configured) {
+  /** The configured path, else the system property (tests), else {@code rel} in the checkout this node runs from. */
+  static Path built(String configured, String property, Path rel) {
     if (!configured.isEmpty()) return Path.of(configured);
-    String prop = System.getProperty("flotilla.agent.jar");
+    String prop = System.getProperty(property);
     if (prop != null && !prop.isEmpty()) return Path.of(prop);
-    return repoFile(Path.of("guest-agent", "target", "flotilla-guest-agent.jar"));
+    return repoFile(rel);
   }
 
   /** {@code rel} in the checkout this node runs from (found from its own jar), else in the working directory. */

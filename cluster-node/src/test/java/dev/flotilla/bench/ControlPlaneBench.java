@@ -126,10 +126,11 @@ public final class ControlPlaneBench {
           GrpcClientSettings.connectToServiceAt("127.0.0.1", node.grpcPort(), clientSystem).withTls(false), clientSystem));
     }
     SandboxServiceClient client = clients.get(0);
-    // The same driver configuration as the node's: same state root (so the same agent class-data
-    // archive), same cgroup parent, same lean agent JVM flags.
-    ProcessHypervisor hv = new ProcessHypervisor(
-        ProcessHypervisorConfig.of(agentJar, dataDir.resolve("vms")).withCgroupParent(CGROUP_PARENT));
+    // The same driver configuration as the node's (runtime, default image, cgroup parent, lean agent
+    // JVM flags), beside it: its own state root, ranges from the same host-wide id table.
+    ProcessHypervisor hv = new ProcessHypervisor(ProcessHypervisorConfig.of(
+        Path.of(System.getProperty("flotilla.sandbox.runtime")), Path.of(System.getProperty("flotilla.default.image")),
+        dataDir.resolve("bare-vms")).withCgroupParent(CGROUP_PARENT));
 
     System.out.println("node up in " + Math.round(bootMs) + " ms; gRPC " + node.grpcAddress() + "; data dir " + dataDir);
     System.out.println("driver: " + hv.capabilities());

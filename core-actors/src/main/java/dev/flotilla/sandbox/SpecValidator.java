@@ -11,9 +11,11 @@ import java.util.regex.Pattern;
  * what to fix.
  *
  * @param drivers the drivers this cluster offers
+ * @param unavailable drivers this node knows but cannot offer on its host, with what is missing
  */
 public record SpecValidator(
     Set<String> drivers,
+    Map<String, java.util.List<String>> unavailable,
     String defaultDriver,
     int defaultVcpus,
     int maxVcpus,
@@ -28,11 +30,17 @@ public record SpecValidator(
 
   public SpecValidator {
     drivers = Set.copyOf(drivers);
+    unavailable = Map.copyOf(unavailable);
   }
 
   public static SpecValidator fromConfig(Config c, Set<String> availableDrivers) {
+    return fromConfig(c, availableDrivers, Map.of());
+  }
+
+  public static SpecValidator fromConfig(Config c, Set<String> availableDrivers, Map<String, java.util.List<String>> unavailable) {
     return new SpecValidator(
         availableDrivers,
+        unavailable,
         c.getString("default-driver"),
         c.getInt("default-vcpus"),
         c.getInt("max-vcpus"),
@@ -45,6 +53,10 @@ public record SpecValidator(
   /** The spec with defaults filled in, or a {@link SandboxError} of kind INVALID_ARGUMENT. */
   public SandboxSpec normalize(SandboxSpec in) {
     String driver = in.driver() == null || in.driver().isEmpty() ? defaultDriver : in.driver();
+    if (!drivers.contains(driver) && unavailable.containsKey(driver)) {
+      throw SandboxError.precondition("driver '" + driver + "' is not available on this host: "
+          + String.join("; ", unavailable.get(driver)) + ". To fix, run as root: scripts/setup-host.sh (./flotilla node runs it)");
+    }
     if (!drivers.contains(driver)) {
       throw SandboxError.invalid("unknown driver '" + driver + "': this cluster offers " + String.join(", ", new java.util.TreeSet<>(drivers)));
     }

@@ -49,6 +49,11 @@ public final class VmReaper {
       log.info("VM reaper pass skipped: the journal is unavailable ({})", down.get());
       return;
     }
+    java.util.Set<String> withVms = new java.util.HashSet<>();
+    for (VmDirectory.Entry e : new VmDirectory(runtime.vmRoot()).list()) {
+      if (e.readable()) withVms.add(e.handle().sandboxId());
+    }
+    releaseGone(withVms);
     for (VmDirectory.Entry e : new VmDirectory(runtime.vmRoot()).list()) {
       if (!e.readable()) continue;
       VmHandle h = e.handle();
@@ -65,6 +70,33 @@ public final class VmReaper {
         }, () -> deleteDir(h));
       }, blocking);
     }
+  }
+
+  /**
+   * Frees what drivers keep per sandbox beyond its VMs (a writable layer, an id range) once the
+   * sandbox is deleted or its VM runs on another host. A sandbox with a VM directory here is left to
+   * the pass over VMs; one whose VM is not placed yet (no host) keeps its state.
+   */
+  private void releaseGone(java.util.Set<String> withVms) {
+    for (Hypervisor hv : runtime.drivers().values()) {
+      for (String id : hv.sandboxesWithLocalState()) {
+        if (withVms.contains(id) || !SandboxIds.isValid(id)) continue;
+        inspect(id).whenCompleteAsync((i, err) -> {
+          if (err != null) return;
+          String why = releaseReason(i, runtime.hostId());
+          if (why == null) return;
+          log.info("releasing the node-local state of sandbox {} ({})", id, why);
+          hv.releaseSandbox(id);
+        }, blocking);
+      }
+    }
+  }
+
+  /** Why a sandbox's node-local state may go, or null if it may still need it here. */
+  static String releaseReason(SandboxEntity.Inspection i, String thisHost) {
+    if (!i.exists()) return "sandbox deleted";
+    if (i.hostId() != null && !i.hostId().isEmpty() && !i.hostId().equals(thisHost)) return "sandbox runs on host " + i.hostId();
+    return null;
   }
 
   /** Why this VM must go, or null if its sandbox may still own it. */

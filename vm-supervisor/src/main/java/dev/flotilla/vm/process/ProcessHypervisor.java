@@ -7,7 +7,6 @@ import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
 import dev.flotilla.vm.ids.IdRangeAllocator;
-import dev.flotilla.vm.ids.SubordinateIds;
 import dev.flotilla.vm.oci.BundleConfig;
 import dev.flotilla.vm.oci.OciRuntime;
 import dev.flotilla.vm.oci.SeccompProfile;
@@ -53,17 +52,9 @@ public final class ProcessHypervisor implements Hypervisor {
     this.oci = new OciRuntime(config.ociRuntime(), config.stateRoot().resolve(".runc"));
   }
 
-  /** With an allocator of its own over the node user's delegations, its table in the state root. */
+  /** With the host-wide allocator, keyed by its state root ({@link IdRangeAllocator#forNode}). */
   public ProcessHypervisor(ProcessHypervisorConfig config) {
-    this(config, ownAllocator(config.stateRoot()));
-  }
-
-  private static IdRangeAllocator ownAllocator(Path stateRoot) {
-    try {
-      return new IdRangeAllocator(stateRoot.resolve("id-ranges"), SubordinateIds.ofCurrentUser());
-    } catch (IOException e) {
-      throw new UncheckedIOException("cannot read the id range table in " + stateRoot, e);
-    }
+    this(config, IdRangeAllocator.forNode(config.stateRoot()));
   }
 
   public ProcessHypervisorConfig config() {
@@ -107,7 +98,11 @@ public final class ProcessHypervisor implements Hypervisor {
 
   /** Root inside the sandbox is this host uid (its range's start), once the sandbox has a range here. */
   public Optional<Long> sandboxRootHostUid(String sandboxId) {
-    return ids.rangeOf(sandboxId).map(IdRangeAllocator.Range::hostStart);
+    try {
+      return ids.rangeOf(sandboxId).map(IdRangeAllocator.Range::hostStart);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
   }
 
   @Override
@@ -204,7 +199,12 @@ public final class ProcessHypervisor implements Hypervisor {
 
   @Override
   public Set<String> sandboxesWithLocalState() {
-    Set<String> out = new TreeSet<>(ids.holders().keySet());
+    Set<String> out = new TreeSet<>();
+    try {
+      out.addAll(ids.holders().keySet());
+    } catch (IOException e) {
+      log.warn("cannot read the id range table: {}", e.getMessage());
+    }
     try (Stream<Path> s = Files.list(config.stateRoot())) {
       s.map(p -> p.getFileName().toString()).filter(n -> n.endsWith(".disk"))
           .forEach(n -> out.add(n.substring(0, n.length() - ".disk".length())));
