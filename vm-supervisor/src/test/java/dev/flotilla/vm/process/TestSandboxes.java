@@ -81,6 +81,11 @@ public final class TestSandboxes implements AutoCloseable {
     return new VmSpec(id, 1, 1, memoryMiB, pidsLimit, hypervisor.config().stateDirFor(id, 1), Map.of());
   }
 
+  /** Where a path inside a running sandbox's root is on the host (through its root's mount). */
+  public Path hostPath(VmSpec spec, String inside) {
+    return ProcessVm.Places.of(hypervisor.config(), spec.sandboxId(), spec.incarnation()).rootfs().resolve(inside.substring(1));
+  }
+
   public VmSpec spec() {
     return spec(256, 0);
   }
