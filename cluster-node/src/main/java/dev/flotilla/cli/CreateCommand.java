@@ -23,6 +23,11 @@ final class CreateCommand extends ClientCommand {
       description = "Memory in MiB (default: the node's).")
   Integer memoryMib;
 
+  @Option(names = "--disk", paramLabel = "MiB", converter = ArgParsers.DiskConverter.class,
+      description = "Cap of the sandbox's writable layer in MiB: writes past it fail with ENOSPC "
+          + "inside the sandbox (default: the node's, 1024).")
+  Integer diskMib;
+
   @Option(names = "--label", paramLabel = "KEY=VALUE", description = "A label; repeatable.")
   List<String> labels;
 
@@ -47,6 +52,7 @@ final class CreateCommand extends ClientCommand {
     if (driver != null) spec.setDriver(driver);
     if (cpus != null) spec.setVcpus(cpus);
     if (memoryMib != null) spec.setMemoryMib(memoryMib);
+    if (diskMib != null) spec.setDiskMib(diskMib);
     if (restart != null) spec.setRestartPolicy(restart);
     CreateSandboxRequest.Builder req = CreateSandboxRequest.newBuilder().setSpec(spec);
     if (requestId != null) req.setRequestId(requestId);

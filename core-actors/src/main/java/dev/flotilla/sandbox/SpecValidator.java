@@ -22,7 +22,10 @@ public record SpecValidator(
     int defaultMemoryMiB,
     int minMemoryMiB,
     int maxMemoryMiB,
-    int maxLabels) {
+    int maxLabels,
+    int defaultDiskMiB,
+    int minDiskMiB,
+    int maxDiskMiB) {
 
   // Kubernetes' label syntax: users already know it, and tools can copy labels across.
   private static final Pattern LABEL_KEY = Pattern.compile("([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?");
@@ -47,7 +50,10 @@ public record SpecValidator(
         c.getInt("default-memory-mib"),
         c.getInt("min-memory-mib"),
         c.getInt("max-memory-mib"),
-        c.getInt("max-labels"));
+        c.getInt("max-labels"),
+        c.getInt("default-disk-mib"),
+        c.getInt("min-disk-mib"),
+        c.getInt("max-disk-mib"));
   }
 
   /** The spec with defaults filled in, or a {@link SandboxError} of kind INVALID_ARGUMENT. */
@@ -82,6 +88,10 @@ public record SpecValidator(
             + "' is invalid: use up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit");
       }
     }
-    return new SandboxSpec(driver, vcpus, memory, labels, in.restartPolicy());
+    int disk = in.diskMiB() == 0 ? defaultDiskMiB : in.diskMiB();
+    if (disk < minDiskMiB || disk > maxDiskMiB) {
+      throw SandboxError.invalid("disk must be between " + minDiskMiB + " and " + maxDiskMiB + " MiB (got " + in.diskMiB() + ")");
+    }
+    return new SandboxSpec(driver, vcpus, memory, labels, in.restartPolicy(), disk, in.image());
   }
 }
