@@ -29,7 +29,7 @@ if [ ! -f "$jar" ]; then
   log "building the guest agent jar"
   (cd "$repo" && mvn -B -q -ntp -pl guest-agent -am package -DskipTests)
 fi
-for tool in jlink jdeps patchelf sha256sum unshare chroot; do
+for tool in jlink jdeps patchelf sha256sum unshare chroot setpriv; do
   command -v "$tool" >/dev/null || { log "missing $tool (run scripts/setup-host.sh)"; exit 1; }
 done
 busybox="$(command -v busybox || true)"; [ -x /bin/busybox ] && busybox=/bin/busybox
@@ -53,6 +53,8 @@ mkdir -p "$rt/bin" "$rt/lib" "$rt/run"
 cp "$jar" "$rt/agent.jar"
 cp "$busybox" "$rt/bin/busybox"
 cp "$tini" "$rt/bin/tini"
+# util-linux's setpriv runs a process as the image's (or the exec's) user: the agent prefixes it.
+cp /usr/bin/setpriv "$rt/bin/setpriv"
 
 mods="$(jdeps --multi-release 17 --ignore-missing-deps --print-module-deps "$jar" 2>/dev/null || true)"
 mods="$(echo "java.base,jdk.unsupported${mods:+,$mods}" | tr , "\\n" | sort -u | paste -sd,)"
@@ -60,7 +62,7 @@ jlink --add-modules "$mods" --output "$rt/jre" --strip-debug --no-man-pages --no
 rm -f "$rt/jre/lib/server/classes"*.jsa
 
 # glibc and whatever else the runtime links outside itself, flat in lib/.
-for l in $(find "$rt/jre" -name '*.so' -o -path '*/bin/*' -type f | xargs ldd 2>/dev/null \
+for l in $( { find "$rt/jre" -name '*.so' -o -path '*/bin/*' -type f; echo "$rt/bin/setpriv"; } | xargs ldd 2>/dev/null \
              | awk '/=> \// {print $3}' | grep -v "^$rt" | sort -u); do
   cp -L "$l" "$rt/lib/"
 done
@@ -72,6 +74,9 @@ for exe in $(find "$rt/jre" -type f -perm -u+x); do
     patchelf --set-interpreter /.fl/lib/ld-linux-x86-64.so.2 "$exe"
   fi
 done
+
+# setpriv runs with the clean environment of the processes the agent starts: no LD_LIBRARY_PATH.
+patchelf --set-interpreter /.fl/lib/ld-linux-x86-64.so.2 --set-rpath /.fl/lib "$rt/bin/setpriv"
 
 # CDS: train and dump at the paths the sandbox sees (/.fl), in a throwaway root holding only the
 # runtime, so the archive's class-path check passes there.

@@ -15,6 +15,7 @@ import java.util.Objects;
  * @param exitRetention how long an exited process stays known after a WaitProcess reported it
  * @param powerOffCommand run after a Shutdown with power_off (a VM build passes e.g. {@code poweroff -f});
  *     empty: the agent just exits
+ * @param execDefaults the image's Env, WorkingDir and User for every process it starts
  */
 public record AgentConfig(
     String sandboxId,
@@ -22,14 +23,16 @@ public record AgentConfig(
     int maxPayload,
     int fileChunk,
     Duration exitRetention,
-    List<String> powerOffCommand) {
+    List<String> powerOffCommand,
+    dev.flotilla.agent.guest.process.ExecDefaults execDefaults) {
   public AgentConfig {
     Objects.requireNonNull(sandboxId, "sandboxId");
     powerOffCommand = List.copyOf(powerOffCommand);
+    execDefaults = execDefaults == null ? dev.flotilla.agent.guest.process.ExecDefaults.NONE : execDefaults;
   }
 
   public static AgentConfig of(String sandboxId, long incarnation) {
     return new AgentConfig(sandboxId, incarnation, AgentProtocol.DEFAULT_MAX_PAYLOAD, 512 * 1024,
-        Duration.ofSeconds(30), List.of());
+        Duration.ofSeconds(30), List.of(), null);
   }
 }

@@ -1,9 +1,12 @@
 package dev.flotilla.agent.guest;
 
+import dev.flotilla.agent.guest.process.ExecDefaults;
+
 import dev.flotilla.agent.guest.transport.AgentListener;
 import dev.flotilla.agent.guest.transport.Listeners;
 import dev.flotilla.agent.protocol.AgentProtocol;
 import java.io.IOException;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -26,6 +29,8 @@ public final class Main {
       usage: flotilla-guest-agent --listen unix:/path/agent.sock --sandbox-id ID --incarnation N
                                   [--max-frame BYTES] [--power-off-command "poweroff -f"]
                                   [--lease-ms MS]   (a lease from the start, before any handshake)
+                                  [--exec-defaults FILE] (env.NAME=, workingDir=, user= for every exec)
+                                  [--setpriv PATH]  (runs processes as another user)
         sandbox id and incarnation may also come from FLOTILLA_SANDBOX_ID and FLOTILLA_INCARNATION""";
 
   /** Set once a Shutdown is under way: the listener is closed on purpose then. */
@@ -47,7 +52,15 @@ public final class Main {
           ? Arrays.asList(opts.get("--power-off-command").trim().split("\\s+"))
           : List.of();
       AgentConfig base = AgentConfig.of(sandboxId, incarnation);
-      config = new AgentConfig(sandboxId, incarnation, maxFrame, base.fileChunk(), base.exitRetention(), powerOff);
+      ExecDefaults defaults;
+      try {
+        String file = opts.get("--exec-defaults");
+        String setpriv = opts.get("--setpriv");
+        defaults = ExecDefaults.load(file == null ? null : Path.of(file), setpriv == null ? null : Path.of(setpriv));
+      } catch (IOException e) {
+        throw new IllegalArgumentException("cannot read --exec-defaults: " + e.getMessage());
+      }
+      config = new AgentConfig(sandboxId, incarnation, maxFrame, base.fileChunk(), base.exitRetention(), powerOff, defaults);
       initialLeaseMs = Long.parseLong(opts.getOrDefault("--lease-ms", "0"));
       if (initialLeaseMs < 0) throw new IllegalArgumentException("--lease-ms must be 0 (none) or more");
     } catch (IllegalArgumentException e) {
@@ -109,7 +122,7 @@ public final class Main {
 
   private static Map<String, String> parse(String[] args) {
     Map<String, String> opts = new java.util.HashMap<>();
-    List<String> known = new ArrayList<>(List.of("--listen", "--sandbox-id", "--incarnation", "--max-frame", "--power-off-command", "--lease-ms"));
+    List<String> known = new ArrayList<>(List.of("--listen", "--sandbox-id", "--incarnation", "--max-frame", "--power-off-command", "--lease-ms", "--exec-defaults", "--setpriv"));
     for (int i = 0; i < args.length; i++) {
       String a = args[i];
       String value;

@@ -47,6 +47,7 @@ final class AgentTranslations {
             .putAllEnv(r.env())
             .setWorkingDir(r.workingDir())
             .setStdin(r.stdin())
+            .setUser(r.user())
             .setInitialWindow(initialWindow))
         .build();
   }
