@@ -5,6 +5,10 @@
 #   iproute2 - `ip`, used by tests to check a sandbox's network namespace
 #   qemu-system-x86 - QEMU for the qemu (microVM) driver and its tests
 #   cpio, xz-utils  - guest-image/build.sh packs the initramfs and unpacks Debian's kernel
+#   attr            - setfattr: the images module marks opaque directories of unpacked layers
+#                     (trusted.overlay.opaque); getfattr in its tests
+#   docker-registry, skopeo, umoci - the images module's ITs run a real registry on loopback,
+#                     build images with umoci and push them with skopeo
 set -euo pipefail
 need=()
 command -v tini >/dev/null 2>&1 || need+=(tini)
@@ -13,6 +17,10 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v xz >/dev/null 2>&1 || need+=(xz-utils)
+command -v setfattr >/dev/null 2>&1 || need+=(attr)
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+command -v umoci >/dev/null 2>&1 || need+=(umoci)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup-host: missing ${need[*]}; run as root or install them: apt-get install ${need[*]}" >&2

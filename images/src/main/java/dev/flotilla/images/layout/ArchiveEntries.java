@@ -12,6 +12,7 @@ import java.nio.file.SimpleFileVisitor;
 import java.nio.file.attribute.BasicFileAttributes;
 import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
 import org.apache.commons.compress.archivers.tar.TarArchiveInputStream;
+import org.apache.commons.compress.archivers.tar.TarConstants;
 import org.apache.commons.compress.compressors.gzip.GzipCompressorInputStream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -72,7 +73,8 @@ final class ArchiveEntries {
       TarArchiveInputStream tar = new TarArchiveInputStream(plain, "UTF-8");
       TarArchiveEntry e;
       while ((e = tar.getNextEntry()) != null) {
-        if (!e.isFile()) {
+        byte f = e.getLinkFlag();
+        if (f != TarConstants.LF_NORMAL && f != TarConstants.LF_OLDNORM && f != TarConstants.LF_CONTIG) {
           continue;
         }
         String name = normalize(e.getName());

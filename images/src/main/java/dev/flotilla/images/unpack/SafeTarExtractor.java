@@ -19,6 +19,7 @@ import java.util.List;
 import java.util.Map;
 import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
 import org.apache.commons.compress.archivers.tar.TarArchiveInputStream;
+import org.apache.commons.compress.archivers.tar.TarConstants;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -87,7 +88,7 @@ final class SafeTarExtractor {
       skip(name, "a '..' component would leave the layer");
       return;
     }
-    if (e.isFile() && (e.getSize() < 0 || e.getSize() > maxBytes - written)) {
+    if (isRegularFile(e) && (e.getSize() < 0 || e.getSize() > maxBytes - written)) {
       throw new ImageException("layer " + layerName + ": entry '" + name + "' claims " + e.getSize()
           + " bytes, more than the layer's remaining limit (" + (maxBytes - written) + " of " + maxBytes + "); refused");
     }
@@ -127,7 +128,7 @@ final class SafeTarExtractor {
         return;
       }
       Files.createLink(target, source);
-    } else if (e.isFile()) {
+    } else if (isRegularFile(e)) {
       // CREATE_NEW is O_EXCL: it never opens through a link left at this name.
       try (OutputStream out = Files.newOutputStream(target, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
         copy(content, out, e.getSize(), name);
@@ -246,6 +247,13 @@ final class SafeTarExtractor {
   private void skip(String name, String why) {
     skipped++;
     log.warn("layer {}: entry '{}' skipped: {}", layerName, name, why);
+  }
+
+  /** Strictly a regular file: commons-compress's isFile() also says yes to devices and FIFOs. */
+  static boolean isRegularFile(TarArchiveEntry e) {
+    byte f = e.getLinkFlag();
+    return f == TarConstants.LF_NORMAL || f == TarConstants.LF_OLDNORM || f == TarConstants.LF_CONTIG
+        || f == TarConstants.LF_GNUTYPE_SPARSE;
   }
 
   /**
