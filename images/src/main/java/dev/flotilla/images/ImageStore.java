@@ -170,7 +170,7 @@ public final class ImageStore {
     return r;
   }
 
-  /** Names (and unnamed images) {@code tenant} can see; its own names shadow shared ones. */
+  /** Names {@code tenant} can see (its own shadow shared ones), then images nobody named (pulled by digest). */
   public synchronized List<ImageSummary> list(String tenant) {
     List<ImageSummary> out = new ArrayList<>();
     Set<Digest> named = new HashSet<>();
@@ -187,6 +187,9 @@ public final class ImageStore {
         named.add(e.manifest);
         out.add(new ImageSummary(n.name(), e.manifest, e.size, n.owner(), Instant.ofEpochMilli(e.lastUsed)));
       }
+    }
+    for (Catalog.Name n : catalog.names) {
+      named.add(n.digest());
     }
     for (Catalog.Entry e : catalog.images.values()) {
       if (!named.contains(e.manifest) && e.visibleTo(tenant)) {
