@@ -25,6 +25,7 @@ import java.util.stream.Collectors;
  * hand so credentials never travel to another host and https never drops to http.
  */
 final class RegistrySession {
+  static final String USER_AGENT = "flotilla-images";
   private static final int MAX_REDIRECTS = 5;
   private static final long MAX_TOKEN_RESPONSE = 1L << 20;
   private static final long MAX_ERROR_BODY = 64 * 1024;
@@ -62,7 +63,7 @@ final class RegistrySession {
       checkTransport(uri);
       boolean registryHost = base.getRawAuthority().equalsIgnoreCase(String.valueOf(uri.getRawAuthority()))
           && base.getScheme().equals(uri.getScheme());
-      HttpRequest.Builder b = HttpRequest.newBuilder(uri).timeout(config.requestTimeout()).GET();
+      HttpRequest.Builder b = HttpRequest.newBuilder(uri).timeout(config.requestTimeout()).header("User-Agent", USER_AGENT).GET();
       if (accept != null) {
         b.header("Accept", accept);
       }
@@ -149,7 +150,7 @@ final class RegistrySession {
       throw new ImageException("registry " + ref.registry() + " named an invalid token realm: " + realm);
     }
     checkTransport(uri);
-    HttpRequest.Builder b = HttpRequest.newBuilder(uri).timeout(config.requestTimeout()).GET();
+    HttpRequest.Builder b = HttpRequest.newBuilder(uri).timeout(config.requestTimeout()).header("User-Agent", USER_AGENT).GET();
     if (creds instanceof Credentials.Basic basic) {
       b.header("Authorization", basic(basic));
     }
