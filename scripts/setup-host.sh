@@ -9,6 +9,7 @@
 #                     (trusted.overlay.opaque); getfattr in its tests
 #   docker-registry, skopeo, umoci - the images module's ITs run a real registry on loopback,
 #                     build images with umoci and push them with skopeo
+#   apache2-utils, openssl - htpasswd and a token-signing certificate for the images module's auth ITs
 set -euo pipefail
 need=()
 command -v tini >/dev/null 2>&1 || need+=(tini)
@@ -21,6 +22,8 @@ command -v setfattr >/dev/null 2>&1 || need+=(attr)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v umoci >/dev/null 2>&1 || need+=(umoci)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup-host: missing ${need[*]}; run as root or install them: apt-get install ${need[*]}" >&2

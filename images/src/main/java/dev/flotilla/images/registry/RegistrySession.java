@@ -182,7 +182,12 @@ final class RegistrySession {
     } catch (java.net.http.HttpTimeoutException e) {
       throw new ImageException("registry request to " + req.uri().getHost() + " timed out after " + config.requestTimeout(), e);
     } catch (IOException e) {
-      throw new ImageException("cannot reach " + req.uri().getScheme() + "://" + req.uri().getRawAuthority() + ": " + e, e);
+      boolean tls = false;
+      for (Throwable t = e; t != null; t = t.getCause()) {
+        tls |= t instanceof javax.net.ssl.SSLException;
+      }
+      throw new ImageException("cannot reach " + req.uri().getScheme() + "://" + req.uri().getRawAuthority() + ": " + e
+          + (tls ? "; if " + req.uri().getRawAuthority() + " serves plain http, list it in " + RegistryConfig.INSECURE_KEY : ""), e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new ImageException("interrupted while talking to " + req.uri().getHost(), e);
