@@ -49,6 +49,14 @@ public record Descriptor(String mediaType, Digest digest, long size, Map<String,
       ObjectNode a = n.putObject("annotations");
       annotations.forEach(a::put);
     }
+    if (platform != null) {
+      ObjectNode p = n.putObject("platform");
+      p.put("architecture", platform.architecture());
+      p.put("os", platform.os());
+      if (platform.variant() != null) {
+        p.put("variant", platform.variant());
+      }
+    }
     return n;
   }
 }
