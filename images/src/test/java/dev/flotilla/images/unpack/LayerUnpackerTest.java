@@ -65,6 +65,11 @@ class LayerUnpackerTest {
         .file("a/through-absolute-link", "x")
         .symlink("b", "../../../sentinel", 0)
         .file("b/through-relative-link", "x")
+        // The brief's cases, aimed at a file that cannot exist yet (never at the host's real /etc/passwd):
+        .symlink("etc-link", "/etc", 0)
+        .file("etc-link/" + unique, "x")
+        .symlink("up", "../../..", 0)
+        .file("up/x", "x")
         .symlink("c", sentinel.toString(), 0)
         .hardlink("hl-host-passwd", "/etc/passwd")
         .hardlink("hl-dotdot", "../x")
@@ -81,6 +86,8 @@ class LayerUnpackerTest {
     assertEquals("host secret", Files.readString(sentinel.resolve("secret")));
     assertEquals(1, (int) Files.getAttribute(sentinel.resolve("secret"), "unix:nlink"), "no hard link to a host file");
     assertFalse(Files.exists(Path.of("/tmp", unique)));
+    assertFalse(Files.exists(Path.of("/etc", unique), NOFOLLOW), "nothing written through a link to /etc");
+    assertFalse(Files.exists(base.resolve("x"), NOFOLLOW), "nothing written through a link to ../../..");
     assertFalse(Files.exists(Path.of("/abs", unique)));
     try (Stream<Path> s = Files.list(base)) {
       assertEquals(List.of("sentinel", "store"), s.map(p -> p.getFileName().toString()).sorted().toList());
