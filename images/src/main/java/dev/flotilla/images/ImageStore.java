@@ -53,6 +53,7 @@ public final class ImageStore {
   private final Catalog catalog;
   private final ReentrantReadWriteLock gcLock = new ReentrantReadWriteLock();
   private final Map<String, CompletableFuture<ResolvedImage>> pulls = new ConcurrentHashMap<>();
+  private final ImageCollector collector;
 
   /**
    * @param inUse manifest digests of images that must not be evicted (those sandboxes run or pin)
@@ -67,6 +68,7 @@ public final class ImageStore {
     this.registry = new RegistryClient(config.registry());
     this.importer = new ImageImporter(blobs, config.registry().maxManifestBytes());
     this.catalog = Catalog.load(config.root().resolve("catalog.json"));
+    this.collector = new ImageCollector(catalog, blobs, unpacker, config.cacheMaxBytes());
   }
 
   public BlobStore blobs() {
@@ -318,43 +320,7 @@ public final class ImageStore {
     try {
       Set<Digest> busy = inUse.get();
       synchronized (this) {
-        new ArrayList<>(catalog.images.values()).stream()
-            .filter(e -> e.owners.isEmpty() && !busy.contains(e.manifest))
-            .forEach(e -> {
-              log.info("image {} is claimed by no one: removed", e.manifest.shortHex());
-              catalog.remove(e.manifest);
-            });
-        long total = catalog.images.values().stream().mapToLong(x -> x.size).sum();
-        long recent = System.currentTimeMillis() - config.evictionGrace().toMillis();
-        List<Catalog.Entry> lru = catalog.images.values().stream()
-            .filter(e -> !busy.contains(e.manifest) && e.lastUsed < recent)
-            .sorted(Comparator.comparingLong(e -> e.lastUsed))
-            .toList();
-        for (Catalog.Entry e : lru) {
-          if (total <= config.cacheMaxBytes()) {
-            break;
-          }
-          log.info("image {} evicted ({} bytes; cache over {} bytes)", e.manifest.shortHex(), e.size, config.cacheMaxBytes());
-          catalog.remove(e.manifest);
-          total -= e.size;
-        }
-        catalog.save();
-        Set<Digest> referenced = new HashSet<>();
-        for (Catalog.Entry e : catalog.images.values()) {
-          referenced.add(e.manifest);
-          referenced.add(e.config);
-          referenced.addAll(e.layers);
-        }
-        for (Digest d : blobs.list()) {
-          if (!referenced.contains(d)) {
-            blobs.delete(d);
-          }
-        }
-        for (Digest d : unpacker.list()) {
-          if (!referenced.contains(d)) {
-            unpacker.delete(d);
-          }
-        }
+        collector.collect(busy, System.currentTimeMillis() - config.evictionGrace().toMillis());
       }
       return true;
     } finally {
