@@ -30,6 +30,8 @@ public final class TestDistributionServer implements AutoCloseable {
   private volatile String requiredBearer;
   private volatile String realm;
   private volatile TestDistributionServer blobHost;
+  private volatile boolean stallBlobs;
+  private final java.util.concurrent.CountDownLatch closed = new java.util.concurrent.CountDownLatch(1);
 
   private TestDistributionServer() throws IOException {
     server = HttpServer.create(new InetSocketAddress("127.0.0.1", 0), 0);
@@ -80,6 +82,12 @@ public final class TestDistributionServer implements AutoCloseable {
     return this;
   }
 
+  /** Blob GETs send their headers and half the body, then nothing until the server closes. */
+  public TestDistributionServer stallBlobs() {
+    this.stallBlobs = true;
+    return this;
+  }
+
   private void handle(HttpExchange ex) throws IOException {
     String path = ex.getRequestURI().getPath();
     String auth = ex.getRequestHeaders().getFirst("Authorization");
@@ -103,7 +111,19 @@ public final class TestDistributionServer implements AutoCloseable {
               .getBytes(StandardCharsets.UTF_8)));
     } else if (path.startsWith("/v2/") && b > 0) {
       String digest = path.substring(b + "/blobs/".length());
-      if (blobHost != null) {
+      if (stallBlobs && blobs.containsKey(digest)) {
+        byte[] body = blobs.get(digest);
+        ex.sendResponseHeaders(200, body.length);
+        OutputStream out = ex.getResponseBody();
+        out.write(body, 0, body.length / 2);
+        out.flush();
+        try {
+          closed.await();
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+        ex.close();
+      } else if (blobHost != null) {
         ex.getResponseHeaders().set("Location", "http://" + blobHost.address() + "/cdn/" + digest);
         send(ex, 307, "text/plain", new byte[0]);
       } else {
@@ -125,6 +145,7 @@ public final class TestDistributionServer implements AutoCloseable {
 
   @Override
   public void close() {
+    closed.countDown();
     server.stop(0);
   }
 }

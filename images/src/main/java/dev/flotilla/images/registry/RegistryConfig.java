@@ -14,6 +14,7 @@ import java.util.Set;
  *     used when a pull brings none of its own
  * @param connectTimeout TCP/TLS connect
  * @param requestTimeout until a response's headers arrive, per request
+ * @param readIdleTimeout a response body that sends nothing for this long is abandoned
  * @param maxManifestBytes manifests, indexes and configs are read whole: this bounds them
  */
 public record RegistryConfig(
@@ -21,6 +22,7 @@ public record RegistryConfig(
     Map<String, Credentials> auth,
     Duration connectTimeout,
     Duration requestTimeout,
+    Duration readIdleTimeout,
     long maxManifestBytes) {
 
   public static final long DEFAULT_MAX_MANIFEST_BYTES = 4L << 20;
@@ -32,14 +34,19 @@ public record RegistryConfig(
   }
 
   public static RegistryConfig defaults() {
-    return new RegistryConfig(Set.of(), Map.of(), Duration.ofSeconds(10), Duration.ofSeconds(60), DEFAULT_MAX_MANIFEST_BYTES);
+    return new RegistryConfig(Set.of(), Map.of(), Duration.ofSeconds(10), Duration.ofSeconds(60), Duration.ofSeconds(60),
+        DEFAULT_MAX_MANIFEST_BYTES);
   }
 
   public RegistryConfig withInsecureRegistries(Set<String> hosts) {
-    return new RegistryConfig(hosts, auth, connectTimeout, requestTimeout, maxManifestBytes);
+    return new RegistryConfig(hosts, auth, connectTimeout, requestTimeout, readIdleTimeout, maxManifestBytes);
   }
 
   public RegistryConfig withAuth(Map<String, Credentials> byHost) {
-    return new RegistryConfig(insecureRegistries, byHost, connectTimeout, requestTimeout, maxManifestBytes);
+    return new RegistryConfig(insecureRegistries, byHost, connectTimeout, requestTimeout, readIdleTimeout, maxManifestBytes);
+  }
+
+  public RegistryConfig withTimeouts(Duration connect, Duration request, Duration readIdle) {
+    return new RegistryConfig(insecureRegistries, auth, connect, request, readIdle, maxManifestBytes);
   }
 }

@@ -178,7 +178,7 @@ final class RegistrySession {
 
   private HttpResponse<InputStream> send(HttpRequest req) {
     try {
-      return http.send(req, HttpResponse.BodyHandlers.ofInputStream());
+      return http.send(req, IdleTimeoutBody.handler(config.readIdleTimeout()));
     } catch (java.net.http.HttpTimeoutException e) {
       throw new ImageException("registry request to " + req.uri().getHost() + " timed out after " + config.requestTimeout(), e);
     } catch (IOException e) {

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.flotilla.images.Credentials;
@@ -20,6 +21,7 @@ import dev.flotilla.images.oci.Platform;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.BeforeEach;
@@ -129,6 +131,20 @@ class RegistryProtocolTest {
       reg.manifest("app", Digest.of(new byte[] {1}).toString(), MediaTypes.OCI_MANIFEST, manifestBytes);
       e = assertThrows(ImageException.class, () -> client().pull(wrongDigest, null, blobs));
       assertTrue(e.getMessage().contains("returned content with digest " + manifest), e.getMessage());
+    }
+  }
+
+  @Test
+  void aStalledBlobBodyIsAbandonedAfterTheIdleTimeout() throws Exception {
+    try (TestDistributionServer reg = TestDistributionServer.start().blobsOf(layout).stallBlobs()) {
+      reg.manifest("app", "1", MediaTypes.OCI_MANIFEST, manifestBytes);
+      RegistryClient c = new RegistryClient(RegistryConfig.defaults()
+          .withTimeouts(Duration.ofSeconds(5), Duration.ofSeconds(5), Duration.ofMillis(300)));
+      ImageException e = assertTimeoutPreemptively(Duration.ofSeconds(20),
+          () -> assertThrows(ImageException.class, () -> c.pull(ImageReference.parse(reg.address() + "/app:1"), null, blobs)));
+      assertTrue(e.getMessage().contains("no data from the registry for 300 ms"),
+          e.getMessage());
+      assertTrue(blobs.list().stream().allMatch(d -> d.equals(manifest)), "no partial blob kept: " + blobs.list());
     }
   }
 
