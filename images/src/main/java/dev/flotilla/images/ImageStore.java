@@ -12,6 +12,7 @@ import java.util.Comparator;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
@@ -91,6 +92,7 @@ public final class ImageStore {
    *     them it is shared (and the registry's configured credentials, if any, are used)
    */
   public CompletableFuture<ResolvedImage> pull(ImageReference ref, Optional<Credentials> credentials, String owner) {
+    Objects.requireNonNull(owner, "owner (\"\" for shared)");
     String scope = credentials.isPresent() ? owner : SHARED;
     String key = scope + "\u0000" + ref;
     CompletableFuture<ResolvedImage> mine = new CompletableFuture<>();
@@ -152,6 +154,7 @@ public final class ImageStore {
 
   /** Imports an OCI layout or docker-save archive (directory or tar); it belongs to {@code owner}. */
   public ResolvedImage importArchive(Path archive, Optional<String> name, String owner) {
+    Objects.requireNonNull(owner, "owner (\"\" for shared)");
     ResolvedImage r;
     gcLock.readLock().lock();
     try {
