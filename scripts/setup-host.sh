@@ -9,8 +9,11 @@
 #   golang-github-containers-common - Podman's seccomp profile (/usr/share/containers/seccomp.json)
 #   busybox-static, patchelf - the default image and the sandbox runtime (guest-image/build-*.sh)
 #   e2fsprogs - mkfs.ext4 for each sandbox's capped writable layer
-#   attr     - setfattr, for overlay opaque directories when image layers are unpacked
-#   skopeo, umoci, docker-registry - the image tests build images, push them and pull them back
+#   attr            - setfattr: the images module marks opaque directories of unpacked layers
+#                     (trusted.overlay.opaque); getfattr in its tests
+#   docker-registry, skopeo, umoci - the images module's ITs run a real registry on loopback,
+#                     build images with umoci and push them with skopeo
+#   apache2-utils, openssl - htpasswd and a token-signing certificate for the images module's auth ITs
 set -euo pipefail
 need=()
 command -v runc >/dev/null 2>&1 || need+=(runc)
@@ -23,6 +26,8 @@ if [ "${FLOTILLA_SETUP_TEST_TOOLS:-1}" = 1 ]; then
   command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
   command -v umoci >/dev/null 2>&1 || need+=(umoci)
   command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+  command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
 fi
 command -v tini >/dev/null 2>&1 || need+=(tini)
 command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
