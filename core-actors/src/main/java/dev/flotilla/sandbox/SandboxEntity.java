@@ -666,6 +666,10 @@ public final class SandboxEntity
     }
     java.util.Map<String, String> options = new java.util.HashMap<>();
     if (s.spec().diskMiB() > 0) options.put(VmSpec.DISK_MIB, Integer.toString(s.spec().diskMiB()));
+    if (!s.spec().image().isEmpty()) {
+      options.put(VmSpec.IMAGE, s.spec().image());
+      options.put(VmSpec.IMAGE_OWNER, s.tenant());
+    }
     VmSpec spec = new VmSpec(sandboxId, s.incarnation(), s.spec().vcpus(), s.spec().memoryMiB(), runtime.pidsLimit(),
         runtime.vmStateDir(sandboxId, s.incarnation()), options);
     watchSupervisor(s.incarnation(), ctx.spawn(runtime.vmLauncher().start(hv, spec, reportAdapter),

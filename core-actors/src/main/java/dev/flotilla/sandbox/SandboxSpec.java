@@ -23,6 +23,11 @@ public record SandboxSpec(String driver, int vcpus, int memoryMiB, Map<String, S
     image = image == null ? "" : image;
   }
 
+  /** This spec running {@code pinned} (a reference pinned to its manifest digest). */
+  public SandboxSpec withImage(String pinned) {
+    return new SandboxSpec(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, pinned);
+  }
+
   /** A spec on the default image with the driver's default disk. */
   public SandboxSpec(String driver, int vcpus, int memoryMiB, Map<String, String> labels, RestartPolicy restartPolicy) {
     this(driver, vcpus, memoryMiB, labels, restartPolicy, 0, "");

@@ -36,10 +36,13 @@ public record VmSpec(
   public static final String DISK_MIB = "disk-mib";
 
   /**
-   * Option: the image's unpacked layers on this host, top first, joined with {@code :}; absent for
-   * the driver's default image.
+   * Option: the image the VM's root runs, a reference pinned to its manifest digest; absent for the
+   * driver's default image. The driver gets its layers from its {@link ImageRootfs}.
    */
-  public static final String ROOTFS_LAYERS = "rootfs-layers";
+  public static final String IMAGE = "image";
+
+  /** Option: the tenant the image is looked up for (images are per tenant). */
+  public static final String IMAGE_OWNER = "image-owner";
 
   /** This spec with one more option. */
   public VmSpec withOption(String key, String value) {

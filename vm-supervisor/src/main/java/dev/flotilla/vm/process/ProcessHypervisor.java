@@ -2,6 +2,7 @@ package dev.flotilla.vm.process;
 
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.HypervisorCapabilities;
+import dev.flotilla.vm.ImageRootfs;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmHandle;
@@ -42,19 +43,36 @@ public final class ProcessHypervisor implements Hypervisor {
   private final ProcessHypervisorConfig config;
   private final IdRangeAllocator ids;
   private final OciRuntime oci;
+  private final ImageRootfs images;
   private volatile HostFacts facts;
   private volatile Map<String, Object> seccomp;
 
-  /** @param ids the node's allocator of sandbox id ranges, shared with its other drivers */
-  public ProcessHypervisor(ProcessHypervisorConfig config, IdRangeAllocator ids) {
+  /**
+   * @param ids the node's allocator of sandbox id ranges, shared with its other drivers
+   * @param images where the layers of a sandbox's image come from
+   */
+  public ProcessHypervisor(ProcessHypervisorConfig config, IdRangeAllocator ids, ImageRootfs images) {
     this.config = config;
     this.ids = ids;
+    this.images = images;
     this.oci = new OciRuntime(config.ociRuntime(), config.stateRoot().resolve(".runc"));
   }
 
-  /** With the host-wide allocator, keyed by its state root ({@link IdRangeAllocator#forNode}). */
+  /** Only the default image. */
+  public ProcessHypervisor(ProcessHypervisorConfig config, IdRangeAllocator ids) {
+    this(config, ids, ImageRootfs.NONE);
+  }
+
+  /** With the host-wide allocator, keyed by its state root ({@link IdRangeAllocator#forNode}), only the default image. */
   public ProcessHypervisor(ProcessHypervisorConfig config) {
     this(config, IdRangeAllocator.forNode(config.stateRoot()));
+  }
+
+  /** The root file system of {@code spec}: its image's, or the default image (a single layer, no defaults). */
+  ImageRootfs.Rootfs rootfs(VmSpec spec) throws VmException {
+    String image = spec.options().get(VmSpec.IMAGE);
+    if (image == null || image.isEmpty()) return new ImageRootfs.Rootfs(List.of(config.defaultRootfs()), Map.of(), "", "");
+    return images.resolve(image, spec.options().getOrDefault(VmSpec.IMAGE_OWNER, ""));
   }
 
   public ProcessHypervisorConfig config() {

@@ -1,6 +1,7 @@
 package dev.flotilla.vm.process;
 
 import dev.flotilla.agent.protocol.client.AgentAddress;
+import dev.flotilla.vm.ImageRootfs;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmExit;
@@ -45,6 +46,7 @@ final class ProcessVm implements Vm {
   private static final Logger log = LoggerFactory.getLogger(ProcessVm.class);
   static final String AGENT_SOCKET = "agent.sock";
   static final String AGENT_LOG = "agent.log";
+  static final String EXEC_DEFAULTS = "exec-defaults.properties";
   static final String IN_SANDBOX_RUNTIME = "/.fl";
   static final String IN_SANDBOX_RUN = "/.fl/run";
 
@@ -131,11 +133,13 @@ final class ProcessVm implements Vm {
     long until = System.nanoTime() + deadline.toNanos();
     long idBase = hostIdStart();
     ProcessHypervisorConfig c = hv.config();
+    ImageRootfs.Rootfs image = hv.rootfs(spec); // may pull or unpack: before anything is mounted
     try {
       places.layer().ensureMounted(diskMiB(spec, c));
       NodeDirs.privateDir(places.incDir(), "rwx--x--x");
-      places.layer().mountRoot(layers(spec, c), places.rootfs(), idBase);
+      places.layer().mountRoot(image.layersTopFirst(), places.rootfs(), idBase);
       NodeDirs.freshDir(places.runDir(), idBase);
+      writeExecDefaults(image);
       new BundleConfig(agentCommand(), agentEnv(), "/", places.rootfs(), hostname(spec.sandboxId()), idBase, 65536,
           List.of(BundleConfig.Mount.readOnlyBind(hv.runtimeMount(), IN_SANDBOX_RUNTIME),
               BundleConfig.Mount.writableBind(places.runDir(), IN_SANDBOX_RUN)),
@@ -195,11 +199,19 @@ final class ProcessVm implements Vm {
     return v == null ? c.defaultDiskMiB() : Integer.parseInt(v);
   }
 
-  /** The image's layers, top first; the default image when the spec names none. */
-  private static List<Path> layers(VmSpec spec, ProcessHypervisorConfig c) {
-    String v = spec.options().get(VmSpec.ROOTFS_LAYERS);
-    if (v == null || v.isBlank()) return List.of(c.defaultRootfs());
-    return java.util.Arrays.stream(v.split(":")).map(Path::of).toList();
+  /**
+   * The image's Env, WorkingDir and User for the agent, read once at its start, before any tenant
+   * process runs (written by the node into the fresh agent directory).
+   */
+  private void writeExecDefaults(ImageRootfs.Rootfs image) throws IOException {
+    java.util.Properties p = new java.util.Properties();
+    image.env().forEach((k, v) -> p.setProperty("env." + k, v));
+    p.setProperty("workingDir", image.workingDir());
+    p.setProperty("user", image.user());
+    try (var w = Files.newBufferedWriter(places.runDir().resolve(EXEC_DEFAULTS), java.nio.charset.StandardCharsets.UTF_8,
+        java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.StandardOpenOption.WRITE)) {
+      p.store(w, "the image's exec defaults");
+    }
   }
 
   private List<String> agentCommand() {
@@ -209,7 +221,9 @@ final class ProcessVm implements Vm {
     cmd.addAll(List.of("-jar", IN_SANDBOX_RUNTIME + "/agent.jar",
         "--listen", "unix:" + IN_SANDBOX_RUN + "/" + AGENT_SOCKET,
         "--sandbox-id", spec.sandboxId(),
-        "--incarnation", Long.toString(spec.incarnation())));
+        "--incarnation", Long.toString(spec.incarnation()),
+        "--exec-defaults", IN_SANDBOX_RUN + "/" + EXEC_DEFAULTS,
+        "--setpriv", IN_SANDBOX_RUNTIME + "/bin/setpriv"));
     String lease = spec.options().get(VmSpec.AGENT_LEASE_MS);
     if (lease != null && !lease.equals("0")) cmd.addAll(List.of("--lease-ms", lease));
     return cmd;
