@@ -15,6 +15,7 @@ import java.util.Objects;
  * @param exitRetention how long an exited process stays known after a WaitProcess reported it
  * @param powerOffCommand run after a Shutdown with power_off (a VM build passes e.g. {@code poweroff -f});
  *     empty: the agent just exits
+ * @param secret what a handshake must carry besides sandbox id and incarnation
  */
 public record AgentConfig(
     String sandboxId,
@@ -22,10 +23,22 @@ public record AgentConfig(
     int maxPayload,
     int fileChunk,
     Duration exitRetention,
-    List<String> powerOffCommand) {
+    List<String> powerOffCommand,
+    HandshakeSecret secret) {
   public AgentConfig {
     Objects.requireNonNull(sandboxId, "sandboxId");
+    Objects.requireNonNull(secret, "secret");
     powerOffCommand = List.copyOf(powerOffCommand);
+  }
+
+  /** Without a secret (the legacy handshake). */
+  public AgentConfig(String sandboxId, long incarnation, int maxPayload, int fileChunk, Duration exitRetention,
+      List<String> powerOffCommand) {
+    this(sandboxId, incarnation, maxPayload, fileChunk, exitRetention, powerOffCommand, HandshakeSecret.none());
+  }
+
+  public AgentConfig withSecret(HandshakeSecret s) {
+    return new AgentConfig(sandboxId, incarnation, maxPayload, fileChunk, exitRetention, powerOffCommand, s);
   }
 
   public static AgentConfig of(String sandboxId, long incarnation) {
