@@ -1,12 +1,18 @@
 package dev.flotilla.vm;
 
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.OutputStreamWriter;
 import java.io.Reader;
 import java.io.Writer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.PosixFileAttributes;
+import java.nio.file.attribute.PosixFilePermission;
+import java.util.regex.Pattern;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Properties;
@@ -56,7 +62,10 @@ public record VmHandle(
     return new VmHandle(driver, sandboxId, incarnation, pid, startTime, stateDir, agentSocket, m);
   }
 
-  /** Writes the handle atomically (write to a temp file, then rename). */
+  /**
+   * Writes the handle atomically (write to a temp file, then rename), 0600 from the temp file's
+   * creation: it names pids and paths the node will act on.
+   */
   public void save() throws IOException {
     var p = new Properties();
     p.setProperty("driver", driver);
@@ -68,37 +77,82 @@ public record VmHandle(
     p.setProperty("agentSocket", agentSocket.toString());
     extra.forEach((k, v) -> p.setProperty("extra." + k, v));
     Files.createDirectories(stateDir);
-    Path tmp = stateDir.resolve(FILE_NAME + ".tmp");
-    try (Writer w = Files.newBufferedWriter(tmp, StandardCharsets.UTF_8)) {
+    var bytes = new ByteArrayOutputStream();
+    try (Writer w = new OutputStreamWriter(bytes, StandardCharsets.UTF_8)) {
       p.store(w, "Flotilla VM handle; read by a restarted node to adopt or reap this VM");
     }
-    Files.move(tmp, stateDir.resolve(FILE_NAME), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+    NodeOnlyFiles.writePrivateFile(stateDir.resolve(FILE_NAME), bytes.toByteArray());
   }
 
-  /** Reads the handle saved in {@code stateDir}. */
+  /** Reads the handle saved in {@code stateDir}; its agent socket must lie under {@code stateDir}. See {@link #load(Path, Path)}. */
   public static VmHandle load(Path stateDir) throws IOException {
+    return load(stateDir, null);
+  }
+
+  /**
+   * Reads the handle saved in {@code stateDir}, trusting nothing in it that could lead the node
+   * elsewhere: the state directory is the one it was read from (the stored one is ignored); the
+   * file must be a regular file of the node's uid that group and others cannot write; sandbox id,
+   * incarnation and pid must be well-formed; the agent socket must lie under the state directory
+   * or under {@code runtimeRoot} (when given), through no symbolic link.
+   *
+   * @throws IOException when any of that fails: a corrupt handle is reported, never acted on
+   */
+  public static VmHandle load(Path stateDir, Path runtimeRoot) throws IOException {
+    Path dir = stateDir.toAbsolutePath().normalize();
+    Path file = dir.resolve(FILE_NAME);
+    PosixFileAttributes a = Files.readAttributes(file, PosixFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+    if (!a.isRegularFile()) throw new IOException("corrupt VM handle in " + dir + ": " + FILE_NAME + " is not a regular file");
+    long owner = NodeOnlyFiles.ownerUid(file);
+    if (owner != NodeOnlyFiles.nodeUid()) {
+      throw new IOException("untrusted VM handle in " + dir + ": owned by uid " + owner + ", not the node's " + NodeOnlyFiles.nodeUid());
+    }
+    if (a.permissions().contains(PosixFilePermission.GROUP_WRITE) || a.permissions().contains(PosixFilePermission.OTHERS_WRITE)) {
+      throw new IOException("untrusted VM handle in " + dir + ": writable by group or others");
+    }
     var p = new Properties();
-    try (Reader r = Files.newBufferedReader(stateDir.resolve(FILE_NAME), StandardCharsets.UTF_8)) {
+    try (Reader r = new InputStreamReader(Files.newInputStream(file, LinkOption.NOFOLLOW_LINKS), StandardCharsets.UTF_8)) {
       p.load(r);
     }
     var extra = new TreeMap<String, String>();
     for (String k : p.stringPropertyNames()) {
       if (k.startsWith("extra.")) extra.put(k.substring("extra.".length()), p.getProperty(k));
     }
+    VmHandle h;
     try {
-      return new VmHandle(
+      h = new VmHandle(
           required(p, "driver"),
           required(p, "sandboxId"),
           Long.parseLong(required(p, "incarnation")),
           Long.parseLong(p.getProperty("pid", "0")),
           Long.parseLong(p.getProperty("startTime", "0")),
-          Path.of(p.getProperty("stateDir", stateDir.toString())),
+          dir,
           Path.of(required(p, "agentSocket")),
           extra);
-    } catch (NumberFormatException e) {
-      throw new IOException("corrupt VM handle in " + stateDir + ": " + e.getMessage(), e);
+    } catch (NumberFormatException | java.nio.file.InvalidPathException e) {
+      throw new IOException("corrupt VM handle in " + dir + ": " + e.getMessage(), e);
     }
+    if (!SANDBOX_ID.matcher(h.sandboxId()).matches()) {
+      throw new IOException("corrupt VM handle in " + dir + ": sandbox id '" + h.sandboxId() + "' is not " + SANDBOX_ID.pattern());
+    }
+    if (h.incarnation() <= 0) throw new IOException("corrupt VM handle in " + dir + ": incarnation " + h.incarnation());
+    if (h.pid() < 0 || h.startTime() < 0) throw new IOException("corrupt VM handle in " + dir + ": pid " + h.pid() + ", start time " + h.startTime());
+    try {
+      NodeOnlyFiles.requireUnder(dir, h.agentSocket());
+    } catch (IOException underState) {
+      if (runtimeRoot == null) throw new IOException("corrupt VM handle in " + dir + ": agent socket " + underState.getMessage());
+      try {
+        NodeOnlyFiles.requireUnder(runtimeRoot, h.agentSocket());
+      } catch (IOException underRuntime) {
+        throw new IOException("corrupt VM handle in " + dir + ": agent socket " + h.agentSocket()
+            + " is neither under the state directory nor under " + runtimeRoot + " (" + underRuntime.getMessage() + ")");
+      }
+    }
+    return h;
   }
+
+  /** What a handle read from disk may name as its sandbox (ids become paths and process names). */
+  public static final Pattern SANDBOX_ID = Pattern.compile("[a-z0-9-]{1,64}");
 
   private static String required(Properties p, String key) throws IOException {
     String v = p.getProperty(key);
