@@ -1,6 +1,8 @@
 package dev.flotilla.vm.process;
 
 import dev.flotilla.agent.protocol.client.AgentAddress;
+import dev.flotilla.vm.AgentSecrets;
+import dev.flotilla.vm.NodeOnlyFiles;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmExit;
@@ -133,8 +135,11 @@ final class ProcessVm implements Vm {
 
   @Override
   public AgentAddress agentAddress() {
-    return new AgentAddress(handle.agentSocket());
+    byte[] secret = agentSecret != null ? agentSecret : AgentSecrets.readIfTrusted(handle.stateDir());
+    return new AgentAddress(handle.agentSocket(), java.util.OptionalLong.of(facts.idRange().map(HostFacts.IdRange::hostStart).orElse(NodeOnlyFiles.nodeUid())), secret);
   }
+
+  private volatile byte[] agentSecret; // node-only, never in the handle: see AgentSecrets
 
   @Override
   public synchronized void start(Duration deadline) throws VmException {
@@ -146,6 +151,12 @@ final class ProcessVm implements Vm {
       Files.deleteIfExists(socket);
     } catch (IOException e) {
       throw new VmException("cannot remove stale agent socket " + socket + ": " + e.getMessage(), e);
+    }
+    try {
+      agentSecret = AgentSecrets.create(handle.stateDir());
+      AgentSecrets.writeHandoff(handle.stateDir(), agentSecret, facts.idRange().map(HostFacts.IdRange::hostStart).orElse(NodeOnlyFiles.nodeUid()));
+    } catch (IOException e) {
+      throw new VmException("cannot write the agent's secret in " + handle.stateDir() + ": " + e.getMessage(), e);
     }
     Cgroups.Sandbox cg;
     try {
@@ -246,7 +257,8 @@ final class ProcessVm implements Vm {
         "-jar", config.agentJar().toAbsolutePath().toString(),
         "--listen", "unix:" + handle.agentSocket(),
         "--sandbox-id", handle.sandboxId(),
-        "--incarnation", Long.toString(handle.incarnation())));
+        "--incarnation", Long.toString(handle.incarnation()),
+        "--secret-file", handle.stateDir().resolve(AgentSecrets.HANDOFF_FILE_NAME).toString()));
     String lease = spec == null ? null : spec.options().get(VmSpec.AGENT_LEASE_MS);
     if (lease != null) inner.addAll(List.of("--lease-ms", lease));
     List<String> cmd = new ArrayList<>(List.of(
@@ -497,14 +509,8 @@ final class ProcessVm implements Vm {
     removeCgroups();
     Path dir = handle.stateDir();
     if (!Files.exists(dir)) return;
-    try (Stream<Path> walk = Files.walk(dir)) {
-      walk.sorted(Comparator.reverseOrder()).forEach(p -> {
-        try {
-          Files.deleteIfExists(p);
-        } catch (IOException e) {
-          log.warn("cannot delete {}: {}", p, e.getMessage());
-        }
-      });
+    try {
+      NodeOnlyFiles.deleteTree(dir); // the sandbox's root can write in it: never follow its links
     } catch (IOException e) {
       log.warn("cannot delete state directory {}: {}", dir, e.getMessage());
     }
