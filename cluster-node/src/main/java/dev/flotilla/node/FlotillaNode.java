@@ -4,6 +4,7 @@ import com.typesafe.config.Config;
 import dev.flotilla.cluster.NodeAddress;
 import dev.flotilla.node.auth.TokenAuth;
 import dev.flotilla.node.grpc.GrpcServer;
+import dev.flotilla.persistence.EmbeddedJournalFiles;
 import dev.flotilla.persistence.JournalHealth;
 import dev.flotilla.persistence.PersistenceSettings;
 import dev.flotilla.persistence.SchemaBootstrap;
@@ -16,6 +17,7 @@ import dev.flotilla.sandbox.SpecValidator;
 import dev.flotilla.sandbox.VmReaper;
 import dev.flotilla.tenant.TenantEntity;
 import dev.flotilla.vm.Hypervisor;
+import dev.flotilla.vm.NodeOnlyFiles;
 import dev.flotilla.vm.process.ProcessHypervisor;
 import dev.flotilla.vm.process.ProcessHypervisorConfig;
 import dev.flotilla.vm.qemu.QemuConfig;
@@ -25,7 +27,10 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermission;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
+import java.util.EnumSet;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
@@ -69,9 +74,13 @@ public final class FlotillaNode implements AutoCloseable {
    */
   public static FlotillaNode start(Config config) throws IOException {
     Path dataDir = Path.of(config.getString("flotilla.node.data-dir")).toAbsolutePath().normalize();
-    Files.createDirectories(dataDir);
+    privateDataDir(dataDir);
     Config full = PersistenceSettings.forNode(dataDir, config).withFallback(config).resolve();
+    EmbeddedJournalFiles.secure(full);
     PersistenceSettings.verifyReachable(full);
+    EmbeddedJournalFiles.secure(full);
+    // Before anything starts: a token file others can read stops the node here, with the fix.
+    TokenAuth auth = TokenAuth.fromConfig(full.getConfig("flotilla.auth"), dataDir);
 
     ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), "flotilla", full);
     try {
@@ -83,6 +92,7 @@ public final class FlotillaNode implements AutoCloseable {
 
       Config node = full.getConfig("flotilla.node");
       Map<String, Hypervisor> drivers = drivers(node, dataDir);
+      sandboxesMayTraverse(dataDir, drivers);
       for (Hypervisor h : drivers.values()) {
         for (String w : h.capabilities().warnings()) log.warn("driver {}: {}", h.driver(), w);
       }
@@ -134,7 +144,6 @@ public final class FlotillaNode implements AutoCloseable {
       SandboxControl control = new SandboxControl(system, SpecValidator.fromConfig(sb, drivers.keySet()),
           sb.getDuration("ask-timeout"), sb.getDuration("file-timeout"), events, journalStatus,
           sb.getDuration("read-timeout-while-journal-down"));
-      TokenAuth auth = TokenAuth.fromConfig(full.getConfig("flotilla.auth"), dataDir);
       Config grpc = node.getConfig("grpc");
       ServerBinding binding;
       try {
@@ -150,6 +159,38 @@ public final class FlotillaNode implements AutoCloseable {
     } catch (IOException | RuntimeException e) {
       system.terminate();
       throw e;
+    }
+  }
+
+  /**
+   * The data directory holds the journal, the tokens and the VMs' state: 0700, owned by the
+   * node's uid. One an older node (or an admin) left open to group or others is tightened, and
+   * the log says so. A configured path that is a link (to another disk) is the admin's to make:
+   * the directory it leads to is the one made private.
+   */
+  static void privateDataDir(Path dataDir) throws IOException {
+    Path real = Files.exists(dataDir) ? dataDir.toRealPath() : dataDir;
+    Set<PosixFilePermission> before = Files.exists(real) ? Files.getPosixFilePermissions(real) : null;
+    NodeOnlyFiles.createPrivateDir(real);
+    if (before != null && !before.equals(NodeOnlyFiles.DIR_MODE)) {
+      log.warn("data directory {} was {}: tightened to {} (it holds the journal, tokens and VM state)",
+          real, PosixFilePermissions.toString(before), PosixFilePermissions.toString(NodeOnlyFiles.DIR_MODE));
+    }
+  }
+
+  /**
+   * The process driver's sandboxes, when they run as their own unprivileged host uid, bind their
+   * agent socket in their state directory under the data directory, so they must be able to pass
+   * through it (o+x: traverse, not list). Until that driver keeps sockets elsewhere.
+   */
+  private static void sandboxesMayTraverse(Path dataDir, Map<String, Hypervisor> drivers) throws IOException {
+    if (!(drivers.get(ProcessHypervisor.DRIVER) instanceof ProcessHypervisor p) || p.sandboxRootHostUid() == 0) return;
+    Path real = dataDir.toRealPath();
+    Set<PosixFilePermission> perms = EnumSet.copyOf(Files.getPosixFilePermissions(real));
+    if (perms.add(PosixFilePermission.OTHERS_EXECUTE)) {
+      Files.setPosixFilePermissions(real, perms);
+      log.info("data directory {} is {}: the process driver's sandboxes (host uid {}) must traverse it to their state",
+          real, PosixFilePermissions.toString(perms), p.sandboxRootHostUid());
     }
   }
 
