@@ -60,16 +60,7 @@ public final class AgentSecrets {
    */
   public static byte[] read(Path stateDir) throws IOException {
     Path file = stateDir.resolve(FILE_NAME);
-    NodeOnlyFiles.requirePrivateFile(file);
-    byte[] raw;
-    try (SeekableByteChannel ch = Files.newByteChannel(file, Set.<java.nio.file.OpenOption>of(StandardOpenOption.READ, LinkOption.NOFOLLOW_LINKS))) {
-      if (ch.size() > 4 * BYTES) throw new IOException(file + " is too large to be an agent secret");
-      ByteBuffer b = ByteBuffer.allocate((int) ch.size());
-      while (b.hasRemaining() && ch.read(b) >= 0) {
-        // read it all
-      }
-      raw = b.array();
-    }
+    byte[] raw = NodeOnlyFiles.readNodeFile(file, 4 * BYTES, false);
     byte[] s;
     try {
       s = HexFormat.of().parseHex(new String(raw, StandardCharsets.US_ASCII).strip());

@@ -19,6 +19,7 @@ import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 /**
@@ -229,6 +230,46 @@ public final class NodeOnlyFiles {
       throw new IOException(file + " is accessible to group or others (" + PosixFilePermissions.toString(a.permissions())
           + "); run: chmod 600 " + file);
     }
+  }
+
+  /**
+   * Reads a file the node wrote, as long as it still is one: a regular file (not a link), owned by
+   * the node's uid, that group and others cannot write (nor read, unless {@code othersMayRead}),
+   * at most {@code maxBytes}. The file's identity (device, inode, ctime) is taken before and after
+   * reading and must not change: a file swapped in meanwhile (or swapped away and back: a rename
+   * changes the ctime) is refused, for a directory a sandbox can write in.
+   *
+   * @throws IOException saying which rule the file breaks
+   */
+  public static byte[] readNodeFile(Path file, int maxBytes, boolean othersMayRead) throws IOException {
+    Map<String, Object> before = identity(file, othersMayRead);
+    byte[] content;
+    try (SeekableByteChannel ch = Files.newByteChannel(file, Set.<java.nio.file.OpenOption>of(StandardOpenOption.READ, LinkOption.NOFOLLOW_LINKS))) {
+      if (ch.size() > maxBytes) throw new IOException(file + " is larger than " + maxBytes + " bytes");
+      ByteBuffer b = ByteBuffer.allocate((int) ch.size());
+      while (b.hasRemaining() && ch.read(b) >= 0) {
+        // to the end
+      }
+      content = java.util.Arrays.copyOf(b.array(), b.position());
+    }
+    if (!before.equals(identity(file, othersMayRead))) throw new IOException(file + " was replaced while it was read");
+    return content;
+  }
+
+  private static Map<String, Object> identity(Path file, boolean othersMayRead) throws IOException {
+    Map<String, Object> a = Files.readAttributes(file, "unix:mode,uid,dev,ino,ctime", LinkOption.NOFOLLOW_LINKS);
+    int mode = (Integer) a.get("mode");
+    int type = mode & 0170000;
+    if (type == 0120000) throw new IOException(file + " is a symbolic link");
+    if (type != 0100000) throw new IOException(file + " is not a regular file");
+    long owner = ((Number) a.get("uid")).longValue();
+    if (owner != nodeUid()) throw new IOException(file + " is owned by uid " + owner + ", not by this node's uid " + nodeUid());
+    int forbidden = othersMayRead ? 0022 : 0077;
+    if ((mode & forbidden) != 0) {
+      throw new IOException(file + " is " + (othersMayRead ? "writable" : "accessible") + " by group or others (mode "
+          + Integer.toOctalString(mode & 0777) + "); run: chmod 600 " + file);
+    }
+    return Map.of("dev", a.get("dev"), "ino", a.get("ino"), "ctime", a.get("ctime").toString(), "mode", mode, "uid", owner);
   }
 
   public static boolean hasGroupOrOtherAccess(Set<PosixFilePermission> perms) {

@@ -8,10 +8,7 @@ import java.io.Reader;
 import java.io.Writer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.Path;
-import java.nio.file.attribute.PosixFileAttributes;
-import java.nio.file.attribute.PosixFilePermission;
 import java.util.regex.Pattern;
 import java.util.Map;
 import java.util.Objects;
@@ -101,17 +98,17 @@ public record VmHandle(
   public static VmHandle load(Path stateDir, Path runtimeRoot) throws IOException {
     Path dir = stateDir.toAbsolutePath().normalize();
     Path file = dir.resolve(FILE_NAME);
-    PosixFileAttributes a = Files.readAttributes(file, PosixFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
-    if (!a.isRegularFile()) throw new IOException("corrupt VM handle in " + dir + ": " + FILE_NAME + " is not a regular file");
-    long owner = NodeOnlyFiles.ownerUid(file);
-    if (owner != NodeOnlyFiles.nodeUid()) {
-      throw new IOException("untrusted VM handle in " + dir + ": owned by uid " + owner + ", not the node's " + NodeOnlyFiles.nodeUid());
-    }
-    if (a.permissions().contains(PosixFilePermission.GROUP_WRITE) || a.permissions().contains(PosixFilePermission.OTHERS_WRITE)) {
-      throw new IOException("untrusted VM handle in " + dir + ": writable by group or others");
+    byte[] content;
+    try {
+      // handles from before they were saved 0600 are 0644: readable, never writable, by others
+      content = NodeOnlyFiles.readNodeFile(file, 64 * 1024, true);
+    } catch (java.nio.file.NoSuchFileException e) {
+      throw e;
+    } catch (IOException e) {
+      throw new IOException("untrusted VM handle in " + dir + ": " + e.getMessage(), e);
     }
     var p = new Properties();
-    try (Reader r = new InputStreamReader(Files.newInputStream(file, LinkOption.NOFOLLOW_LINKS), StandardCharsets.UTF_8)) {
+    try (Reader r = new InputStreamReader(new java.io.ByteArrayInputStream(content), StandardCharsets.UTF_8)) {
       p.load(r);
     }
     var extra = new TreeMap<String, String>();

@@ -141,6 +141,31 @@ class NodeOnlyFilesTest {
     assertThrows(IOException.class, () -> NodeOnlyFiles.requirePrivateFile(link));
   }
 
+  @Test
+  void readNodeFileReadsOnlyWhatTheNodeWrote(@TempDir Path tmp) throws Exception {
+    Path f = tmp.resolve("f");
+    NodeOnlyFiles.writePrivateFile(f, "node".getBytes());
+    assertEquals("node", new String(NodeOnlyFiles.readNodeFile(f, 100, false)));
+    assertThrows(IOException.class, () -> NodeOnlyFiles.readNodeFile(f, 3, false), "larger than asked for");
+
+    Files.setPosixFilePermissions(f, PosixFilePermissions.fromString("rw-r--r--"));
+    assertThrows(IOException.class, () -> NodeOnlyFiles.readNodeFile(f, 100, false));
+    assertEquals("node", new String(NodeOnlyFiles.readNodeFile(f, 100, true)), "readable by others where that is allowed");
+    Files.setPosixFilePermissions(f, PosixFilePermissions.fromString("rw-rw-r--"));
+    IOException e = assertThrows(IOException.class, () -> NodeOnlyFiles.readNodeFile(f, 100, true));
+    assertTrue(e.getMessage().contains("writable by group or others"), e.getMessage());
+
+    Path link = Files.createSymbolicLink(tmp.resolve("link"), f);
+    e = assertThrows(IOException.class, () -> NodeOnlyFiles.readNodeFile(link, 100, true));
+    assertTrue(e.getMessage().contains("symbolic link"), e.getMessage());
+    assertThrows(IOException.class, () -> NodeOnlyFiles.readNodeFile(tmp, 100, true), "a directory");
+
+    Files.setPosixFilePermissions(f, PosixFilePermissions.fromString("rw-------"));
+    Files.setAttribute(f, "unix:uid", 12345);
+    e = assertThrows(IOException.class, () -> NodeOnlyFiles.readNodeFile(f, 100, false));
+    assertTrue(e.getMessage().contains("owned by uid 12345"), e.getMessage());
+  }
+
   // ---------------------------------------------------------------- the attack
 
   private static Path sentinel(Path tmp) throws IOException {
