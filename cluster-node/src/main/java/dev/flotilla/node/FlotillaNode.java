@@ -4,6 +4,7 @@ import com.typesafe.config.Config;
 import dev.flotilla.cluster.NodeAddress;
 import dev.flotilla.node.auth.TokenAuth;
 import dev.flotilla.node.grpc.GrpcServer;
+import dev.flotilla.persistence.EmbeddedJournalFiles;
 import dev.flotilla.persistence.JournalHealth;
 import dev.flotilla.persistence.PersistenceSettings;
 import dev.flotilla.persistence.SchemaBootstrap;
@@ -16,6 +17,7 @@ import dev.flotilla.sandbox.SpecValidator;
 import dev.flotilla.sandbox.VmReaper;
 import dev.flotilla.tenant.TenantEntity;
 import dev.flotilla.vm.Hypervisor;
+import dev.flotilla.vm.NodeOnlyFiles;
 import dev.flotilla.vm.ids.IdRangeAllocator;
 import dev.flotilla.vm.process.ProcessHypervisor;
 import dev.flotilla.vm.process.ProcessHypervisorConfig;
@@ -26,7 +28,10 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermission;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
+import java.util.EnumSet;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
@@ -70,9 +75,13 @@ public final class FlotillaNode implements AutoCloseable {
    */
   public static FlotillaNode start(Config config) throws IOException {
     Path dataDir = Path.of(config.getString("flotilla.node.data-dir")).toAbsolutePath().normalize();
-    Files.createDirectories(dataDir);
+    privateDataDir(dataDir);
     Config full = PersistenceSettings.forNode(dataDir, config).withFallback(config).resolve();
+    EmbeddedJournalFiles.secure(full);
     PersistenceSettings.verifyReachable(full);
+    EmbeddedJournalFiles.secure(full);
+    // Before anything starts: a token file others can read stops the node here, with the fix.
+    TokenAuth auth = TokenAuth.fromConfig(full.getConfig("flotilla.auth"), dataDir);
 
     ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), "flotilla", full);
     try {
@@ -136,7 +145,6 @@ public final class FlotillaNode implements AutoCloseable {
       SandboxControl control = new SandboxControl(system, SpecValidator.fromConfig(sb, drivers.keySet(), unavailable),
           sb.getDuration("ask-timeout"), sb.getDuration("file-timeout"), events, journalStatus,
           sb.getDuration("read-timeout-while-journal-down"));
-      TokenAuth auth = TokenAuth.fromConfig(full.getConfig("flotilla.auth"), dataDir);
       Config grpc = node.getConfig("grpc");
       ServerBinding binding;
       try {
@@ -155,6 +163,27 @@ public final class FlotillaNode implements AutoCloseable {
     }
   }
 
+  /**
+   * The data directory holds the journal, the tokens and the VMs' state: 0700, owned by the
+   * node's uid. One an older node (or an admin) left open to group or others is tightened, and
+   * the log says so. A configured path that is a link (to another disk) is the admin's to make:
+   * the directory it leads to is the one made private.
+   */
+  static void privateDataDir(Path dataDir) throws IOException {
+    Path real = Files.exists(dataDir) ? dataDir.toRealPath() : dataDir;
+    Set<PosixFilePermission> before = Files.exists(real) ? Files.getPosixFilePermissions(real) : null;
+    NodeOnlyFiles.createPrivateDir(real);
+    if (before != null && !before.equals(NodeOnlyFiles.DIR_MODE)) {
+      log.warn("data directory {} was {}: tightened to {} (it holds the journal, tokens and VM state)",
+          real, PosixFilePermissions.toString(before), PosixFilePermissions.toString(NodeOnlyFiles.DIR_MODE));
+    }
+  }
+
+  /**
+   * The process driver's sandboxes, when they run as their own unprivileged host uid, bind their
+   * agent socket in their state directory under the data directory, so they must be able to pass
+   * through it (o+x: traverse, not list). Until that driver keeps sockets elsewhere.
+   */
   private static JournalStatus journalStatus(JournalHealth health) {
     return new JournalStatus() {
       @Override

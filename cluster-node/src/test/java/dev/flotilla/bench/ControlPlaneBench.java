@@ -177,7 +177,10 @@ public final class ControlPlaneBench {
     VmHandle handle = new VmDirectory(dataDir.resolve("vms")).handles().stream()
         .filter(h -> h.sandboxId().equals(execId) && h.incarnation() == running.getIncarnation())
         .findFirst().orElseThrow(() -> new IllegalStateException("no VM handle for " + execId));
-    try (AgentClient direct = AgentClients.connect(new AgentAddress(handle.agentSocket()), T)) {
+    // The agent serves only the holder of its incarnation's secret, kept in the node-only state dir.
+    AgentAddress address = new AgentAddress(handle.agentSocket(), java.util.OptionalLong.empty(),
+        dev.flotilla.vm.AgentSecrets.read(handle.stateDir()));
+    try (AgentClient direct = AgentClients.connect(address, T)) {
       direct.handshake(execId, running.getIncarnation(), T).get(30, TimeUnit.SECONDS);
       OutputSink drop = new OutputSink() {
         @Override

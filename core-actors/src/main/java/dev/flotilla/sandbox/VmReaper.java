@@ -1,8 +1,11 @@
 package dev.flotilla.sandbox;
 
 import dev.flotilla.vm.Hypervisor;
+import dev.flotilla.vm.NodeOnlyFiles;
 import dev.flotilla.vm.VmDirectory;
 import dev.flotilla.vm.VmHandle;
+import java.io.IOException;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executor;
@@ -67,7 +70,7 @@ public final class VmReaper {
           log.info("reaping VM of sandbox {} incarnation {} ({})", h.sandboxId(), h.incarnation(), why);
           vm.stop(runtime.stopGrace());
           vm.destroy();
-        }, () -> deleteDir(h));
+        }, () -> deleteDir(runtime, h));
       }, blocking);
     }
   }
@@ -117,12 +120,23 @@ public final class VmReaper {
         .ask(SandboxEntity.Inspect::new, askTimeout);
   }
 
-  private static void deleteDir(VmHandle h) {
-    // The VM is gone already: its leftover state directory goes too.
-    try (var files = java.nio.file.Files.walk(h.stateDir())) {
-      files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-    } catch (java.io.IOException ignored) {
-      // best effort
+  /**
+   * The VM is gone already: its leftover state directory goes too. Which directory is derived
+   * here from the sandbox id and incarnation, never taken from the handle (a file in a directory
+   * the sandbox may have been able to write), and deleted without following any link in it.
+   */
+  static void deleteDir(SandboxRuntime runtime, VmHandle h) {
+    if (!SandboxIds.isValid(h.sandboxId()) || h.incarnation() <= 0) {
+      log.warn("not deleting the state of a VM handle naming sandbox '{}' incarnation {}: not a valid sandbox", h.sandboxId(), h.incarnation());
+      return;
+    }
+    Path root = runtime.vmRoot().toAbsolutePath().normalize();
+    Path dir = runtime.vmStateDir(h.sandboxId(), h.incarnation()).toAbsolutePath().normalize();
+    try {
+      NodeOnlyFiles.requireUnder(root, dir);
+      NodeOnlyFiles.deleteTree(dir);
+    } catch (IOException e) {
+      log.warn("cannot delete the state directory {} of sandbox {} incarnation {}: {}", dir, h.sandboxId(), h.incarnation(), e.getMessage());
     }
   }
 

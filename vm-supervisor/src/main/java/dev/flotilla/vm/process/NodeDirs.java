@@ -5,8 +5,6 @@ import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
-import java.util.Comparator;
-import java.util.stream.Stream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -31,21 +29,11 @@ final class NodeDirs {
     Files.setAttribute(dir, "unix:gid", (int) uid, LinkOption.NOFOLLOW_LINKS);
   }
 
-  /**
-   * Removes a tree without following symbolic links. Called only when no process of the sandbox is
-   * left (its container deleted), so nothing can swap a directory for a link meanwhile.
-   */
+  /** Removes a tree without following symbolic links, and without a race with a link swapped in meanwhile. */
   static void deleteTree(Path dir) {
-    if (!Files.exists(dir, LinkOption.NOFOLLOW_LINKS)) return;
-    try (Stream<Path> walk = Files.walk(dir)) {
-      walk.sorted(Comparator.reverseOrder()).forEach(p -> {
-        try {
-          Files.deleteIfExists(p);
-        } catch (IOException e) {
-          log.warn("cannot delete {}: {}", p, e.getMessage());
-        }
-      });
-    } catch (IOException | RuntimeException e) {
+    try {
+      dev.flotilla.vm.NodeOnlyFiles.deleteTree(dir);
+    } catch (IOException e) {
       log.warn("cannot delete {}: {}", dir, e.getMessage());
     }
   }

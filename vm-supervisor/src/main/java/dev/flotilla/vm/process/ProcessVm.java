@@ -1,7 +1,9 @@
 package dev.flotilla.vm.process;
 
 import dev.flotilla.agent.protocol.client.AgentAddress;
+import dev.flotilla.vm.AgentSecrets;
 import dev.flotilla.vm.ImageRootfs;
+import dev.flotilla.vm.NodeOnlyFiles;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmExit;
@@ -20,6 +22,7 @@ import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.OptionalLong;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
@@ -62,6 +65,7 @@ final class ProcessVm implements Vm {
   private final Places places;
   private final CompletableFuture<VmExit> exit = new CompletableFuture<>();
   private volatile VmHandle handle;
+  private volatile byte[] agentSecret; // node-only; read back from the state dir on adopt
   private volatile Process process;
   private volatile boolean requested;
 
@@ -105,6 +109,7 @@ final class ProcessVm implements Vm {
 
   static ProcessVm adopted(ProcessHypervisor hv, VmHandle handle) {
     ProcessVm vm = new ProcessVm(hv, null, handle, Places.of(hv.config(), handle.sandboxId(), handle.incarnation()));
+    vm.agentSecret = AgentSecrets.readIfTrusted(vm.places.stateDir());
     vm.watchAdopted();
     return vm;
   }
@@ -114,9 +119,13 @@ final class ProcessVm implements Vm {
     return handle;
   }
 
+  /**
+   * The agent's socket lies in a directory the sandbox can write: the node speaks to it only if the
+   * socket is held by the sandbox's own uid (SO_PEERCRED), and only with this incarnation's secret.
+   */
   @Override
   public AgentAddress agentAddress() {
-    return new AgentAddress(places.agentSocket());
+    return new AgentAddress(places.agentSocket(), OptionalLong.of(hostIdStart()), agentSecret);
   }
 
   Places places() {
@@ -140,6 +149,9 @@ final class ProcessVm implements Vm {
       places.layer().mountRoot(image.layersTopFirst(), places.rootfs(), idBase);
       NodeDirs.freshDir(places.runDir(), idBase);
       writeExecDefaults(image);
+      // The node's copy stays node-only; the agent reads its copy at start and deletes it.
+      agentSecret = AgentSecrets.create(places.stateDir());
+      AgentSecrets.writeHandoff(places.runDir(), agentSecret, idBase);
       new BundleConfig(agentCommand(), agentEnv(), "/", places.rootfs(), hostname(spec.sandboxId()), idBase, 65536,
           List.of(BundleConfig.Mount.readOnlyBind(hv.runtimeMount(), IN_SANDBOX_RUNTIME),
               BundleConfig.Mount.writableBind(places.runDir(), IN_SANDBOX_RUN)),
@@ -223,6 +235,7 @@ final class ProcessVm implements Vm {
         "--sandbox-id", spec.sandboxId(),
         "--incarnation", Long.toString(spec.incarnation()),
         "--exec-defaults", IN_SANDBOX_RUN + "/" + EXEC_DEFAULTS,
+        "--secret-file", IN_SANDBOX_RUN + "/" + AgentSecrets.HANDOFF_FILE_NAME,
         "--setpriv", IN_SANDBOX_RUNTIME + "/bin/setpriv"));
     String lease = spec.options().get(VmSpec.AGENT_LEASE_MS);
     if (lease != null && !lease.equals("0")) cmd.addAll(List.of("--lease-ms", lease));

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.flotilla.vm.AgentSecrets;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
@@ -192,6 +193,25 @@ class VmSupervisorTest {
 
     VmExited exited = stop(new SupervisedVm(ref2, parent2, ready, s.pids()));
     assertTrue(exited.exit().requested());
+    await().atMost(T).until(() -> s.pids().stream().noneMatch(TestSandboxes::alive));
+  }
+
+  @Test
+  void adoptWithAnotherSecretIsRefusedAtOnceAndTheVmEnded() throws Exception {
+    SupervisedVm s = start(sandboxes.spec(), settings);
+    VmHandle handle = VmHandle.load(s.ready().handle().stateDir());
+    kit.stop(s.ref());
+    s.parent().expectTerminated(s.ref(), T);
+    // the node-only copy no longer matches what the agent was given
+    AgentSecrets.write(handle.stateDir(), AgentSecrets.generate());
+
+    TestProbe<Report> parent2 = kit.createTestProbe();
+    long t0 = System.nanoTime();
+    ActorRef<Command> ref2 = kit.spawn(VmSupervisor.adopt(sandboxes.hypervisor, handle, parent2.getRef(), settings));
+    VmStartFailed failed = parent2.expectMessageClass(VmStartFailed.class, T);
+    assertTrue(failed.reason().contains("handshake refused: its secret is wrong"), failed.reason());
+    assertTrue(System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(10), "refused, not retried until the deadline");
+    parent2.expectTerminated(ref2, T);
     await().atMost(T).until(() -> s.pids().stream().noneMatch(TestSandboxes::alive));
   }
 
