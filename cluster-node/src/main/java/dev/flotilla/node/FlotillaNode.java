@@ -17,6 +17,7 @@ import dev.flotilla.sandbox.SpecValidator;
 import dev.flotilla.sandbox.VmReaper;
 import dev.flotilla.tenant.TenantEntity;
 import dev.flotilla.vm.Hypervisor;
+import dev.flotilla.node.images.NodeImages;
 import dev.flotilla.vm.NodeOnlyFiles;
 import dev.flotilla.vm.ids.IdRangeAllocator;
 import dev.flotilla.vm.process.ProcessHypervisor;
@@ -92,8 +93,10 @@ public final class FlotillaNode implements AutoCloseable {
       SchemaBootstrap.ensure(system);
 
       Config node = full.getConfig("flotilla.node");
+      NodeImages images = NodeImages.fromConfig(full.getConfig("flotilla.images"), dataDir,
+          system.dispatchers().lookup(DispatcherSelector.fromConfig(full.getString("flotilla.vm.supervisor.blocking-dispatcher"))));
       Map<String, java.util.List<String>> unavailable = new LinkedHashMap<>();
-      Map<String, Hypervisor> drivers = drivers(node, dataDir, unavailable);
+      Map<String, Hypervisor> drivers = drivers(node, dataDir, unavailable, images);
       for (Hypervisor h : drivers.values()) {
         for (String w : h.capabilities().warnings()) log.warn("driver {}: {}", h.driver(), w);
       }
@@ -144,7 +147,7 @@ public final class FlotillaNode implements AutoCloseable {
 
       SandboxControl control = new SandboxControl(system, SpecValidator.fromConfig(sb, drivers.keySet(), unavailable),
           sb.getDuration("ask-timeout"), sb.getDuration("file-timeout"), events, journalStatus,
-          sb.getDuration("read-timeout-while-journal-down"));
+          sb.getDuration("read-timeout-while-journal-down")).withImages(images);
       Config grpc = node.getConfig("grpc");
       ServerBinding binding;
       try {
@@ -198,8 +201,8 @@ public final class FlotillaNode implements AutoCloseable {
     };
   }
 
-  private static Map<String, Hypervisor> drivers(Config node, Path dataDir, Map<String, java.util.List<String>> unavailable)
-      throws IOException {
+  private static Map<String, Hypervisor> drivers(Config node, Path dataDir, Map<String, java.util.List<String>> unavailable,
+      NodeImages images) throws IOException {
     Map<String, Hypervisor> drivers = new LinkedHashMap<>();
     // One id range per sandbox on this host, whichever driver runs it.
     IdRangeAllocator ids = IdRangeAllocator.forNode(dataDir.resolve("vms"));
@@ -211,7 +214,7 @@ public final class FlotillaNode implements AutoCloseable {
               dataDir.resolve("vms"))
           .withCgroupParent(process.getString("cgroup-parent"))
           .withDefaultDiskMiB(process.getInt("default-disk-mib"));
-      ProcessHypervisor hv = new ProcessHypervisor(pc, ids);
+      ProcessHypervisor hv = new ProcessHypervisor(pc, ids, images);
       if (hv.capabilities().warnings().isEmpty()) {
         drivers.put(ProcessHypervisor.DRIVER, hv);
       } else {
