@@ -76,8 +76,11 @@ final class ProcessVm implements Vm {
   record Places(Path stateDir, Path incDir, Path rootfs, Path runDir, WritableLayer layer, String containerId) {
     static Places of(ProcessHypervisorConfig c, String sandboxId, long incarnation) {
       Path inc = c.runRoot().resolve(sandboxId + "-" + incarnation);
-      return new Places(c.stateDirFor(sandboxId, incarnation), inc, inc.resolve("rootfs"), inc.resolve("run"),
-          layerOf(c, sandboxId), "fl-" + sandboxId + "-" + incarnation);
+      WritableLayer layer = layerOf(c, sandboxId);
+      // The agent's directory is the one host directory the sandbox writes directly: it lives on the
+      // sandbox's own capped disk, so writing there can never fill the node's.
+      return new Places(c.stateDirFor(sandboxId, incarnation), inc, inc.resolve("rootfs"),
+          layer.mountPoint().resolve("run-" + incarnation), layer, "fl-" + sandboxId + "-" + incarnation);
     }
 
     static WritableLayer layerOf(ProcessHypervisorConfig c, String sandboxId) {
@@ -394,6 +397,7 @@ final class ProcessVm implements Vm {
     deleteContainerQuietly();
     cleanUpMounts();
     NodeDirs.deleteTree(places.incDir());
+    NodeDirs.deleteTree(places.runDir());
     NodeDirs.deleteTree(places.stateDir());
   }
 
@@ -439,6 +443,7 @@ final class ProcessVm implements Vm {
     view.exit.complete(new VmExit(-1, 0, "reaped", true));
     view.cleanUpMounts();
     NodeDirs.deleteTree(pl.incDir());
+    NodeDirs.deleteTree(pl.runDir());
     NodeDirs.deleteTree(pl.stateDir());
   }
 }

@@ -62,13 +62,18 @@ final class WritableLayer {
       Files.move(tmp, image, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
     }
     Files.createDirectories(mountPoint);
-    Files.setPosixFilePermissions(mountPoint, PosixFilePermissions.fromString("rwx------"));
     if (!Mounts.isMountPoint(mountPoint)) {
       Mounts.run("mount", "-o", "loop,nosuid,nodev", image.toString(), mountPoint.toString());
     }
+    // Traversable, not listable: the sandbox's uid reaches its agent directory here (runc resolves
+    // bind sources inside the user namespace); upper/ and work/ stay root's.
+    Files.setPosixFilePermissions(mountPoint, PosixFilePermissions.fromString("rwx--x--x"));
+    // upper/ is the merged root's own inode (its mode is what / has inside the sandbox): 0755.
     for (String d : List.of("upper", "work")) {
       Path p = mountPoint.resolve(d);
-      if (!Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) Files.createDirectory(p);
+      if (!Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
+        Files.createDirectory(p, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString(d.equals("upper") ? "rwxr-xr-x" : "rwx------")));
+      }
     }
   }
 
