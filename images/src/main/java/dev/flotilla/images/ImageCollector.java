@@ -66,10 +66,39 @@ final class ImageCollector {
         blobs.delete(d);
       }
     }
+    Set<java.nio.file.Path> mounted = mountedLowerDirs();
+    if (mounted == null) return; // the mounts are unknown: no layer directory goes this pass
     for (Digest d : unpacker.list()) {
       if (!referenced.contains(d)) {
+        // A layer under a mounted root (a sandbox adopted after a node restart, before its image
+        // was claimed again) stays: its files would vanish from under the running sandbox.
+        if (mounted.contains(unpacker.layerDir(d).toAbsolutePath().normalize())) {
+          log.info("layer {} is unreferenced but still mounted: kept", d.shortHex());
+          continue;
+        }
         unpacker.delete(d);
       }
     }
+  }
+
+  /** Every overlayfs lower directory mounted on this host now (from /proc/self/mountinfo); null if unknown. */
+  static Set<java.nio.file.Path> mountedLowerDirs() {
+    Set<java.nio.file.Path> out = new HashSet<>();
+    try {
+      for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/self/mountinfo"))) {
+        int sep = line.indexOf(" - overlay ");
+        if (sep < 0) continue;
+        for (String opt : line.substring(sep).split("[ ,]")) {
+          if (!opt.startsWith("lowerdir=")) continue;
+          for (String dir : opt.substring("lowerdir=".length()).split(":")) {
+            if (!dir.isEmpty()) out.add(java.nio.file.Path.of(dir.replace("\\040", " ")).toAbsolutePath().normalize());
+          }
+        }
+      }
+    } catch (java.io.IOException | RuntimeException e) {
+      log.warn("cannot read the mounts: keeping every layer this pass ({})", e.getMessage());
+      return null;
+    }
+    return out;
   }
 }

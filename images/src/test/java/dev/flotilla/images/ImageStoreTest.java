@@ -109,6 +109,33 @@ class ImageStoreTest {
   }
 
   @Test
+  void aDeletedImagesLayerStaysWhileAnOverlayStillMountsIt() throws Exception {
+    ImageStore store = store(Set.of(), Long.MAX_VALUE);
+    ResolvedImage img = store.importArchive(layout("gone:1", "gone", 10), Optional.empty(), "t");
+    Path layer = store.layerDirs(img.manifestDigest()).get(0);
+    Path mnt = Files.createDirectories(base.resolve("mnt"));
+    Path upper = Files.createDirectories(base.resolve("up"));
+    Path work = Files.createDirectories(base.resolve("wk"));
+    run("mount", "-t", "overlay", "overlay", "-o", "lowerdir=" + layer + ",upperdir=" + upper + ",workdir=" + work, mnt.toString());
+    try {
+      // what a node restart leaves: a running sandbox whose image nobody claims any more
+      assertTrue(store.delete("gone:1", "t"));
+      store.collectGarbage();
+      assertTrue(Files.isDirectory(layer), "a mounted lower directory is never removed");
+      assertEquals("gone", Files.readString(mnt.resolve("etc/greeting")));
+    } finally {
+      run("umount", mnt.toString());
+    }
+    store.collectGarbage();
+    assertFalse(Files.exists(layer), "once unmounted it goes");
+  }
+
+  private static void run(String... cmd) throws Exception {
+    Process p = new ProcessBuilder(cmd).inheritIO().start();
+    assertEquals(0, p.waitFor(), String.join(" ", cmd));
+  }
+
+  @Test
   void importRefusesAnArchiveThatIsNeitherLayoutNorDockerSave() throws Exception {
     ImageStore store = store(Set.of(), ImagesConfig.DEFAULT_CACHE_MAX);
     Path empty = Files.createDirectories(base.resolve("empty"));

@@ -15,9 +15,13 @@ public interface ImageRootfs {
   /**
    * @param pinnedImage a reference pinned to its manifest digest ({@link VmSpec#IMAGE})
    * @param owner the tenant the image is looked up for
+   * @param sandboxId the sandbox that will run it: the image stays on this host until {@link #released}
    * @throws VmException when the image cannot be had here, saying why
    */
-  Rootfs resolve(String pinnedImage, String owner) throws VmException;
+  Rootfs resolve(String pinnedImage, String owner, String sandboxId) throws VmException;
+
+  /** The sandbox has no state left on this host: its image may be evicted. */
+  default void released(String sandboxId) {}
 
   /**
    * @param layersTopFirst overlayfs lower directories, the top layer first
@@ -35,7 +39,7 @@ public interface ImageRootfs {
   }
 
   /** No image store: only the driver's default image runs. */
-  ImageRootfs NONE = (image, owner) -> {
+  ImageRootfs NONE = (image, owner, sandboxId) -> {
     throw new VmException("this node has no image store: image " + image + " cannot run here");
   };
 }

@@ -41,7 +41,7 @@ import java.util.concurrent.TimeoutException;
  */
 public final class NodeImages implements ImagePinning, ImageRootfs {
   private final ImageStore store;
-  private final Map<String, Digest> running = new ConcurrentHashMap<>(); // VM image key -> digest in use
+  private final Map<String, Digest> running = new ConcurrentHashMap<>(); // sandbox with state here -> its image
   private final long pullTimeoutMs;
 
   private NodeImages(ImageStore store, long pullTimeoutMs) {
@@ -105,13 +105,13 @@ public final class NodeImages implements ImagePinning, ImageRootfs {
   }
 
   @Override
-  public Rootfs resolve(String pinnedImage, String owner) throws VmException {
+  public Rootfs resolve(String pinnedImage, String owner, String sandboxId) throws VmException {
     ResolvedImage img;
     try {
       ImageReference ref = ImageReference.parse(pinnedImage);
       Optional<ResolvedImage> local = store.resolve(ref.digestOpt().map(Digest::toString).orElse(pinnedImage), owner);
       img = local.isPresent() ? local.get() : store.pull(ref, Optional.empty(), "").get(pullTimeoutMs, TimeUnit.MILLISECONDS);
-      running.put(pinnedImage + "|" + owner, img.manifestDigest());
+      running.put(sandboxId, img.manifestDigest());
       List<Path> layers = store.layerDirs(img.manifestDigest());
       Map<String, String> env = new HashMap<>();
       for (String kv : img.config().env()) {
@@ -129,6 +129,11 @@ public final class NodeImages implements ImagePinning, ImageRootfs {
       Thread.currentThread().interrupt();
       throw new VmException("interrupted while getting image " + pinnedImage, e);
     }
+  }
+
+  @Override
+  public void released(String sandboxId) {
+    running.remove(sandboxId);
   }
 
   private static Throwable unwrap(Throwable t) {

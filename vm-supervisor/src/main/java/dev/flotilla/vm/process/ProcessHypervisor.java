@@ -72,7 +72,7 @@ public final class ProcessHypervisor implements Hypervisor {
   ImageRootfs.Rootfs rootfs(VmSpec spec) throws VmException {
     String image = spec.options().get(VmSpec.IMAGE);
     if (image == null || image.isEmpty()) return new ImageRootfs.Rootfs(List.of(config.defaultRootfs()), Map.of(), "", "");
-    return images.resolve(image, spec.options().getOrDefault(VmSpec.IMAGE_OWNER, ""));
+    return images.resolve(image, spec.options().getOrDefault(VmSpec.IMAGE_OWNER, ""), spec.sandboxId());
   }
 
   public ProcessHypervisorConfig config() {
@@ -244,6 +244,7 @@ public final class ProcessHypervisor implements Hypervisor {
       Files.deleteIfExists(layer.image());
       Files.deleteIfExists(layer.mountPoint());
       ids.release(sandboxId);
+      images.released(sandboxId);
     } catch (IOException e) {
       log.warn("sandbox {}: cannot release its node-local state: {}", sandboxId, e.getMessage());
     }
