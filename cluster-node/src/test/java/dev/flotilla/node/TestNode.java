@@ -84,8 +84,9 @@ final class TestNode implements AutoCloseable {
     node = null;
   }
 
-  /** Kills every sandbox process this node's data dir knows of. */
+  /** Kills every sandbox process this node's data dir knows of, and removes its containers and mounts. */
   void killVms() {
+    dev.flotilla.vm.process.ProcessHypervisor.forgetAll(dataDir.resolve("vms"));
     List<VmHandle> handles = new VmDirectory(dataDir.resolve("vms")).handles();
     for (VmHandle h : handles) {
       if (h.pid() > 0) {

@@ -366,7 +366,12 @@ public final class LocalCluster implements AutoCloseable {
     });
     for (LocalNode n : nodes) n.killJvm();
     Processes.killAllMentioning(baseDir.toString() + "/");
-    for (LocalNode n : nodes) Cgroups.removeLeftovers(n.dataDir());
+    for (LocalNode n : nodes) {
+      // Containers outlive their node by design: a cluster thrown away takes them (and their
+      // mounts, cgroups and id ranges) with it.
+      dev.flotilla.vm.process.ProcessHypervisor.forgetAll(n.dataDir().resolve("vms"));
+      Cgroups.removeLeftovers(n.dataDir());
+    }
     if (postgres != null) postgres.close();
     if (settings.deleteOnClose) deleteRecursively(baseDir);
   }

@@ -57,6 +57,13 @@ public final class OciRuntime {
     return Optional.of(new State(n.path("status").asText("unknown"), n.path("pid").asLong(0)));
   }
 
+  /** Ids of every container under this runtime's root. */
+  public List<String> list() throws IOException {
+    Result r = exec(List.of("list", "-q"));
+    if (r.code != 0) throw new IOException("runc list failed: " + r.err.strip());
+    return r.out.lines().map(String::strip).filter(l -> !l.isEmpty()).toList();
+  }
+
   public void pause(String id) throws IOException {
     check("pause", exec(List.of("pause", requireId(id))));
   }

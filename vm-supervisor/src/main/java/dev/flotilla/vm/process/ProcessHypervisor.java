@@ -215,6 +215,38 @@ public final class ProcessHypervisor implements Hypervisor {
     ProcessVm.reap(this, handle.sandboxId(), handle.incarnation(), handle);
   }
 
+  /**
+   * Kills and removes everything the process driver of the node whose state root this is left on
+   * the host: its containers (with their processes and cgroups), the mounts under its run root and
+   * its id ranges. For local clusters and test fixtures that throw a node's data away; a node never
+   * calls it on itself.
+   */
+  public static void forgetAll(Path stateRoot) {
+    ProcessHypervisorConfig c = ProcessHypervisorConfig.of(Path.of("/nonexistent"), Path.of("/nonexistent"), stateRoot);
+    OciRuntime oci = new OciRuntime(c.ociRuntime(), stateRoot.resolve(".runc"));
+    try {
+      if (Files.isDirectory(stateRoot.resolve(".runc"))) {
+        for (String id : oci.list()) oci.delete(id);
+      }
+    } catch (IOException | RuntimeException e) {
+      log.warn("cannot remove the containers of {}: {}", stateRoot, e.getMessage());
+    }
+    for (Path mp : Mounts.mountPointsUnder(c.runRoot())) {
+      try {
+        Mounts.unmount(mp);
+      } catch (IOException e) {
+        log.warn("cannot unmount {}: {}", mp, e.getMessage());
+      }
+    }
+    NodeDirs.deleteTree(c.runRoot());
+    IdRangeAllocator ids = IdRangeAllocator.forNode(stateRoot);
+    try {
+      for (String sandbox : ids.holders().keySet()) ids.release(sandbox);
+    } catch (IOException e) {
+      log.warn("cannot release the id ranges of {}: {}", stateRoot, e.getMessage());
+    }
+  }
+
   @Override
   public Set<String> sandboxesWithLocalState() {
     Set<String> out = new TreeSet<>();
