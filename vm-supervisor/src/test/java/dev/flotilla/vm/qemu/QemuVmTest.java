@@ -31,6 +31,7 @@ import java.util.OptionalInt;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
@@ -47,16 +48,27 @@ class QemuVmTest {
   private static final Duration CALL = Duration.ofSeconds(30);
 
   private static QemuConfig config;
+  private static Path driverRoot;
   private final List<Vm> vms = new ArrayList<>();
   private final List<AgentClient> clients = new ArrayList<>();
   private final List<Process> children = new ArrayList<>();
   private Path stateRoot;
 
   @BeforeAll
-  static void image() {
-    config = QemuConfig.fromEnvironment();
+  static void image() throws IOException {
+    driverRoot = Files.createTempDirectory("fl-qemu-driver");
+    config = TestQemu.config(driverRoot);
     assumeTrue(config.imageBuilt(), "guest image not built in " + config.imageDir()
         + ": run guest-image/build.sh (scripts/test.sh does) to run the QEMU tests");
+  }
+
+  @AfterAll
+  static void dropDriverRoot() {
+    QemuJail.deleteTree(driverRoot);
+  }
+
+  private static QemuHypervisor hypervisor() throws IOException {
+    return TestQemu.hypervisor(config);
   }
 
   @BeforeEach
@@ -76,17 +88,12 @@ class QemuVmTest {
         System.out.println("---- console of " + vm.handle().sandboxId() + " ----\n" + Files.readString(console));
       }
     }
-    // whatever a failed test left: test nodes, and QEMUs named by saved handles (same start time only)
+    // whatever a failed test left: test nodes, and QEMUs named by saved handles (same start time
+    // only) with their cgroups, reaped as a restarted node would
     children.forEach(Process::destroyForcibly);
     try (Stream<Path> files = Files.walk(stateRoot)) {
       for (Path h : files.filter(f -> f.getFileName().toString().equals(VmHandle.FILE_NAME)).toList()) {
-        VmHandle handle = VmHandle.load(h.getParent());
-        if (HostProbe.isSameProcess(handle.pid(), handle.startTime())) {
-          ProcessHandle.of(handle.pid()).ifPresent(p -> {
-            p.destroyForcibly();
-            p.onExit().orTimeout(20, TimeUnit.SECONDS).exceptionally(e -> null).join();
-          });
-        }
+        hypervisor().reap(VmHandle.load(h.getParent()));
       }
     }
     try (Stream<Path> files = Files.walk(stateRoot)) {
@@ -96,8 +103,7 @@ class QemuVmTest {
 
   @Test
   void bootsExecsPausesReconnectsAndReportsKillMinus9() throws Exception {
-    QemuHypervisor hv = new QemuHypervisor(config);
-    Vm vm = boot(hv, "boot", 1);
+    Vm vm = boot(hypervisor(), "boot", 1);
 
     // given a booted guest, its agent describes the guest's own kernel and virtualization
     AgentClient agent = connect(vm);
@@ -155,7 +161,7 @@ class QemuVmTest {
 
   @Test
   void aGuestWhoseLeaseRunsOutEndsAndSaysWhy() throws Exception {
-    Vm vm = boot(new QemuHypervisor(config), "lease", 1);
+    Vm vm = boot(hypervisor(), "lease", 1);
     AgentClient agent = connect(vm);
     agent.handshake("lease", 1, Duration.ofSeconds(2), BOOT).get();
     startProcess(agent, "s", "sleep 1000");
@@ -175,7 +181,7 @@ class QemuVmTest {
     Path dir = stateRoot.resolve("adopt");
     Process node = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
         "-cp", System.getProperty("java.class.path"), "-Dlogback.configurationFile=/dev/null",
-        TestQemuNode.class.getName(), config.imageDir().toString(), dir.toString(), "adopt", "2")
+        TestQemuNode.class.getName(), config.imageDir().toString(), driverRoot.toString(), dir.toString(), "adopt", "2")
         .redirectErrorStream(true).redirectOutput(stateRoot.resolve("node.log").toFile()).start();
     children.add(node);
     assertTrue(node.waitFor(90, TimeUnit.SECONDS), "test node did not finish");
@@ -183,9 +189,9 @@ class QemuVmTest {
 
     // when a new node adopts it from the saved handle
     VmHandle saved = VmHandle.load(dir);
-    assertTrue(new QemuHypervisor(config).adopt(saved.withProcess(saved.pid(), saved.startTime() + 1)).isEmpty(),
+    assertTrue(hypervisor().adopt(saved.withProcess(saved.pid(), saved.startTime() + 1)).isEmpty(),
         "a pid with another start time is not adopted");
-    Vm adopted = new QemuHypervisor(config).adopt(saved).orElseThrow();
+    Vm adopted = hypervisor().adopt(saved).orElseThrow();
     vms.add(adopted);
     assertEquals(1L, ProcessHandle.of(saved.pid()).flatMap(ProcessHandle::parent).map(ProcessHandle::pid).orElse(-1L),
         "QEMU was reparented to init, out of the dead node's tree");
@@ -201,6 +207,11 @@ class QemuVmTest {
     VmExit exit = adopted.exitFuture().get(20, TimeUnit.SECONDS);
     assertTrue(exit.requested(), exit.toString());
     assertFalse(ProcessHandle.of(saved.pid()).map(ProcessHandle::isAlive).orElse(false), "QEMU still alive");
+    // the adopting node frees the cgroups the dead node made
+    for (String key : List.of("cgroup.memory", "cgroup.cpu", "cgroup.pids")) {
+      Path cg = Path.of(saved.extra().get(key));
+      await().atMost(Duration.ofSeconds(10)).until(() -> !Files.exists(cg));
+    }
   }
 
   // ------------------------------------------------------------------------------------------
