@@ -2,7 +2,6 @@ package dev.flotilla.vm.qemu;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
@@ -177,8 +176,11 @@ final class QemuJail {
       try {
         Files.move(tmp, root, StandardCopyOption.ATOMIC_MOVE);
         LOG.info("qemu jail root {} built ({} files)", root, files.size());
-      } catch (FileAlreadyExistsException | java.nio.file.DirectoryNotEmptyException e) {
-        deleteTree(tmp); // another builder won
+      } catch (IOException e) {
+        // rename(2) onto a non-empty directory: another builder won (ENOTEMPTY is not always
+        // reported as DirectoryNotEmptyException); anything else is ours to report
+        if (!Files.isDirectory(root.resolve(".complete"))) throw e;
+        deleteTree(tmp);
       }
     } catch (IOException | RuntimeException e) {
       deleteTree(tmp);

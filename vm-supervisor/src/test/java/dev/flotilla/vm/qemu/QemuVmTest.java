@@ -1,5 +1,7 @@
 package dev.flotilla.vm.qemu;
 
+import static dev.flotilla.vm.qemu.TestAgent.run;
+import static dev.flotilla.vm.qemu.TestAgent.startProcess;
 import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -117,14 +119,14 @@ class QemuVmTest {
 
     // the agent runs on the image's class-data-sharing archive (a silent fall-back costs ~1.4 s of boot)
     if (imageProperty("cds").startsWith("yes")) {
-      assertEquals("1\n", run(agent, "grep -c agent.jsa /proc/" + info.agentPid() + "/maps").output);
+      assertEquals("1\n", run(agent, "grep -c agent.jsa /proc/" + info.agentPid() + "/maps").output());
     }
 
     // exec output, exit codes and files work
-    assertEquals("hello from the guest\n", run(agent, "echo hello from the guest").output);
-    assertEquals(3, run(agent, "exit 3").status.exitCode());
+    assertEquals("hello from the guest\n", run(agent, "echo hello from the guest").output());
+    assertEquals(3, run(agent, "exit 3").status().exitCode());
     agent.writeFile("/tmp/f.txt", new ByteArrayInputStream("abc".getBytes(StandardCharsets.UTF_8)), 0644, CALL).get();
-    assertEquals("abc", run(agent, "cat /tmp/f.txt").output);
+    assertEquals("abc", run(agent, "cat /tmp/f.txt").output());
 
     // pause stops the guest: a process started before does not finish until resume
     startProcess(agent, "p1", "sleep 2; echo done"); // long enough to be caught by the pause under load
@@ -139,7 +141,7 @@ class QemuVmTest {
     agent.close();
     AgentClient again = connect(vm);
     assertEquals(info.agentPid(), again.handshake("boot", 1, CALL).get().agentPid());
-    assertEquals("again\n", run(again, "echo again").output);
+    assertEquals("again\n", run(again, "echo again").output());
 
     // a host that leaves mid-frame, and one that sends garbage, both leave the next host a clean
     // stream. (Whether the agent answers the garbage with GOAWAY or silently discards it until the
@@ -150,7 +152,7 @@ class QemuVmTest {
     rawSession(vm, new byte[256]);
     AgentClient third = connect(vm);
     third.handshake("boot", 1, CALL).get();
-    assertEquals("third\n", run(third, "echo third").output);
+    assertEquals("third\n", run(third, "echo third").output());
 
     // kill -9 of QEMU from outside is reported as an exit by that signal, not one we asked for
     ProcessHandle.of(vm.handle().pid()).orElseThrow().destroyForcibly();
@@ -199,7 +201,7 @@ class QemuVmTest {
     // then its agent answers with the same identity, exec, pause and resume work, and stop ends it
     AgentClient agent = connect(adopted);
     assertTrue(agent.handshake("adopt", 2, BOOT).get().agentPid() > 0);
-    assertEquals("adopted\n", run(agent, "echo adopted").output);
+    assertEquals("adopted\n", run(agent, "echo adopted").output());
     adopted.pause();
     adopted.resume();
     assertEquals("running", ((QemuVm) adopted).status(Duration.ofSeconds(5)));
@@ -250,43 +252,5 @@ class QemuVmTest {
       if (l.startsWith(key + "=")) return l.substring(key.length() + 1);
     }
     return "";
-  }
-
-  private record Result(ExitStatus status, String output) {}
-
-  private static int execs;
-
-  private static Result run(AgentClient agent, String script) throws Exception {
-    String execId = "e" + (++execs);
-    Started p = startProcess(agent, execId, script);
-    ExitStatus status = agent.waitProcess(execId, CALL).get(CALL.toSeconds(), TimeUnit.SECONDS);
-    p.stdoutEnded.get(CALL.toSeconds(), TimeUnit.SECONDS); // output may trail the exit by a frame
-    synchronized (p.out) {
-      return new Result(status, p.out.toString(StandardCharsets.UTF_8));
-    }
-  }
-
-  private record Started(ByteArrayOutputStream out, CompletableFuture<Void> stdoutEnded) {}
-
-  private static Started startProcess(AgentClient agent, String execId, String script) throws Exception {
-    ByteArrayOutputStream out = new ByteArrayOutputStream();
-    CompletableFuture<Void> ended = new CompletableFuture<>();
-    OutputSink sink = new OutputSink() {
-      @Override
-      public void onData(Channel channel, byte[] data, Runnable release) {
-        synchronized (out) {
-          out.writeBytes(data);
-        }
-        release.run();
-      }
-
-      @Override
-      public void onEnd(Channel channel) {
-        if (channel == Channel.STDOUT) ended.complete(null);
-      }
-    };
-    agent.exec(new ExecRequest(execId, List.of("sh", "-c", script), Map.of(), "", false), sink, CALL)
-        .get(CALL.toSeconds(), TimeUnit.SECONDS);
-    return new Started(out, ended);
   }
 }
