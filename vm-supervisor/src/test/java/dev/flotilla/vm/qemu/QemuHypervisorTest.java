@@ -37,7 +37,7 @@ class QemuHypervisorTest {
     QemuHypervisor hv = hypervisor();
     QemuVm vm = (QemuVm) hv.prepare(new VmSpec("sb-1", 7, 2, 512, 0, tmp.resolve("vm"), Map.of()));
     String cmd = String.join(" ", vm.command());
-    assertTrue(cmd.contains("-M microvm,pit=on -accel tcg"), cmd);
+    assertTrue(cmd.contains("-M microvm,pit=on -accel tcg,tb-size=" + QemuHypervisor.TCG_TB_SIZE_MIB), cmd);
     assertTrue(cmd.contains("-smp 2 -m 512M"), cmd);
     assertTrue(cmd.contains("flotilla.sandbox_id=sb-1 flotilla.incarnation=7"), cmd);
     assertTrue(cmd.contains("-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"), cmd);

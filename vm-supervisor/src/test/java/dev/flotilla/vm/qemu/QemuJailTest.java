@@ -246,6 +246,11 @@ class QemuJailTest {
   void stoppedVmsLeaveNoProcessCgroupMountOrFile() throws Exception {
     List<VmHandle> handles = new ArrayList<>();
     for (Vm vm : vms.values()) {
+      // boot, exec, console flood: within guest RAM + overhead, the limit never hit
+      String memory = vm.handle().extra().get("cgroup.memory");
+      System.out.printf("%s: QEMU's cgroup peak %d MiB of %d MiB%n", vm.handle().sandboxId(),
+          Long.parseLong(read(memory, "memory.max_usage_in_bytes")) >> 20, Long.parseLong(read(memory, "memory.limit_in_bytes")) >> 20);
+      assertEquals("0", read(memory, "memory.failcnt"), "QEMU reached its memory limit");
       handles.add(vm.handle());
       vm.stop(Duration.ofSeconds(5));
       VmExit exit = vm.exitFuture().get(30, TimeUnit.SECONDS);
