@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks the qemu driver (figures only, no pass/fail):
-#   boot-to-agent-ready (connect + handshake) through the driver vs the same QEMU command run bare,
+#   boot-to-agent-ready (connect + handshake) through the driver (jailed: own uid, namespaces,
+#   cgroups) vs the same QEMU command run bare as root (what the jail costs is the difference),
 #   p50/p90 over N boots of each; QEMU RSS and the guest agent's RSS; QMP pause/resume latency.
 # Usage: scripts/bench-qemu.sh [--iterations N (default 5)]
 # Builds what it needs (agent jar, guest image); kills every QEMU it started, also on failure.
