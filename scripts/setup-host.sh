@@ -5,8 +5,30 @@
 #   iproute2 - `ip`, used by tests to check a sandbox's network namespace
 #   qemu-system-x86 - QEMU for the qemu (microVM) driver and its tests
 #   cpio, xz-utils  - guest-image/build.sh packs the initramfs and unpacks Debian's kernel
+#   runc     - the OCI runtime that runs every process-driver sandbox
+#   golang-github-containers-common - Podman's seccomp profile (/usr/share/containers/seccomp.json)
+#   busybox-static, patchelf - the default image and the sandbox runtime (guest-image/build-*.sh)
+#   e2fsprogs - mkfs.ext4 for each sandbox's capped writable layer
+#   attr            - setfattr: the images module marks opaque directories of unpacked layers
+#                     (trusted.overlay.opaque); getfattr in its tests
+#   docker-registry, skopeo, umoci - the images module's ITs run a real registry on loopback,
+#                     build images with umoci and push them with skopeo
+#   apache2-utils, openssl - htpasswd and a token-signing certificate for the images module's auth ITs
 set -euo pipefail
 need=()
+command -v runc >/dev/null 2>&1 || need+=(runc)
+[ -f /usr/share/containers/seccomp.json ] || need+=(golang-github-containers-common)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || need+=(busybox-static)
+command -v patchelf >/dev/null 2>&1 || need+=(patchelf)
+command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+command -v setfattr >/dev/null 2>&1 || need+=(attr)
+if [ "${FLOTILLA_SETUP_TEST_TOOLS:-1}" = 1 ]; then
+  command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+  command -v umoci >/dev/null 2>&1 || need+=(umoci)
+  command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+  command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
+fi
 command -v tini >/dev/null 2>&1 || need+=(tini)
 command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
@@ -24,19 +46,20 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# Subordinate id ranges for the node user, so the process driver can map root inside a sandbox
-# to an unprivileged host range (unshare --map-users/--map-groups through newuidmap/newgidmap).
-# Only added when missing, and only as root: an existing entry for the user is left as it is.
+# Subordinate ids for the node user: every sandbox gets its own 65536 of them (host uid and gid
+# ranges that no other sandbox and no host user has). Flotilla's delegation, the same line in
+# /etc/subuid and /etc/subgid, holds 4096 sandboxes; added only when missing, and only as root.
 node_user=${FLOTILLA_NODE_USER:-$(id -un)}
-subid_start=${FLOTILLA_SUBID_START:-100000}
-subid_count=${FLOTILLA_SUBID_COUNT:-65536}
+subid_start=${FLOTILLA_SUBID_START:-16777216}
+subid_count=${FLOTILLA_SUBID_COUNT:-268435456}
+line="${node_user}:${subid_start}:${subid_count}"
 for f in /etc/subuid /etc/subgid; do
-  if ! grep -qs "^${node_user}:" "$f"; then
+  if ! grep -qsx "$line" "$f"; then
     if [ "$(id -u)" -ne 0 ]; then
-      echo "setup-host: no ${f} entry for ${node_user}; sandboxes fall back to --map-root-user (add '${node_user}:${subid_start}:${subid_count}' as root)" >&2
+      echo "setup-host: ${f} lacks '${line}': process sandboxes need it (run as root: scripts/setup-host.sh)" >&2
     else
-      echo "setup-host: adding ${node_user}:${subid_start}:${subid_count} to ${f}"
-      echo "${node_user}:${subid_start}:${subid_count}" >> "$f"
+      echo "setup-host: adding ${line} to ${f} (an id range of 65536 for each of up to 4096 sandboxes)"
+      echo "$line" >> "$f"
     fi
   fi
 done

@@ -8,4 +8,7 @@ scripts/setup-host.sh
 # (cached: a no-op in seconds when nothing changed). See guest-image/README.md.
 mvn -B -ntp -q -pl guest-agent -am package -DskipTests
 guest-image/build.sh
+# The process driver's read-only runtime (/.fl in every sandbox) and the default image (busybox).
+guest-image/build-sandbox-runtime.sh
+guest-image/build-default-image.sh
 exec mvn -B -ntp verify "$@"

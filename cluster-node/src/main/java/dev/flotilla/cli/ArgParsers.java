@@ -121,6 +121,13 @@ public final class ArgParsers {
     }
   }
 
+  static final class DiskConverter implements ITypeConverter<Integer> {
+    @Override
+    public Integer convert(String value) {
+      return positive("--disk", value);
+    }
+  }
+
   static final class MemoryConverter implements ITypeConverter<Integer> {
     @Override
     public Integer convert(String value) {

@@ -23,6 +23,16 @@ final class CreateCommand extends ClientCommand {
       description = "Memory in MiB (default: the node's).")
   Integer memoryMib;
 
+  @Option(names = "--disk", paramLabel = "MiB", converter = ArgParsers.DiskConverter.class,
+      description = "Cap of the sandbox's writable layer in MiB: writes past it fail with ENOSPC "
+          + "inside the sandbox (default: the node's, 1024).")
+  Integer diskMib;
+
+  @Option(names = "--image", paramLabel = "REF",
+      description = "The image the sandbox's root runs: [host[:port]/]repo[:tag|@sha256:digest] "
+          + "(default: the node's busybox image). Pulled at create and pinned to its digest.")
+  String image;
+
   @Option(names = "--label", paramLabel = "KEY=VALUE", description = "A label; repeatable.")
   List<String> labels;
 
@@ -47,6 +57,8 @@ final class CreateCommand extends ClientCommand {
     if (driver != null) spec.setDriver(driver);
     if (cpus != null) spec.setVcpus(cpus);
     if (memoryMib != null) spec.setMemoryMib(memoryMib);
+    if (diskMib != null) spec.setDiskMib(diskMib);
+    if (image != null) spec.setImage(image);
     if (restart != null) spec.setRestartPolicy(restart);
     CreateSandboxRequest.Builder req = CreateSandboxRequest.newBuilder().setSpec(spec);
     if (requestId != null) req.setRequestId(requestId);

@@ -23,6 +23,11 @@ final class ExecCommand extends ClientCommand {
       description = "Working directory in the sandbox.")
   String workdir;
 
+  @Option(names = {"-u", "--user"}, paramLabel = "USER[:GROUP]",
+      description = "Run as this user (a name or uid, optionally :group or :gid) of the sandbox's image "
+          + "(default: the image's User, else root).")
+  String user;
+
   @Parameters(index = "0", paramLabel = "ID", description = "The sandbox's id.")
   String id;
 
@@ -49,6 +54,7 @@ final class ExecCommand extends ClientCommand {
         .addAllArgv(command)
         .putAllEnv(envMap());
     if (workdir != null) req.setWorkingDir(workdir);
+    if (user != null) req.setUser(user);
     return req.build();
   }
 

@@ -53,6 +53,8 @@ public final class SandboxText {
     line(b, "Driver", spec.getDriver().isEmpty() ? "-" : spec.getDriver());
     line(b, "vCPUs", spec.getVcpus() == 0 ? "-" : Integer.toString(spec.getVcpus()));
     line(b, "Memory", spec.getMemoryMib() == 0 ? "-" : spec.getMemoryMib() + " MiB");
+    line(b, "Disk", spec.getDiskMib() == 0 ? "-" : spec.getDiskMib() + " MiB");
+    line(b, "Image", spec.getImage().isEmpty() ? "(default)" : spec.getImage());
     line(b, "Restart", Names.restartPolicyForPeople(spec));
     line(b, "Labels", Names.labels(spec.getLabelsMap()));
     line(b, "Created", s.hasCreatedAt() ? Names.rfc3339Millis(s.getCreatedAt()) + " ("

@@ -4,6 +4,7 @@ import com.typesafe.config.Config;
 import dev.flotilla.cluster.NodeAddress;
 import dev.flotilla.node.auth.TokenAuth;
 import dev.flotilla.node.grpc.GrpcServer;
+import dev.flotilla.persistence.EmbeddedJournalFiles;
 import dev.flotilla.persistence.JournalHealth;
 import dev.flotilla.persistence.PersistenceSettings;
 import dev.flotilla.persistence.SchemaBootstrap;
@@ -16,6 +17,9 @@ import dev.flotilla.sandbox.SpecValidator;
 import dev.flotilla.sandbox.VmReaper;
 import dev.flotilla.tenant.TenantEntity;
 import dev.flotilla.vm.Hypervisor;
+import dev.flotilla.node.images.NodeImages;
+import dev.flotilla.vm.NodeOnlyFiles;
+import dev.flotilla.vm.ids.IdRangeAllocator;
 import dev.flotilla.vm.process.ProcessHypervisor;
 import dev.flotilla.vm.process.ProcessHypervisorConfig;
 import dev.flotilla.vm.qemu.QemuConfig;
@@ -25,7 +29,10 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermission;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
+import java.util.EnumSet;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
@@ -69,9 +76,13 @@ public final class FlotillaNode implements AutoCloseable {
    */
   public static FlotillaNode start(Config config) throws IOException {
     Path dataDir = Path.of(config.getString("flotilla.node.data-dir")).toAbsolutePath().normalize();
-    Files.createDirectories(dataDir);
+    privateDataDir(dataDir);
     Config full = PersistenceSettings.forNode(dataDir, config).withFallback(config).resolve();
+    EmbeddedJournalFiles.secure(full);
     PersistenceSettings.verifyReachable(full);
+    EmbeddedJournalFiles.secure(full);
+    // Before anything starts: a token file others can read stops the node here, with the fix.
+    TokenAuth auth = TokenAuth.fromConfig(full.getConfig("flotilla.auth"), dataDir);
 
     ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), "flotilla", full);
     try {
@@ -82,7 +93,10 @@ public final class FlotillaNode implements AutoCloseable {
       SchemaBootstrap.ensure(system);
 
       Config node = full.getConfig("flotilla.node");
-      Map<String, Hypervisor> drivers = drivers(node, dataDir);
+      NodeImages images = NodeImages.fromConfig(full.getConfig("flotilla.images"), dataDir,
+          system.dispatchers().lookup(DispatcherSelector.fromConfig(full.getString("flotilla.vm.supervisor.blocking-dispatcher"))));
+      Map<String, java.util.List<String>> unavailable = new LinkedHashMap<>();
+      Map<String, Hypervisor> drivers = drivers(node, dataDir, unavailable, images);
       for (Hypervisor h : drivers.values()) {
         for (String w : h.capabilities().warnings()) log.warn("driver {}: {}", h.driver(), w);
       }
@@ -131,10 +145,9 @@ public final class FlotillaNode implements AutoCloseable {
           sb.getDuration("ask-timeout"), journalStatus)
           .schedule(node.getDuration("reaper.first-run"), node.getDuration("reaper.interval"));
 
-      SandboxControl control = new SandboxControl(system, SpecValidator.fromConfig(sb, drivers.keySet()),
+      SandboxControl control = new SandboxControl(system, SpecValidator.fromConfig(sb, drivers.keySet(), unavailable),
           sb.getDuration("ask-timeout"), sb.getDuration("file-timeout"), events, journalStatus,
-          sb.getDuration("read-timeout-while-journal-down"));
-      TokenAuth auth = TokenAuth.fromConfig(full.getConfig("flotilla.auth"), dataDir);
+          sb.getDuration("read-timeout-while-journal-down")).withImages(images);
       Config grpc = node.getConfig("grpc");
       ServerBinding binding;
       try {
@@ -153,6 +166,27 @@ public final class FlotillaNode implements AutoCloseable {
     }
   }
 
+  /**
+   * The data directory holds the journal, the tokens and the VMs' state: 0700, owned by the
+   * node's uid. One an older node (or an admin) left open to group or others is tightened, and
+   * the log says so. A configured path that is a link (to another disk) is the admin's to make:
+   * the directory it leads to is the one made private.
+   */
+  static void privateDataDir(Path dataDir) throws IOException {
+    Path real = Files.exists(dataDir) ? dataDir.toRealPath() : dataDir;
+    Set<PosixFilePermission> before = Files.exists(real) ? Files.getPosixFilePermissions(real) : null;
+    NodeOnlyFiles.createPrivateDir(real);
+    if (before != null && !before.equals(NodeOnlyFiles.DIR_MODE)) {
+      log.warn("data directory {} was {}: tightened to {} (it holds the journal, tokens and VM state)",
+          real, PosixFilePermissions.toString(before), PosixFilePermissions.toString(NodeOnlyFiles.DIR_MODE));
+    }
+  }
+
+  /**
+   * The process driver's sandboxes, when they run as their own unprivileged host uid, bind their
+   * agent socket in their state directory under the data directory, so they must be able to pass
+   * through it (o+x: traverse, not list). Until that driver keeps sockets elsewhere.
+   */
   private static JournalStatus journalStatus(JournalHealth health) {
     return new JournalStatus() {
       @Override
@@ -167,25 +201,39 @@ public final class FlotillaNode implements AutoCloseable {
     };
   }
 
-  private static Map<String, Hypervisor> drivers(Config node, Path dataDir) {
+  private static Map<String, Hypervisor> drivers(Config node, Path dataDir, Map<String, java.util.List<String>> unavailable,
+      NodeImages images) throws IOException {
     Map<String, Hypervisor> drivers = new LinkedHashMap<>();
+    // One id range per sandbox on this host, whichever driver runs it.
+    IdRangeAllocator ids = IdRangeAllocator.forNode(dataDir.resolve("vms"));
     Config process = node.getConfig("drivers.process");
     if (process.getBoolean("enabled")) {
-      ProcessHypervisorConfig pc = ProcessHypervisorConfig.of(agentJar(process.getString("agent-jar")), dataDir.resolve("vms"))
-          .withCgroupParent(process.getString("cgroup-parent"));
-      drivers.put(ProcessHypervisor.DRIVER, new ProcessHypervisor(pc));
+      ProcessHypervisorConfig pc = ProcessHypervisorConfig.of(
+              built(process.getString("runtime-dir"), "flotilla.sandbox.runtime", Path.of("guest-image", "out", "sandbox-runtime")),
+              built(process.getString("default-image"), "flotilla.default.image", Path.of("guest-image", "out", "default-image", "rootfs")),
+              dataDir.resolve("vms"))
+          .withCgroupParent(process.getString("cgroup-parent"))
+          .withDefaultDiskMiB(process.getInt("default-disk-mib"));
+      ProcessHypervisor hv = new ProcessHypervisor(pc, ids, images);
+      if (hv.capabilities().warnings().isEmpty()) {
+        drivers.put(ProcessHypervisor.DRIVER, hv);
+      } else {
+        // Not offered: a create naming it is told why (see SandboxEntity), and so is the operator.
+        log.warn("process driver not offered: {}", String.join("; ", hv.capabilities().warnings()));
+        unavailable.put(ProcessHypervisor.DRIVER, hv.capabilities().warnings());
+      }
     }
     Config qemu = node.getConfig("drivers.qemu");
     String enabled = qemu.getString("enabled");
     if (!enabled.equals("off")) {
       String dir = qemu.getString("image-dir");
-      // the driver's own node-only state (the jails' shared root, the sandboxes' id range table)
+      // the driver's own node-only state (the jails' shared root); the id ranges are the node's, shared
       QemuConfig qc = new QemuConfig(qemu.getString("binary"),
           dir.isEmpty() ? repoFile(Path.of("guest-image", "out")) : Path.of(dir), qemu.getString("accel"),
           dataDir.resolve("qemu"));
       boolean binary = onPath(qc.qemuBinary());
       if (binary && qc.imageBuilt()) {
-        drivers.put(QemuHypervisor.DRIVER, new QemuHypervisor(qc));
+        drivers.put(QemuHypervisor.DRIVER, new QemuHypervisor(qc, ids));
       } else if (enabled.equals("on")) {
         throw new IllegalStateException("flotilla.node.drivers.qemu.enabled = on, but "
             + (binary ? "there is no guest image in " + qc.imageDir() + ": run guest-image/build.sh"
@@ -206,12 +254,12 @@ public final class FlotillaNode implements AutoCloseable {
     return false;
   }
 
-  /** The configured agent jar, else the one built next to this node's own jar in the repository. */
-  static Path agentJar(String configured) {
+  /** The configured path, else the system property (tests), else {@code rel} in the checkout this node runs from. */
+  static Path built(String configured, String property, Path rel) {
     if (!configured.isEmpty()) return Path.of(configured);
-    String prop = System.getProperty("flotilla.agent.jar");
+    String prop = System.getProperty(property);
     if (prop != null && !prop.isEmpty()) return Path.of(prop);
-    return repoFile(Path.of("guest-agent", "target", "flotilla-guest-agent.jar"));
+    return repoFile(rel);
   }
 
   /** {@code rel} in the checkout this node runs from (found from its own jar), else in the working directory. */

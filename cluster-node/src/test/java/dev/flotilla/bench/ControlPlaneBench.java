@@ -126,10 +126,11 @@ public final class ControlPlaneBench {
           GrpcClientSettings.connectToServiceAt("127.0.0.1", node.grpcPort(), clientSystem).withTls(false), clientSystem));
     }
     SandboxServiceClient client = clients.get(0);
-    // The same driver configuration as the node's: same state root (so the same agent class-data
-    // archive), same cgroup parent, same lean agent JVM flags.
-    ProcessHypervisor hv = new ProcessHypervisor(
-        ProcessHypervisorConfig.of(agentJar, dataDir.resolve("vms")).withCgroupParent(CGROUP_PARENT));
+    // The same driver configuration as the node's (runtime, default image, cgroup parent, lean agent
+    // JVM flags), beside it: its own state root, ranges from the same host-wide id table.
+    ProcessHypervisor hv = new ProcessHypervisor(ProcessHypervisorConfig.of(
+        Path.of(System.getProperty("flotilla.sandbox.runtime")), Path.of(System.getProperty("flotilla.default.image")),
+        dataDir.resolve("bare-vms")).withCgroupParent(CGROUP_PARENT));
 
     System.out.println("node up in " + Math.round(bootMs) + " ms; gRPC " + node.grpcAddress() + "; data dir " + dataDir);
     System.out.println("driver: " + hv.capabilities());
@@ -176,7 +177,10 @@ public final class ControlPlaneBench {
     VmHandle handle = new VmDirectory(dataDir.resolve("vms")).handles().stream()
         .filter(h -> h.sandboxId().equals(execId) && h.incarnation() == running.getIncarnation())
         .findFirst().orElseThrow(() -> new IllegalStateException("no VM handle for " + execId));
-    try (AgentClient direct = AgentClients.connect(new AgentAddress(handle.agentSocket()), T)) {
+    // The agent serves only the holder of its incarnation's secret, kept in the node-only state dir.
+    AgentAddress address = new AgentAddress(handle.agentSocket(), java.util.OptionalLong.empty(),
+        dev.flotilla.vm.AgentSecrets.read(handle.stateDir()));
+    try (AgentClient direct = AgentClients.connect(address, T)) {
       direct.handshake(execId, running.getIncarnation(), T).get(30, TimeUnit.SECONDS);
       OutputSink drop = new OutputSink() {
         @Override

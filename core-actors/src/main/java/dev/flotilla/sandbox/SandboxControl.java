@@ -41,6 +41,7 @@ public final class SandboxControl {
   private final Duration fileTimeout;
   private final ActorRef<Topic.Command<SandboxChanged>> events;
   private final JournalGuard guard;
+  private volatile ImagePinning images = ImagePinning.NONE;
 
   public SandboxControl(ActorSystem<?> system, SpecValidator validator, Duration askTimeout, Duration fileTimeout,
       ActorRef<Topic.Command<SandboxChanged>> events) {
@@ -67,6 +68,12 @@ public final class SandboxControl {
     }, readTimeoutWhileJournalDown);
   }
 
+  /** How this node pins the images creates name (none: creates naming an image are refused). */
+  public SandboxControl withImages(ImagePinning pinning) {
+    this.images = pinning;
+    return this;
+  }
+
   /** One page of a listing; {@code nextPageToken} is empty on the last page. */
   public record Page(List<SandboxView> sandboxes, String nextPageToken) {}
 
@@ -78,6 +85,13 @@ public final class SandboxControl {
    * sandbox entity refuses. Refused while the journal is down (nothing is reserved then).
    */
   public CompletionStage<SandboxView> create(String tenant, SandboxSpec requested, String requestId) {
+    if (requested.image().isEmpty()) return createPinned(tenant, requested, requestId);
+    // The image is pulled (or found) first, and the sandbox records the digest it resolved to.
+    return images.pin(tenant, requested.image())
+        .thenCompose(pinned -> createPinned(tenant, requested.withImage(pinned), requestId));
+  }
+
+  private CompletionStage<SandboxView> createPinned(String tenant, SandboxSpec requested, String requestId) {
     final SandboxSpec spec;
     try {
       spec = validator.normalize(requested);

@@ -664,8 +664,14 @@ public final class SandboxEntity
           "driver '" + s.spec().driver() + "' is not available on node " + runtime.nodeAddress()));
       return;
     }
+    java.util.Map<String, String> options = new java.util.HashMap<>();
+    if (s.spec().diskMiB() > 0) options.put(VmSpec.DISK_MIB, Integer.toString(s.spec().diskMiB()));
+    if (!s.spec().image().isEmpty()) {
+      options.put(VmSpec.IMAGE, s.spec().image());
+      options.put(VmSpec.IMAGE_OWNER, s.tenant());
+    }
     VmSpec spec = new VmSpec(sandboxId, s.incarnation(), s.spec().vcpus(), s.spec().memoryMiB(), runtime.pidsLimit(),
-        runtime.vmStateDir(sandboxId, s.incarnation()), java.util.Map.of());
+        runtime.vmStateDir(sandboxId, s.incarnation()), options);
     watchSupervisor(s.incarnation(), ctx.spawn(runtime.vmLauncher().start(hv, spec, reportAdapter),
         "vm-" + s.incarnation()));
   }

@@ -11,16 +11,21 @@ import java.util.regex.Pattern;
  * what to fix.
  *
  * @param drivers the drivers this cluster offers
+ * @param unavailable drivers this node knows but cannot offer on its host, with what is missing
  */
 public record SpecValidator(
     Set<String> drivers,
+    Map<String, java.util.List<String>> unavailable,
     String defaultDriver,
     int defaultVcpus,
     int maxVcpus,
     int defaultMemoryMiB,
     int minMemoryMiB,
     int maxMemoryMiB,
-    int maxLabels) {
+    int maxLabels,
+    int defaultDiskMiB,
+    int minDiskMiB,
+    int maxDiskMiB) {
 
   // Kubernetes' label syntax: users already know it, and tools can copy labels across.
   private static final Pattern LABEL_KEY = Pattern.compile("([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?");
@@ -28,23 +33,36 @@ public record SpecValidator(
 
   public SpecValidator {
     drivers = Set.copyOf(drivers);
+    unavailable = Map.copyOf(unavailable);
   }
 
   public static SpecValidator fromConfig(Config c, Set<String> availableDrivers) {
+    return fromConfig(c, availableDrivers, Map.of());
+  }
+
+  public static SpecValidator fromConfig(Config c, Set<String> availableDrivers, Map<String, java.util.List<String>> unavailable) {
     return new SpecValidator(
         availableDrivers,
+        unavailable,
         c.getString("default-driver"),
         c.getInt("default-vcpus"),
         c.getInt("max-vcpus"),
         c.getInt("default-memory-mib"),
         c.getInt("min-memory-mib"),
         c.getInt("max-memory-mib"),
-        c.getInt("max-labels"));
+        c.getInt("max-labels"),
+        c.getInt("default-disk-mib"),
+        c.getInt("min-disk-mib"),
+        c.getInt("max-disk-mib"));
   }
 
   /** The spec with defaults filled in, or a {@link SandboxError} of kind INVALID_ARGUMENT. */
   public SandboxSpec normalize(SandboxSpec in) {
     String driver = in.driver() == null || in.driver().isEmpty() ? defaultDriver : in.driver();
+    if (!drivers.contains(driver) && unavailable.containsKey(driver)) {
+      throw SandboxError.precondition("driver '" + driver + "' is not available on this host: "
+          + String.join("; ", unavailable.get(driver)) + ". To fix, run as root: scripts/setup-host.sh (./flotilla node runs it)");
+    }
     if (!drivers.contains(driver)) {
       throw SandboxError.invalid("unknown driver '" + driver + "': this cluster offers " + String.join(", ", new java.util.TreeSet<>(drivers)));
     }
@@ -70,6 +88,10 @@ public record SpecValidator(
             + "' is invalid: use up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit");
       }
     }
-    return new SandboxSpec(driver, vcpus, memory, labels, in.restartPolicy());
+    int disk = in.diskMiB() == 0 ? defaultDiskMiB : in.diskMiB();
+    if (disk < minDiskMiB || disk > maxDiskMiB) {
+      throw SandboxError.invalid("disk must be between " + minDiskMiB + " and " + maxDiskMiB + " MiB (got " + in.diskMiB() + ")");
+    }
+    return new SandboxSpec(driver, vcpus, memory, labels, in.restartPolicy(), disk, in.image());
   }
 }

@@ -1,8 +1,11 @@
 package dev.flotilla.sandbox;
 
 import dev.flotilla.vm.Hypervisor;
+import dev.flotilla.vm.NodeOnlyFiles;
 import dev.flotilla.vm.VmDirectory;
 import dev.flotilla.vm.VmHandle;
+import java.io.IOException;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executor;
@@ -49,6 +52,11 @@ public final class VmReaper {
       log.info("VM reaper pass skipped: the journal is unavailable ({})", down.get());
       return;
     }
+    java.util.Set<String> withVms = new java.util.HashSet<>();
+    for (VmDirectory.Entry e : new VmDirectory(runtime.vmRoot()).list()) {
+      if (e.readable()) withVms.add(e.handle().sandboxId());
+    }
+    releaseGone(withVms);
     for (VmDirectory.Entry e : new VmDirectory(runtime.vmRoot()).list()) {
       if (!e.readable()) continue;
       VmHandle h = e.handle();
@@ -62,9 +70,36 @@ public final class VmReaper {
           log.info("reaping VM of sandbox {} incarnation {} ({})", h.sandboxId(), h.incarnation(), why);
           vm.stop(runtime.stopGrace());
           vm.destroy();
-        }, () -> deleteDir(h));
+        }, () -> deleteDir(runtime, h));
       }, blocking);
     }
+  }
+
+  /**
+   * Frees what drivers keep per sandbox beyond its VMs (a writable layer, an id range) once the
+   * sandbox is deleted or its VM runs on another host. A sandbox with a VM directory here is left to
+   * the pass over VMs; one whose VM is not placed yet (no host) keeps its state.
+   */
+  private void releaseGone(java.util.Set<String> withVms) {
+    for (Hypervisor hv : runtime.drivers().values()) {
+      for (String id : hv.sandboxesWithLocalState()) {
+        if (withVms.contains(id) || !SandboxIds.isValid(id)) continue;
+        inspect(id).whenCompleteAsync((i, err) -> {
+          if (err != null) return;
+          String why = releaseReason(i, runtime.hostId());
+          if (why == null) return;
+          log.info("releasing the node-local state of sandbox {} ({})", id, why);
+          hv.releaseSandbox(id);
+        }, blocking);
+      }
+    }
+  }
+
+  /** Why a sandbox's node-local state may go, or null if it may still need it here. */
+  static String releaseReason(SandboxEntity.Inspection i, String thisHost) {
+    if (!i.exists()) return "sandbox deleted";
+    if (i.hostId() != null && !i.hostId().isEmpty() && !i.hostId().equals(thisHost)) return "sandbox runs on host " + i.hostId();
+    return null;
   }
 
   /** Why this VM must go, or null if its sandbox may still own it. */
@@ -85,12 +120,23 @@ public final class VmReaper {
         .ask(SandboxEntity.Inspect::new, askTimeout);
   }
 
-  private static void deleteDir(VmHandle h) {
-    // The VM is gone already: its leftover state directory goes too.
-    try (var files = java.nio.file.Files.walk(h.stateDir())) {
-      files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-    } catch (java.io.IOException ignored) {
-      // best effort
+  /**
+   * The VM is gone already: its leftover state directory goes too. Which directory is derived
+   * here from the sandbox id and incarnation, never taken from the handle (a file in a directory
+   * the sandbox may have been able to write), and deleted without following any link in it.
+   */
+  static void deleteDir(SandboxRuntime runtime, VmHandle h) {
+    if (!SandboxIds.isValid(h.sandboxId()) || h.incarnation() <= 0) {
+      log.warn("not deleting the state of a VM handle naming sandbox '{}' incarnation {}: not a valid sandbox", h.sandboxId(), h.incarnation());
+      return;
+    }
+    Path root = runtime.vmRoot().toAbsolutePath().normalize();
+    Path dir = runtime.vmStateDir(h.sandboxId(), h.incarnation()).toAbsolutePath().normalize();
+    try {
+      NodeOnlyFiles.requireUnder(root, dir);
+      NodeOnlyFiles.deleteTree(dir);
+    } catch (IOException e) {
+      log.warn("cannot delete the state directory {} of sandbox {} incarnation {}: {}", dir, h.sandboxId(), h.incarnation(), e.getMessage());
     }
   }
 

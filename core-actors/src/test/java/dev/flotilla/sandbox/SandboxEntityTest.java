@@ -79,7 +79,7 @@ class SandboxEntityTest {
   }
 
   SandboxRuntime runtime(String hostId, int maxRestarts) {
-    Hypervisor hv = new ProcessHypervisor(ProcessHypervisorConfig.of(tmp.resolve("agent.jar"), tmp.resolve("vms")));
+    Hypervisor hv = new ProcessHypervisor(ProcessHypervisorConfig.of(tmp.resolve("runtime"), tmp.resolve("rootfs"), tmp.resolve("vms")));
     SandboxRuntime.VmLauncher launcher = new SandboxRuntime.VmLauncher() {
       @Override
       public Behavior<VmSupervisorProtocol.Command> start(Hypervisor h, VmSpec spec, ActorRef<Report> p) {

@@ -1,12 +1,16 @@
 package dev.flotilla.sandbox;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.flotilla.vm.VmHandle;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /** Which VMs the reaper stops: never the current incarnation of a sandbox that should run. */
 class VmReaperTest {
@@ -31,6 +35,40 @@ class VmReaperTest {
     assertEquals("sandbox is at incarnation 4", VmReaper.reason(at(Phase.RUNNING, 4), vm(3)));
     assertEquals("sandbox is STOPPED", VmReaper.reason(at(Phase.STOPPED, 3), vm(3)));
     assertEquals("sandbox is FAILED", VmReaper.reason(at(Phase.FAILED, 3), vm(3)));
+  }
+
+  private static SandboxRuntime runtimeAt(Path vmRoot) {
+    return new SandboxRuntime(Map.of(), vmRoot, "node", "host", null, null, null, null, 0, null, () -> false);
+  }
+
+  @Test
+  void leftoversAreDeletedWhereTheNodePutThemNotWhereTheHandleSays(@TempDir Path tmp) throws Exception {
+    Path vmRoot = Files.createDirectories(tmp.resolve("vms"));
+    Path precious = Files.createDirectories(tmp.resolve("precious"));
+    Files.writeString(precious.resolve("keep"), "x");
+    SandboxRuntime runtime = runtimeAt(vmRoot);
+    Path own = Files.createDirectories(runtime.vmStateDir("sb-0123456789abcdef", 3).resolve("sub"));
+    Files.writeString(own.resolve("f"), "leftover");
+    VmHandle lying = new VmHandle("process", "sb-0123456789abcdef", 3, 1, 1, precious, precious.resolve("a.sock"), Map.of());
+
+    VmReaper.deleteDir(runtime, lying);
+
+    assertTrue(Files.exists(precious.resolve("keep")), "the directory the handle named is untouched");
+    assertFalse(Files.exists(runtime.vmStateDir("sb-0123456789abcdef", 3)), "the VM's own state directory is gone");
+  }
+
+  @Test
+  void aStateDirSwappedForALinkIsNotFollowed(@TempDir Path tmp) throws Exception {
+    Path vmRoot = Files.createDirectories(tmp.resolve("vms"));
+    Path precious = Files.createDirectories(tmp.resolve("precious"));
+    Files.writeString(precious.resolve("keep"), "x");
+    SandboxRuntime runtime = runtimeAt(vmRoot);
+    Files.createSymbolicLink(runtime.vmStateDir("sb-0123456789abcdef", 3), precious);
+    VmReaper.deleteDir(runtime, vm(3));
+    assertTrue(Files.exists(precious.resolve("keep")));
+    // and a handle whose sandbox id would lead out of the VM root names nothing to delete
+    VmReaper.deleteDir(runtime, new VmHandle("process", "../precious", 3, 1, 1, precious, precious.resolve("a"), Map.of()));
+    assertTrue(Files.exists(precious.resolve("keep")));
   }
 
   @Test

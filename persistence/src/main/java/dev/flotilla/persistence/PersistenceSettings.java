@@ -59,7 +59,9 @@ public final class PersistenceSettings {
       Path dir = dataDir.toAbsolutePath().normalize().resolve(p.getString("h2-directory"));
       // DB_CLOSE_ON_EXIT=FALSE: Pekko's coordinated shutdown runs in a JVM shutdown hook and must
       // still be able to write; the pool closing the last connection closes the database.
-      db.put("url", "jdbc:h2:file:" + dir.resolve("flotilla") + ";DB_CLOSE_ON_EXIT=FALSE");
+      // TRACE_LEVEL_FILE=4: H2's trace goes to SLF4J, not to a flotilla.trace.db that H2 would
+      // create at any time with the umask's mode (the journal's files are kept 0600).
+      db.put("url", "jdbc:h2:file:" + dir.resolve("flotilla") + ";DB_CLOSE_ON_EXIT=FALSE;TRACE_LEVEL_FILE=4");
       db.put("user", "sa");
       db.put("password", "");
       db.put("driver", "org.h2.Driver");

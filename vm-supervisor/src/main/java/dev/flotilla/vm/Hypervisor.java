@@ -50,4 +50,18 @@ public interface Hypervisor {
       vm.destroy();
     });
   }
+
+  /**
+   * Sandboxes that hold node-local state of this driver beyond their VMs' own directories (a
+   * writable layer, an id range): what a node checks, after its VMs, for sandboxes deleted or moved.
+   */
+  default java.util.Set<String> sandboxesWithLocalState() {
+    return java.util.Set.of();
+  }
+
+  /**
+   * Removes a sandbox's node-local state once it is deleted or runs elsewhere. Only when no VM of
+   * it runs here; blocking.
+   */
+  default void releaseSandbox(String sandboxId) {}
 }

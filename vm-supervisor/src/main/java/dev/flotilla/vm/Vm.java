@@ -21,7 +21,13 @@ public interface Vm {
    */
   void start(Duration deadline) throws VmException;
 
-  /** Where the host reaches the guest agent. */
+  /**
+   * Where the host reaches the guest agent, and how it knows it is the agent this driver started:
+   * the uid that must hold the socket (when the driver knows it) and the incarnation's secret
+   * (see {@link AgentSecrets}; after an adopt, read back from the node-only state directory). The
+   * supervisor connects and handshakes with exactly this. May read node-only files: call it off
+   * actor threads.
+   */
   AgentAddress agentAddress();
 
   /** Freezes every process (or vCPU) of the VM. Idempotent. */

@@ -2,6 +2,7 @@ package dev.flotilla.vm;
 
 import java.io.IOException;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -46,7 +47,8 @@ public final class VmDirectory {
     if (!Files.isDirectory(root)) return out;
     List<Path> dirs;
     try (Stream<Path> walk = Files.walk(root, maxDepth)) {
-      dirs = walk.filter(Files::isDirectory).sorted(Comparator.naturalOrder()).toList();
+      // A link is never a state directory: whatever it points to is not the node's to act on.
+      dirs = walk.filter(p -> Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)).sorted(Comparator.naturalOrder()).toList();
     } catch (IOException | RuntimeException e) {
       // A directory vanishing mid-walk (a VM being destroyed) is not an error of the scan.
       dirs = fallbackDirs();
@@ -54,13 +56,15 @@ public final class VmDirectory {
     for (Path dir : dirs) {
       Path file = dir.resolve(VmHandle.FILE_NAME);
       Path tmp = dir.resolve(VmHandle.FILE_NAME + ".tmp");
-      if (Files.isRegularFile(file)) {
+      if (Files.isSymbolicLink(file)) {
+        out.add(new Entry(dir, null, "handle is a symbolic link: ignored"));
+      } else if (Files.isRegularFile(file, LinkOption.NOFOLLOW_LINKS)) {
         try {
           out.add(new Entry(dir, VmHandle.load(dir), null));
         } catch (IOException | RuntimeException e) {
           out.add(new Entry(dir, null, "unreadable handle: " + e.getMessage()));
         }
-      } else if (Files.exists(tmp)) {
+      } else if (Files.exists(tmp, LinkOption.NOFOLLOW_LINKS)) {
         out.add(new Entry(dir, null, "half-written handle (" + tmp.getFileName() + " only)"));
       }
     }
@@ -84,7 +88,7 @@ public final class VmDirectory {
     if (depth >= maxDepth) return;
     try (Stream<Path> s = Files.list(dir)) {
       for (Path p : s.toList()) {
-        if (Files.isDirectory(p)) collect(p, depth + 1, out);
+        if (Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) collect(p, depth + 1, out);
       }
     } catch (IOException | RuntimeException e) {
       // gone meanwhile

@@ -32,6 +32,18 @@ public record VmSpec(
    */
   public static final String AGENT_LEASE_MS = "agent-lease-ms";
 
+  /** Option: the writable layer's size in MiB (drivers that have one; the driver's default otherwise). */
+  public static final String DISK_MIB = "disk-mib";
+
+  /**
+   * Option: the image the VM's root runs, a reference pinned to its manifest digest; absent for the
+   * driver's default image. The driver gets its layers from its {@link ImageRootfs}.
+   */
+  public static final String IMAGE = "image";
+
+  /** Option: the tenant the image is looked up for (images are per tenant). */
+  public static final String IMAGE_OWNER = "image-owner";
+
   /** This spec with one more option. */
   public VmSpec withOption(String key, String value) {
     Map<String, String> o = new java.util.HashMap<>(options);

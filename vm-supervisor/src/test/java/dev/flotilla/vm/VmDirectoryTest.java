@@ -41,6 +41,22 @@ class VmDirectoryTest {
   }
 
   @Test
+  void linksAreNeverStateDirectories(@TempDir Path tmp) throws Exception {
+    Path root = Files.createDirectories(tmp.resolve("root"));
+    Path elsewhere = tmp.resolve("elsewhere").resolve("x");
+    new VmHandle("process", "a", 3, 1234, 99, elsewhere, elsewhere.resolve("agent.sock"), Map.of()).save();
+    Files.createSymbolicLink(root.resolve("planted"), elsewhere);
+    Path dir = root.resolve("real");
+    new VmHandle("process", "b", 1, 1, 1, dir, dir.resolve("agent.sock"), Map.of()).save();
+    Files.delete(dir.resolve(VmHandle.FILE_NAME));
+    Files.createSymbolicLink(dir.resolve(VmHandle.FILE_NAME), elsewhere.resolve(VmHandle.FILE_NAME));
+
+    List<VmDirectory.Entry> entries = new VmDirectory(root).list();
+    assertEquals(List.of(dir), entries.stream().map(VmDirectory.Entry::stateDir).toList());
+    assertFalse(entries.get(0).readable(), "a handle that is a link is not read");
+  }
+
+  @Test
   void aMissingRootIsEmpty(@TempDir Path root) {
     assertTrue(new VmDirectory(root.resolve("nothing-here")).list().isEmpty());
   }

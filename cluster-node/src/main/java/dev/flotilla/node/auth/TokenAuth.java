@@ -6,6 +6,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermission;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
@@ -15,6 +16,7 @@ import java.util.HashMap;
 import java.util.HexFormat;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
 
 /**
  * Bearer tokens to tenants. Tokens are kept only as SHA-256 digests, so the lookup does not leak
@@ -63,9 +65,25 @@ public final class TokenAuth {
         // another process wrote it first: use theirs
       }
     }
+    requireOwnerOnly(file);
     String token = Files.readString(file, StandardCharsets.UTF_8).trim();
     if (token.isEmpty()) throw new IOException(file + " is empty: delete it and restart the node to make a new token");
     return token;
+  }
+
+  /**
+   * A token anyone else on the host can read is no secret: refuse to serve with it rather than
+   * fix it quietly (it may have been copied already), and say how to fix it.
+   */
+  static void requireOwnerOnly(Path tokenFile) throws IOException {
+    Set<PosixFilePermission> perms = Files.getPosixFilePermissions(tokenFile);
+    for (PosixFilePermission p : perms) {
+      if (p != PosixFilePermission.OWNER_READ && p != PosixFilePermission.OWNER_WRITE && p != PosixFilePermission.OWNER_EXECUTE) {
+        throw new IOException("token file " + tokenFile + " is accessible to group or others ("
+            + PosixFilePermissions.toString(perms) + "): run `chmod 600 " + tokenFile + "` (and consider the token leaked:"
+            + " delete the file and restart the node to make a new one)");
+      }
+    }
   }
 
   /** The tenant of an {@code authorization} header value, if it carries a known bearer token. */

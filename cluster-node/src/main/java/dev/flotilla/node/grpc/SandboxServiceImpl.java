@@ -126,7 +126,7 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
       for (String k : in.getEnvMap().keySet()) {
         if (k.isEmpty() || k.contains("=") || k.indexOf('\0') >= 0) throw new IllegalArgumentException("env name '" + k + "' is invalid");
       }
-      ExecSpec spec = new ExecSpec(in.getArgvList(), in.getEnvMap(), in.getWorkingDir());
+      ExecSpec spec = new ExecSpec(in.getArgvList(), in.getEnvMap(), in.getWorkingDir(), in.getUser());
       return Source.completionStageSource(control.exec(tenant, in.getSandboxId(), spec))
           .map(Translations::toProto);
     });

@@ -30,7 +30,7 @@ final class Translations {
       case NEVER -> RestartPolicy.NEVER;
       default -> null; // unspecified: the server default
     };
-    return new SandboxSpec(s.getDriver(), s.getVcpus(), s.getMemoryMib(), s.getLabelsMap(), policy);
+    return new SandboxSpec(s.getDriver(), s.getVcpus(), s.getMemoryMib(), s.getLabelsMap(), policy, s.getDiskMib(), s.getImage());
   }
 
   static dev.flotilla.api.v1.SandboxSpec toProto(SandboxSpec s) {
@@ -38,6 +38,8 @@ final class Translations {
         .setDriver(s.driver())
         .setVcpus(s.vcpus())
         .setMemoryMib(s.memoryMiB())
+        .setDiskMib(s.diskMiB())
+        .setImage(s.image())
         .putAllLabels(s.labels())
         .setRestartPolicy(dev.flotilla.api.v1.RestartPolicy.valueOf(s.restartPolicy().name()))
         .build();

@@ -15,6 +15,8 @@ import java.util.Objects;
  * @param exitRetention how long an exited process stays known after a WaitProcess reported it
  * @param powerOffCommand run after a Shutdown with power_off (a VM build passes e.g. {@code poweroff -f});
  *     empty: the agent just exits
+ * @param secret what a handshake must carry besides sandbox id and incarnation
+ * @param execDefaults the image's Env, WorkingDir and User for every process it starts
  */
 public record AgentConfig(
     String sandboxId,
@@ -22,14 +24,28 @@ public record AgentConfig(
     int maxPayload,
     int fileChunk,
     Duration exitRetention,
-    List<String> powerOffCommand) {
+    List<String> powerOffCommand,
+    HandshakeSecret secret,
+    dev.flotilla.agent.guest.process.ExecDefaults execDefaults) {
   public AgentConfig {
     Objects.requireNonNull(sandboxId, "sandboxId");
+    Objects.requireNonNull(secret, "secret");
     powerOffCommand = List.copyOf(powerOffCommand);
+    execDefaults = execDefaults == null ? dev.flotilla.agent.guest.process.ExecDefaults.NONE : execDefaults;
+  }
+
+  /** Without a secret (the legacy handshake). */
+  public AgentConfig(String sandboxId, long incarnation, int maxPayload, int fileChunk, Duration exitRetention,
+      List<String> powerOffCommand) {
+    this(sandboxId, incarnation, maxPayload, fileChunk, exitRetention, powerOffCommand, HandshakeSecret.none(), null);
+  }
+
+  public AgentConfig withSecret(HandshakeSecret s) {
+    return new AgentConfig(sandboxId, incarnation, maxPayload, fileChunk, exitRetention, powerOffCommand, s, execDefaults);
   }
 
   public static AgentConfig of(String sandboxId, long incarnation) {
     return new AgentConfig(sandboxId, incarnation, AgentProtocol.DEFAULT_MAX_PAYLOAD, 512 * 1024,
-        Duration.ofSeconds(30), List.of());
+        Duration.ofSeconds(30), List.of(), HandshakeSecret.none(), null);
   }
 }

@@ -6,6 +6,7 @@ import dev.flotilla.agent.guest.process.ProcessExit;
 import dev.flotilla.agent.guest.process.ProcessTable;
 import dev.flotilla.agent.protocol.frame.Frame;
 import dev.flotilla.agent.protocol.frame.FrameConnection;
+import dev.flotilla.agent.protocol.frame.FrameType;
 import dev.flotilla.agent.protocol.frame.ProtocolException;
 import dev.flotilla.agent.protocol.v1.Empty;
 import dev.flotilla.agent.protocol.v1.Error;
@@ -49,8 +50,9 @@ final class AgentSession implements FrameConnection.Handler {
 
   @Override
   public void onFrame(Frame frame) throws ProtocolException {
-    // Only a node that named this sandbox and incarnation keeps it alive.
-    if (handshaken) agent.renewLease();
+    // Only a node that named this sandbox and incarnation keeps it alive. A handshake renews only
+    // once accepted (see onRequest), so that a refused one never does.
+    if (handshaken && frame.type() != FrameType.REQUEST) agent.renewLease();
     switch (frame.type()) {
       case REQUEST -> onRequest(frame.streamId(), frame.payload());
       case WINDOW_UPDATE -> {
@@ -77,12 +79,20 @@ final class AgentSession implements FrameConnection.Handler {
       reply(streamId, error(AgentError.invalid("malformed Request: " + e.getMessage())));
       return;
     }
+    if (handshaken && request.getKindCase() != Request.KindCase.HANDSHAKE) agent.renewLease();
     try {
       if (!handshaken && request.getKindCase() != Request.KindCase.HANDSHAKE) {
         throw AgentError.precondition("handshake required before " + request.getKindCase());
       }
       switch (request.getKindCase()) {
-        case HANDSHAKE -> reply(streamId, handshake(request.getHandshake()));
+        case HANDSHAKE -> {
+          try {
+            reply(streamId, handshake(request.getHandshake()));
+          } catch (Refusal r) {
+            reply(streamId, error(r.error));
+            conn.goAway(r.error.getMessage());
+          }
+        }
         case EXEC_PROCESS -> exec(streamId, request);
         case WAIT_PROCESS -> waitProcess(streamId, request.getWaitProcess().getExecId());
         case SIGNAL_PROCESS -> {
@@ -114,14 +124,38 @@ final class AgentSession implements FrameConnection.Handler {
 
   private Response handshake(HandshakeRequest h) {
     AgentConfig c = agent.config();
+    try {
+      c.secret().check(h.getSecret().toByteArray());
+    } catch (AgentError refused) {
+      // Whoever this is has no business on this connection: answer once (so a misconfigured node
+      // learns why), then hang up rather than let it keep guessing on the same connection.
+      handshaken = false;
+      LOG.log(Level.WARNING, conn.description() + ": " + refused.getMessage());
+      throw new Refusal(refused);
+    }
     if (!h.getSandboxId().equals(c.sandboxId()) || h.getIncarnation() != c.incarnation()) {
       throw AgentError.precondition("stale incarnation: this agent serves sandbox '" + c.sandboxId()
           + "' incarnation " + c.incarnation() + ", the host named sandbox '" + h.getSandboxId()
           + "' incarnation " + h.getIncarnation());
     }
+    try {
+      c.secret().accepted(h.getSecret().toByteArray());
+    } catch (AgentError refused) {
+      throw new Refusal(refused);
+    }
     handshaken = true;
     agent.stateLease(Integer.toUnsignedLong(h.getLeaseMs()));
     return Response.newBuilder().setHandshake(agent.probe().details()).build();
+  }
+
+  /** A handshake refused for its secret: the connection closes after the answer. */
+  private static final class Refusal extends RuntimeException {
+    final AgentError error;
+
+    Refusal(AgentError error) {
+      super(error.getMessage(), null, false, false);
+      this.error = error;
+    }
   }
 
   private void exec(int streamId, Request request) {

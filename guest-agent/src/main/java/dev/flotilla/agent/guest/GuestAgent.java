@@ -69,7 +69,7 @@ public final class GuestAgent {
     this.leaseExit = leaseExit;
     this.watchdog = new LeaseWatchdog(lease, config.sandboxId() + " incarnation " + config.incarnation(), this::leaseExpired);
     this.processes = new ProcessTable(scheduler, config.exitRetention(), AgentProtocol.DEFAULT_OUTPUT_WINDOW,
-        config.maxPayload());
+        config.maxPayload(), config.execDefaults());
     this.files = new FileService(Math.min(config.fileChunk(), config.maxPayload() - 4096));
   }
 

@@ -1,9 +1,12 @@
 package dev.flotilla.agent.guest;
 
+import dev.flotilla.agent.guest.process.ExecDefaults;
+
 import dev.flotilla.agent.guest.transport.AgentListener;
 import dev.flotilla.agent.guest.transport.Listeners;
 import dev.flotilla.agent.protocol.AgentProtocol;
 import java.io.IOException;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -26,7 +29,16 @@ public final class Main {
       usage: flotilla-guest-agent --listen unix:/path/agent.sock --sandbox-id ID --incarnation N
                                   [--max-frame BYTES] [--power-off-command "poweroff -f"]
                                   [--lease-ms MS]   (a lease from the start, before any handshake)
-        sandbox id and incarnation may also come from FLOTILLA_SANDBOX_ID and FLOTILLA_INCARNATION""";
+                                  [--exec-defaults FILE] (env.NAME=, workingDir=, user= for every exec)
+                                  [--setpriv PATH]  (runs processes as another user)
+                                  [--secret-file PATH | --secret-on-first-handshake]
+        sandbox id and incarnation may also come from FLOTILLA_SANDBOX_ID and FLOTILLA_INCARNATION
+        --secret-file: a file holding the node's secret for this incarnation in hexadecimal (at least
+          16 bytes, i.e. 32 hex digits; surrounding white space ignored). Read at start, then deleted.
+          Every handshake must carry that secret.
+        --secret-on-first-handshake: for a channel only the node can reach (virtio-serial): the
+          first accepted handshake that carries a secret fixes it.
+        With neither, any handshake naming the sandbox and incarnation is accepted (legacy; warned).""";
 
   /** Set once a Shutdown is under way: the listener is closed on purpose then. */
   private static volatile boolean stopping;
@@ -47,7 +59,16 @@ public final class Main {
           ? Arrays.asList(opts.get("--power-off-command").trim().split("\\s+"))
           : List.of();
       AgentConfig base = AgentConfig.of(sandboxId, incarnation);
-      config = new AgentConfig(sandboxId, incarnation, maxFrame, base.fileChunk(), base.exitRetention(), powerOff);
+      ExecDefaults defaults;
+      try {
+        String file = opts.get("--exec-defaults");
+        String setpriv = opts.get("--setpriv");
+        defaults = ExecDefaults.load(file == null ? null : Path.of(file), setpriv == null ? null : Path.of(setpriv));
+      } catch (IOException e) {
+        throw new IllegalArgumentException("cannot read --exec-defaults: " + e.getMessage());
+      }
+      config = new AgentConfig(sandboxId, incarnation, maxFrame, base.fileChunk(), base.exitRetention(), powerOff,
+          secret(opts), defaults);
       initialLeaseMs = Long.parseLong(opts.getOrDefault("--lease-ms", "0"));
       if (initialLeaseMs < 0) throw new IllegalArgumentException("--lease-ms must be 0 (none) or more");
     } catch (IllegalArgumentException e) {
@@ -55,6 +76,14 @@ public final class Main {
       System.err.println(USAGE);
       System.exit(2);
       return;
+    } catch (IOException e) {
+      System.err.println("flotilla-guest-agent: cannot read the secret file: " + e);
+      System.exit(2);
+      return;
+    }
+    if (!config.secret().required()) {
+      System.err.println("flotilla-guest-agent: WARNING: no --secret-file or --secret-on-first-handshake: any process "
+          + "that reaches this agent's socket and knows the sandbox id and incarnation can drive it");
     }
 
     AgentListener listener;
@@ -107,14 +136,30 @@ public final class Main {
     System.exit(0);
   }
 
+  private static HandshakeSecret secret(Map<String, String> opts) throws IOException {
+    boolean tofu = opts.containsKey(SECRET_ON_FIRST_HANDSHAKE);
+    String file = opts.get("--secret-file");
+    if (tofu && file != null) {
+      throw new IllegalArgumentException("--secret-file and " + SECRET_ON_FIRST_HANDSHAKE + " exclude each other");
+    }
+    if (file != null) return HandshakeSecret.fromFile(java.nio.file.Path.of(file));
+    return tofu ? HandshakeSecret.onFirstHandshake() : HandshakeSecret.none();
+  }
+
+  private static final String SECRET_ON_FIRST_HANDSHAKE = "--secret-on-first-handshake";
+
   private static Map<String, String> parse(String[] args) {
     Map<String, String> opts = new java.util.HashMap<>();
-    List<String> known = new ArrayList<>(List.of("--listen", "--sandbox-id", "--incarnation", "--max-frame", "--power-off-command", "--lease-ms"));
+    List<String> known = new ArrayList<>(List.of("--listen", "--sandbox-id", "--incarnation", "--max-frame", "--power-off-command", "--lease-ms",
+        "--secret-file", "--exec-defaults", "--setpriv"));
     for (int i = 0; i < args.length; i++) {
       String a = args[i];
       String value;
       int eq = a.indexOf('=');
-      if (eq > 0) {
+      if (a.equals(SECRET_ON_FIRST_HANDSHAKE)) {
+        opts.put(a, "true");
+        continue;
+      } else if (eq > 0) {
         value = a.substring(eq + 1);
         a = a.substring(0, eq);
       } else {

@@ -54,9 +54,25 @@ final class TestAgent implements AutoCloseable {
     return startUnder(List.of(), agentArgs, sandboxId, incarnation);
   }
 
+  /** Starts the agent with {@code --secret-file} naming a file (hex, as the node writes it) in its directory. */
+  static TestAgent startWithSecret(byte[] secret, List<String> agentArgs, String sandboxId, long incarnation) throws IOException {
+    Path dir = Files.createTempDirectory("flotilla-agent-it");
+    Path file = dir.resolve(SECRET_FILE);
+    Files.writeString(file, java.util.HexFormat.of().formatHex(secret) + "\n");
+    List<String> args = new ArrayList<>(List.of("--secret-file", file.toString()));
+    args.addAll(agentArgs);
+    return startIn(dir, List.of(), args, sandboxId, incarnation);
+  }
+
+  static final String SECRET_FILE = "agent.secret";
+
   private static TestAgent startUnder(List<String> prefix, List<String> agentArgs, String sandboxId, long incarnation,
       String... jvmFlags) throws IOException {
-    Path dir = Files.createTempDirectory("flotilla-agent-it");
+    return startIn(Files.createTempDirectory("flotilla-agent-it"), prefix, agentArgs, sandboxId, incarnation, jvmFlags);
+  }
+
+  private static TestAgent startIn(Path dir, List<String> prefix, List<String> agentArgs, String sandboxId, long incarnation,
+      String... jvmFlags) throws IOException {
     String jar = System.getProperty("flotilla.agent.jar", "target/flotilla-guest-agent.jar");
     List<String> cmd = new ArrayList<>(prefix);
     cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
@@ -76,7 +92,16 @@ final class TestAgent implements AutoCloseable {
   }
 
   AgentClient connect(ClientOptions options) {
-    AgentClient c = AgentClients.connect(new AgentAddress(socket), DEADLINE, options);
+    return connect(new AgentAddress(socket), options);
+  }
+
+  /** A client that sends {@code secret} in its handshakes. */
+  AgentClient connectWithSecret(byte[] secret) {
+    return connect(new AgentAddress(socket, java.util.OptionalLong.empty(), secret), ClientOptions.defaults());
+  }
+
+  private AgentClient connect(AgentAddress address, ClientOptions options) {
+    AgentClient c = AgentClients.connect(address, DEADLINE, options);
     synchronized (clients) {
       clients.add(c);
     }

@@ -1,131 +1,54 @@
 package dev.flotilla.vm.process;
 
-import java.io.IOException;
+import dev.flotilla.vm.ids.IdRangeAllocator;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
-import java.util.concurrent.TimeUnit;
 
 /**
- * What this host lets the process driver do, found once: tini, a subordinate id range for user
- * namespaces (tried for real, since newuidmap, /etc/subuid and util-linux must all agree), and
- * the cgroup layout.
+ * What this host lets the process driver do, found once. The driver runs only when everything a
+ * hardened sandbox needs is here: there is no degraded mode (no running as the node's uid, no
+ * sandbox without limits). {@link #missing()} says what is not, and what to run about it.
  */
-record HostFacts(
-    Path unshare,
-    Optional<Path> tini,
-    Optional<IdRange> idRange,
-    boolean mapRootUser,
-    Cgroups.Layout cgroups,
-    List<String> warnings) {
+record HostFacts(boolean root, Cgroups.Layout cgroups, List<String> missing) {
 
-  /** Root inside the sandbox is {@code hostStart} outside; {@code count} ids are mapped. */
-  record IdRange(long hostStart, long count) {}
+  static final String FIX = "run scripts/setup-host.sh as root (./flotilla node does it when started as root)";
 
-  static HostFacts probe(ProcessHypervisorConfig config) {
-    List<String> warnings = new ArrayList<>();
-    Path unshare = which("unshare").orElse(Path.of("/usr/bin/unshare"));
-    Optional<Path> tini = which("tini").or(() -> which("tini-static"));
-    if (tini.isEmpty()) {
-      warnings.add("tini is not installed: the guest agent is PID 1 of each sandbox and orphaned processes are not reaped (apt-get install tini)");
+  static HostFacts probe(ProcessHypervisorConfig config, IdRangeAllocator ids) {
+    List<String> missing = new ArrayList<>();
+    boolean root = dev.flotilla.vm.ids.SubordinateIds.currentUid().map(u -> u == 0).orElse(false);
+    if (!root) missing.add("the process driver runs sandboxes in user namespaces with their own id ranges, which needs the node to run as root");
+    if (!Files.isExecutable(config.ociRuntime())) missing.add("no OCI runtime at " + config.ociRuntime() + " (apt-get install runc)");
+    if (!Files.isReadable(config.seccompProfile())) {
+      missing.add("no seccomp profile at " + config.seccompProfile() + " (apt-get install golang-github-containers-common)");
     }
-    Optional<IdRange> range = Optional.empty();
-    if (config.subordinateIds()) {
-      range = subordinateRange();
-      if (range.isEmpty()) {
-        warnings.add("no usable subordinate id range (newuidmap/newgidmap from 'uidmap' and an /etc/subuid+/etc/subgid entry for "
-            + user() + "): root in a sandbox is mapped to the node's own uid (--map-root-user)");
-      } else if (!works(unshare, mapArgs(range.get()))) {
-        warnings.add("unshare --map-users failed with the subordinate range " + range.get()
-            + ": root in a sandbox is mapped to the node's own uid (--map-root-user)");
-        range = Optional.empty();
-      }
-    } else {
-      warnings.add("subordinate ids disabled by configuration: root in a sandbox is the node's own uid (--map-root-user)");
+    if (!Files.isRegularFile(config.runtimeDir().resolve("agent.jar"))) {
+      missing.add("no sandbox runtime at " + config.runtimeDir() + " (guest-image/build-sandbox-runtime.sh)");
     }
-    boolean mapRoot = range.isPresent() || works(unshare, List.of("--map-root-user"));
-    if (!mapRoot) warnings.add("unshare --user does not work on this host: the process driver cannot start sandboxes");
-    Cgroups.Layout layout = config.cgroups()
-        ? Cgroups.detect(config.cgroupParent())
-        : new Cgroups.Layout(java.util.Map.of(), config.cgroupParent(), List.of("cgroups disabled by configuration"));
-    warnings.addAll(layout.problems());
-    for (Cgroups.Controller c : Cgroups.Controller.values()) {
-      if (layout.mount(c).isEmpty()) {
-        warnings.add(switch (c) {
-          case MEMORY -> "memory limits are not enforced: no writable memory cgroup";
-          case CPU -> "CPU limits are not enforced: no writable cpu cgroup";
-          case PIDS -> "process-count limits are not enforced: no writable pids cgroup";
-          case FREEZER -> "no cgroup freezer: pause sends SIGSTOP to each process, which a process can observe and forks can race";
-        });
-      }
+    if (!Files.isDirectory(config.defaultRootfs())) {
+      missing.add("no default image at " + config.defaultRootfs() + " (guest-image/build-default-image.sh)");
     }
-    return new HostFacts(unshare, tini, range, mapRoot, layout, List.copyOf(warnings));
+    if (which("mkfs.ext4").isEmpty()) missing.add("no mkfs.ext4 for the sandboxes' writable layers (apt-get install e2fsprogs)");
+    if (ids.capacity() == 0) {
+      missing.add("no subordinate id range for the node's user in /etc/subuid and /etc/subgid: every sandbox needs its own 65536 ids");
+    }
+    Cgroups.Layout layout = Cgroups.detect(config.cgroupParent());
+    for (Cgroups.Controller c : List.of(Cgroups.Controller.MEMORY, Cgroups.Controller.CPU, Cgroups.Controller.PIDS)) {
+      if (layout.mount(c).isEmpty()) missing.add("no writable " + c.name().toLowerCase() + " cgroup: sandbox limits cannot be enforced");
+    }
+    if (layout.mount(Cgroups.Controller.FREEZER).isEmpty()) missing.add("no cgroup freezer: sandboxes cannot be paused");
+    return new HostFacts(root, layout, List.copyOf(missing));
   }
 
-  static List<String> mapArgs(IdRange r) {
-    String m = r.hostStart() + ",0," + r.count();
-    return List.of("--map-users=" + m, "--map-groups=" + m, "--setuid", "0", "--setgid", "0");
+  boolean usable() {
+    return missing.isEmpty();
   }
 
-  private static boolean works(Path unshare, List<String> mapping) {
-    List<String> cmd = new ArrayList<>(List.of(unshare.toString(), "--user"));
-    cmd.addAll(mapping);
-    cmd.add("true");
-    try {
-      Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
-      if (!p.waitFor(10, TimeUnit.SECONDS)) {
-        p.destroyForcibly();
-        return false;
-      }
-      return p.exitValue() == 0;
-    } catch (IOException e) {
-      return false;
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      return false;
-    }
-  }
-
-  private static Optional<IdRange> subordinateRange() {
-    if (which("newuidmap").isEmpty() || which("newgidmap").isEmpty()) return Optional.empty();
-    Optional<IdRange> u = entry(Path.of("/etc/subuid"));
-    Optional<IdRange> g = entry(Path.of("/etc/subgid"));
-    if (u.isEmpty() || g.isEmpty()) return Optional.empty();
-    // One range for both keeps file ownership in the state directory simple.
-    if (u.get().hostStart() != g.get().hostStart()) return Optional.empty();
-    return Optional.of(new IdRange(u.get().hostStart(), Math.min(65536, Math.min(u.get().count(), g.get().count()))));
-  }
-
-  private static Optional<IdRange> entry(Path file) {
-    String user = user();
-    String uid = uid();
-    try {
-      for (String line : Files.readAllLines(file)) {
-        String[] f = line.trim().split(":");
-        if (f.length == 3 && (f[0].equals(user) || f[0].equals(uid))) {
-          long start = Long.parseLong(f[1]);
-          long count = Long.parseLong(f[2]);
-          if (count >= 1) return Optional.of(new IdRange(start, count));
-        }
-      }
-    } catch (IOException | RuntimeException e) {
-      // no file or a malformed line: no range
-    }
-    return Optional.empty();
-  }
-
-  private static String user() {
-    return System.getProperty("user.name");
-  }
-
-  private static String uid() {
-    try {
-      return Files.getAttribute(Path.of("/proc/self"), "unix:uid").toString();
-    } catch (IOException | RuntimeException e) {
-      return "";
-    }
+  /** Why the driver is not offered, with what to run. */
+  String why() {
+    return "the process driver is not available on this host: " + String.join("; ", missing) + ". To fix: " + FIX;
   }
 
   static Optional<Path> which(String name) {

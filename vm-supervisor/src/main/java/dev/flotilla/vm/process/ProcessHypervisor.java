@@ -2,41 +2,89 @@ package dev.flotilla.vm.process;
 
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.HypervisorCapabilities;
+import dev.flotilla.vm.ImageRootfs;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
+import dev.flotilla.vm.ids.IdRangeAllocator;
+import dev.flotilla.vm.oci.BundleConfig;
+import dev.flotilla.vm.oci.OciRuntime;
+import dev.flotilla.vm.oci.SeccompProfile;
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
-import java.util.LinkedHashSet;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
+import java.util.TreeSet;
+import java.util.stream.Stream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The {@code process} driver: each sandbox is the guest agent in fresh Linux namespaces (user,
- * pid, mount, net, ipc, uts) under tini, limited by cgroups. Process isolation, not a VM: the
- * sandboxes share the host kernel.
+ * The {@code process} driver: each sandbox is an OCI container run by {@code runc}, with the
+ * image as its root (overlay of the image's shared layers and the sandbox's own capped writable
+ * layer), every namespace, its own 65536-id host range, Docker's default capabilities, no new
+ * privileges, Podman's seccomp profile, masked /proc, read-only /sys, a minimal /dev and mandatory
+ * memory, CPU and pids limits. The guest agent is the container's init (under tini), from a
+ * read-only runtime at {@code /.fl} that the tenant cannot modify.
  *
- * <p>Process tree of one sandbox, all in the sandbox's cgroups from before the first fork:
- * {@code unshare} (the handle's pid, session and group leader) → {@code tini} (PID 1 in the
- * namespace) → {@code java -jar agent}. The agent's output goes to {@code agent.log} in the
- * state directory and its stdin is /dev/null, so nothing ties the sandbox to the node's JVM.
+ * <p>Not a VM: sandboxes share the host kernel. Offered only where all of it can be had (see
+ * {@link HostFacts}); there is no degraded mode.
  */
 public final class ProcessHypervisor implements Hypervisor {
   public static final String DRIVER = "process";
   private static final Logger log = LoggerFactory.getLogger(ProcessHypervisor.class);
 
   private final ProcessHypervisorConfig config;
+  private final IdRangeAllocator ids;
+  private final OciRuntime oci;
+  private final ImageRootfs images;
   private volatile HostFacts facts;
+  private volatile Map<String, Object> seccomp;
 
-  public ProcessHypervisor(ProcessHypervisorConfig config) {
+  /**
+   * @param ids the node's allocator of sandbox id ranges, shared with its other drivers
+   * @param images where the layers of a sandbox's image come from
+   */
+  public ProcessHypervisor(ProcessHypervisorConfig config, IdRangeAllocator ids, ImageRootfs images) {
     this.config = config;
+    this.ids = ids;
+    this.images = images;
+    this.oci = new OciRuntime(config.ociRuntime(), config.stateRoot().resolve(".runc"));
+  }
+
+  /** Only the default image. */
+  public ProcessHypervisor(ProcessHypervisorConfig config, IdRangeAllocator ids) {
+    this(config, ids, ImageRootfs.NONE);
+  }
+
+  /** With the host-wide allocator, keyed by its state root ({@link IdRangeAllocator#forNode}), only the default image. */
+  public ProcessHypervisor(ProcessHypervisorConfig config) {
+    this(config, IdRangeAllocator.forNode(config.stateRoot()));
+  }
+
+  /** The root file system of {@code spec}: its image's, or the default image (a single layer, no defaults). */
+  ImageRootfs.Rootfs rootfs(VmSpec spec) throws VmException {
+    String image = spec.options().get(VmSpec.IMAGE);
+    if (image == null || image.isEmpty()) return new ImageRootfs.Rootfs(List.of(config.defaultRootfs()), Map.of(), "", "");
+    return images.resolve(image, spec.options().getOrDefault(VmSpec.IMAGE_OWNER, ""));
   }
 
   public ProcessHypervisorConfig config() {
     return config;
+  }
+
+  public IdRangeAllocator ids() {
+    return ids;
+  }
+
+  OciRuntime oci() {
+    return oci;
   }
 
   @Override
@@ -50,8 +98,8 @@ public final class ProcessHypervisor implements Hypervisor {
       synchronized (this) {
         f = facts;
         if (f == null) {
-          f = HostFacts.probe(config);
-          f.warnings().forEach(w -> log.warn("process driver: {}", w));
+          f = HostFacts.probe(config, ids);
+          if (!f.usable()) log.warn(f.why());
           facts = f;
         }
       }
@@ -62,56 +110,142 @@ public final class ProcessHypervisor implements Hypervisor {
   @Override
   public HypervisorCapabilities capabilities() {
     HostFacts f = facts();
-    Set<String> enforced = new LinkedHashSet<>();
-    if (f.cgroups().mount(Cgroups.Controller.MEMORY).isPresent()) enforced.add("memory");
-    if (f.cgroups().mount(Cgroups.Controller.CPU).isPresent()) enforced.add("cpu");
-    if (f.cgroups().mount(Cgroups.Controller.PIDS).isPresent()) enforced.add("pids");
-    return new HypervisorCapabilities("process", true, true, enforced, f.warnings());
+    return new HypervisorCapabilities("process", f.usable(), f.usable(),
+        f.usable() ? Set.of("memory", "cpu", "pids", "disk") : Set.of(), f.missing());
   }
 
-  /** Root inside a sandbox is this uid on the host (0 when only --map-root-user works). */
-  public long sandboxRootHostUid() {
-    return facts().idRange().map(HostFacts.IdRange::hostStart).orElse(0L);
+  /** Root inside the sandbox is this host uid (its range's start), once the sandbox has a range here. */
+  public Optional<Long> sandboxRootHostUid(String sandboxId) {
+    try {
+      return ids.rangeOf(sandboxId).map(IdRangeAllocator.Range::hostStart);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
   }
 
   @Override
   public Vm prepare(VmSpec spec) throws VmException {
     HostFacts f = facts();
-    if (!f.mapRootUser()) throw new VmException("the process driver cannot create user namespaces on this host: " + f.warnings());
-    if (!Files.isReadable(config.agentJar())) throw new VmException("guest agent jar not found: " + config.agentJar());
+    if (!f.usable()) throw new VmException(f.why());
     try {
-      ProcessVm.createStateDir(spec.stateDir(), sandboxRootHostUid());
-    } catch (IOException e) {
-      throw new VmException("cannot create state directory " + spec.stateDir() + ": " + e.getMessage(), e);
+      NodeDirs.privateDir(config.stateRoot(), "rwx------");
+      Path parent = config.runRoot().getParent();
+      if (parent != null) NodeDirs.privateDir(parent, "rwx--x--x");
+      NodeDirs.privateDir(config.runRoot(), "rwx--x--x");
+      long base = ids.acquire(spec.sandboxId()).hostStart();
+      Path state = config.stateDirFor(spec.sandboxId(), spec.incarnation());
+      NodeDirs.privateDir(state, "rwx------");
+      seccomp();
+      runtimeMount();
+      return ProcessVm.prepared(this, spec, base);
+    } catch (IOException | RuntimeException e) {
+      throw new VmException("cannot prepare sandbox " + spec.sandboxId() + ": " + e.getMessage(), e);
     }
-    return new ProcessVm(config, f, spec, classDataArchive());
   }
 
-  private Optional<java.nio.file.Path> archive;
-
-  /** Made on the first prepare (a training run of the agent, about a second), then reused. */
-  private synchronized Optional<java.nio.file.Path> classDataArchive() {
-    if (!config.classDataArchive()) return Optional.empty();
-    if (archive == null || archive.map(p -> !Files.isReadable(p)).orElse(false)) archive = AgentCds.archive(config);
-    return archive;
+  /** Podman's profile resolved for the sandbox's capabilities and this kernel, made once. */
+  Map<String, Object> seccomp() throws IOException {
+    Map<String, Object> s = seccomp;
+    if (s == null) {
+      String kernel = Files.readString(Path.of("/proc/sys/kernel/osrelease")).strip();
+      s = SeccompProfile.fromPodman(config.seccompProfile(), BundleConfig.CAPABILITIES, kernel);
+      seccomp = s;
+    }
+    return s;
   }
 
   /**
-   * Also when the handle's root process is gone but its namespace lives on (unshare killed
-   * while no node watched: its --kill-child does not survive the switch to the sandbox's uid):
-   * the recorded init and whatever is in the sandbox's cgroups are killed, then the cgroups and
-   * the state directory removed.
+   * The runtime, bind-mounted read-only into the run root once, so that the sandbox's uid reaches it
+   * whatever the modes of the directories above the runtime's own (a checkout under /root). Mounted
+   * again when the runtime was rebuilt since.
    */
-  @Override
-  public void reap(VmHandle handle) {
-    if (!DRIVER.equals(handle.driver())) throw new IllegalArgumentException("not a process-driver VM: " + handle.driver());
-    ProcessVm.adoptedEvenIfGone(config, facts(), handle).reap();
+  synchronized Path runtimeMount() throws IOException {
+    Path mp = config.runRoot().resolve("runtime");
+    Path stamp = Path.of("runtime.properties");
+    if (Mounts.isMountPoint(mp)) {
+      if (sameFile(mp.resolve(stamp), config.runtimeDir().resolve(stamp))) return mp;
+      Mounts.unmount(mp);
+    }
+    Files.createDirectories(mp);
+    Mounts.run("mount", "--bind", config.runtimeDir().toString(), mp.toString());
+    Mounts.run("mount", "-o", "remount,bind,ro,nosuid,nodev", mp.toString());
+    return mp;
+  }
+
+  private static boolean sameFile(Path a, Path b) {
+    try {
+      return Files.readString(a).equals(Files.readString(b));
+    } catch (IOException e) {
+      return false;
+    }
+  }
+
+  /** Host pids in a container's cgroup (from the pids hierarchy, which every usable host has). */
+  List<Long> containerPids(String containerId) {
+    var mount = facts().cgroups().mount(Cgroups.Controller.PIDS);
+    if (mount.isEmpty()) return List.of();
+    Path procs = mount.get().root().resolve(config.cgroupParent()).resolve(OciRuntime.requireId(containerId)).resolve("cgroup.procs");
+    List<Long> out = new ArrayList<>();
+    try {
+      for (String l : Files.readAllLines(procs)) if (!l.isBlank()) out.add(Long.parseLong(l.strip()));
+    } catch (IOException | NumberFormatException e) {
+      return List.of();
+    }
+    return out;
   }
 
   @Override
   public Optional<Vm> adopt(VmHandle handle) {
     if (!DRIVER.equals(handle.driver()) || handle.pid() <= 0) return Optional.empty();
     if (!Procfs.isSameProcess(handle.pid(), handle.startTime())) return Optional.empty();
-    return Optional.of(ProcessVm.adopted(config, facts(), handle));
+    try {
+      var st = oci.state(ProcessVm.Places.of(config, handle.sandboxId(), handle.incarnation()).containerId());
+      if (st.isEmpty() || !st.get().running()) return Optional.empty();
+    } catch (IOException | RuntimeException e) {
+      log.warn("sandbox {}: cannot read its container's state: {}", handle.sandboxId(), e.getMessage());
+      return Optional.empty();
+    }
+    return Optional.of(ProcessVm.adopted(this, handle));
+  }
+
+  /** Kills and removes what is left of the handle's incarnation: container, runc, mounts, directories. */
+  @Override
+  public void reap(VmHandle handle) {
+    if (!DRIVER.equals(handle.driver())) throw new IllegalArgumentException("not a process-driver VM: " + handle.driver());
+    ProcessVm.reap(this, handle.sandboxId(), handle.incarnation(), handle);
+  }
+
+  @Override
+  public Set<String> sandboxesWithLocalState() {
+    Set<String> out = new TreeSet<>();
+    try {
+      out.addAll(ids.holders().keySet());
+    } catch (IOException e) {
+      log.warn("cannot read the id range table: {}", e.getMessage());
+    }
+    try (Stream<Path> s = Files.list(config.stateRoot())) {
+      s.map(p -> p.getFileName().toString()).filter(n -> n.endsWith(".disk"))
+          .forEach(n -> out.add(n.substring(0, n.length() - ".disk".length())));
+    } catch (IOException e) {
+      // no state root yet: nothing held
+    }
+    return out;
+  }
+
+  @Override
+  public void releaseSandbox(String sandboxId) {
+    WritableLayer layer = ProcessVm.Places.layerOf(config, sandboxId);
+    try {
+      for (Path mp : Mounts.mountPointsUnder(config.runRoot())) {
+        Path inc = mp.getParent();
+        if (inc != null && inc.getFileName().toString().matches(java.util.regex.Pattern.quote(sandboxId) + "-\\d+")) Mounts.unmount(mp);
+      }
+      layer.unmount();
+      Files.deleteIfExists(layer.image());
+      Files.deleteIfExists(layer.mountPoint());
+      ids.release(sandboxId);
+    } catch (IOException e) {
+      log.warn("sandbox {}: cannot release its node-local state: {}", sandboxId, e.getMessage());
+    }
   }
 }

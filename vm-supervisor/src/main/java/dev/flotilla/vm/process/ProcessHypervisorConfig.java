@@ -1,35 +1,40 @@
 package dev.flotilla.vm.process;
 
 import java.nio.file.Path;
+import java.util.HexFormat;
 import java.util.List;
 import java.util.Objects;
 
 /**
  * Settings of the process driver.
  *
- * @param javaPath the {@code java} launcher that runs the guest agent
- * @param agentJar the guest agent's runnable jar
+ * @param runtimeDir the sandbox runtime (agent, jlinked JRE with its own glibc, tini, busybox) that
+ *     every sandbox gets read-only at {@code /.fl}: {@code guest-image/build-sandbox-runtime.sh}
+ * @param defaultRootfs the root file system of the default image (a single layer), used when a
+ *     sandbox names no image: {@code guest-image/build-default-image.sh}
  * @param jvmFlags flags for the agent's JVM: small heap, serial GC, C1 only, no perf data file
- * @param stateRoot where each sandbox's state directory goes by default ({@link #stateDirFor})
- * @param cgroupParent name of the cgroup under which each sandbox gets its own, in every hierarchy
+ * @param stateRoot node-only directory (0700) where each VM's state directory and each sandbox's
+ *     writable layer image live
+ * @param runRoot where the node mounts each sandbox's root file system and agent directory: a
+ *     directory the sandbox's unprivileged uid can traverse (0711) but not list, outside the data
+ *     directory so that any data directory works, even one under a 0700 home
+ * @param ociRuntime the OCI runtime binary ({@code runc})
+ * @param seccompProfile Podman's seccomp profile, converted for each sandbox
+ * @param cgroupParent the cgroup under which each sandbox's container gets its own
  * @param defaultPidsLimit the pids limit when a spec says 0 (counts threads: the agent JVM has ~30)
- * @param subordinateIds use an /etc/subuid range for the sandbox's root where the host has one;
- *     false forces {@code --map-root-user}
- * @param cgroups use cgroups where the host has them; false leaves limits unenforced and pauses
- *     with SIGSTOP (for hosts where the node may not touch cgroups, and to test that path)
- * @param classDataArchive make and use a class-data (AppCDS) archive of the agent under
- *     {@code stateRoot/.cds}: faster agent start, made once per agent jar
+ * @param defaultDiskMiB the writable layer's size when a spec says none
  */
 public record ProcessHypervisorConfig(
-    Path javaPath,
-    Path agentJar,
+    Path runtimeDir,
+    Path defaultRootfs,
     List<String> jvmFlags,
     Path stateRoot,
+    Path runRoot,
+    Path ociRuntime,
+    Path seccompProfile,
     String cgroupParent,
     int defaultPidsLimit,
-    boolean subordinateIds,
-    boolean cgroups,
-    boolean classDataArchive) {
+    int defaultDiskMiB) {
 
   public static final List<String> LEAN_JVM_FLAGS = List.of(
       "-XX:+UseSerialGC",
@@ -42,44 +47,58 @@ public record ProcessHypervisorConfig(
       "-XX:-UsePerfData",
       "-Xshare:auto");
 
+  public static final Path PODMAN_SECCOMP = Path.of("/usr/share/containers/seccomp.json");
+
   public ProcessHypervisorConfig {
-    Objects.requireNonNull(javaPath, "javaPath");
-    Objects.requireNonNull(agentJar, "agentJar");
+    Objects.requireNonNull(runtimeDir, "runtimeDir");
+    Objects.requireNonNull(defaultRootfs, "defaultRootfs");
     Objects.requireNonNull(stateRoot, "stateRoot");
+    Objects.requireNonNull(runRoot, "runRoot");
+    Objects.requireNonNull(ociRuntime, "ociRuntime");
+    Objects.requireNonNull(seccompProfile, "seccompProfile");
     jvmFlags = List.copyOf(jvmFlags);
-    if (cgroupParent == null || cgroupParent.isBlank() || cgroupParent.contains("..")) {
+    if (cgroupParent == null || !cgroupParent.matches("[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")) {
       throw new IllegalArgumentException("cgroupParent must be a plain name");
+    }
+    if (defaultDiskMiB < 16) throw new IllegalArgumentException("defaultDiskMiB must be at least 16");
+  }
+
+  /** Lean agent flags, runc from PATH, Podman's profile, cgroup parent {@code flotilla}, 1 GiB disks. */
+  public static ProcessHypervisorConfig of(Path runtimeDir, Path defaultRootfs, Path stateRoot) {
+    Path runc = HostFacts.which("runc").orElse(Path.of("/usr/sbin/runc"));
+    return new ProcessHypervisorConfig(runtimeDir, defaultRootfs, LEAN_JVM_FLAGS, stateRoot, runRootFor(stateRoot), runc,
+        PODMAN_SECCOMP, "flotilla", 1024, 1024);
+  }
+
+  /** {@code /run/flotilla/<16 hex of the state root's path>}: one per node data directory. */
+  public static Path runRootFor(Path stateRoot) {
+    try {
+      byte[] h = java.security.MessageDigest.getInstance("SHA-256")
+          .digest(stateRoot.toAbsolutePath().normalize().toString().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+      return Path.of("/run/flotilla", HexFormat.of().formatHex(h, 0, 8));
+    } catch (java.security.NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
     }
   }
 
-  /** The running JVM's own {@code java}, lean flags, cgroup parent {@code flotilla}. */
-  public static ProcessHypervisorConfig of(Path agentJar, Path stateRoot) {
-    Path java = Path.of(System.getProperty("java.home"), "bin", "java");
-    return new ProcessHypervisorConfig(java, agentJar, LEAN_JVM_FLAGS, stateRoot, "flotilla", 1024, true, true, true);
-  }
-
-  public ProcessHypervisorConfig withSubordinateIds(boolean use) {
-    return new ProcessHypervisorConfig(javaPath, agentJar, jvmFlags, stateRoot, cgroupParent, defaultPidsLimit, use, cgroups, classDataArchive);
-  }
-
   public ProcessHypervisorConfig withCgroupParent(String parent) {
-    return new ProcessHypervisorConfig(javaPath, agentJar, jvmFlags, stateRoot, parent, defaultPidsLimit, subordinateIds, cgroups, classDataArchive);
+    return new ProcessHypervisorConfig(runtimeDir, defaultRootfs, jvmFlags, stateRoot, runRoot, ociRuntime, seccompProfile, parent, defaultPidsLimit, defaultDiskMiB);
   }
 
-  public ProcessHypervisorConfig withCgroups(boolean use) {
-    return new ProcessHypervisorConfig(javaPath, agentJar, jvmFlags, stateRoot, cgroupParent, defaultPidsLimit, subordinateIds, use, classDataArchive);
+  public ProcessHypervisorConfig withRuntimeDir(Path dir) {
+    return new ProcessHypervisorConfig(dir, defaultRootfs, jvmFlags, stateRoot, runRoot, ociRuntime, seccompProfile, cgroupParent, defaultPidsLimit, defaultDiskMiB);
   }
 
-  public ProcessHypervisorConfig withAgentJar(Path jar) {
-    return new ProcessHypervisorConfig(javaPath, jar, jvmFlags, stateRoot, cgroupParent, defaultPidsLimit, subordinateIds, cgroups, classDataArchive);
+  public ProcessHypervisorConfig withOciRuntime(Path binary) {
+    return new ProcessHypervisorConfig(runtimeDir, defaultRootfs, jvmFlags, stateRoot, runRoot, binary, seccompProfile, cgroupParent, defaultPidsLimit, defaultDiskMiB);
   }
 
-  public ProcessHypervisorConfig withClassDataArchive(boolean use) {
-    return new ProcessHypervisorConfig(javaPath, agentJar, jvmFlags, stateRoot, cgroupParent, defaultPidsLimit, subordinateIds, cgroups, use);
+  public ProcessHypervisorConfig withDefaultDiskMiB(int mib) {
+    return new ProcessHypervisorConfig(runtimeDir, defaultRootfs, jvmFlags, stateRoot, runRoot, ociRuntime, seccompProfile, cgroupParent, defaultPidsLimit, mib);
   }
 
-  /** The conventional state directory of one incarnation: {@code <root>/<sandbox>/<incarnation>}. */
+  /** The conventional state directory of one incarnation: {@code <root>/<sandbox>-<incarnation>}. */
   public Path stateDirFor(String sandboxId, long incarnation) {
-    return stateRoot.resolve(sandboxId).resolve(Long.toString(incarnation));
+    return stateRoot.resolve(sandboxId + "-" + incarnation);
   }
 }

@@ -1,26 +1,28 @@
 package dev.flotilla.vm.process;
 
 import dev.flotilla.agent.protocol.client.AgentAddress;
+import dev.flotilla.vm.AgentSecrets;
+import dev.flotilla.vm.ImageRootfs;
+import dev.flotilla.vm.NodeOnlyFiles;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmExit;
 import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
+import dev.flotilla.vm.oci.BundleConfig;
+import dev.flotilla.vm.oci.OciRuntime;
 import java.io.IOException;
-import java.io.OutputStream;
-import java.io.RandomAccessFile;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.OptionalLong;
-import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
@@ -31,13 +33,25 @@ import java.util.stream.Stream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-/** One sandbox of the process driver. See {@link ProcessHypervisor} for its process tree. */
+/**
+ * One sandbox incarnation of the process driver: an OCI container run by runc in the foreground
+ * ({@code setsid runc run}, the handle's pid), whose init is tini running the guest agent from the
+ * read-only runtime at {@code /.fl}. runc exits with the container's init, so the exit status is
+ * exact while this JVM is its parent; an adopted one is watched by pid.
+ *
+ * <p>Where things live. Node-only (state dir, 0700): the bundle's config.json, the handle. The
+ * sandbox's writable layer holds the agent's log (so the sandbox can only fill its own disk). The
+ * run root (traversable, not listable) holds the mount point of the sandbox's root and its agent
+ * directory {@code run/}, the only host directory the sandbox can write: its agent socket lives
+ * there, and the node checks who holds that socket before it speaks to it.
+ */
 final class ProcessVm implements Vm {
   private static final Logger log = LoggerFactory.getLogger(ProcessVm.class);
   static final String AGENT_SOCKET = "agent.sock";
   static final String AGENT_LOG = "agent.log";
-  /** What the guest agent logs when it ends the sandbox for lease expiry. */
-  static final String LEASE_EXPIRED_LINE = "flotilla-guest-agent: lease expired:";
+  static final String EXEC_DEFAULTS = "exec-defaults.properties";
+  static final String IN_SANDBOX_RUNTIME = "/.fl";
+  static final String IN_SANDBOX_RUN = "/.fl/run";
 
   /** Watches adopted processes (not our children, so no exit notification): one cheap /proc read each tick. */
   private static final ScheduledExecutorService WATCHER = Executors.newSingleThreadScheduledExecutor(r -> {
@@ -46,84 +60,58 @@ final class ProcessVm implements Vm {
     return t;
   });
 
-  private final ProcessHypervisorConfig config;
-  private final HostFacts facts;
+  private final ProcessHypervisor hv;
   private final VmSpec spec; // null when adopted
-  private final boolean adopted;
+  private final Places places;
   private final CompletableFuture<VmExit> exit = new CompletableFuture<>();
   private volatile VmHandle handle;
-  private volatile Cgroups.Sandbox cgroups;
+  private volatile byte[] agentSecret; // node-only; read back from the state dir on adopt
   private volatile Process process;
   private volatile boolean requested;
-  private volatile boolean stoppedBySignal;
 
-  private ProcessVm(ProcessHypervisorConfig config, HostFacts facts, VmSpec spec, VmHandle handle, boolean adopted) {
-    this.config = config;
-    this.facts = facts;
+  /**
+   * Every path of one incarnation, derived from the driver's configuration, the sandbox id and the
+   * incarnation only: never read from a handle or anything else a sandbox could have written.
+   */
+  record Places(Path stateDir, Path incDir, Path rootfs, Path runDir, WritableLayer layer, String containerId) {
+    static Places of(ProcessHypervisorConfig c, String sandboxId, long incarnation) {
+      Path inc = c.runRoot().resolve(sandboxId + "-" + incarnation);
+      return new Places(c.stateDirFor(sandboxId, incarnation), inc, inc.resolve("rootfs"), inc.resolve("run"),
+          layerOf(c, sandboxId), "fl-" + sandboxId + "-" + incarnation);
+    }
+
+    static WritableLayer layerOf(ProcessHypervisorConfig c, String sandboxId) {
+      return new WritableLayer(c.stateRoot().resolve(sandboxId + ".disk"), c.runRoot().resolve(sandboxId + ".disk"));
+    }
+
+    Path agentSocket() {
+      return runDir.resolve(AGENT_SOCKET);
+    }
+
+    Path agentLog() {
+      return layer.mountPoint().resolve(AGENT_LOG);
+    }
+  }
+
+  private ProcessVm(ProcessHypervisor hv, VmSpec spec, VmHandle handle, Places places) {
+    this.hv = hv;
     this.spec = spec;
     this.handle = handle;
-    this.adopted = adopted;
+    this.places = places;
   }
 
-  ProcessVm(ProcessHypervisorConfig config, HostFacts facts, VmSpec spec, java.util.Optional<Path> classDataArchive) {
-    this(config, facts, spec, initialHandle(spec, facts), false);
-    this.classDataArchive = classDataArchive.orElse(null);
+  static ProcessVm prepared(ProcessHypervisor hv, VmSpec spec, long hostIdStart) {
+    Places pl = Places.of(hv.config(), spec.sandboxId(), spec.incarnation());
+    VmHandle h = new VmHandle(ProcessHypervisor.DRIVER, spec.sandboxId(), spec.incarnation(), 0, 0, pl.stateDir(),
+        pl.agentSocket(), Map.of("container", pl.containerId(), "idBase", Long.toString(hostIdStart)));
+    return new ProcessVm(hv, spec, h, pl);
   }
 
-  private Path classDataArchive;
-
-  static ProcessVm adopted(ProcessHypervisorConfig config, HostFacts facts, VmHandle handle) {
-    ProcessVm vm = new ProcessVm(config, facts, null, handle, true);
-    vm.cgroups = Cgroups.Sandbox.fromExtras(handle.extra());
+  static ProcessVm adopted(ProcessHypervisor hv, VmHandle handle) {
+    ProcessVm vm = new ProcessVm(hv, null, handle, Places.of(hv.config(), handle.sandboxId(), handle.incarnation()));
+    vm.agentSecret = AgentSecrets.readIfTrusted(vm.places.stateDir());
     vm.watchAdopted();
     return vm;
-  }
-
-  /** For {@link ProcessHypervisor#reap}: a view of the handle's VM that does not require its root process alive. */
-  static ProcessVm adoptedEvenIfGone(ProcessHypervisorConfig config, HostFacts facts, VmHandle handle) {
-    ProcessVm vm = new ProcessVm(config, facts, null, handle, true);
-    vm.cgroups = Cgroups.Sandbox.fromExtras(handle.extra());
-    return vm;
-  }
-
-  /** Kills the root process (if it is still the handle's), then everything left, then removes the state. */
-  void reap() {
-    requested = true;
-    if (handle.pid() > 0 && Procfs.isSameProcess(handle.pid(), handle.startTime())) {
-      watchAdopted();
-      killAndWait();
-    }
-    killLeftovers();
-    exit.complete(new VmExit(-1, 0, "reaped", true));
-    destroy();
-  }
-
-  private static VmHandle initialHandle(VmSpec spec, HostFacts facts) {
-    Path dir = spec.stateDir().toAbsolutePath();
-    return new VmHandle(ProcessHypervisor.DRIVER, spec.sandboxId(), spec.incarnation(), 0, 0, dir, dir.resolve(AGENT_SOCKET),
-        Map.of(
-            "tini", Boolean.toString(facts.tini().isPresent()),
-            "userns", facts.idRange().map(r -> "subordinate:" + r.hostStart() + ":" + r.count()).orElse("map-root-user")));
-  }
-
-  /** 0700, and owned by the sandbox's root when that is not the node's uid, so the agent can bind its socket. */
-  static void createStateDir(Path dir, long ownerUid) throws IOException {
-    dir = dir.toAbsolutePath();
-    Files.createDirectories(dir);
-    if (ownerUid != 0) {
-      // The sandbox's root is an unprivileged host uid: it must be able to reach its directory.
-      for (Path p = dir.getParent(); p != null; p = p.getParent()) {
-        if (!Files.getPosixFilePermissions(p).contains(java.nio.file.attribute.PosixFilePermission.OTHERS_EXECUTE)) {
-          throw new IOException(p + " is not searchable by others (o+x), so the sandbox's root (host uid " + ownerUid
-              + ") cannot reach its state directory; chmod o+x it or choose another state root");
-        }
-      }
-    }
-    Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwx------"));
-    if (ownerUid != 0) {
-      Files.setAttribute(dir, "unix:uid", (int) ownerUid);
-      Files.setAttribute(dir, "unix:gid", (int) ownerUid);
-    }
   }
 
   @Override
@@ -131,96 +119,82 @@ final class ProcessVm implements Vm {
     return handle;
   }
 
+  /**
+   * The agent's socket lies in a directory the sandbox can write: the node speaks to it only if the
+   * socket is held by the sandbox's own uid (SO_PEERCRED), and only with this incarnation's secret.
+   */
   @Override
   public AgentAddress agentAddress() {
-    return new AgentAddress(handle.agentSocket());
+    return new AgentAddress(places.agentSocket(), OptionalLong.of(hostIdStart()), agentSecret);
+  }
+
+  Places places() {
+    return places;
+  }
+
+  long hostIdStart() {
+    return Long.parseLong(handle.extra().getOrDefault("idBase", "0"));
   }
 
   @Override
   public synchronized void start(Duration deadline) throws VmException {
-    if (adopted || process != null) throw new VmException("VM " + handle.sandboxId() + " was already started");
+    if (spec == null || process != null) throw new VmException("VM " + handle.sandboxId() + " was already started");
     long until = System.nanoTime() + deadline.toNanos();
-    Path socket = handle.agentSocket();
-    Path logFile = handle.stateDir().resolve(AGENT_LOG);
+    long idBase = hostIdStart();
+    ProcessHypervisorConfig c = hv.config();
+    ImageRootfs.Rootfs image = hv.rootfs(spec); // may pull or unpack: before anything is mounted
     try {
-      Files.deleteIfExists(socket);
-    } catch (IOException e) {
-      throw new VmException("cannot remove stale agent socket " + socket + ": " + e.getMessage(), e);
+      places.layer().ensureMounted(diskMiB(spec, c));
+      NodeDirs.privateDir(places.incDir(), "rwx--x--x");
+      places.layer().mountRoot(image.layersTopFirst(), places.rootfs(), idBase);
+      NodeDirs.freshDir(places.runDir(), idBase);
+      writeExecDefaults(image);
+      // The node's copy stays node-only; the agent reads its copy at start and deletes it.
+      agentSecret = AgentSecrets.create(places.stateDir());
+      AgentSecrets.writeHandoff(places.runDir(), agentSecret, idBase);
+      new BundleConfig(agentCommand(), agentEnv(), "/", places.rootfs(), hostname(spec.sandboxId()), idBase, 65536,
+          List.of(BundleConfig.Mount.readOnlyBind(hv.runtimeMount(), IN_SANDBOX_RUNTIME),
+              BundleConfig.Mount.writableBind(places.runDir(), IN_SANDBOX_RUN)),
+          "/" + c.cgroupParent() + "/" + places.containerId(),
+          spec.memoryMiB() * 1024L * 1024L, spec.vcpus(), spec.pidsLimit() > 0 ? spec.pidsLimit() : c.defaultPidsLimit(),
+          hv.seccomp()).write(places.stateDir());
+    } catch (IOException | RuntimeException e) {
+      cleanUpMounts();
+      throw new VmException("cannot prepare sandbox " + spec.sandboxId() + ": " + e.getMessage(), e);
     }
-    Cgroups.Sandbox cg;
-    try {
-      cg = Cgroups.Sandbox.create(facts.cgroups(), cgroupName());
-    } catch (IOException e) {
-      throw new VmException("cannot create the sandbox's cgroups: " + e.getMessage(), e);
-    }
-    int pidsLimit = spec.pidsLimit() > 0 ? spec.pidsLimit() : config.defaultPidsLimit();
-    Set<String> applied = cg.applyLimits(spec.memoryMiB() * 1024L * 1024L, spec.vcpus(), pidsLimit);
-    cgroups = cg;
-    ProcessBuilder pb = new ProcessBuilder(command())
-        .directory(handle.stateDir().toFile())
+    List<String> cmd = new ArrayList<>(List.of("setsid"));
+    cmd.addAll(hv.oci().runCommand(places.stateDir(), places.containerId()));
+    ProcessBuilder pb = new ProcessBuilder(cmd)
+        .directory(places.stateDir().toFile())
         .redirectErrorStream(true)
-        .redirectOutput(ProcessBuilder.Redirect.appendTo(logFile.toFile()))
-        .redirectInput(ProcessBuilder.Redirect.PIPE);
-    // The sandbox gets a clean environment: nothing of the node's (credentials, JAVA_TOOL_OPTIONS).
+        .redirectOutput(ProcessBuilder.Redirect.appendTo(places.agentLog().toFile()))
+        .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")));
     pb.environment().clear();
     pb.environment().put("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    pb.environment().put("HOME", "/");
-    pb.environment().put("LANG", "C.UTF-8");
     Process p;
     try {
       p = pb.start();
     } catch (IOException e) {
-      cg.remove();
-      throw new VmException("cannot spawn the sandbox: " + e.getMessage(), e);
+      cleanUpMounts();
+      throw new VmException("cannot run " + c.ociRuntime() + ": " + e.getMessage(), e);
     }
     process = p;
-    try {
-      // The shell waits on stdin until it is in its cgroups, so everything it forks is limited.
-      cg.join(p.pid());
-      try (OutputStream release = p.getOutputStream()) {
-        release.write('\n');
-      }
-    } catch (IOException e) {
-      p.destroyForcibly();
-      awaitQuietly(p);
-      cg.remove();
-      throw new VmException("cannot put the sandbox in its cgroups: " + e.getMessage(), e);
-    }
-    long startTime = Procfs.startTime(p.pid()).orElse(0);
-    VmHandle h = handle.withProcess(p.pid(), startTime).withExtra("limits", String.join(",", applied));
-    for (var e : cg.toExtras().entrySet()) h = h.withExtra(e.getKey(), e.getValue());
-    handle = h;
+    handle = handle.withProcess(p.pid(), Procfs.startTime(p.pid()).orElse(0));
     p.onExit().thenAcceptAsync(done -> exited(done.exitValue()));
     try {
-      h.save();
+      handle.save();
     } catch (IOException e) {
       killAndWait();
-      throw new VmException("cannot save the VM handle in " + h.stateDir() + ": " + e.getMessage(), e);
+      throw new VmException("cannot save the VM handle in " + places.stateDir() + ": " + e.getMessage(), e);
     }
-    // The agent binds its socket once it is up; wait for that (or its death) up to the deadline.
-    boolean initKnown = false;
-    while (!Files.exists(socket) || !initKnown) {
-      if (!initKnown) {
-        OptionalLong init = Procfs.namespaceInit(p.pid());
-        OptionalLong initStart = init.isPresent() ? Procfs.startTime(init.getAsLong()) : OptionalLong.empty();
-        if (initStart.isPresent()) {
-          initKnown = true;
-          handle = handle.withExtra("init.pid", Long.toString(init.getAsLong())).withExtra("init.startTime", Long.toString(initStart.getAsLong()));
-          try {
-            handle.save();
-          } catch (IOException e) {
-            killAndWait();
-            throw new VmException("cannot save the VM handle in " + h.stateDir() + ": " + e.getMessage(), e);
-          }
-          continue;
-        }
-      }
+    Path socket = places.agentSocket();
+    while (!Files.exists(socket, LinkOption.NOFOLLOW_LINKS)) {
       if (exit.isDone()) {
-        throw new VmException("the sandbox exited during start (" + exit.join().reason() + "); agent log: " + logTail(logFile));
+        throw new VmException("the sandbox exited during start (" + exit.join().reason() + "); log: " + logTail());
       }
       if (System.nanoTime() > until) {
         killAndWait();
-        throw new VmException("the guest agent did not open " + socket + " within " + deadline.toMillis() + " ms; agent log: " + logTail(logFile));
+        throw new VmException("the guest agent did not open its socket within " + deadline.toMillis() + " ms; log: " + logTail());
       }
       try {
         Thread.sleep(3);
@@ -232,31 +206,51 @@ final class ProcessVm implements Vm {
     }
   }
 
-  private List<String> command() {
-    List<String> inner = new ArrayList<>();
-    inner.add(facts.unshare().toString());
-    inner.add("--user");
-    facts.idRange().ifPresentOrElse(r -> inner.addAll(HostFacts.mapArgs(r)), () -> inner.add("--map-root-user"));
-    inner.addAll(List.of("--pid", "--mount", "--net", "--ipc", "--uts", "--fork", "--mount-proc", "--kill-child", "--"));
-    facts.tini().ifPresent(t -> inner.addAll(List.of(t.toString(), "-s", "--")));
-    inner.add(config.javaPath().toString());
-    inner.addAll(config.jvmFlags());
-    if (classDataArchive != null) inner.add("-XX:SharedArchiveFile=" + classDataArchive);
-    inner.addAll(List.of(
-        "-jar", config.agentJar().toAbsolutePath().toString(),
-        "--listen", "unix:" + handle.agentSocket(),
-        "--sandbox-id", handle.sandboxId(),
-        "--incarnation", Long.toString(handle.incarnation())));
-    String lease = spec == null ? null : spec.options().get(VmSpec.AGENT_LEASE_MS);
-    if (lease != null) inner.addAll(List.of("--lease-ms", lease));
-    List<String> cmd = new ArrayList<>(List.of(
-        "/bin/sh", "-c", "read _ || exit 97; exec " + HostFacts.which("setsid").map(Path::toString).orElse("setsid") + " \"$@\" </dev/null", "flotilla-sandbox"));
-    cmd.addAll(inner);
+  private static int diskMiB(VmSpec spec, ProcessHypervisorConfig c) {
+    String v = spec.options().get(VmSpec.DISK_MIB);
+    return v == null ? c.defaultDiskMiB() : Integer.parseInt(v);
+  }
+
+  /**
+   * The image's Env, WorkingDir and User for the agent, read once at its start, before any tenant
+   * process runs (written by the node into the fresh agent directory).
+   */
+  private void writeExecDefaults(ImageRootfs.Rootfs image) throws IOException {
+    java.util.Properties p = new java.util.Properties();
+    image.env().forEach((k, v) -> p.setProperty("env." + k, v));
+    p.setProperty("workingDir", image.workingDir());
+    p.setProperty("user", image.user());
+    try (var w = Files.newBufferedWriter(places.runDir().resolve(EXEC_DEFAULTS), java.nio.charset.StandardCharsets.UTF_8,
+        java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.StandardOpenOption.WRITE)) {
+      p.store(w, "the image's exec defaults");
+    }
+  }
+
+  private List<String> agentCommand() {
+    List<String> cmd = new ArrayList<>(List.of(IN_SANDBOX_RUNTIME + "/bin/tini", "-s", "--", IN_SANDBOX_RUNTIME + "/jre/bin/java"));
+    cmd.addAll(hv.config().jvmFlags());
+    if (Files.isRegularFile(hv.config().runtimeDir().resolve("agent.jsa"))) cmd.add("-XX:SharedArchiveFile=" + IN_SANDBOX_RUNTIME + "/agent.jsa");
+    cmd.addAll(List.of("-jar", IN_SANDBOX_RUNTIME + "/agent.jar",
+        "--listen", "unix:" + IN_SANDBOX_RUN + "/" + AGENT_SOCKET,
+        "--sandbox-id", spec.sandboxId(),
+        "--incarnation", Long.toString(spec.incarnation()),
+        "--exec-defaults", IN_SANDBOX_RUN + "/" + EXEC_DEFAULTS,
+        "--secret-file", IN_SANDBOX_RUN + "/" + AgentSecrets.HANDOFF_FILE_NAME,
+        "--setpriv", IN_SANDBOX_RUNTIME + "/bin/setpriv"));
+    String lease = spec.options().get(VmSpec.AGENT_LEASE_MS);
+    if (lease != null && !lease.equals("0")) cmd.addAll(List.of("--lease-ms", lease));
     return cmd;
   }
 
-  private String cgroupName() {
-    return handle.sandboxId().replaceAll("[^A-Za-z0-9_.-]", "_") + "-" + handle.incarnation();
+  /** The agent's own environment; the processes it starts get a clean one of their own. */
+  private static List<String> agentEnv() {
+    return List.of("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8",
+        "LD_LIBRARY_PATH=" + IN_SANDBOX_RUNTIME + "/lib");
+  }
+
+  static String hostname(String sandboxId) {
+    String h = ("fl-" + sandboxId).toLowerCase().replaceAll("[^a-z0-9-]", "-");
+    return h.length() > 63 ? h.substring(0, 63) : h;
   }
 
   private void watchAdopted() {
@@ -269,92 +263,34 @@ final class ProcessVm implements Vm {
         CompletableFuture.runAsync(() -> exited(null));
       }
     }, 0, 100, TimeUnit.MILLISECONDS);
-    ProcessHandle.of(pid).ifPresent(ph -> ph.onExit().thenRun(() -> {
-      if (!Procfs.isSameProcess(pid, startTime)) exited(null);
-    }));
   }
 
-  /** @param code the exit value of our child, null when unknown (an adopted VM) */
+  /** @param code runc's exit value (the container init's status), null when unknown (an adopted VM) */
   private void exited(Integer code) {
     if (exit.isDone()) return;
     VmExit e;
     if (code == null) {
-      // Not our child, so no exit code; but an agent that ended the sandbox said why in its log.
-      e = logTail(handle.stateDir().resolve(AGENT_LOG)).contains(LEASE_EXPIRED_LINE)
-          ? VmExit.agentLeaseExpired(requested)
-          : new VmExit(-1, 0, requested ? "stopped" : "exited (status unknown: the VM was adopted, not our child)", requested);
+      // Not our child, so no status. The agent's log is the sandbox's to write: it decides nothing.
+      e = new VmExit(-1, 0, requested ? "stopped" : "exited (status unknown: the VM was adopted, not our child)", requested);
     } else if (code == VmExit.AGENT_LEASE_EXPIRED) {
-      // the agent's own exit code: unshare and tini pass it on
       e = VmExit.agentLeaseExpired(requested);
     } else if (code > 128 && code <= 128 + 64) {
       int sig = code - 128;
       e = new VmExit(-1, sig, "killed by signal " + sig + " (" + Procfs.signalName(sig) + ")", requested);
-    } else if (code == 1 && logTail(handle.stateDir().resolve(AGENT_LOG)).contains("unshare: sigprocmask unblock failed")) {
-      // unshare re-raises its child's fatal signal on itself, which fails only for SIGKILL
-      // (SIG_DFL cannot be set for it): so the namespace's init died of SIGKILL.
-      e = new VmExit(-1, 9, "the sandbox's init was killed by signal 9 (SIGKILL)", requested);
-    } else if (code == 97) {
-      e = new VmExit(code, 0, "the node went away before releasing the sandbox", requested);
     } else {
       e = new VmExit(code, 0, requested && code == 0 ? "stopped" : "exited with " + code, requested);
     }
-    killLeftovers();
-    removeCgroups();
+    // runc removes a container whose init it saw exit; one whose runc died leaves it behind.
+    deleteContainerQuietly();
     exit.complete(e);
   }
 
-  /**
-   * unshare's --kill-child does not survive its switch to the sandbox's uid (a credential change
-   * clears the parent-death signal), so when unshare dies by itself the namespace may live on:
-   * whatever is still in the sandbox's cgroups, or its recorded init, is killed here.
-   */
-  private void killLeftovers() {
-    Set<Long> victims = new LinkedHashSet<>();
-    String initPid = handle.extra().get("init.pid");
-    String initStart = handle.extra().get("init.startTime");
-    if (initPid != null && initStart != null) {
-      try {
-        long ip = Long.parseLong(initPid);
-        if (Procfs.isSameProcess(ip, Long.parseLong(initStart))) victims.add(ip);
-      } catch (NumberFormatException ignored) {
-        // a hand-edited handle; the cgroup still finds them
-      }
+  private void deleteContainerQuietly() {
+    try {
+      hv.oci().delete(places.containerId());
+    } catch (IOException | RuntimeException ex) {
+      log.warn("sandbox {}: cannot delete container {}: {}", handle.sandboxId(), places.containerId(), ex.getMessage());
     }
-    Cgroups.Sandbox cg = cgroups;
-    if (cg != null) victims.addAll(cg.pids());
-    victims.remove(ProcessHandle.current().pid());
-    if (victims.isEmpty()) return;
-    if (requested) {
-      log.debug("sandbox {}: killing what is left of it: {}", handle.sandboxId(), victims);
-    } else {
-      log.info("sandbox {}: its root process is gone; killing what is left of it: {}", handle.sandboxId(), victims);
-    }
-    for (long v : victims) ProcessHandle.of(v).ifPresent(ProcessHandle::destroyForcibly);
-    thawQuietly();
-    for (int i = 0; i < 400 && victims.stream().anyMatch(v -> Procfs.stat(v).filter(st -> st.state() != 'Z').isPresent()); i++) {
-      try {
-        Thread.sleep(5);
-      } catch (InterruptedException ie) {
-        Thread.currentThread().interrupt();
-        return;
-      }
-    }
-  }
-
-  private void removeCgroups() {
-    Cgroups.Sandbox cg = cgroups;
-    if (cg == null) return;
-    // The namespace's processes die with its init, a moment after unshare: retry briefly.
-    for (int i = 0; i < 200; i++) {
-      if (cg.remove().isEmpty()) return;
-      try {
-        Thread.sleep(5);
-      } catch (InterruptedException ie) {
-        Thread.currentThread().interrupt();
-        break;
-      }
-    }
-    log.warn("sandbox {} left cgroups behind: {}", handle.sandboxId(), cg.remove());
   }
 
   private boolean running() {
@@ -364,64 +300,22 @@ final class ProcessVm implements Vm {
   @Override
   public void pause() throws VmException {
     if (!running()) throw new VmException("the VM is not running");
-    Cgroups.Sandbox cg = cgroups;
-    if (cg != null && cg.canFreeze()) {
-      try {
-        cg.freeze(true, 5000);
-        return;
-      } catch (IOException e) {
-        throw new VmException("cannot freeze the sandbox: " + e.getMessage(), e);
-      }
-    }
-    OptionalLong init = Procfs.namespaceInit(handle.pid());
-    if (init.isEmpty()) throw new VmException("cannot find the sandbox's init to stop its processes");
-    stoppedBySignal = true;
-    // Without a freezer the tree moves while we stop it (short-lived children come and go):
-    // stop parents first and go round until every process left is stopped.
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-    while (true) {
-      List<Long> running = Procfs.tree(init.getAsLong()).stream()
-          .filter(pid -> Procfs.stat(pid).map(st -> st.state() != 'T' && st.state() != 't' && st.state() != 'Z' && st.state() != 'X').orElse(false))
-          .toList();
-      if (running.isEmpty()) return;
-      if (System.nanoTime() > deadline) throw new VmException("cannot stop the sandbox's processes: still running " + running);
-      Procfs.kill("STOP", running); // a pid gone meanwhile fails harmlessly
-      try {
-        Thread.sleep(1);
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-        throw new VmException("interrupted while stopping the sandbox's processes");
-      }
+    try {
+      hv.oci().pause(places.containerId());
+    } catch (IOException e) {
+      if (e.getMessage().contains("paused")) return;
+      throw new VmException("cannot pause the sandbox: " + e.getMessage(), e);
     }
   }
 
   @Override
   public void resume() throws VmException {
     if (!running()) throw new VmException("the VM is not running");
-    Cgroups.Sandbox cg = cgroups;
-    if (cg != null && cg.canFreeze()) {
-      try {
-        cg.freeze(false, 5000);
-        return;
-      } catch (IOException e) {
-        throw new VmException("cannot thaw the sandbox: " + e.getMessage(), e);
-      }
-    }
-    OptionalLong init = Procfs.namespaceInit(handle.pid());
-    if (init.isEmpty()) throw new VmException("cannot find the sandbox's init to continue its processes");
-    Procfs.kill("CONT", Procfs.tree(init.getAsLong())); // a pid gone meanwhile fails harmlessly
-    stoppedBySignal = false;
-  }
-
-  private void thawQuietly() {
-    Cgroups.Sandbox cg = cgroups;
     try {
-      if (cg != null && cg.isFrozen()) cg.freeze(false, 2000);
+      hv.oci().resume(places.containerId());
     } catch (IOException e) {
-      log.warn("sandbox {}: cannot thaw before stopping: {}", handle.sandboxId(), e.getMessage());
-    }
-    if (stoppedBySignal) {
-      Procfs.namespaceInit(handle.pid()).ifPresent(init -> Procfs.kill("CONT", Procfs.tree(init)));
+      if (e.getMessage().contains("not paused")) return;
+      throw new VmException("cannot resume the sandbox: " + e.getMessage(), e);
     }
   }
 
@@ -429,21 +323,29 @@ final class ProcessVm implements Vm {
   public void stop(Duration grace) {
     if (!running()) return;
     requested = true;
-    thawQuietly();
-    OptionalLong init = Procfs.namespaceInit(handle.pid());
-    if (init.isPresent()) {
-      // Not unshare itself: its death would SIGKILL the namespace at once, with no grace.
-      for (long pid : Procfs.tree(init.getAsLong())) ProcessHandle.of(pid).ifPresent(ProcessHandle::destroy);
-      try {
-        exit.get(grace.toMillis(), TimeUnit.MILLISECONDS);
-        return;
-      } catch (TimeoutException e) {
-        log.info("sandbox {} did not stop within {} ms; killing it", handle.sandboxId(), grace.toMillis());
-      } catch (Exception e) {
-        Thread.currentThread().interrupt();
-      }
+    try {
+      thawQuietly();
+      // The init (tini) passes SIGTERM to the agent, which ends its processes and exits.
+      hv.oci().kill(places.containerId(), "TERM");
+      exit.get(grace.toMillis(), TimeUnit.MILLISECONDS);
+      return;
+    } catch (TimeoutException e) {
+      log.info("sandbox {} did not stop within {} ms; killing it", handle.sandboxId(), grace.toMillis());
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    } catch (Exception e) {
+      log.info("sandbox {}: polite stop failed ({}); killing it", handle.sandboxId(), e.getMessage());
     }
     killAndWait();
+  }
+
+  private void thawQuietly() {
+    try {
+      Optional<OciRuntime.State> st = hv.oci().state(places.containerId());
+      if (st.isPresent() && st.get().status().equals("paused")) hv.oci().resume(places.containerId());
+    } catch (IOException e) {
+      log.warn("sandbox {}: cannot thaw before stopping: {}", handle.sandboxId(), e.getMessage());
+    }
   }
 
   private void killAndWait() {
@@ -461,17 +363,15 @@ final class ProcessVm implements Vm {
   public void kill() {
     if (handle.pid() <= 0 || exit.isDone()) return;
     requested = true;
-    long pid = handle.pid();
-    if (!Procfs.isSameProcess(pid, handle.startTime())) return;
-    Set<Long> victims = new LinkedHashSet<>();
-    // PID 1 of the namespace first: its death takes every process in the namespace with it.
-    Procfs.namespaceInit(pid).ifPresent(victims::add);
-    victims.add(pid);
-    Cgroups.Sandbox cg = cgroups;
-    if (cg != null) victims.addAll(cg.pids());
-    for (long v : victims) ProcessHandle.of(v).ifPresent(ProcessHandle::destroyForcibly);
-    // Frozen tasks (cgroup v1) die only once thawed; stopped ones die at once.
-    thawQuietly();
+    try {
+      hv.oci().kill(places.containerId(), "KILL");
+      thawQuietly(); // frozen tasks (cgroup v1) die only once thawed
+    } catch (IOException e) {
+      log.warn("sandbox {}: runc kill failed: {}", handle.sandboxId(), e.getMessage());
+    }
+    if (Procfs.isSameProcess(handle.pid(), handle.startTime())) {
+      ProcessHandle.of(handle.pid()).ifPresent(ProcessHandle::destroyForcibly);
+    }
   }
 
   @Override
@@ -482,10 +382,7 @@ final class ProcessVm implements Vm {
   @Override
   public List<Long> pids() {
     if (!running()) return List.of();
-    Cgroups.Sandbox cg = cgroups;
-    List<Long> fromCgroup = cg == null ? List.of() : cg.pids();
-    if (!fromCgroup.isEmpty()) return fromCgroup;
-    return Procfs.tree(handle.pid());
+    return hv.containerPids(places.containerId());
   }
 
   @Override
@@ -494,40 +391,54 @@ final class ProcessVm implements Vm {
       log.warn("not destroying sandbox {}: it still runs (pid {})", handle.sandboxId(), handle.pid());
       return;
     }
-    removeCgroups();
-    Path dir = handle.stateDir();
-    if (!Files.exists(dir)) return;
-    try (Stream<Path> walk = Files.walk(dir)) {
-      walk.sorted(Comparator.reverseOrder()).forEach(p -> {
-        try {
-          Files.deleteIfExists(p);
-        } catch (IOException e) {
-          log.warn("cannot delete {}: {}", p, e.getMessage());
-        }
-      });
-    } catch (IOException e) {
-      log.warn("cannot delete state directory {}: {}", dir, e.getMessage());
+    deleteContainerQuietly();
+    cleanUpMounts();
+    NodeDirs.deleteTree(places.incDir());
+    NodeDirs.deleteTree(places.stateDir());
+  }
+
+  /** Unmounts the incarnation's root (the writable layer stays mounted for the next incarnation). */
+  void cleanUpMounts() {
+    for (Path mp : Mounts.mountPointsUnder(places.incDir())) {
+      try {
+        Mounts.unmount(mp);
+      } catch (IOException e) {
+        log.warn("sandbox {}: cannot unmount {}: {}", handle.sandboxId(), mp, e.getMessage());
+      }
     }
   }
 
-  private static void awaitQuietly(Process p) {
-    try {
-      p.waitFor(10, TimeUnit.SECONDS);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-    }
-  }
-
-  static String logTail(Path logFile) {
-    try (RandomAccessFile f = new RandomAccessFile(logFile.toFile(), "r")) {
-      long len = f.length();
+  /** The end of the agent's log, for error messages (never parsed for decisions). */
+  String logTail() {
+    Path f = places.agentLog();
+    try (var raf = new java.io.RandomAccessFile(f.toFile(), "r")) {
+      long len = raf.length();
       long from = Math.max(0, len - 2048);
       byte[] buf = new byte[(int) (len - from)];
-      f.seek(from);
-      f.readFully(buf);
-      return new String(buf, StandardCharsets.UTF_8).strip();
+      raf.seek(from);
+      raf.readFully(buf);
+      return new String(buf, java.nio.charset.StandardCharsets.UTF_8).strip();
     } catch (IOException e) {
       return "(no log: " + e.getMessage() + ")";
     }
+  }
+
+  /** Reaps what is left of an incarnation no node wants: its container, runc, mounts and state. */
+  static void reap(ProcessHypervisor hv, String sandboxId, long incarnation, VmHandle handle) {
+    Places pl = Places.of(hv.config(), sandboxId, incarnation);
+    try {
+      hv.oci().delete(pl.containerId());
+    } catch (IOException e) {
+      log.warn("sandbox {}: cannot delete container {}: {}", sandboxId, pl.containerId(), e.getMessage());
+    }
+    if (handle != null && handle.pid() > 0 && Procfs.isSameProcess(handle.pid(), handle.startTime())
+        && Procfs.commandName(handle.pid()).map(n -> n.equals("runc") || n.equals("setsid")).orElse(false)) {
+      ProcessHandle.of(handle.pid()).ifPresent(ProcessHandle::destroyForcibly);
+    }
+    ProcessVm view = new ProcessVm(hv, null, handle, pl);
+    view.exit.complete(new VmExit(-1, 0, "reaped", true));
+    view.cleanUpMounts();
+    NodeDirs.deleteTree(pl.incDir());
+    NodeDirs.deleteTree(pl.stateDir());
   }
 }

@@ -44,6 +44,15 @@ final class Procfs {
     return stat(pid).map(st -> OptionalLong.of(st.startTime())).orElse(OptionalLong.empty());
   }
 
+  /** The process's command name (/proc/PID/comm), empty if it is gone. */
+  static Optional<String> commandName(long pid) {
+    try {
+      return Optional.of(Files.readString(Path.of("/proc", Long.toString(pid), "comm"), StandardCharsets.UTF_8).strip());
+    } catch (IOException | RuntimeException e) {
+      return Optional.empty();
+    }
+  }
+
   /** True when {@code pid} is alive, not a zombie, and started at {@code startTime}. */
   static boolean isSameProcess(long pid, long startTime) {
     return stat(pid).filter(st -> st.startTime() == startTime && st.state() != 'Z' && st.state() != 'X').isPresent();

@@ -71,19 +71,12 @@ public final class QemuHypervisor implements Hypervisor {
   }
 
   /**
-   * An allocator of its own over the node user's /etc/subuid and /etc/subgid delegations, its
-   * table in the driver's state root: for tests and single-driver nodes.
+   * With the host-wide allocator over the node user's /etc/subuid and /etc/subgid delegations,
+   * keyed by the driver's state root ({@link IdRangeAllocator#forNode}): for tools and tests that
+   * run the driver alone. A node passes its own, shared with its other drivers.
    */
   public QemuHypervisor(QemuConfig config) {
-    this(config, defaultIds(config));
-  }
-
-  private static IdRangeAllocator defaultIds(QemuConfig config) {
-    try {
-      return new IdRangeAllocator(config.stateRoot().resolve("id-ranges.properties"), SubordinateIds.ofCurrentUser());
-    } catch (IOException e) {
-      throw new java.io.UncheckedIOException("cannot read the id range table in " + config.stateRoot() + ": " + e.getMessage(), e);
-    }
+    this(config, IdRangeAllocator.forNode(config.stateRoot()));
   }
 
   public QemuConfig config() {

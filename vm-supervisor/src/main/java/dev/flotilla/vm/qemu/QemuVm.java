@@ -242,9 +242,16 @@ final class QemuVm implements Vm {
     LOG.warn("QEMU of sandbox {} left cgroups behind: {}", handle.sandboxId(), cg.remove());
   }
 
+  /**
+   * The agent's socket, which QEMU holds as the sandbox's uid: the node talks to it only if the
+   * process at the other end (SO_PEERCRED) runs as that uid, so a link the sandbox's QEMU put in
+   * its run directory cannot point the node at another socket of the host.
+   */
   @Override
   public AgentAddress agentAddress() {
-    return new AgentAddress(handle.agentSocket());
+    String uid = handle.extra().get("uid");
+    if (uid == null) return new AgentAddress(handle.agentSocket()); // started before QEMU was jailed
+    return new AgentAddress(handle.agentSocket(), java.util.OptionalLong.of(Long.parseLong(uid)), null);
   }
 
   @Override

@@ -46,7 +46,7 @@ final class AgentStreams {
         .toMat(StreamRefs.sourceRef(), Keep.both())
         .run(mat);
     ExecPump pump = new ExecPump(m.first());
-    ExecRequest req = new ExecRequest(execId, spec.argv(), spec.env(), spec.workingDir(), false);
+    ExecRequest req = new ExecRequest(execId, spec.argv(), spec.env(), spec.workingDir(), false, spec.user());
     return client.exec(req, pump, settings.callTimeout())
         .handle((pid, err) -> {
           if (err != null) {

@@ -337,7 +337,9 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       }
     }).exceptionallyCompose(err -> {
       Throwable cause = AgentStreams.unwrap(err);
-      boolean refused = cause instanceof AgentException ae && ae.code() == AgentException.Code.FAILED_PRECONDITION;
+      // Fenced (stale incarnation), or not our agent (wrong secret, socket held by another uid): retrying cannot help.
+      boolean refused = cause instanceof AgentException ae
+          && (ae.code() == AgentException.Code.FAILED_PRECONDITION || ae.code() == AgentException.Code.PERMISSION_DENIED);
       boolean late = System.nanoTime() + delay.toNanos() > deadlineNanos;
       if (refused || late || v.exitFuture().isDone()) return CompletableFuture.failedFuture(cause);
       Duration next = min(delay.multipliedBy(2), settings.connectBackoffMax());

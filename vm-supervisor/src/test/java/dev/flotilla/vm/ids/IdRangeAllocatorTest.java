@@ -21,7 +21,7 @@ class IdRangeAllocatorTest {
 
   @Test
   void liveSandboxesNeverShareARange() throws Exception {
-    var a = new IdRangeAllocator(dir.resolve("ids"), THREE);
+    var a = new IdRangeAllocator(dir.resolve("ids"), THREE, "n1");
     assertEquals(3, a.capacity());
     Set<Long> starts = new HashSet<>();
     for (String s : List.of("sb-a", "sb-b", "sb-c")) starts.add(a.acquire(s).hostStart());
@@ -32,7 +32,7 @@ class IdRangeAllocatorTest {
 
   @Test
   void aSandboxKeepsItsRangeAndAReleasedOneIsReused() throws Exception {
-    var a = new IdRangeAllocator(dir.resolve("ids"), THREE);
+    var a = new IdRangeAllocator(dir.resolve("ids"), THREE, "n1");
     long first = a.acquire("sb-a").hostStart();
     assertEquals(first, a.acquire("sb-a").hostStart());
     long second = a.acquire("sb-b").hostStart();
@@ -44,17 +44,30 @@ class IdRangeAllocatorTest {
   @Test
   void theTableSurvivesARestartAndIsNodeOnly() throws Exception {
     Path file = dir.resolve("ids");
-    var a = new IdRangeAllocator(file, THREE);
+    var a = new IdRangeAllocator(file, THREE, "n1");
     long held = a.acquire("sb-a").hostStart();
     assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(file)));
-    var b = new IdRangeAllocator(file, THREE);
+    var b = new IdRangeAllocator(file, THREE, "n1");
     assertEquals(held, b.rangeOf("sb-a").orElseThrow().hostStart());
     assertNotEquals(held, b.acquire("sb-b").hostStart());
   }
 
   @Test
+  void twoNodesOnOneHostNeverShareARange() throws Exception {
+    Path file = dir.resolve("ids");
+    var n1 = new IdRangeAllocator(file, THREE, "n1");
+    var n2 = new IdRangeAllocator(file, THREE, "n2");
+    long a = n1.acquire("sb-a").hostStart();
+    long b = n2.acquire("sb-a").hostStart(); // the same sandbox moved to another node on this host
+    assertNotEquals(a, b, "each node's copy of a sandbox has its own range");
+    assertEquals(java.util.Map.of("sb-a", a), n1.holders());
+    n1.release("sb-a");
+    assertEquals(b, n2.rangeOf("sb-a").orElseThrow().hostStart(), "n1's release leaves n2's range alone");
+  }
+
+  @Test
   void noDelegationMeansNoRangeWithAClearMessage() throws Exception {
-    var a = new IdRangeAllocator(dir.resolve("ids"), List.of());
+    var a = new IdRangeAllocator(dir.resolve("ids"), List.of(), "n1");
     var e = assertThrows(IdRangeAllocator.NoRangeException.class, () -> a.acquire("sb-a"));
     assertTrue(e.getMessage().contains("no subordinate id range"), e.getMessage());
     assertThrows(IllegalArgumentException.class, () -> a.acquire("../etc"));

@@ -14,7 +14,6 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -40,24 +39,33 @@ public final class TestSandboxes implements AutoCloseable {
   private final List<dev.flotilla.vm.VmHandle> handles = new ArrayList<>();
 
   public TestSandboxes() throws IOException {
-    this(true);
-  }
-
-  public TestSandboxes(boolean subordinateIds) throws IOException {
-    this(subordinateIds, true);
-  }
-
-  public TestSandboxes(boolean subordinateIds, boolean cgroups) throws IOException {
-    this(subordinateIds, cgroups, false);
-  }
-
-  /** @param classDataArchive off by default: each test's state root would train its own (about a second) */
-  public TestSandboxes(boolean subordinateIds, boolean cgroups, boolean classDataArchive) throws IOException {
     stateRoot = Files.createTempDirectory("flotilla-vm-test");
-    // The sandbox's root is an unprivileged uid: it must be able to reach its state directory.
-    Files.setPosixFilePermissions(stateRoot, PosixFilePermissions.fromString("rwx--x--x"));
-    hypervisor = new ProcessHypervisor(
-        ProcessHypervisorConfig.of(agentJar(), stateRoot).withSubordinateIds(subordinateIds).withCgroupParent("flotilla-test").withCgroups(cgroups).withClassDataArchive(classDataArchive));
+    hypervisor = new ProcessHypervisor(config(stateRoot));
+  }
+
+  /** The driver's settings for tests: the runtime and default image the build made, cgroup parent flotilla-test. */
+  public static ProcessHypervisorConfig config(Path stateRoot) {
+    return ProcessHypervisorConfig.of(builtDir("flotilla.sandbox.runtime", "guest-image/build-sandbox-runtime.sh"),
+        builtDir("flotilla.default.image", "guest-image/build-default-image.sh"), stateRoot).withCgroupParent("flotilla-test");
+  }
+
+  private static Path builtDir(String property, String script) {
+    String p = System.getProperty(property);
+    assertTrue(p != null, "system property " + property + " is not set (surefire sets it)");
+    Path dir = Path.of(p).toAbsolutePath().normalize();
+    assertTrue(Files.isDirectory(dir), dir + " is missing: run " + script + " (scripts/test.sh does)");
+    return dir;
+  }
+
+  /** A copy of the runtime (hard links) whose agent jar is not a jar: an agent that cannot start. */
+  public Path brokenRuntime() throws Exception {
+    Path copy = stateRoot.resolve("broken-runtime");
+    Process p = new ProcessBuilder("cp", "-al", hypervisor.config().runtimeDir().toString(), copy.toString()).inheritIO().start();
+    assertTrue(p.waitFor() == 0, "cp -al of the runtime failed");
+    Files.delete(copy.resolve("agent.jar"));
+    Files.writeString(copy.resolve("agent.jar"), "not a jar");
+    Files.writeString(copy.resolve("runtime.properties"), "broken\n");
+    return copy;
   }
 
   public static Path agentJar() {
@@ -70,7 +78,12 @@ public final class TestSandboxes implements AutoCloseable {
 
   public VmSpec spec(int memoryMiB, int pidsLimit) {
     String id = "sbx-" + ProcessHandle.current().pid() + "-" + IDS.incrementAndGet();
-    return new VmSpec(id, 1, 1, memoryMiB, pidsLimit, stateRoot.resolve(id).resolve("1"), Map.of());
+    return new VmSpec(id, 1, 1, memoryMiB, pidsLimit, hypervisor.config().stateDirFor(id, 1), Map.of());
+  }
+
+  /** Where a path inside a running sandbox's root is on the host (through its root's mount). */
+  public Path hostPath(VmSpec spec, String inside) {
+    return ProcessVm.Places.of(hypervisor.config(), spec.sandboxId(), spec.incarnation()).rootfs().resolve(inside.substring(1));
   }
 
   public VmSpec spec() {
@@ -187,6 +200,13 @@ public final class TestSandboxes implements AutoCloseable {
     synchronized (extraPids) {
       for (long pid : extraPids) ProcessHandle.of(pid).ifPresent(ProcessHandle::destroyForcibly);
     }
+    for (String sandbox : hypervisor.sandboxesWithLocalState()) hypervisor.releaseSandbox(sandbox);
+    try {
+      Mounts.unmount(hypervisor.config().runRoot().resolve("runtime"));
+    } catch (IOException e) {
+      System.err.println("cleanup: " + e.getMessage());
+    }
+    NodeDirs.deleteTree(hypervisor.config().runRoot());
     try (Stream<Path> walk = Files.walk(stateRoot)) {
       walk.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
     } catch (IOException e) {

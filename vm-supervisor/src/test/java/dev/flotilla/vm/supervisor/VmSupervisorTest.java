@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.flotilla.vm.AgentSecrets;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
@@ -138,10 +139,11 @@ class VmSupervisorTest {
   void execOutputIsBackpressuredToTheProcessAndAGoneReaderKillsIt() throws Exception {
     VmSpec spec = sandboxes.spec();
     SupervisedVm s = start(spec, settings);
-    Path counter = spec.stateDir().resolve("written");
+    // The sandbox writes its count in its own /tmp; the test reads it through the sandbox's root on the host.
+    Path counter = sandboxes.hostPath(spec, "/tmp/written");
     // 64 KiB per step, 64 MiB in all, counting the steps it got through
     SourceRef<ExecEvent> ref = execRef(s.ref(), "sh", "-c",
-        "i=0; while [ $i -lt 1000 ]; do head -c 65536 /dev/zero; i=$((i+1)); echo $i > " + counter + "; done; echo finished > " + counter);
+        "i=0; while [ $i -lt 1000 ]; do head -c 65536 /dev/zero; i=$((i+1)); echo $i > /tmp/written; done; echo finished > /tmp/written");
     var reader = ref.getSource().runWith(Sink.queue(1), kit.system());
     // Nobody pulls: the writer must come to a halt after what the buffers and the window hold.
     long[] last = {-1};
@@ -195,6 +197,25 @@ class VmSupervisorTest {
   }
 
   @Test
+  void adoptWithAnotherSecretIsRefusedAtOnceAndTheVmEnded() throws Exception {
+    SupervisedVm s = start(sandboxes.spec(), settings);
+    VmHandle handle = VmHandle.load(s.ready().handle().stateDir());
+    kit.stop(s.ref());
+    s.parent().expectTerminated(s.ref(), T);
+    // the node-only copy no longer matches what the agent was given
+    AgentSecrets.write(handle.stateDir(), AgentSecrets.generate());
+
+    TestProbe<Report> parent2 = kit.createTestProbe();
+    long t0 = System.nanoTime();
+    ActorRef<Command> ref2 = kit.spawn(VmSupervisor.adopt(sandboxes.hypervisor, handle, parent2.getRef(), settings));
+    VmStartFailed failed = parent2.expectMessageClass(VmStartFailed.class, T);
+    assertTrue(failed.reason().contains("handshake refused: its secret is wrong"), failed.reason());
+    assertTrue(System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(10), "refused, not retried until the deadline");
+    parent2.expectTerminated(ref2, T);
+    await().atMost(T).until(() -> s.pids().stream().noneMatch(TestSandboxes::alive));
+  }
+
+  @Test
   void adoptOfAGoneVmFails() throws Exception {
     SupervisedVm s = start(sandboxes.spec(), settings);
     VmHandle handle = s.ready().handle();
@@ -232,9 +253,9 @@ class VmSupervisorTest {
   void pauseFreezesAndResumeLetsAPausedExecFinish() throws Exception {
     VmSpec spec = sandboxes.spec();
     SupervisedVm s = start(spec, settings);
-    Path counter = spec.stateDir().resolve("counter");
+    Path counter = sandboxes.hostPath(spec, "/tmp/counter");
     SourceRef<ExecEvent> running = execRef(s.ref(), "sh", "-c",
-        "i=0; while [ $i -lt 40 ]; do i=$((i+1)); echo $i > " + counter + ".t; mv " + counter + ".t " + counter + "; sleep 0.02; done; echo finished");
+        "i=0; while [ $i -lt 40 ]; do i=$((i+1)); echo $i > /tmp/counter.t; mv /tmp/counter.t /tmp/counter; sleep 0.02; done; echo finished");
     var result = running.getSource().runWith(Sink.seq(), kit.system()).toCompletableFuture();
     await().atMost(T).until(() -> count(counter) >= 2);
 
@@ -306,8 +327,7 @@ class VmSupervisorTest {
 
   @Test
   void aVmWhoseAgentCannotStartIsReportedAndLeavesNothing() throws Exception {
-    Path notAJar = Files.writeString(sandboxes.stateRoot.resolve("broken.jar"), "not a jar");
-    var broken = new ProcessHypervisor(sandboxes.hypervisor.config().withAgentJar(notAJar));
+    var broken = new ProcessHypervisor(sandboxes.hypervisor.config().withRuntimeDir(sandboxes.brokenRuntime()), sandboxes.hypervisor.ids());
     VmSpec spec = sandboxes.spec();
     TestProbe<Report> parent = kit.createTestProbe();
     ActorRef<Command> ref = kit.spawn(VmSupervisor.start(broken, spec, parent.getRef(), settings.withStartTimeout(Duration.ofSeconds(15))));

@@ -7,6 +7,10 @@ import java.io.OutputStream;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
 import java.nio.channels.SocketChannel;
+import java.nio.file.FileSystems;
+import java.nio.file.attribute.UserPrincipal;
+import jdk.net.ExtendedSocketOptions;
+import jdk.net.UnixDomainPrincipal;
 import java.time.Duration;
 
 /** Opens {@link AgentClient}s. */
@@ -15,9 +19,13 @@ public final class AgentClients {
 
   /**
    * Connects to the agent's Unix socket, retrying while the socket does not exist yet or refuses
-   * (the agent is still starting) until {@code deadline} has passed.
+   * (the agent is still starting) until {@code deadline} has passed. When the address names an
+   * expected peer uid, the process holding the other end must run as that uid (SO_PEERCRED): a
+   * socket planted by anyone else is refused at once, not retried. The client sends the address's
+   * secret in every handshake.
    *
-   * @throws AgentException UNAVAILABLE when no connection could be made in time
+   * @throws AgentException UNAVAILABLE when no connection could be made in time; PERMISSION_DENIED
+   *     when the socket is held by another uid
    */
   public static AgentClient connect(AgentAddress address, Duration deadline) {
     return connect(address, deadline, ClientOptions.defaults());
@@ -32,7 +40,12 @@ public final class AgentClients {
       try {
         ch = SocketChannel.open(StandardProtocolFamily.UNIX);
         ch.connect(UnixDomainSocketAddress.of(address.unixSocket()));
-        return new FramedAgentClient(ChannelStreams.input(ch), ChannelStreams.output(ch), address.toString(), options);
+        checkPeer(ch, address);
+        return new FramedAgentClient(ChannelStreams.input(ch), ChannelStreams.output(ch), address.toString(), options,
+            address.secret());
+      } catch (AgentException e) {
+        closeQuietly(ch);
+        throw e;
       } catch (IOException e) {
         last = e;
         closeQuietly(ch);
@@ -58,6 +71,43 @@ public final class AgentClients {
 
   public static AgentClient over(InputStream in, OutputStream out, String description, ClientOptions options) {
     return new FramedAgentClient(in, out, description, options);
+  }
+
+  /** As {@link #over(InputStream, OutputStream, String, ClientOptions)}, sending {@code secret} in every handshake. */
+  public static AgentClient over(InputStream in, OutputStream out, String description, ClientOptions options,
+      byte[] secret) {
+    return new FramedAgentClient(in, out, description, options, secret);
+  }
+
+  /**
+   * The kernel's record of who bound the socket (the peer's credentials at connect time) cannot be
+   * forged by the peer, unlike anything it could say over the connection.
+   */
+  private static void checkPeer(SocketChannel ch, AgentAddress address) throws IOException {
+    if (address.expectedPeerUid().isEmpty()) return;
+    long expected = address.expectedPeerUid().getAsLong();
+    UnixDomainPrincipal peer = ch.getOption(ExtendedSocketOptions.SO_PEERCRED);
+    UserPrincipal want = FileSystems.getDefault().getUserPrincipalLookupService().lookupPrincipalByName(Long.toString(expected));
+    // UserPrincipal equality compares uids; its name may be a user name or the uid in decimal.
+    if (!peer.user().equals(want)) {
+      throw new AgentException(AgentException.Code.PERMISSION_DENIED, "agent socket " + address.unixSocket()
+          + " is held by uid " + uidOf(peer.user()) + ", expected " + expected
+          + ": not talking to it (a socket planted by another process?)");
+    }
+  }
+
+  /** The JDK names a principal by user name when the uid has one: find the number for the message. */
+  private static String uidOf(UserPrincipal user) {
+    String name = user.getName();
+    if (!name.isEmpty() && name.chars().allMatch(Character::isDigit)) return name;
+    try (var lines = java.nio.file.Files.lines(java.nio.file.Path.of("/etc/passwd"))) {
+      return lines.map(l -> l.split(":"))
+          .filter(f -> f.length > 2 && f[0].equals(name))
+          .map(f -> f[2] + " (" + name + ")")
+          .findFirst().orElse("'" + name + "'");
+    } catch (IOException | RuntimeException e) {
+      return "'" + name + "'";
+    }
   }
 
   private static void closeQuietly(SocketChannel ch) {

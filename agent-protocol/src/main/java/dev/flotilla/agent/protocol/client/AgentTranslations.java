@@ -26,7 +26,7 @@ import java.time.Duration;
 final class AgentTranslations {
   private AgentTranslations() {}
 
-  static Request handshake(String sandboxId, long incarnation, Duration lease) {
+  static Request handshake(String sandboxId, long incarnation, Duration lease, byte[] secret) {
     if (lease.isNegative() || lease.toMillis() > 0xFFFF_FFFFL) {
       throw new IllegalArgumentException("lease " + lease + " is out of range (0 to 2^32-1 ms; 0: none)");
     }
@@ -35,7 +35,8 @@ final class AgentTranslations {
             .setSandboxId(sandboxId)
             .setIncarnation(incarnation)
             .setProtocolVersion(AgentProtocol.VERSION)
-            .setLeaseMs((int) lease.toMillis()))
+            .setLeaseMs((int) lease.toMillis())
+            .setSecret(ByteString.copyFrom(secret)))
         .build();
   }
 
@@ -47,6 +48,7 @@ final class AgentTranslations {
             .putAllEnv(r.env())
             .setWorkingDir(r.workingDir())
             .setStdin(r.stdin())
+            .setUser(r.user())
             .setInitialWindow(initialWindow))
         .build();
   }

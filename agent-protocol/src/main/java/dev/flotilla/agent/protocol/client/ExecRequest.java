@@ -10,16 +10,22 @@ import java.util.Objects;
  * @param execId chosen by the host, unique within the sandbox while the process is known
  * @param argv command and arguments; argv[0] is looked up on the guest's PATH
  * @param env extra environment variables
- * @param workingDir empty for "/"
+ * @param workingDir empty for the image's WorkingDir, else "/"
  * @param stdin keep a stdin pipe open for writeStdin/closeStdin; otherwise stdin is empty
+ * @param user name|uid[:group|gid] inside the sandbox; empty for the image's User, else root
  */
-public record ExecRequest(String execId, List<String> argv, Map<String, String> env, String workingDir, boolean stdin) {
+public record ExecRequest(String execId, List<String> argv, Map<String, String> env, String workingDir, boolean stdin, String user) {
   public ExecRequest {
     Objects.requireNonNull(execId, "execId");
     argv = List.copyOf(argv);
     if (argv.isEmpty()) throw new IllegalArgumentException("argv must name a command");
     env = Map.copyOf(env == null ? Map.of() : env);
     workingDir = workingDir == null ? "" : workingDir;
+    user = user == null ? "" : user;
+  }
+
+  public ExecRequest(String execId, List<String> argv, Map<String, String> env, String workingDir, boolean stdin) {
+    this(execId, argv, env, workingDir, stdin, "");
   }
 
   public static ExecRequest of(String execId, String... argv) {

@@ -50,13 +50,21 @@ public final class FramedAgentClient implements AgentClient {
 
   private final FrameConnection connection;
   private final ClientOptions options;
+  /** Sent in every handshake; empty when the agent runs without one (legacy). */
+  private final byte[] secret;
   private final AtomicInteger nextStreamId = new AtomicInteger(1);
   private final Map<Integer, CompletableFuture<Response>> calls = new ConcurrentHashMap<>();
   private final Map<Integer, ExecOutput> outputs = new ConcurrentHashMap<>();
   private final CompletableFuture<Void> closed = new CompletableFuture<>();
 
   public FramedAgentClient(InputStream in, OutputStream out, String description, ClientOptions options) {
+    this(in, out, description, options, new byte[0]);
+  }
+
+  /** @param secret the agent's per-incarnation secret, sent in every handshake (copied; empty: none) */
+  public FramedAgentClient(InputStream in, OutputStream out, String description, ClientOptions options, byte[] secret) {
     this.options = options;
+    this.secret = secret.clone();
     this.connection = new FrameConnection(in, out, description, options.maxPayload());
     connection.closed().thenAccept(this::onClosed);
     connection.start(this::onFrame);
@@ -68,7 +76,7 @@ public final class FramedAgentClient implements AgentClient {
 
   @Override
   public CompletableFuture<GuestInfo> handshake(String sandboxId, long incarnation, Duration lease, Duration deadline) {
-    return call(AgentTranslations.handshake(sandboxId, incarnation, lease), deadline, "handshake")
+    return call(AgentTranslations.handshake(sandboxId, incarnation, lease, secret), deadline, "handshake")
         .thenApply(AgentTranslations::guestInfo);
   }
 

@@ -36,7 +36,14 @@ public final class ProcessTable {
   private final int defaultWindow;
   private final int maxPayload;
 
+  private final ExecDefaults defaults;
+
   public ProcessTable(ScheduledExecutorService scheduler, Duration retention, int defaultWindow, int maxPayload) {
+    this(scheduler, retention, defaultWindow, maxPayload, ExecDefaults.NONE);
+  }
+
+  public ProcessTable(ScheduledExecutorService scheduler, Duration retention, int defaultWindow, int maxPayload, ExecDefaults defaults) {
+    this.defaults = defaults;
     this.scheduler = scheduler;
     this.retention = retention;
     this.defaultWindow = defaultWindow;
@@ -55,12 +62,11 @@ public final class ProcessTable {
     if (processes.containsKey(id)) {
       throw new AgentError(Error.Code.ALREADY_EXISTS, "exec id '" + id + "' is in use");
     }
-    ProcessBuilder pb = new ProcessBuilder(r.getArgvList());
+    ProcessBuilder pb = new ProcessBuilder(defaults.command(r.getArgvList(), r.getUser(), java.nio.file.Path.of("/etc")));
     Map<String, String> env = pb.environment();
     env.clear();
-    env.putAll(DEFAULT_ENV);
-    env.putAll(r.getEnvMap());
-    File dir = new File(r.getWorkingDir().isEmpty() ? "/" : r.getWorkingDir());
+    env.putAll(defaults.environment(DEFAULT_ENV, r.getEnvMap()));
+    File dir = new File(defaults.workingDir(r.getWorkingDir()));
     if (!dir.isDirectory()) throw AgentError.invalid("working_dir " + dir + " is not a directory");
     pb.directory(dir);
     if (!r.getStdin()) pb.redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));

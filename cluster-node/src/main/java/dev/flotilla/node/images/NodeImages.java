@@ -1,0 +1,145 @@
+package dev.flotilla.node.images;
+
+import com.typesafe.config.Config;
+import dev.flotilla.images.Credentials;
+import dev.flotilla.images.Digest;
+import dev.flotilla.images.ImageException;
+import dev.flotilla.images.ImageReference;
+import dev.flotilla.images.ImageStore;
+import dev.flotilla.images.ImagesConfig;
+import dev.flotilla.images.ResolvedImage;
+import dev.flotilla.images.registry.RegistryConfig;
+import dev.flotilla.sandbox.ImagePinning;
+import dev.flotilla.sandbox.SandboxError;
+import dev.flotilla.vm.ImageRootfs;
+import dev.flotilla.vm.VmException;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Executor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+/**
+ * The node's images: its {@link ImageStore} (pulls, imports, unpacked layers), what pins a create's
+ * image to a digest ({@link ImagePinning}) and what gives a driver an image's layers
+ * ({@link ImageRootfs}). Images that sandboxes on this node run are never evicted.
+ *
+ * <p>Across nodes: a sandbox records the reference it was created with, pinned to the manifest
+ * digest. A node that does not have those bytes pulls them again by digest (a registry image runs
+ * the same bytes anywhere, even after its tag moved). An image imported from a file lives only in
+ * the store of the node that imported it; see the README for what that means after a move.
+ */
+public final class NodeImages implements ImagePinning, ImageRootfs {
+  private final ImageStore store;
+  private final Map<String, Digest> running = new ConcurrentHashMap<>(); // VM image key -> digest in use
+  private final long pullTimeoutMs;
+
+  private NodeImages(ImageStore store, long pullTimeoutMs) {
+    this.store = store;
+    this.pullTimeoutMs = pullTimeoutMs;
+  }
+
+  /** From {@code flotilla.images} (node.conf); the store under {@code <data-dir>/images} unless {@code dir} says otherwise. */
+  public static NodeImages fromConfig(Config c, Path dataDir, Executor blocking) {
+    Path root = c.getString("dir").isEmpty() ? dataDir.resolve("images") : Path.of(c.getString("dir"));
+    Map<String, Credentials> auth = new LinkedHashMap<>();
+    for (Config cred : c.getConfigList("credentials")) {
+      String host = cred.getString("registry");
+      if (cred.hasPath("token-file")) {
+        auth.put(host, Credentials.bearerTokenFile(Path.of(cred.getString("token-file"))));
+      } else {
+        auth.put(host, Credentials.basic(cred.getString("username"), cred.getString("password")));
+      }
+    }
+    RegistryConfig registry = RegistryConfig.defaults()
+        .withInsecureRegistries(Set.copyOf(c.getStringList("insecure-registries")))
+        .withAuth(auth);
+    ImagesConfig cfg = ImagesConfig.defaults(root).withRegistry(registry)
+        .withCacheMax(c.getBytes("cache-max"), ImagesConfig.DEFAULT_EVICTION_GRACE);
+    NodeImages[] self = new NodeImages[1];
+    ImageStore store = new ImageStore(cfg, () -> self[0] == null ? Set.of() : Set.copyOf(self[0].running.values()), blocking);
+    self[0] = new NodeImages(store, c.getDuration("pull-timeout").toMillis());
+    return self[0];
+  }
+
+  public ImageStore store() {
+    return store;
+  }
+
+  /** Pulls (or finds) {@code image} for {@code tenant}: shared registry pulls unless the tenant has it as its own. */
+  @Override
+  public CompletionStage<String> pin(String tenant, String image) {
+    ImageReference ref;
+    try {
+      ref = ImageReference.parse(image);
+    } catch (ImageException e) {
+      return CompletableFuture.failedFuture(SandboxError.invalid("image '" + image + "': " + e.getMessage()));
+    }
+    Optional<ResolvedImage> local;
+    try {
+      local = store.resolve(image, tenant);
+    } catch (ImageException e) {
+      return CompletableFuture.failedFuture(asSandboxError(image, e));
+    }
+    CompletionStage<ResolvedImage> found = local.isPresent()
+        ? CompletableFuture.completedFuture(local.get())
+        : store.pull(ref, Optional.empty(), "");
+    return found.handle((img, err) -> {
+      if (err != null) throw asSandboxError(image, unwrap(err));
+      return pinned(ref, img);
+    });
+  }
+
+  static String pinned(ImageReference ref, ResolvedImage img) {
+    return ref.withoutDigest().withDigest(img.manifestDigest()).toString();
+  }
+
+  @Override
+  public Rootfs resolve(String pinnedImage, String owner) throws VmException {
+    ResolvedImage img;
+    try {
+      ImageReference ref = ImageReference.parse(pinnedImage);
+      Optional<ResolvedImage> local = store.resolve(ref.digestOpt().map(Digest::toString).orElse(pinnedImage), owner);
+      img = local.isPresent() ? local.get() : store.pull(ref, Optional.empty(), "").get(pullTimeoutMs, TimeUnit.MILLISECONDS);
+      running.put(pinnedImage + "|" + owner, img.manifestDigest());
+      List<Path> layers = store.layerDirs(img.manifestDigest());
+      Map<String, String> env = new HashMap<>();
+      for (String kv : img.config().env()) {
+        int eq = kv.indexOf('=');
+        if (eq > 0) env.put(kv.substring(0, eq), kv.substring(eq + 1));
+      }
+      return new Rootfs(layers, env, img.config().workingDir(), img.config().user());
+    } catch (ImageException e) {
+      throw new VmException("image " + pinnedImage + " cannot be had on this node: " + e.getMessage(), e);
+    } catch (ExecutionException e) {
+      throw new VmException("image " + pinnedImage + " cannot be pulled on this node: " + unwrap(e).getMessage(), e);
+    } catch (TimeoutException e) {
+      throw new VmException("image " + pinnedImage + ": pull did not finish within " + pullTimeoutMs + " ms", e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new VmException("interrupted while getting image " + pinnedImage, e);
+    }
+  }
+
+  private static Throwable unwrap(Throwable t) {
+    while ((t instanceof CompletionException || t instanceof ExecutionException) && t.getCause() != null) t = t.getCause();
+    return t;
+  }
+
+  static SandboxError asSandboxError(String image, Throwable t) {
+    if (t instanceof SandboxError se) return se;
+    if (t instanceof ImageException.NotFound) return new SandboxError(SandboxError.Kind.NOT_FOUND, "image '" + image + "' not found: " + t.getMessage());
+    if (t instanceof ImageException) return SandboxError.invalid("image '" + image + "': " + t.getMessage());
+    return new SandboxError(SandboxError.Kind.UNAVAILABLE, "image '" + image + "' could not be pulled: " + t.getMessage() + "; retry");
+  }
+}

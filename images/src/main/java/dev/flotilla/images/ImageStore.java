@@ -1,0 +1,379 @@
+package dev.flotilla.images;
+
+import dev.flotilla.images.blob.BlobStore;
+import dev.flotilla.images.layout.ImageImporter;
+import dev.flotilla.images.oci.Manifest;
+import dev.flotilla.images.registry.RegistryClient;
+import dev.flotilla.images.unpack.LayerUnpacker;
+import java.nio.file.Path;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executor;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+import java.util.function.Supplier;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The node's images: pull, import, list, resolve, delete, and the unpacked layers of one image
+ * as overlayfs lower directories.
+ *
+ * <p>Ownership: an image a tenant imported, or pulled with its own credentials, belongs to that
+ * tenant; a pull without credentials of its own is shared by all tenants ({@code owner ""}). To
+ * {@link #list} and {@link #resolve}, another tenant's image does not exist. Names are per owner:
+ * a tenant's {@code myapp:1} shadows a shared {@code myapp:1} for that tenant only.
+ *
+ * <p>Disk: beyond {@code cache-max} blob bytes, least-recently-used images whose manifest digest
+ * is not in the {@code inUse} set are evicted, with their blobs and layer directories unless
+ * another image still uses them. Pulls, imports and unpacks hold a shared lock; collection
+ * runs only when none is in flight (the last one to finish runs it), so it never takes a blob
+ * from under a pull.
+ */
+public final class ImageStore {
+  private static final Logger log = LoggerFactory.getLogger(ImageStore.class);
+
+  /** The owner of shared images (public pulls, node-imported images). */
+  public static final String SHARED = Catalog.SHARED;
+
+  private final ImagesConfig config;
+  private final Supplier<Set<Digest>> inUse;
+  private final Executor executor;
+  private final BlobStore blobs;
+  private final LayerUnpacker unpacker;
+  private final RegistryClient registry;
+  private final ImageImporter importer;
+  private final Catalog catalog;
+  private final ReentrantReadWriteLock gcLock = new ReentrantReadWriteLock();
+  private final Map<String, CompletableFuture<ResolvedImage>> pulls = new ConcurrentHashMap<>();
+  private final ImageCollector collector;
+
+  /**
+   * @param inUse manifest digests of images that must not be evicted (those sandboxes run or pin)
+   * @param executor runs pulls (blocking network and disk I/O)
+   */
+  public ImageStore(ImagesConfig config, Supplier<Set<Digest>> inUse, Executor executor) {
+    this.config = config;
+    this.inUse = inUse;
+    this.executor = executor;
+    this.blobs = new BlobStore(config.root());
+    this.unpacker = new LayerUnpacker(config.root(), blobs, config.maxLayerBytes(), config.maxLayerEntries());
+    this.registry = new RegistryClient(config.registry());
+    this.importer = new ImageImporter(blobs, config.registry().maxManifestBytes());
+    this.catalog = Catalog.load(config.root().resolve("catalog.json"));
+    this.collector = new ImageCollector(catalog, blobs, unpacker, config.cacheMaxBytes());
+  }
+
+  public BlobStore blobs() {
+    return blobs;
+  }
+
+  public LayerUnpacker unpacker() {
+    return unpacker;
+  }
+
+  public RegistryClient registry() {
+    return registry;
+  }
+
+  /**
+   * Pulls {@code ref} (or finds it here). Concurrent pulls of one reference in one ownership
+   * scope share one download.
+   *
+   * @param credentials the tenant's own; with them the image belongs to {@code owner}, without
+   *     them it is shared (and the registry's configured credentials, if any, are used)
+   */
+  public CompletableFuture<ResolvedImage> pull(ImageReference ref, Optional<Credentials> credentials, String owner) {
+    Objects.requireNonNull(owner, "owner (\"\" for shared)");
+    String scope = credentials.isPresent() ? owner : SHARED;
+    String key = scope + "\u0000" + ref;
+    CompletableFuture<ResolvedImage> mine = new CompletableFuture<>();
+    CompletableFuture<ResolvedImage> running = pulls.putIfAbsent(key, mine);
+    if (running != null) {
+      return running;
+    }
+    try {
+      executor.execute(() -> {
+        try {
+          mine.complete(pullNow(ref, credentials.orElse(null), scope));
+        } catch (Throwable t) {
+          mine.completeExceptionally(t);
+        } finally {
+          pulls.remove(key, mine);
+        }
+        maybeCollect();
+      });
+    } catch (RuntimeException e) {
+      pulls.remove(key, mine);
+      mine.completeExceptionally(e);
+    }
+    return mine;
+  }
+
+  private ResolvedImage pullNow(ImageReference ref, Credentials credentials, String scope) {
+    gcLock.readLock().lock();
+    try {
+      if (ref.digest() != null) {
+        // A digest names bytes: if the caller may already see them here, the registry has nothing to add.
+        synchronized (this) {
+          Catalog.Entry e = entry(ref.digest());
+          if (e != null && e.visibleTo(scope)) {
+            e.owners.add(scope);
+            nameIt(ref, scope, e.manifest);
+            e.lastUsed = System.currentTimeMillis();
+            catalog.save();
+            return resolved(Optional.of(ref), e);
+          }
+        }
+      }
+      RegistryClient.Pulled p = registry.pull(ref, credentials, blobs);
+      ImageConfig cfg = ImageConfig.parse(blobs.read(p.manifest().config().digest(), config.registry().maxManifestBytes()));
+      checkLayers(ref.toString(), p.manifest(), cfg);
+      synchronized (this) {
+        Catalog.Entry e = commit(p.manifestDigest(), p.manifest(), scope);
+        nameIt(ref, scope, e.manifest);
+        if (p.indexDigest() != null) {
+          catalog.aliases.put(p.indexDigest(), p.manifestDigest());
+        }
+        catalog.save();
+        log.info("pulled {} as {} ({} bytes, owner '{}')", ref, p.manifestDigest().shortHex(), e.size, scope);
+        return resolved(Optional.of(ref), e);
+      }
+    } finally {
+      gcLock.readLock().unlock();
+    }
+  }
+
+  /** Imports an OCI layout or docker-save archive (directory or tar); it belongs to {@code owner}. */
+  public ResolvedImage importArchive(Path archive, Optional<String> name, String owner) {
+    Objects.requireNonNull(owner, "owner (\"\" for shared)");
+    ResolvedImage r;
+    gcLock.readLock().lock();
+    try {
+      ImageImporter.Imported imp = importer.importArchive(archive, name);
+      ImageConfig cfg = ImageConfig.parse(blobs.read(imp.manifest().config().digest(), config.registry().maxManifestBytes()));
+      checkLayers(archive.toString(), imp.manifest(), cfg);
+      synchronized (this) {
+        Catalog.Entry e = commit(imp.manifestDigest(), imp.manifest(), owner);
+        catalog.putName(owner, imp.name().toString(), e.manifest);
+        catalog.save();
+        log.info("imported {} from {} as {} (owner '{}')", imp.name(), archive, e.manifest.shortHex(), owner);
+        r = resolved(Optional.of(imp.name()), e);
+      }
+    } finally {
+      gcLock.readLock().unlock();
+    }
+    maybeCollect();
+    return r;
+  }
+
+  /** Names {@code tenant} can see (its own shadow shared ones), then images nobody named (pulled by digest). */
+  public synchronized List<ImageSummary> list(String tenant) {
+    List<ImageSummary> out = new ArrayList<>();
+    Set<Digest> named = new HashSet<>();
+    Set<String> own = new HashSet<>();
+    for (Catalog.Name n : catalog.names) {
+      if (n.owner().equals(tenant)) {
+        own.add(n.name());
+      }
+    }
+    for (Catalog.Name n : catalog.names) {
+      boolean visible = n.owner().equals(tenant) || (n.owner().equals(SHARED) && !own.contains(n.name()));
+      Catalog.Entry e = catalog.images.get(n.digest());
+      if (visible && e != null) {
+        named.add(e.manifest);
+        out.add(new ImageSummary(n.name(), e.manifest, e.size, n.owner(), Instant.ofEpochMilli(e.lastUsed)));
+      }
+    }
+    for (Catalog.Name n : catalog.names) {
+      named.add(n.digest());
+    }
+    for (Catalog.Entry e : catalog.images.values()) {
+      if (!named.contains(e.manifest) && e.visibleTo(tenant)) {
+        out.add(new ImageSummary(null, e.manifest, e.size, e.owners.contains(tenant) ? tenant : SHARED,
+            Instant.ofEpochMilli(e.lastUsed)));
+      }
+    }
+    out.sort(Comparator.comparing((ImageSummary s) -> s.name() == null ? "~" : s.name()).thenComparing(ImageSummary::manifestDigest));
+    return out;
+  }
+
+  /**
+   * The image {@code refOrDigest} ({@code busybox}, {@code host/repo:tag}, {@code repo@sha256:..}
+   * or {@code sha256:..}) means to {@code tenant}; empty when there is none it can see.
+   */
+  public Optional<ResolvedImage> resolve(String refOrDigest, String tenant) {
+    gcLock.readLock().lock();
+    try {
+      synchronized (this) {
+        Catalog.Entry e;
+        Optional<ImageReference> ref = Optional.empty();
+        if (Digest.isDigest(refOrDigest)) {
+          e = entry(Digest.parse(refOrDigest));
+        } else {
+          ImageReference r = ImageReference.parse(refOrDigest);
+          ref = Optional.of(r);
+          if (r.digest() != null) {
+            e = entry(r.digest());
+          } else {
+            Digest d = catalog.lookup(r.toString(), tenant);
+            e = d == null ? null : catalog.images.get(d);
+          }
+        }
+        if (e == null || !e.visibleTo(tenant)) {
+          return Optional.empty();
+        }
+        e.lastUsed = System.currentTimeMillis();
+        return Optional.of(resolved(ref, e));
+      }
+    } finally {
+      gcLock.readLock().unlock();
+    }
+  }
+
+  /**
+   * Removes {@code tenant}'s name {@code ref} (or, for a digest, every name of it and the
+   * tenant's claim on it). An image nobody claims any more goes at the next collection unless it
+   * is in use. Shared names can only be deleted by the shared owner ("").
+   *
+   * @return false when {@code tenant} has no such name or image
+   */
+  public boolean delete(String ref, String tenant) {
+    boolean removed;
+    synchronized (this) {
+      Digest target;
+      if (Digest.isDigest(ref)) {
+        Catalog.Entry e = entry(Digest.parse(ref));
+        if (e == null || !e.owners.contains(tenant)) {
+          return false;
+        }
+        target = e.manifest;
+        catalog.names.removeIf(n -> n.owner().equals(tenant) && n.digest().equals(target));
+        removed = true;
+      } else {
+        String name = ImageReference.parse(ref).toString();
+        Optional<Catalog.Name> n = catalog.names.stream()
+            .filter(m -> m.owner().equals(tenant) && m.name().equals(name)).findFirst();
+        if (n.isEmpty()) {
+          return false;
+        }
+        target = n.get().digest();
+        catalog.names.remove(n.get());
+        removed = true;
+      }
+      Catalog.Entry e = catalog.images.get(target);
+      if (e != null && catalog.names.stream().noneMatch(m -> m.owner().equals(tenant) && m.digest().equals(target))) {
+        e.owners.remove(tenant);
+      }
+      catalog.save();
+    }
+    maybeCollect();
+    return removed;
+  }
+
+  /**
+   * The image's layers unpacked (on demand, once per node), top layer first, as overlayfs wants
+   * its {@code lowerdir} list.
+   */
+  public List<Path> layerDirs(Digest manifestDigest) {
+    gcLock.readLock().lock();
+    try {
+      Catalog.Entry e;
+      synchronized (this) {
+        e = entry(manifestDigest);
+        if (e == null) {
+          throw new ImageException.NotFound("image " + manifestDigest + " is not on this node");
+        }
+        e.lastUsed = System.currentTimeMillis();
+      }
+      ImageConfig cfg = ImageConfig.parse(blobs.read(e.config, config.registry().maxManifestBytes()));
+      List<Path> dirs = new ArrayList<>();
+      for (int i = e.layers.size() - 1; i >= 0; i--) {
+        dirs.add(unpacker.unpack(e.layers.get(i), cfg.diffIds().get(i)));
+      }
+      return dirs;
+    } finally {
+      gcLock.readLock().unlock();
+    }
+  }
+
+  /** Blob bytes of the images in the catalog. */
+  public synchronized long diskUsage() {
+    return catalog.images.values().stream().mapToLong(x -> x.size).sum();
+  }
+
+  /**
+   * Drops unclaimed images not in use, evicts least-recently-used ones not in use (nor used within
+   * {@code eviction-grace}) while over {@code cache-max}, then removes blobs and layer directories no remaining image references.
+   * Does nothing (and returns false) while a pull, import or unpack is in flight: the last of
+   * those runs it when it ends.
+   */
+  public boolean collectGarbage() {
+    if (!gcLock.writeLock().tryLock()) {
+      return false;
+    }
+    try {
+      Set<Digest> busy = inUse.get();
+      synchronized (this) {
+        collector.collect(busy, System.currentTimeMillis() - config.evictionGrace().toMillis());
+      }
+      return true;
+    } finally {
+      gcLock.writeLock().unlock();
+    }
+  }
+
+  private void maybeCollect() {
+    try {
+      collectGarbage();
+    } catch (RuntimeException e) {
+      log.warn("image garbage collection failed: {}", e.toString());
+    }
+  }
+
+  private Catalog.Entry entry(Digest d) {
+    Catalog.Entry e = catalog.images.get(d);
+    if (e == null && catalog.aliases.containsKey(d)) {
+      e = catalog.images.get(catalog.aliases.get(d));
+    }
+    return e;
+  }
+
+  private Catalog.Entry commit(Digest manifestDigest, Manifest m, String owner) {
+    Catalog.Entry e = catalog.images.get(manifestDigest);
+    if (e == null) {
+      e = new Catalog.Entry(manifestDigest, m.config().digest(),
+          m.layers().stream().map(l -> l.digest()).toList(), blobs.size(manifestDigest) + m.totalSize(), 0);
+      catalog.images.put(manifestDigest, e);
+    }
+    e.owners.add(owner);
+    e.lastUsed = System.currentTimeMillis();
+    return e;
+  }
+
+  private void nameIt(ImageReference ref, String owner, Digest d) {
+    if (ref.tag() != null) {
+      catalog.putName(owner, ref.withoutDigest().toString(), d);
+    }
+  }
+
+  private static void checkLayers(String what, Manifest m, ImageConfig cfg) {
+    if (cfg.diffIds().size() != m.layers().size()) {
+      throw new ImageException(what + ": the manifest has " + m.layers().size() + " layers but the config lists "
+          + cfg.diffIds().size() + " diff_ids; refused");
+    }
+  }
+
+  private ResolvedImage resolved(Optional<ImageReference> ref, Catalog.Entry e) {
+    ImageConfig cfg = ImageConfig.parse(blobs.read(e.config, config.registry().maxManifestBytes()));
+    return new ResolvedImage(ref, e.manifest, e.config, cfg, e.layers, e.size);
+  }
+}

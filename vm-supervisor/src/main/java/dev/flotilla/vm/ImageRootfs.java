@@ -1,0 +1,41 @@
+package dev.flotilla.vm;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Where a driver gets an image's root file system on this host: its unpacked layers (shared,
+ * read-only) and the defaults of every process in it. Provided by the node (which owns the image
+ * store); blocking (it may pull or unpack), so drivers call it from {@code prepare}/{@code start}.
+ */
+@FunctionalInterface
+public interface ImageRootfs {
+
+  /**
+   * @param pinnedImage a reference pinned to its manifest digest ({@link VmSpec#IMAGE})
+   * @param owner the tenant the image is looked up for
+   * @throws VmException when the image cannot be had here, saying why
+   */
+  Rootfs resolve(String pinnedImage, String owner) throws VmException;
+
+  /**
+   * @param layersTopFirst overlayfs lower directories, the top layer first
+   * @param env the image's {@code Env} as NAME → value
+   * @param workingDir the image's {@code WorkingDir}, empty for none
+   * @param user the image's {@code User}, empty for root
+   */
+  record Rootfs(List<Path> layersTopFirst, Map<String, String> env, String workingDir, String user) {
+    public Rootfs {
+      layersTopFirst = List.copyOf(layersTopFirst);
+      env = Map.copyOf(env);
+      workingDir = workingDir == null ? "" : workingDir;
+      user = user == null ? "" : user;
+    }
+  }
+
+  /** No image store: only the driver's default image runs. */
+  ImageRootfs NONE = (image, owner) -> {
+    throw new VmException("this node has no image store: image " + image + " cannot run here");
+  };
+}
