@@ -277,6 +277,31 @@ public final class QemuHypervisor implements Hypervisor {
   }
 
   /**
+   * The qemu driver keeps nothing of a sandbox beyond its VMs but its id range, which the node's
+   * drivers share: every holder is listed, so that a sandbox's range is freed once it is deleted or
+   * has moved away even on a node without the process driver (releasing twice is harmless).
+   */
+  @Override
+  public Set<String> sandboxesWithLocalState() {
+    try {
+      return Set.copyOf(ids.holders().keySet());
+    } catch (IOException e) {
+      LOG.warn("cannot read the id range table: {}", e.getMessage());
+      return Set.of();
+    }
+  }
+
+  /** Frees the sandbox's id range (the caller has checked that no VM of it runs here). */
+  @Override
+  public void releaseSandbox(String sandboxId) {
+    try {
+      ids.release(sandboxId);
+    } catch (IOException e) {
+      LOG.warn("sandbox {}: cannot release its id range: {}", sandboxId, e.getMessage());
+    }
+  }
+
+  /**
    * Reaps what is left of a VM: QEMU if it still runs (same pid and start time), then its cgroups
    * and its state directory, also when QEMU is long gone (adopt finds nothing then).
    */

@@ -75,6 +75,11 @@ class QemuHypervisorTest {
     assertEquals(Long.toString(uid + 65536), other.handle().extra().get("uid"));
     QemuVm again = (QemuVm) hv.prepare(new VmSpec("sb-1", 8, 1, 256, 0, tmp.resolve("vm3"), Map.of()));
     assertEquals(Long.toString(uid), again.handle().extra().get("uid"));
+
+    // the ranges are node-local state of their sandboxes, freed once a sandbox is gone
+    assertEquals(java.util.Set.of("sb-1", "sb-2"), hv.sandboxesWithLocalState());
+    hv.releaseSandbox("sb-1");
+    assertEquals(java.util.Set.of("sb-2"), hv.sandboxesWithLocalState());
   }
 
   @Test
