@@ -47,7 +47,7 @@ final class ConsoleLog implements AutoCloseable {
   }
 
   /** Connects to QEMU's console socket and copies it to {@code log} on a daemon thread. */
-  static ConsoleLog connect(Path socket, Path log, long maxBytes, String name) throws IOException {
+  static ConsoleLog connect(Path socket, java.util.OptionalLong qemuUid, Path log, long maxBytes, String name) throws IOException {
     // The run directory is the sandbox uid's: what sits there is QEMU's to choose. A link could
     // point the node at any socket of the host; only a socket is read (and never written to).
     if (!Files.readAttributes(socket, java.nio.file.attribute.BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS).isOther()) {
@@ -57,6 +57,7 @@ final class ConsoleLog implements AutoCloseable {
     SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX);
     try {
       ch.connect(UnixDomainSocketAddress.of(socket));
+      Qmp.requirePeer(ch, qemuUid, socket);
     } catch (IOException e) {
       ch.close();
       throw e;

@@ -210,7 +210,7 @@ final class QemuVm implements Vm {
     if (socket == null || !Files.exists(Path.of(socket))) return;
     try {
       long cap = Long.parseLong(handle.extra().getOrDefault("consoleLogBytes", Long.toString(QemuConfig.DEFAULT_CONSOLE_LOG_BYTES)));
-      console = ConsoleLog.connect(Path.of(socket), consoleLog(), cap, handle.sandboxId() + "-" + handle.incarnation());
+      console = ConsoleLog.connect(Path.of(socket), qemuUid(), consoleLog(), cap, handle.sandboxId() + "-" + handle.incarnation());
     } catch (IOException | RuntimeException e) {
       LOG.debug("console of {} not (yet) there: {}", handle.sandboxId(), e.toString());
     }
@@ -267,7 +267,7 @@ final class QemuVm implements Vm {
   /** QMP {@code query-status}: "running", "paused", ... */
   String status(Duration timeout) throws VmException {
     synchronized (qmpLock) {
-      try (Qmp q = Qmp.connect(qmpSocket(), timeout)) {
+      try (Qmp q = Qmp.connect(qmpSocket(), qemuUid(), timeout)) {
         return q.status();
       } catch (IOException e) {
         throw new VmException("QMP of " + handle.sandboxId() + " failed: " + e.getMessage(), e);
@@ -278,7 +278,7 @@ final class QemuVm implements Vm {
   private void qmp(String command) throws VmException {
     if (exit.isDone()) throw new VmException("VM of " + handle.sandboxId() + " has exited");
     synchronized (qmpLock) {
-      try (Qmp q = Qmp.connect(qmpSocket(), QMP_TIMEOUT)) {
+      try (Qmp q = Qmp.connect(qmpSocket(), qemuUid(), QMP_TIMEOUT)) {
         q.execute(command, null);
       } catch (IOException e) {
         throw new VmException("QMP " + command + " on VM of " + handle.sandboxId() + " failed: " + e.getMessage(), e);
@@ -297,7 +297,7 @@ final class QemuVm implements Vm {
     requested = true;
     if (awaitExit(Duration.ofMillis(Math.min(grace.toMillis(), 200)))) return;
     synchronized (qmpLock) {
-      try (Qmp q = Qmp.connect(qmpSocket(), QMP_TIMEOUT)) {
+      try (Qmp q = Qmp.connect(qmpSocket(), qemuUid(), QMP_TIMEOUT)) {
         q.quit();
       } catch (IOException e) {
         LOG.debug("QMP quit of {} failed: {}", handle.sandboxId(), e.toString());
@@ -366,6 +366,12 @@ final class QemuVm implements Vm {
     } catch (ExecutionException e) {
       return true;
     }
+  }
+
+  /** The uid QEMU runs as, empty for a VM started before QEMU was jailed. */
+  private java.util.OptionalLong qemuUid() {
+    String uid = handle.extra().get("uid");
+    return uid == null ? java.util.OptionalLong.empty() : java.util.OptionalLong.of(Long.parseLong(uid));
   }
 
   private Path qmpSocket() {

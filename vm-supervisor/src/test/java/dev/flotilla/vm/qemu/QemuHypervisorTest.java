@@ -153,6 +153,18 @@ class QemuHypervisorTest {
   }
 
   @Test
+  void qmpTalksOnlyToASocketQemusUidHolds() throws Exception {
+    // a socket the node itself (root) holds, where QEMU's should be: as if planted through a link
+    Path socket = tmp.resolve("qmp.sock");
+    try (var server = java.nio.channels.ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+      server.bind(java.net.UnixDomainSocketAddress.of(socket));
+      java.io.IOException e = assertThrows(java.io.IOException.class,
+          () -> Qmp.connect(socket, java.util.OptionalLong.of(TestQemu.TEST_IDS_START), java.time.Duration.ofSeconds(2)));
+      assertTrue(e.getMessage().contains("not by uid " + TestQemu.TEST_IDS_START), e.getMessage());
+    }
+  }
+
+  @Test
   void jsonRoundTripsQmpMessages() {
     Object v = Json.parse("{\"return\": {\"status\": \"paused\", \"running\": false, \"n\": [1, -2.5e1, null]},"
         + " \"s\": \"a\\\"b\\u00e9\\n\"}");
