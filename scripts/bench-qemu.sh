@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks the qemu driver (figures only, no pass/fail):
-#   boot-to-agent-ready (connect + handshake) through the driver vs the same QEMU command run bare,
+#   boot-to-agent-ready (connect + handshake) through the driver (jailed: own uid, namespaces,
+#   cgroups) vs the same QEMU command run bare as root (what the jail costs is the difference),
 #   p50/p90 over N boots of each; QEMU RSS and the guest agent's RSS; QMP pause/resume latency.
 # Usage: scripts/bench-qemu.sh [--iterations N (default 5)]
 # Builds what it needs (agent jar, guest image); kills every QEMU it started, also on failure.
@@ -30,9 +31,16 @@ bench_pid=
 cleanup() {
   if [ -n "$bench_pid" ] && kill -0 "$bench_pid" 2>/dev/null; then kill -9 "$bench_pid" 2>/dev/null || true; fi
   # QEMUs a crashed run left: the pids its handles name (driver boots) or its cmdlines (bare ones)
+  # (a jailed QEMU's command line has only the jail's paths: the handle's start time tells it)
   for h in $(find "$root" -name handle.properties 2>/dev/null); do
     pid=$(sed -n 's/^pid=//p' "$h")
-    if [ -n "$pid" ] && [ "$pid" != 0 ] && grep -qs "$root" "/proc/$pid/cmdline"; then kill -9 "$pid" 2>/dev/null || true; fi
+    st=$(sed -n 's/^startTime=//p' "$h")
+    if [ -n "$pid" ] && [ "$pid" != 0 ] && [ "$(awk '{print $22}' "/proc/$pid/stat" 2>/dev/null)" = "$st" ]; then
+      kill -9 "$pid" 2>/dev/null || true
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
+    # and the QEMU's cgroups (extra.cgroup.memory=..., one per hierarchy)
+    for cg in $(sed -n 's/^extra\.cgroup\.[a-z]*=//p' "$h"); do rmdir "$cg" 2>/dev/null || true; done
   done
   for p in /proc/[0-9]*; do
     if grep -qs "$root" "$p/cmdline" 2>/dev/null; then kill -9 "${p#/proc/}" 2>/dev/null || true; fi

@@ -227,11 +227,13 @@ public final class FlotillaNode implements AutoCloseable {
     String enabled = qemu.getString("enabled");
     if (!enabled.equals("off")) {
       String dir = qemu.getString("image-dir");
+      // the driver's own node-only state (the jails' shared root); the id ranges are the node's, shared
       QemuConfig qc = new QemuConfig(qemu.getString("binary"),
-          dir.isEmpty() ? repoFile(Path.of("guest-image", "out")) : Path.of(dir), qemu.getString("accel"));
+          dir.isEmpty() ? repoFile(Path.of("guest-image", "out")) : Path.of(dir), qemu.getString("accel"),
+          dataDir.resolve("qemu"));
       boolean binary = onPath(qc.qemuBinary());
       if (binary && qc.imageBuilt()) {
-        drivers.put(QemuHypervisor.DRIVER, new QemuHypervisor(qc));
+        drivers.put(QemuHypervisor.DRIVER, new QemuHypervisor(qc, ids));
       } else if (enabled.equals("on")) {
         throw new IllegalStateException("flotilla.node.drivers.qemu.enabled = on, but "
             + (binary ? "there is no guest image in " + qc.imageDir() + ": run guest-image/build.sh"

@@ -17,9 +17,9 @@ import java.util.Set;
  * how to limit, freeze and list one sandbox's cgroups. Hosts differ: pure v2 (one tree), v1 with
  * one mount per controller, or hybrid (v1 controllers plus an empty v2 tree that still freezes).
  */
-final class Cgroups {
+public final class Cgroups {
 
-  enum Controller {
+  public enum Controller {
     MEMORY("memory"),
     CPU("cpu"),
     PIDS("pids"),
@@ -33,12 +33,12 @@ final class Cgroups {
   }
 
   /** Where one controller lives: the hierarchy's mount point and whether it is v2. */
-  record Mount(Path root, boolean v2) {}
+  public record Mount(Path root, boolean v2) {}
 
   /** The detected layout; a controller is absent when no writable hierarchy has it. */
-  record Layout(Map<Controller, Mount> mounts, String parentName, List<String> problems) {
+  public record Layout(Map<Controller, Mount> mounts, String parentName, List<String> problems) {
 
-    Optional<Mount> mount(Controller c) {
+    public Optional<Mount> mount(Controller c) {
       return Optional.ofNullable(mounts.get(c));
     }
   }
@@ -49,7 +49,7 @@ final class Cgroups {
    * Finds the hierarchies from /proc/self/mountinfo and checks that {@code parentName} can be
    * created in each: a controller we cannot write is reported as a problem, not used.
    */
-  static Layout detect(String parentName) {
+  public static Layout detect(String parentName) {
     Path v2 = null;
     Map<String, Path> v1 = new java.util.HashMap<>();
     List<String> problems = new ArrayList<>();
@@ -109,7 +109,7 @@ final class Cgroups {
   }
 
   /** The cgroups of one sandbox: one directory per distinct hierarchy. */
-  static final class Sandbox {
+  public static final class Sandbox {
     private final Map<Controller, Path> dirs;
 
     Sandbox(Map<Controller, Path> dirs) {
@@ -117,7 +117,7 @@ final class Cgroups {
       this.dirs.putAll(dirs);
     }
 
-    static Sandbox create(Layout layout, String name) throws IOException {
+    public static Sandbox create(Layout layout, String name) throws IOException {
       Map<Controller, Path> dirs = new EnumMap<>(Controller.class);
       for (var e : layout.mounts().entrySet()) {
         Path dir = e.getValue().root().resolve(layout.parentName()).resolve(name);
@@ -128,7 +128,7 @@ final class Cgroups {
     }
 
     /** Restores from the handle's extras ({@code cgroup.memory=/sys/fs/cgroup/...}). */
-    static Sandbox fromExtras(Map<String, String> extra) {
+    public static Sandbox fromExtras(Map<String, String> extra) {
       Map<Controller, Path> dirs = new EnumMap<>(Controller.class);
       for (Controller c : Controller.values()) {
         String p = extra.get("cgroup." + c.v1Name);
@@ -137,13 +137,13 @@ final class Cgroups {
       return new Sandbox(dirs);
     }
 
-    Map<String, String> toExtras() {
+    public Map<String, String> toExtras() {
       Map<String, String> m = new java.util.TreeMap<>();
       dirs.forEach((c, p) -> m.put("cgroup." + c.v1Name, p.toString()));
       return m;
     }
 
-    Optional<Path> dir(Controller c) {
+    public Optional<Path> dir(Controller c) {
       return Optional.ofNullable(dirs.get(c));
     }
 
@@ -155,7 +155,7 @@ final class Cgroups {
      * Writes the limits; returns the ones that took. {@code cpus} is a quota of whole CPUs,
      * {@code pids} 0 for no limit.
      */
-    Set<String> applyLimits(long memoryBytes, int cpus, int pids) {
+    public Set<String> applyLimits(long memoryBytes, int cpus, int pids) {
       Set<String> applied = new LinkedHashSet<>();
       dir(Controller.MEMORY).ifPresent(d -> {
         if (write(d, isV2(d) ? "memory.max" : "memory.limit_in_bytes", Long.toString(memoryBytes))) applied.add("memory");
@@ -176,14 +176,14 @@ final class Cgroups {
     }
 
     /** Moves {@code pid} into every cgroup of the sandbox. */
-    void join(long pid) throws IOException {
+    public void join(long pid) throws IOException {
       for (Path d : new LinkedHashSet<>(dirs.values())) {
         Files.writeString(d.resolve("cgroup.procs"), Long.toString(pid));
       }
     }
 
     /** The pids in the sandbox's cgroup (any hierarchy holds all of them). */
-    List<Long> pids() {
+    public List<Long> pids() {
       for (Path d : dirs.values()) {
         try {
           List<Long> out = new ArrayList<>();
@@ -241,7 +241,7 @@ final class Cgroups {
     }
 
     /** Removes the sandbox's cgroups; they must be empty. Returns what could not be removed. */
-    List<Path> remove() {
+    public List<Path> remove() {
       List<Path> left = new ArrayList<>();
       for (Path d : new LinkedHashSet<>(dirs.values())) {
         try {

@@ -8,6 +8,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 import java.util.OptionalLong;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
@@ -29,7 +30,8 @@ final class HostProbe {
    * KVM when asked for, or with {@code auto} when /dev/kvm opens read-write and a probe boot
    * (our kernel without an initramfs: it panics and, with {@code panic=-1 -no-reboot}, QEMU
    * exits 0) finishes. Opening is not enough: nested KVM can open and then fail to run a guest
-   * (seen on this machine kind: "KVM internal error", QEMU hangs). The probe runs once per JVM.
+   * (seen on this machine kind: "KVM internal error", QEMU hangs). The probe runs once per JVM,
+   * jailed as nobody with a /dev/kvm of its own, as a VM's QEMU would run.
    */
   static synchronized Accel accel(QemuConfig config) {
     if (config.accel().equals("kvm")) return new Accel(true, "configured");
@@ -49,16 +51,38 @@ final class HostProbe {
     return cachedAuto;
   }
 
+  /** The probe's QEMU runs jailed like every other, as nobody: no QEMU of the driver runs as root. */
+  private static final long PROBE_UID = 65534;
+
   private static Accel probeBoot(QemuConfig config) {
     if (!config.imageBuilt()) return new Accel(false, "no guest kernel to probe KVM with");
-    List<String> cmd = new ArrayList<>(List.of(config.qemuBinary(), "-M", "microvm,pit=on", "-accel", "kvm",
-        "-cpu", "host", "-m", "128M", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-        "-kernel", config.kernel().toString(), "-append", "console=ttyS0 quiet panic=-1"));
+    Optional<String> kvmDevice = QemuJail.deviceNumbers(Path.of("/dev/kvm"));
+    if (kvmDevice.isEmpty()) return new Accel(false, "/dev/kvm is not a character device");
+    Path run = config.stateRoot().resolve("kvm-probe-run");
+    List<String> cmd;
+    try {
+      QemuJail.Tree tree = QemuJail.ensure(config.stateRoot(), config.qemuBinary());
+      QemuJail.deleteTree(run);
+      Files.createDirectories(run);
+      Files.setAttribute(run, "unix:uid", (int) PROBE_UID);
+      Files.setAttribute(run, "unix:gid", (int) PROBE_UID);
+      cmd = QemuJail.launch(tree.root(), tree.qemu(), run, config.kernel(), config.initramfs(), PROBE_UID, kvmDevice,
+          List.of("-M", "microvm,pit=on", "-accel", "kvm", "-cpu", "host", "-m", "128M", "-nodefaults", "-no-user-config",
+              "-display", "none", "-no-reboot", "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+              "-kernel", QemuJail.KERNEL, "-append", "console=ttyS0 quiet panic=-1"));
+    } catch (IOException | RuntimeException e) {
+      return new Accel(false, "cannot jail the KVM probe: " + e.getMessage());
+    }
     Process p = null;
     try {
-      p = new ProcessBuilder(cmd).redirectErrorStream(true)
-          .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
-      if (!p.waitFor(5, TimeUnit.SECONDS)) return new Accel(false, "/dev/kvm opens but a KVM guest did not run within 5 s");
+      ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD);
+      pb.environment().clear();
+      pb.environment().put("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+      p = pb.start();
+      try (var release = p.getOutputStream()) {
+        release.write('\n'); // no cgroup for the probe: go at once
+      }
+      if (!p.waitFor(10, TimeUnit.SECONDS)) return new Accel(false, "/dev/kvm opens but a KVM guest did not run within 10 s");
       return p.exitValue() == 0
           ? new Accel(true, "/dev/kvm works")
           : new Accel(false, "/dev/kvm opens but a KVM guest failed (QEMU exit " + p.exitValue() + ")");
@@ -68,7 +92,11 @@ final class HostProbe {
       Thread.currentThread().interrupt();
       return new Accel(false, "KVM probe interrupted");
     } finally {
-      if (p != null && p.isAlive()) p.destroyForcibly();
+      if (p != null && p.isAlive()) {
+        p.destroyForcibly();
+        p.onExit().orTimeout(10, TimeUnit.SECONDS).exceptionally(x -> null).join();
+      }
+      QemuJail.deleteTree(run);
     }
   }
 

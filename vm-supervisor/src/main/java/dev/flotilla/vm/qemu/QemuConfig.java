@@ -7,24 +7,74 @@ import java.util.Objects;
 import java.util.Optional;
 
 /**
- * Where the QEMU driver finds its binary and guest image, and how it accelerates.
+ * Where the QEMU driver finds its binary and guest image, how it accelerates, and how it jails
+ * each QEMU (see {@link QemuJail}).
  *
  * @param qemuBinary {@code qemu-system-x86_64}, from PATH unless absolute
  * @param imageDir the output of {@code guest-image/build.sh}: {@code vmlinux} and {@code initramfs.cpio}
  * @param accel {@code auto} (KVM when /dev/kvm opens and a probe boot works, else TCG), {@code kvm} or {@code tcg}
+ * @param stateRoot node-only (0700) directory of the driver itself: the jails' shared read-only
+ *     root and, for the default id allocator, its table; not the VMs' own directories
+ * @param cgroupParent the cgroup under which each QEMU gets its own, in every hierarchy
+ * @param memoryOverheadMiB what QEMU may use beyond guest RAM before its memory cgroup reclaims
+ *     or kills it: measured under TCG after boot, ~96 MiB of translation cache (capped at
+ *     {@link QemuHypervisor#TCG_TB_SIZE_MIB}), ~12 MiB of its own, plus the page cache of the kernel
+ *     and initramfs it maps (122 MiB, clean, reclaimable, charged to the first VM that reads them)
+ * @param threadsLimit the pids cgroup limit of one QEMU (its threads: vCPUs, I/O workers, RCU)
+ * @param requireLimits refuse to start a VM whose memory, CPU and thread limits the host cannot
+ *     enforce (no writable cgroup); false starts it unlimited, with a warning
+ * @param consoleLogBytes how much of the guest's serial console the node keeps per VM (two
+ *     files of half this size: the current one and the one before)
  */
-public record QemuConfig(String qemuBinary, Path imageDir, String accel) {
+public record QemuConfig(
+    String qemuBinary,
+    Path imageDir,
+    String accel,
+    Path stateRoot,
+    String cgroupParent,
+    int memoryOverheadMiB,
+    int threadsLimit,
+    boolean requireLimits,
+    long consoleLogBytes) {
 
   /** Guest RAM below this cannot unpack the initramfs (the JRE lives in it) and run the agent. */
   public static final int MIN_MEMORY_MIB = 256;
+  public static final int DEFAULT_MEMORY_OVERHEAD_MIB = 256;
+  public static final int DEFAULT_THREADS_LIMIT = 256;
+  public static final long DEFAULT_CONSOLE_LOG_BYTES = 1024 * 1024;
 
   public QemuConfig {
     Objects.requireNonNull(qemuBinary, "qemuBinary");
     Objects.requireNonNull(imageDir, "imageDir");
+    Objects.requireNonNull(stateRoot, "stateRoot");
     accel = accel == null ? "auto" : accel.toLowerCase(Locale.ROOT);
     if (!accel.equals("auto") && !accel.equals("kvm") && !accel.equals("tcg")) {
       throw new IllegalArgumentException("accel must be auto, kvm or tcg, not '" + accel + "'");
     }
+    if (cgroupParent == null || !cgroupParent.matches("[A-Za-z0-9_.-]+") || cgroupParent.contains("..")) {
+      throw new IllegalArgumentException("cgroupParent must be a plain name, not '" + cgroupParent + "'");
+    }
+    if (memoryOverheadMiB < 0) throw new IllegalArgumentException("memoryOverheadMiB must be >= 0");
+    if (threadsLimit < 16) throw new IllegalArgumentException("threadsLimit must be >= 16 (QEMU needs a dozen threads)");
+    if (consoleLogBytes < 4096) throw new IllegalArgumentException("consoleLogBytes must be >= 4096");
+  }
+
+  /** Defaults for everything but binary, image, accel and the driver's state root. */
+  public QemuConfig(String qemuBinary, Path imageDir, String accel, Path stateRoot) {
+    this(qemuBinary, imageDir, accel, stateRoot, "flotilla-qemu", DEFAULT_MEMORY_OVERHEAD_MIB, DEFAULT_THREADS_LIMIT,
+        true, DEFAULT_CONSOLE_LOG_BYTES);
+  }
+
+  public QemuConfig withRequireLimits(boolean require) {
+    return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, require, consoleLogBytes);
+  }
+
+  public QemuConfig withCgroupParent(String parent) {
+    return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, parent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes);
+  }
+
+  public QemuConfig withConsoleLogBytes(long bytes) {
+    return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, bytes);
   }
 
   public Path kernel() {
@@ -42,14 +92,18 @@ public record QemuConfig(String qemuBinary, Path imageDir, String accel) {
   /**
    * From {@code -Dflotilla.qemu.image-dir} / {@code FLOTILLA_QEMU_IMAGE_DIR}, else the nearest
    * {@code guest-image/out} at or above the working directory (a checkout); accel from
-   * {@code -Dflotilla.qemu.accel} / {@code FLOTILLA_QEMU_ACCEL}, binary from {@code FLOTILLA_QEMU}.
+   * {@code -Dflotilla.qemu.accel} / {@code FLOTILLA_QEMU_ACCEL}, binary from {@code FLOTILLA_QEMU},
+   * the driver's state root from {@code -Dflotilla.qemu.state-root} / {@code FLOTILLA_QEMU_STATE_ROOT}
+   * (else {@code flotilla-qemu} in the temporary directory).
    */
   public static QemuConfig fromEnvironment() {
     String dir = setting("flotilla.qemu.image-dir", "FLOTILLA_QEMU_IMAGE_DIR");
     Path image = dir != null ? Path.of(dir) : findCheckoutImage().orElse(Path.of("guest-image", "out"));
     String bin = setting("flotilla.qemu.binary", "FLOTILLA_QEMU");
+    String root = setting("flotilla.qemu.state-root", "FLOTILLA_QEMU_STATE_ROOT");
     return new QemuConfig(bin == null ? "qemu-system-x86_64" : bin, image.toAbsolutePath(),
-        setting("flotilla.qemu.accel", "FLOTILLA_QEMU_ACCEL"));
+        setting("flotilla.qemu.accel", "FLOTILLA_QEMU_ACCEL"),
+        root != null ? Path.of(root) : Path.of(System.getProperty("java.io.tmpdir"), "flotilla-qemu"));
   }
 
   private static Optional<Path> findCheckoutImage() {

@@ -5,65 +5,96 @@ import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmExit;
 import dev.flotilla.vm.VmHandle;
-import java.io.File;
+import dev.flotilla.vm.process.Cgroups;
 import java.io.IOException;
+import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Optional;
 import java.util.OptionalInt;
 import java.util.OptionalLong;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-import java.util.stream.Stream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * One QEMU process. It runs in its own session ({@code setsid}), stdio to {@code qemu.log}, so it
- * outlives the node JVM and a terminal's signals; a later node adopts it by pid + start time.
- * QEMU is not daemonized: while this JVM is its parent the exit code and signal are exact; an
- * adopted QEMU's exit is seen by polling its pid (code unknown).
+ * One QEMU process, jailed ({@link QemuJail}) and in its own cgroups. It runs in its own session
+ * ({@code setsid}), stdio to {@code qemu.log}, so it outlives the node JVM and a terminal's
+ * signals; a later node adopts it by pid + start time. QEMU is not daemonized: while this JVM is
+ * its parent the exit code and signal are exact; an adopted QEMU's exit is seen by polling its pid
+ * (code unknown).
  */
 final class QemuVm implements Vm {
 
   private static final Logger LOG = LoggerFactory.getLogger(QemuVm.class);
   private static final Duration QMP_TIMEOUT = Duration.ofSeconds(5);
+  /** How long an exit waits for the console's last lines (the agent's, the kernel's panic) to be read. */
+  private static final long CONSOLE_DRAIN_MILLIS = 3000;
+
+  /** The cgroup limits of one QEMU; {@code required} are those it must not start without. */
+  record Limits(Cgroups.Layout layout, long memoryBytes, int cpus, int threads, Set<String> required) {}
 
   private final List<String> command;
+  private final List<String> launch;
+  private final Limits limits;
   private final CompletableFuture<VmExit> exit = new CompletableFuture<>();
   private final Object qmpLock = new Object();
   private volatile VmHandle handle;
   private volatile ProcessHandle process;
+  private volatile Cgroups.Sandbox cgroups;
+  private volatile ConsoleLog console;
   private volatile boolean requested;
   private volatile boolean started;
 
-  /** A VM to start. */
-  QemuVm(VmHandle handle, List<String> command) {
+  /** A VM to start: QEMU's own argv (jail paths) and the full command that jails and runs it. */
+  QemuVm(VmHandle handle, List<String> command, List<String> launch, Limits limits) {
     this.handle = handle;
     this.command = List.copyOf(command);
+    this.launch = List.copyOf(launch);
+    this.limits = limits;
   }
 
   /** A running VM found through its handle (already checked: same pid and start time). */
   QemuVm(VmHandle handle) {
     this.handle = handle;
     this.command = List.of();
+    this.launch = List.of();
+    this.limits = null;
     this.started = true;
-    ProcessHandle.of(handle.pid()).ifPresentOrElse(this::watch,
-        () -> exit.complete(new VmExit(-1, 0, "exited before it was adopted", false)));
+    this.cgroups = Cgroups.Sandbox.fromExtras(handle.extra());
+    ProcessHandle.of(handle.pid()).ifPresentOrElse(ph -> {
+      connectConsole();
+      watch(ph);
+    }, () -> exit.complete(new VmExit(-1, 0, "exited before it was adopted", false)));
   }
 
-  /** The QEMU command line (without the {@code setsid} wrapper), for benchmarks and logs. */
+  /** What is left of a VM whose QEMU is gone: its cgroups and directory, for {@link QemuHypervisor#reap}. */
+  static QemuVm gone(VmHandle handle) {
+    QemuVm vm = new QemuVm(handle, List.of(), List.of(), null);
+    vm.started = true;
+    vm.cgroups = Cgroups.Sandbox.fromExtras(handle.extra());
+    vm.exit.complete(new VmExit(-1, 0, "gone before it was reaped", true));
+    return vm;
+  }
+
+  /** The QEMU command line (as it runs inside the jail, without the wrapper), for benchmarks and logs. */
   List<String> command() {
     return command;
+  }
+
+  /** The full command the node spawns: wrapper, namespaces, jail, setpriv, QEMU. */
+  List<String> launch() {
+    return launch;
   }
 
   @Override
@@ -79,68 +110,148 @@ final class QemuVm implements Vm {
     Path dir = handle.stateDir();
     Path log = dir.resolve("qemu.log");
     try {
-      Files.deleteIfExists(handle.agentSocket());
-      Files.deleteIfExists(qmpSocket());
-      Files.deleteIfExists(dir.resolve("console.log"));
+      Files.deleteIfExists(consoleLog());
+      Files.deleteIfExists(consoleLog().resolveSibling(consoleLog().getFileName() + ".1"));
+      Files.writeString(dir.resolve("qemu.cmdline"), String.join(" ", command) + "\n");
     } catch (IOException e) {
-      throw new VmException("cannot clean " + dir + ": " + e.getMessage(), e);
+      throw new VmException("cannot prepare " + dir + ": " + e.getMessage(), e);
     }
-    List<String> cmd = new ArrayList<>();
-    // A new session: QEMU is no longer in the node's process group, so ^C or the node's death
-    // does not reach it. setsid execs in place (we are not a group leader): the pid is QEMU's.
-    cmd.add("setsid");
-    cmd.addAll(command);
+    Cgroups.Sandbox cg;
+    try {
+      cg = Cgroups.Sandbox.create(limits.layout(), cgroupName());
+    } catch (IOException e) {
+      throw new VmException("cannot create QEMU's cgroups: " + e.getMessage(), e);
+    }
+    cgroups = cg;
+    Set<String> applied = cg.applyLimits(limits.memoryBytes(), limits.cpus(), limits.threads());
+    if (!applied.containsAll(limits.required())) {
+      removeCgroups();
+      Set<String> missing = new java.util.TreeSet<>(limits.required());
+      missing.removeAll(applied);
+      throw new VmException("cannot set QEMU's " + String.join(", ", missing) + " limit in " + cg.toExtras().values());
+    }
+    ProcessBuilder pb = new ProcessBuilder(launch)
+        .directory(dir.toFile())
+        .redirectInput(ProcessBuilder.Redirect.PIPE)
+        .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()))
+        .redirectErrorStream(true);
+    // QEMU gets nothing of the node's environment (credentials, JAVA_TOOL_OPTIONS, proxies).
+    pb.environment().clear();
+    pb.environment().put("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    pb.environment().put("LANG", "C.UTF-8");
     Process p;
     try {
-      Files.writeString(dir.resolve("qemu.cmdline"), String.join(" ", command) + "\n");
-      p = new ProcessBuilder(cmd)
-          .directory(dir.toFile())
-          .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
-          .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()))
-          .redirectErrorStream(true)
-          .start();
+      p = pb.start();
     } catch (IOException e) {
-      throw new VmException("cannot start " + command.get(0) + ": " + e.getMessage(), e);
+      removeCgroups();
+      throw new VmException("cannot start " + launch.get(0) + ": " + e.getMessage(), e);
     }
     ProcessHandle ph = p.toHandle();
+    try {
+      // The wrapper waits on stdin until it is in its cgroups: the jail's mounts and QEMU from its
+      // first instruction are accounted and limited there.
+      cg.join(ph.pid());
+      try (OutputStream release = p.getOutputStream()) {
+        release.write('\n');
+      }
+    } catch (IOException e) {
+      ph.destroyForcibly();
+      p.onExit().orTimeout(10, TimeUnit.SECONDS).exceptionally(x -> null).join();
+      removeCgroups();
+      throw new VmException("cannot put QEMU in its cgroups: " + e.getMessage(), e);
+    }
     OptionalLong st = HostProbe.startTime(ph.pid());
-    handle = handle.withProcess(ph.pid(), st.orElse(0));
+    VmHandle h = handle.withProcess(ph.pid(), st.orElse(0)).withExtra("limits", String.join(",", applied));
+    for (var e : cg.toExtras().entrySet()) h = h.withExtra(e.getKey(), e.getValue());
+    handle = h;
     process = ph;
-    p.onExit().thenAccept(done -> {
+    p.onExit().thenAcceptAsync(done -> {
       int code = done.exitValue();
       // Java reports a death by signal as 128 + signal
       boolean signalled = code > 128 && code < 160;
-      exit.complete(signalled ? new VmExit(-1, code - 128, "QEMU killed by signal " + (code - 128), requested) : describeExit(code));
+      exited(signalled ? new VmExit(-1, code - 128, "QEMU killed by signal " + (code - 128), requested) : describeExit(code));
     });
     try {
       handle.save();
-      // QMP answering means QEMU has set up its devices, including the agent socket
+      // The console first (QEMU waits for it before it runs the guest), then QMP answering means
+      // QEMU has set up its devices, including the agent socket.
       while (true) {
         if (exit.isDone()) {
           throw new VmException("QEMU exited at start (" + exit.join().reason() + "): " + tail(log));
         }
-        try {
-          status(QMP_TIMEOUT);
-          if (Files.exists(handle.agentSocket())) break;
-        } catch (VmException e) {
-          if (System.nanoTime() > until) throw new VmException("QEMU did not answer QMP within " + deadline + ": " + tail(log));
+        if (console == null) connectConsole();
+        if (console != null) {
+          try {
+            status(QMP_TIMEOUT);
+            if (Files.exists(handle.agentSocket())) break;
+          } catch (VmException e) {
+            if (System.nanoTime() > until) throw new VmException("QEMU did not answer QMP within " + deadline + ": " + tail(log));
+          }
         }
-        if (System.nanoTime() > until) throw new VmException("no agent socket within " + deadline);
+        if (System.nanoTime() > until) {
+          throw new VmException((console == null ? "QEMU did not open its console" : "no agent socket") + " within " + deadline
+              + ": " + tail(log));
+        }
         Thread.sleep(10);
       }
     } catch (VmException | IOException | InterruptedException e) {
       if (e instanceof InterruptedException) Thread.currentThread().interrupt();
       ph.destroyForcibly();
-      awaitExit(Duration.ofSeconds(5));
+      awaitExit(Duration.ofSeconds(10));
       throw e instanceof VmException ve ? ve : new VmException("QEMU start failed: " + e.getMessage(), e);
     }
-    LOG.info("QEMU pid {} started for sandbox {} incarnation {} ({})", ph.pid(), handle.sandboxId(),
-        handle.incarnation(), handle.extra().get("accel"));
+    LOG.info("QEMU pid {} started for sandbox {} incarnation {} ({}, uid {}, cgroup limits {})", ph.pid(), handle.sandboxId(),
+        handle.incarnation(), handle.extra().get("accel"), handle.extra().get("uid"), applied);
   }
 
+  /** Starts copying the console, if QEMU serves it (a VM started before the console socket existed does not). */
+  private void connectConsole() {
+    String socket = handle.extra().get("consoleSocket");
+    if (socket == null || !Files.exists(Path.of(socket))) return;
+    try {
+      long cap = Long.parseLong(handle.extra().getOrDefault("consoleLogBytes", Long.toString(QemuConfig.DEFAULT_CONSOLE_LOG_BYTES)));
+      console = ConsoleLog.connect(Path.of(socket), qemuUid(), consoleLog(), cap, handle.sandboxId() + "-" + handle.incarnation());
+    } catch (IOException | RuntimeException e) {
+      LOG.debug("console of {} not (yet) there: {}", handle.sandboxId(), e.toString());
+    }
+  }
+
+  private String cgroupName() {
+    return handle.sandboxId().replaceAll("[^A-Za-z0-9_.-]", "_") + "-" + handle.incarnation();
+  }
+
+  /** QEMU is gone: read the console's last lines, free the cgroups, then tell. */
+  private void exited(VmExit e) {
+    removeCgroups();
+    exit.complete(e);
+  }
+
+  private void removeCgroups() {
+    Cgroups.Sandbox cg = cgroups;
+    if (cg == null) return;
+    // QEMU's threads leave the cgroup a moment after its exit is reported: retry briefly.
+    for (int i = 0; i < 200; i++) {
+      if (cg.remove().isEmpty()) return;
+      try {
+        Thread.sleep(5);
+      } catch (InterruptedException ie) {
+        Thread.currentThread().interrupt();
+        break;
+      }
+    }
+    LOG.warn("QEMU of sandbox {} left cgroups behind: {}", handle.sandboxId(), cg.remove());
+  }
+
+  /**
+   * The agent's socket, which QEMU holds as the sandbox's uid: the node talks to it only if the
+   * process at the other end (SO_PEERCRED) runs as that uid, so a link the sandbox's QEMU put in
+   * its run directory cannot point the node at another socket of the host.
+   */
   @Override
   public AgentAddress agentAddress() {
-    return new AgentAddress(handle.agentSocket());
+    String uid = handle.extra().get("uid");
+    if (uid == null) return new AgentAddress(handle.agentSocket()); // started before QEMU was jailed
+    return new AgentAddress(handle.agentSocket(), java.util.OptionalLong.of(Long.parseLong(uid)), null);
   }
 
   @Override
@@ -156,7 +267,7 @@ final class QemuVm implements Vm {
   /** QMP {@code query-status}: "running", "paused", ... */
   String status(Duration timeout) throws VmException {
     synchronized (qmpLock) {
-      try (Qmp q = Qmp.connect(qmpSocket(), timeout)) {
+      try (Qmp q = Qmp.connect(qmpSocket(), qemuUid(), timeout)) {
         return q.status();
       } catch (IOException e) {
         throw new VmException("QMP of " + handle.sandboxId() + " failed: " + e.getMessage(), e);
@@ -167,7 +278,7 @@ final class QemuVm implements Vm {
   private void qmp(String command) throws VmException {
     if (exit.isDone()) throw new VmException("VM of " + handle.sandboxId() + " has exited");
     synchronized (qmpLock) {
-      try (Qmp q = Qmp.connect(qmpSocket(), QMP_TIMEOUT)) {
+      try (Qmp q = Qmp.connect(qmpSocket(), qemuUid(), QMP_TIMEOUT)) {
         q.execute(command, null);
       } catch (IOException e) {
         throw new VmException("QMP " + command + " on VM of " + handle.sandboxId() + " failed: " + e.getMessage(), e);
@@ -186,7 +297,7 @@ final class QemuVm implements Vm {
     requested = true;
     if (awaitExit(Duration.ofMillis(Math.min(grace.toMillis(), 200)))) return;
     synchronized (qmpLock) {
-      try (Qmp q = Qmp.connect(qmpSocket(), QMP_TIMEOUT)) {
+      try (Qmp q = Qmp.connect(qmpSocket(), qemuUid(), QMP_TIMEOUT)) {
         q.quit();
       } catch (IOException e) {
         LOG.debug("QMP quit of {} failed: {}", handle.sandboxId(), e.toString());
@@ -225,17 +336,17 @@ final class QemuVm implements Vm {
       kill();
       awaitExit(Duration.ofSeconds(10));
     }
-    try (Stream<Path> files = Files.walk(handle.stateDir())) {
-      files.sorted(Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
-    } catch (IOException e) {
-      LOG.warn("cannot remove {}: {}", handle.stateDir(), e.toString());
-    }
+    ConsoleLog c = console;
+    if (c != null) c.close();
+    removeCgroups();
+    // QEMU is gone, so nothing of the sandbox can swap a directory for a link meanwhile.
+    QemuJail.deleteTree(handle.stateDir());
   }
 
   private void watch(ProcessHandle ph) {
     process = ph;
     // Not our child: no exit code, only that it is gone (ProcessHandle polls).
-    ph.onExit().thenRun(() -> exit.complete(
+    ph.onExit().thenRunAsync(() -> exited(
         agentExit().orElseGet(() -> new VmExit(-1, 0, "QEMU exited (adopted: exit code unknown)", requested))));
   }
 
@@ -257,6 +368,12 @@ final class QemuVm implements Vm {
     }
   }
 
+  /** The uid QEMU runs as, empty for a VM started before QEMU was jailed. */
+  private java.util.OptionalLong qemuUid() {
+    String uid = handle.extra().get("uid");
+    return uid == null ? java.util.OptionalLong.empty() : java.util.OptionalLong.of(Long.parseLong(uid));
+  }
+
   private Path qmpSocket() {
     return Path.of(Optional.ofNullable(handle.extra().get("qmpSocket"))
         .orElse(handle.stateDir().resolve("qmp.sock").toString()));
@@ -275,9 +392,11 @@ final class QemuVm implements Vm {
    * kernel's panic when init (tini, which exits with the agent's code) exited with 75.
    */
   private Optional<VmExit> agentExit() {
-    Path console = Path.of(Optional.ofNullable(handle.extra().get("consoleLog"))
-        .orElse(handle.stateDir().resolve("console.log").toString()));
-    String text = consoleTail(console);
+    ConsoleLog c = console;
+    if (c != null && !c.awaitDrained(CONSOLE_DRAIN_MILLIS)) {
+      LOG.debug("console of {} not drained within {} ms", handle.sandboxId(), CONSOLE_DRAIN_MILLIS);
+    }
+    String text = ConsoleLog.tail(consoleLog(), 16384);
     OptionalInt initExit = initExitCode(text);
     boolean leaseLine = text.contains("flotilla-guest-agent: lease expired:");
     if ((initExit.isPresent() && initExit.getAsInt() == VmExit.AGENT_LEASE_EXPIRED) || (initExit.isEmpty() && leaseLine)) {
@@ -300,16 +419,9 @@ final class QemuVm implements Vm {
     return last;
   }
 
-  private static String consoleTail(Path console) {
-    try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(console.toFile(), "r")) {
-      long from = Math.max(0, f.length() - 16384);
-      byte[] buf = new byte[(int) (f.length() - from)];
-      f.seek(from);
-      f.readFully(buf);
-      return new String(buf, StandardCharsets.UTF_8);
-    } catch (IOException e) {
-      return "";
-    }
+  private Path consoleLog() {
+    return Path.of(Optional.ofNullable(handle.extra().get("consoleLog"))
+        .orElse(handle.stateDir().resolve("console.log").toString()));
   }
 
   private static String tail(Path log) {

@@ -60,9 +60,18 @@ final class Qmp implements Closeable {
 
   /** Connects, reads the greeting and leaves negotiation mode. */
   static Qmp connect(Path socket, Duration timeout) throws IOException {
+    return connect(socket, java.util.OptionalLong.empty(), timeout);
+  }
+
+  /**
+   * @param expectedPeerUid the uid QEMU runs as: the socket sits in a directory that uid owns, so
+   *     what is there is QEMU's to choose; the node speaks only to a socket that uid holds
+   */
+  static Qmp connect(Path socket, java.util.OptionalLong expectedPeerUid, Duration timeout) throws IOException {
     SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX);
     try {
       ch.connect(UnixDomainSocketAddress.of(socket));
+      requirePeer(ch, expectedPeerUid, socket);
       Qmp q = new Qmp(ch, timeout);
       Map<String, Object> greeting = q.readMessage();
       if (!greeting.containsKey("QMP")) throw new IOException("not a QMP greeting: " + greeting);
@@ -71,6 +80,22 @@ final class Qmp implements Closeable {
     } catch (IOException | RuntimeException e) {
       ch.close();
       throw e;
+    }
+  }
+
+  /**
+   * The kernel's record of who holds the other end (SO_PEERCRED), which the peer cannot forge:
+   * {@code expected} or an IOException that says who it was.
+   */
+  static void requirePeer(SocketChannel ch, java.util.OptionalLong expected, Path socket) throws IOException {
+    if (expected.isEmpty()) return;
+    java.nio.file.attribute.UserPrincipal peer = ch.getOption(jdk.net.ExtendedSocketOptions.SO_PEERCRED).user();
+    java.nio.file.attribute.UserPrincipal want = java.nio.file.FileSystems.getDefault().getUserPrincipalLookupService()
+        .lookupPrincipalByName(Long.toString(expected.getAsLong()));
+    // UserPrincipal equality compares uids; the name may be a user name or the uid in decimal
+    if (!peer.equals(want)) {
+      throw new IOException(socket + " is held by " + peer.getName() + ", not by uid " + expected.getAsLong()
+          + " (QEMU's): not talking to it");
     }
   }
 

@@ -23,7 +23,7 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * Figures for scripts/bench-qemu.sh (no pass/fail): boot-to-agent-ready (connect + handshake)
- * through the driver vs the same QEMU command started bare; QEMU and guest agent RSS; QMP pause
+ * through the driver (jailed, own uid and cgroups) vs the same QEMU command started bare as root; QEMU and guest agent RSS; QMP pause
  * and resume latency; QEMU's CPU time to ready, which other load on the host does not inflate.
  * Driver and bare boots alternate so that load from elsewhere hits both.
  */
@@ -33,9 +33,9 @@ public final class QemuBench {
   public static void main(String[] args) throws Exception {
     int n = args.length > 0 ? Integer.parseInt(args[0]) : 5;
     Path root = Path.of(args.length > 1 ? args[1] : Files.createTempDirectory("fl-qbench").toString());
-    QemuConfig config = QemuConfig.fromEnvironment();
+    QemuConfig config = TestQemu.config(root.resolve("driver"));
     if (!config.imageBuilt()) throw new IllegalStateException("no guest image in " + config.imageDir());
-    QemuHypervisor hv = new QemuHypervisor(config);
+    QemuHypervisor hv = TestQemu.hypervisor(config);
     boolean kvm = HostProbe.accel(config).kvm();
     System.out.printf("accelerator: %s (%s), %d boots of each kind, 1 vCPU, 256 MiB%n",
         kvm ? "KVM" : "TCG", HostProbe.accel(config).reason(), n);
@@ -74,12 +74,19 @@ public final class QemuBench {
         vm.destroy();
       }
 
-      // bare: the same QEMU command, started directly, ready when the agent answers a handshake
+      // bare: the same QEMU command, started directly as root with the host's paths (no jail, no
+      // cgroup, no console reader): what the jail costs is the difference
       String bid = "b" + i;
       QemuVm template = (QemuVm) hv.prepare(new VmSpec(bid, 1, 1, 256, 0, root.resolve(bid), Map.of()));
       Path dir = template.handle().stateDir();
+      List<String> bareCmd = template.command().stream()
+          .map(a -> a.replace(QemuJail.KERNEL, config.kernel().toString())
+              .replace(QemuJail.INITRAMFS, config.initramfs().toString())
+              .replace("path=" + QemuJail.RUN + "/", "path=" + dir.resolve("run") + "/")
+              .replace("wait=on", "wait=off"))
+          .toList();
       long b0 = System.nanoTime();
-      Process p = new ProcessBuilder(template.command()).directory(dir.toFile())
+      Process p = new ProcessBuilder(bareCmd).directory(dir.toFile())
           .redirectErrorStream(true).redirectOutput(new File(dir.resolve("qemu.log").toString())).start();
       try (AgentClient c = AgentClients.connect(new AgentAddress(template.handle().agentSocket()), Duration.ofSeconds(30))) {
         c.handshake(bid, 1, READY).get();

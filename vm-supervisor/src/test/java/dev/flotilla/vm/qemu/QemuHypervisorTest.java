@@ -1,43 +1,105 @@
 package dev.flotilla.vm.qemu;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmSpec;
+import dev.flotilla.vm.ids.IdRangeAllocator;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-/** The driver's decisions that need no VM: command line, refusals, QMP's JSON. */
+/** The driver's decisions that need no VM: command line, jail, uid, refusals, QMP's JSON. */
 class QemuHypervisorTest {
 
   @TempDir Path tmp;
 
-  private QemuHypervisor hypervisor() throws Exception {
+  private QemuConfig config() throws Exception {
     Path image = Files.createDirectories(tmp.resolve("image"));
     Files.writeString(image.resolve("vmlinux"), "");
     Files.writeString(image.resolve("initramfs.cpio"), "");
-    return new QemuHypervisor(new QemuConfig("qemu-system-x86_64", image, "tcg"));
+    return new QemuConfig("qemu-system-x86_64", image, "tcg", tmp.resolve("driver"));
+  }
+
+  private QemuHypervisor hypervisor() throws Exception {
+    return TestQemu.hypervisor(config());
   }
 
   @Test
-  void commandLineCarriesTheSpecAndTheSockets() throws Exception {
-    QemuVm vm = (QemuVm) hypervisor().prepare(new VmSpec("sb-1", 7, 2, 512, 0, tmp.resolve("vm"), Map.of()));
+  void commandLineJailsQemuAsTheSandboxsOwnUid() throws Exception {
+    QemuHypervisor hv = hypervisor();
+    QemuVm vm = (QemuVm) hv.prepare(new VmSpec("sb-1", 7, 2, 512, 0, tmp.resolve("vm"), Map.of()));
     String cmd = String.join(" ", vm.command());
-    assertTrue(cmd.contains("-M microvm,pit=on -accel tcg"), cmd);
+    assertTrue(cmd.contains("-M microvm,pit=on -accel tcg,tb-size=" + QemuHypervisor.TCG_TB_SIZE_MIB), cmd);
     assertTrue(cmd.contains("-smp 2 -m 512M"), cmd);
     assertTrue(cmd.contains("flotilla.sandbox_id=sb-1 flotilla.incarnation=7"), cmd);
-    assertTrue(cmd.contains("path=" + tmp.resolve("vm/agent.sock") + ",server=on,wait=off"), cmd);
+    assertTrue(cmd.contains("-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"), cmd);
+    // QEMU sees the jail's paths: its kernel and initramfs, its sockets in its own run directory
+    assertTrue(cmd.contains("-kernel /vm/vmlinux -initrd /vm/initramfs.cpio"), cmd);
+    assertTrue(cmd.contains("path=/run/agent.sock,server=on,wait=off"), cmd);
+    assertTrue(cmd.contains("socket,id=console,path=/run/console.sock,server=on,wait=on -serial chardev:console"), cmd);
     assertTrue(cmd.contains("name=flotilla.agent"), cmd);
     assertTrue(cmd.contains("-no-reboot"), cmd);
+    assertFalse(cmd.contains(tmp.toString()), "no host path reaches QEMU: " + cmd);
     if (HostProbe.tscKhz() > 0) assertTrue(cmd.contains("tsc_early_khz=" + HostProbe.tscKhz()), cmd);
+
+    // the sandbox's uid is the start of its own id range; setpriv drops to it before QEMU runs
+    long uid = hv.ids().rangeOf("sb-1").orElseThrow().hostStart();
+    assertEquals(TestQemu.TEST_IDS_START, uid);
+    assertEquals(Long.toString(uid), vm.handle().extra().get("uid"));
+    String launch = String.join(" ", vm.launch());
+    assertTrue(launch.contains("unshare --mount --propagation private --net --ipc --uts"), launch);
+    assertTrue(QemuJail.SCRIPT.contains("setpriv --reuid=\"$uid\" --regid=\"$uid\" --clear-groups --no-new-privs"
+        + " --inh-caps=-all --bounding-set=-all"), QemuJail.SCRIPT);
+    assertTrue(launch.contains(" " + uid + " - "), "no /dev/kvm under TCG: " + launch);
+
+    // node-only files in the VM's directory; QEMU's sockets in a directory of the sandbox's uid
+    Path run = tmp.resolve("vm/run");
+    assertEquals("rwx------", PosixFilePermissions.toString(Files.getPosixFilePermissions(tmp.resolve("vm"))));
+    assertEquals(0, ((Number) Files.getAttribute(tmp.resolve("vm"), "unix:uid")).intValue());
+    assertEquals("rwx------", PosixFilePermissions.toString(Files.getPosixFilePermissions(run)));
+    assertEquals(uid, ((Number) Files.getAttribute(run, "unix:uid")).longValue() & 0xffffffffL);
+    assertEquals(run.resolve("agent.sock"), vm.handle().agentSocket());
+    assertEquals(run.resolve("qmp.sock").toString(), vm.handle().extra().get("qmpSocket"));
     assertEquals("tcg", vm.handle().extra().get("accel"));
-    assertEquals(tmp.resolve("vm/qmp.sock").toString(), vm.handle().extra().get("qmpSocket"));
+
+    // another sandbox, another uid; the same sandbox again, the same uid
+    QemuVm other = (QemuVm) hv.prepare(new VmSpec("sb-2", 1, 1, 256, 0, tmp.resolve("vm2"), Map.of()));
+    assertEquals(Long.toString(uid + 65536), other.handle().extra().get("uid"));
+    QemuVm again = (QemuVm) hv.prepare(new VmSpec("sb-1", 8, 1, 256, 0, tmp.resolve("vm3"), Map.of()));
+    assertEquals(Long.toString(uid), again.handle().extra().get("uid"));
+
+    // the ranges are node-local state of their sandboxes, freed once a sandbox is gone
+    assertEquals(java.util.Set.of("sb-1", "sb-2"), hv.sandboxesWithLocalState());
+    hv.releaseSandbox("sb-1");
+    assertEquals(java.util.Set.of("sb-2"), hv.sandboxesWithLocalState());
+  }
+
+  @Test
+  void theJailRootHoldsOnlyWhatQemuNeeds() throws Exception {
+    QemuJail.Tree tree = QemuJail.ensure(tmp.resolve("driver"), "qemu-system-x86_64");
+    Path root = tree.root();
+    assertTrue(Files.isRegularFile(root.resolve(tree.qemu().toString().substring(1))), tree.qemu().toString());
+    assertTrue(Files.exists(root.resolve("usr/bin/setpriv")));
+    for (String absent : List.of("etc", "root", "home", "tmp", "var", "sys")) {
+      assertFalse(Files.exists(root.resolve(absent)), absent + " is in the jail root");
+    }
+    // nothing in it is writable by others or set-id
+    try (var files = Files.walk(root)) {
+      for (Path f : files.filter(f -> !Files.isSymbolicLink(f)).toList()) {
+        int mode = (Integer) Files.getAttribute(f, "unix:mode");
+        assertEquals(0, mode & 06002, f + " mode " + Integer.toOctalString(mode));
+      }
+    }
+    // built once: a second call finds the same tree
+    assertEquals(root, QemuJail.ensure(tmp.resolve("driver"), "qemu-system-x86_64").root());
   }
 
   @Test
@@ -50,9 +112,56 @@ class QemuHypervisorTest {
     Path deep = tmp.resolve("x".repeat(100));
     VmException longPath = assertThrows(VmException.class, () -> hv.prepare(new VmSpec("a", 1, 1, 256, 0, deep, Map.of())));
     assertTrue(longPath.getMessage().contains("too long for a Unix socket"), longPath.getMessage());
-    VmException noImage = assertThrows(VmException.class, () -> new QemuHypervisor(
-        new QemuConfig("qemu-system-x86_64", tmp.resolve("none"), "tcg")).prepare(new VmSpec("a", 1, 1, 256, 0, tmp.resolve("c"), Map.of())));
+    VmException noImage = assertThrows(VmException.class, () -> TestQemu.hypervisor(
+        new QemuConfig("qemu-system-x86_64", tmp.resolve("none"), "tcg", tmp.resolve("driver"))).prepare(new VmSpec("a", 1, 1, 256, 0, tmp.resolve("c"), Map.of())));
     assertTrue(noImage.getMessage().contains("guest-image/build.sh"), noImage.getMessage());
+  }
+
+  @Test
+  void noIdRangeMeansNoVmNotRoot() throws Exception {
+    // a node user with no /etc/subuid delegation: no uid for the sandbox, so no QEMU at all
+    QemuConfig config = config();
+    QemuHypervisor hv = new QemuHypervisor(config, new IdRangeAllocator(tmp.resolve("ids"), List.of(), "qemu-tests"));
+    VmException e = assertThrows(VmException.class, () -> hv.prepare(new VmSpec("a", 1, 1, 256, 0, tmp.resolve("a"), Map.of())));
+    assertTrue(e.getMessage().contains("scripts/setup-host.sh"), e.getMessage());
+    assertFalse(Files.exists(tmp.resolve("a")), "nothing prepared");
+    assertTrue(hv.capabilities().warnings().stream().anyMatch(w -> w.contains("no subordinate id range")), hv.capabilities().toString());
+  }
+
+  @Test
+  void limitsThatCannotBeEnforcedAreRefusedUnlessAllowed() throws Exception {
+    // a cgroup parent that cannot be made in any hierarchy (a file of that name is in each root)
+    QemuConfig config = config().withCgroupParent("cgroup.procs");
+    QemuHypervisor hv = TestQemu.hypervisor(config);
+    assertTrue(hv.capabilities().enforcedLimits().isEmpty(), hv.capabilities().toString());
+    assertTrue(hv.capabilities().warnings().stream().anyMatch(w -> w.contains("memory limit cannot be enforced")),
+        hv.capabilities().toString());
+    VmException e = assertThrows(VmException.class, () -> hv.prepare(new VmSpec("a", 1, 1, 256, 0, tmp.resolve("a"), Map.of())));
+    assertTrue(e.getMessage().contains("cannot enforce QEMU's cpu, memory, pids limit"), e.getMessage());
+    TestQemu.hypervisor(config.withRequireLimits(false)).prepare(new VmSpec("a", 1, 1, 256, 0, tmp.resolve("a"), Map.of()));
+
+    // where the host has them, memory and cpu are the spec's limits enforced
+    assertEquals(java.util.Set.of("memory", "cpu"), hypervisor().capabilities().enforcedLimits());
+  }
+
+  @Test
+  void imagesTheSandboxUidCannotReadAreRefused() throws Exception {
+    QemuHypervisor hv = hypervisor();
+    Files.setPosixFilePermissions(hv.config().kernel(), PosixFilePermissions.fromString("rw-------"));
+    VmException e = assertThrows(VmException.class, () -> hv.prepare(new VmSpec("a", 1, 1, 256, 0, tmp.resolve("a"), Map.of())));
+    assertTrue(e.getMessage().contains("chmod o+r"), e.getMessage());
+  }
+
+  @Test
+  void qmpTalksOnlyToASocketQemusUidHolds() throws Exception {
+    // a socket the node itself (root) holds, where QEMU's should be: as if planted through a link
+    Path socket = tmp.resolve("qmp.sock");
+    try (var server = java.nio.channels.ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+      server.bind(java.net.UnixDomainSocketAddress.of(socket));
+      java.io.IOException e = assertThrows(java.io.IOException.class,
+          () -> Qmp.connect(socket, java.util.OptionalLong.of(TestQemu.TEST_IDS_START), java.time.Duration.ofSeconds(2)));
+      assertTrue(e.getMessage().contains("not by uid " + TestQemu.TEST_IDS_START), e.getMessage());
+    }
   }
 
   @Test

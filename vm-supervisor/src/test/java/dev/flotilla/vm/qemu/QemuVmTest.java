@@ -1,5 +1,7 @@
 package dev.flotilla.vm.qemu;
 
+import static dev.flotilla.vm.qemu.TestAgent.run;
+import static dev.flotilla.vm.qemu.TestAgent.startProcess;
 import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -31,6 +33,7 @@ import java.util.OptionalInt;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
@@ -47,16 +50,27 @@ class QemuVmTest {
   private static final Duration CALL = Duration.ofSeconds(30);
 
   private static QemuConfig config;
+  private static Path driverRoot;
   private final List<Vm> vms = new ArrayList<>();
   private final List<AgentClient> clients = new ArrayList<>();
   private final List<Process> children = new ArrayList<>();
   private Path stateRoot;
 
   @BeforeAll
-  static void image() {
-    config = QemuConfig.fromEnvironment();
+  static void image() throws IOException {
+    driverRoot = Files.createTempDirectory("fl-qemu-driver");
+    config = TestQemu.config(driverRoot);
     assumeTrue(config.imageBuilt(), "guest image not built in " + config.imageDir()
         + ": run guest-image/build.sh (scripts/test.sh does) to run the QEMU tests");
+  }
+
+  @AfterAll
+  static void dropDriverRoot() {
+    QemuJail.deleteTree(driverRoot);
+  }
+
+  private static QemuHypervisor hypervisor() throws IOException {
+    return TestQemu.hypervisor(config);
   }
 
   @BeforeEach
@@ -76,17 +90,12 @@ class QemuVmTest {
         System.out.println("---- console of " + vm.handle().sandboxId() + " ----\n" + Files.readString(console));
       }
     }
-    // whatever a failed test left: test nodes, and QEMUs named by saved handles (same start time only)
+    // whatever a failed test left: test nodes, and QEMUs named by saved handles (same start time
+    // only) with their cgroups, reaped as a restarted node would
     children.forEach(Process::destroyForcibly);
     try (Stream<Path> files = Files.walk(stateRoot)) {
       for (Path h : files.filter(f -> f.getFileName().toString().equals(VmHandle.FILE_NAME)).toList()) {
-        VmHandle handle = VmHandle.load(h.getParent());
-        if (HostProbe.isSameProcess(handle.pid(), handle.startTime())) {
-          ProcessHandle.of(handle.pid()).ifPresent(p -> {
-            p.destroyForcibly();
-            p.onExit().orTimeout(20, TimeUnit.SECONDS).exceptionally(e -> null).join();
-          });
-        }
+        hypervisor().reap(VmHandle.load(h.getParent()));
       }
     }
     try (Stream<Path> files = Files.walk(stateRoot)) {
@@ -96,8 +105,7 @@ class QemuVmTest {
 
   @Test
   void bootsExecsPausesReconnectsAndReportsKillMinus9() throws Exception {
-    QemuHypervisor hv = new QemuHypervisor(config);
-    Vm vm = boot(hv, "boot", 1);
+    Vm vm = boot(hypervisor(), "boot", 1);
 
     // given a booted guest, its agent describes the guest's own kernel and virtualization
     AgentClient agent = connect(vm);
@@ -111,14 +119,14 @@ class QemuVmTest {
 
     // the agent runs on the image's class-data-sharing archive (a silent fall-back costs ~1.4 s of boot)
     if (imageProperty("cds").startsWith("yes")) {
-      assertEquals("1\n", run(agent, "grep -c agent.jsa /proc/" + info.agentPid() + "/maps").output);
+      assertEquals("1\n", run(agent, "grep -c agent.jsa /proc/" + info.agentPid() + "/maps").output());
     }
 
     // exec output, exit codes and files work
-    assertEquals("hello from the guest\n", run(agent, "echo hello from the guest").output);
-    assertEquals(3, run(agent, "exit 3").status.exitCode());
+    assertEquals("hello from the guest\n", run(agent, "echo hello from the guest").output());
+    assertEquals(3, run(agent, "exit 3").status().exitCode());
     agent.writeFile("/tmp/f.txt", new ByteArrayInputStream("abc".getBytes(StandardCharsets.UTF_8)), 0644, CALL).get();
-    assertEquals("abc", run(agent, "cat /tmp/f.txt").output);
+    assertEquals("abc", run(agent, "cat /tmp/f.txt").output());
 
     // pause stops the guest: a process started before does not finish until resume
     startProcess(agent, "p1", "sleep 2; echo done"); // long enough to be caught by the pause under load
@@ -133,7 +141,7 @@ class QemuVmTest {
     agent.close();
     AgentClient again = connect(vm);
     assertEquals(info.agentPid(), again.handshake("boot", 1, CALL).get().agentPid());
-    assertEquals("again\n", run(again, "echo again").output);
+    assertEquals("again\n", run(again, "echo again").output());
 
     // a host that leaves mid-frame, and one that sends garbage, both leave the next host a clean
     // stream. (Whether the agent answers the garbage with GOAWAY or silently discards it until the
@@ -144,7 +152,7 @@ class QemuVmTest {
     rawSession(vm, new byte[256]);
     AgentClient third = connect(vm);
     third.handshake("boot", 1, CALL).get();
-    assertEquals("third\n", run(third, "echo third").output);
+    assertEquals("third\n", run(third, "echo third").output());
 
     // kill -9 of QEMU from outside is reported as an exit by that signal, not one we asked for
     ProcessHandle.of(vm.handle().pid()).orElseThrow().destroyForcibly();
@@ -155,7 +163,7 @@ class QemuVmTest {
 
   @Test
   void aGuestWhoseLeaseRunsOutEndsAndSaysWhy() throws Exception {
-    Vm vm = boot(new QemuHypervisor(config), "lease", 1);
+    Vm vm = boot(hypervisor(), "lease", 1);
     AgentClient agent = connect(vm);
     agent.handshake("lease", 1, Duration.ofSeconds(2), BOOT).get();
     startProcess(agent, "s", "sleep 1000");
@@ -175,7 +183,7 @@ class QemuVmTest {
     Path dir = stateRoot.resolve("adopt");
     Process node = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
         "-cp", System.getProperty("java.class.path"), "-Dlogback.configurationFile=/dev/null",
-        TestQemuNode.class.getName(), config.imageDir().toString(), dir.toString(), "adopt", "2")
+        TestQemuNode.class.getName(), config.imageDir().toString(), driverRoot.toString(), dir.toString(), "adopt", "2")
         .redirectErrorStream(true).redirectOutput(stateRoot.resolve("node.log").toFile()).start();
     children.add(node);
     assertTrue(node.waitFor(90, TimeUnit.SECONDS), "test node did not finish");
@@ -183,9 +191,9 @@ class QemuVmTest {
 
     // when a new node adopts it from the saved handle
     VmHandle saved = VmHandle.load(dir);
-    assertTrue(new QemuHypervisor(config).adopt(saved.withProcess(saved.pid(), saved.startTime() + 1)).isEmpty(),
+    assertTrue(hypervisor().adopt(saved.withProcess(saved.pid(), saved.startTime() + 1)).isEmpty(),
         "a pid with another start time is not adopted");
-    Vm adopted = new QemuHypervisor(config).adopt(saved).orElseThrow();
+    Vm adopted = hypervisor().adopt(saved).orElseThrow();
     vms.add(adopted);
     assertEquals(1L, ProcessHandle.of(saved.pid()).flatMap(ProcessHandle::parent).map(ProcessHandle::pid).orElse(-1L),
         "QEMU was reparented to init, out of the dead node's tree");
@@ -193,7 +201,7 @@ class QemuVmTest {
     // then its agent answers with the same identity, exec, pause and resume work, and stop ends it
     AgentClient agent = connect(adopted);
     assertTrue(agent.handshake("adopt", 2, BOOT).get().agentPid() > 0);
-    assertEquals("adopted\n", run(agent, "echo adopted").output);
+    assertEquals("adopted\n", run(agent, "echo adopted").output());
     adopted.pause();
     adopted.resume();
     assertEquals("running", ((QemuVm) adopted).status(Duration.ofSeconds(5)));
@@ -201,6 +209,11 @@ class QemuVmTest {
     VmExit exit = adopted.exitFuture().get(20, TimeUnit.SECONDS);
     assertTrue(exit.requested(), exit.toString());
     assertFalse(ProcessHandle.of(saved.pid()).map(ProcessHandle::isAlive).orElse(false), "QEMU still alive");
+    // the adopting node frees the cgroups the dead node made
+    for (String key : List.of("cgroup.memory", "cgroup.cpu", "cgroup.pids")) {
+      Path cg = Path.of(saved.extra().get(key));
+      await().atMost(Duration.ofSeconds(10)).until(() -> !Files.exists(cg));
+    }
   }
 
   // ------------------------------------------------------------------------------------------
@@ -239,43 +252,5 @@ class QemuVmTest {
       if (l.startsWith(key + "=")) return l.substring(key.length() + 1);
     }
     return "";
-  }
-
-  private record Result(ExitStatus status, String output) {}
-
-  private static int execs;
-
-  private static Result run(AgentClient agent, String script) throws Exception {
-    String execId = "e" + (++execs);
-    Started p = startProcess(agent, execId, script);
-    ExitStatus status = agent.waitProcess(execId, CALL).get(CALL.toSeconds(), TimeUnit.SECONDS);
-    p.stdoutEnded.get(CALL.toSeconds(), TimeUnit.SECONDS); // output may trail the exit by a frame
-    synchronized (p.out) {
-      return new Result(status, p.out.toString(StandardCharsets.UTF_8));
-    }
-  }
-
-  private record Started(ByteArrayOutputStream out, CompletableFuture<Void> stdoutEnded) {}
-
-  private static Started startProcess(AgentClient agent, String execId, String script) throws Exception {
-    ByteArrayOutputStream out = new ByteArrayOutputStream();
-    CompletableFuture<Void> ended = new CompletableFuture<>();
-    OutputSink sink = new OutputSink() {
-      @Override
-      public void onData(Channel channel, byte[] data, Runnable release) {
-        synchronized (out) {
-          out.writeBytes(data);
-        }
-        release.run();
-      }
-
-      @Override
-      public void onEnd(Channel channel) {
-        if (channel == Channel.STDOUT) ended.complete(null);
-      }
-    };
-    agent.exec(new ExecRequest(execId, List.of("sh", "-c", script), Map.of(), "", false), sink, CALL)
-        .get(CALL.toSeconds(), TimeUnit.SECONDS);
-    return new Started(out, ended);
   }
 }

@@ -1,0 +1,37 @@
+package dev.flotilla.vm.qemu;
+
+import dev.flotilla.vm.ids.IdRangeAllocator;
+import dev.flotilla.vm.ids.SubordinateIds;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.List;
+
+/**
+ * The QEMU driver as the tests run it: the image from the environment, the driver's state in a
+ * test directory, and sandbox uids from a test delegation (this host's /etc/subuid may have none;
+ * root may give any uid, and these are far from the ranges scripts/setup-host.sh delegates).
+ */
+final class TestQemu {
+  /** 16 sandbox ranges from here. */
+  static final long TEST_IDS_START = 1_200_000_000L;
+
+  private TestQemu() {}
+
+  static QemuConfig config(Path stateRoot) {
+    QemuConfig env = QemuConfig.fromEnvironment();
+    return new QemuConfig(env.qemuBinary(), env.imageDir(), env.accel(), stateRoot);
+  }
+
+  static IdRangeAllocator ids(Path stateRoot) throws IOException {
+    return new IdRangeAllocator(stateRoot.resolve("id-ranges.properties"),
+        List.of(new SubordinateIds.Delegation(TEST_IDS_START, 16 * SubordinateIds.RANGE)), "qemu-tests");
+  }
+
+  static QemuHypervisor hypervisor(Path stateRoot) throws IOException {
+    return new QemuHypervisor(config(stateRoot), ids(stateRoot));
+  }
+
+  static QemuHypervisor hypervisor(QemuConfig config) throws IOException {
+    return new QemuHypervisor(config, ids(config.stateRoot()));
+  }
+}
