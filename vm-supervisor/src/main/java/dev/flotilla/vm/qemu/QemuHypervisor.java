@@ -158,6 +158,9 @@ public final class QemuHypervisor implements Hypervisor {
 
   @Override
   public Vm prepare(VmSpec spec) throws VmException {
+    if (spec.options().containsKey(dev.flotilla.vm.VmSpec.IMAGE)) {
+      throw new VmException("the qemu driver does not run images yet (image " + spec.options().get(dev.flotilla.vm.VmSpec.IMAGE) + ")");
+    }
     if (!config.imageBuilt()) {
       throw new VmException("the qemu driver has no guest image in " + config.imageDir()
           + ": build it with guest-image/build.sh (or point FLOTILLA_QEMU_IMAGE_DIR at one)");
