@@ -27,16 +27,20 @@ import java.util.regex.Pattern;
  *
  * <p>The table is host-wide: every node on this machine (a local dev cluster runs three) and every
  * driver shares one file, locked for each change and re-read under the lock, so two nodes never hand
- * out one range. A range belongs to one node's sandbox ({@code nodeKey}, then the sandbox id) for as
+ * out one range. A range belongs to one node's sandbox (the node's VM state root, then the sandbox
+ * id) for as
  * long as the sandbox has state on that node (its VMs and its writable layer, whose files are owned
  * by ids of that range), across restarts; {@link #release} returns it once the sandbox is deleted or
  * has moved away. The table is written before a range is handed out, so a node that crashes and
- * restarts never gives a range still held by a running sandbox to another one.
+ * restarts never gives a range still held by a running sandbox to another one. A range whose node's
+ * state root no longer exists (a test's or a local cluster's node thrown away) is free again: nothing
+ * of that node can still hold files or processes of it that the node would know of.
  */
 public final class IdRangeAllocator {
   /** The host-wide table the node uses (node-only: root, 0700 directory, 0600 file). */
   public static final Path HOST_TABLE = Path.of("/var/lib/flotilla/id-ranges");
   private static final Pattern NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
+  private static final char SEP = '|';
   private static final Object JVM_LOCK = new Object(); // FileLock excludes other processes, not other threads
 
   /** A sandbox's range: host ids {@code [hostStart, hostStart + 65536)} are its 0..65535. */
@@ -53,11 +57,12 @@ public final class IdRangeAllocator {
   /**
    * @param file the table (created 0600 on first write, its directory 0700)
    * @param delegations where ranges may come from; an empty list means none can be given
-   * @param nodeKey names this node among the table's users (e.g. a digest of its data directory)
+   * @param stateRoot the node's VM state root: names this node among the table's users
    */
-  public IdRangeAllocator(Path file, List<SubordinateIds.Delegation> delegations, String nodeKey) {
+  public IdRangeAllocator(Path file, List<SubordinateIds.Delegation> delegations, Path stateRoot) {
     this.file = file;
-    this.nodeKey = requireName(nodeKey, "node key");
+    this.nodeKey = stateRoot.toAbsolutePath().normalize().toString();
+    if (nodeKey.indexOf(SEP) >= 0 || nodeKey.contains("\n")) throw new IllegalArgumentException("unusable state root for the id table: " + nodeKey);
     List<Long> s = new ArrayList<>();
     for (SubordinateIds.Delegation d : delegations) {
       for (long i = 0; i < d.slots(); i++) s.add(d.start() + i * SubordinateIds.RANGE);
@@ -70,13 +75,7 @@ public final class IdRangeAllocator {
    * current user's delegations, and a node key derived from that directory.
    */
   public static IdRangeAllocator forNode(Path stateRoot) {
-    try {
-      byte[] h = java.security.MessageDigest.getInstance("SHA-256")
-          .digest(stateRoot.toAbsolutePath().normalize().toString().getBytes(StandardCharsets.UTF_8));
-      return new IdRangeAllocator(HOST_TABLE, SubordinateIds.ofCurrentUser(), "node-" + java.util.HexFormat.of().formatHex(h, 0, 8));
-    } catch (java.security.NoSuchAlgorithmException e) {
-      throw new IllegalStateException(e);
-    }
+    return new IdRangeAllocator(HOST_TABLE, SubordinateIds.ofCurrentUser(), stateRoot);
   }
 
   /** How many sandboxes can hold a range at once on this host. */
@@ -94,7 +93,8 @@ public final class IdRangeAllocator {
     return locked(table -> {
       for (var e : table.entrySet()) if (e.getValue().equals(owner)) return new Range(e.getKey());
       for (long start : slots) {
-        if (!table.containsKey(start)) {
+        String holder = table.get(start);
+        if (holder == null || abandoned(holder)) {
           table.put(start, owner);
           return new Range(start);
         }
@@ -119,7 +119,7 @@ public final class IdRangeAllocator {
 
   /** This node's sandboxes that hold a range, with its start. */
   public Map<String, Long> holders() throws IOException {
-    String prefix = nodeKey + "/";
+    String prefix = nodeKey + SEP;
     return locked(table -> {
       Map<String, Long> out = new TreeMap<>();
       table.forEach((start, owner) -> {
@@ -137,7 +137,14 @@ public final class IdRangeAllocator {
   }
 
   private String owner(String sandboxId) {
-    return nodeKey + "/" + requireName(sandboxId, "sandbox id");
+    return nodeKey + SEP + requireName(sandboxId, "sandbox id");
+  }
+
+  /** Held by a node whose state root is gone (or by a malformed entry): free to give again. */
+  private static boolean abandoned(String holder) {
+    int i = holder.lastIndexOf(SEP);
+    if (i <= 0) return true;
+    return !Files.isDirectory(Path.of(holder.substring(0, i)), LinkOption.NOFOLLOW_LINKS);
   }
 
   private static String requireName(String s, String what) {

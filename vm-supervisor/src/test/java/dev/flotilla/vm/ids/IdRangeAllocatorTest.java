@@ -21,7 +21,7 @@ class IdRangeAllocatorTest {
 
   @Test
   void liveSandboxesNeverShareARange() throws Exception {
-    var a = new IdRangeAllocator(dir.resolve("ids"), THREE, "n1");
+    var a = new IdRangeAllocator(dir.resolve("ids"), THREE, n1());
     assertEquals(3, a.capacity());
     Set<Long> starts = new HashSet<>();
     for (String s : List.of("sb-a", "sb-b", "sb-c")) starts.add(a.acquire(s).hostStart());
@@ -32,7 +32,7 @@ class IdRangeAllocatorTest {
 
   @Test
   void aSandboxKeepsItsRangeAndAReleasedOneIsReused() throws Exception {
-    var a = new IdRangeAllocator(dir.resolve("ids"), THREE, "n1");
+    var a = new IdRangeAllocator(dir.resolve("ids"), THREE, n1());
     long first = a.acquire("sb-a").hostStart();
     assertEquals(first, a.acquire("sb-a").hostStart());
     long second = a.acquire("sb-b").hostStart();
@@ -44,10 +44,10 @@ class IdRangeAllocatorTest {
   @Test
   void theTableSurvivesARestartAndIsNodeOnly() throws Exception {
     Path file = dir.resolve("ids");
-    var a = new IdRangeAllocator(file, THREE, "n1");
+    var a = new IdRangeAllocator(file, THREE, n1());
     long held = a.acquire("sb-a").hostStart();
     assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(file)));
-    var b = new IdRangeAllocator(file, THREE, "n1");
+    var b = new IdRangeAllocator(file, THREE, n1());
     assertEquals(held, b.rangeOf("sb-a").orElseThrow().hostStart());
     assertNotEquals(held, b.acquire("sb-b").hostStart());
   }
@@ -55,8 +55,8 @@ class IdRangeAllocatorTest {
   @Test
   void twoNodesOnOneHostNeverShareARange() throws Exception {
     Path file = dir.resolve("ids");
-    var n1 = new IdRangeAllocator(file, THREE, "n1");
-    var n2 = new IdRangeAllocator(file, THREE, "n2");
+    var n1 = new IdRangeAllocator(file, THREE, n1());
+    var n2 = new IdRangeAllocator(file, THREE, node("n2"));
     long a = n1.acquire("sb-a").hostStart();
     long b = n2.acquire("sb-a").hostStart(); // the same sandbox moved to another node on this host
     assertNotEquals(a, b, "each node's copy of a sandbox has its own range");
@@ -65,9 +65,29 @@ class IdRangeAllocatorTest {
     assertEquals(b, n2.rangeOf("sb-a").orElseThrow().hostStart(), "n1's release leaves n2's range alone");
   }
 
+  private Path n1() throws java.io.IOException {
+    return node("n1");
+  }
+
+  private Path node(String name) throws java.io.IOException {
+    return Files.createDirectories(dir.resolve(name));
+  }
+
+  @Test
+  void aRangeOfANodeWhoseStateIsGoneIsGivenAgain() throws Exception {
+    Path file = dir.resolve("ids");
+    Path gone = node("gone");
+    var old = new IdRangeAllocator(file, List.of(new SubordinateIds.Delegation(1_000_000, 65536)), gone);
+    long held = old.acquire("sb-a").hostStart();
+    var other = new IdRangeAllocator(file, List.of(new SubordinateIds.Delegation(1_000_000, 65536)), n1());
+    assertThrows(IdRangeAllocator.NoRangeException.class, () -> other.acquire("sb-b"), "held while its node's state exists");
+    Files.delete(gone);
+    assertEquals(held, other.acquire("sb-b").hostStart(), "a thrown-away node holds nothing");
+  }
+
   @Test
   void noDelegationMeansNoRangeWithAClearMessage() throws Exception {
-    var a = new IdRangeAllocator(dir.resolve("ids"), List.of(), "n1");
+    var a = new IdRangeAllocator(dir.resolve("ids"), List.of(), n1());
     var e = assertThrows(IdRangeAllocator.NoRangeException.class, () -> a.acquire("sb-a"));
     assertTrue(e.getMessage().contains("no subordinate id range"), e.getMessage());
     assertThrows(IllegalArgumentException.class, () -> a.acquire("../etc"));

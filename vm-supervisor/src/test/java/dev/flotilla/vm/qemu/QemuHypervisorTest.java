@@ -121,7 +121,7 @@ class QemuHypervisorTest {
   void noIdRangeMeansNoVmNotRoot() throws Exception {
     // a node user with no /etc/subuid delegation: no uid for the sandbox, so no QEMU at all
     QemuConfig config = config();
-    QemuHypervisor hv = new QemuHypervisor(config, new IdRangeAllocator(tmp.resolve("ids"), List.of(), "qemu-tests"));
+    QemuHypervisor hv = new QemuHypervisor(config, new IdRangeAllocator(tmp.resolve("ids"), List.of(), tmp));
     VmException e = assertThrows(VmException.class, () -> hv.prepare(new VmSpec("a", 1, 1, 256, 0, tmp.resolve("a"), Map.of())));
     assertTrue(e.getMessage().contains("scripts/setup-host.sh"), e.getMessage());
     assertFalse(Files.exists(tmp.resolve("a")), "nothing prepared");

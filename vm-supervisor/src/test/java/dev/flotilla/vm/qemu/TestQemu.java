@@ -24,7 +24,7 @@ final class TestQemu {
 
   static IdRangeAllocator ids(Path stateRoot) throws IOException {
     return new IdRangeAllocator(stateRoot.resolve("id-ranges.properties"),
-        List.of(new SubordinateIds.Delegation(TEST_IDS_START, 16 * SubordinateIds.RANGE)), "qemu-tests");
+        List.of(new SubordinateIds.Delegation(TEST_IDS_START, 16 * SubordinateIds.RANGE)), stateRoot);
   }
 
   static QemuHypervisor hypervisor(Path stateRoot) throws IOException {
