@@ -39,7 +39,10 @@ import org.slf4j.LoggerFactory;
  * sandbox's writable layer holds the agent's log (so the sandbox can only fill its own disk). The
  * run root (traversable, not listable) holds the mount point of the sandbox's root and its agent
  * directory {@code run/}, the only host directory the sandbox can write: its agent socket lives
- * there, and the node checks who holds that socket before it speaks to it.
+ * there. The node never connects through that path (the sandbox can swap it for a link to any host
+ * socket, and connect(2) follows links): once the agent has bound it, the node checks that it is a
+ * socket owned by the sandbox's root and hard-links it into the incarnation's node-only directory,
+ * which is the address the node uses from then on.
  */
 final class ProcessVm implements Vm {
   private static final Logger log = LoggerFactory.getLogger(ProcessVm.class);
@@ -78,8 +81,14 @@ final class ProcessVm implements Vm {
       return new WritableLayer(c.stateRoot().resolve(sandboxId + ".disk"), c.runRoot().resolve(sandboxId + ".disk"));
     }
 
+    /** Where the agent binds its socket: in the sandbox-writable run directory. */
     Path agentSocket() {
       return runDir.resolve(AGENT_SOCKET);
+    }
+
+    /** The node's own name for that socket (a hard link in a directory only the node writes). */
+    Path nodeSocket() {
+      return incDir.resolve(AGENT_SOCKET);
     }
 
     Path agentLog() {
@@ -97,7 +106,7 @@ final class ProcessVm implements Vm {
   static ProcessVm prepared(ProcessHypervisor hv, VmSpec spec, long hostIdStart) {
     Places pl = Places.of(hv.config(), spec.sandboxId(), spec.incarnation());
     VmHandle h = new VmHandle(ProcessHypervisor.DRIVER, spec.sandboxId(), spec.incarnation(), 0, 0, pl.stateDir(),
-        pl.agentSocket(), Map.of("container", pl.containerId(), "idBase", Long.toString(hostIdStart)));
+        pl.nodeSocket(), Map.of("container", pl.containerId(), "idBase", Long.toString(hostIdStart)));
     return new ProcessVm(hv, spec, h, pl);
   }
 
@@ -114,7 +123,7 @@ final class ProcessVm implements Vm {
 
   @Override
   public AgentAddress agentAddress() {
-    return new AgentAddress(places.agentSocket());
+    return new AgentAddress(places.nodeSocket());
   }
 
   Places places() {
@@ -187,6 +196,31 @@ final class ProcessVm implements Vm {
         killAndWait();
         throw new VmException("interrupted while starting the sandbox");
       }
+    }
+    try {
+      linkAgentSocket(idBase);
+    } catch (IOException e) {
+      killAndWait();
+      throw new VmException("the sandbox's agent socket is not usable: " + e.getMessage(), e);
+    }
+  }
+
+  /**
+   * Hard-links the socket the agent bound into the node-only incarnation directory, after checking
+   * that what was linked is a socket owned by the sandbox's root. No tenant code has run yet (the
+   * agent runs it, once the node asked), so the socket is the agent's; link(2) does not follow a
+   * symbolic link, and the check is made on the node's own link, which the sandbox cannot swap.
+   */
+  private void linkAgentSocket(long idBase) throws IOException {
+    Path link = places.nodeSocket();
+    Files.deleteIfExists(link);
+    Files.createLink(link, places.agentSocket());
+    int mode = (Integer) Files.getAttribute(link, "unix:mode", LinkOption.NOFOLLOW_LINKS);
+    int uid = (Integer) Files.getAttribute(link, "unix:uid", LinkOption.NOFOLLOW_LINKS);
+    if ((mode & 0170000) != 0140000 || Integer.toUnsignedLong(uid) != idBase) {
+      Files.deleteIfExists(link);
+      throw new IOException(places.agentSocket() + " is not a socket owned by the sandbox's root (mode "
+          + Integer.toOctalString(mode) + ", uid " + Integer.toUnsignedLong(uid) + ")");
     }
   }
 
