@@ -70,6 +70,8 @@ public final class TestSandboxes implements AutoCloseable {
     assertTrue(p.waitFor() == 0, "cp -al of the runtime failed");
     Files.delete(copy.resolve("agent.jar"));
     Files.writeString(copy.resolve("agent.jar"), "not a jar");
+    // Unlinked first: written in place, the hard-linked file would change the real runtime's stamp too.
+    Files.delete(copy.resolve("runtime.properties"));
     Files.writeString(copy.resolve("runtime.properties"), "broken\n");
     return copy;
   }
