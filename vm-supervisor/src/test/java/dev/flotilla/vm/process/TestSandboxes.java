@@ -162,7 +162,15 @@ public final class TestSandboxes implements AutoCloseable {
 
   /** The host path of the sandbox's root file system, as the node mounted it. */
   public Path rootfsOnHost(Vm vm) {
-    return ProcessVm.Places.of(hypervisor.config(), vm.handle().sandboxId(), vm.handle().incarnation()).rootfs();
+    return rootfsOnHost(vm.handle().sandboxId(), vm.handle().incarnation());
+  }
+
+  /**
+   * The same by sandbox and incarnation: a file the sandbox writes at {@code /name} is
+   * {@code rootfsOnHost(..).resolve(name)} here (the node's state directory is not the sandbox's to see).
+   */
+  public Path rootfsOnHost(String sandboxId, long incarnation) {
+    return ProcessVm.Places.of(hypervisor.config(), sandboxId, incarnation).rootfs();
   }
 
   /** The sandbox's writable layer: its image file (node-only) and where the node mounts it. */

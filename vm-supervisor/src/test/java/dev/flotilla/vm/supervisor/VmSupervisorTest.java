@@ -138,10 +138,11 @@ class VmSupervisorTest {
   void execOutputIsBackpressuredToTheProcessAndAGoneReaderKillsIt() throws Exception {
     VmSpec spec = sandboxes.spec();
     SupervisedVm s = start(spec, settings);
-    Path counter = spec.stateDir().resolve("written");
+    // Written at /written inside, read through the node's mount of the sandbox's root.
+    Path counter = sandboxes.rootfsOnHost(spec.sandboxId(), spec.incarnation()).resolve("written");
     // 64 KiB per step, 64 MiB in all, counting the steps it got through
     SourceRef<ExecEvent> ref = execRef(s.ref(), "sh", "-c",
-        "i=0; while [ $i -lt 1000 ]; do head -c 65536 /dev/zero; i=$((i+1)); echo $i > " + counter + "; done; echo finished > " + counter);
+        "i=0; while [ $i -lt 1000 ]; do head -c 65536 /dev/zero; i=$((i+1)); echo $i > /written; done; echo finished > /written");
     var reader = ref.getSource().runWith(Sink.queue(1), kit.system());
     // Nobody pulls: the writer must come to a halt after what the buffers and the window hold.
     long[] last = {-1};
@@ -232,9 +233,10 @@ class VmSupervisorTest {
   void pauseFreezesAndResumeLetsAPausedExecFinish() throws Exception {
     VmSpec spec = sandboxes.spec();
     SupervisedVm s = start(spec, settings);
-    Path counter = spec.stateDir().resolve("counter");
+    // Written at /counter inside, read through the node's mount of the sandbox's root.
+    Path counter = sandboxes.rootfsOnHost(spec.sandboxId(), spec.incarnation()).resolve("counter");
     SourceRef<ExecEvent> running = execRef(s.ref(), "sh", "-c",
-        "i=0; while [ $i -lt 40 ]; do i=$((i+1)); echo $i > " + counter + ".t; mv " + counter + ".t " + counter + "; sleep 0.02; done; echo finished");
+        "i=0; while [ $i -lt 40 ]; do i=$((i+1)); echo $i > /counter.t; mv /counter.t /counter; sleep 0.02; done; echo finished");
     var result = running.getSource().runWith(Sink.seq(), kit.system()).toCompletableFuture();
     await().atMost(T).until(() -> count(counter) >= 2);
 
