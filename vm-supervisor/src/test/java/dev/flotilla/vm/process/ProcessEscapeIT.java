@@ -38,6 +38,7 @@ import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInfo;
 import org.junit.jupiter.api.TestInstance;
@@ -499,6 +500,42 @@ class ProcessEscapeIT {
     assertEquals("ok\n", inside(ca, "echo ok").stdout());
     assertEquals("ok\n", inside(cb, "echo ok").stdout());
     org.awaitility.Awaitility.await().atMost(T).ignoreExceptions().untilAsserted(() -> assertEquals("ok\n", TestSandboxes.run(cl2, Duration.ofSeconds(5), "echo", "ok").stdout()));
+  }
+
+  @Test
+  @Disabled("KNOWN ESCAPE (disk cap): /.fl/run is a plain host directory (<runRoot>/<sandbox>-<inc>/run, on the "
+      + "host's / here, a tmpfs /run elsewhere) bind-mounted writable: the sandbox's root wrote 512 MiB there with dd "
+      + "(disk-mib 32, memory 256 MiB), so any sandbox can fill the host's disk or /run past its caps.")
+  void theAgentDirectoryIsNoWayPastTheDiskCap() throws Exception {
+    // /.fl/run is the one host directory the sandbox can write (its agent socket's): what it holds must
+    // count against the sandbox's caps, not the host's disk or /run.
+    Vm l = sandboxes.start(sandboxes.spec(256, 0, 32));
+    AgentClient cl = sandboxes.connect(l);
+    Path fillOnHost = ProcessVm.Places.of(sandboxes.hypervisor.config(), l.handle().sandboxId(), l.handle().incarnation()).runDir().resolve("fill");
+    long freeBefore = Files.getFileStore(sandboxes.hypervisor.config().runRoot()).getUsableSpace();
+    var dd = TestSandboxes.run(cl, Duration.ofSeconds(120), "dd", "if=/dev/zero", "of=/.fl/run/fill", "bs=1M", "count=512");
+    long freeAfter = Files.getFileStore(sandboxes.hypervisor.config().runRoot()).getUsableSpace();
+    long onHost = Files.exists(fillOnHost, LinkOption.NOFOLLOW_LINKS) ? allocatedBytes(fillOnHost) : 0;
+    attempt("write 512 MiB into the host's run root through /.fl/run", onHost > (32L << 20) || freeBefore - freeAfter > (256L << 20),
+        dd + "; the file takes " + (onHost >> 20) + " MiB on the host, whose free space there dropped by " + ((freeBefore - freeAfter) >> 20) + " MiB");
+    inside(cl, "rm -f /.fl/run/fill");
+  }
+
+  @Test
+  @Disabled("KNOWN WEAKNESS (ids, not the process driver): each node's IdRangeAllocator hands out ranges from the "
+      + "same /etc/subuid delegation with a table of its own (in its state root), so two nodes on one host (a local "
+      + "cluster, the chaos suite, parallel test runs) give their first sandboxes the same host uid (16777216 here); "
+      + "namespaces still separate them, but the per-sandbox uid is no second wall between them.")
+  void sandboxesOfTwoNodesOnOneHostHaveDistinctHostUids() throws Exception {
+    // A second node on this host (its own data directory, as a local cluster or the chaos suite has it).
+    try (TestSandboxes otherNode = new TestSandboxes()) {
+      Vm other = otherNode.start(otherNode.spec());
+      Set<String> ours = Set.of(TestSandboxes.status(TestSandboxes.agentHostPid(a), "Uid").get(0),
+          TestSandboxes.status(TestSandboxes.agentHostPid(b), "Uid").get(0));
+      String theirs = TestSandboxes.status(TestSandboxes.agentHostPid(other), "Uid").get(0);
+      attempt("run as the same host uid as a sandbox of another node on this host", ours.contains(theirs),
+          "this node's sandboxes run as " + ours + ", the other node's as " + theirs);
+    }
   }
 
   // ---------------------------------------------------------------- helpers
