@@ -37,9 +37,10 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Where things live. Node-only (state dir, 0700): the bundle's config.json, the handle. The
  * sandbox's writable layer holds the agent's log (so the sandbox can only fill its own disk). The
- * run root (traversable, not listable) holds the mount point of the sandbox's root and its agent
- * directory {@code run/}, the only host directory the sandbox can write: its agent socket lives
- * there. The node never connects through that path (the sandbox can swap it for a link to any host
+ * run root (traversable, not listable) holds the mount point of the sandbox's root and a small
+ * tmpfs of the node's ({@code agent/}, capped: what the sandbox writes there must not reach the host's
+ * disk or /run) with the agent directory {@code agent/run/}, the only host directory the sandbox can
+ * write: its agent socket lives there. The node never connects through that path (the sandbox can swap it for a link to any host
  * socket, and connect(2) follows links): once the agent has bound it, the node checks that it is a
  * socket owned by the sandbox's root and hard-links it into the incarnation's node-only directory,
  * which is the address the node uses from then on.
@@ -50,6 +51,8 @@ final class ProcessVm implements Vm {
   static final String AGENT_LOG = "agent.log";
   static final String IN_SANDBOX_RUNTIME = "/.fl";
   static final String IN_SANDBOX_RUN = "/.fl/run";
+  /** The agent directory's tmpfs: room for a socket, not for data. */
+  static final String AGENT_DIR_TMPFS = "size=1m,nr_inodes=64,mode=0711,nosuid,nodev,noexec";
 
   /** Watches adopted processes (not our children, so no exit notification): one cheap /proc read each tick. */
   private static final ScheduledExecutorService WATCHER = Executors.newSingleThreadScheduledExecutor(r -> {
@@ -70,10 +73,11 @@ final class ProcessVm implements Vm {
    * Every path of one incarnation, derived from the driver's configuration, the sandbox id and the
    * incarnation only: never read from a handle or anything else a sandbox could have written.
    */
-  record Places(Path stateDir, Path incDir, Path rootfs, Path runDir, WritableLayer layer, String containerId) {
+  record Places(Path stateDir, Path incDir, Path rootfs, Path agentDir, Path runDir, WritableLayer layer, String containerId) {
     static Places of(ProcessHypervisorConfig c, String sandboxId, long incarnation) {
       Path inc = c.runRoot().resolve(sandboxId + "-" + incarnation);
-      return new Places(c.stateDirFor(sandboxId, incarnation), inc, inc.resolve("rootfs"), inc.resolve("run"),
+      Path agent = inc.resolve("agent");
+      return new Places(c.stateDirFor(sandboxId, incarnation), inc, inc.resolve("rootfs"), agent, agent.resolve("run"),
           layerOf(c, sandboxId), "fl-" + sandboxId + "-" + incarnation);
     }
 
@@ -86,9 +90,9 @@ final class ProcessVm implements Vm {
       return runDir.resolve(AGENT_SOCKET);
     }
 
-    /** The node's own name for that socket (a hard link in a directory only the node writes). */
+    /** The node's own name for that socket (a hard link, on the same tmpfs, in a directory only the node writes). */
     Path nodeSocket() {
-      return incDir.resolve(AGENT_SOCKET);
+      return agentDir.resolve(AGENT_SOCKET);
     }
 
     Path agentLog() {
@@ -144,6 +148,10 @@ final class ProcessVm implements Vm {
       places.layer().ensureMounted(diskMiB(spec, c));
       NodeDirs.privateDir(places.incDir(), "rwx--x--x");
       places.layer().mountRoot(layers(spec, c), places.rootfs(), idBase);
+      Files.createDirectories(places.agentDir());
+      if (!Mounts.isMountPoint(places.agentDir())) {
+        Mounts.run("mount", "-t", "tmpfs", "-o", AGENT_DIR_TMPFS, "flotilla-agent", places.agentDir().toString());
+      }
       NodeDirs.freshDir(places.runDir(), idBase);
       new BundleConfig(agentCommand(), agentEnv(), "/", places.rootfs(), hostname(spec.sandboxId()), idBase, 65536,
           List.of(BundleConfig.Mount.readOnlyBind(hv.runtimeMount(), IN_SANDBOX_RUNTIME),
@@ -404,7 +412,7 @@ final class ProcessVm implements Vm {
     NodeDirs.deleteTree(places.stateDir());
   }
 
-  /** Unmounts the incarnation's root (the writable layer stays mounted for the next incarnation). */
+  /** Unmounts the incarnation's root and agent tmpfs (the writable layer stays mounted for the next incarnation). */
   void cleanUpMounts() {
     for (Path mp : Mounts.mountPointsUnder(places.incDir())) {
       try {

@@ -169,7 +169,7 @@ class ProcessEscapeIT {
     Files.setLastModifiedTime(inLayer, SENTINEL_MTIME);
     Path inRoot = sandboxes.rootfsOnHost(b).resolve(secret);
     Path bSocket = b.agentAddress().unixSocket();
-    long bSocketInode = inode(bSocket);
+    String bSocketId = fileId(bSocket);
 
     for (String p : List.of("/" + secret, "/proc/1/root/" + secret, inLayer.toString(), inRoot.toString())) {
       var r = inside(ca, "cat '" + p + "'");
@@ -186,11 +186,12 @@ class ProcessEscapeIT {
     // B's agent socket: its host path is not even visible, and every socket A can find is its own.
     var visible = inside(ca, "ls -la '" + bSocket + "' 2>&1; test -e '" + bSocket + "' && echo VISIBLE");
     attempt("A sees B's agent socket at its host path", visible.stdout().contains("VISIBLE"), visible);
-    var sockets = inside(ca, "find / /proc/[0-9]*/root/ " + PRUNE + " -type s -print 2>/dev/null | while read s; do stat -c '%i %n' \"$s\"; done");
-    Set<Long> inodes = new TreeSet<>();
-    sockets.stdout().lines().filter(l -> !l.isBlank()).forEach(l -> inodes.add(Long.parseLong(l.split(" ")[0])));
-    attempt("A finds B's agent socket through /proc/*/root or its mounts", inodes.contains(bSocketInode), sockets);
-    assertEquals(Set.of(inode(a.agentAddress().unixSocket())), inodes, "A finds its own agent socket only: " + sockets.stdout());
+    var sockets = inside(ca, "find / /proc/[0-9]*/root/ " + PRUNE + " -type s -print 2>/dev/null | while read s; do stat -c '%d:%i %n' \"$s\"; done");
+    // Files told apart by device and inode (each agent directory is a tmpfs of its own, numbering from 1).
+    Set<String> ids = new TreeSet<>();
+    sockets.stdout().lines().filter(l -> !l.isBlank()).forEach(l -> ids.add(l.split(" ")[0]));
+    attempt("A finds B's agent socket through /proc/*/root or its mounts", ids.contains(bSocketId), sockets);
+    assertEquals(Set.of(fileId(a.agentAddress().unixSocket())), ids, "A finds its own agent socket only: " + sockets.stdout());
   }
 
   // ---------------------------------------------------------------- host processes
@@ -503,9 +504,7 @@ class ProcessEscapeIT {
   }
 
   @Test
-  @Disabled("KNOWN ESCAPE (disk cap): /.fl/run is a plain host directory (<runRoot>/<sandbox>-<inc>/run, on the "
-      + "host's / here, a tmpfs /run elsewhere) bind-mounted writable: the sandbox's root wrote 512 MiB there with dd "
-      + "(disk-mib 32, memory 256 MiB), so any sandbox can fill the host's disk or /run past its caps.")
+  // The node mounts a 1 MiB tmpfs under it (ProcessVm.AGENT_DIR_TMPFS): dd ends with ENOSPC there.
   void theAgentDirectoryIsNoWayPastTheDiskCap() throws Exception {
     // /.fl/run is the one host directory the sandbox can write (its agent socket's): what it holds must
     // count against the sandbox's caps, not the host's disk or /run.
@@ -599,6 +598,11 @@ class ProcessEscapeIT {
   private static List<String> listingExcept(Path dir, String sandboxId) throws IOException {
     return listing(dir).stream().filter(n -> !n.startsWith(sandboxId) && !n.startsWith("host-service-") && !n.equals("id-ranges")
         && !n.equals("id-ranges.tmp")).toList();
+  }
+
+  /** {@code device:inode} in decimal, as busybox's {@code stat -c '%d:%i'} prints it inside. */
+  private static String fileId(Path p) throws IOException {
+    return Files.getAttribute(p, "unix:dev", LinkOption.NOFOLLOW_LINKS) + ":" + inode(p);
   }
 
   private static long inode(Path p) throws IOException {
