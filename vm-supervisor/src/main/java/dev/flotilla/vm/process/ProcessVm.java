@@ -301,6 +301,10 @@ final class ProcessVm implements Vm {
   }
 
   private void deleteContainerQuietly() {
+    // runc keeps a container's state in <root>/<id>/ and removes it when it saw the init exit. Asked to
+    // delete one it no longer has, it would still create its root: a state root removed meanwhile (a
+    // test's, after its VMs were killed) came back as an empty .runc from this late exit callback.
+    if (!Files.isDirectory(hv.config().stateRoot().resolve(".runc").resolve(places.containerId()), LinkOption.NOFOLLOW_LINKS)) return;
     try {
       hv.oci().delete(places.containerId());
     } catch (IOException | RuntimeException ex) {
