@@ -12,7 +12,6 @@ import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
 import java.io.IOException;
 import java.net.InetAddress;
-import java.net.InetSocketAddress;
 import java.net.NetworkInterface;
 import java.net.ServerSocket;
 import java.net.Socket;
@@ -118,6 +117,8 @@ class ProcessEscapeIT {
 
   @Test
   void theHostsFilesCannotBeReadOrWritten() throws Exception {
+    // Whole listings where nothing else writes during the test; /tmp and /dev/shm churn with the other
+    // builds on this machine, so there only the names the attacks try to plant are looked for.
     Map<Path, List<String>> listings = listings(List.of(Path.of("/etc"), Path.of("/root"), sandboxes.stateRoot));
     for (Path sentinel : sentinels.keySet()) {
       String name = sentinel.toString();
