@@ -1,49 +1,55 @@
 #!/usr/bin/env bash
-# Benchmarks the process driver (figures only, no pass/fail):
-#   spawn-to-agent-ready through the driver (prepare+start+connect+handshake) vs the same agent
-#   command started bare (java -jar ..., connect+handshake) as the limit; exec round trip of
-#   `true` through the agent (exec+wait); the agent's VmRSS in the sandbox.
-# Usage: scripts/bench-driver.sh [--iterations N (spawns of each kind, default 20)] [--exec-iterations M (default 300)]
-#                               [--vcpus V (the sandboxes' CPU quota, default 1)]
-# Builds what it needs; kills every process it started and removes its cgroups, also on failure.
+# Benchmarks the process driver (figures only, no pass/fail): see DriverBench for what it measures.
+#   spawn-to-agent-ready through the driver (new sandbox, restart) vs the agent started bare, exec
+#   round trip of `true`, host memory (PSS) and disk (writable layer) per idle sandbox.
+# Usage: scripts/bench-driver.sh [--iterations N (spawns of each kind, default 10)]
+#                               [--exec-iterations M (default 300)] [--idle K (idle sandboxes, default 5)]
+# Builds what it needs; removes every container, mount and cgroup it made, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-spawns=20
+spawns=10
 execs=300
-vcpus=1
+idle=5
 while [ $# -gt 0 ]; do
   case "$1" in
     --iterations) spawns=$2; shift 2 ;;
     --exec-iterations) execs=$2; shift 2 ;;
-    --vcpus) vcpus=$2; shift 2 ;;
-    *) echo "usage: $0 [--iterations N] [--exec-iterations M] [--vcpus V]" >&2; exit 2 ;;
+    --idle) idle=$2; shift 2 ;;
+    *) echo "usage: $0 [--iterations N] [--exec-iterations M] [--idle K]" >&2; exit 2 ;;
   esac
 done
 
 scripts/setup-host.sh
-jar=guest-agent/target/flotilla-guest-agent.jar
-if [ ! -f "$jar" ] || [ ! -d "$HOME/.m2/repository/dev/flotilla/agent-protocol" ]; then
-  mvn -B -q -ntp -pl agent-protocol,guest-agent install -Dmaven.test.skip=true
-fi
-mvn -B -q -ntp -pl vm-supervisor test-compile
+mvn -B -q -ntp -pl guest-agent -am package -DskipTests
+guest-image/build-sandbox-runtime.sh
+guest-image/build-default-image.sh
+mvn -B -q -ntp -pl vm-supervisor -am test-compile
 cpfile=$(mktemp)
-mvn -B -q -ntp -pl vm-supervisor dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile="$cpfile" >/dev/null
-cp="vm-supervisor/target/classes:vm-supervisor/target/test-classes:$(cat "$cpfile")"
+mvn -B -q -ntp -pl vm-supervisor -am dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile="$cpfile" >/dev/null
+# This checkout's modules, not whatever another checkout installed in ~/.m2.
+cp="vm-supervisor/target/classes:vm-supervisor/target/test-classes:agent-protocol/target/classes:guest-agent/target/classes"
+cp="$cp:$(tr ':' '\n' <"$cpfile" | grep -v '/dev/flotilla/' | paste -sd:)"
 rm -f "$cpfile"
 
-root=$(mktemp -d /tmp/flotilla-bench.XXXXXX)
-chmod 711 "$root"
 bench_pid=
 cleanup() {
   if [ -n "$bench_pid" ] && kill -0 "$bench_pid" 2>/dev/null; then kill -9 "$bench_pid" 2>/dev/null || true; fi
-  # Whatever a crashed run left: the pids its handles name, then the processes in its cgroups.
-  kill_sandbox_leftovers "$root" flotilla-bench
-  rm -rf "$root"
+  # What a killed bench JVM could leave (its TestSandboxes cleans up otherwise): containers, then cgroups.
+  for root in /tmp/flotilla-vm-test*; do
+    [ -d "$root/.runc" ] && grep -q flotilla-bench "$root"/*/config.json 2>/dev/null || continue
+    for c in $(runc --root "$root/.runc" list -q 2>/dev/null); do runc --root "$root/.runc" delete --force "$c" || true; done
+    run="/run/flotilla/$(printf %s "$root" | sha256sum | cut -c1-16)"
+    awk -v r="$run" '$5 == r || index($5, r "/") == 1 {print $5}' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
+    rm -rf "$root" "$run"
+  done
+  kill_sandbox_leftovers /nonexistent flotilla-bench
 }
 trap cleanup EXIT INT TERM
 
-echo "bench-driver: $spawns spawns each way (+3 warm-up), $execs exec round trips; state root $root"
-java -Dbench.vcpus="$vcpus" -cp "$cp" dev.flotilla.vm.process.DriverBench "$root" "$(realpath "$jar")" "$spawns" "$execs" &
+echo "bench-driver: $spawns spawns of each kind (+2 warm-up), $execs exec round trips, $idle idle sandboxes"
+java -Dflotilla.sandbox.runtime="$PWD/guest-image/out/sandbox-runtime" \
+  -Dflotilla.default.image="$PWD/guest-image/out/default-image/rootfs" -Dlogback.configurationFile=/dev/null \
+  -cp "$cp" dev.flotilla.vm.process.DriverBench "$spawns" "$execs" "$idle" &
 bench_pid=$!
 wait "$bench_pid"

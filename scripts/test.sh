@@ -8,7 +8,7 @@ scripts/setup-host.sh
 # (cached: a no-op in seconds when nothing changed). See guest-image/README.md.
 mvn -B -ntp -q -pl guest-agent -am package -DskipTests
 guest-image/build.sh
-# The process driver's read-only runtime (/.fl in every sandbox) and the default image (busybox).
+# The process driver's tests run sandboxes from these (cached as well).
 guest-image/build-sandbox-runtime.sh
 guest-image/build-default-image.sh
 exec mvn -B -ntp verify "$@"

@@ -115,7 +115,27 @@ public final class Main {
         System.exit(1);
         return;
       }
-      agent.serveAsync(c.in(), c.out(), c.description());
+      try {
+        agent.serveAsync(c.in(), c.out(), c.description());
+      } catch (OutOfMemoryError | RuntimeException e) {
+        // A sandbox out of pids (or memory) cannot give this connection a thread: drop it and keep
+        // accepting, so the node reaches the agent again once the sandbox has room.
+        System.err.println("flotilla-guest-agent: cannot serve " + c.description() + ": " + e);
+        closeQuietly(c);
+      }
+    }
+  }
+
+  private static void closeQuietly(AgentListener.Connection c) {
+    try {
+      c.in().close();
+    } catch (IOException ignored) {
+      // already gone
+    }
+    try {
+      c.out().close();
+    } catch (IOException ignored) {
+      // already gone
     }
   }
 

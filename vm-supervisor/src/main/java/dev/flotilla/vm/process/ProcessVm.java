@@ -3,7 +3,6 @@ package dev.flotilla.vm.process;
 import dev.flotilla.agent.protocol.client.AgentAddress;
 import dev.flotilla.vm.AgentSecrets;
 import dev.flotilla.vm.ImageRootfs;
-import dev.flotilla.vm.NodeOnlyFiles;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmExit;
@@ -41,9 +40,13 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Where things live. Node-only (state dir, 0700): the bundle's config.json, the handle. The
  * sandbox's writable layer holds the agent's log (so the sandbox can only fill its own disk). The
- * run root (traversable, not listable) holds the mount point of the sandbox's root and its agent
- * directory {@code run/}, the only host directory the sandbox can write: its agent socket lives
- * there, and the node checks who holds that socket before it speaks to it.
+ * run root (traversable, not listable) holds the mount point of the sandbox's root and a small
+ * tmpfs of the node's ({@code agent/}, capped: what the sandbox writes there must not reach the host's
+ * disk or /run) with the agent directory {@code agent/run/}, the only host directory the sandbox can
+ * write: its agent socket lives there. The node never connects through that path (the sandbox can swap it for a link to any host
+ * socket, and connect(2) follows links): once the agent has bound it, the node checks that it is a
+ * socket owned by the sandbox's root and hard-links it into the incarnation's node-only directory,
+ * which is the address the node uses from then on.
  */
 final class ProcessVm implements Vm {
   private static final Logger log = LoggerFactory.getLogger(ProcessVm.class);
@@ -52,6 +55,8 @@ final class ProcessVm implements Vm {
   static final String EXEC_DEFAULTS = "exec-defaults.properties";
   static final String IN_SANDBOX_RUNTIME = "/.fl";
   static final String IN_SANDBOX_RUN = "/.fl/run";
+  /** The agent directory's tmpfs: room for a socket, not for data. */
+  static final String AGENT_DIR_TMPFS = "size=1m,nr_inodes=64,mode=0711,nosuid,nodev,noexec";
 
   /** Watches adopted processes (not our children, so no exit notification): one cheap /proc read each tick. */
   private static final ScheduledExecutorService WATCHER = Executors.newSingleThreadScheduledExecutor(r -> {
@@ -73,22 +78,26 @@ final class ProcessVm implements Vm {
    * Every path of one incarnation, derived from the driver's configuration, the sandbox id and the
    * incarnation only: never read from a handle or anything else a sandbox could have written.
    */
-  record Places(Path stateDir, Path incDir, Path rootfs, Path runDir, WritableLayer layer, String containerId) {
+  record Places(Path stateDir, Path incDir, Path rootfs, Path agentDir, Path runDir, WritableLayer layer, String containerId) {
     static Places of(ProcessHypervisorConfig c, String sandboxId, long incarnation) {
       Path inc = c.runRoot().resolve(sandboxId + "-" + incarnation);
-      WritableLayer layer = layerOf(c, sandboxId);
-      // The agent's directory is the one host directory the sandbox writes directly: it lives on the
-      // sandbox's own capped disk, so writing there can never fill the node's.
-      return new Places(c.stateDirFor(sandboxId, incarnation), inc, inc.resolve("rootfs"),
-          layer.mountPoint().resolve("run-" + incarnation), layer, "fl-" + sandboxId + "-" + incarnation);
+      Path agent = inc.resolve("agent");
+      return new Places(c.stateDirFor(sandboxId, incarnation), inc, inc.resolve("rootfs"), agent, agent.resolve("run"),
+          layerOf(c, sandboxId), "fl-" + sandboxId + "-" + incarnation);
     }
 
     static WritableLayer layerOf(ProcessHypervisorConfig c, String sandboxId) {
       return new WritableLayer(c.stateRoot().resolve(sandboxId + ".disk"), c.runRoot().resolve(sandboxId + ".disk"));
     }
 
+    /** Where the agent binds its socket: in the sandbox-writable run directory. */
     Path agentSocket() {
       return runDir.resolve(AGENT_SOCKET);
+    }
+
+    /** The node's own name for that socket (a hard link, on the same tmpfs, in a directory only the node writes). */
+    Path nodeSocket() {
+      return agentDir.resolve(AGENT_SOCKET);
     }
 
     Path agentLog() {
@@ -106,7 +115,7 @@ final class ProcessVm implements Vm {
   static ProcessVm prepared(ProcessHypervisor hv, VmSpec spec, long hostIdStart) {
     Places pl = Places.of(hv.config(), spec.sandboxId(), spec.incarnation());
     VmHandle h = new VmHandle(ProcessHypervisor.DRIVER, spec.sandboxId(), spec.incarnation(), 0, 0, pl.stateDir(),
-        pl.agentSocket(), Map.of("container", pl.containerId(), "idBase", Long.toString(hostIdStart)));
+        pl.nodeSocket(), Map.of("container", pl.containerId(), "idBase", Long.toString(hostIdStart)));
     return new ProcessVm(hv, spec, h, pl);
   }
 
@@ -122,13 +131,11 @@ final class ProcessVm implements Vm {
     return handle;
   }
 
-  /**
-   * The agent's socket lies in a directory the sandbox can write: the node speaks to it only if the
-   * socket is held by the sandbox's own uid (SO_PEERCRED), and only with this incarnation's secret.
-   */
   @Override
   public AgentAddress agentAddress() {
-    return new AgentAddress(places.agentSocket(), OptionalLong.of(hostIdStart()), agentSecret);
+    // The node's own link to the socket (checked at start), the sandbox's uid as its holder
+    // (SO_PEERCRED at every connect), and this incarnation's secret.
+    return new AgentAddress(places.nodeSocket(), OptionalLong.of(hostIdStart()), agentSecret);
   }
 
   Places places() {
@@ -150,6 +157,10 @@ final class ProcessVm implements Vm {
       places.layer().ensureMounted(diskMiB(spec, c));
       NodeDirs.privateDir(places.incDir(), "rwx--x--x");
       places.layer().mountRoot(image.layersTopFirst(), places.rootfs(), idBase);
+      Files.createDirectories(places.agentDir());
+      if (!Mounts.isMountPoint(places.agentDir())) {
+        Mounts.run("mount", "-t", "tmpfs", "-o", AGENT_DIR_TMPFS, "flotilla-agent", places.agentDir().toString());
+      }
       NodeDirs.freshDir(places.runDir(), idBase);
       writeExecDefaults(image);
       // The node's copy stays node-only; the agent reads its copy at start and deletes it.
@@ -206,6 +217,31 @@ final class ProcessVm implements Vm {
         killAndWait();
         throw new VmException("interrupted while starting the sandbox");
       }
+    }
+    try {
+      linkAgentSocket(idBase);
+    } catch (IOException e) {
+      killAndWait();
+      throw new VmException("the sandbox's agent socket is not usable: " + e.getMessage(), e);
+    }
+  }
+
+  /**
+   * Hard-links the socket the agent bound into the node-only incarnation directory, after checking
+   * that what was linked is a socket owned by the sandbox's root. No tenant code has run yet (the
+   * agent runs it, once the node asked), so the socket is the agent's; link(2) does not follow a
+   * symbolic link, and the check is made on the node's own link, which the sandbox cannot swap.
+   */
+  private void linkAgentSocket(long idBase) throws IOException {
+    Path link = places.nodeSocket();
+    Files.deleteIfExists(link);
+    Files.createLink(link, places.agentSocket());
+    int mode = (Integer) Files.getAttribute(link, "unix:mode", LinkOption.NOFOLLOW_LINKS);
+    int uid = (Integer) Files.getAttribute(link, "unix:uid", LinkOption.NOFOLLOW_LINKS);
+    if ((mode & 0170000) != 0140000 || Integer.toUnsignedLong(uid) != idBase) {
+      Files.deleteIfExists(link);
+      throw new IOException(places.agentSocket() + " is not a socket owned by the sandbox's root (mode "
+          + Integer.toOctalString(mode) + ", uid " + Integer.toUnsignedLong(uid) + ")");
     }
   }
 
@@ -289,6 +325,10 @@ final class ProcessVm implements Vm {
   }
 
   private void deleteContainerQuietly() {
+    // runc keeps a container's state in <root>/<id>/ and removes it when it saw the init exit. Asked to
+    // delete one it no longer has, it would still create its root: a state root removed meanwhile (a
+    // test's, after its VMs were killed) came back as an empty .runc from this late exit callback.
+    if (!Files.isDirectory(hv.config().stateRoot().resolve(".runc").resolve(places.containerId()), LinkOption.NOFOLLOW_LINKS)) return;
     try {
       hv.oci().delete(places.containerId());
     } catch (IOException | RuntimeException ex) {
@@ -397,11 +437,10 @@ final class ProcessVm implements Vm {
     deleteContainerQuietly();
     cleanUpMounts();
     NodeDirs.deleteTree(places.incDir());
-    NodeDirs.deleteTree(places.runDir());
     NodeDirs.deleteTree(places.stateDir());
   }
 
-  /** Unmounts the incarnation's root (the writable layer stays mounted for the next incarnation). */
+  /** Unmounts the incarnation's root and agent tmpfs (the writable layer stays mounted for the next incarnation). */
   void cleanUpMounts() {
     for (Path mp : Mounts.mountPointsUnder(places.incDir())) {
       try {
@@ -443,7 +482,6 @@ final class ProcessVm implements Vm {
     view.exit.complete(new VmExit(-1, 0, "reaped", true));
     view.cleanUpMounts();
     NodeDirs.deleteTree(pl.incDir());
-    NodeDirs.deleteTree(pl.runDir());
     NodeDirs.deleteTree(pl.stateDir());
   }
 }

@@ -32,15 +32,21 @@ public final class TestSandboxes implements AutoCloseable {
   private static final AtomicLong IDS = new AtomicLong();
 
   public final Path stateRoot;
-  public final ProcessHypervisor hypervisor;
+  /** The driver; {@link #restartNode()} replaces it, as a node restarted on this host would. */
+  public volatile ProcessHypervisor hypervisor;
   private final List<Vm> vms = new ArrayList<>();
   private final List<Long> extraPids = new ArrayList<>();
   private final List<AgentClient> clients = new ArrayList<>();
   private final List<dev.flotilla.vm.VmHandle> handles = new ArrayList<>();
 
   public TestSandboxes() throws IOException {
+    this("flotilla-test");
+  }
+
+  /** With sandboxes' cgroups under {@code cgroupParent} (the benchmark's own, so its leftovers are told apart). */
+  public TestSandboxes(String cgroupParent) throws IOException {
     stateRoot = Files.createTempDirectory("flotilla-vm-test");
-    hypervisor = new ProcessHypervisor(config(stateRoot));
+    hypervisor = new ProcessHypervisor(config(stateRoot).withCgroupParent(cgroupParent));
   }
 
   /** The driver's settings for tests: the runtime and default image the build made, cgroup parent flotilla-test. */
@@ -64,6 +70,8 @@ public final class TestSandboxes implements AutoCloseable {
     assertTrue(p.waitFor() == 0, "cp -al of the runtime failed");
     Files.delete(copy.resolve("agent.jar"));
     Files.writeString(copy.resolve("agent.jar"), "not a jar");
+    // Unlinked first: written in place, the hard-linked file would change the real runtime's stamp too.
+    Files.delete(copy.resolve("runtime.properties"));
     Files.writeString(copy.resolve("runtime.properties"), "broken\n");
     return copy;
   }
@@ -81,13 +89,94 @@ public final class TestSandboxes implements AutoCloseable {
     return new VmSpec(id, 1, 1, memoryMiB, pidsLimit, hypervisor.config().stateDirFor(id, 1), Map.of());
   }
 
-  /** Where a path inside a running sandbox's root is on the host (through its root's mount). */
-  public Path hostPath(VmSpec spec, String inside) {
-    return ProcessVm.Places.of(hypervisor.config(), spec.sandboxId(), spec.incarnation()).rootfs().resolve(inside.substring(1));
-  }
 
   public VmSpec spec() {
     return spec(256, 0);
+  }
+
+  /** A spec whose writable layer is {@code diskMiB} (the driver's option {@code disk-mib}). */
+  public VmSpec spec(int memoryMiB, int pidsLimit, int diskMiB) {
+    return spec(memoryMiB, pidsLimit).withOption(VmSpec.DISK_MIB, Integer.toString(diskMiB));
+  }
+
+  /**
+   * A new driver over the same state root, as a node restarted on this host gets: it re-reads the
+   * id range table and the runtime state a previous node JVM left.
+   */
+  public ProcessHypervisor restartNode() {
+    hypervisor = new ProcessHypervisor(hypervisor.config());
+    return hypervisor;
+  }
+
+  // ---------------------------------------------------------------- host-side views of a sandbox
+
+  /** The agent's JVM among the container's host pids (not tini, whose arguments name the agent too). */
+  public static long agentHostPid(Vm vm) {
+    return vm.pids().stream()
+        .filter(p -> argv(p).stream().findFirst().map(a -> a.equals(ProcessVm.IN_SANDBOX_RUNTIME + "/jre/bin/java")).orElse(false))
+        .findFirst()
+        .orElseThrow(() -> new AssertionError("no agent JVM among the container's pids " + vm.pids()));
+  }
+
+  public static List<String> argv(long pid) {
+    try {
+      return List.of(Files.readString(Path.of("/proc/" + pid + "/cmdline")).split("\0"));
+    } catch (IOException e) {
+      return List.of();
+    }
+  }
+
+  /** A field of /proc/PID/status ({@code Uid} gives real, effective, saved, fs). */
+  public static List<String> status(long pid, String field) throws IOException {
+    for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
+      if (line.startsWith(field + ":")) return List.of(line.substring(field.length() + 1).trim().split("\\s+"));
+    }
+    throw new AssertionError("no " + field + " in /proc/" + pid + "/status");
+  }
+
+  /** The container's cgroup in one v1 hierarchy (or the v2 tree) of this host. */
+  public Path cgroupDir(Cgroups.Controller controller, Vm vm) {
+    Path root = hypervisor.facts().cgroups().mount(controller)
+        .orElseThrow(() -> new AssertionError("no " + controller + " cgroup on this host")).root();
+    return root.resolve(hypervisor.config().cgroupParent()).resolve(containerId(vm));
+  }
+
+  public static String containerId(Vm vm) {
+    return vm.handle().extra().get("container");
+  }
+
+  /** Every container in the driver's runtime state ({@code runc --root <stateRoot>/.runc list}). */
+  public List<String> containers() throws Exception {
+    Path root = hypervisor.config().stateRoot().resolve(".runc");
+    if (!Files.isDirectory(root)) return List.of();
+    Process p = new ProcessBuilder(hypervisor.config().ociRuntime().toString(), "--root", root.toString(), "list", "-q")
+        .redirectErrorStream(true).start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertTrue(p.waitFor(30, TimeUnit.SECONDS) && p.exitValue() == 0, "runc list failed: " + out);
+    return out.lines().filter(l -> !l.isBlank()).toList();
+  }
+
+  /** Mount points at or below the driver's run root (the runtime's own bind mount included). */
+  public List<Path> mountsUnderRunRoot() {
+    return Mounts.mountPointsUnder(hypervisor.config().runRoot());
+  }
+
+  /** The host path of the sandbox's root file system, as the node mounted it. */
+  public Path rootfsOnHost(Vm vm) {
+    return rootfsOnHost(vm.handle().sandboxId(), vm.handle().incarnation());
+  }
+
+  /**
+   * The same by sandbox and incarnation: a file the sandbox writes at {@code /name} is
+   * {@code rootfsOnHost(..).resolve(name)} here (the node's state directory is not the sandbox's to see).
+   */
+  public Path rootfsOnHost(String sandboxId, long incarnation) {
+    return ProcessVm.Places.of(hypervisor.config(), sandboxId, incarnation).rootfs();
+  }
+
+  /** The sandbox's writable layer: its image file (node-only) and where the node mounts it. */
+  public WritableLayer layerOf(String sandboxId) {
+    return ProcessVm.Places.layerOf(hypervisor.config(), sandboxId);
   }
 
   /** Prepares and starts a VM, tracked for cleanup. */
@@ -190,6 +279,11 @@ public final class TestSandboxes implements AutoCloseable {
     }
     for (Vm vm : all) {
       try {
+        vm.resume(); // a paused (frozen) container dies only once thawed
+      } catch (Exception e) {
+        // not running or not paused
+      }
+      try {
         vm.kill();
         vm.exitFuture().get(15, TimeUnit.SECONDS);
       } catch (Exception e) {
@@ -200,11 +294,21 @@ public final class TestSandboxes implements AutoCloseable {
     synchronized (extraPids) {
       for (long pid : extraPids) ProcessHandle.of(pid).ifPresent(ProcessHandle::destroyForcibly);
     }
-    for (String sandbox : hypervisor.sandboxesWithLocalState()) hypervisor.releaseSandbox(sandbox);
+    // Whatever another JVM (a stand-in node) or a failed start left in this driver's runtime state.
     try {
-      Mounts.unmount(hypervisor.config().runRoot().resolve("runtime"));
-    } catch (IOException e) {
-      System.err.println("cleanup: " + e.getMessage());
+      for (String id : containers()) hypervisor.oci().delete(id);
+    } catch (Exception e) {
+      System.err.println("cleanup: containers: " + e);
+    }
+    // A fresh driver reads the id table as the last writer (maybe another JVM) left it.
+    ProcessHypervisor fresh = new ProcessHypervisor(hypervisor.config());
+    for (String sandbox : fresh.sandboxesWithLocalState()) fresh.releaseSandbox(sandbox);
+    for (Path mp : mountsUnderRunRoot()) {
+      try {
+        Mounts.unmount(mp);
+      } catch (IOException e) {
+        System.err.println("cleanup: " + e.getMessage());
+      }
     }
     NodeDirs.deleteTree(hypervisor.config().runRoot());
     try (Stream<Path> walk = Files.walk(stateRoot)) {

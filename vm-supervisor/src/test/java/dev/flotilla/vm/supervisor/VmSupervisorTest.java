@@ -139,11 +139,11 @@ class VmSupervisorTest {
   void execOutputIsBackpressuredToTheProcessAndAGoneReaderKillsIt() throws Exception {
     VmSpec spec = sandboxes.spec();
     SupervisedVm s = start(spec, settings);
-    // The sandbox writes its count in its own /tmp; the test reads it through the sandbox's root on the host.
-    Path counter = sandboxes.hostPath(spec, "/tmp/written");
+    // Written at /written inside, read through the node's mount of the sandbox's root.
+    Path counter = sandboxes.rootfsOnHost(spec.sandboxId(), spec.incarnation()).resolve("written");
     // 64 KiB per step, 64 MiB in all, counting the steps it got through
     SourceRef<ExecEvent> ref = execRef(s.ref(), "sh", "-c",
-        "i=0; while [ $i -lt 1000 ]; do head -c 65536 /dev/zero; i=$((i+1)); echo $i > /tmp/written; done; echo finished > /tmp/written");
+        "i=0; while [ $i -lt 1000 ]; do head -c 65536 /dev/zero; i=$((i+1)); echo $i > /written; done; echo finished > /written");
     var reader = ref.getSource().runWith(Sink.queue(1), kit.system());
     // Nobody pulls: the writer must come to a halt after what the buffers and the window hold.
     long[] last = {-1};
@@ -253,9 +253,10 @@ class VmSupervisorTest {
   void pauseFreezesAndResumeLetsAPausedExecFinish() throws Exception {
     VmSpec spec = sandboxes.spec();
     SupervisedVm s = start(spec, settings);
-    Path counter = sandboxes.hostPath(spec, "/tmp/counter");
+    // Written at /counter inside, read through the node's mount of the sandbox's root.
+    Path counter = sandboxes.rootfsOnHost(spec.sandboxId(), spec.incarnation()).resolve("counter");
     SourceRef<ExecEvent> running = execRef(s.ref(), "sh", "-c",
-        "i=0; while [ $i -lt 40 ]; do i=$((i+1)); echo $i > /tmp/counter.t; mv /tmp/counter.t /tmp/counter; sleep 0.02; done; echo finished");
+        "i=0; while [ $i -lt 40 ]; do i=$((i+1)); echo $i > /counter.t; mv /counter.t /counter; sleep 0.02; done; echo finished");
     var result = running.getSource().runWith(Sink.seq(), kit.system()).toCompletableFuture();
     await().atMost(T).until(() -> count(counter) >= 2);
 

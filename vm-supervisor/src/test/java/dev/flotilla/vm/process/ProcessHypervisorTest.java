@@ -1,0 +1,291 @@
+package dev.flotilla.vm.process;
+
+import static org.awaitility.Awaitility.await;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.flotilla.agent.protocol.client.AgentClient;
+import dev.flotilla.vm.Vm;
+import dev.flotilla.vm.VmException;
+import dev.flotilla.vm.VmExit;
+import dev.flotilla.vm.VmHandle;
+import dev.flotilla.vm.VmSpec;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The process driver against the real guest agent in real runc containers, namespaces and cgroups
+ * of this host: what the sandbox sees from inside, what the host sees of it, and its lifecycle.
+ */
+class ProcessHypervisorTest {
+  private static final Duration T = Duration.ofSeconds(20);
+  private TestSandboxes sandboxes;
+
+  @BeforeEach
+  void setUp() throws Exception {
+    sandboxes = new TestSandboxes();
+  }
+
+  @AfterEach
+  void tearDown() {
+    sandboxes.close();
+  }
+
+  @Test
+  void namespacesAndTheSandboxsOwnIdRangeApply() throws Exception {
+    VmSpec spec = sandboxes.spec();
+    Vm vm = sandboxes.start(spec);
+    AgentClient c = sandboxes.connect(vm);
+    String hostName = Files.readString(Path.of("/proc/sys/kernel/hostname")).trim();
+
+    var r = TestSandboxes.run(c, T, "sh", "-c",
+        "echo pid=$$; echo init=$(cat /proc/1/comm); echo uidmap=$(cat /proc/self/uid_map); echo gidmap=$(cat /proc/self/gid_map); "
+            + "echo ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ' '); echo name=$(hostname); "
+            + "hostname sandbox-renamed; echo renamed=$?; echo uid=$(id -u)");
+    assertEquals(0, r.status().exitCode(), r.stderr());
+    String out = r.stdout();
+    assertTrue(Long.parseLong(value(out, "pid")) < 100, "a fresh pid namespace numbers from 1: " + out);
+    assertEquals("tini", value(out, "init"), "PID 1 of the sandbox is its own init, not the host's");
+    assertEquals("lo", value(out, "ifaces").trim(), "only loopback in a fresh network namespace");
+    assertEquals(ProcessVm.hostname(spec.sandboxId()), value(out, "name"));
+    // sethostname needs CAP_SYS_ADMIN, which the sandbox's root does not have even in its own UTS namespace.
+    assertEquals("1", value(out, "renamed"), "renaming is refused");
+    assertEquals(hostName, Files.readString(Path.of("/proc/sys/kernel/hostname")).trim(), "the host's name is untouched");
+    assertEquals("0", value(out, "uid"));
+
+    long base = sandboxes.hypervisor.sandboxRootHostUid(spec.sandboxId()).orElseThrow();
+    assertTrue(base >= 65536, "the sandbox's root is a subordinate id, not a host user: " + base);
+    assertEquals(List.of("0", Long.toString(base), "65536"), List.of(value(out, "uidmap").trim().split("\\s+")));
+    assertEquals(List.of("0", Long.toString(base), "65536"), List.of(value(out, "gidmap").trim().split("\\s+")));
+    // The agent's host process really runs as that uid (real, effective, saved and fs uid alike).
+    long agent = TestSandboxes.agentHostPid(vm);
+    assertEquals(List.of(base, base, base, base), TestSandboxes.status(agent, "Uid").stream().map(Long::parseLong).toList());
+    assertEquals(1, vm.handle().incarnation());
+    assertTrue(Procfs.isSameProcess(vm.handle().pid(), vm.handle().startTime()));
+  }
+
+  @Test
+  void limitsAreWrittenToTheContainersCgroupAndPidsAreEnforced() throws Exception {
+    assertTrue(sandboxes.hypervisor.capabilities().enforcedLimits().containsAll(List.of("memory", "cpu", "pids", "disk")));
+    VmSpec spec = sandboxes.spec(200, 120);
+    Vm vm = sandboxes.start(spec);
+    AgentClient c = sandboxes.connect(vm);
+    long agent = TestSandboxes.agentHostPid(vm);
+    Path memory = sandboxes.cgroupDir(Cgroups.Controller.MEMORY, vm);
+    Path cpu = sandboxes.cgroupDir(Cgroups.Controller.CPU, vm);
+    Path pids = sandboxes.cgroupDir(Cgroups.Controller.PIDS, vm);
+    for (Path dir : List.of(memory, cpu, pids)) {
+      assertTrue(Files.readAllLines(dir.resolve("cgroup.procs")).contains(Long.toString(agent)), dir + " holds the agent");
+    }
+    assertEquals(200L << 20, Long.parseLong(read(memory, "memory.limit_in_bytes")));
+    assertEquals(100_000, Long.parseLong(read(cpu, "cpu.cfs_quota_us")), "1 vCPU = one period's worth of quota");
+    assertEquals("120", read(pids, "pids.max"));
+
+    // Fired and forgotten: while the sandbox is out of pids the agent cannot make a thread either, and
+    // it drops the connection it needed one for (OutOfMemoryError: unable to create native thread).
+    // The shell's own complaint lands in the sandbox's root, read here through the node's mount.
+    TestSandboxes.spawn(c, "sh", "-c", "n=0; while [ $n -lt 200 ]; do sleep 1 & n=$((n+1)); done 2>/fork.err; wait");
+    await().atMost(T).until(() -> maxEvents(pids) > 0);
+    assertTrue(Long.parseLong(read(pids, "pids.current")) <= 120);
+    Path err = sandboxes.rootfsOnHost(vm).resolve("fork.err");
+    await().atMost(T).until(() -> Files.exists(err) && Files.readString(err).contains("can't fork: Resource temporarily unavailable"));
+    // Once the sleeps are gone the sandbox works again, over a new connection (the agent may have dropped
+    // the old one). Not sooner: see theAgentStillAcceptsAfterAConnectionCameWhileOutOfPids.
+    await().atMost(T).until(() -> Long.parseLong(read(pids, "pids.current")) < 60);
+    assertEquals("ok\n", TestSandboxes.run(sandboxes.connect(vm), Duration.ofSeconds(5), "echo", "ok").stdout());
+  }
+
+  @Test
+  void theAgentStillAcceptsAfterAConnectionCameWhileOutOfPids() throws Exception {
+    Vm vm = sandboxes.start(sandboxes.spec(200, 120));
+    AgentClient c = sandboxes.connect(vm);
+    Path pids = sandboxes.cgroupDir(Cgroups.Controller.PIDS, vm);
+    TestSandboxes.spawn(c, "sh", "-c", "n=0; while [ $n -lt 200 ]; do sleep 2 & n=$((n+1)); done; wait");
+    await().atMost(T).until(() -> maxEvents(pids) > 0);
+    try {
+      sandboxes.connect(vm); // while out of pids: may fail, must not break the agent
+    } catch (RuntimeException expected) {
+      // refused or dropped: fine
+    }
+    await().atMost(T).until(() -> Long.parseLong(read(pids, "pids.current")) < 60);
+    assertEquals("ok\n", TestSandboxes.run(sandboxes.connect(vm), Duration.ofSeconds(5), "echo", "ok").stdout());
+  }
+
+  @Test
+  void memoryLimitIsEnforcedByAnOomKillInsideTheSandbox() throws Exception {
+    Vm vm = sandboxes.start(sandboxes.spec(160, 0));
+    AgentClient c = sandboxes.connect(vm);
+    // tail keeps the endless "line" of /dev/zero in memory until the cgroup's OOM killer ends it.
+    var r = TestSandboxes.run(c, T, "tail", "/dev/zero");
+    assertEquals(9, r.status().signal(), "killed by the OOM killer: " + r);
+    Path memory = sandboxes.cgroupDir(Cgroups.Controller.MEMORY, vm);
+    // The container's own cgroup reached its limit and its OOM killer acted (memory.failcnt stays 0 on this kernel).
+    assertEquals(160L << 20, Long.parseLong(read(memory, "memory.max_usage_in_bytes")));
+    assertTrue(read(memory, "memory.oom_control").matches("(?s).*oom_kill [1-9].*"), read(memory, "memory.oom_control"));
+    assertEquals("ok\n", TestSandboxes.run(c, T, "echo", "ok").stdout(), "the agent itself survives");
+  }
+
+  @Test
+  void killIsAnExitBySignalAndLeavesNoContainerMountOrCgroup() throws Exception {
+    VmSpec spec = sandboxes.spec();
+    Vm vm = sandboxes.start(spec);
+    AgentClient c = sandboxes.connect(vm);
+    TestSandboxes.spawn(c, "sh", "-c", "sleep 300 & sleep 300");
+    await().atMost(T).until(() -> vm.pids().stream().filter(p -> Procfs.commandName(p).orElse("").equals("sleep")).count() == 2);
+    List<Long> before = vm.pids();
+    List<Path> cgroups = List.of(sandboxes.cgroupDir(Cgroups.Controller.MEMORY, vm), sandboxes.cgroupDir(Cgroups.Controller.PIDS, vm),
+        sandboxes.cgroupDir(Cgroups.Controller.FREEZER, vm));
+    cgroups.forEach(d -> assertTrue(Files.isDirectory(d), d + " exists while it runs"));
+    assertTrue(sandboxes.containers().contains(TestSandboxes.containerId(vm)));
+
+    vm.kill();
+    VmExit exit = vm.exitFuture().get(20, TimeUnit.SECONDS);
+    assertEquals(9, exit.signal(), exit.toString());
+    assertTrue(exit.requested());
+    await().atMost(T).until(() -> before.stream().noneMatch(TestSandboxes::alive));
+    assertFalse(sandboxes.containers().contains(TestSandboxes.containerId(vm)), "runc forgot the container");
+    cgroups.forEach(d -> assertFalse(Files.exists(d), d + " removed"));
+
+    vm.destroy();
+    Path inc = sandboxes.rootfsOnHost(vm).getParent();
+    assertFalse(Files.exists(inc), "the incarnation's run directory is gone");
+    assertFalse(Files.exists(spec.stateDir()), "its state directory is gone");
+    assertTrue(sandboxes.mountsUnderRunRoot().stream().noneMatch(m -> m.startsWith(inc)), sandboxes.mountsUnderRunRoot().toString());
+    // The writable layer outlives the incarnation (the next one on this node keeps its files) until released.
+    sandboxes.hypervisor.releaseSandbox(spec.sandboxId());
+    assertEquals(List.of(sandboxes.hypervisor.config().runRoot().resolve("runtime")), sandboxes.mountsUnderRunRoot(),
+        "only the shared read-only runtime stays mounted");
+    assertFalse(Files.exists(sandboxes.layerOf(spec.sandboxId()).image()));
+    assertTrue(sandboxes.hypervisor.sandboxRootHostUid(spec.sandboxId()).isEmpty(), "its id range is free again");
+  }
+
+  @Test
+  void aRuncKilledFromOutsideIsAnExitBySignalAndItsContainerIsRemoved() throws Exception {
+    Vm vm = sandboxes.start(sandboxes.spec());
+    sandboxes.connect(vm);
+    List<Long> before = vm.pids();
+    ProcessHandle.of(vm.handle().pid()).orElseThrow().destroyForcibly();
+    VmExit exit = vm.exitFuture().get(20, TimeUnit.SECONDS);
+    assertEquals(9, exit.signal(), exit.toString());
+    assertFalse(exit.requested());
+    // runc died, not the container: the driver deletes it (and so kills what is in it).
+    await().atMost(T).until(() -> before.stream().noneMatch(TestSandboxes::alive));
+    assertFalse(sandboxes.containers().contains(TestSandboxes.containerId(vm)));
+    assertFalse(Files.exists(sandboxes.cgroupDir(Cgroups.Controller.PIDS, vm)));
+  }
+
+  @Test
+  void pauseFreezesEveryProcessAndResumeContinues() throws Exception {
+    Vm vm = sandboxes.start(sandboxes.spec());
+    AgentClient c = sandboxes.connect(vm);
+    // Written inside the sandbox's root, read by the host through the node's mount of that root.
+    Path counter = sandboxes.rootfsOnHost(vm).resolve("counter");
+    TestSandboxes.spawn(c, "sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /counter.tmp; mv /counter.tmp /counter; usleep 20000; done");
+    await().atMost(T).until(() -> count(counter) > 3);
+
+    vm.pause();
+    Path freezer = sandboxes.cgroupDir(Cgroups.Controller.FREEZER, vm);
+    await().atMost(T).until(() -> read(freezer, "freezer.state").equals("FROZEN"));
+    long frozenAt = count(counter);
+    // several polls over more than half a second: the counter stands still
+    await().during(Duration.ofMillis(600)).atMost(Duration.ofSeconds(3)).pollInterval(Duration.ofMillis(100))
+        .until(() -> count(counter) == frozenAt);
+    vm.pids().forEach(p -> assertTrue(TestSandboxes.alive(p), "paused, not killed: " + p));
+
+    vm.resume();
+    assertEquals("THAWED", read(freezer, "freezer.state"));
+    await().atMost(T).until(() -> count(counter) > frozenAt + 3);
+    assertEquals("after-resume\n", TestSandboxes.run(c, T, "echo", "after-resume").stdout());
+  }
+
+  @Test
+  void adoptReattachesOnlyToTheSameProcess() throws Exception {
+    VmSpec spec = sandboxes.spec();
+    Vm vm = sandboxes.start(spec);
+    VmHandle saved = VmHandle.load(spec.stateDir());
+    assertEquals(vm.handle().pid(), saved.pid());
+    Vm adopted = sandboxes.hypervisor.adopt(saved).orElseThrow();
+    assertEquals(vm.handle().pid(), adopted.handle().pid());
+    AgentClient c = sandboxes.connect(adopted);
+    assertEquals("ok\n", TestSandboxes.run(c, T, "echo", "ok").stdout());
+    assertTrue(sandboxes.hypervisor.adopt(saved.withProcess(saved.pid(), saved.startTime() + 1)).isEmpty(), "other start time: a reused pid");
+    VmHandle otherIncarnation = new VmHandle(saved.driver(), saved.sandboxId(), saved.incarnation() + 1, saved.pid(),
+        saved.startTime(), saved.stateDir(), saved.agentSocket(), saved.extra());
+    assertTrue(sandboxes.hypervisor.adopt(otherIncarnation).isEmpty(), "the live process runs another incarnation's container");
+    // an adopted VM sees its exit too, though it is not our child
+    vm.kill();
+    VmExit exit = adopted.exitFuture().get(20, TimeUnit.SECONDS);
+    assertTrue(exit.reason().length() > 0);
+    assertTrue(sandboxes.hypervisor.adopt(saved).isEmpty(), "gone: nothing to adopt");
+  }
+
+  @Test
+  void stopEndsEveryProcessWithinGrace() throws Exception {
+    Vm vm = sandboxes.start(sandboxes.spec());
+    AgentClient c = sandboxes.connect(vm);
+    TestSandboxes.spawn(c, "sleep", "300");
+    await().atMost(T).until(() -> vm.pids().size() >= 3);
+    List<Long> before = vm.pids();
+    long t0 = System.nanoTime();
+    vm.stop(Duration.ofSeconds(5));
+    long ms = (System.nanoTime() - t0) / 1_000_000;
+    assertTrue(vm.exitFuture().isDone());
+    VmExit exit = vm.exitFuture().join();
+    assertTrue(exit.requested(), exit.toString());
+    assertTrue(ms < 5_000, "the agent ended on SIGTERM, no SIGKILL needed: " + ms + " ms, " + exit);
+    await().atMost(T).until(() -> before.stream().noneMatch(TestSandboxes::alive));
+    assertFalse(sandboxes.containers().contains(TestSandboxes.containerId(vm)));
+  }
+
+  @Test
+  void startFailsCleanlyWhenTheAgentCannotRun() throws Exception {
+    var broken = new ProcessHypervisor(sandboxes.hypervisor.config().withRuntimeDir(sandboxes.brokenRuntime()), sandboxes.hypervisor.ids());
+    VmSpec spec = sandboxes.spec();
+    Vm vm = sandboxes.track(broken.prepare(spec));
+    VmException e = assertThrows(VmException.class, () -> vm.start(T));
+    assertTrue(e.getMessage().contains("exited during start"), e.getMessage());
+    assertTrue(e.getMessage().contains("agent.jar"), "the log tail says why: " + e.getMessage());
+    assertTrue(vm.exitFuture().isDone());
+    assertFalse(Procfs.isSameProcess(vm.handle().pid(), vm.handle().startTime()), "runc is gone");
+    assertTrue(sandboxes.containers().isEmpty(), "no container left: " + sandboxes.containers());
+    vm.destroy();
+    assertTrue(sandboxes.mountsUnderRunRoot().stream().noneMatch(m -> m.startsWith(sandboxes.rootfsOnHost(vm).getParent())));
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private static long maxEvents(Path pidsDir) throws Exception {
+    for (String line : Files.readAllLines(pidsDir.resolve("pids.events"))) {
+      if (line.startsWith("max ")) return Long.parseLong(line.substring(4).trim());
+    }
+    return 0;
+  }
+
+  private static long count(Path counter) {
+    try {
+      String s = Files.readString(counter).trim();
+      return s.isEmpty() ? 0 : Long.parseLong(s);
+    } catch (Exception e) {
+      return 0;
+    }
+  }
+
+  static String read(Path dir, String file) throws Exception {
+    return Files.readString(dir.resolve(file)).trim();
+  }
+
+  static String value(String out, String key) {
+    for (String line : out.split("\n")) {
+      if (line.startsWith(key + "=")) return line.substring(key.length() + 1);
+    }
+    throw new AssertionError("no " + key + "= in output:\n" + out);
+  }
+}
