@@ -1,0 +1,47 @@
+package dev.flotilla.sandbox;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.typesafe.config.ConfigFactory;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import org.junit.jupiter.api.Test;
+
+class SpecValidatorTest {
+  private final SpecValidator v = SpecValidator.fromConfig(ConfigFactory.load().getConfig("flotilla.sandbox"), Set.of("process", "qemu"),
+      Map.of("firecracker", List.of("no /dev/kvm")));
+
+  private static SandboxSpec spec(String driver, int disk, String image) {
+    return new SandboxSpec(driver, 0, 0, Map.of(), RestartPolicy.ALWAYS, disk, image);
+  }
+
+  @Test
+  void theDiskDefaultsAndIsBounded() {
+    assertEquals(1024, v.normalize(spec("process", 0, "")).diskMiB());
+    assertEquals(64, v.normalize(spec("process", 64, "")).diskMiB());
+    SandboxError small = assertThrows(SandboxError.class, () -> v.normalize(spec("process", 8, "")));
+    assertEquals(SandboxError.Kind.INVALID_ARGUMENT, small.kind());
+    assertTrue(small.getMessage().contains("disk must be between 32 and 65536 MiB"), small.getMessage());
+    assertThrows(SandboxError.class, () -> v.normalize(spec("process", 70_000, "")));
+  }
+
+  @Test
+  void anImageOnQemuIsRefusedNotIgnored() {
+    assertEquals("busybox", v.normalize(spec("process", 0, "busybox")).image());
+    SandboxError e = assertThrows(SandboxError.class, () -> v.normalize(spec("qemu", 0, "busybox")));
+    assertEquals(SandboxError.Kind.INVALID_ARGUMENT, e.kind());
+    assertTrue(e.getMessage().contains("does not run images yet"), e.getMessage());
+  }
+
+  @Test
+  void aDriverThisHostCannotOfferSaysWhatIsMissing() {
+    SandboxError e = assertThrows(SandboxError.class, () -> v.normalize(spec("firecracker", 0, "")));
+    assertEquals(SandboxError.Kind.FAILED_PRECONDITION, e.kind());
+    assertTrue(e.getMessage().contains("no /dev/kvm") && e.getMessage().contains("scripts/setup-host.sh"), e.getMessage());
+    SandboxError unknown = assertThrows(SandboxError.class, () -> v.normalize(spec("xen", 0, "")));
+    assertEquals(SandboxError.Kind.INVALID_ARGUMENT, unknown.kind());
+  }
+}
