@@ -44,7 +44,7 @@ final class GrpcErrors {
     for (Throwable t = failure; t != null; t = t.getCause()) {
       if (t instanceof GrpcServiceException g) return g;
       if (t instanceof ImageException.NotFound e) return status(Status.NOT_FOUND, e.getMessage());
-      if (t instanceof ImageException.Unavailable e) return status(Status.UNAVAILABLE, e.getMessage() + " (retry)");
+      if (t instanceof ImageException.Unavailable e) return status(Status.UNAVAILABLE, e.getMessage());
       if (t instanceof ImageException e) return status(Status.INVALID_ARGUMENT, e.getMessage());
       if (t instanceof IllegalArgumentException e) return status(Status.INVALID_ARGUMENT, e.getMessage());
       if (t instanceof TimeoutException) {

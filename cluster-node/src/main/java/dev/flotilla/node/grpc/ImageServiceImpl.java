@@ -165,10 +165,20 @@ public final class ImageServiceImpl implements ImageServicePowerApi {
 
   // ------------------------------------------------------------------------------ translation
 
-  /** The image as the caller sees it now (its names together), or as pulled/imported if no listing shows it. */
+  /**
+   * The image as the caller sees it now (all its names, the one it was just pulled or imported by
+   * first), or as pulled/imported if no listing shows it.
+   */
   private Image describe(String tenant, ResolvedImage img) {
     Image listed = group(tenant, images.store().list(tenant)).get(img.manifestDigest().toString());
-    if (listed != null) return listed;
+    if (listed != null) {
+      String by = img.reference().map(r -> r.withoutDigest().toString()).orElse(null);
+      if (by == null || !listed.getNamesList().contains(by)) return listed;
+      List<String> names = new java.util.ArrayList<>(listed.getNamesList());
+      names.remove(by);
+      names.add(0, by);
+      return listed.toBuilder().clearNames().addAllNames(names).build();
+    }
     Image.Builder b = Image.newBuilder().setDigest(img.manifestDigest().toString()).setSize(img.totalSize()).setOwner("shared");
     img.reference().ifPresent(r -> b.addNames(r.toString()));
     return b.build();
