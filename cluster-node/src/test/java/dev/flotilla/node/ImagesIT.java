@@ -56,6 +56,8 @@ class ImagesIT extends NodeScenarios {
       + "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
   static final String GROUP = "root:x:0:\napp:x:1000:\nnogroup:x:65534:\n";
 
+  static final long MAX_IMPORT = 16L * 1024 * 1024;
+
   Path work;
   Path busybox;
   TestRegistry registry;
@@ -68,7 +70,9 @@ class ImagesIT extends NodeScenarios {
     assertTrue(Files.isDirectory(busybox.resolve("bin")), busybox + " is missing: run guest-image/build-default-image.sh");
     work = Files.createTempDirectory("images-it");
     registry = TestRegistry.start(work, "127.0.0.1", "");
-    boot(new TestNode(TestNode.shortTempDir(), null));
+    // Small enough that a refused import is quick to send; the busybox-based archives are a few MiB.
+    boot(new TestNode(TestNode.shortTempDir(), null,
+        com.typesafe.config.ConfigFactory.parseString("flotilla.images.max-import-bytes = " + MAX_IMPORT)));
     images = ImageServiceClient.create(
         GrpcClientSettings.connectToServiceAt("127.0.0.1", node.node.grpcPort(), clientSystem).withTls(false), clientSystem);
   }
@@ -137,6 +141,46 @@ class ImagesIT extends NodeScenarios {
     assertEquals(ref + "@" + second, other.getSpec().getImage());
     awaitPhase(other.getId(), Phase.RUNNING);
     assertEquals("second bytes\n", exec(other.getId(), "cat", "/srv/app/greeting").stdout());
+
+    // The pulled tag is shared: another tenant may not remove it; an admin tenant ("default") may,
+    // and the sandboxes that run it go on (their digest is in use).
+    var denied = failure(() -> deleteAs(TestNode.OTHER_TOKEN, ref));
+    assertEquals(Status.Code.PERMISSION_DENIED, denied.getStatus().getCode());
+    assertEquals(second.toString(), deleteAs(token, ref).getDigest());
+    assertTrue(listAs(token).stream().noneMatch(i -> i.getNamesList().contains(ref)));
+    assertEquals("second bytes\n", exec(other.getId(), "cat", "/srv/app/greeting").stdout());
+  }
+
+  @Test
+  void anImportOverTheLimitOrCancelledLeavesNothingBehind() throws Exception {
+    // Through the CLI: progress lines on stderr, then the node's refusal at max-import-bytes.
+    Path big = work.resolve("big.tar");
+    try (var out = Files.newOutputStream(big)) {
+      byte[] mib = new byte[1024 * 1024];
+      for (int i = 0; i < 17; i++) out.write(mib);
+    }
+    Cli refused = cli("", "image", "import", big.toString(), "--name", "big/one:1");
+    assertEquals(1, refused.code(), refused.err());
+    assertTrue(refused.err().contains("importing big.tar: 2.0 MiB of 17.0 MiB (11%)\n"), refused.err());
+    assertTrue(refused.err().endsWith("flotilla: invalid argument: the archive is larger than this node accepts "
+        + "(flotilla.images.max-import-bytes = " + MAX_IMPORT + " bytes)\n"), refused.err());
+
+    // A client that gives up half-way: the node's spool file goes too.
+    List<ImportImageRequest> parts = new ArrayList<>();
+    parts.add(ImportImageRequest.newBuilder().setMetadata(ImportImageMetadata.newBuilder().setName("half/way:1")).build());
+    parts.add(ImportImageRequest.newBuilder().setChunk(ByteString.copyFrom(new byte[512 * 1024])).build());
+    RuntimeException cancelled = null;
+    try {
+      await(images.importImage().addHeader("authorization", bearer())
+          .invoke(Source.from(parts).concat(Source.failed(new RuntimeException("client gave up")))));
+    } catch (RuntimeException e) {
+      cancelled = e;
+    }
+    assertTrue(cancelled != null, "a cancelled import imports nothing");
+    org.awaitility.Awaitility.await("the spool files are deleted").atMost(READY)
+        .until(() -> importLeftovers().isEmpty());
+    assertTrue(listAs(token).stream().noneMatch(i -> i.getNamesList().contains("docker.io/big/one:1")
+        || i.getNamesList().contains("docker.io/half/way:1")));
   }
 
   @Test
@@ -229,7 +273,73 @@ class ImagesIT extends NodeScenarios {
     assertEquals(List.of(), importLeftovers(), "every import's spool file is deleted, refused ones too");
   }
 
+  @Test
+  void theCliImportsListsPullsAndRemovesImages() throws Exception {
+    Path layout = layout("cli", "v1", "via the cli");
+    Path tar = work.resolve("cli-layout.tar");
+    TestTools.run(null, "tar", "-C", layout.toString(), "-cf", tar.toString(), ".");
+
+    Cli imported = cli("", "image", "import", tar.toString(), "--name", "cli/app:1");
+    assertEquals(0, imported.code(), imported.err());
+    assertTrue(imported.out().matches("docker\\.io/cli/app:1 sha256:[0-9a-f]{64}\n"), imported.out());
+    String digest = imported.out().strip().split(" ")[1];
+
+    Cli ls = cli("", "image", "ls");
+    assertEquals(0, ls.code(), ls.err());
+    assertTrue(ls.out().startsWith("NAME "), ls.out());
+    assertTrue(ls.out().lines().anyMatch(l -> l.startsWith("docker.io/cli/app:1 ") && l.contains(digest.substring(0, 19))
+        && l.contains(" yours ")), ls.out());
+    Cli json = cli("", "image", "ls", "-o", "json");
+    assertTrue(json.out().contains("\"names\": [\"docker.io/cli/app:1\"],\n    \"digest\": \"" + digest + "\""), json.out());
+
+    Cli created = cli("", "create", "--image", "cli/app:1");
+    assertEquals(0, created.code(), created.err());
+    String id = created.out().strip();
+    awaitPhase(id, Phase.RUNNING);
+    assertEquals("via the cli\n", exec(id, "cat", "/srv/app/greeting").stdout());
+
+    // A pull with the caller's own credentials (password on stdin) is the caller's.
+    TestUmoci.push(layout, "v1", registry.address(), "cli/pulled:1");
+    Cli pulled = cli("registry-password\n", "image", "pull", registry.address() + "/cli/pulled:1", "--username", "someone",
+        "--password-stdin");
+    assertEquals(0, pulled.code(), pulled.err());
+    assertEquals(registry.address() + "/cli/pulled:1 " + digest + "\n", pulled.out(), "the same bytes as imported, by the name pulled");
+    assertTrue(cli("", "image", "ls").out().lines().anyMatch(l -> l.startsWith(registry.address() + "/cli/pulled:1 ")
+        && l.contains(" yours ")));
+
+    Cli removed = cli("", "image", "rm", "cli/app:1");
+    assertEquals(0, removed.code(), removed.err());
+    assertEquals("cli/app:1\n", removed.out());
+    Cli again = cli("", "image", "rm", "cli/app:1");
+    assertEquals(1, again.code());
+    assertTrue(again.err().startsWith("flotilla: image cli/app:1 not found"), again.err());
+
+    Cli bad = cli("", "image", "pull", "Busybox");
+    assertEquals(1, bad.code());
+    assertTrue(bad.err().startsWith("flotilla: invalid argument: ref 'Busybox'"), bad.err());
+    int closed;
+    try (var s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+      closed = s.getLocalPort();
+    }
+    Cli unreachable = cli("", "image", "pull", "127.0.0.1:" + closed + "/x/y:1");
+    assertEquals(3, unreachable.code(), unreachable.err());
+    assertTrue(unreachable.err().startsWith("flotilla: unavailable: cannot reach http://127.0.0.1:" + closed), unreachable.err());
+  }
+
   // ------------------------------------------------------------------------------ helpers
+
+  record Cli(int code, String out, String err) {}
+
+  /** The real CLI in this JVM against the node, as the default tenant, with {@code stdin}. */
+  Cli cli(String stdin, String... args) {
+    var out = new ByteArrayOutputStream();
+    var err = new ByteArrayOutputStream();
+    int code = new dev.flotilla.cli.Cli(new dev.flotilla.cli.CliContext(
+        Map.of("FLOTILLA_ENDPOINT", "127.0.0.1:" + node.node.grpcPort(), "FLOTILLA_TOKEN", token), work,
+        new java.io.PrintStream(out, true, StandardCharsets.UTF_8), new java.io.PrintStream(err, true, StandardCharsets.UTF_8),
+        new java.io.ByteArrayInputStream(stdin.getBytes(StandardCharsets.UTF_8)))).run(args);
+    return new Cli(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+  }
 
   List<Path> importLeftovers() throws IOException {
     try (var s = Files.list(node.dataDir.resolve("images").resolve("imports"))) {
