@@ -59,11 +59,11 @@ final class ImageCommands implements Callable<Integer> {
   }
 
   @Command(name = "ls", mixinStandardHelpOptions = true,
-      description = "List your images and the shared ones on the node: NAME, DIGEST, SIZE, OWNER, LAST USED.")
+      description = "List your images and the shared ones on the node: NAME, DIGEST, SIZE, OWNER, CREATED, LAST USED.")
   static final class Ls extends ClientCommand {
     @Option(names = {"-o", "--output"}, paramLabel = "FORMAT", defaultValue = "table",
         converter = OutputFormat.Converter.class,
-        description = "table (default) or json (an array of {names, digest, size, owner, lastUsed}).")
+        description = "table (default) or json (an array of {names, digest, size, owner, created, lastUsed}).")
     OutputFormat output;
 
     @Override

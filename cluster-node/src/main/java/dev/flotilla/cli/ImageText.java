@@ -8,10 +8,10 @@ import java.util.List;
 /**
  * {@code image ls}'s table (one row per name, {@code <none>} for an image known by digest only)
  * and the JSON of the image commands: an object per image with names, digest, size (bytes),
- * owner ("yours" or "shared") and lastUsed (RFC 3339 UTC or null).
+ * owner ("yours" or "shared"), created and lastUsed (RFC 3339 UTC or null).
  */
 public final class ImageText {
-  static final String[] COLUMNS = {"NAME", "DIGEST", "SIZE", "OWNER", "LAST USED"};
+  static final String[] COLUMNS = {"NAME", "DIGEST", "SIZE", "OWNER", "CREATED", "LAST USED"};
 
   private ImageText() {}
 
@@ -22,6 +22,7 @@ public final class ImageText {
       List<String> names = i.getNamesList().isEmpty() ? List.of("<none>") : i.getNamesList();
       for (String n : names) {
         rows.add(new String[] {Names.oneLine(n), shortDigest(i.getDigest()), size(i.getSize()), Names.oneLine(i.getOwner()),
+            i.hasCreated() ? SandboxText.age(Names.instant(i.getCreated()), now) + " ago" : "-",
             i.hasLastUsed() ? SandboxText.age(Names.instant(i.getLastUsed()), now) + " ago" : "-"});
       }
     }
@@ -73,6 +74,8 @@ public final class ImageText {
     b.append(in).append("\"digest\": ").append(SandboxJson.str(i.getDigest())).append(",\n");
     b.append(in).append("\"size\": ").append(Long.toUnsignedString(i.getSize())).append(",\n");
     b.append(in).append("\"owner\": ").append(SandboxJson.str(i.getOwner())).append(",\n");
+    b.append(in).append("\"created\": ").append(i.hasCreated() ? SandboxJson.str(Names.rfc3339(i.getCreated())) : "null")
+        .append(",\n");
     b.append(in).append("\"lastUsed\": ").append(i.hasLastUsed() ? SandboxJson.str(Names.rfc3339(i.getLastUsed())) : "null")
         .append('\n');
     b.append(indent).append('}');

@@ -11,16 +11,17 @@ import org.junit.jupiter.api.Test;
 class ImageOutputTest {
   static final String DIGEST = "sha256:" + "ab".repeat(32);
   static final Image NAMED = Image.newBuilder().addNames("docker.io/library/busybox:latest").addNames("docker.io/me/bb:1")
-      .setDigest(DIGEST).setSize(2_202_009).setOwner("shared").setLastUsed(Timestamp.newBuilder().setSeconds(1_000)).build();
+      .setDigest(DIGEST).setSize(2_202_009).setOwner("shared").setLastUsed(Timestamp.newBuilder().setSeconds(1_000))
+      .setCreated(Timestamp.newBuilder().setSeconds(60)).build();
   static final Image UNNAMED = Image.newBuilder().setDigest("sha256:" + "cd".repeat(32)).setSize(512).setOwner("yours").build();
 
   @Test
   void the_table_has_a_row_per_name_and_none_for_unnamed_images() {
     assertEquals(
-        "NAME                              DIGEST               SIZE     OWNER   LAST USED\n"
-            + "docker.io/library/busybox:latest  sha256:abababababab  2.1 MiB  shared  1m ago\n"
-            + "docker.io/me/bb:1                 sha256:abababababab  2.1 MiB  shared  1m ago\n"
-            + "<none>                            sha256:cdcdcdcdcdcd  512 B    yours   -\n",
+        "NAME                              DIGEST               SIZE     OWNER   CREATED  LAST USED\n"
+            + "docker.io/library/busybox:latest  sha256:abababababab  2.1 MiB  shared  16m ago  1m ago\n"
+            + "docker.io/me/bb:1                 sha256:abababababab  2.1 MiB  shared  16m ago  1m ago\n"
+            + "<none>                            sha256:cdcdcdcdcdcd  512 B    yours   -        -\n",
         ImageText.table(List.of(NAMED, UNNAMED), Instant.ofEpochSecond(1_060)));
   }
 
@@ -28,9 +29,10 @@ class ImageOutputTest {
   void json_is_an_array_of_objects() {
     assertEquals("[\n"
         + "  {\n    \"names\": [\"docker.io/library/busybox:latest\", \"docker.io/me/bb:1\"],\n    \"digest\": \"" + DIGEST + "\",\n"
-        + "    \"size\": 2202009,\n    \"owner\": \"shared\",\n    \"lastUsed\": \"1970-01-01T00:16:40Z\"\n  },\n"
+        + "    \"size\": 2202009,\n    \"owner\": \"shared\",\n    \"created\": \"1970-01-01T00:01:00Z\",\n"
+        + "    \"lastUsed\": \"1970-01-01T00:16:40Z\"\n  },\n"
         + "  {\n    \"names\": [],\n    \"digest\": \"sha256:" + "cd".repeat(32) + "\",\n"
-        + "    \"size\": 512,\n    \"owner\": \"yours\",\n    \"lastUsed\": null\n  }\n"
+        + "    \"size\": 512,\n    \"owner\": \"yours\",\n    \"created\": null,\n    \"lastUsed\": null\n  }\n"
         + "]\n", ImageText.array(List.of(NAMED, UNNAMED)));
     assertEquals("[]\n", ImageText.array(List.of()));
   }

@@ -125,6 +125,7 @@ class ImagesIT extends NodeScenarios {
     Image pulled = await(images.pullImage().addHeader("authorization", bearer()).invoke(PullImageRequest.newBuilder().setRef(ref).build()));
     assertEquals(second.toString(), pulled.getDigest());
     assertEquals("shared", pulled.getOwner(), "a pull without credentials of the caller's own is shared");
+    assertTrue(pulled.hasCreated() && pulled.getCreated().getSeconds() > 1_700_000_000L, "umoci's created time: " + pulled);
     assertEquals(List.of(ref), pulled.getNamesList());
 
     // A new VM for the same sandbox still runs the first bytes: the spec pinned them.

@@ -181,6 +181,7 @@ public final class ImageServiceImpl implements ImageServicePowerApi {
     }
     Image.Builder b = Image.newBuilder().setDigest(img.manifestDigest().toString()).setSize(img.totalSize()).setOwner("shared");
     img.reference().ifPresent(r -> b.addNames(r.toString()));
+    if (img.config().created() != null) b.setCreated(Translations.timestamp(img.config().created()));
     return b.build();
   }
 
@@ -194,6 +195,7 @@ public final class ImageServiceImpl implements ImageServicePowerApi {
           .setOwner("shared"));
       if (!tenant.isEmpty() && s.owner().equals(tenant)) b.setOwner("yours");
       if (s.name() != null && !b.getNamesList().contains(s.name())) b.addNames(s.name());
+      if (s.created() != null && !b.hasCreated()) b.setCreated(Translations.timestamp(s.created()));
       if (s.lastUsed() != null && s.lastUsed().toEpochMilli() > 0
           && (!b.hasLastUsed() || b.getLastUsed().getSeconds() < s.lastUsed().getEpochSecond())) {
         b.setLastUsed(Translations.timestamp(s.lastUsed()));
