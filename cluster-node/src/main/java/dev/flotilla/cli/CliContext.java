@@ -1,5 +1,6 @@
 package dev.flotilla.cli;
 
+import java.io.InputStream;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.Map;
@@ -9,7 +10,12 @@ import java.util.Map;
  * directory (for the default {@code ./data}), and the two output streams. Passed in so tests run
  * the real commands in-process.
  */
-public record CliContext(Map<String, String> env, Path workingDir, PrintStream out, PrintStream err) {
+public record CliContext(Map<String, String> env, Path workingDir, PrintStream out, PrintStream err, InputStream in) {
+
+  /** With the process's stdin (read only by {@code image pull --password-stdin}). */
+  public CliContext(Map<String, String> env, Path workingDir, PrintStream out, PrintStream err) {
+    this(env, workingDir, out, err, System.in);
+  }
 
   public static final String ENV_ENDPOINT = "FLOTILLA_ENDPOINT";
   public static final String ENV_TOKEN = "FLOTILLA_TOKEN";

@@ -1,5 +1,6 @@
 package dev.flotilla.cli;
 
+import java.time.Duration;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.ParentCommand;
@@ -7,18 +8,33 @@ import picocli.CommandLine.ParentCommand;
 /** A command that talks to a node: checks its arguments, connects, runs, returns the exit code. */
 abstract class ClientCommand implements Callable<Integer> {
   @Mixin ClientOptions options;
-  @ParentCommand Cli cli;
+  /** {@link Cli}, or {@link ImageCommands} for {@code flotilla image ...}. */
+  @ParentCommand Object parent;
 
   /** Checks what picocli cannot, before anything is sent; throws TypeConversionException. */
   void validate() {}
+
+  /** The deadline when no --timeout is given; null for {@link ClientOptions#DEFAULT_TIMEOUT}. */
+  Duration defaultTimeout() {
+    return null;
+  }
+
+  Cli cli() {
+    return parent instanceof ImageCommands group ? group.cli() : (Cli) parent;
+  }
 
   abstract int run(FlotillaClient client, CliContext ctx);
 
   @Override
   public final Integer call() {
     validate();
+    Cli cli = cli();
     CliContext ctx = cli.context();
-    try (FlotillaClient client = new FlotillaClient(options.resolve(cli.options, ctx))) {
+    ClientOptions.Connection connection = options.resolve(cli.options, ctx);
+    if (defaultTimeout() != null && options.timeout == null && cli.options.timeout == null) {
+      connection = new ClientOptions.Connection(connection.endpoint(), connection.token(), connection.tokenSource(), defaultTimeout());
+    }
+    try (FlotillaClient client = new FlotillaClient(connection)) {
       return run(client, ctx);
     }
   }

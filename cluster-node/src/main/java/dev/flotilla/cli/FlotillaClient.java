@@ -6,7 +6,11 @@ import io.grpc.ClientInterceptors;
 import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
 import io.grpc.MethodDescriptor;
+import io.grpc.ClientCall;
+import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import io.grpc.stub.ClientCallStreamObserver;
+import io.grpc.stub.ClientResponseObserver;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.netty.shaded.io.netty.channel.ChannelOption;
 import io.grpc.netty.shaded.io.netty.channel.nio.NioEventLoopGroup;
@@ -17,6 +21,8 @@ import io.grpc.stub.MetadataUtils;
 import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.Iterator;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 
@@ -93,6 +99,78 @@ public final class FlotillaClient implements AutoCloseable {
       }
     } catch (StatusRuntimeException e) {
       throw failure(e, sandboxId);
+    } finally {
+      try {
+        Runtime.getRuntime().removeShutdownHook(cancelOnExit);
+      } catch (IllegalStateException shuttingDown) {
+        // the hook is already running: nothing to undo
+      }
+    }
+  }
+
+  /**
+   * A client stream with the deadline: {@code requests} are sent as the transport is ready for
+   * them (a large upload is never buffered in memory), then the node's one answer is returned.
+   * Ctrl-C cancels the call, as for {@link #stream}.
+   */
+  public <Q, R> R clientStream(MethodDescriptor<Q, R> method, Iterator<Q> requests, String sandboxId) {
+    Thread cancelOnExit = new Thread(this::cancelAll, "flotilla-cli-cancel");
+    Runtime.getRuntime().addShutdownHook(cancelOnExit);
+    CompletableFuture<R> answer = new CompletableFuture<>();
+    Object ready = new Object();
+    ClientCall<Q, R> call = calls.newCall(method,
+        CallOptions.DEFAULT.withDeadlineAfter(connection.timeout().toMillis(), TimeUnit.MILLISECONDS));
+    ClientResponseObserver<Q, R> responses = new ClientResponseObserver<>() {
+      @Override
+      public void beforeStart(ClientCallStreamObserver<Q> requestStream) {
+        requestStream.setOnReadyHandler(() -> {
+          synchronized (ready) {
+            ready.notifyAll();
+          }
+        });
+      }
+
+      @Override
+      public void onNext(R value) {
+        answer.complete(value);
+      }
+
+      @Override
+      public void onError(Throwable t) {
+        answer.completeExceptionally(t);
+        synchronized (ready) {
+          ready.notifyAll();
+        }
+      }
+
+      @Override
+      public void onCompleted() {
+        answer.completeExceptionally(Status.INTERNAL.withDescription("the node ended the call without an answer").asRuntimeException());
+      }
+    };
+    @SuppressWarnings("unchecked")
+    ClientCallStreamObserver<Q> out = (ClientCallStreamObserver<Q>) ClientCalls.asyncClientStreamingCall(call, responses);
+    try {
+      while (!answer.isDone() && requests.hasNext()) {
+        synchronized (ready) {
+          // woken by the transport's onReady or the call's end; the bounded wait only re-checks
+          while (!out.isReady() && !answer.isDone()) ready.wait(1000);
+        }
+        if (answer.isDone()) break;
+        out.onNext(requests.next());
+      }
+      if (!answer.isDone()) out.onCompleted();
+      return answer.get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      out.cancel("interrupted", e);
+      throw new CliFailure(ExitCodes.INTERRUPTED, null);
+    } catch (ExecutionException e) {
+      if (e.getCause() instanceof StatusRuntimeException s) throw failure(s, sandboxId);
+      throw failure(Status.fromThrowable(e.getCause()).asRuntimeException(), sandboxId);
+    } catch (RuntimeException e) {
+      out.cancel("the client failed", e);
+      throw e;
     } finally {
       try {
         Runtime.getRuntime().removeShutdownHook(cancelOnExit);

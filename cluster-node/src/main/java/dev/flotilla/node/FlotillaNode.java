@@ -151,7 +151,7 @@ public final class FlotillaNode implements AutoCloseable {
       Config grpc = node.getConfig("grpc");
       ServerBinding binding;
       try {
-        binding = GrpcServer.bind(system, control, auth, Set.copyOf(full.getStringList("flotilla.auth.admin-tenants")),
+        binding = GrpcServer.bind(system, control, images, auth, Set.copyOf(full.getStringList("flotilla.auth.admin-tenants")),
                 sb.getDuration("ask-timeout"), grpc.getString("interface"), grpc.getInt("port"))
             .toCompletableFuture().get(30, TimeUnit.SECONDS);
       } catch (Exception e) {

@@ -36,6 +36,12 @@ class CliUsageTest {
       "frobnicate                | flotilla: unknown command 'frobnicate' (see `flotilla --help`)",
       "ls --timeout soon         | flotilla: invalid value for option '--timeout': 'soon' is not a duration (use e.g. 500ms, 10s, 2m) (see `flotilla ls --help`)",
       "ls --endpoint host:port   | flotilla: endpoint 'host:port' must be HOST:PORT, e.g. 127.0.0.1:7070",
+      "image rm                  | flotilla: missing required parameter: 'REF' (see `flotilla image rm --help`)",
+      "image pull busybox --username u | flotilla: --username and --password-stdin go together (see `flotilla image pull --help`)",
+      "image pull busybox --password-stdin | flotilla: --username and --password-stdin go together (see `flotilla image pull --help`)",
+      "image pull busybox --username u --password-stdin --token-file t | flotilla: give either --username with --password-stdin, or --token-file, not both (see `flotilla image pull --help`)",
+      "image import /no/such.tar | flotilla: /no/such.tar is not a readable file (see `flotilla image import --help`)",
+      "image ls -o yaml          | flotilla: invalid value for option '--output': 'yaml' is not an output format (use json, or leave -o out) (see `flotilla image ls --help`)",
   })
   void usage_errors_are_one_line_and_exit_2(String args, String line) {
     TestCli.Result r = run(args.strip());
@@ -55,6 +61,17 @@ class CliUsageTest {
       assertTrue(r.err().contains("\n  " + cmd + " "), cmd + " missing in:\n" + r.err());
     }
     assertFalse(r.err().contains("Exception"));
+  }
+
+  @Test
+  void image_alone_prints_its_commands_and_exits_2() {
+    TestCli.Result r = run("image");
+
+    assertEquals(ExitCodes.USAGE, r.exitCode());
+    for (String cmd : new String[] {"ls", "pull", "rm", "import"}) {
+      assertTrue(r.err().contains("\n  " + cmd + " "), cmd + " missing in:\n" + r.err());
+    }
+    assertEquals("", r.out());
   }
 
   @Test

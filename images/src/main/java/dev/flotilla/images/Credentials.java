@@ -21,6 +21,11 @@ public sealed interface Credentials {
     return new TokenFile(file);
   }
 
+  /** A bearer token given with the request (a tenant's own, held for one pull only). */
+  static Credentials bearerToken(String token) {
+    return new Token(token);
+  }
+
   record Basic(String user, String password) implements Credentials {
     public Basic {
       Objects.requireNonNull(user, "user");
@@ -30,6 +35,20 @@ public sealed interface Credentials {
     @Override
     public String toString() {
       return "Basic[" + user + ", password hidden]";
+    }
+  }
+
+  record Token(String token) implements Credentials {
+    public Token {
+      Objects.requireNonNull(token, "token");
+      if (token.isEmpty() || token.chars().anyMatch(c -> c < 0x21 || c > 0x7e)) {
+        throw new ImageException("the bearer token is empty or has characters a header cannot carry");
+      }
+    }
+
+    @Override
+    public String toString() {
+      return "Token[hidden]";
     }
   }
 

@@ -2,6 +2,9 @@ package dev.flotilla.images;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.flotilla.images.oci.Json;
+import java.time.Instant;
+import java.time.OffsetDateTime;
+import java.time.format.DateTimeParseException;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -17,6 +20,7 @@ import java.util.List;
  * @param diffIds sha256 of each layer's uncompressed tar, bottom layer first
  * @param os the config's os ("linux")
  * @param architecture the config's architecture ("amd64")
+ * @param created when the image was built (the config's {@code created}), or null if it has none or an unreadable one
  */
 public record ImageConfig(
     List<String> env,
@@ -26,7 +30,8 @@ public record ImageConfig(
     List<String> cmd,
     List<Digest> diffIds,
     String os,
-    String architecture) {
+    String architecture,
+    Instant created) {
 
   public ImageConfig {
     env = List.copyOf(env);
@@ -53,6 +58,18 @@ public record ImageConfig(
         Json.strings(c, "Cmd"),
         diffIds,
         Json.text(n, "os"),
-        Json.text(n, "architecture"));
+        Json.text(n, "architecture"),
+        created(Json.text(n, "created")));
+  }
+
+  private static Instant created(String rfc3339) {
+    if (rfc3339 == null || rfc3339.length() > 64) {
+      return null;
+    }
+    try {
+      return OffsetDateTime.parse(rfc3339).toInstant();
+    } catch (DateTimeParseException e) {
+      return null; // informational only: an image with an odd date still runs
+    }
   }
 }

@@ -21,4 +21,14 @@ public class ImageException extends RuntimeException {
       super(message);
     }
   }
+
+  /**
+   * The registry could not be reached or stopped answering (connect failure, timeout, a broken
+   * transfer): nothing is wrong with the request, a retry may work.
+   */
+  public static final class Unavailable extends ImageException {
+    public Unavailable(String message, Throwable cause) {
+      super(message, cause);
+    }
+  }
 }

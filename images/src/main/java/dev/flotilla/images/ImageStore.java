@@ -54,6 +54,7 @@ public final class ImageStore {
   private final Catalog catalog;
   private final ReentrantReadWriteLock gcLock = new ReentrantReadWriteLock();
   private final Map<String, CompletableFuture<ResolvedImage>> pulls = new ConcurrentHashMap<>();
+  private final Map<Digest, Optional<Instant>> createdByConfig = new ConcurrentHashMap<>();
   private final ImageCollector collector;
 
   /**
@@ -190,7 +191,7 @@ public final class ImageStore {
       Catalog.Entry e = catalog.images.get(n.digest());
       if (visible && e != null) {
         named.add(e.manifest);
-        out.add(new ImageSummary(n.name(), e.manifest, e.size, n.owner(), Instant.ofEpochMilli(e.lastUsed)));
+        out.add(new ImageSummary(n.name(), e.manifest, e.size, n.owner(), Instant.ofEpochMilli(e.lastUsed), created(e)));
       }
     }
     for (Catalog.Name n : catalog.names) {
@@ -199,7 +200,7 @@ public final class ImageStore {
     for (Catalog.Entry e : catalog.images.values()) {
       if (!named.contains(e.manifest) && e.visibleTo(tenant)) {
         out.add(new ImageSummary(null, e.manifest, e.size, e.owners.contains(tenant) ? tenant : SHARED,
-            Instant.ofEpochMilli(e.lastUsed)));
+            Instant.ofEpochMilli(e.lastUsed), created(e)));
       }
     }
     out.sort(Comparator.comparing((ImageSummary s) -> s.name() == null ? "~" : s.name()).thenComparing(ImageSummary::manifestDigest));
@@ -337,6 +338,17 @@ public final class ImageStore {
     } catch (RuntimeException e) {
       log.warn("image garbage collection failed: {}", e.toString());
     }
+  }
+
+  /** The config's {@code created}, read once per config (a blob never changes under its digest). */
+  private Instant created(Catalog.Entry e) {
+    return createdByConfig.computeIfAbsent(e.config, c -> {
+      try {
+        return Optional.ofNullable(ImageConfig.parse(blobs.read(c, config.registry().maxManifestBytes())).created());
+      } catch (RuntimeException unreadable) {
+        return Optional.empty();
+      }
+    }).orElse(null);
   }
 
   private Catalog.Entry entry(Digest d) {

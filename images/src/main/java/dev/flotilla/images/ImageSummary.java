@@ -8,5 +8,6 @@ import java.time.Instant;
  *
  * @param name canonical {@code domain/repo:tag}, or null for an image known by digest only
  * @param owner the tenant it belongs to, or "" for an image shared by every tenant
+ * @param created when the image was built (its config's {@code created}), or null
  */
-public record ImageSummary(String name, Digest manifestDigest, long size, String owner, Instant lastUsed) {}
+public record ImageSummary(String name, Digest manifestDigest, long size, String owner, Instant lastUsed, Instant created) {}

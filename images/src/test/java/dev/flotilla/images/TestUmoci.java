@@ -3,7 +3,10 @@ package dev.flotilla.images;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
+import java.util.UUID;
 
 /** Builds images with umoci on an OCI layout and pushes them with skopeo, as an image author would. */
 public final class TestUmoci {
@@ -37,6 +40,37 @@ public final class TestUmoci {
     TestTools.run(work, "umoci", "repack", "--image", image, bundle.toString());
     TestTools.run(work, "umoci", "config", "--image", image, "--config.env", env, "--config.workingdir", workingDir,
         "--config.cmd", "/bin/sh");
+  }
+
+  /**
+   * Adds {@code tag} to {@code layout}: one layer holding a copy of {@code baseRootfs} (e.g. the
+   * node's busybox root) plus {@code files}, then Env, WorkingDir and User in its config.
+   */
+  public static void build(Path work, Path layout, String tag, Path baseRootfs, Map<String, String> files, List<String> env,
+      String workingDir, String user) throws IOException {
+    if (!Files.exists(layout.resolve("index.json"))) {
+      TestTools.run(work, "umoci", "init", "--layout", layout.toString());
+    }
+    String image = layout + ":" + tag;
+    TestTools.run(work, "umoci", "new", "--image", image);
+    Path bundle = work.resolve("bundle-" + UUID.randomUUID());
+    TestTools.run(work, "umoci", "unpack", "--image", image, bundle.toString());
+    Path rootfs = bundle.resolve("rootfs");
+    TestTools.run(work, "cp", "-a", baseRootfs + "/.", rootfs.toString());
+    for (Map.Entry<String, String> f : files.entrySet()) {
+      Path p = rootfs.resolve(f.getKey());
+      Files.createDirectories(p.getParent());
+      Files.writeString(p, f.getValue());
+    }
+    Files.createDirectories(rootfs.resolve(workingDir.substring(1)));
+    TestTools.run(work, "umoci", "repack", "--image", image, bundle.toString());
+    List<String> config = new ArrayList<>(List.of("umoci", "config", "--image", image));
+    for (String e : env) {
+      config.addAll(List.of("--config.env", e));
+    }
+    config.addAll(List.of("--config.workingdir", workingDir, "--config.user", user, "--config.cmd", "/bin/sh"));
+    TestTools.run(work, config.toArray(String[]::new));
+    TestTools.run(work, "rm", "-rf", bundle.toString());
   }
 
   /** Pushes {@code layout:tag} to {@code registry/repo:tag} over plain http; returns the digest the registry reports. */

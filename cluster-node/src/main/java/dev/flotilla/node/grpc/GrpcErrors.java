@@ -3,10 +3,17 @@ package dev.flotilla.node.grpc;
 import dev.flotilla.sandbox.SandboxControl;
 import dev.flotilla.sandbox.SandboxError;
 import io.grpc.Status;
+import dev.flotilla.images.ImageException;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.TimeoutException;
 import org.apache.pekko.grpc.GrpcServiceException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /** The one place where control-plane failures become gRPC statuses. */
 final class GrpcErrors {
+  private static final Logger log = LoggerFactory.getLogger(GrpcErrors.class);
+
   private GrpcErrors() {}
 
   static GrpcServiceException convert(Throwable failure) {
@@ -25,6 +32,28 @@ final class GrpcErrors {
       case INTERNAL -> Status.INTERNAL;
     };
     return status(status, e.getMessage());
+  }
+
+  /**
+   * ImageService failures: a status already chosen (anywhere in the cause chain, e.g. under a
+   * stream's failure), then the image module's kinds. A registry that cannot be reached or a
+   * pull past its deadline is UNAVAILABLE (safe to retry); any other image error says what is
+   * wrong with the request or the image.
+   */
+  static GrpcServiceException convertImage(Throwable failure) {
+    for (Throwable t = failure; t != null; t = t.getCause()) {
+      if (t instanceof GrpcServiceException g) return g;
+      if (t instanceof ImageException.NotFound e) return status(Status.NOT_FOUND, e.getMessage());
+      if (t instanceof ImageException.Unavailable e) return status(Status.UNAVAILABLE, e.getMessage());
+      if (t instanceof ImageException e) return status(Status.INVALID_ARGUMENT, e.getMessage());
+      if (t instanceof IllegalArgumentException e) return status(Status.INVALID_ARGUMENT, e.getMessage());
+      if (t instanceof TimeoutException) {
+        return status(Status.UNAVAILABLE, "the pull did not finish within flotilla.images.pull-timeout; it goes on, retry later");
+      }
+      if (t instanceof RejectedExecutionException) return status(Status.UNAVAILABLE, "the node is shutting down or overloaded (retry)");
+    }
+    log.warn("image call failed", failure);
+    return status(Status.INTERNAL, "the node failed: " + failure);
   }
 
   static GrpcServiceException status(Status status, String message) {

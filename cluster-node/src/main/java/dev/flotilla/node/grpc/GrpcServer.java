@@ -2,11 +2,14 @@ package dev.flotilla.node.grpc;
 
 import dev.flotilla.api.v1.ClusterService;
 import dev.flotilla.api.v1.ClusterServicePowerApiHandlerFactory;
+import dev.flotilla.api.v1.ImageService;
+import dev.flotilla.api.v1.ImageServicePowerApiHandlerFactory;
 import dev.flotilla.api.v1.SandboxService;
 import dev.flotilla.api.v1.SandboxServicePowerApiHandlerFactory;
 import dev.flotilla.grpc.health.v1.Health;
 import dev.flotilla.grpc.health.v1.HealthHandlerFactory;
 import dev.flotilla.node.auth.TokenAuth;
+import dev.flotilla.node.images.NodeImages;
 import dev.flotilla.sandbox.SandboxControl;
 import java.net.InetSocketAddress;
 import java.time.Duration;
@@ -20,24 +23,33 @@ import org.apache.pekko.http.javadsl.Http;
 import org.apache.pekko.http.javadsl.ServerBinding;
 import org.apache.pekko.http.javadsl.model.HttpRequest;
 import org.apache.pekko.http.javadsl.model.HttpResponse;
+import org.apache.pekko.http.javadsl.model.RequestEntity;
 import org.apache.pekko.japi.function.Function;
 
-/** Binds the node's gRPC port: SandboxService, ClusterService, grpc.health.v1 and server reflection. */
+/** Binds the node's gRPC port: SandboxService, ImageService, ClusterService, grpc.health.v1 and server reflection. */
 public final class GrpcServer {
   private GrpcServer() {}
 
-  public static CompletionStage<ServerBinding> bind(ActorSystem<?> system, SandboxControl control, TokenAuth auth,
-      Set<String> adminTenants, Duration askTimeout, String iface, int port) {
+  public static CompletionStage<ServerBinding> bind(ActorSystem<?> system, SandboxControl control, NodeImages images,
+      TokenAuth auth, Set<String> adminTenants, Duration askTimeout, String iface, int port) {
     Function<HttpRequest, CompletionStage<HttpResponse>> sandboxes =
         SandboxServicePowerApiHandlerFactory.partial(new SandboxServiceImpl(control, auth, system), SandboxService.name, system);
+    Function<HttpRequest, CompletionStage<HttpResponse>> imageCalls = ImageServicePowerApiHandlerFactory.partial(
+        new ImageServiceImpl(images, auth, adminTenants, system), ImageService.name, system);
+    // An import is as large as flotilla.images.max-import-bytes (the service counts it), not
+    // pekko-http's max-content-length.
+    String importPath = "/" + ImageService.name + "/ImportImage";
+    Function<HttpRequest, CompletionStage<HttpResponse>> imageService = req -> imageCalls.apply(
+        req.getUri().path().equals(importPath) ? req.withEntity((RequestEntity) req.entity().withoutSizeLimit()) : req);
     Function<HttpRequest, CompletionStage<HttpResponse>> cluster = ClusterServicePowerApiHandlerFactory.partial(
         new ClusterServiceImpl(system, auth, adminTenants, askTimeout), ClusterService.name, system);
     Function<HttpRequest, CompletionStage<HttpResponse>> health =
         HealthHandlerFactory.partial(new HealthServiceImpl(system), Health.name, system);
     Function<HttpRequest, CompletionStage<HttpResponse>> reflection =
-        ServerReflection.create(List.of(SandboxService.description, ClusterService.description, Health.description), system);
+        ServerReflection.create(
+            List.of(SandboxService.description, ImageService.description, ClusterService.description, Health.description), system);
     @SuppressWarnings("unchecked")
-    Function<HttpRequest, CompletionStage<HttpResponse>> all = ServiceHandler.concatOrNotFound(sandboxes, cluster, health, reflection);
+    Function<HttpRequest, CompletionStage<HttpResponse>> all = ServiceHandler.concatOrNotFound(sandboxes, imageService, cluster, health, reflection);
     return Http.get(system).newServerAt(iface, port).bind(all)
         .thenApply(b -> b.addToCoordinatedShutdown(Duration.ofSeconds(5), system));
   }

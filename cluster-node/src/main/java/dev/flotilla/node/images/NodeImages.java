@@ -13,7 +13,12 @@ import dev.flotilla.sandbox.ImagePinning;
 import dev.flotilla.sandbox.SandboxError;
 import dev.flotilla.vm.ImageRootfs;
 import dev.flotilla.vm.VmException;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -28,6 +33,8 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The node's images: its {@link ImageStore} (pulls, imports, unpacked layers), what pins a create's
@@ -40,13 +47,21 @@ import java.util.concurrent.TimeoutException;
  * the store of the node that imported it; see the README for what that means after a move.
  */
 public final class NodeImages implements ImagePinning, ImageRootfs {
+  private static final Logger log = LoggerFactory.getLogger(NodeImages.class);
+
   private final ImageStore store;
   private final Map<String, Digest> running = new ConcurrentHashMap<>(); // sandbox with state here -> its image
   private final long pullTimeoutMs;
+  private final Executor blocking;
+  private final Path importDir;
+  private final long maxImportBytes;
 
-  private NodeImages(ImageStore store, long pullTimeoutMs) {
+  private NodeImages(ImageStore store, long pullTimeoutMs, Executor blocking, Path importDir, long maxImportBytes) {
     this.store = store;
     this.pullTimeoutMs = pullTimeoutMs;
+    this.blocking = blocking;
+    this.importDir = importDir;
+    this.maxImportBytes = maxImportBytes;
   }
 
   /** From {@code flotilla.images} (node.conf); the store under {@code <data-dir>/images} unless {@code dir} says otherwise. */
@@ -68,12 +83,65 @@ public final class NodeImages implements ImagePinning, ImageRootfs {
         .withCacheMax(c.getBytes("cache-max"), ImagesConfig.DEFAULT_EVICTION_GRACE);
     NodeImages[] self = new NodeImages[1];
     ImageStore store = new ImageStore(cfg, () -> self[0] == null ? Set.of() : Set.copyOf(self[0].running.values()), blocking);
-    self[0] = new NodeImages(store, c.getDuration("pull-timeout").toMillis());
+    self[0] = new NodeImages(store, c.getDuration("pull-timeout").toMillis(), blocking, importDir(root),
+        c.getBytes("max-import-bytes"));
     return self[0];
+  }
+
+  /**
+   * {@code <root>/imports}: archives being received by ImportImage, node-only (0700, files 0600).
+   * What a crash left there is removed now: nobody is importing yet.
+   */
+  private static Path importDir(Path root) {
+    Path dir = root.resolve("imports");
+    try {
+      Files.createDirectories(dir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+      Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwx------"));
+      try (var leftovers = Files.newDirectoryStream(dir)) {
+        for (Path p : leftovers) {
+          if (Files.isRegularFile(p, LinkOption.NOFOLLOW_LINKS) || Files.isSymbolicLink(p)) Files.deleteIfExists(p);
+        }
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot prepare the image import directory " + dir + ": " + e.getMessage(), e);
+    }
+    return dir;
   }
 
   public ImageStore store() {
     return store;
+  }
+
+  /** Where store calls run: never an actor's or the gRPC server's thread. */
+  public Executor blocking() {
+    return blocking;
+  }
+
+  /** A new node-only file for one import's archive; the caller deletes it whatever happens. */
+  public Path newImportFile() {
+    try {
+      return Files.createTempFile(importDir, "import-", ".tar");
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot create a file in " + importDir + ": " + e.getMessage(), e);
+    }
+  }
+
+  public static void deleteQuietly(Path file) {
+    try {
+      Files.deleteIfExists(file);
+    } catch (IOException e) {
+      log.warn("cannot delete {}: {}", file, e.toString());
+    }
+  }
+
+  /** {@code flotilla.images.max-import-bytes}: the most one ImportImage may send. */
+  public long maxImportBytes() {
+    return maxImportBytes;
+  }
+
+  /** {@code flotilla.images.pull-timeout}. */
+  public long pullTimeoutMs() {
+    return pullTimeoutMs;
   }
 
   /** Pulls (or finds) {@code image} for {@code tenant}: shared registry pulls unless the tenant has it as its own. */
@@ -85,15 +153,12 @@ public final class NodeImages implements ImagePinning, ImageRootfs {
     } catch (ImageException e) {
       return CompletableFuture.failedFuture(SandboxError.invalid("image '" + image + "': " + e.getMessage()));
     }
-    Optional<ResolvedImage> local;
-    try {
-      local = store.resolve(image, tenant);
-    } catch (ImageException e) {
-      return CompletableFuture.failedFuture(asSandboxError(image, e));
-    }
-    CompletionStage<ResolvedImage> found = local.isPresent()
-        ? CompletableFuture.completedFuture(local.get())
-        : store.pull(ref, Optional.empty(), "");
+    // resolve reads the catalog and a config blob: on the blocking executor, never the caller's
+    // (a gRPC or actor) thread.
+    CompletionStage<ResolvedImage> found = CompletableFuture.supplyAsync(() -> store.resolve(image, tenant), blocking)
+        .thenCompose(local -> local.isPresent()
+            ? CompletableFuture.completedFuture(local.get())
+            : store.pull(ref, Optional.empty(), ""));
     return found.handle((img, err) -> {
       if (err != null) throw asSandboxError(image, unwrap(err));
       return pinned(ref, img);
@@ -144,6 +209,9 @@ public final class NodeImages implements ImagePinning, ImageRootfs {
   static SandboxError asSandboxError(String image, Throwable t) {
     if (t instanceof SandboxError se) return se;
     if (t instanceof ImageException.NotFound) return new SandboxError(SandboxError.Kind.NOT_FOUND, "image '" + image + "' not found: " + t.getMessage());
+    if (t instanceof ImageException.Unavailable) {
+      return new SandboxError(SandboxError.Kind.UNAVAILABLE, "image '" + image + "' could not be pulled: " + t.getMessage() + "; retry");
+    }
     if (t instanceof ImageException) return SandboxError.invalid("image '" + image + "': " + t.getMessage());
     return new SandboxError(SandboxError.Kind.UNAVAILABLE, "image '" + image + "' could not be pulled: " + t.getMessage() + "; retry");
   }

@@ -80,9 +80,12 @@ public final class ImageImporter {
         + "archive (manifest.json)");
   }
 
-  /** docker save (before Docker 25) keeps the config at the top and each layer as {@code <id>/layer.tar}. */
+  /**
+   * docker save (before Docker 25) keeps the config at the top and each layer as {@code <id>/layer.tar};
+   * skopeo's and podman's {@code docker-archive} keep each layer at the top as {@code <hex>.tar}.
+   */
   private static boolean isDockerSaveBlob(String entry) {
-    return (!entry.contains("/") && entry.endsWith(".json")) || entry.endsWith("/layer.tar");
+    return (!entry.contains("/") && (entry.endsWith(".json") || entry.endsWith(".tar"))) || entry.endsWith("/layer.tar");
   }
 
   private Imported fromLayout(Path archive, byte[] indexJson, Optional<ImageReference> override) {

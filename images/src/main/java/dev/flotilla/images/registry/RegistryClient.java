@@ -116,7 +116,7 @@ public final class RegistryClient {
       String type = r.headers().firstValue("Content-Type").map(t -> t.split(";")[0].strip().toLowerCase(Locale.ROOT)).orElse("");
       return new Fetched(Digest.of(bytes), bytes, isIndex(type, bytes, ref));
     } catch (IOException e) {
-      throw new ImageException("reading the manifest of " + ref + " from " + ref.registry() + " failed: " + e.getMessage(), e);
+      throw new ImageException.Unavailable("reading the manifest of " + ref + " from " + ref.registry() + " failed: " + e.getMessage(), e);
     }
   }
 
@@ -150,7 +150,7 @@ public final class RegistryClient {
       blobs.put(body, d.digest(), d.size());
       log.debug("{}: blob {} ({} bytes) stored", ref, d.digest().shortHex(), d.size());
     } catch (IOException e) {
-      throw new ImageException("downloading blob " + d.digest() + " of " + ref + " failed: " + e.getMessage(), e);
+      throw new ImageException.Unavailable("downloading blob " + d.digest() + " of " + ref + " failed: " + e.getMessage(), e);
     }
   }
 

@@ -49,6 +49,8 @@ final class RegistrySession {
     this.base = URI.create(scheme + "://" + ref.registry());
     if (creds instanceof Credentials.TokenFile t) {
       authorization = "Bearer " + t.token();
+    } else if (creds instanceof Credentials.Token t) {
+      authorization = "Bearer " + t.token();
     }
   }
 
@@ -116,7 +118,7 @@ final class RegistrySession {
 
   private void authenticate(List<AuthChallenge> challenges) {
     AuthChallenge bearer = challenges.stream().filter(c -> c.is("Bearer")).findFirst().orElse(null);
-    if (bearer != null && !(creds instanceof Credentials.TokenFile)) {
+    if (bearer != null && !(creds instanceof Credentials.TokenFile) && !(creds instanceof Credentials.Token)) {
       authorization = "Bearer " + fetchToken(bearer);
       return;
     }
@@ -180,13 +182,13 @@ final class RegistrySession {
     try {
       return http.send(req, IdleTimeoutBody.handler(config.readIdleTimeout()));
     } catch (java.net.http.HttpTimeoutException e) {
-      throw new ImageException("registry request to " + req.uri().getHost() + " timed out after " + config.requestTimeout(), e);
+      throw new ImageException.Unavailable("registry request to " + req.uri().getHost() + " timed out after " + config.requestTimeout(), e);
     } catch (IOException e) {
       boolean tls = false;
       for (Throwable t = e; t != null; t = t.getCause()) {
         tls |= t instanceof javax.net.ssl.SSLException;
       }
-      throw new ImageException("cannot reach " + req.uri().getScheme() + "://" + req.uri().getRawAuthority() + ": " + e
+      throw new ImageException.Unavailable("cannot reach " + req.uri().getScheme() + "://" + req.uri().getRawAuthority() + ": " + e
           + (tls ? "; if " + req.uri().getRawAuthority() + " serves plain http, list it in " + RegistryConfig.INSECURE_KEY : ""), e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();

@@ -1,0 +1,275 @@
+package dev.flotilla.cli;
+
+import com.google.protobuf.ByteString;
+import dev.flotilla.api.v1.BasicCredentials;
+import dev.flotilla.api.v1.DeleteImageRequest;
+import dev.flotilla.api.v1.Image;
+import dev.flotilla.api.v1.ImportImageMetadata;
+import dev.flotilla.api.v1.ImportImageRequest;
+import dev.flotilla.api.v1.ListImagesRequest;
+import dev.flotilla.api.v1.PullImageRequest;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.Iterator;
+import java.util.NoSuchElementException;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.ParentCommand;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.TypeConversionException;
+
+/**
+ * {@code flotilla image ls|pull|rm|import}: the images of the node the CLI talks to (images are
+ * per node). Yours are those you imported or pulled with your own credentials; the rest are shared.
+ */
+@Command(name = "image", mixinStandardHelpOptions = true,
+    description = "Manage the images of the node you talk to: ls, pull, rm, import.",
+    subcommands = {ImageCommands.Ls.class, ImageCommands.Pull.class, ImageCommands.Rm.class, ImageCommands.Import.class})
+final class ImageCommands implements Callable<Integer> {
+  /** A pull without --timeout waits this long (downloads take time); --timeout overrides. */
+  static final Duration PULL_TIMEOUT = Duration.ofMinutes(10);
+  /** An import without --timeout may take this long (sending and storing gigabytes); --timeout overrides. */
+  static final Duration IMPORT_TIMEOUT = Duration.ofHours(1);
+  static final int CHUNK = 1024 * 1024;
+  /** Progress lines on stderr only for archives at least this large. */
+  static final long PROGRESS_FROM = 16L * 1024 * 1024;
+  static final int MAX_SECRET = 8192;
+
+  @ParentCommand Cli cli;
+  @Spec CommandSpec spec;
+
+  Cli cli() {
+    return cli;
+  }
+
+  /** {@code flotilla image} alone: what there is to do. */
+  @Override
+  public Integer call() {
+    spec.commandLine().usage(cli.context().err());
+    return ExitCodes.USAGE;
+  }
+
+  @Command(name = "ls", mixinStandardHelpOptions = true,
+      description = "List your images and the shared ones on the node: NAME, DIGEST, SIZE, OWNER, CREATED, LAST USED.")
+  static final class Ls extends ClientCommand {
+    @Option(names = {"-o", "--output"}, paramLabel = "FORMAT", defaultValue = "table",
+        converter = OutputFormat.Converter.class,
+        description = "table (default) or json (an array of {names, digest, size, owner, created, lastUsed}).")
+    OutputFormat output;
+
+    @Override
+    int run(FlotillaClient client, CliContext ctx) {
+      var images = client.call(ImageServiceMethods.LIST_IMAGES, ListImagesRequest.getDefaultInstance(), null).getImagesList();
+      ctx.out().print(output == OutputFormat.JSON ? ImageText.array(images) : ImageText.table(images, Instant.now()));
+      return ExitCodes.OK;
+    }
+  }
+
+  @Command(name = "pull", mixinStandardHelpOptions = true,
+      description = {"Pull an image to the node (or find it there); prints NAME DIGEST.",
+          "With your own credentials the image is yours; without, the node's configured credentials (if any) "
+              + "are used and the image is shared. Waits up to 10m unless --timeout says otherwise."})
+  static final class Pull extends ClientCommand {
+    @Parameters(index = "0", paramLabel = "REF", description = "[host[:port]/]repo[:tag|@sha256:digest], e.g. busybox.")
+    String ref;
+
+    @Option(names = "--username", paramLabel = "USER", description = "Registry user; the password comes from stdin (--password-stdin).")
+    String username;
+
+    @Option(names = "--password-stdin", description = "Read the registry password from stdin (one line).")
+    boolean passwordStdin;
+
+    @Option(names = "--token-file", paramLabel = "FILE", description = "A file holding a registry bearer token.")
+    Path tokenFile;
+
+    @Option(names = {"-o", "--output"}, paramLabel = "FORMAT", defaultValue = "table",
+        converter = OutputFormat.Converter.class, description = "text (default: NAME DIGEST) or json (the image).")
+    OutputFormat output;
+
+    @Override
+    void validate() {
+      if (username != null && tokenFile != null) {
+        throw new TypeConversionException("give either --username with --password-stdin, or --token-file, not both");
+      }
+      if ((username != null) != passwordStdin) {
+        throw new TypeConversionException("--username and --password-stdin go together");
+      }
+    }
+
+    @Override
+    Duration defaultTimeout() {
+      return PULL_TIMEOUT;
+    }
+
+    PullImageRequest request(CliContext ctx) {
+      PullImageRequest.Builder req = PullImageRequest.newBuilder().setRef(ref);
+      if (username != null) {
+        req.setBasic(BasicCredentials.newBuilder().setUsername(username).setPassword(readPassword(ctx)));
+      } else if (tokenFile != null) {
+        req.setBearerToken(readToken(tokenFile));
+      }
+      return req.build();
+    }
+
+    @Override
+    int run(FlotillaClient client, CliContext ctx) {
+      Image img = client.call(ImageServiceMethods.PULL_IMAGE, request(ctx), null);
+      ctx.out().print(output == OutputFormat.JSON ? ImageText.object(img) : ImageText.line(img));
+      return ExitCodes.OK;
+    }
+
+    private static String readPassword(CliContext ctx) {
+      try {
+        byte[] in = ctx.in().readNBytes(MAX_SECRET + 2);
+        String pw = new String(in, StandardCharsets.UTF_8);
+        if (pw.endsWith("\n")) pw = pw.substring(0, pw.length() - 1);
+        if (pw.endsWith("\r")) pw = pw.substring(0, pw.length() - 1);
+        if (pw.length() > MAX_SECRET || pw.contains("\n")) {
+          throw new CliFailure(ExitCodes.USAGE, "--password-stdin: give the password as one line of at most " + MAX_SECRET + " characters");
+        }
+        return pw;
+      } catch (IOException e) {
+        throw new CliFailure(ExitCodes.USAGE, "--password-stdin: cannot read stdin: " + e.getMessage());
+      }
+    }
+
+    private static String readToken(Path file) {
+      try {
+        if (Files.size(file) > MAX_SECRET + 2) {
+          throw new CliFailure(ExitCodes.USAGE, "--token-file " + file + " is larger than a token can be (" + MAX_SECRET + " characters)");
+        }
+        String t = Files.readString(file, StandardCharsets.UTF_8).strip();
+        if (t.isEmpty()) throw new CliFailure(ExitCodes.USAGE, "--token-file " + file + " is empty");
+        return t;
+      } catch (IOException e) {
+        throw new CliFailure(ExitCodes.USAGE, "--token-file: cannot read " + file + ": " + e.getMessage());
+      }
+    }
+  }
+
+  @Command(name = "rm", mixinStandardHelpOptions = true,
+      description = {"Remove one of your image names (or, for a digest, all your names of it); prints REF.",
+          "The bytes go once no tenant and no sandbox on the node uses them. Shared images: admin tenants only."})
+  static final class Rm extends ClientCommand {
+    @Parameters(index = "0", paramLabel = "REF", description = "A name as `image ls` shows it, or a digest sha256:….")
+    String ref;
+
+    @Override
+    int run(FlotillaClient client, CliContext ctx) {
+      client.call(ImageServiceMethods.DELETE_IMAGE, DeleteImageRequest.newBuilder().setRef(ref).build(), null);
+      ctx.out().println(ref);
+      return ExitCodes.OK;
+    }
+  }
+
+  @Command(name = "import", mixinStandardHelpOptions = true,
+      description = {"Import an OCI image layout tar or a `docker save` archive into the node; prints NAME DIGEST.",
+          "The image is yours and lives on that node only. Progress goes to stderr for large files. "
+              + "Waits up to 1h unless --timeout says otherwise."})
+  static final class Import extends ClientCommand {
+    @Parameters(index = "0", paramLabel = "FILE", description = "The archive (a tar; not compressed).")
+    Path file;
+
+    @Option(names = "--name", paramLabel = "REPO:TAG",
+        description = "Name it this (default: the archive's own name; needed when it holds several images).")
+    String name;
+
+    @Option(names = {"-o", "--output"}, paramLabel = "FORMAT", defaultValue = "table",
+        converter = OutputFormat.Converter.class, description = "text (default: NAME DIGEST) or json (the image).")
+    OutputFormat output;
+
+    @Override
+    void validate() {
+      if (!Files.isRegularFile(file)) throw new TypeConversionException(file + " is not a readable file");
+      if (name != null && name.isBlank()) throw new TypeConversionException("--name must not be empty");
+    }
+
+    @Override
+    Duration defaultTimeout() {
+      return IMPORT_TIMEOUT;
+    }
+
+    @Override
+    int run(FlotillaClient client, CliContext ctx) {
+      long total;
+      try {
+        total = Files.size(file);
+      } catch (IOException e) {
+        throw new CliFailure(ExitCodes.USAGE, "cannot read " + file + ": " + e.getMessage());
+      }
+      try (InputStream in = Files.newInputStream(file)) {
+        Image img = client.clientStream(ImageServiceMethods.IMPORT_IMAGE, new Chunks(in, total, ctx), null);
+        ctx.out().print(output == OutputFormat.JSON ? ImageText.object(img) : ImageText.line(img));
+        return ExitCodes.OK;
+      } catch (IOException e) {
+        throw new CliFailure(ExitCodes.REQUEST_FAILED, "cannot read " + file + ": " + e.getMessage());
+      } catch (UncheckedIOException e) {
+        throw new CliFailure(ExitCodes.REQUEST_FAILED, "cannot read " + file + ": " + e.getCause().getMessage());
+      }
+    }
+
+    /** The metadata, then the file in 1 MiB chunks, with a progress line on stderr every 10% of a large file. */
+    private final class Chunks implements Iterator<ImportImageRequest> {
+      private final InputStream in;
+      private final long total;
+      private final CliContext ctx;
+      private boolean metadataSent;
+      private byte[] next;
+      private long sent;
+      private int reportedTenths;
+
+      Chunks(InputStream in, long total, CliContext ctx) {
+        this.in = in;
+        this.total = total;
+        this.ctx = ctx;
+      }
+
+      @Override
+      public boolean hasNext() {
+        if (!metadataSent) return true;
+        if (next == null) {
+          try {
+            next = in.readNBytes(CHUNK);
+          } catch (IOException e) {
+            throw new UncheckedIOException(e);
+          }
+        }
+        return next.length > 0;
+      }
+
+      @Override
+      public ImportImageRequest next() {
+        if (!metadataSent) {
+          metadataSent = true;
+          return ImportImageRequest.newBuilder()
+              .setMetadata(ImportImageMetadata.newBuilder().setName(name == null ? "" : name)).build();
+        }
+        if (!hasNext()) throw new NoSuchElementException();
+        byte[] chunk = next;
+        next = null;
+        sent += chunk.length;
+        progress();
+        return ImportImageRequest.newBuilder().setChunk(ByteString.copyFrom(chunk)).build();
+      }
+
+      private void progress() {
+        if (total < PROGRESS_FROM) return;
+        int tenths = (int) (sent * 10 / total);
+        if (tenths > reportedTenths) {
+          reportedTenths = tenths;
+          ctx.err().printf("importing %s: %s of %s (%d%%)%n", file.getFileName(), ImageText.size(sent), ImageText.size(total),
+              sent * 100 / total);
+        }
+      }
+    }
+  }
+}
