@@ -22,7 +22,8 @@ creates=40
 sandboxes=32
 execs=400
 concurrency=4
-usage() { echo "usage: $0 [--iterations N] [--creates N] [--sandboxes K] [--exec-iterations M] [--concurrency C]" >&2; exit 2; }
+image_iterations=10
+usage() { echo "usage: $0 [--iterations N] [--creates N] [--sandboxes K] [--exec-iterations M] [--concurrency C] [--image-iterations I]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || usage
   case "$1" in
@@ -31,6 +32,7 @@ while [ $# -gt 0 ]; do
     --sandboxes) sandboxes=$2 ;;
     --exec-iterations) execs=$2 ;;
     --concurrency) concurrency=$2 ;;
+    --image-iterations) image_iterations=$2 ;;
     *) usage ;;
   esac
   case "$2" in ''|*[!0-9]*) usage ;; esac
@@ -42,6 +44,9 @@ jar=guest-agent/target/flotilla-guest-agent.jar
 if [ ! -f "$jar" ] || [ ! -f cluster-node/target/flotilla.jar ] || [ ! -d "$HOME/.m2/repository/dev/flotilla/core-actors" ]; then
   mvn -B -q -ntp -DskipTests install -pl cluster-node -am
 fi
+# The process driver's sandbox runtime (with the agent just built) and default image; cached.
+guest-image/build-sandbox-runtime.sh
+guest-image/build-default-image.sh
 mvn -B -q -ntp -pl cluster-node test-compile
 cpfile=$(mktemp)
 mvn -B -q -ntp -pl cluster-node dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile="$cpfile" >/dev/null
@@ -108,9 +113,10 @@ cp "$jar" "$agent"
 
 echo "bench-control-plane: create-to-running $iterations (+3 warm-up), exec $execs (+30 warm-up), $creates sustained creates" \
   "from $concurrency clients, heap with $sandboxes idle sandboxes; data dir $root"
-java -Dflotilla.agent.jar="$agent" -Dlogback.configurationFile="$logback" -cp "$cp" \
+java -Dflotilla.agent.jar="$agent" -Dflotilla.sandbox.runtime="$PWD/guest-image/out/sandbox-runtime" \
+  -Dflotilla.default.image="$PWD/guest-image/out/default-image/rootfs" -Dlogback.configurationFile="$logback" -cp "$cp" \
   dev.flotilla.bench.ControlPlaneBench --data-dir "$root" --iterations "$iterations" --exec-iterations "$execs" \
-  --creates "$creates" --concurrency "$concurrency" --sandboxes "$sandboxes" &
+  --creates "$creates" --concurrency "$concurrency" --sandboxes "$sandboxes" --image-iterations "$image_iterations" &
 bench_pid=$!
 wait "$bench_pid" || status=$?
 # The node's own complaints during the run, for whoever reads the figures.

@@ -72,6 +72,7 @@ public final class ControlPlaneBench {
   private static volatile String token;
 
   private static final List<SandboxServiceClient> clients = new ArrayList<>();
+  private static int imageIterations;
 
   public static void main(String[] args) throws Exception {
     Map<String, String> o = parse(args);
@@ -80,6 +81,7 @@ public final class ControlPlaneBench {
     int creates = Integer.parseInt(o.getOrDefault("--creates", "40"));
     int concurrency = Integer.parseInt(o.getOrDefault("--concurrency", "4"));
     int sandboxes = Integer.parseInt(o.getOrDefault("--sandboxes", "32"));
+    imageIterations = Integer.parseInt(o.getOrDefault("--image-iterations", "10"));
     if (o.containsKey("--data-dir")) {
       dataDir = Path.of(o.get("--data-dir"));
     } else {
@@ -257,6 +259,8 @@ public final class ControlPlaneBench {
     awaitNoVms();
 
     // 4. Heap per idle running sandbox.
+    images(client, imageIterations);
+
     section("4/4 heap: " + sandboxes + " idle running sandboxes vs none");
     Thread.sleep(2000);
     HeapProbe.Reading h0 = HeapProbe.read(dataDir.resolve("histo-0.txt"));
@@ -337,9 +341,13 @@ public final class ControlPlaneBench {
    * (same host clock: the node is in this JVM).
    */
   private static double[] createToRunning(SandboxServiceClient client, int i) throws Exception {
+    return createToRunning(client, spec("latency"));
+  }
+
+  private static double[] createToRunning(SandboxServiceClient client, SandboxSpec spec) throws Exception {
     long t0 = System.nanoTime();
     Sandbox s = await(client.createSandbox().addHeader("authorization", bearer())
-        .invoke(CreateSandboxRequest.newBuilder().setSpec(spec("latency")).build()));
+        .invoke(CreateSandboxRequest.newBuilder().setSpec(spec).build()));
     long t1 = System.nanoTime();
     SandboxEvent ev = runningStage(client, s.getId()).get(T.toSeconds(), TimeUnit.SECONDS);
     long t2 = System.nanoTime();
@@ -504,6 +512,57 @@ public final class ControlPlaneBench {
     // Our own shutdown hook deletes the sandboxes before the node stops.
     o.put("pekko.coordinated-shutdown.run-by-jvm-shutdown-hook", "off");
     return ConfigFactory.parseMap(o).withFallback(ConfigFactory.load()).resolve();
+  }
+
+  /**
+   * Images: the first pull of a small image (busybox plus a file, built with umoci, pushed with
+   * skopeo to Debian's registry on loopback) and its second (cached), then create-to-RUNNING of a
+   * sandbox on that image (warm cache) against the default image, interleaved.
+   */
+  private static void images(SandboxServiceClient client, int n) throws Exception {
+    section("images: first pull of a small image, then create-to-RUNNING on it (warm) vs the default image, " + n + " each");
+    try {
+      dev.flotilla.images.TestUmoci.requireTools();
+    } catch (Throwable t) {
+      System.out.println("   skipped: " + t.getMessage());
+      return;
+    }
+    Path work = Files.createTempDirectory(Path.of("/tmp"), "flcp-img");
+    try (dev.flotilla.images.TestRegistry registry = dev.flotilla.images.TestRegistry.start(work, "127.0.0.1", "")) {
+      Path layout = work.resolve("layout");
+      dev.flotilla.images.TestUmoci.build(work, layout, "v1", Path.of(System.getProperty("flotilla.default.image")),
+          Map.of("srv/hello", "hello\n"), List.of("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), "/srv", "");
+      String ref = registry.address() + "/bench/app:1";
+      dev.flotilla.images.TestUmoci.push(layout, "v1", registry.address(), "bench/app:1");
+      var images = dev.flotilla.api.v1.ImageServiceClient.create(
+          GrpcClientSettings.connectToServiceAt("127.0.0.1", node.grpcPort(), clientSystem).withTls(false), clientSystem);
+      var pull = dev.flotilla.api.v1.PullImageRequest.newBuilder().setRef(ref).build();
+      long p0 = System.nanoTime();
+      var img = await(images.pullImage().addHeader("authorization", bearer()).invoke(pull));
+      long p1 = System.nanoTime();
+      await(images.pullImage().addHeader("authorization", bearer()).invoke(pull));
+      long p2 = System.nanoTime();
+      System.out.printf("   first pull %.1f ms (%s, %d bytes); second pull (cached) %.1f ms%n",
+          (p1 - p0) / 1e6, ref, img.getSize(), (p2 - p1) / 1e6);
+      Stats plain = new Stats();
+      Stats withImage = new Stats();
+      SandboxSpec imageSpec = spec("image").toBuilder().setImage(ref).build();
+      for (int i = 0; i < n + WARMUP; i++) {
+        double a = i % 2 == 0 ? createToRunning(client, spec("latency"))[1] : createToRunning(client, imageSpec)[1];
+        double b = i % 2 == 0 ? createToRunning(client, imageSpec)[1] : createToRunning(client, spec("latency"))[1];
+        if (i >= WARMUP) {
+          plain.add(i % 2 == 0 ? a : b);
+          withImage.add(i % 2 == 0 ? b : a);
+        }
+        System.out.print(".");
+      }
+      System.out.println();
+      row("create-to-RUNNING via gRPC, default image", plain);
+      row("create-to-RUNNING via gRPC, registry image (warm)", withImage);
+      ratio("image / default", withImage, plain);
+    } finally {
+      new ProcessBuilder("rm", "-rf", work.toString()).start().waitFor();
+    }
   }
 
   private static SandboxSpec spec(String phase) {
