@@ -14,7 +14,10 @@ final class NodeDirs {
 
   private NodeDirs() {}
 
-  /** A root-owned directory with {@code mode}; refused if something else (a symlink) sits there. */
+  /**
+   * A node-owned directory with {@code mode} (the traversable ones of the run root; node-only 0700
+   * ones come from {@link dev.flotilla.vm.NodeOnlyFiles#createPrivateDir}); refused if a symlink sits there.
+   */
   static void privateDir(Path dir, String mode) throws IOException {
     if (Files.isSymbolicLink(dir)) throw new IOException(dir + " is a symbolic link; refusing to use it");
     Files.createDirectories(dir);

@@ -3,6 +3,7 @@ package dev.flotilla.vm.process;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.HypervisorCapabilities;
 import dev.flotilla.vm.ImageRootfs;
+import dev.flotilla.vm.NodeOnlyFiles;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmHandle;
@@ -128,13 +129,13 @@ public final class ProcessHypervisor implements Hypervisor {
     HostFacts f = facts();
     if (!f.usable()) throw new VmException(f.why());
     try {
-      NodeDirs.privateDir(config.stateRoot(), "rwx------");
+      NodeOnlyFiles.createPrivateDir(config.stateRoot());
       Path parent = config.runRoot().getParent();
       if (parent != null) NodeDirs.privateDir(parent, "rwx--x--x");
       NodeDirs.privateDir(config.runRoot(), "rwx--x--x");
       long base = ids.acquire(spec.sandboxId()).hostStart();
       Path state = config.stateDirFor(spec.sandboxId(), spec.incarnation());
-      NodeDirs.privateDir(state, "rwx------");
+      NodeOnlyFiles.createPrivateDir(state);
       seccomp();
       runtimeMount();
       return ProcessVm.prepared(this, spec, base);
