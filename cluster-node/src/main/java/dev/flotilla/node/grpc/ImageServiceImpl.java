@@ -86,6 +86,7 @@ public final class ImageServiceImpl implements ImageServicePowerApi {
         }
         default -> Optional.<Credentials>empty();
       };
+      images.checkRegistry(ref);
       String owner = creds.isPresent() ? tenant : ImageStore.SHARED;
       // A copy: the store shares one future between concurrent pulls; our deadline is ours alone.
       return images.store().pull(ref, creds, owner).copy()

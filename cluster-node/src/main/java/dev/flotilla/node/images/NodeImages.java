@@ -55,6 +55,7 @@ public final class NodeImages implements ImagePinning, ImageRootfs {
   private final Executor blocking;
   private final Path importDir;
   private final long maxImportBytes;
+  private volatile Set<String> allowedRegistries = Set.of(); // empty: any
 
   private NodeImages(ImageStore store, long pullTimeoutMs, Executor blocking, Path importDir, long maxImportBytes) {
     this.store = store;
@@ -85,6 +86,7 @@ public final class NodeImages implements ImagePinning, ImageRootfs {
     ImageStore store = new ImageStore(cfg, () -> self[0] == null ? Set.of() : Set.copyOf(self[0].running.values()), blocking);
     self[0] = new NodeImages(store, c.getDuration("pull-timeout").toMillis(), blocking, importDir(root),
         c.getBytes("max-import-bytes"));
+    self[0].allowedRegistries = Set.copyOf(c.getStringList("allowed-registries"));
     return self[0];
   }
 
@@ -140,6 +142,19 @@ public final class NodeImages implements ImagePinning, ImageRootfs {
   }
 
   /** {@code flotilla.images.pull-timeout}. */
+  /**
+   * Refuses a pull from a registry the operator did not allow ({@code flotilla.images.allowed-registries};
+   * empty allows any). A pull is a request the node sends on a tenant's behalf to the host the
+   * tenant names: production nodes list their registries, so that a tenant cannot point the node at
+   * its own loopback services or internal network.
+   */
+  public void checkRegistry(ImageReference ref) {
+    Set<String> allowed = allowedRegistries;
+    if (allowed.isEmpty() || allowed.contains(ref.domain()) || allowed.contains(ref.registry())) return;
+    throw new ImageException("registry " + ref.domain() + " is not allowed on this node (flotilla.images.allowed-registries: "
+        + String.join(", ", new java.util.TreeSet<>(allowed)) + ")");
+  }
+
   public long pullTimeoutMs() {
     return pullTimeoutMs;
   }
@@ -156,9 +171,11 @@ public final class NodeImages implements ImagePinning, ImageRootfs {
     // resolve reads the catalog and a config blob: on the blocking executor, never the caller's
     // (a gRPC or actor) thread.
     CompletionStage<ResolvedImage> found = CompletableFuture.supplyAsync(() -> store.resolve(image, tenant), blocking)
-        .thenCompose(local -> local.isPresent()
-            ? CompletableFuture.completedFuture(local.get())
-            : store.pull(ref, Optional.empty(), ""));
+        .thenCompose(local -> {
+          if (local.isPresent()) return CompletableFuture.completedFuture(local.get());
+          checkRegistry(ref);
+          return store.pull(ref, Optional.empty(), "");
+        });
     return found.handle((img, err) -> {
       if (err != null) throw asSandboxError(image, unwrap(err));
       return pinned(ref, img);

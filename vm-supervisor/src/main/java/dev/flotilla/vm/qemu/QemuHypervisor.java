@@ -222,6 +222,9 @@ public final class QemuHypervisor implements Hypervisor {
     try {
       privateDir(dir);
       runDir(run, uid);
+      // The guest's agent takes the first handshake's secret as its own (--secret-on-first-handshake:
+      // its virtio-serial port is reached only through QEMU); the node keeps it node-only.
+      dev.flotilla.vm.AgentSecrets.create(dir);
     } catch (IOException e) {
       throw new VmException("cannot create state directory " + dir + ": " + e.getMessage(), e);
     }

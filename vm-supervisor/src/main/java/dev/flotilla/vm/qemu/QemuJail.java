@@ -340,9 +340,9 @@ final class QemuJail {
   }
 
   static void deleteTree(Path dir) {
-    if (!Files.exists(dir, LinkOption.NOFOLLOW_LINKS)) return;
-    try (Stream<Path> walk = Files.walk(dir)) {
-      walk.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+    // The run directory inside is the QEMU uid's to write: never follow what it may have put there.
+    try {
+      dev.flotilla.vm.NodeOnlyFiles.deleteTree(dir);
     } catch (IOException | RuntimeException e) {
       LOG.warn("cannot delete {}: {}", dir, e.toString());
     }

@@ -249,10 +249,18 @@ final class QemuVm implements Vm {
    */
   @Override
   public AgentAddress agentAddress() {
+    byte[] secret = agentSecret;
+    if (secret == null) {
+      // Made at prepare in the node-only state directory; absent for VMs started before secrets existed.
+      secret = dev.flotilla.vm.AgentSecrets.readIfTrusted(handle.stateDir());
+      agentSecret = secret;
+    }
     String uid = handle.extra().get("uid");
-    if (uid == null) return new AgentAddress(handle.agentSocket()); // started before QEMU was jailed
-    return new AgentAddress(handle.agentSocket(), java.util.OptionalLong.of(Long.parseLong(uid)), null);
+    if (uid == null) return new AgentAddress(handle.agentSocket(), java.util.OptionalLong.empty(), secret); // started before QEMU was jailed
+    return new AgentAddress(handle.agentSocket(), java.util.OptionalLong.of(Long.parseLong(uid)), secret);
   }
+
+  private volatile byte[] agentSecret;
 
   @Override
   public void pause() throws VmException {
