@@ -241,6 +241,30 @@ class QemuJailTest {
     assertTrue(ConsoleLog.tail(log, 8192).contains("1999 " + line), "the newest lines are kept");
   }
 
+  /** The boot's handshake fixed the node's secret in the guest: a handshake without it is refused. */
+  @Test
+  @Order(6)
+  void theGuestAgentServesOnlyTheHolderOfItsNodesSecret() throws Exception {
+    Vm vm = vms.get("jail-a");
+    var address = vm.agentAddress();
+    assertTrue(address.hasSecret(), "the node keeps a secret for every QEMU incarnation");
+    synchronized (vms) {
+      agents.remove("jail-a").close(); // the serial port serves one host connection at a time
+    }
+    try (AgentClient legacy = AgentClients.connect(new dev.flotilla.agent.protocol.client.AgentAddress(address.unixSocket()),
+        Duration.ofSeconds(10))) {
+      var e = org.junit.jupiter.api.Assertions.assertThrows(java.util.concurrent.ExecutionException.class,
+          () -> legacy.handshake("jail-a", 1, BOOT).get(30, TimeUnit.SECONDS));
+      assertEquals(dev.flotilla.agent.protocol.client.AgentException.Code.PERMISSION_DENIED,
+          ((dev.flotilla.agent.protocol.client.AgentException) e.getCause()).code(), e.toString());
+    }
+    AgentClient again = AgentClients.connect(address, Duration.ofSeconds(10));
+    synchronized (vms) {
+      agents.put("jail-a", again);
+    }
+    again.handshake("jail-a", 1, BOOT).get(30, TimeUnit.SECONDS);
+  }
+
   @Test
   @Order(7)
   void stoppedVmsLeaveNoProcessCgroupMountOrFile() throws Exception {
