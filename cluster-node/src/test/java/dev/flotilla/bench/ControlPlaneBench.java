@@ -466,6 +466,8 @@ public final class ControlPlaneBench {
       System.out.println("bench cleanup: deleting sandboxes: " + t);
     }
     for (Vm vm : List.copyOf(bareVms)) destroy(vm);
+    // The bare driver's sandboxes keep writable layers and id ranges until released: release them all.
+    if (dataDir != null) ProcessHypervisor.forgetAll(dataDir.resolve("bare-vms"));
     try {
       if (node != null) node.close();
     } catch (Throwable t) {
