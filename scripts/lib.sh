@@ -12,7 +12,7 @@ kill_sandbox_leftovers() {
   # STATE is ROOT itself or a node data directory's vms/.
   local state run
   for state in "$root" "$root/vms"; do
-    [ -d "$state" ] || continue
+    # (the mounts are looked for even when STATE is gone: a deleted data dir leaves them behind)
     if [ -d "$state/.runc" ] && command -v runc >/dev/null 2>&1; then
       for c in $(runc --root "$state/.runc" list -q 2>/dev/null); do runc --root "$state/.runc" delete --force "$c" 2>/dev/null || true; done
     fi
