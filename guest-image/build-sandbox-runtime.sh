@@ -12,23 +12,10 @@
 # Cached: a second run with the same inputs does nothing.
 set -euo pipefail
 
-here="$(cd "$(dirname "$0")" && pwd)"
-repo="$(cd "$here/.." && pwd)"
-out="$here/out/sandbox-runtime"
-jar=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --agent-jar) jar="$2"; shift 2 ;;
-    --out) out="$2"; shift 2 ;;
-    *) echo "usage: $0 [--agent-jar PATH] [--out DIR]" >&2; exit 2 ;;
-  esac
-done
+. "$(dirname "$0")/build-args.sh"
+parse_build_args "$(cd "$(dirname "$0")" && pwd)/out/sandbox-runtime" "$@"
 log() { echo "sandbox-runtime: $*" >&2; }
-[ -n "$jar" ] || jar="$repo/guest-agent/target/flotilla-guest-agent.jar"
-if [ ! -f "$jar" ]; then
-  log "building the guest agent jar"
-  (cd "$repo" && mvn -B -q -ntp -pl guest-agent -am package -DskipTests)
-fi
+ensure_agent_jar log
 for tool in jlink jdeps patchelf sha256sum unshare chroot setpriv; do
   command -v "$tool" >/dev/null || { log "missing $tool (run scripts/setup-host.sh)"; exit 1; }
 done

@@ -10,31 +10,15 @@
 # Downloaded .debs are kept in ${FLOTILLA_CACHE:-~/.cache/flotilla}/debs.
 set -euo pipefail
 
-here="$(cd "$(dirname "$0")" && pwd)"
-repo="$(cd "$here/.." && pwd)"
-out="$here/out"
-jar=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --agent-jar) jar="$2"; shift 2 ;;
-    --out) out="$2"; shift 2 ;;
-    *) echo "usage: $0 [--agent-jar PATH] [--out DIR]" >&2; exit 2 ;;
-  esac
-done
+. "$(dirname "$0")/build-args.sh"
+parse_build_args "$(cd "$(dirname "$0")" && pwd)/out" "$@"
 cache="${FLOTILLA_CACHE:-$HOME/.cache/flotilla}"
 debs="$cache/debs"
 mkdir -p "$debs" "$out"
 log() { echo "guest-image: $*" >&2; }
 
 # The guest agent (a self-contained jar). Built here only when nobody built it yet.
-if [ -z "$jar" ]; then
-  jar="$repo/guest-agent/target/flotilla-guest-agent.jar"
-  if [ ! -f "$jar" ]; then
-    log "building the guest agent jar"
-    (cd "$repo" && mvn -B -q -ntp -pl guest-agent -am package -DskipTests)
-  fi
-fi
-[ -f "$jar" ] || { log "no agent jar at $jar"; exit 1; }
+ensure_agent_jar log
 
 for tool in apt-get apt-cache dpkg-deb cpio xz jlink jdeps od sha256sum; do
   command -v "$tool" >/dev/null || { log "missing $tool (run scripts/setup-host.sh)"; exit 1; }

@@ -184,15 +184,7 @@ public final class ControlPlaneBench {
         dev.flotilla.vm.AgentSecrets.read(handle.stateDir()));
     try (AgentClient direct = AgentClients.connect(address, T)) {
       direct.handshake(execId, running.getIncarnation(), T).get(30, TimeUnit.SECONDS);
-      OutputSink drop = new OutputSink() {
-        @Override
-        public void onData(Channel channel, byte[] data, Runnable release) {
-          release.run();
-        }
-
-        @Override
-        public void onEnd(Channel channel) {}
-      };
+      OutputSink drop = OutputSink.DISCARD;
       ExecRequest req = ExecRequest.newBuilder().setSandboxId(execId).addArgv("true").build();
       GetSandboxRequest get = GetSandboxRequest.newBuilder().setId(execId).build();
       for (int i = 0; i < execIterations + WARMUP * 10; i++) {

@@ -198,48 +198,6 @@ public final class Cgroups {
       return List.of();
     }
 
-    boolean canFreeze() {
-      return dirs.containsKey(Controller.FREEZER);
-    }
-
-    /** Freezes (or thaws) the cgroup and returns once the kernel says it is done. */
-    void freeze(boolean frozen, long timeoutMillis) throws IOException {
-      Path d = dirs.get(Controller.FREEZER);
-      if (d == null) throw new IOException("no freezer cgroup");
-      long deadline = System.nanoTime() + timeoutMillis * 1_000_000;
-      boolean v2 = isV2(d);
-      while (true) {
-        if (v2) {
-          Files.writeString(d.resolve("cgroup.freeze"), frozen ? "1" : "0");
-        } else {
-          Files.writeString(d.resolve("freezer.state"), frozen ? "FROZEN" : "THAWED");
-        }
-        if (isFrozen() == frozen) return;
-        if (System.nanoTime() > deadline) {
-          throw new IOException("cgroup " + d + " did not become " + (frozen ? "frozen" : "thawed") + " in " + timeoutMillis + " ms");
-        }
-        try {
-          Thread.sleep(2);
-        } catch (InterruptedException e) {
-          Thread.currentThread().interrupt();
-          throw new IOException("interrupted");
-        }
-      }
-    }
-
-    boolean isFrozen() {
-      Path d = dirs.get(Controller.FREEZER);
-      if (d == null) return false;
-      try {
-        if (isV2(d)) {
-          return Files.readAllLines(d.resolve("cgroup.events")).stream().anyMatch(l -> l.trim().equals("frozen 1"));
-        }
-        return Files.readString(d.resolve("freezer.state")).trim().equals("FROZEN");
-      } catch (IOException e) {
-        return false;
-      }
-    }
-
     /** Removes the sandbox's cgroups; they must be empty. Returns what could not be removed. */
     public List<Path> remove() {
       List<Path> left = new ArrayList<>();

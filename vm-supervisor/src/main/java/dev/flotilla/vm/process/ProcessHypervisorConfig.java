@@ -75,7 +75,7 @@ public record ProcessHypervisorConfig(
     try {
       byte[] h = java.security.MessageDigest.getInstance("SHA-256")
           .digest(stateRoot.toAbsolutePath().normalize().toString().getBytes(java.nio.charset.StandardCharsets.UTF_8));
-      return Path.of("/run/flotilla", HexFormat.of().formatHex(h, 0, 8));
+      return dev.flotilla.vm.VmHandle.RUN_ROOT.resolve(HexFormat.of().formatHex(h, 0, 8));
     } catch (java.security.NoSuchAlgorithmException e) {
       throw new IllegalStateException(e);
     }

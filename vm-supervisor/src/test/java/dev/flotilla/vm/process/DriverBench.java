@@ -124,15 +124,7 @@ public final class DriverBench {
   private static List<Double> execRoundTrips(TestSandboxes s, int n) throws Exception {
     Vm vm = s.start(s.spec());
     AgentClient c = s.connect(vm);
-    OutputSink drop = new OutputSink() {
-      @Override
-      public void onData(Channel channel, byte[] data, Runnable release) {
-        release.run();
-      }
-
-      @Override
-      public void onEnd(Channel channel) {}
-    };
+    OutputSink drop = OutputSink.DISCARD;
     List<Double> out = new ArrayList<>();
     for (int i = 0; i < n + 20; i++) {
       String id = "e" + i;

@@ -250,15 +250,7 @@ public final class TestSandboxes implements AutoCloseable {
   /** Starts a command in the guest and does not wait for it. */
   public static void spawn(AgentClient c, String... argv) {
     String id = "s-" + IDS.incrementAndGet();
-    c.exec(ExecRequest.of(id, argv), new OutputSink() {
-      @Override
-      public void onData(Channel channel, byte[] data, Runnable release) {
-        release.run();
-      }
-
-      @Override
-      public void onEnd(Channel channel) {}
-    }, Duration.ofSeconds(10)).join();
+    c.exec(ExecRequest.of(id, argv), OutputSink.DISCARD, Duration.ofSeconds(10)).join();
   }
 
   public static boolean alive(long pid) {

@@ -3,14 +3,10 @@ package dev.flotilla.vm.qemu;
 import dev.flotilla.agent.protocol.client.AgentAddress;
 import dev.flotilla.agent.protocol.client.AgentClient;
 import dev.flotilla.agent.protocol.client.AgentClients;
-import dev.flotilla.agent.protocol.client.ExecRequest;
 import dev.flotilla.agent.protocol.client.GuestInfo;
-import dev.flotilla.agent.protocol.client.OutputSink;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmSpec;
-import java.io.ByteArrayOutputStream;
 import java.io.File;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -18,7 +14,6 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -139,26 +134,7 @@ public final class QemuBench {
   }
 
   private static String run(AgentClient c, String script) throws Exception {
-    ByteArrayOutputStream out = new ByteArrayOutputStream();
-    CompletableFuture<Void> ended = new CompletableFuture<>();
-    c.exec(new ExecRequest("x" + System.nanoTime(), List.of("sh", "-c", script), Map.of(), "", false),
-        new OutputSink() {
-          @Override
-          public void onData(Channel ch, byte[] data, Runnable release) {
-            synchronized (out) {
-              out.writeBytes(data);
-            }
-            release.run();
-          }
-
-          @Override
-          public void onEnd(Channel ch) {
-            if (ch == Channel.STDOUT) ended.complete(null);
-          }
-        }, Duration.ofSeconds(30)).get();
-    ended.get(30, TimeUnit.SECONDS);
-    synchronized (out) {
-      return out.toString(StandardCharsets.UTF_8);
-    }
+    return TestAgent.run(c, script).output();
   }
+
 }

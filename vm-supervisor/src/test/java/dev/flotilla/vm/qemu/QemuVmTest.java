@@ -10,16 +10,13 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.flotilla.agent.protocol.client.AgentClient;
 import dev.flotilla.agent.protocol.client.AgentClients;
-import dev.flotilla.agent.protocol.client.ExecRequest;
 import dev.flotilla.agent.protocol.client.ExitStatus;
 import dev.flotilla.agent.protocol.client.GuestInfo;
-import dev.flotilla.agent.protocol.client.OutputSink;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmExit;
 import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
 import java.io.ByteArrayInputStream;
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;

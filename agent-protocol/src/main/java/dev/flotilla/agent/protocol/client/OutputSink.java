@@ -23,4 +23,15 @@ public interface OutputSink {
 
   /** The output stream broke (connection lost); no more calls follow. */
   default void onError(Throwable error) {}
+
+  /** Takes every chunk and forgets it at once (for processes whose output nobody reads). */
+  OutputSink DISCARD = new OutputSink() {
+    @Override
+    public void onData(Channel channel, byte[] data, Runnable release) {
+      release.run();
+    }
+
+    @Override
+    public void onEnd(Channel channel) {}
+  };
 }
