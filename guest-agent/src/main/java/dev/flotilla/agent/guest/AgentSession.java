@@ -2,6 +2,7 @@ package dev.flotilla.agent.guest;
 
 import com.google.protobuf.InvalidProtocolBufferException;
 import dev.flotilla.agent.guest.process.GuestProcess;
+import dev.flotilla.agent.guest.process.OutputRing;
 import dev.flotilla.agent.guest.process.ProcessExit;
 import dev.flotilla.agent.guest.process.ProcessTable;
 import dev.flotilla.agent.protocol.frame.Frame;
@@ -13,6 +14,7 @@ import dev.flotilla.agent.protocol.v1.Error;
 import dev.flotilla.agent.protocol.v1.ExecProcessResponse;
 import dev.flotilla.agent.protocol.v1.HandshakeRequest;
 import dev.flotilla.agent.protocol.v1.PingResponse;
+import dev.flotilla.agent.protocol.v1.ReadOutputRequest;
 import dev.flotilla.agent.protocol.v1.Request;
 import dev.flotilla.agent.protocol.v1.Response;
 import dev.flotilla.agent.protocol.v1.WaitProcessResponse;
@@ -109,6 +111,7 @@ final class AgentSession implements FrameConnection.Handler {
         case READ_FILE -> onWorker(streamId,
             () -> Response.newBuilder().setReadFile(agent.files().read(request.getReadFile())).build());
         case STATS -> onWorker(streamId, () -> Response.newBuilder().setStats(agent.probe().stats()).build());
+        case READ_OUTPUT -> readOutput(streamId, request.getReadOutput());
         case PING -> reply(streamId, Response.newBuilder()
             .setPing(PingResponse.newBuilder().setNonce(request.getPing().getNonce())).build());
         case SHUTDOWN -> shutdown(streamId, request);
@@ -161,6 +164,13 @@ final class AgentSession implements FrameConnection.Handler {
   private void exec(int streamId, Request request) {
     ProcessTable.Started started = agent.processes()
         .start(request.getExecProcess(), streamId, conn::trySend);
+    if (started.process().ring().isPresent()) {
+      // Detached: its output goes to its ring, whatever becomes of this connection.
+      reply(streamId, Response.newBuilder()
+          .setExecProcess(ExecProcessResponse.newBuilder().setPid(started.process().pid())).build());
+      started.startOutput();
+      return;
+    }
     outputs.put(streamId, started.process());
     started.process().exit().thenCompose(x -> CompletableFuture.allOf(started.stdout().done(), started.stderr().done()))
         .thenRun(() -> outputs.remove(streamId));
@@ -176,6 +186,15 @@ final class AgentSession implements FrameConnection.Handler {
       reply(streamId, Response.newBuilder().setWaitProcess(toProto(exit)).build());
       agent.processes().exitReported(p);
     });
+  }
+
+  private void readOutput(int streamId, ReadOutputRequest r) {
+    OutputRing ring = agent.processes().get(r.getExecId()).ring().orElseThrow(() -> AgentError.precondition(
+        "exec " + r.getExecId() + " is not detached: its output went to the connection that started it"));
+    int max = Math.min(r.getMaxBytes() == 0 ? agent.config().fileChunk() : r.getMaxBytes(), agent.config().fileChunk());
+    later(streamId, ring.read(r.getOffset(), max, Duration.ofMillis(Math.min(Integer.toUnsignedLong(r.getWaitMillis()), 60_000)),
+            agent.timer())
+        .thenApply(out -> Response.newBuilder().setReadOutput(out).build()));
   }
 
   private static WaitProcessResponse toProto(ProcessExit e) {

@@ -97,6 +97,10 @@ public final class GuestAgent {
     return config;
   }
 
+  ScheduledExecutorService timer() {
+    return scheduler;
+  }
+
   ProcessTable processes() {
     return processes;
   }

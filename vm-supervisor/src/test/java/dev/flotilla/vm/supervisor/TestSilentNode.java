@@ -55,6 +55,17 @@ final class TestSilentNode implements AgentConnector {
     }
 
     @Override
+    public CompletableFuture<Long> execDetached(ExecRequest request, int ringBytes, Duration deadline) {
+      return real.execDetached(request, ringBytes, deadline);
+    }
+
+    @Override
+    public CompletableFuture<dev.flotilla.agent.protocol.client.OutputRead> readOutput(String execId, long offset, int maxBytes,
+        Duration wait, Duration deadline) {
+      return real.readOutput(execId, offset, maxBytes, wait, deadline);
+    }
+
+    @Override
     public CompletableFuture<ExitStatus> waitProcess(String execId, Duration deadline) {
       return real.waitProcess(execId, deadline);
     }

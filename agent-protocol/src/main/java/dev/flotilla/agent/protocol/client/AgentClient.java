@@ -38,6 +38,20 @@ public interface AgentClient extends AutoCloseable {
    */
   CompletableFuture<Long> exec(ExecRequest request, OutputSink sink, Duration deadline);
 
+  /**
+   * Starts a detached process: its stdout and stderr go to a ring of {@code ringBytes} in the
+   * agent (which caps it), outlive this connection, and are read with {@link #readOutput} from any
+   * connection. Completes with its guest pid; fails with ALREADY_EXISTS when the exec id is in use.
+   */
+  CompletableFuture<Long> execDetached(ExecRequest request, int ringBytes, Duration deadline);
+
+  /**
+   * Reads a detached process's output from {@code offset}, at most {@code maxBytes}; when there is
+   * none yet and the output goes on, the agent holds the answer up to {@code wait} for some.
+   * {@code deadline} must exceed {@code wait}.
+   */
+  CompletableFuture<OutputRead> readOutput(String execId, long offset, int maxBytes, Duration wait, Duration deadline);
+
   /** Waits up to {@code deadline} for the process to end. */
   CompletableFuture<ExitStatus> waitProcess(String execId, Duration deadline);
 

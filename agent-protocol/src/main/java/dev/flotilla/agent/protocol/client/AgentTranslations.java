@@ -10,6 +10,8 @@ import dev.flotilla.agent.protocol.v1.HandshakeRequest;
 import dev.flotilla.agent.protocol.v1.PingRequest;
 import dev.flotilla.agent.protocol.v1.ReadFileRequest;
 import dev.flotilla.agent.protocol.v1.ReadFileResponse;
+import dev.flotilla.agent.protocol.v1.ReadOutputRequest;
+import dev.flotilla.agent.protocol.v1.ReadOutputResponse;
 import dev.flotilla.agent.protocol.v1.Request;
 import dev.flotilla.agent.protocol.v1.Response;
 import dev.flotilla.agent.protocol.v1.ShutdownRequest;
@@ -51,6 +53,30 @@ final class AgentTranslations {
             .setUser(r.user())
             .setInitialWindow(initialWindow))
         .build();
+  }
+
+  static Request execDetached(ExecRequest r, int ringBytes) {
+    Request base = exec(r, 0);
+    return Request.newBuilder()
+        .setExecProcess(base.getExecProcess().toBuilder().setOutputRingBytes(ringBytes))
+        .build();
+  }
+
+  static Request readOutput(String execId, long offset, int maxBytes, Duration wait) {
+    return Request.newBuilder()
+        .setReadOutput(ReadOutputRequest.newBuilder()
+            .setExecId(execId)
+            .setOffset(offset)
+            .setMaxBytes(maxBytes)
+            .setWaitMillis((int) Math.min(wait.toMillis(), Integer.MAX_VALUE)))
+        .build();
+  }
+
+  static OutputRead outputRead(Response r, String what) {
+    ReadOutputResponse o = expect(r, Response.KindCase.READ_OUTPUT, what).getReadOutput();
+    java.util.List<OutputRead.Chunk> chunks = new java.util.ArrayList<>(o.getChunksCount());
+    for (var c : o.getChunksList()) chunks.add(new OutputRead.Chunk(c.getStderr(), c.getData().toByteArray()));
+    return new OutputRead(o.getOffset(), chunks, o.getEof());
   }
 
   static Request waitProcess(String execId) {

@@ -101,6 +101,21 @@ public final class FramedAgentClient implements AgentClient {
   }
 
   @Override
+  public CompletableFuture<Long> execDetached(ExecRequest request, int ringBytes, Duration deadline) {
+    if (ringBytes <= 0) throw new IllegalArgumentException("ringBytes must be positive");
+    String what = "exec " + request.execId() + " (detached)";
+    return call(AgentTranslations.execDetached(request, ringBytes), deadline, what)
+        .thenApply(r -> AgentTranslations.pid(r, what));
+  }
+
+  @Override
+  public CompletableFuture<OutputRead> readOutput(String execId, long offset, int maxBytes, Duration wait, Duration deadline) {
+    String what = "readOutput " + execId + " at " + offset;
+    return call(AgentTranslations.readOutput(execId, offset, Math.min(maxBytes, options.fileChunk()), wait), deadline, what)
+        .thenApply(r -> AgentTranslations.outputRead(r, what));
+  }
+
+  @Override
   public CompletableFuture<ExitStatus> waitProcess(String execId, Duration deadline) {
     String what = "waitProcess " + execId;
     return call(AgentTranslations.waitProcess(execId), deadline, what)

@@ -20,10 +20,12 @@ public final class GuestProcess {
   /** Writes to stdin may block (the process does not read): in order, off the reader thread. */
   private final ExecutorService stdinWriter;
   private final CompletableFuture<ProcessExit> exit;
+  private final OutputRing ring;
   private volatile boolean stdinClosed;
 
-  GuestProcess(String execId, Process process, OutputPump stdout, OutputPump stderr, boolean withStdin) {
+  GuestProcess(String execId, Process process, OutputPump stdout, OutputPump stderr, boolean withStdin, OutputRing ring) {
     this.execId = execId;
+    this.ring = ring;
     this.process = process;
     this.stdout = stdout;
     this.stderr = stderr;
@@ -50,6 +52,11 @@ public final class GuestProcess {
 
   public CompletableFuture<ProcessExit> exit() {
     return exit;
+  }
+
+  /** A detached process's output, or empty when its output goes to the connection that started it. */
+  public java.util.Optional<OutputRing> ring() {
+    return java.util.Optional.ofNullable(ring);
   }
 
   public boolean isAlive() {

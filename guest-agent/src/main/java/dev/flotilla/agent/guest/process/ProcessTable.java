@@ -28,6 +28,8 @@ public final class ProcessTable {
       "HOME", "/root",
       "LANG", "C.UTF-8");
   private static final int MAX_WINDOW = 16 << 20;
+  /** The largest output ring of a detached process: what the agent holds for a reader that is away. */
+  static final int MAX_RING = 16 << 20;
   private static final AtomicInteger PUMPS = new AtomicInteger();
 
   private final Map<String, GuestProcess> processes = new ConcurrentHashMap<>();
@@ -51,7 +53,8 @@ public final class ProcessTable {
   }
 
   /**
-   * Starts a process whose output goes to {@code target} on {@code streamId}. The output pumps are
+   * Starts a process whose output goes to {@code target} on {@code streamId}, or to its own
+   * {@link OutputRing} when the request asks for one (a detached process). The output pumps are
    * returned unstarted ({@link Started#startOutput()}) so the caller can answer first: DATA never
    * overtakes the RESPONSE that announces the stream.
    */
@@ -76,10 +79,14 @@ public final class ProcessTable {
     } catch (IOException e) {
       throw AgentError.invalid("cannot start " + r.getArgvList() + ": " + e.getMessage());
     }
-    long window = r.getInitialWindow() == 0 ? defaultWindow : Math.min(r.getInitialWindow(), MAX_WINDOW);
-    OutputPump out = new OutputPump(p.getInputStream(), streamId, false, target, window, maxPayload);
-    OutputPump err = new OutputPump(p.getErrorStream(), streamId, true, target, window, maxPayload);
-    GuestProcess gp = new GuestProcess(id, p, out, err, r.getStdin());
+    // A detached process writes into its ring, which never blocks it: unlimited credit.
+    OutputRing ring = r.getOutputRingBytes() > 0 ? new OutputRing(Math.min(r.getOutputRingBytes(), MAX_RING)) : null;
+    OutputTarget to = ring != null ? ring : target;
+    long window = ring != null ? Long.MAX_VALUE
+        : r.getInitialWindow() == 0 ? defaultWindow : Math.min(r.getInitialWindow(), MAX_WINDOW);
+    OutputPump out = new OutputPump(p.getInputStream(), streamId, false, to, window, maxPayload);
+    OutputPump err = new OutputPump(p.getErrorStream(), streamId, true, to, window, maxPayload);
+    GuestProcess gp = new GuestProcess(id, p, out, err, r.getStdin(), ring);
     processes.put(id, gp);
     return new Started(gp, out, err);
   }
