@@ -134,4 +134,13 @@ public final class ArgParsers {
       return positive("--memory", value);
     }
   }
+
+  /** --tail: a number of lines, 0 or more. */
+  static final class TailConverter implements ITypeConverter<Integer> {
+    @Override
+    public Integer convert(String value) {
+      if (value.strip().equals("0")) return 0;
+      return positive("--tail", value);
+    }
+  }
 }

@@ -39,6 +39,7 @@ public final class Cli implements Callable<Integer> {
     COMMANDS.put("ls", ListCommand::new);
     COMMANDS.put("get", GetCommand::new);
     COMMANDS.put("exec", ExecCommand::new);
+    COMMANDS.put("logs", LogsCommand::new);
     COMMANDS.put("stop", LifecycleCommands.Stop::new);
     COMMANDS.put("start", LifecycleCommands.Start::new);
     COMMANDS.put("pause", LifecycleCommands.Pause::new);

@@ -7,9 +7,13 @@ import dev.flotilla.api.v1.SandboxSpec;
 import java.util.List;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
 
 @Command(name = "create", mixinStandardHelpOptions = true,
-    description = "Create a sandbox and start its first VM; prints the new sandbox's id.")
+    description = {"Create a sandbox and start its first VM; prints the new sandbox's id.",
+        "With a command after `--` (or --image-command) that process is the sandbox's main process: "
+            + "when it exits the sandbox's VM ends with its status and the restart policy applies; "
+            + "read its output with `flotilla logs ID`. Without one the sandbox waits for execs."})
 final class CreateCommand extends ClientCommand {
   @Option(names = "--driver", paramLabel = "DRIVER",
       description = "process (the default) or qemu.")
@@ -33,6 +37,14 @@ final class CreateCommand extends ClientCommand {
           + "(default: the node's busybox image). Pulled at create and pinned to its digest.")
   String image;
 
+  @Option(names = "--image-command",
+      description = "The main process is the image's Entrypoint and Cmd (needs --image; no command after --).")
+  boolean imageCommand;
+
+  @Parameters(arity = "0..*", paramLabel = "CMD",
+      description = "The main process and its arguments, after `--`: create --image REF -- CMD ARGS...")
+  List<String> command;
+
   @Option(names = "--label", paramLabel = "KEY=VALUE", description = "A label; repeatable.")
   List<String> labels;
 
@@ -50,6 +62,12 @@ final class CreateCommand extends ClientCommand {
   @Override
   void validate() {
     ArgParsers.labels(labels);
+    if (imageCommand && command != null && !command.isEmpty()) {
+      throw new picocli.CommandLine.TypeConversionException("give either --image-command or a command after --, not both");
+    }
+    if (imageCommand && image == null) {
+      throw new picocli.CommandLine.TypeConversionException("--image-command runs an image's Entrypoint and Cmd: name the image with --image REF");
+    }
   }
 
   CreateSandboxRequest request() {
@@ -60,7 +78,8 @@ final class CreateCommand extends ClientCommand {
     if (diskMib != null) spec.setDiskMib(diskMib);
     if (image != null) spec.setImage(image);
     if (restart != null) spec.setRestartPolicy(restart);
-    CreateSandboxRequest.Builder req = CreateSandboxRequest.newBuilder().setSpec(spec);
+    if (command != null) spec.addAllCommand(command);
+    CreateSandboxRequest.Builder req = CreateSandboxRequest.newBuilder().setSpec(spec).setImageCommand(imageCommand);
     if (requestId != null) req.setRequestId(requestId);
     return req.build();
   }

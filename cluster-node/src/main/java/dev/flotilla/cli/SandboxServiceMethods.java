@@ -12,6 +12,8 @@ import dev.flotilla.api.v1.ListSandboxesResponse;
 import dev.flotilla.api.v1.PauseSandboxRequest;
 import dev.flotilla.api.v1.ReadFileRequest;
 import dev.flotilla.api.v1.ReadFileResponse;
+import dev.flotilla.api.v1.ReadLogsRequest;
+import dev.flotilla.api.v1.ReadLogsResponse;
 import dev.flotilla.api.v1.ResumeSandboxRequest;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxEvent;
@@ -60,6 +62,9 @@ public final class SandboxServiceMethods {
   public static final MethodDescriptor<ReadFileRequest, ReadFileResponse> READ_FILE =
       method(MethodType.SERVER_STREAMING, "ReadFile", ReadFileRequest.getDefaultInstance(),
           ReadFileResponse.getDefaultInstance());
+  public static final MethodDescriptor<ReadLogsRequest, ReadLogsResponse> READ_LOGS =
+      method(MethodType.SERVER_STREAMING, "ReadLogs", ReadLogsRequest.getDefaultInstance(),
+          ReadLogsResponse.getDefaultInstance());
   public static final MethodDescriptor<WatchSandboxRequest, SandboxEvent> WATCH_SANDBOX =
       method(MethodType.SERVER_STREAMING, "WatchSandbox", WatchSandboxRequest.getDefaultInstance(),
           SandboxEvent.getDefaultInstance());

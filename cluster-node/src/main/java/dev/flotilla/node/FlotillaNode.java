@@ -24,6 +24,7 @@ import dev.flotilla.vm.process.ProcessHypervisor;
 import dev.flotilla.vm.process.ProcessHypervisorConfig;
 import dev.flotilla.vm.qemu.QemuConfig;
 import dev.flotilla.vm.qemu.QemuHypervisor;
+import dev.flotilla.vm.supervisor.MainLogs;
 import dev.flotilla.vm.supervisor.VmSupervisor;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -130,7 +131,9 @@ public final class FlotillaNode implements AutoCloseable {
           sb.getDuration("stop-grace"),
           sb.getInt("pids-limit"),
           events,
-          () -> NodeFencing.othersCanTakeOver(system));
+          () -> NodeFencing.othersCanTakeOver(system),
+          new MainLogs(dataDir.resolve("vms").resolve("logs"), mainLogMax(sb)),
+          full.getString("flotilla.vm.supervisor.blocking-dispatcher"));
       Files.createDirectories(runtime.vmRoot());
       NodeFencing.install(system, drivers, runtime.vmRoot());
       SandboxEntity.init(system, runtime);
@@ -163,6 +166,15 @@ public final class FlotillaNode implements AutoCloseable {
       system.terminate();
       throw e;
     }
+  }
+
+  /** {@code flotilla.sandbox.main-log-max}, checked: a log must hold something, and its ring must fit the agent. */
+  static long mainLogMax(Config sb) {
+    long max = sb.getMemorySize("main-log-max").toBytes();
+    if (max < 64 * 1024 || max > 16L << 20) {
+      throw new IllegalArgumentException("flotilla.sandbox.main-log-max = " + max + " bytes is out of range: give 64KiB to 16MiB");
+    }
+    return max;
   }
 
   /**

@@ -329,19 +329,6 @@ class ImagesIT extends NodeScenarios {
 
   // ------------------------------------------------------------------------------ helpers
 
-  record Cli(int code, String out, String err) {}
-
-  /** The real CLI in this JVM against the node, as the default tenant, with {@code stdin}. */
-  Cli cli(String stdin, String... args) {
-    var out = new ByteArrayOutputStream();
-    var err = new ByteArrayOutputStream();
-    int code = new dev.flotilla.cli.Cli(new dev.flotilla.cli.CliContext(
-        Map.of("FLOTILLA_ENDPOINT", "127.0.0.1:" + node.node.grpcPort(), "FLOTILLA_TOKEN", token), work,
-        new java.io.PrintStream(out, true, StandardCharsets.UTF_8), new java.io.PrintStream(err, true, StandardCharsets.UTF_8),
-        new java.io.ByteArrayInputStream(stdin.getBytes(StandardCharsets.UTF_8)))).run(args);
-    return new Cli(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-  }
-
   List<Path> importLeftovers() throws IOException {
     try (var s = Files.list(node.dataDir.resolve("images").resolve("imports"))) {
       return s.toList();

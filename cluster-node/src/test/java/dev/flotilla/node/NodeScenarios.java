@@ -123,6 +123,19 @@ abstract class NodeScenarios {
         last.getExit().getExitCode(), last.getExit().getSignal());
   }
 
+  record Cli(int code, String out, String err) {}
+
+  /** The real CLI in this JVM against the node, as the default tenant, with {@code stdin}. */
+  Cli cli(String stdin, String... args) {
+    var out = new ByteArrayOutputStream();
+    var err = new ByteArrayOutputStream();
+    int code = new dev.flotilla.cli.Cli(new dev.flotilla.cli.CliContext(
+        java.util.Map.of("FLOTILLA_ENDPOINT", "127.0.0.1:" + node.node.grpcPort(), "FLOTILLA_TOKEN", token), node.dataDir,
+        new java.io.PrintStream(out, true, StandardCharsets.UTF_8), new java.io.PrintStream(err, true, StandardCharsets.UTF_8),
+        new java.io.ByteArrayInputStream(stdin.getBytes(StandardCharsets.UTF_8)))).run(args);
+    return new Cli(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+  }
+
   static SandboxSpec spec() {
     return SandboxSpec.newBuilder().setDriver("process").setVcpus(1).setMemoryMib(256).putLabels("suite", "e2e").build();
   }

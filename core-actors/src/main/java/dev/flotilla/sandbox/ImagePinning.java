@@ -18,6 +18,16 @@ public interface ImagePinning {
    */
   CompletionStage<String> pin(String tenant, String image);
 
+  /**
+   * The command an image runs by default, its {@code Entrypoint} followed by its {@code Cmd}, as
+   * {@code --image-command} uses it; empty when it has neither.
+   *
+   * @param pinned a reference {@link #pin} answered
+   */
+  default CompletionStage<java.util.List<String>> command(String tenant, String pinned) {
+    return CompletableFuture.failedFuture(SandboxError.precondition("this node cannot read the command of image " + pinned));
+  }
+
   /** For nodes without an image store: every image is refused. */
   ImagePinning NONE = (tenant, image) -> CompletableFuture.failedFuture(
       SandboxError.precondition("this node has no image store: create the sandbox without an image"));

@@ -85,10 +85,35 @@ public final class SandboxControl {
    * sandbox entity refuses. Refused while the journal is down (nothing is reserved then).
    */
   public CompletionStage<SandboxView> create(String tenant, SandboxSpec requested, String requestId) {
+    return create(tenant, requested, requestId, false);
+  }
+
+  /**
+   * @param imageCommand the main process is the image's Entrypoint + Cmd (resolved now and
+   *     recorded in the spec, as the digest is); the requested spec must then name no command
+   */
+  public CompletionStage<SandboxView> create(String tenant, SandboxSpec requested, String requestId, boolean imageCommand) {
+    if (imageCommand && !requested.command().isEmpty()) {
+      return CompletableFuture.failedFuture(SandboxError.invalid(
+          "give either a command or image_command (--image-command), not both"));
+    }
+    if (imageCommand && requested.image().isEmpty()) {
+      return CompletableFuture.failedFuture(SandboxError.invalid(
+          "image_command (--image-command) runs an image's Entrypoint and Cmd: name the image (--image REF)"));
+    }
     if (requested.image().isEmpty()) return createPinned(tenant, requested, requestId);
     // The image is pulled (or found) first, and the sandbox records the digest it resolved to.
     return images.pin(tenant, requested.image())
-        .thenCompose(pinned -> createPinned(tenant, requested.withImage(pinned), requestId));
+        .thenCompose(pinned -> {
+          SandboxSpec spec = requested.withImage(pinned);
+          if (!imageCommand) return createPinned(tenant, spec, requestId);
+          return images.command(tenant, pinned).thenCompose(argv -> {
+            if (argv.isEmpty()) {
+              throw SandboxError.invalid("image " + pinned + " has no Entrypoint or Cmd: give the command after -- instead");
+            }
+            return createPinned(tenant, spec.withCommand(argv), requestId);
+          });
+        });
   }
 
   private CompletionStage<SandboxView> createPinned(String tenant, SandboxSpec requested, String requestId) {
@@ -218,6 +243,13 @@ public final class SandboxControl {
     }
     return checkId(id).thenCompose(x -> guard.read(() -> ask(sandbox(id),
             (ActorRef<StatusReply<SourceRef<ByteString>>> r) -> new SandboxEntity.ReadFile(tenant, path, r), askTimeout, null)))
+        .thenApply(SourceRef::getSource);
+  }
+
+  /** The main process's log; see {@link SandboxEntity.ReadLogs}. */
+  public CompletionStage<Source<ExecEvent, NotUsed>> readLogs(String tenant, String id, int tail, boolean follow) {
+    return checkId(id).thenCompose(x -> guard.read(() -> ask(sandbox(id),
+            (ActorRef<StatusReply<SourceRef<ExecEvent>>> r) -> new SandboxEntity.ReadLogs(tenant, tail, follow, r), askTimeout, null)))
         .thenApply(SourceRef::getSource);
   }
 

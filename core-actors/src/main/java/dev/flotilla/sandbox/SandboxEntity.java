@@ -88,6 +88,13 @@ public final class SandboxEntity
       implements Command {}
 
   /**
+   * The main process's log on this node: the last {@code tail} lines (negative: all it keeps),
+   * then with {@code follow} new output until the main process ends (its exit last).
+   */
+  public record ReadLogs(String tenant, int tail, boolean follow, ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo)
+      implements Command {}
+
+  /**
    * Sharding's stop message (hand-off or passivation). When another node will take the sandbox
    * over, its VM is stopped first, so two VMs of one sandbox never run at once; when this node
    * is alone (a restart in place), the VM keeps running and is re-attached when the node is back.
@@ -305,6 +312,7 @@ public final class SandboxEntity
     if (cmd instanceof ReadFile c) {
       return forwardToVm(s, c.tenant(), c.replyTo(), vm -> vm.tell(new VmSupervisorProtocol.ReadFile(c.path(), c.replyTo())));
     }
+    if (cmd instanceof ReadLogs c) return onReadLogs(s, c);
     if (cmd instanceof FromVm r) return onReport(s, r.report());
     if (cmd instanceof SupervisorTerminated t) return onSupervisorTerminated(s, t);
     if (cmd instanceof Reconcile) return onReconcile(s);
@@ -356,6 +364,7 @@ public final class SandboxEntity
     if (cmd instanceof Exec c) return c.replyTo();
     if (cmd instanceof WriteFile c) return c.replyTo();
     if (cmd instanceof ReadFile c) return c.replyTo();
+    if (cmd instanceof ReadLogs c) return c.replyTo();
     return null;
   }
 
@@ -484,6 +493,26 @@ public final class SandboxEntity
     }
     send.accept(supervisor);
     return Effect().noReply();
+  }
+
+  /**
+   * Any phase: the log tells why a main process ended, and a stopped sandbox is when people ask.
+   * The log is this node's (a sandbox that moved here starts a new one).
+   */
+  private ReplyEffect<Event, State> onReadLogs(Live s, ReadLogs c) {
+    if (!owned(s, c.tenant())) return notFound(c.replyTo());
+    if (s.spec().command().isEmpty()) {
+      return reject(c.replyTo(), SandboxError.precondition("sandbox " + s.id()
+          + " has no main process, so no logs: create it with a command (create ... -- CMD, or --image-command)"));
+    }
+    var log = runtime.mainLogs().of(sandboxId);
+    var mat = org.apache.pekko.stream.Materializer.matFromSystem(ctx.getSystem());
+    // Reading the files happens when the stream starts, on the blocking dispatcher, never here.
+    SourceRef<ExecEvent> ref = org.apache.pekko.stream.javadsl.Source.lazySource(() -> log.read(c.tail(), c.follow(), mat))
+        .mapMaterializedValue(m -> org.apache.pekko.NotUsed.getInstance())
+        .withAttributes(org.apache.pekko.stream.ActorAttributes.dispatcher(runtime.blockingDispatcher()))
+        .runWith(org.apache.pekko.stream.javadsl.StreamRefs.sourceRef(), mat);
+    return Effect().reply(c.replyTo(), StatusReply.success(ref));
   }
 
   private ReplyEffect<Event, State> onHandOff() {
@@ -623,7 +652,7 @@ public final class SandboxEntity
     Hypervisor hv = runtime.drivers().get(s.spec().driver());
     if (handle != null && hv != null) {
       ctx.getLog().info("sandbox {}: re-attaching to incarnation {} ({})", sandboxId, s.incarnation(), handle.stateDir());
-      adoptVm(hv, handle);
+      adoptVm(s, hv, handle);
       return Effect().none().thenNoReply();
     }
     // Cannot re-attach here: the VM, if any, lived on another host or never got a handle. Its
@@ -672,13 +701,21 @@ public final class SandboxEntity
     }
     VmSpec spec = new VmSpec(sandboxId, s.incarnation(), s.spec().vcpus(), s.spec().memoryMiB(), runtime.pidsLimit(),
         runtime.vmStateDir(sandboxId, s.incarnation()), options);
-    watchSupervisor(s.incarnation(), ctx.spawn(runtime.vmLauncher().start(hv, spec, reportAdapter),
+    watchSupervisor(s.incarnation(), ctx.spawn(runtime.vmLauncher().start(hv, spec, mainProcess(s), reportAdapter),
         "vm-" + s.incarnation()));
   }
 
-  private void adoptVm(Hypervisor hv, VmHandle handle) {
-    watchSupervisor(handle.incarnation(), ctx.spawn(runtime.vmLauncher().adopt(hv, handle, reportAdapter),
+  private void adoptVm(Live s, Hypervisor hv, VmHandle handle) {
+    watchSupervisor(handle.incarnation(), ctx.spawn(runtime.vmLauncher().adopt(hv, handle, mainProcess(s), reportAdapter),
         "vm-" + handle.incarnation()));
+  }
+
+  /** The spec's main process with its log, or null when it names none. */
+  private VmSupervisorProtocol.MainProcess mainProcess(Live s) {
+    if (s.spec().command().isEmpty()) return null;
+    var logs = runtime.mainLogs();
+    return new VmSupervisorProtocol.MainProcess(new VmSupervisorProtocol.ExecSpec(s.spec().command(), java.util.Map.of(), ""),
+        logs.of(sandboxId), (int) Math.min(logs.maxBytes(), Integer.MAX_VALUE), runtime.stopGrace());
   }
 
   private void watchSupervisor(long incarnation, ActorRef<VmSupervisorProtocol.Command> ref) {

@@ -3,8 +3,10 @@ package dev.flotilla.sandbox;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
+import dev.flotilla.vm.supervisor.MainLogs;
 import dev.flotilla.vm.supervisor.VmSupervisor;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.MainProcess;
 import org.apache.pekko.actor.typed.Behavior;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -25,6 +27,9 @@ import org.apache.pekko.actor.typed.pubsub.Topic;
  * @param handOffStopsVm whether a sandbox handed off by sharding stops its VM: true when another
  *     node takes it over (a drain, or a node leaving a cluster), false when this node is alone and
  *     will re-attach after a restart
+ * @param mainLogs where the sandboxes' main processes log on this node (their agent-side rings are
+ *     as large as one log)
+ * @param blockingDispatcher config path of the dispatcher for file work (reading logs)
  */
 public record SandboxRuntime(
     Map<String, Hypervisor> drivers,
@@ -37,7 +42,9 @@ public record SandboxRuntime(
     Duration stopGrace,
     int pidsLimit,
     ActorRef<Topic.Command<SandboxChanged>> events,
-    java.util.function.BooleanSupplier handOffStopsVm) {
+    java.util.function.BooleanSupplier handOffStopsVm,
+    MainLogs mainLogs,
+    String blockingDispatcher) {
 
   public SandboxRuntime {
     drivers = Map.copyOf(drivers);
@@ -48,22 +55,27 @@ public record SandboxRuntime(
    * {@link #supervised}; entity unit tests substitute a recorder to drive the reports themselves.
    */
   public interface VmLauncher {
-    Behavior<VmSupervisorProtocol.Command> start(Hypervisor hv, VmSpec spec, ActorRef<VmSupervisorProtocol.Report> parent);
+    /** @param main the sandbox's main process, null for none */
+    Behavior<VmSupervisorProtocol.Command> start(Hypervisor hv, VmSpec spec, MainProcess main,
+        ActorRef<VmSupervisorProtocol.Report> parent);
 
-    Behavior<VmSupervisorProtocol.Command> adopt(Hypervisor hv, VmHandle handle, ActorRef<VmSupervisorProtocol.Report> parent);
+    Behavior<VmSupervisorProtocol.Command> adopt(Hypervisor hv, VmHandle handle, MainProcess main,
+        ActorRef<VmSupervisorProtocol.Report> parent);
   }
 
   /** The real thing: a {@link VmSupervisor} per incarnation. */
   public static VmLauncher supervised(VmSupervisor.Settings settings) {
     return new VmLauncher() {
       @Override
-      public Behavior<VmSupervisorProtocol.Command> start(Hypervisor hv, VmSpec spec, ActorRef<VmSupervisorProtocol.Report> parent) {
-        return VmSupervisor.start(hv, spec, parent, settings);
+      public Behavior<VmSupervisorProtocol.Command> start(Hypervisor hv, VmSpec spec, MainProcess main,
+          ActorRef<VmSupervisorProtocol.Report> parent) {
+        return VmSupervisor.start(hv, spec, parent, settings, main);
       }
 
       @Override
-      public Behavior<VmSupervisorProtocol.Command> adopt(Hypervisor hv, VmHandle handle, ActorRef<VmSupervisorProtocol.Report> parent) {
-        return VmSupervisor.adopt(hv, handle, parent, settings);
+      public Behavior<VmSupervisorProtocol.Command> adopt(Hypervisor hv, VmHandle handle, MainProcess main,
+          ActorRef<VmSupervisorProtocol.Report> parent) {
+        return VmSupervisor.adopt(hv, handle, parent, settings, main);
       }
     };
   }

@@ -1,6 +1,7 @@
 package dev.flotilla.sandbox;
 
 import dev.flotilla.persistence.FlotillaSerializable;
+import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.TreeMap;
@@ -11,9 +12,11 @@ import java.util.TreeMap;
  *
  * @param diskMiB the writable layer's cap; 0 (sandboxes created before it existed): the driver's default
  * @param image the image its root runs, pinned to a manifest digest at create; empty: the default image
+ * @param command the sandbox's main process (argv, with the image's Env, WorkingDir and User); empty
+ *     (sandboxes created before it existed too): none, the sandbox runs its agent and waits for execs
  */
 public record SandboxSpec(String driver, int vcpus, int memoryMiB, Map<String, String> labels, RestartPolicy restartPolicy,
-                          int diskMiB, String image)
+                          int diskMiB, String image, List<String> command)
     implements FlotillaSerializable {
 
   public SandboxSpec {
@@ -21,11 +24,23 @@ public record SandboxSpec(String driver, int vcpus, int memoryMiB, Map<String, S
     labels = labels == null ? Map.of() : Map.copyOf(new TreeMap<>(labels));
     restartPolicy = restartPolicy == null ? RestartPolicy.ALWAYS : restartPolicy;
     image = image == null ? "" : image;
+    command = command == null ? List.of() : List.copyOf(command);
   }
 
   /** This spec running {@code pinned} (a reference pinned to its manifest digest). */
   public SandboxSpec withImage(String pinned) {
-    return new SandboxSpec(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, pinned);
+    return new SandboxSpec(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, pinned, command);
+  }
+
+  /** This spec with {@code argv} as its main process. */
+  public SandboxSpec withCommand(List<String> argv) {
+    return new SandboxSpec(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, image, argv);
+  }
+
+  /** A spec without a main process. */
+  public SandboxSpec(String driver, int vcpus, int memoryMiB, Map<String, String> labels, RestartPolicy restartPolicy,
+      int diskMiB, String image) {
+    this(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, image, List.of());
   }
 
   /** A spec on the default image with the driver's default disk. */

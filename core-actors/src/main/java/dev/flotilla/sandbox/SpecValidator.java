@@ -96,6 +96,25 @@ public record SpecValidator(
     if (disk < minDiskMiB || disk > maxDiskMiB) {
       throw SandboxError.invalid("disk must be between " + minDiskMiB + " and " + maxDiskMiB + " MiB (got " + in.diskMiB() + ")");
     }
-    return new SandboxSpec(driver, vcpus, memory, labels, in.restartPolicy(), disk, in.image());
+    checkCommand(in.command());
+    return new SandboxSpec(driver, vcpus, memory, labels, in.restartPolicy(), disk, in.image(), in.command());
+  }
+
+  /** Bounds of a main process's argv: what an exec takes, too. */
+  public static final int MAX_COMMAND_ARGS = 1024;
+  public static final int MAX_COMMAND_BYTES = 128 * 1024;
+
+  static void checkCommand(java.util.List<String> argv) {
+    if (argv.isEmpty()) return;
+    if (argv.get(0).isEmpty()) throw SandboxError.invalid("the command's first word (the program) must not be empty");
+    if (argv.size() > MAX_COMMAND_ARGS) {
+      throw SandboxError.invalid("the command has " + argv.size() + " words; at most " + MAX_COMMAND_ARGS);
+    }
+    long bytes = 0;
+    for (String a : argv) {
+      if (a.indexOf('\0') >= 0) throw SandboxError.invalid("the command must not contain NUL characters");
+      bytes += a.length();
+    }
+    if (bytes > MAX_COMMAND_BYTES) throw SandboxError.invalid("the command is " + bytes + " bytes; at most " + MAX_COMMAND_BYTES);
   }
 }

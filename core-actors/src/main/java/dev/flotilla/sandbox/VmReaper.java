@@ -76,23 +76,42 @@ public final class VmReaper {
   }
 
   /**
-   * Frees what drivers keep per sandbox beyond its VMs (a writable layer, an id range) once the
+   * Frees what drivers keep per sandbox beyond its VMs (a writable layer, an id range), and its
+   * main process's log, once the
    * sandbox is deleted or its VM runs on another host. A sandbox with a VM directory here is left to
    * the pass over VMs; one whose VM is not placed yet (no host) keeps its state.
    */
   private void releaseGone(java.util.Set<String> withVms) {
     for (Hypervisor hv : runtime.drivers().values()) {
       for (String id : hv.sandboxesWithLocalState()) {
-        if (withVms.contains(id) || !SandboxIds.isValid(id)) continue;
-        inspect(id).whenCompleteAsync((i, err) -> {
-          if (err != null) return;
-          String why = releaseReason(i, runtime.hostId());
-          if (why == null) return;
-          log.info("releasing the node-local state of sandbox {} ({})", id, why);
-          hv.releaseSandbox(id);
-        }, blocking);
+        releaseIfGone(id, withVms, () -> hv.releaseSandbox(id));
       }
     }
+    if (runtime.mainLogs() == null) return;
+    try {
+      for (String id : runtime.mainLogs().sandboxes()) {
+        releaseIfGone(id, withVms, () -> {
+          try {
+            runtime.mainLogs().remove(id);
+          } catch (java.io.IOException e) {
+            log.warn("cannot remove the main log of sandbox {}: {}", id, e.getMessage());
+          }
+        });
+      }
+    } catch (java.io.IOException e) {
+      log.warn("cannot list the main logs: {}", e.getMessage());
+    }
+  }
+
+  private void releaseIfGone(String id, java.util.Set<String> withVms, Runnable release) {
+    if (withVms.contains(id) || !SandboxIds.isValid(id)) return;
+    inspect(id).whenCompleteAsync((i, err) -> {
+      if (err != null) return;
+      String why = releaseReason(i, runtime.hostId());
+      if (why == null) return;
+      log.info("releasing the node-local state of sandbox {} ({})", id, why);
+      release.run();
+    }, blocking);
   }
 
   /** Why a sandbox's node-local state may go, or null if it may still need it here. */

@@ -82,22 +82,30 @@ class SandboxEntityTest {
     Hypervisor hv = new ProcessHypervisor(ProcessHypervisorConfig.of(tmp.resolve("runtime"), tmp.resolve("rootfs"), tmp.resolve("vms")));
     SandboxRuntime.VmLauncher launcher = new SandboxRuntime.VmLauncher() {
       @Override
-      public Behavior<VmSupervisorProtocol.Command> start(Hypervisor h, VmSpec spec, ActorRef<Report> p) {
+      public Behavior<VmSupervisorProtocol.Command> start(Hypervisor h, VmSpec spec, VmSupervisorProtocol.MainProcess main,
+          ActorRef<Report> p) {
         parent = p;
-        launches.ref().tell("start " + spec.incarnation());
+        launches.ref().tell("start " + spec.incarnation() + mainOf(main));
         return fakeSupervisor(spec.incarnation(), p);
       }
 
       @Override
-      public Behavior<VmSupervisorProtocol.Command> adopt(Hypervisor h, VmHandle handle, ActorRef<Report> p) {
+      public Behavior<VmSupervisorProtocol.Command> adopt(Hypervisor h, VmHandle handle, VmSupervisorProtocol.MainProcess main,
+          ActorRef<Report> p) {
         parent = p;
-        launches.ref().tell("adopt " + handle.incarnation());
+        launches.ref().tell("adopt " + handle.incarnation() + mainOf(main));
         return fakeSupervisor(handle.incarnation(), p);
       }
     };
     return new SandboxRuntime(Map.of("process", hv), tmp.resolve("vms"), "127.0.0.1:25520", hostId, launcher,
         new SandboxRuntime.RestartSettings(maxRestarts, Duration.ofMillis(10), Duration.ofMillis(50), Duration.ofMinutes(5)),
-        Duration.ofSeconds(3), Duration.ofMillis(100), 1024, published.ref(), () -> false);
+        Duration.ofSeconds(3), Duration.ofMillis(100), 1024, published.ref(), () -> false,
+        new dev.flotilla.vm.supervisor.MainLogs(tmp.resolve("vms").resolve("logs"), 64 * 1024), "flotilla.vm.blocking-dispatcher");
+  }
+
+  /** What a launch says of the main process: nothing when there is none. */
+  static String mainOf(VmSupervisorProtocol.MainProcess main) {
+    return main == null ? "" : " main=" + String.join(" ", main.spec().argv());
   }
 
   /** Acknowledges pause/resume, and on Stop reports the requested exit as the real supervisor does. */
@@ -294,6 +302,41 @@ class SandboxEntityTest {
     SandboxView v = awaitPhase(kit, Phase.STOPPED);
     assertEquals("exited with 3", v.statusMessage());
     launches.expectNoMessage(Duration.ofMillis(200));
+  }
+
+  @Test
+  void aMainProcessGoesWithEveryIncarnationAndItsExitAppliesTheRestartPolicy() {
+    var kit = kit(runtime("host-a", 3));
+    var spec = new SandboxSpec("process", 1, 256, Map.of(), RestartPolicy.ON_FAILURE, 0, "", List.of("sh", "-c", "exit 3"));
+    kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, spec, "", ref));
+    assertEquals("start 1 main=sh -c exit 3", launches.receiveMessage());
+    ready(1);
+    awaitPhase(kit, Phase.RUNNING);
+    // The supervisor reports the main process's status as the VM's, not requested: ON_FAILURE restarts.
+    parent.tell(new VmSupervisorProtocol.VmExited(1, new VmExit(3, 0, "main process exited with code 3", false)));
+    assertEquals("start 2 main=sh -c exit 3", launches.receiveMessage());
+    ready(2);
+    awaitPhase(kit, Phase.RUNNING);
+    parent.tell(new VmSupervisorProtocol.VmExited(2, new VmExit(0, 0, "main process exited with code 0", false)));
+    SandboxView v = awaitPhase(kit, Phase.STOPPED);
+    assertEquals("main process exited with code 0", v.statusMessage());
+    launches.expectNoMessage(Duration.ofMillis(200));
+
+    // Its log is readable in any phase, by its tenant only.
+    var logs = kit.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.ReadLogs(T, -1, false, castRef(ref)));
+    assertTrue(logs.reply().isSuccess(), () -> String.valueOf(logs.reply()));
+    var other = kit.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.ReadLogs("intruder", -1, false, castRef(ref)));
+    assertEquals(SandboxError.Kind.NOT_FOUND, SandboxError.fromReplyText(other.reply().getError().getMessage()).kind());
+  }
+
+  @Test
+  void aSandboxWithoutAMainProcessHasNoLogsToRead() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    var logs = kit.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.ReadLogs(T, -1, true, castRef(ref)));
+    SandboxError e = SandboxError.fromReplyText(logs.reply().getError().getMessage());
+    assertEquals(SandboxError.Kind.FAILED_PRECONDITION, e.kind());
+    assertTrue(e.getMessage().contains("no main process"), e.getMessage());
   }
 
   @Test

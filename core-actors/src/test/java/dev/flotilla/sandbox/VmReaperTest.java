@@ -38,7 +38,7 @@ class VmReaperTest {
   }
 
   private static SandboxRuntime runtimeAt(Path vmRoot) {
-    return new SandboxRuntime(Map.of(), vmRoot, "node", "host", null, null, null, null, 0, null, () -> false);
+    return new SandboxRuntime(Map.of(), vmRoot, "node", "host", null, null, null, null, 0, null, () -> false, null, null);
   }
 
   @Test

@@ -11,6 +11,8 @@ import dev.flotilla.api.v1.ListSandboxesResponse;
 import dev.flotilla.api.v1.PauseSandboxRequest;
 import dev.flotilla.api.v1.ReadFileRequest;
 import dev.flotilla.api.v1.ReadFileResponse;
+import dev.flotilla.api.v1.ReadLogsRequest;
+import dev.flotilla.api.v1.ReadLogsResponse;
 import dev.flotilla.api.v1.ResumeSandboxRequest;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxEvent;
@@ -65,7 +67,8 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
   public CompletionStage<Sandbox> createSandbox(CreateSandboxRequest in, Metadata md) {
     // An absent spec means all defaults.
     return unary(md, tenant ->
-        control.create(tenant, Translations.fromProto(in.getSpec()), in.getRequestId()).thenApply(Translations::toProto));
+        control.create(tenant, Translations.fromProto(in.getSpec()), in.getRequestId(), in.getImageCommand())
+            .thenApply(Translations::toProto));
   }
 
   @Override
@@ -155,6 +158,16 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
       checkPath(in.getPath());
       return Source.completionStageSource(control.readFile(tenant, in.getSandboxId(), in.getPath()))
           .map(chunk -> ReadFileResponse.newBuilder().setData(com.google.protobuf.ByteString.copyFrom(chunk.asByteBuffer())).build());
+    });
+  }
+
+  @Override
+  public Source<ReadLogsResponse, NotUsed> readLogs(ReadLogsRequest in, Metadata md) {
+    return streamed(md, tenant -> {
+      if (in.getTail() < -1) throw new IllegalArgumentException("tail must be -1 (none), 0 (all) or a number of lines, not " + in.getTail());
+      int tail = in.getTail() == 0 ? -1 : in.getTail() == -1 ? 0 : in.getTail();
+      return Source.completionStageSource(control.readLogs(tenant, in.getId(), tail, in.getFollow()))
+          .map(Translations::toLogs);
     });
   }
 

@@ -4,6 +4,7 @@ import com.google.protobuf.ByteString;
 import com.google.protobuf.Timestamp;
 import dev.flotilla.api.v1.ExecResponse;
 import dev.flotilla.api.v1.ExitStatus;
+import dev.flotilla.api.v1.ReadLogsResponse;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxEvent;
 import dev.flotilla.sandbox.Phase;
@@ -30,7 +31,8 @@ final class Translations {
       case NEVER -> RestartPolicy.NEVER;
       default -> null; // unspecified: the server default
     };
-    return new SandboxSpec(s.getDriver(), s.getVcpus(), s.getMemoryMib(), s.getLabelsMap(), policy, s.getDiskMib(), s.getImage());
+    return new SandboxSpec(s.getDriver(), s.getVcpus(), s.getMemoryMib(), s.getLabelsMap(), policy, s.getDiskMib(), s.getImage(),
+        s.getCommandList());
   }
 
   static dev.flotilla.api.v1.SandboxSpec toProto(SandboxSpec s) {
@@ -40,6 +42,7 @@ final class Translations {
         .setMemoryMib(s.memoryMiB())
         .setDiskMib(s.diskMiB())
         .setImage(s.image())
+        .addAllCommand(s.command())
         .putAllLabels(s.labels())
         .setRestartPolicy(dev.flotilla.api.v1.RestartPolicy.valueOf(s.restartPolicy().name()))
         .build();
@@ -88,6 +91,15 @@ final class Translations {
     }
     ExecExited x = (ExecExited) e;
     return ExecResponse.newBuilder().setExit(ExitStatus.newBuilder().setExitCode(x.exitCode()).setSignal(x.signal())).build();
+  }
+
+  static ReadLogsResponse toLogs(ExecEvent e) {
+    ExecResponse x = toProto(e);
+    return switch (x.getKindCase()) {
+      case STDOUT -> ReadLogsResponse.newBuilder().setStdout(x.getStdout()).build();
+      case STDERR -> ReadLogsResponse.newBuilder().setStderr(x.getStderr()).build();
+      default -> ReadLogsResponse.newBuilder().setExit(x.getExit()).build();
+    };
   }
 
   static Timestamp timestamp(Instant t) {

@@ -182,6 +182,19 @@ public final class NodeImages implements ImagePinning, ImageRootfs {
     });
   }
 
+  /** The image's Entrypoint then Cmd: it was pinned (hence is in the store) just before. */
+  @Override
+  public CompletionStage<List<String>> command(String tenant, String pinned) {
+    return CompletableFuture.supplyAsync(() -> {
+      ImageReference ref = ImageReference.parse(pinned);
+      ResolvedImage img = store.resolve(ref.digestOpt().map(Digest::toString).orElse(pinned), tenant)
+          .orElseThrow(() -> new SandboxError(SandboxError.Kind.NOT_FOUND, "image '" + pinned + "' is no longer on this node; retry"));
+      List<String> argv = new java.util.ArrayList<>(img.config().entrypoint());
+      argv.addAll(img.config().cmd());
+      return argv;
+    }, blocking);
+  }
+
   static String pinned(ImageReference ref, ResolvedImage img) {
     return ref.withoutDigest().withDigest(img.manifestDigest()).toString();
   }

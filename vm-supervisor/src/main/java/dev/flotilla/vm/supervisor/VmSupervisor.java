@@ -3,6 +3,8 @@ package dev.flotilla.vm.supervisor;
 import com.typesafe.config.Config;
 import dev.flotilla.agent.protocol.client.AgentClient;
 import dev.flotilla.agent.protocol.client.AgentException;
+import dev.flotilla.agent.protocol.client.ExecRequest;
+import dev.flotilla.agent.protocol.client.OutputRead;
 import dev.flotilla.agent.protocol.client.GuestInfo;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.Vm;
@@ -13,6 +15,7 @@ import dev.flotilla.vm.VmSpec;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.AgentLost;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Command;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Exec;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.MainProcess;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.GetStats;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.GuestStats;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Pause;
@@ -166,8 +169,14 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   /** Starts a new VM for {@code spec}. */
   public static Behavior<Command> start(Hypervisor hypervisor, VmSpec spec, ActorRef<Report> parent, Settings settings) {
+    return start(hypervisor, spec, parent, settings, null);
+  }
+
+  /** Starts a new VM for {@code spec} and, once its agent answers, its main process (null: none). */
+  public static Behavior<Command> start(Hypervisor hypervisor, VmSpec spec, ActorRef<Report> parent, Settings settings,
+      MainProcess main) {
     return Behaviors.<Object>setup(ctx -> Behaviors.withTimers(timers -> {
-      var s = new VmSupervisor(ctx, timers, hypervisor, parent, settings, spec.incarnation(), false);
+      var s = new VmSupervisor(ctx, timers, hypervisor, parent, settings, spec.incarnation(), false, main);
       s.beginStart(spec);
       return s;
     })).narrow();
@@ -175,8 +184,14 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   /** Re-attaches to a VM started earlier (by this node or a previous one), from its saved handle. */
   public static Behavior<Command> adopt(Hypervisor hypervisor, VmHandle handle, ActorRef<Report> parent, Settings settings) {
+    return adopt(hypervisor, handle, parent, settings, null);
+  }
+
+  /** Re-attaches to a VM and goes on reading its main process (null: it has none). */
+  public static Behavior<Command> adopt(Hypervisor hypervisor, VmHandle handle, ActorRef<Report> parent, Settings settings,
+      MainProcess main) {
     return Behaviors.<Object>setup(ctx -> Behaviors.withTimers(timers -> {
-      var s = new VmSupervisor(ctx, timers, hypervisor, parent, settings, handle.incarnation(), true);
+      var s = new VmSupervisor(ctx, timers, hypervisor, parent, settings, handle.incarnation(), true, main);
       s.beginAdopt(handle);
       return s;
     })).narrow();
@@ -199,6 +214,23 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   private record PauseDone(boolean pause, ActorRef<StatusReply<Done>> replyTo, Throwable error) {}
 
   private record StopDone(VmExit exit, Throwable error) {}
+
+  // The main process: started (or found, when adopting), then read in a loop into its log.
+  private record MainStarted(long offset, Throwable error) {}
+
+  private record MainRead(OutputRead read, Throwable error) {}
+
+  private record MainLogged(long next, boolean eof, Throwable error) {}
+
+  private record MainEnded(int exitCode, int signal, String reason, boolean logged) {}
+
+  private enum MainRetry { INSTANCE }
+
+  /** The exec id of the main process in every incarnation's agent. */
+  static final String MAIN_EXEC_ID = "main";
+  private static final int MAIN_READ_BYTES = 64 * 1024;
+  private static final Duration MAIN_READ_WAIT = Duration.ofSeconds(5);
+  private static final Duration MAIN_RETRY = Duration.ofMillis(500);
 
   private enum Phase { STARTING, CONNECTING, RUNNING, LOST, STOPPING, DONE }
 
@@ -226,11 +258,21 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   private String lostReason;
   private Duration pendingStopGrace;
   private final List<ActorRef<Done>> stopReplies = new ArrayList<>();
+  private final MainProcess main;
+  private long mainOffset;
+  /** Started (or found running) in this incarnation: from now on only read. */
+  private boolean mainStartedOk;
+  /** The main process ended (logged, or being logged); no more reads. */
+  private boolean mainEnded;
+  /** Why the VM is being stopped because its main process ended; null otherwise. */
+  private VmExit mainExit;
+  private boolean ownerStopped;
 
   private VmSupervisor(
       ActorContext<Object> ctx, TimerScheduler<Object> timers, Hypervisor hypervisor, ActorRef<Report> parent, Settings settings,
-      long incarnation, boolean adopting) {
+      long incarnation, boolean adopting, MainProcess main) {
     super(ctx);
+    this.main = main;
     this.timers = timers;
     this.hypervisor = hypervisor;
     this.parent = parent;
@@ -285,6 +327,11 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         .onMessage(Abandoned.class, this::onAbandoned)
         .onMessage(PauseDone.class, this::onPauseDone)
         .onMessage(StopDone.class, this::onStopDone)
+        .onMessage(MainStarted.class, this::onMainStarted)
+        .onMessage(MainRead.class, this::onMainRead)
+        .onMessage(MainLogged.class, this::onMainLogged)
+        .onMessage(MainEnded.class, this::onMainEnded)
+        .onMessageEquals(MainRetry.INSTANCE, this::readMain)
         .onMessage(Stop.class, this::onStop)
         .onMessage(Pause.class, this::onPause)
         .onMessage(Resume.class, this::onResume)
@@ -378,6 +425,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     phase = Phase.RUNNING;
     timers.startTimerWithFixedDelay(HealthTick.INSTANCE, settings.healthInterval());
     parent.tell(new VmReady(incarnation, vm.handle(), m.info().kernel(), adopting));
+    if (main != null) startMain();
     return this;
   }
 
@@ -418,11 +466,13 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       }
       case LOST -> {
         closeClient();
+        mainEndsWithVm(m.exit());
         VmExit e = m.exit();
         return report(new VmExited(incarnation, new VmExit(e.exitCode(), e.signal(), "killed after the agent was lost (" + lostReason + "): " + e.reason(), false)), true);
       }
       default -> {
         closeClient();
+        mainEndsWithVm(m.exit());
         getContext().getLog().info("VM incarnation {} exited: {}", incarnation, m.exit().reason());
         return report(new VmExited(incarnation, m.exit()), true);
       }
@@ -564,10 +614,142 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     return this;
   }
 
+  // ---------------------------------------------------------------- the main process
+
+  /**
+   * Starts the main process, or (adopting) goes on reading the one the VM already runs. Never
+   * starts it twice in an incarnation: an adopted VM whose agent does not know it any more has
+   * lost it, and ends.
+   */
+  private void startMain() {
+    AgentClient c = client;
+    MainLog log = main.log();
+    getContext().pipeToSelf(onBlocking(() -> log.progress(incarnation)).thenCompose(p -> {
+      if (p.exited()) return CompletableFuture.completedFuture(p);
+      if (adopting) return CompletableFuture.completedFuture(p);
+      VmSupervisorProtocol.ExecSpec e = main.spec();
+      return c.execDetached(new ExecRequest(MAIN_EXEC_ID, e.argv(), e.env(), e.workingDir(), false, e.user()), main.ringBytes(),
+          settings.callTimeout()).thenApply(pid -> p);
+    }), (p, err) -> {
+      if (err != null) return new MainStarted(0, err);
+      if (p.exited()) return new MainEnded(p.exitCode(), p.signal(), p.reason(), true);
+      return new MainStarted(p.offset(), null);
+    });
+  }
+
+  private Behavior<Object> onMainStarted(MainStarted m) {
+    if (phase != Phase.RUNNING || mainEnded) return this;
+    if (m.error() != null) {
+      Throwable c = AgentStreams.unwrap(m.error());
+      if (c instanceof AgentException ae && ae.code() == AgentException.Code.INVALID_ARGUMENT) {
+        // The guest could not start it (no such command, bad user or directory): a container's 127.
+        return onMainEnded(new MainEnded(127, 0, "main process could not start: " + reason(c), false));
+      }
+      getContext().getLog().warn("VM incarnation {}: starting the main process failed, retrying: {}", incarnation, reason(c));
+      timers.startSingleTimer(MainRetry.INSTANCE, MAIN_RETRY);
+      return this;
+    }
+    mainOffset = m.offset();
+    mainStartedOk = true;
+    return readMain();
+  }
+
+  private Behavior<Object> readMain() {
+    if (phase != Phase.RUNNING || mainEnded) return this;
+    if (!mainStartedOk) {
+      startMain();
+      return this;
+    }
+    AgentClient c = client;
+    if (paused || c == null || !c.isOpen()) {
+      timers.startSingleTimer(MainRetry.INSTANCE, MAIN_RETRY);
+      return this;
+    }
+    getContext().pipeToSelf(c.readOutput(MAIN_EXEC_ID, mainOffset, MAIN_READ_BYTES, MAIN_READ_WAIT,
+        MAIN_READ_WAIT.plus(settings.callTimeout())), MainRead::new);
+    return this;
+  }
+
+  private Behavior<Object> onMainRead(MainRead m) {
+    if (phase != Phase.RUNNING || mainEnded) return this;
+    if (m.error() != null) {
+      Throwable c = AgentStreams.unwrap(m.error());
+      if (c instanceof AgentException ae && ae.code() == AgentException.Code.NOT_FOUND) {
+        return onMainEnded(new MainEnded(-1, 0, "main process lost: the guest agent no longer knows it", false));
+      }
+      timers.startSingleTimer(MainRetry.INSTANCE, MAIN_RETRY);
+      return this;
+    }
+    OutputRead r = m.read();
+    if (r.offset() > mainOffset) {
+      getContext().getLog().warn("VM incarnation {}: {} bytes of main process output were dropped by the guest's ring before the node read them",
+          incarnation, r.offset() - mainOffset);
+    }
+    MainLog log = main.log();
+    getContext().pipeToSelf(onBlocking(() -> {
+      long at = r.offset();
+      for (OutputRead.Chunk ch : r.chunks()) {
+        log.appendOutput(incarnation, at, ch.stderr(), ch.data());
+        at += ch.data().length;
+      }
+      return at;
+    }), (next, err) -> new MainLogged(next == null ? mainOffset : next, r.eof(), err));
+    return this;
+  }
+
+  private Behavior<Object> onMainLogged(MainLogged m) {
+    if (m.error() != null) {
+      getContext().getLog().error("VM incarnation {}: cannot write the main process's log: {}", incarnation, reason(m.error()));
+    }
+    mainOffset = m.next();
+    if (phase != Phase.RUNNING || mainEnded) return this;
+    if (!m.eof()) return readMain();
+    AgentClient c = client;
+    getContext().pipeToSelf(c.waitProcess(MAIN_EXEC_ID, settings.callTimeout()), (exit, err) -> {
+      if (err != null) return new MainEnded(-1, 0, "main process ended; its status is unknown: " + reason(err), false);
+      String why = exit.signal() != 0 ? "main process killed by signal " + exit.signal()
+          : "main process exited with code " + exit.exitCode();
+      return new MainEnded(exit.exitCode(), exit.signal(), why, false);
+    });
+    return this;
+  }
+
+  /** The main process ended: log it (once), and end the VM with its status unless it is ending anyway. */
+  private Behavior<Object> onMainEnded(MainEnded m) {
+    if (!mainEnded) {
+      mainEnded = true;
+      if (!m.logged()) logMainEnd(m.exitCode(), m.signal(), m.reason());
+    }
+    if (phase != Phase.RUNNING) return this;
+    getContext().getLog().info("VM incarnation {}: {}; stopping the VM", incarnation, m.reason());
+    mainExit = new VmExit(m.exitCode(), m.signal(), m.reason(), false);
+    return beginStop(main.stopGrace());
+  }
+
+  private void logMainEnd(int exitCode, int signal, String reason) {
+    MainLog log = main.log();
+    long at = mainOffset;
+    onBlocking(() -> {
+      log.appendExit(incarnation, at, exitCode, signal, reason);
+      return null;
+    }).exceptionally(e -> {
+      getContext().getSystem().log().error("cannot log the end of the main process of incarnation {}: {}", incarnation, reason(e));
+      return null;
+    });
+  }
+
+  /** The VM ended with the main process still running (or unread): its log says so, and followers stop. */
+  private void mainEndsWithVm(VmExit e) {
+    if (main == null || mainEnded) return;
+    mainEnded = true;
+    logMainEnd(e.exitCode(), e.signal(), "main process ended with its VM: " + e.reason());
+  }
+
   // ---------------------------------------------------------------- stop
 
   private Behavior<Object> onStop(Stop m) {
     stopReplies.add(m.replyTo());
+    ownerStopped = true;
     switch (phase) {
       case STARTING -> {
         // The driver call in flight cannot be interrupted: stop once it has returned.
@@ -609,7 +791,9 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     VmExit exit = m.error() != null
         ? new VmExit(-1, 0, "stop failed: " + reason(m.error()), true)
         : new VmExit(m.exit().exitCode(), m.exit().signal(), explained(m.exit()).reason(), true);
-    parent.tell(new VmExited(incarnation, exit));
+    mainEndsWithVm(exit);
+    // Ended because its main process did (and nobody asked for a stop meanwhile): the main's status is the VM's.
+    parent.tell(new VmExited(incarnation, mainExit != null && !ownerStopped ? mainExit : exit));
     replyStopped();
     phase = Phase.DONE;
     return Behaviors.stopped();

@@ -73,6 +73,21 @@ public final class VmSupervisorProtocol {
     }
   }
 
+  /**
+   * The sandbox's main process: started by the supervisor once the agent answers (adopted, if the
+   * VM already runs it), its output read into {@code log}. When it ends, the VM is stopped (its
+   * other processes get {@code stopGrace}) and {@link VmExited} reports the main process's status,
+   * not requested: the sandbox's restart policy applies, as for a container.
+   *
+   * @param ringBytes the agent-side ring that holds its output while the node is not reading
+   */
+  public record MainProcess(ExecSpec spec, MainLog log, int ringBytes, Duration stopGrace) {
+    public MainProcess {
+      if (spec.argv().isEmpty()) throw new IllegalArgumentException("a main process needs a command");
+      if (ringBytes <= 0) throw new IllegalArgumentException("ringBytes must be positive");
+    }
+  }
+
   public sealed interface ExecEvent {}
 
   /** A chunk of the process's output; {@code stderr} tells which stream. */
