@@ -510,7 +510,7 @@ public final class SandboxEntity
     // Reading the files happens when the stream starts, on the blocking dispatcher, never here.
     SourceRef<ExecEvent> ref = org.apache.pekko.stream.javadsl.Source.lazySource(() -> log.read(c.tail(), c.follow(), mat))
         .mapMaterializedValue(m -> org.apache.pekko.NotUsed.getInstance())
-        .withAttributes(org.apache.pekko.stream.ActorAttributes.dispatcher(runtime.blockingDispatcher()))
+        .async(runtime.blockingDispatcher())
         .runWith(org.apache.pekko.stream.javadsl.StreamRefs.sourceRef(), mat);
     return Effect().reply(c.replyTo(), StatusReply.success(ref));
   }
