@@ -107,7 +107,7 @@ final class ImageDisks {
       }
       Files.setLastModifiedTime(disk, FileTime.fromMillis(System.currentTimeMillis()));
     }
-    if (built) evict();
+    if (built) evict(disk);
     return disk;
   }
 
@@ -152,7 +152,12 @@ final class ImageDisks {
    * Removes disks that no VM links (link count 1) while the cache holds more than its cap, least
    * recently used first; and leftovers of builds that a dead node left (never one under way here).
    */
-  synchronized void evict() {
+  void evict() {
+    evict(null);
+  }
+
+  /** As {@link #evict()}, sparing {@code keep} (just built: its VM links it next). */
+  synchronized void evict(Path keep) {
     List<Path> disks = new ArrayList<>();
     long total = 0;
     try (Stream<Path> s = Files.list(dir)) {
@@ -163,7 +168,7 @@ final class ImageDisks {
           if (!building.containsKey(key) && !Mounts.isMountPoint(p.resolve("merged"))) QemuJail.deleteTree(p);
           continue;
         }
-        if (!n.endsWith(SUFFIX) || !Files.isRegularFile(p, LinkOption.NOFOLLOW_LINKS)) continue;
+        if (!n.endsWith(SUFFIX) || !Files.isRegularFile(p, LinkOption.NOFOLLOW_LINKS) || p.equals(keep)) continue;
         disks.add(p);
         total += Files.size(p);
       }

@@ -444,7 +444,10 @@ public final class QemuHypervisor implements Hypervisor {
 
   /** QEMU's argv (binary first) with the jail's paths: what runs after setpriv. */
   List<String> command(VmSpec spec, boolean kvm, boolean withDisks) {
-    StringBuilder append = new StringBuilder("console=ttyS0 quiet panic=-1");
+    // rootfstype=ramfs: the initramfs unpacks into ramfs, not a tmpfs capped at half of the RAM
+    // the kernel has left while the initramfs itself still takes its share (a 256 MiB guest could
+    // not unpack a 70 MB initramfs: its tmpfs filled). The guest's RAM bounds it all the same.
+    StringBuilder append = new StringBuilder("console=ttyS0 quiet panic=-1 rootfstype=ramfs");
     if (withDisks) append.append(" flotilla.root=disk");
     long tsc = kvm ? 0 : HostProbe.tscKhz();
     if (tsc > 0) append.append(" tsc_early_khz=").append(tsc);

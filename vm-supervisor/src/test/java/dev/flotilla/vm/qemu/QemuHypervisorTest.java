@@ -169,6 +169,8 @@ class QemuHypervisorTest {
     assertEquals(2, ImageDisks.links(both));
     // another image: the cap (0) evicts what no VM links, never the disk a VM uses
     Path one = disks.ensure(List.of(bottom.getParent()));
+    assertTrue(Files.exists(one), "just built: kept for the VM that asked");
+    disks.evict();
     assertTrue(Files.exists(both), "linked by a VM: kept");
     assertFalse(Files.exists(one), "unused past the cap: removed");
     Files.delete(link);

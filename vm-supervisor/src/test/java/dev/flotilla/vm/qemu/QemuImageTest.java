@@ -109,7 +109,7 @@ class QemuImageTest {
   }
 
   private AgentClient boot(long incarnation) throws Exception {
-    Vm vm = hv.prepare(new VmSpec(ID, incarnation, 1, 512, 0, base.resolve("vms/" + ID + "-" + incarnation),
+    Vm vm = hv.prepare(new VmSpec(ID, incarnation, 1, 256, 0, base.resolve("vms/" + ID + "-" + incarnation),
         Map.of(VmSpec.IMAGE, "test/app@sha256:0123", VmSpec.DISK_MIB, Integer.toString(DISK_MIB))));
     vms.add(vm);
     vm.start(Duration.ofSeconds(60));
