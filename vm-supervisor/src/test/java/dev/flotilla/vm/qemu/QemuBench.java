@@ -105,7 +105,7 @@ public final class QemuBench {
       long b0 = System.nanoTime();
       Process p = new ProcessBuilder(bareCmd).directory(dir.toFile())
           .redirectErrorStream(true).redirectOutput(new File(dir.resolve("qemu.log").toString())).start();
-      try (AgentClient c = AgentClients.connect(new AgentAddress(template.handle().agentSocket()), Duration.ofSeconds(30))) {
+      try (AgentClient c = AgentClients.connect(new AgentAddress(template.handle().agentSocket()).withSecret(template.agentAddress().secret()), Duration.ofSeconds(30))) {
         c.handshake(bid, 1, READY).get();
         bare.add(ms(System.nanoTime() - b0));
         qemuCpu.add(cpuMillis(p.pid()));
