@@ -238,19 +238,25 @@ public final class FlotillaNode implements AutoCloseable {
     String enabled = qemu.getString("enabled");
     if (!enabled.equals("off")) {
       String dir = qemu.getString("image-dir");
-      // the driver's own node-only state (the jails' shared root); the id ranges are the node's, shared
+      // the driver's own node-only state (the jails' shared root, image disks, writable disks); the
+      // id ranges are the node's, shared. The same default image and disk size as the process driver.
       QemuConfig qc = new QemuConfig(qemu.getString("binary"),
           dir.isEmpty() ? repoFile(Path.of("guest-image", "out")) : Path.of(dir), qemu.getString("accel"),
-          dataDir.resolve("qemu"));
+          dataDir.resolve("qemu"))
+          .withDefaultRootfs(built(process.getString("default-image"), "flotilla.default.image",
+              Path.of("guest-image", "out", "default-image", "rootfs")))
+          .withDefaultDiskMiB(process.getInt("default-disk-mib"));
       boolean binary = onPath(qc.qemuBinary());
-      if (binary && qc.imageBuilt()) {
-        drivers.put(QemuHypervisor.DRIVER, new QemuHypervisor(qc, ids));
+      // no guest image yet: the first VM builds it (guest-image/build.sh, progress in this log)
+      boolean image = qc.imageBuilt() || qc.buildScript().isPresent();
+      if (binary && image) {
+        drivers.put(QemuHypervisor.DRIVER, new QemuHypervisor(qc, ids, images));
       } else if (enabled.equals("on")) {
         throw new IllegalStateException("flotilla.node.drivers.qemu.enabled = on, but "
-            + (binary ? "there is no guest image in " + qc.imageDir() + ": run guest-image/build.sh"
+            + (binary ? "there is no guest image in " + qc.imageDir() + " and no guest-image/build.sh to build it"
                 : qc.qemuBinary() + " is not installed: run scripts/setup-host.sh"));
       } else {
-        log.info("qemu driver not offered: {}", binary ? "no guest image in " + qc.imageDir() + " (guest-image/build.sh)"
+        log.info("qemu driver not offered: {}", binary ? "no guest image in " + qc.imageDir() + " and no guest-image/build.sh to build it"
             : qc.qemuBinary() + " not found (scripts/setup-host.sh installs it)");
       }
     }
