@@ -209,6 +209,9 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   private record PingDone(Throwable error) {}
 
+  /** A connection to the agent closed; its cause says whether the agent broke the rules. */
+  private record ConnectionClosed(AgentClient client) {}
+
   private record Abandoned(Report report) {}
 
   private record PauseDone(boolean pause, ActorRef<StatusReply<Done>> replyTo, Throwable error) {}
@@ -324,6 +327,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         .onMessage(Exited.class, this::onExited)
         .onMessageEquals(HealthTick.INSTANCE, this::onHealthTick)
         .onMessage(PingDone.class, this::onPingDone)
+        .onMessage(ConnectionClosed.class, this::onConnectionClosed)
         .onMessage(Abandoned.class, this::onAbandoned)
         .onMessage(PauseDone.class, this::onPauseDone)
         .onMessage(StopDone.class, this::onStopDone)
@@ -371,17 +375,21 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   private CompletableFuture<ClientAndInfo> connectWithRetry(long deadlineNanos, Duration delay) {
     Vm v = vm;
     VmHandle h = v.handle();
+    // The connect blocks (bounded by its deadline) on the blocking dispatcher; the handshake is a
+    // call like any other, waited for by nobody: a guest that never answers holds no thread.
     return onBlocking(() -> {
       Duration left = Duration.ofNanos(Math.max(1_000_000, deadlineNanos - System.nanoTime()));
-      AgentClient c = settings.connector().connect(v.agentAddress(), min(left, settings.callTimeout()));
-      try {
-        GuestInfo info = c.handshake(h.sandboxId(), incarnation, settings.lease(), min(left, settings.callTimeout()))
-            .get(min(left, settings.callTimeout()).toMillis() + 200, TimeUnit.MILLISECONDS);
-        return new ClientAndInfo(c, info);
-      } catch (Exception e) {
-        c.close();
-        throw e;
-      }
+      return settings.connector().connect(v.agentAddress(), min(left, settings.callTimeout()));
+    }).thenCompose(c -> {
+      Duration left = Duration.ofNanos(Math.max(1_000_000, deadlineNanos - System.nanoTime()));
+      return c.handshake(h.sandboxId(), incarnation, settings.lease(), min(left, settings.callTimeout()))
+          .handle((info, err) -> {
+            if (err != null) {
+              c.close();
+              throw new CompletionException(AgentStreams.unwrap(err));
+            }
+            return new ClientAndInfo(c, info);
+          });
     }).exceptionallyCompose(err -> {
       Throwable cause = AgentStreams.unwrap(err);
       // Fenced (stale incarnation), or not our agent (wrong secret, socket held by another uid): retrying cannot help.
@@ -404,6 +412,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       }
       if (m.error() != null) return healthFailure("reconnect failed: " + reason(m.error()));
       client = m.client();
+      watchConnection(client);
       failures = 0;
       return this;
     }
@@ -422,6 +431,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       return this;
     }
     client = m.client();
+    watchConnection(client);
     phase = Phase.RUNNING;
     timers.startTimerWithFixedDelay(HealthTick.INSTANCE, settings.healthInterval());
     parent.tell(new VmReady(incarnation, vm.handle(), m.info().kernel(), adopting));
@@ -501,12 +511,36 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     return healthFailure("ping failed: " + reason(m.error()));
   }
 
+  private void watchConnection(AgentClient c) {
+    getContext().pipeToSelf(c.closed(), (x, err) -> new ConnectionClosed(c));
+  }
+
+  /**
+   * A guest that broke the protocol, or stopped reading, is not given another connection: the
+   * agent is lost at once (its VM is killed; the restart policy decides what comes next). Any
+   * other close is left to the health checks, which reconnect.
+   */
+  private Behavior<Object> onConnectionClosed(ConnectionClosed m) {
+    if (m.client() != client || phase != Phase.RUNNING) return this;
+    Throwable cause = m.client().closeCause();
+    if (cause instanceof dev.flotilla.agent.protocol.frame.ProtocolException
+        || cause instanceof dev.flotilla.agent.protocol.frame.FrameConnection.PeerNotReadingException) {
+      getContext().getLog().warn("VM incarnation {}: the guest agent broke its connection: {}", incarnation, cause.getMessage());
+      return agentLost("the guest agent broke the protocol: " + cause.getMessage());
+    }
+    return this;
+  }
+
   private Behavior<Object> healthFailure(String why) {
     failures++;
     getContext().getLog().warn("VM incarnation {}: agent health check {} of {} failed: {}", incarnation, failures, settings.healthMaxFailures(), why);
     if (failures < settings.healthMaxFailures()) return this;
+    return agentLost(failures + " health checks failed, last: " + why);
+  }
+
+  private Behavior<Object> agentLost(String why) {
     phase = Phase.LOST;
-    lostReason = failures + " health checks failed, last: " + why;
+    lostReason = why;
     timers.cancelAll();
     closeClient();
     parent.tell(new AgentLost(incarnation, lostReason));
