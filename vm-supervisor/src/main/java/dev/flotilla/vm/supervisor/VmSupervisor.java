@@ -493,6 +493,14 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     if (phase != Phase.RUNNING || paused || pingInFlight) return this;
     pingInFlight = true;
     AgentClient c = client;
+    if (c != null && !c.isOpen()) {
+      // Not given another connection after breaking the last one.
+      Optional<String> broke = violation(c);
+      if (broke.isPresent()) {
+        pingInFlight = false;
+        return agentLost(broke.get());
+      }
+    }
     if (c == null || !c.isOpen()) {
       connect(System.nanoTime() + settings.callTimeout().toNanos(), settings.connectBackoffMin(), true);
       return this;
@@ -522,13 +530,18 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
    */
   private Behavior<Object> onConnectionClosed(ConnectionClosed m) {
     if (m.client() != client || phase != Phase.RUNNING) return this;
-    Throwable cause = m.client().closeCause();
+    return violation(m.client()).map(this::agentLost).orElse(this);
+  }
+
+  /** How the agent broke its connection (the protocol, or not reading), if it did. */
+  private Optional<String> violation(AgentClient c) {
+    Throwable cause = c.closeCause();
     if (cause instanceof dev.flotilla.agent.protocol.frame.ProtocolException
         || cause instanceof dev.flotilla.agent.protocol.frame.FrameConnection.PeerNotReadingException) {
       getContext().getLog().warn("VM incarnation {}: the guest agent broke its connection: {}", incarnation, cause.getMessage());
-      return agentLost("the guest agent broke the protocol: " + cause.getMessage());
+      return Optional.of("the guest agent broke the protocol: " + cause.getMessage());
     }
-    return this;
+    return Optional.empty();
   }
 
   private Behavior<Object> healthFailure(String why) {

@@ -229,7 +229,7 @@ public final class FramedAgentClient implements AgentClient {
 
   @Override
   public Throwable closeCause() {
-    return connection.closed().getNow(null);
+    return connection.closingCause();
   }
 
   @Override

@@ -60,6 +60,8 @@ public final class FrameConnection implements AutoCloseable {
   private final CompletableFuture<Throwable> closed = new CompletableFuture<>();
   private volatile Handler handler;
   private volatile Thread reader;
+  /** Why the connection is closing, set as soon as it starts to (closed() completes later, after the GOAWAY). */
+  private volatile Throwable closingCause;
   // Queued writes (see queueWrites): null when sends write on the caller's thread.
   private WriteQueue queue;
 
@@ -138,6 +140,14 @@ public final class FrameConnection implements AutoCloseable {
    */
   public CompletableFuture<Throwable> closed() {
     return closed;
+  }
+
+  /**
+   * Why the connection is closing or closed, as soon as it starts to: null while open and after a
+   * clean close (see {@link #closed()} for the values).
+   */
+  public Throwable closingCause() {
+    return closingCause;
   }
 
   /** Runs {@code callback} with the close cause (null for a clean end) once the connection has closed. */
@@ -288,6 +298,7 @@ public final class FrameConnection implements AutoCloseable {
 
   private void closeWith(Throwable cause, String goAwayReason) {
     if (!closing.compareAndSet(false, true)) return;
+    closingCause = cause;
     boolean onReader = Thread.currentThread() == reader;
     // A peer that never reads could block the GOAWAY write, one that never stops sending the
     // drain: past this guard the streams are closed under them.
