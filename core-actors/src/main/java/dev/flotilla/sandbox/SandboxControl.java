@@ -42,6 +42,19 @@ public final class SandboxControl {
   private final ActorRef<Topic.Command<SandboxChanged>> events;
   private final JournalGuard guard;
   private volatile ImagePinning images = ImagePinning.NONE;
+  /**
+   * (tenant, sandbox) pairs the tenant's ledger confirmed, so that only the first call on this
+   * node pays the extra ask. Only existing sandboxes get in: a made-up id is answered by the
+   * ledger and never starts a sandbox entity (nor a journal row, nor a remembered entity).
+   */
+  private final java.util.Map<String, Boolean> known = java.util.Collections.synchronizedMap(
+      new java.util.LinkedHashMap<>(1024, 0.75f, true) {
+        @Override
+        protected boolean removeEldestEntry(java.util.Map.Entry<String, Boolean> eldest) {
+          return size() > KNOWN_MAX;
+        }
+      });
+  private static final int KNOWN_MAX = 100_000;
 
   public SandboxControl(ActorSystem<?> system, SpecValidator validator, Duration askTimeout, Duration fileTimeout,
       ActorRef<Topic.Command<SandboxChanged>> events) {
@@ -141,12 +154,16 @@ public final class SandboxControl {
                 return guard.nextStep(() -> release(tenant, id)).thenCompose(x -> CompletableFuture.<SandboxView>failedFuture(e));
               }
               return CompletableFuture.failedFuture(e);
-            })));
+            })))
+        .thenApply(v -> {
+          known.put(knownKey(tenant, v.id()), Boolean.TRUE);
+          return v;
+        });
   }
 
   public CompletionStage<SandboxView> get(String tenant, String id) {
-    return checkId(id).thenCompose(x -> guard.read(() -> ask(sandbox(id),
-        (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Get(tenant, r), askTimeout, null)));
+    return checkId(id).thenCompose(x -> guard.read(() -> existing(tenant, id).thenCompose(y -> ask(sandbox(id),
+        (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Get(tenant, r), askTimeout, null))));
   }
 
   public CompletionStage<SandboxView> start(String tenant, String id) {
@@ -167,9 +184,12 @@ public final class SandboxControl {
 
   /** Deletes the sandbox (its VM is stopped first) and gives its quota back. */
   public CompletionStage<SandboxView> delete(String tenant, String id) {
-    return checkId(id).thenCompose(x -> guard.change(() -> ask(sandbox(id),
-            (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Delete(tenant, r), askTimeout, null)
-        .thenCompose(v -> guard.nextStep(() -> release(tenant, id)).thenApply(y -> v))));
+    return checkId(id).thenCompose(x -> guard.change(() -> existing(tenant, id).thenCompose(z -> ask(sandbox(id),
+            (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Delete(tenant, r), askTimeout, null))
+        .thenCompose(v -> guard.nextStep(() -> release(tenant, id)).thenApply(y -> {
+          known.remove(knownKey(tenant, id));
+          return v;
+        }))));
   }
 
   /**
@@ -192,6 +212,7 @@ public final class SandboxControl {
           List<CompletableFuture<SandboxView>> views = new ArrayList<>();
           for (var r : page.reservations()) {
             if (!r.labels().entrySet().containsAll(labels.entrySet())) continue;
+            known.put(knownKey(tenant, r.sandboxId()), Boolean.TRUE); // the ledger just said so
             views.add(get(tenant, r.sandboxId()).toCompletableFuture()
                 .exceptionally(e -> null)); // deleted meanwhile, or not answering: left out of this page
           }
@@ -219,8 +240,8 @@ public final class SandboxControl {
     if (spec.argv().isEmpty() || spec.argv().get(0).isEmpty()) {
       return CompletableFuture.failedFuture(SandboxError.invalid("exec needs a command: argv must not be empty"));
     }
-    return checkId(id).thenCompose(x -> guard.read(() -> ask(sandbox(id),
-            (ActorRef<StatusReply<SourceRef<ExecEvent>>> r) -> new SandboxEntity.Exec(tenant, spec, r), askTimeout, null)))
+    return checkId(id).thenCompose(x -> guard.read(() -> existing(tenant, id).thenCompose(y -> ask(sandbox(id),
+            (ActorRef<StatusReply<SourceRef<ExecEvent>>> r) -> new SandboxEntity.Exec(tenant, spec, r), askTimeout, null))))
         .thenApply(SourceRef::getSource);
   }
 
@@ -229,27 +250,27 @@ public final class SandboxControl {
     if (path == null || !path.startsWith("/")) {
       return CompletableFuture.failedFuture(SandboxError.invalid("path must be absolute, e.g. /tmp/input.txt"));
     }
-    return checkId(id).thenCompose(x -> {
+    return checkId(id).thenCompose(x -> guard.read(() -> existing(tenant, id).thenCompose(y -> {
       SourceRef<ByteString> ref = data.runWith(StreamRefs.sourceRef(), system);
       // Not persisted: the file goes to the VM, so a sandbox in memory takes it while the journal is down.
-      return guard.read(() -> ask(sandbox(id),
-          (ActorRef<StatusReply<Long>> r) -> new SandboxEntity.WriteFile(tenant, path, mode, ref, r), fileTimeout, null));
-    });
+      return ask(sandbox(id),
+          (ActorRef<StatusReply<Long>> r) -> new SandboxEntity.WriteFile(tenant, path, mode, ref, r), fileTimeout, null);
+    })));
   }
 
   public CompletionStage<Source<ByteString, NotUsed>> readFile(String tenant, String id, String path) {
     if (path == null || !path.startsWith("/")) {
       return CompletableFuture.failedFuture(SandboxError.invalid("path must be absolute, e.g. /tmp/output.txt"));
     }
-    return checkId(id).thenCompose(x -> guard.read(() -> ask(sandbox(id),
-            (ActorRef<StatusReply<SourceRef<ByteString>>> r) -> new SandboxEntity.ReadFile(tenant, path, r), askTimeout, null)))
+    return checkId(id).thenCompose(x -> guard.read(() -> existing(tenant, id).thenCompose(y -> ask(sandbox(id),
+            (ActorRef<StatusReply<SourceRef<ByteString>>> r) -> new SandboxEntity.ReadFile(tenant, path, r), askTimeout, null))))
         .thenApply(SourceRef::getSource);
   }
 
   /** The main process's log; see {@link SandboxEntity.ReadLogs}. */
   public CompletionStage<Source<ExecEvent, NotUsed>> readLogs(String tenant, String id, int tail, boolean follow) {
-    return checkId(id).thenCompose(x -> guard.read(() -> ask(sandbox(id),
-            (ActorRef<StatusReply<SourceRef<ExecEvent>>> r) -> new SandboxEntity.ReadLogs(tenant, tail, follow, r), askTimeout, null)))
+    return checkId(id).thenCompose(x -> guard.read(() -> existing(tenant, id).thenCompose(y -> ask(sandbox(id),
+            (ActorRef<StatusReply<SourceRef<ExecEvent>>> r) -> new SandboxEntity.ReadLogs(tenant, tail, follow, r), askTimeout, null))))
         .thenApply(SourceRef::getSource);
   }
 
@@ -280,7 +301,24 @@ public final class SandboxControl {
   /** A lifecycle change: refused while the journal is down, see {@link JournalGuard}. */
   private CompletionStage<SandboxView> lifecycle(
       String tenant, String id, java.util.function.Function<ActorRef<StatusReply<SandboxView>>, SandboxEntity.Command> msg) {
-    return checkId(id).thenCompose(x -> guard.change(() -> ask(sandbox(id), msg::apply, askTimeout, null)));
+    return checkId(id).thenCompose(x -> guard.change(() -> existing(tenant, id).thenCompose(y -> ask(sandbox(id), msg::apply, askTimeout, null))));
+  }
+
+  /**
+   * Completes when {@code id} is one of the tenant's sandboxes (it holds a reservation for it),
+   * fails with NOT_FOUND otherwise, without the sandbox's entity ever being asked.
+   */
+  private CompletionStage<Void> existing(String tenant, String id) {
+    String key = knownKey(tenant, id);
+    if (known.containsKey(key)) return CompletableFuture.completedFuture(null);
+    return ask(tenant(tenant), (ActorRef<Boolean> r) -> new TenantEntity.Holds(id, r)).thenAccept(held -> {
+      if (!held) throw new CompletionException(SandboxError.notFound(id));
+      known.put(key, Boolean.TRUE);
+    });
+  }
+
+  private static String knownKey(String tenant, String id) {
+    return tenant + '\u0000' + id;
   }
 
   private static CompletionStage<Void> checkId(String id) {
