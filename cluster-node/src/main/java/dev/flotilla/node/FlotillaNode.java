@@ -16,6 +16,7 @@ import dev.flotilla.sandbox.SandboxRuntime;
 import dev.flotilla.sandbox.SpecValidator;
 import dev.flotilla.sandbox.VmReaper;
 import dev.flotilla.tenant.TenantEntity;
+import dev.flotilla.tenant.TenantLimits;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.node.images.NodeImages;
 import dev.flotilla.vm.NodeOnlyFiles;
@@ -149,7 +150,8 @@ public final class FlotillaNode implements AutoCloseable {
 
       SandboxControl control = new SandboxControl(system, SpecValidator.fromConfig(sb, drivers.keySet(), unavailable),
           sb.getDuration("ask-timeout"), sb.getDuration("file-timeout"), events, journalStatus,
-          sb.getDuration("read-timeout-while-journal-down")).withImages(images);
+          sb.getDuration("read-timeout-while-journal-down")).withImages(images)
+          .withLimits(TenantLimits.fromConfig(full.getConfig("flotilla.tenants")));
       Config grpc = node.getConfig("grpc");
       ServerBinding binding;
       try {
