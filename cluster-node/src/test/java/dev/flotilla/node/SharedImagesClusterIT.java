@@ -173,6 +173,9 @@ class SharedImagesClusterIT extends NodeScenarios {
         .untilAsserted(() -> assertEquals("first bytes\n", exec(id, "cat", "/srv/app/greeting").stdout()));
     assertEquals("hello from first\n", exec(id, "sh", "-c", "echo $GREETING").stdout());
     assertTrue(listAs(b, token).stream().anyMatch(i -> i.getDigest().equals(first.toString())), "pulled by digest on B");
+    // ...which did not point B's tag at the old bytes: a new sandbox by the tag gets the moved tag's.
+    Sandbox byTag = create(SandboxSpec.newBuilder(spec()).setImage(ref).build(), "");
+    assertEquals(ref + "@" + second, byTag.getSpec().getImage());
 
     // (b) the import of the dead A: listed on B, runs with its files there, its tenant's only.
     List<Image> listed = listAs(b, token);

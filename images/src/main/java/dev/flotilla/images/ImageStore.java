@@ -514,7 +514,9 @@ public final class ImageStore {
   }
 
   private void nameIt(ImageReference ref, String owner, Digest d) {
-    if (ref.tag() != null) {
+    // Only a pull by tag says where the tag points now. A pull of repo:tag@digest (a pinned
+    // sandbox starting on a node that lacks it) must not point the node's tag back at old bytes.
+    if (ref.tag() != null && ref.digest() == null) {
       catalog.putName(owner, ref.withoutDigest().toString(), d);
     }
   }
