@@ -5,6 +5,7 @@ import dev.flotilla.cluster.NodeAddress;
 import dev.flotilla.node.auth.TokenAuth;
 import dev.flotilla.node.grpc.GrpcServer;
 import dev.flotilla.persistence.EmbeddedJournalFiles;
+import dev.flotilla.persistence.JournalDatabase;
 import dev.flotilla.persistence.JournalHealth;
 import dev.flotilla.persistence.PersistenceSettings;
 import dev.flotilla.persistence.SchemaBootstrap;
@@ -19,6 +20,7 @@ import dev.flotilla.tenant.TenantEntity;
 import dev.flotilla.tenant.TenantLimits;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.node.images.NodeImages;
+import dev.flotilla.images.shared.SharedImages;
 import dev.flotilla.vm.NodeOnlyFiles;
 import dev.flotilla.vm.ids.IdRangeAllocator;
 import dev.flotilla.vm.process.ProcessHypervisor;
@@ -96,6 +98,13 @@ public final class FlotillaNode implements AutoCloseable {
       Config node = full.getConfig("flotilla.node");
       NodeImages images = NodeImages.fromConfig(full.getConfig("flotilla.images"), dataDir,
           system.dispatchers().lookup(DispatcherSelector.fromConfig(full.getString("flotilla.vm.supervisor.blocking-dispatcher"))));
+      if (PersistenceSettings.backend(full) == PersistenceSettings.Backend.POSTGRES) {
+        // A cluster: imported images go to the shared journal database, so every node can run them.
+        SharedImages shared = new SharedImages(JournalDatabase.of(system)::open);
+        shared.ensureSchema();
+        images.store().share(shared);
+        log.info("images: imports are shared through the PostgreSQL journal database");
+      }
       Map<String, java.util.List<String>> unavailable = new LinkedHashMap<>();
       Map<String, Hypervisor> drivers = drivers(node, dataDir, unavailable, images);
       for (Hypervisor h : drivers.values()) {
