@@ -5,8 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.flotilla.api.v1.CreateSandboxRequest;
 import dev.flotilla.api.v1.Phase;
-import dev.flotilla.api.v1.ReadLogsRequest;
-import dev.flotilla.api.v1.ReadLogsResponse;
 import dev.flotilla.api.v1.RestartPolicy;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxSpec;
@@ -15,14 +13,12 @@ import dev.flotilla.images.TestRegistry;
 import dev.flotilla.images.TestTools;
 import dev.flotilla.images.TestUmoci;
 import io.grpc.Status;
-import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import org.apache.pekko.stream.javadsl.Sink;
 import org.awaitility.Awaitility;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
@@ -52,25 +48,6 @@ class MainProcessIT extends NodeScenarios {
   @AfterAll
   void stop() {
     tearDown(node);
-  }
-
-  record Logs(String stdout, String stderr, ReadLogsResponse last) {}
-
-  Logs logs(String id, int tail, boolean follow) {
-    return logsAs(token, id, tail, follow);
-  }
-
-  Logs logsAs(String tok, String id, int tail, boolean follow) {
-    List<ReadLogsResponse> out = await(client.readLogs().addHeader("authorization", "Bearer " + tok)
-        .invoke(ReadLogsRequest.newBuilder().setId(id).setTail(tail).setFollow(follow).build())
-        .runWith(Sink.seq(), clientSystem));
-    var so = new ByteArrayOutputStream();
-    var se = new ByteArrayOutputStream();
-    for (ReadLogsResponse r : out) {
-      if (r.hasStdout()) so.writeBytes(r.getStdout().toByteArray());
-      if (r.hasStderr()) se.writeBytes(r.getStderr().toByteArray());
-    }
-    return new Logs(so.toString(StandardCharsets.UTF_8), se.toString(StandardCharsets.UTF_8), out.isEmpty() ? null : out.get(out.size() - 1));
   }
 
   static SandboxSpec withMain(RestartPolicy policy, String script) {
