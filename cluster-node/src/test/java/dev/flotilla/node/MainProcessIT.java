@@ -93,6 +93,15 @@ class MainProcessIT extends NodeScenarios {
   }
 
   @Test
+  void aMainProcessThatClosesItsOutputRunsOnUntilItExits() {
+    // Its output ends at once; it exits 6 s later, past the node's 5 s call timeout.
+    String id = create(withMain(RestartPolicy.NEVER, "echo bye; exec >/dev/null 2>&1; sleep 6; exit 5"), "").getId();
+    Awaitility.await().atMost(READY).until(() -> logs(id, 0, false).stdout().equals("bye\n"));
+    assertEquals(Phase.RUNNING, get(id).getPhase(), "still running after its output ended");
+    assertEquals("main process exited with code 5", awaitPhase(id, Phase.STOPPED).getStatusMessage());
+  }
+
+  @Test
   void onFailureRestartsTheMainProcessAndTheLogKeepsEveryRun() {
     // Fails twice (a marker on the writable layer counts the runs, which survives restarts), then succeeds.
     String id = create(withMain(RestartPolicy.ON_FAILURE,

@@ -229,6 +229,8 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   private enum MainRetry { INSTANCE }
 
+  private enum MainRetryLater { INSTANCE }
+
   /** The exec id of the main process in every incarnation's agent. */
   static final String MAIN_EXEC_ID = "main";
   private static final int MAIN_READ_BYTES = 64 * 1024;
@@ -265,6 +267,8 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   private long mainOffset;
   /** Started (or found running) in this incarnation: from now on only read. */
   private boolean mainStartedOk;
+  /** All its output is logged: what is left is its exit. */
+  private boolean mainDrained;
   /** The main process ended (logged, or being logged); no more reads. */
   private boolean mainEnded;
   /** Why the VM is being stopped because its main process ended; null otherwise. */
@@ -336,6 +340,10 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         .onMessage(MainLogged.class, this::onMainLogged)
         .onMessage(MainEnded.class, this::onMainEnded)
         .onMessageEquals(MainRetry.INSTANCE, this::readMain)
+        .onMessageEquals(MainRetryLater.INSTANCE, () -> {
+          timers.startSingleTimer(MainRetry.INSTANCE, MAIN_RETRY);
+          return this;
+        })
         .onMessage(Stop.class, this::onStop)
         .onMessage(Pause.class, this::onPause)
         .onMessage(Resume.class, this::onResume)
@@ -712,6 +720,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       timers.startSingleTimer(MainRetry.INSTANCE, MAIN_RETRY);
       return this;
     }
+    if (mainDrained) return waitMain(c);
     getContext().pipeToSelf(c.readOutput(MAIN_EXEC_ID, mainOffset, MAIN_READ_BYTES, MAIN_READ_WAIT,
         MAIN_READ_WAIT.plus(settings.callTimeout())), MainRead::new);
     return this;
@@ -749,14 +758,28 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       getContext().getLog().error("VM incarnation {}: cannot write the main process's log: {}", incarnation, reason(m.error()));
     }
     mainOffset = m.next();
-    if (phase != Phase.RUNNING || mainEnded) return this;
-    if (!m.eof()) return readMain();
-    AgentClient c = client;
-    getContext().pipeToSelf(c.waitProcess(MAIN_EXEC_ID, settings.callTimeout()), (exit, err) -> {
-      if (err != null) return new MainEnded(-1, 0, "main process ended; its status is unknown: " + reason(err), false);
-      String why = exit.signal() != 0 ? "main process killed by signal " + exit.signal()
-          : "main process exited with code " + exit.exitCode();
-      return new MainEnded(exit.exitCode(), exit.signal(), why, false);
+    if (m.eof()) mainDrained = true;
+    return readMain();
+  }
+
+  /**
+   * Its output has ended; its exit is waited for in slices (a process may close its output and
+   * run on for hours). A lost connection is retried like a read.
+   */
+  private Behavior<Object> waitMain(AgentClient c) {
+    getContext().pipeToSelf(c.waitProcess(MAIN_EXEC_ID, settings.execWaitSlice()), (exit, err) -> {
+      if (err == null) {
+        String why = exit.signal() != 0 ? "main process killed by signal " + exit.signal()
+            : "main process exited with code " + exit.exitCode();
+        return new MainEnded(exit.exitCode(), exit.signal(), why, false);
+      }
+      Throwable cause = AgentStreams.unwrap(err);
+      if (cause instanceof AgentException ae && ae.code() == AgentException.Code.NOT_FOUND) {
+        return new MainEnded(-1, 0, "main process lost: the guest agent no longer knows it", false);
+      }
+      // A wait slice ran out: wait again at once; anything else (the connection went): a little later.
+      boolean slice = cause instanceof AgentException ae && ae.code() == AgentException.Code.DEADLINE_EXCEEDED;
+      return slice ? MainRetry.INSTANCE : MainRetryLater.INSTANCE;
     });
     return this;
   }
