@@ -93,12 +93,17 @@ public record SpecValidator(
       throw SandboxError.invalid("disk must be between " + minDiskMiB + " and " + maxDiskMiB + " MiB (got " + in.diskMiB() + ")");
     }
     checkCommand(in.command());
+    if (in.image().length() > MAX_IMAGE_REF) {
+      throw SandboxError.invalid("image reference is " + in.image().length() + " characters; at most " + MAX_IMAGE_REF);
+    }
     return new SandboxSpec(driver, vcpus, memory, labels, in.restartPolicy(), disk, in.image(), in.command());
   }
 
   /** Bounds of a main process's argv: what an exec takes, too. */
   public static final int MAX_COMMAND_ARGS = 1024;
   public static final int MAX_COMMAND_BYTES = 128 * 1024;
+  /** A registry host, a 255-character name, a tag and a digest fit well under it. */
+  public static final int MAX_IMAGE_REF = 1024;
 
   static void checkCommand(java.util.List<String> argv) {
     if (argv.isEmpty()) return;

@@ -45,4 +45,16 @@ class SpecValidatorTest {
     SandboxError unknown = assertThrows(SandboxError.class, () -> v.normalize(spec("xen", 0, "")));
     assertEquals(SandboxError.Kind.INVALID_ARGUMENT, unknown.kind());
   }
+
+  @Test
+  void aMainProcessAndAnImageReferenceAreBounded() {
+    SandboxSpec base = spec("process", 0, "");
+    assertEquals(java.util.List.of("sh", "-c", "true"), v.normalize(base.withCommand(java.util.List.of("sh", "-c", "true"))).command());
+    assertThrows(SandboxError.class, () -> v.normalize(base.withCommand(java.util.List.of("", "x"))));
+    assertThrows(SandboxError.class, () -> v.normalize(base.withCommand(java.util.List.of("a\0b"))));
+    assertThrows(SandboxError.class, () -> v.normalize(base.withCommand(java.util.Collections.nCopies(SpecValidator.MAX_COMMAND_ARGS + 1, "x"))));
+    assertThrows(SandboxError.class, () -> v.normalize(base.withCommand(java.util.List.of("x".repeat(SpecValidator.MAX_COMMAND_BYTES + 1)))));
+    SandboxError longRef = assertThrows(SandboxError.class, () -> v.normalize(base.withImage("r".repeat(SpecValidator.MAX_IMAGE_REF + 1))));
+    assertEquals(SandboxError.Kind.INVALID_ARGUMENT, longRef.kind());
+  }
 }

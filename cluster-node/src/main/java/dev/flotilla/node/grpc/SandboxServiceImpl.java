@@ -126,6 +126,11 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
       long bytes = in.getArgvList().stream().mapToLong(String::length).sum();
       if (bytes > MAX_ARGV_BYTES) throw new IllegalArgumentException("argv is " + bytes + " bytes; at most " + MAX_ARGV_BYTES);
       if (in.getEnvCount() > MAX_ENV) throw new IllegalArgumentException("env has " + in.getEnvCount() + " entries; at most " + MAX_ENV);
+      long envBytes = in.getEnvMap().entrySet().stream().mapToLong(e -> e.getKey().length() + e.getValue().length() + 2).sum();
+      if (envBytes > MAX_ARGV_BYTES) throw new IllegalArgumentException("env is " + envBytes + " bytes; at most " + MAX_ARGV_BYTES);
+      if (in.getWorkingDir().length() > MAX_PATH || in.getUser().length() > 256) {
+        throw new IllegalArgumentException("working_dir must be at most " + MAX_PATH + " and user at most 256 characters");
+      }
       for (String k : in.getEnvMap().keySet()) {
         if (k.isEmpty() || k.contains("=") || k.indexOf('\0') >= 0) throw new IllegalArgumentException("env name '" + k + "' is invalid");
       }
