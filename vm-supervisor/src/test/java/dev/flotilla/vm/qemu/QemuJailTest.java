@@ -265,6 +265,9 @@ class QemuJailTest {
           () -> legacy.handshake("jail-a", 1, BOOT).get(30, TimeUnit.SECONDS));
       assertEquals(dev.flotilla.agent.protocol.client.AgentException.Code.PERMISSION_DENIED,
           ((dev.flotilla.agent.protocol.client.AgentException) e.getCause()).code(), e.toString());
+      // The agent hangs up after its answer: its GOAWAY is read here, not left on the serial line for
+      // the next connection (a serial port has no connections of its own; bytes in flight reach whoever is next).
+      legacy.closed().get(30, TimeUnit.SECONDS);
     }
     AgentClient again = AgentClients.connect(address, Duration.ofSeconds(10));
     synchronized (vms) {
