@@ -34,13 +34,11 @@ public final class GrpcServer {
       TokenAuth auth, Set<String> adminTenants, Duration askTimeout, String iface, int port) {
     Function<HttpRequest, CompletionStage<HttpResponse>> sandboxes =
         SandboxServicePowerApiHandlerFactory.partial(new SandboxServiceImpl(control, auth, system), SandboxService.name, system);
-    Function<HttpRequest, CompletionStage<HttpResponse>> imageCalls = ImageServicePowerApiHandlerFactory.partial(
+    Function<HttpRequest, CompletionStage<HttpResponse>> imageService = ImageServicePowerApiHandlerFactory.partial(
         new ImageServiceImpl(images, auth, adminTenants, system), ImageService.name, system);
     // An import is as large as flotilla.images.max-import-bytes (the service counts it), not
     // pekko-http's max-content-length.
     String importPath = "/" + ImageService.name + "/ImportImage";
-    Function<HttpRequest, CompletionStage<HttpResponse>> imageService = req -> imageCalls.apply(
-        req.getUri().path().equals(importPath) ? req.withEntity((RequestEntity) req.entity().withoutSizeLimit()) : req);
     Function<HttpRequest, CompletionStage<HttpResponse>> cluster = ClusterServicePowerApiHandlerFactory.partial(
         new ClusterServiceImpl(system, auth, adminTenants, askTimeout), ClusterService.name, system);
     Function<HttpRequest, CompletionStage<HttpResponse>> health =
@@ -49,7 +47,15 @@ public final class GrpcServer {
         ServerReflection.create(
             List.of(SandboxService.description, ImageService.description, ClusterService.description, Health.description), system);
     @SuppressWarnings("unchecked")
-    Function<HttpRequest, CompletionStage<HttpResponse>> all = ServiceHandler.concatOrNotFound(sandboxes, imageService, cluster, health, reflection);
+    Function<HttpRequest, CompletionStage<HttpResponse>> services = ServiceHandler.concatOrNotFound(sandboxes, imageService, cluster, health, reflection);
+    // Every message of every call is bounded before Pekko gRPC gathers it (GrpcMessageLimit).
+    // The original entity's bytes keep its bound on the whole request in force: max-content-length,
+    // or none for an import.
+    Function<HttpRequest, CompletionStage<HttpResponse>> all = req -> {
+      RequestEntity entity = req.getUri().path().equals(importPath) ? (RequestEntity) req.entity().withoutSizeLimit() : req.entity();
+      return services.apply(req.withEntity(org.apache.pekko.http.javadsl.model.HttpEntities.create(entity.getContentType(),
+          entity.getDataBytes().via(GrpcMessageLimit.flow(GrpcMessageLimit.MAX_MESSAGE_BYTES)))));
+    };
     return Http.get(system).newServerAt(iface, port).bind(all)
         .thenApply(b -> b.addToCoordinatedShutdown(Duration.ofSeconds(5), system));
   }
