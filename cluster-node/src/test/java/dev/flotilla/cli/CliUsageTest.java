@@ -39,7 +39,7 @@ class CliUsageTest {
       "image rm                  | flotilla: missing required parameter: 'REF' (see `flotilla image rm --help`)",
       "image pull busybox --username u | flotilla: --username and --password-stdin go together (see `flotilla image pull --help`)",
       "image pull busybox --password-stdin | flotilla: --username and --password-stdin go together (see `flotilla image pull --help`)",
-      "image pull busybox --username u --password-stdin --token-file t | flotilla: give either --username with --password-stdin, or --token-file, not both (see `flotilla image pull --help`)",
+      "image pull busybox --username u --password-stdin --registry-token-file t | flotilla: give either --username with --password-stdin, or --registry-token-file, not both (see `flotilla image pull --help`)",
       "image import /no/such.tar | flotilla: /no/such.tar is not a readable file (see `flotilla image import --help`)",
       "image ls -o yaml          | flotilla: invalid value for option '--output': 'yaml' is not an output format (use json, or leave -o out) (see `flotilla image ls --help`)",
   })

@@ -1,5 +1,6 @@
 package dev.flotilla.node.local;
 
+import dev.flotilla.node.tls.DevCertificates;
 import dev.flotilla.persistence.EmbeddedPostgresServer;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -79,6 +80,7 @@ public final class LocalCluster implements AutoCloseable {
     private Duration readyTimeout = Duration.ofSeconds(180);
     private boolean deleteOnClose = true;
     private String host = "127.0.0.1";
+    private boolean tls;
 
     public Builder nodes(int n) {
       if (n < 1) throw new IllegalArgumentException("nodes must be >= 1, is " + n);
@@ -121,6 +123,15 @@ public final class LocalCluster implements AutoCloseable {
       return this;
     }
 
+    /**
+     * TLS (default off): a fresh CA in {@code <base>/tls}, a certificate per node, gRPC over TLS
+     * and mutual TLS on Artery. Clients then need {@link #caCert()}.
+     */
+    public Builder tls(boolean on) {
+      this.tls = on;
+      return this;
+    }
+
     /** Remove the base directory on close (default on). Off: the logs and data stay for a look. */
     public Builder deleteOnClose(boolean delete) {
       this.deleteOnClose = delete;
@@ -138,6 +149,13 @@ public final class LocalCluster implements AutoCloseable {
       new SecureRandom().nextBytes(random);
       String token = "dev-" + HexFormat.of().formatHex(random);
       Path conf = base.resolve("cluster.conf");
+      // it holds the token: the node's user only (the base directory is 0711, its name in /tmp's listing)
+      Files.deleteIfExists(conf);
+      Files.createFile(conf, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
+      Path tokenFile = base.resolve("token");
+      Files.deleteIfExists(tokenFile);
+      Files.createFile(tokenFile, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
+      Files.writeString(tokenFile, token + "\n", StandardCharsets.UTF_8);
       Files.writeString(conf,
           "# written by LocalCluster: one token for tenant \"default\" on every node\n"
               + "flotilla.auth.tokens = [ { tenant = \"" + TENANT + "\", token = \"" + token + "\" } ]\n"
@@ -161,6 +179,7 @@ public final class LocalCluster implements AutoCloseable {
     postgresPort = postgres.port();
     Path nodeJar = settings.nodeJar != null ? settings.nodeJar : Jars.nodeJar();
     Path agentJar = settings.agentJar != null ? settings.agentJar : Jars.agentJar(nodeJar);
+    DevCertificates certs = settings.tls ? DevCertificates.createCa(baseDir.resolve("tls"), "flotilla-dev-ca") : null;
     List<Integer> ports = Ports.free(2 * settings.nodes);
     for (int i = 1; i <= settings.nodes; i++) {
       Path dir = baseDir.resolve("n" + i);
@@ -169,6 +188,14 @@ public final class LocalCluster implements AutoCloseable {
       nodes.add(new LocalNode(i, settings.host, ports.get(2 * (i - 1)), ports.get(2 * (i - 1) + 1), dir,
           baseDir.resolve("n" + i + ".log"), nodeJar, agentJar, settings.javaOptions, configFile, postgres.jdbcUrl(),
           postgres.user(), postgres.password()));
+      if (certs != null) {
+        String name = "n" + i;
+        certs.issue(name, DevCertificates.CLUSTER_NAME, List.of(settings.host, "localhost", "127.0.0.1"));
+        nodes.get(i - 1).env(Map.of(
+            "FLOTILLA_GRPC_TLS_CERT", certs.cert(name).toString(), "FLOTILLA_GRPC_TLS_KEY", certs.key(name).toString(),
+            "FLOTILLA_CLUSTER_TLS_CERT", certs.cert(name).toString(), "FLOTILLA_CLUSTER_TLS_KEY", certs.key(name).toString(),
+            "FLOTILLA_CLUSTER_TLS_CA", certs.caCert().toString()));
+      }
     }
     String seed = nodes.get(0).arteryAddress();
     for (LocalNode n : nodes) n.spawn(List.of(seed));
@@ -207,6 +234,21 @@ public final class LocalCluster implements AutoCloseable {
   /** Node {@code i}, counting from 1. */
   public LocalNode node(int i) {
     return nodes.get(i - 1);
+  }
+
+  /** A file (0600) holding {@link #token()}, for {@code FLOTILLA_TOKEN_FILE}. */
+  public Path tokenFile() {
+    return baseDir.resolve("token");
+  }
+
+  /** Whether the nodes serve TLS (gRPC) and mutual TLS (Artery). */
+  public boolean tls() {
+    return settings.tls;
+  }
+
+  /** The CA that issued every node's certificate ({@code <base>/tls/ca.crt}); clients trust it with {@code --ca}. */
+  public Path caCert() {
+    return baseDir.resolve("tls").resolve("ca.crt");
   }
 
   /** The bearer token of tenant "default", valid on every node. */
