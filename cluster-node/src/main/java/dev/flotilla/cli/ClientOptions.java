@@ -112,6 +112,7 @@ public final class ClientOptions {
 
   /** A token file that was asked for: it must exist and hold a token. */
   private static String requiredToken(Path file, String from) {
+    if (!Files.exists(file)) throw new CliFailure(ExitCodes.USAGE, from + ": " + file + " does not exist");
     String t;
     try {
       if (Files.size(file) > 8192) throw new CliFailure(ExitCodes.USAGE, from + " " + file + " is larger than a token can be");
@@ -119,7 +120,7 @@ public final class ClientOptions {
     } catch (IOException e) {
       throw new CliFailure(ExitCodes.USAGE, from + ": cannot read " + file + ": " + e.getMessage());
     }
-    if (t == null) throw new CliFailure(ExitCodes.USAGE, from + ": " + file + (Files.exists(file) ? " is empty" : " does not exist"));
+    if (t == null) throw new CliFailure(ExitCodes.USAGE, from + ": " + file + " is empty");
     return t;
   }
 

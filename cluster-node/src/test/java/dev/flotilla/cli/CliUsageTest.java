@@ -52,6 +52,27 @@ class CliUsageTest {
   }
 
   @Test
+  void tls_and_token_file_mistakes_are_usage_errors() throws Exception {
+    TestCli.Result half = run("ls --tls --cert c.pem");
+    assertEquals(ExitCodes.USAGE, half.exitCode(), half.err());
+    assertEquals("flotilla: a client certificate needs both --cert and --key (or FLOTILLA_CERT and FLOTILLA_KEY)\n", half.err());
+
+    TestCli.Result noCa = run("ls --ca missing-ca.pem");
+    assertEquals(ExitCodes.USAGE, noCa.exitCode(), noCa.err());
+    assertTrue(noCa.err().contains("missing-ca.pem: no such file"), noCa.err());
+
+    TestCli.Result noFile = run("ls --token-file nope.token");
+    assertEquals(ExitCodes.USAGE, noFile.exitCode(), noFile.err());
+    assertTrue(noFile.err().contains("nope.token does not exist"), noFile.err());
+
+    java.nio.file.Files.writeString(dir.resolve("empty.token"), "\n");
+    TestCli.Result empty = new TestCli(dir).env(CliContext.ENV_ENDPOINT, "127.0.0.1:1")
+        .env(CliContext.ENV_TOKEN_FILE, "empty.token").run("ls");
+    assertEquals(ExitCodes.USAGE, empty.exitCode(), empty.err());
+    assertTrue(empty.err().contains("FLOTILLA_TOKEN_FILE: " + dir.resolve("empty.token") + " is empty"), empty.err());
+  }
+
+  @Test
   void no_command_prints_the_commands_and_exits_2() {
     TestCli.Result r = run("");
 
