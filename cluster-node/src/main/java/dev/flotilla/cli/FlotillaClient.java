@@ -209,6 +209,12 @@ public final class FlotillaClient implements AutoCloseable {
   }
 
   private CliFailure failure(StatusRuntimeException e, String sandboxId) {
+    // A TLS port hangs up on a plaintext HTTP/2 preface without a word.
+    if (connection.tls() == null && e.getStatus().getCode() == Status.Code.UNAVAILABLE
+        && String.valueOf(e.getStatus().getDescription()).contains("Network closed for unknown reason")) {
+      return new CliFailure(ExitCodes.UNAVAILABLE, "cannot reach a node at " + connection.endpoint()
+          + ": it closed the connection at once (does it serve TLS? then add --tls and --ca, or FLOTILLA_TLS=1 and FLOTILLA_CA)");
+    }
     return StatusMessages.toFailure(e.getStatus(), new StatusMessages.Call(
         connection.endpoint().toString(), sandboxId, connection.timeout(), connection.tokenSource()));
   }

@@ -90,9 +90,6 @@ public final class StatusMessages {
         return "TLS handshake failed: " + m;
       }
     }
-    if (desc.contains("first record does not look like a TLS handshake") || desc.contains("Network closed for unknown reason")) {
-      return null;
-    }
     return null;
   }
 

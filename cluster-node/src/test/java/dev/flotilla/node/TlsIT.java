@@ -135,6 +135,7 @@ class TlsIT {
     assertTrue(otherCaOnly.err().contains("not from a CA you trust"), otherCaOnly.err());
     Run plaintext = cli(node, Map.of(), "--timeout", "20s", "ls");
     assertEquals(3, plaintext.code(), plaintext.err());
+    assertTrue(plaintext.err().contains("does it serve TLS?"), plaintext.err());
   }
 
   @Test
@@ -145,11 +146,12 @@ class TlsIT {
 
     Run none = cli(mtlsNode, Map.of(), "--ca", ca.caCert().toString(), "--timeout", "20s", "ls");
     assertEquals(3, none.code(), none.err());
-    assertTrue(none.err().contains("TLS") || none.err().contains("cannot reach"), none.err());
+    assertTrue(none.err().contains("wants a client certificate"), none.err());
 
     Run foreign = cli(mtlsNode, Map.of(CliContext.ENV_CA, ca.caCert().toString(), CliContext.ENV_CERT,
         otherCa.cert("rogue").toString(), CliContext.ENV_KEY, otherCa.key("rogue").toString()), "--timeout", "20s", "ls");
     assertEquals(3, foreign.code(), foreign.err());
+    assertTrue(foreign.err().contains("TLS handshake failed"), foreign.err());
   }
 
   /** An actor system named like the cluster, on loopback, with the given Artery transport settings. */
