@@ -168,7 +168,7 @@ public final class FlotillaNode implements AutoCloseable {
             + cause.getMessage() + " (is another node running? use --grpc-port)", cause);
       }
       log.info("gRPC on {}: {}; cluster transport: {}", GrpcServer.hostPort(binding), grpcTls.description(),
-          full.getString("pekko.remote.artery.transport").equals("tls-tcp") ? "mutual TLS" : "plaintext (loopback)");
+          full.getString("pekko.remote.artery.transport").equals("tls-tcp") ? "mutual TLS" : "plaintext");
       return new FlotillaNode(system, binding, control, dataDir);
     } catch (IOException | RuntimeException e) {
       system.terminate();
