@@ -1,5 +1,6 @@
 package dev.flotilla.node;
 
+import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -182,11 +183,18 @@ class TlsIT {
     Address target = Cluster.get(typed.classicSystem()).selfAddress();
     String sharding = target + "/system/sharding/Sandbox";
 
-    // control: a process with a certificate from the cluster's CA reaches the sharding region
+    // control: a process with a certificate from the cluster's CA reaches the sharding region...
     ActorSystem friend = system(tls(ca, "peer", ca));
     ActorRef region = friend.actorSelection(sharding).resolveOne(Duration.ofSeconds(20)).toCompletableFuture()
         .get(30, TimeUnit.SECONDS);
     assertTrue(region.path().toString().endsWith("/system/sharding/Sandbox"), region.toString());
+    // ... and joins: mutual TLS is what members speak (then it leaves again, cleanly)
+    Cluster nodeCluster = Cluster.get(typed.classicSystem());
+    Address friendAddress = Cluster.get(friend).selfAddress();
+    Cluster.get(friend).join(target);
+    await().atMost(Duration.ofSeconds(30)).until(() -> upMembers(nodeCluster).contains(friendAddress));
+    Cluster.get(friend).leave(friendAddress);
+    await().atMost(Duration.ofSeconds(30)).until(() -> allMembers(nodeCluster).equals(List.of(target)));
 
     ActorSystem noCert = system("pekko.remote.artery.transport = tcp");
     ActorSystem foreignCa = system(tls(otherCa, "rogue", otherCa));
@@ -203,15 +211,26 @@ class TlsIT {
       assertTrue(String.valueOf(e.getCause()).contains("ActorNotFound"), String.valueOf(e));
     }
     // eight seconds of joining later: the node is still alone, and no rogue sees it
-    Cluster nodeCluster = Cluster.get(typed.classicSystem());
-    List<Address> members = new ArrayList<>();
-    for (Member m : nodeCluster.state().getMembers()) members.add(m.address());
-    assertEquals(List.of(target), members);
+    assertEquals(List.of(target), allMembers(nodeCluster));
     for (ActorSystem r : rogues) {
       for (Member m : Cluster.get(r).state().getMembers()) {
         assertTrue(!m.address().equals(target), "a rogue sees the node as a member");
       }
     }
+  }
+
+  private static List<Address> allMembers(Cluster c) {
+    List<Address> all = new ArrayList<>();
+    for (Member m : c.state().getMembers()) all.add(m.address());
+    return all;
+  }
+
+  private static List<Address> upMembers(Cluster c) {
+    List<Address> up = new ArrayList<>();
+    for (Member m : c.state().getMembers()) {
+      if (m.status() == org.apache.pekko.cluster.MemberStatus.up()) up.add(m.address());
+    }
+    return up;
   }
 
   @Test
