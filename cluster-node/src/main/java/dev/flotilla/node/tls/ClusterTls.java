@@ -3,11 +3,17 @@ package dev.flotilla.node.tls;
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigValueFactory;
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermission;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.security.GeneralSecurityException;
 import java.security.PrivateKey;
 import java.security.cert.X509Certificate;
 import java.util.List;
+import java.util.Set;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Mutual TLS between nodes (Artery's {@code tls-tcp}), from {@code flotilla.cluster.tls}
@@ -23,6 +29,7 @@ import java.util.List;
  * is on: anyone who reaches a plaintext Artery port can join and act as any tenant.
  */
 public final class ClusterTls {
+  private static final Logger log = LoggerFactory.getLogger(ClusterTls.class);
   static final String PROVIDER = "org.apache.pekko.remote.artery.tcp.ssl.RotatingKeysSSLEngineProvider";
 
   private ClusterTls() {}
@@ -62,8 +69,25 @@ public final class ClusterTls {
         .withValue(p + "ssl.rotating-keys-engine.ca-cert-file", ConfigValueFactory.fromAnyRef(Path.of(ca).toAbsolutePath().toString()));
   }
 
+  /**
+   * A private key others can read is worth less, but secret mounts (a Kubernetes secret is 0644
+   * unless told otherwise) often are: say so rather than refuse to start.
+   */
+  static void warnIfOthersCanRead(Path key, String setting) {
+    try {
+      Set<PosixFilePermission> perms = Files.getPosixFilePermissions(key);
+      if (perms.stream().anyMatch(p -> p.name().startsWith("GROUP") || p.name().startsWith("OTHERS"))) {
+        log.warn("{} {} is {}: group or others can read this private key; run `chmod 600 {}`", setting, key,
+            PosixFilePermissions.toString(perms), key);
+      }
+    } catch (IOException | UnsupportedOperationException e) {
+      // the key is read next, and a failure there says what is wrong
+    }
+  }
+
   /** Fails at start, naming the file, what Pekko would otherwise refuse on the first connection only. */
   static void check(Path cert, Path key, Path ca) throws IOException {
+    warnIfOthersCanRead(key, "flotilla.cluster.tls.key-file");
     List<X509Certificate> chain = PemFiles.certificates(cert);
     PrivateKey k = PemFiles.privateKey(key);
     if (!k.getAlgorithm().equals("RSA")) {

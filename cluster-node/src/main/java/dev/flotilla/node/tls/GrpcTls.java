@@ -50,6 +50,7 @@ public final class GrpcTls {
       }
       return new Settings(Optional.empty(), "plaintext");
     }
+    ClusterTls.warnIfOthersCanRead(Path.of(key), "flotilla.node.grpc.tls.key-file");
     ClientAuth auth = clientAuth(tls.getString("client-auth"));
     SSLContext ctx = sslContext(Path.of(cert), Path.of(key), clientCa.isEmpty() ? null : Path.of(clientCa));
     boolean clientCerts = !clientCa.isEmpty();
