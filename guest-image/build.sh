@@ -20,7 +20,7 @@ log() { echo "guest-image: $*" >&2; }
 # The guest agent (a self-contained jar). Built here only when nobody built it yet.
 ensure_agent_jar log
 
-for tool in apt-get apt-cache dpkg-deb cpio xz jlink jdeps od sha256sum; do
+for tool in apt-get apt-cache dpkg-deb cpio xz jlink jdeps od sha256sum nsenter; do
   command -v "$tool" >/dev/null || { log "missing $tool (run scripts/setup-host.sh)"; exit 1; }
 done
 jhome="$(dirname "$(dirname "$(readlink -f "$(command -v jlink)")")")"
@@ -88,7 +88,9 @@ dd if="$bz" iflag=skip_bytes,count_bytes bs=64k skip="$start" count="$len" statu
 kver="$(basename "$bz" | sed 's/^vmlinuz-//')"
 
 # --- Modules (load order matters; see init) ---------------------------------------------------
-order="virtio_ring virtio virtio_mmio virtio_console"
+# virtio_blk, erofs (the image, read-only), ext4 (the sandbox's writable disk), overlay (the two as
+# the tenant's root) and the checksum modules they ask the crypto API for (no modprobe in the guest).
+order="virtio_ring virtio virtio_mmio virtio_console virtio_blk crc16 crc32c_generic libcrc32c mbcache jbd2 ext4 erofs overlay"
 for m in $order; do
   f="$(find "$work/pkg/lib/modules/$kver" -name "$m.ko" -o -name "$m.ko.xz" | head -1)"
   [ -n "$f" ] || { log "module $m not in $kpkg"; exit 1; }
@@ -103,6 +105,10 @@ for a in $("$root/bin/busybox" --list); do
 done
 cp "$work/pkg/usr/bin/tini-static" "$root/sbin/tini"
 install -m 0755 "$here/init" "$root/init"
+# util-linux's nsenter: the agent runs each tenant process through it (chroot into the image's root,
+# working directory, user); its libraries are copied with the runtime's below.
+mkdir -p "$root/usr/bin" "$root/run"
+cp /usr/bin/nsenter "$root/usr/bin/nsenter"
 echo "root:x:0:0:root:/root:/bin/sh" >"$root/etc/passwd"
 echo "root:x:0:" >"$root/etc/group"
 
@@ -114,7 +120,7 @@ jlink --add-modules "$mods" --output "$root/opt/flotilla/jre" --strip-debug --no
   --no-header-files --compress=0
 rm -f "$root/opt/flotilla/jre/lib/server/classes"*.jsa   # rebuilt below for this runtime
 # The runtime's shared libraries, copied from this host's Debian packages at the same paths.
-libs="$(find "$root/opt/flotilla/jre" -name '*.so' -o -path '*/bin/*' -type f | xargs ldd 2>/dev/null \
+libs="$( { find "$root/opt/flotilla/jre" -name '*.so' -o -path '*/bin/*' -type f; echo "$root/usr/bin/nsenter"; } | xargs ldd 2>/dev/null \
   | awk '/=> \// {print $3}' | grep -v "^$root" | sort -u)"
 for l in $libs; do
   mkdir -p "$root$(dirname "$l")"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks the qemu driver (figures only, no pass/fail):
-#   boot-to-agent-ready (connect + handshake) through the driver (jailed: own uid, namespaces,
-#   cgroups) vs the same QEMU command run bare as root (what the jail costs is the difference),
+#   create-to-agent-ready (prepare + start + connect + handshake) through the driver (jailed: own
+#   uid, namespaces, cgroups) with the default image as the guest's root (erofs image disk, writable
+#   ext4 disk, config disk) vs the same driver booting the initramfs alone (rootfs=initramfs: what
+#   the image's disks cost) vs that QEMU command run bare as root (what the jail costs), alternating,
 #   p50/p90 over N boots of each; QEMU RSS and the guest agent's RSS; QMP pause/resume latency.
 # Usage: scripts/bench-qemu.sh [--iterations N (default 5)]
 # Builds what it needs (agent jar, guest image); kills every QEMU it started, also on failure.
@@ -16,14 +18,14 @@ while [ $# -gt 0 ]; do
 done
 
 scripts/setup-host.sh
-if [ ! -f guest-agent/target/flotilla-guest-agent.jar ] || [ ! -d "$HOME/.m2/repository/dev/flotilla/agent-protocol" ]; then
-  mvn -B -q -ntp -pl agent-protocol,guest-agent install -Dmaven.test.skip=true
-fi
-guest-image/build.sh
-mvn -B -q -ntp -pl vm-supervisor test-compile
+# All in the reactor, nothing installed into ~/.m2: this tree's modules come first on the class path.
+mvn -B -q -ntp -pl guest-agent -am package -Dmaven.test.skip=true
+guest-image/build.sh --agent-jar guest-agent/target/flotilla-guest-agent.jar
+guest-image/build-default-image.sh
 cpfile=$(mktemp)
-mvn -B -q -ntp -pl vm-supervisor dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile="$cpfile" >/dev/null
-cp="vm-supervisor/target/classes:vm-supervisor/target/test-classes:$(cat "$cpfile")"
+mvn -B -q -ntp -pl vm-supervisor -am test-compile dependency:build-classpath -Dmdep.includeScope=test \
+  -Dmdep.outputFile="$cpfile" >/dev/null
+cp="agent-protocol/target/classes:guest-agent/target/classes:vm-supervisor/target/classes:vm-supervisor/target/test-classes:$(cat "$cpfile")"
 rm -f "$cpfile"
 
 root=$(mktemp -d /tmp/fl-qbench.XXXXXX)

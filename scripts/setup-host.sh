@@ -8,7 +8,8 @@
 #   runc     - the OCI runtime that runs every process-driver sandbox
 #   golang-github-containers-common - Podman's seccomp profile (/usr/share/containers/seccomp.json)
 #   busybox-static, patchelf - the default image and the sandbox runtime (guest-image/build-*.sh)
-#   e2fsprogs - mkfs.ext4 for each sandbox's capped writable layer
+#   e2fsprogs - mkfs.ext4 for each sandbox's capped writable layer (both drivers)
+#   erofs-utils - mkfs.erofs: the qemu driver's read-only block device of each image
 #   attr            - setfattr: the images module marks opaque directories of unpacked layers
 #                     (trusted.overlay.opaque); getfattr in its tests
 #   docker-registry, skopeo, umoci - the images module's ITs run a real registry on loopback,
@@ -21,6 +22,7 @@ command -v runc >/dev/null 2>&1 || need+=(runc)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || need+=(busybox-static)
 command -v patchelf >/dev/null 2>&1 || need+=(patchelf)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+command -v mkfs.erofs >/dev/null 2>&1 || need+=(erofs-utils)
 command -v setfattr >/dev/null 2>&1 || need+=(attr)
 if [ "${FLOTILLA_SETUP_TEST_TOOLS:-1}" = 1 ]; then
   command -v skopeo >/dev/null 2>&1 || need+=(skopeo)

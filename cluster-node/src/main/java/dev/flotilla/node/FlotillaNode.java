@@ -7,6 +7,7 @@ import dev.flotilla.node.grpc.GrpcServer;
 import dev.flotilla.node.tls.ClusterTls;
 import dev.flotilla.node.tls.GrpcTls;
 import dev.flotilla.persistence.EmbeddedJournalFiles;
+import dev.flotilla.persistence.JournalDatabase;
 import dev.flotilla.persistence.JournalHealth;
 import dev.flotilla.persistence.PersistenceSettings;
 import dev.flotilla.persistence.SchemaBootstrap;
@@ -18,8 +19,10 @@ import dev.flotilla.sandbox.SandboxRuntime;
 import dev.flotilla.sandbox.SpecValidator;
 import dev.flotilla.sandbox.VmReaper;
 import dev.flotilla.tenant.TenantEntity;
+import dev.flotilla.tenant.TenantLimits;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.node.images.NodeImages;
+import dev.flotilla.images.shared.SharedImages;
 import dev.flotilla.vm.NodeOnlyFiles;
 import dev.flotilla.vm.ids.IdRangeAllocator;
 import dev.flotilla.vm.process.ProcessHypervisor;
@@ -101,6 +104,13 @@ public final class FlotillaNode implements AutoCloseable {
       Config node = full.getConfig("flotilla.node");
       NodeImages images = NodeImages.fromConfig(full.getConfig("flotilla.images"), dataDir,
           system.dispatchers().lookup(DispatcherSelector.fromConfig(full.getString("flotilla.vm.supervisor.blocking-dispatcher"))));
+      if (PersistenceSettings.backend(full) == PersistenceSettings.Backend.POSTGRES) {
+        // A cluster: imported images go to the shared journal database, so every node can run them.
+        SharedImages shared = new SharedImages(JournalDatabase.of(system)::open);
+        shared.ensureSchema();
+        images.store().share(shared);
+        log.info("images: imports are shared through the PostgreSQL journal database");
+      }
       Map<String, java.util.List<String>> unavailable = new LinkedHashMap<>();
       Map<String, Hypervisor> drivers = drivers(node, dataDir, unavailable, images);
       for (Hypervisor h : drivers.values()) {
@@ -155,7 +165,8 @@ public final class FlotillaNode implements AutoCloseable {
 
       SandboxControl control = new SandboxControl(system, SpecValidator.fromConfig(sb, drivers.keySet(), unavailable),
           sb.getDuration("ask-timeout"), sb.getDuration("file-timeout"), events, journalStatus,
-          sb.getDuration("read-timeout-while-journal-down")).withImages(images);
+          sb.getDuration("read-timeout-while-journal-down")).withImages(images)
+          .withLimits(TenantLimits.fromConfig(full.getConfig("flotilla.tenants")));
       Config grpc = node.getConfig("grpc");
       ServerBinding binding;
       try {
@@ -246,19 +257,25 @@ public final class FlotillaNode implements AutoCloseable {
     String enabled = qemu.getString("enabled");
     if (!enabled.equals("off")) {
       String dir = qemu.getString("image-dir");
-      // the driver's own node-only state (the jails' shared root); the id ranges are the node's, shared
+      // the driver's own node-only state (the jails' shared root, image disks, writable disks); the
+      // id ranges are the node's, shared. The same default image and disk size as the process driver.
       QemuConfig qc = new QemuConfig(qemu.getString("binary"),
           dir.isEmpty() ? repoFile(Path.of("guest-image", "out")) : Path.of(dir), qemu.getString("accel"),
-          dataDir.resolve("qemu"));
+          dataDir.resolve("qemu"))
+          .withDefaultRootfs(built(process.getString("default-image"), "flotilla.default.image",
+              Path.of("guest-image", "out", "default-image", "rootfs")))
+          .withDefaultDiskMiB(process.getInt("default-disk-mib"));
       boolean binary = onPath(qc.qemuBinary());
-      if (binary && qc.imageBuilt()) {
-        drivers.put(QemuHypervisor.DRIVER, new QemuHypervisor(qc, ids));
+      // no guest image yet: the first VM builds it (guest-image/build.sh, progress in this log)
+      boolean image = qc.imageBuilt() || qc.buildScript().isPresent();
+      if (binary && image) {
+        drivers.put(QemuHypervisor.DRIVER, new QemuHypervisor(qc, ids, images));
       } else if (enabled.equals("on")) {
         throw new IllegalStateException("flotilla.node.drivers.qemu.enabled = on, but "
-            + (binary ? "there is no guest image in " + qc.imageDir() + ": run guest-image/build.sh"
+            + (binary ? "there is no guest image in " + qc.imageDir() + " and no guest-image/build.sh to build it"
                 : qc.qemuBinary() + " is not installed: run scripts/setup-host.sh"));
       } else {
-        log.info("qemu driver not offered: {}", binary ? "no guest image in " + qc.imageDir() + " (guest-image/build.sh)"
+        log.info("qemu driver not offered: {}", binary ? "no guest image in " + qc.imageDir() + " and no guest-image/build.sh to build it"
             : qc.qemuBinary() + " not found (scripts/setup-host.sh installs it)");
       }
     }

@@ -5,8 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.flotilla.api.v1.CreateSandboxRequest;
 import dev.flotilla.api.v1.Phase;
-import dev.flotilla.api.v1.ReadLogsRequest;
-import dev.flotilla.api.v1.ReadLogsResponse;
 import dev.flotilla.api.v1.RestartPolicy;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxSpec;
@@ -15,14 +13,12 @@ import dev.flotilla.images.TestRegistry;
 import dev.flotilla.images.TestTools;
 import dev.flotilla.images.TestUmoci;
 import io.grpc.Status;
-import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import org.apache.pekko.stream.javadsl.Sink;
 import org.awaitility.Awaitility;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
@@ -52,25 +48,6 @@ class MainProcessIT extends NodeScenarios {
   @AfterAll
   void stop() {
     tearDown(node);
-  }
-
-  record Logs(String stdout, String stderr, ReadLogsResponse last) {}
-
-  Logs logs(String id, int tail, boolean follow) {
-    return logsAs(token, id, tail, follow);
-  }
-
-  Logs logsAs(String tok, String id, int tail, boolean follow) {
-    List<ReadLogsResponse> out = await(client.readLogs().addHeader("authorization", "Bearer " + tok)
-        .invoke(ReadLogsRequest.newBuilder().setId(id).setTail(tail).setFollow(follow).build())
-        .runWith(Sink.seq(), clientSystem));
-    var so = new ByteArrayOutputStream();
-    var se = new ByteArrayOutputStream();
-    for (ReadLogsResponse r : out) {
-      if (r.hasStdout()) so.writeBytes(r.getStdout().toByteArray());
-      if (r.hasStderr()) se.writeBytes(r.getStderr().toByteArray());
-    }
-    return new Logs(so.toString(StandardCharsets.UTF_8), se.toString(StandardCharsets.UTF_8), out.isEmpty() ? null : out.get(out.size() - 1));
   }
 
   static SandboxSpec withMain(RestartPolicy policy, String script) {
@@ -113,6 +90,15 @@ class MainProcessIT extends NodeScenarios {
     assertTrue(followed.last().hasExit());
     assertEquals(0, followed.last().getExit().getExitCode());
     assertEquals("main process exited with code 0", awaitPhase(id, Phase.STOPPED).getStatusMessage());
+  }
+
+  @Test
+  void aMainProcessThatClosesItsOutputRunsOnUntilItExits() {
+    // Its output ends at once; it exits 6 s later, past the node's 5 s call timeout.
+    String id = create(withMain(RestartPolicy.NEVER, "echo bye; exec >/dev/null 2>&1; sleep 6; exit 5"), "").getId();
+    Awaitility.await().atMost(READY).until(() -> logs(id, 0, false).stdout().equals("bye\n"));
+    assertEquals(Phase.RUNNING, get(id).getPhase(), "still running after its output ended");
+    assertEquals("main process exited with code 5", awaitPhase(id, Phase.STOPPED).getStatusMessage());
   }
 
   @Test

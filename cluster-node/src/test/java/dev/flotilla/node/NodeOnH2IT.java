@@ -101,6 +101,36 @@ class NodeOnH2IT extends NodeScenarios {
   }
 
   @Test
+  void aTenantPastItsConcurrentCallLimitGetsResourceExhaustedAndTheSlotComesBack() {
+    String id = createAs(TestNode.SMALL_TOKEN, spec()).getId();
+    try {
+      // The small tenant may hold one watch at a time on this node.
+      var first = client.watchSandbox().addHeader("authorization", "Bearer " + TestNode.SMALL_TOKEN)
+          .invoke(dev.flotilla.api.v1.WatchSandboxRequest.newBuilder().setId(id).build())
+          .runWith(org.apache.pekko.stream.javadsl.Sink.queue(), clientSystem);
+      assertTrue(await(first.pull()).isPresent(), "the first watch streams its snapshot");
+      var refused = failure(() -> await(client.watchSandbox().addHeader("authorization", "Bearer " + TestNode.SMALL_TOKEN)
+          .invoke(dev.flotilla.api.v1.WatchSandboxRequest.newBuilder().setId(id).build()).runWith(
+              org.apache.pekko.stream.javadsl.Sink.head(), clientSystem)));
+      assertEquals(Status.Code.RESOURCE_EXHAUSTED, refused.getStatus().getCode());
+      assertTrue(refused.getStatus().getDescription().contains("concurrent-watches = 1"), refused.getStatus().getDescription());
+      // Another tenant is not affected.
+      String mine = create(spec(), "").getId();
+      assertTrue(await(client.watchSandbox().addHeader("authorization", bearer())
+          .invoke(dev.flotilla.api.v1.WatchSandboxRequest.newBuilder().setId(mine).build())
+          .runWith(org.apache.pekko.stream.javadsl.Sink.head(), clientSystem)).hasSandbox());
+      first.cancel();
+      org.awaitility.Awaitility.await().atMost(READY).ignoreExceptions().until(() -> await(client.watchSandbox()
+          .addHeader("authorization", "Bearer " + TestNode.SMALL_TOKEN)
+          .invoke(dev.flotilla.api.v1.WatchSandboxRequest.newBuilder().setId(id).build())
+          .runWith(org.apache.pekko.stream.javadsl.Sink.head(), clientSystem)).hasSandbox());
+    } finally {
+      await(client.deleteSandbox().addHeader("authorization", "Bearer " + TestNode.SMALL_TOKEN)
+          .invoke(DeleteSandboxRequest.newBuilder().setId(id).build()));
+    }
+  }
+
+  @Test
   void quotasAreEnforcedAndNothingIsHalfCreated() {
     var tooBig = failure(() -> createAs(TestNode.SMALL_TOKEN, spec().toBuilder().setVcpus(4).build()));
     assertEquals(Status.Code.RESOURCE_EXHAUSTED, tooBig.getStatus().getCode());

@@ -123,6 +123,26 @@ abstract class NodeScenarios {
         last.getExit().getExitCode(), last.getExit().getSignal());
   }
 
+  /** A main process's log as ReadLogs streamed it ({@code tail} as the API takes it: 0 all, -1 none). */
+  record Logs(String stdout, String stderr, dev.flotilla.api.v1.ReadLogsResponse last) {}
+
+  Logs logs(String id, int tail, boolean follow) {
+    return logsAs(token, id, tail, follow);
+  }
+
+  Logs logsAs(String tok, String id, int tail, boolean follow) {
+    List<dev.flotilla.api.v1.ReadLogsResponse> out = await(client.readLogs().addHeader("authorization", "Bearer " + tok)
+        .invoke(dev.flotilla.api.v1.ReadLogsRequest.newBuilder().setId(id).setTail(tail).setFollow(follow).build())
+        .runWith(Sink.seq(), clientSystem));
+    var so = new ByteArrayOutputStream();
+    var se = new ByteArrayOutputStream();
+    for (dev.flotilla.api.v1.ReadLogsResponse r : out) {
+      if (r.hasStdout()) so.writeBytes(r.getStdout().toByteArray());
+      if (r.hasStderr()) se.writeBytes(r.getStderr().toByteArray());
+    }
+    return new Logs(so.toString(StandardCharsets.UTF_8), se.toString(StandardCharsets.UTF_8), out.isEmpty() ? null : out.get(out.size() - 1));
+  }
+
   record Cli(int code, String out, String err) {}
 
   /** The real CLI in this JVM against the node, as the default tenant, with {@code stdin}. */

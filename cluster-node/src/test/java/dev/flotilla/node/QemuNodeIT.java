@@ -63,4 +63,18 @@ class QemuNodeIT extends NodeScenarios {
     assertTrue(ProcessHandle.of(qemuPid).map(p -> !p.isAlive()).orElse(true));
     await(client.deleteSandbox().addHeader("authorization", bearer()).invoke(DeleteSandboxRequest.newBuilder().setId(id).build()));
   }
+
+  @Test
+  void aMainProcessRunsInTheGuestsImageRootAndEndsItsVm() {
+    SandboxSpec spec = SandboxSpec.newBuilder().setDriver("qemu").setVcpus(1).setMemoryMib(512)
+        .setRestartPolicy(dev.flotilla.api.v1.RestartPolicy.NEVER)
+        .addAllCommand(java.util.List.of("sh", "-c", "echo main in $(uname -r); echo to-stderr >&2; exit 4")).build();
+    String id = create(spec, "").getId();
+    Sandbox stopped = awaitPhase(id, Phase.STOPPED);
+    assertEquals("main process exited with code 4", stopped.getStatusMessage());
+    Logs logs = logs(id, 0, false);
+    assertTrue(logs.stdout().startsWith("main in "), logs.stdout());
+    assertEquals("to-stderr\n", logs.stderr());
+    await(client.deleteSandbox().addHeader("authorization", bearer()).invoke(DeleteSandboxRequest.newBuilder().setId(id).build()));
+  }
 }

@@ -63,7 +63,8 @@ final class TestNode implements AutoCloseable {
     Config tokens = ConfigFactory.parseString(
         "flotilla.auth.tokens = [ { tenant = \"" + OTHER_TENANT + "\", token = \"" + OTHER_TOKEN + "\" },"
             + " { tenant = \"" + SMALL_TENANT + "\", token = \"" + SMALL_TOKEN + "\" } ]\n"
-            + "flotilla.tenants.quotas.\"" + SMALL_TENANT + "\" { sandboxes = 1, vcpus = 2, memory-mib = 512 }");
+            + "flotilla.tenants.quotas.\"" + SMALL_TENANT + "\" { sandboxes = 1, vcpus = 2, memory-mib = 512 }\n"
+            + "flotilla.tenants.limits.\"" + SMALL_TENANT + "\" { concurrent-watches = 1 }");
     Config c = extra.withFallback(ConfigFactory.parseMap(o)).withFallback(tokens).withFallback(ConfigFactory.load()).resolve();
     node = FlotillaNode.start(c);
     return this;

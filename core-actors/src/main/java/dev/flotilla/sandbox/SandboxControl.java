@@ -1,6 +1,7 @@
 package dev.flotilla.sandbox;
 
 import dev.flotilla.tenant.TenantEntity;
+import dev.flotilla.tenant.TenantLimits;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecEvent;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecSpec;
 import java.time.Duration;
@@ -42,6 +43,19 @@ public final class SandboxControl {
   private final ActorRef<Topic.Command<SandboxChanged>> events;
   private final JournalGuard guard;
   private volatile ImagePinning images = ImagePinning.NONE;
+  /**
+   * (tenant, sandbox) pairs the tenant's ledger confirmed, so that only the first call on this
+   * node pays the extra ask. Only existing sandboxes get in: a made-up id is answered by the
+   * ledger and never starts a sandbox entity (nor a journal row, nor a remembered entity).
+   */
+  private final java.util.Map<String, Boolean> known = java.util.Collections.synchronizedMap(
+      new java.util.LinkedHashMap<>(1024, 0.75f, true) {
+        @Override
+        protected boolean removeEldestEntry(java.util.Map.Entry<String, Boolean> eldest) {
+          return size() > KNOWN_MAX;
+        }
+      });
+  private static final int KNOWN_MAX = 100_000;
 
   public SandboxControl(ActorSystem<?> system, SpecValidator validator, Duration askTimeout, Duration fileTimeout,
       ActorRef<Topic.Command<SandboxChanged>> events) {
@@ -66,6 +80,50 @@ public final class SandboxControl {
       var scheduled = system.scheduler().scheduleOnce(delay, task, system.executionContext());
       return scheduled::cancel;
     }, readTimeoutWhileJournalDown);
+  }
+
+  /** The per-tenant request rate and caps on concurrent calls this node enforces (default: none). */
+  public SandboxControl withLimits(TenantLimits l) {
+    this.limits = l;
+    return this;
+  }
+
+  private volatile TenantLimits limits = TenantLimits.NONE;
+
+  /** Completes when the tenant's request rate allows one more call; RESOURCE_EXHAUSTED otherwise. */
+  private CompletionStage<Void> admit(String tenant) {
+    try {
+      limits.admit(tenant);
+      return CompletableFuture.completedFuture(null);
+    } catch (SandboxError e) {
+      return CompletableFuture.failedFuture(e);
+    }
+  }
+
+  /**
+   * Runs a call that streams for as long as it lasts under one of the tenant's {@code kind}
+   * slots: taken first (RESOURCE_EXHAUSTED when none is free), given back when the stream ends,
+   * however it ends, or when the call fails before it starts.
+   */
+  private <T> CompletionStage<Source<T, NotUsed>> holding(String tenant, TenantLimits.Kind kind,
+      java.util.function.Supplier<CompletionStage<Source<T, NotUsed>>> call) {
+    TenantLimits.Permit permit;
+    try {
+      limits.admit(tenant);
+      permit = limits.acquire(tenant, kind);
+    } catch (SandboxError e) {
+      return CompletableFuture.failedFuture(e);
+    }
+    return call.get().handle((src, err) -> {
+      if (err != null) {
+        permit.release();
+        throw err instanceof CompletionException ce ? ce : new CompletionException(err);
+      }
+      return src.watchTermination((m, done) -> {
+        done.whenComplete((d, e) -> permit.release());
+        return m;
+      });
+    });
   }
 
   /** How this node pins the images creates name (none: creates naming an image are refused). */
@@ -93,6 +151,10 @@ public final class SandboxControl {
    *     recorded in the spec, as the digest is); the requested spec must then name no command
    */
   public CompletionStage<SandboxView> create(String tenant, SandboxSpec requested, String requestId, boolean imageCommand) {
+    return admit(tenant).thenCompose(x -> createAdmitted(tenant, requested, requestId, imageCommand));
+  }
+
+  private CompletionStage<SandboxView> createAdmitted(String tenant, SandboxSpec requested, String requestId, boolean imageCommand) {
     if (imageCommand && !requested.command().isEmpty()) {
       return CompletableFuture.failedFuture(SandboxError.invalid(
           "give either a command or image_command (--image-command), not both"));
@@ -141,12 +203,20 @@ public final class SandboxControl {
                 return guard.nextStep(() -> release(tenant, id)).thenCompose(x -> CompletableFuture.<SandboxView>failedFuture(e));
               }
               return CompletableFuture.failedFuture(e);
-            })));
+            })))
+        .thenApply(v -> {
+          known.put(knownKey(tenant, v.id()), Boolean.TRUE);
+          return v;
+        });
   }
 
   public CompletionStage<SandboxView> get(String tenant, String id) {
-    return checkId(id).thenCompose(x -> guard.read(() -> ask(sandbox(id),
-        (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Get(tenant, r), askTimeout, null)));
+    return admit(tenant).thenCompose(a -> getAdmitted(tenant, id));
+  }
+
+  private CompletionStage<SandboxView> getAdmitted(String tenant, String id) {
+    return checkId(id).thenCompose(x -> guard.read(() -> existing(tenant, id).thenCompose(y -> ask(sandbox(id),
+        (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Get(tenant, r), askTimeout, null))));
   }
 
   public CompletionStage<SandboxView> start(String tenant, String id) {
@@ -167,9 +237,12 @@ public final class SandboxControl {
 
   /** Deletes the sandbox (its VM is stopped first) and gives its quota back. */
   public CompletionStage<SandboxView> delete(String tenant, String id) {
-    return checkId(id).thenCompose(x -> guard.change(() -> ask(sandbox(id),
-            (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Delete(tenant, r), askTimeout, null)
-        .thenCompose(v -> guard.nextStep(() -> release(tenant, id)).thenApply(y -> v))));
+    return admit(tenant).thenCompose(a -> checkId(id)).thenCompose(x -> guard.change(() -> existing(tenant, id).thenCompose(z -> ask(sandbox(id),
+            (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Delete(tenant, r), askTimeout, null))
+        .thenCompose(v -> guard.nextStep(() -> release(tenant, id)).thenApply(y -> {
+          known.remove(knownKey(tenant, id));
+          return v;
+        }))));
   }
 
   /**
@@ -179,6 +252,11 @@ public final class SandboxControl {
   public CompletionStage<Page> list(String tenant, Map<String, String> labels, Set<Phase> phases, int pageSize, String pageToken) {
     int size = pageSize <= 0 ? 100 : pageSize;
     if (size > 1000) return CompletableFuture.failedFuture(SandboxError.invalid("page size must be at most 1000"));
+    try {
+      limits.admit(tenant);
+    } catch (SandboxError e) {
+      return CompletableFuture.failedFuture(e);
+    }
     Set<Phase> wanted = phases == null || phases.isEmpty() ? java.util.EnumSet.complementOf(java.util.EnumSet.of(Phase.DELETED))
         : phases;
     return listFrom(tenant, labels == null ? Map.of() : labels, wanted, size, pageToken == null ? "" : pageToken, new ArrayList<>());
@@ -192,7 +270,8 @@ public final class SandboxControl {
           List<CompletableFuture<SandboxView>> views = new ArrayList<>();
           for (var r : page.reservations()) {
             if (!r.labels().entrySet().containsAll(labels.entrySet())) continue;
-            views.add(get(tenant, r.sandboxId()).toCompletableFuture()
+            known.put(knownKey(tenant, r.sandboxId()), Boolean.TRUE); // the ledger just said so
+            views.add(getAdmitted(tenant, r.sandboxId()).toCompletableFuture()
                 .exceptionally(e -> null)); // deleted meanwhile, or not answering: left out of this page
           }
           return CompletableFuture.allOf(views.toArray(CompletableFuture[]::new)).thenCompose(x -> {
@@ -219,9 +298,10 @@ public final class SandboxControl {
     if (spec.argv().isEmpty() || spec.argv().get(0).isEmpty()) {
       return CompletableFuture.failedFuture(SandboxError.invalid("exec needs a command: argv must not be empty"));
     }
-    return checkId(id).thenCompose(x -> guard.read(() -> ask(sandbox(id),
-            (ActorRef<StatusReply<SourceRef<ExecEvent>>> r) -> new SandboxEntity.Exec(tenant, spec, r), askTimeout, null)))
-        .thenApply(SourceRef::getSource);
+    return holding(tenant, TenantLimits.Kind.EXEC, () -> checkId(id).thenCompose(x -> guard.read(() -> existing(tenant, id)
+            .thenCompose(y -> ask(sandbox(id),
+                (ActorRef<StatusReply<SourceRef<ExecEvent>>> r) -> new SandboxEntity.Exec(tenant, spec, r), askTimeout, null))))
+        .thenApply(SourceRef::getSource));
   }
 
   /** Writes a file from the given chunks; completes with its size. */
@@ -229,28 +309,37 @@ public final class SandboxControl {
     if (path == null || !path.startsWith("/")) {
       return CompletableFuture.failedFuture(SandboxError.invalid("path must be absolute, e.g. /tmp/input.txt"));
     }
-    return checkId(id).thenCompose(x -> {
+    TenantLimits.Permit permit;
+    try {
+      limits.admit(tenant);
+      permit = limits.acquire(tenant, TenantLimits.Kind.TRANSFER);
+    } catch (SandboxError e) {
+      return CompletableFuture.failedFuture(e);
+    }
+    return checkId(id).thenCompose(x -> guard.read(() -> existing(tenant, id).thenCompose(y -> {
       SourceRef<ByteString> ref = data.runWith(StreamRefs.sourceRef(), system);
       // Not persisted: the file goes to the VM, so a sandbox in memory takes it while the journal is down.
-      return guard.read(() -> ask(sandbox(id),
-          (ActorRef<StatusReply<Long>> r) -> new SandboxEntity.WriteFile(tenant, path, mode, ref, r), fileTimeout, null));
-    });
+      return ask(sandbox(id),
+          (ActorRef<StatusReply<Long>> r) -> new SandboxEntity.WriteFile(tenant, path, mode, ref, r), fileTimeout, null);
+    }))).whenComplete((size, err) -> permit.release());
   }
 
   public CompletionStage<Source<ByteString, NotUsed>> readFile(String tenant, String id, String path) {
     if (path == null || !path.startsWith("/")) {
       return CompletableFuture.failedFuture(SandboxError.invalid("path must be absolute, e.g. /tmp/output.txt"));
     }
-    return checkId(id).thenCompose(x -> guard.read(() -> ask(sandbox(id),
-            (ActorRef<StatusReply<SourceRef<ByteString>>> r) -> new SandboxEntity.ReadFile(tenant, path, r), askTimeout, null)))
-        .thenApply(SourceRef::getSource);
+    return holding(tenant, TenantLimits.Kind.TRANSFER, () -> checkId(id).thenCompose(x -> guard.read(() -> existing(tenant, id)
+            .thenCompose(y -> ask(sandbox(id),
+                (ActorRef<StatusReply<SourceRef<ByteString>>> r) -> new SandboxEntity.ReadFile(tenant, path, r), askTimeout, null))))
+        .thenApply(SourceRef::getSource));
   }
 
   /** The main process's log; see {@link SandboxEntity.ReadLogs}. */
   public CompletionStage<Source<ExecEvent, NotUsed>> readLogs(String tenant, String id, int tail, boolean follow) {
-    return checkId(id).thenCompose(x -> guard.read(() -> ask(sandbox(id),
-            (ActorRef<StatusReply<SourceRef<ExecEvent>>> r) -> new SandboxEntity.ReadLogs(tenant, tail, follow, r), askTimeout, null)))
-        .thenApply(SourceRef::getSource);
+    return holding(tenant, follow ? TenantLimits.Kind.WATCH : TenantLimits.Kind.TRANSFER, () -> checkId(id)
+        .thenCompose(x -> guard.read(() -> existing(tenant, id).thenCompose(y -> ask(sandbox(id),
+            (ActorRef<StatusReply<SourceRef<ExecEvent>>> r) -> new SandboxEntity.ReadLogs(tenant, tail, follow, r), askTimeout, null))))
+        .thenApply(SourceRef::getSource));
   }
 
   /**
@@ -259,6 +348,13 @@ public final class SandboxControl {
    * current state, so no change in between is missed (a change may show twice instead).
    */
   public Source<SandboxChanged, NotUsed> watch(String tenant, String id) {
+    TenantLimits.Permit permit;
+    try {
+      limits.admit(tenant);
+      permit = limits.acquire(tenant, TenantLimits.Kind.WATCH);
+    } catch (SandboxError e) {
+      return Source.failed(e);
+    }
     Source<SandboxChanged, ActorRef<SandboxChanged>> live = ActorSource.actorRef(
         m -> false, m -> java.util.Optional.empty(), 256, OverflowStrategy.dropHead());
     return live
@@ -271,8 +367,12 @@ public final class SandboxControl {
           return NotUsed.getInstance();
         })
         .filter(ev -> ev.sandbox().id().equals(id) && ev.sandbox().tenant().equals(tenant))
-        .prepend(Source.completionStage(get(tenant, id)).map(v -> new SandboxChanged(v, "snapshot", Instant.now())))
-        .takeWhile(ev -> ev.sandbox().phase() != Phase.DELETED, true);
+        .prepend(Source.completionStage(getAdmitted(tenant, id)).map(v -> new SandboxChanged(v, "snapshot", Instant.now())))
+        .takeWhile(ev -> ev.sandbox().phase() != Phase.DELETED, true)
+        .watchTermination((m, done) -> {
+          done.whenComplete((d, e) -> permit.release());
+          return m;
+        });
   }
 
   // ------------------------------------------------------------------------------ plumbing
@@ -280,7 +380,25 @@ public final class SandboxControl {
   /** A lifecycle change: refused while the journal is down, see {@link JournalGuard}. */
   private CompletionStage<SandboxView> lifecycle(
       String tenant, String id, java.util.function.Function<ActorRef<StatusReply<SandboxView>>, SandboxEntity.Command> msg) {
-    return checkId(id).thenCompose(x -> guard.change(() -> ask(sandbox(id), msg::apply, askTimeout, null)));
+    return admit(tenant).thenCompose(a -> checkId(id))
+        .thenCompose(x -> guard.change(() -> existing(tenant, id).thenCompose(y -> ask(sandbox(id), msg::apply, askTimeout, null))));
+  }
+
+  /**
+   * Completes when {@code id} is one of the tenant's sandboxes (it holds a reservation for it),
+   * fails with NOT_FOUND otherwise, without the sandbox's entity ever being asked.
+   */
+  private CompletionStage<Void> existing(String tenant, String id) {
+    String key = knownKey(tenant, id);
+    if (known.containsKey(key)) return CompletableFuture.completedFuture(null);
+    return ask(tenant(tenant), (ActorRef<Boolean> r) -> new TenantEntity.Holds(id, r)).thenAccept(held -> {
+      if (!held) throw new CompletionException(SandboxError.notFound(id));
+      known.put(key, Boolean.TRUE);
+    });
+  }
+
+  private static String knownKey(String tenant, String id) {
+    return tenant + '\u0000' + id;
   }
 
   private static CompletionStage<Void> checkId(String id) {

@@ -88,10 +88,6 @@ public record SpecValidator(
             + "' is invalid: use up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit");
       }
     }
-    if (!in.image().isEmpty() && driver.equals("qemu")) {
-      // Not silently ignored: the guest image has no way yet to run a user's image as its root.
-      throw SandboxError.invalid("the qemu driver does not run images yet: create it without --image, or with --driver process");
-    }
     int disk = in.diskMiB() == 0 ? defaultDiskMiB : in.diskMiB();
     if (disk < minDiskMiB || disk > maxDiskMiB) {
       throw SandboxError.invalid("disk must be between " + minDiskMiB + " and " + maxDiskMiB + " MiB (got " + in.diskMiB() + ")");

@@ -59,6 +59,13 @@ public final class TenantEntity
   /** Reservations in sandbox-id order, starting after {@code afterId} (empty: from the start). */
   public record ListReservations(String afterId, int limit, ActorRef<Page> replyTo) implements Command {}
 
+  /**
+   * Whether the tenant holds a reservation for {@code sandboxId}: every sandbox it has (not yet
+   * deleted) does. Lets the API answer NOT_FOUND for an id that does not exist without starting a
+   * sandbox entity for it.
+   */
+  public record Holds(String sandboxId, ActorRef<Boolean> replyTo) implements Command {}
+
   public record Page(List<Reservation> reservations, boolean more) implements FlotillaSerializable {
     public Page {
       reservations = List.copyOf(reservations);
@@ -127,6 +134,7 @@ public final class TenantEntity
         .onCommand(Reserve.class, this::onReserve)
         .onCommand(Release.class, this::onRelease)
         .onCommand(ListReservations.class, this::onList)
+        .onCommand(Holds.class, (s, c) -> Effect().reply(c.replyTo(), s.reservations().containsKey(c.sandboxId())))
         .build();
   }
 

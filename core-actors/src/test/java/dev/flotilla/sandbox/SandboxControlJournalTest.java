@@ -59,6 +59,11 @@ class SandboxControlJournalTest {
     ClusterSharding sharding = ClusterSharding.get(testKit.system());
     // Tenants take every reservation but never answer: the journal write they would do hangs.
     sharding.init(Entity.of(TenantEntity.ENTITY_KEY, ctx -> Behaviors.receiveMessage(m -> {
+      // The ledger holds the two sandboxes of these tests (it is in memory: it answers while the journal is down).
+      if (m instanceof TenantEntity.Holds h) {
+        h.replyTo().tell(h.sandboxId().equals(SILENT) || h.sandboxId().equals(ANSWERING));
+        return Behaviors.same();
+      }
       received.ref().tell(m);
       return Behaviors.same();
     })));
@@ -73,6 +78,20 @@ class SandboxControlJournalTest {
         SpecValidator.fromConfig(testKit.system().settings().config().getConfig("flotilla.sandbox"), Set.of("process")),
         ASK_TIMEOUT, ASK_TIMEOUT, testKit.<org.apache.pekko.actor.typed.pubsub.Topic.Command<SandboxChanged>>createTestProbe().ref(),
         journal, READ_TIMEOUT);
+  }
+
+  @Test
+  void anIdTheTenantDoesNotHoldIsNotFoundWithoutStartingItsEntity() throws Exception {
+    for (int i = 0; i < 20; i++) {
+      String made = String.format("sb-%016x", java.util.concurrent.ThreadLocalRandom.current().nextLong() & Long.MAX_VALUE);
+      var e = assertThrows(ExecutionException.class, () -> control.get("acme", made).toCompletableFuture().get(10, TimeUnit.SECONDS));
+      assertEquals(SandboxError.Kind.NOT_FOUND, SandboxControl.unwrap(e).kind());
+      var x = assertThrows(ExecutionException.class, () -> control.exec("acme", made,
+          new dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecSpec(java.util.List.of("true"), Map.of(), "")).toCompletableFuture()
+          .get(10, TimeUnit.SECONDS));
+      assertEquals(SandboxError.Kind.NOT_FOUND, SandboxControl.unwrap(x).kind());
+    }
+    received.expectNoMessage(Duration.ofMillis(300)); // no sandbox entity was started or asked
   }
 
   @AfterAll

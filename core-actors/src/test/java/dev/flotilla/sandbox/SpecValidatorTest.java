@@ -29,11 +29,12 @@ class SpecValidatorTest {
   }
 
   @Test
-  void anImageOnQemuIsRefusedNotIgnored() {
+  void anImageRunsOnEitherDriverWithItsDisk() {
     assertEquals("busybox", v.normalize(spec("process", 0, "busybox")).image());
-    SandboxError e = assertThrows(SandboxError.class, () -> v.normalize(spec("qemu", 0, "busybox")));
-    assertEquals(SandboxError.Kind.INVALID_ARGUMENT, e.kind());
-    assertTrue(e.getMessage().contains("does not run images yet"), e.getMessage());
+    SandboxSpec q = v.normalize(spec("qemu", 64, "busybox"));
+    assertEquals("busybox", q.image());
+    assertEquals(64, q.diskMiB());
+    assertEquals(1024, v.normalize(spec("qemu", 0, "")).diskMiB());
   }
 
   @Test

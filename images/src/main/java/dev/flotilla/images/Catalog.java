@@ -33,6 +33,8 @@ final class Catalog {
     final long size;
     final Set<String> owners = new HashSet<>();
     long lastUsed;
+    /** Published to or fetched from the cluster's shared store: its names live there, not here. */
+    boolean shared;
 
     Entry(Digest manifest, Digest config, List<Digest> layers, long size, long lastUsed) {
       this.manifest = manifest;
@@ -71,6 +73,7 @@ final class Catalog {
         Entry e = new Entry(Digest.parse(i.get("manifest").asText()), Digest.parse(i.get("config").asText()), layers,
             i.path("size").asLong(), i.path("lastUsed").asLong());
         i.path("owners").forEach(o -> e.owners.add(o.asText()));
+        e.shared = i.path("shared").asBoolean(false);
         c.images.put(e.manifest, e);
       }
       for (JsonNode m : n.path("names")) {
@@ -98,6 +101,7 @@ final class Catalog {
       ArrayNode os = i.putArray("owners");
       e.owners.stream().sorted().forEach(os::add);
       i.put("lastUsed", e.lastUsed);
+      if (e.shared) i.put("shared", true);
     }
     ArrayNode ns = n.putArray("names");
     for (Name m : names) {

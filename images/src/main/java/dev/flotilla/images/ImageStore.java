@@ -2,8 +2,10 @@ package dev.flotilla.images;
 
 import dev.flotilla.images.blob.BlobStore;
 import dev.flotilla.images.layout.ImageImporter;
+import dev.flotilla.images.oci.Descriptor;
 import dev.flotilla.images.oci.Manifest;
 import dev.flotilla.images.registry.RegistryClient;
+import dev.flotilla.images.shared.SharedImages;
 import dev.flotilla.images.unpack.LayerUnpacker;
 import java.nio.file.Path;
 import java.time.Instant;
@@ -56,6 +58,8 @@ public final class ImageStore {
   private final Map<String, CompletableFuture<ResolvedImage>> pulls = new ConcurrentHashMap<>();
   private final Map<Digest, Optional<Instant>> createdByConfig = new ConcurrentHashMap<>();
   private final ImageCollector collector;
+  private final Map<Digest, Object> fetching = new ConcurrentHashMap<>(); // one fetch per manifest at a time
+  private volatile SharedImages shared; // null: this node's images are its own
 
   /**
    * @param inUse manifest digests of images that must not be evicted (those sandboxes run or pin)
@@ -71,6 +75,19 @@ public final class ImageStore {
     this.importer = new ImageImporter(blobs, config.registry().maxManifestBytes());
     this.catalog = Catalog.load(config.root().resolve("catalog.json"));
     this.collector = new ImageCollector(catalog, blobs, unpacker, config.cacheMaxBytes());
+  }
+
+  /**
+   * Imports from now on are also written to {@code store} (and acknowledged only once they are
+   * there); their names live there, so every node that shares it sees them. An image this node
+   * does not have is fetched from it on first use, verified blob by blob.
+   */
+  public void share(SharedImages store) {
+    this.shared = store;
+  }
+
+  public Optional<SharedImages> shared() {
+    return Optional.ofNullable(shared);
   }
 
   public BlobStore blobs() {
@@ -162,9 +179,20 @@ public final class ImageStore {
       ImageImporter.Imported imp = importer.importArchive(archive, name);
       ImageConfig cfg = ImageConfig.parse(blobs.read(imp.manifest().config().digest(), config.registry().maxManifestBytes()));
       checkLayers(archive.toString(), imp.manifest(), cfg);
+      SharedImages sh = shared;
+      if (sh != null) {
+        // Before the local commit: an import is acknowledged only once every node can have it.
+        sh.publish(owner, imp.name().toString(), imp.manifestDigest(), blobsOf(imp.manifestDigest(), imp.manifest()),
+            blobs.size(imp.manifestDigest()) + imp.manifest().totalSize(), blobs);
+      }
       synchronized (this) {
         Catalog.Entry e = commit(imp.manifestDigest(), imp.manifest(), owner);
-        catalog.putName(owner, imp.name().toString(), e.manifest);
+        if (sh == null) {
+          catalog.putName(owner, imp.name().toString(), e.manifest);
+        } else {
+          e.shared = true; // its name lives in the shared store
+          catalog.names.removeIf(n -> n.owner().equals(owner) && n.name().equals(imp.name().toString()));
+        }
         catalog.save();
         log.info("imported {} from {} as {} (owner '{}')", imp.name(), archive, e.manifest.shortHex(), owner);
         r = resolved(Optional.of(imp.name()), e);
@@ -176,35 +204,53 @@ public final class ImageStore {
     return r;
   }
 
-  /** Names {@code tenant} can see (its own shadow shared ones), then images nobody named (pulled by digest). */
-  public synchronized List<ImageSummary> list(String tenant) {
-    List<ImageSummary> out = new ArrayList<>();
-    Set<Digest> named = new HashSet<>();
-    Set<String> own = new HashSet<>();
-    for (Catalog.Name n : catalog.names) {
-      if (n.owner().equals(tenant)) {
-        own.add(n.name());
+  /**
+   * Names {@code tenant} can see (its own shadow shared ones), then images nobody named (pulled by
+   * digest). With a shared store, the names of imported images come from there.
+   */
+  public List<ImageSummary> list(String tenant) {
+    SharedImages sh = shared;
+    List<SharedImages.Named> rows = sh == null ? List.of() : sh.list(tenant);
+    synchronized (this) {
+      List<ImageSummary> out = new ArrayList<>();
+      Set<Digest> named = new HashSet<>();
+      Set<String> own = new HashSet<>();
+      for (SharedImages.Named r : rows) {
+        if (r.owner().equals(tenant)) own.add(r.name());
       }
-    }
-    for (Catalog.Name n : catalog.names) {
-      boolean visible = n.owner().equals(tenant) || (n.owner().equals(SHARED) && !own.contains(n.name()));
-      Catalog.Entry e = catalog.images.get(n.digest());
-      if (visible && e != null) {
-        named.add(e.manifest);
-        out.add(new ImageSummary(n.name(), e.manifest, e.size, n.owner(), Instant.ofEpochMilli(e.lastUsed), created(e)));
+      for (Catalog.Name n : catalog.names) {
+        if (n.owner().equals(tenant)) {
+          own.add(n.name());
+        }
       }
-    }
-    for (Catalog.Name n : catalog.names) {
-      named.add(n.digest());
-    }
-    for (Catalog.Entry e : catalog.images.values()) {
-      if (!named.contains(e.manifest) && e.visibleTo(tenant)) {
-        out.add(new ImageSummary(null, e.manifest, e.size, e.owners.contains(tenant) ? tenant : SHARED,
-            Instant.ofEpochMilli(e.lastUsed), created(e)));
+      for (SharedImages.Named r : rows) {
+        if (!r.owner().equals(tenant) && own.contains(r.name())) continue;
+        Catalog.Entry e = catalog.images.get(r.manifest());
+        named.add(r.manifest());
+        out.add(new ImageSummary(r.name(), r.manifest(), r.size(), r.owner(),
+            e == null ? null : Instant.ofEpochMilli(e.lastUsed), e == null ? null : created(e)));
       }
+      for (Catalog.Name n : catalog.names) {
+        boolean visible = n.owner().equals(tenant) || (n.owner().equals(SHARED) && !own.contains(n.name()));
+        Catalog.Entry e = catalog.images.get(n.digest());
+        if (visible && e != null) {
+          named.add(e.manifest);
+          out.add(new ImageSummary(n.name(), e.manifest, e.size, n.owner(), Instant.ofEpochMilli(e.lastUsed), created(e)));
+        }
+      }
+      for (Catalog.Name n : catalog.names) {
+        named.add(n.digest());
+      }
+      for (Catalog.Entry e : catalog.images.values()) {
+        // A shared image's names are in the shared store: one it has none of there is not listed.
+        if (!named.contains(e.manifest) && e.visibleTo(tenant) && !(sh != null && e.shared)) {
+          out.add(new ImageSummary(null, e.manifest, e.size, e.owners.contains(tenant) ? tenant : SHARED,
+              Instant.ofEpochMilli(e.lastUsed), created(e)));
+        }
+      }
+      out.sort(Comparator.comparing((ImageSummary s) -> s.name() == null ? "~" : s.name()).thenComparing(ImageSummary::manifestDigest));
+      return out;
     }
-    out.sort(Comparator.comparing((ImageSummary s) -> s.name() == null ? "~" : s.name()).thenComparing(ImageSummary::manifestDigest));
-    return out;
   }
 
   /**
@@ -212,22 +258,40 @@ public final class ImageStore {
    * or {@code sha256:..}) means to {@code tenant}; empty when there is none it can see.
    */
   public Optional<ResolvedImage> resolve(String refOrDigest, String tenant) {
+    Optional<ImageReference> ref = Optional.empty();
+    Digest digest;
+    if (Digest.isDigest(refOrDigest)) {
+      digest = Digest.parse(refOrDigest);
+    } else {
+      ImageReference r = ImageReference.parse(refOrDigest);
+      ref = Optional.of(r);
+      digest = r.digest();
+    }
+    SharedImages sh = shared;
+    if (sh != null && digest == null) {
+      // The tenant's own imported names live in the shared store and shadow any other.
+      Optional<Digest> named = sh.lookup(tenant, ref.get().toString());
+      if (named.isPresent()) {
+        return Optional.of(fromShared(sh, named.get(), ref, tenant));
+      }
+    }
+    Optional<ResolvedImage> local = resolveLocal(ref, digest, tenant);
+    if (local.isPresent() || sh == null || digest == null || !sh.visible(tenant, digest)) {
+      return local;
+    }
+    return Optional.of(fromShared(sh, digest, ref, tenant));
+  }
+
+  private Optional<ResolvedImage> resolveLocal(Optional<ImageReference> ref, Digest digest, String tenant) {
     gcLock.readLock().lock();
     try {
       synchronized (this) {
         Catalog.Entry e;
-        Optional<ImageReference> ref = Optional.empty();
-        if (Digest.isDigest(refOrDigest)) {
-          e = entry(Digest.parse(refOrDigest));
+        if (digest != null) {
+          e = entry(digest);
         } else {
-          ImageReference r = ImageReference.parse(refOrDigest);
-          ref = Optional.of(r);
-          if (r.digest() != null) {
-            e = entry(r.digest());
-          } else {
-            Digest d = catalog.lookup(r.toString(), tenant);
-            e = d == null ? null : catalog.images.get(d);
-          }
+          Digest d = catalog.lookup(ref.get().toString(), tenant);
+          e = d == null ? null : catalog.images.get(d);
         }
         if (e == null || !e.visibleTo(tenant)) {
           return Optional.empty();
@@ -241,6 +305,65 @@ public final class ImageStore {
   }
 
   /**
+   * The shared store's image {@code manifest}, which {@code tenant} may use: from this node's
+   * store if it is here, else fetched blob by blob (each verified against its digest and the
+   * manifest's size before it is kept; on any failure the blobs this fetch added are dropped
+   * again and nothing is recorded).
+   */
+  private ResolvedImage fromShared(SharedImages sh, Digest manifest, Optional<ImageReference> ref, String tenant) {
+    gcLock.readLock().lock();
+    try {
+      synchronized (fetching.computeIfAbsent(manifest, k -> new Object())) {
+        synchronized (this) {
+          Catalog.Entry e = catalog.images.get(manifest);
+          if (e != null && blobs.contains(e.manifest) && blobs.contains(e.config)) {
+            e.owners.add(tenant);
+            e.shared = true;
+            e.lastUsed = System.currentTimeMillis();
+            catalog.save();
+            return resolved(ref, e);
+          }
+        }
+        long start = System.nanoTime();
+        long maxMeta = config.registry().maxManifestBytes();
+        List<Digest> added = new ArrayList<>();
+        try {
+          fetchBlob(sh, manifest, -1, maxMeta, added);
+          Manifest m = Manifest.parse(blobs.read(manifest, maxMeta));
+          fetchBlob(sh, m.config().digest(), m.config().size(), maxMeta, added);
+          ImageConfig cfg = ImageConfig.parse(blobs.read(m.config().digest(), maxMeta));
+          checkLayers(manifest.toString(), m, cfg);
+          for (Descriptor layer : m.layers()) {
+            fetchBlob(sh, layer.digest(), layer.size(), Long.MAX_VALUE, added);
+          }
+          synchronized (this) {
+            Catalog.Entry e = commit(manifest, m, tenant);
+            e.shared = true;
+            catalog.save();
+            log.info("fetched {} from the shared store for '{}' ({} blobs new here, {} bytes) in {} ms", manifest.shortHex(),
+                tenant, added.size(), e.size, (System.nanoTime() - start) / 1_000_000);
+            return resolved(ref, e);
+          }
+        } catch (RuntimeException failed) {
+          for (Digest d : added) {
+            blobs.delete(d);
+          }
+          throw failed;
+        }
+      }
+    } finally {
+      gcLock.readLock().unlock();
+    }
+  }
+
+  private void fetchBlob(SharedImages sh, Digest d, long size, long max, List<Digest> added) {
+    if (!blobs.contains(d)) {
+      sh.fetch(d, size, max, blobs);
+      added.add(d);
+    }
+  }
+
+  /**
    * Removes {@code tenant}'s name {@code ref} (or, for a digest, every name of it and the
    * tenant's claim on it). An image nobody claims any more goes at the next collection unless it
    * is in use. Shared names can only be deleted by the shared owner ("").
@@ -248,36 +371,55 @@ public final class ImageStore {
    * @return false when {@code tenant} has no such name or image
    */
   public boolean delete(String ref, String tenant) {
-    boolean removed;
-    synchronized (this) {
-      Digest target;
-      if (Digest.isDigest(ref)) {
-        Catalog.Entry e = entry(Digest.parse(ref));
-        if (e == null || !e.owners.contains(tenant)) {
-          return false;
+    boolean removed = false;
+    SharedImages sh = shared;
+    if (sh != null) {
+      Set<Digest> gone = Digest.isDigest(ref)
+          ? sh.delete(tenant, null, Digest.parse(ref))
+          : sh.delete(tenant, ImageReference.parse(ref).toString(), null);
+      for (Digest d : gone) {
+        if (!sh.named(tenant, d)) {
+          synchronized (this) {
+            Catalog.Entry e = catalog.images.get(d);
+            if (e != null && e.shared && catalog.names.stream().noneMatch(m -> m.owner().equals(tenant) && m.digest().equals(d))) {
+              e.owners.remove(tenant);
+              catalog.save();
+            }
+          }
         }
-        target = e.manifest;
-        catalog.names.removeIf(n -> n.owner().equals(tenant) && n.digest().equals(target));
-        removed = true;
-      } else {
-        String name = ImageReference.parse(ref).toString();
-        Optional<Catalog.Name> n = catalog.names.stream()
-            .filter(m -> m.owner().equals(tenant) && m.name().equals(name)).findFirst();
-        if (n.isEmpty()) {
-          return false;
-        }
-        target = n.get().digest();
-        catalog.names.remove(n.get());
-        removed = true;
       }
-      Catalog.Entry e = catalog.images.get(target);
-      if (e != null && catalog.names.stream().noneMatch(m -> m.owner().equals(tenant) && m.digest().equals(target))) {
-        e.owners.remove(tenant);
-      }
-      catalog.save();
+      removed = !gone.isEmpty();
     }
+    removed |= deleteLocal(ref, tenant);
     maybeCollect();
     return removed;
+  }
+
+  private synchronized boolean deleteLocal(String ref, String tenant) {
+    Digest target;
+    if (Digest.isDigest(ref)) {
+      Catalog.Entry e = entry(Digest.parse(ref));
+      if (e == null || !e.owners.contains(tenant)) {
+        return false;
+      }
+      target = e.manifest;
+      catalog.names.removeIf(n -> n.owner().equals(tenant) && n.digest().equals(target));
+    } else {
+      String name = ImageReference.parse(ref).toString();
+      Optional<Catalog.Name> n = catalog.names.stream()
+          .filter(m -> m.owner().equals(tenant) && m.name().equals(name)).findFirst();
+      if (n.isEmpty()) {
+        return false;
+      }
+      target = n.get().digest();
+      catalog.names.remove(n.get());
+    }
+    Catalog.Entry e = catalog.images.get(target);
+    if (e != null && catalog.names.stream().noneMatch(m -> m.owner().equals(tenant) && m.digest().equals(target))) {
+      e.owners.remove(tenant);
+    }
+    catalog.save();
+    return true;
   }
 
   /**
@@ -372,9 +514,21 @@ public final class ImageStore {
   }
 
   private void nameIt(ImageReference ref, String owner, Digest d) {
-    if (ref.tag() != null) {
+    // Only a pull by tag says where the tag points now. A pull of repo:tag@digest (a pinned
+    // sandbox starting on a node that lacks it) must not point the node's tag back at old bytes.
+    if (ref.tag() != null && ref.digest() == null) {
       catalog.putName(owner, ref.withoutDigest().toString(), d);
     }
+  }
+
+  private List<SharedImages.Blob> blobsOf(Digest manifestDigest, Manifest m) {
+    List<SharedImages.Blob> out = new ArrayList<>();
+    out.add(new SharedImages.Blob(manifestDigest, blobs.size(manifestDigest)));
+    out.add(new SharedImages.Blob(m.config().digest(), m.config().size()));
+    for (Descriptor l : m.layers()) {
+      out.add(new SharedImages.Blob(l.digest(), l.size()));
+    }
+    return out;
   }
 
   private static void checkLayers(String what, Manifest m, ImageConfig cfg) {

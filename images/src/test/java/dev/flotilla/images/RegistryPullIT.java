@@ -112,6 +112,8 @@ class RegistryPullIT {
     ResolvedImage byDigest = store.pull(ref.withDigest(first), Optional.empty(), "tenant-a").join();
     assertEquals(first, byDigest.manifestDigest());
     assertEquals(before, registry.blobGets("test/app"));
+    assertEquals(second, store.resolve(ref.toString(), "tenant-a").orElseThrow().manifestDigest(),
+        "a pull by digest leaves the tag where the last pull by tag found it");
   }
 
   @Test

@@ -61,7 +61,10 @@ public final class PersistenceSettings {
       // still be able to write; the pool closing the last connection closes the database.
       // TRACE_LEVEL_FILE=4: H2's trace goes to SLF4J, not to a flotilla.trace.db that H2 would
       // create at any time with the umask's mode (the journal's files are kept 0600).
-      db.put("url", "jdbc:h2:file:" + dir.resolve("flotilla") + ";DB_CLOSE_ON_EXIT=FALSE;TRACE_LEVEL_FILE=4");
+      // WRITE_DELAY=0: every commit is written to the file before it returns (MVStore.commit at
+      // the end of each transaction), so an acknowledged create or delete survives a kill of the
+      // node; H2's default writes commits in the background up to a second later and lost them.
+      db.put("url", "jdbc:h2:file:" + dir.resolve("flotilla") + ";DB_CLOSE_ON_EXIT=FALSE;TRACE_LEVEL_FILE=4;WRITE_DELAY=0");
       db.put("user", "sa");
       db.put("password", "");
       db.put("driver", "org.h2.Driver");

@@ -23,7 +23,7 @@ class PersistenceSettingsTest {
   @Test
   void defaultsToH2FileInDataDirWithOneSharedPool() {
     Config c = node("flotilla.persistence.jdbc-url = \"\"");
-    assertEquals("jdbc:h2:file:/var/lib/flotilla/journal/flotilla;DB_CLOSE_ON_EXIT=FALSE;TRACE_LEVEL_FILE=4", c.getString(DB + "url"));
+    assertEquals("jdbc:h2:file:/var/lib/flotilla/journal/flotilla;DB_CLOSE_ON_EXIT=FALSE;TRACE_LEVEL_FILE=4;WRITE_DELAY=0", c.getString(DB + "url"));
     assertEquals("org.h2.Driver", c.getString(DB + "driver"));
     assertEquals("slick.jdbc.H2Profile$", c.getString(PersistenceSettings.SHARED_DB_PATH + ".profile"));
     assertEquals(4, c.getInt(DB + "maxConnections"));

@@ -36,6 +36,24 @@ public interface ImageRootfs {
       workingDir = workingDir == null ? "" : workingDir;
       user = user == null ? "" : user;
     }
+
+    /**
+     * The guest agent's {@code --exec-defaults} file: {@code env.NAME=}, {@code workingDir=},
+     * {@code user=} as a properties text (UTF-8), written by the node, read by the agent once.
+     */
+    public String execDefaults() {
+      java.util.Properties p = new java.util.Properties();
+      env.forEach((k, v) -> p.setProperty("env." + k, v));
+      p.setProperty("workingDir", workingDir);
+      p.setProperty("user", user);
+      java.io.StringWriter w = new java.io.StringWriter();
+      try {
+        p.store(w, "the image's exec defaults");
+      } catch (java.io.IOException e) {
+        throw new java.io.UncheckedIOException(e); // a StringWriter does not fail
+      }
+      return w.toString();
+    }
   }
 
   /** No image store: only the driver's default image runs. */

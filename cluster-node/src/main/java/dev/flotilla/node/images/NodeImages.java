@@ -43,8 +43,10 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Across nodes: a sandbox records the reference it was created with, pinned to the manifest
  * digest. A node that does not have those bytes pulls them again by digest (a registry image runs
- * the same bytes anywhere, even after its tag moved). An image imported from a file lives only in
- * the store of the node that imported it; see the README for what that means after a move.
+ * the same bytes anywhere, even after its tag moved). An image imported from a file is, in a
+ * cluster on PostgreSQL, also in the shared store ({@link ImageStore#share}): a node that does not
+ * have it fetches it from there (verified) when it resolves it. On the embedded H2 journal it lives
+ * only in this node's store.
  */
 public final class NodeImages implements ImagePinning, ImageRootfs {
   private static final Logger log = LoggerFactory.getLogger(NodeImages.class);

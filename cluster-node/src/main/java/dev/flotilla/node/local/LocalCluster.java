@@ -81,6 +81,7 @@ public final class LocalCluster implements AutoCloseable {
     private boolean deleteOnClose = true;
     private String host = "127.0.0.1";
     private boolean tls;
+    private boolean embeddedJournal;
 
     public Builder nodes(int n) {
       if (n < 1) throw new IllegalArgumentException("nodes must be >= 1, is " + n);
@@ -132,6 +133,15 @@ public final class LocalCluster implements AutoCloseable {
       return this;
     }
 
+    /**
+     * One node on its embedded H2 journal in its data dir, as {@code ./flotilla node} runs, instead
+     * of PostgreSQL (which a cluster of several nodes needs).
+     */
+    public Builder embeddedJournal() {
+      this.embeddedJournal = true;
+      return this;
+    }
+
     /** Remove the base directory on close (default on). Off: the logs and data stay for a look. */
     public Builder deleteOnClose(boolean delete) {
       this.deleteOnClose = delete;
@@ -175,8 +185,13 @@ public final class LocalCluster implements AutoCloseable {
   }
 
   private void startAll() throws IOException {
-    postgres = EmbeddedPostgresServer.start(baseDir.resolve("pg"), 0);
-    postgresPort = postgres.port();
+    if (settings.embeddedJournal && settings.nodes != 1) {
+      throw new IllegalArgumentException("an embedded journal serves one node; " + settings.nodes + " need PostgreSQL");
+    }
+    if (!settings.embeddedJournal) {
+      postgres = EmbeddedPostgresServer.start(baseDir.resolve("pg"), 0);
+      postgresPort = postgres.port();
+    }
     Path nodeJar = settings.nodeJar != null ? settings.nodeJar : Jars.nodeJar();
     Path agentJar = settings.agentJar != null ? settings.agentJar : Jars.agentJar(nodeJar);
     DevCertificates certs = settings.tls ? DevCertificates.createCa(baseDir.resolve("tls"), "flotilla-dev-ca") : null;
@@ -186,8 +201,9 @@ public final class LocalCluster implements AutoCloseable {
       Files.createDirectories(dir);
       Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwx--x--x"));
       nodes.add(new LocalNode(i, settings.host, ports.get(2 * (i - 1)), ports.get(2 * (i - 1) + 1), dir,
-          baseDir.resolve("n" + i + ".log"), nodeJar, agentJar, settings.javaOptions, configFile, postgres.jdbcUrl(),
-          postgres.user(), postgres.password()));
+          baseDir.resolve("n" + i + ".log"), nodeJar, agentJar, settings.javaOptions, configFile,
+          postgres == null ? "" : postgres.jdbcUrl(), postgres == null ? "" : postgres.user(),
+          postgres == null ? "" : postgres.password()));
       if (certs != null) {
         String name = "n" + i;
         certs.issue(name, DevCertificates.CLUSTER_NAME, List.of(settings.host, "localhost", "127.0.0.1"));
@@ -341,6 +357,7 @@ public final class LocalCluster implements AutoCloseable {
 
   /** Starts PostgreSQL again on the same port and data directory. */
   public synchronized void startPostgres() throws IOException {
+    if (settings.embeddedJournal) throw new IllegalStateException("this cluster runs on its embedded journal: no PostgreSQL");
     if (postgres != null && postgres.isRunning()) return;
     postgres = EmbeddedPostgresServer.start(baseDir.resolve("pg"), postgresPort);
   }

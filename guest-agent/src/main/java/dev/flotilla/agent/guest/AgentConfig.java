@@ -17,6 +17,8 @@ import java.util.Objects;
  *     empty: the agent just exits
  * @param secret what a handshake must carry besides sandbox id and incarnation
  * @param execDefaults the image's Env, WorkingDir and User for every process it starts
+ * @param tenantRoot the tenant's root file system when the agent runs outside it (a microVM's
+ *     agent stays in the initramfs), null when the agent's own root is the tenant's
  */
 public record AgentConfig(
     String sandboxId,
@@ -26,12 +28,19 @@ public record AgentConfig(
     Duration exitRetention,
     List<String> powerOffCommand,
     HandshakeSecret secret,
-    dev.flotilla.agent.guest.process.ExecDefaults execDefaults) {
+    dev.flotilla.agent.guest.process.ExecDefaults execDefaults,
+    dev.flotilla.agent.guest.process.TenantRoot tenantRoot) {
   public AgentConfig {
     Objects.requireNonNull(sandboxId, "sandboxId");
     Objects.requireNonNull(secret, "secret");
     powerOffCommand = List.copyOf(powerOffCommand);
     execDefaults = execDefaults == null ? dev.flotilla.agent.guest.process.ExecDefaults.NONE : execDefaults;
+  }
+
+  /** The agent's root is the tenant's. */
+  public AgentConfig(String sandboxId, long incarnation, int maxPayload, int fileChunk, Duration exitRetention,
+      List<String> powerOffCommand, HandshakeSecret secret, dev.flotilla.agent.guest.process.ExecDefaults execDefaults) {
+    this(sandboxId, incarnation, maxPayload, fileChunk, exitRetention, powerOffCommand, secret, execDefaults, null);
   }
 
   /** Without a secret (the legacy handshake). */
@@ -41,7 +50,7 @@ public record AgentConfig(
   }
 
   public AgentConfig withSecret(HandshakeSecret s) {
-    return new AgentConfig(sandboxId, incarnation, maxPayload, fileChunk, exitRetention, powerOffCommand, s, execDefaults);
+    return new AgentConfig(sandboxId, incarnation, maxPayload, fileChunk, exitRetention, powerOffCommand, s, execDefaults, tenantRoot);
   }
 
   public static AgentConfig of(String sandboxId, long incarnation) {

@@ -69,8 +69,8 @@ public final class GuestAgent {
     this.leaseExit = leaseExit;
     this.watchdog = new LeaseWatchdog(lease, config.sandboxId() + " incarnation " + config.incarnation(), this::leaseExpired);
     this.processes = new ProcessTable(scheduler, config.exitRetention(), AgentProtocol.DEFAULT_OUTPUT_WINDOW,
-        config.maxPayload(), config.execDefaults());
-    this.files = new FileService(Math.min(config.fileChunk(), config.maxPayload() - 4096));
+        config.maxPayload(), config.execDefaults(), config.tenantRoot());
+    this.files = new FileService(Math.min(config.fileChunk(), config.maxPayload() - 4096), config.tenantRoot());
   }
 
   /** Serves one connection (e.g. a serial port) until it closes; returns its close cause, null for a clean end. */

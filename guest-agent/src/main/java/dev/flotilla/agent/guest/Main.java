@@ -1,6 +1,7 @@
 package dev.flotilla.agent.guest;
 
 import dev.flotilla.agent.guest.process.ExecDefaults;
+import dev.flotilla.agent.guest.process.TenantRoot;
 
 import dev.flotilla.agent.guest.transport.AgentListener;
 import dev.flotilla.agent.guest.transport.Listeners;
@@ -31,6 +32,8 @@ public final class Main {
                                   [--lease-ms MS]   (a lease from the start, before any handshake)
                                   [--exec-defaults FILE] (env.NAME=, workingDir=, user= for every exec)
                                   [--setpriv PATH]  (runs processes as another user)
+                                  [--tenant-root DIR --nsenter PATH] (the tenant's root when the agent
+                                    runs outside it: processes enter it, file paths are resolved in it)
                                   [--secret-file PATH | --secret-on-first-handshake]
         sandbox id and incarnation may also come from FLOTILLA_SANDBOX_ID and FLOTILLA_INCARNATION
         --secret-file: a file holding the node's secret for this incarnation in hexadecimal (at least
@@ -67,8 +70,15 @@ public final class Main {
       } catch (IOException e) {
         throw new IllegalArgumentException("cannot read --exec-defaults: " + e.getMessage());
       }
+      TenantRoot tenantRoot = null;
+      if (opts.containsKey("--tenant-root") != opts.containsKey("--nsenter")) {
+        throw new IllegalArgumentException("--tenant-root and --nsenter go together");
+      }
+      if (opts.containsKey("--tenant-root")) {
+        tenantRoot = new TenantRoot(Path.of(opts.get("--tenant-root")), Path.of(opts.get("--nsenter")));
+      }
       config = new AgentConfig(sandboxId, incarnation, maxFrame, base.fileChunk(), base.exitRetention(), powerOff,
-          secret(opts), defaults);
+          secret(opts), defaults, tenantRoot);
       initialLeaseMs = Long.parseLong(opts.getOrDefault("--lease-ms", "0"));
       if (initialLeaseMs < 0) throw new IllegalArgumentException("--lease-ms must be 0 (none) or more");
     } catch (IllegalArgumentException e) {
@@ -171,7 +181,7 @@ public final class Main {
   private static Map<String, String> parse(String[] args) {
     Map<String, String> opts = new java.util.HashMap<>();
     List<String> known = new ArrayList<>(List.of("--listen", "--sandbox-id", "--incarnation", "--max-frame", "--power-off-command", "--lease-ms",
-        "--secret-file", "--exec-defaults", "--setpriv"));
+        "--secret-file", "--exec-defaults", "--setpriv", "--tenant-root", "--nsenter"));
     for (int i = 0; i < args.length; i++) {
       String a = args[i];
       String value;

@@ -8,12 +8,15 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
-/** mount(8), umount(8) and friends, and which mount points exist: the node mounts as root on the host. */
-final class Mounts {
+/**
+ * mount(8), umount(8) and friends, and which mount points exist: the node mounts as root on the host.
+ * Shared by the drivers (the qemu driver mounts an image's layers to make its block device).
+ */
+public final class Mounts {
   private Mounts() {}
 
   /** Whether {@code dir} is a mount point now (per /proc/self/mountinfo). */
-  static boolean isMountPoint(Path dir) {
+  public static boolean isMountPoint(Path dir) {
     String want = dir.toAbsolutePath().normalize().toString();
     try {
       for (String line : Files.readAllLines(Path.of("/proc/self/mountinfo"))) {
@@ -27,7 +30,7 @@ final class Mounts {
   }
 
   /** Mount points at or below {@code dir}, deepest first. */
-  static List<Path> mountPointsUnder(Path dir) {
+  public static List<Path> mountPointsUnder(Path dir) {
     String base = dir.toAbsolutePath().normalize().toString();
     List<Path> out = new ArrayList<>();
     try {
@@ -49,7 +52,7 @@ final class Mounts {
   }
 
   /** Runs a command that must succeed within 60 s; its output is the exception's message otherwise. */
-  static void run(String... cmd) throws IOException {
+  public static void run(String... cmd) throws IOException {
     Process p = new ProcessBuilder(cmd).redirectErrorStream(true)
         .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null"))).start();
     String out;
@@ -68,7 +71,7 @@ final class Mounts {
   }
 
   /** Unmounts {@code dir} if it is a mount point (lazily when busy: nothing new can enter it). */
-  static void unmount(Path dir) throws IOException {
+  public static void unmount(Path dir) throws IOException {
     if (!isMountPoint(dir)) return;
     try {
       run("umount", dir.toString());

@@ -252,14 +252,8 @@ final class ProcessVm implements Vm {
    * process runs (written by the node into the fresh agent directory).
    */
   private void writeExecDefaults(ImageRootfs.Rootfs image) throws IOException {
-    java.util.Properties p = new java.util.Properties();
-    image.env().forEach((k, v) -> p.setProperty("env." + k, v));
-    p.setProperty("workingDir", image.workingDir());
-    p.setProperty("user", image.user());
-    try (var w = Files.newBufferedWriter(places.runDir().resolve(EXEC_DEFAULTS), java.nio.charset.StandardCharsets.UTF_8,
-        java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.StandardOpenOption.WRITE)) {
-      p.store(w, "the image's exec defaults");
-    }
+    Files.writeString(places.runDir().resolve(EXEC_DEFAULTS), image.execDefaults(), java.nio.charset.StandardCharsets.UTF_8,
+        java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.StandardOpenOption.WRITE);
   }
 
   private List<String> agentCommand() {

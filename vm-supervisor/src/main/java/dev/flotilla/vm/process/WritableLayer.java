@@ -1,7 +1,6 @@
 package dev.flotilla.vm.process;
 
 import java.io.IOException;
-import java.io.RandomAccessFile;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
@@ -51,15 +50,7 @@ final class WritableLayer {
   /** Creates the layer on first use and mounts it if it is not mounted. */
   void ensureMounted(int diskMiB) throws IOException {
     if (!Files.exists(image, LinkOption.NOFOLLOW_LINKS)) {
-      Path tmp = image.resolveSibling(image.getFileName() + ".tmp");
-      Files.deleteIfExists(tmp);
-      Files.createFile(tmp, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
-      try (RandomAccessFile f = new RandomAccessFile(tmp.toFile(), "rw")) {
-        f.setLength(diskMiB * 1024L * 1024L);
-      }
-      // No reserved blocks: the cap is the sandbox's, all of it.
-      Mounts.run("mkfs.ext4", "-q", "-F", "-m", "0", "-E", "nodiscard", tmp.toString());
-      Files.move(tmp, image, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+      Ext4Disk.create(image, diskMiB);
     }
     Files.createDirectories(mountPoint);
     if (!Mounts.isMountPoint(mountPoint)) {

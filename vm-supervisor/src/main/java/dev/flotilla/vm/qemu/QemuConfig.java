@@ -25,6 +25,11 @@ import java.util.Optional;
  *     enforce (no writable cgroup); false starts it unlimited, with a warning
  * @param consoleLogBytes how much of the guest's serial console the node keeps per VM (two
  *     files of half this size: the current one and the one before)
+ * @param defaultRootfs the default image's root file system (one layer), for sandboxes that name
+ *     no image: {@code guest-image/build-default-image.sh}, the process driver's too
+ * @param defaultDiskMiB each sandbox's writable disk when its spec names no size
+ * @param imageDiskCacheBytes how much the images' block devices may take on this node before the
+ *     ones no VM uses are removed
  */
 public record QemuConfig(
     String qemuBinary,
@@ -35,13 +40,18 @@ public record QemuConfig(
     int memoryOverheadMiB,
     int threadsLimit,
     boolean requireLimits,
-    long consoleLogBytes) {
+    long consoleLogBytes,
+    Path defaultRootfs,
+    int defaultDiskMiB,
+    long imageDiskCacheBytes) {
 
   /** Guest RAM below this cannot unpack the initramfs (the JRE lives in it) and run the agent. */
   public static final int MIN_MEMORY_MIB = 256;
   public static final int DEFAULT_MEMORY_OVERHEAD_MIB = 256;
   public static final int DEFAULT_THREADS_LIMIT = 256;
   public static final long DEFAULT_CONSOLE_LOG_BYTES = 1024 * 1024;
+  public static final int DEFAULT_DISK_MIB = 1024;
+  public static final long DEFAULT_IMAGE_DISK_CACHE_BYTES = 8L << 30;
 
   public QemuConfig {
     Objects.requireNonNull(qemuBinary, "qemuBinary");
@@ -57,24 +67,76 @@ public record QemuConfig(
     if (memoryOverheadMiB < 0) throw new IllegalArgumentException("memoryOverheadMiB must be >= 0");
     if (threadsLimit < 16) throw new IllegalArgumentException("threadsLimit must be >= 16 (QEMU needs a dozen threads)");
     if (consoleLogBytes < 4096) throw new IllegalArgumentException("consoleLogBytes must be >= 4096");
+    Objects.requireNonNull(defaultRootfs, "defaultRootfs");
+    if (defaultDiskMiB < 16) throw new IllegalArgumentException("defaultDiskMiB must be at least 16");
+    if (imageDiskCacheBytes < 0) throw new IllegalArgumentException("imageDiskCacheBytes must be >= 0");
   }
 
   /** Defaults for everything but binary, image, accel and the driver's state root. */
   public QemuConfig(String qemuBinary, Path imageDir, String accel, Path stateRoot) {
     this(qemuBinary, imageDir, accel, stateRoot, "flotilla-qemu", DEFAULT_MEMORY_OVERHEAD_MIB, DEFAULT_THREADS_LIMIT,
-        true, DEFAULT_CONSOLE_LOG_BYTES);
+        true, DEFAULT_CONSOLE_LOG_BYTES, defaultRootfsFor(imageDir), DEFAULT_DISK_MIB, DEFAULT_IMAGE_DISK_CACHE_BYTES);
   }
 
   public QemuConfig withRequireLimits(boolean require) {
-    return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, require, consoleLogBytes);
+    return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, require, consoleLogBytes,
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes);
   }
 
   public QemuConfig withCgroupParent(String parent) {
-    return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, parent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes);
+    return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, parent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes);
   }
 
   public QemuConfig withConsoleLogBytes(long bytes) {
-    return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, bytes);
+    return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, bytes,
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes);
+  }
+
+  public QemuConfig withDefaultRootfs(Path rootfs) {
+    return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
+        rootfs, defaultDiskMiB, imageDiskCacheBytes);
+  }
+
+  public QemuConfig withDefaultDiskMiB(int mib) {
+    return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
+        defaultRootfs, mib, imageDiskCacheBytes);
+  }
+
+  public QemuConfig withImageDiskCacheBytes(long bytes) {
+    return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
+        defaultRootfs, defaultDiskMiB, bytes);
+  }
+
+  /**
+   * {@code -Dflotilla.default.image} (as the process driver's tests set it), else the default
+   * image beside a checkout's guest image: {@code guest-image/out/default-image/rootfs}.
+   */
+  static Path defaultRootfsFor(Path imageDir) {
+    String p = System.getProperty("flotilla.default.image");
+    if (p != null && !p.isBlank()) return Path.of(p);
+    return imageDir.resolve("default-image").resolve("rootfs");
+  }
+
+  /**
+   * {@code guest-image/build.sh} of the checkout whose {@code guest-image/out} this image directory
+   * is: how the driver builds its guest image on first need. Empty for an image directory elsewhere.
+   */
+  public Optional<Path> buildScript() {
+    Path parent = imageDir.toAbsolutePath().normalize().getParent();
+    if (parent == null || !imageDir.getFileName().toString().equals("out")) return Optional.empty();
+    Path script = parent.resolve("build.sh");
+    return Files.isRegularFile(script) && Files.isExecutable(script) ? Optional.of(script) : Optional.empty();
+  }
+
+  /** Where each sandbox's writable disk lives: node-only, survives its restarts on this node. */
+  public Path disksDir() {
+    return stateRoot.resolve("disks");
+  }
+
+  /** Where the images' block devices are cached: node-only. */
+  public Path imageDisksDir() {
+    return stateRoot.resolve("image-disks");
   }
 
   public Path kernel() {
@@ -109,7 +171,10 @@ public record QemuConfig(
   private static Optional<Path> findCheckoutImage() {
     for (Path p = Path.of("").toAbsolutePath(); p != null; p = p.getParent()) {
       Path out = p.resolve("guest-image").resolve("out");
-      if (Files.isRegularFile(out.resolve("vmlinux"))) return Optional.of(out);
+      // a built image, or a checkout that can build one on first need
+      if (Files.isRegularFile(out.resolve("vmlinux")) || Files.isRegularFile(p.resolve("guest-image").resolve("build.sh"))) {
+        return Optional.of(out);
+      }
     }
     return Optional.empty();
   }

@@ -2,6 +2,9 @@ package dev.flotilla.vm.qemu;
 
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.HypervisorCapabilities;
+import dev.flotilla.vm.ImageRootfs;
+import dev.flotilla.vm.NodeOnlyFiles;
+import dev.flotilla.vm.process.Ext4Disk;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmHandle;
@@ -37,7 +40,15 @@ import org.slf4j.LoggerFactory;
  * (memory: guest RAM + overhead, CPU: vCPUs, pids: its threads). Nothing falls back to root: a
  * host that cannot give a range or enforce the limits gets a refusal that says what to fix.
  *
- * <p>Spec options: {@code accel} ({@code kvm}/{@code tcg}) overrides the driver's choice for one VM.
+ * <p>The guest's root is an OCI image ({@link VmSpec#IMAGE}, else the default image): the image's
+ * layers as a read-only erofs block device built once per image ({@link ImageDisks}), the sandbox's
+ * own writable ext4 disk of {@link VmSpec#DISK_MIB} (node-only, the sandbox's uid's, kept across its
+ * restarts on this node), and a small read-only config disk with the image's exec defaults; the
+ * guest's init overlays the first two and the agent, outside that root, runs every tenant process in it.
+ *
+ * <p>Spec options: {@code accel} ({@code kvm}/{@code tcg}) overrides the driver's choice for one VM;
+ * {@code rootfs=initramfs} boots without any disk, the tenant's processes in the initramfs (for
+ * comparison benchmarks; no image may be named then).
  */
 public final class QemuHypervisor implements Hypervisor {
 
@@ -56,8 +67,13 @@ public final class QemuHypervisor implements Hypervisor {
    */
   static final int TCG_TB_SIZE_MIB = 128;
 
+  /** Spec option: {@code initramfs} to boot without disks (see the class comment). */
+  public static final String ROOTFS_OPTION = "rootfs";
+
   private final QemuConfig config;
   private final IdRangeAllocator ids;
+  private final ImageRootfs images;
+  private final ImageDisks imageDisks;
   private Cgroups.Layout cgroups;
   private QemuJail.Tree tree;
 
@@ -66,8 +82,15 @@ public final class QemuHypervisor implements Hypervisor {
    *     drivers, so that a sandbox keeps one range whichever driver runs it
    */
   public QemuHypervisor(QemuConfig config, IdRangeAllocator ids) {
+    this(config, ids, ImageRootfs.NONE);
+  }
+
+  /** @param images where the layers of a sandbox's image come from (the default image needs none) */
+  public QemuHypervisor(QemuConfig config, IdRangeAllocator ids, ImageRootfs images) {
     this.config = config;
     this.ids = ids;
+    this.images = images;
+    this.imageDisks = new ImageDisks(config.imageDisksDir(), config.imageDiskCacheBytes());
   }
 
   /**
@@ -96,8 +119,13 @@ public final class QemuHypervisor implements Hypervisor {
   public HypervisorCapabilities capabilities() {
     List<String> warnings = new ArrayList<>();
     if (!config.imageBuilt()) {
-      warnings.add("no guest image in " + config.imageDir() + ": run guest-image/build.sh");
+      warnings.add("no guest image in " + config.imageDir() + (config.buildScript().isPresent()
+          ? " yet: the first VM builds it (guest-image/build.sh, about a minute)" : ": point FLOTILLA_QEMU_IMAGE_DIR at a built one"));
     }
+    if (!java.nio.file.Files.isDirectory(config.defaultRootfs())) {
+      warnings.add("no default image at " + config.defaultRootfs() + " (guest-image/build-default-image.sh): only sandboxes with an image start");
+    }
+    ImageDisks.missingTools().ifPresent(p -> warnings.add("no VM starts: " + p + " (scripts/setup-host.sh installs it)"));
     HostProbe.Accel accel = HostProbe.accel(config);
     if (!accel.kvm()) {
       warnings.add("no usable KVM (" + accel.reason() + "): guests run under TCG emulation, several times slower");
@@ -158,13 +186,20 @@ public final class QemuHypervisor implements Hypervisor {
 
   @Override
   public Vm prepare(VmSpec spec) throws VmException {
-    if (spec.options().containsKey(dev.flotilla.vm.VmSpec.IMAGE)) {
-      throw new VmException("the qemu driver does not run images yet (image " + spec.options().get(dev.flotilla.vm.VmSpec.IMAGE) + ")");
+    String rootfsOpt = spec.options().getOrDefault(ROOTFS_OPTION, "image");
+    boolean withDisks = !rootfsOpt.equals("initramfs");
+    if (!withDisks && spec.options().containsKey(VmSpec.IMAGE)) {
+      throw new VmException("option rootfs=initramfs runs no image: drop it or the image");
     }
-    if (!config.imageBuilt()) {
-      throw new VmException("the qemu driver has no guest image in " + config.imageDir()
-          + ": build it with guest-image/build.sh (or point FLOTILLA_QEMU_IMAGE_DIR at one)");
+    if (withDisks && !rootfsOpt.equals("image")) throw new VmException("option rootfs must be image or initramfs, not '" + rootfsOpt + "'");
+    int diskMiB;
+    try {
+      diskMiB = Integer.parseInt(spec.options().getOrDefault(VmSpec.DISK_MIB, Integer.toString(config.defaultDiskMiB())));
+    } catch (NumberFormatException e) {
+      throw new VmException("option " + VmSpec.DISK_MIB + " must be a number of MiB");
     }
+    if (diskMiB < 16) throw new VmException("the writable disk needs at least 16 MiB; asked for " + diskMiB);
+    GuestImageBuild.ensure(config);
     if (spec.memoryMiB() < QemuConfig.MIN_MEMORY_MIB) {
       throw new VmException("the qemu driver needs memoryMiB >= " + QemuConfig.MIN_MEMORY_MIB
           + " (the guest unpacks a Java runtime into RAM); asked for " + spec.memoryMiB());
@@ -228,6 +263,7 @@ public final class QemuHypervisor implements Hypervisor {
     } catch (IOException e) {
       throw new VmException("cannot create state directory " + dir + ": " + e.getMessage(), e);
     }
+    Optional<QemuJail.Disks> disks = withDisks ? Optional.of(disks(spec, dir, uid, diskMiB)) : Optional.empty();
     VmHandle handle = new VmHandle(DRIVER, spec.sandboxId(), spec.incarnation(), 0, 0, dir, agent, java.util.Map.of())
         .withExtra("qmpSocket", qmp.toString())
         .withExtra("consoleSocket", console.toString())
@@ -235,13 +271,75 @@ public final class QemuHypervisor implements Hypervisor {
         .withExtra("consoleLogBytes", Long.toString(config.consoleLogBytes()))
         .withExtra("accel", kvm ? "kvm" : "tcg")
         .withExtra("uid", Long.toString(uid));
-    List<String> qemu = command(spec, kvm);
+    List<String> qemu = command(spec, kvm, withDisks);
     List<String> launch = QemuJail.launch(jail.root(), jail.qemu(), run, config.kernel(), config.initramfs(), uid,
-        kvmDevice, qemu.subList(1, qemu.size()));
+        kvmDevice, disks, qemu.subList(1, qemu.size()));
     long memoryLimit = (spec.memoryMiB() + (long) config.memoryOverheadMiB()) * 1024L * 1024L;
     return new QemuVm(handle, qemu, launch, new QemuVm.Limits(cgroups(), memoryLimit, spec.vcpus(), config.threadsLimit(),
         config.requireLimits() ? LIMITS : Set.of()));
   }
+
+  /**
+   * The guest's three disks: the image's (cached, linked into the VM's directory), the sandbox's
+   * writable one (made on its first start here, kept; handed to the sandbox's uid, 0600), and this
+   * incarnation's config disk (the image's exec defaults, root's 0644, in the VM's directory).
+   */
+  private QemuJail.Disks disks(VmSpec spec, Path dir, long uid, int diskMiB) throws VmException {
+    ImageRootfs.Rootfs rootfs = rootfs(spec); // may pull or unpack
+    Path image;
+    try {
+      image = ImageDisks.linkInto(imageDisks.ensure(rootfs.layersTopFirst()), dir);
+    } catch (IOException e) {
+      throw new VmException("cannot make the block device of sandbox " + spec.sandboxId() + "'s image: " + e.getMessage(), e);
+    }
+    Path disk = writableDisk(spec.sandboxId());
+    try {
+      NodeOnlyFiles.createPrivateDir(config.disksDir());
+      if (!Files.exists(disk, LinkOption.NOFOLLOW_LINKS)) Ext4Disk.create(disk, diskMiB);
+      if (!Files.isRegularFile(disk, LinkOption.NOFOLLOW_LINKS)) throw new IOException(disk + " is not a regular file");
+      // QEMU (the sandbox's uid) opens it read-write; nobody else may (its range may have changed since)
+      Files.setAttribute(disk, "unix:uid", (int) uid, LinkOption.NOFOLLOW_LINKS);
+      Files.setAttribute(disk, "unix:gid", (int) uid, LinkOption.NOFOLLOW_LINKS);
+      Files.setPosixFilePermissions(disk, PosixFilePermissions.fromString("rw-------"));
+    } catch (IOException e) {
+      throw new VmException("cannot make sandbox " + spec.sandboxId() + "'s writable disk " + disk + ": " + e.getMessage(), e);
+    }
+    Path configDisk = dir.resolve("config.disk");
+    try {
+      byte[] text = rootfs.execDefaults().getBytes(StandardCharsets.UTF_8);
+      if (text.length > MAX_CONFIG_BYTES) throw new IOException("the image's exec defaults take " + text.length + " bytes, over " + MAX_CONFIG_BYTES);
+      // a whole number of sectors; the guest drops the zero padding
+      byte[] padded = java.util.Arrays.copyOf(text, (text.length / 4096 + 1) * 4096);
+      Files.deleteIfExists(configDisk);
+      Files.write(configDisk, padded, java.nio.file.StandardOpenOption.CREATE_NEW);
+      Files.setPosixFilePermissions(configDisk, PosixFilePermissions.fromString("rw-r--r--"));
+    } catch (IOException e) {
+      throw new VmException("cannot write sandbox " + spec.sandboxId() + "'s config disk: " + e.getMessage(), e);
+    }
+    return new QemuJail.Disks(image, disk, configDisk);
+  }
+
+  /** What the config disk may hold: the image's Env is bounded by the image store; this is a backstop. */
+  private static final int MAX_CONFIG_BYTES = 1 << 20;
+
+  /** The root file system of {@code spec}: its image's, or the default image (a single layer, no defaults). */
+  ImageRootfs.Rootfs rootfs(VmSpec spec) throws VmException {
+    String image = spec.options().get(VmSpec.IMAGE);
+    if (image == null || image.isEmpty()) {
+      if (!Files.isDirectory(config.defaultRootfs())) {
+        throw new VmException("no default image at " + config.defaultRootfs() + ": run guest-image/build-default-image.sh");
+      }
+      return new ImageRootfs.Rootfs(List.of(config.defaultRootfs()), java.util.Map.of(), "", "");
+    }
+    return images.resolve(image, spec.options().getOrDefault(VmSpec.IMAGE_OWNER, ""), spec.sandboxId());
+  }
+
+  /** The sandbox's writable disk on this node (node-only directory). */
+  Path writableDisk(String sandboxId) {
+    return config.disksDir().resolve(sandboxId + DISK_SUFFIX);
+  }
+
+  private static final String DISK_SUFFIX = ".disk";
 
   /** The VM's directory: node-only (0700, root), never a link. */
   private static void privateDir(Path dir) throws IOException {
@@ -283,28 +381,47 @@ public final class QemuHypervisor implements Hypervisor {
   }
 
   /**
-   * The qemu driver keeps nothing of a sandbox beyond its VMs but its id range, which the node's
-   * drivers share: every holder is listed, so that a sandbox's range is freed once it is deleted or
-   * has moved away even on a node without the process driver (releasing twice is harmless).
+   * Sandboxes with a writable disk here, and every holder of an id range (the node's drivers share
+   * the table: a sandbox's range is freed once it is deleted or has moved away even on a node
+   * without the process driver; releasing twice is harmless).
    */
   @Override
   public Set<String> sandboxesWithLocalState() {
+    Set<String> out = new java.util.TreeSet<>();
     try {
-      return Set.copyOf(ids.holders().keySet());
+      out.addAll(ids.holders().keySet());
     } catch (IOException e) {
       LOG.warn("cannot read the id range table: {}", e.getMessage());
-      return Set.of();
     }
+    try (java.util.stream.Stream<Path> s = Files.list(config.disksDir())) {
+      s.map(p -> p.getFileName().toString()).filter(n -> n.endsWith(DISK_SUFFIX))
+          .forEach(n -> out.add(n.substring(0, n.length() - DISK_SUFFIX.length())));
+    } catch (IOException e) {
+      // no disks yet
+    }
+    return out;
   }
 
-  /** Frees the sandbox's id range (the caller has checked that no VM of it runs here). */
+  /**
+   * Deletes the sandbox's writable disk and frees its id range (the caller has checked that no VM
+   * of it runs here); its image may then be evicted.
+   */
   @Override
   public void releaseSandbox(String sandboxId) {
+    try {
+      Path disk = writableDisk(sandboxId);
+      if (!disk.getParent().equals(config.disksDir())) throw new IOException("sandbox id " + sandboxId + " names no disk of this node");
+      Files.deleteIfExists(disk);
+      Files.deleteIfExists(disk.resolveSibling(disk.getFileName() + ".tmp"));
+    } catch (IOException e) {
+      LOG.warn("sandbox {}: cannot delete its writable disk: {}", sandboxId, e.getMessage());
+    }
     try {
       ids.release(sandboxId);
     } catch (IOException e) {
       LOG.warn("sandbox {}: cannot release its id range: {}", sandboxId, e.getMessage());
     }
+    images.released(sandboxId);
   }
 
   /**
@@ -326,8 +443,12 @@ public final class QemuHypervisor implements Hypervisor {
   }
 
   /** QEMU's argv (binary first) with the jail's paths: what runs after setpriv. */
-  List<String> command(VmSpec spec, boolean kvm) {
-    StringBuilder append = new StringBuilder("console=ttyS0 quiet panic=-1");
+  List<String> command(VmSpec spec, boolean kvm, boolean withDisks) {
+    // rootfstype=ramfs: the initramfs unpacks into ramfs, not a tmpfs capped at half of the RAM
+    // the kernel has left while the initramfs itself still takes its share (a 256 MiB guest could
+    // not unpack a 70 MB initramfs: its tmpfs filled). The guest's RAM bounds it all the same.
+    StringBuilder append = new StringBuilder("console=ttyS0 quiet panic=-1 rootfstype=ramfs");
+    if (withDisks) append.append(" flotilla.root=disk");
     long tsc = kvm ? 0 : HostProbe.tscKhz();
     if (tsc > 0) append.append(" tsc_early_khz=").append(tsc);
     append.append(" flotilla.sandbox_id=").append(spec.sandboxId())
@@ -359,6 +480,16 @@ public final class QemuHypervisor implements Hypervisor {
         "-device", "virtserialport,chardev=agent,name=flotilla.agent",
         "-chardev", "socket,id=qmp,path=" + QemuJail.RUN + "/qmp.sock,server=on,wait=off",
         "-mon", "chardev=qmp,mode=control"));
+    if (withDisks) {
+      // found by the guest's init by serial, not by probe order
+      cmd.addAll(List.of(
+          "-drive", "file=" + QemuJail.IMAGE_DISK + ",if=none,id=image,format=raw,readonly=on",
+          "-device", "virtio-blk-device,drive=image,serial=fl-image",
+          "-drive", "file=" + QemuJail.WRITABLE_DISK + ",if=none,id=disk,format=raw",
+          "-device", "virtio-blk-device,drive=disk,serial=fl-disk",
+          "-drive", "file=" + QemuJail.CONFIG_DISK + ",if=none,id=config,format=raw,readonly=on",
+          "-device", "virtio-blk-device,drive=config,serial=fl-config"));
+    }
     return cmd;
   }
 }

@@ -48,14 +48,19 @@ final class QemuJail {
   static final String KERNEL = "/vm/vmlinux";
   static final String INITRAMFS = "/vm/initramfs.cpio";
   static final String RUN = "/run";
+  /** The image's block device (read-only), the sandbox's writable disk, the node's config disk (read-only). */
+  static final String IMAGE_DISK = "/vm/image";
+  static final String WRITABLE_DISK = "/vm/disk";
+  static final String CONFIG_DISK = "/vm/config";
 
   /** Mount points in the tree; the rest of it is read-only files. */
   private static final List<String> PLACEHOLDER_DIRS = List.of("dev", "run", "proc", "vm", ".oldroot");
-  private static final List<String> PLACEHOLDER_FILES = List.of(KERNEL.substring(1), INITRAMFS.substring(1));
+  private static final List<String> PLACEHOLDER_FILES = List.of(KERNEL.substring(1), INITRAMFS.substring(1),
+      IMAGE_DISK.substring(1), WRITABLE_DISK.substring(1), CONFIG_DISK.substring(1));
   /** What runs inside the tree before QEMU: dropping privileges and detaching the host's root. */
   private static final List<String> HELPERS = List.of("setpriv", "umount");
   /** Changing the script changes the tree's key, so an older tree is never used with a newer script. */
-  private static final int VERSION = 1;
+  private static final int VERSION = 2;
 
   /**
    * Runs as root in the new mount namespace ({@code unshare --mount --propagation private}, so
@@ -64,11 +69,14 @@ final class QemuJail {
    * host's root, and exec setpriv, which execs QEMU. /proc is mounted only for umount's own use
    * (libmount reads mountinfo) and gone before QEMU runs. {@code -n}: no userspace mount table
    * (it would land in the host's /run/mount before the pivot, and in the VM's run directory after).
-   * Arguments: tree, run dir, kernel, initramfs, uid, kvm device ("major:minor" or "-"), then QEMU's argv.
+   * Arguments: tree, run dir, kernel, initramfs, uid, kvm device ("major:minor" or "-"), image disk,
+   * writable disk, config disk (each "-" for none), then QEMU's argv. The writable disk is the only
+   * file bound writable (QEMU's own, the sandbox's uid); the image and config disks are read-only
+   * binds of root's 0644 files.
    */
   static final String SCRIPT = String.join("\n",
       "set -eu",
-      "tree=$1 run=$2 kernel=$3 initrd=$4 uid=$5 kvm=$6; shift 6",
+      "tree=$1 run=$2 kernel=$3 initrd=$4 uid=$5 kvm=$6 image=$7 disk=$8 config=$9; shift 9",
       "mount -n --bind \"$tree\" \"$tree\"",
       "mount -n -t tmpfs -o mode=0755,size=64k,nosuid,noexec flotilla-dev \"$tree/dev\"",
       "mknod -m 666 \"$tree/dev/null\" c 1 3",
@@ -80,6 +88,9 @@ final class QemuJail {
       "mount -n --bind -o nosuid,nodev,noexec \"$run\" \"$tree/run\"",
       "mount -n --bind -o ro,nosuid,nodev,noexec \"$kernel\" \"$tree" + KERNEL + "\"",
       "mount -n --bind -o ro,nosuid,nodev,noexec \"$initrd\" \"$tree" + INITRAMFS + "\"",
+      "[ \"$image\" = - ] || mount -n --bind -o ro,nosuid,nodev,noexec \"$image\" \"$tree" + IMAGE_DISK + "\"",
+      "[ \"$disk\" = - ] || mount -n --bind -o nosuid,nodev,noexec \"$disk\" \"$tree" + WRITABLE_DISK + "\"",
+      "[ \"$config\" = - ] || mount -n --bind -o ro,nosuid,nodev,noexec \"$config\" \"$tree" + CONFIG_DISK + "\"",
       "mount -n -t proc -o nosuid,nodev,noexec proc \"$tree/proc\"",
       "mount -n -o remount,bind,ro,nosuid,nodev \"$tree\"",
       "cd \"$tree\"",
@@ -102,12 +113,24 @@ final class QemuJail {
    */
   static List<String> launch(Path tree, Path qemuInTree, Path runDir, Path kernel, Path initramfs, long uid,
       Optional<String> kvmDevice, List<String> qemuArgv) {
+    return launch(tree, qemuInTree, runDir, kernel, initramfs, uid, kvmDevice, Optional.empty(), qemuArgv);
+  }
+
+  /** The guest's disks on the host: the image's (read-only), the sandbox's writable one, the config disk. */
+  record Disks(Path image, Path writable, Path config) {}
+
+  /** As above, with the guest's disks bound into the jail at {@link #IMAGE_DISK} and its siblings. */
+  static List<String> launch(Path tree, Path qemuInTree, Path runDir, Path kernel, Path initramfs, long uid,
+      Optional<String> kvmDevice, Optional<Disks> disks, List<String> qemuArgv) {
     List<String> cmd = new ArrayList<>(List.of(
         "/bin/sh", "-c", "read _ || exit 97; exec \"$@\" </dev/null", "flotilla-qemu",
         "setsid", "unshare", "--mount", "--propagation", "private", "--net", "--ipc", "--uts", "--",
         "/bin/sh", "-c", SCRIPT, "flotilla-jail",
         tree.toString(), runDir.toString(), kernel.toString(), initramfs.toString(), Long.toString(uid),
         kvmDevice.orElse("-"),
+        disks.map(d -> d.image().toString()).orElse("-"),
+        disks.map(d -> d.writable().toString()).orElse("-"),
+        disks.map(d -> d.config().toString()).orElse("-"),
         qemuInTree.toString()));
     cmd.addAll(qemuArgv);
     return cmd;

@@ -209,6 +209,9 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   private record PingDone(Throwable error) {}
 
+  /** A connection to the agent closed; its cause says whether the agent broke the rules. */
+  private record ConnectionClosed(AgentClient client) {}
+
   private record Abandoned(Report report) {}
 
   private record PauseDone(boolean pause, ActorRef<StatusReply<Done>> replyTo, Throwable error) {}
@@ -225,6 +228,8 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   private record MainEnded(int exitCode, int signal, String reason, boolean logged) {}
 
   private enum MainRetry { INSTANCE }
+
+  private enum MainRetryLater { INSTANCE }
 
   /** The exec id of the main process in every incarnation's agent. */
   static final String MAIN_EXEC_ID = "main";
@@ -262,6 +267,8 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   private long mainOffset;
   /** Started (or found running) in this incarnation: from now on only read. */
   private boolean mainStartedOk;
+  /** All its output is logged: what is left is its exit. */
+  private boolean mainDrained;
   /** The main process ended (logged, or being logged); no more reads. */
   private boolean mainEnded;
   /** Why the VM is being stopped because its main process ended; null otherwise. */
@@ -324,6 +331,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         .onMessage(Exited.class, this::onExited)
         .onMessageEquals(HealthTick.INSTANCE, this::onHealthTick)
         .onMessage(PingDone.class, this::onPingDone)
+        .onMessage(ConnectionClosed.class, this::onConnectionClosed)
         .onMessage(Abandoned.class, this::onAbandoned)
         .onMessage(PauseDone.class, this::onPauseDone)
         .onMessage(StopDone.class, this::onStopDone)
@@ -332,6 +340,10 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         .onMessage(MainLogged.class, this::onMainLogged)
         .onMessage(MainEnded.class, this::onMainEnded)
         .onMessageEquals(MainRetry.INSTANCE, this::readMain)
+        .onMessageEquals(MainRetryLater.INSTANCE, () -> {
+          timers.startSingleTimer(MainRetry.INSTANCE, MAIN_RETRY);
+          return this;
+        })
         .onMessage(Stop.class, this::onStop)
         .onMessage(Pause.class, this::onPause)
         .onMessage(Resume.class, this::onResume)
@@ -371,17 +383,21 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   private CompletableFuture<ClientAndInfo> connectWithRetry(long deadlineNanos, Duration delay) {
     Vm v = vm;
     VmHandle h = v.handle();
+    // The connect blocks (bounded by its deadline) on the blocking dispatcher; the handshake is a
+    // call like any other, waited for by nobody: a guest that never answers holds no thread.
     return onBlocking(() -> {
       Duration left = Duration.ofNanos(Math.max(1_000_000, deadlineNanos - System.nanoTime()));
-      AgentClient c = settings.connector().connect(v.agentAddress(), min(left, settings.callTimeout()));
-      try {
-        GuestInfo info = c.handshake(h.sandboxId(), incarnation, settings.lease(), min(left, settings.callTimeout()))
-            .get(min(left, settings.callTimeout()).toMillis() + 200, TimeUnit.MILLISECONDS);
-        return new ClientAndInfo(c, info);
-      } catch (Exception e) {
-        c.close();
-        throw e;
-      }
+      return settings.connector().connect(v.agentAddress(), min(left, settings.callTimeout()));
+    }).thenCompose(c -> {
+      Duration left = Duration.ofNanos(Math.max(1_000_000, deadlineNanos - System.nanoTime()));
+      return c.handshake(h.sandboxId(), incarnation, settings.lease(), min(left, settings.callTimeout()))
+          .handle((info, err) -> {
+            if (err != null) {
+              c.close();
+              throw new CompletionException(AgentStreams.unwrap(err));
+            }
+            return new ClientAndInfo(c, info);
+          });
     }).exceptionallyCompose(err -> {
       Throwable cause = AgentStreams.unwrap(err);
       // Fenced (stale incarnation), or not our agent (wrong secret, socket held by another uid): retrying cannot help.
@@ -404,6 +420,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       }
       if (m.error() != null) return healthFailure("reconnect failed: " + reason(m.error()));
       client = m.client();
+      watchConnection(client);
       failures = 0;
       return this;
     }
@@ -422,6 +439,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       return this;
     }
     client = m.client();
+    watchConnection(client);
     phase = Phase.RUNNING;
     timers.startTimerWithFixedDelay(HealthTick.INSTANCE, settings.healthInterval());
     parent.tell(new VmReady(incarnation, vm.handle(), m.info().kernel(), adopting));
@@ -483,6 +501,14 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     if (phase != Phase.RUNNING || paused || pingInFlight) return this;
     pingInFlight = true;
     AgentClient c = client;
+    if (c != null && !c.isOpen()) {
+      // Not given another connection after breaking the last one.
+      Optional<String> broke = violation(c);
+      if (broke.isPresent()) {
+        pingInFlight = false;
+        return agentLost(broke.get());
+      }
+    }
     if (c == null || !c.isOpen()) {
       connect(System.nanoTime() + settings.callTimeout().toNanos(), settings.connectBackoffMin(), true);
       return this;
@@ -501,12 +527,41 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     return healthFailure("ping failed: " + reason(m.error()));
   }
 
+  private void watchConnection(AgentClient c) {
+    getContext().pipeToSelf(c.closed(), (x, err) -> new ConnectionClosed(c));
+  }
+
+  /**
+   * A guest that broke the protocol, or stopped reading, is not given another connection: the
+   * agent is lost at once (its VM is killed; the restart policy decides what comes next). Any
+   * other close is left to the health checks, which reconnect.
+   */
+  private Behavior<Object> onConnectionClosed(ConnectionClosed m) {
+    if (m.client() != client || phase != Phase.RUNNING) return this;
+    return violation(m.client()).map(this::agentLost).orElse(this);
+  }
+
+  /** How the agent broke its connection (the protocol, or not reading), if it did. */
+  private Optional<String> violation(AgentClient c) {
+    Throwable cause = c.closeCause();
+    if (cause instanceof dev.flotilla.agent.protocol.frame.ProtocolException
+        || cause instanceof dev.flotilla.agent.protocol.frame.FrameConnection.PeerNotReadingException) {
+      getContext().getLog().warn("VM incarnation {}: the guest agent broke its connection: {}", incarnation, cause.getMessage());
+      return Optional.of("the guest agent broke the protocol: " + cause.getMessage());
+    }
+    return Optional.empty();
+  }
+
   private Behavior<Object> healthFailure(String why) {
     failures++;
     getContext().getLog().warn("VM incarnation {}: agent health check {} of {} failed: {}", incarnation, failures, settings.healthMaxFailures(), why);
     if (failures < settings.healthMaxFailures()) return this;
+    return agentLost(failures + " health checks failed, last: " + why);
+  }
+
+  private Behavior<Object> agentLost(String why) {
     phase = Phase.LOST;
-    lostReason = failures + " health checks failed, last: " + why;
+    lostReason = why;
     timers.cancelAll();
     closeClient();
     parent.tell(new AgentLost(incarnation, lostReason));
@@ -665,6 +720,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       timers.startSingleTimer(MainRetry.INSTANCE, MAIN_RETRY);
       return this;
     }
+    if (mainDrained) return waitMain(c);
     getContext().pipeToSelf(c.readOutput(MAIN_EXEC_ID, mainOffset, MAIN_READ_BYTES, MAIN_READ_WAIT,
         MAIN_READ_WAIT.plus(settings.callTimeout())), MainRead::new);
     return this;
@@ -702,14 +758,28 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       getContext().getLog().error("VM incarnation {}: cannot write the main process's log: {}", incarnation, reason(m.error()));
     }
     mainOffset = m.next();
-    if (phase != Phase.RUNNING || mainEnded) return this;
-    if (!m.eof()) return readMain();
-    AgentClient c = client;
-    getContext().pipeToSelf(c.waitProcess(MAIN_EXEC_ID, settings.callTimeout()), (exit, err) -> {
-      if (err != null) return new MainEnded(-1, 0, "main process ended; its status is unknown: " + reason(err), false);
-      String why = exit.signal() != 0 ? "main process killed by signal " + exit.signal()
-          : "main process exited with code " + exit.exitCode();
-      return new MainEnded(exit.exitCode(), exit.signal(), why, false);
+    if (m.eof()) mainDrained = true;
+    return readMain();
+  }
+
+  /**
+   * Its output has ended; its exit is waited for in slices (a process may close its output and
+   * run on for hours). A lost connection is retried like a read.
+   */
+  private Behavior<Object> waitMain(AgentClient c) {
+    getContext().pipeToSelf(c.waitProcess(MAIN_EXEC_ID, settings.execWaitSlice()), (exit, err) -> {
+      if (err == null) {
+        String why = exit.signal() != 0 ? "main process killed by signal " + exit.signal()
+            : "main process exited with code " + exit.exitCode();
+        return new MainEnded(exit.exitCode(), exit.signal(), why, false);
+      }
+      Throwable cause = AgentStreams.unwrap(err);
+      if (cause instanceof AgentException ae && ae.code() == AgentException.Code.NOT_FOUND) {
+        return new MainEnded(-1, 0, "main process lost: the guest agent no longer knows it", false);
+      }
+      // A wait slice ran out: wait again at once; anything else (the connection went): a little later.
+      boolean slice = cause instanceof AgentException ae && ae.code() == AgentException.Code.DEADLINE_EXCEEDED;
+      return slice ? MainRetry.INSTANCE : MainRetryLater.INSTANCE;
     });
     return this;
   }

@@ -18,9 +18,12 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * Figures for scripts/bench-qemu.sh (no pass/fail): boot-to-agent-ready (connect + handshake)
- * through the driver (jailed, own uid and cgroups) vs the same QEMU command started bare as root; QEMU and guest agent RSS; QMP pause
- * and resume latency; QEMU's CPU time to ready, which other load on the host does not inflate.
- * Driver and bare boots alternate so that load from elsewhere hits both.
+ * through the driver (jailed, own uid and cgroups; the default image as the guest's root: its erofs
+ * disk, a writable ext4 disk, the config disk) vs the same driver booting the initramfs alone
+ * ({@code rootfs=initramfs}: what the image's disks cost is the difference) vs the initramfs-only
+ * QEMU command started bare as root (what the jail costs); QEMU and guest agent RSS; QMP pause and
+ * resume latency; QEMU's CPU time to ready, which other load on the host does not inflate. The
+ * three kinds alternate so that load from elsewhere hits all of them.
  */
 public final class QemuBench {
   private static final Duration READY = Duration.ofSeconds(120);
@@ -36,6 +39,7 @@ public final class QemuBench {
         kvm ? "KVM" : "TCG", HostProbe.accel(config).reason(), n);
 
     List<Double> driver = new ArrayList<>();
+    List<Double> initramfs = new ArrayList<>();
     List<Double> bare = new ArrayList<>();
     List<Double> qemuRss = new ArrayList<>();
     List<Double> qemuCpu = new ArrayList<>();
@@ -67,12 +71,30 @@ public final class QemuBench {
       } finally {
         vm.stop(Duration.ofSeconds(5));
         vm.destroy();
+        hv.releaseSandbox(id);
       }
 
-      // bare: the same QEMU command, started directly as root with the host's paths (no jail, no
-      // cgroup, no console reader): what the jail costs is the difference
+      // through the driver, no disks: the tenant's processes in the initramfs, as before images
+      String iid = "i" + i;
+      long i0 = System.nanoTime();
+      Vm ivm = hv.prepare(new VmSpec(iid, 1, 1, 256, 0, root.resolve(iid), Map.of(QemuHypervisor.ROOTFS_OPTION, "initramfs")));
+      try {
+        ivm.start(Duration.ofSeconds(30));
+        try (AgentClient c = AgentClients.connect(ivm.agentAddress(), Duration.ofSeconds(10))) {
+          c.handshake(iid, 1, READY).get();
+          initramfs.add(ms(System.nanoTime() - i0));
+        }
+      } finally {
+        ivm.stop(Duration.ofSeconds(5));
+        ivm.destroy();
+        hv.releaseSandbox(iid);
+      }
+
+      // bare: the initramfs-only QEMU command, started directly as root with the host's paths (no
+      // jail, no cgroup, no console reader): what the jail costs is the difference
       String bid = "b" + i;
-      QemuVm template = (QemuVm) hv.prepare(new VmSpec(bid, 1, 1, 256, 0, root.resolve(bid), Map.of()));
+      QemuVm template = (QemuVm) hv.prepare(new VmSpec(bid, 1, 1, 256, 0, root.resolve(bid),
+          Map.of(QemuHypervisor.ROOTFS_OPTION, "initramfs")));
       Path dir = template.handle().stateDir();
       List<String> bareCmd = template.command().stream()
           .map(a -> a.replace(QemuJail.KERNEL, config.kernel().toString())
@@ -83,7 +105,7 @@ public final class QemuBench {
       long b0 = System.nanoTime();
       Process p = new ProcessBuilder(bareCmd).directory(dir.toFile())
           .redirectErrorStream(true).redirectOutput(new File(dir.resolve("qemu.log").toString())).start();
-      try (AgentClient c = AgentClients.connect(new AgentAddress(template.handle().agentSocket()), Duration.ofSeconds(30))) {
+      try (AgentClient c = AgentClients.connect(new AgentAddress(template.handle().agentSocket()).withSecret(template.agentAddress().secret()), Duration.ofSeconds(30))) {
         c.handshake(bid, 1, READY).get();
         bare.add(ms(System.nanoTime() - b0));
         qemuCpu.add(cpuMillis(p.pid()));
@@ -91,10 +113,13 @@ public final class QemuBench {
         p.destroyForcibly();
         p.waitFor(10, TimeUnit.SECONDS);
         template.destroy();
+        hv.releaseSandbox(bid);
       }
-      System.out.printf("boot %d: driver %.0f ms, bare %.0f ms%n", i + 1, driver.get(i), bare.get(i));
+      System.out.printf("boot %d: driver with image disk %.0f ms, driver initramfs only %.0f ms, bare %.0f ms%n", i + 1,
+          driver.get(i), initramfs.get(i), bare.get(i));
     }
-    report("boot-to-agent-ready, driver (ms)", driver);
+    report("create-to-ready, driver, image disk (ms)", driver);
+    report("create-to-ready, driver, initramfs (ms)", initramfs);
     report("boot-to-agent-ready, bare QEMU (ms)", bare);
     report("QEMU CPU time to ready, both (ms)", qemuCpu);
     report("QEMU RSS after ready (MiB)", qemuRss);

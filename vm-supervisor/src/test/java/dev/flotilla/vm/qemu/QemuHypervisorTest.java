@@ -25,7 +25,9 @@ class QemuHypervisorTest {
     Path image = Files.createDirectories(tmp.resolve("image"));
     Files.writeString(image.resolve("vmlinux"), "");
     Files.writeString(image.resolve("initramfs.cpio"), "");
-    return new QemuConfig("qemu-system-x86_64", image, "tcg", tmp.resolve("driver"));
+    Path rootfs = Files.createDirectories(tmp.resolve("rootfs/bin"));
+    Files.writeString(rootfs.resolve("sh"), "not a shell");
+    return new QemuConfig("qemu-system-x86_64", image, "tcg", tmp.resolve("driver")).withDefaultRootfs(rootfs.getParent());
   }
 
   private QemuHypervisor hypervisor() throws Exception {
@@ -47,6 +49,11 @@ class QemuHypervisorTest {
     assertTrue(cmd.contains("socket,id=console,path=/run/console.sock,server=on,wait=on -serial chardev:console"), cmd);
     assertTrue(cmd.contains("name=flotilla.agent"), cmd);
     assertTrue(cmd.contains("-no-reboot"), cmd);
+    // the image's disk read-only, the sandbox's writable one, the config disk: found by serial
+    assertTrue(cmd.contains("flotilla.root=disk"), cmd);
+    assertTrue(cmd.contains("-drive file=/vm/image,if=none,id=image,format=raw,readonly=on -device virtio-blk-device,drive=image,serial=fl-image"), cmd);
+    assertTrue(cmd.contains("-drive file=/vm/disk,if=none,id=disk,format=raw -device virtio-blk-device,drive=disk,serial=fl-disk"), cmd);
+    assertTrue(cmd.contains("-drive file=/vm/config,if=none,id=config,format=raw,readonly=on -device virtio-blk-device,drive=config,serial=fl-config"), cmd);
     assertFalse(cmd.contains(tmp.toString()), "no host path reaches QEMU: " + cmd);
     if (HostProbe.tscKhz() > 0) assertTrue(cmd.contains("tsc_early_khz=" + HostProbe.tscKhz()), cmd);
 
@@ -59,6 +66,29 @@ class QemuHypervisorTest {
     assertTrue(QemuJail.SCRIPT.contains("setpriv --reuid=\"$uid\" --regid=\"$uid\" --clear-groups --no-new-privs"
         + " --inh-caps=-all --bounding-set=-all"), QemuJail.SCRIPT);
     assertTrue(launch.contains(" " + uid + " - "), "no /dev/kvm under TCG: " + launch);
+    Path imageDisk = tmp.resolve("vm/image" + ImageDisks.SUFFIX);
+    Path writable = hv.writableDisk("sb-1");
+    assertTrue(launch.contains(" - " + imageDisk + " " + writable + " " + tmp.resolve("vm/config.disk") + " "), launch);
+    // the image's disk: root's 0644, linked from the node-only cache; the writable disk: the sandbox uid's 0600
+    assertEquals("rw-r--r--", PosixFilePermissions.toString(Files.getPosixFilePermissions(imageDisk)));
+    assertEquals(2, ImageDisks.links(imageDisk));
+    assertEquals("rwx------", PosixFilePermissions.toString(Files.getPosixFilePermissions(hv.config().imageDisksDir())));
+    assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(writable)));
+    assertEquals(uid, ((Number) Files.getAttribute(writable, "unix:uid")).longValue() & 0xffffffffL);
+    assertEquals(QemuConfig.DEFAULT_DISK_MIB * 1024L * 1024L, Files.size(writable));
+    assertEquals("rwx------", PosixFilePermissions.toString(Files.getPosixFilePermissions(hv.config().disksDir())));
+    // the config disk: the image's exec defaults (none for the default image), whole sectors
+    String configText = Files.readString(tmp.resolve("vm/config.disk")).replace("\0", "");
+    assertTrue(configText.contains("workingDir=") && configText.contains("user="), configText);
+    assertEquals(0, Files.size(tmp.resolve("vm/config.disk")) % 4096);
+
+    // without disks (rootfs=initramfs, for comparisons): none attached
+    QemuVm bare = (QemuVm) hv.prepare(new VmSpec("sb-3", 1, 1, 256, 0, tmp.resolve("vm4"), Map.of(QemuHypervisor.ROOTFS_OPTION, "initramfs")));
+    assertFalse(String.join(" ", bare.command()).contains("-drive"), bare.command().toString());
+    assertFalse(String.join(" ", bare.command()).contains("flotilla.root"), bare.command().toString());
+    assertThrows(VmException.class, () -> hv.prepare(new VmSpec("sb-3", 2, 1, 256, 0, tmp.resolve("vm5"),
+        Map.of(QemuHypervisor.ROOTFS_OPTION, "initramfs", VmSpec.IMAGE, "x@sha256:00"))));
+    hv.releaseSandbox("sb-3");
 
     // node-only files in the VM's directory; QEMU's sockets in a directory of the sandbox's uid
     Path run = tmp.resolve("vm/run");
@@ -76,10 +106,14 @@ class QemuHypervisorTest {
     QemuVm again = (QemuVm) hv.prepare(new VmSpec("sb-1", 8, 1, 256, 0, tmp.resolve("vm3"), Map.of()));
     assertEquals(Long.toString(uid), again.handle().extra().get("uid"));
 
-    // the ranges are node-local state of their sandboxes, freed once a sandbox is gone
+    // the same image, one cached disk, linked by each VM
+    assertEquals(4, ImageDisks.links(imageDisk));
+
+    // ranges and writable disks are node-local state of their sandboxes, freed once a sandbox is gone
     assertEquals(java.util.Set.of("sb-1", "sb-2"), hv.sandboxesWithLocalState());
     hv.releaseSandbox("sb-1");
     assertEquals(java.util.Set.of("sb-2"), hv.sandboxesWithLocalState());
+    assertFalse(Files.exists(writable));
   }
 
   @Test
@@ -115,6 +149,37 @@ class QemuHypervisorTest {
     VmException noImage = assertThrows(VmException.class, () -> TestQemu.hypervisor(
         new QemuConfig("qemu-system-x86_64", tmp.resolve("none"), "tcg", tmp.resolve("driver"))).prepare(new VmSpec("a", 1, 1, 256, 0, tmp.resolve("c"), Map.of())));
     assertTrue(noImage.getMessage().contains("guest-image/build.sh"), noImage.getMessage());
+    VmException noDefault = assertThrows(VmException.class, () -> TestQemu.hypervisor(hv.config().withDefaultRootfs(tmp.resolve("nothing")))
+        .prepare(new VmSpec("a", 1, 1, 256, 0, tmp.resolve("d"), Map.of())));
+    assertTrue(noDefault.getMessage().contains("build-default-image.sh"), noDefault.getMessage());
+  }
+
+  @Test
+  void imageDisksAreBuiltOncePerLayerListAndUnusedOnesEvictedPastTheCap() throws Exception {
+    Path top = Files.createDirectories(tmp.resolve("l/top/etc"));
+    Files.writeString(top.resolve("hostname"), "top\n");
+    Path bottom = Files.createDirectories(tmp.resolve("l/bottom/etc"));
+    Files.writeString(bottom.resolve("hostname"), "bottom\n");
+    Files.writeString(bottom.resolve("motd"), "from below\n");
+    ImageDisks disks = new ImageDisks(tmp.resolve("cache"), 0);
+    Path both = disks.ensure(List.of(top.getParent(), bottom.getParent()));
+    assertEquals(both, disks.ensure(List.of(top.getParent(), bottom.getParent())), "built once");
+    Path vm = Files.createDirectories(tmp.resolve("vmdir"));
+    Path link = ImageDisks.linkInto(both, vm);
+    assertEquals(2, ImageDisks.links(both));
+    // another image: the cap (0) evicts what no VM links, never the disk a VM uses
+    Path one = disks.ensure(List.of(bottom.getParent()));
+    assertTrue(Files.exists(one), "just built: kept for the VM that asked");
+    disks.evict();
+    assertTrue(Files.exists(both), "linked by a VM: kept");
+    assertFalse(Files.exists(one), "unused past the cap: removed");
+    Files.delete(link);
+    disks.evict();
+    assertFalse(Files.exists(both));
+    try (var left = Files.list(tmp.resolve("cache"))) {
+      assertEquals(List.of(), left.toList(), "no build leftovers, no mounts");
+    }
+    assertTrue(dev.flotilla.vm.process.Mounts.mountPointsUnder(tmp).isEmpty());
   }
 
   @Test

@@ -178,7 +178,15 @@ class QemuJailTest {
       for (String line : Files.readAllLines(Path.of("/proc", Long.toString(vm.handle().pid()), "mountinfo"))) {
         mountPoints.add(line.split(" ")[4]);
       }
-      assertEquals(new TreeSet<>(List.of("/", "/dev", "/run", "/vm/initramfs.cpio", "/vm/vmlinux")), mountPoints);
+      assertEquals(new TreeSet<>(List.of("/", "/dev", "/run", "/vm/config", "/vm/disk", "/vm/image", "/vm/initramfs.cpio",
+          "/vm/vmlinux")), mountPoints);
+      // the image's and the config disk read-only, the sandbox's own disk its to write
+      for (String line : Files.readAllLines(Path.of("/proc", Long.toString(vm.handle().pid()), "mountinfo"))) {
+        String[] f = line.split(" ");
+        List<String> opts = List.of(f[5].split(","));
+        if (f[4].equals("/vm/image") || f[4].equals("/vm/config")) assertTrue(opts.contains("ro"), line);
+        if (f[4].equals("/vm/disk")) assertTrue(opts.contains("rw") && opts.contains("nosuid") && opts.contains("noexec"), line);
+      }
       for (String hidden : List.of("root", "etc/shadow", "etc", "home", "proc/1", "sys")) {
         assertFalse(Files.exists(root.resolve(hidden)), hidden + " is visible to QEMU");
       }

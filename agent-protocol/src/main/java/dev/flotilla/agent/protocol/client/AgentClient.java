@@ -86,6 +86,16 @@ public interface AgentClient extends AutoCloseable {
 
   boolean isOpen();
 
+  /**
+   * Why the connection closed, as soon as it starts to: null while open or after a clean close; a
+   * {@link dev.flotilla.agent.protocol.frame.ProtocolException} when the agent broke the protocol, a
+   * {@link dev.flotilla.agent.protocol.frame.FrameConnection.PeerNotReadingException} when it stopped
+   * reading. Either means the agent cannot be trusted with the connection any more.
+   */
+  default Throwable closeCause() {
+    return null;
+  }
+
   /** Closes the connection; pending calls fail with CONNECTION_LOST. */
   @Override
   void close();

@@ -17,6 +17,19 @@ import java.time.Duration;
 public final class AgentClients {
   private AgentClients() {}
 
+  /** Closes connects that outlive their deadline. */
+  private static final java.util.concurrent.ScheduledExecutorService CONNECT_TIMEOUTS = timer();
+
+  private static java.util.concurrent.ScheduledExecutorService timer() {
+    var s = new java.util.concurrent.ScheduledThreadPoolExecutor(1, r -> {
+      Thread t = new Thread(r, "agent-connect-timeouts");
+      t.setDaemon(true);
+      return t;
+    });
+    s.setRemoveOnCancelPolicy(true);
+    return java.util.concurrent.Executors.unconfigurableScheduledExecutorService(s);
+  }
+
   /**
    * Connects to the agent's Unix socket, retrying while the socket does not exist yet or refuses
    * (the agent is still starting) until {@code deadline} has passed. When the address names an
@@ -37,9 +50,17 @@ public final class AgentClients {
     IOException last;
     while (true) {
       SocketChannel ch = null;
+      java.util.concurrent.ScheduledFuture<?> timeout = null;
       try {
         ch = SocketChannel.open(StandardProtocolFamily.UNIX);
+        // connect(2) on a Unix socket whose listener never accepts blocks once its backlog is
+        // full: the deadline closes the channel under it (AsynchronousCloseException).
+        SocketChannel pending = ch;
+        timeout = CONNECT_TIMEOUTS.schedule(() -> closeQuietly(pending), Math.max(1, until - System.nanoTime()),
+            java.util.concurrent.TimeUnit.NANOSECONDS);
         ch.connect(UnixDomainSocketAddress.of(address.unixSocket()));
+        timeout.cancel(false);
+        if (!ch.isOpen()) throw new IOException("connect did not finish within " + deadline);
         checkPeer(ch, address);
         return new FramedAgentClient(ChannelStreams.input(ch), ChannelStreams.output(ch), address.toString(), options,
             address.secret());
@@ -49,6 +70,8 @@ public final class AgentClients {
       } catch (IOException e) {
         last = e;
         closeQuietly(ch);
+      } finally {
+        if (timeout != null) timeout.cancel(false);
       }
       long left = until - System.nanoTime();
       if (left <= 0) break;

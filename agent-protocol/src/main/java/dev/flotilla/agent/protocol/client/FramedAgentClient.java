@@ -39,12 +39,13 @@ public final class FramedAgentClient implements AgentClient {
   private static final System.Logger LOG = System.getLogger(FramedAgentClient.class.getName());
   /** One timer thread for the deadlines of every client in the JVM. */
   private static final ScheduledExecutorService DEADLINES = daemonScheduler();
-  /** Sends WINDOW_UPDATEs released on a reader thread; a thread is only held while a send blocks. */
-  private static final ExecutorService CREDIT_SENDER = Executors.newCachedThreadPool(r -> {
-    Thread t = new Thread(r, "agent-client-credit");
-    t.setDaemon(true);
-    return t;
-  });
+  /**
+   * The guest is not trusted once it has booted: nothing the node sends it may wait on it. Sends
+   * are queued (bounded) for the connection's writer thread; a guest that lets this much pile up,
+   * or does not take a write for {@link #WRITE_STALL}, is not reading and loses its connection.
+   */
+  static final int QUEUED_FRAMES = 4;
+  static final Duration WRITE_STALL = Duration.ofSeconds(15);
   /** File transfers read/write caller streams, which may block: never on the reader thread. */
   private static final ExecutorService TRANSFERS = daemonPool();
 
@@ -65,7 +66,8 @@ public final class FramedAgentClient implements AgentClient {
   public FramedAgentClient(InputStream in, OutputStream out, String description, ClientOptions options, byte[] secret) {
     this.options = options;
     this.secret = secret.clone();
-    this.connection = new FrameConnection(in, out, description, options.maxPayload());
+    this.connection = new FrameConnection(in, out, description, options.maxPayload())
+        .queueWrites((long) QUEUED_FRAMES * (Frame.HEADER_SIZE + options.maxPayload()), WRITE_STALL);
     connection.closed().thenAccept(this::onClosed);
     connection.start(this::onFrame);
   }
@@ -226,6 +228,11 @@ public final class FramedAgentClient implements AgentClient {
   }
 
   @Override
+  public Throwable closeCause() {
+    return connection.closingCause();
+  }
+
+  @Override
   public void close() {
     connection.close();
   }
@@ -239,8 +246,13 @@ public final class FramedAgentClient implements AgentClient {
   // Calls
 
   private int allocateStreamId() {
-    return nextStreamId.getAndUpdate(i -> i == Integer.MAX_VALUE ? 1 : i + 1);
+    int id = nextStreamId.getAndUpdate(i -> i == Integer.MAX_VALUE ? 1 : i + 1);
+    if (id == Integer.MAX_VALUE) wrapped = true;
+    return id;
   }
+
+  /** Stream ids have wrapped around: every id may have been opened. */
+  private volatile boolean wrapped;
 
   private CompletableFuture<Response> call(Request request, Duration deadline, String what) {
     return call(allocateStreamId(), request, deadline, what);
@@ -288,17 +300,37 @@ public final class FramedAgentClient implements AgentClient {
           throw new ProtocolException("malformed Response on stream " + frame.streamId() + ": " + e.getMessage(), e);
         }
         CompletableFuture<Response> f = calls.remove(frame.streamId());
-        if (f != null) f.complete(r);
+        if (f != null) {
+          f.complete(r);
+        } else {
+          requireAllocated(frame);  // a late answer to a call that timed out is dropped
+        }
       }
       case DATA -> {
         ExecOutput o = outputs.get(frame.streamId());
-        if (o != null) o.onData(frame);
+        if (o != null) {
+          o.onData(frame);
+        } else {
+          requireAllocated(frame);  // late output of an exec whose call gave up is dropped
+        }
       }
       case WINDOW_UPDATE -> {
         // The agent grants no credit today (stdin is request/response): nothing to do.
       }
       case REQUEST -> throw new ProtocolException("unexpected REQUEST from the agent on stream " + frame.streamId());
       default -> throw new ProtocolException("unexpected " + frame.type() + " frame");
+    }
+  }
+
+  /**
+   * Only this client opens streams: a frame on one it never opened is an agent making things up
+   * (and could be a flood the client would otherwise read for ever), so the connection goes.
+   */
+  private void requireAllocated(Frame frame) throws ProtocolException {
+    int id = frame.streamId();
+    int next = nextStreamId.get();
+    if (id <= 0 || (id >= next && !wrapped)) {
+      throw new ProtocolException(frame.type() + " on stream " + id + ", which this client never opened");
     }
   }
 
@@ -435,14 +467,8 @@ public final class FramedAgentClient implements AgentClient {
         }
       }
       if (credit <= 0) return;
-      Frame update = Frame.windowUpdate(streamId, ch == 1, credit);
-      if (connection.onReaderThread()) {
-        // A sink that releases inline: the reader must not block on a write (the agent's reader
-        // may itself be blocked writing to us, waiting for this reader to drain the socket).
-        CREDIT_SENDER.execute(() -> connection.trySend(update));
-      } else {
-        connection.trySend(update);
-      }
+      // Queued, never blocking: safe on the reader thread too (a sink that releases inline).
+      connection.trySend(Frame.windowUpdate(streamId, ch == 1, credit));
     }
 
     void fail(AgentException e) {

@@ -26,6 +26,13 @@ import java.util.concurrent.locks.ReentrantLock;
  * throws {@link ProtocolException}) ends the connection: a GOAWAY with the reason is sent best
  * effort, both streams are closed and {@link #closed()} completes with the cause. The reader
  * thread always ends with the connection, whatever the peer sends.
+ *
+ * <p>By default {@link #send} writes on the caller's thread and blocks while the peer does not
+ * read (the guest agent relies on that: it is its flow control). A side that must never block on
+ * its peer (the node, whose peer is a guest it does not trust) turns on {@link #queueWrites}: sends
+ * go to a bounded queue that a writer thread of the connection drains; a peer that lets more than
+ * the bound pile up, or does not take a write within the stall timeout, loses the connection
+ * ({@link PeerNotReadingException}).
  */
 public final class FrameConnection implements AutoCloseable {
 
@@ -53,6 +60,23 @@ public final class FrameConnection implements AutoCloseable {
   private final CompletableFuture<Throwable> closed = new CompletableFuture<>();
   private volatile Handler handler;
   private volatile Thread reader;
+  /** Why the connection is closing, set as soon as it starts to (closed() completes later, after the GOAWAY). */
+  private volatile Throwable closingCause;
+  // Queued writes (see queueWrites): null when sends write on the caller's thread.
+  private WriteQueue queue;
+
+  /** The sends waiting for the writer thread, bounded in bytes. */
+  private final class WriteQueue {
+    final long maxPendingBytes;
+    final long stallNanos;
+    final java.util.ArrayDeque<byte[]> frames = new java.util.ArrayDeque<>();
+    long pendingBytes;
+
+    WriteQueue(long maxPendingBytes, java.time.Duration stall) {
+      this.maxPendingBytes = maxPendingBytes;
+      this.stallNanos = stall.toNanos();
+    }
+  }
 
   public FrameConnection(InputStream in, OutputStream out, String description, int maxPayload) {
     this.in = Objects.requireNonNull(in, "in");
@@ -61,13 +85,34 @@ public final class FrameConnection implements AutoCloseable {
     this.codec = new FrameCodec(maxPayload);
   }
 
-  /** Starts the reader thread; frames go to {@code handler}. Call once. */
+  /**
+   * Sends go through a queue of at most {@code maxPendingBytes} that a writer thread drains, so
+   * that no sender ever blocks on the peer; a peer that lets the queue overflow, or takes longer
+   * than {@code stall} to accept one write, is not reading and loses the connection. Call before
+   * {@link #start}.
+   */
+  public FrameConnection queueWrites(long maxPendingBytes, java.time.Duration stall) {
+    if (started.get()) throw new IllegalStateException("queueWrites after start: " + description);
+    if (maxPendingBytes < Frame.HEADER_SIZE + codec.maxPayload()) {
+      throw new IllegalArgumentException("the write queue must hold at least one frame of the largest size");
+    }
+    this.queue = new WriteQueue(maxPendingBytes, stall);
+    return this;
+  }
+
+  /** Starts the reader thread (and the writer, with queued writes); frames go to {@code handler}. Call once. */
   public void start(Handler handler) {
     if (!started.compareAndSet(false, true)) throw new IllegalStateException("already started: " + description);
     this.handler = Objects.requireNonNull(handler, "handler");
-    Thread t = new Thread(this::readLoop, "frame-reader-" + COUNTER.incrementAndGet() + "-" + description);
+    int n = COUNTER.incrementAndGet();
+    Thread t = new Thread(this::readLoop, "frame-reader-" + n + "-" + description);
     t.setDaemon(true);
     reader = t;
+    if (queue != null) {
+      Thread w = new Thread(this::writeLoop, "frame-writer-" + n + "-" + description);
+      w.setDaemon(true);
+      w.start();
+    }
     t.start();
   }
 
@@ -97,18 +142,32 @@ public final class FrameConnection implements AutoCloseable {
     return closed;
   }
 
+  /**
+   * Why the connection is closing or closed, as soon as it starts to: null while open and after a
+   * clean close (see {@link #closed()} for the values).
+   */
+  public Throwable closingCause() {
+    return closingCause;
+  }
+
   /** Runs {@code callback} with the close cause (null for a clean end) once the connection has closed. */
   public void onClose(java.util.function.Consumer<Throwable> callback) {
     closed.thenAccept(callback);
   }
 
   /**
-   * Sends a frame; blocks while the peer does not read.
+   * Sends a frame: blocks while the peer does not read, or with {@link #queueWrites} queues it
+   * and returns at once.
    *
-   * @throws IOException when the connection is closed or the write fails (the connection is then closed)
+   * @throws IOException when the connection is closed or the write fails (the connection is then
+   *     closed); with queued writes, also when the peer has let the queue overflow
    */
   public void send(Frame frame) throws IOException {
     byte[] bytes = codec.encode(frame);
+    if (queue != null) {
+      enqueue(bytes);
+      return;
+    }
     writeLock.lock();
     try {
       if (closing.get()) throw new IOException("connection " + description + " is closed");
@@ -119,6 +178,72 @@ public final class FrameConnection implements AutoCloseable {
       throw e;
     } finally {
       writeLock.unlock();
+    }
+  }
+
+  private void enqueue(byte[] bytes) throws IOException {
+    WriteQueue q = queue;
+    long pending;
+    synchronized (q) {
+      if (closing.get()) throw new IOException("connection " + description + " is closed");
+      pending = q.pendingBytes + bytes.length;
+      if (pending <= q.maxPendingBytes) {
+        q.frames.addLast(bytes);
+        q.pendingBytes = pending;
+        q.notifyAll();
+        return;
+      }
+    }
+    PeerNotReadingException e = new PeerNotReadingException(description + " does not read: " + pending
+        + " bytes would be waiting to be sent, more than the " + q.maxPendingBytes + " allowed");
+    LOG.log(Level.WARNING, "closing " + e.getMessage());
+    closeWith(e, null);
+    throw e;
+  }
+
+  private void writeLoop() {
+    WriteQueue q = queue;
+    try {
+      while (true) {
+        byte[] next;
+        synchronized (q) {
+          while (q.frames.isEmpty() && !closing.get()) q.wait();
+          if (closing.get()) return;
+          next = q.frames.peekFirst();
+        }
+        // A peer that takes longer than this to accept a write is not reading: its connection goes.
+        ScheduledFuture<?> stall = WATCHDOG.schedule(() -> {
+          PeerNotReadingException e = new PeerNotReadingException(description + " has not accepted a write of "
+              + next.length + " bytes for " + java.time.Duration.ofNanos(q.stallNanos).toMillis() + " ms");
+          LOG.log(Level.WARNING, "closing " + e.getMessage());
+          closeWith(e, null);
+        }, q.stallNanos, TimeUnit.NANOSECONDS);
+        writeLock.lock();
+        try {
+          out.write(next);
+          out.flush();
+        } finally {
+          writeLock.unlock();
+          stall.cancel(false);
+        }
+        synchronized (q) {
+          q.frames.pollFirst();
+          q.pendingBytes -= next.length;
+        }
+      }
+    } catch (IOException e) {
+      closeWith(closing.get() ? null : e, null);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  /** Bytes queued for the writer and not yet written (0 without queued writes). */
+  public long pendingBytes() {
+    WriteQueue q = queue;
+    if (q == null) return 0;
+    synchronized (q) {
+      return q.pendingBytes;
     }
   }
 
@@ -173,6 +298,7 @@ public final class FrameConnection implements AutoCloseable {
 
   private void closeWith(Throwable cause, String goAwayReason) {
     if (!closing.compareAndSet(false, true)) return;
+    closingCause = cause;
     boolean onReader = Thread.currentThread() == reader;
     // A peer that never reads could block the GOAWAY write, one that never stops sending the
     // drain: past this guard the streams are closed under them.
@@ -189,6 +315,14 @@ public final class FrameConnection implements AutoCloseable {
       Thread r = reader;
       // Some streams (pipes) only notice a close when their blocked reader is interrupted.
       if (r != null && !onReader) r.interrupt();
+      WriteQueue q = queue;
+      if (q != null) {
+        synchronized (q) {
+          q.frames.clear();
+          q.pendingBytes = 0;
+          q.notifyAll(); // the writer ends
+        }
+      }
       closed.complete(cause);
     }
   }
@@ -253,6 +387,13 @@ public final class FrameConnection implements AutoCloseable {
   @Override
   public String toString() {
     return "FrameConnection[" + description + (isOpen() ? "" : ", closed") + "]";
+  }
+
+  /** The peer stopped reading: its writes piled up past the bound, or one stalled past the timeout. */
+  public static final class PeerNotReadingException extends IOException {
+    public PeerNotReadingException(String message) {
+      super(message);
+    }
   }
 
   /** The peer closed the connection with a GOAWAY; the message is its reason. */

@@ -74,14 +74,21 @@ public record ExecDefaults(Map<String, String> env, String workingDir, String us
 
   /** {@code argv} as the exec's user (or this default) runs it: prefixed with setpriv unless root. */
   List<String> command(List<String> argv, String requestedUser, Path etc) {
+    long[] ids = ids(requestedUser, etc);
+    if (ids == null) return argv;
     String spec = requestedUser.isEmpty() ? user : requestedUser;
-    if (spec.isEmpty()) return argv;
-    long[] ids = resolve(spec, etc);
-    if (ids[0] == 0 && ids[1] == 0) return argv;
     if (setpriv.isEmpty()) throw AgentError.invalid("this sandbox cannot run processes as user '" + spec + "' (no setpriv in its runtime)");
     List<String> out = new ArrayList<>(List.of(setpriv.get().toString(), "--reuid=" + ids[0], "--regid=" + ids[1], "--clear-groups", "--"));
     out.addAll(argv);
     return out;
+  }
+
+  /** uid and gid the exec's user (or this default) runs as; null for root (uid 0, gid 0). */
+  long[] ids(String requestedUser, Path etc) {
+    String spec = requestedUser.isEmpty() ? user : requestedUser;
+    if (spec.isEmpty()) return null;
+    long[] ids = resolve(spec, etc);
+    return ids[0] == 0 && ids[1] == 0 ? null : ids;
   }
 
   /** uid and gid of {@code name|uid[:group|gid]}, from {@code etc/passwd} and {@code etc/group}. */

@@ -39,12 +39,20 @@ public final class ProcessTable {
   private final int maxPayload;
 
   private final ExecDefaults defaults;
+  private final TenantRoot root;
 
   public ProcessTable(ScheduledExecutorService scheduler, Duration retention, int defaultWindow, int maxPayload) {
     this(scheduler, retention, defaultWindow, maxPayload, ExecDefaults.NONE);
   }
 
   public ProcessTable(ScheduledExecutorService scheduler, Duration retention, int defaultWindow, int maxPayload, ExecDefaults defaults) {
+    this(scheduler, retention, defaultWindow, maxPayload, defaults, null);
+  }
+
+  /** @param root the tenant's root when the agent runs outside it, null when the agent's root is the tenant's */
+  public ProcessTable(ScheduledExecutorService scheduler, Duration retention, int defaultWindow, int maxPayload, ExecDefaults defaults,
+      TenantRoot root) {
+    this.root = root;
     this.defaults = defaults;
     this.scheduler = scheduler;
     this.retention = retention;
@@ -65,13 +73,21 @@ public final class ProcessTable {
     if (processes.containsKey(id)) {
       throw new AgentError(Error.Code.ALREADY_EXISTS, "exec id '" + id + "' is in use");
     }
-    ProcessBuilder pb = new ProcessBuilder(defaults.command(r.getArgvList(), r.getUser(), java.nio.file.Path.of("/etc")));
+    ProcessBuilder pb;
+    if (root == null) {
+      pb = new ProcessBuilder(defaults.command(r.getArgvList(), r.getUser(), java.nio.file.Path.of("/etc")));
+      File dir = new File(defaults.workingDir(r.getWorkingDir()));
+      if (!dir.isDirectory()) throw AgentError.invalid("working_dir " + dir + " is not a directory");
+      pb.directory(dir);
+    } else {
+      // the agent lives outside the tenant's root: the process enters it (see TenantRoot)
+      pb = new ProcessBuilder(root.command(r.getArgvList(), defaults.workingDir(r.getWorkingDir()),
+          defaults.ids(r.getUser(), root.etc())));
+      pb.directory(new File("/"));
+    }
     Map<String, String> env = pb.environment();
     env.clear();
     env.putAll(defaults.environment(DEFAULT_ENV, r.getEnvMap()));
-    File dir = new File(defaults.workingDir(r.getWorkingDir()));
-    if (!dir.isDirectory()) throw AgentError.invalid("working_dir " + dir + " is not a directory");
-    pb.directory(dir);
     if (!r.getStdin()) pb.redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
     Process p;
     try {

@@ -1,6 +1,7 @@
 package dev.flotilla.agent.guest.system;
 
 import dev.flotilla.agent.guest.AgentError;
+import dev.flotilla.agent.guest.process.TenantRoot;
 import dev.flotilla.agent.protocol.v1.Error;
 import dev.flotilla.agent.protocol.v1.ReadFileRequest;
 import dev.flotilla.agent.protocol.v1.ReadFileResponse;
@@ -25,9 +26,16 @@ import java.util.Set;
 public final class FileService {
 
   private final int chunkCap;
+  private final TenantRoot root;
 
   public FileService(int chunkCap) {
+    this(chunkCap, null);
+  }
+
+  /** @param root the tenant's root when the agent runs outside it: paths are the tenant's, resolved in it */
+  public FileService(int chunkCap, TenantRoot root) {
     this.chunkCap = chunkCap;
+    this.root = root;
   }
 
   public WriteFileResponse write(WriteFileRequest r) {
@@ -72,7 +80,8 @@ public final class FileService {
     }
   }
 
-  private static Path absolute(String p) {
+  private Path absolute(String p) {
+    if (root != null) return root.resolve(p);
     if (p.isEmpty() || !p.startsWith("/")) throw AgentError.invalid("path '" + p + "' must be absolute");
     return Path.of(p);
   }

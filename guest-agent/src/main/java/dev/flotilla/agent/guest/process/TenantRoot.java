@@ -1,0 +1,98 @@
+package dev.flotilla.agent.guest.process;
+
+import dev.flotilla.agent.guest.AgentError;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.List;
+
+/**
+ * The tenant's root file system when the agent itself lives outside it (a microVM: the agent stays
+ * in the initramfs, the image is overlaid at {@code root} by the guest's init). Every process the
+ * agent starts enters it through util-linux's {@code nsenter --root --wd} (chroot, then the working
+ * directory, then the user: {@code -S}/{@code -G}, which also drops supplementary groups), and every
+ * file path of WriteFile/ReadFile is resolved in it.
+ *
+ * <p>Paths are resolved as the tenant would see them: symbolic links inside the root are followed
+ * inside the root, never out of it ({@code ..} stops at the root, an absolute target starts again
+ * at the root). A tenant process that swaps a directory for a link between this check and the use
+ * can still race it; the guest's kernel, not this chroot, is the boundary the tenant must not cross
+ * (root inside the guest can leave any chroot).
+ *
+ * @param root where the tenant's root is mounted in the agent's view
+ * @param nsenter the helper that enters it
+ */
+public record TenantRoot(Path root, Path nsenter) {
+  private static final int MAX_LINKS = 40;
+
+  public TenantRoot {
+    root = root.toAbsolutePath().normalize();
+  }
+
+  /** {@code path} (absolute, as the tenant sees it) in the agent's view, links resolved inside the root. */
+  public Path resolve(String path) {
+    if (path.isEmpty() || !path.startsWith("/")) throw AgentError.invalid("path '" + path + "' must be absolute");
+    Deque<String> todo = new ArrayDeque<>(split(path));
+    List<String> done = new ArrayList<>();
+    int links = 0;
+    while (!todo.isEmpty()) {
+      String name = todo.removeFirst();
+      if (name.equals(".")) continue;
+      if (name.equals("..")) {
+        if (!done.isEmpty()) done.remove(done.size() - 1);
+        continue;
+      }
+      Path here = join(done).resolve(name);
+      if (Files.isSymbolicLink(here)) {
+        if (++links > MAX_LINKS) throw AgentError.invalid("path '" + path + "': too many levels of symbolic links");
+        String target;
+        try {
+          target = Files.readSymbolicLink(here).toString();
+        } catch (IOException e) {
+          throw AgentError.invalid("path '" + path + "': cannot read link " + name + ": " + e.getMessage());
+        }
+        List<String> rest = split(target);
+        for (int i = rest.size() - 1; i >= 0; i--) todo.addFirst(rest.get(i));
+        if (target.startsWith("/")) done.clear();
+        continue;
+      }
+      done.add(name);
+    }
+    return join(done);
+  }
+
+  private Path join(List<String> names) {
+    Path p = root;
+    for (String n : names) p = p.resolve(n);
+    return p;
+  }
+
+  private static List<String> split(String p) {
+    List<String> out = new ArrayList<>();
+    for (String s : p.split("/")) if (!s.isEmpty()) out.add(s);
+    return out;
+  }
+
+  /** Where the tenant's {@code /etc} is, for user and group names. */
+  Path etc() {
+    return resolve("/etc");
+  }
+
+  /**
+   * {@code argv} run inside the root, in {@code workingDir} (the tenant's path), as {@code ids}
+   * (uid, gid; null for root).
+   */
+  List<String> command(List<String> argv, String workingDir, long[] ids) {
+    Path wd = resolve(workingDir);
+    if (!Files.isDirectory(wd, LinkOption.NOFOLLOW_LINKS)) throw AgentError.invalid("working_dir " + workingDir + " is not a directory");
+    List<String> out = new ArrayList<>(List.of(nsenter.toString(), "--root=" + root, "--wd=" + wd));
+    if (ids != null) out.addAll(List.of("-S", Long.toString(ids[0]), "-G", Long.toString(ids[1])));
+    out.add("--");
+    out.addAll(argv);
+    return out;
+  }
+}
