@@ -1,5 +1,6 @@
 package dev.flotilla.cli;
 
+import dev.flotilla.node.tls.PemFiles;
 import io.grpc.CallOptions;
 import io.grpc.Channel;
 import io.grpc.ClientInterceptors;
@@ -16,14 +17,13 @@ import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
 import io.grpc.netty.shaded.io.netty.handler.ssl.SslContext;
 import io.grpc.netty.shaded.io.netty.handler.ssl.SslContextBuilder;
 import io.grpc.netty.shaded.io.netty.handler.ssl.SslProvider;
-import dev.flotilla.node.tls.PemFiles;
-import java.io.IOException;
 import io.grpc.netty.shaded.io.netty.channel.ChannelOption;
 import io.grpc.netty.shaded.io.netty.channel.nio.NioEventLoopGroup;
 import io.grpc.netty.shaded.io.netty.channel.socket.nio.NioSocketChannel;
 import io.grpc.netty.shaded.io.netty.util.concurrent.DefaultThreadFactory;
 import io.grpc.stub.ClientCalls;
 import io.grpc.stub.MetadataUtils;
+import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.Iterator;
@@ -33,9 +33,9 @@ import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 
 /**
- * One channel (plaintext, or TLS with --tls) to one node for one CLI invocation. Unary calls get the {@code --timeout}
- * deadline; streams (exec, watch) run as long as the node keeps them open, and only connecting is
- * bounded. Every failure comes out as a {@link CliFailure} phrased for the user.
+ * One channel (plaintext, or TLS with {@code --tls}) to one node for one CLI invocation. Unary
+ * calls get the {@code --timeout} deadline; streams (exec, watch) run as long as the node keeps
+ * them open, and only connecting is bounded. Every failure comes out as a {@link CliFailure} phrased for the user.
  */
 public final class FlotillaClient implements AutoCloseable {
   static final Metadata.Key<String> AUTHORIZATION =
