@@ -1,6 +1,7 @@
 package dev.flotilla.bench;
 
 import dev.flotilla.api.v1.ExecRequest;
+import dev.flotilla.api.v1.GetSandboxRequest;
 import dev.flotilla.api.v1.ListSandboxesRequest;
 import dev.flotilla.cli.ClientOptions;
 import dev.flotilla.cli.Endpoint;
@@ -12,8 +13,8 @@ import java.time.Duration;
 import java.util.Arrays;
 
 /**
- * What TLS costs a client: a new connection plus one ListSandboxes, and {@code exec -- true} round
- * trips on one connection. Prints figures, asserts nothing. Against a running {@code dev-cluster}
+ * What TLS costs a client: a new connection plus one ListSandboxes, and GetSandbox and
+ * {@code exec -- true} round trips on one connection. Prints figures, asserts nothing. Against a running {@code dev-cluster}
  * (TLS, or {@code --plaintext} to compare), with its export line in the environment:
  * <pre>
  * ./flotilla dev-cluster --nodes 1        # in one terminal; in another, its export line, then:
@@ -35,6 +36,16 @@ public final class TlsBench {
       try (FlotillaClient c = new FlotillaClient(conn)) { c.call(SandboxServiceMethods.LIST_SANDBOXES, list, null); }
       fresh[i] = System.nanoTime() - t0;
     }
+    var get = GetSandboxRequest.newBuilder().setId(a[0]).build();
+    long[] unary = new long[400];
+    try (FlotillaClient c = new FlotillaClient(conn)) {
+      for (int i = 0; i < 50; i++) c.call(SandboxServiceMethods.GET_SANDBOX, get, a[0]);
+      for (int i = 0; i < unary.length; i++) {
+        long t0 = System.nanoTime();
+        c.call(SandboxServiceMethods.GET_SANDBOX, get, a[0]);
+        unary[i] = System.nanoTime() - t0;
+      }
+    }
     var exec = ExecRequest.newBuilder().setSandboxId(id).addArgv("true").build();
     long[] rt = new long[200];
     try (FlotillaClient c = new FlotillaClient(conn)) {
@@ -46,7 +57,7 @@ public final class TlsBench {
       }
     }
     System.out.println((tls == null ? "plaintext" : "tls") + ": connect+ListSandboxes " + stats(Arrays.copyOfRange(fresh, 10, fresh.length))
-        + "; exec `true` on one connection " + stats(rt));
+        + "; GetSandbox on one connection " + stats(unary) + "; exec `true` on one connection " + stats(rt));
   }
 
   static String stats(long[] ns) {
