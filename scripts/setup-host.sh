@@ -15,6 +15,7 @@
 #   docker-registry, skopeo, umoci - the images module's ITs run a real registry on loopback,
 #                     build images with umoci and push them with skopeo
 #   apache2-utils, openssl - htpasswd and a token-signing certificate for the images module's auth ITs
+#   openssl  - also the CA and node certificates of `flotilla dev-cluster` (TLS by default) and TlsIT
 set -euo pipefail
 need=()
 command -v runc >/dev/null 2>&1 || need+=(runc)
@@ -29,8 +30,8 @@ if [ "${FLOTILLA_SETUP_TEST_TOOLS:-1}" = 1 ]; then
   command -v umoci >/dev/null 2>&1 || need+=(umoci)
   command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
   command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
-  command -v openssl >/dev/null 2>&1 || need+=(openssl)
 fi
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v tini >/dev/null 2>&1 || need+=(tini)
 command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)

@@ -19,6 +19,11 @@ public record CliContext(Map<String, String> env, Path workingDir, PrintStream o
 
   public static final String ENV_ENDPOINT = "FLOTILLA_ENDPOINT";
   public static final String ENV_TOKEN = "FLOTILLA_TOKEN";
+  public static final String ENV_TOKEN_FILE = "FLOTILLA_TOKEN_FILE";
+  public static final String ENV_TLS = "FLOTILLA_TLS";
+  public static final String ENV_CA = "FLOTILLA_CA";
+  public static final String ENV_CERT = "FLOTILLA_CERT";
+  public static final String ENV_KEY = "FLOTILLA_KEY";
   public static final String ENV_DATA_DIR = "FLOTILLA_DATA_DIR";
   public static final String ENV_DEBUG = "FLOTILLA_DEBUG";
 

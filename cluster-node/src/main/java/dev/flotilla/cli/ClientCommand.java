@@ -32,7 +32,7 @@ abstract class ClientCommand implements Callable<Integer> {
     CliContext ctx = cli.context();
     ClientOptions.Connection connection = options.resolve(cli.options, ctx);
     if (defaultTimeout() != null && options.timeout == null && cli.options.timeout == null) {
-      connection = new ClientOptions.Connection(connection.endpoint(), connection.token(), connection.tokenSource(), defaultTimeout());
+      connection = connection.withTimeout(defaultTimeout());
     }
     try (FlotillaClient client = new FlotillaClient(connection)) {
       return run(client, ctx);

@@ -14,8 +14,13 @@ import picocli.CommandLine.ParentCommand;
 /**
  * {@code flotilla dev-cluster --nodes N}: a real embedded PostgreSQL and N local nodes sharing it,
  * until Ctrl-C. Prints, on stdout and nothing else there, one line per node
- * {@code node N grpc=HOST:PORT artery=HOST:PORT pid=PID}, then {@code token=TOKEN} for tenant
- * "default" (valid on every node). Progress and errors go to stderr.
+ * {@code node N grpc=HOST:PORT artery=HOST:PORT pid=PID}, then {@code token-file=PATH} (tenant
+ * "default"'s token, valid on every node, in a 0600 file rather than on the screen), {@code ca=PATH}
+ * (the CA of the nodes' certificates; absent with {@code --plaintext}) and an {@code export ...}
+ * line that points the CLI at node 1. Progress and errors go to stderr.
+ *
+ * <p>TLS by default: a fresh CA and a certificate per node (openssl, in {@code <base>/tls}), gRPC
+ * over TLS and mutual TLS between the nodes, as a cluster off loopback must run.
  */
 @Command(name = "dev-cluster",
     description = "Start a local cluster: an embedded PostgreSQL and N nodes, until Ctrl-C.")
@@ -30,6 +35,9 @@ final class DevClusterCommand implements Callable<Integer> {
   @Option(names = "--keep", description = "keep the base directory (data and logs) after exit")
   boolean keep;
 
+  @Option(names = "--plaintext", description = "no TLS: plaintext gRPC and Artery (loopback only)")
+  boolean plaintext;
+
   @ParentCommand Cli cli;
 
   @Override
@@ -40,7 +48,7 @@ final class DevClusterCommand implements Callable<Integer> {
     err.println("flotilla dev-cluster: starting PostgreSQL and " + nodes + " node(s)…");
     LocalCluster cluster;
     try {
-      cluster = LocalCluster.builder().nodes(nodes).baseDir(baseDir).deleteOnClose(!keep).start();
+      cluster = LocalCluster.builder().nodes(nodes).baseDir(baseDir).deleteOnClose(!keep).tls(!plaintext).start();
     } catch (IOException e) {
       throw new CliFailure(ExitCodes.REQUEST_FAILED, "the cluster did not start: " + e.getMessage());
     }
@@ -54,8 +62,16 @@ final class DevClusterCommand implements Callable<Integer> {
     for (LocalNode n : cluster.nodes()) {
       out.println("node " + n.index() + " grpc=" + n.grpcAddress() + " artery=" + n.arteryAddress() + " pid=" + n.pid());
     }
-    out.println("token=" + cluster.token());
+    out.println("token-file=" + cluster.tokenFile());
+    if (cluster.tls()) out.println("ca=" + cluster.caCert());
+    out.println("export FLOTILLA_ENDPOINT=" + cluster.node(1).grpcAddress() + " FLOTILLA_TOKEN_FILE=" + cluster.tokenFile()
+        + (cluster.tls() ? " FLOTILLA_TLS=1 FLOTILLA_CA=" + cluster.caCert() : ""));
     out.flush();
+    err.println("flotilla dev-cluster: " + (cluster.tls()
+        ? "gRPC over TLS and mutual TLS between the nodes (certificates in " + cluster.baseDir().resolve("tls") + ");"
+          + " run the export line above, then e.g. `./flotilla nodes`, or pass --tls --ca " + cluster.caCert()
+          + " --token-file " + cluster.tokenFile() + " --endpoint HOST:PORT"
+        : "plaintext; run the export line above, then e.g. `./flotilla nodes`"));
     err.println("flotilla dev-cluster: data and logs in " + cluster.baseDir() + (keep ? " (kept)" : " (removed on exit)")
         + "; Ctrl-C stops everything");
     stopped.await();

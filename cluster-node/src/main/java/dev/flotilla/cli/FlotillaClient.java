@@ -1,5 +1,6 @@
 package dev.flotilla.cli;
 
+import dev.flotilla.node.tls.PemFiles;
 import io.grpc.CallOptions;
 import io.grpc.Channel;
 import io.grpc.ClientInterceptors;
@@ -11,13 +12,18 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.ClientResponseObserver;
+import io.grpc.netty.shaded.io.grpc.netty.GrpcSslContexts;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.grpc.netty.shaded.io.netty.handler.ssl.SslContext;
+import io.grpc.netty.shaded.io.netty.handler.ssl.SslContextBuilder;
+import io.grpc.netty.shaded.io.netty.handler.ssl.SslProvider;
 import io.grpc.netty.shaded.io.netty.channel.ChannelOption;
 import io.grpc.netty.shaded.io.netty.channel.nio.NioEventLoopGroup;
 import io.grpc.netty.shaded.io.netty.channel.socket.nio.NioSocketChannel;
 import io.grpc.netty.shaded.io.netty.util.concurrent.DefaultThreadFactory;
 import io.grpc.stub.ClientCalls;
 import io.grpc.stub.MetadataUtils;
+import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.Iterator;
@@ -27,9 +33,9 @@ import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 
 /**
- * One plaintext channel to one node for one CLI invocation. Unary calls get the {@code --timeout}
- * deadline; streams (exec, watch) run as long as the node keeps them open, and only connecting is
- * bounded. Every failure comes out as a {@link CliFailure} phrased for the user.
+ * One channel (plaintext, or TLS with {@code --tls}) to one node for one CLI invocation. Unary
+ * calls get the {@code --timeout} deadline; streams (exec, watch) run as long as the node keeps
+ * them open, and only connecting is bounded. Every failure comes out as a {@link CliFailure} phrased for the user.
  */
 public final class FlotillaClient implements AutoCloseable {
   static final Metadata.Key<String> AUTHORIZATION =
@@ -51,8 +57,15 @@ public final class FlotillaClient implements AutoCloseable {
     // NIO rather than the native transport: loading the native library costs startup time,
     // and one connection gains nothing from it.
     this.group = new NioEventLoopGroup(1, new DefaultThreadFactory("flotilla-cli", true));
-    this.channel = NettyChannelBuilder.forAddress(address)
-        .usePlaintext()
+    NettyChannelBuilder builder = NettyChannelBuilder.forAddress(address);
+    if (connection.tls() == null) {
+      builder.usePlaintext();
+    } else {
+      builder.useTransportSecurity().sslContext(sslContext(connection.tls()))
+          // the certificate is checked against the host as the user wrote it, not a resolved name
+          .overrideAuthority(ep.toString());
+    }
+    this.channel = builder
         .eventLoopGroup(group)
         .channelType(NioSocketChannel.class)
         .withOption(ChannelOption.CONNECT_TIMEOUT_MILLIS,
@@ -65,6 +78,21 @@ public final class FlotillaClient implements AutoCloseable {
     }
     this.calls = ClientInterceptors.intercept(channel,
         MetadataUtils.newAttachHeadersInterceptor(headers));
+  }
+
+  /**
+   * The JDK's TLS rather than the bundled BoringSSL: loading a native library costs more startup
+   * than one handshake does. TLS 1.3 and 1.2, HTTP/2 by ALPN.
+   */
+  static SslContext sslContext(ClientOptions.Tls tls) {
+    try {
+      SslContextBuilder b = GrpcSslContexts.configure(SslContextBuilder.forClient(), SslProvider.JDK);
+      if (tls.ca() != null) b.trustManager(PemFiles.trustManagers(tls.ca()));
+      if (tls.cert() != null) b.keyManager(PemFiles.keyManagers(tls.cert(), tls.key()));
+      return b.build();
+    } catch (IOException e) {
+      throw new CliFailure(ExitCodes.USAGE, e.getMessage());
+    }
   }
 
   public ClientOptions.Connection connection() {
@@ -181,6 +209,12 @@ public final class FlotillaClient implements AutoCloseable {
   }
 
   private CliFailure failure(StatusRuntimeException e, String sandboxId) {
+    // A TLS port hangs up on a plaintext HTTP/2 preface without a word.
+    if (connection.tls() == null && e.getStatus().getCode() == Status.Code.UNAVAILABLE
+        && String.valueOf(e.getStatus().getDescription()).contains("Network closed for unknown reason")) {
+      return new CliFailure(ExitCodes.UNAVAILABLE, "cannot reach a node at " + connection.endpoint()
+          + ": it closed the connection at once (does it serve TLS? then add --tls and --ca, or FLOTILLA_TLS=1 and FLOTILLA_CA)");
+    }
     return StatusMessages.toFailure(e.getStatus(), new StatusMessages.Call(
         connection.endpoint().toString(), sandboxId, connection.timeout(), connection.tokenSource()));
   }

@@ -88,7 +88,8 @@ final class ImageCommands implements Callable<Integer> {
     @Option(names = "--password-stdin", description = "Read the registry password from stdin (one line).")
     boolean passwordStdin;
 
-    @Option(names = "--token-file", paramLabel = "FILE", description = "A file holding a registry bearer token.")
+    // --registry-token-file, not --token-file: that one names the node's own bearer token, on every command.
+    @Option(names = "--registry-token-file", paramLabel = "FILE", description = "A file holding a registry bearer token.")
     Path tokenFile;
 
     @Option(names = {"-o", "--output"}, paramLabel = "FORMAT", defaultValue = "table",
@@ -98,7 +99,7 @@ final class ImageCommands implements Callable<Integer> {
     @Override
     void validate() {
       if (username != null && tokenFile != null) {
-        throw new TypeConversionException("give either --username with --password-stdin, or --token-file, not both");
+        throw new TypeConversionException("give either --username with --password-stdin, or --registry-token-file, not both");
       }
       if ((username != null) != passwordStdin) {
         throw new TypeConversionException("--username and --password-stdin go together");
@@ -145,13 +146,13 @@ final class ImageCommands implements Callable<Integer> {
     private static String readToken(Path file) {
       try {
         if (Files.size(file) > MAX_SECRET + 2) {
-          throw new CliFailure(ExitCodes.USAGE, "--token-file " + file + " is larger than a token can be (" + MAX_SECRET + " characters)");
+          throw new CliFailure(ExitCodes.USAGE, "--registry-token-file " + file + " is larger than a token can be (" + MAX_SECRET + " characters)");
         }
         String t = Files.readString(file, StandardCharsets.UTF_8).strip();
-        if (t.isEmpty()) throw new CliFailure(ExitCodes.USAGE, "--token-file " + file + " is empty");
+        if (t.isEmpty()) throw new CliFailure(ExitCodes.USAGE, "--registry-token-file " + file + " is empty");
         return t;
       } catch (IOException e) {
-        throw new CliFailure(ExitCodes.USAGE, "--token-file: cannot read " + file + ": " + e.getMessage());
+        throw new CliFailure(ExitCodes.USAGE, "--registry-token-file: cannot read " + file + ": " + e.getMessage());
       }
     }
   }

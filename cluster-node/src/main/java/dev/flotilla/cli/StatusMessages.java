@@ -57,6 +57,10 @@ public final class StatusMessages {
   }
 
   private static CliFailure unavailable(Status status, String desc, Call call) {
+    String tls = tlsFailure(status.getCause(), desc);
+    if (tls != null) {
+      return new CliFailure(ExitCodes.UNAVAILABLE, "cannot reach a node at " + call.endpoint() + ": " + tls);
+    }
     String reason = connectFailure(status.getCause());
     if (reason != null) {
       return new CliFailure(ExitCodes.UNAVAILABLE, "cannot reach a node at " + call.endpoint()
@@ -64,6 +68,29 @@ public final class StatusMessages {
     }
     return new CliFailure(ExitCodes.UNAVAILABLE, "unavailable: "
         + or(desc, "the node could not answer") + " (safe to retry)");
+  }
+
+  /** What to do when the TLS handshake failed (or TLS met plaintext), else null. */
+  static String tlsFailure(Throwable cause, String desc) {
+    for (Throwable t = cause; t != null; t = t.getCause()) {
+      String m = String.valueOf(t.getMessage());
+      if (t instanceof javax.net.ssl.SSLException || t.getClass().getSimpleName().equals("NotSslRecordException")) {
+        if (t.getClass().getSimpleName().equals("NotSslRecordException") || m.contains("plaintext connection")) {
+          return "the node does not speak TLS (drop --tls / FLOTILLA_TLS, or give the node a certificate)";
+        }
+        if (m.contains("PKIX") || m.contains("certification path") || m.contains("unable to find valid")) {
+          return "TLS handshake failed: the node's certificate is not from a CA you trust (give its CA with --ca or FLOTILLA_CA)";
+        }
+        if (m.contains("No subject alternative") || m.contains("No name matching")) {
+          return "TLS handshake failed: the node's certificate is not for this host name or address (" + m + ")";
+        }
+        if (m.contains("bad_certificate") || m.contains("certificate_required") || m.contains("certificate_unknown")) {
+          return "TLS handshake failed: the node wants a client certificate from its CA (--cert and --key, or FLOTILLA_CERT and FLOTILLA_KEY)";
+        }
+        return "TLS handshake failed: " + m;
+      }
+    }
+    return null;
   }
 
   /** A short reason if the cause chain says the connection itself failed, else null. */

@@ -4,6 +4,8 @@ import com.typesafe.config.Config;
 import dev.flotilla.cluster.NodeAddress;
 import dev.flotilla.node.auth.TokenAuth;
 import dev.flotilla.node.grpc.GrpcServer;
+import dev.flotilla.node.tls.ClusterTls;
+import dev.flotilla.node.tls.GrpcTls;
 import dev.flotilla.persistence.EmbeddedJournalFiles;
 import dev.flotilla.persistence.JournalDatabase;
 import dev.flotilla.persistence.JournalHealth;
@@ -80,12 +82,16 @@ public final class FlotillaNode implements AutoCloseable {
   public static FlotillaNode start(Config config) throws IOException {
     Path dataDir = Path.of(config.getString("flotilla.node.data-dir")).toAbsolutePath().normalize();
     privateDataDir(dataDir);
-    Config full = PersistenceSettings.forNode(dataDir, config).withFallback(config).resolve();
+    // Artery switched to mutual TLS when certificates are configured; plaintext off loopback stops the node here.
+    Config full = ClusterTls.apply(PersistenceSettings.forNode(dataDir, config).withFallback(config).resolve());
     EmbeddedJournalFiles.secure(full);
     PersistenceSettings.verifyReachable(full);
     EmbeddedJournalFiles.secure(full);
     // Before anything starts: a token file others can read stops the node here, with the fix.
     TokenAuth auth = TokenAuth.fromConfig(full.getConfig("flotilla.auth"), dataDir);
+    TokenAuth.requireOwnerOnlySecretFiles(full.getConfig("flotilla.images"));
+    // So do unreadable certificates, and plaintext gRPC off loopback.
+    GrpcTls.Settings grpcTls = GrpcTls.fromConfig(full.getConfig("flotilla.node.grpc"));
 
     ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), "flotilla", full);
     try {
@@ -165,13 +171,15 @@ public final class FlotillaNode implements AutoCloseable {
       ServerBinding binding;
       try {
         binding = GrpcServer.bind(system, control, images, auth, Set.copyOf(full.getStringList("flotilla.auth.admin-tenants")),
-                sb.getDuration("ask-timeout"), grpc.getString("interface"), grpc.getInt("port"))
+                sb.getDuration("ask-timeout"), grpc.getString("interface"), grpc.getInt("port"), grpcTls.context())
             .toCompletableFuture().get(30, TimeUnit.SECONDS);
       } catch (Exception e) {
         Throwable cause = e.getCause() != null ? e.getCause() : e;
         throw new IOException("cannot serve gRPC on " + grpc.getString("interface") + ":" + grpc.getInt("port") + ": "
             + cause.getMessage() + " (is another node running? use --grpc-port)", cause);
       }
+      log.info("gRPC on {}: {}; cluster transport: {}", GrpcServer.hostPort(binding), grpcTls.description(),
+          full.getString("pekko.remote.artery.transport").equals("tls-tcp") ? "mutual TLS" : "plaintext");
       return new FlotillaNode(system, binding, control, dataDir);
     } catch (IOException | RuntimeException e) {
       system.terminate();

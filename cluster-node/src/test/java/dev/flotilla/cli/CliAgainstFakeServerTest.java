@@ -287,6 +287,23 @@ class CliAgainstFakeServerTest {
   }
 
   @Test
+  void a_token_file_keeps_the_token_out_of_argv() throws IOException {
+    server = new TestSandboxServer()
+        .unary(SandboxServiceMethods.GET_SANDBOX, req -> sandbox("sb-1", Phase.RUNNING))
+        .start();
+    Files.writeString(dir.resolve("flag.token"), "from-flag-file\n");
+    Files.writeString(dir.resolve("env.token"), "from-env-file\n");
+
+    cli().run("get", "sb-1", "--token-file", "flag.token");            // over FLOTILLA_TOKEN
+    cli().run("get", "sb-1", "--token-file", "flag.token", "--token", "flag"); // --token still wins
+    new TestCli(dir).env(CliContext.ENV_ENDPOINT, server.endpoint())
+        .env(CliContext.ENV_TOKEN_FILE, dir.resolve("env.token").toString()).run("get", "sb-1");
+    cli().env(CliContext.ENV_TOKEN_FILE, "env.token").run("get", "sb-1");  // FLOTILLA_TOKEN over FLOTILLA_TOKEN_FILE
+
+    assertEquals(List.of("Bearer from-flag-file", "Bearer flag", "Bearer from-env-file", "Bearer t0k"), server.authorizations);
+  }
+
+  @Test
   void without_a_token_the_embedded_nodes_token_file_is_used() throws IOException {
     server = new TestSandboxServer()
         .unary(SandboxServiceMethods.GET_SANDBOX, req -> sandbox("sb-1", Phase.RUNNING))
@@ -318,7 +335,7 @@ class CliAgainstFakeServerTest {
     assertEquals(ExitCodes.REQUEST_FAILED, r.exitCode());
     assertEquals(List.of(""), server.authorizations);
     assertEquals("flotilla: not authenticated: missing bearer token (no token: none given with "
-        + "--token or FLOTILLA_TOKEN, and no " + dir.resolve("data/default.token") + ")\n", r.err());
+        + "--token, --token-file, FLOTILLA_TOKEN or FLOTILLA_TOKEN_FILE, and no " + dir.resolve("data/default.token") + ")\n", r.err());
   }
 
   @Test

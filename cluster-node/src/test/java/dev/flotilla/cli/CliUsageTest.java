@@ -39,7 +39,7 @@ class CliUsageTest {
       "image rm                  | flotilla: missing required parameter: 'REF' (see `flotilla image rm --help`)",
       "image pull busybox --username u | flotilla: --username and --password-stdin go together (see `flotilla image pull --help`)",
       "image pull busybox --password-stdin | flotilla: --username and --password-stdin go together (see `flotilla image pull --help`)",
-      "image pull busybox --username u --password-stdin --token-file t | flotilla: give either --username with --password-stdin, or --token-file, not both (see `flotilla image pull --help`)",
+      "image pull busybox --username u --password-stdin --registry-token-file t | flotilla: give either --username with --password-stdin, or --registry-token-file, not both (see `flotilla image pull --help`)",
       "image import /no/such.tar | flotilla: /no/such.tar is not a readable file (see `flotilla image import --help`)",
       "image ls -o yaml          | flotilla: invalid value for option '--output': 'yaml' is not an output format (use json, or leave -o out) (see `flotilla image ls --help`)",
   })
@@ -49,6 +49,27 @@ class CliUsageTest {
     assertEquals(ExitCodes.USAGE, r.exitCode(), r.err());
     assertEquals(line + "\n", r.err());
     assertEquals("", r.out());
+  }
+
+  @Test
+  void tls_and_token_file_mistakes_are_usage_errors() throws Exception {
+    TestCli.Result half = run("ls --tls --cert c.pem");
+    assertEquals(ExitCodes.USAGE, half.exitCode(), half.err());
+    assertEquals("flotilla: a client certificate needs both --cert and --key (or FLOTILLA_CERT and FLOTILLA_KEY)\n", half.err());
+
+    TestCli.Result noCa = run("ls --ca missing-ca.pem");
+    assertEquals(ExitCodes.USAGE, noCa.exitCode(), noCa.err());
+    assertTrue(noCa.err().contains("missing-ca.pem: no such file"), noCa.err());
+
+    TestCli.Result noFile = run("ls --token-file nope.token");
+    assertEquals(ExitCodes.USAGE, noFile.exitCode(), noFile.err());
+    assertTrue(noFile.err().contains("nope.token does not exist"), noFile.err());
+
+    java.nio.file.Files.writeString(dir.resolve("empty.token"), "\n");
+    TestCli.Result empty = new TestCli(dir).env(CliContext.ENV_ENDPOINT, "127.0.0.1:1")
+        .env(CliContext.ENV_TOKEN_FILE, "empty.token").run("ls");
+    assertEquals(ExitCodes.USAGE, empty.exitCode(), empty.err());
+    assertTrue(empty.err().contains("FLOTILLA_TOKEN_FILE: " + dir.resolve("empty.token") + " is empty"), empty.err());
   }
 
   @Test

@@ -38,8 +38,14 @@ public final class TokenAuth {
   public static TokenAuth fromConfig(Config auth, Path dataDir) throws IOException {
     Map<String, String> tokens = new HashMap<>();
     for (Config t : auth.getConfigList("tokens")) {
-      String token = t.getString("token");
       String tenant = t.getString("tenant");
+      String token;
+      if (t.hasPath("token-file")) {
+        if (t.hasPath("token")) throw new IllegalArgumentException("flotilla.auth.tokens: tenant '" + tenant + "' has both token and token-file: give one");
+        token = readTokenFile(Path.of(t.getString("token-file")));
+      } else {
+        token = t.getString("token");
+      }
       if (token.length() < 16) throw new IllegalArgumentException("flotilla.auth.tokens: the token of tenant '" + tenant + "' is shorter than 16 characters");
       if (tenant.isBlank()) throw new IllegalArgumentException("flotilla.auth.tokens: a token has an empty tenant");
       tokens.put(token, tenant);
@@ -48,6 +54,25 @@ public final class TokenAuth {
       tokens.put(defaultToken(dataDir), DEFAULT_TENANT);
     }
     return new TokenAuth(tokens);
+  }
+
+  /** A configured token file: owner-only (else the node does not start, and says the chmod), one non-empty token. */
+  static String readTokenFile(Path file) throws IOException {
+    if (!Files.isRegularFile(file)) throw new IOException("token file " + file + " does not exist (flotilla.auth.tokens)");
+    requireOwnerOnly(file);
+    String token = Files.readString(file, StandardCharsets.UTF_8).trim();
+    if (token.isEmpty()) throw new IOException("token file " + file + " is empty");
+    return token;
+  }
+
+  /**
+   * Every other secret file the configuration names (registry credentials' {@code token-file} in
+   * {@code flotilla.images.credentials}) is held to the same rule, before anything reads it.
+   */
+  public static void requireOwnerOnlySecretFiles(Config images) throws IOException {
+    for (Config cred : images.getConfigList("credentials")) {
+      if (cred.hasPath("token-file")) requireOwnerOnly(Path.of(cred.getString("token-file")));
+    }
   }
 
   /** Reads {@code <dataDir>/default.token}, creating it (mode 0600) with a fresh token if missing. */
@@ -76,6 +101,7 @@ public final class TokenAuth {
    * fix it quietly (it may have been copied already), and say how to fix it.
    */
   static void requireOwnerOnly(Path tokenFile) throws IOException {
+    if (!Files.exists(tokenFile)) throw new IOException("token file " + tokenFile + " does not exist");
     Set<PosixFilePermission> perms = Files.getPosixFilePermissions(tokenFile);
     for (PosixFilePermission p : perms) {
       if (p != PosixFilePermission.OWNER_READ && p != PosixFilePermission.OWNER_WRITE && p != PosixFilePermission.OWNER_EXECUTE) {

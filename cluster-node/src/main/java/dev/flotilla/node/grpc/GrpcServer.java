@@ -14,24 +14,28 @@ import dev.flotilla.sandbox.SandboxControl;
 import java.net.InetSocketAddress;
 import java.time.Duration;
 import java.util.List;
+import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.CompletionStage;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.grpc.javadsl.ServerReflection;
 import org.apache.pekko.grpc.javadsl.ServiceHandler;
 import org.apache.pekko.http.javadsl.Http;
+import org.apache.pekko.http.javadsl.HttpsConnectionContext;
+import org.apache.pekko.http.javadsl.ServerBuilder;
 import org.apache.pekko.http.javadsl.ServerBinding;
 import org.apache.pekko.http.javadsl.model.HttpRequest;
 import org.apache.pekko.http.javadsl.model.HttpResponse;
 import org.apache.pekko.http.javadsl.model.RequestEntity;
 import org.apache.pekko.japi.function.Function;
 
-/** Binds the node's gRPC port: SandboxService, ImageService, ClusterService, grpc.health.v1 and server reflection. */
+/** Binds the node's gRPC port (plaintext, or TLS with {@code https}): SandboxService, ImageService, ClusterService, grpc.health.v1 and server reflection. */
 public final class GrpcServer {
   private GrpcServer() {}
 
   public static CompletionStage<ServerBinding> bind(ActorSystem<?> system, SandboxControl control, NodeImages images,
-      TokenAuth auth, Set<String> adminTenants, Duration askTimeout, String iface, int port) {
+      TokenAuth auth, Set<String> adminTenants, Duration askTimeout, String iface, int port,
+      Optional<HttpsConnectionContext> https) {
     Function<HttpRequest, CompletionStage<HttpResponse>> sandboxes =
         SandboxServicePowerApiHandlerFactory.partial(new SandboxServiceImpl(control, auth, system), SandboxService.name, system);
     Function<HttpRequest, CompletionStage<HttpResponse>> imageService = ImageServicePowerApiHandlerFactory.partial(
@@ -56,7 +60,9 @@ public final class GrpcServer {
       return services.apply(req.withEntity(org.apache.pekko.http.javadsl.model.HttpEntities.create(entity.getContentType(),
           entity.getDataBytes().via(GrpcMessageLimit.flow(GrpcMessageLimit.MAX_MESSAGE_BYTES)))));
     };
-    return Http.get(system).newServerAt(iface, port).bind(all)
+    ServerBuilder server = Http.get(system).newServerAt(iface, port);
+    if (https.isPresent()) server = server.enableHttps(https.get());
+    return server.bind(all)
         .thenApply(b -> b.addToCoordinatedShutdown(Duration.ofSeconds(5), system));
   }
 

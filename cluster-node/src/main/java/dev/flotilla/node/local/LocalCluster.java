@@ -1,5 +1,6 @@
 package dev.flotilla.node.local;
 
+import dev.flotilla.node.tls.DevCertificates;
 import dev.flotilla.persistence.EmbeddedPostgresServer;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -79,6 +80,7 @@ public final class LocalCluster implements AutoCloseable {
     private Duration readyTimeout = Duration.ofSeconds(180);
     private boolean deleteOnClose = true;
     private String host = "127.0.0.1";
+    private boolean tls;
     private boolean embeddedJournal;
 
     public Builder nodes(int n) {
@@ -123,6 +125,15 @@ public final class LocalCluster implements AutoCloseable {
     }
 
     /**
+     * TLS (default off): a fresh CA in {@code <base>/tls}, a certificate per node, gRPC over TLS
+     * and mutual TLS on Artery. Clients then need {@link #caCert()}.
+     */
+    public Builder tls(boolean on) {
+      this.tls = on;
+      return this;
+    }
+
+    /**
      * One node on its embedded H2 journal in its data dir, as {@code ./flotilla node} runs, instead
      * of PostgreSQL (which a cluster of several nodes needs).
      */
@@ -148,6 +159,13 @@ public final class LocalCluster implements AutoCloseable {
       new SecureRandom().nextBytes(random);
       String token = "dev-" + HexFormat.of().formatHex(random);
       Path conf = base.resolve("cluster.conf");
+      // it holds the token: the node's user only (the base directory is 0711, its name in /tmp's listing)
+      Files.deleteIfExists(conf);
+      Files.createFile(conf, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
+      Path tokenFile = base.resolve("token");
+      Files.deleteIfExists(tokenFile);
+      Files.createFile(tokenFile, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
+      Files.writeString(tokenFile, token + "\n", StandardCharsets.UTF_8);
       Files.writeString(conf,
           "# written by LocalCluster: one token for tenant \"default\" on every node\n"
               + "flotilla.auth.tokens = [ { tenant = \"" + TENANT + "\", token = \"" + token + "\" } ]\n"
@@ -176,6 +194,7 @@ public final class LocalCluster implements AutoCloseable {
     }
     Path nodeJar = settings.nodeJar != null ? settings.nodeJar : Jars.nodeJar();
     Path agentJar = settings.agentJar != null ? settings.agentJar : Jars.agentJar(nodeJar);
+    DevCertificates certs = settings.tls ? DevCertificates.createCa(baseDir.resolve("tls"), "flotilla-dev-ca") : null;
     List<Integer> ports = Ports.free(2 * settings.nodes);
     for (int i = 1; i <= settings.nodes; i++) {
       Path dir = baseDir.resolve("n" + i);
@@ -185,6 +204,14 @@ public final class LocalCluster implements AutoCloseable {
           baseDir.resolve("n" + i + ".log"), nodeJar, agentJar, settings.javaOptions, configFile,
           postgres == null ? "" : postgres.jdbcUrl(), postgres == null ? "" : postgres.user(),
           postgres == null ? "" : postgres.password()));
+      if (certs != null) {
+        String name = "n" + i;
+        certs.issue(name, DevCertificates.CLUSTER_NAME, List.of(settings.host, "localhost", "127.0.0.1"));
+        nodes.get(i - 1).env(Map.of(
+            "FLOTILLA_GRPC_TLS_CERT", certs.cert(name).toString(), "FLOTILLA_GRPC_TLS_KEY", certs.key(name).toString(),
+            "FLOTILLA_CLUSTER_TLS_CERT", certs.cert(name).toString(), "FLOTILLA_CLUSTER_TLS_KEY", certs.key(name).toString(),
+            "FLOTILLA_CLUSTER_TLS_CA", certs.caCert().toString()));
+      }
     }
     String seed = nodes.get(0).arteryAddress();
     for (LocalNode n : nodes) n.spawn(List.of(seed));
@@ -223,6 +250,21 @@ public final class LocalCluster implements AutoCloseable {
   /** Node {@code i}, counting from 1. */
   public LocalNode node(int i) {
     return nodes.get(i - 1);
+  }
+
+  /** A file (0600) holding {@link #token()}, for {@code FLOTILLA_TOKEN_FILE}. */
+  public Path tokenFile() {
+    return baseDir.resolve("token");
+  }
+
+  /** Whether the nodes serve TLS (gRPC) and mutual TLS (Artery). */
+  public boolean tls() {
+    return settings.tls;
+  }
+
+  /** The CA that issued every node's certificate ({@code <base>/tls/ca.crt}); clients trust it with {@code --ca}. */
+  public Path caCert() {
+    return baseDir.resolve("tls").resolve("ca.crt");
   }
 
   /** The bearer token of tenant "default", valid on every node. */

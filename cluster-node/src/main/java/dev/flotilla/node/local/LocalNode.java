@@ -8,6 +8,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -32,6 +33,7 @@ public final class LocalNode {
   private final String jdbcUrl;
   private final String jdbcUser;
   private final String jdbcPassword;
+  private volatile Map<String, String> env = Map.of();
   private volatile Process process;
   private volatile long logOffset;
   private volatile boolean paused;
@@ -51,6 +53,11 @@ public final class LocalNode {
     this.jdbcUrl = jdbcUrl;
     this.jdbcUser = jdbcUser;
     this.jdbcPassword = jdbcPassword;
+  }
+
+  /** Extra environment of the node JVM (its certificates). */
+  void env(Map<String, String> extra) {
+    this.env = Map.copyOf(extra);
   }
 
   /** 1-based. */
@@ -154,6 +161,7 @@ public final class LocalNode {
     pb.environment().put("FLOTILLA_JDBC_USER", jdbcUser);
     pb.environment().put("FLOTILLA_JDBC_PASSWORD", jdbcPassword);
     pb.environment().put("FLOTILLA_AGENT_JAR", agentJar.toString());
+    pb.environment().putAll(env);
     CompletableFuture<Process> started = new CompletableFuture<>();
     Thread keeper = new Thread(() -> {
       Process p;
