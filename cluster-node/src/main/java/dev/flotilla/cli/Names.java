@@ -76,4 +76,18 @@ final class Names {
     }
     return b == null ? s : b.toString();
   }
+
+  /** An argv as a shell would take it back: words with spaces or quotes single-quoted. */
+  static String argv(java.util.List<String> words) {
+    StringBuilder b = new StringBuilder();
+    for (String w : words) {
+      if (b.length() > 0) b.append(' ');
+      if (!w.isEmpty() && w.chars().allMatch(c -> Character.isLetterOrDigit(c) || "-_./=:,@%+".indexOf(c) >= 0)) {
+        b.append(w);
+      } else {
+        b.append('\'').append(w.replace("'", "'\\''")).append('\'');
+      }
+    }
+    return b.toString();
+  }
 }

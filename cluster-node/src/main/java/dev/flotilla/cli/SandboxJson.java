@@ -57,6 +57,8 @@ public final class SandboxJson {
     field(b, in2, "memoryMib").append(spec.getMemoryMib()).append(",\n");
     field(b, in2, "diskMib").append(spec.getDiskMib()).append(",\n");
     field(b, in2, "image").append(str(spec.getImage())).append(",\n");
+    field(b, in2, "command").append(spec.getCommandList().stream().map(SandboxJson::str)
+        .collect(java.util.stream.Collectors.joining(", ", "[", "]"))).append(",\n");
     field(b, in2, "restartPolicy").append(str(Names.restartPolicy(spec))).append(",\n");
     field(b, in2, "labels");
     labels(b, spec.getLabelsMap(), in2);

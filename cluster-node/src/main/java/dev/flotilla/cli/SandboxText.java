@@ -55,6 +55,7 @@ public final class SandboxText {
     line(b, "Memory", spec.getMemoryMib() == 0 ? "-" : spec.getMemoryMib() + " MiB");
     line(b, "Disk", spec.getDiskMib() == 0 ? "-" : spec.getDiskMib() + " MiB");
     line(b, "Image", spec.getImage().isEmpty() ? "(default)" : spec.getImage());
+    line(b, "Command", spec.getCommandCount() == 0 ? "(none: waits for execs)" : Names.argv(spec.getCommandList()));
     line(b, "Restart", Names.restartPolicyForPeople(spec));
     line(b, "Labels", Names.labels(spec.getLabelsMap()));
     line(b, "Created", s.hasCreatedAt() ? Names.rfc3339Millis(s.getCreatedAt()) + " ("

@@ -25,6 +25,7 @@ class SandboxOutputTest {
         .setIncarnation(3).setNode("10.0.0.5:25520")
         .setSpec(SandboxSpec.newBuilder().setDriver("process").setVcpus(2).setMemoryMib(512)
             .setRestartPolicy(RestartPolicy.ON_FAILURE)
+            .addAllCommand(List.of("sh", "-c", "echo it's me"))
             .putLabels("tier", "db").putLabels("app", "quote\"back\\slash\nnewline"))
         .setCreatedAt(ts(CREATED))
         .setStatusMessage("restarted after exit 1")
@@ -58,6 +59,8 @@ class SandboxOutputTest {
     assertEquals("process", spec.get("driver").getAsString());
     assertEquals(2, spec.get("vcpus").getAsInt());
     assertEquals(512, spec.get("memoryMib").getAsInt());
+    assertEquals(List.of("sh", "-c", "echo it's me"),
+        spec.getAsJsonArray("command").asList().stream().map(e -> e.getAsString()).toList());
     assertEquals("ON_FAILURE", spec.get("restartPolicy").getAsString());
     assertEquals(o.get("labels"), spec.get("labels"));
   }
@@ -106,6 +109,7 @@ class SandboxOutputTest {
     assertTrue(text.contains("\nIncarnation:  3\n"), text);
     assertTrue(text.contains("\nMemory:       512 MiB\n"), text);
     assertTrue(text.contains("\nRestart:      on-failure\n"), text);
+    assertTrue(text.contains("\nCommand:      sh -c 'echo it'\\''s me'\n"), text);
     assertTrue(text.contains("\nLabels:       app=quote\"back\\slash\\nnewline,tier=db\n"), text);
     assertTrue(text.contains("\nCreated:      2026-11-25T03:00:00.250Z (1m30s ago)\n"), text);
     assertTrue(text.contains("\nUpdated:      -\n"), text);
