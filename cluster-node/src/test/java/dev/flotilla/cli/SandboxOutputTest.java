@@ -60,7 +60,8 @@ class SandboxOutputTest {
     assertEquals(2, spec.get("vcpus").getAsInt());
     assertEquals(512, spec.get("memoryMib").getAsInt());
     assertEquals(List.of("sh", "-c", "echo it's me"),
-        spec.getAsJsonArray("command").asList().stream().map(e -> e.getAsString()).toList());
+        java.util.stream.StreamSupport.stream(spec.getAsJsonArray("command").spliterator(), false)
+            .map(e -> e.getAsString()).toList());
     assertEquals("ON_FAILURE", spec.get("restartPolicy").getAsString());
     assertEquals(o.get("labels"), spec.get("labels"));
   }

@@ -73,6 +73,65 @@ class NodeOnH2IT extends NodeScenarios {
     assertEquals(id, get(id).getId());
   }
 
+  /**
+   * Every call of SandboxService (and ClusterService) made by another tenant against this tenant's
+   * sandbox: NOT_FOUND, exactly as for an id that does not exist (PERMISSION_DENIED for the admin
+   * calls); the sandbox is untouched.
+   */
+  @Test
+  void theTenantIsolationMatrixCoversEveryCall() throws Exception {
+    String id = create(SandboxSpec.newBuilder(spec()).addAllCommand(List.of("sh", "-c", "echo secret; sleep 600")).build(), "")
+        .getId();
+    awaitPhase(id, Phase.RUNNING);
+    String other = "Bearer " + TestNode.OTHER_TOKEN;
+    java.util.Map<String, Runnable> calls = new java.util.LinkedHashMap<>();
+    calls.put("GetSandbox", () -> await(client.getSandbox().addHeader("authorization", other)
+        .invoke(GetSandboxRequest.newBuilder().setId(id).build())));
+    calls.put("StartSandbox", () -> await(client.startSandbox().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.StartSandboxRequest.newBuilder().setId(id).build())));
+    calls.put("StopSandbox", () -> await(client.stopSandbox().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.StopSandboxRequest.newBuilder().setId(id).build())));
+    calls.put("PauseSandbox", () -> await(client.pauseSandbox().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.PauseSandboxRequest.newBuilder().setId(id).build())));
+    calls.put("ResumeSandbox", () -> await(client.resumeSandbox().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.ResumeSandboxRequest.newBuilder().setId(id).build())));
+    calls.put("DeleteSandbox", () -> await(client.deleteSandbox().addHeader("authorization", other)
+        .invoke(DeleteSandboxRequest.newBuilder().setId(id).build())));
+    calls.put("Exec", () -> await(client.exec().addHeader("authorization", other)
+        .invoke(ExecRequest.newBuilder().setSandboxId(id).addArgv("true").build()).runWith(Sink.seq(), clientSystem)));
+    calls.put("WriteFile", () -> await(client.writeFile().addHeader("authorization", other)
+        .invoke(org.apache.pekko.stream.javadsl.Source.from(List.of(
+            dev.flotilla.api.v1.WriteFileRequest.newBuilder().setHeader(dev.flotilla.api.v1.WriteFileHeader.newBuilder()
+                .setSandboxId(id).setPath("/tmp/planted")).build(),
+            dev.flotilla.api.v1.WriteFileRequest.newBuilder().setData(com.google.protobuf.ByteString.copyFromUtf8("x")).build())))));
+    calls.put("ReadFile", () -> await(client.readFile().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.ReadFileRequest.newBuilder().setSandboxId(id).setPath("/etc/hostname").build())
+        .runWith(Sink.seq(), clientSystem)));
+    calls.put("WatchSandbox", () -> await(client.watchSandbox().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.WatchSandboxRequest.newBuilder().setId(id).build()).runWith(Sink.head(), clientSystem)));
+    calls.put("ReadLogs", () -> await(client.readLogs().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.ReadLogsRequest.newBuilder().setId(id).build()).runWith(Sink.seq(), clientSystem)));
+    java.util.Map<String, Status.Code> got = new java.util.LinkedHashMap<>();
+    for (var c : calls.entrySet()) got.put(c.getKey(), codeOf(c.getValue()));
+    java.util.Map<String, Status.Code> expected = new java.util.LinkedHashMap<>();
+    for (String name : calls.keySet()) expected.put(name, Status.Code.NOT_FOUND);
+    assertEquals(expected, got);
+    // Listing shows none of it; a create with the owner's request id makes the other tenant's own sandbox.
+    assertTrue(await(client.listSandboxes().addHeader("authorization", other).invoke(ListSandboxesRequest.getDefaultInstance()))
+        .getSandboxesList().stream().noneMatch(x -> x.getId().equals(id)));
+    // The admin calls of ClusterService are not for tenants.
+    var cluster = dev.flotilla.api.v1.ClusterServiceClient.create(org.apache.pekko.grpc.GrpcClientSettings
+        .connectToServiceAt("127.0.0.1", node.node.grpcPort(), clientSystem).withTls(false), clientSystem);
+    assertEquals(Status.Code.PERMISSION_DENIED, codeOf(() -> await(cluster.listNodes().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.ListNodesRequest.getDefaultInstance()))));
+    assertEquals(Status.Code.PERMISSION_DENIED, codeOf(() -> await(cluster.drainNode().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.DrainNodeRequest.newBuilder().setAddress("127.0.0.1:1").build()))));
+    // Untouched: still running, its file not planted, its log the owner's.
+    assertEquals(Phase.RUNNING, get(id).getPhase());
+    assertEquals(1, exec(id, "test", "-e", "/tmp/planted").exitCode());
+    assertEquals("secret\n", logs(id, 0, false).stdout());
+  }
+
   @Test
   void everyErrorHasItsCodeAndAMessage() {
     var noToken = failure(() -> await(client.getSandbox().invoke(GetSandboxRequest.newBuilder().setId("sb-0000000000000000").build())));
