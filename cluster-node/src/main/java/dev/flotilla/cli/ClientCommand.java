@@ -19,6 +19,11 @@ abstract class ClientCommand implements Callable<Integer> {
     return null;
   }
 
+  /** The token file of the node's data dir used when no token is given. */
+  String ownTokenFile() {
+    return ClientOptions.TOKEN_FILE;
+  }
+
   Cli cli() {
     return parent instanceof ImageCommands group ? group.cli() : (Cli) parent;
   }
@@ -30,7 +35,7 @@ abstract class ClientCommand implements Callable<Integer> {
     validate();
     Cli cli = cli();
     CliContext ctx = cli.context();
-    ClientOptions.Connection connection = options.resolve(cli.options, ctx);
+    ClientOptions.Connection connection = options.resolve(cli.options, ctx, ownTokenFile());
     if (defaultTimeout() != null && options.timeout == null && cli.options.timeout == null) {
       connection = connection.withTimeout(defaultTimeout());
     }

@@ -16,6 +16,7 @@ public final class ClientOptions {
   public static final String DEFAULT_ENDPOINT = "127.0.0.1:7070";
   public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(30);
   static final String TOKEN_FILE = "default.token";
+  static final String ADMIN_TOKEN_FILE = "admin.token";
 
   @Option(names = "--endpoint", paramLabel = "HOST:PORT",
       description = "Node to talk to (env FLOTILLA_ENDPOINT; default " + DEFAULT_ENDPOINT + ").")
@@ -67,6 +68,14 @@ public final class ClientOptions {
 
   /** Resolves this command's options over the outer ones ({@code outer} may be null). */
   public Connection resolve(ClientOptions outer, CliContext ctx) {
+    return resolve(outer, ctx, TOKEN_FILE);
+  }
+
+  /**
+   * @param ownTokenFile the token file in the node's data dir used when no token is given:
+   *     {@code default.token}, or {@code admin.token} for the administration commands
+   */
+  public Connection resolve(ClientOptions outer, CliContext ctx, String ownTokenFile) {
     Endpoint ep = Endpoint.parse(first(endpoint, outer == null ? null : outer.endpoint,
         ctx.env(CliContext.ENV_ENDPOINT), DEFAULT_ENDPOINT));
     Duration to = timeout != null ? timeout
@@ -82,7 +91,7 @@ public final class ClientOptions {
     String envFile = ctx.env(CliContext.ENV_TOKEN_FILE);
     if (envFile != null) return new Connection(ep, requiredToken(ctx.workingDir().resolve(envFile), "FLOTILLA_TOKEN_FILE"),
         "sent the token in " + envFile + " (FLOTILLA_TOKEN_FILE)", to, tls);
-    Path file = tokenFile(ctx);
+    Path file = tokenFile(ctx, ownTokenFile);
     tok = readToken(file);
     if (tok != null) return new Connection(ep, tok, "sent the token in " + file, to, tls);
     return new Connection(ep, null,
@@ -125,8 +134,12 @@ public final class ClientOptions {
   }
 
   static Path tokenFile(CliContext ctx) {
+    return tokenFile(ctx, TOKEN_FILE);
+  }
+
+  static Path tokenFile(CliContext ctx, String name) {
     String dir = ctx.env(CliContext.ENV_DATA_DIR);
-    return ctx.workingDir().resolve(dir != null ? dir : "data").resolve(TOKEN_FILE).normalize();
+    return ctx.workingDir().resolve(dir != null ? dir : "data").resolve(name).normalize();
   }
 
   private static String readToken(Path file) {

@@ -6,9 +6,20 @@ import dev.flotilla.api.v1.Node;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Parameters;
 
-/** nodes, drain: the cluster administration commands (need an admin tenant's token). */
+/**
+ * nodes, drain: the cluster administration commands. They need an admin tenant's token; without
+ * one given they use the node's {@code <data dir>/admin.token}.
+ */
 final class ClusterCommands {
   private ClusterCommands() {}
+
+  /** The administration commands' token, when none is given. */
+  abstract static class AdminCommand extends ClientCommand {
+    @Override
+    String ownTokenFile() {
+      return ClientOptions.ADMIN_TOKEN_FILE;
+    }
+  }
 
   static String line(Node n) {
     return String.format("%-22s %-8s %-11s %d", n.getAddress(), n.getStatus(),
@@ -17,7 +28,7 @@ final class ClusterCommands {
 
   @Command(name = "nodes", mixinStandardHelpOptions = true,
       description = "List the cluster's nodes: address, status, reachability, sandboxes running there.")
-  static final class Nodes extends ClientCommand {
+  static final class Nodes extends AdminCommand {
     @Override
     int run(FlotillaClient client, CliContext ctx) {
       var nodes = client.call(ClusterServiceMethods.LIST_NODES, ListNodesRequest.getDefaultInstance(), null);
@@ -30,7 +41,7 @@ final class ClusterCommands {
   @Command(name = "drain", mixinStandardHelpOptions = true,
       description = "Move every sandbox off a node: it leaves the cluster, each of its sandboxes restarts "
           + "(incarnation + 1) on the least-loaded remaining nodes, then the node's process exits.")
-  static final class Drain extends ClientCommand {
+  static final class Drain extends AdminCommand {
     @Parameters(index = "0", paramLabel = "NODE", description = "The node's cluster address host:port (see `flotilla nodes`).")
     String address;
 

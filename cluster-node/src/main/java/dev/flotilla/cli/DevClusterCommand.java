@@ -15,7 +15,8 @@ import picocli.CommandLine.ParentCommand;
  * {@code flotilla dev-cluster --nodes N}: a real embedded PostgreSQL and N local nodes sharing it,
  * until Ctrl-C. Prints, on stdout and nothing else there, one line per node
  * {@code node N grpc=HOST:PORT artery=HOST:PORT pid=PID}, then {@code token-file=PATH} (tenant
- * "default"'s token, valid on every node, in a 0600 file rather than on the screen), {@code ca=PATH}
+ * "default"'s token, valid on every node, in a 0600 file rather than on the screen),
+ * {@code admin-token-file=PATH} (the administration identity's, for nodes and drain), {@code ca=PATH}
  * (the CA of the nodes' certificates; absent with {@code --plaintext}) and an {@code export ...}
  * line that points the CLI at node 1. Progress and errors go to stderr.
  *
@@ -63,15 +64,18 @@ final class DevClusterCommand implements Callable<Integer> {
       out.println("node " + n.index() + " grpc=" + n.grpcAddress() + " artery=" + n.arteryAddress() + " pid=" + n.pid());
     }
     out.println("token-file=" + cluster.tokenFile());
+    out.println("admin-token-file=" + cluster.adminTokenFile());
     if (cluster.tls()) out.println("ca=" + cluster.caCert());
     out.println("export FLOTILLA_ENDPOINT=" + cluster.node(1).grpcAddress() + " FLOTILLA_TOKEN_FILE=" + cluster.tokenFile()
         + (cluster.tls() ? " FLOTILLA_TLS=1 FLOTILLA_CA=" + cluster.caCert() : ""));
     out.flush();
     err.println("flotilla dev-cluster: " + (cluster.tls()
         ? "gRPC over TLS and mutual TLS between the nodes (certificates in " + cluster.baseDir().resolve("tls") + ");"
-          + " run the export line above, then e.g. `./flotilla nodes`, or pass --tls --ca " + cluster.caCert()
-          + " --token-file " + cluster.tokenFile() + " --endpoint HOST:PORT"
-        : "plaintext; run the export line above, then e.g. `./flotilla nodes`"));
+          + " run the export line above, then e.g. `./flotilla create`, or pass --tls --ca " + cluster.caCert()
+          + " --token-file " + cluster.tokenFile() + " --endpoint HOST:PORT; the administration commands take the"
+          + " admin token: `./flotilla nodes --token-file " + cluster.adminTokenFile() + "`"
+        : "plaintext; run the export line above, then e.g. `./flotilla create`; the administration commands take the"
+          + " admin token: `./flotilla nodes --token-file " + cluster.adminTokenFile() + "`"));
     err.println("flotilla dev-cluster: data and logs in " + cluster.baseDir() + (keep ? " (kept)" : " (removed on exit)")
         + "; Ctrl-C stops everything");
     stopped.await();

@@ -47,6 +47,7 @@ import org.junit.jupiter.api.TestInstance;
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class ClusterDrainIT extends NodeScenarios {
   static final String TOKEN = "cluster-test-token-0123456789";
+  static final String ADMIN_TOKEN = "cluster-admin-token-0123456789";
   EmbeddedPostgresServer postgres;
   TestNode second;
 
@@ -66,7 +67,9 @@ class ClusterDrainIT extends NodeScenarios {
         "pekko.cluster.seed-nodes = [\"" + seed + "\"]\n"
             + "pekko.cluster.jmx.multi-mbeans-in-same-jvm = on\n"
             + "flotilla.auth.default-token-file = off\n"
-            + "flotilla.auth.tokens = [ { tenant = \"default\", token = \"" + TOKEN + "\" } ]");
+            + "flotilla.auth.admin-token-file = off\n"
+            + "flotilla.auth.tokens = [ { tenant = \"default\", token = \"" + TOKEN + "\" },"
+            + " { tenant = \"admin\", token = \"" + ADMIN_TOKEN + "\" } ]");
     clientSystem = clientSystem();
     node = new TestNode(dir.resolve("n1"), postgres.jdbcUrl(),
         ConfigFactory.parseString("pekko.remote.artery.canonical.port = " + seedPort).withFallback(common)).start();
@@ -91,7 +94,7 @@ class ClusterDrainIT extends NodeScenarios {
   }
 
   List<String> upNodes() {
-    return await(admin().listNodes().addHeader("authorization", bearer()).invoke(ListNodesRequest.getDefaultInstance()))
+    return await(admin().listNodes().addHeader("authorization", "Bearer " + ADMIN_TOKEN).invoke(ListNodesRequest.getDefaultInstance()))
         .getNodesList().stream().filter(n -> n.getStatus().equals("Up")).map(n -> n.getAddress()).toList();
   }
 
@@ -136,7 +139,10 @@ class ClusterDrainIT extends NodeScenarios {
     List<VmHandle> oldVms = new VmDirectory(this.second.dataDir.resolve("vms")).handles();
     assertFalse(oldVms.isEmpty());
 
-    var drained = await(admin().drainNode().addHeader("authorization", bearer())
+    // The default tenant is no administrator: only the admin identity drains.
+    assertEquals(io.grpc.Status.Code.PERMISSION_DENIED, codeOf(() -> await(admin().drainNode().addHeader("authorization", bearer())
+        .invoke(DrainNodeRequest.newBuilder().setAddress(second).build()))));
+    var drained = await(admin().drainNode().addHeader("authorization", "Bearer " + ADMIN_TOKEN)
         .invoke(DrainNodeRequest.newBuilder().setAddress(second).build()));
     assertEquals(second, drained.getNode().getAddress());
 

@@ -126,6 +126,11 @@ class NodeOnH2IT extends NodeScenarios {
         .invoke(dev.flotilla.api.v1.ListNodesRequest.getDefaultInstance()))));
     assertEquals(Status.Code.PERMISSION_DENIED, codeOf(() -> await(cluster.drainNode().addHeader("authorization", other)
         .invoke(dev.flotilla.api.v1.DrainNodeRequest.newBuilder().setAddress("127.0.0.1:1").build()))));
+    // ... nor for the default tenant: the administration identity is its own (data/admin.token).
+    assertEquals(Status.Code.PERMISSION_DENIED, codeOf(() -> await(cluster.listNodes().addHeader("authorization", bearer())
+        .invoke(dev.flotilla.api.v1.ListNodesRequest.getDefaultInstance()))));
+    assertEquals(1, await(cluster.listNodes().addHeader("authorization", "Bearer " + node.adminToken())
+        .invoke(dev.flotilla.api.v1.ListNodesRequest.getDefaultInstance())).getNodesCount());
     // Untouched: still running, its file not planted, its log the owner's.
     assertEquals(Phase.RUNNING, get(id).getPhase());
     assertEquals(1, exec(id, "test", "-e", "/tmp/planted").exitCode());

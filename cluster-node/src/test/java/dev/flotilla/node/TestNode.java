@@ -74,6 +74,11 @@ final class TestNode implements AutoCloseable {
     return TokenAuth.defaultToken(dataDir);
   }
 
+  /** The administration identity's token (the node writes it on first start). */
+  String adminToken() throws IOException {
+    return TokenAuth.adminToken(dataDir);
+  }
+
   SandboxServiceClient client(ActorSystem clientSystem) {
     return SandboxServiceClient.create(
         GrpcClientSettings.connectToServiceAt("127.0.0.1", node.grpcPort(), clientSystem).withTls(false), clientSystem);

@@ -25,6 +25,9 @@ import java.util.Set;
 public final class TokenAuth {
   public static final String DEFAULT_TENANT = "default";
   public static final String DEFAULT_TOKEN_FILE = "default.token";
+  /** The administration identity (flotilla.auth.admin-tenants), with its own token file. */
+  public static final String ADMIN_TENANT = "admin";
+  public static final String ADMIN_TOKEN_FILE = "admin.token";
 
   private final Map<String, String> tenantByDigest;
 
@@ -53,6 +56,9 @@ public final class TokenAuth {
     if (auth.getBoolean("default-token-file")) {
       tokens.put(defaultToken(dataDir), DEFAULT_TENANT);
     }
+    if (auth.hasPath("admin-token-file") && auth.getBoolean("admin-token-file")) {
+      tokens.put(adminToken(dataDir), ADMIN_TENANT);
+    }
     return new TokenAuth(tokens);
   }
 
@@ -77,7 +83,17 @@ public final class TokenAuth {
 
   /** Reads {@code <dataDir>/default.token}, creating it (mode 0600) with a fresh token if missing. */
   public static String defaultToken(Path dataDir) throws IOException {
-    Path file = dataDir.resolve(DEFAULT_TOKEN_FILE);
+    return ownTokenFile(dataDir.resolve(DEFAULT_TOKEN_FILE));
+  }
+
+  /** Reads {@code <dataDir>/admin.token}, creating it (mode 0600) with a fresh token if missing. */
+  public static String adminToken(Path dataDir) throws IOException {
+    return ownTokenFile(dataDir.resolve(ADMIN_TOKEN_FILE));
+  }
+
+  /** A token file the node makes itself: created with a fresh token if missing, owner-only. */
+  private static String ownTokenFile(Path file) throws IOException {
+    Path dataDir = file.getParent();
     if (!Files.exists(file)) {
       Files.createDirectories(dataDir);
       byte[] raw = new byte[32];

@@ -46,6 +46,8 @@ import java.util.stream.Stream;
  */
 public final class LocalCluster implements AutoCloseable {
   public static final String TENANT = "default";
+  /** The administration identity's tenant (flotilla.auth.admin-tenants' default). */
+  public static final String ADMIN = "admin";
   private static final Duration STOP_TIMEOUT = Duration.ofSeconds(20);
 
   private final Builder settings;
@@ -158,20 +160,20 @@ public final class LocalCluster implements AutoCloseable {
       byte[] random = new byte[16];
       new SecureRandom().nextBytes(random);
       String token = "dev-" + HexFormat.of().formatHex(random);
+      new SecureRandom().nextBytes(random);
+      String adminToken = "adm-" + HexFormat.of().formatHex(random);
       Path conf = base.resolve("cluster.conf");
-      // it holds the token: the node's user only (the base directory is 0711, its name in /tmp's listing)
-      Files.deleteIfExists(conf);
-      Files.createFile(conf, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
-      Path tokenFile = base.resolve("token");
-      Files.deleteIfExists(tokenFile);
-      Files.createFile(tokenFile, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
-      Files.writeString(tokenFile, token + "\n", StandardCharsets.UTF_8);
-      Files.writeString(conf,
-          "# written by LocalCluster: one token for tenant \"default\" on every node\n"
-              + "flotilla.auth.tokens = [ { tenant = \"" + TENANT + "\", token = \"" + token + "\" } ]\n"
+      // it holds the tokens: the node's user only (the base directory is 0711, its name in /tmp's listing)
+      writePrivate(conf,
+          "# written by LocalCluster: one token for tenant \"default\" and one for the administration\n"
+              + "# identity \"admin\" (nodes, drain), both valid on every node\n"
+              + "flotilla.auth.tokens = [ { tenant = \"" + TENANT + "\", token = \"" + token + "\" },"
+              + " { tenant = \"" + ADMIN + "\", token = \"" + adminToken + "\" } ]\n"
               + "flotilla.auth.default-token-file = off\n"
-              + configOverrides + "\n",
-          StandardCharsets.UTF_8);
+              + "flotilla.auth.admin-token-file = off\n"
+              + configOverrides + "\n");
+      writePrivate(base.resolve("token"), token + "\n");
+      writePrivate(base.resolve("admin-token"), adminToken + "\n");
       LocalCluster c = new LocalCluster(this, base, token, conf);
       Runtime.getRuntime().addShutdownHook(c.shutdownHook);
       try {
@@ -255,6 +257,17 @@ public final class LocalCluster implements AutoCloseable {
   /** A file (0600) holding {@link #token()}, for {@code FLOTILLA_TOKEN_FILE}. */
   public Path tokenFile() {
     return baseDir.resolve("token");
+  }
+
+  /** The file holding the administration identity's token ({@code nodes}, {@code drain}), mode 0600. */
+  public Path adminTokenFile() {
+    return baseDir.resolve("admin-token");
+  }
+
+  private static void writePrivate(Path file, String content) throws IOException {
+    Files.deleteIfExists(file);
+    Files.createFile(file, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
+    Files.writeString(file, content, StandardCharsets.UTF_8);
   }
 
   /** Whether the nodes serve TLS (gRPC) and mutual TLS (Artery). */

@@ -43,7 +43,13 @@ class DevClusterTlsIT {
       // node 2 is Up once gossip has converged
       Run[] last = new Run[1];
       await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(500))
-          .until(() -> (last[0] = run(env, "nodes")).code() == 0 && last[0].up() == 2);
+          .until(() -> (last[0] = run(env, "nodes", "--token-file", cluster.adminTokenFile().toString())).code() == 0
+              && last[0].up() == 2);
+      assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(cluster.adminTokenFile())));
+      // The administration API is not for tenants: the default tenant's token is refused.
+      Run asTenant = run(env, "nodes");
+      assertEquals(1, asTenant.code(), asTenant.err());
+      assertTrue(asTenant.err().contains("permission denied"), asTenant.err());
       assertTrue(last[0].out().contains(cluster.node(2).arteryAddress()), last[0].out());
       for (int i = 1; i <= 2; i++) {
         assertTrue(cluster.node(i).logTail(400).contains("cluster transport: mutual TLS"), cluster.node(i).logTail(60));
@@ -51,7 +57,7 @@ class DevClusterTlsIT {
 
       env.remove("FLOTILLA_TLS");
       env.remove("FLOTILLA_CA");
-      Run plaintext = run(env, "nodes");
+      Run plaintext = run(env, "nodes", "--token-file", cluster.adminTokenFile().toString());
       assertEquals(3, plaintext.code(), plaintext.err());
       assertTrue(plaintext.err().contains("does it serve TLS?"), plaintext.err());
     }
