@@ -158,6 +158,9 @@ public final class FlotillaNode implements AutoCloseable {
       JournalHealth journal = JournalHealth.start(full);
       system.getWhenTerminated().whenComplete((d, e) -> journal.close());
       JournalStatus journalStatus = journalStatus(journal);
+      Config reconcile = full.getConfig("flotilla.tenants.reconcile");
+      dev.flotilla.tenant.LedgerReconciler.start(system, auth::tenants, reconcile.getDuration("first-run"),
+          reconcile.getDuration("interval"), reconcile.getDuration("grace"), sb.getDuration("ask-timeout"), journalStatus);
       new VmReaper(system, runtime,
           system.dispatchers().lookup(DispatcherSelector.fromConfig(full.getString("flotilla.vm.supervisor.blocking-dispatcher"))),
           sb.getDuration("ask-timeout"), journalStatus)

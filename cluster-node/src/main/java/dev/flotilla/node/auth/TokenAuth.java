@@ -128,6 +128,11 @@ public final class TokenAuth {
     }
   }
 
+  /** Every tenant a token of this node names. */
+  public java.util.Set<String> tenants() {
+    return java.util.Set.copyOf(tenantByDigest.values());
+  }
+
   /** The tenant of an {@code authorization} header value, if it carries a known bearer token. */
   public Optional<String> tenantOf(String authorizationHeader) {
     if (authorizationHeader == null) return Optional.empty();
