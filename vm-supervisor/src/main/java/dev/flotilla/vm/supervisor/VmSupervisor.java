@@ -711,13 +711,13 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   private Behavior<Object> readMain() {
     if (phase != Phase.RUNNING || mainEnded) return this;
-    if (!mainStartedOk) {
-      startMain();
-      return this;
-    }
     AgentClient c = client;
     if (paused || c == null || !c.isOpen()) {
       timers.startSingleTimer(MainRetry.INSTANCE, MAIN_RETRY);
+      return this;
+    }
+    if (!mainStartedOk) {
+      startMain();
       return this;
     }
     if (mainDrained) return waitMain(c);
@@ -799,11 +799,13 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   private void logMainEnd(int exitCode, int signal, String reason) {
     MainLog log = main.log();
     long at = mainOffset;
+    long inc = incarnation;
+    org.slf4j.Logger logger = getContext().getLog(); // the context itself is not for other threads
     onBlocking(() -> {
-      log.appendExit(incarnation, at, exitCode, signal, reason);
+      log.appendExit(inc, at, exitCode, signal, reason);
       return null;
     }).exceptionally(e -> {
-      getContext().getSystem().log().error("cannot log the end of the main process of incarnation {}: {}", incarnation, reason(e));
+      logger.error("cannot log the end of the main process of incarnation {}: {}", inc, reason(e));
       return null;
     });
   }
