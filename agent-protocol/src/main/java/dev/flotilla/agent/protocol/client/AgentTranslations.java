@@ -72,8 +72,14 @@ final class AgentTranslations {
         .build();
   }
 
-  static OutputRead outputRead(Response r, String what) {
+  static OutputRead outputRead(Response r, String what, long askedOffset) {
     ReadOutputResponse o = expect(r, Response.KindCase.READ_OUTPUT, what).getReadOutput();
+    // The ring only ever skips forward (dropped output): an earlier offset (or one past 2^63, which
+    // the host's signed offsets cannot hold) would replay output the host already has as new.
+    if (o.getOffset() < askedOffset) {
+      throw new AgentException(AgentException.Code.INTERNAL,
+          what + ": agent answered offset " + Long.toUnsignedString(o.getOffset()) + ", before the one asked for");
+    }
     java.util.List<OutputRead.Chunk> chunks = new java.util.ArrayList<>(o.getChunksCount());
     for (var c : o.getChunksList()) chunks.add(new OutputRead.Chunk(c.getStderr(), c.getData().toByteArray()));
     return new OutputRead(o.getOffset(), chunks, o.getEof());

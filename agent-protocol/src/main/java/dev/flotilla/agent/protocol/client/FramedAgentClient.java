@@ -114,7 +114,7 @@ public final class FramedAgentClient implements AgentClient {
   public CompletableFuture<OutputRead> readOutput(String execId, long offset, int maxBytes, Duration wait, Duration deadline) {
     String what = "readOutput " + execId + " at " + offset;
     return call(AgentTranslations.readOutput(execId, offset, Math.min(maxBytes, options.fileChunk()), wait), deadline, what)
-        .thenApply(r -> AgentTranslations.outputRead(r, what));
+        .thenApply(r -> AgentTranslations.outputRead(r, what, offset));
   }
 
   @Override
