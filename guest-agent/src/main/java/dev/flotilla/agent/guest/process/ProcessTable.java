@@ -73,6 +73,13 @@ public final class ProcessTable {
     if (processes.containsKey(id)) {
       throw new AgentError(Error.Code.ALREADY_EXISTS, "exec id '" + id + "' is in use");
     }
+    for (var e : r.getEnvMap().entrySet()) {
+      // The JVM refuses these with an IllegalArgumentException: a bad request, not an agent failure.
+      if (e.getKey().isEmpty() || e.getKey().indexOf('=') >= 0 || e.getKey().indexOf('\0') >= 0) {
+        throw AgentError.invalid("env name '" + e.getKey() + "' is invalid: it must be non-empty, without '=' or NUL");
+      }
+      if (e.getValue().indexOf('\0') >= 0) throw AgentError.invalid("env value of '" + e.getKey() + "' contains NUL");
+    }
     ProcessBuilder pb;
     if (root == null) {
       pb = new ProcessBuilder(defaults.command(r.getArgvList(), r.getUser(), java.nio.file.Path.of("/etc")));

@@ -48,7 +48,7 @@ public final class FileService {
       try (FileChannel ch = FileChannel.open(path, opts)) {
         if (created) Files.setPosixFilePermissions(path, permissions(r.getMode() == 0 ? 0644 : r.getMode()));
         ByteBuffer data = r.getData().asReadOnlyByteBuffer();
-        long pos = r.getOffset();
+        long pos = offset(r.getOffset());
         while (data.hasRemaining()) pos += ch.write(data, pos);
         return WriteFileResponse.newBuilder().setSize(ch.size()).build();
       }
@@ -59,6 +59,7 @@ public final class FileService {
 
   public ReadFileResponse read(ReadFileRequest r) {
     Path path = absolute(r.getPath());
+    offset(r.getOffset());
     int length = r.getLength() == 0 ? chunkCap : Math.min(r.getLength(), chunkCap);
     try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
       long size = ch.size();
@@ -83,7 +84,14 @@ public final class FileService {
   private Path absolute(String p) {
     if (root != null) return root.resolve(p);
     if (p.isEmpty() || !p.startsWith("/")) throw AgentError.invalid("path '" + p + "' must be absolute");
+    if (p.indexOf('\0') >= 0) throw AgentError.invalid("path '" + p.replace('\0', '?') + "' contains NUL");
     return Path.of(p);
+  }
+
+  /** A uint64 offset past 2^63 arrives negative: no file is that large. */
+  private static long offset(long offset) {
+    if (offset < 0) throw AgentError.invalid("offset " + Long.toUnsignedString(offset) + " is past any file size");
+    return offset;
   }
 
   private static AgentError map(String op, Path path, IOException e) {
