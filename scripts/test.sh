@@ -11,4 +11,5 @@ guest-image/build.sh
 # The process driver's tests run sandboxes from these (cached as well).
 guest-image/build-sandbox-runtime.sh
 guest-image/build-default-image.sh
-exec mvn -B -ntp verify "$@"
+# -Dfuzz.smoke.skip=false: every fuzz target also fuzzes for a few seconds (pom.xml, fuzz-smoke).
+exec mvn -B -ntp verify -Dfuzz.smoke.skip=false "$@"

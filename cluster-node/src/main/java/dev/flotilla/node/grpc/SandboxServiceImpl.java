@@ -131,8 +131,12 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
       if (in.getWorkingDir().length() > MAX_PATH || in.getUser().length() > 256) {
         throw new IllegalArgumentException("working_dir must be at most " + MAX_PATH + " and user at most 256 characters");
       }
-      for (String k : in.getEnvMap().keySet()) {
+      // NUL cannot reach a process (create's command is checked the same way): refused here, not in the guest.
+      if (in.getArgvList().stream().anyMatch(a -> a.indexOf('\0') >= 0)) throw new IllegalArgumentException("argv must not contain NUL characters");
+      for (var e : in.getEnvMap().entrySet()) {
+        String k = e.getKey();
         if (k.isEmpty() || k.contains("=") || k.indexOf('\0') >= 0) throw new IllegalArgumentException("env name '" + k + "' is invalid");
+        if (e.getValue().indexOf('\0') >= 0) throw new IllegalArgumentException("env value of '" + k + "' must not contain NUL characters");
       }
       ExecSpec spec = new ExecSpec(in.getArgvList(), in.getEnvMap(), in.getWorkingDir(), in.getUser());
       return Source.completionStageSource(control.exec(tenant, in.getSandboxId(), spec))
@@ -184,7 +188,7 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
   // ------------------------------------------------------------------------------ plumbing
 
   private static void checkPath(String path) {
-    if (path.isEmpty() || path.length() > MAX_PATH || path.indexOf('\0') >= 0) {
+    if (!path.startsWith("/") || path.length() > MAX_PATH || path.indexOf('\0') >= 0) {
       throw new IllegalArgumentException("path must be an absolute path of at most " + MAX_PATH + " characters");
     }
   }

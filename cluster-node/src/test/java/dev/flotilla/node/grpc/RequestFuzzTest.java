@@ -59,9 +59,19 @@ class RequestFuzzTest {
     return service;
   }
 
-  /** A CreateSandboxRequest as the client's bytes: translated, checked, and back to protobuf unchanged. */
+  /** The four targets in one, so that one fuzzing JVM covers them: the last byte picks. */
   @FuzzTest(maxDuration = "10s")
-  void createSpec(byte[] bytes) {
+  void request(FuzzedDataProvider data) throws Exception {
+    switch (data.consumeInt(0, 3)) {
+      case 0 -> createSpec(data.consumeRemainingAsBytes());
+      case 1 -> listFilter(data.consumeRemainingAsBytes());
+      case 2 -> exec(data);
+      default -> readFileAndLogs(data);
+    }
+  }
+
+  /** A CreateSandboxRequest as the client's bytes: translated, checked, and back to protobuf unchanged. */
+  private static void createSpec(byte[] bytes) {
     CreateSandboxRequest req;
     try {
       req = CreateSandboxRequest.parseFrom(bytes);
@@ -83,8 +93,7 @@ class RequestFuzzTest {
     assertEquals(normalized, VALIDATOR.normalize(Translations.fromProto(proto)));
   }
 
-  @FuzzTest(maxDuration = "10s")
-  void listFilter(byte[] bytes) {
+  private static void listFilter(byte[] bytes) {
     ListSandboxesRequest req;
     try {
       req = ListSandboxesRequest.parseFrom(bytes);
@@ -102,8 +111,7 @@ class RequestFuzzTest {
     phases.forEach(p -> assertEquals(p, Phase.valueOf(Translations.toProto(p).name())));
   }
 
-  @FuzzTest(maxDuration = "10s")
-  void exec(FuzzedDataProvider data) throws Exception {
+  private static void exec(FuzzedDataProvider data) throws Exception {
     ExecRequest.Builder b = ExecRequest.newBuilder().setSandboxId(data.consumeString(20));
     int argc = data.consumeBoolean() ? data.consumeInt(0, 3) : data.consumeInt(0, SandboxServiceImpl.MAX_ARGV + 2);
     String arg = data.consumeString(12);
@@ -130,8 +138,7 @@ class RequestFuzzTest {
     });
   }
 
-  @FuzzTest(maxDuration = "10s")
-  void readFileAndLogs(FuzzedDataProvider data) throws Exception {
+  private static void readFileAndLogs(FuzzedDataProvider data) throws Exception {
     String path = data.consumeBoolean() ? "/" + data.consumeString(16) : data.consumeString(16);
     if (data.consumeBoolean()) path = path + "a".repeat(data.consumeInt(0, SandboxServiceImpl.MAX_PATH + 2));
     Status s = outcome(service().readFile(ReadFileRequest.newBuilder().setSandboxId(data.consumeString(20))

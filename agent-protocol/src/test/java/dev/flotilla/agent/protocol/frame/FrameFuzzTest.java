@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
+import com.code_intelligence.jazzer.api.FuzzedDataProvider;
 import com.code_intelligence.jazzer.junit.FuzzTest;
 import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
@@ -22,7 +23,7 @@ import java.util.concurrent.TimeoutException;
  * came from) or refuses with a {@link ProtocolException}; the connection always ends, with a clean
  * end, a ProtocolException or the peer's GOAWAY as its cause, never a crash of its reader.
  *
- * <p>Seeds and regression inputs: {@code src/test/resources/.../FrameFuzzTestInputs/<method>/};
+ * <p>Seeds and regression inputs: {@code src/test/resources/.../FrameFuzzTestInputs/frames/};
  * longer runs: {@code scripts/fuzz.sh}.
  */
 class FrameFuzzTest {
@@ -30,8 +31,19 @@ class FrameFuzzTest {
   /** Small, so that the fuzzer reaches the limit checks with short inputs. */
   private static final int MAX_PAYLOAD = 256;
 
+  /** Both targets in one, so that one fuzzing JVM covers them: the last byte picks. */
   @FuzzTest(maxDuration = "10s")
-  void decode(byte[] wire) {
+  void frames(FuzzedDataProvider data) throws Exception {
+    boolean decodeOnly = data.consumeBoolean();
+    byte[] wire = data.consumeRemainingAsBytes();
+    if (decodeOnly) {
+      decode(wire);
+    } else {
+      connection(wire);
+    }
+  }
+
+  private static void decode(byte[] wire) {
     FrameCodec codec = new FrameCodec(MAX_PAYLOAD);
     ByteArrayInputStream in = new ByteArrayInputStream(wire);
     int consumed = 0;
@@ -58,8 +70,7 @@ class FrameFuzzTest {
     }
   }
 
-  @FuzzTest(maxDuration = "10s")
-  void connection(byte[] wire) throws Exception {
+  private static void connection(byte[] wire) throws Exception {
     List<Frame> seen = new ArrayList<>();
     ByteArrayOutputStream sent = new ByteArrayOutputStream();
     FrameConnection conn = new FrameConnection(new ByteArrayInputStream(wire), sent, "fuzz", MAX_PAYLOAD);
