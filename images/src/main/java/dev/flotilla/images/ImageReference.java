@@ -98,6 +98,12 @@ public record ImageReference(String domain, String repository, String tag, Diges
     if (domain.equals(DOCKER_HUB) && !path.contains("/")) {
       path = "library/" + path;
     }
+    // The bound is on the canonical name (what is stored and parsed again when a sandbox restarts),
+    // not on what was typed: "docker.io/library/" must still fit.
+    if (domain.length() + 1 + path.length() > MAX_NAME) {
+      throw new ImageException("image reference '" + ref + "': the name " + domain + "/" + path + " is longer than "
+          + MAX_NAME + " characters");
+    }
     if (tag == null && digest == null) {
       tag = DEFAULT_TAG;
     }
