@@ -54,7 +54,7 @@ for t in "${targets[@]}"; do
   echo "fuzzing $t (${MODULE[$t]} ${TEST[$t]}) for ${seconds} s ... log: $log"
   status=0
   JAZZER_FUZZ=1 mvn -B -ntp -pl "${MODULE[$t]}" -am test \
-    -Dtest="${TEST[$t]}" -Dsurefire.failIfNoSpecifiedTests=false \
+    -Dtest="${TEST[$t]}" -Dsurefire.failIfNoSpecifiedTests=false -Dfuzz.hooks=true \
     -Djazzer.internal.arg.0=fuzz -Djazzer.internal.arg.1=-max_total_time="$seconds" \
     -Djazzer.internal.arg.2=-timeout=30 >"$log" 2>&1 || status=$?
   done_line=$(grep -a -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | tail -1 || true)
