@@ -107,14 +107,7 @@ public final class SandboxControl {
    */
   private <T> CompletionStage<Source<T, NotUsed>> holding(String tenant, TenantLimits.Kind kind,
       java.util.function.Supplier<CompletionStage<Source<T, NotUsed>>> call) {
-    TenantLimits.Permit permit;
-    try {
-      limits.admit(tenant);
-      permit = limits.acquire(tenant, kind);
-    } catch (SandboxError e) {
-      return CompletableFuture.failedFuture(e);
-    }
-    return call.get().handle((src, err) -> {
+    return slot(tenant, kind).thenCompose(permit -> call.get().handle((src, err) -> {
       if (err != null) {
         permit.release();
         throw err instanceof CompletionException ce ? ce : new CompletionException(err);
@@ -123,7 +116,28 @@ public final class SandboxControl {
         done.whenComplete((d, e) -> permit.release());
         return m;
       });
-    });
+    }));
+  }
+
+  /** Admits one call of the tenant and takes one of its {@code kind} slots; RESOURCE_EXHAUSTED when either is refused. */
+  private CompletableFuture<TenantLimits.Permit> slot(String tenant, TenantLimits.Kind kind) {
+    try {
+      limits.admit(tenant);
+      return CompletableFuture.completedFuture(limits.acquire(tenant, kind));
+    } catch (SandboxError e) {
+      return CompletableFuture.failedFuture(e);
+    }
+  }
+
+  /**
+   * A call answered by the sandbox's entity with a stream (exec, file reads, logs): the tenant's
+   * slot of {@code kind} held while it lasts, the sandbox checked to be the tenant's first.
+   */
+  private <T> CompletionStage<Source<T, NotUsed>> streamFromEntity(String tenant, String id, TenantLimits.Kind kind,
+      java.util.function.Function<ActorRef<StatusReply<SourceRef<T>>>, SandboxEntity.Command> msg) {
+    return holding(tenant, kind, () -> checkId(id)
+        .thenCompose(x -> guard.read(() -> existing(tenant, id).thenCompose(y -> ask(sandbox(id), msg, askTimeout, null))))
+        .thenApply(SourceRef::getSource));
   }
 
   /** How this node pins the images creates name (none: creates naming an image are refused). */
@@ -252,14 +266,10 @@ public final class SandboxControl {
   public CompletionStage<Page> list(String tenant, Map<String, String> labels, Set<Phase> phases, int pageSize, String pageToken) {
     int size = pageSize <= 0 ? 100 : pageSize;
     if (size > 1000) return CompletableFuture.failedFuture(SandboxError.invalid("page size must be at most 1000"));
-    try {
-      limits.admit(tenant);
-    } catch (SandboxError e) {
-      return CompletableFuture.failedFuture(e);
-    }
     Set<Phase> wanted = phases == null || phases.isEmpty() ? java.util.EnumSet.complementOf(java.util.EnumSet.of(Phase.DELETED))
         : phases;
-    return listFrom(tenant, labels == null ? Map.of() : labels, wanted, size, pageToken == null ? "" : pageToken, new ArrayList<>());
+    return admit(tenant).thenCompose(x ->
+        listFrom(tenant, labels == null ? Map.of() : labels, wanted, size, pageToken == null ? "" : pageToken, new ArrayList<>()));
   }
 
   private CompletionStage<Page> listFrom(String tenant, Map<String, String> labels, Set<Phase> phases, int size, String after,
@@ -298,10 +308,7 @@ public final class SandboxControl {
     if (spec.argv().isEmpty() || spec.argv().get(0).isEmpty()) {
       return CompletableFuture.failedFuture(SandboxError.invalid("exec needs a command: argv must not be empty"));
     }
-    return holding(tenant, TenantLimits.Kind.EXEC, () -> checkId(id).thenCompose(x -> guard.read(() -> existing(tenant, id)
-            .thenCompose(y -> ask(sandbox(id),
-                (ActorRef<StatusReply<SourceRef<ExecEvent>>> r) -> new SandboxEntity.Exec(tenant, spec, r), askTimeout, null))))
-        .thenApply(SourceRef::getSource));
+    return streamFromEntity(tenant, id, TenantLimits.Kind.EXEC, r -> new SandboxEntity.Exec(tenant, spec, r));
   }
 
   /** Writes a file from the given chunks; completes with its size. */
@@ -309,37 +316,26 @@ public final class SandboxControl {
     if (path == null || !path.startsWith("/")) {
       return CompletableFuture.failedFuture(SandboxError.invalid("path must be absolute, e.g. /tmp/input.txt"));
     }
-    TenantLimits.Permit permit;
-    try {
-      limits.admit(tenant);
-      permit = limits.acquire(tenant, TenantLimits.Kind.TRANSFER);
-    } catch (SandboxError e) {
-      return CompletableFuture.failedFuture(e);
-    }
-    return checkId(id).thenCompose(x -> guard.read(() -> existing(tenant, id).thenCompose(y -> {
+    return slot(tenant, TenantLimits.Kind.TRANSFER).thenCompose(permit -> checkId(id)
+        .thenCompose(x -> guard.read(() -> existing(tenant, id).thenCompose(y -> {
       SourceRef<ByteString> ref = data.runWith(StreamRefs.sourceRef(), system);
       // Not persisted: the file goes to the VM, so a sandbox in memory takes it while the journal is down.
       return ask(sandbox(id),
           (ActorRef<StatusReply<Long>> r) -> new SandboxEntity.WriteFile(tenant, path, mode, ref, r), fileTimeout, null);
-    }))).whenComplete((size, err) -> permit.release());
+    }))).whenComplete((size, err) -> permit.release()));
   }
 
   public CompletionStage<Source<ByteString, NotUsed>> readFile(String tenant, String id, String path) {
     if (path == null || !path.startsWith("/")) {
       return CompletableFuture.failedFuture(SandboxError.invalid("path must be absolute, e.g. /tmp/output.txt"));
     }
-    return holding(tenant, TenantLimits.Kind.TRANSFER, () -> checkId(id).thenCompose(x -> guard.read(() -> existing(tenant, id)
-            .thenCompose(y -> ask(sandbox(id),
-                (ActorRef<StatusReply<SourceRef<ByteString>>> r) -> new SandboxEntity.ReadFile(tenant, path, r), askTimeout, null))))
-        .thenApply(SourceRef::getSource));
+    return streamFromEntity(tenant, id, TenantLimits.Kind.TRANSFER, r -> new SandboxEntity.ReadFile(tenant, path, r));
   }
 
   /** The main process's log; see {@link SandboxEntity.ReadLogs}. */
   public CompletionStage<Source<ExecEvent, NotUsed>> readLogs(String tenant, String id, int tail, boolean follow) {
-    return holding(tenant, follow ? TenantLimits.Kind.WATCH : TenantLimits.Kind.TRANSFER, () -> checkId(id)
-        .thenCompose(x -> guard.read(() -> existing(tenant, id).thenCompose(y -> ask(sandbox(id),
-            (ActorRef<StatusReply<SourceRef<ExecEvent>>> r) -> new SandboxEntity.ReadLogs(tenant, tail, follow, r), askTimeout, null))))
-        .thenApply(SourceRef::getSource));
+    return streamFromEntity(tenant, id, follow ? TenantLimits.Kind.WATCH : TenantLimits.Kind.TRANSFER,
+        r -> new SandboxEntity.ReadLogs(tenant, tail, follow, r));
   }
 
   /**
@@ -350,10 +346,9 @@ public final class SandboxControl {
   public Source<SandboxChanged, NotUsed> watch(String tenant, String id) {
     TenantLimits.Permit permit;
     try {
-      limits.admit(tenant);
-      permit = limits.acquire(tenant, TenantLimits.Kind.WATCH);
-    } catch (SandboxError e) {
-      return Source.failed(e);
+      permit = slot(tenant, TenantLimits.Kind.WATCH).join(); // completed at once, taken or refused
+    } catch (CompletionException refused) {
+      return Source.failed(refused.getCause());
     }
     Source<SandboxChanged, ActorRef<SandboxChanged>> live = ActorSource.actorRef(
         m -> false, m -> java.util.Optional.empty(), 256, OverflowStrategy.dropHead());

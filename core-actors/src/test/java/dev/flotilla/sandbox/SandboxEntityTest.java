@@ -157,11 +157,16 @@ class SandboxEntityTest {
   }
 
   SandboxView running(EventSourcedBehaviorTestKit<Command, Event, State> kit, SandboxSpec spec) {
+    return running(kit, spec, "start 1");
+  }
+
+  /** Creates, expects the first launch to read {@code launch}, reports the VM ready, waits for RUNNING. */
+  SandboxView running(EventSourcedBehaviorTestKit<Command, Event, State> kit, SandboxSpec spec, String launch) {
     var created = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, spec, "req-1", ref));
     assertEquals(Phase.CREATING, created.reply().getValue().phase());
     assertEquals(List.of(SandboxEntity.Created.class, SandboxEntity.VmStartRequested.class),
         created.events().stream().map(Object::getClass).toList());
-    assertEquals("start 1", launches.receiveMessage());
+    assertEquals(launch, launches.receiveMessage());
     ready(1);
     return awaitPhase(kit, Phase.RUNNING);
   }
@@ -293,11 +298,7 @@ class SandboxEntityTest {
   @Test
   void neverPolicyStopsInsteadOfRestarting() {
     var kit = kit(runtime("host-a", 3));
-    var spec = new SandboxSpec("process", 1, 256, Map.of(), RestartPolicy.NEVER);
-    kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, spec, "", ref));
-    assertEquals("start 1", launches.receiveMessage());
-    ready(1);
-    awaitPhase(kit, Phase.RUNNING);
+    running(kit, new SandboxSpec("process", 1, 256, Map.of(), RestartPolicy.NEVER));
     parent.tell(new VmSupervisorProtocol.VmExited(1, new VmExit(3, 0, "exited with 3", false)));
     SandboxView v = awaitPhase(kit, Phase.STOPPED);
     assertEquals("exited with 3", v.statusMessage());
@@ -307,11 +308,8 @@ class SandboxEntityTest {
   @Test
   void aMainProcessGoesWithEveryIncarnationAndItsExitAppliesTheRestartPolicy() {
     var kit = kit(runtime("host-a", 3));
-    var spec = new SandboxSpec("process", 1, 256, Map.of(), RestartPolicy.ON_FAILURE, 0, "", List.of("sh", "-c", "exit 3"));
-    kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, spec, "", ref));
-    assertEquals("start 1 main=sh -c exit 3", launches.receiveMessage());
-    ready(1);
-    awaitPhase(kit, Phase.RUNNING);
+    running(kit, new SandboxSpec("process", 1, 256, Map.of(), RestartPolicy.ON_FAILURE, 0, "", List.of("sh", "-c", "exit 3")),
+        "start 1 main=sh -c exit 3");
     // The supervisor reports the main process's status as the VM's, not requested: ON_FAILURE restarts.
     parent.tell(new VmSupervisorProtocol.VmExited(1, new VmExit(3, 0, "main process exited with code 3", false)));
     assertEquals("start 2 main=sh -c exit 3", launches.receiveMessage());

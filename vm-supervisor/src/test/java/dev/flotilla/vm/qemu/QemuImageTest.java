@@ -8,8 +8,6 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.flotilla.agent.protocol.client.AgentClient;
 import dev.flotilla.agent.protocol.client.AgentClients;
-import dev.flotilla.agent.protocol.client.ExecRequest;
-import dev.flotilla.agent.protocol.client.ExitStatus;
 import dev.flotilla.vm.ImageRootfs;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmHandle;
@@ -201,29 +199,7 @@ class QemuImageTest {
   }
 
   private static TestAgent.Result exec(AgentClient agent, String user, String cwd, String script) throws Exception {
-    String execId = "x" + System.nanoTime();
-    ByteArrayOutputStream out = new ByteArrayOutputStream();
-    java.util.concurrent.CompletableFuture<Void> ended = new java.util.concurrent.CompletableFuture<>();
-    agent.exec(new ExecRequest(execId, List.of("sh", "-c", script), Map.of(), cwd, false, user),
-        new dev.flotilla.agent.protocol.client.OutputSink() {
-          @Override
-          public void onData(Channel channel, byte[] data, Runnable release) {
-            synchronized (out) {
-              out.writeBytes(data);
-            }
-            release.run();
-          }
-
-          @Override
-          public void onEnd(Channel channel) {
-            if (channel == Channel.STDOUT) ended.complete(null);
-          }
-        }, TestAgent.CALL).get(30, TimeUnit.SECONDS);
-    ExitStatus status = agent.waitProcess(execId, TestAgent.CALL).get(30, TimeUnit.SECONDS);
-    ended.get(30, TimeUnit.SECONDS);
-    synchronized (out) {
-      return new TestAgent.Result(status, out.toString(StandardCharsets.UTF_8));
-    }
+    return TestAgent.run(agent, user, cwd, script);
   }
 
   private static String sha256(Path file) throws Exception {

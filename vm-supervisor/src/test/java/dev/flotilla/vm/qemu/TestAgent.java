@@ -26,8 +26,13 @@ final class TestAgent {
 
   /** Runs {@code script} with {@code sh -c} and waits for its exit and all of its stdout. */
   static Result run(AgentClient agent, String script) throws Exception {
+    return run(agent, "", "", script);
+  }
+
+  /** As {@link #run(AgentClient, String)}, as {@code user} in {@code cwd} (empty: the image's defaults). */
+  static Result run(AgentClient agent, String user, String cwd, String script) throws Exception {
     String execId = "e" + EXECS.incrementAndGet();
-    Started p = startProcess(agent, execId, script);
+    Started p = startProcess(agent, execId, user, cwd, script);
     ExitStatus status = agent.waitProcess(execId, CALL).get(CALL.toSeconds(), TimeUnit.SECONDS);
     p.stdoutEnded().get(CALL.toSeconds(), TimeUnit.SECONDS); // output may trail the exit by a frame
     synchronized (p.out()) {
@@ -36,6 +41,10 @@ final class TestAgent {
   }
 
   static Started startProcess(AgentClient agent, String execId, String script) throws Exception {
+    return startProcess(agent, execId, "", "", script);
+  }
+
+  static Started startProcess(AgentClient agent, String execId, String user, String cwd, String script) throws Exception {
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     CompletableFuture<Void> ended = new CompletableFuture<>();
     OutputSink sink = new OutputSink() {
@@ -52,7 +61,7 @@ final class TestAgent {
         if (channel == Channel.STDOUT) ended.complete(null);
       }
     };
-    agent.exec(new ExecRequest(execId, List.of("sh", "-c", script), Map.of(), "", false), sink, CALL)
+    agent.exec(new ExecRequest(execId, List.of("sh", "-c", script), Map.of(), cwd, false, user), sink, CALL)
         .get(CALL.toSeconds(), TimeUnit.SECONDS);
     return new Started(out, ended);
   }
