@@ -78,22 +78,33 @@ public final class MainLog {
   private Entry last;
   private boolean closed;
 
-  MainLog(Path file, long halfMax) throws IOException {
+  /** Touches no file: the log is opened by its first use, which is always off actor threads. */
+  MainLog(Path file, long halfMax) {
     this.current = file;
     this.older = file.resolveSibling(file.getFileName() + OLDER);
     this.halfMax = halfMax;
     this.recordMax = (int) Math.max(1024, Math.min(64 * 1024, halfMax / 4));
+  }
+
+  private boolean opened;
+
+  /** Makes the file (and its node-only directory) if missing, and reads where it ends; once. */
+  private void open() throws IOException {
+    if (opened) return;
+    NodeOnlyFiles.createPrivateDir(current.getParent());
     if (!Files.exists(current)) NodeOnlyFiles.writePrivateFile(current, new byte[0]);
     List<Entry> kept = new ArrayList<>();
     size = scan(current, kept, true);
     if (kept.isEmpty() && Files.exists(older)) scan(older, kept, false);
     last = kept.isEmpty() ? null : kept.get(kept.size() - 1);
+    opened = true;
   }
 
   // ------------------------------------------------------------------------------ writing
 
   /** Output of incarnation {@code incarnation}'s main process at {@code offset} of its output. */
   public synchronized void appendOutput(long incarnation, long offset, boolean stderr, byte[] data) throws IOException {
+    open();
     for (int at = 0; at < data.length; at += recordMax) {
       int n = Math.min(recordMax, data.length - at);
       byte[] part = at == 0 && n == data.length ? data : java.util.Arrays.copyOfRange(data, at, at + n);
@@ -103,6 +114,7 @@ public final class MainLog {
 
   /** The end of incarnation {@code incarnation}'s main process, after {@code offset} bytes of output. */
   public synchronized void appendExit(long incarnation, long offset, int exitCode, int signal, String reason) throws IOException {
+    open();
     byte[] why = reason.getBytes(StandardCharsets.UTF_8);
     ByteBuffer b = ByteBuffer.allocate(8 + Math.min(why.length, 1024));
     b.putInt(exitCode).putInt(signal).put(why, 0, b.remaining());
@@ -128,7 +140,8 @@ public final class MainLog {
   }
 
   /** Where incarnation {@code incarnation}'s main output stands in the log (nothing yet: offset 0). */
-  public synchronized Progress progress(long incarnation) {
+  public synchronized Progress progress(long incarnation) throws IOException {
+    open();
     return last != null && last.incarnation() == incarnation ? last.progress() : Progress.NONE;
   }
 
@@ -150,6 +163,7 @@ public final class MainLog {
     List<ExecEvent> snapshot = new ArrayList<>();
     Source<ExecEvent, NotUsed> live = null;
     synchronized (this) {
+      open();
       List<Entry> all = new ArrayList<>();
       if (Files.exists(older)) scan(older, all, false);
       scan(current, all, false);

@@ -1,8 +1,6 @@
 package dev.flotilla.vm.supervisor;
 
-import dev.flotilla.vm.NodeOnlyFiles;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -39,17 +37,13 @@ public final class MainLogs {
     return maxBytes;
   }
 
-  /** The log of {@code sandboxId}, opened (and its torn tail, if any, cut) on first use. */
+  /**
+   * The log of {@code sandboxId}. No file is touched here (callers may be actors): the log is
+   * opened, and its torn tail if any cut, by its first read or write.
+   */
   public MainLog of(String sandboxId) {
     if (!ID.matcher(sandboxId).matches()) throw new IllegalArgumentException("not a sandbox id: " + sandboxId);
-    return open.computeIfAbsent(sandboxId, id -> {
-      try {
-        NodeOnlyFiles.createPrivateDir(dir);
-        return new MainLog(dir.resolve(id + SUFFIX), maxBytes / 2);
-      } catch (IOException e) {
-        throw new UncheckedIOException("cannot open the main log of " + id + " in " + dir + ": " + e.getMessage(), e);
-      }
-    });
+    return open.computeIfAbsent(sandboxId, id -> new MainLog(dir.resolve(id + SUFFIX), maxBytes / 2));
   }
 
   /** Sandboxes with a log on this node. */
