@@ -14,6 +14,7 @@ import java.io.OutputStream;
 import java.lang.System.Logger.Level;
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -69,7 +70,8 @@ public final class GuestAgent {
     this.leaseExit = leaseExit;
     this.watchdog = new LeaseWatchdog(lease, config.sandboxId() + " incarnation " + config.incarnation(), this::leaseExpired);
     this.processes = new ProcessTable(scheduler, config.exitRetention(), AgentProtocol.DEFAULT_OUTPUT_WINDOW,
-        config.maxPayload(), config.execDefaults(), config.tenantRoot());
+        config.maxPayload(), config.execDefaults(), config.tenantRoot(),
+        Map.of("FLOTILLA_SANDBOX_ID", config.sandboxId(), "FLOTILLA_INCARNATION", Long.toString(config.incarnation())));
     this.files = new FileService(Math.min(config.fileChunk(), config.maxPayload() - 4096), config.tenantRoot());
   }
 

@@ -59,6 +59,14 @@ class ExecIT {
   }
 
   @Test
+  void everyProcessKnowsItsSandboxAndIncarnationAndARequestCannotFakeThem() throws Exception {
+    CollectingSink sink = new CollectingSink();
+    run(sink, new ExecRequest("who", List.of("sh", "-c", "echo $FLOTILLA_SANDBOX_ID $FLOTILLA_INCARNATION"),
+        Map.of("FLOTILLA_SANDBOX_ID", "other", "FLOTILLA_INCARNATION", "99"), "", false));
+    assertEquals(agent.sandboxId + " " + agent.incarnation + "\n", sink.stdout());
+  }
+
+  @Test
   void stdinIsEmptyUnlessRequested() throws Exception {
     CollectingSink sink = new CollectingSink();
     assertEquals(0, run(sink, ExecRequest.of("cat", "cat")).exitCode());

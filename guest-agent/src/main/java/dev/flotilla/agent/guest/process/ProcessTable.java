@@ -40,6 +40,7 @@ public final class ProcessTable {
 
   private final ExecDefaults defaults;
   private final TenantRoot root;
+  private final Map<String, String> identity;
 
   public ProcessTable(ScheduledExecutorService scheduler, Duration retention, int defaultWindow, int maxPayload) {
     this(scheduler, retention, defaultWindow, maxPayload, ExecDefaults.NONE);
@@ -52,6 +53,17 @@ public final class ProcessTable {
   /** @param root the tenant's root when the agent runs outside it, null when the agent's root is the tenant's */
   public ProcessTable(ScheduledExecutorService scheduler, Duration retention, int defaultWindow, int maxPayload, ExecDefaults defaults,
       TenantRoot root) {
+    this(scheduler, retention, defaultWindow, maxPayload, defaults, root, Map.of());
+  }
+
+  /**
+   * @param identity set in every process's environment over the image's and the request's, so a
+   *     process can tell which sandbox and incarnation runs it (FLOTILLA_SANDBOX_ID,
+   *     FLOTILLA_INCARNATION); a request cannot override them
+   */
+  public ProcessTable(ScheduledExecutorService scheduler, Duration retention, int defaultWindow, int maxPayload, ExecDefaults defaults,
+      TenantRoot root, Map<String, String> identity) {
+    this.identity = Map.copyOf(identity);
     this.root = root;
     this.defaults = defaults;
     this.scheduler = scheduler;
@@ -95,6 +107,7 @@ public final class ProcessTable {
     Map<String, String> env = pb.environment();
     env.clear();
     env.putAll(defaults.environment(DEFAULT_ENV, r.getEnvMap()));
+    env.putAll(identity);
     if (!r.getStdin()) pb.redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
     Process p;
     try {
