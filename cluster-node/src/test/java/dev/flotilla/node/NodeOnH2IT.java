@@ -17,6 +17,7 @@ import io.grpc.Status;
 import java.nio.file.Path;
 import java.util.List;
 import org.apache.pekko.stream.javadsl.Sink;
+import org.awaitility.Awaitility;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -36,6 +37,58 @@ class NodeOnH2IT extends NodeScenarios {
   @AfterAll
   void stopNode() {
     tearDown(node);
+  }
+
+  /** The CLI as a user runs it, against this real node: every sandbox command, then the admin ones. */
+  @Test
+  void theCliEndToEnd() throws Exception {
+    Cli created = cli("", "create", "--label", "cli=e2e", "--cpus", "1", "--memory", "256");
+    assertEquals(0, created.code(), created.err());
+    String id = created.out().strip();
+    assertTrue(id.matches("[A-Za-z0-9-]+") && created.out().equals(id + "\n"), "create prints the id alone: " + created.out());
+    awaitPhase(id, Phase.RUNNING);
+    Cli listed = cli("", "ls", "--label", "cli=e2e");
+    assertEquals(0, listed.code(), listed.err());
+    assertTrue(listed.out().lines().anyMatch(l -> l.startsWith(id + " ") && l.contains("RUNNING") && l.contains("cli=e2e")), listed.out());
+    Cli json = cli("", "get", id, "-o", "json");
+    assertEquals(0, json.code(), json.err());
+    assertTrue(json.out().contains("\"id\": \"" + id + "\"") && json.out().contains("\"phase\": \"RUNNING\""), json.out());
+    // exec: output byte for byte, the command's exit code, stderr apart
+    Cli ran = cli("", "exec", id, "--", "sh", "-c", "echo out; echo err >&2; exit 3");
+    assertEquals(3, ran.code());
+    assertEquals("out\n", ran.out());
+    assertEquals("err\n", ran.err());
+    assertEquals(id + " PAUSED", firstLine(cli("", "pause", id)));
+    assertEquals(id + " RUNNING", firstLine(cli("", "resume", id)));
+    assertTrue(firstLine(cli("", "stop", id)).startsWith(id + " STOP"));
+    awaitPhase(id, Phase.STOPPED);
+    assertTrue(firstLine(cli("", "start", id)).startsWith(id + " "));
+    awaitPhase(id, Phase.RUNNING);
+    assertEquals("again\n", cli("", "exec", id, "--", "echo", "again").out());
+    // another tenant's token: the sandbox does not exist for it
+    Cli foreign = cliAs(TestNode.OTHER_TOKEN, "", "get", id);
+    assertEquals(1, foreign.code());
+    assertTrue(foreign.err().contains("not found"), foreign.err());
+    // the administration commands: not for a tenant, fine for the admin identity
+    Cli denied = cli("", "nodes");
+    assertEquals(1, denied.code());
+    assertTrue(denied.err().contains("permission denied"), denied.err());
+    Cli nodes = cliAs(node.adminToken(), "", "nodes");
+    assertEquals(0, nodes.code(), nodes.err());
+    assertTrue(nodes.out().startsWith("NODE "), nodes.out());
+    assertTrue(nodes.out().lines().anyMatch(l -> l.startsWith(node.node.clusterAddress() + " ") && l.contains("Up")), nodes.out());
+    Cli deniedDrain = cli("", "drain", node.node.clusterAddress());
+    assertEquals(1, deniedDrain.code());
+    assertTrue(deniedDrain.err().contains("permission denied"), deniedDrain.err());
+    // rm, then the id is gone
+    assertEquals(id, firstLine(cli("", "rm", id)));
+    Awaitility.await().atMost(READY).until(() -> cli("", "get", id).code() == 1);
+    assertTrue(cli("", "get", id).err().contains("sandbox " + id + " not found"));
+  }
+
+  private static String firstLine(Cli c) {
+    assertEquals(0, c.code(), c.err());
+    return c.out().lines().findFirst().orElse("");
   }
 
   @Test

@@ -147,10 +147,15 @@ abstract class NodeScenarios {
 
   /** The real CLI in this JVM against the node, as the default tenant, with {@code stdin}. */
   Cli cli(String stdin, String... args) {
+    return cliAs(token, stdin, args);
+  }
+
+  /** The real CLI in this JVM against the node, with {@code tok} (FLOTILLA_TOKEN) and {@code stdin}. */
+  Cli cliAs(String tok, String stdin, String... args) {
     var out = new ByteArrayOutputStream();
     var err = new ByteArrayOutputStream();
     int code = new dev.flotilla.cli.Cli(new dev.flotilla.cli.CliContext(
-        java.util.Map.of("FLOTILLA_ENDPOINT", "127.0.0.1:" + node.node.grpcPort(), "FLOTILLA_TOKEN", token), node.dataDir,
+        java.util.Map.of("FLOTILLA_ENDPOINT", "127.0.0.1:" + node.node.grpcPort(), "FLOTILLA_TOKEN", tok), node.dataDir,
         new java.io.PrintStream(out, true, StandardCharsets.UTF_8), new java.io.PrintStream(err, true, StandardCharsets.UTF_8),
         new java.io.ByteArrayInputStream(stdin.getBytes(StandardCharsets.UTF_8)))).run(args);
     return new Cli(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
