@@ -210,11 +210,20 @@ public final class SandboxControl {
         .thenCompose(newlyReserved -> guard.nextStep(() -> ask(sandbox(id),
                 (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Create(tenant, spec, idempotent ? requestId : "", r),
                 askTimeout, null))
+            .thenCompose(v -> newlyReserved ? CompletableFuture.completedFuture(v)
+                // The reservation was there before this create: a retry, or a racing create with this
+                // request id and another spec that reserved first. It must be the created sandbox's.
+                : guard.nextStep(() -> amend(tenant, v)).thenApply(x -> v))
             .exceptionallyCompose(err -> {
               SandboxError e = unwrap(err);
               if (newlyReserved && e.kind() != SandboxError.Kind.UNAVAILABLE) {
-                // Refused for sure: nothing was created, give the quota back.
-                return guard.nextStep(() -> release(tenant, id)).thenCompose(x -> CompletableFuture.<SandboxView>failedFuture(e));
+                // Refused for sure, but a racing create with this request id (and another spec) may
+                // have made the sandbox this reservation now stands for: give the quota back only
+                // when no sandbox has this id. Unsure (no answer): keep it; the ledger reconciler
+                // releases it if the sandbox does not exist.
+                return guard.nextStep(() -> releaseUnlessCreated(tenant, id))
+                    .handle((x, ignored) -> null)
+                    .thenCompose(x -> CompletableFuture.<SandboxView>failedFuture(e));
               }
               return CompletableFuture.failedFuture(e);
             })))
@@ -402,6 +411,17 @@ public final class SandboxControl {
           SandboxError.invalid("'" + id + "' is not a sandbox id (expected sb- and 16 hex digits, as printed by create)"));
     }
     return CompletableFuture.completedFuture(null);
+  }
+
+  private CompletionStage<Void> releaseUnlessCreated(String tenant, String id) {
+    return sandbox(id).ask(SandboxEntity.Inspect::new, askTimeout)
+        .thenCompose(i -> i.exists() ? CompletableFuture.<Void>completedFuture(null) : release(tenant, id));
+  }
+
+  private CompletionStage<Void> amend(String tenant, SandboxView v) {
+    var r = new TenantEntity.Reservation(v.id(), v.spec().vcpus(), v.spec().memoryMiB(), v.spec().labels(), v.createdAt());
+    return ask(tenant(tenant), (ActorRef<StatusReply<org.apache.pekko.Done>> ref) -> new TenantEntity.Amend(r, ref), askTimeout, null)
+        .thenApply(x -> (Void) null);
   }
 
   private CompletionStage<Void> release(String tenant, String id) {

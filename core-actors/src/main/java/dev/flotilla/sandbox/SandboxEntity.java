@@ -288,7 +288,12 @@ public final class SandboxEntity
   private ReplyEffect<Event, State> handle(State state, Command cmd) {
     if (cmd instanceof HandOff) return onHandOff();
     if (cmd instanceof HandOffDone) return Effect().stop().thenNoReply();
-    if (cmd instanceof Inspect i) return Effect().reply(i.replyTo(), inspection(state));
+    if (cmd instanceof Inspect i) {
+      // Asked about an id that was never created (the ledger reconciler, a create that lost a race):
+      // nothing to keep in memory or remember.
+      if (state instanceof Empty) passivateLater();
+      return Effect().reply(i.replyTo(), inspection(state));
+    }
     if (handingOff) return Effect().unhandled().thenNoReply(); // going away: callers retry on the new owner
     if (state instanceof Empty) return onEmpty(cmd);
     Live s = (Live) state;

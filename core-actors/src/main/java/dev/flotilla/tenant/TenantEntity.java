@@ -56,6 +56,14 @@ public final class TenantEntity
 
   public record Release(String sandboxId, ActorRef<StatusReply<Done>> replyTo) implements Command {}
 
+  /**
+   * Makes a held reservation what the sandbox that exists under its id reserves (its vCPUs,
+   * memory and labels; a no-op when it already is, or when nothing is held). Two creates with one
+   * request id and different specs race: the first to reserve may not be the one whose sandbox
+   * the sandbox entity created.
+   */
+  public record Amend(Reservation reservation, ActorRef<StatusReply<Done>> replyTo) implements Command {}
+
   /** Reservations in sandbox-id order, starting after {@code afterId} (empty: from the start). */
   public record ListReservations(String afterId, int limit, ActorRef<Page> replyTo) implements Command {}
 
@@ -133,6 +141,7 @@ public final class TenantEntity
         .forAnyState()
         .onCommand(Reserve.class, this::onReserve)
         .onCommand(Release.class, this::onRelease)
+        .onCommand(Amend.class, this::onAmend)
         .onCommand(ListReservations.class, this::onList)
         .onCommand(Holds.class, (s, c) -> Effect().reply(c.replyTo(), s.reservations().containsKey(c.sandboxId())))
         .build();
@@ -166,6 +175,16 @@ public final class TenantEntity
   private ReplyEffect<Event, State> onRelease(State s, Release c) {
     if (!s.reservations().containsKey(c.sandboxId())) return Effect().reply(c.replyTo(), StatusReply.ack());
     return Effect().persist(new Released(c.sandboxId())).thenReply(c.replyTo(), ns -> StatusReply.ack());
+  }
+
+  private ReplyEffect<Event, State> onAmend(State s, Amend c) {
+    Reservation held = s.reservations().get(c.reservation().sandboxId());
+    Reservation r = c.reservation();
+    if (held == null || (held.vcpus() == r.vcpus() && held.memoryMiB() == r.memoryMiB() && held.labels().equals(r.labels()))) {
+      return Effect().reply(c.replyTo(), StatusReply.ack());
+    }
+    Reservation amended = new Reservation(held.sandboxId(), r.vcpus(), r.memoryMiB(), r.labels(), held.createdAt());
+    return Effect().persist(new Reserved(amended)).thenReply(c.replyTo(), ns -> StatusReply.ack());
   }
 
   private ReplyEffect<Event, State> onList(State s, ListReservations c) {
