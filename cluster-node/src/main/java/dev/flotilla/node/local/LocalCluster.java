@@ -38,7 +38,9 @@ import java.util.stream.Stream;
  * <p>Faults: {@link #kill} (SIGKILL of the node JVM alone: its sandboxes live on),
  * {@link #killHost} (SIGKILL of the JVM and every sandbox process of its data dir: host loss),
  * {@link #stop} (SIGTERM, graceful), {@link #restart}, {@link #pause}/{@link #resume}
- * (SIGSTOP/SIGCONT), {@link #stopPostgres}/{@link #startPostgres}.
+ * (SIGSTOP/SIGCONT), {@link #stopPostgres}/{@link #startPostgres}; with
+ * {@link Builder#networkNamespaces} also network partitions: {@link #cut}, {@link #cutOneWay},
+ * {@link #flap}, {@link #cutFromPostgres}, {@link #heal()}.
  *
  * <p>No leaks: {@link #close()} (also run by a shutdown hook) stops the nodes, kills every process
  * whose command line names the base directory (sandboxes), and stops PostgreSQL; the node JVMs are
@@ -49,6 +51,11 @@ public final class LocalCluster implements AutoCloseable {
   /** The administration identity's tenant (flotilla.auth.admin-tenants' default). */
   public static final String ADMIN = "admin";
   private static final Duration STOP_TIMEOUT = Duration.ofSeconds(20);
+  /**
+   * System property: the default of {@link Builder#networkNamespaces} (for fixtures that build
+   * their cluster themselves, such as the chaos suite's).
+   */
+  public static final String NETWORK_NAMESPACES_PROPERTY = "flotilla.local.network-namespaces";
 
   private final Builder settings;
   private final Path baseDir;
@@ -58,6 +65,7 @@ public final class LocalCluster implements AutoCloseable {
   private final Thread shutdownHook = new Thread(this::closeQuietly, "local-cluster-close");
   private EmbeddedPostgresServer postgres;
   private int postgresPort;
+  private NetworkNamespaces network;
   private volatile boolean closed;
 
   private LocalCluster(Builder settings, Path baseDir, String token, Path configFile) {
@@ -84,6 +92,7 @@ public final class LocalCluster implements AutoCloseable {
     private String host = "127.0.0.1";
     private boolean tls;
     private boolean embeddedJournal;
+    private boolean networkNamespaces = Boolean.getBoolean(NETWORK_NAMESPACES_PROPERTY);
 
     public Builder nodes(int n) {
       if (n < 1) throw new IllegalArgumentException("nodes must be >= 1, is " + n);
@@ -144,6 +153,24 @@ public final class LocalCluster implements AutoCloseable {
       return this;
     }
 
+    /**
+     * Each node in a network namespace of its own, on a private subnet behind a bridge (default:
+     * the {@value #NETWORK_NAMESPACES_PROPERTY} system property, else off), so that links between
+     * nodes, and between a node and PostgreSQL, can be cut: {@link #cut}, {@link #cutOneWay},
+     * {@link #flap}, {@link #cutFromPostgres}, {@link #heal()}. Needs root, {@code ip},
+     * {@code nsenter} and {@code iptables}. See {@link NetworkNamespaces}.
+     *
+     * <p>Without {@link #tls(boolean)} the nodes are told that plaintext gRPC and Artery off
+     * loopback are allowed ({@code FLOTILLA_GRPC_ALLOW_PLAINTEXT}, {@code
+     * FLOTILLA_CLUSTER_TLS_ALLOW_PLAINTEXT}): the subnet exists only inside this machine (the
+     * bridge has no uplink and forwarding is not involved), so it is reachable from exactly where
+     * loopback is. With TLS the node certificates carry the node's subnet address.
+     */
+    public Builder networkNamespaces(boolean on) {
+      this.networkNamespaces = on;
+      return this;
+    }
+
     /** Remove the base directory on close (default on). Off: the logs and data stay for a look. */
     public Builder deleteOnClose(boolean delete) {
       this.deleteOnClose = delete;
@@ -190,8 +217,12 @@ public final class LocalCluster implements AutoCloseable {
     if (settings.embeddedJournal && settings.nodes != 1) {
       throw new IllegalArgumentException("an embedded journal serves one node; " + settings.nodes + " need PostgreSQL");
     }
+    if (settings.networkNamespaces) {
+      if (settings.embeddedJournal) throw new IllegalArgumentException("network namespaces are for clusters on PostgreSQL");
+      network = NetworkNamespaces.create(settings.nodes, baseDir.toString());
+    }
     if (!settings.embeddedJournal) {
-      postgres = EmbeddedPostgresServer.start(baseDir.resolve("pg"), 0);
+      postgres = startPostgresOn(0);
       postgresPort = postgres.port();
     }
     Path nodeJar = settings.nodeJar != null ? settings.nodeJar : Jars.nodeJar();
@@ -202,18 +233,28 @@ public final class LocalCluster implements AutoCloseable {
       Path dir = baseDir.resolve("n" + i);
       Files.createDirectories(dir);
       Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwx--x--x"));
-      nodes.add(new LocalNode(i, settings.host, ports.get(2 * (i - 1)), ports.get(2 * (i - 1) + 1), dir,
+      String host = network != null ? network.address(i) : settings.host;
+      String jdbcUrl = postgres == null ? ""
+          : network != null ? "jdbc:postgresql://" + network.bridgeAddress() + ":" + postgresPort + "/" + EmbeddedPostgresServer.DATABASE
+          : postgres.jdbcUrl();
+      nodes.add(new LocalNode(i, host, ports.get(2 * (i - 1)), ports.get(2 * (i - 1) + 1), dir,
           baseDir.resolve("n" + i + ".log"), nodeJar, agentJar, settings.javaOptions, configFile,
-          postgres == null ? "" : postgres.jdbcUrl(), postgres == null ? "" : postgres.user(),
-          postgres == null ? "" : postgres.password()));
+          jdbcUrl, postgres == null ? "" : postgres.user(), postgres == null ? "" : postgres.password()));
+      Map<String, String> env = new TreeMap<>();
       if (certs != null) {
         String name = "n" + i;
-        certs.issue(name, DevCertificates.CLUSTER_NAME, List.of(settings.host, "localhost", "127.0.0.1"));
-        nodes.get(i - 1).env(Map.of(
+        certs.issue(name, DevCertificates.CLUSTER_NAME, List.of(host, "localhost", "127.0.0.1"));
+        env.putAll(Map.of(
             "FLOTILLA_GRPC_TLS_CERT", certs.cert(name).toString(), "FLOTILLA_GRPC_TLS_KEY", certs.key(name).toString(),
             "FLOTILLA_CLUSTER_TLS_CERT", certs.cert(name).toString(), "FLOTILLA_CLUSTER_TLS_KEY", certs.key(name).toString(),
             "FLOTILLA_CLUSTER_TLS_CA", certs.caCert().toString()));
+      } else if (network != null) {
+        // see Builder.networkNamespaces: a subnet only this machine reaches
+        env.put("FLOTILLA_GRPC_ALLOW_PLAINTEXT", "on");
+        env.put("FLOTILLA_CLUSTER_TLS_ALLOW_PLAINTEXT", "on");
       }
+      nodes.get(i - 1).env(env);
+      if (network != null) nodes.get(i - 1).enter(network.enter(i));
     }
     String seed = nodes.get(0).arteryAddress();
     for (LocalNode n : nodes) n.spawn(List.of(seed));
@@ -372,7 +413,55 @@ public final class LocalCluster implements AutoCloseable {
   public synchronized void startPostgres() throws IOException {
     if (settings.embeddedJournal) throw new IllegalStateException("this cluster runs on its embedded journal: no PostgreSQL");
     if (postgres != null && postgres.isRunning()) return;
-    postgres = EmbeddedPostgresServer.start(baseDir.resolve("pg"), postgresPort);
+    postgres = startPostgresOn(postgresPort);
+  }
+
+  /** On loopback, and on the bridge for the nodes in network namespaces. */
+  private EmbeddedPostgresServer startPostgresOn(int port) throws IOException {
+    if (network == null) return EmbeddedPostgresServer.start(baseDir.resolve("pg"), port);
+    return EmbeddedPostgresServer.start(baseDir.resolve("pg"), port, Duration.ofSeconds(60), network.bridgeAddress(), network.cidr());
+  }
+
+  // ------------------------------------------------------------------------------ network faults
+
+  /** The nodes' network namespaces, or empty when the cluster runs without ({@link Builder#networkNamespaces}). */
+  public java.util.Optional<NetworkNamespaces> network() {
+    return java.util.Optional.ofNullable(network);
+  }
+
+  private NetworkNamespaces net() {
+    if (network == null) throw new IllegalStateException("this cluster runs without network namespaces: no links to cut");
+    return network;
+  }
+
+  /** Drops every packet between nodes {@code a} and {@code b} (both ways) until healed. */
+  public void cut(int a, int b) {
+    net().cut(a, b);
+  }
+
+  /** Drops the packets node {@code from} sends to node {@code to}; the other way still flows. */
+  public void cutOneWay(int from, int to) {
+    net().cutOneWay(from, to);
+  }
+
+  /** Node {@code i} can no longer reach PostgreSQL; everything else of its network works. */
+  public void cutFromPostgres(int i) {
+    net().cutFromPostgres(i, postgresPort);
+  }
+
+  /** Cuts and heals the link between {@code a} and {@code b} on a schedule until the handle is closed (healed then). */
+  public AutoCloseable flap(int a, int b, Duration cutFor, Duration healedFor) {
+    return net().flap(a, b, cutFor, healedFor);
+  }
+
+  /** Heals the link between {@code a} and {@code b}, both ways. */
+  public void heal(int a, int b) {
+    net().heal(a, b);
+  }
+
+  /** Removes every network fault. */
+  public void heal() {
+    net().healAll();
   }
 
   /**
@@ -445,6 +534,7 @@ public final class LocalCluster implements AutoCloseable {
       Cgroups.removeLeftovers(n.dataDir());
     }
     if (postgres != null) postgres.close();
+    if (network != null) network.close();
     if (settings.deleteOnClose) deleteRecursively(baseDir);
   }
 
