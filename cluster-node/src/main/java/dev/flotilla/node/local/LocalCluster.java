@@ -464,29 +464,64 @@ public final class LocalCluster implements AutoCloseable {
     net().healAll();
   }
 
+  /** A live guest agent (one VM of a sandbox): its JVM's pid, sandbox, incarnation and the node whose data dir runs it. */
+  public record LiveVm(long pid, String sandboxId, long incarnation, int node) {}
+
   /**
    * The live guest agents of this cluster by sandbox id (agent JVM pids): more than one for a
    * sandbox means two VMs of it are alive at once.
    */
   public Map<String, List<Long>> liveAgents() {
+    Map<String, List<Long>> out = new TreeMap<>();
+    for (LiveVm v : liveVms()) out.computeIfAbsent(v.sandboxId(), k -> new ArrayList<>()).add(v.pid());
+    return out;
+  }
+
+  /**
+   * Every live guest agent of this cluster. An agent's own command line names only paths inside
+   * its container ({@code /.fl/...}), so it is this cluster's when one of its ancestors names the
+   * base directory: the {@code runc run --bundle <base>/nI/vms/...} that is its container's parent
+   * (and outlives a killed node), which also says which node's data dir it belongs to.
+   */
+  public List<LiveVm> liveVms() {
     String base = baseDir.toString() + "/";
+    java.util.regex.Pattern nodeDir = java.util.regex.Pattern.compile(java.util.regex.Pattern.quote(base) + "n(\\d+)/");
+    Map<Long, Processes.Proc> all = new java.util.HashMap<>();
+    for (Processes.Proc p : Processes.list()) all.put(p.pid(), p);
     Map<Long, String> agents = new java.util.HashMap<>();
-    Map<Long, Long> parents = new java.util.HashMap<>();
-    for (Processes.Proc p : Processes.list()) {
+    for (Processes.Proc p : all.values()) {
       if (p.state() == 'Z' || p.argv().isEmpty()) continue;
       if (!p.argv().get(0).endsWith("/java") && !p.argv().get(0).equals("java")) continue;
-      if (p.argv().stream().noneMatch(a -> a.contains(base))) continue;
       int at = p.argv().indexOf("--sandbox-id");
-      if (at < 0 || at + 1 >= p.argv().size()) continue;
-      agents.put(p.pid(), p.argv().get(at + 1));
-      parents.put(p.pid(), p.ppid());
+      if (at >= 0 && at + 1 < p.argv().size()) agents.put(p.pid(), p.argv().get(at + 1));
     }
-    Map<String, List<Long>> out = new TreeMap<>();
+    List<LiveVm> out = new ArrayList<>();
     agents.forEach((pid, id) -> {
+      Processes.Proc p = all.get(pid);
       // A process whose parent is the agent itself is the agent's own child between fork and exec
       // (posix_spawn of an exec'd command): it still shows the agent's command line, but it is no VM.
-      if (id.equals(agents.get(parents.get(pid)))) return;
-      out.computeIfAbsent(id, k -> new ArrayList<>()).add(pid);
+      if (id.equals(agents.get(p.ppid()))) return;
+      int node = -1;
+      Processes.Proc q = p;
+      for (int depth = 0; depth < 8 && q != null && node < 0; depth++) {
+        for (String a : q.argv()) {
+          java.util.regex.Matcher m = nodeDir.matcher(a);
+          if (m.find()) {
+            node = Integer.parseInt(m.group(1));
+            break;
+          }
+        }
+        q = q.ppid() > 1 ? all.get(q.ppid()) : null;
+      }
+      if (node < 0) return; // another cluster's, or another user's
+      int inc = p.argv().indexOf("--incarnation");
+      long incarnation = -1;
+      try {
+        if (inc >= 0 && inc + 1 < p.argv().size()) incarnation = Long.parseLong(p.argv().get(inc + 1));
+      } catch (NumberFormatException ignored) {
+        // an agent of another version: counted, incarnation unknown
+      }
+      out.add(new LiveVm(pid, id, incarnation, node));
     });
     return out;
   }
