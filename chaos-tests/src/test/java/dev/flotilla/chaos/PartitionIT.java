@@ -80,7 +80,7 @@ class PartitionIT {
               violations, this::oneWay);
           case "flap" -> fault(c, "Flapping link between nodes 2 and 3: cut " + FLAP_CUT.toSeconds() + " s, healed "
               + FLAP_HEALED.toSeconds() + " s, for " + FLAPPING.toSeconds() + " s", violations, this::flap);
-          case "postgres" -> fault(c, "Node 2 cut from PostgreSQL only, " + POSTGRES_CUT.toSeconds() + " s (nodes and clients still reach it)",
+          case "postgres" -> fault(c, "The node with most sandboxes cut from PostgreSQL only, " + POSTGRES_CUT.toSeconds() + " s (nodes and clients still reach it)",
               violations, this::postgresOnly);
           default -> throw new IllegalArgumentException("unknown fault " + f + " (majority, one-way, flap, postgres)");
         }
@@ -209,7 +209,15 @@ class PartitionIT {
     try {
       await("node " + minority + " leaves").atMost(BOUND).pollInterval(Duration.ofMillis(200)).until(() -> t.nodeExit(minority) >= 0);
     } catch (org.awaitility.core.ConditionTimeoutException e) {
-      // reported: it did not exit
+      // a downed node that keeps running: its threads, for the report (SIGQUIT: the JVM prints them to its log)
+      LocalNode n = c.local.node(minority);
+      try {
+        new ProcessBuilder("kill", "-QUIT", Long.toString(n.pid())).start().waitFor();
+      } catch (IOException | InterruptedException x) {
+        // the dump is a diagnostic only
+      }
+      ChaosReport.line("   node " + minority + " (pid " + n.pid() + ") still runs " + BOUND.toSeconds() + " s after the cut: thread dump in "
+          + n.logFile());
     }
     long exit = t.nodeExit(minority);
     List<Long> sinceCut = answered.values().stream().map(v -> v - cut).toList();
@@ -255,9 +263,15 @@ class PartitionIT {
         movedSummary(c, before, t));
   }
 
-  /** Node 2 loses PostgreSQL (its packets dropped both ways); the cluster and the clients still reach it. */
+  /**
+   * The node running most of the sandboxes that should run loses PostgreSQL (its packets dropped
+   * both ways); the other nodes and the clients still reach it.
+   */
   private String postgresOnly(TestCluster c, Workload w, VmTimeline t) {
-    int victim = 2;
+    Set<String> should = Set.copyOf(w.shouldRun());
+    Map<Integer, Integer> held = new TreeMap<>();
+    for (LocalCluster.LiveVm v : c.local.liveVms()) if (should.contains(v.sandboxId())) held.merge(v.node(), 1, Integer::sum);
+    int victim = held.entrySet().stream().max(Map.Entry.comparingByValue()).map(Map.Entry::getKey).orElse(2);
     Map<String, Long> before = incarnations(c, w.shouldRun());
     Map<String, Long> onVictim = incarnationsOn(c, victim, w.shouldRun());
     long cut = t.now();
@@ -286,7 +300,7 @@ class PartitionIT {
         Thread.currentThread().interrupt();
       }
     }
-    return String.format("execs through node %d of its own %d sandboxes during the cut: %d OK, %d failed %s;"
+    return String.format("node %d cut; execs through it of its own %d sandboxes during the cut: %d OK, %d failed %s;"
         + " node exits: %s; %s", victim, ids.size(), execOk, execFailed, codes, exits(c, t, cut), movedSummary(c, before, t));
   }
 
