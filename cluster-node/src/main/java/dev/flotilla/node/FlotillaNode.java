@@ -41,6 +41,7 @@ import java.time.Duration;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
@@ -63,11 +64,15 @@ public final class FlotillaNode implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(FlotillaNode.class);
 
   private final ActorSystem<Void> system;
+  /** Completes when coordinated shutdown reaches its last phase ({@link BoundedTermination}). */
+  private final CompletableFuture<Void> lastShutdownPhase;
   private final ServerBinding binding;
   private final SandboxControl control;
   private final Path dataDir;
 
-  private FlotillaNode(ActorSystem<Void> system, ServerBinding binding, SandboxControl control, Path dataDir) {
+  private FlotillaNode(ActorSystem<Void> system, ServerBinding binding, SandboxControl control, Path dataDir,
+      CompletableFuture<Void> lastShutdownPhase) {
+    this.lastShutdownPhase = lastShutdownPhase;
     this.system = system;
     this.binding = binding;
     this.control = control;
@@ -152,6 +157,7 @@ public final class FlotillaNode implements AutoCloseable {
           full.getString("flotilla.vm.supervisor.blocking-dispatcher"));
       Files.createDirectories(runtime.vmRoot());
       NodeFencing.install(system, drivers, runtime.vmRoot());
+      CompletableFuture<Void> lastShutdownPhase = BoundedTermination.lastPhase(system);
       SandboxEntity.init(system, runtime);
       TenantEntity.init(system, tenant -> quota(full.getConfig("flotilla.tenants"), tenant));
 
@@ -183,7 +189,7 @@ public final class FlotillaNode implements AutoCloseable {
       }
       log.info("gRPC on {}: {}; cluster transport: {}", GrpcServer.hostPort(binding), grpcTls.description(),
           full.getString("pekko.remote.artery.transport").equals("tls-tcp") ? "mutual TLS" : "plaintext");
-      return new FlotillaNode(system, binding, control, dataDir);
+      return new FlotillaNode(system, binding, control, dataDir, lastShutdownPhase);
     } catch (IOException | RuntimeException e) {
       system.terminate();
       throw e;
@@ -374,7 +380,15 @@ public final class FlotillaNode implements AutoCloseable {
     }
   }
 
+  /**
+   * Returns when the actor system has terminated, or at most {@link #TERMINATION_GRACE} after
+   * coordinated shutdown reached its last phase (see {@link BoundedTermination}); the caller then
+   * ends the process.
+   */
   public void awaitTermination() {
-    system.getWhenTerminated().toCompletableFuture().join();
+    BoundedTermination.await(system.getWhenTerminated(), lastShutdownPhase, TERMINATION_GRACE);
   }
+
+  /** Beyond the actor-system-terminate phase's own timeout (10 s). */
+  static final Duration TERMINATION_GRACE = Duration.ofSeconds(5);
 }

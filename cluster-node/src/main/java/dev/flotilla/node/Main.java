@@ -48,7 +48,9 @@ public final class Main implements Callable<Integer> {
 
   public static void main(String[] args) {
     int code = new CommandLine(new Main()).setCaseInsensitiveEnumValuesAllowed(true).execute(args);
-    if (code != 0) System.exit(code);
+    // always: after a shutdown whose actor system did not terminate, Pekko's non-daemon threads
+    // would keep the process alive (BoundedTermination)
+    System.exit(code);
   }
 
   /** The node's configuration: flags over --config over application.conf (and its env overrides). */

@@ -96,6 +96,17 @@ public final class EmbeddedPostgresServer implements AutoCloseable {
    * {@code port} (0: a free one), and waits until it accepts connections.
    */
   public static EmbeddedPostgresServer start(Path dataDir, int port, Duration startupTimeout) throws IOException {
+    return start(dataDir, port, startupTimeout, null, null);
+  }
+
+  /**
+   * As {@link #start(Path, int, Duration)}, also listening on {@code extraAddress} (an address of
+   * this machine, e.g. a bridge that network namespaces reach it through) and trusting clients from
+   * {@code trustedCidr} as it trusts 127.0.0.1 (a {@code pg_hba.conf} line, added once). For
+   * development and tests only, like the rest of this server.
+   */
+  public static EmbeddedPostgresServer start(Path dataDir, int port, Duration startupTimeout, String extraAddress,
+      String trustedCidr) throws IOException {
     Path data = dataDir.toAbsolutePath().normalize();
     Path bin = binaries().resolve("bin");
     Optional<RunAs> runAs = RunAs.forCurrentUser();
@@ -104,6 +115,7 @@ public final class EmbeddedPostgresServer implements AutoCloseable {
     if (!Files.exists(data.resolve("PG_VERSION"))) {
       initdb(bin, data, runAs, logFile);
     }
+    if (trustedCidr != null) trust(data, trustedCidr);
     int actualPort = port == 0 ? freePort() : port;
     List<String> cmd = new ArrayList<>(wrapper(runAs));
     cmd.addAll(
@@ -111,7 +123,7 @@ public final class EmbeddedPostgresServer implements AutoCloseable {
             bin.resolve("postgres").toString(),
             "-D", data.toString(),
             "-p", String.valueOf(actualPort),
-            "-c", "listen_addresses=127.0.0.1",
+            "-c", "listen_addresses=127.0.0.1" + (extraAddress == null ? "" : "," + extraAddress),
             "-c", "unix_socket_directories=",
             "-c", "max_connections=200"));
     Process process = spawnOnKeeperThread(cmd, logFile, actualPort);
@@ -270,6 +282,14 @@ public final class EmbeddedPostgresServer implements AutoCloseable {
       throw new IOException("interrupted while starting postgres", e);
     } catch (ExecutionException e) {
       throw new IOException("cannot start postgres: " + e.getCause().getMessage(), e.getCause());
+    }
+  }
+
+  private static void trust(Path data, String cidr) throws IOException {
+    Path hba = data.resolve("pg_hba.conf");
+    String line = "host all all " + cidr + " trust";
+    if (Files.readAllLines(hba).stream().noneMatch(l -> l.strip().equals(line))) {
+      Files.writeString(hba, line + "\n", java.nio.file.StandardOpenOption.APPEND);
     }
   }
 

@@ -38,7 +38,9 @@ import java.util.stream.Stream;
  * <p>Faults: {@link #kill} (SIGKILL of the node JVM alone: its sandboxes live on),
  * {@link #killHost} (SIGKILL of the JVM and every sandbox process of its data dir: host loss),
  * {@link #stop} (SIGTERM, graceful), {@link #restart}, {@link #pause}/{@link #resume}
- * (SIGSTOP/SIGCONT), {@link #stopPostgres}/{@link #startPostgres}.
+ * (SIGSTOP/SIGCONT), {@link #stopPostgres}/{@link #startPostgres}; with
+ * {@link Builder#networkNamespaces} also network partitions: {@link #cut}, {@link #cutOneWay},
+ * {@link #flap}, {@link #cutFromPostgres}, {@link #heal()}.
  *
  * <p>No leaks: {@link #close()} (also run by a shutdown hook) stops the nodes, kills every process
  * whose command line names the base directory (sandboxes), and stops PostgreSQL; the node JVMs are
@@ -49,6 +51,11 @@ public final class LocalCluster implements AutoCloseable {
   /** The administration identity's tenant (flotilla.auth.admin-tenants' default). */
   public static final String ADMIN = "admin";
   private static final Duration STOP_TIMEOUT = Duration.ofSeconds(20);
+  /**
+   * System property: the default of {@link Builder#networkNamespaces} (for fixtures that build
+   * their cluster themselves, such as the chaos suite's).
+   */
+  public static final String NETWORK_NAMESPACES_PROPERTY = "flotilla.local.network-namespaces";
 
   private final Builder settings;
   private final Path baseDir;
@@ -58,6 +65,7 @@ public final class LocalCluster implements AutoCloseable {
   private final Thread shutdownHook = new Thread(this::closeQuietly, "local-cluster-close");
   private EmbeddedPostgresServer postgres;
   private int postgresPort;
+  private NetworkNamespaces network;
   private volatile boolean closed;
 
   private LocalCluster(Builder settings, Path baseDir, String token, Path configFile) {
@@ -84,6 +92,7 @@ public final class LocalCluster implements AutoCloseable {
     private String host = "127.0.0.1";
     private boolean tls;
     private boolean embeddedJournal;
+    private boolean networkNamespaces = Boolean.getBoolean(NETWORK_NAMESPACES_PROPERTY);
 
     public Builder nodes(int n) {
       if (n < 1) throw new IllegalArgumentException("nodes must be >= 1, is " + n);
@@ -144,6 +153,24 @@ public final class LocalCluster implements AutoCloseable {
       return this;
     }
 
+    /**
+     * Each node in a network namespace of its own, on a private subnet behind a bridge (default:
+     * the {@value #NETWORK_NAMESPACES_PROPERTY} system property, else off), so that links between
+     * nodes, and between a node and PostgreSQL, can be cut: {@link #cut}, {@link #cutOneWay},
+     * {@link #flap}, {@link #cutFromPostgres}, {@link #heal()}. Needs root, {@code ip},
+     * {@code nsenter} and {@code iptables}. See {@link NetworkNamespaces}.
+     *
+     * <p>Without {@link #tls(boolean)} the nodes are told that plaintext gRPC and Artery off
+     * loopback are allowed ({@code FLOTILLA_GRPC_ALLOW_PLAINTEXT}, {@code
+     * FLOTILLA_CLUSTER_TLS_ALLOW_PLAINTEXT}): the subnet exists only inside this machine (the
+     * bridge has no uplink and forwarding is not involved), so it is reachable from exactly where
+     * loopback is. With TLS the node certificates carry the node's subnet address.
+     */
+    public Builder networkNamespaces(boolean on) {
+      this.networkNamespaces = on;
+      return this;
+    }
+
     /** Remove the base directory on close (default on). Off: the logs and data stay for a look. */
     public Builder deleteOnClose(boolean delete) {
       this.deleteOnClose = delete;
@@ -190,8 +217,12 @@ public final class LocalCluster implements AutoCloseable {
     if (settings.embeddedJournal && settings.nodes != 1) {
       throw new IllegalArgumentException("an embedded journal serves one node; " + settings.nodes + " need PostgreSQL");
     }
+    if (settings.networkNamespaces) {
+      if (settings.embeddedJournal) throw new IllegalArgumentException("network namespaces are for clusters on PostgreSQL");
+      network = NetworkNamespaces.create(settings.nodes, baseDir.toString());
+    }
     if (!settings.embeddedJournal) {
-      postgres = EmbeddedPostgresServer.start(baseDir.resolve("pg"), 0);
+      postgres = startPostgresOn(0);
       postgresPort = postgres.port();
     }
     Path nodeJar = settings.nodeJar != null ? settings.nodeJar : Jars.nodeJar();
@@ -202,18 +233,28 @@ public final class LocalCluster implements AutoCloseable {
       Path dir = baseDir.resolve("n" + i);
       Files.createDirectories(dir);
       Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwx--x--x"));
-      nodes.add(new LocalNode(i, settings.host, ports.get(2 * (i - 1)), ports.get(2 * (i - 1) + 1), dir,
+      String host = network != null ? network.address(i) : settings.host;
+      String jdbcUrl = postgres == null ? ""
+          : network != null ? "jdbc:postgresql://" + network.bridgeAddress() + ":" + postgresPort + "/" + EmbeddedPostgresServer.DATABASE
+          : postgres.jdbcUrl();
+      nodes.add(new LocalNode(i, host, ports.get(2 * (i - 1)), ports.get(2 * (i - 1) + 1), dir,
           baseDir.resolve("n" + i + ".log"), nodeJar, agentJar, settings.javaOptions, configFile,
-          postgres == null ? "" : postgres.jdbcUrl(), postgres == null ? "" : postgres.user(),
-          postgres == null ? "" : postgres.password()));
+          jdbcUrl, postgres == null ? "" : postgres.user(), postgres == null ? "" : postgres.password()));
+      Map<String, String> env = new TreeMap<>();
       if (certs != null) {
         String name = "n" + i;
-        certs.issue(name, DevCertificates.CLUSTER_NAME, List.of(settings.host, "localhost", "127.0.0.1"));
-        nodes.get(i - 1).env(Map.of(
+        certs.issue(name, DevCertificates.CLUSTER_NAME, List.of(host, "localhost", "127.0.0.1"));
+        env.putAll(Map.of(
             "FLOTILLA_GRPC_TLS_CERT", certs.cert(name).toString(), "FLOTILLA_GRPC_TLS_KEY", certs.key(name).toString(),
             "FLOTILLA_CLUSTER_TLS_CERT", certs.cert(name).toString(), "FLOTILLA_CLUSTER_TLS_KEY", certs.key(name).toString(),
             "FLOTILLA_CLUSTER_TLS_CA", certs.caCert().toString()));
+      } else if (network != null) {
+        // see Builder.networkNamespaces: a subnet only this machine reaches
+        env.put("FLOTILLA_GRPC_ALLOW_PLAINTEXT", "on");
+        env.put("FLOTILLA_CLUSTER_TLS_ALLOW_PLAINTEXT", "on");
       }
+      nodes.get(i - 1).env(env);
+      if (network != null) nodes.get(i - 1).enter(network.enter(i));
     }
     String seed = nodes.get(0).arteryAddress();
     for (LocalNode n : nodes) n.spawn(List.of(seed));
@@ -372,32 +413,115 @@ public final class LocalCluster implements AutoCloseable {
   public synchronized void startPostgres() throws IOException {
     if (settings.embeddedJournal) throw new IllegalStateException("this cluster runs on its embedded journal: no PostgreSQL");
     if (postgres != null && postgres.isRunning()) return;
-    postgres = EmbeddedPostgresServer.start(baseDir.resolve("pg"), postgresPort);
+    postgres = startPostgresOn(postgresPort);
   }
+
+  /** On loopback, and on the bridge for the nodes in network namespaces. */
+  private EmbeddedPostgresServer startPostgresOn(int port) throws IOException {
+    if (network == null) return EmbeddedPostgresServer.start(baseDir.resolve("pg"), port);
+    return EmbeddedPostgresServer.start(baseDir.resolve("pg"), port, Duration.ofSeconds(60), network.bridgeAddress(), network.cidr());
+  }
+
+  // ------------------------------------------------------------------------------ network faults
+
+  /** The nodes' network namespaces, or empty when the cluster runs without ({@link Builder#networkNamespaces}). */
+  public java.util.Optional<NetworkNamespaces> network() {
+    return java.util.Optional.ofNullable(network);
+  }
+
+  private NetworkNamespaces net() {
+    if (network == null) throw new IllegalStateException("this cluster runs without network namespaces: no links to cut");
+    return network;
+  }
+
+  /** Drops every packet between nodes {@code a} and {@code b} (both ways) until healed. */
+  public void cut(int a, int b) {
+    net().cut(a, b);
+  }
+
+  /** Drops the packets node {@code from} sends to node {@code to}; the other way still flows. */
+  public void cutOneWay(int from, int to) {
+    net().cutOneWay(from, to);
+  }
+
+  /** Node {@code i} can no longer reach PostgreSQL; everything else of its network works. */
+  public void cutFromPostgres(int i) {
+    net().cutFromPostgres(i, postgresPort);
+  }
+
+  /** Cuts and heals the link between {@code a} and {@code b} on a schedule until the handle is closed (healed then). */
+  public AutoCloseable flap(int a, int b, Duration cutFor, Duration healedFor) {
+    return net().flap(a, b, cutFor, healedFor);
+  }
+
+  /** Heals the link between {@code a} and {@code b}, both ways. */
+  public void heal(int a, int b) {
+    net().heal(a, b);
+  }
+
+  /** Removes every network fault. */
+  public void heal() {
+    net().healAll();
+  }
+
+  /** A live guest agent (one VM of a sandbox): its JVM's pid, sandbox, incarnation and the node whose data dir runs it. */
+  public record LiveVm(long pid, String sandboxId, long incarnation, int node) {}
 
   /**
    * The live guest agents of this cluster by sandbox id (agent JVM pids): more than one for a
    * sandbox means two VMs of it are alive at once.
    */
   public Map<String, List<Long>> liveAgents() {
+    Map<String, List<Long>> out = new TreeMap<>();
+    for (LiveVm v : liveVms()) out.computeIfAbsent(v.sandboxId(), k -> new ArrayList<>()).add(v.pid());
+    return out;
+  }
+
+  /**
+   * Every live guest agent of this cluster. An agent's own command line names only paths inside
+   * its container ({@code /.fl/...}), so it is this cluster's when one of its ancestors names the
+   * base directory: the {@code runc run --bundle <base>/nI/vms/...} that is its container's parent
+   * (and outlives a killed node), which also says which node's data dir it belongs to.
+   */
+  public List<LiveVm> liveVms() {
     String base = baseDir.toString() + "/";
+    java.util.regex.Pattern nodeDir = java.util.regex.Pattern.compile(java.util.regex.Pattern.quote(base) + "n(\\d+)/");
+    Map<Long, Processes.Proc> all = new java.util.HashMap<>();
+    for (Processes.Proc p : Processes.list()) all.put(p.pid(), p);
     Map<Long, String> agents = new java.util.HashMap<>();
-    Map<Long, Long> parents = new java.util.HashMap<>();
-    for (Processes.Proc p : Processes.list()) {
+    for (Processes.Proc p : all.values()) {
       if (p.state() == 'Z' || p.argv().isEmpty()) continue;
       if (!p.argv().get(0).endsWith("/java") && !p.argv().get(0).equals("java")) continue;
-      if (p.argv().stream().noneMatch(a -> a.contains(base))) continue;
       int at = p.argv().indexOf("--sandbox-id");
-      if (at < 0 || at + 1 >= p.argv().size()) continue;
-      agents.put(p.pid(), p.argv().get(at + 1));
-      parents.put(p.pid(), p.ppid());
+      if (at >= 0 && at + 1 < p.argv().size()) agents.put(p.pid(), p.argv().get(at + 1));
     }
-    Map<String, List<Long>> out = new TreeMap<>();
+    List<LiveVm> out = new ArrayList<>();
     agents.forEach((pid, id) -> {
+      Processes.Proc p = all.get(pid);
       // A process whose parent is the agent itself is the agent's own child between fork and exec
       // (posix_spawn of an exec'd command): it still shows the agent's command line, but it is no VM.
-      if (id.equals(agents.get(parents.get(pid)))) return;
-      out.computeIfAbsent(id, k -> new ArrayList<>()).add(pid);
+      if (id.equals(agents.get(p.ppid()))) return;
+      int node = -1;
+      Processes.Proc q = p;
+      for (int depth = 0; depth < 8 && q != null && node < 0; depth++) {
+        for (String a : q.argv()) {
+          java.util.regex.Matcher m = nodeDir.matcher(a);
+          if (m.find()) {
+            node = Integer.parseInt(m.group(1));
+            break;
+          }
+        }
+        q = q.ppid() > 1 ? all.get(q.ppid()) : null;
+      }
+      if (node < 0) return; // another cluster's, or another user's
+      int inc = p.argv().indexOf("--incarnation");
+      long incarnation = -1;
+      try {
+        if (inc >= 0 && inc + 1 < p.argv().size()) incarnation = Long.parseLong(p.argv().get(inc + 1));
+      } catch (NumberFormatException ignored) {
+        // an agent of another version: counted, incarnation unknown
+      }
+      out.add(new LiveVm(pid, id, incarnation, node));
     });
     return out;
   }
@@ -445,6 +569,7 @@ public final class LocalCluster implements AutoCloseable {
       Cgroups.removeLeftovers(n.dataDir());
     }
     if (postgres != null) postgres.close();
+    if (network != null) network.close();
     if (settings.deleteOnClose) deleteRecursively(baseDir);
   }
 

@@ -34,6 +34,7 @@ public final class LocalNode {
   private final String jdbcUser;
   private final String jdbcPassword;
   private volatile Map<String, String> env = Map.of();
+  private volatile List<String> enter = List.of();
   private volatile Process process;
   private volatile long logOffset;
   private volatile boolean paused;
@@ -58,6 +59,11 @@ public final class LocalNode {
   /** Extra environment of the node JVM (its certificates). */
   void env(Map<String, String> extra) {
     this.env = Map.copyOf(extra);
+  }
+
+  /** A command prefix that runs the node in its network namespace ({@link NetworkNamespaces#enter}). */
+  void enter(List<String> prefix) {
+    this.enter = List.copyOf(prefix);
   }
 
   /** 1-based. */
@@ -131,6 +137,8 @@ public final class LocalNode {
       // parent-death signal: a launcher that dies (even by SIGKILL) takes its nodes with it
       cmd.addAll(List.of("/usr/bin/setpriv", "--pdeathsig", "KILL", "--"));
     }
+    // nsenter execs the JVM in the same process: the pid, and the parent-death signal, stay
+    cmd.addAll(enter);
     cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
     cmd.addAll(javaOptions);
     cmd.add("-Dflotilla.agent.jar=" + agentJar);

@@ -250,6 +250,15 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   private final long incarnation;
   private final boolean adopting;
   private final Executor blocking;
+  /**
+   * A VM whose start completed on the blocking dispatcher and that this actor has not taken yet
+   * ({@link #onStarted}). If the actor stops first (its node downed, the sandbox handed off), no
+   * one would supervise, ping or fence that VM, and nothing recorded it for the node's fencing:
+   * it would run beside its next incarnation until its lease ran out (seen in PartitionIT). Whichever
+   * of {@link #onPostStop} and the start itself comes second kills it.
+   */
+  private final java.util.concurrent.atomic.AtomicReference<Vm> starting = new java.util.concurrent.atomic.AtomicReference<>();
+  private final java.util.concurrent.atomic.AtomicBoolean stopped = new java.util.concurrent.atomic.AtomicBoolean();
   private final Materializer mat;
   private final String execPrefix = UUID.randomUUID().toString().substring(0, 8);
 
@@ -312,6 +321,11 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         v.destroy();
         throw e;
       }
+      starting.set(v);
+      if (stopped.get() && starting.compareAndSet(v, null)) {
+        killOrphan(v);
+        throw new VmException("the supervisor stopped while the VM started: killed, nobody would supervise it");
+      }
       return v;
     }), Started::new);
   }
@@ -364,6 +378,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       replyStopped();
       return report(new VmStartFailed(incarnation, reason), true);
     }
+    starting.compareAndSet(m.vm(), null);
     vm = m.vm();
     getContext().pipeToSelf(vm.exitFuture(), (exit, err) -> new Exited(exit != null ? exit : new VmExit(-1, 0, reason(err), false)));
     if (pendingStopGrace != null) return beginStop(pendingStopGrace);
@@ -885,12 +900,35 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   }
 
   private Behavior<Object> onPostStop() {
+    stopped.set(true);
+    Vm orphan = starting.getAndSet(null);
+    if (orphan != null && orphan != vm) {
+      getContext().getLog().warn("supervisor of VM incarnation {} stopped while its VM (pid {}) was starting: killing it, nobody"
+          + " would supervise it", incarnation, orphan.handle().pid());
+      killOrphan(orphan);
+    }
     if (phase != Phase.DONE && vm != null) {
       getContext().getLog().info("supervisor of VM incarnation {} stopped without Stop: the VM (pid {}) runs on, to be adopted",
           incarnation, vm.handle().pid());
     }
     closeClient();
     return this;
+  }
+
+  /** SIGKILL (does not wait), then its state once it has exited; off the actor's thread. */
+  static void killOrphan(Vm v) {
+    try {
+      v.kill();
+    } catch (RuntimeException e) {
+      // already gone
+    }
+    v.exitFuture().whenComplete((x, e) -> {
+      try {
+        v.destroy();
+      } catch (RuntimeException ignored) {
+        // its state stays for the reaper
+      }
+    });
   }
 
   private void closeClient() {
