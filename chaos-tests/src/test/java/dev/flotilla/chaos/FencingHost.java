@@ -1,48 +1,61 @@
 package dev.flotilla.chaos;
 
 import dev.flotilla.node.local.LocalCluster;
-import dev.flotilla.vm.VmDirectory;
-import dev.flotilla.vm.VmHandle;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 
 /**
  * What the fencing scenarios do to a host from outside its node: freeze and thaw a sandbox's
- * cgroup, starve its CPU, find its processes. The sandbox's cgroups are read from the VM handle
- * its node wrote ({@code nI/vms/.../handle.properties}, extras {@code cgroup.freezer},
- * {@code cgroup.cpu}), the same files the node itself trusts.
+ * cgroup, starve its CPU, find its processes. A sandbox's cgroups are the ones its agent JVM is
+ * in ({@code /proc/<pid>/cgroup}): the container's, made by runc.
  *
  * <p>Freezing is done with the cgroup freezer, not by SIGSTOPping pids: it takes every process of
  * the sandbox at once (the agent and whatever tenant processes it forked meanwhile), as a frozen
  * host would, and it is what the process driver's own pause uses (runc pause). cgroup v2's
- * {@code cgroup.freeze} where the handle names a v2 directory (this machine is hybrid: v1
- * controllers, the freezer in the v2 tree), v1's {@code freezer.state} otherwise.
+ * {@code freezer.state} where the agent is in a v1 freezer hierarchy (this machine: hybrid,
+ * v1 controllers), cgroup v2's {@code cgroup.freeze} otherwise.
  */
 final class FencingHost {
   private FencingHost() {}
 
-  /** One VM of a node's data dir, as its handle names it. */
-  record Vm(int node, String sandboxId, long incarnation, Path freezer, Path cpu) {}
+  /** One VM: its agent's pid and the cgroups (freezer, cpu) the agent runs in. */
+  record Vm(int node, String sandboxId, long incarnation, long agentPid, Path freezer, Path cpu) {}
 
-  /** The VMs whose handles node {@code i}'s data dir holds (any incarnation, alive or not). */
-  static List<Vm> vms(LocalCluster local, int i) {
-    List<Vm> out = new ArrayList<>();
-    for (VmHandle h : new VmDirectory(local.node(i).dataDir().resolve("vms")).handles()) {
-      String f = h.extra().get("cgroup.freezer");
-      String c = h.extra().get("cgroup.cpu");
-      out.add(new Vm(i, h.sandboxId(), h.incarnation(), f == null ? null : Path.of(f), c == null ? null : Path.of(c)));
-    }
-    return out;
-  }
-
+  /**
+   * The live VM of {@code sandboxId}'s incarnation on node {@code node}: its agent JVM (found as
+   * {@link LocalCluster#liveAgents()} finds it, told apart by {@link DuplicateSampler#describe})
+   * and the cgroups /proc says it is in (runc put it there: {@code <hierarchy>/flotilla/<container>}).
+   */
   static Vm vm(LocalCluster local, int node, String sandboxId, long incarnation) {
-    return vms(local, node).stream().filter(v -> v.sandboxId().equals(sandboxId) && v.incarnation() == incarnation)
-        .findFirst().orElseThrow(() -> new IllegalStateException("no handle of " + sandboxId + "#" + incarnation
-            + " on node " + node));
+    String mark = "@n" + node + "#" + incarnation + " ";
+    for (long pid : local.liveAgents().getOrDefault(sandboxId, List.of())) {
+      if (!DuplicateSampler.describe(pid).contains(mark)) continue;
+      Path freezer = null;
+      Path cpu = null;
+      try {
+        for (String line : Files.readAllLines(Path.of("/proc", Long.toString(pid), "cgroup"))) {
+          String[] f = line.split(":", 3);
+          if (f.length < 3) continue;
+          List<String> controllers = List.of(f[1].split(","));
+          if (controllers.contains("freezer")) freezer = Path.of("/sys/fs/cgroup/freezer" + f[2]);
+          if (controllers.contains("cpu")) cpu = Path.of("/sys/fs/cgroup/" + f[1] + f[2]);
+          if (f[0].equals("0") && f[1].isEmpty()) {
+            Path v2 = Files.isDirectory(Path.of("/sys/fs/cgroup/unified")) ? Path.of("/sys/fs/cgroup/unified" + f[2])
+                : Path.of("/sys/fs/cgroup" + f[2]);
+            if (freezer == null && !f[2].equals("/")) freezer = v2;
+            if (cpu == null && Files.exists(v2.resolve("cpu.max"))) cpu = v2;
+          }
+        }
+      } catch (IOException e) {
+        throw new UncheckedIOException("agent " + pid + " of " + sandboxId + " is gone", e);
+      }
+      return new Vm(node, sandboxId, incarnation, pid, freezer, cpu);
+    }
+    throw new IllegalStateException("no live agent of " + sandboxId + "#" + incarnation + " on node " + node + ": "
+        + agents(local, sandboxId));
   }
 
   static void freeze(Vm vm, boolean frozen) {
