@@ -5,6 +5,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -24,15 +25,93 @@ final class FencingHost {
   /** One VM: its agent's pid and the cgroups (freezer, cpu) the agent runs in. */
   record Vm(int node, String sandboxId, long incarnation, long agentPid, Path freezer, Path cpu) {}
 
+  /** A live guest-agent JVM of this cluster: which node's runc state holds its container. */
+  record Agent(int node, String sandboxId, long incarnation, long pid) {
+    @Override
+    public String toString() {
+      return pid + "@n" + node + "#" + incarnation;
+    }
+  }
+
   /**
-   * The live VM of {@code sandboxId}'s incarnation on node {@code node}: its agent JVM (found as
-   * {@link LocalCluster#liveAgents()} finds it, told apart by {@link DuplicateSampler#describe})
-   * and the cgroups /proc says it is in (runc put it there: {@code <hierarchy>/flotilla/<container>}).
+   * The live agents of this cluster's sandboxes. {@link LocalCluster#liveAgents()} looks for the
+   * base directory on the agent's command line, which a runc sandbox's agent does not have (it
+   * runs as {@code /.fl/jre/bin/java ... --listen unix:/.fl/run/agent.sock}, paths inside its
+   * container), so it finds none; here each node's runc state ({@code nI/vms/.runc/<container>})
+   * names its containers ({@code fl-<sandbox>-<incarnation>}), and the agent is the java process
+   * with {@code --sandbox-id} in that container's cgroup.
    */
+  static List<Agent> agents(LocalCluster local) {
+    List<Agent> out = new ArrayList<>();
+    for (int i = 1; i <= local.nodes().size(); i++) {
+      Path runc = local.node(i).dataDir().resolve("vms").resolve(".runc");
+      if (!Files.isDirectory(runc)) continue;
+      try (var dirs = Files.list(runc)) {
+        for (Path d : (Iterable<Path>) dirs::iterator) {
+          String cid = d.getFileName().toString();
+          int dash = cid.lastIndexOf('-');
+          if (!cid.startsWith("fl-") || dash < 4) continue;
+          String id = cid.substring(3, dash);
+          long inc = Long.parseLong(cid.substring(dash + 1));
+          for (long pid : procs(cid)) {
+            if (isAgent(pid, id)) out.add(new Agent(i, id, inc, pid));
+          }
+        }
+      } catch (IOException | NumberFormatException e) {
+        // a container went away meanwhile: the next look sees it gone
+      }
+    }
+    return out;
+  }
+
+  /** The live agents of one sandbox. */
+  static List<Agent> agents(LocalCluster local, String sandboxId) {
+    return agents(local).stream().filter(a -> a.sandboxId().equals(sandboxId)).toList();
+  }
+
+  /** The pids in the container's pids cgroup (every v1 or v2 host has one). */
+  private static List<Long> procs(String cid) {
+    for (String dir : List.of("/sys/fs/cgroup/pids/flotilla/", "/sys/fs/cgroup/unified/flotilla/", "/sys/fs/cgroup/flotilla/")) {
+      Path procs = Path.of(dir + cid, "cgroup.procs");
+      if (!Files.exists(procs)) continue;
+      try {
+        return Files.readAllLines(procs).stream().filter(x -> !x.isBlank()).map(Long::parseLong).toList();
+      } catch (IOException e) {
+        return List.of();
+      }
+    }
+    return List.of();
+  }
+
+  /** A java process (not a zombie) of {@code --sandbox-id id} whose parent is not one too (fork before exec). */
+  private static boolean isAgent(long pid, String id) {
+    try {
+      String stat = Files.readString(Path.of("/proc", Long.toString(pid), "stat"));
+      int close = stat.lastIndexOf(')');
+      if (stat.charAt(close + 2) == 'Z') return false;
+      long ppid = Long.parseLong(stat.substring(close + 2).split(" ")[1]);
+      return isAgentCommand(pid, id) && !isAgentCommand(ppid, id);
+    } catch (IOException | RuntimeException e) {
+      return false;
+    }
+  }
+
+  private static boolean isAgentCommand(long pid, String id) {
+    try {
+      List<String> argv = List.of(new String(Files.readAllBytes(Path.of("/proc", Long.toString(pid), "cmdline")),
+          java.nio.charset.StandardCharsets.UTF_8).split("\0"));
+      int at = argv.indexOf("--sandbox-id");
+      return !argv.isEmpty() && argv.get(0).endsWith("/java") && at >= 0 && at + 1 < argv.size() && argv.get(at + 1).equals(id);
+    } catch (IOException e) {
+      return false;
+    }
+  }
+
+  /** The live VM of {@code sandboxId}'s incarnation on node {@code node}, with the cgroups its agent is in. */
   static Vm vm(LocalCluster local, int node, String sandboxId, long incarnation) {
-    String mark = "@n" + node + "#" + incarnation + " ";
-    for (long pid : local.liveAgents().getOrDefault(sandboxId, List.of())) {
-      if (!DuplicateSampler.describe(pid).contains(mark)) continue;
+    for (Agent a : agents(local, sandboxId)) {
+      if (a.node() != node || a.incarnation() != incarnation) continue;
+      long pid = a.pid();
       Path freezer = null;
       Path cpu = null;
       try {
@@ -127,11 +206,6 @@ final class FencingHost {
     } catch (IOException ignored) {
       // the sandbox ended meanwhile: nothing to restore
     }
-  }
-
-  /** The live agent JVMs (by {@code --sandbox-id} and {@code --incarnation}) of one sandbox. */
-  static List<String> agents(LocalCluster local, String sandboxId) {
-    return local.liveAgents().getOrDefault(sandboxId, List.of()).stream().map(DuplicateSampler::describe).toList();
   }
 
   private static void write(Path file, String value) {

@@ -12,8 +12,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.junit.jupiter.api.MethodOrderer;
 import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Test;
@@ -32,7 +30,6 @@ import org.junit.jupiter.api.extension.ExtendWith;
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
 class FencingIT {
   static final Duration BOUND = Profile.current().recoveryBound();
-  private static final Pattern INCARNATION = Pattern.compile("#(\\d+) ");
 
   /** The check must be able to fail: a crafted history with a stale answer, one without. */
   @Test
@@ -308,16 +305,11 @@ class FencingIT {
   }
 
   private static List<Long> incarnationsOfAgents(TestCluster c, String id) {
-    List<Long> out = new ArrayList<>();
-    for (String d : FencingHost.agents(c.local, id)) {
-      Matcher m = INCARNATION.matcher(d);
-      if (m.find()) out.add(Long.parseLong(m.group(1)));
-    }
-    return out;
+    return FencingHost.agents(c.local, id).stream().map(FencingHost.Agent::incarnation).toList();
   }
 
-  private static Map<String, List<String>> agentsOf(TestCluster c, List<String> ids) {
-    Map<String, List<String>> out = new TreeMap<>();
+  private static Map<String, List<FencingHost.Agent>> agentsOf(TestCluster c, List<String> ids) {
+    Map<String, List<FencingHost.Agent>> out = new TreeMap<>();
     for (String id : ids) out.put(id, FencingHost.agents(c.local, id));
     return out;
   }
@@ -337,7 +329,7 @@ class FencingIT {
 
   /** Every sandbox: RUNNING, one live agent, of the incarnation the cluster names. */
   private static void leftAtTheEnd(TestCluster c, List<String> problems) {
-    Map<String, List<Long>> agents = c.local.liveAgents();
+    var agents = FencingHost.agents(c.local);
     int bad = 0;
     for (Sandbox s : c.anyLiveClient().list(TestCluster.CALL)) {
       List<Long> inc = incarnationsOfAgents(c, s.getId());
@@ -346,7 +338,7 @@ class FencingIT {
         problems.add("at the end " + s.getId() + " is " + s.getPhase() + "#" + s.getIncarnation() + " with agents " + inc);
       }
     }
-    ChaosReport.line("at the end: " + agents.size() + " sandboxes with live agents, " + bad + " not RUNNING with exactly one "
+    ChaosReport.line("at the end: " + agents.size() + " live agents, " + bad + " not RUNNING with exactly one "
         + "agent of their current incarnation (must be 0)");
   }
 }
