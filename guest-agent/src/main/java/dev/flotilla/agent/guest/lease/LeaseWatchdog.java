@@ -50,7 +50,8 @@ public final class LeaseWatchdog {
       Lease.Tick t = lease.tick();
       switch (t.verdict()) {
         case FROZEN -> System.err.println("flotilla-guest-agent: this agent was paused by its node for " + seconds(t.gap())
-            + "; it did not act meanwhile, so its lease of " + seconds(t.lease()) + " restarts now");
+            + "; it did not act meanwhile, so its lease of " + seconds(t.lease())
+            + " restarts now, with a third of it left for the resuming node to renew");
         case EXPIRED -> {
           onExpiry.accept(expiryMessage(t));
           return;
