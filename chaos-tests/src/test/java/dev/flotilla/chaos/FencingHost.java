@@ -69,6 +69,27 @@ final class FencingHost {
     return agents(local).stream().filter(a -> a.sandboxId().equals(sandboxId)).toList();
   }
 
+  /**
+   * Containers of these sandboxes that still have processes, by their cgroups (which outlive a
+   * cluster's files): after {@code close()} there must be none.
+   */
+  static List<String> containersWithProcesses(java.util.Collection<String> sandboxIds) {
+    List<String> out = new ArrayList<>();
+    for (String dir : List.of("/sys/fs/cgroup/pids/flotilla", "/sys/fs/cgroup/unified/flotilla", "/sys/fs/cgroup/flotilla")) {
+      if (!Files.isDirectory(Path.of(dir))) continue;
+      try (var dirs = Files.list(Path.of(dir))) {
+        for (Path d : (Iterable<Path>) dirs::iterator) {
+          String cid = d.getFileName().toString();
+          if (sandboxIds.stream().anyMatch(id -> cid.startsWith("fl-" + id + "-")) && !procs(cid).isEmpty()) out.add(cid);
+        }
+      } catch (IOException e) {
+        // unreadable: nothing to report from here
+      }
+      return out;
+    }
+    return out;
+  }
+
   /** The pids in the container's pids cgroup (every v1 or v2 host has one). */
   private static List<Long> procs(String cid) {
     for (String dir : List.of("/sys/fs/cgroup/pids/flotilla/", "/sys/fs/cgroup/unified/flotilla/", "/sys/fs/cgroup/flotilla/")) {

@@ -82,6 +82,8 @@ class FencingIT {
         .map(p -> p.pid() + " " + p.info().commandLine().orElse("").substring(0, Math.min(160,
             p.info().commandLine().orElse("").length()))).toList();
     if (!leaked.isEmpty()) problems.add("processes left after close: " + leaked);
+    List<String> containers = FencingHost.containersWithProcesses(c.initial.stream().map(Sandbox::getId).toList());
+    if (!containers.isEmpty()) problems.add("sandbox containers with processes after close: " + containers);
     assertTrue(problems.isEmpty(), "fencing problems:\n  " + String.join("\n  ", problems));
   }
 
