@@ -80,16 +80,4 @@ final class FencingHistory {
     }
     return found;
   }
-
-  /** "OK x12 (incarnations {1=5, 2=7}), UNKNOWN x3, FAILED x4" for one sandbox, for the report. */
-  synchronized String summary(String sandbox) {
-    Map<Outcome, Integer> n = new TreeMap<>();
-    Map<Long, Integer> inc = new TreeMap<>();
-    for (Exec e : execs) {
-      if (!e.sandbox().equals(sandbox)) continue;
-      n.merge(e.outcome(), 1, Integer::sum);
-      if (e.outcome() == Outcome.OK) inc.merge(e.incarnation(), 1, Integer::sum);
-    }
-    return n + " answered by incarnation " + inc;
-  }
 }
