@@ -189,6 +189,19 @@ final class FencingHost {
     }
   }
 
+  /** "pid:comm" of each pid, for the report. */
+  static List<String> commands(List<Long> pids) {
+    List<String> out = new ArrayList<>();
+    for (long pid : pids) {
+      try {
+        out.add(pid + ":" + Files.readString(Path.of("/proc", Long.toString(pid), "comm")).trim());
+      } catch (IOException e) {
+        out.add(pid + ":gone");
+      }
+    }
+    return out;
+  }
+
   /**
    * Sets the VM's CPU bandwidth to {@code quotaMicros} per 100 ms (v2 {@code cpu.max}, v1
    * {@code cpu.cfs_quota_us}); returns what to write back to restore it.

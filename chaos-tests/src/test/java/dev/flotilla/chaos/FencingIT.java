@@ -170,10 +170,15 @@ class FencingIT {
       long took = awaitNewIncarnations(c, old, n);
       ChaosReport.line("   node " + n + " JVM killed; new incarnations answered elsewhere " + took + " ms later: "
           + incarnations(c, ids));
-      ChaosReport.line("   live agents at takeover: " + agentsOf(c, ids));
+      ChaosReport.line("   live agents at takeover: " + agentsOf(c, ids) + "; processes in the starved old container: "
+          + FencingHost.commands(FencingHost.pids(vm)));
       long gone = awaitOldAgentsGone(c, List.of(starvedId), old, "takeover, node " + n + " still down", problems);
       ChaosReport.line("   starved old agent gone " + gone + " ms after the takeover (" + FencingProbes.since(t0).toMillis()
           + " ms after the kill), with node " + n + " still down");
+      // its tenant's processes too (the busy loops are not the agent's children): a figure, bounded by the await
+      await("the starved old container empty").atMost(BOUND).pollInterval(Duration.ofMillis(250))
+          .until(() -> FencingHost.pids(vm).isEmpty());
+      ChaosReport.line("   starved old container empty " + FencingProbes.since(t0).toMillis() + " ms after the kill");
     } finally {
       FencingHost.restoreCpu(vm, before);
       c.local.restart(n);
