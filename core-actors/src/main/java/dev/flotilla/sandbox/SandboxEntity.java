@@ -125,6 +125,12 @@ public final class SandboxEntity
   /** Restart backoff elapsed: start the VM of this incarnation. Local only. */
   record SpawnVm(long incarnation) implements Command {}
 
+  /**
+   * The answer to pausing the new VM of a sandbox that was PAUSED when its host was lost; error
+   * null when it is paused. Local only.
+   */
+  record PauseKept(long incarnation, String error) implements Command {}
+
   /** The supervisor answered a pause or resume. Local only. */
   record FreezeResult(boolean pause, long incarnation, StatusReply<Done> result, ActorRef<StatusReply<SandboxView>> replyTo)
       implements Command {}
@@ -323,6 +329,7 @@ public final class SandboxEntity
     if (cmd instanceof Reconcile) return onReconcile(s);
     if (cmd instanceof SpawnVm sp) return onSpawnVm(s, sp);
     if (cmd instanceof FreezeResult fr) return onFreezeResult(s, fr);
+    if (cmd instanceof PauseKept pk) return onPauseKept(s, pk);
     throw new IllegalStateException("unhandled command " + cmd.getClass().getName());
   }
 
@@ -484,6 +491,28 @@ public final class SandboxEntity
         .thenReply(r.replyTo(), ns -> StatusReply.success(((Live) ns).view()));
   }
 
+  /** Pauses the new VM of a sandbox that stays PAUSED; the answer comes back as {@link PauseKept}. */
+  private void keepPaused(long incarnation) {
+    ActorRef<VmSupervisorProtocol.Command> vm = supervisor;
+    if (vm == null) return;
+    ctx.askWithStatus(Done.class, vm, runtime.vmCallTimeout(), VmSupervisorProtocol.Pause::new,
+        (done, err) -> new PauseKept(incarnation, err == null ? null : err.getMessage()));
+  }
+
+  private ReplyEffect<Event, State> onPauseKept(Live s, PauseKept k) {
+    if (k.incarnation() != s.incarnation() || s.phase() != Phase.PAUSED) return Effect().none().thenNoReply();
+    if (k.error() == null) {
+      ctx.getLog().info("sandbox {}: incarnation {} started paused, as the sandbox was when its host was lost",
+          sandboxId, k.incarnation());
+      return Effect().none().thenNoReply();
+    }
+    // The sandbox stays PAUSED for its callers (execs refused, ResumeSandbox accepted: resuming a
+    // VM that is not paused succeeds), but its processes run: say so where an operator looks.
+    ctx.getLog().warn("sandbox {}: could not pause incarnation {} ({}): it is PAUSED but its VM runs until resumed",
+        sandboxId, k.incarnation(), k.error());
+    return Effect().none().thenNoReply();
+  }
+
   private <R> ReplyEffect<Event, State> forwardToVm(
       Live s, String tenant, ActorRef<StatusReply<R>> replyTo, java.util.function.Consumer<ActorRef<VmSupervisorProtocol.Command>> send) {
     if (!owned(s, tenant)) return notFound(replyTo);
@@ -558,6 +587,12 @@ public final class SandboxEntity
         // Adopted (or finished starting) while the sandbox should go away: finish that.
         return eff.thenRun(ns -> stopVm()).thenNoReply();
       }
+      if (s.phase() == Phase.PAUSED && !r.adopted()) {
+        // A new VM of a sandbox that was paused when its host was lost: it stays PAUSED (VmStarted
+        // keeps the phase), so its VM is paused too before anyone can reach it (execs are refused
+        // while PAUSED) and ResumeSandbox resumes it like any other.
+        return eff.thenRun(ns -> afterChange(ns, "paused")).thenRun(ns -> keepPaused(r.incarnation())).thenNoReply();
+      }
       return eff.thenRun(ns -> afterChange(ns, r.adopted() ? "reattached" : "running")).thenNoReply();
     }
     if (report instanceof VmSupervisorProtocol.VmStartFailed f) {
@@ -609,6 +644,9 @@ public final class SandboxEntity
         if (hostLost && s.desiredRunning()) {
           events.add(new VmStartRequested(s.incarnation() + 1, runtime.nodeAddress(), "moved here: " + end.reason(),
               s.restartCount(), now));
+          // A paused sandbox stays paused wherever it moves: its new VM starts and is paused at
+          // once (onReport), rather than running again unasked.
+          if (s.phase() == Phase.PAUSED) events.add(new Paused(now));
           event = "restarting";
         } else if (!s.desiredRunning() || !s.spec().restartPolicy().restartsAfter(end)) {
           event = "vm-exited";
@@ -635,7 +673,7 @@ public final class SandboxEntity
         .thenRun(ns -> afterChange(ns, what))
         .thenRun(ns -> {
           Live l = (Live) ns;
-          if (l.phase() == Phase.CREATING) spawnVm(l, spawnDelay);
+          if (l.phase() == Phase.CREATING || l.phase() == Phase.PAUSED && l.vm() == null) spawnVm(l, spawnDelay);
           if (l.phase() == Phase.DELETED) passivateLater();
           if (l.phase() != Phase.STOPPING && l.phase() != Phase.DELETING) replyToStopWaiters(l);
         })

@@ -415,6 +415,47 @@ class SandboxEntityTest {
   }
 
   @Test
+  void aPausedSandboxWhoseHostIsLostComesBackPausedAsANewIncarnation() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Pause(T, ref));
+    assertInstanceOf(VmSupervisorProtocol.Pause.class, vmCommands.receiveMessage());
+    // Its node dies; the entity recovers on another host (as in the test above).
+    String pid = "Sandbox|" + ID;
+    var journal = PersistenceTestKit.create(testKit.system());
+    List<Object> history = journal.persistedInStorage(pid);
+    var moved = EventSourcedBehaviorTestKit.<Command, Event, State>create(testKit.system(),
+        SandboxEntity.create(ID, runtime("host-b", 3), null));
+    moved.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get(T, ref));
+    journal.persistForRecovery(pid, history);
+    moved.restart();
+    assertEquals("start 2", launches.receiveMessage());
+    var starting = moved.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get(T, ref)).reply().getValue();
+    assertEquals(2, starting.incarnation());
+    assertEquals(Phase.PAUSED, starting.phase(), "the move does not resume it");
+    var exec = moved.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.Exec(T,
+        new VmSupervisorProtocol.ExecSpec(List.of("true"), Map.of(), ""), castRef(ref)));
+    assertTrue(exec.reply().getError().getMessage().contains("resume it first"), exec.reply().getError().getMessage());
+
+    ready(2);
+    // the new VM is paused as soon as it is up, and the sandbox stays PAUSED
+    assertInstanceOf(VmSupervisorProtocol.Pause.class, vmCommands.receiveMessage());
+    org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(20))
+        .until(() -> ((Live) moved.getState()).vm() != null);
+    SandboxView after = moved.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get(T, ref)).reply().getValue();
+    assertEquals(Phase.PAUSED, after.phase());
+    assertEquals(2, after.incarnation());
+
+    var resumed = moved.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Resume(T, ref));
+    assertEquals(Phase.RUNNING, resumed.reply().getValue().phase());
+    assertInstanceOf(VmSupervisorProtocol.Resume.class, vmCommands.receiveMessage());
+    // and replay rebuilds it
+    State before = moved.getState();
+    moved.restart();
+    assertEquals(before, moved.getState());
+  }
+
+  @Test
   void replayRebuildsTheSameState() {
     var kit = kit(runtime("host-a", 3));
     running(kit);

@@ -37,6 +37,8 @@ import java.util.function.Supplier;
  */
 final class AgentSession implements FrameConnection.Handler {
 
+  static final String LEASE_OVER = "lease expired: this incarnation no longer serves (its node did not renew the lease"
+      + " in time; the sandbox may run elsewhere by now)";
   private static final System.Logger LOG = System.getLogger(AgentSession.class.getName());
 
   private final GuestAgent agent;
@@ -54,7 +56,10 @@ final class AgentSession implements FrameConnection.Handler {
   public void onFrame(Frame frame) throws ProtocolException {
     // Only a node that named this sandbox and incarnation keeps it alive. A handshake renews only
     // once accepted (see onRequest), so that a refused one never does.
-    if (handshaken && frame.type() != FrameType.REQUEST) agent.renewLease();
+    if (handshaken && frame.type() != FrameType.REQUEST && !agent.renewLease()) {
+      conn.goAway(LEASE_OVER);
+      return;
+    }
     switch (frame.type()) {
       case REQUEST -> onRequest(frame.streamId(), frame.payload());
       case WINDOW_UPDATE -> {
@@ -81,7 +86,13 @@ final class AgentSession implements FrameConnection.Handler {
       reply(streamId, error(AgentError.invalid("malformed Request: " + e.getMessage())));
       return;
     }
-    if (handshaken && request.getKindCase() != Request.KindCase.HANDSHAKE) agent.renewLease();
+    if (handshaken && request.getKindCase() != Request.KindCase.HANDSHAKE && !agent.renewLease()) {
+      // Thawed after its lease ran out (a frozen host, a starved agent): another incarnation may
+      // serve by now, so this one answers nothing any more, whoever asks; the watchdog ends it.
+      reply(streamId, error(AgentError.precondition(LEASE_OVER)));
+      conn.goAway(LEASE_OVER);
+      return;
+    }
     try {
       if (!handshaken && request.getKindCase() != Request.KindCase.HANDSHAKE) {
         throw AgentError.precondition("handshake required before " + request.getKindCase());
@@ -146,8 +157,11 @@ final class AgentSession implements FrameConnection.Handler {
     } catch (AgentError refused) {
       throw new Refusal(refused);
     }
+    if (!agent.stateLease(Integer.toUnsignedLong(h.getLeaseMs()), h.getPausing())) {
+      handshaken = false;
+      throw new Refusal(AgentError.precondition(LEASE_OVER));
+    }
     handshaken = true;
-    agent.stateLease(Integer.toUnsignedLong(h.getLeaseMs()));
     return Response.newBuilder().setHandshake(agent.probe().details()).build();
   }
 

@@ -116,17 +116,36 @@ public final class GuestAgent {
   }
 
   /** The lease stated by an accepted handshake (0: none); see {@link Lease}. */
-  void stateLease(long leaseMillis) {
-    if (lease.state(TimeUnit.MILLISECONDS.toNanos(leaseMillis))) {
+  boolean stateLease(long leaseMillis) {
+    return stateLease(leaseMillis, false);
+  }
+
+  /**
+   * The lease stated by a handshake (0: none), {@code pausing} if the node is about to freeze this
+   * agent; see {@link Lease#state(long, boolean)}.
+   *
+   * @return false if the lease in force had already run out: the handshake must be refused
+   */
+  boolean stateLease(long leaseMillis, boolean pausing) {
+    long before = lease.lease();
+    if (!lease.state(TimeUnit.MILLISECONDS.toNanos(leaseMillis), pausing)) return false;
+    if (lease.lease() != before) {
       System.err.println("flotilla-guest-agent: lease " + (leaseMillis == 0 ? "off"
           : leaseMillis + " ms: the sandbox ends itself if its node sends nothing for that long"));
     }
+    if (pausing) System.err.println("flotilla-guest-agent: the node announced a pause: the lease restarts at the thaw");
     if (leaseMillis > 0) watchdog.start();
+    return true;
   }
 
-  /** A frame from a handshaken node. */
-  void renewLease() {
-    lease.renew();
+  /**
+   * A frame from a handshaken node.
+   *
+   * @return false if the lease had already run out, whether or not the watchdog has seen it yet
+   *     (a frozen host thawed with its node): nothing may be served any more
+   */
+  boolean renewLease() {
+    return lease.renew();
   }
 
   /** On the watchdog's thread: the node has not renewed the lease in time. */

@@ -109,22 +109,39 @@ class LeaseIT {
   }
 
   @Test
-  void aFrozenAgentRestartsItsLeaseInsteadOfDying() throws Exception {
+  void aPauseTheHostAnnouncedRestartsTheLeaseInsteadOfEndingTheSandbox() throws Exception {
     AgentClient c = agent.connect();
     get(c.handshake(agent.sandboxId, agent.incarnation, LEASE, DEADLINE));
-    get(c.ping(DEADLINE));
+    get(c.handshake(agent.sandboxId, agent.incarnation, LEASE, true, DEADLINE)); // PauseSandbox: announced, then frozen
     signal("STOP", agent.pid());
     // nothing is sent while it is stopped: only its own clock could see the time pass
     await("stopped for 3 s, three leases").during(Duration.ofSeconds(3)).atMost(Duration.ofSeconds(5))
         .until(() -> state(agent.pid()) == 'T');
     signal("CONT", agent.pid());
-    // no ping before the agent has judged its lease: it must see the freeze, not an expiry
+    // no ping before the agent has judged its lease: it must see the announced pause, not an expiry
     await("frozen detection").atMost(Duration.ofSeconds(5))
-        .until(() -> agent.logText().contains("this agent did not run for") || !agent.process.isAlive());
+        .until(() -> agent.logText().contains("paused by its node for") || !agent.process.isAlive());
     assertTrue(agent.process.isAlive(), agent.logText());
     pinger.scheduleAtFixedRate(() -> c.ping(DEADLINE), 0, 200, TimeUnit.MILLISECONDS);
     await("alive after the thaw").during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(4))
         .until(() -> agent.process.isAlive());
+  }
+
+  @Test
+  void anAgentFrozenWithItsHostPastItsLeaseServesNobodyAfterTheThawAndEnds() throws Exception {
+    AgentClient c = agent.connect();
+    get(c.handshake(agent.sandboxId, agent.incarnation, LEASE, DEADLINE));
+    get(c.ping(DEADLINE));
+    signal("STOP", agent.pid());
+    await("stopped for 3 s, three leases").during(Duration.ofSeconds(3)).atMost(Duration.ofSeconds(5))
+        .until(() -> state(agent.pid()) == 'T');
+    // the thawed node's frame is waiting before the agent runs again: the harder order
+    var exec = c.exec(ExecRequest.of("echo", "echo", "stale"), new CollectingSink(), DEADLINE);
+    signal("CONT", agent.pid());
+    var refused = Calls.failure(dev.flotilla.agent.protocol.client.AgentException.Code.FAILED_PRECONDITION, exec);
+    assertTrue(refused.getMessage().contains("lease expired"), refused.getMessage());
+    await("lease expiry").atMost(Duration.ofSeconds(10)).until(() -> !agent.process.isAlive());
+    assertEquals(AgentProtocol.EXIT_LEASE_EXPIRED, agent.process.exitValue(), agent.logText());
   }
 
   @Test

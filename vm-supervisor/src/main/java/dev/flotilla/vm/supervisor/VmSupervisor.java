@@ -593,12 +593,24 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       m.replyTo().tell(StatusReply.error("cannot pause: the VM is " + phase.name().toLowerCase()));
       return this;
     }
+    AgentClient c = client;
+    boolean leased = !settings.lease().isZero();
+    if (leased && (c == null || !c.isOpen())) {
+      m.replyTo().tell(StatusReply.error("cannot pause: the guest agent is not connected"));
+      return this;
+    }
     paused = true; // no pings into a freezing guest
     Vm v = vm;
-    getContext().pipeToSelf(onBlocking(() -> {
+    // The agent must hear of the pause before it freezes: only an announced freeze restarts its
+    // lease at the thaw; any other time it does not run (a frozen host) counts, since the
+    // cluster may have started the sandbox elsewhere meanwhile.
+    CompletableFuture<Object> announced = !leased ? CompletableFuture.completedFuture(null)
+        : c.handshake(v.handle().sandboxId(), incarnation, settings.lease(), true, settings.callTimeout())
+            .thenApply(info -> null);
+    getContext().pipeToSelf(announced.thenCompose(x -> onBlocking(() -> {
       v.pause();
       return null;
-    }), (x, err) -> new PauseDone(true, m.replyTo(), err));
+    })), (x, err) -> new PauseDone(true, m.replyTo(), err));
     return this;
   }
 
@@ -623,6 +635,11 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     }
     paused = m.pause();
     failures = 0;
+    if (!paused && !settings.lease().isZero() && client != null && client.isOpen()) {
+      // withdraws the pause announcement (a pause too short for the agent to notice leaves it
+      // standing); also a renewal. A failure shows in the next pings.
+      client.handshake(vm.handle().sandboxId(), incarnation, settings.lease(), false, settings.callTimeout());
+    }
     m.replyTo().tell(StatusReply.ack());
     return this;
   }

@@ -32,6 +32,18 @@ public interface AgentClient extends AutoCloseable {
   CompletableFuture<GuestInfo> handshake(String sandboxId, long incarnation, Duration lease, Duration deadline);
 
   /**
+   * A handshake that also says whether the host is about to freeze the agent ({@code pausing}:
+   * PauseSandbox) and keeps its sandbox meanwhile. Only an announced freeze restarts the lease at
+   * the thaw; any other time the agent does not run counts against it. A handshake with
+   * {@code pausing} false (after a resume) withdraws the announcement. A client that cannot say
+   * so only states the lease.
+   */
+  default CompletableFuture<GuestInfo> handshake(String sandboxId, long incarnation, Duration lease, boolean pausing,
+      Duration deadline) {
+    return handshake(sandboxId, incarnation, lease, deadline);
+  }
+
+  /**
    * Starts a process. Its output is pushed to {@code sink} as it comes, paced by flow control:
    * the agent sends no more than the window the sink has not yet released (see {@link OutputSink}).
    * The returned future completes once the process has started, with its guest pid.

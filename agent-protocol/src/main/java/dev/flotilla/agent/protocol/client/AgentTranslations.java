@@ -29,6 +29,10 @@ final class AgentTranslations {
   private AgentTranslations() {}
 
   static Request handshake(String sandboxId, long incarnation, Duration lease, byte[] secret) {
+    return handshake(sandboxId, incarnation, lease, false, secret);
+  }
+
+  static Request handshake(String sandboxId, long incarnation, Duration lease, boolean pausing, byte[] secret) {
     if (lease.isNegative() || lease.toMillis() > 0xFFFF_FFFFL) {
       throw new IllegalArgumentException("lease " + lease + " is out of range (0 to 2^32-1 ms; 0: none)");
     }
@@ -38,6 +42,7 @@ final class AgentTranslations {
             .setIncarnation(incarnation)
             .setProtocolVersion(AgentProtocol.VERSION)
             .setLeaseMs((int) lease.toMillis())
+            .setPausing(pausing)
             .setSecret(ByteString.copyFrom(secret)))
         .build();
   }

@@ -83,6 +83,13 @@ public final class FramedAgentClient implements AgentClient {
   }
 
   @Override
+  public CompletableFuture<GuestInfo> handshake(String sandboxId, long incarnation, Duration lease, boolean pausing,
+      Duration deadline) {
+    return call(AgentTranslations.handshake(sandboxId, incarnation, lease, pausing, secret), deadline, "handshake")
+        .thenApply(AgentTranslations::guestInfo);
+  }
+
+  @Override
   public CompletableFuture<Long> exec(ExecRequest request, OutputSink sink, Duration deadline) {
     int id = allocateStreamId();
     ExecOutput output = new ExecOutput(id, sink, options.outputWindow());

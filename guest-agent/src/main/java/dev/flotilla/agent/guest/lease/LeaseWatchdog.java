@@ -13,7 +13,7 @@ public final class LeaseWatchdog {
 
   /** How often the lease is checked. */
   public static final Duration PERIOD = Duration.ofMillis(200);
-  /** A tick this late means the agent itself was frozen (see {@link Lease.Verdict#FROZEN}). */
+  /** A tick this late after an announced pause means the agent was frozen (see {@link Lease.Verdict#FROZEN}). */
   public static final Duration FROZEN_GAP = Duration.ofSeconds(2);
 
   private final Lease lease;
@@ -49,9 +49,9 @@ public final class LeaseWatchdog {
       }
       Lease.Tick t = lease.tick();
       switch (t.verdict()) {
-        case FROZEN -> System.err.println("flotilla-guest-agent: this agent did not run for " + seconds(t.gap())
-            + " (a paused or frozen sandbox?); it did not act meanwhile, so its lease of " + seconds(t.lease())
-            + " restarts now");
+        case FROZEN -> System.err.println("flotilla-guest-agent: this agent was paused by its node for " + seconds(t.gap())
+            + "; it did not act meanwhile, so its lease of " + seconds(t.lease())
+            + " restarts now, with a third of it left for the resuming node to renew");
         case EXPIRED -> {
           onExpiry.accept(expiryMessage(t));
           return;
