@@ -380,15 +380,26 @@ public final class LocalCluster implements AutoCloseable {
    * sandbox means two VMs of it are alive at once.
    */
   public Map<String, List<Long>> liveAgents() {
-    String base = baseDir.toString() + "/";
+    return agentsOf(Processes.list(), baseDir.toString() + "/");
+  }
+
+  /**
+   * The agent JVMs (a java process with {@code --sandbox-id}) among {@code procs} that belong to
+   * the cluster under {@code base}: their own command line names it, or an ancestor's does. Under
+   * runc the agent's command line only has paths inside the container (/.fl/...); its ancestor
+   * {@code runc --root <base>/nI/vms/.runc run ...} names the node's data dir.
+   */
+  static Map<String, List<Long>> agentsOf(List<Processes.Proc> procs, String base) {
+    Map<Long, Processes.Proc> byPid = new java.util.HashMap<>();
+    for (Processes.Proc p : procs) byPid.put(p.pid(), p);
     Map<Long, String> agents = new java.util.HashMap<>();
     Map<Long, Long> parents = new java.util.HashMap<>();
-    for (Processes.Proc p : Processes.list()) {
+    for (Processes.Proc p : procs) {
       if (p.state() == 'Z' || p.argv().isEmpty()) continue;
       if (!p.argv().get(0).endsWith("/java") && !p.argv().get(0).equals("java")) continue;
-      if (p.argv().stream().noneMatch(a -> a.contains(base))) continue;
       int at = p.argv().indexOf("--sandbox-id");
       if (at < 0 || at + 1 >= p.argv().size()) continue;
+      if (!selfOrAncestorMentions(p, base, byPid)) continue;
       agents.put(p.pid(), p.argv().get(at + 1));
       parents.put(p.pid(), p.ppid());
     }
@@ -399,7 +410,19 @@ public final class LocalCluster implements AutoCloseable {
       if (id.equals(agents.get(parents.get(pid)))) return;
       out.computeIfAbsent(id, k -> new ArrayList<>()).add(pid);
     });
+    out.values().forEach(pids -> pids.sort(null));
     return out;
+  }
+
+  private static boolean selfOrAncestorMentions(Processes.Proc p, String text, Map<Long, Processes.Proc> byPid) {
+    Processes.Proc at = p;
+    // bounded: a pid cycle cannot happen in one snapshot of /proc, but a torn read could fake one
+    for (int depth = 0; at != null && depth < 32; depth++) {
+      if (at.argv().stream().anyMatch(a -> a.contains(text))) return true;
+      if (at.ppid() <= 1 || at.ppid() == at.pid()) return false;
+      at = byPid.get(at.ppid());
+    }
+    return false;
   }
 
   // ------------------------------------------------------------------------------ close
