@@ -219,14 +219,17 @@ final class Invariants {
    */
   static Map<String, String> orphans(TestCluster cluster, Workload workload, Duration bound) {
     Map<String, String> found = new TreeMap<>();
+    boolean[] listed = new boolean[1];
     try {
       await("no orphan VMs").atMost(bound).pollInterval(Duration.ofMillis(500)).ignoreException(StatusRuntimeException.class)
           .until(() -> {
             found.clear();
+            listed[0] = false;
             Map<String, List<Long>> live = cluster.local.liveAgents();
             if (live.isEmpty()) return true;
             Map<String, dev.flotilla.api.v1.Phase> phases = new TreeMap<>();
             for (Sandbox s : cluster.anyLiveClient().listAll(Map.of(), true, 1000, TestCluster.CALL)) phases.put(s.getId(), s.getPhase());
+            listed[0] = true;
             live.forEach((id, pids) -> {
               dev.flotilla.api.v1.Phase p = phases.get(id);
               String why = workload != null && workload.deleted.contains(id) ? "deleted (acknowledged)"
@@ -238,7 +241,10 @@ final class Invariants {
             return found.isEmpty();
           });
     } catch (org.awaitility.core.ConditionTimeoutException e) {
-      // what was found last is the answer
+      // what was found last is the answer; a cluster that never answered the listing is no answer
+      if (!listed[0] && found.isEmpty()) {
+        cluster.local.liveAgents().forEach((id, pids) -> found.put(id, "not checked: the cluster did not list its sandboxes"));
+      }
     }
     return found;
   }
