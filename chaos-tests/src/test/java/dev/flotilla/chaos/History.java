@@ -123,7 +123,10 @@ final class History {
   /** "kind outcome/code" -> count, for the report. */
   synchronized Map<String, Integer> summary() {
     Map<String, Integer> m = new TreeMap<>();
-    for (Op o : ops) m.merge(o.kind() + " " + (o.outcome() == Outcome.OK ? "OK" : o.outcome() + "/" + o.code()), 1, Integer::sum);
+    for (Op o : ops) {
+      String how = o.outcome() == Outcome.OK ? (o.code().equals("OK") ? "OK" : "OK/" + o.code()) : o.outcome() + "/" + o.code();
+      m.merge(o.kind() + " " + how, 1, Integer::sum);
+    }
     return m;
   }
 }

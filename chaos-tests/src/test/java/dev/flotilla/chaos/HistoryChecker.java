@@ -18,7 +18,9 @@ import java.util.TreeMap;
  * <ul>
  *   <li>{@link Kind#WRONG_OUTPUT}: an answered exec printed another sandbox's id, a value other
  *       than the one sent in that sandbox's spec at create (or none), or exited non-zero: the VM
- *       that answered is not running this sandbox's recorded spec.
+ *       that answered is not running this sandbox's recorded spec. An exec killed by a signal
+ *       before it printed its line (its VM stopped under it: a graceful hand-off, a delete) says
+ *       nothing either way and is only counted as interrupted.
  *   <li>{@link Kind#STALE_INCARNATION}: an exec that <em>started</em> after an exec answered by
  *       incarnation n had <em>ended</em> was answered by an incarnation below n: an old VM served
  *       after a newer one had (two VMs of one sandbox, both serving).
@@ -40,7 +42,7 @@ final class HistoryChecker {
     }
   }
 
-  record Result(int ops, int execsChecked, int sandboxes, List<Violation> violations) {
+  record Result(int ops, int execsChecked, int interrupted, int sandboxes, List<Violation> violations) {
     Map<Kind, Integer> counts() {
       Map<Kind, Integer> m = new EnumMap<>(Kind.class);
       for (Kind k : Kind.values()) m.put(k, 0);
@@ -50,7 +52,8 @@ final class HistoryChecker {
 
     @Override
     public String toString() {
-      return ops + " calls, " + execsChecked + " answered execs of " + sandboxes + " sandboxes checked; violations " + counts();
+      return ops + " calls, " + execsChecked + " answered execs of " + sandboxes + " sandboxes checked (" + interrupted
+          + " more killed by a signal before they printed); violations " + counts();
     }
   }
 
@@ -66,28 +69,36 @@ final class HistoryChecker {
     Map<String, List<Op>> bySandbox = new TreeMap<>();
     for (Op o : ops) bySandbox.computeIfAbsent(o.sandboxId(), k -> new ArrayList<>()).add(o);
     int execs = 0;
+    int interrupted = 0;
     for (var e : bySandbox.entrySet()) {
       String id = e.getKey();
       List<Op> mine = e.getValue();
       Expected want = expected.get(id);
-      List<Op> answered = mine.stream().filter(o -> o.kind().equals("exec") && o.outcome() == Outcome.OK && o.seen() != null).toList();
+      List<Op> all = mine.stream().filter(o -> o.kind().equals("exec") && o.outcome() == Outcome.OK && o.seen() != null).toList();
+      List<Op> answered = all.stream().filter(o -> !interrupted(o.seen())).toList();
       execs += answered.size();
+      interrupted += all.size() - answered.size();
       for (Op o : answered) wrongOutput(id, o, want, origin).ifPresent(out::add);
       out.addAll(staleIncarnations(id, answered, origin));
       if (want != null) out.addAll(notFoundAfterBound(id, mine, want, faults, origin));
     }
-    return new Result(ops.size(), execs, bySandbox.size(), out);
+    return new Result(ops.size(), execs, interrupted, bySandbox.size(), out);
+  }
+
+  /** Killed by a signal (exit status 128 + n) before it printed its line. */
+  static boolean interrupted(History.Seen s) {
+    return s.exitCode() > 128 && s.incarnation() < 0;
   }
 
   private static java.util.Optional<Violation> wrongOutput(String id, Op o, Expected want, long origin) {
     History.Seen s = o.seen();
     String why = null;
-    if (s.exitCode() != 0) why = "exit code " + s.exitCode();
-    else if (s.incarnation() < 0) why = "unreadable output";
+    if (s.incarnation() < 0) why = "unreadable output, exit code " + s.exitCode();
     else if (!s.sandboxId().equals(id)) why = "served by sandbox " + s.sandboxId();
     else if (want == null) why = "exec answered for a sandbox the workload never had acknowledged";
     else if (s.value().isEmpty()) why = "no value: the main process of its spec had not written it";
     else if (!s.value().equals(want.value())) why = "value " + s.value() + ", sent at create " + want.value();
+    else if (s.exitCode() != 0 && s.exitCode() <= 128) why = "exit code " + s.exitCode();
     if (why == null) return java.util.Optional.empty();
     return java.util.Optional.of(new Violation(Kind.WRONG_OUTPUT, id, why + " (" + describe(o, origin) + ", printed "
         + s.raw().strip().replace('\n', '|') + ")"));

@@ -94,6 +94,19 @@ class HistoryCheckerTest {
   }
 
   @Test
+  void anExecKilledBySignalBeforeItPrintedIsInterruptedNotWrong() {
+    // its VM stopped under it (exit 128 + SIGTERM), as in a graceful hand-off
+    ops.add(new Op(ops.size() + 1, "c", "exec", "a", 1, ms(0), ms(10), Outcome.OK, "SIGNAL", "", Seen.parse("", 143)));
+    Result r = check();
+    assertTrue(r.violations().isEmpty(), r.violations().toString());
+    assertEquals(1, r.interrupted());
+    assertEquals(0, r.execsChecked());
+    // killed after it printed a wrong line: still wrong
+    ops.add(new Op(ops.size() + 1, "c", "exec", "a", 1, ms(20), ms(30), Outcome.OK, "SIGNAL", "", Seen.parse("a 1 vb\n", 143)));
+    assertOnly(Kind.WRONG_OUTPUT, 1, check());
+  }
+
+  @Test
   void anOldIncarnationServingAfterANewerOneAnsweredIsStale() {
     exec("a", 0, 10, "a", 2, "va");
     exec("a", 11, 20, "a", 1, "va");

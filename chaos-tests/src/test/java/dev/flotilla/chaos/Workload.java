@@ -198,7 +198,9 @@ final class Workload implements AutoCloseable {
     long t0 = System.nanoTime();
     try {
       ChaosClient.ExecResult r = c.exec(id, CALL, "sh", "-c", READ_BACK);
-      history.record(client, "exec", id, node, t0, History.Outcome.OK, "OK", "", History.Seen.parse(r.stdout(), r.exitCode()));
+      // answered, whatever it printed: the checker judges the output ("SIGNAL": killed, e.g. its VM stopped under it)
+      history.record(client, "exec", id, node, t0, History.Outcome.OK, r.exitCode() > 128 ? "SIGNAL" : "OK", "",
+          History.Seen.parse(r.stdout(), r.exitCode()));
     } catch (RuntimeException e) {
       history.record(client, "exec", id, node, t0, History.outcomeOf(e), History.codeOf(e));
     }
