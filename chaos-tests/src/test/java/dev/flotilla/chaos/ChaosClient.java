@@ -98,6 +98,28 @@ final class ChaosClient implements AutoCloseable {
         ListSandboxesRequest.newBuilder().setPageSize(1000).build()).getSandboxesList();
   }
 
+  /**
+   * Every sandbox matching {@code labels}, following the pages ({@code pageSize} a page); with
+   * {@code allPhases} the DELETED ones the ledger still holds too.
+   */
+  List<Sandbox> listAll(java.util.Map<String, String> labels, boolean allPhases, int pageSize, Duration deadline) {
+    List<Sandbox> out = new java.util.ArrayList<>();
+    String token = "";
+    do {
+      ListSandboxesRequest.Builder b = ListSandboxesRequest.newBuilder().putAllLabelSelector(labels).setPageSize(pageSize)
+          .setPageToken(token);
+      if (allPhases) {
+        for (dev.flotilla.api.v1.Phase p : dev.flotilla.api.v1.Phase.values()) {
+          if (p != dev.flotilla.api.v1.Phase.PHASE_UNSPECIFIED && p != dev.flotilla.api.v1.Phase.UNRECOGNIZED) b.addPhases(p);
+        }
+      }
+      ListSandboxesResponse r = ClientCalls.blockingUnaryCall(authed, LIST, opts(deadline), b.build());
+      out.addAll(r.getSandboxesList());
+      token = r.getNextPageToken();
+    } while (!token.isEmpty());
+    return out;
+  }
+
   void delete(String id, Duration deadline) {
     ClientCalls.blockingUnaryCall(authed, DELETE, opts(deadline), DeleteSandboxRequest.newBuilder().setId(id).build());
   }

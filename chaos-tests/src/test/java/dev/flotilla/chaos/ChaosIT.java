@@ -46,6 +46,14 @@ class ChaosIT {
   static int duplicatesAfterBound;
   static int reattachFailures = -1;
   static final List<Long> tunedRecoveries = new ArrayList<>();
+  /** Most sandboxes seen with two live VMs at one sample, per fault (every fault is sampled). */
+  static final Map<String, Integer> duplicatesByFault = new java.util.LinkedHashMap<>();
+  static int orphansAfterFaults;
+  static int orphansAtChecks;
+  static int historyViolations;
+  static int unresolvedInDoubt;
+  static int requestIdMismatches;
+  static final List<String> inDoubt = new ArrayList<>();
 
   @BeforeAll
   static void header() {
@@ -59,9 +67,17 @@ class ChaosIT {
         + ChaosReport.millis(tunedRecoveries)
         + (tunedRecoveries.size() < 5 ? "  [fewer than 5 kills: profile " + P.name() + "]" : ""));
     ChaosReport.line("acknowledged operations lost: " + lostTotal + " (must be 0)");
+    ChaosReport.line("history checker violations (wrong output, stale incarnation, NOT_FOUND after the bound): "
+        + historyViolations + " (must be 0)");
+    ChaosReport.line("operations in doubt: " + inDoubt + "; unresolved at the end: " + unresolvedInDoubt + " (must be 0)");
+    ChaosReport.line("request ids without exactly their one sandbox: " + requestIdMismatches + " (must be 0)");
+    ChaosReport.line("orphan VMs (live agents of deleted or unknown sandboxes) after a fault, past the bound: "
+        + (orphansAfterFaults + orphansAtChecks) + " (must be 0)");
     ChaosReport.line("duplicate live incarnations seen during host loss: " + duplicatesDuringHostLoss + " (must be 0)");
     ChaosReport.line("duplicate live incarnations seen during a JVM-only kill or a SIGSTOP: " + duplicatesDuringFaults
         + " (must be 0)");
+    ChaosReport.line("most sandboxes with two live VMs at one sample (every " + DuplicateSampler.PERIOD_MS + " ms), per fault: "
+        + duplicatesByFault + " (each must be 0)");
     ChaosReport.line("sandboxes with two live VMs after the recovery bound, any fault: " + duplicatesAfterBound + " (must be 0)");
     if (reattachFailures >= 0) {
       ChaosReport.line("sandboxes not re-attached after an immediate restart of their node's JVM: " + reattachFailures + " (must be 0)");
@@ -90,6 +106,7 @@ class ChaosIT {
   /** Given a cluster with sandboxes and a workload, when a host dies, then its sandboxes come back elsewhere. */
   private void hostLoss(String name, String config, int kills, List<Long> recoveries) throws IOException {
     int duplicatesSeen = 0;
+    List<String> violations = new ArrayList<>();
     Map<String, List<String>> duplicateExamples = new TreeMap<>();
     try (TestCluster c = TestCluster.builder().name(name).nodes(P.nodes()).sandboxes(P.sandboxes()).config(config).start()) {
       Workload w = Workload.start(c, P.clients());
@@ -103,16 +120,18 @@ class ChaosIT {
             t0 = System.nanoTime();
             List<Long> killed = c.local.killHost(victim);
             recovery = awaitRecovered(c, w, affected, t0);
+            ChaosReport.line(String.format("   kill %d: node %d, %d processes killed, %d sandboxes affected, recovered in %d ms",
+                k + 1, victim, killed.size(), affected.size(), recovery));
+            c.local.restart(victim);
+            c.awaitNode(victim, BOUND);
+            w.history.fault("host loss " + (k + 1) + " (node " + victim + ")", t0, System.nanoTime());
             duplicatesDuringHostLoss += dups.max();
             duplicatesSeen += dups.max();
             duplicateExamples.putAll(dups.examples());
-            ChaosReport.line(String.format("   kill %d: node %d, %d processes killed, %d sandboxes affected, recovered in %d ms,"
-                + " duplicate live VMs seen: %d %s", k + 1, victim, killed.size(), affected.size(), recovery, dups.max(),
-                dups.max() > 0 ? dups.examples() : ""));
+            sampled(name, dups);
           }
           recoveries.add(recovery);
-          c.local.restart(victim);
-          c.awaitNode(victim, BOUND);
+          orphansAfter(c, w, "host loss " + (k + 1), violations);
         }
       } finally {
         w.close();
@@ -120,8 +139,8 @@ class ChaosIT {
       ChaosReport.line("   recovery: " + ChaosReport.millis(recoveries));
       ChaosReport.history(w.history);
       // host loss kills the old VMs with the node: any overlap at all is two live incarnations
-      check(c, w, duplicatesSeen == 0 ? List.of()
-          : List.of("sandboxes seen with two live VMs during host loss: " + duplicateExamples));
+      if (duplicatesSeen > 0) violations.add("sandboxes seen with two live VMs during host loss: " + duplicateExamples);
+      check(c, w, violations);
     }
   }
 
@@ -155,13 +174,16 @@ class ChaosIT {
           int dupsBeforeRestart = Invariants.duplicates(c);
           c.local.restart(victim);
           c.awaitNode(victim, BOUND);
+          w.history.fault("JVM kill, late restart (node " + victim + ")", t0, System.nanoTime());
           dupsSeen = dups.max();
+          sampled("jvm-kill late restart", dups);
           ChaosReport.line(String.format("   late restart of node %d: %d sandboxes affected, answered exec elsewhere %d ms after the"
               + " kill; sandboxes with two live VMs before the restart: %d; most at once during the fault: %d %s", victim,
               affected.size(), rec, dupsBeforeRestart, dupsSeen, dupsSeen > 0 ? dups.examples() : ""));
         }
         duplicatesDuringFaults += dupsSeen;
         if (dupsSeen > 0) violations.add("sandboxes seen with two live VMs after a JVM-only kill: " + dupsSeen);
+        orphansAfter(c, w, "JVM kill, late restart", violations);
       } finally {
         w.close();
       }
@@ -173,15 +195,25 @@ class ChaosIT {
   /** Kills node {@code victim}'s JVM alone, starts it again at once, checks every sandbox it ran re-attached. */
   private static void immediateRestart(TestCluster c, Workload w, int victim, List<String> violations) {
     Map<String, Long> before = incarnations(c, livingOn(c, victim, w.shouldRun()));
-    long t0 = System.nanoTime();
-    c.local.kill(victim);
-    try {
-      c.local.restart(victim);
-    } catch (IOException e) {
-      throw new java.io.UncheckedIOException(e);
+    long t0;
+    long rec;
+    try (DuplicateSampler dups = new DuplicateSampler(c)) {
+      t0 = System.nanoTime();
+      c.local.kill(victim);
+      try {
+        c.local.restart(victim);
+      } catch (IOException e) {
+        throw new java.io.UncheckedIOException(e);
+      }
+      c.awaitNode(victim, BOUND);
+      rec = awaitRecovered(c, w, List.copyOf(before.keySet()), t0);
+      w.history.fault("JVM kill, immediate restart (node " + victim + ")", t0, System.nanoTime());
+      sampled("jvm-kill immediate restart node " + victim, dups);
+      duplicatesDuringFaults += dups.max();
+      if (dups.max() > 0) violations.add("sandboxes seen with two live VMs during an immediate restart of node " + victim + ": "
+          + dups.examples());
     }
-    c.awaitNode(victim, BOUND);
-    long rec = awaitRecovered(c, w, List.copyOf(before.keySet()), t0);
+    orphansAfter(c, w, "immediate restart of node " + victim, violations);
     Map<String, Long> after = incarnations(c, before.keySet());
     List<String> renewed = after.keySet().stream().filter(id -> !before.get(id).equals(after.get(id))).toList();
     ChaosReport.line(String.format("   immediate restart of node %d: %d sandboxes affected, all answer exec %d ms after the kill;"
@@ -229,6 +261,9 @@ class ChaosIT {
           c.local.restart(victim);
           c.awaitNode(victim, BOUND);
         }
+        w.history.fault("SIGSTOP (node " + victim + ")", t0, System.nanoTime());
+        sampled("sigstop", dups);
+        orphansAfter(c, w, "SIGSTOP", violations);
       } finally {
         w.close();
       }
@@ -245,21 +280,26 @@ class ChaosIT {
     ChaosReport.section("Rolling restart: each node SIGTERMed (graceful) and started again, one after the other");
     try (TestCluster c = TestCluster.builder().name("rolling").nodes(P.nodes()).sandboxes(P.sandboxes()).start()) {
       Workload w = Workload.start(c, P.clients());
-      try {
+      List<String> violations = new ArrayList<>();
+      try (DuplicateSampler dups = new DuplicateSampler(c)) {
         for (int i = 1; i <= c.size(); i++) {
           long t0 = System.nanoTime();
           c.local.stop(i);
           long stopped = System.nanoTime();
           c.local.restart(i);
           c.awaitNode(i, BOUND);
+          w.history.fault("rolling restart (node " + i + ")", t0, System.nanoTime());
           ChaosReport.line(String.format("   node %d: stopped in %d ms, serving again %d ms later", i, (stopped - t0) / 1_000_000,
               (System.nanoTime() - stopped) / 1_000_000));
+          orphansAfter(c, w, "restart of node " + i, violations);
         }
+        sampled("rolling restart", dups);
+        if (dups.max() > 0) violations.add("sandboxes seen with two live VMs during the rolling restart: " + dups.examples());
       } finally {
         w.close();
       }
       ChaosReport.history(w.history);
-      check(c, w);
+      check(c, w, violations);
     }
   }
 
@@ -275,6 +315,8 @@ class ChaosIT {
       Map<String, Integer> codes = new java.util.concurrent.ConcurrentSkipListMap<>();
       java.util.concurrent.atomic.AtomicLong slowest = new java.util.concurrent.atomic.AtomicLong();
       List<Long> unavailableMs = java.util.Collections.synchronizedList(new ArrayList<>());
+      List<String> violations = new ArrayList<>();
+      DuplicateSampler dups = new DuplicateSampler(c);
       try {
         c.local.stopPostgres();
         long down = System.nanoTime();
@@ -338,6 +380,7 @@ class ChaosIT {
             .ignoreException(StatusRuntimeException.class)
             .until(() -> c.anyLiveClient().create(TestCluster.spec("after-outage"), "after-outage", TestCluster.CALL) != null);
         long firstCreateMs = (System.nanoTime() - up) / 1_000_000;
+        w.history.fault("PostgreSQL outage", down, System.nanoTime());
         List<Long> failed;
         synchronized (unavailableMs) {
           failed = unavailableMs.stream().sorted().toList();
@@ -347,13 +390,17 @@ class ChaosIT {
         ChaosReport.line(String.format("   PostgreSQL down %d ms; calls during the outage: %s; UNAVAILABLE during the outage: %s;"
             + " slowest call %d ms (client deadline %d ms, node ask-timeout 10 s); first acknowledged create %d ms after PostgreSQL"
             + " was back", (up - down) / 1_000_000, codes, failFast, slowest.get(), OUTAGE_CALL.toMillis(), firstCreateMs));
+        orphansAfter(c, w, "PostgreSQL outage", violations);
       } finally {
         if (!c.local.postgresRunning()) c.local.startPostgres();
+        dups.close();
         w.close();
       }
+      sampled("PostgreSQL outage", dups);
+      if (dups.max() > 0) violations.add("sandboxes seen with two live VMs during the PostgreSQL outage: " + dups.examples());
       ChaosReport.history(w.history);
-      check(c, w, hung.isEmpty() ? List.of()
-          : List.of("calls not failing fast with UNAVAILABLE while the journal was down: " + hung));
+      if (!hung.isEmpty()) violations.add("calls not failing fast with UNAVAILABLE while the journal was down: " + hung);
+      check(c, w, violations);
     }
   }
 
@@ -376,7 +423,29 @@ class ChaosIT {
     } finally {
       lostTotal += inv.lost;
       duplicatesAfterBound += inv.duplicatesAfterBound;
+      orphansAtChecks += inv.orphans;
+      historyViolations += inv.historyViolations;
+      unresolvedInDoubt += inv.unresolved;
+      requestIdMismatches += inv.requestIdMismatches;
+      inDoubt.add(w.inDoubtSummary());
     }
+  }
+
+  /** Reports what a fault's duplicate sampler saw (the fault's violation is the caller's). */
+  private static void sampled(String fault, DuplicateSampler dups) {
+    duplicatesByFault.merge(fault, dups.max(), Math::max);
+    ChaosReport.line(String.format("   %s: most sandboxes with two live VMs at one sample: %d (%d samples, every %d ms) %s", fault,
+        dups.max(), dups.samples(), DuplicateSampler.PERIOD_MS, dups.max() > 0 ? dups.examples() : ""));
+  }
+
+  /** Counts orphan VMs after a fault (awaited for at most the bound); any left is a violation. */
+  private static void orphansAfter(TestCluster c, Workload w, String fault, List<String> violations) {
+    long t0 = System.nanoTime();
+    Map<String, String> orphans = Invariants.orphans(c, w, BOUND);
+    orphansAfterFaults += orphans.size();
+    ChaosReport.line(String.format("   orphan VMs after %s: %d (checked in %d ms) %s", fault, orphans.size(),
+        (System.nanoTime() - t0) / 1_000_000, orphans.isEmpty() ? "" : orphans));
+    if (!orphans.isEmpty()) violations.add("orphan VMs after " + fault + ": " + orphans);
   }
 
   /** The sandboxes among {@code ids} whose current VM runs on node {@code i}. */

@@ -5,14 +5,19 @@ import java.util.TreeMap;
 import java.util.List;
 
 /**
- * Samples, every 250 ms while a fault plays out, the sandboxes with more than one live VM on this
- * machine: the report's "duplicate live incarnations seen".
+ * Samples, every {@link #PERIOD_MS} ms while a fault plays out, the sandboxes with more than one
+ * live VM on this machine: the report's "duplicate live incarnations seen". A sample reads
+ * /proc (a few ms for a cluster of this size), so it runs often; still, two VMs that overlap for
+ * less than a period can slip between samples: the history checker (an old incarnation serving
+ * after a newer one) is the proof, this the second line.
  */
 final class DuplicateSampler implements AutoCloseable {
   private final TestCluster cluster;
   private final Thread thread;
   private volatile boolean running = true;
+  static final long PERIOD_MS = Long.getLong("chaos.sample-ms", 50);
   private int max;
+  private long samples;
   private final Map<String, List<String>> examples = new TreeMap<>();
 
   private final long created = System.nanoTime();
@@ -31,6 +36,7 @@ final class DuplicateSampler implements AutoCloseable {
         if (pids.size() > 1) dup.put(id, pids);
       });
       synchronized (this) {
+        samples++;
         max = Math.max(max, dup.size());
         dup.forEach((id, pids) -> {
           if (examples.size() < 5 && !examples.containsKey(id)) {
@@ -41,11 +47,16 @@ final class DuplicateSampler implements AutoCloseable {
         });
       }
       try {
-        Thread.sleep(250); // sampling period, not a wait for a condition
+        Thread.sleep(PERIOD_MS); // sampling period, not a wait for a condition
       } catch (InterruptedException e) {
         return;
       }
     }
+  }
+
+  /** Samples taken so far. */
+  synchronized long samples() {
+    return samples;
   }
 
   /** The most sandboxes seen with two live VMs at one sample. */
@@ -53,21 +64,39 @@ final class DuplicateSampler implements AutoCloseable {
     return max;
   }
 
-  /** "pid@nI#incarnation ppid=P" from /proc: which node's data dir, which incarnation, whose child. */
+  /**
+   * "pid@nI#incarnation ppid=P" from /proc: which node's data dir (named by the agent's own
+   * command line, or under runc by its runc ancestor's), which incarnation, whose child.
+   */
   static String describe(long pid) {
     try {
-      byte[] raw = java.nio.file.Files.readAllBytes(java.nio.file.Path.of("/proc", Long.toString(pid), "cmdline"));
-      List<String> argv = java.util.Arrays.asList(new String(raw, java.nio.charset.StandardCharsets.UTF_8).split("\0"));
-      String listen = argv.indexOf("--listen") >= 0 ? argv.get(argv.indexOf("--listen") + 1) : "?";
-      java.util.regex.Matcher m = java.util.regex.Pattern.compile("/(n\\d+)/vms/").matcher(listen);
-      String node = m.find() ? m.group(1) : listen;
+      List<String> argv = argv(pid);
       String inc = argv.indexOf("--incarnation") >= 0 ? argv.get(argv.indexOf("--incarnation") + 1) : "?";
-      String stat = java.nio.file.Files.readString(java.nio.file.Path.of("/proc", Long.toString(pid), "stat"));
-      String ppid = stat.substring(stat.lastIndexOf(')') + 2).split(" ")[1];
+      String ppid = ppid(pid);
+      String node = "?";
+      long at = pid;
+      for (int depth = 0; depth < 8 && at > 1; depth++) {
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("/(n\\d+)/vms/").matcher(String.join(" ", argv(at)));
+        if (m.find()) {
+          node = m.group(1);
+          break;
+        }
+        at = Long.parseLong(ppid(at));
+      }
       return pid + "@" + node + "#" + inc + " ppid=" + ppid;
     } catch (java.io.IOException | RuntimeException e) {
       return pid + "@gone";
     }
+  }
+
+  private static List<String> argv(long pid) throws java.io.IOException {
+    byte[] raw = java.nio.file.Files.readAllBytes(java.nio.file.Path.of("/proc", Long.toString(pid), "cmdline"));
+    return java.util.Arrays.asList(new String(raw, java.nio.charset.StandardCharsets.UTF_8).split("\0"));
+  }
+
+  private static String ppid(long pid) throws java.io.IOException {
+    String stat = java.nio.file.Files.readString(java.nio.file.Path.of("/proc", Long.toString(pid), "stat"));
+    return stat.substring(stat.lastIndexOf(')') + 2).split(" ")[1];
   }
 
   synchronized Map<String, List<String>> examples() {

@@ -36,6 +36,14 @@ final class Invariants {
   int lost;
   /** Sandboxes still with two live VMs after the bound. */
   int duplicatesAfterBound;
+  /** Live VMs of deleted or unknown sandboxes after the bound. */
+  int orphans;
+  /** Violations the history checker found. */
+  int historyViolations;
+  /** Creates and deletes still in doubt after the resolver's retries. */
+  int unresolved;
+  /** Request ids with other than exactly one sandbox (acknowledged) or with one (refused). */
+  int requestIdMismatches;
 
   /**
    * All of them, each to the report as it holds or is violated; then throws the first violation
@@ -43,8 +51,10 @@ final class Invariants {
    */
   void checkAll() {
     List<AssertionError> violated = new ArrayList<>();
-    List<java.util.function.Supplier<String>> checks = List.of(this::acknowledgedCreatesExistWithSpec,
-        this::acknowledgedDeletesStayDeleted, this::shouldRunAreRunningAndAnswerExec, this::noSandboxHasTwoLiveVms,
+    // in-doubt operations first: what they resolve to is checked by all the others
+    List<java.util.function.Supplier<String>> checks = List.of(this::inDoubtOperationsResolved,
+        this::acknowledgedCreatesExistWithSpec, this::acknowledgedDeletesStayDeleted, this::shouldRunAreRunningAndAnswerExec,
+        this::oneSandboxPerRequestId, this::noSandboxHasTwoLiveVms, this::noOrphanVms, this::historyChecks,
         this::journalSequenceNumbersContiguous);
     for (var check : checks) {
       try {
@@ -73,7 +83,8 @@ final class Invariants {
           Sandbox s = cluster.anyLiveClient().get(id, TestCluster.CALL);
           SandboxSpec sent = workload.acknowledged.get(id);
           if (!s.getSpec().getLabelsMap().equals(sent.getLabelsMap()) || !s.getSpec().getDriver().equals(sent.getDriver())
-              || s.getSpec().getVcpus() != sent.getVcpus() || s.getSpec().getMemoryMib() != sent.getMemoryMib()) {
+              || s.getSpec().getVcpus() != sent.getVcpus() || s.getSpec().getMemoryMib() != sent.getMemoryMib()
+              || !s.getSpec().getCommandList().equals(sent.getCommandList())) {
             wrong.put(id, "spec differs: sent " + sent.toString().replace('\n', ' ') + " got " + s.getSpec().toString().replace('\n', ' '));
           }
         } catch (StatusRuntimeException e) {
@@ -132,6 +143,121 @@ final class Invariants {
       throw new AssertionError("sandboxes with two live VMs " + bound.toSeconds() + " s after the fault: " + dup, e);
     }
     return "no sandbox has two live VMs: " + cluster.local.liveAgents().size() + " sandboxes with a live agent";
+  }
+
+  /**
+   * Every create in doubt retried with its request id until acknowledged or refused, every delete
+   * in doubt until OK or NOT_FOUND (the workload stopped), within the bound.
+   */
+  String inDoubtOperationsResolved() {
+    List<String> left = workload.resolveInDoubt(cluster, bound);
+    unresolved += left.size();
+    String summary = workload.inDoubtSummary();
+    if (!left.isEmpty()) throw new AssertionError("in doubt after " + bound.toSeconds() + " s of retries: " + left + " (" + summary + ")");
+    return "operations in doubt resolved: " + summary;
+  }
+
+  /**
+   * Each request id the workload (or the initial creates) had acknowledged has exactly one
+   * sandbox, the one answered, with label rid = the request id (or none left, once it was
+   * deleted); a refused one has none. The in-doubt ones are also looked up by the label itself.
+   */
+  String oneSandboxPerRequestId() {
+    Map<String, String> expected = new TreeMap<>(); // request id -> sandbox id, or "" for none
+    workload.requests.forEach((rid, what) -> {
+      if (what.startsWith("id ")) expected.put(rid, what.substring(3));
+      else if (what.startsWith("refused")) expected.put(rid, "");
+    });
+    cluster.initialSpecs.forEach((id, spec) -> expected.put(spec.getLabelsOrDefault("rid", id), id));
+    Map<String, String> wrong = new TreeMap<>();
+    int[] pages = new int[1];
+    await("one sandbox per request id").atMost(bound).pollInterval(Duration.ofMillis(500))
+        .ignoreException(StatusRuntimeException.class).until(() -> {
+          wrong.clear();
+          // small pages: the listing is followed across many of them
+          Map<String, List<String>> byRid = new TreeMap<>();
+          for (Sandbox s : cluster.anyLiveClient().listAll(Map.of(), true, 7, TestCluster.CALL)) {
+            if (s.getSpec().getLabelsMap().containsKey("rid")) {
+              byRid.computeIfAbsent(s.getSpec().getLabelsMap().get("rid"), k -> new ArrayList<>()).add(s.getId());
+            }
+          }
+          for (String rid : workload.createResolutions.keySet()) {
+            byRid.put(rid, cluster.anyLiveClient().listAll(Map.of("rid", rid), true, 100, TestCluster.CALL).stream()
+                .map(Sandbox::getId).toList());
+          }
+          expected.forEach((rid, id) -> {
+            List<String> found = byRid.getOrDefault(rid, List.of());
+            boolean gone = workload.deleted.contains(id) || workload.deleteInDoubt.contains(id);
+            boolean ok = id.isEmpty() ? found.isEmpty()
+                : gone ? found.isEmpty() || found.equals(List.of(id)) : found.equals(List.of(id));
+            if (!ok) wrong.put(rid, "expected " + (id.isEmpty() ? "none (refused)" : id) + ", listed " + found);
+          });
+          byRid.forEach((rid, ids) -> {
+            if (ids.size() > 1) wrong.put(rid, "several sandboxes: " + ids);
+          });
+          pages[0] = byRid.size();
+          return wrong.isEmpty();
+        });
+    requestIdMismatches += wrong.size();
+    if (!wrong.isEmpty()) throw new AssertionError("request ids without exactly their one sandbox: " + wrong);
+    return "one sandbox per request id: " + expected.size() + " request ids checked (" + pages[0] + " listed by label rid)";
+  }
+
+  /** No live VM of a sandbox that is deleted or unknown to the cluster, within the bound. */
+  String noOrphanVms() {
+    Map<String, String> found = orphans(cluster, workload, bound);
+    orphans += found.size();
+    if (!found.isEmpty()) throw new AssertionError("orphan VMs (live agents of deleted or unknown sandboxes) "
+        + bound.toSeconds() + " s after the fault: " + found);
+    return "no orphan VMs: " + cluster.local.liveAgents().size() + " sandboxes with a live agent, each one the cluster runs";
+  }
+
+  /**
+   * The live agents on this machine whose sandbox is deleted (acknowledged by the workload, or in
+   * a phase without a VM) or unknown to the cluster, awaited for at most {@code bound} to be none;
+   * what is left then, sandbox id -> why. Callable with the workload running.
+   */
+  static Map<String, String> orphans(TestCluster cluster, Workload workload, Duration bound) {
+    Map<String, String> found = new TreeMap<>();
+    boolean[] listed = new boolean[1];
+    try {
+      await("no orphan VMs").atMost(bound).pollInterval(Duration.ofMillis(500)).ignoreException(StatusRuntimeException.class)
+          .until(() -> {
+            found.clear();
+            listed[0] = false;
+            Map<String, List<Long>> live = cluster.local.liveAgents();
+            if (live.isEmpty()) return true;
+            Map<String, dev.flotilla.api.v1.Phase> phases = new TreeMap<>();
+            for (Sandbox s : cluster.anyLiveClient().listAll(Map.of(), true, 1000, TestCluster.CALL)) phases.put(s.getId(), s.getPhase());
+            listed[0] = true;
+            live.forEach((id, pids) -> {
+              dev.flotilla.api.v1.Phase p = phases.get(id);
+              String why = workload != null && workload.deleted.contains(id) ? "deleted (acknowledged)"
+                  : p == null ? "unknown to the cluster"
+                  : p == dev.flotilla.api.v1.Phase.DELETED || p == dev.flotilla.api.v1.Phase.STOPPED
+                      || p == dev.flotilla.api.v1.Phase.FAILED ? "phase " + p : null;
+              if (why != null) found.put(id, why + ", agent pids " + pids);
+            });
+            return found.isEmpty();
+          });
+    } catch (org.awaitility.core.ConditionTimeoutException e) {
+      // what was found last is the answer; a cluster that never answered the listing is no answer
+      if (!listed[0] && found.isEmpty()) {
+        cluster.local.liveAgents().forEach((id, pids) -> found.put(id, "not checked: the cluster did not list its sandboxes"));
+      }
+    }
+    return found;
+  }
+
+  /** The history checker over every call of the workload (see {@link HistoryChecker}). */
+  String historyChecks() {
+    HistoryChecker.Result r = workload.check(bound);
+    historyViolations += r.violations().size();
+    if (!r.violations().isEmpty()) {
+      throw new AssertionError("history: " + r + ": " + r.violations().subList(0, Math.min(10, r.violations().size()))
+          + (r.violations().size() > 10 ? " ..." : ""));
+    }
+    return "history checked: " + r + " (fault windows: " + workload.history.faults().size() + ")";
   }
 
   /** Per sandbox, the journal's sequence numbers are 1..n (or m..n after a deletion) with no gap. */

@@ -35,6 +35,8 @@ final class TestCluster implements AutoCloseable {
   final String name;
   private final List<ChaosClient> clients = new ArrayList<>();
   final List<Sandbox> initial = new ArrayList<>();
+  /** The spec each initial sandbox was created with (its value and request id label), by id. */
+  final java.util.Map<String, SandboxSpec> initialSpecs = new java.util.concurrent.ConcurrentHashMap<>();
   /** For probing many sandboxes at once (the common pool has one thread on 2 cores). */
   final java.util.concurrent.ExecutorService probes = java.util.concurrent.Executors.newFixedThreadPool(12, r -> {
     Thread t = new Thread(r, "chaos-probe");
@@ -158,9 +160,14 @@ final class TestCluster implements AutoCloseable {
     for (int k = 0; k < n; k++) {
       ChaosClient c = client(1 + k % clients.size());
       String requestId = name + "-base-" + k;
-      made.add(CompletableFuture.supplyAsync(() -> await("create " + requestId).atMost(timeout)
-          .pollInterval(Duration.ofMillis(500)).ignoreException(StatusRuntimeException.class)
-          .until(() -> c.create(spec("base"), requestId, CALL), s -> s != null), probes));
+      SandboxSpec spec = spec("base", valueFor(requestId), requestId);
+      made.add(CompletableFuture.supplyAsync(() -> {
+        Sandbox s = await("create " + requestId).atMost(timeout)
+            .pollInterval(Duration.ofMillis(500)).ignoreException(StatusRuntimeException.class)
+            .until(() -> c.create(spec, requestId, CALL), x -> x != null);
+        initialSpecs.put(s.getId(), spec);
+        return s;
+      }, probes));
     }
     for (var f : made) initial.add(f.join());
     awaitRunningAndExec(initial.stream().map(Sandbox::getId).toList(), timeout);
@@ -168,6 +175,28 @@ final class TestCluster implements AutoCloseable {
 
   static SandboxSpec spec(String origin) {
     return SandboxSpec.newBuilder().setDriver("process").setVcpus(1).setMemoryMib(128).putLabels("origin", origin).build();
+  }
+
+  /** Where each incarnation's main process writes the sandbox's value (its writable layer). */
+  static final String VALUE_FILE = "/tmp/chaos-value";
+
+  /**
+   * A sandbox whose main process writes {@code value} to {@link #VALUE_FILE} and then sleeps, and
+   * labelled with its create's request id (label {@code rid}, for ListSandboxes' label_selector).
+   * The value travels in the spec's command, the only part of a journaled spec that reaches the
+   * VM: an exec that reads it back proves the VM serving runs this sandbox's recorded spec. Every
+   * incarnation runs the command again (a host loss gives the new one a fresh writable layer), and
+   * writes through a rename so a reader sees the whole value or none.
+   */
+  static SandboxSpec spec(String origin, String value, String requestId) {
+    return spec(origin).toBuilder().putLabels("rid", requestId).addAllCommand(List.of("sh", "-c",
+        "printf %s \"$0\" > " + VALUE_FILE + ".tmp && mv -f " + VALUE_FILE + ".tmp " + VALUE_FILE + "; exec sleep 2147483647",
+        value)).build();
+  }
+
+  /** A value unique to this request id and run: a VM of another sandbox (or run) cannot print it. */
+  static String valueFor(String requestId) {
+    return "v-" + requestId + "-" + Long.toString(ThreadLocalRandom.current().nextLong() & Long.MAX_VALUE, 36);
   }
 
   /** Awaits (bounded) every given sandbox RUNNING and answering an exec, through random live nodes. */

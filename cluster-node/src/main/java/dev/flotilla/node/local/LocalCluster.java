@@ -472,8 +472,14 @@ public final class LocalCluster implements AutoCloseable {
    * sandbox means two VMs of it are alive at once.
    */
   public Map<String, List<Long>> liveAgents() {
+    return agentsOf(Processes.list(), baseDir.toString() + "/");
+  }
+
+  /** {@link #vmsOf} by sandbox id, pids in order. */
+  static Map<String, List<Long>> agentsOf(List<Processes.Proc> procs, String base) {
     Map<String, List<Long>> out = new TreeMap<>();
-    for (LiveVm v : liveVms()) out.computeIfAbsent(v.sandboxId(), k -> new ArrayList<>()).add(v.pid());
+    for (LiveVm v : vmsOf(procs, base)) out.computeIfAbsent(v.sandboxId(), k -> new ArrayList<>()).add(v.pid());
+    out.values().forEach(pids -> pids.sort(null));
     return out;
   }
 
@@ -484,10 +490,14 @@ public final class LocalCluster implements AutoCloseable {
    * (and outlives a killed node), which also says which node's data dir it belongs to.
    */
   public List<LiveVm> liveVms() {
-    String base = baseDir.toString() + "/";
+    return vmsOf(Processes.list(), baseDir.toString() + "/");
+  }
+
+  /** The agent JVMs among {@code procs} of the cluster under {@code base} (see {@link #liveVms()}). */
+  static List<LiveVm> vmsOf(List<Processes.Proc> procs, String base) {
     java.util.regex.Pattern nodeDir = java.util.regex.Pattern.compile(java.util.regex.Pattern.quote(base) + "n(\\d+)/");
     Map<Long, Processes.Proc> all = new java.util.HashMap<>();
-    for (Processes.Proc p : Processes.list()) all.put(p.pid(), p);
+    for (Processes.Proc p : procs) all.put(p.pid(), p);
     Map<Long, String> agents = new java.util.HashMap<>();
     for (Processes.Proc p : all.values()) {
       if (p.state() == 'Z' || p.argv().isEmpty()) continue;
