@@ -137,6 +137,7 @@ class PartitionIT {
     List<Integer> restarted = new ArrayList<>();
     try (DuplicateSampler dups = new DuplicateSampler(c); VmTimeline t = new VmTimeline(c.local)) {
       began = t.now();
+      long faultStart = System.nanoTime();
       try {
         seen = fault.play(c, w, t);
       } finally {
@@ -164,6 +165,8 @@ class PartitionIT {
         }
       }
       for (LocalNode n : c.local.nodes()) c.awaitNode(n.index(), BOUND);
+      // the history checker allows NOT_FOUND and stale answers only within a fault (+ the bound)
+      w.history.fault("partition: " + title, faultStart, System.nanoTime());
       ChaosReport.line("   " + seen);
       ChaosReport.line(String.format("   healed at +%d ms; nodes restarted after the heal: %s; all %d sandboxes that should run"
           + " answered an exec %s", healedAt, restarted, ids.size(), answered < 0 ? "NOT within the bound"
