@@ -460,12 +460,7 @@ class ChaosIT {
   }
 
   private static Map<String, Long> incarnations(TestCluster c, java.util.Collection<String> ids) {
-    Map<String, Long> out = new TreeMap<>();
-    for (String id : ids) {
-      Sandbox s = getUnlessDeleted(c, id);
-      if (s != null) out.put(id, s.getIncarnation());
-    }
-    return out;
+    return c.incarnations(ids, BOUND);
   }
 
   /**
@@ -473,14 +468,7 @@ class ChaosIT {
    * should run and this read (the invariants check the acknowledged ones at the end).
    */
   private static Sandbox getUnlessDeleted(TestCluster c, String id) {
-    return await("get " + id).atMost(BOUND).pollInterval(Duration.ofMillis(250))
-        .until(() -> {
-          try {
-            return java.util.Optional.of(c.anyLiveClient().get(id, TestCluster.CALL));
-          } catch (StatusRuntimeException e) {
-            return e.getStatus().getCode() == Status.Code.NOT_FOUND ? java.util.Optional.<Sandbox>empty() : null;
-          }
-        }, x -> x != null).orElse(null);
+    return c.getUnlessDeleted(id, BOUND);
   }
 
   /**

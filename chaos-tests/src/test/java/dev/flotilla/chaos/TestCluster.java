@@ -224,6 +224,31 @@ final class TestCluster implements AutoCloseable {
     }
   }
 
+  /**
+   * The sandbox, or null when NOT_FOUND: the workload may delete it between the snapshot of what
+   * should run and this read. Other errors (a cluster still recovering) are retried for {@code bound}.
+   */
+  Sandbox getUnlessDeleted(String id, Duration bound) {
+    return await("get " + id).atMost(bound).pollInterval(Duration.ofMillis(250))
+        .until(() -> {
+          try {
+            return java.util.Optional.of(anyLiveClient().get(id, CALL));
+          } catch (StatusRuntimeException e) {
+            return e.getStatus().getCode() == io.grpc.Status.Code.NOT_FOUND ? java.util.Optional.<Sandbox>empty() : null;
+          }
+        }, x -> x != null).orElse(null);
+  }
+
+  /** The current incarnation of each of {@code ids} that still exists ({@link #getUnlessDeleted}). */
+  java.util.Map<String, Long> incarnations(java.util.Collection<String> ids, Duration bound) {
+    java.util.Map<String, Long> out = new java.util.TreeMap<>();
+    for (String id : ids) {
+      Sandbox s = getUnlessDeleted(id, bound);
+      if (s != null) out.put(id, s.getIncarnation());
+    }
+    return out;
+  }
+
   /** The node's artery address for each node index, to read Sandbox.node. */
   String arteryOf(int i) {
     return local.node(i).arteryAddress();
