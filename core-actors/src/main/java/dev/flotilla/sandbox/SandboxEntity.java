@@ -278,8 +278,24 @@ public final class SandboxEntity
   @Override
   public SignalHandler<State> signalHandler() {
     return newSignalHandlerBuilder()
-        .onSignal(RecoveryCompleted.instance(), state -> ctx.getSelf().tell(new Reconcile()))
+        .onSignal(RecoveryCompleted.instance(), state -> {
+          forgetStoppedSupervisor();
+          ctx.getSelf().tell(new Reconcile());
+        })
         .build();
+  }
+
+  /**
+   * A failed persist restarts the entity's behaviour but not this object, and the restart stops its
+   * children: the VM supervisor it remembers may be gone without a {@link SupervisorTerminated}
+   * (the restart consumes that). Remembering a stopped one would leave the VM unsupervised and every
+   * Stop, Delete and Exec talking to a dead actor; forgotten, {@link Reconcile} re-attaches the VM.
+   */
+  private void forgetStoppedSupervisor() {
+    if (supervisor != null && ctx.getChild(supervisor.path().name()).isEmpty()) {
+      ctx.getLog().info("sandbox {}: its VM supervisor stopped with the entity's restart; re-attaching", sandboxId);
+      supervisor = null;
+    }
   }
 
   // ------------------------------------------------------------------------------ commands

@@ -456,6 +456,26 @@ class SandboxEntityTest {
   }
 
   @Test
+  void aSupervisorStoppedByTheRestartAfterAFailedPersistIsReplacedAndTheDeleteCompletes() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    // The journal refuses the delete's first event: the entity restarts, and the restart stops its
+    // VM supervisor (the VM itself stays, as when a node's journal is cut).
+    PersistenceTestKit.create(testKit.system()).failNextPersisted("Sandbox|" + ID);
+    TestProbe<StatusReply<SandboxView>> firstDelete = testKit.createTestProbe();
+    kit.runCommand(new SandboxEntity.Delete(T, firstDelete.ref()));
+    firstDelete.expectNoMessage(Duration.ofMillis(300));
+    // Recovered, the entity re-attaches the VM instead of remembering the stopped supervisor...
+    assertEquals("adopt 1", launches.receiveMessage());
+    ready(1);
+    awaitPhase(kit, Phase.RUNNING);
+    // ...so the retried delete reaches a live supervisor and completes.
+    var deleted = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Delete(T, ref));
+    assertEquals(Phase.DELETED, deleted.reply().getValue().phase());
+    assertInstanceOf(VmSupervisorProtocol.Stop.class, vmCommands.receiveMessage());
+  }
+
+  @Test
   void replayRebuildsTheSameState() {
     var kit = kit(runtime("host-a", 3));
     running(kit);
