@@ -78,11 +78,7 @@ class PartitionIT {
 
   @Test
   void partitionsInSequence() throws IOException {
-    // "postgres" (one node cut from PostgreSQL only) is left out by default: it found a bug not yet
-    // fixed, a delete that never completes when the node that runs the sandbox cannot write its
-    // journal and its VM supervisor has stopped meanwhile (docs/chaos.md, Known gaps). Run it with
-    // -Dpartition.faults=majority,one-way,flap,postgres.
-    List<String> faults = List.of(System.getProperty("partition.faults", "majority,one-way,flap").split(","));
+    List<String> faults = List.of(System.getProperty("partition.faults", "majority,one-way,flap,postgres").split(","));
     List<String> violations = new ArrayList<>();
     try (TestCluster c = start()) {
       ChaosReport.line("   topology: " + c.local.network().orElseThrow().cidr() + ", bridge "
