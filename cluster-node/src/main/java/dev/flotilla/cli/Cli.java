@@ -46,6 +46,7 @@ public final class Cli implements Callable<Integer> {
     COMMANDS.put("resume", LifecycleCommands.Resume::new);
     COMMANDS.put("rm", LifecycleCommands.Remove::new);
     COMMANDS.put("watch", WatchCommand::new);
+    COMMANDS.put("events", EventsCommand::new);
     COMMANDS.put("image", ImageCommands::new);
     COMMANDS.put("nodes", ClusterCommands.Nodes::new);
     COMMANDS.put("drain", ClusterCommands.Drain::new);

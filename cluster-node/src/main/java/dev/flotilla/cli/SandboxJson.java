@@ -1,6 +1,7 @@
 package dev.flotilla.cli;
 
 import com.google.protobuf.Timestamp;
+import dev.flotilla.api.v1.HistoryEvent;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxSpec;
 import java.util.List;
@@ -29,6 +30,24 @@ public final class SandboxJson {
       b.append("  ");
       writeSandbox(b, sandboxes.get(i), "  ");
       b.append(i + 1 < sandboxes.size() ? ",\n" : "\n");
+    }
+    return b.append("]\n").toString();
+  }
+
+  /** {@code events -o json}: an array of the sandbox's history entries, oldest first. */
+  public static String events(List<HistoryEvent> events) {
+    if (events.isEmpty()) return "[]\n";
+    StringBuilder b = new StringBuilder("[\n");
+    for (int i = 0; i < events.size(); i++) {
+      HistoryEvent e = events.get(i);
+      b.append("  {\n");
+      field(b, "    ", "sequence").append(e.getSequence()).append(",\n");
+      field(b, "    ", "at").append(time(e.hasAt(), e.getAt())).append(",\n");
+      field(b, "    ", "kind").append(str(e.getKind())).append(",\n");
+      field(b, "    ", "incarnation").append(e.getIncarnation()).append(",\n");
+      field(b, "    ", "node").append(str(e.getNode())).append(",\n");
+      field(b, "    ", "description").append(str(e.getDescription())).append("\n");
+      b.append(i + 1 < events.size() ? "  },\n" : "  }\n");
     }
     return b.append("]\n").toString();
   }

@@ -7,6 +7,8 @@ import dev.flotilla.api.v1.DeleteSandboxResponse;
 import dev.flotilla.api.v1.ExecRequest;
 import dev.flotilla.api.v1.ExecResponse;
 import dev.flotilla.api.v1.GetSandboxRequest;
+import dev.flotilla.api.v1.ListEventsRequest;
+import dev.flotilla.api.v1.ListEventsResponse;
 import dev.flotilla.api.v1.ListSandboxesRequest;
 import dev.flotilla.api.v1.ListSandboxesResponse;
 import dev.flotilla.api.v1.PauseSandboxRequest;
@@ -65,6 +67,8 @@ public final class SandboxServiceMethods {
   public static final MethodDescriptor<ReadLogsRequest, ReadLogsResponse> READ_LOGS =
       method(MethodType.SERVER_STREAMING, "ReadLogs", ReadLogsRequest.getDefaultInstance(),
           ReadLogsResponse.getDefaultInstance());
+  public static final MethodDescriptor<ListEventsRequest, ListEventsResponse> LIST_EVENTS =
+      unary("ListEvents", ListEventsRequest.getDefaultInstance(), ListEventsResponse.getDefaultInstance());
   public static final MethodDescriptor<WatchSandboxRequest, SandboxEvent> WATCH_SANDBOX =
       method(MethodType.SERVER_STREAMING, "WatchSandbox", WatchSandboxRequest.getDefaultInstance(),
           SandboxEvent.getDefaultInstance());

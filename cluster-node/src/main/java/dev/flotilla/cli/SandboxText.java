@@ -1,5 +1,6 @@
 package dev.flotilla.cli;
 
+import dev.flotilla.api.v1.HistoryEvent;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxEvent;
 import dev.flotilla.api.v1.SandboxSpec;
@@ -72,6 +73,13 @@ public final class SandboxText {
     String msg = Names.oneLine(s.getStatusMessage());
     return String.format("%-24s  %-10s %-9s %3s  %s", at, e.getEvent().isEmpty() ? "-" : e.getEvent(),
         Names.phase(s), Long.toUnsignedString(s.getIncarnation()), msg).stripTrailing() + "\n";
+  }
+
+  /** One line of {@code flotilla events}: time, incarnation, kind, description. */
+  public static String historyLine(HistoryEvent e) {
+    String at = e.hasAt() ? Names.rfc3339Millis(e.getAt()) : "-";
+    return String.format("%-24s  %3s  %-16s %s", at, e.getIncarnation() == 0 ? "-" : Long.toString(e.getIncarnation()),
+        Names.oneLine(e.getKind()), Names.oneLine(e.getDescription())).stripTrailing() + "\n";
   }
 
   static String age(Instant since, Instant now) {

@@ -15,6 +15,7 @@ import dev.flotilla.sandbox.JournalStatus;
 import dev.flotilla.sandbox.SandboxChanged;
 import dev.flotilla.sandbox.SandboxControl;
 import dev.flotilla.sandbox.SandboxEntity;
+import dev.flotilla.sandbox.SandboxHistory;
 import dev.flotilla.sandbox.SandboxRuntime;
 import dev.flotilla.sandbox.SpecValidator;
 import dev.flotilla.sandbox.VmReaper;
@@ -52,6 +53,8 @@ import org.apache.pekko.actor.typed.pubsub.Topic;
 import org.apache.pekko.cluster.typed.Cluster;
 import org.apache.pekko.cluster.typed.Join;
 import org.apache.pekko.http.javadsl.ServerBinding;
+import org.apache.pekko.persistence.query.PersistenceQuery;
+import org.apache.pekko.persistence.query.javadsl.CurrentEventsByPersistenceIdQuery;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -175,7 +178,9 @@ public final class FlotillaNode implements AutoCloseable {
       SandboxControl control = new SandboxControl(system, SpecValidator.fromConfig(sb, drivers.keySet(), unavailable),
           sb.getDuration("ask-timeout"), sb.getDuration("file-timeout"), events, journalStatus,
           sb.getDuration("read-timeout-while-journal-down")).withImages(images)
-          .withLimits(TenantLimits.fromConfig(full.getConfig("flotilla.tenants")));
+          .withLimits(TenantLimits.fromConfig(full.getConfig("flotilla.tenants")))
+          .withHistory(new SandboxHistory(system, PersistenceQuery.get(system)
+              .getReadJournalFor(CurrentEventsByPersistenceIdQuery.class, PersistenceSettings.READ_JOURNAL)));
       Config grpc = node.getConfig("grpc");
       ServerBinding binding;
       try {

@@ -84,6 +84,25 @@ class NodeOnH2IT extends NodeScenarios {
     assertEquals(id, firstLine(cli("", "rm", id)));
     Awaitility.await().atMost(READY).until(() -> cli("", "get", id).code() == 1);
     assertTrue(cli("", "get", id).err().contains("sandbox " + id + " not found"));
+    // its history outlives it, oldest first, from the journal
+    Cli events = cli("", "events", id);
+    assertEquals(0, events.code(), events.err());
+    List<String> kinds = events.out().lines().map(l -> l.split("\\s+")[2]).toList();
+    assertEquals(List.of("created", "vm-starting", "vm-started", "paused", "resumed", "stop-requested", "vm-exited",
+        "start-requested", "vm-starting", "vm-started", "delete-requested", "vm-exited", "deleted"), kinds, events.out());
+    assertTrue(events.out().lines().anyMatch(l -> l.contains("VM started on node " + node.node.clusterAddress())
+        && l.contains("as incarnation 2")), events.out());
+    Cli paged = cli("", "events", id, "--page-size", "2", "-o", "json");
+    assertEquals(0, paged.code(), paged.err());
+    assertEquals(13, paged.out().lines().filter(l -> l.contains("\"kind\": ")).count(), paged.out());
+    // nobody else's, and nothing for an id that never was (no entity started for it either)
+    Cli foreignEvents = cliAs(TestNode.OTHER_TOKEN, "", "events", id);
+    assertEquals(1, foreignEvents.code());
+    assertTrue(foreignEvents.err().contains("sandbox " + id + " not found"), foreignEvents.err());
+    String never = dev.flotilla.sandbox.SandboxIds.random();
+    Cli unknown = cli("", "events", never);
+    assertEquals(1, unknown.code());
+    assertTrue(unknown.err().contains("not found"), unknown.err());
   }
 
   private static String firstLine(Cli c) {
@@ -164,6 +183,8 @@ class NodeOnH2IT extends NodeScenarios {
         .invoke(dev.flotilla.api.v1.WatchSandboxRequest.newBuilder().setId(id).build()).runWith(Sink.head(), clientSystem)));
     calls.put("ReadLogs", () -> await(client.readLogs().addHeader("authorization", other)
         .invoke(dev.flotilla.api.v1.ReadLogsRequest.newBuilder().setId(id).build()).runWith(Sink.seq(), clientSystem)));
+    calls.put("ListEvents", () -> await(client.listEvents().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.ListEventsRequest.newBuilder().setId(id).build())));
     java.util.Map<String, Status.Code> got = new java.util.LinkedHashMap<>();
     for (var c : calls.entrySet()) got.put(c.getKey(), codeOf(c.getValue()));
     java.util.Map<String, Status.Code> expected = new java.util.LinkedHashMap<>();

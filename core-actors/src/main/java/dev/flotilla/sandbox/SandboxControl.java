@@ -310,6 +310,42 @@ public final class SandboxControl {
         });
   }
 
+  /** Where {@link #history} reads from (default: nowhere, every history call UNAVAILABLE). */
+  public SandboxControl withHistory(SandboxHistory h) {
+    this.history = h;
+    return this;
+  }
+
+  private volatile SandboxHistory history;
+
+  /**
+   * A page of the sandbox's recorded history, oldest first; see {@link SandboxHistory}. The page
+   * token is the one the previous page returned (empty: from the beginning).
+   */
+  public CompletionStage<SandboxHistory.Page> history(String tenant, String id, int pageSize, String pageToken) {
+    SandboxHistory h = history;
+    if (h == null) {
+      return CompletableFuture.failedFuture(new SandboxError(SandboxError.Kind.UNAVAILABLE,
+          "this node keeps no readable journal, so it cannot list sandbox histories"));
+    }
+    long from;
+    try {
+      from = pageToken == null || pageToken.isEmpty() ? 1 : Long.parseLong(pageToken);
+    } catch (NumberFormatException e) {
+      from = 0; // refused below, like any token this API never gave out
+    }
+    long start = from;
+    return admit(tenant).thenCompose(a -> checkId(id))
+        .thenCompose(x -> guard.read(() -> h.read(tenant, id, start, pageSize)))
+        .exceptionally(e -> {
+          SandboxError err = unwrap(e);
+          throw new CompletionException(err.kind() == SandboxError.Kind.INTERNAL
+              ? new SandboxError(SandboxError.Kind.UNAVAILABLE, "the journal could not be read (" + err.getMessage()
+                  + "); the request may be retried")
+              : err);
+        });
+  }
+
   // ------------------------------------------------------------------------------ data paths
 
   /** Runs a command; the source carries its output and ends with its exit. */

@@ -475,6 +475,63 @@ class SandboxEntityTest {
     assertInstanceOf(VmSupervisorProtocol.Stop.class, vmCommands.receiveMessage());
   }
 
+  SandboxHistory history() {
+    return new SandboxHistory(testKit.system(), org.apache.pekko.persistence.query.PersistenceQuery.get(testKit.system())
+        .getReadJournalFor(org.apache.pekko.persistence.query.javadsl.CurrentEventsByPersistenceIdQuery.class, org.apache.pekko.persistence.testkit.query.javadsl.PersistenceTestKitReadJournal.Identifier()));
+  }
+
+  @Test
+  void theHistoryIsReadBackFromTheJournalOldestFirstPagedAndForItsTenantOnly() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Pause(T, ref));
+    kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Resume(T, ref));
+    var deleted = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Delete(T, ref));
+    assertEquals(Phase.DELETED, deleted.reply().getValue().phase());
+
+    SandboxHistory h = history();
+    var page = h.read(T, ID, 1, 0).toCompletableFuture().join();
+    assertEquals(List.of("created", "vm-starting", "vm-started", "paused", "resumed", "delete-requested", "vm-exited",
+        "deleted"), page.entries().stream().map(SandboxHistory.Entry::kind).toList());
+    assertEquals(0, page.nextSequence(), "one page holds it all");
+    var started = page.entries().get(2);
+    assertEquals(1, started.incarnation());
+    assertEquals("127.0.0.1:25520", started.node());
+    assertEquals("VM started on node 127.0.0.1:25520 (host host-a) as incarnation 1", started.description());
+    assertEquals("incarnation 1 exited with status 0, as requested: stopped", page.entries().get(6).description());
+
+    // paged: three at a time, the token is where the next page starts
+    List<String> kinds = new java.util.ArrayList<>();
+    long from = 1;
+    int pages = 0;
+    do {
+      var p = h.read(T, ID, from, 3).toCompletableFuture().join();
+      p.entries().forEach(e -> kinds.add(e.kind()));
+      from = p.nextSequence();
+      pages++;
+    } while (from != 0);
+    assertEquals(3, pages);
+    assertEquals(page.entries().stream().map(SandboxHistory.Entry::kind).toList(), kinds);
+
+    // another tenant, and an id that never was: NOT_FOUND, as for every other call
+    assertEquals(SandboxError.Kind.NOT_FOUND, failure(() -> h.read("other", ID, 1, 0).toCompletableFuture().join()));
+    assertEquals(SandboxError.Kind.NOT_FOUND,
+        failure(() -> h.read(T, SandboxIds.random(), 1, 0).toCompletableFuture().join()));
+    assertEquals(SandboxError.Kind.INVALID_ARGUMENT,
+        failure(() -> h.read(T, ID, 0, 0).toCompletableFuture().join()));
+    assertEquals(SandboxError.Kind.INVALID_ARGUMENT,
+        failure(() -> h.read(T, ID, 1, SandboxHistory.MAX_PAGE + 1).toCompletableFuture().join()));
+  }
+
+  private static SandboxError.Kind failure(Runnable r) {
+    try {
+      r.run();
+    } catch (java.util.concurrent.CompletionException e) {
+      return SandboxControl.unwrap(e).kind();
+    }
+    throw new AssertionError("no failure");
+  }
+
   @Test
   void replayRebuildsTheSameState() {
     var kit = kit(runtime("host-a", 3));

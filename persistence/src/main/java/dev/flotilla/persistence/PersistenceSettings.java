@@ -27,6 +27,8 @@ import java.util.Properties;
 public final class PersistenceSettings {
   /** Name of the shared slick database all jdbc plugins use. */
   public static final String SHARED_DB = "flotilla";
+  /** The query plugin that reads the journal back (a sandbox's history). */
+  public static final String READ_JOURNAL = "jdbc-read-journal";
   public static final String SHARED_DB_PATH = "pekko-persistence-jdbc.shared-databases." + SHARED_DB;
   static final String WIRING_RESOURCE = "flotilla-persistence-jdbc.conf";
 

@@ -6,6 +6,8 @@ import dev.flotilla.api.v1.DeleteSandboxResponse;
 import dev.flotilla.api.v1.ExecRequest;
 import dev.flotilla.api.v1.ExecResponse;
 import dev.flotilla.api.v1.GetSandboxRequest;
+import dev.flotilla.api.v1.ListEventsRequest;
+import dev.flotilla.api.v1.ListEventsResponse;
 import dev.flotilla.api.v1.ListSandboxesRequest;
 import dev.flotilla.api.v1.ListSandboxesResponse;
 import dev.flotilla.api.v1.PauseSandboxRequest;
@@ -177,6 +179,19 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
       int tail = in.getTail() == 0 ? -1 : in.getTail() == -1 ? 0 : in.getTail();
       return Source.completionStageSource(control.readLogs(tenant, in.getId(), tail, in.getFollow()))
           .map(Translations::toLogs);
+    });
+  }
+
+  @Override
+  public CompletionStage<ListEventsResponse> listEvents(ListEventsRequest in, Metadata md) {
+    return unary(md, tenant -> {
+      if (in.getPageSize() < 0) throw new IllegalArgumentException("page_size must not be negative");
+      return control.history(tenant, in.getId(), in.getPageSize(), in.getPageToken()).thenApply(page -> {
+        var b = ListEventsResponse.newBuilder()
+            .setNextPageToken(page.nextSequence() == 0 ? "" : Long.toString(page.nextSequence()));
+        for (var e : page.entries()) b.addEvents(Translations.toProto(e));
+        return b.build();
+      });
     });
   }
 

@@ -4,12 +4,14 @@ import com.google.protobuf.ByteString;
 import com.google.protobuf.Timestamp;
 import dev.flotilla.api.v1.ExecResponse;
 import dev.flotilla.api.v1.ExitStatus;
+import dev.flotilla.api.v1.HistoryEvent;
 import dev.flotilla.api.v1.ReadLogsResponse;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxEvent;
 import dev.flotilla.sandbox.Phase;
 import dev.flotilla.sandbox.RestartPolicy;
 import dev.flotilla.sandbox.SandboxChanged;
+import dev.flotilla.sandbox.SandboxHistory;
 import dev.flotilla.sandbox.SandboxSpec;
 import dev.flotilla.sandbox.SandboxView;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecEvent;
@@ -100,6 +102,11 @@ final class Translations {
       case STDERR -> ReadLogsResponse.newBuilder().setStderr(x.getStderr()).build();
       default -> ReadLogsResponse.newBuilder().setExit(x.getExit()).build();
     };
+  }
+
+  static HistoryEvent toProto(SandboxHistory.Entry e) {
+    return HistoryEvent.newBuilder().setSequence(e.sequence()).setAt(timestamp(e.at())).setKind(e.kind())
+        .setIncarnation(e.incarnation()).setNode(e.node()).setDescription(e.description()).build();
   }
 
   static Timestamp timestamp(Instant t) {
