@@ -1,16 +1,20 @@
 package dev.flotilla.cli;
 
 import dev.flotilla.api.v1.CreateSandboxRequest;
+import dev.flotilla.api.v1.Phase;
 import dev.flotilla.api.v1.RestartPolicy;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxSpec;
+import dev.flotilla.api.v1.WatchSandboxRequest;
+import java.time.Duration;
 import java.util.List;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
 @Command(name = "create", mixinStandardHelpOptions = true,
-    description = {"Create a sandbox and start its first VM; prints the new sandbox's id.",
+    description = {"Create a sandbox, wait until it is RUNNING (or FAILED, with its reason), then print its id. "
+        + "--no-wait prints the id as soon as the create is durable.",
         "With a command after `--` (or --image-command) that process is the sandbox's main process: "
             + "when it exits the sandbox's VM ends with its status and the restart policy applies; "
             + "read its output with `flotilla logs ID`. Without one the sandbox waits for execs."})
@@ -59,6 +63,15 @@ final class CreateCommand extends ClientCommand {
           + "sandbox.")
   String requestId;
 
+  @Option(names = "--no-wait",
+      description = "Print the id as soon as the create is durable (phase CREATING) instead of waiting for RUNNING.")
+  boolean noWait;
+
+  @Option(names = "--wait-timeout", paramLabel = "DURATION", defaultValue = "5m",
+      converter = ArgParsers.DurationConverter.class,
+      description = "How long to wait for RUNNING (default 5m, e.g. 90s); past it the id is printed and the exit code is 1.")
+  Duration waitTimeout;
+
   @Override
   void validate() {
     ArgParsers.labels(labels);
@@ -87,7 +100,29 @@ final class CreateCommand extends ClientCommand {
   @Override
   int run(FlotillaClient client, CliContext ctx) {
     Sandbox created = client.call(SandboxServiceMethods.CREATE_SANDBOX, request(), null);
-    ctx.out().println(created.getId());
+    String id = created.getId();
+    if (noWait || settled(created.getPhase())) {
+      ctx.out().println(id);
+      return ExitCodes.OK;
+    }
+    // WatchSandbox starts with the sandbox as it is now, so a change before the watch began is not missed.
+    var waited = client.streamUntil(SandboxServiceMethods.WATCH_SANDBOX, WatchSandboxRequest.newBuilder().setId(id).build(), id,
+        e -> settled(e.getSandbox().getPhase()), waitTimeout);
+    // The id is printed whatever became of the sandbox, so that a script can inspect or remove it.
+    ctx.out().println(id);
+    Sandbox last = waited.last() == null ? created : waited.last().getSandbox();
+    String why = last.getStatusMessage().isEmpty() ? "" : ": " + Names.oneLine(last.getStatusMessage());
+    if (!waited.done()) {
+      if (last.getPhase() == Phase.DELETED) throw new CliFailure(ExitCodes.REQUEST_FAILED, "sandbox " + id + " was deleted before it ran");
+      throw new CliFailure(ExitCodes.REQUEST_FAILED, "sandbox " + id + " is still " + Names.phase(last) + " after "
+          + Durations.format(waitTimeout) + why + "; `flotilla get " + id + "` tells when it is RUNNING");
+    }
+    if (last.getPhase() == Phase.FAILED) throw new CliFailure(ExitCodes.REQUEST_FAILED, "sandbox " + id + " FAILED" + why);
     return ExitCodes.OK;
+  }
+
+  /** Past CREATING: running, or already ended (a main process that exited at once), or failed. */
+  static boolean settled(Phase p) {
+    return p == Phase.RUNNING || p == Phase.PAUSED || p == Phase.STOPPED || p == Phase.FAILED;
   }
 }

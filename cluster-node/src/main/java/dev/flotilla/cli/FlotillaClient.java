@@ -117,17 +117,44 @@ public final class FlotillaClient implements AutoCloseable {
    */
   public <Q, R> void stream(MethodDescriptor<Q, R> method, Q request, String sandboxId,
       Consumer<R> onMessage) {
+    streamUntil(method, request, sandboxId, m -> {
+      onMessage.accept(m);
+      return false;
+    }, null);
+  }
+
+  /** What {@link #streamUntil} saw: its last message (null if none), and whether it was the one waited for. */
+  public record Waited<R>(R last, boolean done) {}
+
+  /**
+   * A server stream read until {@code done} accepts a message (the call is then cancelled), the
+   * node ends it, or {@code deadline} (null: none) passes; Ctrl-C cancels it as for {@link #stream}.
+   */
+  public <Q, R> Waited<R> streamUntil(MethodDescriptor<Q, R> method, Q request, String sandboxId,
+      java.util.function.Predicate<R> done, Duration deadline) {
     Thread cancelOnExit = new Thread(this::cancelAll, "flotilla-cli-cancel");
     Runtime.getRuntime().addShutdownHook(cancelOnExit);
+    io.grpc.Context.CancellableContext scope = io.grpc.Context.current().withCancellation();
+    R last = null;
     try {
-      Iterator<R> it = ClientCalls.blockingServerStreamingCall(calls, method, CallOptions.DEFAULT,
-          request);
-      while (it.hasNext()) {
-        onMessage.accept(it.next());
+      io.grpc.Context previous = scope.attach();
+      try {
+        CallOptions options = deadline == null ? CallOptions.DEFAULT
+            : CallOptions.DEFAULT.withDeadlineAfter(deadline.toMillis(), TimeUnit.MILLISECONDS);
+        Iterator<R> it = ClientCalls.blockingServerStreamingCall(calls, method, options, request);
+        while (it.hasNext()) {
+          last = it.next();
+          if (done.test(last)) return new Waited<>(last, true);
+        }
+        return new Waited<>(last, false);
+      } finally {
+        scope.detach(previous);
       }
     } catch (StatusRuntimeException e) {
+      if (deadline != null && e.getStatus().getCode() == Status.Code.DEADLINE_EXCEEDED) return new Waited<>(last, false);
       throw failure(e, sandboxId);
     } finally {
+      scope.cancel(null); // ends the call if it is still open (done, or the caller gave up)
       try {
         Runtime.getRuntime().removeShutdownHook(cancelOnExit);
       } catch (IllegalStateException shuttingDown) {

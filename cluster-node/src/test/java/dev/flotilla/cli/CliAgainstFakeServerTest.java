@@ -18,6 +18,7 @@ import dev.flotilla.api.v1.RestartPolicy;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxEvent;
 import dev.flotilla.api.v1.SandboxSpec;
+import dev.flotilla.api.v1.WatchSandboxRequest;
 import io.grpc.Status;
 import java.io.IOException;
 import java.net.ServerSocket;
@@ -69,7 +70,7 @@ class CliAgainstFakeServerTest {
         .unary(SandboxServiceMethods.CREATE_SANDBOX, req -> sandbox("sb-1", Phase.CREATING))
         .start();
 
-    TestCli.Result r = cli().run("create", "--driver", "qemu", "--cpus", "2", "--memory", "512",
+    TestCli.Result r = cli().run("create", "--no-wait", "--driver", "qemu", "--cpus", "2", "--memory", "512",
         "--label", "app=web", "--label", "tier=", "--restart", "on-failure", "--request-id", "r-1");
 
     assertEquals(0, r.exitCode(), r.err());
@@ -85,12 +86,67 @@ class CliAgainstFakeServerTest {
   }
 
   @Test
+  void create_waits_until_the_sandbox_runs_then_prints_only_the_id_and_ends_the_watch() throws Exception {
+    CountDownLatch cancelled = new CountDownLatch(1);
+    server = new TestSandboxServer()
+        .unary(SandboxServiceMethods.CREATE_SANDBOX, req -> sandbox("sb-9", Phase.CREATING))
+        .streaming(SandboxServiceMethods.WATCH_SANDBOX, (req, out) -> {
+          ((io.grpc.stub.ServerCallStreamObserver<SandboxEvent>) out).setOnCancelHandler(cancelled::countDown);
+          out.onNext(event("snapshot", sandbox("sb-9", Phase.CREATING)));
+          out.onNext(event("running", sandbox("sb-9", Phase.RUNNING)));
+          // and then nothing: the CLI must end the watch itself
+        })
+        .start();
+
+    TestCli.Result r = cli().run("create");
+
+    assertEquals(0, r.exitCode(), r.err());
+    assertEquals("sb-9\n", r.out());
+    assertEquals("", r.err());
+    assertEquals("sb-9", ((WatchSandboxRequest) server.requests.get(1)).getId());
+    assertTrue(cancelled.await(10, TimeUnit.SECONDS), "the watch was left open");
+  }
+
+  @Test
+  void create_of_a_sandbox_that_fails_prints_its_id_and_the_reason_and_exits_1() {
+    server = new TestSandboxServer()
+        .unary(SandboxServiceMethods.CREATE_SANDBOX, req -> sandbox("sb-8", Phase.CREATING))
+        .streaming(SandboxServiceMethods.WATCH_SANDBOX, (req, out) -> {
+          out.onNext(event("snapshot", sandbox("sb-8", Phase.CREATING)));
+          out.onNext(event("failed", sandbox("sb-8", Phase.FAILED).toBuilder()
+              .setStatusMessage("restart budget exhausted after 5 restarts; last: image not found").build()));
+        })
+        .start();
+
+    TestCli.Result r = cli().run("create");
+
+    assertEquals(ExitCodes.REQUEST_FAILED, r.exitCode());
+    assertEquals("sb-8\n", r.out());
+    assertEquals("flotilla: sandbox sb-8 FAILED: restart budget exhausted after 5 restarts; last: image not found\n", r.err());
+  }
+
+  @Test
+  void create_stops_waiting_after_the_wait_timeout_and_says_so() {
+    server = new TestSandboxServer()
+        .unary(SandboxServiceMethods.CREATE_SANDBOX, req -> sandbox("sb-7", Phase.CREATING))
+        .streaming(SandboxServiceMethods.WATCH_SANDBOX, (req, out) ->
+            out.onNext(event("snapshot", sandbox("sb-7", Phase.CREATING).toBuilder().setStatusMessage("pulling").build())))
+        .start();
+
+    TestCli.Result r = cli().run("create", "--wait-timeout", "1s");
+
+    assertEquals(ExitCodes.REQUEST_FAILED, r.exitCode());
+    assertEquals("sb-7\n", r.out());
+    assertTrue(r.err().startsWith("flotilla: sandbox sb-7 is still CREATING after 1s: pulling; "), r.err());
+  }
+
+  @Test
   void create_without_options_leaves_every_choice_to_the_node() {
     server = new TestSandboxServer()
         .unary(SandboxServiceMethods.CREATE_SANDBOX, req -> sandbox("sb-2", Phase.CREATING))
         .start();
 
-    assertEquals(0, cli().run("create").exitCode());
+    assertEquals(0, cli().run("create", "--no-wait").exitCode());
 
     CreateSandboxRequest sent = (CreateSandboxRequest) server.requests.get(0);
     assertEquals(SandboxSpec.getDefaultInstance(), sent.getSpec());

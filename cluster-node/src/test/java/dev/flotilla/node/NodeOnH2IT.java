@@ -13,7 +13,9 @@ import dev.flotilla.api.v1.Phase;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxSpec;
 import dev.flotilla.api.v1.StopSandboxRequest;
+import dev.flotilla.images.TestTools;
 import io.grpc.Status;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import org.apache.pekko.stream.javadsl.Sink;
@@ -46,7 +48,7 @@ class NodeOnH2IT extends NodeScenarios {
     assertEquals(0, created.code(), created.err());
     String id = created.out().strip();
     assertTrue(id.matches("[A-Za-z0-9-]+") && created.out().equals(id + "\n"), "create prints the id alone: " + created.out());
-    awaitPhase(id, Phase.RUNNING);
+    assertEquals(Phase.RUNNING, get(id).getPhase(), "create returned once the sandbox ran");
     Cli listed = cli("", "ls", "--label", "cli=e2e");
     assertEquals(0, listed.code(), listed.err());
     assertTrue(listed.out().lines().anyMatch(l -> l.startsWith(id + " ") && l.contains("RUNNING") && l.contains("cli=e2e")), listed.out());
@@ -103,6 +105,41 @@ class NodeOnH2IT extends NodeScenarios {
     Cli unknown = cli("", "events", never);
     assertEquals(1, unknown.code());
     assertTrue(unknown.err().contains("not found"), unknown.err());
+  }
+
+  /**
+   * The README's quickstart, as a user pastes it into {@code bash -e}: every line must succeed in
+   * order, with no sleeps (create returns once the sandbox runs). {@code ./flotilla} is the real
+   * CLI in its own JVM, pointed at this node.
+   */
+  @Test
+  void theReadmeQuickstartRunsAsAScript() throws Exception {
+    String readme = Files.readString(Path.of("..", "README.md"));
+    int section = readme.indexOf("## Quickstart");
+    int start = readme.indexOf("```sh\n", section) + "```sh\n".length();
+    String script = readme.substring(start, readme.indexOf("```", start));
+    assertTrue(section >= 0 && script.contains("./flotilla create") && script.contains("./flotilla exec"), script);
+    assertTrue(!script.contains("sleep"), "no sleeps: " + script);
+    Path dir = Files.createTempDirectory("quickstart");
+    try {
+      Path launcher = dir.resolve("flotilla");
+      Files.writeString(launcher, "#!/bin/sh\nexec '" + Path.of(System.getProperty("java.home"), "bin", "java")
+          + "' -cp '" + System.getProperty("java.class.path") + "' dev.flotilla.cli.Cli \"$@\"\n");
+      Files.setPosixFilePermissions(launcher, java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
+      Files.writeString(dir.resolve("quickstart.sh"), script);
+      ProcessBuilder pb = new ProcessBuilder("bash", "-e", "quickstart.sh").directory(dir.toFile()).redirectErrorStream(true);
+      pb.environment().put("FLOTILLA_ENDPOINT", "127.0.0.1:" + node.node.grpcPort());
+      pb.environment().put("FLOTILLA_TOKEN", token);
+      Process p = pb.start();
+      String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+      assertTrue(p.waitFor(3, java.util.concurrent.TimeUnit.MINUTES), out);
+      assertEquals(0, p.exitValue(), out);
+      assertTrue(out.lines().anyMatch(l -> l.startsWith("hello from ")), out);
+      assertTrue(out.contains("exit=3\n"), out);
+      assertTrue(out.lines().anyMatch(l -> l.contains(" vm-started ")) && out.lines().anyMatch(l -> l.contains(" resumed ")), out);
+    } finally {
+      TestTools.run(null, "rm", "-rf", dir.toString());
+    }
   }
 
   private static String firstLine(Cli c) {
