@@ -133,6 +133,11 @@ final class AgentSession implements FrameConnection.Handler {
     } catch (RuntimeException e) {
       LOG.log(Level.ERROR, "request " + request.getKindCase() + " failed", e);
       reply(streamId, error(new AgentError(Error.Code.INTERNAL, request.getKindCase() + " failed: " + e)));
+    } catch (OutOfMemoryError e) {
+      // No thread (or memory) for this call: the sandbox is out of pids or memory. Refuse the call
+      // and keep serving the connection, rather than lose its reader.
+      reply(streamId, error(new AgentError(Error.Code.RESOURCE_EXHAUSTED, request.getKindCase()
+          + " failed: the sandbox is out of processes or memory (" + e.getMessage() + "); retry once it has room")));
     }
   }
 

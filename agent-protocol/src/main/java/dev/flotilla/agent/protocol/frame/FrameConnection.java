@@ -50,6 +50,7 @@ public final class FrameConnection implements AutoCloseable {
     void onFrame(Frame frame) throws ProtocolException;
   }
 
+  private final ScheduledExecutorService guards;
   private final InputStream in;
   private final OutputStream out;
   private final String description;
@@ -79,6 +80,12 @@ public final class FrameConnection implements AutoCloseable {
   }
 
   public FrameConnection(InputStream in, OutputStream out, String description, int maxPayload) {
+    this(in, out, description, maxPayload, WATCHDOG);
+  }
+
+  /** With the scheduler of the close guard (tests: one that cannot make a thread). */
+  FrameConnection(InputStream in, OutputStream out, String description, int maxPayload, ScheduledExecutorService guards) {
+    this.guards = Objects.requireNonNull(guards, "guards");
     this.in = Objects.requireNonNull(in, "in");
     this.out = Objects.requireNonNull(out, "out");
     this.description = Objects.requireNonNull(description, "description");
@@ -302,7 +309,15 @@ public final class FrameConnection implements AutoCloseable {
     boolean onReader = Thread.currentThread() == reader;
     // A peer that never reads could block the GOAWAY write, one that never stops sending the
     // drain: past this guard the streams are closed under them.
-    ScheduledFuture<?> guard = WATCHDOG.schedule(this::forceClose, 2, TimeUnit.SECONDS);
+    ScheduledFuture<?> guard;
+    try {
+      guard = guards.schedule(this::forceClose, 2, TimeUnit.SECONDS);
+    } catch (RuntimeException | Error noThread) {
+      // No thread for the guard (a sandbox out of pids or memory): close at once, without the
+      // GOAWAY and drain it would guard, rather than leave the connection open with no reader.
+      guard = null;
+      goAwayReason = null;
+    }
     try {
       if (goAwayReason != null) writeGoAway(goAwayReason);
       closeQuietly(out); // a socket is half-closed here: the peer reads the GOAWAY, then EOF
@@ -310,7 +325,7 @@ public final class FrameConnection implements AutoCloseable {
       // the GOAWAY: read (and drop) what it still sends, within bounds, first.
       if (goAwayReason != null && onReader) drain();
     } finally {
-      guard.cancel(false);
+      if (guard != null) guard.cancel(false);
       closeQuietly(in);
       Thread r = reader;
       // Some streams (pipes) only notice a close when their blocked reader is interrupted.

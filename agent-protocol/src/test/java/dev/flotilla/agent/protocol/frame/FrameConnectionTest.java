@@ -69,6 +69,38 @@ class FrameConnectionTest {
     return new FrameConnection[] {ca, cb};
   }
 
+  /**
+   * A handler that fails while no thread can be made for the close guard (a sandbox out of pids):
+   * the connection still closes at once, so its peer sees EOF instead of a connection with no
+   * reader that never answers again.
+   */
+  @Test
+  void aConnectionClosesEvenWhenItsCloseGuardGetsNoThread() throws Exception {
+    MemoryPipe in = new MemoryPipe(1 << 16);
+    MemoryPipe out = new MemoryPipe(1 << 16);
+    java.util.concurrent.ScheduledExecutorService noThreads = new java.util.concurrent.ScheduledThreadPoolExecutor(1) {
+      @Override
+      public java.util.concurrent.ScheduledFuture<?> schedule(Runnable command, long delay, TimeUnit unit) {
+        throw new OutOfMemoryError("unable to create native thread: possibly out of memory or process/resource limits reached");
+      }
+    };
+    FrameConnection conn = new FrameConnection(in.input(), out.output(), "starved", 1024, noThreads);
+    toClose.add(conn);
+    conn.start(f -> {
+      throw new OutOfMemoryError("unable to create native thread");
+    });
+    OutputStream toConn = in.output();
+    InputStream fromConn = out.input();
+    toClose.add(toConn);
+    toClose.add(fromConn);
+    toConn.write(new FrameCodec(1024).encode(Frame.request(1, new byte[] {1})));
+    toConn.flush();
+    Throwable cause = conn.closed().get(TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+    assertInstanceOf(OutOfMemoryError.class, cause);
+    assertTimeoutPreemptively(TIMEOUT, () -> assertEquals(-1, fromConn.read(), "the peer sees the close"));
+    noThreads.shutdownNow();
+  }
+
   static Stream<Arguments> hostileInputs() {
     byte[] random = new byte[300];
     new Random(3).nextBytes(random);

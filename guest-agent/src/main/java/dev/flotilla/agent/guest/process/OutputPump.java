@@ -82,17 +82,29 @@ public final class OutputPump implements Runnable {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     } finally {
-      boolean send;
-      synchronized (lock) {
-        send = !discard;
-      }
-      if (send) target.send(Frame.data(streamId, stderr, EMPTY, true));
-      try {
-        pipe.close();
-      } catch (IOException ignored) {
-        // nothing to do
-      }
-      done.complete(null);
+      finish();
     }
+  }
+
+  /**
+   * No thread could run this pump (the sandbox is out of pids or memory): the channel ends now, as
+   * at end of file; what the process writes after this breaks its pipe.
+   */
+  public void abandon() {
+    finish();
+  }
+
+  private void finish() {
+    boolean send;
+    synchronized (lock) {
+      send = !discard;
+    }
+    if (send) target.send(Frame.data(streamId, stderr, EMPTY, true));
+    try {
+      pipe.close();
+    } catch (IOException ignored) {
+      // nothing to do
+    }
+    done.complete(null);
   }
 }

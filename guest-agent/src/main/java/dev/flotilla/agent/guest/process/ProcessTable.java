@@ -110,10 +110,19 @@ public final class ProcessTable {
     env.putAll(identity);
     if (!r.getStdin()) pb.redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
     Process p;
+    java.util.Set<Long> before = childPids();
     try {
       p = pb.start();
     } catch (IOException e) {
       throw AgentError.invalid("cannot start " + r.getArgvList() + ": " + e.getMessage());
+    } catch (OutOfMemoryError e) {
+      // The sandbox is out of pids or memory. The process may have started, but the JVM could not
+      // give it the thread that waits for it: kill it rather than leave a process nobody tracks.
+      for (ProcessHandle c : ProcessHandle.current().children().toList()) {
+        if (!before.contains(c.pid())) c.destroyForcibly();
+      }
+      throw new AgentError(Error.Code.RESOURCE_EXHAUSTED, "cannot start " + r.getArgvList()
+          + ": the sandbox is out of processes or memory (" + e.getMessage() + "); retry once it has room");
     }
     // A detached process writes into its ring, which never blocks it: unlimited credit.
     OutputRing ring = r.getOutputRingBytes() > 0 ? new OutputRing(Math.min(r.getOutputRingBytes(), MAX_RING)) : null;
@@ -127,11 +136,34 @@ public final class ProcessTable {
     return new Started(gp, out, err);
   }
 
+  private static java.util.Set<Long> childPids() {
+    java.util.Set<Long> pids = new java.util.HashSet<>();
+    ProcessHandle.current().children().forEach(c -> pids.add(c.pid()));
+    return pids;
+  }
+
   /** A started process whose output pumps still have to be started. */
   public record Started(GuestProcess process, OutputPump stdout, OutputPump stderr) {
     public void startOutput() {
-      thread(stdout, process.execId() + "-stdout").start();
-      thread(stderr, process.execId() + "-stderr").start();
+      boolean out = start(stdout, process.execId() + "-stdout");
+      boolean err = start(stderr, process.execId() + "-stderr");
+      if (out && err) return;
+      // Without a thread to drain its output it would block on a full pipe for good: kill it (its
+      // exit, SIGKILL, is what WaitProcess reports) and end the channels that have no pump.
+      System.err.println("flotilla-guest-agent: no thread for the output of " + process.execId()
+          + " (the sandbox is out of pids or memory): killing it");
+      process.process().destroyForcibly();
+      if (!out) stdout.abandon();
+      if (!err) stderr.abandon();
+    }
+
+    private static boolean start(OutputPump pump, String name) {
+      try {
+        thread(pump, name).start();
+        return true;
+      } catch (OutOfMemoryError noThread) {
+        return false;
+      }
     }
 
     private static Thread thread(Runnable r, String name) {
