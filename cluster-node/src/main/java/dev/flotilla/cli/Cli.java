@@ -55,6 +55,7 @@ public final class Cli implements Callable<Integer> {
   }
 
   @Mixin ClientOptions options;
+  @Mixin CallTimeout timeout;
   @Spec CommandSpec spec;
 
   private final CliContext context;

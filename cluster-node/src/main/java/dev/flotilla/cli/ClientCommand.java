@@ -14,6 +14,11 @@ abstract class ClientCommand implements Callable<Integer> {
   /** Checks what picocli cannot, before anything is sent; throws TypeConversionException. */
   void validate() {}
 
+  /** The deadline given after the command's name ({@link TimedCommand}); null: none given. */
+  Duration callTimeout() {
+    return null;
+  }
+
   /** The deadline when no --timeout is given; null for {@link ClientOptions#DEFAULT_TIMEOUT}. */
   Duration defaultTimeout() {
     return null;
@@ -35,10 +40,9 @@ abstract class ClientCommand implements Callable<Integer> {
     validate();
     Cli cli = cli();
     CliContext ctx = cli.context();
-    ClientOptions.Connection connection = options.resolve(cli.options, ctx, ownTokenFile());
-    if (defaultTimeout() != null && options.timeout == null && cli.options.timeout == null) {
-      connection = connection.withTimeout(defaultTimeout());
-    }
+    Duration to = callTimeout() != null ? callTimeout() : cli.timeout.value != null ? cli.timeout.value
+        : defaultTimeout() != null ? defaultTimeout() : ClientOptions.DEFAULT_TIMEOUT;
+    ClientOptions.Connection connection = options.resolve(cli.options, to, ctx, ownTokenFile());
     try (FlotillaClient client = new FlotillaClient(connection)) {
       return run(client, ctx);
     }

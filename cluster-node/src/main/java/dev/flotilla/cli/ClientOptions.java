@@ -9,7 +9,8 @@ import java.time.Duration;
 import picocli.CommandLine.Option;
 
 /**
- * {@code --endpoint}, {@code --token}, {@code --token-file}, {@code --tls}, {@code --ca}, {@code --cert}, {@code --key}, {@code --timeout}: accepted before the command name (on
+ * {@code --endpoint}, {@code --token}, {@code --token-file}, {@code --tls}, {@code --ca}, {@code --cert}, {@code --key}
+ * (and {@link CallTimeout}): accepted before the command name (on
  * {@code flotilla}) and after it; the one nearer the end wins, then the environment, then defaults.
  */
 public final class ClientOptions {
@@ -46,12 +47,6 @@ public final class ClientOptions {
       description = "PEM unencrypted private key of --cert (env FLOTILLA_KEY).")
   Path key;
 
-  @Option(names = "--timeout", paramLabel = "DURATION",
-      converter = ArgParsers.DurationConverter.class,
-      description = "Deadline per call, e.g. 500ms, 10s, 2m (default 30s). For exec and watch it "
-          + "only bounds connecting.")
-  Duration timeout;
-
   /** TLS to the node: {@code ca} null trusts the JVM's CAs; {@code cert}/{@code key} both null sends no client certificate. */
   public record Tls(Path ca, Path cert, Path key) {}
 
@@ -66,20 +61,19 @@ public final class ClientOptions {
     }
   }
 
-  /** Resolves this command's options over the outer ones ({@code outer} may be null). */
+  /** Resolves this command's options over the outer ones ({@code outer} may be null), with the default deadline. */
   public Connection resolve(ClientOptions outer, CliContext ctx) {
-    return resolve(outer, ctx, TOKEN_FILE);
+    return resolve(outer, DEFAULT_TIMEOUT, ctx, TOKEN_FILE);
   }
 
   /**
+   * @param to the deadline per call (see {@link CallTimeout})
    * @param ownTokenFile the token file in the node's data dir used when no token is given:
    *     {@code default.token}, or {@code admin.token} for the administration commands
    */
-  public Connection resolve(ClientOptions outer, CliContext ctx, String ownTokenFile) {
+  public Connection resolve(ClientOptions outer, Duration to, CliContext ctx, String ownTokenFile) {
     Endpoint ep = Endpoint.parse(first(endpoint, outer == null ? null : outer.endpoint,
         ctx.env(CliContext.ENV_ENDPOINT), DEFAULT_ENDPOINT));
-    Duration to = timeout != null ? timeout
-        : outer != null && outer.timeout != null ? outer.timeout : DEFAULT_TIMEOUT;
     Tls tls = tls(outer, ctx);
     String tok = first(token, outer == null ? null : outer.token);
     if (tok != null) return new Connection(ep, tok, "sent the token from --token", to, tls);

@@ -14,7 +14,7 @@ final class ClusterCommands {
   private ClusterCommands() {}
 
   /** The administration commands' token, when none is given. */
-  abstract static class AdminCommand extends ClientCommand {
+  abstract static class AdminCommand extends TimedCommand {
     @Override
     String ownTokenFile() {
       return ClientOptions.ADMIN_TOKEN_FILE;

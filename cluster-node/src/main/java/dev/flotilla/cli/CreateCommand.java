@@ -1,10 +1,12 @@
 package dev.flotilla.cli;
 
 import dev.flotilla.api.v1.CreateSandboxRequest;
+import dev.flotilla.api.v1.IdleAction;
 import dev.flotilla.api.v1.Phase;
 import dev.flotilla.api.v1.RestartPolicy;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxSpec;
+import dev.flotilla.api.v1.TimeoutAction;
 import dev.flotilla.api.v1.WatchSandboxRequest;
 import java.time.Duration;
 import java.util.List;
@@ -63,6 +65,23 @@ final class CreateCommand extends ClientCommand {
           + "sandbox.")
   String requestId;
 
+  @Option(names = "--timeout", paramLabel = "DURATION", converter = ArgParsers.DurationConverter.class,
+      description = "The sandbox ends this long after it is created, e.g. 30m, 2h (default: never); see --on-timeout. "
+          + "(The deadline of the create call itself goes before the command name: flotilla --timeout 10s create ...)")
+  Duration timeout;
+
+  @Option(names = "--on-timeout", paramLabel = "ACTION",
+      description = "What the end of --timeout does: delete (default) or stop.")
+  String onTimeout;
+
+  @Option(names = "--idle-timeout", paramLabel = "DURATION", converter = ArgParsers.DurationConverter.class,
+      description = "After no exec, process, file or port-forward activity for this long, --on-idle applies (default: never).")
+  Duration idleTimeout;
+
+  @Option(names = "--on-idle", paramLabel = "ACTION",
+      description = "What --idle-timeout does: stop (default) or pause.")
+  String onIdle;
+
   @Option(names = "--no-wait",
       description = "Print the id as soon as the create is durable (phase CREATING) instead of waiting for RUNNING.")
   boolean noWait;
@@ -78,6 +97,18 @@ final class CreateCommand extends ClientCommand {
     if (imageCommand && command != null && !command.isEmpty()) {
       throw new picocli.CommandLine.TypeConversionException("give either --image-command or a command after --, not both");
     }
+    if (onTimeout != null && !onTimeout.equals("delete") && !onTimeout.equals("stop")) {
+      throw new picocli.CommandLine.TypeConversionException("--on-timeout must be delete or stop, not '" + onTimeout + "'");
+    }
+    if (onIdle != null && !onIdle.equals("stop") && !onIdle.equals("pause")) {
+      throw new picocli.CommandLine.TypeConversionException("--on-idle must be stop or pause, not '" + onIdle + "'");
+    }
+    if (onTimeout != null && timeout == null) {
+      throw new picocli.CommandLine.TypeConversionException("--on-timeout needs --timeout DURATION");
+    }
+    if (onIdle != null && idleTimeout == null) {
+      throw new picocli.CommandLine.TypeConversionException("--on-idle needs --idle-timeout DURATION");
+    }
     if (imageCommand && image == null) {
       throw new picocli.CommandLine.TypeConversionException("--image-command runs an image's Entrypoint and Cmd: name the image with --image REF");
     }
@@ -92,6 +123,12 @@ final class CreateCommand extends ClientCommand {
     if (image != null) spec.setImage(image);
     if (restart != null) spec.setRestartPolicy(restart);
     if (command != null) spec.addAllCommand(command);
+    if (timeout != null) spec.setTimeout(proto(timeout));
+    if ("stop".equals(onTimeout)) spec.setOnTimeout(TimeoutAction.TIMEOUT_STOP);
+    if ("delete".equals(onTimeout)) spec.setOnTimeout(TimeoutAction.TIMEOUT_DELETE);
+    if (idleTimeout != null) spec.setIdleTimeout(proto(idleTimeout));
+    if ("pause".equals(onIdle)) spec.setOnIdle(IdleAction.IDLE_PAUSE);
+    if ("stop".equals(onIdle)) spec.setOnIdle(IdleAction.IDLE_STOP);
     CreateSandboxRequest.Builder req = CreateSandboxRequest.newBuilder().setSpec(spec).setImageCommand(imageCommand);
     if (requestId != null) req.setRequestId(requestId);
     return req.build();
@@ -119,6 +156,10 @@ final class CreateCommand extends ClientCommand {
     }
     if (last.getPhase() == Phase.FAILED) throw new CliFailure(ExitCodes.REQUEST_FAILED, "sandbox " + id + " FAILED" + why);
     return ExitCodes.OK;
+  }
+
+  static com.google.protobuf.Duration proto(Duration d) {
+    return com.google.protobuf.Duration.newBuilder().setSeconds(d.getSeconds()).setNanos(d.getNano()).build();
   }
 
   /** Past CREATING: running, or already ended (a main process that exited at once), or failed. */

@@ -4,9 +4,7 @@ import dev.flotilla.api.v1.HistoryEvent;
 import dev.flotilla.api.v1.ListEventsRequest;
 import dev.flotilla.api.v1.ListEventsResponse;
 import java.util.ArrayList;
-import java.util.HashSet;
 import java.util.List;
-import java.util.Set;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -17,7 +15,7 @@ import picocli.CommandLine.Parameters;
         "Kinds: created, vm-starting, vm-started, vm-reattached, vm-exited, restarting, moved, "
             + "paused, resumed, stop-requested, start-requested, delete-requested, deleted, failed. "
             + "Read from the journal: a deleted sandbox's history stays readable."})
-final class EventsCommand extends ClientCommand {
+final class EventsCommand extends TimedCommand {
   @Parameters(index = "0", paramLabel = "ID", description = "The sandbox's id.")
   String id;
 
@@ -33,17 +31,8 @@ final class EventsCommand extends ClientCommand {
   int run(FlotillaClient client, CliContext ctx) {
     ListEventsRequest.Builder req = ListEventsRequest.newBuilder().setId(id).setPageSize(pageSize);
     List<HistoryEvent> all = new ArrayList<>();
-    Set<String> seenTokens = new HashSet<>();
-    while (true) {
-      ListEventsResponse page = client.call(SandboxServiceMethods.LIST_EVENTS, req.build(), id);
-      all.addAll(page.getEventsList());
-      String next = page.getNextPageToken();
-      if (next.isEmpty()) break;
-      if (!seenTokens.add(next)) {
-        throw new CliFailure(ExitCodes.REQUEST_FAILED, "the node returned the same page token twice; the history is incomplete");
-      }
-      req.setPageToken(next);
-    }
+    Pages.each(token -> client.call(SandboxServiceMethods.LIST_EVENTS, req.setPageToken(token).build(), id),
+        ListEventsResponse::getNextPageToken, page -> all.addAll(page.getEventsList()), "history");
     if (output == OutputFormat.JSON) {
       ctx.out().print(SandboxJson.events(all));
     } else {

@@ -14,7 +14,7 @@ import picocli.CommandLine.TypeConversionException;
     description = {"Run a command in a running sandbox. Its stdout and stderr stream to yours as "
         + "they come; the CLI exits with the command's exit code (128+N if signal N ended it).",
         "Put the command after `--` when it has options of its own: exec ID -- ls -la"})
-final class ExecCommand extends ClientCommand {
+final class ExecCommand extends TimedCommand {
   @Option(names = {"-e", "--env"}, paramLabel = "KEY=VALUE",
       description = "An environment variable for the command; repeatable.")
   List<String> env;

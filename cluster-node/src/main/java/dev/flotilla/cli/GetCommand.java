@@ -8,7 +8,7 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
 @Command(name = "get", mixinStandardHelpOptions = true, description = "Show one sandbox.")
-final class GetCommand extends ClientCommand {
+final class GetCommand extends TimedCommand {
   @Parameters(index = "0", paramLabel = "ID", description = "The sandbox's id.")
   String id;
 

@@ -60,7 +60,7 @@ final class ImageCommands implements Callable<Integer> {
 
   @Command(name = "ls", mixinStandardHelpOptions = true,
       description = "List your images and the shared ones on the node: NAME, DIGEST, SIZE, OWNER, CREATED, LAST USED.")
-  static final class Ls extends ClientCommand {
+  static final class Ls extends TimedCommand {
     @Option(names = {"-o", "--output"}, paramLabel = "FORMAT", defaultValue = "table",
         converter = OutputFormat.Converter.class,
         description = "table (default) or json (an array of {names, digest, size, owner, created, lastUsed}).")
@@ -78,7 +78,7 @@ final class ImageCommands implements Callable<Integer> {
       description = {"Pull an image to the node (or find it there); prints NAME DIGEST.",
           "With your own credentials the image is yours; without, the node's configured credentials (if any) "
               + "are used and the image is shared. Waits up to 10m unless --timeout says otherwise."})
-  static final class Pull extends ClientCommand {
+  static final class Pull extends TimedCommand {
     @Parameters(index = "0", paramLabel = "REF", description = "[host[:port]/]repo[:tag|@sha256:digest], e.g. busybox.")
     String ref;
 
@@ -160,7 +160,7 @@ final class ImageCommands implements Callable<Integer> {
   @Command(name = "rm", mixinStandardHelpOptions = true,
       description = {"Remove one of your image names (or, for a digest, all your names of it); prints REF.",
           "The bytes go once no tenant and no sandbox on the node uses them. Shared images: admin tenants only."})
-  static final class Rm extends ClientCommand {
+  static final class Rm extends TimedCommand {
     @Parameters(index = "0", paramLabel = "REF", description = "A name as `image ls` shows it, or a digest sha256:….")
     String ref;
 
@@ -176,7 +176,7 @@ final class ImageCommands implements Callable<Integer> {
       description = {"Import an OCI image layout tar or a `docker save` archive into the node; prints NAME DIGEST.",
           "The image is yours and lives on that node only. Progress goes to stderr for large files. "
               + "Waits up to 1h unless --timeout says otherwise."})
-  static final class Import extends ClientCommand {
+  static final class Import extends TimedCommand {
     @Parameters(index = "0", paramLabel = "FILE", description = "The archive (a tar; not compressed).")
     Path file;
 

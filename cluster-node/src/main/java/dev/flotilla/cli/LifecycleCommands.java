@@ -16,7 +16,7 @@ import picocli.CommandLine.Parameters;
 final class LifecycleCommands {
   private LifecycleCommands() {}
 
-  abstract static class OnSandbox extends ClientCommand {
+  abstract static class OnSandbox extends TimedCommand {
     @Parameters(index = "0", paramLabel = "ID", description = "The sandbox's id.")
     String id;
 

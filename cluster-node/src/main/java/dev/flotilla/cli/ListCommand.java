@@ -6,15 +6,13 @@ import dev.flotilla.api.v1.Phase;
 import dev.flotilla.api.v1.Sandbox;
 import java.time.Instant;
 import java.util.ArrayList;
-import java.util.HashSet;
 import java.util.List;
-import java.util.Set;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(name = "ls", mixinStandardHelpOptions = true,
     description = "List your sandboxes (all phases but DELETED unless --phase is given).")
-final class ListCommand extends ClientCommand {
+final class ListCommand extends TimedCommand {
   @Option(names = "--label", paramLabel = "KEY=VALUE",
       description = "Only sandboxes with this label; repeatable, all must match.")
   List<String> labels;
@@ -45,19 +43,8 @@ final class ListCommand extends ClientCommand {
         .setPageSize(pageSize);
     if (phases != null) req.addAllPhases(phases);
     List<Sandbox> all = new ArrayList<>();
-    Set<String> seenTokens = new HashSet<>();
-    while (true) {
-      ListSandboxesResponse page = client.call(SandboxServiceMethods.LIST_SANDBOXES, req.build(), null);
-      all.addAll(page.getSandboxesList());
-      String next = page.getNextPageToken();
-      if (next.isEmpty()) break;
-      if (!seenTokens.add(next)) {
-        // a node bug must not turn into a CLI that never returns
-        throw new CliFailure(ExitCodes.REQUEST_FAILED,
-            "the node returned the same page token twice; the listing is incomplete");
-      }
-      req.setPageToken(next);
-    }
+    Pages.each(token -> client.call(SandboxServiceMethods.LIST_SANDBOXES, req.setPageToken(token).build(), null),
+        ListSandboxesResponse::getNextPageToken, page -> all.addAll(page.getSandboxesList()), "listing");
     ctx.out().print(output == OutputFormat.JSON
         ? SandboxJson.array(all) : SandboxText.table(all, Instant.now()));
     return ExitCodes.OK;

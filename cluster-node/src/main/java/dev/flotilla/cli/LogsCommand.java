@@ -12,7 +12,7 @@ import picocli.CommandLine.Parameters;
         "The node keeps the most recent output (flotilla.sandbox.main-log-max, 1 MiB by default), "
             + "across restarts of the sandbox on that node; a sandbox that moved to another node "
             + "starts a new log there."})
-final class LogsCommand extends ClientCommand {
+final class LogsCommand extends TimedCommand {
   @Option(names = {"-f", "--follow"},
       description = "Keep printing new output until the main process exits (or Ctrl-C).")
   boolean follow;

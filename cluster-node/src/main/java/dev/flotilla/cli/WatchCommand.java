@@ -10,7 +10,7 @@ import picocli.CommandLine.Parameters;
         + "event, phase, incarnation, message.",
         "The first line is the sandbox as it is now (event `snapshot`). Runs until Ctrl-C or the "
         + "sandbox is deleted."})
-final class WatchCommand extends ClientCommand {
+final class WatchCommand extends TimedCommand {
   @Parameters(index = "0", paramLabel = "ID", description = "The sandbox's id.")
   String id;
 

@@ -14,9 +14,10 @@ import java.util.TreeMap;
  * @param image the image its root runs, pinned to a manifest digest at create; empty: the default image
  * @param command the sandbox's main process (argv, with the image's Env, WorkingDir and User); empty
  *     (sandboxes created before it existed too): none, the sandbox runs its agent and waits for execs
+ * @param lifetime its timeout and idle timeout; null (sandboxes created before it existed): none
  */
 public record SandboxSpec(String driver, int vcpus, int memoryMiB, Map<String, String> labels, RestartPolicy restartPolicy,
-                          int diskMiB, String image, List<String> command)
+                          int diskMiB, String image, List<String> command, Lifetime lifetime)
     implements FlotillaSerializable {
 
   public SandboxSpec {
@@ -25,16 +26,28 @@ public record SandboxSpec(String driver, int vcpus, int memoryMiB, Map<String, S
     restartPolicy = restartPolicy == null ? RestartPolicy.ALWAYS : restartPolicy;
     image = image == null ? "" : image;
     command = command == null ? List.of() : List.copyOf(command);
+    lifetime = lifetime == null ? Lifetime.NONE : lifetime;
   }
 
   /** This spec running {@code pinned} (a reference pinned to its manifest digest). */
   public SandboxSpec withImage(String pinned) {
-    return new SandboxSpec(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, pinned, command);
+    return new SandboxSpec(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, pinned, command, lifetime);
   }
 
   /** This spec with {@code argv} as its main process. */
   public SandboxSpec withCommand(List<String> argv) {
-    return new SandboxSpec(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, image, argv);
+    return new SandboxSpec(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, image, argv, lifetime);
+  }
+
+  /** This spec with {@code l} as its lifetime. */
+  public SandboxSpec withLifetime(Lifetime l) {
+    return new SandboxSpec(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, image, command, l);
+  }
+
+  /** A spec without a timeout or idle timeout. */
+  public SandboxSpec(String driver, int vcpus, int memoryMiB, Map<String, String> labels, RestartPolicy restartPolicy,
+      int diskMiB, String image, List<String> command) {
+    this(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, image, command, Lifetime.NONE);
   }
 
   /** A spec without a main process. */

@@ -25,7 +25,11 @@ public record SpecValidator(
     int maxLabels,
     int defaultDiskMiB,
     int minDiskMiB,
-    int maxDiskMiB) {
+    int maxDiskMiB,
+    java.time.Duration minTimeout,
+    java.time.Duration maxTimeout,
+    java.time.Duration minIdleTimeout,
+    java.time.Duration maxIdleTimeout) {
 
   // Kubernetes' label syntax: users already know it, and tools can copy labels across.
   private static final Pattern LABEL_KEY = Pattern.compile("([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?");
@@ -53,7 +57,11 @@ public record SpecValidator(
         c.getInt("max-labels"),
         c.getInt("default-disk-mib"),
         c.getInt("min-disk-mib"),
-        c.getInt("max-disk-mib"));
+        c.getInt("max-disk-mib"),
+        c.getDuration("min-timeout"),
+        c.getDuration("max-timeout"),
+        c.getDuration("min-idle-timeout"),
+        c.getDuration("max-idle-timeout"));
   }
 
   /** The spec with defaults filled in, or a {@link SandboxError} of kind INVALID_ARGUMENT. */
@@ -96,7 +104,31 @@ public record SpecValidator(
     if (in.image().length() > MAX_IMAGE_REF) {
       throw SandboxError.invalid("image reference is " + in.image().length() + " characters; at most " + MAX_IMAGE_REF);
     }
-    return new SandboxSpec(driver, vcpus, memory, labels, in.restartPolicy(), disk, in.image(), in.command());
+    checkTimeout(in.lifetime().timeout());
+    Lifetime l = in.lifetime();
+    if (l.idles() && (l.idleTimeout().compareTo(minIdleTimeout) < 0 || l.idleTimeout().compareTo(maxIdleTimeout) > 0)) {
+      throw SandboxError.invalid("idle timeout must be between " + text(minIdleTimeout) + " and "
+          + text(maxIdleTimeout) + " (got " + text(l.idleTimeout()) + "), or none");
+    }
+    return new SandboxSpec(driver, vcpus, memory, labels, in.restartPolicy(), disk, in.image(), in.command(), l);
+  }
+
+  /** A timeout (at create, or SetTimeout's): zero for none, else within this cluster's bounds. */
+  public void checkTimeout(java.time.Duration timeout) {
+    if (!timeout.isZero() && (timeout.compareTo(minTimeout) < 0 || timeout.compareTo(maxTimeout) > 0)) {
+      throw SandboxError.invalid("timeout must be between " + text(minTimeout) + " and " + text(maxTimeout)
+          + " (got " + text(timeout) + "), or none");
+    }
+  }
+
+  /** A duration as people write it: 30d, 12h, 30m, 90s, 500ms. */
+  static String text(java.time.Duration d) {
+    long ms = d.toMillis();
+    if (ms % 86_400_000 == 0 && ms > 0) return ms / 86_400_000 + "d";
+    if (ms % 3_600_000 == 0 && ms > 0) return ms / 3_600_000 + "h";
+    if (ms % 60_000 == 0 && ms > 0) return ms / 60_000 + "m";
+    if (ms % 1000 == 0) return ms / 1000 + "s";
+    return ms + "ms";
   }
 
   /** Bounds of a main process's argv: what an exec takes, too. */

@@ -5,9 +5,12 @@ import com.google.protobuf.Timestamp;
 import dev.flotilla.api.v1.ExecResponse;
 import dev.flotilla.api.v1.ExitStatus;
 import dev.flotilla.api.v1.HistoryEvent;
+import dev.flotilla.api.v1.IdleAction;
 import dev.flotilla.api.v1.ReadLogsResponse;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxEvent;
+import dev.flotilla.api.v1.TimeoutAction;
+import dev.flotilla.sandbox.Lifetime;
 import dev.flotilla.sandbox.Phase;
 import dev.flotilla.sandbox.RestartPolicy;
 import dev.flotilla.sandbox.SandboxChanged;
@@ -17,6 +20,7 @@ import dev.flotilla.sandbox.SandboxView;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecEvent;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecExited;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecOutput;
+import java.time.Duration;
 import java.time.Instant;
 import java.util.EnumSet;
 import java.util.List;
@@ -33,8 +37,30 @@ final class Translations {
       case NEVER -> RestartPolicy.NEVER;
       default -> null; // unspecified: the server default
     };
+    Lifetime.TimeoutAction onTimeout = switch (s.getOnTimeout()) {
+      case TIMEOUT_STOP -> Lifetime.TimeoutAction.STOP;
+      case TIMEOUT_DELETE, TIMEOUT_ACTION_UNSPECIFIED -> Lifetime.TimeoutAction.DELETE;
+      default -> throw new IllegalArgumentException("on_timeout " + s.getOnTimeoutValue() + " is not one this node knows: "
+          + "TIMEOUT_DELETE or TIMEOUT_STOP");
+    };
+    Lifetime.IdleAction onIdle = switch (s.getOnIdle()) {
+      case IDLE_PAUSE -> Lifetime.IdleAction.PAUSE;
+      case IDLE_STOP, IDLE_ACTION_UNSPECIFIED -> Lifetime.IdleAction.STOP;
+      default -> throw new IllegalArgumentException("on_idle " + s.getOnIdleValue() + " is not one this node knows: IDLE_STOP or IDLE_PAUSE");
+    };
     return new SandboxSpec(s.getDriver(), s.getVcpus(), s.getMemoryMib(), s.getLabelsMap(), policy, s.getDiskMib(), s.getImage(),
-        s.getCommandList());
+        s.getCommandList(), new Lifetime(duration(s.getTimeout(), "timeout"), onTimeout, duration(s.getIdleTimeout(), "idle_timeout"),
+        onIdle));
+  }
+
+  /** A protobuf Duration as a domain one; negative ones are refused. */
+  static Duration duration(com.google.protobuf.Duration d, String field) {
+    if (d.getSeconds() < 0 || d.getNanos() < 0) throw new IllegalArgumentException(field + " must not be negative");
+    return Duration.ofSeconds(d.getSeconds(), d.getNanos());
+  }
+
+  static com.google.protobuf.Duration toProto(Duration d) {
+    return com.google.protobuf.Duration.newBuilder().setSeconds(d.getSeconds()).setNanos(d.getNano()).build();
   }
 
   static dev.flotilla.api.v1.SandboxSpec toProto(SandboxSpec s) {
@@ -47,6 +73,10 @@ final class Translations {
         .addAllCommand(s.command())
         .putAllLabels(s.labels())
         .setRestartPolicy(dev.flotilla.api.v1.RestartPolicy.valueOf(s.restartPolicy().name()))
+        .setTimeout(toProto(s.lifetime().timeout()))
+        .setOnTimeout(s.lifetime().onTimeout() == Lifetime.TimeoutAction.STOP ? TimeoutAction.TIMEOUT_STOP : TimeoutAction.TIMEOUT_DELETE)
+        .setIdleTimeout(toProto(s.lifetime().idleTimeout()))
+        .setOnIdle(s.lifetime().onIdle() == Lifetime.IdleAction.PAUSE ? IdleAction.IDLE_PAUSE : IdleAction.IDLE_STOP)
         .build();
   }
 
