@@ -19,9 +19,11 @@ import java.util.List;
  *
  * <p>Paths are resolved as the tenant would see them: symbolic links inside the root are followed
  * inside the root, never out of it ({@code ..} stops at the root, an absolute target starts again
- * at the root). A tenant process that swaps a directory for a link between this check and the use
- * can still race it; the guest's kernel, not this chroot, is the boundary the tenant must not cross
- * (root inside the guest can leave any chroot).
+ * at the root). The result is a list of names that file calls then walk through directory
+ * descriptors without following links ({@code dev.flotilla.agent.guest.system.Confined}), so a
+ * tenant who swaps a directory for a link after this resolution gets an error, not a way out. The
+ * guest's kernel, not this chroot, stays the boundary for processes (root inside the guest can
+ * leave any chroot).
  *
  * @param root where the tenant's root is mounted in the agent's view
  * @param nsenter the helper that enters it
