@@ -5,6 +5,7 @@ import dev.flotilla.agent.guest.process.GuestProcess;
 import dev.flotilla.agent.guest.process.OutputRing;
 import dev.flotilla.agent.guest.process.ProcessExit;
 import dev.flotilla.agent.guest.process.ProcessTable;
+import dev.flotilla.agent.guest.system.DirWatcher;
 import dev.flotilla.agent.protocol.frame.Frame;
 import dev.flotilla.agent.protocol.frame.FrameConnection;
 import dev.flotilla.agent.protocol.frame.FrameType;
@@ -18,6 +19,7 @@ import dev.flotilla.agent.protocol.v1.ReadOutputRequest;
 import dev.flotilla.agent.protocol.v1.Request;
 import dev.flotilla.agent.protocol.v1.Response;
 import dev.flotilla.agent.protocol.v1.WaitProcessResponse;
+import dev.flotilla.agent.protocol.v1.WatchDirRequest;
 import dev.flotilla.agent.protocol.v1.WriteStdinResponse;
 import java.lang.System.Logger.Level;
 import java.time.Duration;
@@ -32,8 +34,11 @@ import java.util.function.Supplier;
  * routes WINDOW_UPDATEs to the output of the processes it started.
  *
  * <p>Handshake, exec, wait, signal and ping run on the reader thread, in the order they came;
- * calls that may block (stdin, files, stats, shutdown) run elsewhere so that the reader keeps
- * taking WINDOW_UPDATEs.
+ * calls that may block (stdin, files, stats, shutdown, watches) run elsewhere so that the reader
+ * keeps taking WINDOW_UPDATEs.
+ *
+ * <p>A WatchDir lives as long as its connection (at most {@link #MAX_WATCHES} of them): its
+ * events go out as DATA on its stream, paced by the host's WINDOW_UPDATEs like exec output.
  */
 final class AgentSession implements FrameConnection.Handler {
 
@@ -45,6 +50,9 @@ final class AgentSession implements FrameConnection.Handler {
   private final FrameConnection conn;
   /** Processes this connection started, by the stream their output goes to. */
   private final Map<Integer, GuestProcess> outputs = new ConcurrentHashMap<>();
+  /** Watches of this connection, by their stream. */
+  private final Map<Integer, DirWatcher.Watch> watches = new ConcurrentHashMap<>();
+  static final int MAX_WATCHES = 16;
   private volatile boolean handshaken;
 
   AgentSession(GuestAgent agent, FrameConnection conn) {
@@ -65,6 +73,8 @@ final class AgentSession implements FrameConnection.Handler {
       case WINDOW_UPDATE -> {
         GuestProcess p = outputs.get(frame.streamId());
         if (p != null) p.grant(frame.stderr(), frame.windowIncrement());
+        DirWatcher.Watch w = watches.get(frame.streamId());
+        if (w != null) w.grant(frame.windowIncrement());
       }
       default -> throw new ProtocolException("unexpected " + frame.type() + " frame from the host on stream "
           + frame.streamId());
@@ -76,6 +86,10 @@ final class AgentSession implements FrameConnection.Handler {
     if (cause != null) LOG.log(Level.INFO, conn.description() + " closed: " + cause.getMessage());
     for (GuestProcess p : outputs.values()) p.discardOutput();
     outputs.clear();
+    for (Integer id : watches.keySet()) {
+      DirWatcher.Watch w = watches.remove(id);
+      if (w != null) agent.workers().execute(() -> w.end(null));
+    }
   }
 
   private void onRequest(int streamId, byte[] payload) {
@@ -121,6 +135,20 @@ final class AgentSession implements FrameConnection.Handler {
             () -> Response.newBuilder().setWriteFile(agent.files().write(request.getWriteFile())).build());
         case READ_FILE -> onWorker(streamId,
             () -> Response.newBuilder().setReadFile(agent.files().read(request.getReadFile())).build());
+        case LIST_DIR -> onWorker(streamId,
+            () -> Response.newBuilder().setListDir(agent.lister().list(request.getListDir())).build());
+        case STAT -> onWorker(streamId,
+            () -> Response.newBuilder().setStat(agent.files().stat(request.getStat())).build());
+        case MAKE_DIR -> onWorker(streamId,
+            () -> Response.newBuilder().setMakeDir(agent.files().makeDir(request.getMakeDir())).build());
+        case REMOVE -> onWorker(streamId,
+            () -> Response.newBuilder().setRemove(agent.files().remove(request.getRemove())).build());
+        case RENAME -> onWorker(streamId, () -> {
+          agent.files().rename(request.getRename());
+          return Response.newBuilder().setRename(Empty.getDefaultInstance()).build();
+        });
+        case WATCH_DIR -> agent.workers().execute(() -> watchDir(streamId, request.getWatchDir()));
+        case CANCEL_WATCH -> cancelWatch(streamId, request.getCancelWatch().getStreamId());
         case STATS -> onWorker(streamId, () -> Response.newBuilder().setStats(agent.probe().stats()).build());
         case READ_OUTPUT -> readOutput(streamId, request.getReadOutput());
         case PING -> reply(streamId, Response.newBuilder()
@@ -214,6 +242,47 @@ final class AgentSession implements FrameConnection.Handler {
     later(streamId, ring.read(r.getOffset(), max, Duration.ofMillis(Math.min(Integer.toUnsignedLong(r.getWaitMillis()), 60_000)),
             agent.timer())
         .thenApply(out -> Response.newBuilder().setReadOutput(out).build()));
+  }
+
+  /** On a worker: starts the watch, answers, and only then lets its events out. */
+  private void watchDir(int streamId, WatchDirRequest r) {
+    try {
+      DirWatcher.Watch w;
+      synchronized (watches) {
+        if (watches.size() >= MAX_WATCHES) {
+          throw new AgentError(Error.Code.RESOURCE_EXHAUSTED, "this connection already runs " + MAX_WATCHES
+              + " watches; cancel one");
+        }
+        if (watches.containsKey(streamId)) throw AgentError.invalid("stream " + streamId + " already carries a watch");
+        w = agent.watcher().watch(r, (payload, end) -> {
+          if (end) watches.remove(streamId);
+          conn.trySend(Frame.data(streamId, false, payload, end));
+        });
+        watches.put(streamId, w);
+      }
+      reply(streamId, Response.newBuilder().setWatchDir(w.response()).build());
+      if (!conn.isOpen() && watches.remove(streamId, w)) {
+        w.end(null); // the connection went meanwhile: onClosed has not seen this one
+        return;
+      }
+      w.activate();
+    } catch (AgentError e) {
+      reply(streamId, error(e));
+    } catch (RuntimeException e) {
+      LOG.log(Level.ERROR, "WATCH_DIR failed", e);
+      reply(streamId, error(new AgentError(Error.Code.INTERNAL, "WATCH_DIR failed: " + e)));
+    }
+  }
+
+  private void cancelWatch(int streamId, int watchStream) {
+    DirWatcher.Watch w = watches.remove(watchStream);
+    if (w == null) {
+      throw AgentError.notFound("no watch on stream " + Integer.toUnsignedLong(watchStream) + " of this connection");
+    }
+    onWorker(streamId, () -> {
+      w.end("cancelled");
+      return Response.newBuilder().setCancelWatch(Empty.getDefaultInstance()).build();
+    });
   }
 
   private static WaitProcessResponse toProto(ProcessExit e) {

@@ -5,6 +5,8 @@ import dev.flotilla.agent.guest.lease.LeaseWatchdog;
 import dev.flotilla.agent.guest.process.GuestProcess;
 import dev.flotilla.agent.guest.process.ProcessSweep;
 import dev.flotilla.agent.guest.process.ProcessTable;
+import dev.flotilla.agent.guest.system.DirLister;
+import dev.flotilla.agent.guest.system.DirWatcher;
 import dev.flotilla.agent.guest.system.FileService;
 import dev.flotilla.agent.guest.system.GuestProbe;
 import dev.flotilla.agent.protocol.AgentProtocol;
@@ -47,6 +49,8 @@ public final class GuestAgent {
   private final ExecutorService workers = newWorkers();
   private final ProcessTable processes;
   private final FileService files;
+  private final DirLister lister;
+  private final DirWatcher watcher;
   private final GuestProbe probe = new GuestProbe();
   private final ExitAction exitAction;
   private final AtomicInteger connections = new AtomicInteger();
@@ -73,6 +77,8 @@ public final class GuestAgent {
         config.maxPayload(), config.execDefaults(), config.tenantRoot(),
         Map.of("FLOTILLA_SANDBOX_ID", config.sandboxId(), "FLOTILLA_INCARNATION", Long.toString(config.incarnation())));
     this.files = new FileService(Math.min(config.fileChunk(), config.maxPayload() - 4096), config.tenantRoot());
+    this.lister = new DirLister(files, config.maxPayload() - 4096);
+    this.watcher = new DirWatcher(files, config.maxPayload() - 4096);
   }
 
   /** Serves one connection (e.g. a serial port) until it closes; returns its close cause, null for a clean end. */
@@ -109,6 +115,14 @@ public final class GuestAgent {
 
   FileService files() {
     return files;
+  }
+
+  DirLister lister() {
+    return lister;
+  }
+
+  DirWatcher watcher() {
+    return watcher;
   }
 
   GuestProbe probe() {

@@ -93,7 +93,7 @@ class AgentSessionFuzzTest {
           write(host, stream, FrameType.DATA, data.consumeInt(0, 3), data.consumeBytes(data.consumeInt(0, 32)));
           continue;
         }
-        byte[] payload = form <= 4 ? wrap(data.consumeInt(1, 13), data.consumeBytes(data.consumeInt(0, 128)))
+        byte[] payload = form <= 4 ? wrap(data.consumeInt(1, 19), data.consumeBytes(data.consumeInt(0, 128)))
             : form <= 7 ? structured(data).toByteArray()
             : data.consumeBytes(data.consumeInt(0, 128));
         write(host, stream, FrameType.REQUEST, 0, harmless(payload));
@@ -150,7 +150,7 @@ class AgentSessionFuzzTest {
   private static Request structured(FuzzedDataProvider data) {
     Request.Builder b = Request.newBuilder();
     String execId = data.consumeBoolean() ? "e" + data.consumeInt(0, 3) : data.consumeString(8);
-    switch (data.consumeInt(0, 11)) {
+    switch (data.consumeInt(0, 18)) {
       case 0 -> b.getHandshakeBuilder().setSandboxId(data.consumeBoolean() ? SANDBOX : data.consumeString(24))
           .setIncarnation(data.consumeBoolean() ? INCARNATION : data.consumeLong())
           .setLeaseMs(data.consumeBoolean() ? 0 : data.consumeInt())
@@ -178,6 +178,17 @@ class AgentSessionFuzzTest {
       case 8 -> b.getStatsBuilder();
       case 9 -> b.getPingBuilder().setNonce(data.consumeLong());
       case 10 -> b.getShutdownBuilder().setGraceMillis(data.consumeInt()).setPowerOff(data.consumeBoolean());
+      case 12 -> b.getListDirBuilder().setPath(data.consumeString(24)).setDepth(data.consumeInt())
+          .setMaxEntries(data.consumeInt()).setStartAfter(data.consumeString(16));
+      case 13 -> b.getStatBuilder().setPath(data.consumeString(24)).setFollowSymlinks(data.consumeBoolean());
+      case 14 -> b.getMakeDirBuilder().setPath(data.consumeString(24)).setParents(data.consumeBoolean())
+          .setMode(data.consumeInt());
+      case 15 -> b.getRemoveBuilder().setPath(data.consumeString(24)).setRecursive(data.consumeBoolean());
+      case 16 -> b.getRenameBuilder().setFrom(data.consumeString(24)).setTo(data.consumeString(24))
+          .setOverwrite(data.consumeBoolean());
+      case 17 -> b.getWatchDirBuilder().setPath(data.consumeString(24)).setRecursive(data.consumeBoolean())
+          .setMaxQueuedEvents(data.consumeInt()).setInitialWindow(data.consumeInt());
+      case 18 -> b.getCancelWatchBuilder().setStreamId(data.consumeInt(0, 8));
       default -> b.getReadOutputBuilder().setExecId(execId).setOffset(data.consumeLong())
           .setMaxBytes(data.consumeInt()).setWaitMillis(data.consumeInt());
     }
@@ -201,6 +212,13 @@ class AgentSessionFuzzTest {
       }
       case WRITE_FILE -> b.getWriteFileBuilder().setPath(underFiles(r.getWriteFile().getPath()));
       case READ_FILE -> b.getReadFileBuilder().setPath(underFiles(r.getReadFile().getPath()));
+      case LIST_DIR -> b.getListDirBuilder().setPath(underFiles(r.getListDir().getPath()));
+      case STAT -> b.getStatBuilder().setPath(underFiles(r.getStat().getPath()));
+      case MAKE_DIR -> b.getMakeDirBuilder().setPath(underFiles(r.getMakeDir().getPath()));
+      case REMOVE -> b.getRemoveBuilder().setPath(underFiles(r.getRemove().getPath()));
+      case RENAME -> b.getRenameBuilder().setFrom(underFiles(r.getRename().getFrom()))
+          .setTo(underFiles(r.getRename().getTo()));
+      case WATCH_DIR -> b.getWatchDirBuilder().setPath(underFiles(r.getWatchDir().getPath()));
       case SHUTDOWN -> b.getShutdownBuilder().setGraceMillis((int) Math.min(
           Integer.toUnsignedLong(r.getShutdown().getGraceMillis()), 50));
       case READ_OUTPUT -> b.getReadOutputBuilder().setWaitMillis((int) Math.min(

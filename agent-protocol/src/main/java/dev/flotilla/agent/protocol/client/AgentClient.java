@@ -85,6 +85,53 @@ public interface AgentClient extends AutoCloseable {
   /** Reads one chunk of at most {@code maxLength} bytes at {@code offset}. */
   CompletableFuture<FileChunk> readFileChunk(String path, long offset, int maxLength, Duration deadline);
 
+  /**
+   * Lists {@code path} (a directory, or a link to one inside the sandbox's root): its entries down
+   * to {@code depth} levels (1: its own), at most {@code maxEntries} (0: the agent's default; the
+   * agent caps it), after {@code startAfter} (empty: from the start; else a previous page's
+   * {@link DirListing#nextStartAfter()}). Links are listed, never entered.
+   */
+  default CompletableFuture<DirListing> listDir(String path, int depth, int maxEntries, String startAfter,
+      Duration deadline) {
+    return unimplemented("listDir");
+  }
+
+  /** The entry at {@code path}; a link itself unless {@code followLinks} (then followed inside the root). */
+  default CompletableFuture<FileEntry> stat(String path, boolean followLinks, Duration deadline) {
+    return unimplemented("stat");
+  }
+
+  /**
+   * Makes a directory with {@code mode} (0: 0755); with {@code parents}, its missing parents too
+   * and an existing directory is no error ({@code mkdir -p}). Completes with the directory.
+   */
+  default CompletableFuture<FileEntry> makeDir(String path, boolean parents, int mode, Duration deadline) {
+    return unimplemented("makeDir");
+  }
+
+  /**
+   * Removes the entry (a link itself, never its target); a non-empty directory only when
+   * {@code recursive}. Completes with the number of entries removed.
+   */
+  default CompletableFuture<Long> remove(String path, boolean recursive, Duration deadline) {
+    return unimplemented("remove");
+  }
+
+  /** Renames {@code from} to {@code to}; an existing {@code to} fails ALREADY_EXISTS unless {@code overwrite}. */
+  default CompletableFuture<Void> rename(String from, String to, boolean overwrite, Duration deadline) {
+    return unimplemented("rename");
+  }
+
+  /**
+   * Watches a directory (and, when {@code recursive}, those under it) until cancelled, until the
+   * directory goes or the connection closes; events go to {@code listener}. Completes once the
+   * watch runs, within {@code deadline}.
+   */
+  default CompletableFuture<DirWatch> watchDir(String path, boolean recursive, WatchListener listener,
+      Duration deadline) {
+    return unimplemented("watchDir");
+  }
+
   CompletableFuture<GuestStats> stats(Duration deadline);
 
   /** Round trip to the agent; completes with the measured round-trip time. */
@@ -106,6 +153,11 @@ public interface AgentClient extends AutoCloseable {
    */
   default Throwable closeCause() {
     return null;
+  }
+
+  private static <T> CompletableFuture<T> unimplemented(String what) {
+    return CompletableFuture.failedFuture(new AgentException(AgentException.Code.UNIMPLEMENTED,
+        what + ": not offered by this client"));
   }
 
   /** Closes the connection; pending calls fail with CONNECTION_LOST. */

@@ -22,7 +22,21 @@ import dev.flotilla.agent.protocol.v1.WaitProcessRequest;
 import dev.flotilla.agent.protocol.v1.WaitProcessResponse;
 import dev.flotilla.agent.protocol.v1.WriteFileRequest;
 import dev.flotilla.agent.protocol.v1.WriteStdinRequest;
+import dev.flotilla.agent.protocol.v1.CancelWatchRequest;
+import dev.flotilla.agent.protocol.v1.FileInfo;
+import dev.flotilla.agent.protocol.v1.ListDirRequest;
+import dev.flotilla.agent.protocol.v1.ListDirResponse;
+import dev.flotilla.agent.protocol.v1.MakeDirRequest;
+import dev.flotilla.agent.protocol.v1.RemoveRequest;
+import dev.flotilla.agent.protocol.v1.RenameRequest;
+import dev.flotilla.agent.protocol.v1.StatRequest;
+import dev.flotilla.agent.protocol.v1.WatchDirRequest;
+import dev.flotilla.agent.protocol.v1.WatchEvent;
+import dev.flotilla.agent.protocol.v1.WatchEvents;
 import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
 
 /** The one place where domain types and agent.proto messages meet, in both directions. */
 final class AgentTranslations {
@@ -126,6 +140,82 @@ final class AgentTranslations {
     return Request.newBuilder()
         .setReadFile(ReadFileRequest.newBuilder().setPath(path).setOffset(offset).setLength(maxLength))
         .build();
+  }
+
+  static Request listDir(String path, int depth, int maxEntries, String startAfter) {
+    return Request.newBuilder()
+        .setListDir(ListDirRequest.newBuilder().setPath(path).setDepth(nonNegative(depth, "depth"))
+            .setMaxEntries(nonNegative(maxEntries, "maxEntries")).setStartAfter(startAfter))
+        .build();
+  }
+
+  static Request stat(String path, boolean followLinks) {
+    return Request.newBuilder().setStat(StatRequest.newBuilder().setPath(path).setFollowSymlinks(followLinks)).build();
+  }
+
+  static Request makeDir(String path, boolean parents, int mode) {
+    return Request.newBuilder()
+        .setMakeDir(MakeDirRequest.newBuilder().setPath(path).setParents(parents).setMode(mode & 07777))
+        .build();
+  }
+
+  static Request remove(String path, boolean recursive) {
+    return Request.newBuilder().setRemove(RemoveRequest.newBuilder().setPath(path).setRecursive(recursive)).build();
+  }
+
+  static Request rename(String from, String to, boolean overwrite) {
+    return Request.newBuilder()
+        .setRename(RenameRequest.newBuilder().setFrom(from).setTo(to).setOverwrite(overwrite))
+        .build();
+  }
+
+  static Request watchDir(String path, boolean recursive, int window) {
+    return Request.newBuilder()
+        .setWatchDir(WatchDirRequest.newBuilder().setPath(path).setRecursive(recursive).setInitialWindow(window))
+        .build();
+  }
+
+  static Request cancelWatch(int streamId) {
+    return Request.newBuilder().setCancelWatch(CancelWatchRequest.newBuilder().setStreamId(streamId)).build();
+  }
+
+  private static int nonNegative(int v, String name) {
+    if (v < 0) throw new IllegalArgumentException(name + " must not be negative: " + v);
+    return v;
+  }
+
+  static DirListing dirListing(Response r, String what) {
+    ListDirResponse l = expect(r, Response.KindCase.LIST_DIR, what).getListDir();
+    List<FileEntry> entries = new ArrayList<>(l.getEntriesCount());
+    for (FileInfo f : l.getEntriesList()) entries.add(fileEntry(f));
+    return new DirListing(l.getPath(), entries, l.getTruncated(), l.getIncomplete());
+  }
+
+  static FileEntry fileEntry(FileInfo f) {
+    FileEntry.Type type = switch (f.getType()) {
+      case FILE -> FileEntry.Type.FILE;
+      case DIR -> FileEntry.Type.DIR;
+      case SYMLINK -> FileEntry.Type.SYMLINK;
+      case OTHER, UNRECOGNIZED -> FileEntry.Type.OTHER;
+    };
+    return new FileEntry(f.getName(), f.getPath(), type, f.getSize(), f.getMode() & 07777,
+        Instant.ofEpochMilli(f.getMtimeUnixMs()), f.getSymlinkTarget());
+  }
+
+  /** The events of one watch DATA frame, in order. */
+  static List<FsEvent> fsEvents(WatchEvents batch) {
+    List<FsEvent> out = new ArrayList<>(batch.getEventsCount());
+    for (WatchEvent e : batch.getEventsList()) {
+      FsEvent.Kind kind = switch (e.getKind()) {
+        case CREATED -> FsEvent.Kind.CREATED;
+        case MODIFIED -> FsEvent.Kind.MODIFIED;
+        case DELETED -> FsEvent.Kind.DELETED;
+        // An event this host does not know is a change it cannot name: read the directory again.
+        case OVERFLOW, KIND_UNSPECIFIED, UNRECOGNIZED -> FsEvent.Kind.OVERFLOW;
+      };
+      out.add(new FsEvent(kind, kind == FsEvent.Kind.OVERFLOW ? "" : e.getPath(), e.getDropped()));
+    }
+    return out;
   }
 
   static Request stats() {

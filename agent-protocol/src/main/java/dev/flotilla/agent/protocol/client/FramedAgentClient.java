@@ -56,6 +56,7 @@ public final class FramedAgentClient implements AgentClient {
   private final AtomicInteger nextStreamId = new AtomicInteger(1);
   private final Map<Integer, CompletableFuture<Response>> calls = new ConcurrentHashMap<>();
   private final Map<Integer, ExecOutput> outputs = new ConcurrentHashMap<>();
+  private final Map<Integer, WatchStream> watches = new ConcurrentHashMap<>();
   private final CompletableFuture<Void> closed = new CompletableFuture<>();
 
   public FramedAgentClient(InputStream in, OutputStream out, String description, ClientOptions options) {
@@ -199,6 +200,69 @@ public final class FramedAgentClient implements AgentClient {
   }
 
   @Override
+  public CompletableFuture<DirListing> listDir(String path, int depth, int maxEntries, String startAfter,
+      Duration deadline) {
+    String what = "listDir " + path;
+    return call(AgentTranslations.listDir(path, depth, maxEntries, startAfter), deadline, what)
+        .thenApply(r -> AgentTranslations.dirListing(r, what));
+  }
+
+  @Override
+  public CompletableFuture<FileEntry> stat(String path, boolean followLinks, Duration deadline) {
+    String what = "stat " + path;
+    return call(AgentTranslations.stat(path, followLinks), deadline, what)
+        .thenApply(r -> AgentTranslations.fileEntry(AgentTranslations.expect(r, KindCase.STAT, what).getStat()));
+  }
+
+  @Override
+  public CompletableFuture<FileEntry> makeDir(String path, boolean parents, int mode, Duration deadline) {
+    String what = "makeDir " + path;
+    return call(AgentTranslations.makeDir(path, parents, mode), deadline, what)
+        .thenApply(r -> AgentTranslations.fileEntry(AgentTranslations.expect(r, KindCase.MAKE_DIR, what).getMakeDir()));
+  }
+
+  @Override
+  public CompletableFuture<Long> remove(String path, boolean recursive, Duration deadline) {
+    String what = "remove " + path;
+    return call(AgentTranslations.remove(path, recursive), deadline, what)
+        .thenApply(r -> AgentTranslations.expect(r, KindCase.REMOVE, what).getRemove().getRemoved());
+  }
+
+  @Override
+  public CompletableFuture<Void> rename(String from, String to, boolean overwrite, Duration deadline) {
+    String what = "rename " + from + " to " + to;
+    return call(AgentTranslations.rename(from, to, overwrite), deadline, what)
+        .thenAccept(r -> AgentTranslations.empty(r, KindCase.RENAME, what));
+  }
+
+  @Override
+  public CompletableFuture<DirWatch> watchDir(String path, boolean recursive, WatchListener listener,
+      Duration deadline) {
+    int id = allocateStreamId();
+    WatchStream watch = new WatchStream(id, listener, options.outputWindow());
+    // Registered before the request goes out: events may follow the RESPONSE immediately.
+    watches.put(id, watch);
+    String what = "watchDir " + path;
+    return call(id, AgentTranslations.watchDir(path, recursive, options.outputWindow()), deadline, what)
+        .handle((r, e) -> {
+          Throwable cause = unwrap(e);
+          if (cause == null && r.getKindCase() == KindCase.WATCH_DIR) {
+            var w = r.getWatchDir();
+            watch.started(w.getPath(), w.getWatchedDirs(), w.getPartial());
+            return (DirWatch) watch;
+          }
+          watches.remove(id, watch);
+          // On a timeout the watch may run in the agent all the same: end it there.
+          if (cause instanceof AgentException ae && ae.code() == AgentException.Code.DEADLINE_EXCEEDED) {
+            watch.cancel(deadline);
+          }
+          if (cause != null) throw asCompletion(cause);
+          AgentTranslations.expect(r, KindCase.WATCH_DIR, what);
+          throw new AssertionError("unreachable");
+        });
+  }
+
+  @Override
   public CompletableFuture<GuestStats> stats(Duration deadline) {
     return call(AgentTranslations.stats(), deadline, "stats")
         .thenApply(AgentTranslations::guestStats);
@@ -315,8 +379,11 @@ public final class FramedAgentClient implements AgentClient {
       }
       case DATA -> {
         ExecOutput o = outputs.get(frame.streamId());
+        WatchStream w = o == null ? watches.get(frame.streamId()) : null;
         if (o != null) {
           o.onData(frame);
+        } else if (w != null) {
+          w.onData(frame);
         } else {
           requireAllocated(frame);  // late output of an exec whose call gave up is dropped
         }
@@ -349,6 +416,10 @@ public final class FramedAgentClient implements AgentClient {
     for (Integer id : outputs.keySet()) {
       ExecOutput o = outputs.remove(id);
       if (o != null) o.fail(lost("output of stream " + id, cause));
+    }
+    for (Integer id : watches.keySet()) {
+      WatchStream w = watches.remove(id);
+      if (w != null) w.fail(lost("watch on stream " + id, cause));
     }
     closed.complete(null);
   }
@@ -490,6 +561,122 @@ public final class FramedAgentClient implements AgentClient {
           LOG.log(Level.WARNING, "output sink of stream " + streamId + " failed in onError", ex);
         }
       }
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Watches
+
+  /** A WatchDir's stream: WatchEvents in DATA frames, credited back once the listener has taken them. */
+  private final class WatchStream implements DirWatch {
+    /** The last frame carries only a short reason: it may come when no credit is left. */
+    private static final int END_SLACK = 1024;
+    private final int streamId;
+    private final WatchListener listener;
+    private final int window;
+    private final CompletableFuture<String> ended = new CompletableFuture<>();
+    private long inFlight;
+    private volatile String path = "";
+    private volatile int watchedDirs;
+    private volatile boolean partial;
+
+    WatchStream(int streamId, WatchListener listener, int window) {
+      this.streamId = streamId;
+      this.listener = listener;
+      this.window = window;
+    }
+
+    void started(String path, int watchedDirs, boolean partial) {
+      this.path = path;
+      this.watchedDirs = watchedDirs;
+      this.partial = partial;
+    }
+
+    @Override
+    public String path() {
+      return path;
+    }
+
+    @Override
+    public int watchedDirs() {
+      return watchedDirs;
+    }
+
+    @Override
+    public boolean partial() {
+      return partial;
+    }
+
+    @Override
+    public CompletableFuture<String> ended() {
+      return ended;
+    }
+
+    @Override
+    public CompletableFuture<Void> cancel(Duration deadline) {
+      String what = "cancel watch " + path + " (stream " + streamId + ")";
+      return call(AgentTranslations.cancelWatch(streamId), deadline, what).thenAccept(r -> {
+        // Gone already (ended, or never started): nothing left to cancel.
+        if (r.getKindCase() == KindCase.ERROR && r.getError().getCode() == dev.flotilla.agent.protocol.v1.Error.Code.NOT_FOUND) {
+          return;
+        }
+        AgentTranslations.empty(r, KindCase.CANCEL_WATCH, what);
+      });
+    }
+
+    void onData(Frame frame) throws ProtocolException {
+      if (ended.isDone()) throw new ProtocolException("DATA after the end of watch stream " + streamId);
+      int len = frame.payload().length;
+      synchronized (this) {
+        inFlight += len;
+        if (inFlight > window + (frame.endOfStream() ? END_SLACK : 0)) {
+          throw new ProtocolException("agent overran the flow-control window of " + window + " bytes on watch stream "
+              + streamId);
+        }
+      }
+      dev.flotilla.agent.protocol.v1.WatchEvents batch;
+      try {
+        batch = dev.flotilla.agent.protocol.v1.WatchEvents.parseFrom(frame.payload());
+      } catch (InvalidProtocolBufferException e) {
+        throw new ProtocolException("malformed WatchEvents on stream " + streamId + ": " + e.getMessage(), e);
+      }
+      if (batch.getEventsCount() > 0) {
+        try {
+          listener.onEvents(AgentTranslations.fsEvents(batch));
+        } catch (RuntimeException e) {
+          LOG.log(Level.WARNING, "watch listener of stream " + streamId + " failed; its events are dropped", e);
+        }
+      }
+      if (frame.endOfStream()) {
+        watches.remove(streamId, this);
+        String reason = batch.getEndReason();
+        try {
+          listener.onEnd(reason);
+        } catch (RuntimeException e) {
+          LOG.log(Level.WARNING, "watch listener of stream " + streamId + " failed at its end", e);
+        }
+        ended.complete(reason);
+        return;
+      }
+      int credit = 0;
+      synchronized (this) {
+        // Coalesced like exec output: one update per quarter window.
+        if (inFlight >= Math.max(1, window / 4)) {
+          credit = (int) inFlight;
+          inFlight = 0;
+        }
+      }
+      if (credit > 0) connection.trySend(Frame.windowUpdate(streamId, false, credit));
+    }
+
+    void fail(AgentException e) {
+      if (ended.isDone()) return;
+      try {
+        listener.onError(e);
+      } catch (RuntimeException ex) {
+        LOG.log(Level.WARNING, "watch listener of stream " + streamId + " failed in onError", ex);
+      }
+      ended.completeExceptionally(e);
     }
   }
 

@@ -79,6 +79,18 @@ class AgentClientFuzzTest {
     calls.put("writeStdin", client.writeStdin("e", new byte[] {1}, DEADLINE));
     calls.put("closeStdin", client.closeStdin("e", DEADLINE));
     calls.put("shutdown", client.shutdown(Duration.ZERO, false, DEADLINE));
+    // Streams 13 on: the file system calls, and a watch whose stream takes DATA like an exec's.
+    calls.put("listDir", client.listDir("/d", 2, 10, "", DEADLINE));
+    calls.put("stat", client.stat("/f", false, DEADLINE));
+    calls.put("makeDir", client.makeDir("/d", true, 0, DEADLINE));
+    calls.put("remove", client.remove("/d", true, DEADLINE));
+    calls.put("rename", client.rename("/a", "/b", false, DEADLINE));
+    List<FsEvent> events = new ArrayList<>();
+    calls.put("watchDir", client.watchDir("/d", true, batch -> {
+      synchronized (events) {
+        events.addAll(batch);
+      }
+    }, DEADLINE));
 
     OutputStream agent = toClient.output();
     try {
@@ -131,13 +143,13 @@ class AgentClientFuzzTest {
   private static byte[] nextChunk(FuzzedDataProvider data) {
     int form = data.consumeInt(0, 7);
     if (form == 0) return data.consumeBytes(data.consumeInt(0, 64));
-    int streamId = data.consumeInt(0, 14);
+    int streamId = data.consumeInt(0, 20);
     int type = form <= 4 ? 2 /* RESPONSE */ : form == 5 ? 3 /* DATA */ : data.consumeInt(0, 6);
     int flags = data.consumeInt(0, 255);
     byte[] payload;
     if (type == 2 && data.consumeBoolean()) {
       // A Response with kind field 1..13 wrapping arbitrary bytes: reaches every translation.
-      payload = response(data.consumeInt(1, 14), data.consumeBytes(data.consumeInt(0, 96)));
+      payload = response(data.consumeInt(1, 21), data.consumeBytes(data.consumeInt(0, 96)));
     } else if (type == 4 && data.consumeBoolean()) {
       payload = ByteBuffer.allocate(4).putInt(data.consumeInt()).array();
     } else {

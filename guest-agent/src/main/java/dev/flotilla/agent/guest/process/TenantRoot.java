@@ -19,9 +19,11 @@ import java.util.List;
  *
  * <p>Paths are resolved as the tenant would see them: symbolic links inside the root are followed
  * inside the root, never out of it ({@code ..} stops at the root, an absolute target starts again
- * at the root). A tenant process that swaps a directory for a link between this check and the use
- * can still race it; the guest's kernel, not this chroot, is the boundary the tenant must not cross
- * (root inside the guest can leave any chroot).
+ * at the root). The result is a list of names that file calls then walk through directory
+ * descriptors without following links ({@code dev.flotilla.agent.guest.system.Confined}), so a
+ * tenant who swaps a directory for a link after this resolution gets an error, not a way out. The
+ * guest's kernel, not this chroot, stays the boundary for processes (root inside the guest can
+ * leave any chroot).
  *
  * @param root where the tenant's root is mounted in the agent's view
  * @param nsenter the helper that enters it
@@ -33,9 +35,25 @@ public record TenantRoot(Path root, Path nsenter) {
     root = root.toAbsolutePath().normalize();
   }
 
+  /** The agent's own root as the tenant's (the process driver): file paths resolve in it the same way. */
+  public static TenantRoot filesOnly(Path root) {
+    return new TenantRoot(root, null);
+  }
+
   /** {@code path} (absolute, as the tenant sees it) in the agent's view, links resolved inside the root. */
   public Path resolve(String path) {
+    return join(components(path, true));
+  }
+
+  /**
+   * The names that lead from the root to {@code path}, every symbolic link on the way resolved
+   * inside the root (the last one only if {@code followLast}), none of them {@code .} or {@code ..}:
+   * what {@link dev.flotilla.agent.guest.system.Confined} then walks, one open directory at a time,
+   * refusing any name that has become a link since.
+   */
+  public List<String> components(String path, boolean followLast) {
     if (path.isEmpty() || !path.startsWith("/")) throw AgentError.invalid("path '" + path + "' must be absolute");
+    if (path.indexOf('\0') >= 0) throw AgentError.invalid("path '" + path.replace('\0', '?') + "' contains NUL");
     Deque<String> todo = new ArrayDeque<>(split(path));
     List<String> done = new ArrayList<>();
     int links = 0;
@@ -47,7 +65,8 @@ public record TenantRoot(Path root, Path nsenter) {
         continue;
       }
       Path here = join(done).resolve(name);
-      if (Files.isSymbolicLink(here)) {
+      boolean last = todo.isEmpty();
+      if ((followLast || !last) && Files.isSymbolicLink(here)) {
         if (++links > MAX_LINKS) throw AgentError.invalid("path '" + path + "': too many levels of symbolic links");
         String target;
         try {
@@ -62,10 +81,16 @@ public record TenantRoot(Path root, Path nsenter) {
       }
       done.add(name);
     }
-    return join(done);
+    return done;
   }
 
-  private Path join(List<String> names) {
+  /** The tenant's view of resolved {@code names}: {@code /a/b}, or {@code /}. */
+  public static String tenantPath(List<String> names) {
+    return names.isEmpty() ? "/" : "/" + String.join("/", names);
+  }
+
+  /** Where resolved {@code names} are in the agent's view (for the calls Java only offers by path). */
+  public Path join(List<String> names) {
     Path p = root;
     for (String n : names) p = p.resolve(n);
     return p;
