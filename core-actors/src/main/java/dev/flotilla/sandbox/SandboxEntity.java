@@ -60,39 +60,49 @@ public final class SandboxEntity
 
   public sealed interface Command extends FlotillaSerializable {}
 
+  /**
+   * A caller's command: it names the tenant that asks, and only that sandbox's tenant gets past
+   * the one guard in {@link #commandHandler()}; anyone else hears NOT_FOUND, as if it did not exist.
+   */
+  public sealed interface TenantCommand extends Command {
+    String tenant();
+
+    ActorRef<? extends StatusReply<?>> replyTo();
+  }
+
   /** Replies are shared by the lifecycle commands: the sandbox after the change. */
   public record Create(String tenant, SandboxSpec spec, String requestId, ActorRef<StatusReply<SandboxView>> replyTo)
-      implements Command {}
+      implements TenantCommand {}
 
-  public record Get(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+  public record Get(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
-  public record Start(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+  public record Start(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
   /** Replies once the VM is gone (phase STOPPED). */
-  public record Stop(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+  public record Stop(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
-  public record Pause(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+  public record Pause(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
-  public record Resume(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+  public record Resume(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
   /** Replies once the VM is gone and the tombstone is stored. */
-  public record Delete(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+  public record Delete(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
   public record Exec(String tenant, VmSupervisorProtocol.ExecSpec spec, ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo)
-      implements Command {}
+      implements TenantCommand {}
 
   public record WriteFile(String tenant, String path, int mode, SourceRef<ByteString> data, ActorRef<StatusReply<Long>> replyTo)
-      implements Command {}
+      implements TenantCommand {}
 
   public record ReadFile(String tenant, String path, ActorRef<StatusReply<SourceRef<ByteString>>> replyTo)
-      implements Command {}
+      implements TenantCommand {}
 
   /**
    * The main process's log on this node: the last {@code tail} lines (negative: all it keeps),
    * then with {@code follow} new output until the main process ends (its exit last).
    */
   public record ReadLogs(String tenant, int tail, boolean follow, ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo)
-      implements Command {}
+      implements TenantCommand {}
 
   /**
    * Sharding's stop message (hand-off or passivation). When another node will take the sandbox
@@ -300,105 +310,92 @@ public final class SandboxEntity
 
   // ------------------------------------------------------------------------------ commands
 
+  /**
+   * One guard, then dispatch by state and command type. The guard answers a foreign tenant's
+   * command NOT_FOUND before any handler runs (a deleted sandbox's tombstone included), so the
+   * handlers below only ever see the owner's. While the entity hands off, every command but the
+   * entity's own is left unhandled (callers retry on the new owner), and the guard stays out of it.
+   */
   @Override
   public CommandHandlerWithReply<Command, Event, State> commandHandler() {
-    return newCommandHandlerWithReplyBuilder()
-        .forAnyState()
-        .onAnyCommand(this::handle);
+    CommandHandlerWithReply<Command, Event, State> byState = byState();
+    return (state, cmd) -> !handingOff && cmd instanceof TenantCommand t && state instanceof Live l && !l.tenant().equals(t.tenant())
+        ? rejectAll(t)
+        : byState.apply(state, cmd);
   }
 
-  private ReplyEffect<Event, State> handle(State state, Command cmd) {
-    if (cmd instanceof HandOff) return onHandOff();
-    if (cmd instanceof HandOffDone) return Effect().stop().thenNoReply();
-    if (cmd instanceof Inspect i) {
-      // Asked about an id that was never created (the ledger reconciler, a create that lost a race):
-      // nothing to keep in memory or remember.
-      if (state instanceof Empty) passivateLater();
-      return Effect().reply(i.replyTo(), inspection(state));
-    }
-    if (handingOff) return Effect().unhandled().thenNoReply(); // going away: callers retry on the new owner
-    if (state instanceof Empty) return onEmpty(cmd);
-    Live s = (Live) state;
-    if (s.phase() == Phase.DELETED) return onDeleted(s, cmd);
-    if (cmd instanceof Create c) return onCreateAgain(s, c);
-    if (cmd instanceof Get g) {
-      return owned(s, g.tenant()) ? Effect().reply(g.replyTo(), StatusReply.success(s.view())) : notFound(g.replyTo());
-    }
-    if (cmd instanceof Start c) return onStart(s, c);
-    if (cmd instanceof Stop c) return onStop(s, c);
-    if (cmd instanceof Pause c) return onFreeze(s, true, c.tenant(), c.replyTo());
-    if (cmd instanceof Resume c) return onFreeze(s, false, c.tenant(), c.replyTo());
-    if (cmd instanceof Delete c) return onDelete(s, c);
-    if (cmd instanceof Exec c) {
-      return forwardToVm(s, c.tenant(), c.replyTo(), vm -> vm.tell(new VmSupervisorProtocol.Exec(c.spec(), c.replyTo())));
-    }
-    if (cmd instanceof WriteFile c) {
-      return forwardToVm(s, c.tenant(), c.replyTo(),
-          vm -> vm.tell(new VmSupervisorProtocol.WriteFile(c.path(), c.mode(), c.data(), c.replyTo())));
-    }
-    if (cmd instanceof ReadFile c) {
-      return forwardToVm(s, c.tenant(), c.replyTo(), vm -> vm.tell(new VmSupervisorProtocol.ReadFile(c.path(), c.replyTo())));
-    }
-    if (cmd instanceof ReadLogs c) return onReadLogs(s, c);
-    if (cmd instanceof FromVm r) return onReport(s, r.report());
-    if (cmd instanceof SupervisorTerminated t) return onSupervisorTerminated(s, t);
-    if (cmd instanceof Reconcile) return onReconcile(s);
-    if (cmd instanceof SpawnVm sp) return onSpawnVm(s, sp);
-    if (cmd instanceof FreezeResult fr) return onFreezeResult(s, fr);
-    if (cmd instanceof PauseKept pk) return onPauseKept(s, pk);
-    throw new IllegalStateException("unhandled command " + cmd.getClass().getName());
+  private CommandHandlerWithReply<Command, Event, State> byState() {
+    var builder = newCommandHandlerWithReplyBuilder();
+
+    builder.forAnyState()
+        .onCommand(HandOff.class, this::onHandOff)
+        .onCommand(HandOffDone.class, () -> Effect().stop().thenNoReply())
+        .onCommand(Inspect.class, this::onInspect)
+        .onCommand(c -> handingOff, c -> Effect().unhandled().thenNoReply()); // going away: callers retry on the new owner
+
+    builder.forStateType(Empty.class)
+        .onCommand(Create.class, this::onCreate)
+        .onCommand(TenantCommand.class, this::rejectAll)
+        .onAnyCommand(() -> Effect().none().thenNoReply()); // internal news of a sandbox that has none
+
+    // The tombstone: a deleted sandbox is gone for every caller, exactly as if it never existed.
+    builder.forState(Live.class, s -> s.phase() == Phase.DELETED)
+        .onCommand(Create.class, (s, c) -> reject(c.replyTo(), new SandboxError(SandboxError.Kind.ALREADY_EXISTS,
+            "request id '" + c.requestId() + "' was used for sandbox " + s.id() + ", which has been deleted; use a new request id")))
+        .onCommand(TenantCommand.class, this::rejectAll)
+        .onAnyCommand(() -> Effect().none().thenNoReply());
+
+    builder.forStateType(Live.class)
+        .onCommand(Create.class, this::onCreateAgain)
+        .onCommand(Get.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(s.view())))
+        .onCommand(Start.class, this::onStart)
+        .onCommand(Stop.class, this::onStop)
+        .onCommand(Pause.class, (s, c) -> onFreeze(s, true, c.replyTo()))
+        .onCommand(Resume.class, (s, c) -> onFreeze(s, false, c.replyTo()))
+        .onCommand(Delete.class, this::onDelete)
+        .onCommand(Exec.class, (s, c) -> forwardToVm(s, c.replyTo(), vm -> vm.tell(new VmSupervisorProtocol.Exec(c.spec(), c.replyTo()))))
+        .onCommand(WriteFile.class, (s, c) -> forwardToVm(s, c.replyTo(),
+            vm -> vm.tell(new VmSupervisorProtocol.WriteFile(c.path(), c.mode(), c.data(), c.replyTo()))))
+        .onCommand(ReadFile.class, (s, c) -> forwardToVm(s, c.replyTo(),
+            vm -> vm.tell(new VmSupervisorProtocol.ReadFile(c.path(), c.replyTo()))))
+        .onCommand(ReadLogs.class, this::onReadLogs)
+        .onCommand(FromVm.class, (s, c) -> onReport(s, c.report()))
+        .onCommand(SupervisorTerminated.class, this::onSupervisorTerminated)
+        .onCommand(Reconcile.class, (s, c) -> onReconcile(s))
+        .onCommand(SpawnVm.class, this::onSpawnVm)
+        .onCommand(FreezeResult.class, this::onFreezeResult)
+        .onCommand(PauseKept.class, this::onPauseKept);
+
+    return builder.build();
   }
 
-  private ReplyEffect<Event, State> onEmpty(Command cmd) {
-    if (cmd instanceof Create c) {
-      Instant now = Instant.now();
-      List<Event> events = List.of(
-          new Created(sandboxId, c.tenant(), c.spec(), c.requestId(), now),
-          new VmStartRequested(1, runtime.nodeAddress(), "created", 0, now));
-      return Effect().persist(events)
-          .thenRun(s -> afterChange(s, "created"))
-          .thenRun(s -> spawnVm((Live) s, Duration.ZERO))
-          .thenReply(c.replyTo(), s -> StatusReply.success(((Live) s).view()));
-    }
-    return rejectAll(cmd);
+  private ReplyEffect<Event, State> onCreate(Create c) {
+    Instant now = Instant.now();
+    List<Event> events = List.of(
+        new Created(sandboxId, c.tenant(), c.spec(), c.requestId(), now),
+        new VmStartRequested(1, runtime.nodeAddress(), "created", 0, now));
+    return Effect().persist(events)
+        .thenRun(s -> afterChange(s, "created"))
+        .thenRun(s -> spawnVm((Live) s, Duration.ZERO))
+        .thenReply(c.replyTo(), s -> StatusReply.success(((Live) s).view()));
   }
 
-  /** The tombstone: a deleted sandbox is gone for every caller, exactly as if it never existed. */
-  private ReplyEffect<Event, State> onDeleted(Live s, Command cmd) {
-    if (cmd instanceof Create c && owned(s, c.tenant())) {
-      return reject(c.replyTo(), new SandboxError(SandboxError.Kind.ALREADY_EXISTS,
-          "request id '" + c.requestId() + "' was used for sandbox " + s.id() + ", which has been deleted; use a new request id"));
-    }
-    return rejectAll(cmd);
+  private ReplyEffect<Event, State> onInspect(State state, Inspect i) {
+    // Asked about an id that was never created (the ledger reconciler, a create that lost a race):
+    // nothing to keep in memory or remember.
+    if (state instanceof Empty) passivateLater();
+    return Effect().reply(i.replyTo(), inspection(state));
   }
 
-  /** NOT_FOUND to any user command; internal messages for a sandbox without a VM are dropped. */
-  private ReplyEffect<Event, State> rejectAll(Command cmd) {
-    ActorRef<? extends StatusReply<?>> replyTo = replyToOf(cmd);
-    if (replyTo == null) return Effect().none().thenNoReply();
+  /** NOT_FOUND, to a caller who may not know this sandbox exists. */
+  private ReplyEffect<Event, State> rejectAll(TenantCommand cmd) {
     @SuppressWarnings("unchecked")
-    ActorRef<StatusReply<Object>> r = (ActorRef<StatusReply<Object>>) (ActorRef<?>) replyTo;
+    ActorRef<StatusReply<Object>> r = (ActorRef<StatusReply<Object>>) (ActorRef<?>) cmd.replyTo();
     return notFound(r);
-  }
-
-  private static ActorRef<? extends StatusReply<?>> replyToOf(Command cmd) {
-    if (cmd instanceof Create c) return c.replyTo();
-    if (cmd instanceof Get c) return c.replyTo();
-    if (cmd instanceof Start c) return c.replyTo();
-    if (cmd instanceof Stop c) return c.replyTo();
-    if (cmd instanceof Pause c) return c.replyTo();
-    if (cmd instanceof Resume c) return c.replyTo();
-    if (cmd instanceof Delete c) return c.replyTo();
-    if (cmd instanceof Exec c) return c.replyTo();
-    if (cmd instanceof WriteFile c) return c.replyTo();
-    if (cmd instanceof ReadFile c) return c.replyTo();
-    if (cmd instanceof ReadLogs c) return c.replyTo();
-    return null;
   }
 
   /** A retried create (same request id, hence same sandbox id) returns the sandbox as it is. */
   private ReplyEffect<Event, State> onCreateAgain(Live s, Create c) {
-    if (!owned(s, c.tenant())) return notFound(c.replyTo());
     if (!Objects.equals(s.spec(), c.spec())) {
       return reject(c.replyTo(), new SandboxError(SandboxError.Kind.ALREADY_EXISTS,
           "request id '" + c.requestId() + "' was already used to create sandbox " + s.id()
@@ -408,7 +405,6 @@ public final class SandboxEntity
   }
 
   private ReplyEffect<Event, State> onStart(Live s, Start c) {
-    if (!owned(s, c.tenant())) return notFound(c.replyTo());
     return switch (s.phase()) {
       case STOPPED, FAILED -> {
         Instant now = Instant.now();
@@ -425,7 +421,6 @@ public final class SandboxEntity
   }
 
   private ReplyEffect<Event, State> onStop(Live s, Stop c) {
-    if (!owned(s, c.tenant())) return notFound(c.replyTo());
     return switch (s.phase()) {
       case STOPPED, FAILED -> Effect().reply(c.replyTo(), StatusReply.success(s.view()));
       case STOPPING -> {
@@ -453,7 +448,6 @@ public final class SandboxEntity
   }
 
   private ReplyEffect<Event, State> onDelete(Live s, Delete c) {
-    if (!owned(s, c.tenant())) return notFound(c.replyTo());
     Instant now = Instant.now();
     if (s.phase() == Phase.DELETING) {
       waitingForStop.add(c.replyTo());
@@ -472,8 +466,7 @@ public final class SandboxEntity
         .thenNoReply();
   }
 
-  private ReplyEffect<Event, State> onFreeze(Live s, boolean pause, String tenant, ActorRef<StatusReply<SandboxView>> replyTo) {
-    if (!owned(s, tenant)) return notFound(replyTo);
+  private ReplyEffect<Event, State> onFreeze(Live s, boolean pause, ActorRef<StatusReply<SandboxView>> replyTo) {
     Phase target = pause ? Phase.PAUSED : Phase.RUNNING;
     if (s.phase() == target) return Effect().reply(replyTo, StatusReply.success(s.view()));
     Phase from = pause ? Phase.RUNNING : Phase.PAUSED;
@@ -530,8 +523,7 @@ public final class SandboxEntity
   }
 
   private <R> ReplyEffect<Event, State> forwardToVm(
-      Live s, String tenant, ActorRef<StatusReply<R>> replyTo, java.util.function.Consumer<ActorRef<VmSupervisorProtocol.Command>> send) {
-    if (!owned(s, tenant)) return notFound(replyTo);
+      Live s, ActorRef<StatusReply<R>> replyTo, java.util.function.Consumer<ActorRef<VmSupervisorProtocol.Command>> send) {
     if (s.phase() != Phase.RUNNING || supervisor == null) {
       String hint = switch (s.phase()) {
         case PAUSED -> "; resume it first";
@@ -550,7 +542,6 @@ public final class SandboxEntity
    * The log is this node's (a sandbox that moved here starts a new one).
    */
   private ReplyEffect<Event, State> onReadLogs(Live s, ReadLogs c) {
-    if (!owned(s, c.tenant())) return notFound(c.replyTo());
     if (s.spec().command().isEmpty()) {
       return reject(c.replyTo(), SandboxError.precondition("sandbox " + s.id()
           + " has no main process, so no logs: create it with a command (create ... -- CMD, or --image-command)"));
@@ -565,7 +556,7 @@ public final class SandboxEntity
     return Effect().reply(c.replyTo(), StatusReply.success(ref));
   }
 
-  private ReplyEffect<Event, State> onHandOff() {
+  private ReplyEffect<Event, State> onHandOff(HandOff c) {
     if (supervisor == null || !runtime.handOffStopsVm().getAsBoolean()) {
       return Effect().stop().thenNoReply();
     }
@@ -807,10 +798,6 @@ public final class SandboxEntity
   }
 
   // ------------------------------------------------------------------------------ helpers
-
-  private static boolean owned(Live s, String tenant) {
-    return s.tenant().equals(tenant);
-  }
 
   private <R> ReplyEffect<Event, State> notFound(ActorRef<StatusReply<R>> replyTo) {
     return reject(replyTo, SandboxError.notFound(sandboxId));

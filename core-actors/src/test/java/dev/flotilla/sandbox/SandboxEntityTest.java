@@ -211,11 +211,17 @@ class SandboxEntityTest {
     for (var r : List.of(
         kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get("other", ref)).reply(),
         kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Stop("other", ref)).reply(),
-        kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Delete("other", ref)).reply())) {
+        kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Delete("other", ref)).reply(),
+        kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Pause("other", ref)).reply(),
+        kit.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.Exec("other",
+            new VmSupervisorProtocol.ExecSpec(List.of("true"), Map.of(), ""), castRef(ref))).reply(),
+        kit.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.ReadFile("other", "/etc/hostname", castRef(ref))).reply(),
+        kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create("other", SPEC, "req-1", ref)).reply())) {
       assertTrue(r.isError());
       assertEquals(SandboxError.Kind.NOT_FOUND, SandboxError.fromReplyText(r.getError().getMessage()).kind());
     }
     assertEquals(Phase.RUNNING, get(kit, T).phase());
+    vmCommands.expectNoMessage(Duration.ofMillis(100));
   }
 
   @Test
@@ -369,6 +375,9 @@ class SandboxEntityTest {
     var recreate = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, SPEC, "req-1", ref));
     assertEquals(SandboxError.Kind.ALREADY_EXISTS, SandboxError.fromReplyText(recreate.reply().getError().getMessage()).kind());
     assertTrue(recreate.hasNoEvents());
+    // Another tenant cannot even learn that the id was used.
+    var foreign = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create("other", SPEC, "req-1", ref));
+    assertEquals(SandboxError.Kind.NOT_FOUND, SandboxError.fromReplyText(foreign.reply().getError().getMessage()).kind());
     // Replay keeps it deleted.
     kit.restart();
     assertEquals(Phase.DELETED, ((Live) kit.getState()).phase());
