@@ -1,11 +1,12 @@
 package dev.flotilla.sandbox;
 
 import dev.flotilla.persistence.FlotillaSerializable;
+import dev.flotilla.sandbox.protocol.ExecEvent;
+import dev.flotilla.sandbox.protocol.ExecSpec;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecEvent;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Report;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -88,7 +89,7 @@ public final class SandboxEntity
   /** Replies once the VM is gone and the tombstone is stored. */
   public record Delete(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
-  public record Exec(String tenant, VmSupervisorProtocol.ExecSpec spec, ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo)
+  public record Exec(String tenant, ExecSpec spec, ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo)
       implements TenantCommand {}
 
   public record WriteFile(String tenant, String path, int mode, SourceRef<ByteString> data, ActorRef<StatusReply<Long>> replyTo)
@@ -764,7 +765,7 @@ public final class SandboxEntity
   private VmSupervisorProtocol.MainProcess mainProcess(Live s) {
     if (s.spec().command().isEmpty()) return null;
     var logs = runtime.mainLogs();
-    return new VmSupervisorProtocol.MainProcess(new VmSupervisorProtocol.ExecSpec(s.spec().command(), java.util.Map.of(), ""),
+    return new VmSupervisorProtocol.MainProcess(new ExecSpec(s.spec().command(), java.util.Map.of(), ""),
         logs.of(sandboxId), (int) Math.min(logs.maxBytes(), Integer.MAX_VALUE), runtime.stopGrace());
   }
 

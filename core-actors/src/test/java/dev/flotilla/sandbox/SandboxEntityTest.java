@@ -11,6 +11,7 @@ import dev.flotilla.sandbox.SandboxEntity.Command;
 import dev.flotilla.sandbox.SandboxEntity.Event;
 import dev.flotilla.sandbox.SandboxEntity.Live;
 import dev.flotilla.sandbox.SandboxEntity.State;
+import dev.flotilla.sandbox.protocol.ExecSpec;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.VmExit;
 import dev.flotilla.vm.VmHandle;
@@ -214,7 +215,7 @@ class SandboxEntityTest {
         kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Delete("other", ref)).reply(),
         kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Pause("other", ref)).reply(),
         kit.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.Exec("other",
-            new VmSupervisorProtocol.ExecSpec(List.of("true"), Map.of(), ""), castRef(ref))).reply(),
+            new ExecSpec(List.of("true"), Map.of(), ""), castRef(ref))).reply(),
         kit.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.ReadFile("other", "/etc/hostname", castRef(ref))).reply(),
         kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create("other", SPEC, "req-1", ref)).reply())) {
       assertTrue(r.isError());
@@ -246,7 +247,7 @@ class SandboxEntityTest {
     assertInstanceOf(VmSupervisorProtocol.Pause.class, vmCommands.receiveMessage());
 
     var exec = kit.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.Exec(T,
-        new VmSupervisorProtocol.ExecSpec(List.of("true"), Map.of(), ""), castRef(ref)));
+        new ExecSpec(List.of("true"), Map.of(), ""), castRef(ref)));
     assertTrue(exec.reply().getError().getMessage().contains("resume it first"));
 
     var resumed = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Resume(T, ref));
@@ -354,7 +355,7 @@ class SandboxEntityTest {
     assertNull(((Live) kit.getState()).vm());
 
     var exec = kit.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.Exec(T,
-        new VmSupervisorProtocol.ExecSpec(List.of("true"), Map.of(), ""), castRef(ref)));
+        new ExecSpec(List.of("true"), Map.of(), ""), castRef(ref)));
     assertTrue(exec.reply().getError().getMessage().contains("start it first"));
     var pause = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Pause(T, ref));
     assertEquals(SandboxError.Kind.FAILED_PRECONDITION, SandboxError.fromReplyText(pause.reply().getError().getMessage()).kind());
@@ -443,7 +444,7 @@ class SandboxEntityTest {
     assertEquals(2, starting.incarnation());
     assertEquals(Phase.PAUSED, starting.phase(), "the move does not resume it");
     var exec = moved.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.Exec(T,
-        new VmSupervisorProtocol.ExecSpec(List.of("true"), Map.of(), ""), castRef(ref)));
+        new ExecSpec(List.of("true"), Map.of(), ""), castRef(ref)));
     assertTrue(exec.reply().getError().getMessage().contains("resume it first"), exec.reply().getError().getMessage());
 
     ready(2);

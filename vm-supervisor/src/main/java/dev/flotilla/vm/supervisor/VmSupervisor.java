@@ -4,8 +4,9 @@ import com.typesafe.config.Config;
 import dev.flotilla.agent.protocol.client.AgentClient;
 import dev.flotilla.agent.protocol.client.AgentException;
 import dev.flotilla.agent.protocol.client.ExecRequest;
-import dev.flotilla.agent.protocol.client.OutputRead;
 import dev.flotilla.agent.protocol.client.GuestInfo;
+import dev.flotilla.agent.protocol.client.OutputRead;
+import dev.flotilla.sandbox.protocol.ExecSpec;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
@@ -15,9 +16,9 @@ import dev.flotilla.vm.VmSpec;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.AgentLost;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Command;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Exec;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.MainProcess;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.GetStats;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.GuestStats;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.MainProcess;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Pause;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ReadFile;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Report;
@@ -714,7 +715,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     getContext().pipeToSelf(onBlocking(() -> log.progress(incarnation)).thenCompose(p -> {
       if (p.exited()) return CompletableFuture.completedFuture(p);
       if (adopting) return CompletableFuture.completedFuture(p);
-      VmSupervisorProtocol.ExecSpec e = main.spec();
+      ExecSpec e = main.spec();
       return c.execDetached(new ExecRequest(MAIN_EXEC_ID, e.argv(), e.env(), e.workingDir(), false, e.user()), main.ringBytes(),
           settings.callTimeout()).thenApply(pid -> p);
     }), (p, err) -> {
