@@ -10,6 +10,7 @@ import dev.flotilla.api.v1.GetSandboxRequest;
 import dev.flotilla.api.v1.ListSandboxesRequest;
 import dev.flotilla.api.v1.PauseSandboxRequest;
 import dev.flotilla.api.v1.Phase;
+import dev.flotilla.api.v1.ReadFileRequest;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxSpec;
 import dev.flotilla.api.v1.StopSandboxRequest;
@@ -210,6 +211,10 @@ class NodeOnH2IT extends NodeScenarios {
     String id = create(spec(), "").getId();
     awaitPhase(id, Phase.RUNNING);
     assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> exec(id)));
+    // refused by the guest, through the VM supervisor: the agent's kind comes through, not INTERNAL
+    var missing = failure(() -> await(client.readFile().addHeader("authorization", bearer())
+        .invoke(ReadFileRequest.newBuilder().setSandboxId(id).setPath("/no/such/file").build()).runWith(Sink.ignore(), clientSystem)));
+    assertEquals(Status.Code.NOT_FOUND, missing.getStatus().getCode(), missing.getStatus().toString());
     await(client.stopSandbox().addHeader("authorization", bearer()).invoke(StopSandboxRequest.newBuilder().setId(id).build()));
     var wrongPhase = failure(() -> await(client.pauseSandbox().addHeader("authorization", bearer())
         .invoke(PauseSandboxRequest.newBuilder().setId(id).build())));

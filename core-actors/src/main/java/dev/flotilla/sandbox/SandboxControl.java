@@ -2,6 +2,7 @@ package dev.flotilla.sandbox;
 
 import dev.flotilla.sandbox.protocol.ExecEvent;
 import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.tenant.TenantEntity;
 import dev.flotilla.tenant.TenantLimits;
 import java.time.Duration;

@@ -3,6 +3,7 @@ package dev.flotilla.sandbox;
 import dev.flotilla.persistence.FlotillaSerializable;
 import dev.flotilla.sandbox.protocol.ExecEvent;
 import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
@@ -481,7 +482,7 @@ public final class SandboxEntity
         runtime.vmCallTimeout(),
         ref -> pause ? new VmSupervisorProtocol.Pause(ref) : new VmSupervisorProtocol.Resume(ref),
         (done, err) -> new FreezeResult(pause, incarnation,
-            err == null ? StatusReply.ack() : StatusReply.error(err.getMessage()), replyTo));
+            err == null ? StatusReply.ack() : fromVm(err).reply(), replyTo));
     return Effect().noReply();
   }
 
@@ -491,8 +492,8 @@ public final class SandboxEntity
           "the sandbox's VM was replaced while " + (r.pause() ? "pausing" : "resuming") + "; try again"));
     }
     if (r.result().isError()) {
-      return reject(r.replyTo(), SandboxError.precondition(
-          "could not " + (r.pause() ? "pause" : "resume") + " sandbox " + s.id() + ": " + r.result().getError().getMessage()));
+      return reject(r.replyTo(), SandboxError.fromReplyText(r.result().getError().getMessage())
+          .doing("could not " + (r.pause() ? "pause" : "resume") + " sandbox " + s.id()));
     }
     Instant now = Instant.now();
     Event e = r.pause() ? new Paused(now) : new Resumed(now);
@@ -805,7 +806,13 @@ public final class SandboxEntity
   }
 
   private <R> ReplyEffect<Event, State> reject(ActorRef<StatusReply<R>> replyTo, SandboxError error) {
-    return Effect().reply(replyTo, StatusReply.error(error.toReplyText()));
+    return Effect().reply(replyTo, error.reply());
+  }
+
+  /** The VM supervisor's refusal (it says its kind), or the ask's own failure: no answer in time is UNAVAILABLE. */
+  private static SandboxError fromVm(Throwable err) {
+    if (err instanceof java.util.concurrent.TimeoutException) return SandboxError.unavailable("the VM did not answer in time; try again");
+    return SandboxError.fromReplyText(String.valueOf(err.getMessage()));
   }
 
   // ------------------------------------------------------------------------------ events

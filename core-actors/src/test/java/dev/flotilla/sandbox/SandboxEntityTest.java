@@ -12,6 +12,7 @@ import dev.flotilla.sandbox.SandboxEntity.Event;
 import dev.flotilla.sandbox.SandboxEntity.Live;
 import dev.flotilla.sandbox.SandboxEntity.State;
 import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.VmExit;
 import dev.flotilla.vm.VmHandle;

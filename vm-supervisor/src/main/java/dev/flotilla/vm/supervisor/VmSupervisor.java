@@ -7,6 +7,7 @@ import dev.flotilla.agent.protocol.client.ExecRequest;
 import dev.flotilla.agent.protocol.client.GuestInfo;
 import dev.flotilla.agent.protocol.client.OutputRead;
 import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
@@ -591,13 +592,13 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   private Behavior<Object> onPause(Pause m) {
     if (phase != Phase.RUNNING) {
-      m.replyTo().tell(StatusReply.error("cannot pause: the VM is " + phase.name().toLowerCase()));
+      m.replyTo().tell(notRunning().doing("cannot pause").reply());
       return this;
     }
     AgentClient c = client;
     boolean leased = !settings.lease().isZero();
     if (leased && (c == null || !c.isOpen())) {
-      m.replyTo().tell(StatusReply.error("cannot pause: the guest agent is not connected"));
+      m.replyTo().tell(SandboxError.unavailable("cannot pause: the guest agent is not connected").reply());
       return this;
     }
     paused = true; // no pings into a freezing guest
@@ -617,7 +618,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   private Behavior<Object> onResume(Resume m) {
     if (phase != Phase.RUNNING) {
-      m.replyTo().tell(StatusReply.error("cannot resume: the VM is " + phase.name().toLowerCase()));
+      m.replyTo().tell(notRunning().doing("cannot resume").reply());
       return this;
     }
     Vm v = vm;
@@ -631,7 +632,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   private Behavior<Object> onPauseDone(PauseDone m) {
     if (m.error() != null) {
       if (m.pause()) paused = false;
-      m.replyTo().tell(StatusReply.error((m.pause() ? "cannot pause: " : "cannot resume: ") + reason(m.error())));
+      m.replyTo().tell(GuestErrors.of(m.pause() ? "cannot pause" : "cannot resume", m.error()).reply());
       return this;
     }
     paused = m.pause();
@@ -645,60 +646,74 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     return this;
   }
 
-  private Optional<String> notServing() {
-    if (phase != Phase.RUNNING) return Optional.of("the VM is " + phase.name().toLowerCase());
-    if (paused) return Optional.of("the VM is paused");
-    if (client == null || !client.isOpen()) return Optional.of("the guest agent is not connected");
+  /**
+   * Why calls into the guest cannot be served now, if they cannot. A paused VM is the caller's
+   * to resume (FAILED_PRECONDITION); a VM on its way up or an agent reconnecting will serve
+   * again shortly (UNAVAILABLE).
+   */
+  private Optional<SandboxError> notServing() {
+    if (phase != Phase.RUNNING) return Optional.of(notRunning());
+    if (paused) return Optional.of(SandboxError.precondition("the VM is paused; resume it first"));
+    if (client == null || !client.isOpen()) return Optional.of(SandboxError.unavailable("the guest agent is not connected"));
     return Optional.empty();
   }
 
+  /** The VM is not RUNNING: starting (or being re-attached, or replaced after a lost agent) it will be; stopping it will not. */
+  private SandboxError notRunning() {
+    String message = "the VM is " + phase.name().toLowerCase();
+    return switch (phase) {
+      case STARTING, CONNECTING, LOST -> SandboxError.unavailable(message);
+      case RUNNING, STOPPING, DONE -> SandboxError.precondition(message);
+    };
+  }
+
   private Behavior<Object> onExec(Exec m) {
-    Optional<String> no = notServing();
+    Optional<SandboxError> no = notServing();
     if (no.isPresent()) {
-      m.replyTo().tell(StatusReply.error("cannot exec: " + no.get()));
+      m.replyTo().tell(no.get().doing("cannot exec").reply());
       return this;
     }
     if (m.spec().argv().isEmpty()) {
-      m.replyTo().tell(StatusReply.error("cannot exec: argv is empty; name a command"));
+      m.replyTo().tell(SandboxError.invalid("cannot exec: argv is empty; name a command").reply());
       return this;
     }
     String execId = "x-" + incarnation + "-" + execPrefix + "-" + EXEC_IDS.incrementAndGet();
     AgentStreams.exec(client, execId, m.spec(), settings, mat).whenComplete((ref, err) ->
-        m.replyTo().tell(err == null ? StatusReply.success(ref) : StatusReply.error("exec failed: " + reason(err))));
+        m.replyTo().tell(err == null ? StatusReply.success(ref) : GuestErrors.of("exec failed", err).reply()));
     return this;
   }
 
   private Behavior<Object> onWriteFile(WriteFile m) {
-    Optional<String> no = notServing();
+    Optional<SandboxError> no = notServing();
     if (no.isPresent()) {
-      m.replyTo().tell(StatusReply.error("cannot write " + m.path() + ": " + no.get()));
+      m.replyTo().tell(no.get().doing("cannot write " + m.path()).reply());
       return this;
     }
     AgentStreams.writeFile(client, m.path(), m.mode(), m.data(), settings, mat, blocking).whenComplete((size, err) ->
-        m.replyTo().tell(err == null ? StatusReply.success(size) : StatusReply.error("cannot write " + m.path() + ": " + reason(err))));
+        m.replyTo().tell(err == null ? StatusReply.success(size) : GuestErrors.of("cannot write " + m.path(), err).reply()));
     return this;
   }
 
   private Behavior<Object> onReadFile(ReadFile m) {
-    Optional<String> no = notServing();
+    Optional<SandboxError> no = notServing();
     if (no.isPresent()) {
-      m.replyTo().tell(StatusReply.error("cannot read " + m.path() + ": " + no.get()));
+      m.replyTo().tell(no.get().doing("cannot read " + m.path()).reply());
       return this;
     }
     AgentStreams.readFile(client, m.path(), settings, mat).whenComplete((ref, err) ->
-        m.replyTo().tell(err == null ? StatusReply.success(ref) : StatusReply.error("cannot read " + m.path() + ": " + reason(err))));
+        m.replyTo().tell(err == null ? StatusReply.success(ref) : GuestErrors.of("cannot read " + m.path(), err).reply()));
     return this;
   }
 
   private Behavior<Object> onGetStats(GetStats m) {
-    Optional<String> no = notServing();
+    Optional<SandboxError> no = notServing();
     if (no.isPresent()) {
-      m.replyTo().tell(StatusReply.error("cannot get stats: " + no.get()));
+      m.replyTo().tell(no.get().doing("cannot get stats").reply());
       return this;
     }
     client.stats(settings.callTimeout()).whenComplete((s, err) -> m.replyTo().tell(err == null
         ? StatusReply.success(new GuestStats(s.memoryUsedBytes(), s.memoryTotalBytes(), s.cpuTimeNanos(), s.processCount(), s.uptimeMillis()))
-        : StatusReply.error("cannot get stats: " + reason(err))));
+        : GuestErrors.of("cannot get stats", err).reply()));
     return this;
   }
 
@@ -973,7 +988,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     return a.compareTo(b) <= 0 ? a : b;
   }
 
-  private static String reason(Throwable t) {
+  static String reason(Throwable t) {
     Throwable c = AgentStreams.unwrap(t);
     String msg = c.getMessage();
     return msg == null || msg.isBlank() ? c.getClass().getSimpleName() : msg;

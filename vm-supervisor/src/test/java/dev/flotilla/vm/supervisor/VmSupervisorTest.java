@@ -9,6 +9,7 @@ import dev.flotilla.sandbox.protocol.ExecEvent;
 import dev.flotilla.sandbox.protocol.ExecExited;
 import dev.flotilla.sandbox.protocol.ExecOutput;
 import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.vm.AgentSecrets;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmHandle;
@@ -269,7 +270,12 @@ class VmSupervisorTest {
 
     TestProbe<StatusReply<SourceRef<ExecEvent>>> refused = kit.createTestProbe();
     s.ref().tell(new Exec(new ExecSpec(List.of("true"), Map.of(), ""), refused.getRef()));
-    assertTrue(refused.receiveMessage(T).isError(), "no exec into a paused VM");
+    StatusReply<SourceRef<ExecEvent>> no = refused.receiveMessage(T);
+    assertTrue(no.isError(), "no exec into a paused VM");
+    // the refusal says its kind, so the API answers FAILED_PRECONDITION (not INTERNAL)
+    SandboxError why = SandboxError.fromReplyText(no.getError().getMessage());
+    assertEquals(SandboxError.Kind.FAILED_PRECONDITION, why.kind(), why.getMessage());
+    assertTrue(why.getMessage().contains("paused"), why.getMessage());
 
     s.ref().tell(new Resume(ack.getRef()));
     assertTrue(ack.receiveMessage(T).isSuccess());
