@@ -137,12 +137,6 @@ public final class SandboxEntity
   /** Restart backoff elapsed: start the VM of this incarnation. Local only. */
   record SpawnVm(long incarnation) implements Command {}
 
-  /**
-   * The answer to pausing the new VM of a sandbox that was PAUSED when its host was lost; error
-   * null when it is paused. Local only.
-   */
-  record PauseKept(long incarnation, String error) implements Command {}
-
   /** The supervisor answered a pause or resume. Local only. */
   record FreezeResult(boolean pause, long incarnation, StatusReply<Done> result, ActorRef<StatusReply<SandboxView>> replyTo)
       implements Command {}
@@ -365,8 +359,7 @@ public final class SandboxEntity
         .onCommand(SupervisorTerminated.class, this::onSupervisorTerminated)
         .onCommand(Reconcile.class, (s, c) -> onReconcile(s))
         .onCommand(SpawnVm.class, this::onSpawnVm)
-        .onCommand(FreezeResult.class, this::onFreezeResult)
-        .onCommand(PauseKept.class, this::onPauseKept);
+        .onCommand(FreezeResult.class, this::onFreezeResult);
 
     return builder.build();
   }
@@ -502,28 +495,6 @@ public final class SandboxEntity
         .thenReply(r.replyTo(), ns -> StatusReply.success(((Live) ns).view()));
   }
 
-  /** Pauses the new VM of a sandbox that stays PAUSED; the answer comes back as {@link PauseKept}. */
-  private void keepPaused(long incarnation) {
-    ActorRef<VmSupervisorProtocol.Command> vm = supervisor;
-    if (vm == null) return;
-    ctx.askWithStatus(Done.class, vm, runtime.vmCallTimeout(), VmSupervisorProtocol.Pause::new,
-        (done, err) -> new PauseKept(incarnation, err == null ? null : err.getMessage()));
-  }
-
-  private ReplyEffect<Event, State> onPauseKept(Live s, PauseKept k) {
-    if (k.incarnation() != s.incarnation() || s.phase() != Phase.PAUSED) return Effect().none().thenNoReply();
-    if (k.error() == null) {
-      ctx.getLog().info("sandbox {}: incarnation {} started paused, as the sandbox was when its host was lost",
-          sandboxId, k.incarnation());
-      return Effect().none().thenNoReply();
-    }
-    // The sandbox stays PAUSED for its callers (execs refused, ResumeSandbox accepted: resuming a
-    // VM that is not paused succeeds), but its processes run: say so where an operator looks.
-    ctx.getLog().warn("sandbox {}: could not pause incarnation {} ({}): it is PAUSED but its VM runs until resumed",
-        sandboxId, k.incarnation(), k.error());
-    return Effect().none().thenNoReply();
-  }
-
   private <R> ReplyEffect<Event, State> forwardToVm(
       Live s, ActorRef<StatusReply<R>> replyTo, java.util.function.Consumer<ActorRef<VmSupervisorProtocol.Command>> send) {
     if (s.phase() != Phase.RUNNING || supervisor == null) {
@@ -596,13 +567,10 @@ public final class SandboxEntity
         // Adopted (or finished starting) while the sandbox should go away: finish that.
         return eff.thenRun(ns -> stopVm()).thenNoReply();
       }
-      if (s.phase() == Phase.PAUSED && !r.adopted()) {
-        // A new VM of a sandbox that was paused when its host was lost: it stays PAUSED (VmStarted
-        // keeps the phase), so its VM is paused too before anyone can reach it (execs are refused
-        // while PAUSED) and ResumeSandbox resumes it like any other.
-        return eff.thenRun(ns -> afterChange(ns, "paused")).thenRun(ns -> keepPaused(r.incarnation())).thenNoReply();
-      }
-      return eff.thenRun(ns -> afterChange(ns, r.adopted() ? "reattached" : "running")).thenNoReply();
+      // A PAUSED sandbox stays PAUSED (VmStarted keeps the phase): its supervisor was told so
+      // (spawnVm, adoptVm) and froze the VM, or kept it frozen, before reporting it ready.
+      String event = r.adopted() ? "reattached" : s.phase() == Phase.PAUSED ? "paused" : "running";
+      return eff.thenRun(ns -> afterChange(ns, event)).thenNoReply();
     }
     if (report instanceof VmSupervisorProtocol.VmStartFailed f) {
       return onVmGone(s, new VmEnd(-1, 0, "VM did not start: " + f.reason(), false), now);
@@ -753,13 +721,14 @@ public final class SandboxEntity
     }
     VmSpec spec = new VmSpec(sandboxId, s.incarnation(), s.spec().vcpus(), s.spec().memoryMiB(), runtime.pidsLimit(),
         runtime.vmStateDir(sandboxId, s.incarnation()), options);
-    watchSupervisor(s.incarnation(), ctx.spawn(runtime.vmLauncher().start(hv, spec, mainProcess(s), reportAdapter),
-        "vm-" + s.incarnation()));
+    watchSupervisor(s.incarnation(), ctx.spawn(runtime.vmLauncher().start(hv, spec, mainProcess(s), s.phase() == Phase.PAUSED,
+        reportAdapter), "vm-" + s.incarnation()));
   }
 
+  /** The VM is brought to the sandbox's phase: a PAUSED sandbox's stays frozen (its agent is not handshaken until resumed). */
   private void adoptVm(Live s, Hypervisor hv, VmHandle handle) {
-    watchSupervisor(handle.incarnation(), ctx.spawn(runtime.vmLauncher().adopt(hv, handle, mainProcess(s), reportAdapter),
-        "vm-" + handle.incarnation()));
+    watchSupervisor(handle.incarnation(), ctx.spawn(runtime.vmLauncher().adopt(hv, handle, mainProcess(s), s.phase() == Phase.PAUSED,
+        reportAdapter), "vm-" + handle.incarnation()));
   }
 
   /** The spec's main process with its log, or null when it names none. */

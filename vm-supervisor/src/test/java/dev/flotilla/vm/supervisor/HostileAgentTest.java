@@ -193,6 +193,7 @@ class HostileAgentTest {
         @Override public AgentAddress agentAddress() { return new AgentAddress(g.socket); }
         @Override public void pause() { }
         @Override public void resume() { }
+        @Override public boolean isPaused() { return false; }
         @Override public void stop(Duration grace) { kill(); }
         @Override public void kill() {
           try {
