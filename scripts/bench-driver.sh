@@ -28,7 +28,7 @@ mvn -B -q -ntp -pl vm-supervisor -am test-compile
 cpfile=$(mktemp)
 mvn -B -q -ntp -pl vm-supervisor -am dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile="$cpfile" >/dev/null
 # This checkout's modules, not whatever another checkout installed in ~/.m2.
-cp="vm-supervisor/target/classes:vm-supervisor/target/test-classes:agent-protocol/target/classes:guest-agent/target/classes"
+cp="vm-supervisor/target/classes:vm-supervisor/target/test-classes:agent-protocol/target/classes:sandbox-protocol/target/classes:guest-agent/target/classes"
 cp="$cp:$(tr ':' '\n' <"$cpfile" | grep -v '/dev/flotilla/' | paste -sd:)"
 rm -f "$cpfile"
 

@@ -25,7 +25,7 @@ guest-image/build-default-image.sh
 cpfile=$(mktemp)
 mvn -B -q -ntp -pl vm-supervisor -am test-compile dependency:build-classpath -Dmdep.includeScope=test \
   -Dmdep.outputFile="$cpfile" >/dev/null
-cp="agent-protocol/target/classes:guest-agent/target/classes:vm-supervisor/target/classes:vm-supervisor/target/test-classes:$(cat "$cpfile")"
+cp="agent-protocol/target/classes:sandbox-protocol/target/classes:guest-agent/target/classes:vm-supervisor/target/classes:vm-supervisor/target/test-classes:$(cat "$cpfile")"
 rm -f "$cpfile"
 
 root=$(mktemp -d /tmp/fl-qbench.XXXXXX)

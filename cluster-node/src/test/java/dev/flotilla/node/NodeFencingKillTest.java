@@ -54,6 +54,8 @@ class NodeFencingKillTest {
 
           @Override public void resume() { }
 
+          @Override public boolean isPaused() { return false; }
+
           @Override public void stop(Duration grace) { }
 
           @Override public void kill() {

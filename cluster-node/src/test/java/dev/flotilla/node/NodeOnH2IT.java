@@ -10,6 +10,8 @@ import dev.flotilla.api.v1.GetSandboxRequest;
 import dev.flotilla.api.v1.ListSandboxesRequest;
 import dev.flotilla.api.v1.PauseSandboxRequest;
 import dev.flotilla.api.v1.Phase;
+import dev.flotilla.api.v1.ReadFileRequest;
+import dev.flotilla.api.v1.ResumeSandboxRequest;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxSpec;
 import dev.flotilla.api.v1.StopSandboxRequest;
@@ -268,6 +270,10 @@ class NodeOnH2IT extends NodeScenarios {
     String id = create(spec(), "").getId();
     awaitPhase(id, Phase.RUNNING);
     assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> exec(id)));
+    // refused by the guest, through the VM supervisor: the agent's kind comes through, not INTERNAL
+    var missing = failure(() -> await(client.readFile().addHeader("authorization", bearer())
+        .invoke(ReadFileRequest.newBuilder().setSandboxId(id).setPath("/no/such/file").build()).runWith(Sink.ignore(), clientSystem)));
+    assertEquals(Status.Code.NOT_FOUND, missing.getStatus().getCode(), missing.getStatus().toString());
     await(client.stopSandbox().addHeader("authorization", bearer()).invoke(StopSandboxRequest.newBuilder().setId(id).build()));
     var wrongPhase = failure(() -> await(client.pauseSandbox().addHeader("authorization", bearer())
         .invoke(PauseSandboxRequest.newBuilder().setId(id).build())));
@@ -405,6 +411,11 @@ class NodeOnH2IT extends NodeScenarios {
     awaitPhase(id, Phase.RUNNING);
     // A process that only the same VM can still have after the restart.
     String pid = exec(id, "sh", "-c", "sleep 600 >/dev/null 2>&1 & echo $!").stdout().trim();
+    // And one that is PAUSED: its frozen VM must be re-attached frozen, not handshaken into a timeout and killed.
+    String pausedId = create(spec(), "").getId();
+    awaitPhase(pausedId, Phase.RUNNING);
+    String pausedPid = exec(pausedId, "sh", "-c", "sleep 600 >/dev/null 2>&1 & echo $!").stdout().trim();
+    await(client.pauseSandbox().addHeader("authorization", bearer()).invoke(PauseSandboxRequest.newBuilder().setId(pausedId).build()));
     node.close(); // the node stops; the sandbox keeps running
     node.start();
     client = node.client(clientSystem);
@@ -414,5 +425,18 @@ class NodeOnH2IT extends NodeScenarios {
     assertEquals(Phase.RUNNING, back.getPhase());
     assertEquals(1, back.getIncarnation(), back.toString());
     assertEquals(0, exec(id, "test", "-d", "/proc/" + pid).exitCode(), "the sandbox's processes survived the node restart");
+
+    org.awaitility.Awaitility.await().atMost(READY).until(() -> get(pausedId).getStatusMessage().contains("re-attached"));
+    Sandbox paused = get(pausedId);
+    assertEquals(Phase.PAUSED, paused.getPhase(), paused.toString());
+    assertEquals(1, paused.getIncarnation(), paused.toString());
+    assertEquals(Status.Code.FAILED_PRECONDITION, codeOf(() -> exec(pausedId, "true")));
+    Sandbox resumed = await(client.resumeSandbox().addHeader("authorization", bearer())
+        .invoke(ResumeSandboxRequest.newBuilder().setId(pausedId).build()));
+    assertEquals(Phase.RUNNING, resumed.getPhase());
+    // the agent is connected right after the thaw; until then an exec is UNAVAILABLE (retryable)
+    org.awaitility.Awaitility.await().atMost(READY).ignoreExceptions()
+        .until(() -> exec(pausedId, "test", "-d", "/proc/" + pausedPid).exitCode() == 0);
+    assertEquals(1, get(pausedId).getIncarnation(), "the same VM, thawed");
   }
 }

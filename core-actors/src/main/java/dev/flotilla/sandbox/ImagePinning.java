@@ -1,5 +1,6 @@
 package dev.flotilla.sandbox;
 
+import dev.flotilla.sandbox.protocol.SandboxError;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 

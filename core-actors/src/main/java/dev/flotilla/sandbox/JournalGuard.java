@@ -1,5 +1,6 @@
 package dev.flotilla.sandbox;
 
+import dev.flotilla.sandbox.protocol.SandboxError;
 import java.time.Duration;
 import java.util.Locale;
 import java.util.concurrent.CompletableFuture;

@@ -1,9 +1,10 @@
 package dev.flotilla.sandbox;
 
+import dev.flotilla.sandbox.protocol.ExecEvent;
+import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.tenant.TenantEntity;
 import dev.flotilla.tenant.TenantLimits;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecEvent;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecSpec;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;

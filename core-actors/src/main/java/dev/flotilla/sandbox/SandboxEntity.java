@@ -1,11 +1,13 @@
 package dev.flotilla.sandbox;
 
 import dev.flotilla.persistence.FlotillaSerializable;
+import dev.flotilla.sandbox.protocol.ExecEvent;
+import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecEvent;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Report;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -60,39 +62,49 @@ public final class SandboxEntity
 
   public sealed interface Command extends FlotillaSerializable {}
 
+  /**
+   * A caller's command: it names the tenant that asks, and only that sandbox's tenant gets past
+   * the one guard in {@link #commandHandler()}; anyone else hears NOT_FOUND, as if it did not exist.
+   */
+  public sealed interface TenantCommand extends Command {
+    String tenant();
+
+    ActorRef<? extends StatusReply<?>> replyTo();
+  }
+
   /** Replies are shared by the lifecycle commands: the sandbox after the change. */
   public record Create(String tenant, SandboxSpec spec, String requestId, ActorRef<StatusReply<SandboxView>> replyTo)
-      implements Command {}
+      implements TenantCommand {}
 
-  public record Get(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+  public record Get(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
-  public record Start(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+  public record Start(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
   /** Replies once the VM is gone (phase STOPPED). */
-  public record Stop(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+  public record Stop(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
-  public record Pause(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+  public record Pause(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
-  public record Resume(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+  public record Resume(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
   /** Replies once the VM is gone and the tombstone is stored. */
-  public record Delete(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements Command {}
+  public record Delete(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
-  public record Exec(String tenant, VmSupervisorProtocol.ExecSpec spec, ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo)
-      implements Command {}
+  public record Exec(String tenant, ExecSpec spec, ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo)
+      implements TenantCommand {}
 
   public record WriteFile(String tenant, String path, int mode, SourceRef<ByteString> data, ActorRef<StatusReply<Long>> replyTo)
-      implements Command {}
+      implements TenantCommand {}
 
   public record ReadFile(String tenant, String path, ActorRef<StatusReply<SourceRef<ByteString>>> replyTo)
-      implements Command {}
+      implements TenantCommand {}
 
   /**
    * The main process's log on this node: the last {@code tail} lines (negative: all it keeps),
    * then with {@code follow} new output until the main process ends (its exit last).
    */
   public record ReadLogs(String tenant, int tail, boolean follow, ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo)
-      implements Command {}
+      implements TenantCommand {}
 
   /**
    * Sharding's stop message (hand-off or passivation). When another node will take the sandbox
@@ -124,12 +136,6 @@ public final class SandboxEntity
 
   /** Restart backoff elapsed: start the VM of this incarnation. Local only. */
   record SpawnVm(long incarnation) implements Command {}
-
-  /**
-   * The answer to pausing the new VM of a sandbox that was PAUSED when its host was lost; error
-   * null when it is paused. Local only.
-   */
-  record PauseKept(long incarnation, String error) implements Command {}
 
   /** The supervisor answered a pause or resume. Local only. */
   record FreezeResult(boolean pause, long incarnation, StatusReply<Done> result, ActorRef<StatusReply<SandboxView>> replyTo)
@@ -300,105 +306,91 @@ public final class SandboxEntity
 
   // ------------------------------------------------------------------------------ commands
 
+  /**
+   * One guard, then dispatch by state and command type. The guard answers a foreign tenant's
+   * command NOT_FOUND before any handler runs (a deleted sandbox's tombstone included), so the
+   * handlers below only ever see the owner's. While the entity hands off, every command but the
+   * entity's own is left unhandled (callers retry on the new owner), and the guard stays out of it.
+   */
   @Override
   public CommandHandlerWithReply<Command, Event, State> commandHandler() {
-    return newCommandHandlerWithReplyBuilder()
-        .forAnyState()
-        .onAnyCommand(this::handle);
+    CommandHandlerWithReply<Command, Event, State> byState = byState();
+    return (state, cmd) -> !handingOff && cmd instanceof TenantCommand t && state instanceof Live l && !l.tenant().equals(t.tenant())
+        ? rejectAll(t)
+        : byState.apply(state, cmd);
   }
 
-  private ReplyEffect<Event, State> handle(State state, Command cmd) {
-    if (cmd instanceof HandOff) return onHandOff();
-    if (cmd instanceof HandOffDone) return Effect().stop().thenNoReply();
-    if (cmd instanceof Inspect i) {
-      // Asked about an id that was never created (the ledger reconciler, a create that lost a race):
-      // nothing to keep in memory or remember.
-      if (state instanceof Empty) passivateLater();
-      return Effect().reply(i.replyTo(), inspection(state));
-    }
-    if (handingOff) return Effect().unhandled().thenNoReply(); // going away: callers retry on the new owner
-    if (state instanceof Empty) return onEmpty(cmd);
-    Live s = (Live) state;
-    if (s.phase() == Phase.DELETED) return onDeleted(s, cmd);
-    if (cmd instanceof Create c) return onCreateAgain(s, c);
-    if (cmd instanceof Get g) {
-      return owned(s, g.tenant()) ? Effect().reply(g.replyTo(), StatusReply.success(s.view())) : notFound(g.replyTo());
-    }
-    if (cmd instanceof Start c) return onStart(s, c);
-    if (cmd instanceof Stop c) return onStop(s, c);
-    if (cmd instanceof Pause c) return onFreeze(s, true, c.tenant(), c.replyTo());
-    if (cmd instanceof Resume c) return onFreeze(s, false, c.tenant(), c.replyTo());
-    if (cmd instanceof Delete c) return onDelete(s, c);
-    if (cmd instanceof Exec c) {
-      return forwardToVm(s, c.tenant(), c.replyTo(), vm -> vm.tell(new VmSupervisorProtocol.Exec(c.spec(), c.replyTo())));
-    }
-    if (cmd instanceof WriteFile c) {
-      return forwardToVm(s, c.tenant(), c.replyTo(),
-          vm -> vm.tell(new VmSupervisorProtocol.WriteFile(c.path(), c.mode(), c.data(), c.replyTo())));
-    }
-    if (cmd instanceof ReadFile c) {
-      return forwardToVm(s, c.tenant(), c.replyTo(), vm -> vm.tell(new VmSupervisorProtocol.ReadFile(c.path(), c.replyTo())));
-    }
-    if (cmd instanceof ReadLogs c) return onReadLogs(s, c);
-    if (cmd instanceof FromVm r) return onReport(s, r.report());
-    if (cmd instanceof SupervisorTerminated t) return onSupervisorTerminated(s, t);
-    if (cmd instanceof Reconcile) return onReconcile(s);
-    if (cmd instanceof SpawnVm sp) return onSpawnVm(s, sp);
-    if (cmd instanceof FreezeResult fr) return onFreezeResult(s, fr);
-    if (cmd instanceof PauseKept pk) return onPauseKept(s, pk);
-    throw new IllegalStateException("unhandled command " + cmd.getClass().getName());
+  private CommandHandlerWithReply<Command, Event, State> byState() {
+    var builder = newCommandHandlerWithReplyBuilder();
+
+    builder.forAnyState()
+        .onCommand(HandOff.class, this::onHandOff)
+        .onCommand(HandOffDone.class, () -> Effect().stop().thenNoReply())
+        .onCommand(Inspect.class, this::onInspect)
+        .onCommand(c -> handingOff, c -> Effect().unhandled().thenNoReply()); // going away: callers retry on the new owner
+
+    builder.forStateType(Empty.class)
+        .onCommand(Create.class, this::onCreate)
+        .onCommand(TenantCommand.class, this::rejectAll)
+        .onAnyCommand(() -> Effect().none().thenNoReply()); // internal news of a sandbox that has none
+
+    // The tombstone: a deleted sandbox is gone for every caller, exactly as if it never existed.
+    builder.forState(Live.class, s -> s.phase() == Phase.DELETED)
+        .onCommand(Create.class, (s, c) -> reject(c.replyTo(), new SandboxError(SandboxError.Kind.ALREADY_EXISTS,
+            "request id '" + c.requestId() + "' was used for sandbox " + s.id() + ", which has been deleted; use a new request id")))
+        .onCommand(TenantCommand.class, this::rejectAll)
+        .onAnyCommand(() -> Effect().none().thenNoReply());
+
+    builder.forStateType(Live.class)
+        .onCommand(Create.class, this::onCreateAgain)
+        .onCommand(Get.class, (s, c) -> Effect().reply(c.replyTo(), StatusReply.success(s.view())))
+        .onCommand(Start.class, this::onStart)
+        .onCommand(Stop.class, this::onStop)
+        .onCommand(Pause.class, (s, c) -> onFreeze(s, true, c.replyTo()))
+        .onCommand(Resume.class, (s, c) -> onFreeze(s, false, c.replyTo()))
+        .onCommand(Delete.class, this::onDelete)
+        .onCommand(Exec.class, (s, c) -> forwardToVm(s, c.replyTo(), vm -> vm.tell(new VmSupervisorProtocol.Exec(c.spec(), c.replyTo()))))
+        .onCommand(WriteFile.class, (s, c) -> forwardToVm(s, c.replyTo(),
+            vm -> vm.tell(new VmSupervisorProtocol.WriteFile(c.path(), c.mode(), c.data(), c.replyTo()))))
+        .onCommand(ReadFile.class, (s, c) -> forwardToVm(s, c.replyTo(),
+            vm -> vm.tell(new VmSupervisorProtocol.ReadFile(c.path(), c.replyTo()))))
+        .onCommand(ReadLogs.class, this::onReadLogs)
+        .onCommand(FromVm.class, (s, c) -> onReport(s, c.report()))
+        .onCommand(SupervisorTerminated.class, this::onSupervisorTerminated)
+        .onCommand(Reconcile.class, (s, c) -> onReconcile(s))
+        .onCommand(SpawnVm.class, this::onSpawnVm)
+        .onCommand(FreezeResult.class, this::onFreezeResult);
+
+    return builder.build();
   }
 
-  private ReplyEffect<Event, State> onEmpty(Command cmd) {
-    if (cmd instanceof Create c) {
-      Instant now = Instant.now();
-      List<Event> events = List.of(
-          new Created(sandboxId, c.tenant(), c.spec(), c.requestId(), now),
-          new VmStartRequested(1, runtime.nodeAddress(), "created", 0, now));
-      return Effect().persist(events)
-          .thenRun(s -> afterChange(s, "created"))
-          .thenRun(s -> spawnVm((Live) s, Duration.ZERO))
-          .thenReply(c.replyTo(), s -> StatusReply.success(((Live) s).view()));
-    }
-    return rejectAll(cmd);
+  private ReplyEffect<Event, State> onCreate(Create c) {
+    Instant now = Instant.now();
+    List<Event> events = List.of(
+        new Created(sandboxId, c.tenant(), c.spec(), c.requestId(), now),
+        new VmStartRequested(1, runtime.nodeAddress(), "created", 0, now));
+    return Effect().persist(events)
+        .thenRun(s -> afterChange(s, "created"))
+        .thenRun(s -> spawnVm((Live) s, Duration.ZERO))
+        .thenReply(c.replyTo(), s -> StatusReply.success(((Live) s).view()));
   }
 
-  /** The tombstone: a deleted sandbox is gone for every caller, exactly as if it never existed. */
-  private ReplyEffect<Event, State> onDeleted(Live s, Command cmd) {
-    if (cmd instanceof Create c && owned(s, c.tenant())) {
-      return reject(c.replyTo(), new SandboxError(SandboxError.Kind.ALREADY_EXISTS,
-          "request id '" + c.requestId() + "' was used for sandbox " + s.id() + ", which has been deleted; use a new request id"));
-    }
-    return rejectAll(cmd);
+  private ReplyEffect<Event, State> onInspect(State state, Inspect i) {
+    // Asked about an id that was never created (the ledger reconciler, a create that lost a race):
+    // nothing to keep in memory or remember.
+    if (state instanceof Empty) passivateLater();
+    return Effect().reply(i.replyTo(), inspection(state));
   }
 
-  /** NOT_FOUND to any user command; internal messages for a sandbox without a VM are dropped. */
-  private ReplyEffect<Event, State> rejectAll(Command cmd) {
-    ActorRef<? extends StatusReply<?>> replyTo = replyToOf(cmd);
-    if (replyTo == null) return Effect().none().thenNoReply();
+  /** NOT_FOUND, to a caller who may not know this sandbox exists. */
+  private ReplyEffect<Event, State> rejectAll(TenantCommand cmd) {
     @SuppressWarnings("unchecked")
-    ActorRef<StatusReply<Object>> r = (ActorRef<StatusReply<Object>>) (ActorRef<?>) replyTo;
+    ActorRef<StatusReply<Object>> r = (ActorRef<StatusReply<Object>>) (ActorRef<?>) cmd.replyTo();
     return notFound(r);
-  }
-
-  private static ActorRef<? extends StatusReply<?>> replyToOf(Command cmd) {
-    if (cmd instanceof Create c) return c.replyTo();
-    if (cmd instanceof Get c) return c.replyTo();
-    if (cmd instanceof Start c) return c.replyTo();
-    if (cmd instanceof Stop c) return c.replyTo();
-    if (cmd instanceof Pause c) return c.replyTo();
-    if (cmd instanceof Resume c) return c.replyTo();
-    if (cmd instanceof Delete c) return c.replyTo();
-    if (cmd instanceof Exec c) return c.replyTo();
-    if (cmd instanceof WriteFile c) return c.replyTo();
-    if (cmd instanceof ReadFile c) return c.replyTo();
-    if (cmd instanceof ReadLogs c) return c.replyTo();
-    return null;
   }
 
   /** A retried create (same request id, hence same sandbox id) returns the sandbox as it is. */
   private ReplyEffect<Event, State> onCreateAgain(Live s, Create c) {
-    if (!owned(s, c.tenant())) return notFound(c.replyTo());
     if (!Objects.equals(s.spec(), c.spec())) {
       return reject(c.replyTo(), new SandboxError(SandboxError.Kind.ALREADY_EXISTS,
           "request id '" + c.requestId() + "' was already used to create sandbox " + s.id()
@@ -408,7 +400,6 @@ public final class SandboxEntity
   }
 
   private ReplyEffect<Event, State> onStart(Live s, Start c) {
-    if (!owned(s, c.tenant())) return notFound(c.replyTo());
     return switch (s.phase()) {
       case STOPPED, FAILED -> {
         Instant now = Instant.now();
@@ -425,7 +416,6 @@ public final class SandboxEntity
   }
 
   private ReplyEffect<Event, State> onStop(Live s, Stop c) {
-    if (!owned(s, c.tenant())) return notFound(c.replyTo());
     return switch (s.phase()) {
       case STOPPED, FAILED -> Effect().reply(c.replyTo(), StatusReply.success(s.view()));
       case STOPPING -> {
@@ -453,7 +443,6 @@ public final class SandboxEntity
   }
 
   private ReplyEffect<Event, State> onDelete(Live s, Delete c) {
-    if (!owned(s, c.tenant())) return notFound(c.replyTo());
     Instant now = Instant.now();
     if (s.phase() == Phase.DELETING) {
       waitingForStop.add(c.replyTo());
@@ -472,8 +461,7 @@ public final class SandboxEntity
         .thenNoReply();
   }
 
-  private ReplyEffect<Event, State> onFreeze(Live s, boolean pause, String tenant, ActorRef<StatusReply<SandboxView>> replyTo) {
-    if (!owned(s, tenant)) return notFound(replyTo);
+  private ReplyEffect<Event, State> onFreeze(Live s, boolean pause, ActorRef<StatusReply<SandboxView>> replyTo) {
     Phase target = pause ? Phase.PAUSED : Phase.RUNNING;
     if (s.phase() == target) return Effect().reply(replyTo, StatusReply.success(s.view()));
     Phase from = pause ? Phase.RUNNING : Phase.PAUSED;
@@ -487,7 +475,7 @@ public final class SandboxEntity
         runtime.vmCallTimeout(),
         ref -> pause ? new VmSupervisorProtocol.Pause(ref) : new VmSupervisorProtocol.Resume(ref),
         (done, err) -> new FreezeResult(pause, incarnation,
-            err == null ? StatusReply.ack() : StatusReply.error(err.getMessage()), replyTo));
+            err == null ? StatusReply.ack() : fromVm(err).reply(), replyTo));
     return Effect().noReply();
   }
 
@@ -497,8 +485,8 @@ public final class SandboxEntity
           "the sandbox's VM was replaced while " + (r.pause() ? "pausing" : "resuming") + "; try again"));
     }
     if (r.result().isError()) {
-      return reject(r.replyTo(), SandboxError.precondition(
-          "could not " + (r.pause() ? "pause" : "resume") + " sandbox " + s.id() + ": " + r.result().getError().getMessage()));
+      return reject(r.replyTo(), SandboxError.fromReplyText(r.result().getError().getMessage())
+          .doing("could not " + (r.pause() ? "pause" : "resume") + " sandbox " + s.id()));
     }
     Instant now = Instant.now();
     Event e = r.pause() ? new Paused(now) : new Resumed(now);
@@ -507,31 +495,8 @@ public final class SandboxEntity
         .thenReply(r.replyTo(), ns -> StatusReply.success(((Live) ns).view()));
   }
 
-  /** Pauses the new VM of a sandbox that stays PAUSED; the answer comes back as {@link PauseKept}. */
-  private void keepPaused(long incarnation) {
-    ActorRef<VmSupervisorProtocol.Command> vm = supervisor;
-    if (vm == null) return;
-    ctx.askWithStatus(Done.class, vm, runtime.vmCallTimeout(), VmSupervisorProtocol.Pause::new,
-        (done, err) -> new PauseKept(incarnation, err == null ? null : err.getMessage()));
-  }
-
-  private ReplyEffect<Event, State> onPauseKept(Live s, PauseKept k) {
-    if (k.incarnation() != s.incarnation() || s.phase() != Phase.PAUSED) return Effect().none().thenNoReply();
-    if (k.error() == null) {
-      ctx.getLog().info("sandbox {}: incarnation {} started paused, as the sandbox was when its host was lost",
-          sandboxId, k.incarnation());
-      return Effect().none().thenNoReply();
-    }
-    // The sandbox stays PAUSED for its callers (execs refused, ResumeSandbox accepted: resuming a
-    // VM that is not paused succeeds), but its processes run: say so where an operator looks.
-    ctx.getLog().warn("sandbox {}: could not pause incarnation {} ({}): it is PAUSED but its VM runs until resumed",
-        sandboxId, k.incarnation(), k.error());
-    return Effect().none().thenNoReply();
-  }
-
   private <R> ReplyEffect<Event, State> forwardToVm(
-      Live s, String tenant, ActorRef<StatusReply<R>> replyTo, java.util.function.Consumer<ActorRef<VmSupervisorProtocol.Command>> send) {
-    if (!owned(s, tenant)) return notFound(replyTo);
+      Live s, ActorRef<StatusReply<R>> replyTo, java.util.function.Consumer<ActorRef<VmSupervisorProtocol.Command>> send) {
     if (s.phase() != Phase.RUNNING || supervisor == null) {
       String hint = switch (s.phase()) {
         case PAUSED -> "; resume it first";
@@ -550,7 +515,6 @@ public final class SandboxEntity
    * The log is this node's (a sandbox that moved here starts a new one).
    */
   private ReplyEffect<Event, State> onReadLogs(Live s, ReadLogs c) {
-    if (!owned(s, c.tenant())) return notFound(c.replyTo());
     if (s.spec().command().isEmpty()) {
       return reject(c.replyTo(), SandboxError.precondition("sandbox " + s.id()
           + " has no main process, so no logs: create it with a command (create ... -- CMD, or --image-command)"));
@@ -565,7 +529,7 @@ public final class SandboxEntity
     return Effect().reply(c.replyTo(), StatusReply.success(ref));
   }
 
-  private ReplyEffect<Event, State> onHandOff() {
+  private ReplyEffect<Event, State> onHandOff(HandOff c) {
     if (supervisor == null || !runtime.handOffStopsVm().getAsBoolean()) {
       return Effect().stop().thenNoReply();
     }
@@ -603,13 +567,10 @@ public final class SandboxEntity
         // Adopted (or finished starting) while the sandbox should go away: finish that.
         return eff.thenRun(ns -> stopVm()).thenNoReply();
       }
-      if (s.phase() == Phase.PAUSED && !r.adopted()) {
-        // A new VM of a sandbox that was paused when its host was lost: it stays PAUSED (VmStarted
-        // keeps the phase), so its VM is paused too before anyone can reach it (execs are refused
-        // while PAUSED) and ResumeSandbox resumes it like any other.
-        return eff.thenRun(ns -> afterChange(ns, "paused")).thenRun(ns -> keepPaused(r.incarnation())).thenNoReply();
-      }
-      return eff.thenRun(ns -> afterChange(ns, r.adopted() ? "reattached" : "running")).thenNoReply();
+      // A PAUSED sandbox stays PAUSED (VmStarted keeps the phase): its supervisor was told so
+      // (spawnVm, adoptVm) and froze the VM, or kept it frozen, before reporting it ready.
+      String event = r.adopted() ? "reattached" : s.phase() == Phase.PAUSED ? "paused" : "running";
+      return eff.thenRun(ns -> afterChange(ns, event)).thenNoReply();
     }
     if (report instanceof VmSupervisorProtocol.VmStartFailed f) {
       return onVmGone(s, new VmEnd(-1, 0, "VM did not start: " + f.reason(), false), now);
@@ -760,20 +721,21 @@ public final class SandboxEntity
     }
     VmSpec spec = new VmSpec(sandboxId, s.incarnation(), s.spec().vcpus(), s.spec().memoryMiB(), runtime.pidsLimit(),
         runtime.vmStateDir(sandboxId, s.incarnation()), options);
-    watchSupervisor(s.incarnation(), ctx.spawn(runtime.vmLauncher().start(hv, spec, mainProcess(s), reportAdapter),
-        "vm-" + s.incarnation()));
+    watchSupervisor(s.incarnation(), ctx.spawn(runtime.vmLauncher().start(hv, spec, mainProcess(s), s.phase() == Phase.PAUSED,
+        reportAdapter), "vm-" + s.incarnation()));
   }
 
+  /** The VM is brought to the sandbox's phase: a PAUSED sandbox's stays frozen (its agent is not handshaken until resumed). */
   private void adoptVm(Live s, Hypervisor hv, VmHandle handle) {
-    watchSupervisor(handle.incarnation(), ctx.spawn(runtime.vmLauncher().adopt(hv, handle, mainProcess(s), reportAdapter),
-        "vm-" + handle.incarnation()));
+    watchSupervisor(handle.incarnation(), ctx.spawn(runtime.vmLauncher().adopt(hv, handle, mainProcess(s), s.phase() == Phase.PAUSED,
+        reportAdapter), "vm-" + handle.incarnation()));
   }
 
   /** The spec's main process with its log, or null when it names none. */
   private VmSupervisorProtocol.MainProcess mainProcess(Live s) {
     if (s.spec().command().isEmpty()) return null;
     var logs = runtime.mainLogs();
-    return new VmSupervisorProtocol.MainProcess(new VmSupervisorProtocol.ExecSpec(s.spec().command(), java.util.Map.of(), ""),
+    return new VmSupervisorProtocol.MainProcess(new ExecSpec(s.spec().command(), java.util.Map.of(), ""),
         logs.of(sandboxId), (int) Math.min(logs.maxBytes(), Integer.MAX_VALUE), runtime.stopGrace());
   }
 
@@ -808,16 +770,18 @@ public final class SandboxEntity
 
   // ------------------------------------------------------------------------------ helpers
 
-  private static boolean owned(Live s, String tenant) {
-    return s.tenant().equals(tenant);
-  }
-
   private <R> ReplyEffect<Event, State> notFound(ActorRef<StatusReply<R>> replyTo) {
     return reject(replyTo, SandboxError.notFound(sandboxId));
   }
 
   private <R> ReplyEffect<Event, State> reject(ActorRef<StatusReply<R>> replyTo, SandboxError error) {
-    return Effect().reply(replyTo, StatusReply.error(error.toReplyText()));
+    return Effect().reply(replyTo, error.reply());
+  }
+
+  /** The VM supervisor's refusal (it says its kind), or the ask's own failure: no answer in time is UNAVAILABLE. */
+  private static SandboxError fromVm(Throwable err) {
+    if (err instanceof java.util.concurrent.TimeoutException) return SandboxError.unavailable("the VM did not answer in time; try again");
+    return SandboxError.fromReplyText(String.valueOf(err.getMessage()));
   }
 
   // ------------------------------------------------------------------------------ events

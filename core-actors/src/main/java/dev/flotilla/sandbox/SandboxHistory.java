@@ -11,6 +11,7 @@ import dev.flotilla.sandbox.SandboxEntity.StopRequested;
 import dev.flotilla.sandbox.SandboxEntity.VmEnded;
 import dev.flotilla.sandbox.SandboxEntity.VmStartRequested;
 import dev.flotilla.sandbox.SandboxEntity.VmStarted;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import java.time.Instant;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;

@@ -55,11 +55,15 @@ public record SandboxRuntime(
    * {@link #supervised}; entity unit tests substitute a recorder to drive the reports themselves.
    */
   public interface VmLauncher {
-    /** @param main the sandbox's main process, null for none */
-    Behavior<VmSupervisorProtocol.Command> start(Hypervisor hv, VmSpec spec, MainProcess main,
+    /**
+     * @param main the sandbox's main process, null for none
+     * @param paused the sandbox is PAUSED: its VM is to be (or stay) frozen until resumed; the
+     *     entity's phase is the one account of that state, the supervisor follows it
+     */
+    Behavior<VmSupervisorProtocol.Command> start(Hypervisor hv, VmSpec spec, MainProcess main, boolean paused,
         ActorRef<VmSupervisorProtocol.Report> parent);
 
-    Behavior<VmSupervisorProtocol.Command> adopt(Hypervisor hv, VmHandle handle, MainProcess main,
+    Behavior<VmSupervisorProtocol.Command> adopt(Hypervisor hv, VmHandle handle, MainProcess main, boolean paused,
         ActorRef<VmSupervisorProtocol.Report> parent);
   }
 
@@ -67,15 +71,15 @@ public record SandboxRuntime(
   public static VmLauncher supervised(VmSupervisor.Settings settings) {
     return new VmLauncher() {
       @Override
-      public Behavior<VmSupervisorProtocol.Command> start(Hypervisor hv, VmSpec spec, MainProcess main,
+      public Behavior<VmSupervisorProtocol.Command> start(Hypervisor hv, VmSpec spec, MainProcess main, boolean paused,
           ActorRef<VmSupervisorProtocol.Report> parent) {
-        return VmSupervisor.start(hv, spec, parent, settings, main);
+        return VmSupervisor.start(hv, spec, parent, settings, main, paused);
       }
 
       @Override
-      public Behavior<VmSupervisorProtocol.Command> adopt(Hypervisor hv, VmHandle handle, MainProcess main,
+      public Behavior<VmSupervisorProtocol.Command> adopt(Hypervisor hv, VmHandle handle, MainProcess main, boolean paused,
           ActorRef<VmSupervisorProtocol.Report> parent) {
-        return VmSupervisor.adopt(hv, handle, parent, settings, main);
+        return VmSupervisor.adopt(hv, handle, parent, settings, main, paused);
       }
     };
   }

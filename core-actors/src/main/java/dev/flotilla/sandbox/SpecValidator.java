@@ -1,6 +1,7 @@
 package dev.flotilla.sandbox;
 
 import com.typesafe.config.Config;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;

@@ -1,7 +1,7 @@
 package dev.flotilla.tenant;
 
 import com.typesafe.config.Config;
-import dev.flotilla.sandbox.SandboxError;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicBoolean;

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.flotilla.sandbox.protocol.SandboxError;
 import java.time.Duration;
 import java.util.Optional;
 import java.util.Set;

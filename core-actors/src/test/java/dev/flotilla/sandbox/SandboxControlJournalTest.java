@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.typesafe.config.ConfigFactory;
+import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.tenant.TenantEntity;
 import java.time.Duration;
 import java.time.Instant;
@@ -87,7 +89,7 @@ class SandboxControlJournalTest {
       var e = assertThrows(ExecutionException.class, () -> control.get("acme", made).toCompletableFuture().get(10, TimeUnit.SECONDS));
       assertEquals(SandboxError.Kind.NOT_FOUND, SandboxControl.unwrap(e).kind());
       var x = assertThrows(ExecutionException.class, () -> control.exec("acme", made,
-          new dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecSpec(java.util.List.of("true"), Map.of(), "")).toCompletableFuture()
+          new ExecSpec(java.util.List.of("true"), Map.of(), "")).toCompletableFuture()
           .get(10, TimeUnit.SECONDS));
       assertEquals(SandboxError.Kind.NOT_FOUND, SandboxControl.unwrap(x).kind());
     }

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.typesafe.config.ConfigFactory;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.tenant.TenantEntity;
 import java.time.Duration;
 import java.time.Instant;

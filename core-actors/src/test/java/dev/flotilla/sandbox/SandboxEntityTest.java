@@ -11,6 +11,8 @@ import dev.flotilla.sandbox.SandboxEntity.Command;
 import dev.flotilla.sandbox.SandboxEntity.Event;
 import dev.flotilla.sandbox.SandboxEntity.Live;
 import dev.flotilla.sandbox.SandboxEntity.State;
+import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.VmExit;
 import dev.flotilla.vm.VmHandle;
@@ -83,17 +85,17 @@ class SandboxEntityTest {
     SandboxRuntime.VmLauncher launcher = new SandboxRuntime.VmLauncher() {
       @Override
       public Behavior<VmSupervisorProtocol.Command> start(Hypervisor h, VmSpec spec, VmSupervisorProtocol.MainProcess main,
-          ActorRef<Report> p) {
+          boolean paused, ActorRef<Report> p) {
         parent = p;
-        launches.ref().tell("start " + spec.incarnation() + mainOf(main));
+        launches.ref().tell("start " + spec.incarnation() + (paused ? " paused" : "") + mainOf(main));
         return fakeSupervisor(spec.incarnation(), p);
       }
 
       @Override
       public Behavior<VmSupervisorProtocol.Command> adopt(Hypervisor h, VmHandle handle, VmSupervisorProtocol.MainProcess main,
-          ActorRef<Report> p) {
+          boolean paused, ActorRef<Report> p) {
         parent = p;
-        launches.ref().tell("adopt " + handle.incarnation() + mainOf(main));
+        launches.ref().tell("adopt " + handle.incarnation() + (paused ? " paused" : "") + mainOf(main));
         return fakeSupervisor(handle.incarnation(), p);
       }
     };
@@ -171,6 +173,23 @@ class SandboxEntityTest {
     return awaitPhase(kit, Phase.RUNNING);
   }
 
+  /** Creates a sandbox, lets it run, and pauses it through its (stand-in) VM supervisor. */
+  void runningThenPaused(EventSourcedBehaviorTestKit<Command, Event, State> kit) {
+    running(kit);
+    var paused = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Pause(T, ref));
+    assertEquals(Phase.PAUSED, paused.reply().getValue().phase());
+    assertInstanceOf(VmSupervisorProtocol.Pause.class, vmCommands.receiveMessage());
+  }
+
+  /** Its node restarted (the VM ran on): the entity recovers, adopts incarnation 1 as {@code launch} says, and records the re-attach. */
+  void restartedAndReattached(EventSourcedBehaviorTestKit<Command, Event, State> kit, String launch) {
+    kit.restart();
+    assertEquals(launch, launches.receiveMessage());
+    parent.tell(new VmSupervisorProtocol.VmReady(1, handle(1), "6.1", true));
+    org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(20))
+        .until(() -> ((Live) kit.getState()).statusMessage().startsWith("re-attached"));
+  }
+
   SandboxView awaitPhase(EventSourcedBehaviorTestKit<Command, Event, State> kit, Phase phase) {
     org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(20)).until(() -> get(kit, T).phase() == phase);
     return get(kit, T);
@@ -211,11 +230,17 @@ class SandboxEntityTest {
     for (var r : List.of(
         kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get("other", ref)).reply(),
         kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Stop("other", ref)).reply(),
-        kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Delete("other", ref)).reply())) {
+        kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Delete("other", ref)).reply(),
+        kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Pause("other", ref)).reply(),
+        kit.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.Exec("other",
+            new ExecSpec(List.of("true"), Map.of(), ""), castRef(ref))).reply(),
+        kit.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.ReadFile("other", "/etc/hostname", castRef(ref))).reply(),
+        kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create("other", SPEC, "req-1", ref)).reply())) {
       assertTrue(r.isError());
       assertEquals(SandboxError.Kind.NOT_FOUND, SandboxError.fromReplyText(r.getError().getMessage()).kind());
     }
     assertEquals(Phase.RUNNING, get(kit, T).phase());
+    vmCommands.expectNoMessage(Duration.ofMillis(100));
   }
 
   @Test
@@ -240,7 +265,7 @@ class SandboxEntityTest {
     assertInstanceOf(VmSupervisorProtocol.Pause.class, vmCommands.receiveMessage());
 
     var exec = kit.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.Exec(T,
-        new VmSupervisorProtocol.ExecSpec(List.of("true"), Map.of(), ""), castRef(ref)));
+        new ExecSpec(List.of("true"), Map.of(), ""), castRef(ref)));
     assertTrue(exec.reply().getError().getMessage().contains("resume it first"));
 
     var resumed = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Resume(T, ref));
@@ -348,7 +373,7 @@ class SandboxEntityTest {
     assertNull(((Live) kit.getState()).vm());
 
     var exec = kit.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.Exec(T,
-        new VmSupervisorProtocol.ExecSpec(List.of("true"), Map.of(), ""), castRef(ref)));
+        new ExecSpec(List.of("true"), Map.of(), ""), castRef(ref)));
     assertTrue(exec.reply().getError().getMessage().contains("start it first"));
     var pause = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Pause(T, ref));
     assertEquals(SandboxError.Kind.FAILED_PRECONDITION, SandboxError.fromReplyText(pause.reply().getError().getMessage()).kind());
@@ -369,6 +394,9 @@ class SandboxEntityTest {
     var recreate = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, SPEC, "req-1", ref));
     assertEquals(SandboxError.Kind.ALREADY_EXISTS, SandboxError.fromReplyText(recreate.reply().getError().getMessage()).kind());
     assertTrue(recreate.hasNoEvents());
+    // Another tenant cannot even learn that the id was used.
+    var foreign = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create("other", SPEC, "req-1", ref));
+    assertEquals(SandboxError.Kind.NOT_FOUND, SandboxError.fromReplyText(foreign.reply().getError().getMessage()).kind());
     // Replay keeps it deleted.
     kit.restart();
     assertEquals(Phase.DELETED, ((Live) kit.getState()).phase());
@@ -378,11 +406,7 @@ class SandboxEntityTest {
   void afterRestartOnTheSameHostTheVmIsReattachedWithoutANewIncarnation() {
     var kit = kit(runtime("host-a", 3));
     running(kit);
-    kit.restart();
-    assertEquals("adopt 1", launches.receiveMessage());
-    parent.tell(new VmSupervisorProtocol.VmReady(1, handle(1), "6.1", true));
-    org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(20))
-        .until(() -> ((Live) kit.getState()).statusMessage().startsWith("re-attached"));
+    restartedAndReattached(kit, "adopt 1");
     SandboxView v = get(kit, T);
     assertEquals(Phase.RUNNING, v.phase());
     assertEquals(1, v.incarnation());
@@ -417,9 +441,7 @@ class SandboxEntityTest {
   @Test
   void aPausedSandboxWhoseHostIsLostComesBackPausedAsANewIncarnation() {
     var kit = kit(runtime("host-a", 3));
-    running(kit);
-    kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Pause(T, ref));
-    assertInstanceOf(VmSupervisorProtocol.Pause.class, vmCommands.receiveMessage());
+    runningThenPaused(kit);
     // Its node dies; the entity recovers on another host (as in the test above).
     String pid = "Sandbox|" + ID;
     var journal = PersistenceTestKit.create(testKit.system());
@@ -429,22 +451,23 @@ class SandboxEntityTest {
     moved.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get(T, ref));
     journal.persistForRecovery(pid, history);
     moved.restart();
-    assertEquals("start 2", launches.receiveMessage());
+    // the new VM is started paused: its supervisor freezes it before it reports it ready
+    assertEquals("start 2 paused", launches.receiveMessage());
     var starting = moved.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get(T, ref)).reply().getValue();
     assertEquals(2, starting.incarnation());
     assertEquals(Phase.PAUSED, starting.phase(), "the move does not resume it");
     var exec = moved.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.Exec(T,
-        new VmSupervisorProtocol.ExecSpec(List.of("true"), Map.of(), ""), castRef(ref)));
+        new ExecSpec(List.of("true"), Map.of(), ""), castRef(ref)));
     assertTrue(exec.reply().getError().getMessage().contains("resume it first"), exec.reply().getError().getMessage());
 
     ready(2);
-    // the new VM is paused as soon as it is up, and the sandbox stays PAUSED
-    assertInstanceOf(VmSupervisorProtocol.Pause.class, vmCommands.receiveMessage());
+    // the sandbox stays PAUSED, and the entity asks nothing more of the VM (one account of its state)
     org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(20))
         .until(() -> ((Live) moved.getState()).vm() != null);
     SandboxView after = moved.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get(T, ref)).reply().getValue();
     assertEquals(Phase.PAUSED, after.phase());
     assertEquals(2, after.incarnation());
+    vmCommands.expectNoMessage(Duration.ofMillis(200));
 
     var resumed = moved.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Resume(T, ref));
     assertEquals(Phase.RUNNING, resumed.reply().getValue().phase());
@@ -453,6 +476,21 @@ class SandboxEntityTest {
     State before = moved.getState();
     moved.restart();
     assertEquals(before, moved.getState());
+  }
+
+  @Test
+  void aPausedSandboxIsReattachedPausedAfterItsNodeRestartsAndResumes() {
+    var kit = kit(runtime("host-a", 3));
+    runningThenPaused(kit);
+    // the supervisor is told the VM is frozen: it adopts it as such instead of handshaking an agent that cannot answer
+    restartedAndReattached(kit, "adopt 1 paused");
+    assertEquals(Phase.PAUSED, get(kit, T).phase());
+    assertEquals(1, get(kit, T).incarnation());
+    vmCommands.expectNoMessage(Duration.ofMillis(200));
+
+    var resumed = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Resume(T, ref));
+    assertEquals(Phase.RUNNING, resumed.reply().getValue().phase());
+    assertInstanceOf(VmSupervisorProtocol.Resume.class, vmCommands.receiveMessage());
   }
 
   @Test

@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.code_intelligence.jazzer.api.FuzzedDataProvider;
 import com.code_intelligence.jazzer.junit.FuzzTest;
 import com.typesafe.config.ConfigFactory;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.typesafe.config.ConfigFactory;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;

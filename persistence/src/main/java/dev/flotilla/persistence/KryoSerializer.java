@@ -22,7 +22,7 @@ import org.apache.pekko.serialization.JSerializer;
  *
  * Id ranges: 0–9 Kryo (primitives, wrappers, String); 10–999 built-ins of this module
  * (collections, Optional, java.time, UUID, actor refs, stream refs, StatusReply, ByteString, Done); 1000–1999 core-actors;
- * 2000–2999 cluster-node; 3000–3999 vm-supervisor; 4000–4999 agent-protocol / guest-agent;
+ * 2000–2999 cluster-node; 3000–3999 vm-supervisor and sandbox-protocol; 4000–4999 agent-protocol / guest-agent;
  * 5000–8999 free for new modules (claim a block here); 9000–9999 test code of any module.
  * Ids are forever: never reuse, renumber or remove one that may be in stored bytes.
  *

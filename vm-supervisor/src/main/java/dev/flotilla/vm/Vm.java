@@ -36,6 +36,9 @@ public interface Vm {
   /** Undoes {@link #pause()}. Idempotent. */
   void resume() throws VmException;
 
+  /** Whether the VM is frozen now (by {@link #pause()}, possibly from an earlier JVM): a frozen agent answers nothing. */
+  boolean isPaused() throws VmException;
+
   /**
    * Stops the VM: a polite request first, then a kill after {@code grace}. Returns once the VM
    * has exited. Idempotent; a VM that has already exited returns at once.

@@ -1,7 +1,7 @@
 package dev.flotilla.node.grpc;
 
 import dev.flotilla.sandbox.SandboxControl;
-import dev.flotilla.sandbox.SandboxError;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import io.grpc.Status;
 import dev.flotilla.images.ImageException;
 import java.util.concurrent.RejectedExecutionException;

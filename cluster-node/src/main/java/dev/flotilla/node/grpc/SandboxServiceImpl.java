@@ -27,7 +27,7 @@ import dev.flotilla.api.v1.WriteFileResponse;
 import dev.flotilla.node.auth.TokenAuth;
 import dev.flotilla.sandbox.SandboxControl;
 import dev.flotilla.sandbox.SandboxView;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.ExecSpec;
 import io.grpc.Status;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;

@@ -10,7 +10,7 @@ import dev.flotilla.images.ImagesConfig;
 import dev.flotilla.images.ResolvedImage;
 import dev.flotilla.images.registry.RegistryConfig;
 import dev.flotilla.sandbox.ImagePinning;
-import dev.flotilla.sandbox.SandboxError;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.vm.ImageRootfs;
 import dev.flotilla.vm.VmException;
 import java.io.IOException;

@@ -16,7 +16,7 @@ import dev.flotilla.api.v1.ReadFileRequest;
 import dev.flotilla.api.v1.ReadLogsRequest;
 import dev.flotilla.node.auth.TokenAuth;
 import dev.flotilla.sandbox.Phase;
-import dev.flotilla.sandbox.SandboxError;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.sandbox.SandboxSpec;
 import dev.flotilla.sandbox.SpecValidator;
 import io.grpc.Status;

@@ -8,7 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.typesafe.config.ConfigFactory;
 import dev.flotilla.images.ImageException;
 import dev.flotilla.images.ImageReference;
-import dev.flotilla.sandbox.SandboxError;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import java.nio.file.Path;
 import java.util.concurrent.ExecutionException;
 import org.junit.jupiter.api.Test;

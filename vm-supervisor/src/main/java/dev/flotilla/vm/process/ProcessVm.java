@@ -9,7 +9,6 @@ import dev.flotilla.vm.VmExit;
 import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
 import dev.flotilla.vm.oci.BundleConfig;
-import dev.flotilla.vm.oci.OciRuntime;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
@@ -18,7 +17,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import java.util.OptionalLong;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executors;
@@ -354,6 +352,16 @@ final class ProcessVm implements Vm {
   }
 
   @Override
+  public boolean isPaused() throws VmException {
+    if (!running()) return false;
+    try {
+      return hv.oci().state(places.containerId()).map(st -> st.status().equals("paused")).orElse(false);
+    } catch (IOException e) {
+      throw new VmException("cannot read the sandbox's state: " + e.getMessage(), e);
+    }
+  }
+
+  @Override
   public void stop(Duration grace) {
     if (!running()) return;
     requested = true;
@@ -375,9 +383,8 @@ final class ProcessVm implements Vm {
 
   private void thawQuietly() {
     try {
-      Optional<OciRuntime.State> st = hv.oci().state(places.containerId());
-      if (st.isPresent() && st.get().status().equals("paused")) hv.oci().resume(places.containerId());
-    } catch (IOException e) {
+      if (isPaused()) hv.oci().resume(places.containerId());
+    } catch (IOException | VmException e) {
       log.warn("sandbox {}: cannot thaw before stopping: {}", handle.sandboxId(), e.getMessage());
     }
   }

@@ -271,6 +271,11 @@ final class QemuVm implements Vm {
     qmp("cont");
   }
 
+  @Override
+  public boolean isPaused() throws VmException {
+    return !exit.isDone() && status(QMP_TIMEOUT).equals("paused");
+  }
+
   /** QMP {@code query-status}: "running", "paused", ... */
   String status(Duration timeout) throws VmException {
     synchronized (qmpLock) {

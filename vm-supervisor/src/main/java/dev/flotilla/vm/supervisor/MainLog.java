@@ -1,9 +1,9 @@
 package dev.flotilla.vm.supervisor;
 
+import dev.flotilla.sandbox.protocol.ExecEvent;
+import dev.flotilla.sandbox.protocol.ExecExited;
+import dev.flotilla.sandbox.protocol.ExecOutput;
 import dev.flotilla.vm.NodeOnlyFiles;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecEvent;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecExited;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecOutput;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;

@@ -4,8 +4,10 @@ import com.typesafe.config.Config;
 import dev.flotilla.agent.protocol.client.AgentClient;
 import dev.flotilla.agent.protocol.client.AgentException;
 import dev.flotilla.agent.protocol.client.ExecRequest;
-import dev.flotilla.agent.protocol.client.OutputRead;
 import dev.flotilla.agent.protocol.client.GuestInfo;
+import dev.flotilla.agent.protocol.client.OutputRead;
+import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
@@ -15,9 +17,9 @@ import dev.flotilla.vm.VmSpec;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.AgentLost;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Command;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Exec;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.MainProcess;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.GetStats;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.GuestStats;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.MainProcess;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Pause;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ReadFile;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Report;
@@ -58,7 +60,9 @@ import org.apache.pekko.stream.Materializer;
  * actor itself never waits.
  *
  * <p>Life: start (or adopt) → connect the agent with backoff → handshake → {@link VmReady};
- * then health pings; the VM's exit → {@link VmExited} and the actor stops. Only {@link Stop} or
+ * then health pings; the VM's exit → {@link VmExited} and the actor stops. Whether the VM is
+ * frozen is its owner's to say (start/adopt {@code paused}, then Pause/Resume): the supervisor
+ * brings the VM to that state and keeps no other account of it. Only {@link Stop} or
  * a lost agent kills the VM: when the actor is stopped any other way (its node shutting down)
  * the VM runs on, for a later node to adopt from its saved handle.
  */
@@ -175,8 +179,18 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   /** Starts a new VM for {@code spec} and, once its agent answers, its main process (null: none). */
   public static Behavior<Command> start(Hypervisor hypervisor, VmSpec spec, ActorRef<Report> parent, Settings settings,
       MainProcess main) {
+    return start(hypervisor, spec, parent, settings, main, false);
+  }
+
+  /**
+   * @param paused the state the owner holds its sandbox in: a paused one's new VM is frozen (its
+   *     agent told first, as for any pause) before it is reported ready, and its main process
+   *     starts when it is resumed
+   */
+  public static Behavior<Command> start(Hypervisor hypervisor, VmSpec spec, ActorRef<Report> parent, Settings settings,
+      MainProcess main, boolean paused) {
     return Behaviors.<Object>setup(ctx -> Behaviors.withTimers(timers -> {
-      var s = new VmSupervisor(ctx, timers, hypervisor, parent, settings, spec.incarnation(), false, main);
+      var s = new VmSupervisor(ctx, timers, hypervisor, parent, settings, spec.incarnation(), false, main, paused);
       s.beginStart(spec);
       return s;
     })).narrow();
@@ -190,8 +204,19 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   /** Re-attaches to a VM and goes on reading its main process (null: it has none). */
   public static Behavior<Command> adopt(Hypervisor hypervisor, VmHandle handle, ActorRef<Report> parent, Settings settings,
       MainProcess main) {
+    return adopt(hypervisor, handle, parent, settings, main, false);
+  }
+
+  /**
+   * @param paused the state the owner holds its sandbox in, which the VM is brought to: a frozen
+   *     VM of a paused sandbox is adopted as it is, without a handshake its frozen agent could not
+   *     answer (it is connected, and its identity checked, when resumed); a frozen VM of a running
+   *     sandbox is thawed; a running VM of a paused sandbox is frozen before it is reported ready
+   */
+  public static Behavior<Command> adopt(Hypervisor hypervisor, VmHandle handle, ActorRef<Report> parent, Settings settings,
+      MainProcess main, boolean paused) {
     return Behaviors.<Object>setup(ctx -> Behaviors.withTimers(timers -> {
-      var s = new VmSupervisor(ctx, timers, hypervisor, parent, settings, handle.incarnation(), true, main);
+      var s = new VmSupervisor(ctx, timers, hypervisor, parent, settings, handle.incarnation(), true, main, paused);
       s.beginAdopt(handle);
       return s;
     })).narrow();
@@ -199,7 +224,8 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   // ---------------------------------------------------------------- internal messages
 
-  private record Started(Vm vm, Throwable error) {}
+  /** @param frozen an adopted VM that stays frozen, as its owner holds it */
+  private record Started(Vm vm, boolean frozen, Throwable error) {}
 
   private record Connected(AgentClient client, GuestInfo info, Throwable error, boolean reconnect) {}
 
@@ -249,6 +275,10 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   private final Settings settings;
   private final long incarnation;
   private final boolean adopting;
+  /** The owner's sandbox is PAUSED: the VM is to be frozen, and is kept so until Resume. */
+  private final boolean keepPaused;
+  /** The guest kernel to report ready once the VM of a paused sandbox is frozen; null otherwise. */
+  private String readyOncePaused;
   private final Executor blocking;
   /**
    * A VM whose start completed on the blocking dispatcher and that this actor has not taken yet
@@ -286,8 +316,9 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   private VmSupervisor(
       ActorContext<Object> ctx, TimerScheduler<Object> timers, Hypervisor hypervisor, ActorRef<Report> parent, Settings settings,
-      long incarnation, boolean adopting, MainProcess main) {
+      long incarnation, boolean adopting, MainProcess main, boolean keepPaused) {
     super(ctx);
+    this.keepPaused = keepPaused;
     this.main = main;
     this.timers = timers;
     this.hypervisor = hypervisor;
@@ -327,14 +358,21 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         throw new VmException("the supervisor stopped while the VM started: killed, nobody would supervise it");
       }
       return v;
-    }), Started::new);
+    }), (v, err) -> new Started(v, false, err));
   }
 
   private void beginAdopt(VmHandle handle) {
     startDeadlineNanos = System.nanoTime() + settings.startTimeout().toNanos();
-    getContext().pipeToSelf(onBlocking(() -> hypervisor.adopt(handle).orElseThrow(() ->
-        new VmException("VM of " + handle.sandboxId() + " incarnation " + handle.incarnation() + " (pid " + handle.pid() + ") is gone"))),
-        Started::new);
+    boolean expectPaused = keepPaused;
+    getContext().pipeToSelf(onBlocking(() -> {
+      Vm v = hypervisor.adopt(handle).orElseThrow(() ->
+          new VmException("VM of " + handle.sandboxId() + " incarnation " + handle.incarnation() + " (pid " + handle.pid() + ") is gone"));
+      boolean frozen = v.isPaused();
+      // Frozen although its sandbox runs (paused when its node went, before the sandbox recorded
+      // it): thawed, as the sandbox says. Its agent had heard of the pause, so its lease restarts.
+      if (frozen && !expectPaused) v.resume();
+      return new Started(v, frozen && expectPaused, null);
+    }), (started, err) -> err != null ? new Started(null, false, err) : started);
   }
 
   @Override
@@ -382,6 +420,15 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     vm = m.vm();
     getContext().pipeToSelf(vm.exitFuture(), (exit, err) -> new Exited(exit != null ? exit : new VmExit(-1, 0, reason(err), false)));
     if (pendingStopGrace != null) return beginStop(pendingStopGrace);
+    if (m.frozen()) {
+      // Its sandbox is PAUSED and so is the VM: a frozen agent can neither answer a handshake nor
+      // a ping, and is not lost for it. It is connected when resumed.
+      getContext().getLog().info("VM incarnation {} adopted paused; the agent is connected when it is resumed", incarnation);
+      phase = Phase.RUNNING;
+      paused = true;
+      timers.startTimerWithFixedDelay(HealthTick.INSTANCE, settings.healthInterval());
+      return ready("");
+    }
     phase = Phase.CONNECTING;
     connect(startDeadlineNanos, settings.connectBackoffMin(), false);
     return this;
@@ -457,9 +504,21 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     watchConnection(client);
     phase = Phase.RUNNING;
     timers.startTimerWithFixedDelay(HealthTick.INSTANCE, settings.healthInterval());
-    parent.tell(new VmReady(incarnation, vm.handle(), m.info().kernel(), adopting));
-    if (main != null) startMain();
-    return this;
+    if (keepPaused) {
+      // Its sandbox is PAUSED: frozen (announced, like any pause) before anyone hears of it.
+      readyOncePaused = m.info().kernel();
+      onPause(new Pause(getContext().getSystem().ignoreRef()));
+      if (paused) return this; // ready once frozen (readyIfPausing)
+      readyOncePaused = null;
+      getContext().getLog().warn("VM incarnation {}: could not pause it as its sandbox is: it runs until resumed", incarnation);
+    }
+    return ready(m.info().kernel());
+  }
+
+  /** Tells the owner the VM is there, and starts (or goes on reading) the main process, which waits while the VM is paused. */
+  private Behavior<Object> ready(String kernel) {
+    parent.tell(new VmReady(incarnation, vm.handle(), kernel, adopting));
+    return main != null ? readMain() : this;
   }
 
   /** Kills the VM, waits for it, removes its state: nothing of it is left. Blocking. */
@@ -590,13 +649,13 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   private Behavior<Object> onPause(Pause m) {
     if (phase != Phase.RUNNING) {
-      m.replyTo().tell(StatusReply.error("cannot pause: the VM is " + phase.name().toLowerCase()));
+      m.replyTo().tell(notRunning().doing("cannot pause").reply());
       return this;
     }
     AgentClient c = client;
     boolean leased = !settings.lease().isZero();
     if (leased && (c == null || !c.isOpen())) {
-      m.replyTo().tell(StatusReply.error("cannot pause: the guest agent is not connected"));
+      m.replyTo().tell(SandboxError.unavailable("cannot pause: the guest agent is not connected").reply());
       return this;
     }
     paused = true; // no pings into a freezing guest
@@ -616,7 +675,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   private Behavior<Object> onResume(Resume m) {
     if (phase != Phase.RUNNING) {
-      m.replyTo().tell(StatusReply.error("cannot resume: the VM is " + phase.name().toLowerCase()));
+      m.replyTo().tell(notRunning().doing("cannot resume").reply());
       return this;
     }
     Vm v = vm;
@@ -630,8 +689,8 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   private Behavior<Object> onPauseDone(PauseDone m) {
     if (m.error() != null) {
       if (m.pause()) paused = false;
-      m.replyTo().tell(StatusReply.error((m.pause() ? "cannot pause: " : "cannot resume: ") + reason(m.error())));
-      return this;
+      m.replyTo().tell(GuestErrors.of(m.pause() ? "cannot pause" : "cannot resume", m.error()).reply());
+      return readyIfPausing(m);
     }
     paused = m.pause();
     failures = 0;
@@ -640,64 +699,95 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       // standing); also a renewal. A failure shows in the next pings.
       client.handshake(vm.handle().sandboxId(), incarnation, settings.lease(), false, settings.callTimeout());
     }
+    if (!paused && (client == null || !client.isOpen()) && !pingInFlight && phase == Phase.RUNNING) {
+      // Adopted frozen, so never connected: connect now rather than at the next health tick.
+      pingInFlight = true;
+      connect(System.nanoTime() + settings.callTimeout().toNanos(), settings.connectBackoffMin(), true);
+    }
     m.replyTo().tell(StatusReply.ack());
-    return this;
+    return readyIfPausing(m);
   }
 
-  private Optional<String> notServing() {
-    if (phase != Phase.RUNNING) return Optional.of("the VM is " + phase.name().toLowerCase());
-    if (paused) return Optional.of("the VM is paused");
-    if (client == null || !client.isOpen()) return Optional.of("the guest agent is not connected");
+  /** The VM of a paused sandbox is frozen (or could not be): now its owner hears of it. */
+  private Behavior<Object> readyIfPausing(PauseDone m) {
+    String kernel = readyOncePaused;
+    if (kernel == null || !m.pause() || phase != Phase.RUNNING) return this;
+    readyOncePaused = null;
+    if (m.error() != null) {
+      getContext().getLog().warn("VM incarnation {}: could not pause it as its sandbox is ({}): it runs until resumed",
+          incarnation, reason(m.error()));
+    }
+    return ready(kernel);
+  }
+
+  /**
+   * Why calls into the guest cannot be served now, if they cannot. A paused VM is the caller's
+   * to resume (FAILED_PRECONDITION); a VM on its way up or an agent reconnecting will serve
+   * again shortly (UNAVAILABLE).
+   */
+  private Optional<SandboxError> notServing() {
+    if (phase != Phase.RUNNING) return Optional.of(notRunning());
+    if (paused) return Optional.of(SandboxError.precondition("the VM is paused; resume it first"));
+    if (client == null || !client.isOpen()) return Optional.of(SandboxError.unavailable("the guest agent is not connected"));
     return Optional.empty();
   }
 
+  /** The VM is not RUNNING: starting (or being re-attached, or replaced after a lost agent) it will be; stopping it will not. */
+  private SandboxError notRunning() {
+    String message = "the VM is " + phase.name().toLowerCase();
+    return switch (phase) {
+      case STARTING, CONNECTING, LOST -> SandboxError.unavailable(message);
+      case RUNNING, STOPPING, DONE -> SandboxError.precondition(message);
+    };
+  }
+
   private Behavior<Object> onExec(Exec m) {
-    Optional<String> no = notServing();
+    Optional<SandboxError> no = notServing();
     if (no.isPresent()) {
-      m.replyTo().tell(StatusReply.error("cannot exec: " + no.get()));
+      m.replyTo().tell(no.get().doing("cannot exec").reply());
       return this;
     }
     if (m.spec().argv().isEmpty()) {
-      m.replyTo().tell(StatusReply.error("cannot exec: argv is empty; name a command"));
+      m.replyTo().tell(SandboxError.invalid("cannot exec: argv is empty; name a command").reply());
       return this;
     }
     String execId = "x-" + incarnation + "-" + execPrefix + "-" + EXEC_IDS.incrementAndGet();
     AgentStreams.exec(client, execId, m.spec(), settings, mat).whenComplete((ref, err) ->
-        m.replyTo().tell(err == null ? StatusReply.success(ref) : StatusReply.error("exec failed: " + reason(err))));
+        m.replyTo().tell(err == null ? StatusReply.success(ref) : GuestErrors.of("exec failed", err).reply()));
     return this;
   }
 
   private Behavior<Object> onWriteFile(WriteFile m) {
-    Optional<String> no = notServing();
+    Optional<SandboxError> no = notServing();
     if (no.isPresent()) {
-      m.replyTo().tell(StatusReply.error("cannot write " + m.path() + ": " + no.get()));
+      m.replyTo().tell(no.get().doing("cannot write " + m.path()).reply());
       return this;
     }
     AgentStreams.writeFile(client, m.path(), m.mode(), m.data(), settings, mat, blocking).whenComplete((size, err) ->
-        m.replyTo().tell(err == null ? StatusReply.success(size) : StatusReply.error("cannot write " + m.path() + ": " + reason(err))));
+        m.replyTo().tell(err == null ? StatusReply.success(size) : GuestErrors.of("cannot write " + m.path(), err).reply()));
     return this;
   }
 
   private Behavior<Object> onReadFile(ReadFile m) {
-    Optional<String> no = notServing();
+    Optional<SandboxError> no = notServing();
     if (no.isPresent()) {
-      m.replyTo().tell(StatusReply.error("cannot read " + m.path() + ": " + no.get()));
+      m.replyTo().tell(no.get().doing("cannot read " + m.path()).reply());
       return this;
     }
     AgentStreams.readFile(client, m.path(), settings, mat).whenComplete((ref, err) ->
-        m.replyTo().tell(err == null ? StatusReply.success(ref) : StatusReply.error("cannot read " + m.path() + ": " + reason(err))));
+        m.replyTo().tell(err == null ? StatusReply.success(ref) : GuestErrors.of("cannot read " + m.path(), err).reply()));
     return this;
   }
 
   private Behavior<Object> onGetStats(GetStats m) {
-    Optional<String> no = notServing();
+    Optional<SandboxError> no = notServing();
     if (no.isPresent()) {
-      m.replyTo().tell(StatusReply.error("cannot get stats: " + no.get()));
+      m.replyTo().tell(no.get().doing("cannot get stats").reply());
       return this;
     }
     client.stats(settings.callTimeout()).whenComplete((s, err) -> m.replyTo().tell(err == null
         ? StatusReply.success(new GuestStats(s.memoryUsedBytes(), s.memoryTotalBytes(), s.cpuTimeNanos(), s.processCount(), s.uptimeMillis()))
-        : StatusReply.error("cannot get stats: " + reason(err))));
+        : GuestErrors.of("cannot get stats", err).reply()));
     return this;
   }
 
@@ -714,7 +804,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     getContext().pipeToSelf(onBlocking(() -> log.progress(incarnation)).thenCompose(p -> {
       if (p.exited()) return CompletableFuture.completedFuture(p);
       if (adopting) return CompletableFuture.completedFuture(p);
-      VmSupervisorProtocol.ExecSpec e = main.spec();
+      ExecSpec e = main.spec();
       return c.execDetached(new ExecRequest(MAIN_EXEC_ID, e.argv(), e.env(), e.workingDir(), false, e.user()), main.ringBytes(),
           settings.callTimeout()).thenApply(pid -> p);
     }), (p, err) -> {
@@ -972,7 +1062,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     return a.compareTo(b) <= 0 ? a : b;
   }
 
-  private static String reason(Throwable t) {
+  static String reason(Throwable t) {
     Throwable c = AgentStreams.unwrap(t);
     String msg = c.getMessage();
     return msg == null || msg.isBlank() ? c.getClass().getSimpleName() : msg;

@@ -1,10 +1,11 @@
 package dev.flotilla.vm.supervisor;
 
+import dev.flotilla.sandbox.protocol.ExecEvent;
+import dev.flotilla.sandbox.protocol.ExecExited;
+import dev.flotilla.sandbox.protocol.ExecSpec;
 import dev.flotilla.vm.VmExit;
 import dev.flotilla.vm.VmHandle;
 import java.time.Duration;
-import java.util.List;
-import java.util.Map;
 import org.apache.pekko.Done;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.pattern.StatusReply;
@@ -55,25 +56,6 @@ public final class VmSupervisorProtocol {
   // ---------------------------------------------------------------- exec data
 
   /**
-   * @param argv the command and its arguments, argv[0] looked up on the guest's PATH
-   * @param env extra environment variables
-   * @param workingDir empty for the image's WorkingDir, else "/"
-   * @param user name|uid[:group|gid] inside the sandbox; empty for the image's User, else root
-   */
-  public record ExecSpec(List<String> argv, Map<String, String> env, String workingDir, String user) {
-    public ExecSpec {
-      argv = List.copyOf(argv);
-      env = Map.copyOf(env == null ? Map.of() : env);
-      workingDir = workingDir == null ? "" : workingDir;
-      user = user == null ? "" : user;
-    }
-
-    public ExecSpec(List<String> argv, Map<String, String> env, String workingDir) {
-      this(argv, env, workingDir, "");
-    }
-  }
-
-  /**
    * The sandbox's main process: started by the supervisor once the agent answers (adopted, if the
    * VM already runs it), its output read into {@code log}. When it ends, the VM is stopped (its
    * other processes get {@code stopGrace}) and {@link VmExited} reports the main process's status,
@@ -87,14 +69,6 @@ public final class VmSupervisorProtocol {
       if (ringBytes <= 0) throw new IllegalArgumentException("ringBytes must be positive");
     }
   }
-
-  public sealed interface ExecEvent {}
-
-  /** A chunk of the process's output; {@code stderr} tells which stream. */
-  public record ExecOutput(boolean stderr, ByteString data) implements ExecEvent {}
-
-  /** The process ended: {@code signal} is 0 when it exited on its own with {@code exitCode}. */
-  public record ExecExited(int exitCode, int signal) implements ExecEvent {}
 
   /** @see dev.flotilla.agent.protocol.client.GuestStats */
   public record GuestStats(long memoryUsedBytes, long memoryTotalBytes, long cpuTimeNanos, int processCount, long uptimeMillis) {}

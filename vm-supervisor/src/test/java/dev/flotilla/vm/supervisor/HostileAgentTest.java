@@ -9,6 +9,7 @@ import dev.flotilla.agent.protocol.frame.Frame;
 import dev.flotilla.agent.protocol.frame.FrameCodec;
 import dev.flotilla.agent.protocol.v1.GuestDetails;
 import dev.flotilla.agent.protocol.v1.Response;
+import dev.flotilla.sandbox.protocol.ExecExited;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.HypervisorCapabilities;
 import dev.flotilla.vm.Vm;
@@ -18,7 +19,6 @@ import dev.flotilla.vm.VmSpec;
 import dev.flotilla.vm.process.TestSandboxes;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.AgentLost;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Command;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecExited;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Report;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.VmExited;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.VmReady;
@@ -193,6 +193,7 @@ class HostileAgentTest {
         @Override public AgentAddress agentAddress() { return new AgentAddress(g.socket); }
         @Override public void pause() { }
         @Override public void resume() { }
+        @Override public boolean isPaused() { return false; }
         @Override public void stop(Duration grace) { kill(); }
         @Override public void kill() {
           try {

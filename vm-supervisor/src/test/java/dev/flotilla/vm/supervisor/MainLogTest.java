@@ -5,9 +5,9 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecEvent;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecExited;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecOutput;
+import dev.flotilla.sandbox.protocol.ExecEvent;
+import dev.flotilla.sandbox.protocol.ExecExited;
+import dev.flotilla.sandbox.protocol.ExecOutput;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -2,13 +2,13 @@ package dev.flotilla.vm.supervisor;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.flotilla.sandbox.protocol.ExecEvent;
+import dev.flotilla.sandbox.protocol.ExecOutput;
+import dev.flotilla.sandbox.protocol.ExecSpec;
 import dev.flotilla.vm.VmSpec;
 import dev.flotilla.vm.process.TestSandboxes;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Command;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Exec;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecEvent;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecOutput;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecSpec;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Report;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Stop;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.VmExited;

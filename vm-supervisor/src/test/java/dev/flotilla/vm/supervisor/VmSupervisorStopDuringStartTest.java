@@ -85,6 +85,8 @@ class VmSupervisorStopDuringStartTest {
 
           @Override public void resume() { }
 
+          @Override public boolean isPaused() { return false; }
+
           @Override public void stop(Duration grace) {
             kill();
           }

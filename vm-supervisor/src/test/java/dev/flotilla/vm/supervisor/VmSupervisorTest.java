@@ -5,6 +5,11 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.flotilla.sandbox.protocol.ExecEvent;
+import dev.flotilla.sandbox.protocol.ExecExited;
+import dev.flotilla.sandbox.protocol.ExecOutput;
+import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.vm.AgentSecrets;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmHandle;
@@ -14,10 +19,6 @@ import dev.flotilla.vm.process.TestSandboxes;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.AgentLost;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Command;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Exec;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecEvent;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecExited;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecOutput;
-import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ExecSpec;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.GetStats;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.GuestStats;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Pause;
@@ -196,6 +197,63 @@ class VmSupervisorTest {
     await().atMost(T).until(() -> s.pids().stream().noneMatch(TestSandboxes::alive));
   }
 
+  /**
+   * A node restarted under a PAUSED sandbox: its frozen VM is adopted as paused (the owner says
+   * so), not handshaken into a timeout and killed as an agent that does not answer.
+   */
+  @Test
+  void aPausedVmIsAdoptedPausedAndResumes() throws Exception {
+    VmSupervisor.Settings quick = settings.withStartTimeout(Duration.ofSeconds(5));
+    SupervisedVm s = start(sandboxes.spec(), quick);
+    VmHandle handle = VmHandle.load(s.ready().handle().stateDir());
+    TestProbe<StatusReply<Done>> ack = kit.createTestProbe();
+    s.ref().tell(new Pause(ack.getRef()));
+    assertTrue(ack.receiveMessage(T).isSuccess());
+    kit.stop(s.ref());
+    s.parent().expectTerminated(s.ref(), T);
+
+    TestProbe<Report> parent2 = kit.createTestProbe();
+    ActorRef<Command> ref2 = kit.spawn(VmSupervisor.adopt(sandboxes.hypervisor, handle, parent2.getRef(), quick, null, true));
+    VmReady ready = parent2.expectMessageClass(VmReady.class, T);
+    assertTrue(ready.adopted());
+    // still frozen, and served as such: no exec, no pings that would find the agent lost
+    TestProbe<StatusReply<SourceRef<ExecEvent>>> refused = kit.createTestProbe();
+    ref2.tell(new Exec(new ExecSpec(List.of("true"), Map.of(), ""), refused.getRef()));
+    SandboxError why = SandboxError.fromReplyText(refused.receiveMessage(T).getError().getMessage());
+    assertEquals(SandboxError.Kind.FAILED_PRECONDITION, why.kind(), why.getMessage());
+    parent2.expectNoMessage(quick.healthInterval().multipliedBy(quick.healthMaxFailures() + 2));
+    assertTrue(s.pids().stream().allMatch(TestSandboxes::alive), "the paused VM is kept");
+
+    ref2.tell(new Resume(ack.getRef()));
+    assertTrue(ack.receiveMessage(T).isSuccess());
+    await().atMost(T).untilAsserted(() -> assertEquals("thawed\n", output(exec(ref2, "echo", "thawed"), false)));
+    stop(new SupervisedVm(ref2, parent2, ready, s.pids()));
+  }
+
+  /** A PAUSED sandbox's new VM (its host was lost) is frozen before it is reported ready, and runs once resumed. */
+  @Test
+  void aVmStartedForAPausedSandboxIsFrozenBeforeItIsReady() throws Exception {
+    VmSpec spec = sandboxes.spec();
+    TestProbe<Report> parent = kit.createTestProbe();
+    ActorRef<Command> ref = kit.spawn(VmSupervisor.start(sandboxes.hypervisor, spec, parent.getRef(), settings, null, true));
+    VmReady ready = parent.expectMessageClass(VmReady.class, T);
+    sandboxes.trackHandle(ready.handle());
+    Vm vm = sandboxes.hypervisor.adopt(ready.handle()).orElseThrow();
+    List<Long> pids = vm.pids();
+    sandboxes.trackPids(pids);
+    assertTrue(vm.isPaused(), "frozen before anyone heard of it");
+    TestProbe<StatusReply<SourceRef<ExecEvent>>> refused = kit.createTestProbe();
+    ref.tell(new Exec(new ExecSpec(List.of("true"), Map.of(), ""), refused.getRef()));
+    assertEquals(SandboxError.Kind.FAILED_PRECONDITION,
+        SandboxError.fromReplyText(refused.receiveMessage(T).getError().getMessage()).kind());
+
+    TestProbe<StatusReply<Done>> ack = kit.createTestProbe();
+    ref.tell(new Resume(ack.getRef()));
+    assertTrue(ack.receiveMessage(T).isSuccess());
+    assertEquals("up\n", output(exec(ref, "echo", "up"), false));
+    stop(new SupervisedVm(ref, parent, ready, pids));
+  }
+
   @Test
   void adoptWithAnotherSecretIsRefusedAtOnceAndTheVmEnded() throws Exception {
     SupervisedVm s = start(sandboxes.spec(), settings);
@@ -269,7 +327,12 @@ class VmSupervisorTest {
 
     TestProbe<StatusReply<SourceRef<ExecEvent>>> refused = kit.createTestProbe();
     s.ref().tell(new Exec(new ExecSpec(List.of("true"), Map.of(), ""), refused.getRef()));
-    assertTrue(refused.receiveMessage(T).isError(), "no exec into a paused VM");
+    StatusReply<SourceRef<ExecEvent>> no = refused.receiveMessage(T);
+    assertTrue(no.isError(), "no exec into a paused VM");
+    // the refusal says its kind, so the API answers FAILED_PRECONDITION (not INTERNAL)
+    SandboxError why = SandboxError.fromReplyText(no.getError().getMessage());
+    assertEquals(SandboxError.Kind.FAILED_PRECONDITION, why.kind(), why.getMessage());
+    assertTrue(why.getMessage().contains("paused"), why.getMessage());
 
     s.ref().tell(new Resume(ack.getRef()));
     assertTrue(ack.receiveMessage(T).isSuccess());

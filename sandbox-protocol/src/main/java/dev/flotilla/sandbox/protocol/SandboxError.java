@@ -1,8 +1,11 @@
-package dev.flotilla.sandbox;
+package dev.flotilla.sandbox.protocol;
+
+import org.apache.pekko.pattern.StatusReply;
 
 /**
  * Why a sandbox request was refused, in terms an API edge maps to its own codes. The message is
- * written for the user: it says what to fix.
+ * written for the user: it says what to fix. The control plane, the sandbox entity and the VM
+ * supervisor all refuse with one of these, whichever of them answers the caller.
  */
 public final class SandboxError extends RuntimeException {
 
@@ -29,10 +32,15 @@ public final class SandboxError extends RuntimeException {
 
   /**
    * Errors cross the cluster inside {@code StatusReply.error(String)}: the kind travels as a
-   * prefix of the text, so the edge can recover it wherever the entity ran.
+   * prefix of the text, so the edge can recover it wherever the entity (or its VM supervisor) ran.
    */
   public String toReplyText() {
     return kind.name() + ": " + getMessage();
+  }
+
+  /** This refusal as the answer to an ask: {@link #fromReplyText} recovers it on the asking side. */
+  public <T> StatusReply<T> reply() {
+    return StatusReply.error(toReplyText());
   }
 
   public static SandboxError fromReplyText(String text) {
@@ -47,6 +55,11 @@ public final class SandboxError extends RuntimeException {
     return new SandboxError(Kind.INTERNAL, text);
   }
 
+  /** The same refusal, its message prefixed with what was being done ("cannot exec"). */
+  public SandboxError doing(String what) {
+    return new SandboxError(kind, what + ": " + getMessage());
+  }
+
   public static SandboxError notFound(String id) {
     return new SandboxError(Kind.NOT_FOUND, "sandbox " + id + " not found");
   }
@@ -57,5 +70,9 @@ public final class SandboxError extends RuntimeException {
 
   public static SandboxError invalid(String message) {
     return new SandboxError(Kind.INVALID_ARGUMENT, message);
+  }
+
+  public static SandboxError unavailable(String message) {
+    return new SandboxError(Kind.UNAVAILABLE, message);
   }
 }
