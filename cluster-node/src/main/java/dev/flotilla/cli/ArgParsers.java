@@ -103,6 +103,18 @@ public final class ArgParsers {
     }
   }
 
+  /** A duration, or 0 for none. */
+  static final class DurationOrZeroConverter implements ITypeConverter<Duration> {
+    @Override
+    public Duration convert(String value) {
+      try {
+        return Durations.parseOrZero(value);
+      } catch (IllegalArgumentException e) {
+        throw new TypeConversionException(e.getMessage());
+      }
+    }
+  }
+
   static final class DurationConverter implements ITypeConverter<Duration> {
     @Override
     public Duration convert(String value) {

@@ -45,6 +45,7 @@ public final class Cli implements Callable<Integer> {
     COMMANDS.put("pause", LifecycleCommands.Pause::new);
     COMMANDS.put("resume", LifecycleCommands.Resume::new);
     COMMANDS.put("rm", LifecycleCommands.Remove::new);
+    COMMANDS.put("set-timeout", LifecycleCommands.SetTimeout::new);
     COMMANDS.put("watch", WatchCommand::new);
     COMMANDS.put("events", EventsCommand::new);
     COMMANDS.put("image", ImageCommands::new);

@@ -7,28 +7,38 @@ import java.util.regex.Pattern;
 
 /** {@code --timeout} values ("500ms", "10s", "2m", or plain seconds) and short human durations. */
 public final class Durations {
-  private static final Pattern VALUE = Pattern.compile("(\\d+)(ms|s|m|h)?");
+  private static final Pattern VALUE = Pattern.compile("(\\d+)(ms|s|m|h|d)?");
 
   private Durations() {}
 
   public static Duration parse(String text) {
-    Matcher m = VALUE.matcher(text.strip().toLowerCase(Locale.ROOT));
-    if (!m.matches()) {
-      throw new IllegalArgumentException(
-          "'" + text + "' is not a duration (use e.g. 500ms, 10s, 2m)");
-    }
-    long n = Long.parseLong(m.group(1));
-    String unit = m.group(2) == null ? "s" : m.group(2);
-    Duration d = switch (unit) {
-      case "ms" -> Duration.ofMillis(n);
-      case "m" -> Duration.ofMinutes(n);
-      case "h" -> Duration.ofHours(n);
-      default -> Duration.ofSeconds(n);
-    };
+    Duration d = parseOrZero(text);
     if (d.isZero()) {
       throw new IllegalArgumentException("'" + text + "' is not a duration above zero");
     }
     return d;
+  }
+
+  /** As {@link #parse}, but 0 is allowed (e.g. "no timeout"). */
+  public static Duration parseOrZero(String text) {
+    Matcher m = VALUE.matcher(text.strip().toLowerCase(Locale.ROOT));
+    if (!m.matches()) {
+      throw new IllegalArgumentException(
+          "'" + text + "' is not a duration (use e.g. 500ms, 10s, 2m, 1h, 7d)");
+    }
+    try {
+      long n = Long.parseLong(m.group(1));
+      String unit = m.group(2) == null ? "s" : m.group(2);
+      return switch (unit) {
+        case "ms" -> Duration.ofMillis(n);
+        case "m" -> Duration.ofMinutes(n);
+        case "h" -> Duration.ofHours(n);
+        case "d" -> Duration.ofDays(n);
+        default -> Duration.ofSeconds(n);
+      };
+    } catch (ArithmeticException | NumberFormatException e) {
+      throw new IllegalArgumentException("'" + text + "' is too long a duration");
+    }
   }
 
   /** "250ms", "10s", "2m", "1h30m": for messages and the AGE column. */

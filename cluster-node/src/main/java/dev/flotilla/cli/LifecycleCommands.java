@@ -26,6 +26,23 @@ final class LifecycleCommands {
     }
   }
 
+  @Command(name = "set-timeout", mixinStandardHelpOptions = true,
+      description = {"Make the sandbox end DURATION from now (e.g. 30m, 2h; 0: never), as its create's "
+          + "--on-timeout says (deleted unless it says stop). Prints the id and when it ends."})
+  static final class SetTimeout extends OnSandbox {
+    @Parameters(index = "1", paramLabel = "DURATION", converter = ArgParsers.DurationOrZeroConverter.class,
+        description = "From now; 0 removes the timeout.")
+    java.time.Duration timeout;
+
+    @Override
+    int run(FlotillaClient client, CliContext ctx) {
+      Sandbox s = client.call(SandboxServiceMethods.SET_TIMEOUT, dev.flotilla.api.v1.SetTimeoutRequest.newBuilder().setId(id)
+          .setTimeout(CreateCommand.proto(timeout)).build(), id);
+      ctx.out().println(s.getId() + " " + (s.hasExpiresAt() ? "expires " + Names.rfc3339Millis(s.getExpiresAt()) : "never expires"));
+      return ExitCodes.OK;
+    }
+  }
+
   @Command(name = "stop", mixinStandardHelpOptions = true,
       description = "Stop a sandbox's VM; it stays stopped (no restart) until `start`.")
   static final class Stop extends OnSandbox {

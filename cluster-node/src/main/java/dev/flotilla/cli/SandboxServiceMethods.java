@@ -67,6 +67,8 @@ public final class SandboxServiceMethods {
   public static final MethodDescriptor<ReadLogsRequest, ReadLogsResponse> READ_LOGS =
       method(MethodType.SERVER_STREAMING, "ReadLogs", ReadLogsRequest.getDefaultInstance(),
           ReadLogsResponse.getDefaultInstance());
+  public static final MethodDescriptor<dev.flotilla.api.v1.SetTimeoutRequest, Sandbox> SET_TIMEOUT =
+      unary("SetTimeout", dev.flotilla.api.v1.SetTimeoutRequest.getDefaultInstance(), Sandbox.getDefaultInstance());
   public static final MethodDescriptor<ListEventsRequest, ListEventsResponse> LIST_EVENTS =
       unary("ListEvents", ListEventsRequest.getDefaultInstance(), ListEventsResponse.getDefaultInstance());
   public static final MethodDescriptor<WatchSandboxRequest, SandboxEvent> WATCH_SANDBOX =

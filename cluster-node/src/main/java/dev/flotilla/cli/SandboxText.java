@@ -63,6 +63,13 @@ public final class SandboxText {
         + age(Names.instant(s.getCreatedAt()), now) + " ago)" : "-");
     line(b, "Updated", s.hasUpdatedAt() ? Names.rfc3339Millis(s.getUpdatedAt()) + " ("
         + age(Names.instant(s.getUpdatedAt()), now) + " ago)" : "-");
+    line(b, "Expires", !s.hasExpiresAt() ? "never" : Names.rfc3339Millis(s.getExpiresAt())
+        + (Names.instant(s.getExpiresAt()).isAfter(now) ? " (in " + age(now, Names.instant(s.getExpiresAt())) + ")" : " (due)")
+        + ", then " + (spec.getOnTimeout() == dev.flotilla.api.v1.TimeoutAction.TIMEOUT_STOP ? "stopped" : "deleted"));
+    if (spec.hasIdleTimeout() && (spec.getIdleTimeout().getSeconds() > 0 || spec.getIdleTimeout().getNanos() > 0)) {
+      line(b, "Idle timeout", Durations.format(java.time.Duration.ofSeconds(spec.getIdleTimeout().getSeconds(),
+          spec.getIdleTimeout().getNanos())) + ", then " + (spec.getOnIdle() == dev.flotilla.api.v1.IdleAction.IDLE_PAUSE ? "paused" : "stopped"));
+    }
     return b.toString();
   }
 

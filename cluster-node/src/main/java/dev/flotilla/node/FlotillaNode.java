@@ -50,6 +50,7 @@ import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.pubsub.Topic;
+import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.apache.pekko.cluster.typed.Cluster;
 import org.apache.pekko.cluster.typed.Join;
 import org.apache.pekko.http.javadsl.ServerBinding;
@@ -157,7 +158,12 @@ public final class FlotillaNode implements AutoCloseable {
           events,
           () -> NodeFencing.othersCanTakeOver(system),
           new MainLogs(dataDir.resolve("vms").resolve("logs"), mainLogMax(sb)),
-          full.getString("flotilla.vm.supervisor.blocking-dispatcher"));
+          full.getString("flotilla.vm.supervisor.blocking-dispatcher"),
+          sb.getDuration("ask-timeout"),
+          // A sandbox deleted by its own timeout gives its tenant's quota back (fire and forget:
+          // the ledger reconciler catches a lost one).
+          (tenant, id) -> ClusterSharding.get(system).entityRefFor(TenantEntity.ENTITY_KEY, tenant)
+              .tell(new TenantEntity.Release(id, system.ignoreRef())));
       Files.createDirectories(runtime.vmRoot());
       NodeFencing.install(system, drivers, runtime.vmRoot());
       CompletableFuture<Void> lastShutdownPhase = BoundedTermination.lastPhase(system);

@@ -34,7 +34,7 @@ class CliUsageTest {
       "exec sb-1 ls -la          | flotilla: unknown option: '-la' (put the command after `--`: flotilla exec ID -- CMD ARGS...)",
       "exec -e X sb-1 -- true    | flotilla: --env 'X' must be key=value (see `flotilla exec --help`)",
       "frobnicate                | flotilla: unknown command 'frobnicate' (see `flotilla --help`)",
-      "ls --timeout soon         | flotilla: invalid value for option '--timeout': 'soon' is not a duration (use e.g. 500ms, 10s, 2m) (see `flotilla ls --help`)",
+      "ls --timeout soon         | flotilla: invalid value for option '--timeout': 'soon' is not a duration (use e.g. 500ms, 10s, 2m, 1h, 7d) (see `flotilla ls --help`)",
       "ls --endpoint host:port   | flotilla: endpoint 'host:port' must be HOST:PORT, e.g. 127.0.0.1:7070",
       "image rm                  | flotilla: missing required parameter: 'REF' (see `flotilla image rm --help`)",
       "image pull busybox --username u | flotilla: --username and --password-stdin go together (see `flotilla image pull --help`)",

@@ -109,6 +109,37 @@ class NodeOnH2IT extends NodeScenarios {
     assertTrue(unknown.err().contains("not found"), unknown.err());
   }
 
+  /** create --timeout, set-timeout and the bounds, through the CLI against the real node. */
+  @Test
+  void timeoutsEndSandboxesAndSetTimeoutMovesTheEnd() {
+    Cli created = cli("", "create", "--timeout", "3s");
+    assertEquals(0, created.code(), created.err());
+    String id = created.out().strip();
+    Cli got = cli("", "get", id);
+    assertTrue(got.out().lines().anyMatch(l -> l.startsWith("Expires:") && l.endsWith("then deleted")), got.out());
+    Awaitility.await().atMost(READY).until(() -> cli("", "get", id).code() == 1);
+    Cli events = cli("", "events", id);
+    assertTrue(events.out().contains(" timed-out ") && events.out().contains(" deleted "), events.out());
+
+    Cli kept = cli("", "create", "--timeout", "1h", "--on-timeout", "stop");
+    assertEquals(0, kept.code(), kept.err());
+    String id2 = kept.out().strip();
+    Cli set = cli("", "set-timeout", id2, "2s");
+    assertEquals(0, set.code(), set.err());
+    assertTrue(set.out().startsWith(id2 + " expires "), set.out());
+    awaitPhase(id2, Phase.STOPPED);
+    assertTrue(cli("", "get", id2).out().contains("Expires:      never"), cli("", "get", id2).out());
+
+    Cli tooShort = cli("", "create", "--timeout", "500ms");
+    assertEquals(1, tooShort.code());
+    assertTrue(tooShort.err().contains("timeout must be between 1s and 30d"), tooShort.err());
+    Cli tooLong = cli("", "set-timeout", id2, "40d");
+    assertEquals(1, tooLong.code());
+    assertTrue(tooLong.err().contains("timeout must be between 1s and 30d"), tooLong.err());
+    Cli badAction = cli("", "create", "--timeout", "1m", "--on-timeout", "explode");
+    assertEquals(2, badAction.code(), badAction.err());
+  }
+
   /**
    * The README's quickstart, as a user pastes it into {@code bash -e}: every line must succeed in
    * order, with no sleeps (create returns once the sandbox runs). {@code ./flotilla} is the real

@@ -259,6 +259,19 @@ public final class SandboxControl {
     return lifecycle(tenant, id, r -> new SandboxEntity.Resume(tenant, r));
   }
 
+  /**
+   * The sandbox now ends {@code timeout} from now (zero: never), as its spec's on-timeout says
+   * (delete unless it says stop).
+   */
+  public CompletionStage<SandboxView> setTimeout(String tenant, String id, Duration timeout) {
+    try {
+      validator.checkTimeout(timeout);
+    } catch (SandboxError e) {
+      return CompletableFuture.failedFuture(e);
+    }
+    return lifecycle(tenant, id, r -> new SandboxEntity.SetTimeout(tenant, timeout, r));
+  }
+
   /** Deletes the sandbox (its VM is stopped first) and gives its quota back. */
   public CompletionStage<SandboxView> delete(String tenant, String id) {
     return admit(tenant).thenCompose(a -> checkId(id)).thenCompose(x -> guard.change(() -> existing(tenant, id).thenCompose(z -> ask(sandbox(id),

@@ -15,6 +15,7 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import org.apache.pekko.Done;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -103,6 +104,9 @@ public final class SandboxEntity
    * The main process's log on this node: the last {@code tail} lines (negative: all it keeps),
    * then with {@code follow} new output until the main process ends (its exit last).
    */
+  /** The sandbox now ends {@code timeout} from now (zero: never), with its spec's on-timeout action. */
+  public record SetTimeout(String tenant, Duration timeout, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
+
   public record ReadLogs(String tenant, int tail, boolean follow, ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo)
       implements TenantCommand {}
 
@@ -133,6 +137,18 @@ public final class SandboxEntity
 
   /** Sent to itself after recovery. Local only. */
   record Reconcile() implements Command {}
+
+  /** The sandbox's timeout ran out (a timer). */
+  record DeadlineReached() implements Command {}
+
+  /** Time to see whether the sandbox has been idle for its idle timeout (a timer). */
+  record IdleCheck() implements Command {}
+
+  /** The VM supervisor's count of calls under way; -1: it did not answer. */
+  record IdleVerdict(long incarnation, int callsInFlight) implements Command {}
+
+  /** Calls kept while CREATING are looked at again (their callers' patience ran out). */
+  record Unstash() implements Command {}
 
   /** Restart backoff elapsed: start the VM of this incarnation. Local only. */
   record SpawnVm(long incarnation) implements Command {}
@@ -171,6 +187,15 @@ public final class SandboxEntity
 
   public record SandboxFailed(String reason, Instant at) implements Event {}
 
+  /** SetTimeout: the sandbox now ends at {@code deadline} (null: never). */
+  public record TimeoutSet(Instant deadline, Instant at) implements Event {}
+
+  /**
+   * Its lifetime ran out: the timeout ({@code idle} false; the deadline is then spent) or the idle
+   * timeout. The delete, stop or pause it leads to follows as its own events.
+   */
+  public record TimedOut(boolean idle, Instant at) implements Event {}
+
   // ------------------------------------------------------------------------------ state
 
   public sealed interface State extends FlotillaSerializable {}
@@ -194,33 +219,39 @@ public final class SandboxEntity
       VmLocation vm,
       Instant vmSince,
       int restartCount,
-      String statusMessage)
+      String statusMessage,
+      Instant deadline)
       implements State {
 
     Live with(Phase p, Instant at) {
-      return new Live(id, tenant, spec, requestId, createdAt, at, p, desiredRunning, incarnation, vm, vmSince, restartCount, statusMessage);
+      return new Live(id, tenant, spec, requestId, createdAt, at, p, desiredRunning, incarnation, vm, vmSince, restartCount, statusMessage, deadline);
     }
 
     Live withDesired(boolean desired) {
-      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desired, incarnation, vm, vmSince, restartCount, statusMessage);
+      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desired, incarnation, vm, vmSince, restartCount, statusMessage, deadline);
     }
 
     Live withVm(VmLocation location, Instant since) {
-      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, incarnation, location, since, restartCount, statusMessage);
+      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, incarnation, location, since, restartCount, statusMessage, deadline);
     }
 
     Live withStatus(String message) {
-      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, incarnation, vm, vmSince, restartCount, message);
+      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, incarnation, vm, vmSince, restartCount, message, deadline);
     }
 
     Live withIncarnation(long n, int restarts) {
-      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, n, null, null, restarts, statusMessage);
+      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, n, null, null, restarts, statusMessage, deadline);
+    }
+
+    Live withDeadline(Instant d) {
+      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, incarnation, vm, vmSince, restartCount,
+          statusMessage, d);
     }
 
     public SandboxView view() {
       String node = vm != null ? vm.node() : "";
       return new SandboxView(id, tenant, spec, phase, incarnation, node, createdAt, updatedAt, statusMessage,
-          restartCount, desiredRunning);
+          restartCount, desiredRunning, deadline);
     }
   }
 
@@ -286,6 +317,7 @@ public final class SandboxEntity
     return newSignalHandlerBuilder()
         .onSignal(RecoveryCompleted.instance(), state -> {
           forgetStoppedSupervisor();
+          if (state instanceof Live l && l.phase() != Phase.DELETED) scheduleLifetime(l);
           ctx.getSelf().tell(new Reconcile());
         })
         .build();
@@ -348,11 +380,16 @@ public final class SandboxEntity
         .onCommand(Stop.class, this::onStop)
         .onCommand(Pause.class, (s, c) -> onFreeze(s, true, c.replyTo()))
         .onCommand(Resume.class, (s, c) -> onFreeze(s, false, c.replyTo()))
-        .onCommand(Delete.class, this::onDelete)
-        .onCommand(Exec.class, (s, c) -> forwardToVm(s, c.replyTo(), vm -> vm.tell(new VmSupervisorProtocol.Exec(c.spec(), c.replyTo()))))
-        .onCommand(WriteFile.class, (s, c) -> forwardToVm(s, c.replyTo(),
+        .onCommand(Delete.class, (s, c) -> delete(s, c.replyTo(), List.of()))
+        .onCommand(SetTimeout.class, this::onSetTimeout)
+        .onCommand(DeadlineReached.class, (s, c) -> onDeadline(s))
+        .onCommand(IdleCheck.class, (s, c) -> onIdleCheck(s))
+        .onCommand(IdleVerdict.class, this::onIdleVerdict)
+        .onCommand(Unstash.class, (s, c) -> unstashing(Effect().none()).thenNoReply())
+        .onCommand(Exec.class, (s, c) -> forwardToVm(s, c, c.replyTo(), vm -> vm.tell(new VmSupervisorProtocol.Exec(c.spec(), c.replyTo()))))
+        .onCommand(WriteFile.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
             vm -> vm.tell(new VmSupervisorProtocol.WriteFile(c.path(), c.mode(), c.data(), c.replyTo()))))
-        .onCommand(ReadFile.class, (s, c) -> forwardToVm(s, c.replyTo(),
+        .onCommand(ReadFile.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
             vm -> vm.tell(new VmSupervisorProtocol.ReadFile(c.path(), c.replyTo()))))
         .onCommand(ReadLogs.class, this::onReadLogs)
         .onCommand(FromVm.class, (s, c) -> onReport(s, c.report()))
@@ -416,49 +453,156 @@ public final class SandboxEntity
   }
 
   private ReplyEffect<Event, State> onStop(Live s, Stop c) {
+    return stop(s, c.replyTo(), List.of());
+  }
+
+  /** Stops the sandbox; {@code first} are events recorded with the stop (why it stops, if not asked to). */
+  private ReplyEffect<Event, State> stop(Live s, ActorRef<StatusReply<SandboxView>> replyTo, List<Event> first) {
     return switch (s.phase()) {
-      case STOPPED, FAILED -> Effect().reply(c.replyTo(), StatusReply.success(s.view()));
+      case STOPPED, FAILED -> first.isEmpty() ? Effect().reply(replyTo, StatusReply.success(s.view()))
+          : Effect().persist(first).thenRun(ns -> afterChange(ns, "timed-out"))
+              .thenReply(replyTo, ns -> StatusReply.success(((Live) ns).view()));
       case STOPPING -> {
-        waitingForStop.add(c.replyTo());
-        yield Effect().noReply();
+        waitingForStop.add(replyTo);
+        yield first.isEmpty() ? Effect().noReply() : Effect().persist(first).thenNoReply();
       }
       case CREATING, RUNNING, PAUSED -> {
         Instant now = Instant.now();
-        List<Event> events = new ArrayList<>(List.of(new StopRequested(now)));
+        List<Event> events = new ArrayList<>(first);
+        events.add(new StopRequested(now));
         if (supervisor == null) {
           // No VM runs (restart backoff pending): nothing to wait for.
           events.add(new VmEnded(s.incarnation(), new VmEnd(0, 0, "stopped before the VM started", true), now));
-          yield Effect().persist(events)
-              .thenRun(ns -> afterChange(ns, "stopped"))
-              .thenReply(c.replyTo(), ns -> StatusReply.success(((Live) ns).view()));
+          yield unstashing(Effect().persist(events)
+              .thenRun(ns -> afterChange(ns, "stopped")))
+              .thenReply(replyTo, ns -> StatusReply.success(((Live) ns).view()));
         }
-        waitingForStop.add(c.replyTo());
-        yield Effect().persist(events)
+        waitingForStop.add(replyTo);
+        yield unstashing(Effect().persist(events)
             .thenRun(ns -> afterChange(ns, "stopping"))
-            .thenRun(ns -> stopVm())
+            .thenRun(ns -> stopVm()))
             .thenNoReply();
       }
-      default -> reject(c.replyTo(), SandboxError.precondition("sandbox " + s.id() + " is " + s.phase()));
+      default -> reject(replyTo, SandboxError.precondition("sandbox " + s.id() + " is " + s.phase()));
     };
   }
 
-  private ReplyEffect<Event, State> onDelete(Live s, Delete c) {
+  /** Deletes the sandbox; {@code first} are events recorded with the delete (why, if not asked to). */
+  private ReplyEffect<Event, State> delete(Live s, ActorRef<StatusReply<SandboxView>> replyTo, List<Event> first) {
     Instant now = Instant.now();
     if (s.phase() == Phase.DELETING) {
-      waitingForStop.add(c.replyTo());
+      waitingForStop.add(replyTo);
       return Effect().noReply();
     }
+    List<Event> events = new ArrayList<>(first);
+    events.add(new DeleteRequested(now));
     if (supervisor == null) {
-      return Effect().persist(List.of(new DeleteRequested(now), new Deleted(now)))
+      events.add(new Deleted(now));
+      return unstashing(Effect().persist(events)
           .thenRun(ns -> afterChange(ns, "deleted"))
-          .thenRun(ns -> passivateLater())
-          .thenReply(c.replyTo(), ns -> StatusReply.success(((Live) ns).view()));
+          .thenRun(ns -> passivateLater()))
+          .thenReply(replyTo, ns -> StatusReply.success(((Live) ns).view()));
     }
-    waitingForStop.add(c.replyTo());
-    return Effect().persist(new DeleteRequested(now))
+    waitingForStop.add(replyTo);
+    return unstashing(Effect().persist(events)
         .thenRun(ns -> afterChange(ns, "deleting"))
-        .thenRun(ns -> stopVm())
+        .thenRun(ns -> stopVm()))
         .thenNoReply();
+  }
+
+  // ------------------------------------------------------------------------------ lifetimes
+
+  private static final String DEADLINE_TIMER = "deadline";
+  private static final String IDLE_TIMER = "idle";
+
+  /**
+   * The last exec, process or file call this entity saw: the idle clock. In memory only: after a
+   * recovery (a node crash, a move) it restarts from then.
+   */
+  private Instant lastActivity = Instant.now();
+
+  private ReplyEffect<Event, State> onSetTimeout(Live s, SetTimeout c) {
+    if (s.phase() == Phase.DELETING) {
+      return reject(c.replyTo(), SandboxError.precondition("sandbox " + s.id() + " is being deleted"));
+    }
+    Instant now = Instant.now();
+    Instant deadline = c.timeout().isZero() ? null : now.plus(c.timeout());
+    return Effect().persist(new TimeoutSet(deadline, now))
+        .thenRun(ns -> afterChange(ns, deadline == null ? "timeout-removed" : "timeout-set"))
+        .thenReply(c.replyTo(), ns -> StatusReply.success(((Live) ns).view()));
+  }
+
+  private ReplyEffect<Event, State> onDeadline(Live s) {
+    Instant now = Instant.now();
+    if (s.deadline() == null || s.phase() == Phase.DELETING) return Effect().none().thenNoReply();
+    if (now.isBefore(s.deadline())) {
+      scheduleLifetime(s); // moved meanwhile
+      return Effect().none().thenNoReply();
+    }
+    ctx.getLog().info("sandbox {}: its timeout ran out ({}): {}", sandboxId, s.deadline(), s.spec().lifetime().onTimeout());
+    List<Event> timedOut = List.of(new TimedOut(false, now));
+    return s.spec().lifetime().onTimeout() == Lifetime.TimeoutAction.STOP
+        ? stop(s, ctx.getSystem().ignoreRef(), timedOut)
+        : delete(s, ctx.getSystem().ignoreRef(), timedOut);
+  }
+
+  /** An exec, process or file call: the sandbox is in use. */
+  private void touch(Live s) {
+    lastActivity = Instant.now();
+    scheduleIdle(s);
+  }
+
+  private ReplyEffect<Event, State> onIdleCheck(Live s) {
+    Lifetime l = s.spec().lifetime();
+    if (!l.idles() || s.phase() != Phase.RUNNING || supervisor == null) return Effect().none().thenNoReply();
+    if (Instant.now().isBefore(lastActivity.plus(l.idleTimeout()))) {
+      scheduleIdle(s);
+      return Effect().none().thenNoReply();
+    }
+    // No call began for the idle timeout: is one still under way (a long exec)?
+    long incarnation = s.incarnation();
+    ctx.ask(Integer.class, supervisor, runtime.vmCallTimeout(), VmSupervisorProtocol.CallsInFlight::new,
+        (n, err) -> new IdleVerdict(incarnation, err != null ? -1 : n));
+    return Effect().none().thenNoReply();
+  }
+
+  private ReplyEffect<Event, State> onIdleVerdict(Live s, IdleVerdict v) {
+    Lifetime l = s.spec().lifetime();
+    if (v.incarnation() != s.incarnation() || s.phase() != Phase.RUNNING || !l.idles()) return Effect().none().thenNoReply();
+    if (v.callsInFlight() != 0 || Instant.now().isBefore(lastActivity.plus(l.idleTimeout()))) {
+      // In use, or no answer (not idle for sure): the idle clock starts again.
+      if (v.callsInFlight() != 0) lastActivity = Instant.now();
+      scheduleIdle(s);
+      return Effect().none().thenNoReply();
+    }
+    ctx.getLog().info("sandbox {}: idle for {}: {}", sandboxId, l.idleTimeout(), l.onIdle());
+    List<Event> idle = List.of(new TimedOut(true, Instant.now()));
+    if (l.onIdle() == Lifetime.IdleAction.STOP) return stop(s, ctx.getSystem().ignoreRef(), idle);
+    return Effect().persist(idle)
+        .thenRun(ns -> afterChange(ns, "idle"))
+        .thenRun(ns -> ctx.getSelf().tell(new Pause(s.tenant(), ctx.getSystem().ignoreRef())))
+        .thenNoReply();
+  }
+
+  /** (Re)arms the timers of the sandbox's lifetime as its state says. */
+  private void scheduleLifetime(Live s) {
+    if (s.deadline() != null && s.phase() != Phase.DELETING && s.phase() != Phase.DELETED) {
+      Duration left = Duration.between(Instant.now(), s.deadline());
+      timers.startSingleTimer(DEADLINE_TIMER, new DeadlineReached(), left.isNegative() ? Duration.ZERO : left);
+    } else {
+      timers.cancel(DEADLINE_TIMER);
+    }
+    scheduleIdle(s);
+  }
+
+  private void scheduleIdle(Live s) {
+    Lifetime l = s.spec().lifetime();
+    if (l.idles() && s.phase() == Phase.RUNNING) {
+      Duration left = Duration.between(Instant.now(), lastActivity.plus(l.idleTimeout()));
+      timers.startSingleTimer(IDLE_TIMER, new IdleCheck(), left.isNegative() ? Duration.ZERO : left);
+    } else {
+      timers.cancel(IDLE_TIMER);
+    }
   }
 
   private ReplyEffect<Event, State> onFreeze(Live s, boolean pause, ActorRef<StatusReply<SandboxView>> replyTo) {
@@ -495,20 +639,61 @@ public final class SandboxEntity
         .thenReply(r.replyTo(), ns -> StatusReply.success(((Live) ns).view()));
   }
 
-  private <R> ReplyEffect<Event, State> forwardToVm(
-      Live s, ActorRef<StatusReply<R>> replyTo, java.util.function.Consumer<ActorRef<VmSupervisorProtocol.Command>> send) {
+  /**
+   * Sends a call to the VM. A CREATING sandbox keeps it (Pekko's stash) until its VM runs, at most
+   * as long as its caller waits (the ask timeout): then it goes to the VM, or is refused with the
+   * reason the sandbox did not start.
+   */
+  private <R> ReplyEffect<Event, State> forwardToVm(Live s, Command cmd, ActorRef<StatusReply<R>> replyTo,
+      java.util.function.Consumer<ActorRef<VmSupervisorProtocol.Command>> send) {
+    Instant since = waitingSince.remove(cmd);
+    if (s.phase() == Phase.CREATING) {
+      Instant first = since != null ? since : Instant.now();
+      if (Duration.between(first, Instant.now()).compareTo(runtime.askTimeout()) >= 0) {
+        return reject(replyTo, new SandboxError(SandboxError.Kind.UNAVAILABLE, "sandbox " + s.id()
+            + " is still CREATING after " + runtime.askTimeout().toSeconds() + " s; try again once it is RUNNING"));
+      }
+      if (waitingSince.size() >= MAX_WAITING) {
+        return reject(replyTo, new SandboxError(SandboxError.Kind.UNAVAILABLE, "sandbox " + s.id()
+            + " is CREATING and " + MAX_WAITING + " calls already wait for it; try again once it is RUNNING"));
+      }
+      waitingSince.put(cmd, first);
+      if (since == null) timers.startSingleTimer(WAIT_TIMER, new Unstash(), runtime.askTimeout());
+      return Effect().stash();
+    }
+    if (since != null && Duration.between(since, Instant.now()).compareTo(runtime.askTimeout()) >= 0) {
+      // Its caller has given up by now: running it would be a call nobody asked for any more.
+      return reject(replyTo, new SandboxError(SandboxError.Kind.UNAVAILABLE, "sandbox " + s.id()
+          + " took longer than " + runtime.askTimeout().toSeconds() + " s to start; the call was not run"));
+    }
     if (s.phase() != Phase.RUNNING || supervisor == null) {
       String hint = switch (s.phase()) {
         case PAUSED -> "; resume it first";
-        case CREATING -> "; wait until it is RUNNING";
-        case STOPPED, FAILED -> "; start it first";
+        case STOPPED, FAILED -> "; start it first" + (s.statusMessage().isEmpty() ? "" : " (" + s.statusMessage() + ")");
         default -> "";
       };
       return reject(replyTo, SandboxError.precondition("sandbox " + s.id() + " is " + s.phase() + hint));
     }
+    touch(s);
     send.accept(supervisor);
     return Effect().noReply();
   }
+
+  /**
+   * {@code b}, then the calls kept while CREATING are handled again in the new state. (Pekko's
+   * javadsl types thenUnstashAll as a plain Effect; it is the same builder, which still takes the
+   * reply a command handler with enforced replies needs.)
+   */
+  @SuppressWarnings("unchecked")
+  private static org.apache.pekko.persistence.typed.javadsl.EffectBuilder<Event, State> unstashing(
+      org.apache.pekko.persistence.typed.javadsl.EffectBuilder<Event, State> b) {
+    return (org.apache.pekko.persistence.typed.javadsl.EffectBuilder<Event, State>) b.thenUnstashAll();
+  }
+
+  private static final String WAIT_TIMER = "waiting";
+  private static final int MAX_WAITING = 1000;
+  /** Calls stashed while CREATING, with when they came (by identity: a command is one call). */
+  private final Map<Command, Instant> waitingSince = new java.util.IdentityHashMap<>();
 
   /**
    * Any phase: the log tells why a main process ended, and a stopped sandbox is when people ask.
@@ -570,7 +755,8 @@ public final class SandboxEntity
       // A PAUSED sandbox stays PAUSED (VmStarted keeps the phase): its supervisor was told so
       // (spawnVm, adoptVm) and froze the VM, or kept it frozen, before reporting it ready.
       String event = r.adopted() ? "reattached" : s.phase() == Phase.PAUSED ? "paused" : "running";
-      return eff.thenRun(ns -> afterChange(ns, event)).thenNoReply();
+      // Calls that waited for it to start go to it now.
+      return unstashing(eff.thenRun(ns -> afterChange(ns, event))).thenNoReply();
     }
     if (report instanceof VmSupervisorProtocol.VmStartFailed f) {
       return onVmGone(s, new VmEnd(-1, 0, "VM did not start: " + f.reason(), false), now);
@@ -646,14 +832,15 @@ public final class SandboxEntity
     }
     Duration spawnDelay = delay;
     String what = event;
-    return Effect().persist(events)
+    // Calls that waited for a start that failed hear why (a restart keeps them waiting).
+    return unstashing(Effect().persist(events)
         .thenRun(ns -> afterChange(ns, what))
         .thenRun(ns -> {
           Live l = (Live) ns;
           if (l.phase() == Phase.CREATING || l.phase() == Phase.PAUSED && l.vm() == null) spawnVm(l, spawnDelay);
           if (l.phase() == Phase.DELETED) passivateLater();
           if (l.phase() != Phase.STOPPING && l.phase() != Phase.DELETING) replyToStopWaiters(l);
-        })
+        }))
         .thenNoReply();
   }
 
@@ -765,6 +952,10 @@ public final class SandboxEntity
   private void afterChange(State ns, String event) {
     if (ns instanceof Live l) {
       runtime.events().tell(Topic.publish(new SandboxChanged(l.view(), event, l.updatedAt())));
+      scheduleLifetime(l);
+      // Deleted by its own timeout too: the tenant's quota is given back (idempotent; API deletes
+      // release it as well, and the ledger reconciler catches anything lost).
+      if (l.phase() == Phase.DELETED) runtime.releaseQuota().accept(l.tenant(), l.id());
     }
   }
 
@@ -795,7 +986,7 @@ public final class SandboxEntity
   static State apply(State state, Event e) {
     if (e instanceof Created c) {
       return new Live(c.sandboxId(), c.tenant(), c.spec(), c.requestId(), c.at(), c.at(), Phase.CREATING, true, 0,
-          null, null, 0, "");
+          null, null, 0, "", c.spec().lifetime().deadlineFrom(c.at()));
     }
     Live s = (Live) state;
     if (e instanceof VmStartRequested r) {
@@ -820,6 +1011,12 @@ public final class SandboxEntity
     if (e instanceof DeleteRequested r) return s.withDesired(false).with(Phase.DELETING, r.at());
     if (e instanceof Deleted d) return s.withVm(null, null).with(Phase.DELETED, d.at()).withStatus("deleted");
     if (e instanceof SandboxFailed f) return s.withDesired(false).with(Phase.FAILED, f.at()).withStatus(f.reason());
+    if (e instanceof TimeoutSet t) return s.withDeadline(t.deadline()).with(s.phase(), t.at());
+    if (e instanceof TimedOut t) {
+      String why = t.idle() ? "idle for " + SpecValidator.text(s.spec().lifetime().idleTimeout())
+          : "its timeout ran out";
+      return (t.idle() ? s : s.withDeadline(null)).with(s.phase(), t.at()).withStatus(why);
+    }
     return s; // Created on a live sandbox cannot happen: creation is refused by the command handler
   }
 }

@@ -127,6 +127,12 @@ public final class SandboxHistory {
     if (event instanceof DeleteRequested r) return new Entry(seq, r.at(), "delete-requested", 0, "", "delete requested");
     if (event instanceof Deleted d) return new Entry(seq, d.at(), "deleted", 0, "", "deleted");
     if (event instanceof SandboxFailed f) return new Entry(seq, f.at(), "failed", 0, "", "failed: " + f.reason());
+    if (event instanceof SandboxEntity.TimeoutSet t) {
+      return new Entry(seq, t.at(), "timeout-set", 0, "", t.deadline() == null ? "timeout removed" : "timeout set: ends at " + t.deadline());
+    }
+    if (event instanceof SandboxEntity.TimedOut t) {
+      return new Entry(seq, t.at(), "timed-out", 0, "", t.idle() ? "idle for its idle timeout" : "its timeout ran out");
+    }
     // An event this node's code does not know (a newer node wrote it): shown, not hidden.
     return new Entry(seq, Instant.EPOCH, "unknown", 0, "", "an event this node does not know: "
         + (event == null ? "null" : event.getClass().getSimpleName()));

@@ -30,6 +30,9 @@ import org.apache.pekko.actor.typed.pubsub.Topic;
  * @param mainLogs where the sandboxes' main processes log on this node (their agent-side rings are
  *     as large as one log)
  * @param blockingDispatcher config path of the dispatcher for file work (reading logs)
+ * @param askTimeout how long an API call waits for the entity: a call on a CREATING sandbox waits
+ *     at most this long for its VM
+ * @param releaseQuota gives a deleted sandbox's quota back to its tenant (tenant, sandbox id)
  */
 public record SandboxRuntime(
     Map<String, Hypervisor> drivers,
@@ -44,10 +47,23 @@ public record SandboxRuntime(
     ActorRef<Topic.Command<SandboxChanged>> events,
     java.util.function.BooleanSupplier handOffStopsVm,
     MainLogs mainLogs,
-    String blockingDispatcher) {
+    String blockingDispatcher,
+    Duration askTimeout,
+    java.util.function.BiConsumer<String, String> releaseQuota) {
 
   public SandboxRuntime {
     drivers = Map.copyOf(drivers);
+    askTimeout = askTimeout == null ? Duration.ofSeconds(10) : askTimeout;
+    releaseQuota = releaseQuota == null ? (tenant, id) -> { } : releaseQuota;
+  }
+
+  /** Without lifetimes' extras: the default ask timeout, and no quota release from the entity. */
+  public SandboxRuntime(Map<String, Hypervisor> drivers, Path vmRoot, String nodeAddress, String hostId, VmLauncher vmLauncher,
+      RestartSettings restart, Duration vmCallTimeout, Duration stopGrace, int pidsLimit,
+      ActorRef<Topic.Command<SandboxChanged>> events, java.util.function.BooleanSupplier handOffStopsVm, MainLogs mainLogs,
+      String blockingDispatcher) {
+    this(drivers, vmRoot, nodeAddress, hostId, vmLauncher, restart, vmCallTimeout, stopGrace, pidsLimit, events, handOffStopsVm,
+        mainLogs, blockingDispatcher, null, null);
   }
 
   /**

@@ -3,6 +3,7 @@ package dev.flotilla.sandbox;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -23,6 +24,7 @@ import dev.flotilla.vm.supervisor.VmSupervisorProtocol;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Report;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.List;
 import java.util.Map;
 import org.apache.pekko.Done;
@@ -59,6 +61,8 @@ class SandboxEntityTest {
   TestProbe<VmSupervisorProtocol.Command> vmCommands;
   TestProbe<String> launches;
   TestProbe<Topic.Command<SandboxChanged>> published;
+  /** What the stand-in supervisors answer to CallsInFlight (the idle check). */
+  final java.util.concurrent.atomic.AtomicInteger callsInFlight = new java.util.concurrent.atomic.AtomicInteger();
   /** The parent ref each launched supervisor got, to send reports as the real one would. */
   volatile ActorRef<Report> parent;
 
@@ -121,6 +125,10 @@ class SandboxEntityTest {
         .onMessage(VmSupervisorProtocol.Resume.class, m -> {
           vmCommands.ref().tell(m);
           m.replyTo().tell(StatusReply.ack());
+          return Behaviors.same();
+        })
+        .onMessage(VmSupervisorProtocol.CallsInFlight.class, m -> {
+          m.replyTo().tell(callsInFlight.get());
           return Behaviors.same();
         })
         .onMessage(VmSupervisorProtocol.Stop.class, m -> {
@@ -568,6 +576,106 @@ class SandboxEntityTest {
       return SandboxControl.unwrap(e).kind();
     }
     throw new AssertionError("no failure");
+  }
+
+  static SandboxSpec withLifetime(Duration timeout, Lifetime.TimeoutAction onTimeout, Duration idle, Lifetime.IdleAction onIdle) {
+    return SPEC.withLifetime(new Lifetime(timeout, onTimeout, idle, onIdle));
+  }
+
+  private SandboxView getOrNull(EventSourcedBehaviorTestKit<Command, Event, State> kit) {
+    var r = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get(T, ref)).reply();
+    return r.isSuccess() ? r.getValue() : null;
+  }
+
+  @Test
+  void aTimeoutDeletesTheSandboxWhenItRunsOutAndGivesItsQuotaBack() {
+    var released = new java.util.concurrent.CopyOnWriteArrayList<String>();
+    var kit = EventSourcedBehaviorTestKit.<Command, Event, State>create(testKit.system(),
+        SandboxEntity.create(ID, withRelease(runtime("host-a", 3), released), null));
+    SandboxView v = running(kit, withLifetime(Duration.ofSeconds(2), Lifetime.TimeoutAction.DELETE, Duration.ZERO, Lifetime.IdleAction.STOP));
+    assertNotNull(v.expiresAt());
+    assertEquals(v.createdAt().plusSeconds(2), v.expiresAt(), "the timeout counts from the create");
+    org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(20)).until(() -> getOrNull(kit) == null);
+    assertInstanceOf(VmSupervisorProtocol.Stop.class, vmCommands.receiveMessage(), "its VM was stopped");
+    assertEquals(List.of(T + "/" + ID), released);
+    List<Object> journal = PersistenceTestKit.create(testKit.system()).persistedInStorage("Sandbox|" + ID);
+    assertTrue(journal.stream().anyMatch(e -> e instanceof SandboxEntity.TimedOut t && !t.idle()), journal.toString());
+    assertEquals(SandboxEntity.Deleted.class, journal.get(journal.size() - 1).getClass());
+  }
+
+  private SandboxRuntime withRelease(SandboxRuntime r, List<String> released) {
+    return new SandboxRuntime(r.drivers(), r.vmRoot(), r.nodeAddress(), r.hostId(), r.vmLauncher(), r.restart(), r.vmCallTimeout(),
+        r.stopGrace(), r.pidsLimit(), r.events(), r.handOffStopsVm(), r.mainLogs(), r.blockingDispatcher(), Duration.ofSeconds(2),
+        (tenant, id) -> released.add(tenant + "/" + id));
+  }
+
+  @Test
+  void setTimeoutMovesTheEndAndTheTimerSurvivesARestartOfTheEntity() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit, withLifetime(Duration.ofHours(1), Lifetime.TimeoutAction.STOP, Duration.ZERO, Lifetime.IdleAction.STOP));
+    var set = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.SetTimeout(T, Duration.ofSeconds(3), ref));
+    Instant expires = set.reply().getValue().expiresAt();
+    assertTrue(Duration.between(Instant.now(), expires).toSeconds() <= 3, "now 3 s from now: " + expires);
+    // A node crash: the entity recovers from the journal, and the end is still 3 s from the SetTimeout.
+    kit.restart();
+    assertEquals(expires, get(kit, T).expiresAt());
+    SandboxView stopped = awaitPhase(kit, Phase.STOPPED);
+    assertNull(stopped.expiresAt(), "the timeout is spent: a start runs it again without one");
+    assertTrue(stopped.statusMessage().contains("stopped") || stopped.statusMessage().contains("timeout"), stopped.statusMessage());
+    // SetTimeout 0 removes it
+    var removed = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.SetTimeout(T, Duration.ZERO, ref));
+    assertNull(removed.reply().getValue().expiresAt());
+  }
+
+  @Test
+  void anIdleSandboxIsStoppedButNotWhileACallIsUnderWay() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit, withLifetime(Duration.ZERO, Lifetime.TimeoutAction.DELETE, Duration.ofSeconds(1), Lifetime.IdleAction.STOP));
+    callsInFlight.set(1); // a long exec: not idle
+    vmCommands.expectNoMessage(Duration.ofMillis(2500));
+    assertEquals(Phase.RUNNING, get(kit, T).phase());
+    callsInFlight.set(0);
+    assertInstanceOf(VmSupervisorProtocol.Stop.class, vmCommands.receiveMessage(), "idle: stopped");
+    SandboxView stopped = awaitPhase(kit, Phase.STOPPED);
+    assertTrue(stopped.statusMessage().contains("idle") || stopped.statusMessage().contains("stopped"), stopped.statusMessage());
+    List<Object> journal = PersistenceTestKit.create(testKit.system()).persistedInStorage("Sandbox|" + ID);
+    assertTrue(journal.stream().anyMatch(e -> e instanceof SandboxEntity.TimedOut t && t.idle()), journal.toString());
+  }
+
+  @Test
+  void anIdleSandboxIsPausedWhenItsSpecSaysSo() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit, withLifetime(Duration.ZERO, Lifetime.TimeoutAction.DELETE, Duration.ofSeconds(1), Lifetime.IdleAction.PAUSE));
+    assertInstanceOf(VmSupervisorProtocol.Pause.class, vmCommands.receiveMessage());
+    awaitPhase(kit, Phase.PAUSED);
+  }
+
+  @Test
+  void aCallOnACreatingSandboxWaitsForItsVmOrHearsWhyItDidNotStart() {
+    var kit = kit(runtime("host-a", 0));
+    var created = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, SPEC, "req-1", ref));
+    assertEquals(Phase.CREATING, created.reply().getValue().phase());
+    assertEquals("start 1", launches.receiveMessage());
+    TestProbe<StatusReply<Object>> exec = testKit.createTestProbe();
+    kit.runCommand(new SandboxEntity.Exec(T, new ExecSpec(List.of("echo", "hi"), Map.of(), ""), castRef(exec.ref())));
+    exec.expectNoMessage(Duration.ofMillis(300));
+    ready(1);
+    // the exec reaches the VM once it runs, and its reply comes from there (the stand-in keeps it)
+    var forwarded = vmCommands.expectMessageClass(VmSupervisorProtocol.Exec.class);
+    assertEquals(List.of("echo", "hi"), forwarded.spec().argv());
+
+    // A sandbox whose VM never starts: a waiting call hears why, at once.
+    ID = SandboxIds.random();
+    var failing = kit(runtime("host-a", 0));
+    failing.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, SPEC, "req-2", ref));
+    assertEquals("start 1", launches.receiveMessage());
+    TestProbe<StatusReply<Object>> waiting = testKit.createTestProbe();
+    failing.runCommand(new SandboxEntity.Exec(T, new ExecSpec(List.of("true"), Map.of(), ""), castRef(waiting.ref())));
+    parent.tell(new VmSupervisorProtocol.VmStartFailed(1, "no such image"));
+    StatusReply<Object> refused = waiting.receiveMessage();
+    assertTrue(refused.isError());
+    assertTrue(refused.getError().getMessage().contains("FAILED") && refused.getError().getMessage().contains("no such image"),
+        refused.getError().getMessage());
   }
 
   @Test

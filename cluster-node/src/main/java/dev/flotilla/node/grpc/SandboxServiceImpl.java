@@ -19,6 +19,7 @@ import dev.flotilla.api.v1.ResumeSandboxRequest;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxEvent;
 import dev.flotilla.api.v1.SandboxServicePowerApi;
+import dev.flotilla.api.v1.SetTimeoutRequest;
 import dev.flotilla.api.v1.StartSandboxRequest;
 import dev.flotilla.api.v1.StopSandboxRequest;
 import dev.flotilla.api.v1.WatchSandboxRequest;
@@ -180,6 +181,12 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
       return Source.completionStageSource(control.readLogs(tenant, in.getId(), tail, in.getFollow()))
           .map(Translations::toLogs);
     });
+  }
+
+  @Override
+  public CompletionStage<Sandbox> setTimeout(SetTimeoutRequest in, Metadata md) {
+    return unary(md, tenant -> control.setTimeout(tenant, in.getId(), Translations.duration(in.getTimeout(), "timeout"))
+        .thenApply(Translations::toProto));
   }
 
   @Override

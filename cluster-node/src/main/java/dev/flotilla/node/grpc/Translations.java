@@ -81,7 +81,7 @@ final class Translations {
   }
 
   static Sandbox toProto(SandboxView v) {
-    return Sandbox.newBuilder()
+    Sandbox.Builder b = Sandbox.newBuilder()
         .setId(v.id())
         .setTenant(v.tenant())
         .setSpec(toProto(v.spec()))
@@ -92,8 +92,9 @@ final class Translations {
         .setUpdatedAt(timestamp(v.updatedAt()))
         .setStatusMessage(v.statusMessage() == null ? "" : v.statusMessage())
         .setRestartCount(v.restartCount())
-        .setDesiredRunning(v.desiredRunning())
-        .build();
+        .setDesiredRunning(v.desiredRunning());
+    if (v.expiresAt() != null) b.setExpiresAt(timestamp(v.expiresAt()));
+    return b.build();
   }
 
   static dev.flotilla.api.v1.Phase toProto(Phase p) {

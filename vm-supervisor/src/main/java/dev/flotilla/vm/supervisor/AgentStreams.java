@@ -42,6 +42,12 @@ final class AgentStreams {
    */
   static CompletionStage<SourceRef<ExecEvent>> exec(
       AgentClient client, String execId, ExecSpec spec, VmSupervisor.Settings settings, Materializer mat) {
+    return exec(client, execId, spec, settings, mat, () -> { });
+  }
+
+  /** As above; {@code ended} runs once when the output stream is over (or never started). */
+  static CompletionStage<SourceRef<ExecEvent>> exec(
+      AgentClient client, String execId, ExecSpec spec, VmSupervisor.Settings settings, Materializer mat, Runnable ended) {
     Pair<SourceQueueWithComplete<ExecEvent>, SourceRef<ExecEvent>> m = Source.<ExecEvent>queue(settings.execBuffer(), OverflowStrategy.backpressure())
         .toMat(StreamRefs.sourceRef(), Keep.both())
         .run(mat);
@@ -52,11 +58,13 @@ final class AgentStreams {
           if (err != null) {
             Throwable cause = unwrap(err);
             m.first().fail(cause);
+            ended.run();
             throw new CompletionException(cause);
           }
           waitFor(client, execId, settings.execWaitSlice()).whenComplete(pump::exited);
           // A reader that goes away early must not leave the process running unseen.
           m.first().watchCompletion().whenComplete((done, e) -> {
+            ended.run();
             if (!pump.finished()) client.signalProcess(execId, 9, settings.callTimeout());
           });
           return m.second();

@@ -403,6 +403,10 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         .onMessage(WriteFile.class, this::onWriteFile)
         .onMessage(ReadFile.class, this::onReadFile)
         .onMessage(GetStats.class, this::onGetStats)
+        .onMessage(VmSupervisorProtocol.CallsInFlight.class, m -> {
+          m.replyTo().tell(callsInFlight.get());
+          return this;
+        })
         .onSignal(PostStop.class, s -> onPostStop())
         .build();
   }
@@ -741,6 +745,9 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     };
   }
 
+  /** Exec streams still open and file writes under way (see {@link VmSupervisorProtocol.CallsInFlight}). */
+  private final java.util.concurrent.atomic.AtomicInteger callsInFlight = new java.util.concurrent.atomic.AtomicInteger();
+
   private Behavior<Object> onExec(Exec m) {
     Optional<SandboxError> no = notServing();
     if (no.isPresent()) {
@@ -752,7 +759,8 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       return this;
     }
     String execId = "x-" + incarnation + "-" + execPrefix + "-" + EXEC_IDS.incrementAndGet();
-    AgentStreams.exec(client, execId, m.spec(), settings, mat).whenComplete((ref, err) ->
+    callsInFlight.incrementAndGet();
+    AgentStreams.exec(client, execId, m.spec(), settings, mat, callsInFlight::decrementAndGet).whenComplete((ref, err) ->
         m.replyTo().tell(err == null ? StatusReply.success(ref) : GuestErrors.of("exec failed", err).reply()));
     return this;
   }
@@ -763,8 +771,11 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       m.replyTo().tell(no.get().doing("cannot write " + m.path()).reply());
       return this;
     }
-    AgentStreams.writeFile(client, m.path(), m.mode(), m.data(), settings, mat, blocking).whenComplete((size, err) ->
-        m.replyTo().tell(err == null ? StatusReply.success(size) : GuestErrors.of("cannot write " + m.path(), err).reply()));
+    callsInFlight.incrementAndGet();
+    AgentStreams.writeFile(client, m.path(), m.mode(), m.data(), settings, mat, blocking).whenComplete((size, err) -> {
+      callsInFlight.decrementAndGet();
+      m.replyTo().tell(err == null ? StatusReply.success(size) : GuestErrors.of("cannot write " + m.path(), err).reply());
+    });
     return this;
   }
 

@@ -53,6 +53,12 @@ public final class VmSupervisorProtocol {
   /** Resource usage as the guest sees it. */
   public record GetStats(ActorRef<StatusReply<GuestStats>> replyTo) implements Command {}
 
+  /**
+   * How many calls are under way (exec streams still open, file transfers): whether the sandbox is
+   * in use, for its idle timeout.
+   */
+  public record CallsInFlight(ActorRef<Integer> replyTo) implements Command {}
+
   // ---------------------------------------------------------------- exec data
 
   /**
