@@ -1,0 +1,44 @@
+package dev.flotilla.vm.net;
+
+import java.net.InetAddress;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The command line that attaches pasta to a sandbox's network namespace.
+ *
+ * <p>pasta runs in the sandbox's user namespace as its root ({@code nsenter --user}): that is
+ * the sandbox's own host uid, so the sockets it opens in the node's network namespace are owned
+ * by that uid and {@link EgressRules} match them; and it is the only identity with the
+ * capabilities pasta needs over the sandbox's network namespace (created by runc inside that user
+ * namespace). It gets none over anything of the host's. pasta drops to "nobody" when started as
+ * real root, and as an unprivileged host uid it could neither open the namespace nor configure it.
+ * It opens the namespace through the node's bind mount of it ({@code /proc/PID/ns/net} needs
+ * ptrace rights over the sandbox's init).
+ *
+ * <p>{@code -t none -u none}: no port of the host leads into the sandbox. {@code -T none -U none}:
+ * the sandbox's loopback leads to no port of the host (pasta's default forwards them).
+ * {@code --no-map-gw}: the gateway is not the host. DNS: {@code --dns-forward} maps the address the
+ * sandbox's resolv.conf names to the node's resolver ({@code -D}). {@code -f}: foreground, so the
+ * pid the node started is pasta's (nsenter and setsid exec it) and the node tracks it.
+ */
+public final class PastaCommand {
+  private PastaCommand() {}
+
+  /**
+   * @param userns the node's bind mount of the sandbox's user namespace
+   * @param netns the node's bind mount of its network namespace, where pasta (as the sandbox's uid) can open it
+   * @param pidFile written by pasta once it has configured the namespace (the node's readiness signal only)
+   */
+  public static List<String> of(Path pasta, Path userns, Path netns, Path pidFile, List<InetAddress> dnsServers,
+      InetAddress dnsForward) {
+    List<String> cmd = new ArrayList<>(List.of("setsid", "nsenter", "--user=" + userns, "--", pasta.toString(),
+        "--foreground", "--config-net", "--netns", netns.toString(),
+        "-t", "none", "-u", "none", "-T", "none", "-U", "none",
+        "--no-map-gw"));
+    for (InetAddress d : dnsServers) cmd.addAll(List.of("--dns", d.getHostAddress()));
+    cmd.addAll(List.of("--dns-forward", dnsForward.getHostAddress(), "--pid", pidFile.toString()));
+    return cmd;
+  }
+}
