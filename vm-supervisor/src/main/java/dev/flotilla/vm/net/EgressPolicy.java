@@ -170,7 +170,7 @@ public record EgressPolicy(Mode mode, List<Destination> allow, List<Destination>
     int slash = e.indexOf('/');
     String addr = slash < 0 ? e : e.substring(0, slash);
     boolean v6 = addr.contains(":");
-    if (v6 || LOOKS_NUMERIC.matcher(e).matches()) {
+    if (v6 || slash >= 0 || LOOKS_NUMERIC.matcher(e).matches()) {
       InetAddress a = parseAddress(addr, e);
       int prefix = bits(a);
       if (slash >= 0) {
