@@ -33,16 +33,18 @@ public final class NodeResolver {
     return servers;
   }
 
-  /** A and AAAA records of {@code name}, CNAMEs followed (at most 8); empty if it has none. */
+  /**
+   * A and AAAA records of {@code name}, CNAMEs followed (at most 8); empty if it has none. One
+   * query per type: asked for several at once, the JDK sends ANY, which many servers refuse (RFC 8482).
+   */
   public List<InetAddress> resolve(String name) throws IOException {
     Set<InetAddress> out = new LinkedHashSet<>();
     String current = name;
     for (int hop = 0; hop < 8; hop++) {
-      Attributes attrs = query(current);
-      addAll(out, attrs.get("A"));
-      addAll(out, attrs.get("AAAA"));
+      addAll(out, query(current, "A").get("A"));
+      addAll(out, query(current, "AAAA").get("AAAA"));
       if (!out.isEmpty()) break;
-      Attribute cname = attrs.get("CNAME");
+      Attribute cname = query(current, "CNAME").get("CNAME");
       if (cname == null) break;
       try {
         current = stripDot(cname.get().toString());
@@ -53,7 +55,7 @@ public final class NodeResolver {
     return List.copyOf(out);
   }
 
-  private Attributes query(String name) throws IOException {
+  private Attributes query(String name, String type) throws IOException {
     Hashtable<String, String> env = new Hashtable<>();
     env.put("java.naming.factory.initial", "com.sun.jndi.dns.DnsContextFactory");
     StringBuilder url = new StringBuilder();
@@ -67,7 +69,7 @@ public final class NodeResolver {
     InitialDirContext ctx = null;
     try {
       ctx = new InitialDirContext(env);
-      return ctx.getAttributes(name + ".", new String[] {"A", "AAAA", "CNAME"});
+      return ctx.getAttributes(name + ".", new String[] {type});
     } catch (javax.naming.NameNotFoundException e) {
       return new javax.naming.directory.BasicAttributes();
     } catch (NamingException e) {

@@ -131,8 +131,12 @@ final class SandboxNetwork {
     bindNamespace(initPid, "net", netnsFile());
     bindNamespace(initPid, "user", usernsFile());
     Files.deleteIfExists(readyFile());
-    List<String> cmd = PastaCommand.of(networks.config().pasta(), usernsFile(), netnsFile(), readyFile(),
-        networks.dnsServers(), networks.config().dnsForwardAddress());
+    Path upstream = places.incDir().resolve("upstream-resolv.conf");
+    StringBuilder conf = new StringBuilder();
+    for (java.net.InetAddress d : networks.dnsServers()) conf.append("nameserver ").append(d.getHostAddress()).append('\n');
+    Files.writeString(upstream, conf.toString(), StandardCharsets.UTF_8);
+    List<String> cmd = PastaCommand.of(networks.config().pasta(), upstream, usernsFile(), netnsFile(), readyFile(),
+        networks.config().dnsForwardAddress());
     ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
         .redirectOutput(ProcessBuilder.Redirect.appendTo(places.stateDir().resolve(PASTA_LOG).toFile()))
         .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")));
@@ -173,7 +177,8 @@ final class SandboxNetwork {
   }
 
   static boolean isPasta(long pid) {
-    return Procfs.commandName(pid).map(n -> n.startsWith("pasta") || n.startsWith("passt") || n.equals("nsenter") || n.equals("setsid"))
+    return Procfs.commandName(pid).map(n -> n.startsWith("pasta") || n.startsWith("passt") || n.equals("nsenter") || n.equals("setsid")
+            || n.equals("unshare") || n.equals("sh"))
         .orElse(false);
   }
 

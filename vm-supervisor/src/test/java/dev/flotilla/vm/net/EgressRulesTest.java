@@ -73,12 +73,13 @@ class EgressRulesTest {
 
   @Test
   void pastaCommandForwardsNoPortsAndDoesNotMapTheGateway() throws Exception {
-    List<String> cmd = PastaCommand.of(java.nio.file.Path.of("/usr/bin/pasta"), java.nio.file.Path.of("/r/u"), java.nio.file.Path.of("/r/n"),
-        java.nio.file.Path.of("/r/p"), List.of(a("10.255.255.53")), a("169.254.1.1"));
+    List<String> cmd = PastaCommand.of(java.nio.file.Path.of("/usr/bin/pasta"), java.nio.file.Path.of("/r/resolv"),
+        java.nio.file.Path.of("/r/u"), java.nio.file.Path.of("/r/n"), java.nio.file.Path.of("/r/p"), a("169.254.1.1"));
     String s = String.join(" ", cmd);
-    assertTrue(s.startsWith("setsid nsenter --user=/r/u -- /usr/bin/pasta --foreground --config-net --netns /r/n"), s);
+    assertTrue(s.startsWith("setsid unshare --mount --propagation private -- sh -c"), s);
+    assertTrue(s.contains("sh /r/resolv nsenter --user=/r/u -- /usr/bin/pasta --foreground --config-net --netns /r/n"), s);
     assertTrue(s.contains("-t none -u none -T none -U none --no-map-gw"), s);
-    assertTrue(s.contains("--dns 10.255.255.53 --dns-forward 169.254.1.1 --pid /r/p"), s);
+    assertTrue(s.contains("--dns-forward 169.254.1.1 --pid /r/p"), s);
   }
 
   private static int indexOf(List<String> lines, String part) {
