@@ -16,6 +16,9 @@
 #                     build images with umoci and push them with skopeo
 #   apache2-utils, openssl - htpasswd and a token-signing certificate for the images module's auth ITs
 #   openssl  - also the CA and node certificates of `flotilla dev-cluster` (TLS by default) and TlsIT
+#   passt    - `pasta`: user-mode networking of process-driver sandboxes with spec network=egress
+#   iptables - iptables/ip6tables(-restore): the egress policy of each such sandbox, enforced on the
+#              host (OUTPUT, by the uid pasta runs as), outside the sandbox's reach
 set -euo pipefail
 need=()
 command -v runc >/dev/null 2>&1 || need+=(runc)
@@ -38,6 +41,8 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v xz >/dev/null 2>&1 || need+=(xz-utils)
+command -v pasta >/dev/null 2>&1 || need+=(passt)
+command -v ip6tables-restore >/dev/null 2>&1 || need+=(iptables)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup-host: missing ${need[*]}; run as root or install them: apt-get install ${need[*]}" >&2
@@ -66,3 +71,16 @@ for f in /etc/subuid /etc/subgid; do
     fi
   fi
 done
+
+# pasta runs as each egress sandbox's own unprivileged uid and opens /dev/net/tun inside the
+# sandbox's network namespace (creating the device there needs CAP_NET_ADMIN over that namespace,
+# which it has; opening the node is only allowed by the file's mode). 0666 is the kernel's and
+# udev's usual mode; some minimal hosts ship 0600.
+if [ "$(id -u)" -eq 0 ]; then
+  if [ ! -e /dev/net/tun ]; then
+    mkdir -p /dev/net && mknod -m 0666 /dev/net/tun c 10 200
+  elif [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+    echo "setup-host: /dev/net/tun is $(stat -c %a /dev/net/tun); making it 0666 for pasta (egress sandboxes)"
+    chmod 0666 /dev/net/tun
+  fi
+fi

@@ -9,6 +9,7 @@ import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
 import dev.flotilla.vm.ids.IdRangeAllocator;
+import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.oci.BundleConfig;
 import dev.flotilla.vm.oci.OciRuntime;
 import dev.flotilla.vm.oci.SeccompProfile;
@@ -45,6 +46,7 @@ public final class ProcessHypervisor implements Hypervisor {
   private final IdRangeAllocator ids;
   private final OciRuntime oci;
   private final ImageRootfs images;
+  private final SandboxNetworks networks;
   private volatile HostFacts facts;
   private volatile Map<String, Object> seccomp;
 
@@ -57,6 +59,20 @@ public final class ProcessHypervisor implements Hypervisor {
     this.ids = ids;
     this.images = images;
     this.oci = new OciRuntime(config.ociRuntime(), config.stateRoot().resolve(".runc"));
+    this.networks = new SandboxNetworks(config.network(), config.runRoot(), oci);
+  }
+
+  SandboxNetworks networks() {
+    return networks;
+  }
+
+  /** The spec's network (options {@code network}, {@code network-allow}, {@code network-deny}). */
+  static EgressPolicy policy(VmSpec spec) throws VmException {
+    try {
+      return EgressPolicy.fromOptions(spec.options());
+    } catch (IllegalArgumentException e) {
+      throw new VmException("invalid network for sandbox " + spec.sandboxId() + ": " + e.getMessage(), e);
+    }
   }
 
   /** Only the default image. */
@@ -111,8 +127,10 @@ public final class ProcessHypervisor implements Hypervisor {
   @Override
   public HypervisorCapabilities capabilities() {
     HostFacts f = facts();
+    boolean egress = f.usable() && networks.missing().isEmpty();
     return new HypervisorCapabilities("process", f.usable(), f.usable(),
-        f.usable() ? Set.of("memory", "cpu", "pids", "disk") : Set.of(), f.missing());
+        f.usable() ? (egress ? Set.of("memory", "cpu", "pids", "disk", "network-egress") : Set.of("memory", "cpu", "pids", "disk")) : Set.of(),
+        f.missing());
   }
 
   /** Root inside the sandbox is this host uid (its range's start), once the sandbox has a range here. */
@@ -128,6 +146,13 @@ public final class ProcessHypervisor implements Hypervisor {
   public Vm prepare(VmSpec spec) throws VmException {
     HostFacts f = facts();
     if (!f.usable()) throw new VmException(f.why());
+    if (policy(spec).egress()) {
+      List<String> missing = networks.missing();
+      if (!missing.isEmpty()) {
+        throw new VmException("egress networking is not available on this host: " + String.join("; ", missing) + ". To fix: " + HostFacts.FIX);
+      }
+    }
+    networks.sweepOnce();
     try {
       NodeOnlyFiles.createPrivateDir(config.stateRoot());
       Path parent = config.runRoot().getParent();
@@ -198,15 +223,23 @@ public final class ProcessHypervisor implements Hypervisor {
   @Override
   public Optional<Vm> adopt(VmHandle handle) {
     if (!DRIVER.equals(handle.driver()) || handle.pid() <= 0) return Optional.empty();
-    if (!Procfs.isSameProcess(handle.pid(), handle.startTime())) return Optional.empty();
+    networks.sweepOnce();
+    ProcessVm.Places places = ProcessVm.Places.of(config, handle.sandboxId(), handle.incarnation());
+    if (!Procfs.isSameProcess(handle.pid(), handle.startTime())) return notAdopted(places, handle);
     try {
-      var st = oci.state(ProcessVm.Places.of(config, handle.sandboxId(), handle.incarnation()).containerId());
-      if (st.isEmpty() || !st.get().running()) return Optional.empty();
+      var st = oci.state(places.containerId());
+      if (st.isEmpty() || !st.get().running()) return notAdopted(places, handle);
     } catch (IOException | RuntimeException e) {
       log.warn("sandbox {}: cannot read its container's state: {}", handle.sandboxId(), e.getMessage());
-      return Optional.empty();
+      return notAdopted(places, handle);
     }
     return Optional.of(ProcessVm.adopted(this, handle));
+  }
+
+  /** An incarnation that is not adopted keeps no network: its pasta is killed and its rules go. */
+  private Optional<Vm> notAdopted(ProcessVm.Places places, VmHandle handle) {
+    SandboxNetwork.load(networks, places, handle.sandboxId()).ifPresent(SandboxNetwork::close);
+    return Optional.empty();
   }
 
   /** Kills and removes what is left of the handle's incarnation: container, runc, mounts, directories. */

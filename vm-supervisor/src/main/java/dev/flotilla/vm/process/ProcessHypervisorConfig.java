@@ -1,5 +1,6 @@
 package dev.flotilla.vm.process;
 
+import dev.flotilla.vm.net.EgressConfig;
 import java.nio.file.Path;
 import java.util.HexFormat;
 import java.util.List;
@@ -23,6 +24,7 @@ import java.util.Objects;
  * @param cgroupParent the cgroup under which each sandbox's container gets its own
  * @param defaultPidsLimit the pids limit when a spec says 0 (counts threads: the agent JVM has ~30)
  * @param defaultDiskMiB the writable layer's size when a spec says none
+ * @param network egress networking: protected endpoints, DNS, refresh ({@link EgressConfig})
  */
 public record ProcessHypervisorConfig(
     Path runtimeDir,
@@ -34,7 +36,8 @@ public record ProcessHypervisorConfig(
     Path seccompProfile,
     String cgroupParent,
     int defaultPidsLimit,
-    int defaultDiskMiB) {
+    int defaultDiskMiB,
+    EgressConfig network) {
 
   public static final List<String> LEAN_JVM_FLAGS = List.of(
       "-XX:+UseSerialGC",
@@ -61,13 +64,22 @@ public record ProcessHypervisorConfig(
       throw new IllegalArgumentException("cgroupParent must be a plain name");
     }
     if (defaultDiskMiB < 16) throw new IllegalArgumentException("defaultDiskMiB must be at least 16");
+    Objects.requireNonNull(network, "network");
+  }
+
+  /** Without egress settings: {@link EgressConfig#defaults()}. */
+  public ProcessHypervisorConfig(Path runtimeDir, Path defaultRootfs, List<String> jvmFlags, Path stateRoot, Path runRoot,
+      Path ociRuntime, Path seccompProfile, String cgroupParent, int defaultPidsLimit, int defaultDiskMiB) {
+    this(runtimeDir, defaultRootfs, jvmFlags, stateRoot, runRoot, ociRuntime, seccompProfile, cgroupParent, defaultPidsLimit,
+        defaultDiskMiB, EgressConfig.defaults());
   }
 
   /** Lean agent flags, runc from PATH, Podman's profile, cgroup parent {@code flotilla}, 1 GiB disks. */
   public static ProcessHypervisorConfig of(Path runtimeDir, Path defaultRootfs, Path stateRoot) {
     Path runc = HostFacts.which("runc").orElse(Path.of("/usr/sbin/runc"));
     return new ProcessHypervisorConfig(runtimeDir, defaultRootfs, LEAN_JVM_FLAGS, stateRoot, runRootFor(stateRoot), runc,
-        PODMAN_SECCOMP, "flotilla", 1024, 1024);
+        PODMAN_SECCOMP, "flotilla", 1024, 1024,
+        EgressConfig.defaults().withPasta(HostFacts.which("pasta").orElse(Path.of("/usr/bin/pasta"))));
   }
 
   /** {@code /run/flotilla/<16 hex of the state root's path>}: one per node data directory. */
@@ -82,19 +94,28 @@ public record ProcessHypervisorConfig(
   }
 
   public ProcessHypervisorConfig withCgroupParent(String parent) {
-    return new ProcessHypervisorConfig(runtimeDir, defaultRootfs, jvmFlags, stateRoot, runRoot, ociRuntime, seccompProfile, parent, defaultPidsLimit, defaultDiskMiB);
+    return new ProcessHypervisorConfig(runtimeDir, defaultRootfs, jvmFlags, stateRoot, runRoot, ociRuntime, seccompProfile, parent, defaultPidsLimit, defaultDiskMiB, network);
   }
 
   public ProcessHypervisorConfig withRuntimeDir(Path dir) {
-    return new ProcessHypervisorConfig(dir, defaultRootfs, jvmFlags, stateRoot, runRoot, ociRuntime, seccompProfile, cgroupParent, defaultPidsLimit, defaultDiskMiB);
+    return new ProcessHypervisorConfig(dir, defaultRootfs, jvmFlags, stateRoot, runRoot, ociRuntime, seccompProfile, cgroupParent, defaultPidsLimit, defaultDiskMiB, network);
   }
 
   public ProcessHypervisorConfig withOciRuntime(Path binary) {
-    return new ProcessHypervisorConfig(runtimeDir, defaultRootfs, jvmFlags, stateRoot, runRoot, binary, seccompProfile, cgroupParent, defaultPidsLimit, defaultDiskMiB);
+    return new ProcessHypervisorConfig(runtimeDir, defaultRootfs, jvmFlags, stateRoot, runRoot, binary, seccompProfile, cgroupParent, defaultPidsLimit, defaultDiskMiB, network);
   }
 
   public ProcessHypervisorConfig withDefaultDiskMiB(int mib) {
-    return new ProcessHypervisorConfig(runtimeDir, defaultRootfs, jvmFlags, stateRoot, runRoot, ociRuntime, seccompProfile, cgroupParent, defaultPidsLimit, mib);
+    return new ProcessHypervisorConfig(runtimeDir, defaultRootfs, jvmFlags, stateRoot, runRoot, ociRuntime, seccompProfile, cgroupParent, defaultPidsLimit, mib, network);
+  }
+
+  public ProcessHypervisorConfig withNetwork(EgressConfig egress) {
+    return new ProcessHypervisorConfig(runtimeDir, defaultRootfs, jvmFlags, stateRoot, runRoot, ociRuntime, seccompProfile, cgroupParent, defaultPidsLimit, defaultDiskMiB, egress);
+  }
+
+  /** With these endpoints refused to every sandbox ({@code host:port}: the node's gRPC, Artery, the journal). */
+  public ProcessHypervisorConfig withProtectedEndpoints(List<String> endpoints) {
+    return withNetwork(network.withProtectedEndpoints(endpoints));
   }
 
   /** The conventional state directory of one incarnation: {@code <root>/<sandbox>-<incarnation>}. */

@@ -8,6 +8,7 @@ import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmExit;
 import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
+import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.oci.BundleConfig;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -68,6 +69,7 @@ final class ProcessVm implements Vm {
   private volatile byte[] agentSecret; // node-only; read back from the state dir on adopt
   private volatile Process process;
   private volatile boolean requested;
+  private volatile SandboxNetwork network; // egress only
 
   /**
    * Every path of one incarnation, derived from the driver's configuration, the sandbox id and the
@@ -117,8 +119,37 @@ final class ProcessVm implements Vm {
   static ProcessVm adopted(ProcessHypervisor hv, VmHandle handle) {
     ProcessVm vm = new ProcessVm(hv, null, handle, Places.of(hv.config(), handle.sandboxId(), handle.incarnation()));
     vm.agentSecret = AgentSecrets.readIfTrusted(vm.places.stateDir());
+    SandboxNetwork.load(hv.networks(), vm.places, handle.sandboxId()).ifPresent(vm::reattachNetwork);
     vm.watchAdopted();
     return vm;
+  }
+
+  /**
+   * An adopted sandbox keeps its pasta if the one recorded still runs, or gets a new one; its
+   * rules are applied again either way (names resolved afresh). If they cannot be, it keeps no
+   * pasta: no network rather than an unchecked one.
+   */
+  private void reattachNetwork(SandboxNetwork n) {
+    network = n;
+    try {
+      n.applyRules();
+    } catch (IOException | RuntimeException e) {
+      log.error("sandbox {}: cannot apply its egress rules on adoption; it keeps no network: {}", handle.sandboxId(), e.getMessage());
+      n.killPasta();
+      return;
+    }
+    if (!n.pastaAlive()) {
+      try {
+        long init = hv.oci().state(places.containerId()).map(OciRuntime.State::pid).orElse(0L);
+        if (init <= 0) throw new IOException("no init pid for container " + places.containerId());
+        n.attach(init, Duration.ofSeconds(10));
+        log.info("sandbox {}: its pasta was gone; attached a new one (pid {})", handle.sandboxId(), n.pastaPid());
+      } catch (IOException | RuntimeException e) {
+        log.error("sandbox {}: cannot attach pasta on adoption; it has no network: {}", handle.sandboxId(), e.getMessage());
+        n.killPasta();
+      }
+    }
+    hv.networks().register(n);
   }
 
   @Override
@@ -148,6 +179,7 @@ final class ProcessVm implements Vm {
     long idBase = hostIdStart();
     ProcessHypervisorConfig c = hv.config();
     ImageRootfs.Rootfs image = hv.rootfs(spec); // may pull or unpack: before anything is mounted
+    EgressPolicy policy = ProcessHypervisor.policy(spec);
     try {
       places.layer().ensureMounted(diskMiB(spec, c));
       NodeDirs.privateDir(places.incDir(), "rwx--x--x");
@@ -158,16 +190,24 @@ final class ProcessVm implements Vm {
       }
       NodeDirs.freshDir(places.runDir(), idBase);
       writeExecDefaults(image);
+      List<BundleConfig.Mount> mounts = new ArrayList<>(List.of(BundleConfig.Mount.readOnlyBind(hv.runtimeMount(), IN_SANDBOX_RUNTIME),
+          BundleConfig.Mount.writableBind(places.runDir(), IN_SANDBOX_RUN)));
+      if (policy.egress()) {
+        // the rules before anything can send: pasta comes once the container exists
+        network = new SandboxNetwork(hv.networks(), places, spec.sandboxId(), idBase, policy);
+        network.prepare();
+        mounts.add(BundleConfig.Mount.readOnlyBind(network.resolvConf(), "/etc/resolv.conf"));
+      }
       // The node's copy stays node-only; the agent reads its copy at start and deletes it.
       agentSecret = AgentSecrets.create(places.stateDir());
       AgentSecrets.writeHandoff(places.runDir(), agentSecret, idBase);
       new BundleConfig(agentCommand(), agentEnv(), "/", places.rootfs(), hostname(spec.sandboxId()), idBase, 65536,
-          List.of(BundleConfig.Mount.readOnlyBind(hv.runtimeMount(), IN_SANDBOX_RUNTIME),
-              BundleConfig.Mount.writableBind(places.runDir(), IN_SANDBOX_RUN)),
+          mounts,
           "/" + c.cgroupParent() + "/" + places.containerId(),
           spec.memoryMiB() * 1024L * 1024L, spec.vcpus(), spec.pidsLimit() > 0 ? spec.pidsLimit() : c.defaultPidsLimit(),
           hv.seccomp()).write(places.stateDir());
     } catch (IOException | RuntimeException e) {
+      closeNetwork();
       cleanUpMounts();
       throw new VmException("cannot prepare sandbox " + spec.sandboxId() + ": " + e.getMessage(), e);
     }
@@ -184,6 +224,7 @@ final class ProcessVm implements Vm {
     try {
       p = pb.start();
     } catch (IOException e) {
+      closeNetwork();
       cleanUpMounts();
       throw new VmException("cannot run " + c.ociRuntime() + ": " + e.getMessage(), e);
     }
@@ -219,6 +260,28 @@ final class ProcessVm implements Vm {
       killAndWait();
       throw new VmException("the sandbox's agent socket is not usable: " + e.getMessage(), e);
     }
+    if (network != null) {
+      // No tenant code has run yet: the agent runs it once the node asks, after start returns.
+      try {
+        long init = hv.oci().state(places.containerId()).map(OciRuntime.State::pid).orElse(0L);
+        if (init <= 0) throw new IOException("runc reports no init pid for " + places.containerId());
+        network.attach(init, Duration.ofNanos(Math.max(until - System.nanoTime(), Duration.ofSeconds(2).toNanos())));
+        hv.networks().register(network);
+      } catch (IOException | RuntimeException e) {
+        killAndWait();
+        throw new VmException("cannot attach the sandbox's egress network: " + e.getMessage(), e);
+      }
+    }
+  }
+
+  /** pasta killed, then its rules removed: on every way a sandbox ends. */
+  private void closeNetwork() {
+    SandboxNetwork n = network;
+    if (n != null) n.close();
+  }
+
+  SandboxNetwork network() {
+    return network;
   }
 
   /**
@@ -308,6 +371,7 @@ final class ProcessVm implements Vm {
     } else {
       e = new VmExit(code, 0, requested && code == 0 ? "stopped" : "exited with " + code, requested);
     }
+    closeNetwork();
     // runc removes a container whose init it saw exit; one whose runc died leaves it behind.
     deleteContainerQuietly();
     exit.complete(e);
@@ -476,6 +540,7 @@ final class ProcessVm implements Vm {
         && Procfs.commandName(handle.pid()).map(n -> n.equals("runc") || n.equals("setsid")).orElse(false)) {
       ProcessHandle.of(handle.pid()).ifPresent(ProcessHandle::destroyForcibly);
     }
+    SandboxNetwork.load(hv.networks(), pl, sandboxId).ifPresent(SandboxNetwork::close);
     ProcessVm view = new ProcessVm(hv, null, handle, pl);
     view.exit.complete(new VmExit(-1, 0, "reaped", true));
     view.cleanUpMounts();

@@ -1,0 +1,61 @@
+package dev.flotilla.vm.net;
+
+import java.net.InetAddress;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * Node-level settings of egress networking.
+ *
+ * @param protectedEndpoints endpoints no sandbox reaches whatever its lists say (the node's gRPC,
+ *     Artery, the journal): set by the node. The node's own addresses, loopback included, are
+ *     refused anyway; these matter for endpoints on other hosts (the journal's database, other
+ *     nodes' Artery ports)
+ * @param dnsServers where sandboxes' DNS queries go (pasta forwards them) and where the node
+ *     resolves host names of the lists; empty: the host's {@code /etc/resolv.conf}
+ * @param refresh how often host names are resolved again and the rules re-applied
+ * @param dnsForwardAddress the resolver address a sandbox sees in its {@code /etc/resolv.conf};
+ *     pasta maps it to the first DNS server
+ * @param pasta the pasta binary (Debian's {@code passt} package)
+ */
+public record EgressConfig(List<Endpoint> protectedEndpoints, List<InetAddress> dnsServers, Duration refresh,
+    InetAddress dnsForwardAddress, Path pasta) {
+
+  public static final Duration DEFAULT_REFRESH = Duration.ofSeconds(30);
+
+  public EgressConfig {
+    protectedEndpoints = List.copyOf(protectedEndpoints);
+    dnsServers = List.copyOf(dnsServers);
+    Objects.requireNonNull(dnsForwardAddress, "dnsForwardAddress");
+    Objects.requireNonNull(pasta, "pasta");
+    if (refresh.compareTo(Duration.ofSeconds(1)) < 0) throw new IllegalArgumentException("refresh must be at least 1 s");
+  }
+
+  /** No protected endpoints yet, the host's resolvers, a 30 s refresh, 169.254.1.1, pasta from PATH. */
+  public static EgressConfig defaults() {
+    try {
+      return new EgressConfig(List.of(), List.of(), DEFAULT_REFRESH, InetAddress.getByName("169.254.1.1"), Path.of("/usr/bin/pasta"));
+    } catch (java.net.UnknownHostException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  /** With these endpoints ({@code host:port}, {@code [v6]:port}), as the node sets them. */
+  public EgressConfig withProtectedEndpoints(List<String> endpoints) {
+    return new EgressConfig(endpoints.stream().map(Endpoint::parse).toList(), dnsServers, refresh, dnsForwardAddress, pasta);
+  }
+
+  public EgressConfig withDnsServers(List<InetAddress> servers) {
+    return new EgressConfig(protectedEndpoints, servers, refresh, dnsForwardAddress, pasta);
+  }
+
+  public EgressConfig withPasta(Path binary) {
+    return new EgressConfig(protectedEndpoints, dnsServers, refresh, dnsForwardAddress, binary);
+  }
+
+  public EgressConfig withRefresh(Duration every) {
+    return new EgressConfig(protectedEndpoints, dnsServers, every, dnsForwardAddress, pasta);
+  }
+}

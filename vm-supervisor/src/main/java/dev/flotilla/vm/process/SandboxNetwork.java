@@ -1,0 +1,277 @@
+package dev.flotilla.vm.process;
+
+import dev.flotilla.vm.net.EgressPolicy;
+import dev.flotilla.vm.net.EgressRules;
+import dev.flotilla.vm.net.PastaCommand;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Properties;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The egress network of one incarnation of a process-driver sandbox: its firewall rules on the
+ * host ({@link EgressRules}, installed before the container runs and re-applied by
+ * {@link SandboxNetworks}' refresh) and its pasta process ({@link PastaCommand}, attached once the
+ * container exists), both removed when the sandbox ends: pasta first, so it never runs without
+ * its rules.
+ *
+ * <p>Node-only record: {@code <state dir>/network.properties} holds the policy (an adopted
+ * sandbox has no spec) and pasta's pid and start time. In the incarnation's run directory,
+ * {@code net/} (the sandbox's uid, 0700, never mounted into the sandbox) holds the node's bind
+ * mounts of the sandbox's user and network namespaces, which pasta opens, and pasta's pid file,
+ * which the node reads only as "pasta is ready", never as a pid to act on.
+ */
+final class SandboxNetwork {
+  private static final Logger log = LoggerFactory.getLogger(SandboxNetwork.class);
+  static final String STATE_FILE = "network.properties";
+  static final String PASTA_LOG = "pasta.log";
+
+  private final SandboxNetworks networks;
+  private final ProcessVm.Places places;
+  private final String sandboxId;
+  final long uid;
+  final EgressPolicy policy;
+  private volatile long pastaPid;
+  private volatile long pastaStart;
+  private volatile Process pasta; // when this JVM started it
+  private volatile EgressRules applied;
+  private volatile boolean closed;
+
+  SandboxNetwork(SandboxNetworks networks, ProcessVm.Places places, String sandboxId, long uid, EgressPolicy policy) {
+    this.networks = networks;
+    this.places = places;
+    this.sandboxId = sandboxId;
+    this.uid = uid;
+    this.policy = policy;
+  }
+
+  Path netDir() {
+    return places.incDir().resolve("net");
+  }
+
+  Path netnsFile() {
+    return netDir().resolve("netns");
+  }
+
+  Path usernsFile() {
+    return netDir().resolve("userns");
+  }
+
+  Path readyFile() {
+    return netDir().resolve("pasta.pid");
+  }
+
+  /** The resolv.conf the sandbox gets read-only at /etc/resolv.conf: the address pasta maps to the node's resolver. */
+  Path resolvConf() {
+    return places.incDir().resolve("resolv.conf");
+  }
+
+  String comment() {
+    return networks.comment(places.containerId());
+  }
+
+  long pastaPid() {
+    return pastaPid;
+  }
+
+  /** Before the container runs: the record, the resolv.conf, the rules. */
+  void prepare() throws IOException {
+    save();
+    Path tmp = places.incDir().resolve("resolv.conf.tmp");
+    Files.writeString(tmp, "nameserver " + networks.config().dnsForwardAddress().getHostAddress() + "\n", StandardCharsets.UTF_8);
+    Files.setPosixFilePermissions(tmp, PosixFilePermissions.fromString("rw-r--r--"));
+    Files.move(tmp, resolvConf(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    applyRules();
+  }
+
+  /** Resolves the lists' names again and installs the rules (one atomic replace per family). */
+  synchronized void applyRules() throws IOException {
+    if (closed) return;
+    EgressRules rules = networks.render(this);
+    networks.firewall().install(rules);
+    applied = rules;
+  }
+
+  /** The refresh: re-applied when an address changed, or {@code heal} (someone may have flushed them). */
+  synchronized void refresh(boolean heal) {
+    if (closed) return;
+    try {
+      EgressRules rules = networks.render(this);
+      if (heal || !rules.equals(applied)) {
+        networks.firewall().install(rules);
+        applied = rules;
+      }
+    } catch (IOException | RuntimeException e) {
+      log.warn("sandbox {}: cannot refresh its egress rules (the last ones stay): {}", sandboxId, e.getMessage());
+    }
+  }
+
+  /**
+   * Attaches pasta to the network namespace of the container whose init is {@code initPid} (the
+   * node's view, from runc), and waits until pasta has configured it.
+   */
+  void attach(long initPid, Duration timeout) throws IOException {
+    Path net = netDir();
+    if (!Files.isDirectory(net, LinkOption.NOFOLLOW_LINKS)) {
+      Files.createDirectory(net, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+      Files.setAttribute(net, "unix:uid", (int) uid, LinkOption.NOFOLLOW_LINKS);
+      Files.setAttribute(net, "unix:gid", (int) uid, LinkOption.NOFOLLOW_LINKS);
+    }
+    bindNamespace(initPid, "net", netnsFile());
+    bindNamespace(initPid, "user", usernsFile());
+    Files.deleteIfExists(readyFile());
+    Path upstream = places.incDir().resolve("upstream-resolv.conf");
+    StringBuilder conf = new StringBuilder();
+    for (java.net.InetAddress d : networks.dnsServers()) conf.append("nameserver ").append(d.getHostAddress()).append('\n');
+    Files.writeString(upstream, conf.toString(), StandardCharsets.UTF_8);
+    List<String> cmd = PastaCommand.of(networks.config().pasta(), upstream, usernsFile(), netnsFile(), readyFile(),
+        networks.config().dnsForwardAddress());
+    ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
+        .redirectOutput(ProcessBuilder.Redirect.appendTo(places.stateDir().resolve(PASTA_LOG).toFile()))
+        .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")));
+    pb.environment().clear();
+    pb.environment().put("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    Process p = pb.start();
+    pasta = p;
+    pastaPid = p.pid();
+    pastaStart = Procfs.startTime(p.pid()).orElse(0);
+    save();
+    long until = System.nanoTime() + timeout.toNanos();
+    while (!Files.exists(readyFile(), LinkOption.NOFOLLOW_LINKS)) {
+      if (!p.isAlive()) throw new IOException("pasta exited with " + p.exitValue() + ": " + logTail());
+      if (System.nanoTime() > until) {
+        killPasta();
+        throw new IOException("pasta did not configure the sandbox's network within " + timeout.toMillis() + " ms: " + logTail());
+      }
+      try {
+        Thread.sleep(5);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        killPasta();
+        throw new IOException("interrupted while attaching pasta");
+      }
+    }
+  }
+
+  private static void bindNamespace(long pid, String ns, Path file) throws IOException {
+    if (Mounts.isMountPoint(file)) Mounts.unmount(file);
+    Files.deleteIfExists(file);
+    Files.createFile(file);
+    Mounts.run("mount", "--bind", "/proc/" + pid + "/ns/" + ns, file.toString());
+  }
+
+  /** pasta as recorded is still the process the node started. */
+  boolean pastaAlive() {
+    return pastaPid > 0 && Procfs.isSameProcess(pastaPid, pastaStart) && isPasta(pastaPid);
+  }
+
+  static boolean isPasta(long pid) {
+    return Procfs.commandName(pid).map(n -> n.startsWith("pasta") || n.startsWith("passt") || n.equals("nsenter") || n.equals("setsid")
+            || n.equals("unshare") || n.equals("sh"))
+        .orElse(false);
+  }
+
+  /** Kills pasta (if it is still the one recorded) and waits until it is gone. */
+  void killPasta() {
+    Process p = pasta;
+    if (pastaAlive()) ProcessHandle.of(pastaPid).ifPresent(ProcessHandle::destroyForcibly);
+    if (p != null) {
+      try {
+        p.waitFor(10, java.util.concurrent.TimeUnit.SECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+    }
+    long until = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+    while (pastaAlive() && System.nanoTime() < until) {
+      try {
+        Thread.sleep(5);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        break;
+      }
+    }
+    if (pastaAlive()) log.error("sandbox {}: pasta (pid {}) did not die within 10 s of SIGKILL", sandboxId, pastaPid);
+  }
+
+  /**
+   * Ends the network: pasta first (a sandbox without pasta has no network), then its rules (only
+   * if they are still this incarnation's), then the namespace bind mounts.
+   */
+  synchronized void close() {
+    if (closed) return;
+    closed = true;
+    networks.unregister(this);
+    killPasta();
+    if (pastaAlive()) return; // keep the rules of a pasta that would not die
+    try {
+      networks.firewall().remove(uid, comment());
+    } catch (IOException e) {
+      log.warn("sandbox {}: cannot remove its egress rules: {}", sandboxId, e.getMessage());
+    }
+    for (Path f : List.of(netnsFile(), usernsFile())) {
+      try {
+        Mounts.unmount(f);
+      } catch (IOException e) {
+        log.warn("sandbox {}: cannot unmount {}: {}", sandboxId, f, e.getMessage());
+      }
+    }
+  }
+
+  private void save() throws IOException {
+    Properties p = new Properties();
+    policy.toOptions().forEach(p::setProperty);
+    p.setProperty("uid", Long.toString(uid));
+    p.setProperty("pasta.pid", Long.toString(pastaPid));
+    p.setProperty("pasta.start", Long.toString(pastaStart));
+    Path tmp = places.stateDir().resolve(STATE_FILE + ".tmp");
+    try (var out = Files.newOutputStream(tmp)) {
+      p.store(out, "egress network of this incarnation (node-only)");
+    }
+    Files.move(tmp, places.stateDir().resolve(STATE_FILE), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+  }
+
+  /** The record a node wrote in an incarnation's node-only state dir; empty for a sandbox without egress. */
+  static Optional<SandboxNetwork> load(SandboxNetworks networks, ProcessVm.Places places, String sandboxId) {
+    Path f = places.stateDir().resolve(STATE_FILE);
+    if (!Files.isRegularFile(f, LinkOption.NOFOLLOW_LINKS)) return Optional.empty();
+    Properties p = new Properties();
+    try (var in = Files.newInputStream(f)) {
+      p.load(in);
+      Map<String, String> o = new HashMap<>();
+      for (String k : List.of(EgressPolicy.NETWORK, EgressPolicy.ALLOW, EgressPolicy.DENY)) {
+        if (p.getProperty(k) != null) o.put(k, p.getProperty(k));
+      }
+      EgressPolicy policy = EgressPolicy.fromOptions(o);
+      if (!policy.egress()) return Optional.empty();
+      SandboxNetwork n = new SandboxNetwork(networks, places, sandboxId, Long.parseLong(p.getProperty("uid")), policy);
+      n.pastaPid = Long.parseLong(p.getProperty("pasta.pid", "0"));
+      n.pastaStart = Long.parseLong(p.getProperty("pasta.start", "0"));
+      return Optional.of(n);
+    } catch (IOException | RuntimeException e) {
+      log.warn("sandbox {}: unreadable {}: {}", sandboxId, f, e.getMessage());
+      return Optional.empty();
+    }
+  }
+
+  String logTail() {
+    Path f = places.stateDir().resolve(PASTA_LOG);
+    try {
+      String s = Files.readString(f, StandardCharsets.UTF_8);
+      return s.length() > 2048 ? s.substring(s.length() - 2048).strip() : s.strip();
+    } catch (IOException e) {
+      return "(no log: " + e.getMessage() + ")";
+    }
+  }
+}
