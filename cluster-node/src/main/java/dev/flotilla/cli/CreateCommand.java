@@ -82,6 +82,18 @@ final class CreateCommand extends ClientCommand {
       description = "What --idle-timeout does: stop (default) or pause.")
   String onIdle;
 
+  @Option(names = "--network", paramLabel = "MODE",
+      description = "none (default: loopback only) or egress (outbound connections through the node, with DNS).")
+  String network;
+
+  @Option(names = "--allow", paramLabel = "CIDR|HOST",
+      description = "With --network egress: a destination it may reach; repeatable. Given any, only those.")
+  List<String> allow;
+
+  @Option(names = "--deny", paramLabel = "CIDR|HOST",
+      description = "With --network egress: a destination it may never reach; repeatable; wins over --allow.")
+  List<String> deny;
+
   @Option(names = "--no-wait",
       description = "Print the id as soon as the create is durable (phase CREATING) instead of waiting for RUNNING.")
   boolean noWait;
@@ -96,6 +108,12 @@ final class CreateCommand extends ClientCommand {
     ArgParsers.labels(labels);
     if (imageCommand && command != null && !command.isEmpty()) {
       throw new picocli.CommandLine.TypeConversionException("give either --image-command or a command after --, not both");
+    }
+    if (network != null && !network.equals("none") && !network.equals("egress")) {
+      throw new picocli.CommandLine.TypeConversionException("--network must be none or egress, not '" + network + "'");
+    }
+    if ((allow != null || deny != null) && !"egress".equals(network)) {
+      throw new picocli.CommandLine.TypeConversionException("--allow and --deny need --network egress");
     }
     if (onTimeout != null && !onTimeout.equals("delete") && !onTimeout.equals("stop")) {
       throw new picocli.CommandLine.TypeConversionException("--on-timeout must be delete or stop, not '" + onTimeout + "'");
@@ -123,6 +141,13 @@ final class CreateCommand extends ClientCommand {
     if (image != null) spec.setImage(image);
     if (restart != null) spec.setRestartPolicy(restart);
     if (command != null) spec.addAllCommand(command);
+    if (network != null || allow != null || deny != null) {
+      dev.flotilla.api.v1.NetworkSpec.Builder n = dev.flotilla.api.v1.NetworkSpec.newBuilder();
+      if (network != null) n.setMode(network);
+      if (allow != null) n.addAllAllow(allow);
+      if (deny != null) n.addAllDeny(deny);
+      spec.setNetwork(n);
+    }
     if (timeout != null) spec.setTimeout(proto(timeout));
     if ("stop".equals(onTimeout)) spec.setOnTimeout(TimeoutAction.TIMEOUT_STOP);
     if ("delete".equals(onTimeout)) spec.setOnTimeout(TimeoutAction.TIMEOUT_DELETE);

@@ -121,7 +121,7 @@ public final class FlotillaNode implements AutoCloseable {
         log.info("images: imports are shared through the PostgreSQL journal database");
       }
       Map<String, java.util.List<String>> unavailable = new LinkedHashMap<>();
-      Map<String, Hypervisor> drivers = drivers(node, dataDir, unavailable, images);
+      Map<String, Hypervisor> drivers = drivers(node, dataDir, unavailable, images, protectedEndpoints(full));
       for (Hypervisor h : drivers.values()) {
         for (String w : h.capabilities().warnings()) log.warn("driver {}: {}", h.driver(), w);
       }
@@ -181,7 +181,12 @@ public final class FlotillaNode implements AutoCloseable {
           sb.getDuration("ask-timeout"), journalStatus)
           .schedule(node.getDuration("reaper.first-run"), node.getDuration("reaper.interval"));
 
-      SandboxControl control = new SandboxControl(system, SpecValidator.fromConfig(sb, drivers.keySet(), unavailable),
+      Set<String> egressDrivers = new java.util.TreeSet<>();
+      drivers.forEach((name, hv) -> {
+        if (hv.capabilities().enforcedLimits().contains("network-egress")) egressDrivers.add(name);
+      });
+      SandboxControl control = new SandboxControl(system, SpecValidator.fromConfig(sb, drivers.keySet(), unavailable)
+          .withEgressDrivers(egressDrivers),
           sb.getDuration("ask-timeout"), sb.getDuration("file-timeout"), events, journalStatus,
           sb.getDuration("read-timeout-while-journal-down")).withImages(images)
           .withLimits(TenantLimits.fromConfig(full.getConfig("flotilla.tenants")))
@@ -251,8 +256,37 @@ public final class FlotillaNode implements AutoCloseable {
     };
   }
 
+  /**
+   * What no sandbox's egress may reach, whatever its lists say (besides every address of this host,
+   * which the driver refuses anyway): this node's gRPC and Artery endpoints, the cluster's seed
+   * nodes, and the journal's database.
+   */
+  static java.util.List<String> protectedEndpoints(Config full) {
+    java.util.List<String> out = new java.util.ArrayList<>();
+    Config node = full.getConfig("flotilla.node");
+    out.add(hostPort(node.getString("grpc.interface"), node.getInt("grpc.port")));
+    out.add(hostPort(full.getString("pekko.remote.artery.canonical.hostname"), full.getInt("pekko.remote.artery.canonical.port")));
+    for (String seed : full.getStringList("pekko.cluster.seed-nodes")) {
+      int at = seed.lastIndexOf('@');
+      if (at >= 0) out.add(seed.substring(at + 1));
+    }
+    String url = full.getString("flotilla.persistence.jdbc-url").trim();
+    if (!url.isEmpty()) {
+      // jdbc:postgresql://host[:port]/db
+      java.util.regex.Matcher m = java.util.regex.Pattern.compile("jdbc:postgresql://(\\[[^]]+]|[^/:,]+)(?::(\\d+))?/.*").matcher(url);
+      if (m.matches()) out.add(hostPort(m.group(1).replace("[", "").replace("]", ""), m.group(2) == null ? 5432 : Integer.parseInt(m.group(2))));
+    }
+    // port 0 (picked at start) protects nothing there: every address of this host is refused anyway
+    return out.stream().filter(e -> !e.endsWith(":0")).distinct().toList();
+  }
+
+  private static String hostPort(String host, int port) {
+    String h = host.isEmpty() || host.equals("0.0.0.0") || host.equals("::") ? "127.0.0.1" : host;
+    return (h.contains(":") ? "[" + h + "]" : h) + ":" + port;
+  }
+
   private static Map<String, Hypervisor> drivers(Config node, Path dataDir, Map<String, java.util.List<String>> unavailable,
-      NodeImages images) throws IOException {
+      NodeImages images, java.util.List<String> protectedEndpoints) throws IOException {
     Map<String, Hypervisor> drivers = new LinkedHashMap<>();
     // One id range per sandbox on this host, whichever driver runs it.
     IdRangeAllocator ids = IdRangeAllocator.forNode(dataDir.resolve("vms"));
@@ -263,7 +297,8 @@ public final class FlotillaNode implements AutoCloseable {
               built(process.getString("default-image"), "flotilla.default.image", Path.of("guest-image", "out", "default-image", "rootfs")),
               dataDir.resolve("vms"))
           .withCgroupParent(process.getString("cgroup-parent"))
-          .withDefaultDiskMiB(process.getInt("default-disk-mib"));
+          .withDefaultDiskMiB(process.getInt("default-disk-mib"))
+          .withProtectedEndpoints(protectedEndpoints);
       ProcessHypervisor hv = new ProcessHypervisor(pc, ids, images);
       if (hv.capabilities().warnings().isEmpty()) {
         drivers.put(ProcessHypervisor.DRIVER, hv);

@@ -109,6 +109,51 @@ class NodeOnH2IT extends NodeScenarios {
     assertTrue(unknown.err().contains("not found"), unknown.err());
   }
 
+  /**
+   * --network egress end to end: the spec reaches the driver (the sandbox has an interface and the
+   * node's DNS forwarder), the node's own gRPC port stays out of reach whatever the lists say, a
+   * bad entry is refused with what to fix, and none keeps only loopback. (What reaches where is
+   * proven against a test-made internet in EgressNetworkTest.)
+   */
+  @Test
+  void egressNetworkingThroughTheCli() {
+    Cli bad = cli("", "create", "--network", "egress", "--allow", "10.0.0.1/8");
+    assertEquals(1, bad.code());
+    assertTrue(bad.err().contains("did you mean 10.0.0.0/8"), bad.err());
+    Cli noEgress = cli("", "create", "--allow", "10.0.0.0/8");
+    assertEquals(2, noEgress.code(), noEgress.err());
+
+    Cli created = cli("", "create", "--network", "egress", "--allow", "0.0.0.0/0");
+    assertEquals(0, created.code(), created.err());
+    String id = created.out().strip();
+    assertTrue(get(id).getSpec().getNetwork().getMode().equals("egress"), get(id).getSpec().toString());
+    Cli ifaces = cli("", "exec", id, "--", "sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; cat /etc/resolv.conf");
+    assertEquals(0, ifaces.code(), ifaces.err());
+    assertTrue(ifaces.out().lines().anyMatch(l -> !l.equals("lo") && !l.startsWith("nameserver") && !l.isBlank()), ifaces.out());
+    assertTrue(ifaces.out().contains("nameserver 169.254.1.1"), ifaces.out());
+    // The node's gRPC port by every address of the host: out of reach even with allow 0.0.0.0/0.
+    String hosts = hostAddresses();
+    Cli reach = cli("", "exec", id, "--", "sh", "-c", "for h in " + hosts + "; do "
+        + "nc -w 3 $h " + node.node.grpcPort() + " </dev/null && echo reached $h; done; echo tried " + hosts);
+    assertTrue(reach.out().contains("tried") && !reach.out().contains("reached"), reach.out() + reach.err());
+
+    Cli none = cli("", "create");
+    String plain = none.out().strip();
+    assertEquals("lo\n", cli("", "exec", plain, "--", "sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '").out());
+  }
+
+  /** The host's IPv4 addresses, loopback included, space-separated. */
+  private static String hostAddresses() {
+    try {
+      return java.util.Collections.list(java.net.NetworkInterface.getNetworkInterfaces()).stream()
+          .flatMap(i -> java.util.Collections.list(i.getInetAddresses()).stream())
+          .filter(a -> a instanceof java.net.Inet4Address && !a.isLinkLocalAddress())
+          .map(java.net.InetAddress::getHostAddress).distinct().collect(java.util.stream.Collectors.joining(" "));
+    } catch (java.net.SocketException e) {
+      throw new AssertionError(e);
+    }
+  }
+
   /** create --timeout, set-timeout and the bounds, through the CLI against the real node. */
   @Test
   void timeoutsEndSandboxesAndSetTimeoutMovesTheEnd() {

@@ -15,9 +15,10 @@ import java.util.TreeMap;
  * @param command the sandbox's main process (argv, with the image's Env, WorkingDir and User); empty
  *     (sandboxes created before it existed too): none, the sandbox runs its agent and waits for execs
  * @param lifetime its timeout and idle timeout; null (sandboxes created before it existed): none
+ * @param network its network; null (sandboxes created before it existed): none
  */
 public record SandboxSpec(String driver, int vcpus, int memoryMiB, Map<String, String> labels, RestartPolicy restartPolicy,
-                          int diskMiB, String image, List<String> command, Lifetime lifetime)
+                          int diskMiB, String image, List<String> command, Lifetime lifetime, Network network)
     implements FlotillaSerializable {
 
   public SandboxSpec {
@@ -27,27 +28,39 @@ public record SandboxSpec(String driver, int vcpus, int memoryMiB, Map<String, S
     image = image == null ? "" : image;
     command = command == null ? List.of() : List.copyOf(command);
     lifetime = lifetime == null ? Lifetime.NONE : lifetime;
+    network = network == null ? Network.OFF : network;
   }
 
   /** This spec running {@code pinned} (a reference pinned to its manifest digest). */
   public SandboxSpec withImage(String pinned) {
-    return new SandboxSpec(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, pinned, command, lifetime);
+    return new SandboxSpec(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, pinned, command, lifetime, network);
   }
 
   /** This spec with {@code argv} as its main process. */
   public SandboxSpec withCommand(List<String> argv) {
-    return new SandboxSpec(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, image, argv, lifetime);
+    return new SandboxSpec(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, image, argv, lifetime, network);
   }
 
   /** This spec with {@code l} as its lifetime. */
   public SandboxSpec withLifetime(Lifetime l) {
-    return new SandboxSpec(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, image, command, l);
+    return new SandboxSpec(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, image, command, l, network);
+  }
+
+  /** This spec with {@code n} as its network. */
+  public SandboxSpec withNetwork(Network n) {
+    return new SandboxSpec(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, image, command, lifetime, n);
+  }
+
+  /** A spec without a network. */
+  public SandboxSpec(String driver, int vcpus, int memoryMiB, Map<String, String> labels, RestartPolicy restartPolicy,
+      int diskMiB, String image, List<String> command, Lifetime lifetime) {
+    this(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, image, command, lifetime, Network.OFF);
   }
 
   /** A spec without a timeout or idle timeout. */
   public SandboxSpec(String driver, int vcpus, int memoryMiB, Map<String, String> labels, RestartPolicy restartPolicy,
       int diskMiB, String image, List<String> command) {
-    this(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, image, command, Lifetime.NONE);
+    this(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, image, command, Lifetime.NONE, Network.OFF);
   }
 
   /** A spec without a main process. */

@@ -30,7 +30,8 @@ public record SpecValidator(
     java.time.Duration minTimeout,
     java.time.Duration maxTimeout,
     java.time.Duration minIdleTimeout,
-    java.time.Duration maxIdleTimeout) {
+    java.time.Duration maxIdleTimeout,
+    Set<String> egressDrivers) {
 
   // Kubernetes' label syntax: users already know it, and tools can copy labels across.
   private static final Pattern LABEL_KEY = Pattern.compile("([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?");
@@ -39,6 +40,13 @@ public record SpecValidator(
   public SpecValidator {
     drivers = Set.copyOf(drivers);
     unavailable = Map.copyOf(unavailable);
+    egressDrivers = egressDrivers == null ? Set.of() : Set.copyOf(egressDrivers);
+  }
+
+  /** The drivers that can give a sandbox egress networking on this cluster's hosts. */
+  public SpecValidator withEgressDrivers(Set<String> d) {
+    return new SpecValidator(drivers, unavailable, defaultDriver, defaultVcpus, maxVcpus, defaultMemoryMiB, minMemoryMiB, maxMemoryMiB,
+        maxLabels, defaultDiskMiB, minDiskMiB, maxDiskMiB, minTimeout, maxTimeout, minIdleTimeout, maxIdleTimeout, d);
   }
 
   public static SpecValidator fromConfig(Config c, Set<String> availableDrivers) {
@@ -62,7 +70,8 @@ public record SpecValidator(
         c.getDuration("min-timeout"),
         c.getDuration("max-timeout"),
         c.getDuration("min-idle-timeout"),
-        c.getDuration("max-idle-timeout"));
+        c.getDuration("max-idle-timeout"),
+        Set.of());
   }
 
   /** The spec with defaults filled in, or a {@link SandboxError} of kind INVALID_ARGUMENT. */
@@ -111,7 +120,32 @@ public record SpecValidator(
       throw SandboxError.invalid("idle timeout must be between " + text(minIdleTimeout) + " and "
           + text(maxIdleTimeout) + " (got " + text(l.idleTimeout()) + "), or none");
     }
-    return new SandboxSpec(driver, vcpus, memory, labels, in.restartPolicy(), disk, in.image(), in.command(), l);
+    Network n = network(in.network());
+    if (n.egress() && !egressDrivers.contains(driver)) {
+      throw SandboxError.precondition("network egress is not available for driver '" + driver + "' on this cluster"
+          + (drivers.contains("process") && !egressDrivers.contains("process")
+              ? ": the process driver needs pasta, iptables and ip6tables on the node (run scripts/setup-host.sh as root)"
+              : egressDrivers.isEmpty() ? "" : "; it is for " + String.join(", ", new java.util.TreeSet<>(egressDrivers))));
+    }
+    return new SandboxSpec(driver, vcpus, memory, labels, in.restartPolicy(), disk, in.image(), in.command(), l, n);
+  }
+
+  /** The network asked for, checked: a mode this cluster knows, and lists only with egress. */
+  static Network network(Network n) {
+    if (!n.egress() && !Network.NONE.equals(n.mode())) {
+      throw SandboxError.invalid("network '" + n.mode() + "' is unknown: use none (the default) or egress");
+    }
+    if (!n.egress() && (!n.allow().isEmpty() || !n.deny().isEmpty())) {
+      throw SandboxError.invalid("--allow and --deny need --network egress");
+    }
+    for (String e : n.allow()) if (e.indexOf(',') >= 0) throw SandboxError.invalid("allow entry '" + e + "': one CIDR or host name each");
+    for (String e : n.deny()) if (e.indexOf(',') >= 0) throw SandboxError.invalid("deny entry '" + e + "': one CIDR or host name each");
+    try {
+      dev.flotilla.vm.net.EgressPolicy.fromOptions(n.vmOptions()); // the driver's own parser says what is wrong
+    } catch (IllegalArgumentException e) {
+      throw SandboxError.invalid(e.getMessage());
+    }
+    return n;
   }
 
   /** A timeout (at create, or SetTimeout's): zero for none, else within this cluster's bounds. */

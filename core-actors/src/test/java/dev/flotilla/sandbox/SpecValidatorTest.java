@@ -58,4 +58,36 @@ class SpecValidatorTest {
     SandboxError longRef = assertThrows(SandboxError.class, () -> v.normalize(base.withImage("r".repeat(SpecValidator.MAX_IMAGE_REF + 1))));
     assertEquals(SandboxError.Kind.INVALID_ARGUMENT, longRef.kind());
   }
+
+  @Test
+  void networksAreCheckedByTheDriversOwnParserAndOnlyWhereEgressIsOffered() {
+    SpecValidator egress = v.withEgressDrivers(java.util.Set.of("process"));
+    SandboxSpec base = new SandboxSpec("process", 1, 256, java.util.Map.of(), null);
+    Network ok = new Network("egress", java.util.List.of("10.0.0.0/8", "example.com"), java.util.List.of("10.1.0.0/16"));
+    assertEquals(ok, egress.normalize(base.withNetwork(ok)).network());
+    assertEquals(Network.OFF, egress.normalize(base).network(), "none by default");
+    var bits = assertThrows(SandboxError.class, () -> egress.normalize(base.withNetwork(
+        new Network("egress", java.util.List.of("10.0.0.1/8"), java.util.List.of()))));
+    assertTrue(bits.getMessage().contains("did you mean 10.0.0.0/8"), bits.getMessage());
+    var listsWithoutEgress = assertThrows(SandboxError.class, () -> egress.normalize(base.withNetwork(
+        new Network("none", java.util.List.of("10.0.0.0/8"), java.util.List.of()))));
+    assertTrue(listsWithoutEgress.getMessage().contains("need --network egress"), listsWithoutEgress.getMessage());
+    var unknown = assertThrows(SandboxError.class, () -> egress.normalize(base.withNetwork(new Network("bridge", null, null))));
+    assertTrue(unknown.getMessage().contains("use none (the default) or egress"), unknown.getMessage());
+    var notOffered = assertThrows(SandboxError.class, () -> v.normalize(base.withNetwork(new Network("egress", null, null))));
+    assertEquals(SandboxError.Kind.FAILED_PRECONDITION, notOffered.kind());
+    assertTrue(notOffered.getMessage().contains("setup-host.sh"), notOffered.getMessage());
+  }
+
+  @Test
+  void timeoutsAreHeldToTheirBounds() {
+    SandboxSpec base = new SandboxSpec("process", 1, 256, java.util.Map.of(), null);
+    v.normalize(base.withLifetime(new Lifetime(java.time.Duration.ofMinutes(30), null, java.time.Duration.ofMinutes(5), null)));
+    var tooShort = assertThrows(SandboxError.class, () -> v.normalize(base.withLifetime(
+        new Lifetime(java.time.Duration.ofMillis(500), null, null, null))));
+    assertTrue(tooShort.getMessage().contains("timeout must be between 1s and 30d (got 500ms)"), tooShort.getMessage());
+    var idle = assertThrows(SandboxError.class, () -> v.normalize(base.withLifetime(
+        new Lifetime(null, null, java.time.Duration.ofSeconds(1), null))));
+    assertTrue(idle.getMessage().contains("idle timeout must be between 10s and 30d"), idle.getMessage());
+  }
 }

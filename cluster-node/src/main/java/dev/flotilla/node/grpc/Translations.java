@@ -11,6 +11,7 @@ import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxEvent;
 import dev.flotilla.api.v1.TimeoutAction;
 import dev.flotilla.sandbox.Lifetime;
+import dev.flotilla.sandbox.Network;
 import dev.flotilla.sandbox.Phase;
 import dev.flotilla.sandbox.RestartPolicy;
 import dev.flotilla.sandbox.SandboxChanged;
@@ -50,7 +51,7 @@ final class Translations {
     };
     return new SandboxSpec(s.getDriver(), s.getVcpus(), s.getMemoryMib(), s.getLabelsMap(), policy, s.getDiskMib(), s.getImage(),
         s.getCommandList(), new Lifetime(duration(s.getTimeout(), "timeout"), onTimeout, duration(s.getIdleTimeout(), "idle_timeout"),
-        onIdle));
+        onIdle), new Network(s.getNetwork().getMode(), s.getNetwork().getAllowList(), s.getNetwork().getDenyList()));
   }
 
   /** A protobuf Duration as a domain one; negative ones are refused. */
@@ -77,6 +78,8 @@ final class Translations {
         .setOnTimeout(s.lifetime().onTimeout() == Lifetime.TimeoutAction.STOP ? TimeoutAction.TIMEOUT_STOP : TimeoutAction.TIMEOUT_DELETE)
         .setIdleTimeout(toProto(s.lifetime().idleTimeout()))
         .setOnIdle(s.lifetime().onIdle() == Lifetime.IdleAction.PAUSE ? IdleAction.IDLE_PAUSE : IdleAction.IDLE_STOP)
+        .setNetwork(dev.flotilla.api.v1.NetworkSpec.newBuilder().setMode(s.network().mode())
+            .addAllAllow(s.network().allow()).addAllDeny(s.network().deny()))
         .build();
   }
 

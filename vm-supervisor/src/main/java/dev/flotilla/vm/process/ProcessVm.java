@@ -10,6 +10,7 @@ import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
 import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.oci.BundleConfig;
+import dev.flotilla.vm.oci.OciRuntime;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
