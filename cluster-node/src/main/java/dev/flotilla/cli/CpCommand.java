@@ -112,7 +112,7 @@ final class CpCommand extends TimedCommand {
       Progress p = new Progress(ctx, name, total, showProgress(ctx));
       WriteFileRequest header = WriteFileRequest.newBuilder()
           .setHeader(WriteFileHeader.newBuilder().setSandboxId(to.id()).setPath(path).setMode(bits)).build();
-      client.clientStream(SandboxServiceMethods.WRITE_FILE, new Chunks(header, in, p), to.id());
+      client.clientStream(SandboxServiceMethods.WRITE_FILE, new Chunks(header, in, p), null);
       return ExitCodes.OK;
     } catch (IOException e) {
       throw new CliFailure(ExitCodes.REQUEST_FAILED, "cannot read " + src + ": " + e.getMessage());
@@ -175,11 +175,11 @@ final class CpCommand extends TimedCommand {
     boolean show = showProgress(ctx);
     // The size only matters for progress; scripts (no terminal) pay no extra call.
     long total = show ? client.call(SandboxServiceMethods.STAT,
-        StatRequest.newBuilder().setSandboxId(from.id()).setPath(from.path()).setFollowLinks(true).build(), from.id()).getSize() : -1;
+        StatRequest.newBuilder().setSandboxId(from.id()).setPath(from.path()).setFollowLinks(true).build(), null).getSize() : -1;
     Progress p = new Progress(ctx, name, total, show);
     ReadFileRequest req = ReadFileRequest.newBuilder().setSandboxId(from.id()).setPath(from.path()).build();
     if (dst.equals("-")) {
-      client.stream(SandboxServiceMethods.READ_FILE, req, from.id(), chunk -> {
+      client.stream(SandboxServiceMethods.READ_FILE, req, null, chunk -> {
         Output.writeLive(ctx.out(), chunk.getData().toByteArray());
         p.add(chunk.getData().size());
       });
@@ -196,7 +196,7 @@ final class CpCommand extends TimedCommand {
     }
     boolean done = false;
     try (OutputStream out = Files.newOutputStream(part)) {
-      client.stream(SandboxServiceMethods.READ_FILE, req, from.id(), chunk -> {
+      client.stream(SandboxServiceMethods.READ_FILE, req, null, chunk -> {
         try {
           chunk.getData().writeTo(out);
         } catch (IOException e) {

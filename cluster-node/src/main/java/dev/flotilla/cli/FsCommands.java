@@ -23,7 +23,8 @@ import picocli.CommandLine.TypeConversionException;
 /**
  * {@code flotilla fs ls|stat|mkdir|rm|mv|watch}: a running sandbox's files. Paths are absolute and
  * resolve inside the sandbox's root only; a link is never followed out of it. Copy files with
- * {@code flotilla cp}.
+ * {@code flotilla cp}. Calls name no sandbox id for NOT_FOUND: the node's own text says whether
+ * the sandbox or a path in it was not found.
  */
 @Command(name = "fs", mixinStandardHelpOptions = true,
     description = {"Work with a running sandbox's files: ls, stat, mkdir, rm, mv, watch (copy them with `flotilla cp`).",
@@ -134,7 +135,7 @@ final class FsCommands implements Callable<Integer> {
             .setPageSize(pageSize);
         List<FileInfo> all = new ArrayList<>();
         boolean[] incomplete = {false};
-        Pages.each(token -> client.call(SandboxServiceMethods.LIST_DIR, req.setPageToken(token).build(), id),
+        Pages.each(token -> client.call(SandboxServiceMethods.LIST_DIR, req.setPageToken(token).build(), null),
             ListDirResponse::getNextPageToken, page -> {
               all.addAll(page.getEntriesList());
               incomplete[0] |= page.getIncomplete();
@@ -181,7 +182,7 @@ final class FsCommands implements Callable<Integer> {
       List<FileInfo> found = new ArrayList<>();
       int code = eachPath(paths, ctx, path -> {
         FileInfo f = client.call(SandboxServiceMethods.STAT,
-            StatRequest.newBuilder().setSandboxId(id).setPath(path).setFollowLinks(follow).build(), id);
+            StatRequest.newBuilder().setSandboxId(id).setPath(path).setFollowLinks(follow).build(), null);
         if (output == OutputFormat.JSON) found.add(f);
         else ctx.out().print(FsText.longLine(f));
       });
@@ -213,7 +214,7 @@ final class FsCommands implements Callable<Integer> {
     @Override
     int run(FlotillaClient client, CliContext ctx) {
       return eachPath(paths, ctx, path -> client.call(SandboxServiceMethods.MAKE_DIR, MakeDirRequest.newBuilder()
-          .setSandboxId(id).setPath(path).setParents(parents).setMode(mode == null ? 0 : mode).build(), id));
+          .setSandboxId(id).setPath(path).setParents(parents).setMode(mode == null ? 0 : mode).build(), null));
     }
   }
 
@@ -237,7 +238,7 @@ final class FsCommands implements Callable<Integer> {
     @Override
     int run(FlotillaClient client, CliContext ctx) {
       return eachPath(paths, ctx, path -> client.call(SandboxServiceMethods.REMOVE,
-          RemoveRequest.newBuilder().setSandboxId(id).setPath(path).setRecursive(recursive).build(), id));
+          RemoveRequest.newBuilder().setSandboxId(id).setPath(path).setRecursive(recursive).build(), null));
     }
   }
 
@@ -263,7 +264,7 @@ final class FsCommands implements Callable<Integer> {
     @Override
     int run(FlotillaClient client, CliContext ctx) {
       client.call(SandboxServiceMethods.RENAME,
-          RenameRequest.newBuilder().setSandboxId(id).setFrom(from).setTo(to).setOverwrite(force).build(), id);
+          RenameRequest.newBuilder().setSandboxId(id).setFrom(from).setTo(to).setOverwrite(force).build(), null);
       return ExitCodes.OK;
     }
   }
@@ -292,7 +293,7 @@ final class FsCommands implements Callable<Integer> {
     @Override
     int run(FlotillaClient client, CliContext ctx) {
       client.stream(SandboxServiceMethods.WATCH_DIR,
-          WatchDirRequest.newBuilder().setSandboxId(id).setPath(path).setRecursive(recursive).build(), id, msg -> {
+          WatchDirRequest.newBuilder().setSandboxId(id).setPath(path).setRecursive(recursive).build(), null, msg -> {
             if (msg.hasStarted()) {
               var s = msg.getStarted();
               ctx.err().println("watching " + Names.oneLine(s.getPath())
