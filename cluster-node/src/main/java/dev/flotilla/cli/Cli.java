@@ -48,6 +48,8 @@ public final class Cli implements Callable<Integer> {
     COMMANDS.put("set-timeout", LifecycleCommands.SetTimeout::new);
     COMMANDS.put("watch", WatchCommand::new);
     COMMANDS.put("events", EventsCommand::new);
+    COMMANDS.put("fs", FsCommands::new);
+    COMMANDS.put("cp", CpCommand::new);
     COMMANDS.put("image", ImageCommands::new);
     COMMANDS.put("nodes", ClusterCommands.Nodes::new);
     COMMANDS.put("drain", ClusterCommands.Drain::new);

@@ -8,7 +8,7 @@ import picocli.CommandLine.ParentCommand;
 /** A command that talks to a node: checks its arguments, connects, runs, returns the exit code. */
 abstract class ClientCommand implements Callable<Integer> {
   @Mixin ClientOptions options;
-  /** {@link Cli}, or {@link ImageCommands} for {@code flotilla image ...}. */
+  /** {@link Cli}, or the group: {@link ImageCommands} for {@code flotilla image ...}, {@link FsCommands} for {@code flotilla fs ...}. */
   @ParentCommand Object parent;
 
   /** Checks what picocli cannot, before anything is sent; throws TypeConversionException. */
@@ -30,6 +30,7 @@ abstract class ClientCommand implements Callable<Integer> {
   }
 
   Cli cli() {
+    if (parent instanceof FsCommands fs) return fs.cli();
     return parent instanceof ImageCommands group ? group.cli() : (Cli) parent;
   }
 

@@ -6,6 +6,17 @@ import dev.flotilla.api.v1.DeleteSandboxRequest;
 import dev.flotilla.api.v1.DeleteSandboxResponse;
 import dev.flotilla.api.v1.ExecRequest;
 import dev.flotilla.api.v1.ExecResponse;
+import dev.flotilla.api.v1.FileInfo;
+import dev.flotilla.api.v1.ListDirRequest;
+import dev.flotilla.api.v1.ListDirResponse;
+import dev.flotilla.api.v1.MakeDirRequest;
+import dev.flotilla.api.v1.RemoveRequest;
+import dev.flotilla.api.v1.RemoveResponse;
+import dev.flotilla.api.v1.RenameRequest;
+import dev.flotilla.api.v1.RenameResponse;
+import dev.flotilla.api.v1.StatRequest;
+import dev.flotilla.api.v1.WatchDirRequest;
+import dev.flotilla.api.v1.WatchDirResponse;
 import dev.flotilla.api.v1.GetSandboxRequest;
 import dev.flotilla.api.v1.ListEventsRequest;
 import dev.flotilla.api.v1.ListEventsResponse;
@@ -74,6 +85,20 @@ public final class SandboxServiceMethods {
   public static final MethodDescriptor<WatchSandboxRequest, SandboxEvent> WATCH_SANDBOX =
       method(MethodType.SERVER_STREAMING, "WatchSandbox", WatchSandboxRequest.getDefaultInstance(),
           SandboxEvent.getDefaultInstance());
+  // the sandbox's file system
+  public static final MethodDescriptor<ListDirRequest, ListDirResponse> LIST_DIR =
+      unary("ListDir", ListDirRequest.getDefaultInstance(), ListDirResponse.getDefaultInstance());
+  public static final MethodDescriptor<StatRequest, FileInfo> STAT =
+      unary("Stat", StatRequest.getDefaultInstance(), FileInfo.getDefaultInstance());
+  public static final MethodDescriptor<MakeDirRequest, FileInfo> MAKE_DIR =
+      unary("MakeDir", MakeDirRequest.getDefaultInstance(), FileInfo.getDefaultInstance());
+  public static final MethodDescriptor<RemoveRequest, RemoveResponse> REMOVE =
+      unary("Remove", RemoveRequest.getDefaultInstance(), RemoveResponse.getDefaultInstance());
+  public static final MethodDescriptor<RenameRequest, RenameResponse> RENAME =
+      unary("Rename", RenameRequest.getDefaultInstance(), RenameResponse.getDefaultInstance());
+  public static final MethodDescriptor<WatchDirRequest, WatchDirResponse> WATCH_DIR =
+      method(MethodType.SERVER_STREAMING, "WatchDir", WatchDirRequest.getDefaultInstance(),
+          WatchDirResponse.getDefaultInstance());
 
   private SandboxServiceMethods() {}
 

@@ -73,6 +73,35 @@ final class TestSandboxServer implements AutoCloseable {
     return this;
   }
 
+  /** A client stream: every message is recorded; {@code answer} gets them all once the client is done. */
+  <Q, R> TestSandboxServer clientStreaming(MethodDescriptor<Q, R> method, Function<List<Q>, R> answer) {
+    service.addMethod(method, ServerCalls.asyncClientStreamingCall((StreamObserver<R> out) -> {
+      deadlines.add(Optional.ofNullable(Context.current().getDeadline()));
+      List<Q> got = new CopyOnWriteArrayList<>();
+      return new StreamObserver<Q>() {
+        @Override
+        public void onNext(Q value) {
+          requests.add(value);
+          got.add(value);
+        }
+
+        @Override
+        public void onError(Throwable t) {}
+
+        @Override
+        public void onCompleted() {
+          try {
+            out.onNext(answer.apply(got));
+            out.onCompleted();
+          } catch (RuntimeException e) {
+            out.onError(e);
+          }
+        }
+      };
+    }));
+    return this;
+  }
+
   private void received(Object request) {
     requests.add(request);
     deadlines.add(Optional.ofNullable(Context.current().getDeadline()));

@@ -1,5 +1,6 @@
 package dev.flotilla.node;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -300,6 +301,19 @@ class NodeOnH2IT extends NodeScenarios {
         .invoke(dev.flotilla.api.v1.ReadLogsRequest.newBuilder().setId(id).build()).runWith(Sink.seq(), clientSystem)));
     calls.put("ListEvents", () -> await(client.listEvents().addHeader("authorization", other)
         .invoke(dev.flotilla.api.v1.ListEventsRequest.newBuilder().setId(id).build())));
+    assertEquals(0, exec(id, "sh", "-c", "echo mine > /tmp/owned").exitCode());
+    calls.put("ListDir", () -> await(client.listDir().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.ListDirRequest.newBuilder().setSandboxId(id).setPath("/").build())));
+    calls.put("Stat", () -> await(client.stat().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.StatRequest.newBuilder().setSandboxId(id).setPath("/tmp/owned").build())));
+    calls.put("MakeDir", () -> await(client.makeDir().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.MakeDirRequest.newBuilder().setSandboxId(id).setPath("/tmp/planted").build())));
+    calls.put("Remove", () -> await(client.remove().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.RemoveRequest.newBuilder().setSandboxId(id).setPath("/tmp/owned").build())));
+    calls.put("Rename", () -> await(client.rename().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.RenameRequest.newBuilder().setSandboxId(id).setFrom("/tmp/owned").setTo("/tmp/planted").build())));
+    calls.put("WatchDir", () -> await(client.watchDir().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.WatchDirRequest.newBuilder().setSandboxId(id).setPath("/tmp").build()).runWith(Sink.head(), clientSystem)));
     java.util.Map<String, Status.Code> got = new java.util.LinkedHashMap<>();
     for (var c : calls.entrySet()) got.put(c.getKey(), codeOf(c.getValue()));
     java.util.Map<String, Status.Code> expected = new java.util.LinkedHashMap<>();
@@ -323,6 +337,7 @@ class NodeOnH2IT extends NodeScenarios {
     // Untouched: still running, its file not planted, its log the owner's.
     assertEquals(Phase.RUNNING, get(id).getPhase());
     assertEquals(1, exec(id, "test", "-e", "/tmp/planted").exitCode());
+    assertEquals("mine\n", exec(id, "cat", "/tmp/owned").stdout());
     assertEquals("secret\n", logs(id, 0, false).stdout());
   }
 
@@ -471,6 +486,278 @@ class NodeOnH2IT extends NodeScenarios {
         .invoke(org.apache.pekko.stream.javadsl.Source.from(chunks))).getSize());
     var digest = exec(id, "sha256sum", "/tmp/big.bin").stdout().split(" ")[0];
     assertEquals(sha256(data), digest);
+  }
+
+  // ------------------------------------------------------------------------------ file system
+
+  dev.flotilla.api.v1.ListDirResponse listDir(String id, String path, int depth, int pageSize, String token) {
+    return await(client.listDir().addHeader("authorization", bearer()).invoke(dev.flotilla.api.v1.ListDirRequest.newBuilder()
+        .setSandboxId(id).setPath(path).setDepth(depth).setPageSize(pageSize).setPageToken(token).build()));
+  }
+
+  List<String> listed(String id, String path, int depth) {
+    return listDir(id, path, depth, 0, "").getEntriesList().stream().map(dev.flotilla.api.v1.FileInfo::getPath).toList();
+  }
+
+  dev.flotilla.api.v1.FileInfo stat(String id, String path, boolean follow) {
+    return await(client.stat().addHeader("authorization", bearer())
+        .invoke(dev.flotilla.api.v1.StatRequest.newBuilder().setSandboxId(id).setPath(path).setFollowLinks(follow).build()));
+  }
+
+  dev.flotilla.api.v1.FileInfo makeDir(String id, String path, boolean parents) {
+    return await(client.makeDir().addHeader("authorization", bearer())
+        .invoke(dev.flotilla.api.v1.MakeDirRequest.newBuilder().setSandboxId(id).setPath(path).setParents(parents).build()));
+  }
+
+  long remove(String id, String path, boolean recursive) {
+    return await(client.remove().addHeader("authorization", bearer())
+        .invoke(dev.flotilla.api.v1.RemoveRequest.newBuilder().setSandboxId(id).setPath(path).setRecursive(recursive).build()))
+        .getRemoved();
+  }
+
+  void rename(String id, String from, String to, boolean overwrite) {
+    await(client.rename().addHeader("authorization", bearer())
+        .invoke(dev.flotilla.api.v1.RenameRequest.newBuilder().setSandboxId(id).setFrom(from).setTo(to).setOverwrite(overwrite).build()));
+  }
+
+  String readFile(String id, String path) {
+    var back = new java.io.ByteArrayOutputStream();
+    await(client.readFile().addHeader("authorization", bearer())
+        .invoke(ReadFileRequest.newBuilder().setSandboxId(id).setPath(path).build())
+        .runForeach(c -> back.writeBytes(c.getData().toByteArray()), clientSystem));
+    return back.toString(java.nio.charset.StandardCharsets.UTF_8);
+  }
+
+  long writeFile(String id, String path, String text) {
+    return await(client.writeFile().addHeader("authorization", bearer()).invoke(org.apache.pekko.stream.javadsl.Source.from(List.of(
+        dev.flotilla.api.v1.WriteFileRequest.newBuilder().setHeader(dev.flotilla.api.v1.WriteFileHeader.newBuilder()
+            .setSandboxId(id).setPath(path)).build(),
+        dev.flotilla.api.v1.WriteFileRequest.newBuilder().setData(com.google.protobuf.ByteString.copyFromUtf8(text)).build())))).getSize();
+  }
+
+  /** ListDir to a depth and paged, Stat of files and links, MakeDir, Rename, Remove, with the guest's error codes. */
+  @Test
+  void theFileSystemCalls() {
+    String id = create(spec(), "").getId();
+    awaitPhase(id, Phase.RUNNING);
+    var made = makeDir(id, "/tmp/fs/a/b", true);
+    assertEquals(dev.flotilla.api.v1.FileType.FILE_TYPE_DIR, made.getType());
+    assertEquals("/tmp/fs/a/b", made.getPath());
+    assertEquals(Status.Code.ALREADY_EXISTS, codeOf(() -> makeDir(id, "/tmp/fs/a", false)));
+    assertEquals(0, exec(id, "sh", "-c", "echo hello > /tmp/fs/a/b/f.txt && ln -s b/f.txt /tmp/fs/a/link").exitCode());
+    // depth first, each directory's entries by name, to the depth asked
+    assertEquals(List.of("a"), listed(id, "/tmp/fs", 1));
+    assertEquals(List.of("a", "a/b", "a/link"), listed(id, "/tmp/fs", 2));
+    assertEquals(List.of("a", "a/b", "a/b/f.txt", "a/link"), listed(id, "/tmp/fs", 3));
+    // paged: one entry a page, each page's token asks for the next
+    List<String> paged = new java.util.ArrayList<>();
+    String token = "";
+    do {
+      var page = listDir(id, "/tmp/fs", 3, 1, token);
+      assertTrue(page.getEntriesCount() <= 1, page.toString());
+      page.getEntriesList().forEach(e -> paged.add(e.getPath()));
+      token = page.getNextPageToken();
+    } while (!token.isEmpty());
+    assertEquals(List.of("a", "a/b", "a/b/f.txt", "a/link"), paged);
+    // stat: a file, a link itself, a link followed (inside the root)
+    var f = stat(id, "/tmp/fs/a/b/f.txt", false);
+    assertEquals(dev.flotilla.api.v1.FileType.FILE_TYPE_FILE, f.getType());
+    assertEquals(6, f.getSize());
+    assertTrue(f.getModified().getSeconds() > 0);
+    var link = stat(id, "/tmp/fs/a/link", false);
+    assertEquals(dev.flotilla.api.v1.FileType.FILE_TYPE_SYMLINK, link.getType());
+    assertEquals("b/f.txt", link.getSymlinkTarget());
+    assertEquals(6, stat(id, "/tmp/fs/a/link", true).getSize());
+    var missing = failure(() -> stat(id, "/tmp/fs/nope", false));
+    assertEquals(Status.Code.NOT_FOUND, missing.getStatus().getCode());
+    assertTrue(missing.getStatus().getDescription().contains("/tmp/fs/nope"), missing.getStatus().getDescription());
+    // rename: refuses to replace unless asked
+    assertEquals(0, exec(id, "sh", "-c", "echo other > /tmp/fs/g.txt").exitCode());
+    assertEquals(Status.Code.ALREADY_EXISTS, codeOf(() -> rename(id, "/tmp/fs/a/b/f.txt", "/tmp/fs/g.txt", false)));
+    rename(id, "/tmp/fs/a/b/f.txt", "/tmp/fs/g.txt", true);
+    assertEquals("hello\n", exec(id, "cat", "/tmp/fs/g.txt").stdout());
+    assertEquals(Status.Code.NOT_FOUND, codeOf(() -> rename(id, "/tmp/fs/a/b/f.txt", "/tmp/fs/h.txt", false)));
+    // remove: a non-empty directory only recursively; a link itself, never its target
+    assertEquals(1, remove(id, "/tmp/fs/a/link", false));
+    assertEquals(0, exec(id, "test", "-f", "/tmp/fs/g.txt").exitCode());
+    var notEmpty = failure(() -> remove(id, "/tmp/fs/a", false));
+    assertEquals(Status.Code.FAILED_PRECONDITION, notEmpty.getStatus().getCode());
+    assertTrue(notEmpty.getStatus().getDescription().contains("not empty"), notEmpty.getStatus().getDescription());
+    assertEquals(2, remove(id, "/tmp/fs/a", true));
+    assertEquals(List.of("g.txt"), listed(id, "/tmp/fs", 16));
+    // bounds at the edge: nothing reaches the guest
+    assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> listDir(id, "tmp", 1, 0, "")));
+    assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> listDir(id, "/tmp", 17, 0, "")));
+    assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> listDir(id, "/tmp", 1, 1001, "")));
+    assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> listDir(id, "/tmp", 1, 0, "x".repeat(5000))));
+    assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> stat(id, "/" + "x".repeat(5000), false)));
+    assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> rename(id, "/tmp/fs/g.txt", "relative", false)));
+    // a paused sandbox refuses them until resumed; an unknown one starts nothing
+    await(client.pauseSandbox().addHeader("authorization", bearer()).invoke(PauseSandboxRequest.newBuilder().setId(id).build()));
+    assertEquals(Status.Code.FAILED_PRECONDITION, codeOf(() -> stat(id, "/tmp", false)));
+    await(client.resumeSandbox().addHeader("authorization", bearer()).invoke(ResumeSandboxRequest.newBuilder().setId(id).build()));
+    assertEquals(Status.Code.NOT_FOUND, codeOf(() -> stat(dev.flotilla.sandbox.SandboxIds.random(), "/tmp", false)));
+  }
+
+  /** A watch sees files created, modified and deleted, and ends when its directory goes. */
+  @Test
+  void aWatchSeesChangesAsTheyHappen() {
+    String id = create(spec(), "").getId();
+    awaitPhase(id, Phase.RUNNING);
+    makeDir(id, "/tmp/w", false);
+    var seen = new java.util.concurrent.ConcurrentLinkedQueue<dev.flotilla.api.v1.WatchDirResponse>();
+    var done = client.watchDir().addHeader("authorization", bearer())
+        .invoke(dev.flotilla.api.v1.WatchDirRequest.newBuilder().setSandboxId(id).setPath("/tmp/w").build())
+        .runForeach(seen::add, clientSystem);
+    Awaitility.await().atMost(READY).until(() -> !seen.isEmpty());
+    var started = seen.peek();
+    assertTrue(started.hasStarted(), started.toString());
+    assertEquals("/tmp/w", started.getStarted().getPath());
+    assertEquals(0, exec(id, "sh", "-c", "echo a > /tmp/w/f").exitCode());
+    Awaitility.await().atMost(READY).until(() -> events(seen).contains("FILE_CREATED f"));
+    assertEquals(0, exec(id, "sh", "-c", "echo b >> /tmp/w/f").exitCode());
+    Awaitility.await().atMost(READY).until(() -> events(seen).contains("FILE_MODIFIED f"));
+    assertEquals(0, exec(id, "rm", "/tmp/w/f").exitCode());
+    Awaitility.await().atMost(READY).until(() -> events(seen).contains("FILE_DELETED f"));
+    assertEquals(1, remove(id, "/tmp/w", true));
+    await(done); // the directory went: the stream ends
+  }
+
+  static List<String> events(java.util.Collection<dev.flotilla.api.v1.WatchDirResponse> seen) {
+    return seen.stream().filter(dev.flotilla.api.v1.WatchDirResponse::hasEvent)
+        .map(r -> r.getEvent().getKind() + " " + r.getEvent().getPath()).toList();
+  }
+
+  /**
+   * No call leads out of the sandbox's root: links planted in the sandbox to a host directory
+   * (outside its root), through /proc/1/root, and up with .. are resolved inside the root. The
+   * host file stays unread and untouched.
+   */
+  @Test
+  void noFileCallLeadsOutOfTheSandbox() throws Exception {
+    Path outside = Files.createTempDirectory("flotilla-outside");
+    Path secret = outside.resolve("secret.txt");
+    Files.writeString(secret, "host secret\n");
+    String id = create(spec(), "").getId();
+    awaitPhase(id, Phase.RUNNING);
+    try {
+      assertEquals(0, exec(id, "sh", "-c", "ln -s " + outside + " /host-outside && ln -s /proc/1/root" + outside + " /x"
+          + " && ln -s ../../../../../../../.." + outside + " /up").exitCode());
+      for (String link : List.of("/host-outside", "/x", "/up")) {
+        String file = link + "/secret.txt";
+        java.util.Set<Status.Code> refusals = java.util.Set.of(Status.Code.NOT_FOUND, Status.Code.FAILED_PRECONDITION);
+        assertTrue(refusals.contains(codeOf(() -> readFile(id, file))), file);
+        assertTrue(refusals.contains(codeOf(() -> stat(id, file, true))), file);
+        assertTrue(refusals.contains(codeOf(() -> listed(id, link, 1))), link);
+        // A write through it lands inside the sandbox's root (the link's text read as a path in
+        // the root, parents made as WriteFile makes them), as do a mkdir, a rename and a remove.
+        boolean written;
+        try {
+          writeFile(id, file, "overwritten");
+          written = true;
+        } catch (io.grpc.StatusRuntimeException refused) {
+          written = false;
+        }
+        if (written) assertEquals("overwritten", exec(id, "cat", outside + "/secret.txt").stdout(), file);
+        for (Runnable call : List.<Runnable>of(() -> makeDir(id, link + "/planted", false),
+            () -> rename(id, file, "/tmp/stolen", true), () -> remove(id, file, false))) {
+          try {
+            call.run();
+          } catch (io.grpc.StatusRuntimeException refused) {
+            // refused or done inside the root: the host file is checked below
+          }
+        }
+        assertEquals(0, exec(id, "rm", "-rf", outside.toString(), "/tmp/stolen").exitCode());
+        // the link itself: described, removable, never its target
+        assertEquals(dev.flotilla.api.v1.FileType.FILE_TYPE_SYMLINK, stat(id, link, false).getType());
+        assertEquals(1, remove(id, link, false));
+      }
+      assertEquals("host secret\n", Files.readString(secret));
+      try (var left = Files.list(outside)) {
+        assertEquals(List.of(secret), left.toList());
+      }
+    } finally {
+      Files.deleteIfExists(secret);
+      Files.deleteIfExists(outside);
+    }
+  }
+
+  /** The file system commands and cp as a user runs them against this node. */
+  @Test
+  void theFileSystemCli() throws Exception {
+    String id = create(spec(), "").getId();
+    awaitPhase(id, Phase.RUNNING);
+    Cli mkdir = cli("", "fs", "mkdir", id, "-p", "/tmp/c/a/b", "/tmp/c/d");
+    assertEquals(0, mkdir.code(), mkdir.err());
+    assertEquals("", mkdir.out());
+    // cp into the sandbox and back: several MiB, byte for byte
+    byte[] data = new byte[5 * 1024 * 1024 + 3];
+    new java.util.Random(11).nextBytes(data);
+    Path local = dataDir.resolve("cp-src.bin");
+    Files.write(local, data);
+    Cli up = cli("", "cp", local.toString(), id + ":/tmp/c/a/b/");
+    assertEquals(0, up.code(), up.err());
+    assertEquals("", up.err(), "no progress when stderr is not a terminal");
+    assertEquals(sha256(data), exec(id, "sha256sum", "/tmp/c/a/b/cp-src.bin").stdout().split(" ")[0]);
+    Path back = dataDir.resolve("cp-back.bin");
+    Cli down = cli("", "cp", id + ":/tmp/c/a/b/cp-src.bin", back.toString());
+    assertEquals(0, down.code(), down.err());
+    org.junit.jupiter.api.Assertions.assertArrayEquals(data, Files.readAllBytes(back));
+    try (var left = Files.list(dataDir)) {
+      assertTrue(left.noneMatch(p -> p.getFileName().toString().endsWith(".flotilla-part")), "no temporary file left");
+    }
+    Cli toStdout = cli("", "cp", id + ":/tmp/c/a/b/cp-src.bin", "-");
+    assertEquals(0, toStdout.code(), toStdout.err());
+    Cli fromStdin = cli("piped\n", "cp", "-", id + ":/tmp/c/d/in.txt");
+    assertEquals(0, fromStdin.code(), fromStdin.err());
+    assertEquals("piped\n", exec(id, "cat", "/tmp/c/d/in.txt").stdout());
+    Cli missing = cli("", "cp", id + ":/tmp/c/nope", back.toString());
+    assertEquals(1, missing.code());
+    assertTrue(missing.err().contains("/tmp/c/nope") && !missing.err().contains("sandbox " + id), missing.err());
+    assertArrayEquals(data, Files.readAllBytes(back), "a failed copy leaves the old file");
+    // ls to a depth, long lines, JSON
+    Cli ls = cli("", "fs", "ls", id, "/tmp/c", "-R");
+    assertEquals(0, ls.code(), ls.err());
+    assertEquals("a/\na/b/\na/b/cp-src.bin\nd/\nd/in.txt\n", ls.out());
+    assertEquals("a/\nd/\n", cli("", "fs", "ls", id, "/tmp/c").out());
+    assertEquals("a/\na/b/\nd/\nd/in.txt\n", cli("", "fs", "ls", id, "/tmp/c", "--depth", "2").out());
+    Cli paged = cli("", "fs", "ls", id, "/tmp/c", "-R", "--page-size", "2", "-o", "json");
+    assertEquals(0, paged.code(), paged.err());
+    assertEquals(5, paged.out().lines().filter(l -> l.contains("\"path\": ")).count(), paged.out());
+    assertTrue(paged.out().contains("\"path\": \"a/b/cp-src.bin\", \"type\": \"file\", \"size\": " + data.length), paged.out());
+    Cli stat = cli("", "fs", "stat", id, "/tmp/c/a/b/cp-src.bin");
+    assertEquals(0, stat.code(), stat.err());
+    assertTrue(stat.out().startsWith("-rw-r--r-- ") && stat.out().contains(" " + data.length + " ")
+        && stat.out().endsWith(" /tmp/c/a/b/cp-src.bin\n"), stat.out());
+    // mv, rm: one refused path does not stop the others, and the exit code says so
+    assertEquals(0, cli("", "fs", "mv", id, "/tmp/c/d/in.txt", "/tmp/c/moved.txt").code());
+    assertEquals("a/\nd/\nmoved.txt\n", cli("", "fs", "ls", id, "/tmp/c").out());
+    Cli rm = cli("", "fs", "rm", id, "/tmp/c/nope", "/tmp/c/moved.txt");
+    assertEquals(1, rm.code());
+    assertTrue(rm.err().contains("/tmp/c/nope"), rm.err());
+    assertEquals(1, cli("", "fs", "rm", id, "/tmp/c/a").code(), "a non-empty directory needs -r");
+    assertEquals(0, cli("", "fs", "rm", id, "-r", "/tmp/c/a").code());
+    assertEquals("d/\n", cli("", "fs", "ls", id, "/tmp/c").out());
+    assertEquals(2, cli("", "fs", "ls", id, "tmp").code(), "a relative path is a usage error");
+    assertEquals(2, cli("", "cp", "a", "b").code(), "cp needs one side in a sandbox");
+    // watch: runs until its directory goes
+    var watched = new java.util.concurrent.CompletableFuture<Cli>();
+    var outBuf = new java.io.ByteArrayOutputStream();
+    var errBuf = new java.io.ByteArrayOutputStream();
+    Thread t = new Thread(() -> {
+      var ctx = new dev.flotilla.cli.CliContext(java.util.Map.of("FLOTILLA_ENDPOINT", "127.0.0.1:" + node.node.grpcPort(),
+          "FLOTILLA_TOKEN", token), node.dataDir, new java.io.PrintStream(outBuf, true), new java.io.PrintStream(errBuf, true));
+      int code = new dev.flotilla.cli.Cli(ctx).run("fs", "watch", id, "/tmp/c/d");
+      watched.complete(new Cli(code, outBuf.toString(), errBuf.toString()));
+    }, "cli-watch");
+    t.start();
+    Awaitility.await().atMost(READY).until(() -> errBuf.toString().contains("watching /tmp/c/d"));
+    assertEquals(0, exec(id, "sh", "-c", "echo x > /tmp/c/d/new && rm /tmp/c/d/new").exitCode());
+    Awaitility.await().atMost(READY).until(() -> outBuf.toString().contains("deleted new\n"));
+    assertEquals(0, cli("", "fs", "rm", id, "-r", "/tmp/c/d").code());
+    Cli w = watched.get(CALL.toSeconds(), java.util.concurrent.TimeUnit.SECONDS);
+    assertEquals(0, w.code(), w.err());
+    assertTrue(w.out().startsWith("created new\n"), w.out());
   }
 
   static String sha256(byte[] data) {

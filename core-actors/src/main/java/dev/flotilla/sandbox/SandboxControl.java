@@ -2,6 +2,10 @@ package dev.flotilla.sandbox;
 
 import dev.flotilla.sandbox.protocol.ExecEvent;
 import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.DirPage;
+import dev.flotilla.sandbox.protocol.FsEntry;
+import dev.flotilla.sandbox.protocol.FsValue;
+import dev.flotilla.sandbox.protocol.WatchStarted;
 import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.tenant.TenantEntity;
 import dev.flotilla.tenant.TenantLimits;
@@ -395,6 +399,57 @@ public final class SandboxControl {
   public CompletionStage<Source<ExecEvent, NotUsed>> readLogs(String tenant, String id, int tail, boolean follow) {
     return streamFromEntity(tenant, id, follow ? TenantLimits.Kind.WATCH : TenantLimits.Kind.TRANSFER,
         r -> new SandboxEntity.ReadLogs(tenant, tail, follow, r));
+  }
+
+  // ------------------------------------------------------------------------------ file system
+  // Forwarded to the sandbox's VM, whose guest agent resolves every path inside the sandbox's root.
+  // Not persisted: like file writes, a sandbox in memory answers them while the journal is down.
+
+  /** One page of a directory's entries down to {@code depth}; see {@link SandboxEntity.ListDir}. */
+  public CompletionStage<DirPage> listDir(String tenant, String id, String path, int depth, int maxEntries, String startAfter) {
+    return inGuest(tenant, id, path, askTimeout,
+        r -> new SandboxEntity.ListDir(tenant, path, depth, maxEntries, startAfter == null ? "" : startAfter, r));
+  }
+
+  public CompletionStage<FsEntry> stat(String tenant, String id, String path, boolean followLinks) {
+    return inGuest(tenant, id, path, askTimeout, r -> new SandboxEntity.Stat(tenant, path, followLinks, r));
+  }
+
+  public CompletionStage<FsEntry> makeDir(String tenant, String id, String path, boolean parents, int mode) {
+    return inGuest(tenant, id, path, askTimeout, r -> new SandboxEntity.MakeDir(tenant, path, parents, mode, r));
+  }
+
+  /** Completes with the number of entries removed; a recursive remove may take as long as a file transfer. */
+  public CompletionStage<Long> remove(String tenant, String id, String path, boolean recursive) {
+    return inGuest(tenant, id, path, recursive ? fileTimeout : askTimeout, r -> new SandboxEntity.Remove(tenant, path, recursive, r));
+  }
+
+  public CompletionStage<org.apache.pekko.Done> rename(String tenant, String id, String from, String to, boolean overwrite) {
+    if (to == null || !to.startsWith("/")) {
+      return CompletableFuture.failedFuture(SandboxError.invalid("the new path must be absolute, e.g. /tmp/renamed.txt"));
+    }
+    return inGuest(tenant, id, from, askTimeout, r -> new SandboxEntity.Rename(tenant, from, to, overwrite, r));
+  }
+
+  /**
+   * Watches a directory under one of the tenant's WATCH slots, held until the stream ends: one
+   * {@link WatchStarted} once the watch runs, then the changes.
+   */
+  public CompletionStage<Source<FsValue, NotUsed>> watchDir(String tenant, String id, String path, boolean recursive) {
+    if (path == null || !path.startsWith("/")) {
+      return CompletableFuture.failedFuture(SandboxError.invalid("path must be absolute, e.g. /tmp"));
+    }
+    return streamFromEntity(tenant, id, TenantLimits.Kind.WATCH, r -> new SandboxEntity.WatchDir(tenant, path, recursive, r));
+  }
+
+  /** A file system call: the path checked, the tenant admitted, the sandbox checked to be the tenant's, then asked. */
+  private <R> CompletionStage<R> inGuest(String tenant, String id, String path, Duration timeout,
+      java.util.function.Function<ActorRef<StatusReply<R>>, SandboxEntity.Command> msg) {
+    if (path == null || !path.startsWith("/")) {
+      return CompletableFuture.failedFuture(SandboxError.invalid("path must be absolute, e.g. /tmp/dir"));
+    }
+    return admit(tenant).thenCompose(a -> checkId(id))
+        .thenCompose(x -> guard.read(() -> existing(tenant, id).thenCompose(y -> ask(sandbox(id), msg, timeout, null))));
   }
 
   /**

@@ -3,6 +3,9 @@ package dev.flotilla.sandbox;
 import dev.flotilla.persistence.FlotillaSerializable;
 import dev.flotilla.sandbox.protocol.ExecEvent;
 import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.DirPage;
+import dev.flotilla.sandbox.protocol.FsEntry;
+import dev.flotilla.sandbox.protocol.FsValue;
 import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.VmHandle;
@@ -108,6 +111,26 @@ public final class SandboxEntity
   public record SetTimeout(String tenant, Duration timeout, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
   public record ReadLogs(String tenant, int tail, boolean follow, ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo)
+      implements TenantCommand {}
+
+  // The sandbox's file system: forwarded to its VM as they are (see VmSupervisorProtocol), RUNNING only.
+
+  public record ListDir(String tenant, String path, int depth, int maxEntries, String startAfter,
+      ActorRef<StatusReply<DirPage>> replyTo) implements TenantCommand {}
+
+  public record Stat(String tenant, String path, boolean followLinks, ActorRef<StatusReply<FsEntry>> replyTo)
+      implements TenantCommand {}
+
+  public record MakeDir(String tenant, String path, boolean parents, int mode, ActorRef<StatusReply<FsEntry>> replyTo)
+      implements TenantCommand {}
+
+  public record Remove(String tenant, String path, boolean recursive, ActorRef<StatusReply<Long>> replyTo)
+      implements TenantCommand {}
+
+  public record Rename(String tenant, String from, String to, boolean overwrite, ActorRef<StatusReply<Done>> replyTo)
+      implements TenantCommand {}
+
+  public record WatchDir(String tenant, String path, boolean recursive, ActorRef<StatusReply<SourceRef<FsValue>>> replyTo)
       implements TenantCommand {}
 
   /**
@@ -392,6 +415,18 @@ public final class SandboxEntity
         .onCommand(ReadFile.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
             vm -> vm.tell(new VmSupervisorProtocol.ReadFile(c.path(), c.replyTo()))))
         .onCommand(ReadLogs.class, this::onReadLogs)
+        .onCommand(ListDir.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
+            vm -> vm.tell(new VmSupervisorProtocol.ListDir(c.path(), c.depth(), c.maxEntries(), c.startAfter(), c.replyTo()))))
+        .onCommand(Stat.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
+            vm -> vm.tell(new VmSupervisorProtocol.Stat(c.path(), c.followLinks(), c.replyTo()))))
+        .onCommand(MakeDir.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
+            vm -> vm.tell(new VmSupervisorProtocol.MakeDir(c.path(), c.parents(), c.mode(), c.replyTo()))))
+        .onCommand(Remove.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
+            vm -> vm.tell(new VmSupervisorProtocol.Remove(c.path(), c.recursive(), c.replyTo()))))
+        .onCommand(Rename.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
+            vm -> vm.tell(new VmSupervisorProtocol.Rename(c.from(), c.to(), c.overwrite(), c.replyTo()))))
+        .onCommand(WatchDir.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
+            vm -> vm.tell(new VmSupervisorProtocol.WatchDir(c.path(), c.recursive(), c.replyTo()))))
         .onCommand(FromVm.class, (s, c) -> onReport(s, c.report()))
         .onCommand(SupervisorTerminated.class, this::onSupervisorTerminated)
         .onCommand(Reconcile.class, (s, c) -> onReconcile(s))

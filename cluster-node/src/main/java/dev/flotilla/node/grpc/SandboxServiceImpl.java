@@ -53,6 +53,9 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
   static final int MAX_ARGV_BYTES = 256 * 1024;
   static final int MAX_ENV = 1024;
   static final int MAX_PATH = 4096;
+  /** ListDir: levels below the directory (the guest agent caps it at the same), and entries per page. */
+  static final int MAX_DEPTH = 16;
+  static final int MAX_PAGE = 1000;
 
   private final SandboxControl control;
   private final TokenAuth auth;
@@ -205,6 +208,71 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
   @Override
   public Source<SandboxEvent, NotUsed> watchSandbox(WatchSandboxRequest in, Metadata md) {
     return streamed(md, tenant -> control.watch(tenant, in.getId()).map(Translations::toProto));
+  }
+
+  // ------------------------------------------------------------------------------ file system
+
+  @Override
+  public CompletionStage<dev.flotilla.api.v1.ListDirResponse> listDir(dev.flotilla.api.v1.ListDirRequest in, Metadata md) {
+    return unary(md, tenant -> {
+      checkPath(in.getPath());
+      if (in.getDepth() < 0 || in.getDepth() > MAX_DEPTH) {
+        throw new IllegalArgumentException("depth must be 0 or 1 (the directory's own entries) up to " + MAX_DEPTH + ", not " + in.getDepth());
+      }
+      if (in.getPageSize() < 0 || in.getPageSize() > MAX_PAGE) {
+        throw new IllegalArgumentException("page_size must be 0 (" + MAX_PAGE + ") up to " + MAX_PAGE + ", not " + in.getPageSize());
+      }
+      if (in.getPageToken().length() > MAX_PATH || in.getPageToken().indexOf('\0') >= 0) {
+        throw new IllegalArgumentException("page_token is not one this API gave out: pass next_page_token as it came");
+      }
+      return control.listDir(tenant, in.getSandboxId(), in.getPath(), Math.max(1, in.getDepth()),
+          in.getPageSize() == 0 ? MAX_PAGE : in.getPageSize(), in.getPageToken()).thenApply(Translations::toProto);
+    });
+  }
+
+  @Override
+  public CompletionStage<dev.flotilla.api.v1.FileInfo> stat(dev.flotilla.api.v1.StatRequest in, Metadata md) {
+    return unary(md, tenant -> {
+      checkPath(in.getPath());
+      return control.stat(tenant, in.getSandboxId(), in.getPath(), in.getFollowLinks()).thenApply(Translations::toProto);
+    });
+  }
+
+  @Override
+  public CompletionStage<dev.flotilla.api.v1.FileInfo> makeDir(dev.flotilla.api.v1.MakeDirRequest in, Metadata md) {
+    return unary(md, tenant -> {
+      checkPath(in.getPath());
+      if (in.getMode() > 07777) throw new IllegalArgumentException("mode must be permission bits (at most 07777), not " + Integer.toOctalString(in.getMode()));
+      return control.makeDir(tenant, in.getSandboxId(), in.getPath(), in.getParents(), in.getMode()).thenApply(Translations::toProto);
+    });
+  }
+
+  @Override
+  public CompletionStage<dev.flotilla.api.v1.RemoveResponse> remove(dev.flotilla.api.v1.RemoveRequest in, Metadata md) {
+    return unary(md, tenant -> {
+      checkPath(in.getPath());
+      return control.remove(tenant, in.getSandboxId(), in.getPath(), in.getRecursive())
+          .thenApply(n -> dev.flotilla.api.v1.RemoveResponse.newBuilder().setRemoved(n).build());
+    });
+  }
+
+  @Override
+  public CompletionStage<dev.flotilla.api.v1.RenameResponse> rename(dev.flotilla.api.v1.RenameRequest in, Metadata md) {
+    return unary(md, tenant -> {
+      checkPath(in.getFrom());
+      checkPath(in.getTo());
+      return control.rename(tenant, in.getSandboxId(), in.getFrom(), in.getTo(), in.getOverwrite())
+          .thenApply(d -> dev.flotilla.api.v1.RenameResponse.getDefaultInstance());
+    });
+  }
+
+  @Override
+  public Source<dev.flotilla.api.v1.WatchDirResponse, NotUsed> watchDir(dev.flotilla.api.v1.WatchDirRequest in, Metadata md) {
+    return streamed(md, tenant -> {
+      checkPath(in.getPath());
+      return Source.completionStageSource(control.watchDir(tenant, in.getSandboxId(), in.getPath(), in.getRecursive()))
+          .map(Translations::toWatch);
+    });
   }
 
   // ------------------------------------------------------------------------------ plumbing

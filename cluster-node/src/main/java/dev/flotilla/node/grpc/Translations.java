@@ -21,6 +21,11 @@ import dev.flotilla.sandbox.SandboxView;
 import dev.flotilla.sandbox.protocol.ExecEvent;
 import dev.flotilla.sandbox.protocol.ExecExited;
 import dev.flotilla.sandbox.protocol.ExecOutput;
+import dev.flotilla.sandbox.protocol.DirPage;
+import dev.flotilla.sandbox.protocol.FsChange;
+import dev.flotilla.sandbox.protocol.FsEntry;
+import dev.flotilla.sandbox.protocol.FsValue;
+import dev.flotilla.sandbox.protocol.WatchStarted;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.EnumSet;
@@ -141,6 +146,44 @@ final class Translations {
   static HistoryEvent toProto(SandboxHistory.Entry e) {
     return HistoryEvent.newBuilder().setSequence(e.sequence()).setAt(timestamp(e.at())).setKind(e.kind())
         .setIncarnation(e.incarnation()).setNode(e.node()).setDescription(e.description()).build();
+  }
+
+  // ------------------------------------------------------------------------------ file system
+
+  static dev.flotilla.api.v1.FileInfo toProto(FsEntry e) {
+    return dev.flotilla.api.v1.FileInfo.newBuilder().setName(e.name()).setPath(e.path())
+        .setType(switch (e.type()) {
+          case FILE -> dev.flotilla.api.v1.FileType.FILE_TYPE_FILE;
+          case DIR -> dev.flotilla.api.v1.FileType.FILE_TYPE_DIR;
+          case SYMLINK -> dev.flotilla.api.v1.FileType.FILE_TYPE_SYMLINK;
+          case OTHER -> dev.flotilla.api.v1.FileType.FILE_TYPE_OTHER;
+        })
+        .setSize(e.size()).setMode(e.mode()).setModified(timestamp(e.modified())).setSymlinkTarget(e.symlinkTarget()).build();
+  }
+
+  static dev.flotilla.api.v1.ListDirResponse toProto(DirPage p) {
+    var b = dev.flotilla.api.v1.ListDirResponse.newBuilder().setPath(p.path()).setNextPageToken(p.nextPageToken())
+        .setIncomplete(p.incomplete());
+    for (FsEntry e : p.entries()) b.addEntries(toProto(e));
+    return b.build();
+  }
+
+  static dev.flotilla.api.v1.WatchDirResponse toWatch(FsValue v) {
+    var b = dev.flotilla.api.v1.WatchDirResponse.newBuilder();
+    if (v instanceof WatchStarted s) {
+      return b.setStarted(dev.flotilla.api.v1.WatchStarted.newBuilder().setPath(s.path()).setWatchedDirs(s.watchedDirs())
+          .setPartial(s.partial())).build();
+    }
+    if (v instanceof FsChange c) {
+      return b.setEvent(dev.flotilla.api.v1.FileEvent.newBuilder().setPath(c.path()).setDropped(c.dropped())
+          .setKind(switch (c.kind()) {
+            case CREATED -> dev.flotilla.api.v1.FileEventKind.FILE_CREATED;
+            case MODIFIED -> dev.flotilla.api.v1.FileEventKind.FILE_MODIFIED;
+            case DELETED -> dev.flotilla.api.v1.FileEventKind.FILE_DELETED;
+            case OVERFLOW -> dev.flotilla.api.v1.FileEventKind.FILE_EVENTS_LOST;
+          })).build();
+    }
+    throw new IllegalStateException("not a watch element: " + v);
   }
 
   static Timestamp timestamp(Instant t) {

@@ -89,16 +89,19 @@ class FileSystemIT {
     assertEquals(List.of("b", "b/c", "f.txt", "link"), paths(all));
     assertFalse(all.truncated());
     assertEquals(List.of("b", "f.txt", "link"), paths(get(client.listDir("/a", 1, 0, "", DEADLINE))));
-    // Pages of two, each after the last entry of the one before.
-    List<String> paged = new ArrayList<>();
-    String after = "";
-    for (int i = 0; i < 5; i++) {
-      DirListing page = get(client.listDir("/a", 3, 2, after, DEADLINE));
-      paged.addAll(paths(page));
-      if (page.nextStartAfter().isEmpty()) break;
-      after = page.nextStartAfter().get();
+    // Pages of two, then of one (a page that ends at a directory goes on with its entries),
+    // each after the last entry of the one before.
+    for (int size : new int[] {2, 1}) {
+      List<String> paged = new ArrayList<>();
+      String after = "";
+      for (int i = 0; i < 6; i++) {
+        DirListing page = get(client.listDir("/a", 3, size, after, DEADLINE));
+        paged.addAll(paths(page));
+        if (page.nextStartAfter().isEmpty()) break;
+        after = page.nextStartAfter().get();
+      }
+      assertEquals(paths(all), paged, "pages of " + size);
     }
-    assertEquals(paths(all), paged);
 
     get(client.rename("/a/f.txt", "/a/b/g.txt", false, DEADLINE));
     assertEquals("hello", Files.readString(root.resolve("a/b/g.txt")));

@@ -4,12 +4,24 @@ import dev.flotilla.agent.protocol.client.AgentClient;
 import dev.flotilla.agent.protocol.client.AgentException;
 import dev.flotilla.agent.protocol.client.ExecRequest;
 import dev.flotilla.agent.protocol.client.ExitStatus;
+import dev.flotilla.agent.protocol.client.DirListing;
+import dev.flotilla.agent.protocol.client.DirWatch;
 import dev.flotilla.agent.protocol.client.FileChunk;
+import dev.flotilla.agent.protocol.client.FileEntry;
+import dev.flotilla.agent.protocol.client.FsEvent;
+import dev.flotilla.agent.protocol.client.WatchListener;
 import dev.flotilla.agent.protocol.client.OutputSink;
 import dev.flotilla.sandbox.protocol.ExecEvent;
 import dev.flotilla.sandbox.protocol.ExecExited;
 import dev.flotilla.sandbox.protocol.ExecOutput;
 import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.DirPage;
+import dev.flotilla.sandbox.protocol.FsChange;
+import dev.flotilla.sandbox.protocol.FsEntry;
+import dev.flotilla.sandbox.protocol.FsValue;
+import dev.flotilla.sandbox.protocol.WatchStarted;
+import java.util.ArrayList;
+import java.util.List;
 import java.io.InputStream;
 import java.time.Duration;
 import java.util.Optional;
@@ -20,6 +32,7 @@ import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.NotUsed;
 import org.apache.pekko.japi.Pair;
+import org.apache.pekko.stream.BoundedSourceQueue;
 import org.apache.pekko.stream.Materializer;
 import org.apache.pekko.stream.OverflowStrategy;
 import org.apache.pekko.stream.QueueOfferResult;
@@ -31,7 +44,7 @@ import org.apache.pekko.stream.javadsl.StreamConverters;
 import org.apache.pekko.stream.javadsl.StreamRefs;
 import org.apache.pekko.util.ByteString;
 
-/** The data paths of a {@link VmSupervisor}: exec output, file reads and writes, as Pekko streams. */
+/** The data paths of a {@link VmSupervisor}: exec output, file reads and writes, directory watches, as Pekko streams. */
 final class AgentStreams {
   private AgentStreams() {}
 
@@ -176,6 +189,108 @@ final class AgentStreams {
             // closing cancels the upstream; nothing more to do
           }
         });
+  }
+
+  // ---------------------------------------------------------------- file system
+
+  /** Watch events held between the agent and the stream ref; past it they are dropped and counted. */
+  static final int WATCH_BUFFER = 1024;
+
+  /**
+   * Starts a watch and returns its stream once it runs: {@link WatchStarted}, then the changes.
+   * The agent's listener runs on the connection's reader thread and must not block, so events go
+   * into a bounded queue; what does not fit is counted into one OVERFLOW change that goes out
+   * before the next event that fits. The watch is cancelled in the agent when the reader goes.
+   */
+  static CompletionStage<SourceRef<FsValue>> watchDir(
+      AgentClient client, String path, boolean recursive, VmSupervisor.Settings settings, Materializer mat) {
+    Pair<BoundedSourceQueue<FsValue>, Source<FsValue, NotUsed>> q = Source.<FsValue>queue(WATCH_BUFFER).preMaterialize(mat);
+    WatchPump pump = new WatchPump(q.first());
+    return client.watchDir(path, recursive, pump, settings.callTimeout()).handle((DirWatch watch, Throwable err) -> {
+      if (err != null) {
+        Throwable cause = unwrap(err);
+        q.first().fail(cause);
+        throw new CompletionException(cause);
+      }
+      pump.started(new WatchStarted(watch.path(), watch.watchedDirs(), watch.partial()));
+      return q.second()
+          .watchTermination((m, done) -> {
+            done.whenComplete((d, e) -> {
+              if (!watch.ended().isDone()) watch.cancel(settings.callTimeout());
+            });
+            return m;
+          })
+          .runWith(StreamRefs.sourceRef(), mat);
+    });
+  }
+
+  /** The agent's watch events into the queue, after the WatchStarted; held until then. */
+  private static final class WatchPump implements WatchListener {
+    private final BoundedSourceQueue<FsValue> queue;
+    private List<FsChange> early = new ArrayList<>();
+    private long dropped;
+    private String endedWith;
+    private Throwable failedWith;
+
+    WatchPump(BoundedSourceQueue<FsValue> queue) {
+      this.queue = queue;
+    }
+
+    synchronized void started(WatchStarted s) {
+      queue.offer(s);
+      List<FsChange> held = early;
+      early = null;
+      held.forEach(this::offer);
+      if (failedWith != null) queue.fail(failedWith);
+      else if (endedWith != null) queue.complete();
+    }
+
+    private void offer(FsChange c) {
+      if (dropped > 0) {
+        if (queue.offer(new FsChange(FsChange.Kind.OVERFLOW, "", dropped)) != QueueOfferResult.enqueued()) {
+          dropped++;
+          return;
+        }
+        dropped = 0;
+      }
+      if (queue.offer(c) != QueueOfferResult.enqueued()) dropped++;
+    }
+
+    @Override
+    public synchronized void onEvents(List<FsEvent> events) {
+      for (FsEvent e : events) {
+        FsChange c = new FsChange(FsChange.Kind.valueOf(e.kind().name()), e.path(), e.dropped());
+        if (early != null) {
+          if (early.size() < WATCH_BUFFER) early.add(c);
+          else dropped++;
+        } else {
+          offer(c);
+        }
+      }
+    }
+
+    @Override
+    public synchronized void onEnd(String reason) {
+      if (early != null) endedWith = reason == null ? "" : reason;
+      else queue.complete();
+    }
+
+    @Override
+    public synchronized void onError(Throwable error) {
+      if (early != null) failedWith = error;
+      else queue.fail(error);
+    }
+  }
+
+  static DirPage page(DirListing l) {
+    List<FsEntry> entries = new ArrayList<>(l.entries().size());
+    for (FileEntry e : l.entries()) entries.add(entry(e));
+    return new DirPage(l.path(), entries, l.nextStartAfter().orElse(""), l.incomplete());
+  }
+
+  static FsEntry entry(FileEntry e) {
+    return new FsEntry(e.name(), e.path(), FsEntry.Type.valueOf(e.type().name()), e.size(), e.mode(), e.modified(),
+        e.symlinkTarget());
   }
 
   static Throwable unwrap(Throwable t) {

@@ -22,6 +22,12 @@ import dev.flotilla.vm.supervisor.VmSupervisorProtocol.GuestStats;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.MainProcess;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Pause;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ReadFile;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.ListDir;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Stat;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.MakeDir;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Remove;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Rename;
+import dev.flotilla.vm.supervisor.VmSupervisorProtocol.WatchDir;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Report;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Resume;
 import dev.flotilla.vm.supervisor.VmSupervisorProtocol.Stop;
@@ -33,6 +39,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
+import java.util.concurrent.CompletionStage;
 import java.util.UUID;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
@@ -407,6 +414,18 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
           m.replyTo().tell(callsInFlight.get());
           return this;
         })
+        .onMessage(ListDir.class, m -> intoGuest(m.replyTo(), "cannot list " + m.path(),
+            c -> c.listDir(m.path(), m.depth(), m.maxEntries(), m.startAfter(), settings.callTimeout()).thenApply(AgentStreams::page)))
+        .onMessage(Stat.class, m -> intoGuest(m.replyTo(), "cannot stat " + m.path(),
+            c -> c.stat(m.path(), m.followLinks(), settings.callTimeout()).thenApply(AgentStreams::entry)))
+        .onMessage(MakeDir.class, m -> intoGuest(m.replyTo(), "cannot make directory " + m.path(),
+            c -> c.makeDir(m.path(), m.parents(), m.mode(), settings.callTimeout()).thenApply(AgentStreams::entry)))
+        .onMessage(Remove.class, m -> intoGuest(m.replyTo(), "cannot remove " + m.path(),
+            c -> c.remove(m.path(), m.recursive(), settings.fileTimeout())))
+        .onMessage(Rename.class, m -> intoGuest(m.replyTo(), "cannot rename " + m.from() + " to " + m.to(),
+            c -> c.rename(m.from(), m.to(), m.overwrite(), settings.callTimeout()).thenApply(x -> Done.getInstance())))
+        .onMessage(WatchDir.class, m -> intoGuest(m.replyTo(), "cannot watch " + m.path(),
+            c -> AgentStreams.watchDir(c, m.path(), m.recursive(), settings, mat)))
         .onSignal(PostStop.class, s -> onPostStop())
         .build();
   }
@@ -799,6 +818,21 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     client.stats(settings.callTimeout()).whenComplete((s, err) -> m.replyTo().tell(err == null
         ? StatusReply.success(new GuestStats(s.memoryUsedBytes(), s.memoryTotalBytes(), s.cpuTimeNanos(), s.processCount(), s.uptimeMillis()))
         : GuestErrors.of("cannot get stats", err).reply()));
+    return this;
+  }
+
+  /**
+   * One call into the guest's file system: refused as exec is while the VM cannot serve, else
+   * asked of the agent, whose error codes become the reply's kind.
+   */
+  private <T> Behavior<Object> intoGuest(ActorRef<StatusReply<T>> replyTo, String doing,
+      java.util.function.Function<AgentClient, CompletionStage<T>> call) {
+    Optional<SandboxError> no = notServing();
+    if (no.isPresent()) {
+      replyTo.tell(no.get().doing(doing).reply());
+      return this;
+    }
+    call.apply(client).whenComplete((v, err) -> replyTo.tell(err == null ? StatusReply.success(v) : GuestErrors.of(doing, err).reply()));
     return this;
   }
 

@@ -3,6 +3,11 @@ package dev.flotilla.vm.supervisor;
 import dev.flotilla.sandbox.protocol.ExecEvent;
 import dev.flotilla.sandbox.protocol.ExecExited;
 import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.DirPage;
+import dev.flotilla.sandbox.protocol.FsChange;
+import dev.flotilla.sandbox.protocol.FsEntry;
+import dev.flotilla.sandbox.protocol.FsValue;
+import dev.flotilla.sandbox.protocol.WatchStarted;
 import dev.flotilla.vm.VmExit;
 import dev.flotilla.vm.VmHandle;
 import java.time.Duration;
@@ -58,6 +63,36 @@ public final class VmSupervisorProtocol {
    * in use, for its idle timeout.
    */
   public record CallsInFlight(ActorRef<Integer> replyTo) implements Command {}
+
+  // ---------------------------------------------------------------- the guest's file system
+  // Paths resolve inside the sandbox's root only; a link is never followed out of it (the agent's resolver).
+
+  /**
+   * Lists a directory down to {@code depth} levels (1: its own entries), at most
+   * {@code maxEntries} (0: the agent's default) after {@code startAfter} (empty: from the start).
+   */
+  public record ListDir(String path, int depth, int maxEntries, String startAfter, ActorRef<StatusReply<DirPage>> replyTo)
+      implements Command {}
+
+  /** The entry at {@code path}: a link itself unless {@code followLinks} (then followed inside the root). */
+  public record Stat(String path, boolean followLinks, ActorRef<StatusReply<FsEntry>> replyTo) implements Command {}
+
+  /** Makes a directory ({@code mode} 0: 0755); {@code parents}: mkdir -p. Replies with the directory. */
+  public record MakeDir(String path, boolean parents, int mode, ActorRef<StatusReply<FsEntry>> replyTo) implements Command {}
+
+  /** Removes an entry (a link itself); a non-empty directory only when {@code recursive}. Replies with the count removed. */
+  public record Remove(String path, boolean recursive, ActorRef<StatusReply<Long>> replyTo) implements Command {}
+
+  /** Renames {@code from} to {@code to}; an existing {@code to} is ALREADY_EXISTS unless {@code overwrite}. */
+  public record Rename(String from, String to, boolean overwrite, ActorRef<StatusReply<Done>> replyTo) implements Command {}
+
+  /**
+   * Watches a directory (recursively: the ones under it too). Replies once the watch runs with a
+   * stream: one {@link WatchStarted}, then {@link FsChange}s until the reader cancels, the
+   * directory goes or the VM does. Events the reader is too slow for are dropped and counted in an
+   * OVERFLOW change; the guest agent's queue is bounded the same way.
+   */
+  public record WatchDir(String path, boolean recursive, ActorRef<StatusReply<SourceRef<FsValue>>> replyTo) implements Command {}
 
   // ---------------------------------------------------------------- exec data
 

@@ -111,7 +111,8 @@ public final class DirLister {
       for (String n : names) {
         List<String> child = new ArrayList<>(rel);
         child.add(n);
-        boolean onCursorPath = child.size() < after.size() && after.subList(0, child.size()).equals(child);
+        // The cursor entry itself too: listed already, but a directory's entries come after it.
+        boolean onCursorPath = child.size() <= after.size() && after.subList(0, child.size()).equals(child);
         if (!after.isEmpty() && !onCursorPath && compare(child, after) <= 0) continue; // listed on an earlier page
         Path name = Confined.name(n);
         FileInfo info;
