@@ -3,6 +3,7 @@ package dev.flotilla.sandbox;
 import dev.flotilla.sandbox.protocol.ExecEvent;
 import dev.flotilla.sandbox.protocol.ExecSpec;
 import dev.flotilla.sandbox.protocol.SandboxError;
+import dev.flotilla.sandbox.protocol.SandboxProcess;
 import dev.flotilla.tenant.TenantEntity;
 import dev.flotilla.tenant.TenantLimits;
 import java.time.Duration;
@@ -395,6 +396,48 @@ public final class SandboxControl {
   public CompletionStage<Source<ExecEvent, NotUsed>> readLogs(String tenant, String id, int tail, boolean follow) {
     return streamFromEntity(tenant, id, follow ? TenantLimits.Kind.WATCH : TenantLimits.Kind.TRANSFER,
         r -> new SandboxEntity.ReadLogs(tenant, tail, follow, r));
+  }
+
+  // ------------------------------------------------------------------------------ background processes
+
+  /**
+   * Starts a background process: its output goes to a bounded ring in the guest, read with
+   * {@link #attachProcess}. Completes once it runs, with its id.
+   */
+  public CompletionStage<SandboxProcess> startProcess(String tenant, String id, ExecSpec spec) {
+    if (spec.argv().isEmpty() || spec.argv().get(0).isEmpty()) {
+      return CompletableFuture.failedFuture(SandboxError.invalid("a process needs a command: argv must not be empty"));
+    }
+    return processCall(tenant, id, r -> new SandboxEntity.StartProcess(tenant, spec, r));
+  }
+
+  /** The sandbox's processes as its guest agent knows them, oldest first. */
+  public CompletionStage<SandboxProcess.Listing> listProcesses(String tenant, String id) {
+    return processCall(tenant, id, r -> new SandboxEntity.ListProcesses(tenant, r));
+  }
+
+  /**
+   * A background process's output from {@code offset}, then its exit once it has ended; held
+   * under one of the tenant's WATCH slots for as long as the stream lasts.
+   */
+  public CompletionStage<Source<ExecEvent, NotUsed>> attachProcess(String tenant, String id, String processId, long offset) {
+    if (offset < 0) return CompletableFuture.failedFuture(SandboxError.invalid("offset must not be negative"));
+    return streamFromEntity(tenant, id, TenantLimits.Kind.WATCH, r -> new SandboxEntity.AttachProcess(tenant, processId, offset, r));
+  }
+
+  /** Sends signal number {@code signal} (1-64) to one of the sandbox's processes. */
+  public CompletionStage<org.apache.pekko.Done> signalProcess(String tenant, String id, String processId, int signal) {
+    if (signal < 1 || signal > dev.flotilla.sandbox.protocol.Signals.MAX) {
+      return CompletableFuture.failedFuture(SandboxError.invalid("signal must be 1-" + dev.flotilla.sandbox.protocol.Signals.MAX));
+    }
+    return processCall(tenant, id, r -> new SandboxEntity.SignalProcess(tenant, processId, signal, r));
+  }
+
+  /** A unary process call: admitted, the id checked and known to be the tenant's before the entity is asked. */
+  private <R> CompletionStage<R> processCall(String tenant, String id,
+      java.util.function.Function<ActorRef<StatusReply<R>>, SandboxEntity.Command> msg) {
+    return admit(tenant).thenCompose(a -> checkId(id))
+        .thenCompose(x -> guard.read(() -> existing(tenant, id).thenCompose(y -> ask(sandbox(id), msg, askTimeout, null))));
   }
 
   /**

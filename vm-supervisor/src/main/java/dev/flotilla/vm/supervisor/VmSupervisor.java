@@ -8,6 +8,7 @@ import dev.flotilla.agent.protocol.client.GuestInfo;
 import dev.flotilla.agent.protocol.client.OutputRead;
 import dev.flotilla.sandbox.protocol.ExecSpec;
 import dev.flotilla.sandbox.protocol.SandboxError;
+import dev.flotilla.sandbox.protocol.SandboxProcess;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
@@ -403,6 +404,10 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         .onMessage(WriteFile.class, this::onWriteFile)
         .onMessage(ReadFile.class, this::onReadFile)
         .onMessage(GetStats.class, this::onGetStats)
+        .onMessage(VmSupervisorProtocol.StartProcess.class, this::onStartProcess)
+        .onMessage(VmSupervisorProtocol.ListProcesses.class, this::onListProcesses)
+        .onMessage(VmSupervisorProtocol.AttachProcess.class, this::onAttachProcess)
+        .onMessage(VmSupervisorProtocol.SignalProcess.class, this::onSignalProcess)
         .onMessage(VmSupervisorProtocol.CallsInFlight.class, m -> {
           m.replyTo().tell(callsInFlight.get());
           return this;
@@ -799,6 +804,74 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     client.stats(settings.callTimeout()).whenComplete((s, err) -> m.replyTo().tell(err == null
         ? StatusReply.success(new GuestStats(s.memoryUsedBytes(), s.memoryTotalBytes(), s.cpuTimeNanos(), s.processCount(), s.uptimeMillis()))
         : GuestErrors.of("cannot get stats", err).reply()));
+    return this;
+  }
+
+  // ---------------------------------------------------------------- background processes
+
+  /** Output ring of each background process in the guest: what it keeps for a reader that is away. */
+  static final int PROCESS_RING_BYTES = 1 << 20;
+  private static final java.security.SecureRandom PROCESS_IDS = new java.security.SecureRandom();
+
+  /**
+   * Its id is the agent's exec id: the agent keeps it (and the process, and its output) across
+   * node restarts, so an id stays good for as long as the incarnation runs, and no node-side table
+   * has to survive anything. The incarnation in it makes an id of an earlier VM plainly unknown.
+   */
+  private Behavior<Object> onStartProcess(VmSupervisorProtocol.StartProcess m) {
+    Optional<SandboxError> no = notServing();
+    if (no.isPresent()) {
+      m.replyTo().tell(no.get().doing("cannot start a process").reply());
+      return this;
+    }
+    if (m.spec().argv().isEmpty()) {
+      m.replyTo().tell(SandboxError.invalid("cannot start a process: argv is empty; name a command").reply());
+      return this;
+    }
+    String id = String.format("p-%d-%08x", incarnation, PROCESS_IDS.nextInt());
+    ExecSpec e = m.spec();
+    java.time.Instant now = java.time.Instant.now();
+    client.execDetached(new ExecRequest(id, e.argv(), e.env(), e.workingDir(), false, e.user()), PROCESS_RING_BYTES,
+            settings.callTimeout())
+        .whenComplete((pid, err) -> m.replyTo().tell(err == null
+            ? StatusReply.success(new SandboxProcess(id, pid, e.argv(), false, true, 0, 0, true, 0, now))
+            : GuestErrors.of("cannot start a process", err).reply()));
+    return this;
+  }
+
+  private Behavior<Object> onListProcesses(VmSupervisorProtocol.ListProcesses m) {
+    Optional<SandboxError> no = notServing();
+    if (no.isPresent()) {
+      m.replyTo().tell(no.get().doing("cannot list processes").reply());
+      return this;
+    }
+    client.listProcesses(0, settings.callTimeout()).whenComplete((l, err) -> m.replyTo().tell(err == null
+        ? StatusReply.success(AgentStreams.listing(l))
+        : GuestErrors.of("cannot list processes", err).reply()));
+    return this;
+  }
+
+  private Behavior<Object> onAttachProcess(VmSupervisorProtocol.AttachProcess m) {
+    Optional<SandboxError> no = notServing();
+    if (no.isPresent()) {
+      m.replyTo().tell(no.get().doing("cannot attach to " + m.processId()).reply());
+      return this;
+    }
+    callsInFlight.incrementAndGet();
+    AgentStreams.attach(client, m.processId(), m.offset(), settings, mat, callsInFlight::decrementAndGet).whenComplete((ref, err) ->
+        m.replyTo().tell(err == null ? StatusReply.success(ref) : GuestErrors.of("cannot attach to " + m.processId(), err).reply()));
+    return this;
+  }
+
+  private Behavior<Object> onSignalProcess(VmSupervisorProtocol.SignalProcess m) {
+    Optional<SandboxError> no = notServing();
+    if (no.isPresent()) {
+      m.replyTo().tell(no.get().doing("cannot signal " + m.processId()).reply());
+      return this;
+    }
+    client.signalProcess(m.processId(), m.signal(), settings.callTimeout()).whenComplete((v, err) -> m.replyTo().tell(err == null
+        ? StatusReply.success(Done.getInstance())
+        : GuestErrors.of("cannot signal " + m.processId(), err).reply()));
     return this;
   }
 
