@@ -16,6 +16,12 @@ public final class Signals {
       Map.entry("TTOU", 22), Map.entry("URG", 23), Map.entry("XCPU", 24), Map.entry("XFSZ", 25), Map.entry("VTALRM", 26),
       Map.entry("PROF", 27), Map.entry("WINCH", 28), Map.entry("IO", 29), Map.entry("PWR", 30), Map.entry("SYS", 31));
 
+  /** A signal's name without SIG (TERM), or its number for one without a name here (40). */
+  public static String name(int signal) {
+    for (var e : NUMBERS.entrySet()) if (e.getValue() == signal) return e.getKey();
+    return Integer.toString(signal);
+  }
+
   /** The highest signal number (SIGRTMAX on Linux). */
   public static final int MAX = 64;
 

@@ -819,59 +819,45 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
    * has to survive anything. The incarnation in it makes an id of an earlier VM plainly unknown.
    */
   private Behavior<Object> onStartProcess(VmSupervisorProtocol.StartProcess m) {
-    Optional<SandboxError> no = notServing();
-    if (no.isPresent()) {
-      m.replyTo().tell(no.get().doing("cannot start a process").reply());
-      return this;
-    }
-    if (m.spec().argv().isEmpty()) {
+    ExecSpec e = m.spec();
+    if (e.argv().isEmpty()) {
       m.replyTo().tell(SandboxError.invalid("cannot start a process: argv is empty; name a command").reply());
       return this;
     }
     String id = String.format("p-%d-%08x", incarnation, PROCESS_IDS.nextInt());
-    ExecSpec e = m.spec();
     java.time.Instant now = java.time.Instant.now();
-    client.execDetached(new ExecRequest(id, e.argv(), e.env(), e.workingDir(), false, e.user()), PROCESS_RING_BYTES,
-            settings.callTimeout())
-        .whenComplete((pid, err) -> m.replyTo().tell(err == null
-            ? StatusReply.success(new SandboxProcess(id, pid, e.argv(), false, true, 0, 0, true, 0, now))
-            : GuestErrors.of("cannot start a process", err).reply()));
-    return this;
+    return callGuest(m.replyTo(), "cannot start a process", c -> c.execDetached(
+            new ExecRequest(id, e.argv(), e.env(), e.workingDir(), false, e.user()), PROCESS_RING_BYTES, settings.callTimeout())
+        .thenApply(pid -> new SandboxProcess(id, pid, e.argv(), false, true, 0, 0, true, 0, now)));
   }
 
   private Behavior<Object> onListProcesses(VmSupervisorProtocol.ListProcesses m) {
-    Optional<SandboxError> no = notServing();
-    if (no.isPresent()) {
-      m.replyTo().tell(no.get().doing("cannot list processes").reply());
-      return this;
-    }
-    client.listProcesses(0, settings.callTimeout()).whenComplete((l, err) -> m.replyTo().tell(err == null
-        ? StatusReply.success(AgentStreams.listing(l))
-        : GuestErrors.of("cannot list processes", err).reply()));
-    return this;
+    return callGuest(m.replyTo(), "cannot list processes",
+        c -> c.listProcesses(0, settings.callTimeout()).thenApply(AgentStreams::listing));
   }
 
+  /** An attach stream counts as a call in flight (the sandbox is in use) from its start until it ends. */
   private Behavior<Object> onAttachProcess(VmSupervisorProtocol.AttachProcess m) {
-    Optional<SandboxError> no = notServing();
-    if (no.isPresent()) {
-      m.replyTo().tell(no.get().doing("cannot attach to " + m.processId()).reply());
-      return this;
-    }
-    callsInFlight.incrementAndGet();
-    AgentStreams.attach(client, m.processId(), m.offset(), settings, mat, callsInFlight::decrementAndGet).whenComplete((ref, err) ->
-        m.replyTo().tell(err == null ? StatusReply.success(ref) : GuestErrors.of("cannot attach to " + m.processId(), err).reply()));
-    return this;
+    return callGuest(m.replyTo(), "cannot attach to " + m.processId(), c -> {
+      callsInFlight.incrementAndGet();
+      return AgentStreams.attach(c, m.processId(), m.offset(), settings, mat, callsInFlight::decrementAndGet);
+    });
   }
 
   private Behavior<Object> onSignalProcess(VmSupervisorProtocol.SignalProcess m) {
+    return callGuest(m.replyTo(), "cannot signal " + m.processId(),
+        c -> c.signalProcess(m.processId(), m.signal(), settings.callTimeout()).thenApply(v -> Done.getInstance()));
+  }
+
+  /** A call into the guest while the VM serves ({@link #notServing} refuses it otherwise), its failure of the kind it is. */
+  private <T> Behavior<Object> callGuest(ActorRef<StatusReply<T>> replyTo, String doing,
+      java.util.function.Function<AgentClient, java.util.concurrent.CompletionStage<T>> call) {
     Optional<SandboxError> no = notServing();
     if (no.isPresent()) {
-      m.replyTo().tell(no.get().doing("cannot signal " + m.processId()).reply());
+      replyTo.tell(no.get().doing(doing).reply());
       return this;
     }
-    client.signalProcess(m.processId(), m.signal(), settings.callTimeout()).whenComplete((v, err) -> m.replyTo().tell(err == null
-        ? StatusReply.success(Done.getInstance())
-        : GuestErrors.of("cannot signal " + m.processId(), err).reply()));
+    call.apply(client).whenComplete((v, err) -> replyTo.tell(err == null ? StatusReply.success(v) : GuestErrors.of(doing, err).reply()));
     return this;
   }
 
