@@ -81,7 +81,8 @@ final class ProcessCommands {
       ExitStatus[] exit = {null};
       AttachProcessRequest req = AttachProcessRequest.newBuilder().setSandboxId(id).setProcessId(process).setOffset(offset).build();
       try {
-        client.stream(SandboxServiceMethods.ATTACH_PROCESS, req, id, msg -> {
+        // null: a NOT_FOUND may be the process's, and the node's reason says which
+        client.stream(SandboxServiceMethods.ATTACH_PROCESS, req, null, msg -> {
           if (msg.getKindCase() == dev.flotilla.api.v1.AttachProcessResponse.KindCase.EXIT) {
             exit[0] = msg.getExit();
             return;
@@ -129,7 +130,7 @@ final class ProcessCommands {
     @Override
     int run(FlotillaClient client, CliContext ctx) {
       var r = client.call(SandboxServiceMethods.SIGNAL_PROCESS,
-          SignalProcessRequest.newBuilder().setSandboxId(id).setProcessId(process).setSignal(signal).build(), id);
+          SignalProcessRequest.newBuilder().setSandboxId(id).setProcessId(process).setSignal(signal).build(), null);
       ctx.out().println(process + " SIG" + Signals.name(r.getSignal()));
       return ExitCodes.OK;
     }
