@@ -312,7 +312,7 @@ class NodeOnH2IT extends NodeScenarios {
       Cli ps = cli("", "ps", id);
       assertEquals(0, ps.code(), ps.err());
       assertTrue(ps.out().lines().anyMatch(l -> l.startsWith("main ") && l.contains(" running ") && l.endsWith("sleep 600")), ps.out());
-      assertTrue(ps.out().lines().anyMatch(l -> l.startsWith(pid + " ") && l.matches(".* running +- +10 .*sh -c for i in.*")), ps.out());
+      assertTrue(ps.out().lines().anyMatch(l -> l.startsWith(pid + " ") && l.matches(".* running +- +10 .*sh -c 'for i in.*")), ps.out());
     });
 
     // attach from 0, leave once all 5 lines are in (a client that goes away), then from offset 4: the rest.
