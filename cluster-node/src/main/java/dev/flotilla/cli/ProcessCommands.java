@@ -37,10 +37,7 @@ final class ProcessCommands {
           "Columns: ID (what attach and kill take), PID (inside the sandbox), STATE (running, exited), EXIT "
               + "(the exit code, or the signal that ended it, e.g. SIGTERM; - while running), OUTPUT (bytes of "
               + "buffered output so far; - when not attachable), AGE, COMMAND."})
-  static final class Ps extends TimedCommand {
-    @Parameters(index = "0", paramLabel = "ID", description = "The sandbox's id.")
-    String id;
-
+  static final class Ps extends LifecycleCommands.OnSandbox {
     @Option(names = {"-o", "--output"}, paramLabel = "FORMAT", defaultValue = "table",
         converter = OutputFormat.Converter.class,
         description = "table (default) or json (an array of {id, pid, state, exit_code, signal, attachable, "
