@@ -40,6 +40,9 @@ public final class Cli implements Callable<Integer> {
     COMMANDS.put("get", GetCommand::new);
     COMMANDS.put("exec", ExecCommand::new);
     COMMANDS.put("logs", LogsCommand::new);
+    COMMANDS.put("ps", ProcessCommands.Ps::new);
+    COMMANDS.put("attach", ProcessCommands.Attach::new);
+    COMMANDS.put("kill", ProcessCommands.Kill::new);
     COMMANDS.put("stop", LifecycleCommands.Stop::new);
     COMMANDS.put("start", LifecycleCommands.Start::new);
     COMMANDS.put("pause", LifecycleCommands.Pause::new);

@@ -13,7 +13,9 @@ import picocli.CommandLine.TypeConversionException;
 @Command(name = "exec", mixinStandardHelpOptions = true,
     description = {"Run a command in a running sandbox. Its stdout and stderr stream to yours as "
         + "they come; the CLI exits with the command's exit code (128+N if signal N ended it).",
-        "Put the command after `--` when it has options of its own: exec ID -- ls -la"})
+        "Put the command after `--` when it has options of its own: exec ID -- ls -la",
+        "With -d the command runs in the background: the CLI prints its process id and exits 0; "
+            + "`ps`, `attach` and `kill` take that id."})
 final class ExecCommand extends TimedCommand {
   @Option(names = {"-e", "--env"}, paramLabel = "KEY=VALUE",
       description = "An environment variable for the command; repeatable.")
@@ -27,6 +29,11 @@ final class ExecCommand extends TimedCommand {
       description = "Run as this user (a name or uid, optionally :group or :gid) of the sandbox's image "
           + "(default: the image's User, else root).")
   String user;
+
+  @Option(names = {"-d", "--detach"},
+      description = "Run in the background and print the process's id; its output is kept in the sandbox "
+          + "(the most recent 1 MiB) for `attach`.")
+  boolean detach;
 
   @Parameters(index = "0", paramLabel = "ID", description = "The sandbox's id.")
   String id;
@@ -58,8 +65,18 @@ final class ExecCommand extends TimedCommand {
     return req.build();
   }
 
+  dev.flotilla.api.v1.StartProcessRequest startRequest() {
+    ExecRequest r = request();
+    return dev.flotilla.api.v1.StartProcessRequest.newBuilder().setSandboxId(r.getSandboxId()).addAllArgv(r.getArgvList())
+        .putAllEnv(r.getEnvMap()).setWorkingDir(r.getWorkingDir()).setUser(r.getUser()).build();
+  }
+
   @Override
   int run(FlotillaClient client, CliContext ctx) {
+    if (detach) {
+      ctx.out().println(client.call(SandboxServiceMethods.START_PROCESS, startRequest(), id).getId());
+      return ExitCodes.OK;
+    }
     ExitStatus[] exit = {null};
     PrintStream out = ctx.out();
     PrintStream err = ctx.err();

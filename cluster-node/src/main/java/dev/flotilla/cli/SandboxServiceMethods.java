@@ -100,6 +100,19 @@ public final class SandboxServiceMethods {
       method(MethodType.SERVER_STREAMING, "WatchDir", WatchDirRequest.getDefaultInstance(),
           WatchDirResponse.getDefaultInstance());
 
+  // background processes
+  public static final MethodDescriptor<dev.flotilla.api.v1.StartProcessRequest, dev.flotilla.api.v1.ProcessInfo> START_PROCESS =
+      unary("StartProcess", dev.flotilla.api.v1.StartProcessRequest.getDefaultInstance(), dev.flotilla.api.v1.ProcessInfo.getDefaultInstance());
+  public static final MethodDescriptor<dev.flotilla.api.v1.ListProcessesRequest, dev.flotilla.api.v1.ListProcessesResponse> LIST_PROCESSES =
+      unary("ListProcesses", dev.flotilla.api.v1.ListProcessesRequest.getDefaultInstance(),
+          dev.flotilla.api.v1.ListProcessesResponse.getDefaultInstance());
+  public static final MethodDescriptor<dev.flotilla.api.v1.AttachProcessRequest, dev.flotilla.api.v1.AttachProcessResponse> ATTACH_PROCESS =
+      method(MethodType.SERVER_STREAMING, "AttachProcess", dev.flotilla.api.v1.AttachProcessRequest.getDefaultInstance(),
+          dev.flotilla.api.v1.AttachProcessResponse.getDefaultInstance());
+  public static final MethodDescriptor<dev.flotilla.api.v1.SignalProcessRequest, dev.flotilla.api.v1.SignalProcessResponse> SIGNAL_PROCESS =
+      unary("SignalProcess", dev.flotilla.api.v1.SignalProcessRequest.getDefaultInstance(),
+          dev.flotilla.api.v1.SignalProcessResponse.getDefaultInstance());
+
   private SandboxServiceMethods() {}
 
   private static <Req extends Message, Resp extends Message> MethodDescriptor<Req, Resp> unary(

@@ -25,7 +25,12 @@ public final class SandboxText {
           s.getNode().isEmpty() ? "-" : Names.oneLine(s.getNode()), Names.labels(s.getSpec().getLabelsMap()),
           s.hasCreatedAt() ? age(Names.instant(s.getCreatedAt()), now) : "-"});
     }
-    int[] widths = new int[COLUMNS.length];
+    return columns(rows);
+  }
+
+  /** Rows (the first: headings) as columns padded to their widest cell, two spaces apart; the last column is not padded. */
+  static String columns(List<String[]> rows) {
+    int[] widths = new int[rows.get(0).length];
     for (String[] row : rows) {
       for (int i = 0; i < row.length; i++) widths[i] = Math.max(widths[i], row[i].length());
     }

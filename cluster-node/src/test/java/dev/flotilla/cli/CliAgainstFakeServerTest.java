@@ -522,4 +522,140 @@ class CliAgainstFakeServerTest {
             .getEpochSecond()))
         .build();
   }
+
+  // ------------------------------------------------------------------------------ background processes
+
+  private static dev.flotilla.api.v1.ProcessInfo process(String id, long pid, boolean running, ExitStatus exit, String... argv) {
+    var b = dev.flotilla.api.v1.ProcessInfo.newBuilder().setId(id).setPid(pid).setRunning(running).setAttachable(!id.equals("x-1"))
+        .setOutputBytes(running ? 120 : 6).addAllArgv(List.of(argv));
+    if (exit != null) b.setExit(exit);
+    return b.build();
+  }
+
+  @Test
+  void exec_detached_sends_start_process_and_prints_only_the_process_id() {
+    server = new TestSandboxServer()
+        .unary(SandboxServiceMethods.START_PROCESS, (dev.flotilla.api.v1.StartProcessRequest req) ->
+            process("p-1-0000abcd", 42, true, null, req.getArgvList().toArray(String[]::new)))
+        .start();
+
+    TestCli.Result r = cli().run("exec", "-d", "-e", "A=1", "-w", "/tmp", "sb-1", "--", "sh", "-c", "sleep 100");
+
+    assertEquals(ExitCodes.OK, r.exitCode(), r.err());
+    assertEquals("p-1-0000abcd\n", r.out());
+    var sent = (dev.flotilla.api.v1.StartProcessRequest) server.requests.get(0);
+    assertEquals("sb-1", sent.getSandboxId());
+    assertEquals(List.of("sh", "-c", "sleep 100"), sent.getArgvList());
+    assertEquals(Map.of("A", "1"), sent.getEnvMap());
+    assertEquals("/tmp", sent.getWorkingDir());
+  }
+
+  @Test
+  void ps_prints_a_table_with_state_exit_and_output_and_json_on_request() {
+    server = new TestSandboxServer()
+        .unary(SandboxServiceMethods.LIST_PROCESSES, (dev.flotilla.api.v1.ListProcessesRequest req) ->
+            dev.flotilla.api.v1.ListProcessesResponse.newBuilder()
+                .addProcesses(process("main", 2, true, null, "server", "--port", "80"))
+                .addProcesses(process("p-1-0000abcd", 42, false, ExitStatus.newBuilder().setSignal(15).build(), "sh", "-c", "count"))
+                .addProcesses(process("x-1", 50, false, ExitStatus.newBuilder().setExitCode(3).build(), "false"))
+                .build())
+        .start();
+
+    TestCli.Result r = cli().run("ps", "sb-1");
+
+    assertEquals(ExitCodes.OK, r.exitCode(), r.err());
+    assertEquals(String.join("\n",
+        "ID            PID  STATE    EXIT     OUTPUT  AGE  COMMAND",
+        "main          2    running  -        120     -    server --port 80",
+        "p-1-0000abcd  42   exited   SIGTERM  6       -    sh -c count",
+        "x-1           50   exited   3        -       -    false",
+        ""), r.out());
+
+    TestCli.Result json = cli().run("ps", "-o", "json", "sb-1");
+    assertEquals(ExitCodes.OK, json.exitCode(), json.err());
+    assertTrue(json.out().contains("\"id\": \"p-1-0000abcd\",\n    \"pid\": 42,\n    \"state\": \"exited\",\n"
+        + "    \"exit_code\": null,\n    \"signal\": 15,"), json.out());
+    assertTrue(json.out().contains("\"argv\": [\"server\", \"--port\", \"80\"]"), json.out());
+  }
+
+  @Test
+  void attach_prints_output_from_the_offset_and_exits_with_the_process_code() {
+    server = new TestSandboxServer()
+        .streaming(SandboxServiceMethods.ATTACH_PROCESS,
+            (dev.flotilla.api.v1.AttachProcessRequest req, io.grpc.stub.StreamObserver<dev.flotilla.api.v1.AttachProcessResponse> out) -> {
+              out.onNext(dev.flotilla.api.v1.AttachProcessResponse.newBuilder().setOffset(req.getOffset())
+                  .setStdout(ByteString.copyFromUtf8("3\n")).build());
+              out.onNext(dev.flotilla.api.v1.AttachProcessResponse.newBuilder().setOffset(req.getOffset() + 2)
+                  .setStderr(ByteString.copyFromUtf8("oops\n")).build());
+              out.onNext(dev.flotilla.api.v1.AttachProcessResponse.newBuilder().setOffset(req.getOffset() + 7)
+                  .setExit(ExitStatus.newBuilder().setSignal(15)).build());
+              out.onCompleted();
+            })
+        .start();
+
+    TestCli.Result r = cli().run("attach", "sb-1", "p-1-0000abcd", "--offset", "4");
+
+    assertEquals(128 + 15, r.exitCode(), r.err());
+    assertEquals("3\n", r.out());
+    assertEquals("oops\n", r.err());
+    var sent = (dev.flotilla.api.v1.AttachProcessRequest) server.requests.get(0);
+    assertEquals("p-1-0000abcd", sent.getProcessId());
+    assertEquals(4, sent.getOffset());
+  }
+
+  @Test
+  void attach_that_loses_its_stream_says_where_to_read_on_and_that_output_was_dropped() {
+    server = new TestSandboxServer()
+        .streaming(SandboxServiceMethods.ATTACH_PROCESS,
+            (dev.flotilla.api.v1.AttachProcessRequest req, io.grpc.stub.StreamObserver<dev.flotilla.api.v1.AttachProcessResponse> out) -> {
+              out.onNext(dev.flotilla.api.v1.AttachProcessResponse.newBuilder().setOffset(100)
+                  .setStdout(ByteString.copyFromUtf8("late\n")).build());
+              out.onError(Status.UNAVAILABLE.withDescription("the node went away").asException());
+            })
+        .start();
+
+    TestCli.Result r = cli().run("attach", "sb-1", "p-1-0000abcd");
+
+    assertEquals(ExitCodes.UNAVAILABLE, r.exitCode());
+    assertEquals("late\n", r.out());
+    assertTrue(r.err().startsWith("flotilla: 100 bytes of output were dropped before they were read\n"), r.err());
+    assertTrue(r.err().contains("(to read on: flotilla attach sb-1 p-1-0000abcd --offset 105)"), r.err());
+  }
+
+  @Test
+  void attach_to_an_unknown_process_prints_the_nodes_reason_and_exits_1() {
+    server = new TestSandboxServer()
+        .streaming(SandboxServiceMethods.ATTACH_PROCESS,
+            (dev.flotilla.api.v1.AttachProcessRequest req, io.grpc.stub.StreamObserver<dev.flotilla.api.v1.AttachProcessResponse> out) ->
+                out.onError(Status.NOT_FOUND.withDescription("cannot attach to p-9: no process with exec id 'p-9'").asException()))
+        .start();
+
+    TestCli.Result r = cli().run("attach", "sb-1", "p-9");
+
+    assertEquals(ExitCodes.REQUEST_FAILED, r.exitCode());
+    assertTrue(r.err().startsWith("flotilla: cannot attach to p-9: no process with exec id 'p-9'"), r.err());
+  }
+
+  @Test
+  void kill_sends_the_signal_as_given_and_prints_what_was_sent() {
+    server = new TestSandboxServer()
+        .unary(SandboxServiceMethods.SIGNAL_PROCESS, (dev.flotilla.api.v1.SignalProcessRequest req) ->
+            dev.flotilla.api.v1.SignalProcessResponse.newBuilder()
+                .setSignal(dev.flotilla.sandbox.protocol.Signals.parse(req.getSignal())).build())
+        .start();
+
+    TestCli.Result term = cli().run("kill", "sb-1", "p-1-0000abcd");
+    assertEquals(ExitCodes.OK, term.exitCode(), term.err());
+    assertEquals("p-1-0000abcd SIGTERM\n", term.out());
+    TestCli.Result nine = cli().run("kill", "sb-1", "p-1-0000abcd", "9");
+    assertEquals("p-1-0000abcd SIGKILL\n", nine.out());
+    assertEquals(List.of("TERM", "9"), server.requests.stream()
+        .map(q -> ((dev.flotilla.api.v1.SignalProcessRequest) q).getSignal()).toList());
+
+    TestCli.Result bad = cli().run("kill", "sb-1", "p-1-0000abcd", "NOPE");
+    assertEquals(ExitCodes.USAGE, bad.exitCode());
+    assertTrue(bad.err().contains("signal 'NOPE' is unknown"), bad.err());
+    assertEquals(ExitCodes.USAGE, cli().run("kill", "sb-1", "p-1-0000abcd", "65").exitCode());
+    assertEquals(2, server.requests.size(), "nothing sent for a bad signal");
+  }
 }

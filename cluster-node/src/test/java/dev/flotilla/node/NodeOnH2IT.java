@@ -314,6 +314,17 @@ class NodeOnH2IT extends NodeScenarios {
         .invoke(dev.flotilla.api.v1.RenameRequest.newBuilder().setSandboxId(id).setFrom("/tmp/owned").setTo("/tmp/planted").build())));
     calls.put("WatchDir", () -> await(client.watchDir().addHeader("authorization", other)
         .invoke(dev.flotilla.api.v1.WatchDirRequest.newBuilder().setSandboxId(id).setPath("/tmp").build()).runWith(Sink.head(), clientSystem)));
+
+    calls.put("StartProcess", () -> await(client.startProcess().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.StartProcessRequest.newBuilder().setSandboxId(id).addArgv("true").build())));
+    calls.put("ListProcesses", () -> await(client.listProcesses().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.ListProcessesRequest.newBuilder().setSandboxId(id).build())));
+    // "main" is this sandbox's real main process: the id is right, the tenant is not.
+    calls.put("AttachProcess", () -> await(client.attachProcess().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.AttachProcessRequest.newBuilder().setSandboxId(id).setProcessId("main").build())
+        .runWith(Sink.head(), clientSystem)));
+    calls.put("SignalProcess", () -> await(client.signalProcess().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.SignalProcessRequest.newBuilder().setSandboxId(id).setProcessId("main").setSignal("KILL").build())));
     java.util.Map<String, Status.Code> got = new java.util.LinkedHashMap<>();
     for (var c : calls.entrySet()) got.put(c.getKey(), codeOf(c.getValue()));
     java.util.Map<String, Status.Code> expected = new java.util.LinkedHashMap<>();
@@ -339,6 +350,98 @@ class NodeOnH2IT extends NodeScenarios {
     assertEquals(1, exec(id, "test", "-e", "/tmp/planted").exitCode());
     assertEquals("mine\n", exec(id, "cat", "/tmp/owned").stdout());
     assertEquals("secret\n", logs(id, 0, false).stdout());
+    assertTrue(cli("", "ps", id).out().lines().anyMatch(l -> l.startsWith("main ") && l.contains(" running ")), "main untouched");
+  }
+
+  /**
+   * exec -d, ps, attach (from 0, then again from a later offset), kill and the exit in ps, through
+   * the CLI and the API against real sandboxes; process ids of another sandbox, of another tenant
+   * or made up are NOT_FOUND.
+   */
+  @Test
+  void backgroundProcessesEndToEnd() {
+    Cli created = cli("", "create", "--", "sleep", "600");
+    assertEquals(0, created.code(), created.err());
+    String id = created.out().strip();
+    Cli started = cli("", "exec", "-d", id, "--", "sh", "-c", "for i in 1 2 3 4 5; do echo $i; sleep 0.1; done; exec sleep 600");
+    assertEquals(0, started.code(), started.err());
+    String pid = started.out().strip();
+    assertTrue(pid.matches("p-1-[0-9a-f]{8}") && started.out().equals(pid + "\n"), "exec -d prints the process id alone: " + started.out());
+
+    // ps: the main process and this one, running, its output growing to all 5 lines.
+    Awaitility.await().atMost(READY).untilAsserted(() -> {
+      Cli ps = cli("", "ps", id);
+      assertEquals(0, ps.code(), ps.err());
+      assertTrue(ps.out().lines().anyMatch(l -> l.startsWith("main ") && l.contains(" running ") && l.endsWith("sleep 600")), ps.out());
+      assertTrue(ps.out().lines().anyMatch(l -> l.startsWith(pid + " ") && l.matches(".* running +- +10 .*sh -c 'for i in.*")), ps.out());
+    });
+
+    // attach from 0, leave once all 5 lines are in (a client that goes away), then from offset 4: the rest.
+    var first = attach(id, pid, 0, 10);
+    assertEquals("1\n2\n3\n4\n5\n", stdout(first));
+    assertEquals(0, first.get(0).getOffset());
+    var again = attach(id, pid, 4, 10);
+    assertEquals("3\n4\n5\n", stdout(again));
+    assertEquals(4, again.get(0).getOffset());
+
+    // kill with TERM: it ends; ps shows how; attach from offset 6 prints the rest and exits like exec (128 + 15).
+    Cli killed = cli("", "kill", id, pid, "TERM");
+    assertEquals(0, killed.code(), killed.err());
+    assertEquals(pid + " SIGTERM\n", killed.out());
+    Awaitility.await().atMost(READY).untilAsserted(() -> {
+      Cli ps = cli("", "ps", id);
+      assertTrue(ps.out().lines().anyMatch(l -> l.startsWith(pid + " ") && l.matches(".* exited +SIGTERM +10 .*")), ps.out());
+    });
+    Cli attached = cli("", "attach", id, pid, "--offset", "6");
+    assertEquals(128 + 15, attached.code(), attached.err());
+    assertEquals("4\n5\n", attached.out());
+    Cli json = cli("", "ps", id, "-o", "json");
+    assertTrue(json.out().contains("\"id\": \"" + pid + "\",") && json.out().contains("\"signal\": 15,"), json.out());
+    assertEquals(Phase.RUNNING, get(id).getPhase(), "a background process's end is not the sandbox's");
+
+    // Not this sandbox's process, not this tenant's sandbox, no such process: NOT_FOUND, and nothing sent anywhere.
+    String otherSandbox = create(spec(), "").getId();
+    awaitPhase(otherSandbox, Phase.RUNNING);
+    assertEquals(Status.Code.NOT_FOUND, codeOf(() -> signal(bearer(), otherSandbox, pid, "KILL")));
+    assertEquals(Status.Code.NOT_FOUND, codeOf(() -> attach(otherSandbox, pid, 0, 1)));
+    assertEquals(Status.Code.NOT_FOUND, codeOf(() -> signal("Bearer " + TestNode.OTHER_TOKEN, id, "main", "KILL")));
+    assertEquals(Status.Code.NOT_FOUND, codeOf(() -> signal(bearer(), id, "p-1-00000000", "TERM")));
+    Cli unknown = cli("", "kill", id, "p-1-00000000");
+    assertEquals(1, unknown.code());
+    assertTrue(unknown.err().contains("p-1-00000000"), unknown.err());
+    // Bounds at the edge: a process id or signal that is no such thing, a negative offset.
+    assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> signal(bearer(), id, "../main", "TERM")));
+    assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> signal(bearer(), id, "main", "NOPE")));
+    assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> signal(bearer(), id, "main", "65")));
+    assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> attach(id, "main", -1, 1)));
+    assertEquals(Status.Code.INVALID_ARGUMENT, codeOf(() -> await(client.startProcess().addHeader("authorization", bearer())
+        .invoke(dev.flotilla.api.v1.StartProcessRequest.newBuilder().setSandboxId(id).addArgv("a\0b").build()))));
+    assertEquals(Phase.RUNNING, get(id).getPhase(), "main untouched by the refused kills");
+    assertEquals(0, cli("", "rm", id).code());
+    assertEquals(0, cli("", "rm", otherSandbox).code());
+  }
+
+  /** An attach read until {@code bytes} of output have come, then left (cancelled), as a client that goes away. */
+  private List<dev.flotilla.api.v1.AttachProcessResponse> attach(String id, String process, long offset, long bytes) {
+    long[] seen = {offset};
+    return await(client.attachProcess().addHeader("authorization", bearer())
+        .invoke(dev.flotilla.api.v1.AttachProcessRequest.newBuilder().setSandboxId(id).setProcessId(process).setOffset(offset).build())
+        .takeWhile(r -> {
+          seen[0] = r.getOffset() + r.getStdout().size() + r.getStderr().size();
+          return seen[0] < bytes && !r.hasExit();
+        }, true)
+        .runWith(Sink.seq(), clientSystem));
+  }
+
+  private static String stdout(List<dev.flotilla.api.v1.AttachProcessResponse> chunks) {
+    StringBuilder b = new StringBuilder();
+    for (var r : chunks) b.append(r.getStdout().toStringUtf8());
+    return b.toString();
+  }
+
+  private void signal(String auth, String id, String process, String signal) {
+    await(client.signalProcess().addHeader("authorization", auth)
+        .invoke(dev.flotilla.api.v1.SignalProcessRequest.newBuilder().setSandboxId(id).setProcessId(process).setSignal(signal).build()));
   }
 
   @Test

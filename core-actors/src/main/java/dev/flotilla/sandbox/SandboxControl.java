@@ -7,6 +7,7 @@ import dev.flotilla.sandbox.protocol.FsEntry;
 import dev.flotilla.sandbox.protocol.FsValue;
 import dev.flotilla.sandbox.protocol.WatchStarted;
 import dev.flotilla.sandbox.protocol.SandboxError;
+import dev.flotilla.sandbox.protocol.SandboxProcess;
 import dev.flotilla.tenant.TenantEntity;
 import dev.flotilla.tenant.TenantLimits;
 import java.time.Duration;
@@ -448,8 +449,59 @@ public final class SandboxControl {
     if (path == null || !path.startsWith("/")) {
       return CompletableFuture.failedFuture(SandboxError.invalid("path must be absolute, e.g. /tmp/dir"));
     }
+    return askExisting(tenant, id, timeout, msg);
+  }
+
+  /**
+   * A call the sandbox's VM answers: the tenant admitted, the id checked, the sandbox checked to be
+   * the tenant's (an unknown id starts nothing), then asked. Not persisted: like file writes, a
+   * sandbox in memory answers it while the journal is down.
+   */
+  private <R> CompletionStage<R> askExisting(String tenant, String id, Duration timeout,
+      java.util.function.Function<ActorRef<StatusReply<R>>, SandboxEntity.Command> msg) {
     return admit(tenant).thenCompose(a -> checkId(id))
         .thenCompose(x -> guard.read(() -> existing(tenant, id).thenCompose(y -> ask(sandbox(id), msg, timeout, null))));
+  }
+
+  // ------------------------------------------------------------------------------ background processes
+
+  /**
+   * Starts a background process: its output goes to a bounded ring in the guest, read with
+   * {@link #attachProcess}. Completes once it runs, with its id.
+   */
+  public CompletionStage<SandboxProcess> startProcess(String tenant, String id, ExecSpec spec) {
+    if (spec.argv().isEmpty() || spec.argv().get(0).isEmpty()) {
+      return CompletableFuture.failedFuture(SandboxError.invalid("a process needs a command: argv must not be empty"));
+    }
+    return processCall(tenant, id, r -> new SandboxEntity.StartProcess(tenant, spec, r));
+  }
+
+  /** The sandbox's processes as its guest agent knows them, oldest first. */
+  public CompletionStage<SandboxProcess.Listing> listProcesses(String tenant, String id) {
+    return processCall(tenant, id, r -> new SandboxEntity.ListProcesses(tenant, r));
+  }
+
+  /**
+   * A background process's output from {@code offset}, then its exit once it has ended; held
+   * under one of the tenant's WATCH slots for as long as the stream lasts.
+   */
+  public CompletionStage<Source<ExecEvent, NotUsed>> attachProcess(String tenant, String id, String processId, long offset) {
+    if (offset < 0) return CompletableFuture.failedFuture(SandboxError.invalid("offset must not be negative"));
+    return streamFromEntity(tenant, id, TenantLimits.Kind.WATCH, r -> new SandboxEntity.AttachProcess(tenant, processId, offset, r));
+  }
+
+  /** Sends signal number {@code signal} (1-64) to one of the sandbox's processes. */
+  public CompletionStage<org.apache.pekko.Done> signalProcess(String tenant, String id, String processId, int signal) {
+    if (signal < 1 || signal > dev.flotilla.sandbox.protocol.Signals.MAX) {
+      return CompletableFuture.failedFuture(SandboxError.invalid("signal must be 1-" + dev.flotilla.sandbox.protocol.Signals.MAX));
+    }
+    return processCall(tenant, id, r -> new SandboxEntity.SignalProcess(tenant, processId, signal, r));
+  }
+
+  /** A unary process call: admitted, the id checked and known to be the tenant's before the entity is asked. */
+  private <R> CompletionStage<R> processCall(String tenant, String id,
+      java.util.function.Function<ActorRef<StatusReply<R>>, SandboxEntity.Command> msg) {
+    return askExisting(tenant, id, askTimeout, msg);
   }
 
   /**

@@ -6,6 +6,8 @@ import dev.flotilla.sandbox.protocol.ExecSpec;
 import dev.flotilla.sandbox.protocol.DirPage;
 import dev.flotilla.sandbox.protocol.FsEntry;
 import dev.flotilla.sandbox.protocol.FsValue;
+
+import dev.flotilla.sandbox.protocol.SandboxProcess;
 import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.VmHandle;
@@ -101,6 +103,18 @@ public final class SandboxEntity
       implements TenantCommand {}
 
   public record ReadFile(String tenant, String path, ActorRef<StatusReply<SourceRef<ByteString>>> replyTo)
+      implements TenantCommand {}
+
+  // Background processes (see VmSupervisorProtocol.StartProcess): named by the id StartProcess gave.
+
+  public record StartProcess(String tenant, ExecSpec spec, ActorRef<StatusReply<SandboxProcess>> replyTo) implements TenantCommand {}
+
+  public record ListProcesses(String tenant, ActorRef<StatusReply<SandboxProcess.Listing>> replyTo) implements TenantCommand {}
+
+  public record AttachProcess(String tenant, String processId, long offset, ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo)
+      implements TenantCommand {}
+
+  public record SignalProcess(String tenant, String processId, int signal, ActorRef<StatusReply<org.apache.pekko.Done>> replyTo)
       implements TenantCommand {}
 
   /**
@@ -414,6 +428,12 @@ public final class SandboxEntity
             vm -> vm.tell(new VmSupervisorProtocol.WriteFile(c.path(), c.mode(), c.data(), c.replyTo()))))
         .onCommand(ReadFile.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
             vm -> vm.tell(new VmSupervisorProtocol.ReadFile(c.path(), c.replyTo()))))
+        .onCommand(StartProcess.class, (s, c) -> forwardToVm(s, c, c.replyTo(), vm -> vm.tell(new VmSupervisorProtocol.StartProcess(c.spec(), c.replyTo()))))
+        .onCommand(ListProcesses.class, (s, c) -> forwardToVm(s, c, c.replyTo(), vm -> vm.tell(new VmSupervisorProtocol.ListProcesses(c.replyTo()))))
+        .onCommand(AttachProcess.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
+            vm -> vm.tell(new VmSupervisorProtocol.AttachProcess(c.processId(), c.offset(), c.replyTo()))))
+        .onCommand(SignalProcess.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
+            vm -> vm.tell(new VmSupervisorProtocol.SignalProcess(c.processId(), c.signal(), c.replyTo()))))
         .onCommand(ReadLogs.class, this::onReadLogs)
         .onCommand(ListDir.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
             vm -> vm.tell(new VmSupervisorProtocol.ListDir(c.path(), c.depth(), c.maxEntries(), c.startAfter(), c.replyTo()))))

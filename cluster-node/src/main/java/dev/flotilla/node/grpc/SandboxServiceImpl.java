@@ -1,5 +1,7 @@
 package dev.flotilla.node.grpc;
 
+import dev.flotilla.api.v1.AttachProcessRequest;
+import dev.flotilla.api.v1.AttachProcessResponse;
 import dev.flotilla.api.v1.CreateSandboxRequest;
 import dev.flotilla.api.v1.DeleteSandboxRequest;
 import dev.flotilla.api.v1.DeleteSandboxResponse;
@@ -7,10 +9,13 @@ import dev.flotilla.api.v1.ExecRequest;
 import dev.flotilla.api.v1.ExecResponse;
 import dev.flotilla.api.v1.GetSandboxRequest;
 import dev.flotilla.api.v1.ListEventsRequest;
+import dev.flotilla.api.v1.ListProcessesRequest;
+import dev.flotilla.api.v1.ListProcessesResponse;
 import dev.flotilla.api.v1.ListEventsResponse;
 import dev.flotilla.api.v1.ListSandboxesRequest;
 import dev.flotilla.api.v1.ListSandboxesResponse;
 import dev.flotilla.api.v1.PauseSandboxRequest;
+import dev.flotilla.api.v1.ProcessInfo;
 import dev.flotilla.api.v1.ReadFileRequest;
 import dev.flotilla.api.v1.ReadFileResponse;
 import dev.flotilla.api.v1.ReadLogsRequest;
@@ -20,6 +25,9 @@ import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxEvent;
 import dev.flotilla.api.v1.SandboxServicePowerApi;
 import dev.flotilla.api.v1.SetTimeoutRequest;
+import dev.flotilla.api.v1.SignalProcessRequest;
+import dev.flotilla.api.v1.SignalProcessResponse;
+import dev.flotilla.api.v1.StartProcessRequest;
 import dev.flotilla.api.v1.StartSandboxRequest;
 import dev.flotilla.api.v1.StopSandboxRequest;
 import dev.flotilla.api.v1.WatchSandboxRequest;
@@ -127,24 +135,7 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
   @Override
   public Source<ExecResponse, NotUsed> exec(ExecRequest in, Metadata md) {
     return streamed(md, tenant -> {
-      if (in.getArgvCount() == 0) throw new IllegalArgumentException("argv must name a command, e.g. [\"sh\", \"-c\", \"echo hi\"]");
-      if (in.getArgvCount() > MAX_ARGV) throw new IllegalArgumentException("argv has " + in.getArgvCount() + " entries; at most " + MAX_ARGV);
-      long bytes = in.getArgvList().stream().mapToLong(String::length).sum();
-      if (bytes > MAX_ARGV_BYTES) throw new IllegalArgumentException("argv is " + bytes + " bytes; at most " + MAX_ARGV_BYTES);
-      if (in.getEnvCount() > MAX_ENV) throw new IllegalArgumentException("env has " + in.getEnvCount() + " entries; at most " + MAX_ENV);
-      long envBytes = in.getEnvMap().entrySet().stream().mapToLong(e -> e.getKey().length() + e.getValue().length() + 2).sum();
-      if (envBytes > MAX_ARGV_BYTES) throw new IllegalArgumentException("env is " + envBytes + " bytes; at most " + MAX_ARGV_BYTES);
-      if (in.getWorkingDir().length() > MAX_PATH || in.getUser().length() > 256) {
-        throw new IllegalArgumentException("working_dir must be at most " + MAX_PATH + " and user at most 256 characters");
-      }
-      // NUL cannot reach a process (create's command is checked the same way): refused here, not in the guest.
-      if (in.getArgvList().stream().anyMatch(a -> a.indexOf('\0') >= 0)) throw new IllegalArgumentException("argv must not contain NUL characters");
-      for (var e : in.getEnvMap().entrySet()) {
-        String k = e.getKey();
-        if (k.isEmpty() || k.contains("=") || k.indexOf('\0') >= 0) throw new IllegalArgumentException("env name '" + k + "' is invalid");
-        if (e.getValue().indexOf('\0') >= 0) throw new IllegalArgumentException("env value of '" + k + "' must not contain NUL characters");
-      }
-      ExecSpec spec = new ExecSpec(in.getArgvList(), in.getEnvMap(), in.getWorkingDir(), in.getUser());
+      ExecSpec spec = execSpec(in.getArgvList(), in.getEnvMap(), in.getWorkingDir(), in.getUser());
       return Source.completionStageSource(control.exec(tenant, in.getSandboxId(), spec))
           .map(Translations::toProto);
     });
@@ -275,7 +266,78 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
     });
   }
 
+  // ------------------------------------------------------------------------------ background processes
+
+  /** Process ids as the guest agent makes them (p-1-0a1b2c3d, main, x-...): anything else is refused unsent. */
+  private static final java.util.regex.Pattern PROCESS_ID = java.util.regex.Pattern.compile("[A-Za-z0-9._-]{1,64}");
+
+  @Override
+  public CompletionStage<ProcessInfo> startProcess(StartProcessRequest in, Metadata md) {
+    return unary(md, tenant -> control.startProcess(tenant, in.getSandboxId(),
+            execSpec(in.getArgvList(), in.getEnvMap(), in.getWorkingDir(), in.getUser()))
+        .thenApply(Translations::toProto));
+  }
+
+  @Override
+  public CompletionStage<ListProcessesResponse> listProcesses(ListProcessesRequest in, Metadata md) {
+    return unary(md, tenant -> control.listProcesses(tenant, in.getSandboxId()).thenApply(Translations::toProto));
+  }
+
+  @Override
+  public Source<AttachProcessResponse, NotUsed> attachProcess(AttachProcessRequest in, Metadata md) {
+    return streamed(md, tenant -> {
+      checkProcessId(in.getProcessId());
+      if (in.getOffset() < 0) throw new IllegalArgumentException("offset must be at most " + Long.MAX_VALUE);
+      long[] end = {in.getOffset()};
+      return Source.completionStageSource(control.attachProcess(tenant, in.getSandboxId(), in.getProcessId(), in.getOffset()))
+          .map(ev -> {
+            AttachProcessResponse r = Translations.toAttach(ev, end[0]);
+            if (ev instanceof dev.flotilla.sandbox.protocol.ProcessOutput o) end[0] = o.next();
+            return r;
+          });
+    });
+  }
+
+  @Override
+  public CompletionStage<SignalProcessResponse> signalProcess(SignalProcessRequest in, Metadata md) {
+    return unary(md, tenant -> {
+      checkProcessId(in.getProcessId());
+      int signal = dev.flotilla.sandbox.protocol.Signals.parse(in.getSignal());
+      return control.signalProcess(tenant, in.getSandboxId(), in.getProcessId(), signal)
+          .thenApply(d -> SignalProcessResponse.newBuilder().setSignal(signal).build());
+    });
+  }
+
+  private static void checkProcessId(String id) {
+    if (!PROCESS_ID.matcher(id).matches()) {
+      throw new IllegalArgumentException("process_id must be a process id as StartProcess or ListProcesses gave it"
+          + " (1-64 characters of A-Z a-z 0-9 . _ -)");
+    }
+  }
+
   // ------------------------------------------------------------------------------ plumbing
+
+  /** An exec's or a background process's command, bounded at the edge: what the guest will be asked to run. */
+  private static ExecSpec execSpec(java.util.List<String> argv, java.util.Map<String, String> env, String workingDir, String user) {
+    if (argv.isEmpty()) throw new IllegalArgumentException("argv must name a command, e.g. [\"sh\", \"-c\", \"echo hi\"]");
+    if (argv.size() > MAX_ARGV) throw new IllegalArgumentException("argv has " + argv.size() + " entries; at most " + MAX_ARGV);
+    long bytes = argv.stream().mapToLong(String::length).sum();
+    if (bytes > MAX_ARGV_BYTES) throw new IllegalArgumentException("argv is " + bytes + " bytes; at most " + MAX_ARGV_BYTES);
+    if (env.size() > MAX_ENV) throw new IllegalArgumentException("env has " + env.size() + " entries; at most " + MAX_ENV);
+    long envBytes = env.entrySet().stream().mapToLong(e -> e.getKey().length() + e.getValue().length() + 2).sum();
+    if (envBytes > MAX_ARGV_BYTES) throw new IllegalArgumentException("env is " + envBytes + " bytes; at most " + MAX_ARGV_BYTES);
+    if (workingDir.length() > MAX_PATH || user.length() > 256) {
+      throw new IllegalArgumentException("working_dir must be at most " + MAX_PATH + " and user at most 256 characters");
+    }
+    // NUL cannot reach a process (create's command is checked the same way): refused here, not in the guest.
+    if (argv.stream().anyMatch(a -> a.indexOf('\0') >= 0)) throw new IllegalArgumentException("argv must not contain NUL characters");
+    for (var e : env.entrySet()) {
+      String k = e.getKey();
+      if (k.isEmpty() || k.contains("=") || k.indexOf('\0') >= 0) throw new IllegalArgumentException("env name '" + k + "' is invalid");
+      if (e.getValue().indexOf('\0') >= 0) throw new IllegalArgumentException("env value of '" + k + "' must not contain NUL characters");
+    }
+    return new ExecSpec(argv, env, workingDir, user);
+  }
 
   private static void checkPath(String path) {
     if (!path.startsWith("/") || path.length() > MAX_PATH || path.indexOf('\0') >= 0) {

@@ -134,6 +134,33 @@ final class Translations {
     return ExecResponse.newBuilder().setExit(ExitStatus.newBuilder().setExitCode(x.exitCode()).setSignal(x.signal())).build();
   }
 
+  static dev.flotilla.api.v1.ProcessInfo toProto(dev.flotilla.sandbox.protocol.SandboxProcess p) {
+    var b = dev.flotilla.api.v1.ProcessInfo.newBuilder().setId(p.id()).setPid(p.pid()).addAllArgv(p.argv())
+        .setArgvTruncated(p.argvTruncated()).setRunning(p.running()).setAttachable(p.detached()).setOutputBytes(p.outputEnd())
+        .setStartedAt(timestamp(p.startedAt()));
+    if (!p.running()) b.setExit(ExitStatus.newBuilder().setExitCode(p.exitCode()).setSignal(p.signal()));
+    return b.build();
+  }
+
+  static dev.flotilla.api.v1.ListProcessesResponse toProto(dev.flotilla.sandbox.protocol.SandboxProcess.Listing l) {
+    var b = dev.flotilla.api.v1.ListProcessesResponse.newBuilder().setTruncated(l.truncated());
+    for (var p : l.processes()) b.addProcesses(toProto(p));
+    return b.build();
+  }
+
+  /** An attach's chunk with its offset, or the exit (at {@code end}, the offset past the last chunk). */
+  static dev.flotilla.api.v1.AttachProcessResponse toAttach(ExecEvent e, long end) {
+    var b = dev.flotilla.api.v1.AttachProcessResponse.newBuilder();
+    if (e instanceof dev.flotilla.sandbox.protocol.ProcessOutput o) {
+      ByteString data = ByteString.copyFrom(o.data().asByteBuffer());
+      return (o.stderr() ? b.setStderr(data) : b.setStdout(data)).setOffset(o.offset()).build();
+    }
+    if (e instanceof ExecExited x) {
+      return b.setExit(ExitStatus.newBuilder().setExitCode(x.exitCode()).setSignal(x.signal())).setOffset(end).build();
+    }
+    throw new IllegalStateException("an attach carries process output and its exit, not " + e.getClass().getSimpleName());
+  }
+
   static ReadLogsResponse toLogs(ExecEvent e) {
     ExecResponse x = toProto(e);
     return switch (x.getKindCase()) {

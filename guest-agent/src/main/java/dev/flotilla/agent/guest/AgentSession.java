@@ -151,6 +151,8 @@ final class AgentSession implements FrameConnection.Handler {
         case CANCEL_WATCH -> cancelWatch(streamId, request.getCancelWatch().getStreamId());
         case STATS -> onWorker(streamId, () -> Response.newBuilder().setStats(agent.probe().stats()).build());
         case READ_OUTPUT -> readOutput(streamId, request.getReadOutput());
+        case LIST_PROCESSES -> reply(streamId, Response.newBuilder()
+            .setListProcesses(agent.processes().list(request.getListProcesses().getMaxEntries())).build());
         case PING -> reply(streamId, Response.newBuilder()
             .setPing(PingResponse.newBuilder().setNonce(request.getPing().getNonce())).build());
         case SHUTDOWN -> shutdown(streamId, request);

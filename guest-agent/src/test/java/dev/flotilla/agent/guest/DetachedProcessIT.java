@@ -11,6 +11,7 @@ import dev.flotilla.agent.protocol.client.AgentClient;
 import dev.flotilla.agent.protocol.client.AgentException.Code;
 import dev.flotilla.agent.protocol.client.ExecRequest;
 import dev.flotilla.agent.protocol.client.ExitStatus;
+import dev.flotilla.agent.protocol.client.GuestProcesses;
 import dev.flotilla.agent.protocol.client.OutputRead;
 import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
@@ -97,6 +98,39 @@ class DetachedProcessIT {
     String[] out = drain(client, "slow", 0);
     assertEquals("", out[0]);
     assertEquals(15, get(client.waitProcess("slow", DEADLINE)).signal());
+  }
+
+  @Test
+  void listProcessesShowsRunningAndExitedProcessesOldestFirstAndBounded() throws Exception {
+    get(client.execDetached(ExecRequest.of("first", "sh", "-c", "echo hello; exit 3"), 4096, DEADLINE));
+    assertEquals(new ExitStatus(3, 0), get(client.waitProcess("first", DEADLINE)));
+    get(client.execDetached(ExecRequest.of("second", "sleep", "30"), 4096, DEADLINE));
+    CollectingSink sink = new CollectingSink();
+    get(client.exec(ExecRequest.of("third", "sh", "-c", "x".repeat(2000) + "=1; true"), sink, DEADLINE));
+
+    GuestProcesses all = get(client.listProcesses(0, DEADLINE));
+    assertFalse(all.truncated());
+    assertEquals(java.util.List.of("first", "second", "third"), all.processes().stream().map(GuestProcesses.Entry::execId).toList());
+    GuestProcesses.Entry first = all.processes().get(0);
+    assertEquals(java.util.Optional.of(new ExitStatus(3, 0)), first.exit(), "an exited process keeps its status");
+    assertTrue(first.detached());
+    assertEquals(6, first.outputEnd(), "the offset past \"hello\\n\"");
+    assertEquals(java.util.List.of("sh", "-c", "echo hello; exit 3"), first.argv());
+    GuestProcesses.Entry second = all.processes().get(1);
+    assertTrue(second.exit().isEmpty(), "sleep runs");
+    assertTrue(second.pid() > 0);
+    GuestProcesses.Entry third = all.processes().get(2);
+    assertFalse(third.detached());
+    assertTrue(third.argvTruncated(), "a long argv is cut");
+    assertTrue(third.argv().stream().mapToInt(String::length).sum() <= 512);
+
+    GuestProcesses one = get(client.listProcesses(1, DEADLINE));
+    assertEquals(1, one.processes().size());
+    assertTrue(one.truncated());
+
+    get(client.signalProcess("second", 15, DEADLINE));
+    org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(10)).until(() ->
+        get(client.listProcesses(0, DEADLINE)).processes().get(1).exit().equals(java.util.Optional.of(new ExitStatus(0, 15))));
   }
 
   @Test

@@ -10,6 +10,9 @@ import dev.flotilla.agent.protocol.client.FileChunk;
 import dev.flotilla.agent.protocol.client.FileEntry;
 import dev.flotilla.agent.protocol.client.FsEvent;
 import dev.flotilla.agent.protocol.client.WatchListener;
+
+import dev.flotilla.agent.protocol.client.GuestProcesses;
+import dev.flotilla.agent.protocol.client.OutputRead;
 import dev.flotilla.agent.protocol.client.OutputSink;
 import dev.flotilla.sandbox.protocol.ExecEvent;
 import dev.flotilla.sandbox.protocol.ExecExited;
@@ -22,8 +25,14 @@ import dev.flotilla.sandbox.protocol.FsValue;
 import dev.flotilla.sandbox.protocol.WatchStarted;
 import java.util.ArrayList;
 import java.util.List;
+
+import dev.flotilla.sandbox.protocol.ProcessOutput;
+import dev.flotilla.sandbox.protocol.SandboxProcess;
 import java.io.InputStream;
 import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
@@ -153,6 +162,84 @@ final class AgentStreams {
             enqueue(new ExecExited(status.exitCode(), status.signal()), null).thenRun(queue::complete);
             return null;
           });
+    }
+  }
+
+  /** The agent's process list in the sandbox's vocabulary. */
+  static SandboxProcess.Listing listing(GuestProcesses l) {
+    List<SandboxProcess> out = new ArrayList<>(l.processes().size());
+    for (GuestProcesses.Entry e : l.processes()) {
+      out.add(new SandboxProcess(e.execId(), e.pid(), e.argv(), e.argvTruncated(), e.exit().isEmpty(),
+          e.exit().map(ExitStatus::exitCode).orElse(0), e.exit().map(ExitStatus::signal).orElse(0), e.detached(), e.outputEnd(),
+          Instant.ofEpochMilli(e.startedUnixMillis())));
+    }
+    return new SandboxProcess.Listing(out, l.truncated());
+  }
+
+  /** How long one read of a background process's ring waits for output before it is asked again. */
+  private static final Duration ATTACH_POLL = Duration.ofSeconds(5);
+
+  /**
+   * A background process's output from {@code offset}, read from the guest's ring on demand (a
+   * slow reader reads less often; the ring, never the process, drops the oldest output, and the
+   * next chunk's offset says so), then its exit. The first read happens before the stream is
+   * handed out, so an unknown id or a process without a ring fails the request. {@code ended}
+   * runs once when the stream is over, however, or never started.
+   */
+  static CompletionStage<SourceRef<ExecEvent>> attach(
+      AgentClient client, String id, long offset, VmSupervisor.Settings settings, Materializer mat, Runnable ended) {
+    int chunk = settings.fileChunkSize();
+    Duration deadline = ATTACH_POLL.plus(settings.callTimeout());
+    java.util.concurrent.atomic.AtomicBoolean once = new java.util.concurrent.atomic.AtomicBoolean();
+    Runnable end = () -> {
+      if (once.compareAndSet(false, true)) ended.run();
+    };
+    return client.readOutput(id, offset, chunk, Duration.ZERO, settings.callTimeout()).thenApply(first -> {
+      Source<List<ExecEvent>, NotUsed> reads = Source.unfoldAsync(new AttachCursor(offset, first), cur -> {
+        if (cur.exitSent()) return CompletableFuture.completedFuture(Optional.<Pair<AttachCursor, List<ExecEvent>>>empty());
+        if (cur.outputEnded()) {
+          return waitFor(client, id, settings.execWaitSlice()).thenApply(x -> Optional.of(Pair.create(cur.exited(),
+              List.<ExecEvent>of(new ExecExited(x.exitCode(), x.signal())))));
+        }
+        CompletableFuture<OutputRead> read = cur.pending() != null ? CompletableFuture.completedFuture(cur.pending())
+            : client.readOutput(id, cur.offset(), chunk, ATTACH_POLL, deadline);
+        return read.thenApply(r -> Optional.of(Pair.create(cur.after(r), events(r))));
+      });
+      return reads.<ExecEvent>mapConcat(l -> l)
+          .watchTermination((m, done) -> {
+            done.whenComplete((d, e) -> end.run());
+            return m;
+          })
+          .runWith(StreamRefs.sourceRef(), mat);
+    }).whenComplete((ref, err) -> {
+      if (err != null) end.run();
+    });
+  }
+
+  private static List<ExecEvent> events(OutputRead r) {
+    List<ExecEvent> out = new ArrayList<>(r.chunks().size());
+    long at = r.offset();
+    for (OutputRead.Chunk c : r.chunks()) {
+      out.add(new ProcessOutput(at, c.stderr(), ByteString.fromArrayUnsafe(c.data())));
+      at += c.data().length;
+    }
+    return out;
+  }
+
+  /** Where an attach is: {@code pending} is a read already made (the first), to be emitted before the next. */
+  private record AttachCursor(long offset, OutputRead pending, boolean outputEnded, boolean exitSent) {
+    AttachCursor(long offset, OutputRead first) {
+      this(offset, first, false, false);
+    }
+
+    /** After {@code r}: past its chunks, or (none) where the reader asked, since an offset past the end waits for output to reach it. */
+    AttachCursor after(OutputRead r) {
+      long next = r.chunks().isEmpty() ? Math.max(offset, r.offset()) : r.next();
+      return new AttachCursor(next, null, r.eof(), false);
+    }
+
+    AttachCursor exited() {
+      return new AttachCursor(offset, null, true, true);
     }
   }
 

@@ -8,6 +8,7 @@ import dev.flotilla.agent.protocol.client.GuestInfo;
 import dev.flotilla.agent.protocol.client.OutputRead;
 import dev.flotilla.sandbox.protocol.ExecSpec;
 import dev.flotilla.sandbox.protocol.SandboxError;
+import dev.flotilla.sandbox.protocol.SandboxProcess;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
@@ -410,6 +411,10 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         .onMessage(WriteFile.class, this::onWriteFile)
         .onMessage(ReadFile.class, this::onReadFile)
         .onMessage(GetStats.class, this::onGetStats)
+        .onMessage(VmSupervisorProtocol.StartProcess.class, this::onStartProcess)
+        .onMessage(VmSupervisorProtocol.ListProcesses.class, this::onListProcesses)
+        .onMessage(VmSupervisorProtocol.AttachProcess.class, this::onAttachProcess)
+        .onMessage(VmSupervisorProtocol.SignalProcess.class, this::onSignalProcess)
         .onMessage(VmSupervisorProtocol.CallsInFlight.class, m -> {
           m.replyTo().tell(callsInFlight.get());
           return this;
@@ -821,12 +826,55 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     return this;
   }
 
+  // ---------------------------------------------------------------- background processes
+
+  /** Output ring of each background process in the guest: what it keeps for a reader that is away. */
+  static final int PROCESS_RING_BYTES = 1 << 20;
+  private static final java.security.SecureRandom PROCESS_IDS = new java.security.SecureRandom();
+
   /**
-   * One call into the guest's file system: refused as exec is while the VM cannot serve, else
-   * asked of the agent, whose error codes become the reply's kind.
+   * Its id is the agent's exec id: the agent keeps it (and the process, and its output) across
+   * node restarts, so an id stays good for as long as the incarnation runs, and no node-side table
+   * has to survive anything. The incarnation in it makes an id of an earlier VM plainly unknown.
+   */
+  private Behavior<Object> onStartProcess(VmSupervisorProtocol.StartProcess m) {
+    ExecSpec e = m.spec();
+    if (e.argv().isEmpty()) {
+      m.replyTo().tell(SandboxError.invalid("cannot start a process: argv is empty; name a command").reply());
+      return this;
+    }
+    String id = String.format("p-%d-%08x", incarnation, PROCESS_IDS.nextInt());
+    java.time.Instant now = java.time.Instant.now();
+    return intoGuest(m.replyTo(), "cannot start a process", c -> c.execDetached(
+            new ExecRequest(id, e.argv(), e.env(), e.workingDir(), false, e.user()), PROCESS_RING_BYTES, settings.callTimeout())
+        .thenApply(pid -> new SandboxProcess(id, pid, e.argv(), false, true, 0, 0, true, 0, now)));
+  }
+
+  private Behavior<Object> onListProcesses(VmSupervisorProtocol.ListProcesses m) {
+    return intoGuest(m.replyTo(), "cannot list processes",
+        c -> c.listProcesses(0, settings.callTimeout()).thenApply(AgentStreams::listing));
+  }
+
+  /** An attach stream counts as a call in flight (the sandbox is in use) from its start until it ends. */
+  private Behavior<Object> onAttachProcess(VmSupervisorProtocol.AttachProcess m) {
+    return intoGuest(m.replyTo(), "cannot attach to " + m.processId(), c -> {
+      callsInFlight.incrementAndGet();
+      return AgentStreams.attach(c, m.processId(), m.offset(), settings, mat, callsInFlight::decrementAndGet);
+    });
+  }
+
+  private Behavior<Object> onSignalProcess(VmSupervisorProtocol.SignalProcess m) {
+    return intoGuest(m.replyTo(), "cannot signal " + m.processId(),
+        c -> c.signalProcess(m.processId(), m.signal(), settings.callTimeout()).thenApply(v -> Done.getInstance()));
+  }
+
+  /**
+   * One call into the guest (its file system, its processes): refused as exec is while the VM
+   * cannot serve ({@link #notServing}), else asked of the agent, whose error codes become the
+   * reply's kind.
    */
   private <T> Behavior<Object> intoGuest(ActorRef<StatusReply<T>> replyTo, String doing,
-      java.util.function.Function<AgentClient, CompletionStage<T>> call) {
+      java.util.function.Function<AgentClient, java.util.concurrent.CompletionStage<T>> call) {
     Optional<SandboxError> no = notServing();
     if (no.isPresent()) {
       replyTo.tell(no.get().doing(doing).reply());

@@ -8,6 +8,8 @@ import dev.flotilla.sandbox.protocol.FsChange;
 import dev.flotilla.sandbox.protocol.FsEntry;
 import dev.flotilla.sandbox.protocol.FsValue;
 import dev.flotilla.sandbox.protocol.WatchStarted;
+
+import dev.flotilla.sandbox.protocol.SandboxProcess;
 import dev.flotilla.vm.VmExit;
 import dev.flotilla.vm.VmHandle;
 import java.time.Duration;
@@ -58,9 +60,28 @@ public final class VmSupervisorProtocol {
   /** Resource usage as the guest sees it. */
   public record GetStats(ActorRef<StatusReply<GuestStats>> replyTo) implements Command {}
 
+  // Background processes: started detached (output in a bounded ring in the guest), named by
+  // the guest agent's exec id, which outlives this supervisor (a node restart re-attaches).
+
+  /** Start a background process; replies once it runs, with its id. */
+  public record StartProcess(ExecSpec spec, ActorRef<StatusReply<SandboxProcess>> replyTo) implements Command {}
+
+  /** The processes the guest agent knows, oldest first (bounded by the agent). */
+  public record ListProcesses(ActorRef<StatusReply<SandboxProcess.Listing>> replyTo) implements Command {}
+
   /**
-   * How many calls are under way (exec streams still open, file transfers): whether the sandbox is
-   * in use, for its idle timeout.
+   * A background process's output from {@code offset} ({@link dev.flotilla.sandbox.protocol.ProcessOutput}
+   * chunks), then its {@link ExecExited} once it has ended; the same call re-attaches from a later offset.
+   */
+  public record AttachProcess(String processId, long offset, ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo)
+      implements Command {}
+
+  /** Send signal number {@code signal} to a process; a process that has ended is left alone. */
+  public record SignalProcess(String processId, int signal, ActorRef<StatusReply<Done>> replyTo) implements Command {}
+
+  /**
+   * How many calls are under way (exec streams still open, file transfers, attach streams): whether
+   * the sandbox is in use, for its idle timeout.
    */
   public record CallsInFlight(ActorRef<Integer> replyTo) implements Command {}
 

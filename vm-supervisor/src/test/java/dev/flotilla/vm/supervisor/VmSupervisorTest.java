@@ -198,6 +198,73 @@ class VmSupervisorTest {
   }
 
   /**
+   * A background process and its id outlive the supervisor (a node restart): the adopting one
+   * lists it, attaches to its kept output and signals it by the same id. An open attach is a call
+   * in flight (the idle timeout's measure) until its reader goes.
+   */
+  @Test
+  void aBackgroundProcessKeepsItsIdAcrossAnAdoptionAndAnOpenAttachIsACallInFlight() throws Exception {
+    SupervisedVm s = start(sandboxes.spec(), settings);
+    TestProbe<StatusReply<dev.flotilla.sandbox.protocol.SandboxProcess>> started = kit.createTestProbe();
+    s.ref().tell(new VmSupervisorProtocol.StartProcess(new ExecSpec(List.of("sh", "-c", "echo one; exec sleep 600"), Map.of(), ""),
+        started.getRef()));
+    var reply = started.receiveMessage(T);
+    assertTrue(reply.isSuccess(), () -> String.valueOf(reply.getError()));
+    String id = reply.getValue().id();
+    assertTrue(id.matches("p-1-[0-9a-f]{8}"), id);
+
+    var open = attach(s.ref(), id, 0).getSource().runWith(Sink.queue(), kit.system());
+    var first = (dev.flotilla.sandbox.protocol.ProcessOutput) open.pull().toCompletableFuture().get(T.toSeconds(), TimeUnit.SECONDS)
+        .orElseThrow();
+    assertEquals(0, first.offset());
+    assertEquals("one\n", first.data().utf8String());
+    assertEquals(1, callsInFlight(s.ref()), "the open attach");
+    open.cancel();
+    await().atMost(T).until(() -> callsInFlight(s.ref()) == 0);
+
+    VmHandle handle = VmHandle.load(s.ready().handle().stateDir());
+    kit.stop(s.ref());
+    s.parent().expectTerminated(s.ref(), T);
+    TestProbe<Report> parent2 = kit.createTestProbe();
+    ActorRef<Command> ref2 = kit.spawn(VmSupervisor.adopt(sandboxes.hypervisor, handle, parent2.getRef(), settings));
+    VmReady ready = parent2.expectMessageClass(VmReady.class, T);
+
+    TestProbe<StatusReply<dev.flotilla.sandbox.protocol.SandboxProcess.Listing>> listed = kit.createTestProbe();
+    ref2.tell(new VmSupervisorProtocol.ListProcesses(listed.getRef()));
+    var mine = listed.receiveMessage(T).getValue().processes().stream().filter(p -> p.id().equals(id)).findFirst().orElseThrow();
+    assertTrue(mine.running() && mine.detached());
+    assertEquals(4, mine.outputEnd());
+    assertEquals(List.of("sh", "-c", "echo one; exec sleep 600"), mine.argv());
+
+    TestProbe<StatusReply<Done>> signalled = kit.createTestProbe();
+    ref2.tell(new VmSupervisorProtocol.SignalProcess(id, 15, signalled.getRef()));
+    assertTrue(signalled.receiveMessage(T).isSuccess());
+    List<ExecEvent> rest = attach(ref2, id, 2).getSource().runWith(Sink.seq(), kit.system()).toCompletableFuture()
+        .get(T.toSeconds(), TimeUnit.SECONDS);
+    assertEquals(List.of(new dev.flotilla.sandbox.protocol.ProcessOutput(2, false, ByteString.fromString("e\n")), new ExecExited(0, 15)),
+        rest);
+    TestProbe<StatusReply<SourceRef<ExecEvent>>> unknown = kit.createTestProbe();
+    ref2.tell(new VmSupervisorProtocol.AttachProcess("p-1-00000000", 0, unknown.getRef()));
+    assertTrue(unknown.receiveMessage(T).getError().getMessage().contains("NOT_FOUND"));
+    await().atMost(T).until(() -> callsInFlight(ref2) == 0);
+    stop(new SupervisedVm(ref2, parent2, ready, s.pids()));
+  }
+
+  private SourceRef<ExecEvent> attach(ActorRef<Command> ref, String id, long offset) {
+    TestProbe<StatusReply<SourceRef<ExecEvent>>> attached = kit.createTestProbe();
+    ref.tell(new VmSupervisorProtocol.AttachProcess(id, offset, attached.getRef()));
+    var r = attached.receiveMessage(T);
+    assertTrue(r.isSuccess(), () -> String.valueOf(r.getError()));
+    return r.getValue();
+  }
+
+  private int callsInFlight(ActorRef<Command> ref) {
+    TestProbe<Integer> n = kit.createTestProbe();
+    ref.tell(new VmSupervisorProtocol.CallsInFlight(n.getRef()));
+    return n.receiveMessage(T);
+  }
+
+  /**
    * A node restarted under a PAUSED sandbox: its frozen VM is adopted as paused (the owner says
    * so), not handshaken into a timeout and killed as an agent that does not answer.
    */

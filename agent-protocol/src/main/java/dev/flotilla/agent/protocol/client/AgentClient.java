@@ -132,6 +132,15 @@ public interface AgentClient extends AutoCloseable {
     return unimplemented("watchDir");
   }
 
+  /**
+   * The processes the agent knows, oldest first: running ones, and exited ones until a
+   * {@link #waitProcess} has reported their exit and the agent's retention time has passed. At most
+   * {@code maxEntries} (0: the agent's default; the agent caps it).
+   */
+  default CompletableFuture<GuestProcesses> listProcesses(int maxEntries, Duration deadline) {
+    return unimplemented("listProcesses");
+  }
+
   CompletableFuture<GuestStats> stats(Duration deadline);
 
   /** Round trip to the agent; completes with the measured round-trip time. */

@@ -149,6 +149,24 @@ final class AgentTranslations {
         .build();
   }
 
+  static Request listProcesses(int maxEntries) {
+    return Request.newBuilder()
+        .setListProcesses(dev.flotilla.agent.protocol.v1.ListProcessesRequest.newBuilder()
+            .setMaxEntries(nonNegative(maxEntries, "maxEntries")))
+        .build();
+  }
+
+  static GuestProcesses guestProcesses(Response r, String what) {
+    var l = expect(r, Response.KindCase.LIST_PROCESSES, what).getListProcesses();
+    List<GuestProcesses.Entry> out = new ArrayList<>(l.getProcessesCount());
+    for (var p : l.getProcessesList()) {
+      out.add(new GuestProcesses.Entry(p.getExecId(), p.getPid(), p.getArgvList(), p.getArgvTruncated(),
+          p.getRunning() ? java.util.Optional.empty() : java.util.Optional.of(new ExitStatus(p.getExitCode(), p.getSignal())),
+          p.getDetached(), p.getOutputEnd(), p.getStartedUnixMs()));
+    }
+    return new GuestProcesses(out, l.getTruncated());
+  }
+
   static Request stat(String path, boolean followLinks) {
     return Request.newBuilder().setStat(StatRequest.newBuilder().setPath(path).setFollowSymlinks(followLinks)).build();
   }

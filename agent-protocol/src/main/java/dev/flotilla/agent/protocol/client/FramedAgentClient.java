@@ -200,6 +200,13 @@ public final class FramedAgentClient implements AgentClient {
   }
 
   @Override
+  public CompletableFuture<GuestProcesses> listProcesses(int maxEntries, Duration deadline) {
+    String what = "listProcesses";
+    return call(AgentTranslations.listProcesses(maxEntries), deadline, what)
+        .thenApply(r -> AgentTranslations.guestProcesses(r, what));
+  }
+
+  @Override
   public CompletableFuture<DirListing> listDir(String path, int depth, int maxEntries, String startAfter,
       Duration deadline) {
     String what = "listDir " + path;

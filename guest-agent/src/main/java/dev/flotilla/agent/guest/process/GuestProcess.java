@@ -21,10 +21,18 @@ public final class GuestProcess {
   private final ExecutorService stdinWriter;
   private final CompletableFuture<ProcessExit> exit;
   private final OutputRing ring;
+  private final java.util.List<String> argv;
+  private final long startedMillis = System.currentTimeMillis();
   private volatile boolean stdinClosed;
 
   GuestProcess(String execId, Process process, OutputPump stdout, OutputPump stderr, boolean withStdin, OutputRing ring) {
+    this(execId, java.util.List.of(), process, stdout, stderr, withStdin, ring);
+  }
+
+  GuestProcess(String execId, java.util.List<String> argv, Process process, OutputPump stdout, OutputPump stderr, boolean withStdin,
+      OutputRing ring) {
     this.execId = execId;
+    this.argv = java.util.List.copyOf(argv);
     this.ring = ring;
     this.process = process;
     this.stdout = stdout;
@@ -44,6 +52,15 @@ public final class GuestProcess {
 
   public long pid() {
     return process.pid();
+  }
+
+  /** The command it was started with, as the request gave it. */
+  public java.util.List<String> argv() {
+    return argv;
+  }
+
+  public long startedMillis() {
+    return startedMillis;
   }
 
   public Process process() {

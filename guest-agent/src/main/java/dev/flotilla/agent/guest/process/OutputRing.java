@@ -42,6 +42,11 @@ public final class OutputRing implements OutputTarget {
     this.capacity = capacity;
   }
 
+  /** The offset past the last byte written so far. */
+  public synchronized long end() {
+    return end;
+  }
+
   /** From a pump: a chunk of one channel, or its end. Never refuses. */
   @Override
   public boolean send(Frame frame) {

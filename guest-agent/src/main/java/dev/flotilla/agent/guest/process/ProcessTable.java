@@ -3,6 +3,8 @@ package dev.flotilla.agent.guest.process;
 import dev.flotilla.agent.guest.AgentError;
 import dev.flotilla.agent.protocol.v1.Error;
 import dev.flotilla.agent.protocol.v1.ExecProcessRequest;
+import dev.flotilla.agent.protocol.v1.ListProcessesResponse;
+import dev.flotilla.agent.protocol.v1.ProcessInfo;
 import java.io.File;
 import java.io.IOException;
 import java.time.Duration;
@@ -30,6 +32,15 @@ public final class ProcessTable {
   private static final int MAX_WINDOW = 16 << 20;
   /** The largest output ring of a detached process: what the agent holds for a reader that is away. */
   static final int MAX_RING = 16 << 20;
+  /**
+   * Detached processes known at once (running, or ended and not yet reported): each may hold a
+   * ring, and nothing else would bound how many a host keeps (see {@link #start}).
+   */
+  static final int MAX_DETACHED = 256;
+  /** ListProcesses: entries by default and at most; argv bytes kept per entry. */
+  static final int DEFAULT_LIST = 256;
+  static final int MAX_LIST = 1024;
+  static final int MAX_LISTED_ARGV_BYTES = 512;
   private static final AtomicInteger PUMPS = new AtomicInteger();
 
   private final Map<String, GuestProcess> processes = new ConcurrentHashMap<>();
@@ -85,6 +96,10 @@ public final class ProcessTable {
     if (processes.containsKey(id)) {
       throw new AgentError(Error.Code.ALREADY_EXISTS, "exec id '" + id + "' is in use");
     }
+    if (r.getOutputRingBytes() > 0 && processes.values().stream().filter(p -> p.ring().isPresent()).count() >= MAX_DETACHED) {
+      throw new AgentError(Error.Code.RESOURCE_EXHAUSTED, "this sandbox already keeps " + MAX_DETACHED
+          + " detached processes; wait for (or kill and wait for) some first");
+    }
     for (var e : r.getEnvMap().entrySet()) {
       // The JVM refuses these with an IllegalArgumentException: a bad request, not an agent failure.
       if (e.getKey().isEmpty() || e.getKey().indexOf('=') >= 0 || e.getKey().indexOf('\0') >= 0) {
@@ -131,7 +146,7 @@ public final class ProcessTable {
         : r.getInitialWindow() == 0 ? defaultWindow : Math.min(r.getInitialWindow(), MAX_WINDOW);
     OutputPump out = new OutputPump(p.getInputStream(), streamId, false, to, window, maxPayload);
     OutputPump err = new OutputPump(p.getErrorStream(), streamId, true, to, window, maxPayload);
-    GuestProcess gp = new GuestProcess(id, p, out, err, r.getStdin(), ring);
+    GuestProcess gp = new GuestProcess(id, r.getArgvList(), p, out, err, r.getStdin(), ring);
     processes.put(id, gp);
     return new Started(gp, out, err);
   }
@@ -188,6 +203,34 @@ public final class ProcessTable {
   /** Every process still known, running or not. */
   public List<GuestProcess> all() {
     return new ArrayList<>(processes.values());
+  }
+
+  /** ListProcesses: the known processes, oldest first, at most {@code maxEntries} (0: the default; capped). */
+  public ListProcessesResponse list(int maxEntries) {
+    int max = maxEntries == 0 ? DEFAULT_LIST : (int) Math.min(Integer.toUnsignedLong(maxEntries), MAX_LIST);
+    List<GuestProcess> all = all();
+    all.sort(java.util.Comparator.comparingLong(GuestProcess::startedMillis).thenComparing(GuestProcess::execId));
+    ListProcessesResponse.Builder b = ListProcessesResponse.newBuilder().setTruncated(all.size() > max);
+    for (GuestProcess p : all.subList(0, Math.min(max, all.size()))) b.addProcesses(info(p));
+    return b.build();
+  }
+
+  private static ProcessInfo info(GuestProcess p) {
+    ProcessInfo.Builder b = ProcessInfo.newBuilder().setExecId(p.execId()).setPid(p.pid()).setStartedUnixMs(p.startedMillis());
+    int budget = MAX_LISTED_ARGV_BYTES;
+    for (String a : p.argv()) {
+      if (a.length() > budget) {
+        b.addArgv(a.substring(0, Math.max(0, budget))).setArgvTruncated(true);
+        break;
+      }
+      b.addArgv(a);
+      budget -= a.length();
+    }
+    ProcessExit exit = p.exit().getNow(null);
+    b.setRunning(exit == null);
+    if (exit != null) b.setExitCode(exit.exitCode()).setSignal(exit.signal());
+    p.ring().ifPresent(r -> b.setDetached(true).setOutputEnd(r.end()));
+    return b.build();
   }
 
   public List<GuestProcess> running() {
