@@ -30,8 +30,7 @@ abstract class ClientCommand implements Callable<Integer> {
   }
 
   Cli cli() {
-    if (parent instanceof FsCommands fs) return fs.cli();
-    return parent instanceof ImageCommands group ? group.cli() : (Cli) parent;
+    return parent instanceof CommandGroup group ? group.cli() : (Cli) parent;
   }
 
   abstract int run(FlotillaClient client, CliContext ctx);

@@ -1,6 +1,5 @@
 package dev.flotilla.cli;
 
-import com.google.protobuf.ByteString;
 import dev.flotilla.api.v1.ReadFileRequest;
 import dev.flotilla.api.v1.StatRequest;
 import dev.flotilla.api.v1.WriteFileHeader;
@@ -16,8 +15,6 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.attribute.PosixFilePermission;
 import java.time.Duration;
-import java.util.Iterator;
-import java.util.NoSuchElementException;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import picocli.CommandLine.Command;
@@ -38,9 +35,6 @@ import picocli.CommandLine.TypeConversionException;
             + "use `flotilla exec ID -- tar ...`. Waits up to 1h unless --timeout says otherwise."})
 final class CpCommand extends TimedCommand {
   static final Duration COPY_TIMEOUT = Duration.ofHours(1);
-  static final int CHUNK = 1024 * 1024;
-  /** Progress lines only for files at least this large. */
-  static final long PROGRESS_FROM = 16L * 1024 * 1024;
   /** ID:PATH. A local file whose name has a colon is written ./name. */
   private static final Pattern REMOTE = Pattern.compile("([A-Za-z0-9][A-Za-z0-9_-]*):(.*)", Pattern.DOTALL);
 
@@ -109,10 +103,10 @@ final class CpCommand extends TimedCommand {
         total = Files.size(Path.of(src));
         if (mode == null) bits = permissions(Path.of(src));
       }
-      Progress p = new Progress(ctx, name, total, showProgress(ctx));
+      Upload.Progress p = new Upload.Progress(ctx, "copying", name, total, showProgress(ctx));
       WriteFileRequest header = WriteFileRequest.newBuilder()
           .setHeader(WriteFileHeader.newBuilder().setSandboxId(to.id()).setPath(path).setMode(bits)).build();
-      client.clientStream(SandboxServiceMethods.WRITE_FILE, new Chunks(header, in, p), null);
+      client.clientStream(SandboxServiceMethods.WRITE_FILE, new Upload<>(header, in, b -> WriteFileRequest.newBuilder().setData(b).build(), p), null);
       return ExitCodes.OK;
     } catch (IOException e) {
       throw new CliFailure(ExitCodes.REQUEST_FAILED, "cannot read " + src + ": " + e.getMessage());
@@ -127,47 +121,6 @@ final class CpCommand extends TimedCommand {
     return bits;
   }
 
-  /** The header, then the input in 1 MiB chunks, read only as the transport takes them. */
-  private static final class Chunks implements Iterator<WriteFileRequest> {
-    private final InputStream in;
-    private final Progress progress;
-    private WriteFileRequest header;
-    private byte[] next;
-
-    Chunks(WriteFileRequest header, InputStream in, Progress progress) {
-      this.header = header;
-      this.in = in;
-      this.progress = progress;
-    }
-
-    @Override
-    public boolean hasNext() {
-      if (header != null) return true;
-      if (next == null) {
-        try {
-          next = in.readNBytes(CHUNK);
-        } catch (IOException e) {
-          throw new UncheckedIOException(e);
-        }
-      }
-      return next.length > 0;
-    }
-
-    @Override
-    public WriteFileRequest next() {
-      if (header != null) {
-        WriteFileRequest h = header;
-        header = null;
-        return h;
-      }
-      if (!hasNext()) throw new NoSuchElementException();
-      byte[] chunk = next;
-      next = null;
-      progress.add(chunk.length);
-      return WriteFileRequest.newBuilder().setData(ByteString.copyFrom(chunk)).build();
-    }
-  }
-
   // ------------------------------------------------------------------------------ out of the sandbox
 
   private int download(FlotillaClient client, CliContext ctx, Remote from) {
@@ -176,7 +129,7 @@ final class CpCommand extends TimedCommand {
     // The size only matters for progress; scripts (no terminal) pay no extra call.
     long total = show ? client.call(SandboxServiceMethods.STAT,
         StatRequest.newBuilder().setSandboxId(from.id()).setPath(from.path()).setFollowLinks(true).build(), null).getSize() : -1;
-    Progress p = new Progress(ctx, name, total, show);
+    Upload.Progress p = new Upload.Progress(ctx, "copying", name, total, show);
     ReadFileRequest req = ReadFileRequest.newBuilder().setSandboxId(from.id()).setPath(from.path()).build();
     if (dst.equals("-")) {
       client.stream(SandboxServiceMethods.READ_FILE, req, null, chunk -> {
@@ -243,34 +196,6 @@ final class CpCommand extends TimedCommand {
       return target.startsWith("/dev/pts/") || target.startsWith("/dev/tty");
     } catch (IOException | UnsupportedOperationException e) {
       return false;
-    }
-  }
-
-  /** A line on stderr at every 10% of a file of at least {@link #PROGRESS_FROM} bytes. */
-  private static final class Progress {
-    private final CliContext ctx;
-    private final String name;
-    private final long total;
-    private final boolean on;
-    private long sent;
-    private int reportedTenths;
-
-    Progress(CliContext ctx, String name, long total, boolean on) {
-      this.ctx = ctx;
-      this.name = Names.oneLine(name);
-      this.total = total;
-      this.on = on && total >= PROGRESS_FROM;
-    }
-
-    void add(long bytes) {
-      sent += bytes;
-      if (!on) return;
-      int tenths = (int) Math.min(10, sent * 10 / total);
-      if (tenths > reportedTenths) {
-        reportedTenths = tenths;
-        ctx.err().printf("copying %s: %s of %s (%d%%)%n", name, ImageText.size(sent), ImageText.size(total),
-            Math.min(100, sent * 100 / total));
-      }
     }
   }
 }

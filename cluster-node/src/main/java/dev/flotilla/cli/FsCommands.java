@@ -10,14 +10,10 @@ import dev.flotilla.api.v1.StatRequest;
 import dev.flotilla.api.v1.WatchDirRequest;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.Callable;
 import java.util.function.Consumer;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
-import picocli.CommandLine.ParentCommand;
-import picocli.CommandLine.Spec;
 import picocli.CommandLine.TypeConversionException;
 
 /**
@@ -32,22 +28,9 @@ import picocli.CommandLine.TypeConversionException;
             + "symbolic link is not followed out of it."},
     subcommands = {FsCommands.Ls.class, FsCommands.Stat.class, FsCommands.Mkdir.class, FsCommands.Rm.class,
         FsCommands.Mv.class, FsCommands.Watch.class})
-final class FsCommands implements Callable<Integer> {
+final class FsCommands extends CommandGroup {
   /** ListDir's deepest listing (the API's bound); {@code ls -R} without --depth. */
   static final int MAX_DEPTH = 16;
-
-  @ParentCommand Cli cli;
-  @Spec CommandSpec spec;
-
-  Cli cli() {
-    return cli;
-  }
-
-  @Override
-  public Integer call() {
-    spec.commandLine().usage(cli.context().err());
-    return ExitCodes.USAGE;
-  }
 
   static void checkAbsolute(List<String> paths) {
     for (String p : paths) {

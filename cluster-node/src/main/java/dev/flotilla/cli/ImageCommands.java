@@ -1,6 +1,5 @@
 package dev.flotilla.cli;
 
-import com.google.protobuf.ByteString;
 import dev.flotilla.api.v1.BasicCredentials;
 import dev.flotilla.api.v1.DeleteImageRequest;
 import dev.flotilla.api.v1.Image;
@@ -16,15 +15,9 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.time.Instant;
-import java.util.Iterator;
-import java.util.NoSuchElementException;
-import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
-import picocli.CommandLine.ParentCommand;
-import picocli.CommandLine.Spec;
 import picocli.CommandLine.TypeConversionException;
 
 /**
@@ -34,29 +27,12 @@ import picocli.CommandLine.TypeConversionException;
 @Command(name = "image", mixinStandardHelpOptions = true,
     description = "Manage the images of the node you talk to: ls, pull, rm, import.",
     subcommands = {ImageCommands.Ls.class, ImageCommands.Pull.class, ImageCommands.Rm.class, ImageCommands.Import.class})
-final class ImageCommands implements Callable<Integer> {
+final class ImageCommands extends CommandGroup {
   /** A pull without --timeout waits this long (downloads take time); --timeout overrides. */
   static final Duration PULL_TIMEOUT = Duration.ofMinutes(10);
   /** An import without --timeout may take this long (sending and storing gigabytes); --timeout overrides. */
   static final Duration IMPORT_TIMEOUT = Duration.ofHours(1);
-  static final int CHUNK = 1024 * 1024;
-  /** Progress lines on stderr only for archives at least this large. */
-  static final long PROGRESS_FROM = 16L * 1024 * 1024;
   static final int MAX_SECRET = 8192;
-
-  @ParentCommand Cli cli;
-  @Spec CommandSpec spec;
-
-  Cli cli() {
-    return cli;
-  }
-
-  /** {@code flotilla image} alone: what there is to do. */
-  @Override
-  public Integer call() {
-    spec.commandLine().usage(cli.context().err());
-    return ExitCodes.USAGE;
-  }
 
   @Command(name = "ls", mixinStandardHelpOptions = true,
       description = "List your images and the shared ones on the node: NAME, DIGEST, SIZE, OWNER, CREATED, LAST USED.")
@@ -208,68 +184,16 @@ final class ImageCommands implements Callable<Integer> {
         throw new CliFailure(ExitCodes.USAGE, "cannot read " + file + ": " + e.getMessage());
       }
       try (InputStream in = Files.newInputStream(file)) {
-        Image img = client.clientStream(ImageServiceMethods.IMPORT_IMAGE, new Chunks(in, total, ctx), null);
+        Image img = client.clientStream(ImageServiceMethods.IMPORT_IMAGE, new Upload<>(ImportImageRequest.newBuilder()
+            .setMetadata(ImportImageMetadata.newBuilder().setName(name == null ? "" : name)).build(), in,
+            b -> ImportImageRequest.newBuilder().setChunk(b).build(),
+            new Upload.Progress(ctx, "importing", file.getFileName().toString(), total, true)), null);
         ctx.out().print(output == OutputFormat.JSON ? ImageText.object(img) : ImageText.line(img));
         return ExitCodes.OK;
       } catch (IOException e) {
         throw new CliFailure(ExitCodes.REQUEST_FAILED, "cannot read " + file + ": " + e.getMessage());
       } catch (UncheckedIOException e) {
         throw new CliFailure(ExitCodes.REQUEST_FAILED, "cannot read " + file + ": " + e.getCause().getMessage());
-      }
-    }
-
-    /** The metadata, then the file in 1 MiB chunks, with a progress line on stderr every 10% of a large file. */
-    private final class Chunks implements Iterator<ImportImageRequest> {
-      private final InputStream in;
-      private final long total;
-      private final CliContext ctx;
-      private boolean metadataSent;
-      private byte[] next;
-      private long sent;
-      private int reportedTenths;
-
-      Chunks(InputStream in, long total, CliContext ctx) {
-        this.in = in;
-        this.total = total;
-        this.ctx = ctx;
-      }
-
-      @Override
-      public boolean hasNext() {
-        if (!metadataSent) return true;
-        if (next == null) {
-          try {
-            next = in.readNBytes(CHUNK);
-          } catch (IOException e) {
-            throw new UncheckedIOException(e);
-          }
-        }
-        return next.length > 0;
-      }
-
-      @Override
-      public ImportImageRequest next() {
-        if (!metadataSent) {
-          metadataSent = true;
-          return ImportImageRequest.newBuilder()
-              .setMetadata(ImportImageMetadata.newBuilder().setName(name == null ? "" : name)).build();
-        }
-        if (!hasNext()) throw new NoSuchElementException();
-        byte[] chunk = next;
-        next = null;
-        sent += chunk.length;
-        progress();
-        return ImportImageRequest.newBuilder().setChunk(ByteString.copyFrom(chunk)).build();
-      }
-
-      private void progress() {
-        if (total < PROGRESS_FROM) return;
-        int tenths = (int) (sent * 10 / total);
-        if (tenths > reportedTenths) {
-          reportedTenths = tenths;
-          ctx.err().printf("importing %s: %s of %s (%d%%)%n", file.getFileName(), ImageText.size(sent), ImageText.size(total),
-              sent * 100 / total);
-        }
       }
     }
   }

@@ -196,7 +196,7 @@ class FsCliAgainstFakeServerTest {
 
   @Test
   void cp_downloads_into_a_directory_and_shows_progress_only_when_asked() throws Exception {
-    byte[] data = new byte[CpCommand.PROGRESS_FROM > Integer.MAX_VALUE ? 0 : (int) CpCommand.PROGRESS_FROM + 100];
+    byte[] data = new byte[Upload.PROGRESS_FROM > Integer.MAX_VALUE ? 0 : (int) Upload.PROGRESS_FROM + 100];
     new Random(5).nextBytes(data);
     server = new TestSandboxServer()
         .unary(SandboxServiceMethods.STAT, req -> entry("/tmp/big.bin", FileType.FILE_TYPE_FILE, data.length, 0644))
