@@ -25,12 +25,8 @@ public final class GuestProcess {
   private final long startedMillis = System.currentTimeMillis();
   private volatile boolean stdinClosed;
 
-  GuestProcess(String execId, Process process, OutputPump stdout, OutputPump stderr, boolean withStdin, OutputRing ring) {
-    this(execId, java.util.List.of(), process, stdout, stderr, withStdin, ring);
-  }
-
   GuestProcess(String execId, java.util.List<String> argv, Process process, OutputPump stdout, OutputPump stderr, boolean withStdin,
-      OutputRing ring) {
+      OutputRing ring, ExitWatch exits) {
     this.execId = execId;
     this.argv = java.util.List.copyOf(argv);
     this.ring = ring;
@@ -40,7 +36,7 @@ public final class GuestProcess {
     this.stdin = withStdin ? process.getOutputStream() : null;
     this.stdinWriter = withStdin ? stdinExecutor(execId) : null;
     this.stdinClosed = !withStdin;
-    this.exit = process.onExit().thenApply(p -> ProcessExit.fromExitValue(p.exitValue()));
+    this.exit = exits.exitOf(process);
     if (stdinWriter != null) {
       exit.whenComplete((e, t) -> onStdinWriter(new CompletableFuture<>(), this::closeStdinNow));
     }

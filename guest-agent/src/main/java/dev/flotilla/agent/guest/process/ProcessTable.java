@@ -53,6 +53,9 @@ public final class ProcessTable {
   private final TenantRoot root;
   private final Map<String, String> identity;
 
+  /** Made with the table, when the agent starts: its thread exists before any tenant process. */
+  private final ExitWatch exits;
+
   public ProcessTable(ScheduledExecutorService scheduler, Duration retention, int defaultWindow, int maxPayload) {
     this(scheduler, retention, defaultWindow, maxPayload, ExecDefaults.NONE);
   }
@@ -75,6 +78,7 @@ public final class ProcessTable {
   public ProcessTable(ScheduledExecutorService scheduler, Duration retention, int defaultWindow, int maxPayload, ExecDefaults defaults,
       TenantRoot root, Map<String, String> identity) {
     this.identity = Map.copyOf(identity);
+    this.exits = new ExitWatch(java.time.Duration.ofMillis(100));
     this.root = root;
     this.defaults = defaults;
     this.scheduler = scheduler;
@@ -146,7 +150,7 @@ public final class ProcessTable {
         : r.getInitialWindow() == 0 ? defaultWindow : Math.min(r.getInitialWindow(), MAX_WINDOW);
     OutputPump out = new OutputPump(p.getInputStream(), streamId, false, to, window, maxPayload);
     OutputPump err = new OutputPump(p.getErrorStream(), streamId, true, to, window, maxPayload);
-    GuestProcess gp = new GuestProcess(id, r.getArgvList(), p, out, err, r.getStdin(), ring);
+    GuestProcess gp = new GuestProcess(id, r.getArgvList(), p, out, err, r.getStdin(), ring, exits);
     processes.put(id, gp);
     return new Started(gp, out, err);
   }
