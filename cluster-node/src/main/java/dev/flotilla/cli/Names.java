@@ -62,7 +62,7 @@ final class Names {
     StringBuilder b = null;
     for (int i = 0; i < s.length(); i++) {
       char c = s.charAt(i);
-      if (c < 0x20 || c == 0x7f) {
+      if (c < 0x20 || c == 0x7f || (c >= 0x80 && c <= 0x9f)) { // C0, DEL and C1 (0x9b is CSI to some terminals)
         if (b == null) b = new StringBuilder(s.substring(0, i));
         b.append(switch (c) {
           case '\n' -> "\\n";

@@ -134,4 +134,13 @@ class SandboxOutputTest {
     assertTrue(SandboxText.watchLine(nanos).startsWith("2026-11-25T03:00:00.123Z  paused "));
     assertTrue(SandboxText.watchLine(whole).startsWith("2026-11-25T03:00:01.000Z  paused "));
   }
+
+  /** Text a sandbox wrote (file names, argv, status) cannot drive the user's terminal: C0, DEL and C1 are escaped. */
+  @Test
+  void controlCharactersFromASandboxAreEscaped() {
+    assertEquals("a\\x1b[2Jb", Names.oneLine("a\u001b[2Jb"));
+    assertEquals("a\\x9b31mb", Names.oneLine("a\u009b31mb"));
+    assertEquals("x\\x7f\\ny", Names.oneLine("x\u007f\ny"));
+    assertEquals("caf\u00e9 \u2603", Names.oneLine("caf\u00e9 \u2603"), "printable text stays as it is");
+  }
 }
