@@ -354,6 +354,7 @@ public final class SandboxEntity
     return newSignalHandlerBuilder()
         .onSignal(RecoveryCompleted.instance(), state -> {
           forgetStoppedSupervisor();
+          waitingSince.clear(); // a restart drops the stash (Pekko makes a new one): no call waits any more
           if (state instanceof Live l && l.phase() != Phase.DELETED) scheduleLifetime(l);
           ctx.getSelf().tell(new Reconcile());
         })
