@@ -190,10 +190,7 @@ final class AgentStreams {
       AgentClient client, String id, long offset, VmSupervisor.Settings settings, Materializer mat, Runnable ended) {
     int chunk = settings.fileChunkSize();
     Duration deadline = ATTACH_POLL.plus(settings.callTimeout());
-    java.util.concurrent.atomic.AtomicBoolean once = new java.util.concurrent.atomic.AtomicBoolean();
-    Runnable end = () -> {
-      if (once.compareAndSet(false, true)) ended.run();
-    };
+    Runnable end = once(ended);
     return client.readOutput(id, offset, chunk, Duration.ZERO, settings.callTimeout()).thenApply(first -> {
       Source<List<ExecEvent>, NotUsed> reads = Source.unfoldAsync(new AttachCursor(offset, first), cur -> {
         if (cur.exitSent()) return CompletableFuture.completedFuture(Optional.<Pair<AttachCursor, List<ExecEvent>>>empty());
@@ -245,8 +242,17 @@ final class AgentStreams {
 
   /** Reads the first chunk (so a missing file fails the request), then streams the rest on demand. */
   static CompletionStage<SourceRef<ByteString>> readFile(AgentClient client, String path, VmSupervisor.Settings settings, Materializer mat) {
+    return readFile(client, path, settings, mat, () -> { });
+  }
+
+  /** As above; {@code ended} runs once when the stream is over, or when the first read failed. */
+  static CompletionStage<SourceRef<ByteString>> readFile(
+      AgentClient client, String path, VmSupervisor.Settings settings, Materializer mat, Runnable ended) {
     int chunk = settings.fileChunkSize();
-    return client.readFileChunk(path, 0, chunk, settings.callTimeout()).thenApply(first -> {
+    Runnable end = once(ended);
+    return client.readFileChunk(path, 0, chunk, settings.callTimeout()).whenComplete((x, err) -> {
+      if (err != null) end.run();
+    }).thenApply(first -> {
       Source<ByteString, NotUsed> head = first.data().length == 0 ? Source.empty() : Source.single(ByteString.fromArray(first.data()));
       Source<ByteString, NotUsed> rest = first.eof()
           ? Source.empty()
@@ -259,7 +265,23 @@ final class AgentStreams {
                     long next = c.eof() ? -1 : offset + c.data().length;
                     return Optional.of(Pair.create(next, ByteString.fromArray(c.data())));
                   }));
-      return head.concat(rest).runWith(StreamRefs.sourceRef(), mat);
+      return untilEnded(head.concat(rest), end).runWith(StreamRefs.sourceRef(), mat);
+    });
+  }
+
+  /** {@code ended} at most once, whoever calls it first. */
+  static Runnable once(Runnable ended) {
+    java.util.concurrent.atomic.AtomicBoolean done = new java.util.concurrent.atomic.AtomicBoolean();
+    return () -> {
+      if (done.compareAndSet(false, true)) ended.run();
+    };
+  }
+
+  /** {@code source} that runs {@code ended} when it completes, fails or is cancelled (a stream ref's reader gone). */
+  static <T> Source<T, NotUsed> untilEnded(Source<T, NotUsed> source, Runnable ended) {
+    return source.watchTermination((m, done) -> {
+      done.whenComplete((d, e) -> ended.run());
+      return m;
     });
   }
 
@@ -291,18 +313,27 @@ final class AgentStreams {
    */
   static CompletionStage<SourceRef<FsValue>> watchDir(
       AgentClient client, String path, boolean recursive, VmSupervisor.Settings settings, Materializer mat) {
+    return watchDir(client, path, recursive, settings, mat, () -> { });
+  }
+
+  /** As above; {@code ended} runs once when the watch's stream is over, or when the watch did not start. */
+  static CompletionStage<SourceRef<FsValue>> watchDir(
+      AgentClient client, String path, boolean recursive, VmSupervisor.Settings settings, Materializer mat, Runnable ended) {
     Pair<BoundedSourceQueue<FsValue>, Source<FsValue, NotUsed>> q = Source.<FsValue>queue(WATCH_BUFFER).preMaterialize(mat);
     WatchPump pump = new WatchPump(q.first());
+    Runnable end = once(ended);
     return client.watchDir(path, recursive, pump, settings.callTimeout()).handle((DirWatch watch, Throwable err) -> {
       if (err != null) {
         Throwable cause = unwrap(err);
         q.first().fail(cause);
+        end.run();
         throw new CompletionException(cause);
       }
       pump.started(new WatchStarted(watch.path(), watch.watchedDirs(), watch.partial()));
       return q.second()
           .watchTermination((m, done) -> {
             done.whenComplete((d, e) -> {
+              end.run();
               if (!watch.ended().isDone()) watch.cancel(settings.callTimeout());
             });
             return m;

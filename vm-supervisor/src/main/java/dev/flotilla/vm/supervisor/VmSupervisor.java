@@ -430,7 +430,10 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         .onMessage(Rename.class, m -> intoGuest(m.replyTo(), "cannot rename " + m.from() + " to " + m.to(),
             c -> c.rename(m.from(), m.to(), m.overwrite(), settings.callTimeout()).thenApply(x -> Done.getInstance())))
         .onMessage(WatchDir.class, m -> intoGuest(m.replyTo(), "cannot watch " + m.path(),
-            c -> AgentStreams.watchDir(c, m.path(), m.recursive(), settings, mat)))
+            c -> {
+              callsInFlight.incrementAndGet();
+              return AgentStreams.watchDir(c, m.path(), m.recursive(), settings, mat, callsInFlight::decrementAndGet);
+            }))
         .onSignal(PostStop.class, s -> onPostStop())
         .build();
   }
@@ -769,7 +772,10 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     };
   }
 
-  /** Exec streams still open and file writes under way (see {@link VmSupervisorProtocol.CallsInFlight}). */
+  /**
+   * Exec, attach, file read and directory watch streams still open, and file writes under way (see
+   * {@link VmSupervisorProtocol.CallsInFlight}): while any is, the sandbox is not idle.
+   */
   private final java.util.concurrent.atomic.AtomicInteger callsInFlight = new java.util.concurrent.atomic.AtomicInteger();
 
   private Behavior<Object> onExec(Exec m) {
@@ -809,7 +815,8 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       m.replyTo().tell(no.get().doing("cannot read " + m.path()).reply());
       return this;
     }
-    AgentStreams.readFile(client, m.path(), settings, mat).whenComplete((ref, err) ->
+    callsInFlight.incrementAndGet();
+    AgentStreams.readFile(client, m.path(), settings, mat, callsInFlight::decrementAndGet).whenComplete((ref, err) ->
         m.replyTo().tell(err == null ? StatusReply.success(ref) : GuestErrors.of("cannot read " + m.path(), err).reply()));
     return this;
   }
