@@ -17,7 +17,9 @@ import dev.flotilla.agent.protocol.client.OutputSink;
 import dev.flotilla.sandbox.protocol.ExecEvent;
 import dev.flotilla.sandbox.protocol.ExecExited;
 import dev.flotilla.sandbox.protocol.ExecOutput;
+import dev.flotilla.sandbox.protocol.ExecInput;
 import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.InteractiveExec;
 import dev.flotilla.sandbox.protocol.DirPage;
 import dev.flotilla.sandbox.protocol.FsChange;
 import dev.flotilla.sandbox.protocol.FsEntry;
@@ -70,11 +72,58 @@ final class AgentStreams {
   /** As above; {@code ended} runs once when the output stream is over (or never started). */
   static CompletionStage<SourceRef<ExecEvent>> exec(
       AgentClient client, String execId, ExecSpec spec, VmSupervisor.Settings settings, Materializer mat, Runnable ended) {
+    ExecRequest req = new ExecRequest(execId, spec.argv(), spec.env(), spec.workingDir(), false, spec.user());
+    return exec(client, req, settings, mat, ended, outputDone -> { });
+  }
+
+  /**
+   * An exec whose stdin, terminal size and signals come from {@code input}, one call into the agent
+   * at a time in the order given (so input is backpressured end to end: a process that does not
+   * read its stdin slows the client). Input is read only once the process runs; when it ends (the
+   * client half-closed or went away) the process's stdin is closed, and input past the process's
+   * end is dropped.
+   */
+  static CompletionStage<SourceRef<ExecEvent>> execInteractive(AgentClient client, String execId, InteractiveExec exec,
+      SourceRef<ExecInput> input, VmSupervisor.Settings settings, Materializer mat, Runnable ended) {
+    ExecSpec spec = exec.exec();
+    ExecRequest req = new ExecRequest(execId, spec.argv(), spec.env(), spec.workingDir(), true, spec.user(),
+        exec.tty() ? new ExecRequest.Tty(exec.rows(), exec.cols(), exec.term()) : null);
+    return exec(client, req, settings, mat, ended, outputDone -> {
+      java.util.concurrent.atomic.AtomicBoolean stdinClosed = new java.util.concurrent.atomic.AtomicBoolean();
+      input.getSource()
+          // nothing is read for a process whose output is over (it ended, or its reader went)
+          .viaMat(org.apache.pekko.stream.KillSwitches.single(), Keep.right())
+          .mapMaterializedValue(kill -> {
+            outputDone.whenComplete((d, e) -> kill.shutdown());
+            return kill;
+          })
+          .mapAsync(1, in -> input(client, execId, in, stdinClosed, settings.callTimeout())
+              // a call the agent refuses (the process has ended, its stdin is closed) ends nothing: the output tells the end
+              .exceptionally(err -> null))
+          .runWith(org.apache.pekko.stream.javadsl.Sink.ignore(), mat)
+          .whenComplete((done, err) -> {
+            if (stdinClosed.compareAndSet(false, true)) client.closeStdin(execId, settings.callTimeout());
+          });
+    });
+  }
+
+  private static CompletableFuture<Void> input(AgentClient client, String execId, ExecInput in,
+      java.util.concurrent.atomic.AtomicBoolean stdinClosed, Duration deadline) {
+    if (in instanceof ExecInput.Stdin d) {
+      return stdinClosed.get() ? CompletableFuture.completedFuture(null) : client.writeStdin(execId, d.data().toArray(), deadline);
+    }
+    if (in instanceof ExecInput.Resize r) return client.resizeTty(execId, r.rows(), r.cols(), deadline);
+    if (in instanceof ExecInput.Signal s) return client.signalProcess(execId, s.signal(), deadline);
+    return stdinClosed.compareAndSet(false, true) ? client.closeStdin(execId, deadline) : CompletableFuture.completedFuture(null);
+  }
+
+  private static CompletionStage<SourceRef<ExecEvent>> exec(AgentClient client, ExecRequest req, VmSupervisor.Settings settings,
+      Materializer mat, Runnable ended, java.util.function.Consumer<CompletionStage<org.apache.pekko.Done>> started) {
+    String execId = req.execId();
     Pair<SourceQueueWithComplete<ExecEvent>, SourceRef<ExecEvent>> m = Source.<ExecEvent>queue(settings.execBuffer(), OverflowStrategy.backpressure())
         .toMat(StreamRefs.sourceRef(), Keep.both())
         .run(mat);
     ExecPump pump = new ExecPump(m.first());
-    ExecRequest req = new ExecRequest(execId, spec.argv(), spec.env(), spec.workingDir(), false, spec.user());
     return client.exec(req, pump, settings.callTimeout())
         .handle((pid, err) -> {
           if (err != null) {
@@ -84,6 +133,7 @@ final class AgentStreams {
             throw new CompletionException(cause);
           }
           waitFor(client, execId, settings.execWaitSlice()).whenComplete(pump::exited);
+          started.accept(m.first().watchCompletion());
           // A reader that goes away early must not leave the process running unseen.
           m.first().watchCompletion().whenComplete((done, e) -> {
             ended.run();

@@ -408,6 +408,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         .onMessage(Pause.class, this::onPause)
         .onMessage(Resume.class, this::onResume)
         .onMessage(Exec.class, this::onExec)
+        .onMessage(VmSupervisorProtocol.ExecInteractive.class, this::onExecInteractive)
         .onMessage(WriteFile.class, this::onWriteFile)
         .onMessage(ReadFile.class, this::onReadFile)
         .onMessage(GetStats.class, this::onGetStats)
@@ -792,6 +793,25 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     callsInFlight.incrementAndGet();
     AgentStreams.exec(client, execId, m.spec(), settings, mat, callsInFlight::decrementAndGet).whenComplete((ref, err) ->
         m.replyTo().tell(err == null ? StatusReply.success(ref) : GuestErrors.of("exec failed", err).reply()));
+    return this;
+  }
+
+  /** As {@link #onExec}, its input stream read into the agent's stdin, resize and signal calls while it runs. */
+  private Behavior<Object> onExecInteractive(VmSupervisorProtocol.ExecInteractive m) {
+    Optional<SandboxError> no = notServing();
+    if (no.isPresent()) {
+      m.replyTo().tell(no.get().doing("cannot exec").reply());
+      return this;
+    }
+    if (m.exec().exec().argv().isEmpty()) {
+      m.replyTo().tell(SandboxError.invalid("cannot exec: argv is empty; name a command").reply());
+      return this;
+    }
+    String execId = "x-" + incarnation + "-" + execPrefix + "-" + EXEC_IDS.incrementAndGet();
+    callsInFlight.incrementAndGet();
+    AgentStreams.execInteractive(client, execId, m.exec(), m.input(), settings, mat, callsInFlight::decrementAndGet)
+        .whenComplete((ref, err) ->
+            m.replyTo().tell(err == null ? StatusReply.success(ref) : GuestErrors.of("exec failed", err).reply()));
     return this;
   }
 
