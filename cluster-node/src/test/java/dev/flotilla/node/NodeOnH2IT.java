@@ -955,6 +955,8 @@ class NodeOnH2IT extends NodeScenarios {
     bad.put("a second start", List.of(startOf(id, false, "cat"), startOf(id, false, "cat")));
     bad.put("a zero resize", List.of(startOf(id, true, "cat"), dev.flotilla.api.v1.ExecInteractiveRequest.newBuilder()
         .setResize(dev.flotilla.api.v1.ExecInteractiveResize.newBuilder().setRows(0).setCols(80)).build()));
+    bad.put("a resize without a terminal", List.of(startOf(id, false, "cat"), dev.flotilla.api.v1.ExecInteractiveRequest.newBuilder()
+        .setResize(dev.flotilla.api.v1.ExecInteractiveResize.newBuilder().setRows(10).setCols(80)).build()));
     bad.put("a huge stdin message", List.of(startOf(id, false, "cat"), dev.flotilla.api.v1.ExecInteractiveRequest.newBuilder()
         .setStdin(com.google.protobuf.ByteString.copyFrom(new byte[65 * 1024])).build()));
     bad.put("an unknown signal", List.of(startOf(id, false, "cat"),

@@ -162,6 +162,9 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
           CompletableFuture<ExecResponse> badInput = new CompletableFuture<>();
           Source<ExecInput, NotUsed> input = pair.second().map(r -> {
             try {
+              if (r.hasResize() && !exec.tty()) {
+                throw GrpcErrors.status(Status.INVALID_ARGUMENT, "resize is for a terminal: start the exec with tty");
+              }
               return execInput(r);
             } catch (RuntimeException e) {
               badInput.completeExceptionally(e);
