@@ -49,6 +49,7 @@ public final class Cli implements Callable<Integer> {
     COMMANDS.put("resume", LifecycleCommands.Resume::new);
     COMMANDS.put("rm", LifecycleCommands.Remove::new);
     COMMANDS.put("set-timeout", LifecycleCommands.SetTimeout::new);
+    COMMANDS.put("resize", ResizeCommand::new);
     COMMANDS.put("watch", WatchCommand::new);
     COMMANDS.put("events", EventsCommand::new);
     COMMANDS.put("fs", FsCommands::new);

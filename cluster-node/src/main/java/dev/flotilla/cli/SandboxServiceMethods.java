@@ -83,6 +83,8 @@ public final class SandboxServiceMethods {
           ReadLogsResponse.getDefaultInstance());
   public static final MethodDescriptor<dev.flotilla.api.v1.SetTimeoutRequest, Sandbox> SET_TIMEOUT =
       unary("SetTimeout", dev.flotilla.api.v1.SetTimeoutRequest.getDefaultInstance(), Sandbox.getDefaultInstance());
+  public static final MethodDescriptor<dev.flotilla.api.v1.ResizeSandboxRequest, Sandbox> RESIZE_SANDBOX =
+      unary("ResizeSandbox", dev.flotilla.api.v1.ResizeSandboxRequest.getDefaultInstance(), Sandbox.getDefaultInstance());
   public static final MethodDescriptor<ListEventsRequest, ListEventsResponse> LIST_EVENTS =
       unary("ListEvents", ListEventsRequest.getDefaultInstance(), ListEventsResponse.getDefaultInstance());
   public static final MethodDescriptor<WatchSandboxRequest, SandboxEvent> WATCH_SANDBOX =

@@ -279,6 +279,50 @@ public final class SandboxControl {
     return lifecycle(tenant, id, r -> new SandboxEntity.SetTimeout(tenant, timeout, r));
   }
 
+  /**
+   * Changes a RUNNING (or PAUSED) sandbox's vCPUs and memory in place, without a restart ({@code 0}:
+   * keep it); the next incarnation starts with them too. The tenant's ledger is charged first with
+   * what grows (RESOURCE_EXHAUSTED past the quota), so a racing create cannot take it meanwhile;
+   * what shrinks is given back once the VM has shrunk. A refusal (the driver cannot do it live, the
+   * guest uses the memory) gives the charge back; a resize in doubt (no answer) keeps it, which
+   * over-reserves until the next resize or delete and never lets the tenant past its quota.
+   */
+  public CompletionStage<SandboxView> resize(String tenant, String id, int vcpus, int memoryMiB) {
+    try {
+      validator.checkResize(vcpus, memoryMiB);
+    } catch (SandboxError e) {
+      return CompletableFuture.failedFuture(e);
+    }
+    return admit(tenant).thenCompose(a -> checkId(id)).thenCompose(x -> guard.change(() -> existing(tenant, id)
+        .thenCompose(y -> ask(sandbox(id), (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Get(tenant, r), askTimeout, null))
+        .thenCompose(now -> {
+          int fromV = now.spec().vcpus();
+          int fromM = now.spec().memoryMiB();
+          int toV = vcpus == 0 ? fromV : vcpus;
+          int toM = memoryMiB == 0 ? fromM : memoryMiB;
+          if (toV == fromV && toM == fromM) return CompletableFuture.completedFuture(now);
+          int heldV = Math.max(fromV, toV);
+          int heldM = Math.max(fromM, toM);
+          return charge(tenant, id, fromV, fromM, heldV, heldM)
+              .thenCompose(c -> guard.nextStep(() -> ask(sandbox(id),
+                      (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Resize(tenant, toV, toM, r), askTimeout, null))
+                  .exceptionallyCompose(err -> {
+                    SandboxError e = unwrap(err);
+                    if (e.kind() == SandboxError.Kind.UNAVAILABLE) return CompletableFuture.failedFuture(e);
+                    return charge(tenant, id, heldV, heldM, fromV, fromM).handle((r, ignored) -> null)
+                        .thenCompose(r -> CompletableFuture.<SandboxView>failedFuture(e));
+                  })
+                  // What shrank is given back; if that fails the ledger over-reserves, which is safe.
+                  .thenCompose(v -> charge(tenant, id, heldV, heldM, toV, toM).handle((r, ignored) -> v)));
+        })));
+  }
+
+  /** The tenant's ledger: the sandbox's reservation from (vcpus, memory) to (vcpus, memory); see {@link TenantEntity.Resize}. */
+  private CompletionStage<org.apache.pekko.Done> charge(String tenant, String id, int fromV, int fromM, int toV, int toM) {
+    return ask(tenant(tenant), (ActorRef<StatusReply<org.apache.pekko.Done>> r) -> new TenantEntity.Resize(id, fromV, fromM, toV, toM, r),
+        askTimeout, null);
+  }
+
   /** Deletes the sandbox (its VM is stopped first) and gives its quota back. */
   public CompletionStage<SandboxView> delete(String tenant, String id) {
     return admit(tenant).thenCompose(a -> checkId(id)).thenCompose(x -> guard.change(() -> existing(tenant, id).thenCompose(z -> ask(sandbox(id),

@@ -130,6 +130,14 @@ public final class SandboxEntity
   /** The sandbox now ends {@code timeout} from now (zero: never), with its spec's on-timeout action. */
   public record SetTimeout(String tenant, Duration timeout, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
+  /**
+   * The running (or paused) sandbox's VM now has {@code vcpus} and {@code memoryMiB} (the new
+   * totals), changed in place by its driver; recorded once done, so the next incarnation starts
+   * with them. What the driver cannot change live is refused with its reason. The tenant's quota is
+   * the caller's to charge (see SandboxControl#resize).
+   */
+  public record Resize(String tenant, int vcpus, int memoryMiB, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
+
   public record ReadLogs(String tenant, int tail, boolean follow, ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo)
       implements TenantCommand {}
 
@@ -196,6 +204,10 @@ public final class SandboxEntity
   /** Restart backoff elapsed: start the VM of this incarnation. Local only. */
   record SpawnVm(long incarnation) implements Command {}
 
+  /** The supervisor answered a resize. Local only. */
+  record ResizeResult(long incarnation, int vcpus, int memoryMiB, StatusReply<Done> result, ActorRef<StatusReply<SandboxView>> replyTo)
+      implements Command {}
+
   /** The supervisor answered a pause or resume. Local only. */
   record FreezeResult(boolean pause, long incarnation, StatusReply<Done> result, ActorRef<StatusReply<SandboxView>> replyTo)
       implements Command {}
@@ -238,6 +250,9 @@ public final class SandboxEntity
    * timeout. The delete, stop or pause it leads to follows as its own events.
    */
   public record TimedOut(boolean idle, Instant at) implements Event {}
+
+  /** A live resize: the VM now has {@code vcpus} and {@code memoryMiB}, where it had the {@code from} ones. */
+  public record Resized(int vcpus, int memoryMiB, int fromVcpus, int fromMemoryMiB, Instant at) implements Event {}
 
   // ------------------------------------------------------------------------------ state
 
@@ -361,6 +376,7 @@ public final class SandboxEntity
         .onSignal(RecoveryCompleted.instance(), state -> {
           forgetStoppedSupervisor();
           waitingSince.clear(); // a restart drops the stash (Pekko makes a new one): no call waits any more
+          resizing = false; // its answer went with the old behaviour; the caller hears a timeout
           if (state instanceof Live l && l.phase() != Phase.DELETED) scheduleLifetime(l);
           ctx.getSelf().tell(new Reconcile());
         })
@@ -426,6 +442,8 @@ public final class SandboxEntity
         .onCommand(Resume.class, (s, c) -> onFreeze(s, false, c.replyTo()))
         .onCommand(Delete.class, (s, c) -> delete(s, c.replyTo(), List.of()))
         .onCommand(SetTimeout.class, this::onSetTimeout)
+        .onCommand(Resize.class, this::onResize)
+        .onCommand(ResizeResult.class, this::onResizeResult)
         .onCommand(DeadlineReached.class, (s, c) -> onDeadline(s))
         .onCommand(IdleCheck.class, (s, c) -> onIdleCheck(s))
         .onCommand(IdleVerdict.class, this::onIdleVerdict)
@@ -594,6 +612,47 @@ public final class SandboxEntity
     return Effect().persist(new TimeoutSet(deadline, now))
         .thenRun(ns -> afterChange(ns, deadline == null ? "timeout-removed" : "timeout-set"))
         .thenReply(c.replyTo(), ns -> StatusReply.success(((Live) ns).view()));
+  }
+
+  // ------------------------------------------------------------------------------ live resize
+
+  /** A resize under way (its VM is being changed): one at a time. In memory only, as a pause's ask is. */
+  private boolean resizing;
+
+  private ReplyEffect<Event, State> onResize(Live s, Resize c) {
+    if (c.vcpus() == s.spec().vcpus() && c.memoryMiB() == s.spec().memoryMiB()) {
+      return Effect().reply(c.replyTo(), StatusReply.success(s.view()));
+    }
+    if ((s.phase() != Phase.RUNNING && s.phase() != Phase.PAUSED) || supervisor == null) {
+      return reject(c.replyTo(), SandboxError.precondition("sandbox " + s.id() + " is " + s.phase()
+          + "; only a RUNNING (or PAUSED) sandbox can be resized: its VM's resources change in place, never at a later start"));
+    }
+    if (resizing) {
+      return reject(c.replyTo(), SandboxError.precondition("sandbox " + s.id() + " is being resized already; try again once that is done"));
+    }
+    resizing = true;
+    long incarnation = s.incarnation();
+    ctx.askWithStatus(Done.class, supervisor, runtime.vmCallTimeout(),
+        ref -> new VmSupervisorProtocol.Resize(c.vcpus(), c.memoryMiB(), ref),
+        (done, err) -> new ResizeResult(incarnation, c.vcpus(), c.memoryMiB(),
+            err == null ? StatusReply.ack() : fromVm(err).reply(), c.replyTo()));
+    return Effect().noReply();
+  }
+
+  private ReplyEffect<Event, State> onResizeResult(Live s, ResizeResult r) {
+    resizing = false;
+    if (r.result().isError()) {
+      return reject(r.replyTo(), SandboxError.fromReplyText(r.result().getError().getMessage())
+          .doing("could not resize sandbox " + s.id()));
+    }
+    if (r.incarnation() != s.incarnation()) {
+      // Resized, then replaced (a crash, a stop): the new VM started with the old resources.
+      return reject(r.replyTo(), new SandboxError(SandboxError.Kind.UNAVAILABLE,
+          "the sandbox's VM was replaced while it was being resized; try again"));
+    }
+    return Effect().persist(new Resized(r.vcpus(), r.memoryMiB(), s.spec().vcpus(), s.spec().memoryMiB(), Instant.now()))
+        .thenRun(ns -> afterChange(ns, "resized"))
+        .thenReply(r.replyTo(), ns -> StatusReply.success(((Live) ns).view()));
   }
 
   private ReplyEffect<Event, State> onDeadline(Live s) {
@@ -1076,6 +1135,10 @@ public final class SandboxEntity
     if (e instanceof DeleteRequested r) return s.withDesired(false).with(Phase.DELETING, r.at());
     if (e instanceof Deleted d) return s.withVm(null, null).with(Phase.DELETED, d.at()).withStatus("deleted");
     if (e instanceof SandboxFailed f) return s.withDesired(false).with(Phase.FAILED, f.at()).withStatus(f.reason());
+    if (e instanceof Resized r) {
+      return new Live(s.id(), s.tenant(), s.spec().withResources(r.vcpus(), r.memoryMiB()), s.requestId(), s.createdAt(), r.at(),
+          s.phase(), s.desiredRunning(), s.incarnation(), s.vm(), s.vmSince(), s.restartCount(), s.statusMessage(), s.deadline());
+    }
     if (e instanceof TimeoutSet t) return s.withDeadline(t.deadline()).with(s.phase(), t.at());
     if (e instanceof TimedOut t) {
       String why = t.idle() ? "idle for " + SpecValidator.text(s.spec().lifetime().idleTimeout())

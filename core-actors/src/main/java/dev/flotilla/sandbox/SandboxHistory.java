@@ -40,7 +40,7 @@ public final class SandboxHistory {
    * @param sequence its place in the sandbox's journal, from 1
    * @param kind a stable word for scripts: created, vm-starting, vm-started, vm-reattached,
    *     vm-exited, restarting, moved, paused, resumed, stop-requested, start-requested,
-   *     delete-requested, deleted, failed
+   *     delete-requested, deleted, failed, resized
    * @param incarnation the incarnation it concerns, 0 when none
    * @param node the cluster node it concerns (host:port), empty when none
    * @param description the change, for people
@@ -91,6 +91,10 @@ public final class SandboxHistory {
       String what = c.spec().image().isEmpty() ? "" : " from image " + c.spec().image();
       return new Entry(seq, c.at(), "created", 0, "", "created" + what + " (driver " + c.spec().driver()
           + (c.requestId() == null || c.requestId().isEmpty() ? "" : ", request id " + c.requestId()) + ")");
+    }
+    if (event instanceof SandboxEntity.Resized r) {
+      return new Entry(seq, r.at(), "resized", 0, "", "resized in place to " + r.vcpus() + " vCPU" + (r.vcpus() == 1 ? "" : "s")
+          + " and " + r.memoryMiB() + " MiB (from " + r.fromVcpus() + " and " + r.fromMemoryMiB() + " MiB)");
     }
     if (event instanceof VmStartRequested r) {
       String reason = r.reason();

@@ -51,6 +51,11 @@ public record SandboxSpec(String driver, int vcpus, int memoryMiB, Map<String, S
     return new SandboxSpec(driver, vcpus, memoryMiB, labels, restartPolicy, diskMiB, image, command, lifetime, n);
   }
 
+  /** This spec with {@code v} vCPUs and {@code m} MiB of memory (a live resize). */
+  public SandboxSpec withResources(int v, int m) {
+    return new SandboxSpec(driver, v, m, labels, restartPolicy, diskMiB, image, command, lifetime, network);
+  }
+
   /** A spec without a network. */
   public SandboxSpec(String driver, int vcpus, int memoryMiB, Map<String, String> labels, RestartPolicy restartPolicy,
       int diskMiB, String image, List<String> command, Lifetime lifetime) {

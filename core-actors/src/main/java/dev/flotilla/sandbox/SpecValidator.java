@@ -148,6 +148,20 @@ public record SpecValidator(
     return n;
   }
 
+  /** A resize's new resources: each 0 (unchanged) or within this cluster's bounds, and at least one given. */
+  public void checkResize(int vcpus, int memoryMiB) {
+    if (vcpus == 0 && memoryMiB == 0) {
+      throw SandboxError.invalid("say what to change: vcpus (--cpus N) and/or memory_mib (--memory MIB)");
+    }
+    if (vcpus != 0 && (vcpus < 1 || vcpus > maxVcpus)) {
+      throw SandboxError.invalid("vcpus must be between 1 and " + maxVcpus + " (got " + vcpus + "), or 0 to keep them");
+    }
+    if (memoryMiB != 0 && (memoryMiB < minMemoryMiB || memoryMiB > maxMemoryMiB)) {
+      throw SandboxError.invalid("memory must be between " + minMemoryMiB + " and " + maxMemoryMiB + " MiB (got " + memoryMiB
+          + "), or 0 to keep it");
+    }
+  }
+
   /** A timeout (at create, or SetTimeout's): zero for none, else within this cluster's bounds. */
   public void checkTimeout(java.time.Duration timeout) {
     if (!timeout.isZero() && (timeout.compareTo(minTimeout) < 0 || timeout.compareTo(maxTimeout) > 0)) {

@@ -64,6 +64,15 @@ public final class TenantEntity
    */
   public record Amend(Reservation reservation, ActorRef<StatusReply<Done>> replyTo) implements Command {}
 
+  /**
+   * A live resize's charge: the held reservation of {@code sandboxId}, which must still be
+   * {@code expectVcpus} and {@code expectMemoryMiB} (else FAILED_PRECONDITION: another resize got
+   * there first), becomes {@code vcpus} and {@code memoryMiB}. Only what grows is checked against
+   * the quota (RESOURCE_EXHAUSTED past it); giving back is always allowed.
+   */
+  public record Resize(String sandboxId, int expectVcpus, int expectMemoryMiB, int vcpus, int memoryMiB,
+      ActorRef<StatusReply<Done>> replyTo) implements Command {}
+
   /** Reservations in sandbox-id order, starting after {@code afterId} (empty: from the start). */
   public record ListReservations(String afterId, int limit, ActorRef<Page> replyTo) implements Command {}
 
@@ -142,6 +151,7 @@ public final class TenantEntity
         .onCommand(Reserve.class, this::onReserve)
         .onCommand(Release.class, this::onRelease)
         .onCommand(Amend.class, this::onAmend)
+        .onCommand(Resize.class, this::onResize)
         .onCommand(ListReservations.class, this::onList)
         .onCommand(Holds.class, (s, c) -> Effect().reply(c.replyTo(), s.reservations().containsKey(c.sandboxId())))
         .build();
@@ -185,6 +195,30 @@ public final class TenantEntity
     }
     Reservation amended = new Reservation(held.sandboxId(), r.vcpus(), r.memoryMiB(), r.labels(), held.createdAt());
     return Effect().persist(new Reserved(amended)).thenReply(c.replyTo(), ns -> StatusReply.ack());
+  }
+
+  private ReplyEffect<Event, State> onResize(State s, Resize c) {
+    Reservation held = s.reservations().get(c.sandboxId());
+    if (held == null) {
+      return Effect().reply(c.replyTo(), StatusReply.error("NOT_FOUND: sandbox " + c.sandboxId() + " not found"));
+    }
+    if (held.vcpus() == c.vcpus() && held.memoryMiB() == c.memoryMiB()) return Effect().reply(c.replyTo(), StatusReply.ack());
+    if (held.vcpus() != c.expectVcpus() || held.memoryMiB() != c.expectMemoryMiB()) {
+      return Effect().reply(c.replyTo(), StatusReply.error("FAILED_PRECONDITION: sandbox " + c.sandboxId()
+          + " was resized meanwhile (it holds " + held.vcpus() + " vCPUs and " + held.memoryMiB() + " MiB); try again"));
+    }
+    int moreVcpus = Math.max(0, c.vcpus() - held.vcpus());
+    int moreMemory = Math.max(0, c.memoryMiB() - held.memoryMiB());
+    if (quota.vcpus() > 0 && moreVcpus > 0 && s.vcpus() + moreVcpus > quota.vcpus()) {
+      return Effect().reply(c.replyTo(), StatusReply.error("RESOURCE_EXHAUSTED: tenant '" + tenant + "' would use "
+          + (s.vcpus() + moreVcpus) + " vCPUs, over its quota of " + quota.vcpus() + " (" + s.vcpus() + " in use)"));
+    }
+    if (quota.memoryMiB() > 0 && moreMemory > 0 && s.memoryMiB() + moreMemory > quota.memoryMiB()) {
+      return Effect().reply(c.replyTo(), StatusReply.error("RESOURCE_EXHAUSTED: tenant '" + tenant + "' would use "
+          + (s.memoryMiB() + moreMemory) + " MiB of memory, over its quota of " + quota.memoryMiB() + " MiB (" + s.memoryMiB() + " MiB in use)"));
+    }
+    Reservation resized = new Reservation(held.sandboxId(), c.vcpus(), c.memoryMiB(), held.labels(), held.createdAt());
+    return Effect().persist(new Reserved(resized)).thenReply(c.replyTo(), ns -> StatusReply.ack());
   }
 
   private ReplyEffect<Event, State> onList(State s, ListReservations c) {

@@ -36,6 +36,16 @@ public interface Vm {
   /** Undoes {@link #pause()}. Idempotent. */
   void resume() throws VmException;
 
+  /**
+   * Changes the running VM's resources in place, without a restart: {@code vcpus} and
+   * {@code memoryMiB} are the new totals (unchanged ones included). A driver refuses, with a
+   * VmException that says why, whatever it cannot change live: nothing is ever left to apply at the
+   * next start. Blocking.
+   */
+  default void resize(int vcpus, int memoryMiB) throws VmException {
+    throw new VmException("this driver cannot change a running sandbox's resources");
+  }
+
   /** Whether the VM is frozen now (by {@link #pause()}, possibly from an earlier JVM): a frozen agent answers nothing. */
   boolean isPaused() throws VmException;
 

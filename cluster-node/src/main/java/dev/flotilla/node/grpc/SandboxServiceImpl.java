@@ -264,6 +264,11 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
   }
 
   @Override
+  public CompletionStage<Sandbox> resizeSandbox(dev.flotilla.api.v1.ResizeSandboxRequest in, Metadata md) {
+    return unary(md, tenant -> control.resize(tenant, in.getId(), in.getVcpus(), in.getMemoryMib()).thenApply(Translations::toProto));
+  }
+
+  @Override
   public CompletionStage<ListEventsResponse> listEvents(ListEventsRequest in, Metadata md) {
     return unary(md, tenant -> {
       if (in.getPageSize() < 0) throw new IllegalArgumentException("page_size must not be negative");

@@ -60,7 +60,8 @@ public record BundleConfig(
       "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap");
   static final List<String> READONLY_PATHS = List.of(
       "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger");
-  private static final long CPU_PERIOD_US = 100_000;
+  /** The CFS period of every sandbox's CPU quota (a quota of N CPUs is N periods). */
+  public static final long CPU_PERIOD_US = 100_000;
 
   /** One mount, as config.md has it. */
   public record Mount(String destination, String type, String source, List<String> options) {

@@ -72,6 +72,38 @@ public final class OciRuntime {
     check("resume", exec(List.of("resume", requireId(id))));
   }
 
+  /**
+   * A running container's memory use as its cgroup counts it: {@code usageBytes} includes the
+   * page cache, {@code reclaimableBytes} is the part of it the kernel can drop (inactive file
+   * pages), so {@code usage - reclaimable} is its working set, as kubelet reckons it.
+   */
+  public record MemoryUse(long usageBytes, long reclaimableBytes) {
+    public long workingSetBytes() {
+      return Math.max(0, usageBytes - reclaimableBytes);
+    }
+  }
+
+  /** {@code runc events --stats}: one sample of the container's cgroup counters (v1 or v2). */
+  public MemoryUse memoryUse(String id) throws IOException {
+    Result r = exec(List.of("events", "--stats", requireId(id)));
+    check("events --stats", r);
+    JsonNode mem = new ObjectMapper().readTree(r.out).path("data").path("memory");
+    JsonNode raw = mem.path("raw");
+    // cgroup v1 counts the hierarchy as total_*; v2's memory.stat is hierarchical already
+    long inactive = raw.has("total_inactive_file") ? raw.path("total_inactive_file").asLong(0) : raw.path("inactive_file").asLong(0);
+    return new MemoryUse(mem.path("usage").path("usage").asLong(0), inactive);
+  }
+
+  /**
+   * Changes a running (or paused) container's memory limit (swap held to the same total, as the
+   * bundle sets it: the sandbox never swaps) and CPU quota in place; runc orders the writes so a
+   * shrink and a growth both pass the kernel's checks.
+   */
+  public void update(String id, long memoryBytes, long cpuQuotaUs, long cpuPeriodUs) throws IOException {
+    check("update", exec(List.of("update", "--memory", Long.toString(memoryBytes), "--memory-swap", Long.toString(memoryBytes),
+        "--cpu-period", Long.toString(cpuPeriodUs), "--cpu-quota", Long.toString(cpuQuotaUs), requireId(id))));
+  }
+
   /** Sends {@code signal} to every process of the container. */
   public void kill(String id, String signal) throws IOException {
     Result r = exec(List.of("kill", "--all", requireId(id), signal));

@@ -175,6 +175,29 @@ public final class Cgroups {
       return applied;
     }
 
+    /**
+     * Changes the memory limit of a running group in place. A limit below what the group uses makes
+     * the kernel reclaim first, and refuse (EBUSY, cgroup v1) when it cannot get there.
+     *
+     * @throws IOException when the group has no memory cgroup or the kernel refused
+     */
+    public void setMemoryLimit(long bytes) throws IOException {
+      Path d = dir(Controller.MEMORY).orElseThrow(() -> new IOException("no memory cgroup"));
+      Files.writeString(d.resolve(isV2(d) ? "memory.max" : "memory.limit_in_bytes"), Long.toString(bytes), StandardCharsets.US_ASCII);
+    }
+
+    /** The memory limit in force, empty without a memory cgroup (or "max" on v2). */
+    public java.util.OptionalLong memoryLimit() {
+      Optional<Path> d = dir(Controller.MEMORY);
+      if (d.isEmpty()) return java.util.OptionalLong.empty();
+      try {
+        String v = Files.readString(d.get().resolve(isV2(d.get()) ? "memory.max" : "memory.limit_in_bytes")).trim();
+        return v.equals("max") ? java.util.OptionalLong.empty() : java.util.OptionalLong.of(Long.parseLong(v));
+      } catch (IOException | NumberFormatException e) {
+        return java.util.OptionalLong.empty();
+      }
+    }
+
     /** Moves {@code pid} into every cgroup of the sandbox. */
     public void join(long pid) throws IOException {
       for (Path d : new LinkedHashSet<>(dirs.values())) {

@@ -406,6 +406,43 @@ final class ProcessVm implements Vm {
     return handle.pid() > 0 && !exit.isDone();
   }
 
+  /**
+   * The container's cgroup limits change in place ({@code runc update}), its processes run on.
+   * Memory below what the sandbox uses is refused, saying how much that is: the kernel would
+   * otherwise either refuse it after a reclaim that stalls the sandbox (cgroup v1, no swap) or
+   * OOM-kill its processes (v2), and a resize must never end what runs inside. Page cache does not
+   * count: the kernel drops it to fit. Works on a paused sandbox as well.
+   */
+  @Override
+  public void resize(int vcpus, int memoryMiB) throws VmException {
+    if (!running()) throw new VmException("the sandbox is not running");
+    long bytes = memoryMiB * 1024L * 1024L;
+    String id = places.containerId();
+    try {
+      OciRuntime.MemoryUse use = hv.oci().memoryUse(id);
+      if (bytes < use.workingSetBytes()) throw belowUse(memoryMiB, use.workingSetBytes());
+      hv.oci().update(id, bytes, vcpus * BundleConfig.CPU_PERIOD_US, BundleConfig.CPU_PERIOD_US);
+    } catch (IOException e) {
+      // cgroup v1 answers EBUSY when reclaim cannot get under the new limit (runc says "unable to set memory limit")
+      if (String.valueOf(e.getMessage()).contains("unable to set memory limit")) {
+        long used = 0;
+        try {
+          used = hv.oci().memoryUse(id).workingSetBytes();
+        } catch (IOException ignored) {
+          // the refusal stands without the figure
+        }
+        throw belowUse(memoryMiB, used);
+      }
+      throw new VmException("cannot resize the sandbox: " + e.getMessage(), e);
+    }
+  }
+
+  private static VmException belowUse(int memoryMiB, long usedBytes) {
+    return new VmException("the sandbox uses " + ((usedBytes + (1 << 20) - 1) >> 20) + " MiB (page cache not counted), more than "
+        + memoryMiB + " MiB: memory is not shrunk below what it uses (that would kill its processes); free memory inside it first, "
+        + "or ask for at least that much");
+  }
+
   @Override
   public void pause() throws VmException {
     if (!running()) throw new VmException("the VM is not running");

@@ -485,6 +485,9 @@ public final class QemuHypervisor implements Hypervisor {
         "-device", "virtio-serial-device,max_ports=2",
         "-chardev", "socket,id=agent,path=" + QemuJail.RUN + "/agent.sock,server=on,wait=off",
         "-device", "virtserialport,chardev=agent,name=flotilla.agent",
+        // live resize of memory: microvm is virtio-mmio only and QEMU 7.2's virtio-mem needs PCI, so
+        // the guest gives RAM back through the balloon, between the driver's floor and its boot size
+        "-device", "virtio-balloon-device",
         "-chardev", "socket,id=qmp,path=" + QemuJail.RUN + "/qmp.sock,server=on,wait=off",
         "-mon", "chardev=qmp,mode=control"));
     if (withDisks) {

@@ -299,6 +299,106 @@ final class QemuVm implements Vm {
     return !exit.isDone() && status(QMP_TIMEOUT).equals("paused");
   }
 
+  /** The most a balloon is waited for; it stops sooner when the guest stops giving memory back. */
+  private static final Duration BALLOON_DEADLINE = Duration.ofSeconds(15);
+  private static final Duration BALLOON_STALL = Duration.ofSeconds(2);
+
+  /**
+   * Memory through the virtio balloon, between {@link QemuConfig#MIN_MEMORY_MIB} (what the driver
+   * boots a guest with at least: the next incarnation boots with the resized memory) and the RAM it
+   * booted with (the balloon can only give back what it took). QEMU's cgroup follows, guest RAM +
+   * the same overhead as at boot: raised before the guest grows, lowered once it has shrunk. The
+   * vCPUs stay: microvm cannot hot-plug CPUs. A guest that cannot give back as much as asked (it
+   * uses it) is refused and left as it was.
+   */
+  @Override
+  public void resize(int vcpus, int memoryMiB) throws VmException {
+    if (exit.isDone()) throw new VmException("the VM of " + handle.sandboxId() + " has exited");
+    synchronized (qmpLock) {
+      try (Qmp q = Qmp.connect(qmpSocket(), qemuUid(), QMP_TIMEOUT)) {
+        int cpus = q.vcpuCount();
+        if (vcpus != cpus) {
+          throw new VmException("a qemu sandbox's vCPUs cannot change while it runs: QEMU's microvm machine has no CPU hot-plug"
+              + " (it has " + cpus + ", asked for " + vcpus + ")");
+        }
+        long bootMiB = q.bootMemoryBytes() >> 20;
+        if (memoryMiB > bootMiB) {
+          throw new VmException("the VM booted with " + bootMiB + " MiB, and its balloon can give back only what it took: memory can"
+              + " grow back up to " + bootMiB + " MiB, not beyond (microvm has no virtio-mem, which needs PCI); asked for " + memoryMiB + " MiB");
+        }
+        if (memoryMiB < QemuConfig.MIN_MEMORY_MIB) {
+          throw new VmException("a qemu sandbox keeps at least " + QemuConfig.MIN_MEMORY_MIB + " MiB (what a guest boots with; its next"
+              + " start boots with the resized memory); asked for " + memoryMiB + " MiB");
+        }
+        if (q.status().equals("paused")) {
+          throw new VmException("the VM is paused, and its guest must run to give memory back or take it: resume it first");
+        }
+        long before = q.balloonActual();
+        long target = memoryMiB * 1024L * 1024L;
+        if (before == target) return;
+        Cgroups.Sandbox cg = cgroups;
+        OptionalLong limit = cg == null ? OptionalLong.empty() : cg.memoryLimit();
+        // The overhead QEMU got beyond guest RAM at boot, kept by every resize.
+        long overhead = limit.isPresent() ? limit.getAsLong() - before : -1;
+        boolean grow = target > before;
+        if (grow && overhead >= 0) hostLimit(cg, target + overhead);
+        q.balloon(target);
+        long actual = awaitBalloon(q, target);
+        if (actual != target) {
+          q.balloon(before);
+          throw new VmException("the guest could give back only " + ((before - actual) >> 20) + " of the " + ((before - target) >> 20)
+              + " MiB asked: it uses the rest; free memory inside it first, or ask for more than " + memoryMiB + " MiB");
+        }
+        if (!grow && overhead >= 0) {
+          try {
+            hostLimit(cg, target + overhead);
+          } catch (VmException e) {
+            q.balloon(before); // all or nothing: the guest gets its memory back
+            throw e;
+          }
+        }
+      } catch (Qmp.QmpException e) {
+        if ("DeviceNotActive".equals(e.errorClass)) {
+          throw new VmException("this VM has no memory balloon (it was started before live resize existed): its memory cannot change"
+              + " until it is restarted", e);
+        }
+        throw new VmException("QMP of the VM of " + handle.sandboxId() + " refused: " + e.getMessage(), e);
+      } catch (IOException e) {
+        throw new VmException("QMP of the VM of " + handle.sandboxId() + " failed: " + e.getMessage(), e);
+      }
+    }
+  }
+
+  /** Waits until the balloon leaves the guest {@code target} bytes, or the guest stops moving it; returns where it got. */
+  private long awaitBalloon(Qmp q, long target) throws IOException {
+    long until = System.nanoTime() + BALLOON_DEADLINE.toNanos();
+    long actual = q.balloonActual();
+    long last = actual;
+    long movedAt = System.nanoTime();
+    while (actual != target && System.nanoTime() < until && System.nanoTime() - movedAt < BALLOON_STALL.toNanos()) {
+      try {
+        Thread.sleep(10);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IOException("interrupted waiting for the balloon", e);
+      }
+      actual = q.balloonActual();
+      if (actual != last) {
+        last = actual;
+        movedAt = System.nanoTime();
+      }
+    }
+    return actual;
+  }
+
+  private void hostLimit(Cgroups.Sandbox cg, long bytes) throws VmException {
+    try {
+      cg.setMemoryLimit(bytes);
+    } catch (IOException e) {
+      throw new VmException("cannot set QEMU's memory cgroup to " + (bytes >> 20) + " MiB: " + e.getMessage(), e);
+    }
+  }
+
   /** QMP {@code query-status}: "running", "paused", ... */
   String status(Duration timeout) throws VmException {
     synchronized (qmpLock) {

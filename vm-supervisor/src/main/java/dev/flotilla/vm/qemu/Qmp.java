@@ -124,6 +124,35 @@ final class Qmp implements Closeable {
     throw new IOException("unexpected query-status reply " + r);
   }
 
+  /** How many vCPUs the VM has ({@code query-cpus-fast}). */
+  int vcpuCount() throws IOException {
+    if (execute("query-cpus-fast", null) instanceof java.util.List<?> l) return l.size();
+    throw new IOException("unexpected query-cpus-fast reply");
+  }
+
+  /** The guest RAM QEMU booted with ({@code query-memory-size-summary}'s base-memory), in bytes. */
+  long bootMemoryBytes() throws IOException {
+    return number(execute("query-memory-size-summary", null), "base-memory");
+  }
+
+  /**
+   * The guest RAM the balloon leaves the guest now ({@code query-balloon}'s actual), in bytes.
+   * QMP error class {@code DeviceNotActive} when the VM has no balloon device.
+   */
+  long balloonActual() throws IOException {
+    return number(execute("query-balloon", null), "actual");
+  }
+
+  /** Asks the guest's balloon driver to leave the guest {@code bytes} of RAM; it gets there in its own time. */
+  void balloon(long bytes) throws IOException {
+    execute("balloon", Map.of("value", bytes));
+  }
+
+  private static long number(Object reply, String key) throws IOException {
+    if (reply instanceof Map<?, ?> m && m.get(key) instanceof Number n) return n.longValue();
+    throw new IOException("QMP reply without " + key + ": " + reply);
+  }
+
   /** Asks QEMU to exit; the connection may close before the reply arrives. */
   void quit() throws IOException {
     try {

@@ -407,6 +407,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         .onMessage(Stop.class, this::onStop)
         .onMessage(Pause.class, this::onPause)
         .onMessage(Resume.class, this::onResume)
+        .onMessage(VmSupervisorProtocol.Resize.class, this::onResize)
         .onMessage(Exec.class, this::onExec)
         .onMessage(VmSupervisorProtocol.ExecInteractive.class, this::onExecInteractive)
         .onMessage(WriteFile.class, this::onWriteFile)
@@ -715,6 +716,20 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       v.resume();
       return null;
     }), (x, err) -> new PauseDone(false, m.replyTo(), err));
+    return this;
+  }
+
+  /** The driver changes the VM's limits on the blocking dispatcher; the reply goes straight back from there. */
+  private Behavior<Object> onResize(VmSupervisorProtocol.Resize m) {
+    if (phase != Phase.RUNNING) {
+      m.replyTo().tell(notRunning().doing("cannot resize").reply());
+      return this;
+    }
+    Vm v = vm;
+    onBlocking(() -> {
+      v.resize(m.vcpus(), m.memoryMiB());
+      return Done.getInstance();
+    }).whenComplete((done, err) -> m.replyTo().tell(err == null ? StatusReply.ack() : GuestErrors.of("cannot resize", err).reply()));
     return this;
   }
 

@@ -41,6 +41,13 @@ public final class VmSupervisorProtocol {
   public record Resume(ActorRef<StatusReply<Done>> replyTo) implements Command {}
 
   /**
+   * Change the running (or paused) VM's resources in place to {@code vcpus} and {@code memoryMiB}
+   * (the new totals). Fails with the driver's reason (FAILED_PRECONDITION) for what it cannot
+   * change live; the VM is then left as it was.
+   */
+  public record Resize(int vcpus, int memoryMiB, ActorRef<StatusReply<Done>> replyTo) implements Command {}
+
+  /**
    * Stop the VM (agent shutdown, then the driver's stop with {@code grace}), report
    * {@link VmExited} with {@code requested=true}, reply, and stop the actor.
    */
