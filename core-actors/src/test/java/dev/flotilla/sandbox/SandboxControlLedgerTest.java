@@ -8,6 +8,7 @@ import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.tenant.TenantEntity;
 import java.time.Duration;
 import java.time.Instant;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletionStage;
@@ -44,6 +45,10 @@ class SandboxControlLedgerTest {
       pekko.persistence.snapshot-store.plugin = "pekko.persistence.snapshot-store.local"
       pekko.persistence.snapshot-store.local.dir = "target/snapshots-ledger-test"
       """).withFallback(ConfigFactory.load()));
+  /** Resize commands the stand-in sandbox entities got, for the test to answer. */
+  static TestProbe<SandboxEntity.Resize> resizes;
+  /** What the stand-in answers to Get, by sandbox id. */
+  static final Map<String, SandboxView> views = new ConcurrentHashMap<>();
   /** Create commands the stand-in sandbox entities got, for the test to answer. */
   static TestProbe<SandboxEntity.Create> creates;
   /** Sandbox ids the stand-in reports as existing (Inspect). */
@@ -53,6 +58,7 @@ class SandboxControlLedgerTest {
   @BeforeAll
   static void cluster() {
     creates = testKit.createTestProbe();
+    resizes = testKit.createTestProbe();
     Cluster cluster = Cluster.get(testKit.system());
     cluster.manager().tell(Join.create(cluster.selfMember().address()));
     Awaitility.await().atMost(Duration.ofSeconds(30)).until(() -> cluster.selfMember().status() == MemberStatus.up());
@@ -60,6 +66,8 @@ class SandboxControlLedgerTest {
     sharding.init(Entity.of(TenantEntity.ENTITY_KEY, ctx -> TenantEntity.create(ctx.getEntityId(), new TenantEntity.Quota(10, 10, 10_000))));
     sharding.init(Entity.of(SandboxEntity.ENTITY_KEY, ctx -> Behaviors.receiveMessage(m -> {
       if (m instanceof SandboxEntity.Create c) creates.ref().tell(c);
+      if (m instanceof SandboxEntity.Resize r) resizes.ref().tell(r);
+      if (m instanceof SandboxEntity.Get g) g.replyTo().tell(StatusReply.success(views.get(ctx.getEntityId())));
       if (m instanceof SandboxEntity.Inspect i) {
         boolean exists = existing.contains(ctx.getEntityId());
         i.replyTo().tell(new SandboxEntity.Inspection(exists, exists ? Phase.RUNNING : Phase.DELETED, exists ? 1 : 0, ""));
@@ -122,6 +130,61 @@ class SandboxControlLedgerTest {
       assertEquals(320, held.get(0).memoryMiB(), "the created sandbox's memory, not the loser's: " + held);
       assertEquals(Map.of("side", "b"), held.get(0).labels());
     });
+  }
+
+  /**
+   * A resize charges the tenant's ledger with what grows before the VM is asked, gives it back when
+   * the resize is refused, refuses past the quota without asking the VM, and gives back what
+   * shrinks only once the VM has shrunk.
+   */
+  @Test
+  void aResizeIsChargedFirstReleasedWhenRefusedAndShrinksTheLedgerOnlyOnceDone() throws Exception {
+    String tenant = "resize-1";
+    var c = control.create(tenant, spec(256, "r"), "resize");
+    SandboxEntity.Create create = creates.expectMessageClass(SandboxEntity.Create.class);
+    String id = SandboxIds.forRequest(tenant, "resize");
+    existing.add(id);
+    SandboxView v = created(create, id);
+    views.put(id, v);
+    create.replyTo().tell(StatusReply.success(v));
+    get(c);
+
+    // grow: charged while the VM is being asked, given back when it refuses
+    var grow = control.resize(tenant, id, 2, 1024);
+    SandboxEntity.Resize asked = resizes.expectMessageClass(SandboxEntity.Resize.class);
+    assertEquals(List.of(2, 1024), List.of(asked.vcpus(), asked.memoryMiB()));
+    assertEquals(List.of(2, 1024), held(tenant), "charged before the VM changes");
+    asked.replyTo().tell(new SandboxError(SandboxError.Kind.FAILED_PRECONDITION, "microvm cannot hot-plug vCPUs").reply());
+    var e = org.junit.jupiter.api.Assertions.assertThrows(java.util.concurrent.ExecutionException.class, () -> get(grow));
+    assertEquals(SandboxError.Kind.FAILED_PRECONDITION, SandboxControl.unwrap(e).kind());
+    Awaitility.await().atMost(ASK).untilAsserted(() -> assertEquals(List.of(1, 256), held(tenant), "released"));
+
+    // past the quota (10 000 MiB): refused by the ledger, the VM never asked
+    var over = control.resize(tenant, id, 0, 10_001);
+    e = org.junit.jupiter.api.Assertions.assertThrows(java.util.concurrent.ExecutionException.class, () -> get(over));
+    assertEquals(SandboxError.Kind.RESOURCE_EXHAUSTED, SandboxControl.unwrap(e).kind());
+    assertTrue(SandboxControl.unwrap(e).getMessage().contains("over its quota of 10000 MiB"), SandboxControl.unwrap(e).getMessage());
+    resizes.expectNoMessage(Duration.ofMillis(200));
+
+    // shrink: the ledger keeps the larger figure until the VM has shrunk
+    var shrink = control.resize(tenant, id, 0, 128);
+    asked = resizes.expectMessageClass(SandboxEntity.Resize.class);
+    assertEquals(List.of(1, 128), List.of(asked.vcpus(), asked.memoryMiB()));
+    assertEquals(List.of(1, 256), held(tenant));
+    SandboxView after = new SandboxView(id, tenant, v.spec().withResources(1, 128), Phase.RUNNING, 1, "", v.createdAt(), Instant.now(), "", 0, true);
+    asked.replyTo().tell(StatusReply.success(after));
+    assertEquals(128, get(shrink).spec().memoryMiB());
+    Awaitility.await().atMost(ASK).untilAsserted(() -> assertEquals(List.of(1, 128), held(tenant), "given back"));
+
+    // nothing to change is a usage error
+    var none = control.resize(tenant, id, 0, 0);
+    e = org.junit.jupiter.api.Assertions.assertThrows(java.util.concurrent.ExecutionException.class, () -> get(none));
+    assertEquals(SandboxError.Kind.INVALID_ARGUMENT, SandboxControl.unwrap(e).kind());
+  }
+
+  static List<Integer> held(String tenant) throws Exception {
+    var r = ledger(tenant).reservations().get(0);
+    return List.of(r.vcpus(), r.memoryMiB());
   }
 
   /** A create refused for a sandbox that does not exist gives its reservation back, as before. */

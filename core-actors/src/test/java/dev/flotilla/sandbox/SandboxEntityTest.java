@@ -63,6 +63,10 @@ class SandboxEntityTest {
   TestProbe<Topic.Command<SandboxChanged>> published;
   /** What the stand-in supervisors answer to CallsInFlight (the idle check). */
   final java.util.concurrent.atomic.AtomicInteger callsInFlight = new java.util.concurrent.atomic.AtomicInteger();
+  /** What the stand-in supervisors answer to a Resize (the driver's verdict). */
+  volatile StatusReply<Done> resizeAnswer = StatusReply.ack();
+  /** The spec of the last VM launched (not adopted). */
+  volatile VmSpec lastStarted;
   /** The parent ref each launched supervisor got, to send reports as the real one would. */
   volatile ActorRef<Report> parent;
 
@@ -91,6 +95,7 @@ class SandboxEntityTest {
       public Behavior<VmSupervisorProtocol.Command> start(Hypervisor h, VmSpec spec, VmSupervisorProtocol.MainProcess main,
           boolean paused, ActorRef<Report> p) {
         parent = p;
+        lastStarted = spec;
         launches.ref().tell("start " + spec.incarnation() + (paused ? " paused" : "") + mainOf(main));
         return fakeSupervisor(spec.incarnation(), p);
       }
@@ -125,6 +130,11 @@ class SandboxEntityTest {
         .onMessage(VmSupervisorProtocol.Resume.class, m -> {
           vmCommands.ref().tell(m);
           m.replyTo().tell(StatusReply.ack());
+          return Behaviors.same();
+        })
+        .onMessage(VmSupervisorProtocol.Resize.class, m -> {
+          vmCommands.ref().tell(m);
+          m.replyTo().tell(resizeAnswer);
           return Behaviors.same();
         })
         .onMessage(VmSupervisorProtocol.CallsInFlight.class, m -> {
@@ -389,6 +399,66 @@ class SandboxEntityTest {
     var started = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Start(T, ref));
     assertEquals(2, started.reply().getValue().incarnation());
     assertEquals("start 2", launches.receiveMessage());
+  }
+
+  @Test
+  void resizeChangesTheVmThenRecordsItSoTheNextIncarnationStartsWithIt() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    var resized = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Resize(T, 2, 512, ref));
+    // the VM was changed first, then the fact recorded
+    var asked = assertInstanceOf(VmSupervisorProtocol.Resize.class, vmCommands.receiveMessage());
+    assertEquals(List.of(2, 512), List.of(asked.vcpus(), asked.memoryMiB()));
+    assertEquals(List.of(new SandboxEntity.Resized(2, 512, 1, 256, ((SandboxEntity.Resized) resized.events().get(0)).at())),
+        resized.events());
+    SandboxView v = resized.reply().getValue();
+    assertEquals(List.of(2, 512, 1), List.of(v.spec().vcpus(), v.spec().memoryMiB(), (int) v.incarnation()), "same incarnation, new resources");
+    assertEquals(Phase.RUNNING, v.phase());
+    assertEquals("resized", SandboxHistory.describe(9, resized.events().get(0)).kind());
+
+    // the same resources again: nothing to do, nothing recorded, the VM not asked
+    var same = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Resize(T, 2, 512, ref));
+    assertTrue(same.events().isEmpty());
+    vmCommands.expectNoMessage(Duration.ofMillis(200));
+
+    // a node crash: the journal has it, and the next incarnation starts with the new resources
+    kit.restart();
+    assertEquals(512, get(kit, T).spec().memoryMiB());
+    launches.receiveMessage(); // re-attached (the test does not answer)
+    kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Stop(T, ref));
+    kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Start(T, ref));
+    org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(20)).until(() -> lastStarted != null && lastStarted.incarnation() == 2);
+    assertEquals(List.of(2, 512), List.of(lastStarted.vcpus(), lastStarted.memoryMiB()));
+  }
+
+  @Test
+  void aResizeTheDriverRefusesOrTheSandboxsPhaseForbidsChangesNothing() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    resizeAnswer = new SandboxError(SandboxError.Kind.FAILED_PRECONDITION,
+        "cannot resize: the sandbox uses 180 MiB (page cache not counted), more than 128 MiB").reply();
+    var refused = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Resize(T, 1, 128, ref));
+    assertInstanceOf(VmSupervisorProtocol.Resize.class, vmCommands.receiveMessage());
+    SandboxError e = SandboxError.fromReplyText(refused.reply().getError().getMessage());
+    assertEquals(SandboxError.Kind.FAILED_PRECONDITION, e.kind());
+    assertTrue(e.getMessage().contains("uses 180 MiB"), e.getMessage());
+    assertTrue(refused.events().isEmpty());
+    assertEquals(256, get(kit, T).spec().memoryMiB());
+
+    // another tenant does not see it
+    var foreign = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Resize("other", 2, 512, ref));
+    assertEquals(SandboxError.Kind.NOT_FOUND, SandboxError.fromReplyText(foreign.reply().getError().getMessage()).kind());
+
+    // a stopped sandbox has no VM to change, and nothing is kept for its next start
+    kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Stop(T, ref));
+    vmCommands.receiveMessage(); // the Stop
+    resizeAnswer = StatusReply.ack();
+    var stopped = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Resize(T, 2, 512, ref));
+    SandboxError p = SandboxError.fromReplyText(stopped.reply().getError().getMessage());
+    assertEquals(SandboxError.Kind.FAILED_PRECONDITION, p.kind());
+    assertTrue(p.getMessage().contains("is STOPPED") && p.getMessage().contains("never at a later start"), p.getMessage());
+    assertTrue(stopped.events().isEmpty());
+    vmCommands.expectNoMessage(Duration.ofMillis(200));
   }
 
   @Test
