@@ -214,6 +214,39 @@ class ProcessHypervisorTest {
   }
 
   @Test
+  void resizeChangesTheCgroupLimitsInPlaceButNotMemoryBelowWhatTheSandboxUses() throws Exception {
+    Vm vm = sandboxes.start(sandboxes.spec(200, 0));
+    AgentClient c = sandboxes.connect(vm);
+    long agent = TestSandboxes.agentHostPid(vm);
+    Path memory = sandboxes.cgroupDir(Cgroups.Controller.MEMORY, vm);
+    Path cpu = sandboxes.cgroupDir(Cgroups.Controller.CPU, vm);
+    // 60 MiB in the sandbox's /dev/shm: memory the kernel cannot reclaim (no swap), held by a process that runs on
+    Path held = sandboxes.rootfsOnHost(vm).resolve("held");
+    TestSandboxes.spawn(c, "sh", "-c", "head -c 62914560 /dev/zero > /dev/shm/held && echo yes > /held; exec sleep 600");
+    await().atMost(T).until(() -> Files.exists(held));
+    List<Long> before = vm.pids().stream().sorted().toList();
+
+    vm.resize(2, 320);
+    assertEquals(320L << 20, Long.parseLong(read(memory, "memory.limit_in_bytes")));
+    assertEquals(320L << 20, Long.parseLong(read(memory, "memory.memsw.limit_in_bytes")), "still no swap");
+    assertEquals(200_000, Long.parseLong(read(cpu, "cpu.cfs_quota_us")), "2 vCPUs = two periods' worth of quota");
+    assertEquals(agent, TestSandboxes.agentHostPid(vm), "the same agent: changed in place, not restarted");
+    assertEquals(before, vm.pids().stream().sorted().toList(), "every process runs on");
+
+    // below what it uses: refused with the figure, nothing changed
+    VmException refused = assertThrows(VmException.class, () -> vm.resize(2, 64));
+    assertTrue(refused.getMessage().matches("the sandbox uses \\d+ MiB .*more than 64 MiB.*"), refused.getMessage());
+    assertEquals(320L << 20, Long.parseLong(read(memory, "memory.limit_in_bytes")));
+
+    // shrinking to what still fits takes, the processes run on, and the agent answers
+    vm.resize(1, 160);
+    assertEquals(160L << 20, Long.parseLong(read(memory, "memory.limit_in_bytes")));
+    assertEquals(100_000, Long.parseLong(read(cpu, "cpu.cfs_quota_us")));
+    assertEquals(before, vm.pids().stream().sorted().toList());
+    assertEquals("ok\n", TestSandboxes.run(c, T, "echo", "ok").stdout());
+  }
+
+  @Test
   void memoryLimitIsEnforcedByAnOomKillInsideTheSandbox() throws Exception {
     Vm vm = sandboxes.start(sandboxes.spec(160, 0));
     AgentClient c = sandboxes.connect(vm);
@@ -256,7 +289,7 @@ class ProcessHypervisorTest {
     AgentClient c = sandboxes.connect(vm);
     TestSandboxes.spawn(c, "sh", "-c", "sleep 300 & sleep 300");
     await().atMost(T).until(() -> vm.pids().stream().filter(p -> Procfs.commandName(p).orElse("").equals("sleep")).count() == 2);
-    List<Long> before = vm.pids();
+    List<Long> before = vm.pids().stream().sorted().toList();
     List<Path> cgroups = List.of(sandboxes.cgroupDir(Cgroups.Controller.MEMORY, vm), sandboxes.cgroupDir(Cgroups.Controller.PIDS, vm),
         sandboxes.cgroupDir(Cgroups.Controller.FREEZER, vm));
     cgroups.forEach(d -> assertTrue(Files.isDirectory(d), d + " exists while it runs"));
@@ -287,7 +320,7 @@ class ProcessHypervisorTest {
   void aRuncKilledFromOutsideIsAnExitBySignalAndItsContainerIsRemoved() throws Exception {
     Vm vm = sandboxes.start(sandboxes.spec());
     sandboxes.connect(vm);
-    List<Long> before = vm.pids();
+    List<Long> before = vm.pids().stream().sorted().toList();
     ProcessHandle.of(vm.handle().pid()).orElseThrow().destroyForcibly();
     VmExit exit = vm.exitFuture().get(20, TimeUnit.SECONDS);
     assertEquals(9, exit.signal(), exit.toString());
@@ -349,7 +382,7 @@ class ProcessHypervisorTest {
     AgentClient c = sandboxes.connect(vm);
     TestSandboxes.spawn(c, "sleep", "300");
     await().atMost(T).until(() -> vm.pids().size() >= 3);
-    List<Long> before = vm.pids();
+    List<Long> before = vm.pids().stream().sorted().toList();
     long t0 = System.nanoTime();
     vm.stop(Duration.ofSeconds(5));
     long ms = (System.nanoTime() - t0) / 1_000_000;
