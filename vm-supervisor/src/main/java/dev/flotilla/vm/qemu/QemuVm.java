@@ -399,6 +399,17 @@ final class QemuVm implements Vm {
     }
   }
 
+  /** The guest RAM the balloon leaves the guest ({@code query-balloon}), for tests and benchmarks. */
+  long balloonActual() throws VmException {
+    synchronized (qmpLock) {
+      try (Qmp q = Qmp.connect(qmpSocket(), qemuUid(), QMP_TIMEOUT)) {
+        return q.balloonActual();
+      } catch (IOException e) {
+        throw new VmException("QMP of " + handle.sandboxId() + " failed: " + e.getMessage(), e);
+      }
+    }
+  }
+
   /** QMP {@code query-status}: "running", "paused", ... */
   String status(Duration timeout) throws VmException {
     synchronized (qmpLock) {

@@ -5,6 +5,7 @@ import static dev.flotilla.vm.qemu.TestAgent.startProcess;
 import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -13,6 +14,7 @@ import dev.flotilla.agent.protocol.client.AgentClients;
 import dev.flotilla.agent.protocol.client.ExitStatus;
 import dev.flotilla.agent.protocol.client.GuestInfo;
 import dev.flotilla.vm.Vm;
+import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmExit;
 import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
@@ -101,8 +103,9 @@ class QemuVmTest {
   }
 
   @Test
-  void bootsExecsPausesReconnectsAndReportsKillMinus9() throws Exception {
-    Vm vm = boot(hypervisor(), "boot", 1);
+  void bootsExecsResizesPausesReconnectsAndReportsKillMinus9() throws Exception {
+    // 384 MiB: room to shrink above the driver's 256 MiB floor (untouched guest RAM costs the host nothing)
+    Vm vm = boot(hypervisor(), "boot", 1, 384);
 
     // given a booted guest, its agent describes the guest's own kernel and virtualization
     AgentClient agent = connect(vm);
@@ -125,10 +128,35 @@ class QemuVmTest {
     agent.writeFile("/tmp/f.txt", new ByteArrayInputStream("abc".getBytes(StandardCharsets.UTF_8)), 0644, CALL).get();
     assertEquals("abc", run(agent, "cat /tmp/f.txt").output());
 
+    // live resize: the balloon takes 128 MiB from the guest, QEMU's cgroup follows, and gives it back
+    QemuVm q = (QemuVm) vm;
+    Path memcg = Path.of(vm.handle().extra().get("cgroup.memory"));
+    long overhead = config.memoryOverheadMiB();
+    assertEquals(384L << 20, q.balloonActual());
+    long memTotal = memTotalKiB(agent);
+    vm.resize(1, 256);
+    assertEquals(256L << 20, q.balloonActual());
+    assertEquals((256 + overhead) << 20, Long.parseLong(Files.readString(memcg.resolve("memory.limit_in_bytes")).trim()));
+    await().atMost(CALL).until(() -> memTotalKiB(agent) <= memTotal - 127 * 1024);
+    vm.resize(1, 384);
+    assertEquals(384L << 20, q.balloonActual());
+    assertEquals((384 + overhead) << 20, Long.parseLong(Files.readString(memcg.resolve("memory.limit_in_bytes")).trim()));
+    await().atMost(CALL).until(() -> memTotalKiB(agent) >= memTotal);
+    // beyond the boot size, vCPUs, below the floor: refused with the reason, nothing changed
+    VmException beyond = assertThrows(VmException.class, () -> vm.resize(1, 512));
+    assertTrue(beyond.getMessage().contains("booted with 384 MiB"), beyond.getMessage());
+    VmException cpus = assertThrows(VmException.class, () -> vm.resize(2, 384));
+    assertTrue(cpus.getMessage().contains("no CPU hot-plug"), cpus.getMessage());
+    assertThrows(VmException.class, () -> vm.resize(1, 200));
+    assertEquals(384L << 20, q.balloonActual());
+    assertEquals("still here\n", run(agent, "echo still here").output());
+
     // pause stops the guest: a process started before does not finish until resume
     startProcess(agent, "p1", "sleep 2; echo done"); // long enough to be caught by the pause under load
     vm.pause();
     assertEquals("paused", ((QemuVm) vm).status(Duration.ofSeconds(5)));
+    VmException paused = assertThrows(VmException.class, () -> vm.resize(1, 256));
+    assertTrue(paused.getMessage().contains("resume it first"), paused.getMessage());
     CompletableFuture<ExitStatus> waiting = agent.waitProcess("p1", CALL);
     await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(4)).until(() -> !waiting.isDone());
     vm.resume();
@@ -216,7 +244,16 @@ class QemuVmTest {
   // ------------------------------------------------------------------------------------------
 
   private Vm boot(QemuHypervisor hv, String id, long incarnation) throws Exception {
-    Vm vm = hv.prepare(new VmSpec(id, incarnation, 1, 256, 0, stateRoot.resolve(id), Map.of()));
+    return boot(hv, id, incarnation, 256);
+  }
+
+  /** The guest's MemTotal: what the balloon leaves it. */
+  private static long memTotalKiB(AgentClient agent) throws Exception {
+    return Long.parseLong(run(agent, "awk '/^MemTotal:/ {print $2}' /proc/meminfo").output().trim());
+  }
+
+  private Vm boot(QemuHypervisor hv, String id, long incarnation, int memoryMiB) throws Exception {
+    Vm vm = hv.prepare(new VmSpec(id, incarnation, 1, memoryMiB, 0, stateRoot.resolve(id), Map.of()));
     vms.add(vm);
     vm.start(Duration.ofSeconds(30));
     assertTrue(Files.exists(vm.handle().stateDir().resolve(VmHandle.FILE_NAME)));
