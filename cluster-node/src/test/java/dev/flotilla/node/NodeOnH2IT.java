@@ -63,6 +63,16 @@ class NodeOnH2IT extends NodeScenarios {
     assertEquals(3, ran.code());
     assertEquals("out\n", ran.out());
     assertEquals("err\n", ran.err());
+    // resize in place: printed as get prints it, the same incarnation; refusals say what to fix
+    Cli resized = cli("", "resize", id, "--memory", "320", "--cpus", "2");
+    assertEquals(0, resized.code(), resized.err());
+    assertTrue(resized.out().lines().anyMatch(l -> l.matches("Memory:?\\s+320 MiB")), resized.out());
+    assertTrue(resized.out().lines().anyMatch(l -> l.matches("vCPUs:?\\s+2")), resized.out());
+    assertTrue(resized.out().lines().anyMatch(l -> l.matches("Incarnation:?\\s+1")), resized.out());
+    assertEquals(2, cli("", "resize", id).code(), "nothing to change is a usage error");
+    Cli tooSmall = cli("", "resize", id, "--memory", "1");
+    assertEquals(1, tooSmall.code());
+    assertTrue(tooSmall.err().contains("memory must be between"), tooSmall.err());
     assertEquals(id + " PAUSED", firstLine(cli("", "pause", id)));
     assertEquals(id + " RUNNING", firstLine(cli("", "resume", id)));
     assertTrue(firstLine(cli("", "stop", id)).startsWith(id + " STOP"));
@@ -70,6 +80,7 @@ class NodeOnH2IT extends NodeScenarios {
     assertTrue(firstLine(cli("", "start", id)).startsWith(id + " "));
     awaitPhase(id, Phase.RUNNING);
     assertEquals("again\n", cli("", "exec", id, "--", "echo", "again").out());
+    assertEquals(320, get(id).getSpec().getMemoryMib(), "the next incarnation kept the resize");
     // another tenant's token: the sandbox does not exist for it
     Cli foreign = cliAs(TestNode.OTHER_TOKEN, "", "get", id);
     assertEquals(1, foreign.code());
@@ -93,13 +104,13 @@ class NodeOnH2IT extends NodeScenarios {
     Cli events = cli("", "events", id);
     assertEquals(0, events.code(), events.err());
     List<String> kinds = events.out().lines().map(l -> l.split("\\s+")[2]).toList();
-    assertEquals(List.of("created", "vm-starting", "vm-started", "paused", "resumed", "stop-requested", "vm-exited",
+    assertEquals(List.of("created", "vm-starting", "vm-started", "resized", "paused", "resumed", "stop-requested", "vm-exited",
         "start-requested", "vm-starting", "vm-started", "delete-requested", "vm-exited", "deleted"), kinds, events.out());
     assertTrue(events.out().lines().anyMatch(l -> l.contains("VM started on node " + node.node.clusterAddress())
         && l.contains("as incarnation 2")), events.out());
     Cli paged = cli("", "events", id, "--page-size", "2", "-o", "json");
     assertEquals(0, paged.code(), paged.err());
-    assertEquals(13, paged.out().lines().filter(l -> l.contains("\"kind\": ")).count(), paged.out());
+    assertEquals(14, paged.out().lines().filter(l -> l.contains("\"kind\": ")).count(), paged.out());
     // nobody else's, and nothing for an id that never was (no entity started for it either)
     Cli foreignEvents = cliAs(TestNode.OTHER_TOKEN, "", "events", id);
     assertEquals(1, foreignEvents.code());
@@ -309,6 +320,8 @@ class NodeOnH2IT extends NodeScenarios {
         .invoke(dev.flotilla.api.v1.WatchSandboxRequest.newBuilder().setId(id).build()).runWith(Sink.head(), clientSystem)));
     calls.put("ReadLogs", () -> await(client.readLogs().addHeader("authorization", other)
         .invoke(dev.flotilla.api.v1.ReadLogsRequest.newBuilder().setId(id).build()).runWith(Sink.seq(), clientSystem)));
+    calls.put("ResizeSandbox", () -> await(client.resizeSandbox().addHeader("authorization", other)
+        .invoke(dev.flotilla.api.v1.ResizeSandboxRequest.newBuilder().setId(id).setMemoryMib(512).build())));
     calls.put("ListEvents", () -> await(client.listEvents().addHeader("authorization", other)
         .invoke(dev.flotilla.api.v1.ListEventsRequest.newBuilder().setId(id).build())));
     assertEquals(0, exec(id, "sh", "-c", "echo mine > /tmp/owned").exitCode());
@@ -355,8 +368,9 @@ class NodeOnH2IT extends NodeScenarios {
         .invoke(dev.flotilla.api.v1.ListNodesRequest.getDefaultInstance()))));
     assertEquals(1, await(cluster.listNodes().addHeader("authorization", "Bearer " + node.adminToken())
         .invoke(dev.flotilla.api.v1.ListNodesRequest.getDefaultInstance())).getNodesCount());
-    // Untouched: still running, its file not planted, its log the owner's.
+    // Untouched: still running, its resources, its file not planted, its log the owner's.
     assertEquals(Phase.RUNNING, get(id).getPhase());
+    assertEquals(spec().getMemoryMib(), get(id).getSpec().getMemoryMib());
     assertEquals(1, exec(id, "test", "-e", "/tmp/planted").exitCode());
     assertEquals("mine\n", exec(id, "cat", "/tmp/owned").stdout());
     assertEquals("secret\n", logs(id, 0, false).stdout());
