@@ -14,6 +14,7 @@ import dev.flotilla.sandbox.SandboxEntity.Live;
 import dev.flotilla.sandbox.SandboxEntity.State;
 import dev.flotilla.sandbox.protocol.ExecSpec;
 import dev.flotilla.sandbox.protocol.SandboxError;
+import dev.flotilla.tenant.TenantEntity;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.VmExit;
 import dev.flotilla.vm.VmHandle;
@@ -459,6 +460,57 @@ class SandboxEntityTest {
     assertTrue(p.getMessage().contains("is STOPPED") && p.getMessage().contains("never at a later start"), p.getMessage());
     assertTrue(stopped.events().isEmpty());
     vmCommands.expectNoMessage(Duration.ofMillis(200));
+  }
+
+  /** The tenant ledger's side of a resize (SandboxControl charges it before asking the sandbox): here for this class's testkit. */
+  @Test
+  void theTenantLedgerChargesAResizesGrowthWithinTheQuotaAlwaysTakesAShrinkAndRefusesAStaleCharge() {
+    var kit = EventSourcedBehaviorTestKit.<TenantEntity.Command, TenantEntity.Event, TenantEntity.State>create(testKit.system(),
+        TenantEntity.create("t-resize", new TenantEntity.Quota(10, 4, 1024)));
+    reserveInLedger(kit, "sb-a", 1, 512);
+    reserveInLedger(kit, "sb-b", 1, 256);
+
+    // grows within the quota: charged
+    var ok = ledgerResize(kit, "sb-a", 1, 512, 1, 768);
+    assertTrue(ok.reply().isSuccess());
+    assertEquals(768, kit.getState().reservations().get("sb-a").memoryMiB());
+    assertEquals(Map.of(), kit.getState().reservations().get("sb-a").labels());
+
+    // past the memory quota (768 + 256 = 1024 in use; 1025 would not fit): refused, nothing recorded
+    var over = ledgerResize(kit, "sb-a", 1, 768, 1, 769);
+    assertEquals("RESOURCE_EXHAUSTED: tenant 't-resize' would use 1025 MiB of memory, over its quota of 1024 MiB (1024 MiB in use)",
+        over.reply().getError().getMessage());
+    assertTrue(over.events().isEmpty());
+    // past the vCPU quota
+    var cpus = ledgerResize(kit, "sb-a", 1, 768, 4, 768);
+    assertTrue(cpus.reply().getError().getMessage().startsWith("RESOURCE_EXHAUSTED: tenant 't-resize' would use 5 vCPUs"),
+        cpus.reply().getError().getMessage());
+
+    // from a stale view (another resize got there first): refused
+    var stale = ledgerResize(kit, "sb-a", 1, 512, 1, 600);
+    assertTrue(stale.reply().getError().getMessage().startsWith("FAILED_PRECONDITION: sandbox sb-a was resized meanwhile"),
+        stale.reply().getError().getMessage());
+
+    // shrinking always takes, even with the tenant at its quota
+    var back = ledgerResize(kit, "sb-a", 1, 768, 1, 256);
+    assertTrue(back.reply().isSuccess());
+    assertEquals(List.of(1, 256), List.of(kit.getState().reservations().get("sb-a").vcpus(),
+        kit.getState().reservations().get("sb-a").memoryMiB()));
+    // an unknown sandbox
+    assertTrue(ledgerResize(kit, "sb-x", 1, 1, 1, 2).reply().getError().getMessage().startsWith("NOT_FOUND"));
+  }
+
+  static void reserveInLedger(EventSourcedBehaviorTestKit<TenantEntity.Command, TenantEntity.Event, TenantEntity.State> kit,
+      String id, int vcpus, int memory) {
+    var r = kit.<StatusReply<Boolean>>runCommand(ref -> new TenantEntity.Reserve(
+        new TenantEntity.Reservation(id, vcpus, memory, Map.of(), Instant.now()), ref));
+    assertTrue(r.reply().getValue());
+  }
+
+  static EventSourcedBehaviorTestKit.CommandResultWithReply<TenantEntity.Command, TenantEntity.Event, TenantEntity.State,
+      StatusReply<Done>> ledgerResize(EventSourcedBehaviorTestKit<TenantEntity.Command, TenantEntity.Event, TenantEntity.State> kit,
+          String id, int fromV, int fromM, int toV, int toM) {
+    return kit.runCommand(ref -> new TenantEntity.Resize(id, fromV, fromM, toV, toM, ref));
   }
 
   @Test
