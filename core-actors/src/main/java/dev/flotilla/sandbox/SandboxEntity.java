@@ -301,6 +301,12 @@ public final class SandboxEntity
       return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, n, null, null, restarts, statusMessage, deadline);
     }
 
+    /** A live resize: the spec with its new resources. */
+    Live withSpec(SandboxSpec newSpec, Instant at) {
+      return new Live(id, tenant, newSpec, requestId, createdAt, at, phase, desiredRunning, incarnation, vm, vmSince, restartCount,
+          statusMessage, deadline);
+    }
+
     Live withDeadline(Instant d) {
       return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, incarnation, vm, vmSince, restartCount,
           statusMessage, d);
@@ -1136,8 +1142,7 @@ public final class SandboxEntity
     if (e instanceof Deleted d) return s.withVm(null, null).with(Phase.DELETED, d.at()).withStatus("deleted");
     if (e instanceof SandboxFailed f) return s.withDesired(false).with(Phase.FAILED, f.at()).withStatus(f.reason());
     if (e instanceof Resized r) {
-      return new Live(s.id(), s.tenant(), s.spec().withResources(r.vcpus(), r.memoryMiB()), s.requestId(), s.createdAt(), r.at(),
-          s.phase(), s.desiredRunning(), s.incarnation(), s.vm(), s.vmSince(), s.restartCount(), s.statusMessage(), s.deadline());
+      return s.withSpec(s.spec().withResources(r.vcpus(), r.memoryMiB()), r.at());
     }
     if (e instanceof TimeoutSet t) return s.withDeadline(t.deadline()).with(s.phase(), t.at());
     if (e instanceof TimedOut t) {
