@@ -6,7 +6,9 @@ import dev.flotilla.agent.protocol.frame.ProtocolException;
 import java.lang.System.Logger.Level;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayDeque;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicBoolean;
 
@@ -124,41 +126,48 @@ final class PortChannel implements PortStream {
     return done;
   }
 
-  /** Sends what the credit allows, in order; then the half-close once nothing waits. Queued sends: never blocks. */
+  /**
+   * Sends what the credit allows, in order; then the half-close once nothing waits. Frames are
+   * handed to the connection under the lock, so that two flushes (a write, a credit) never
+   * reorder them; queued sends never block.
+   */
   private void flush() {
-    while (true) {
-      Frame frame;
-      Pending finished = null;
-      synchronized (this) {
-        if (!opened || done.isDone() || outEnded) return;
+    List<Pending> finished = new ArrayList<>(1);
+    boolean lost = false;
+    boolean ended = false;
+    synchronized (this) {
+      while (opened && !done.isDone() && !outEnded) {
         Pending p = pending.peekFirst();
+        Frame frame;
         if (p == null) {
-          if (!closeWriteAsked) return;
+          if (!closeWriteAsked) break;
           outEnded = true;
+          ended = true;
           frame = Frame.data(streamId, false, new byte[0], true);
         } else {
           long allowed = Math.min(credit, MAX_UNACKED - unacked);
-          if (allowed <= 0) return;
+          if (allowed <= 0) break;
           int from = p.offset()[0];
           int n = (int) Math.min(Math.min(allowed, CHUNK), p.data().length - from);
           frame = Frame.data(streamId, false, Arrays.copyOfRange(p.data(), from, from + n), false);
           credit -= n;
           unacked += n;
           p.offset()[0] = from + n;
-          if (p.offset()[0] == p.data().length) finished = pending.pollFirst();
+          if (p.offset()[0] == p.data().length) finished.add(pending.pollFirst());
+        }
+        if (!connection.trySend(frame)) {
+          lost = true;
+          break;
         }
       }
-      if (!connection.trySend(frame)) {
-        fail(new AgentException(AgentException.Code.CONNECTION_LOST, "port stream " + streamId + ": connection to "
-            + connection.description() + " lost"));
-        return;
-      }
-      if (finished != null) finished.sent().complete(null);
-      if (frame.endOfStream()) {
-        maybeDone();
-        return;
-      }
     }
+    if (lost) {
+      fail(new AgentException(AgentException.Code.CONNECTION_LOST, "port stream " + streamId + ": connection to "
+          + connection.description() + " lost"));
+      return;
+    }
+    for (Pending p : finished) p.sent().complete(null);
+    if (ended) maybeDone();
   }
 
   /** A WINDOW_UPDATE from the agent: it wrote that much into the socket. */
