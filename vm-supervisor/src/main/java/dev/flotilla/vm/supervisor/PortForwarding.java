@@ -127,7 +127,15 @@ final class PortForwarding {
       ended = true;
       Throwable cause = AgentStreams.unwrap(error);
       SandboxError e = cause instanceof SandboxError se ? se : GuestErrors.of("port-forward", cause);
-      tail = tail.thenRun(() -> queue.fail(e));
+      // A stream ref carries only a failure's message to the reader's node: the kind goes in it.
+      tail = tail.thenRun(() -> queue.fail(new PortForwardFailed(e.toReplyText())));
+    }
+  }
+
+  /** How a forwarded connection broke, its message a {@link SandboxError#toReplyText()} (the kind survives a stream ref). */
+  static final class PortForwardFailed extends RuntimeException {
+    PortForwardFailed(String replyText) {
+      super(replyText, null, false, false);
     }
   }
 }
