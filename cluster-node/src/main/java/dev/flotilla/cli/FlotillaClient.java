@@ -235,6 +235,19 @@ public final class FlotillaClient implements AutoCloseable {
     }
   }
 
+  /**
+   * A call the caller drives itself (a bidirectional stream: port-forward), with the token; no
+   * deadline, no Ctrl-C handling: both are the caller's.
+   */
+  public <Q, R> ClientCall<Q, R> newCall(MethodDescriptor<Q, R> method) {
+    return calls.newCall(method, CallOptions.DEFAULT);
+  }
+
+  /** A call's failure as the user is told it (see {@link StatusMessages}). */
+  public CliFailure failureOf(Status status, String sandboxId) {
+    return failure(status.asRuntimeException(), sandboxId);
+  }
+
   private CliFailure failure(StatusRuntimeException e, String sandboxId) {
     // A TLS port hangs up on a plaintext HTTP/2 preface without a word.
     if (connection.tls() == null && e.getStatus().getCode() == Status.Code.UNAVAILABLE
