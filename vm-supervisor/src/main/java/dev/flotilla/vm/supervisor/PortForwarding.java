@@ -27,8 +27,9 @@ import org.apache.pekko.util.ByteString;
  * backpressured end to end.
  *
  * <p>What the node holds for one port is bounded whatever the guest does: towards the caller,
- * {@link #BUFFER} chunks in the queue plus the agent's window (each chunk is at most that window;
- * credit goes back only once a chunk is in the queue); towards the guest, one caller chunk waiting
+ * {@link #BUFFER} chunks in the queue (each at most 64 KiB: the agent client refuses larger) plus
+ * the port's window (credit goes back only once a chunk is in the queue), and what the stream ref
+ * to the reader buffers (its buffer-capacity in chunks); towards the guest, one caller chunk waiting
  * for the agent's credit, and what the agent client lets out unacknowledged (see PortChannel).
  */
 final class PortForwarding {

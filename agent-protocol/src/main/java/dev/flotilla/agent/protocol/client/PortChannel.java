@@ -24,11 +24,14 @@ final class PortChannel implements PortStream {
 
   private static final System.Logger LOG = System.getLogger(PortChannel.class.getName());
   /** DATA credit this side grants the agent: the most one port makes the node hold for it. */
-  static final int WINDOW = 128 * 1024;
+  static final int WINDOW = 512 * 1024;
   /** Bytes sent to the agent and not yet credited back, at most, whatever credit it grants. */
-  static final int MAX_UNACKED = 256 * 1024;
-  /** Largest DATA payload this side sends. */
-  static final int CHUNK = 32 * 1024;
+  static final int MAX_UNACKED = 512 * 1024;
+  /**
+   * Largest DATA payload either way: what this side sends, and what it takes from the agent (a
+   * larger one is a protocol error), so that each chunk the node queues for a reader is small.
+   */
+  static final int CHUNK = 64 * 1024;
   /** An abort's reason is cut to this many bytes, either way. */
   static final int MAX_REASON = 1024;
 
@@ -188,6 +191,9 @@ final class PortChannel implements PortStream {
       return;
     }
     int len = frame.payload().length;
+    if (len > CHUNK) {
+      throw new ProtocolException("agent sent " + len + " bytes in one DATA frame on port stream " + streamId + "; at most " + CHUNK);
+    }
     synchronized (this) {
       if (inEnded) throw new ProtocolException("DATA after the end of port stream " + streamId);
       inFlight += len;

@@ -130,6 +130,20 @@ class PortChannelTest {
   }
 
   @Test
+  void anAgentThatSendsAnOversizedChunkLosesItsConnection() throws Exception {
+    MemoryPipe toAgent = new MemoryPipe(1 << 20);
+    MemoryPipe toHost = new MemoryPipe(4 << 20);
+    GreedyAgent agent = new GreedyAgent(toAgent, toHost, 0);
+    FramedAgentClient c = client(toAgent, toHost);
+    Hoarder sink = new Hoarder();
+    c.openPort(8080, sink, DEADLINE).get(10, TimeUnit.SECONDS);
+    agent.conn.trySend(Frame.data(agent.opened.get(), false, new byte[PortChannel.CHUNK + 1], false));
+    await().atMost(DEADLINE).until(() -> !c.isOpen());
+    assertInstanceOf(ProtocolException.class, c.closeCause());
+    assertEquals(0, sink.got.get());
+  }
+
+  @Test
   void closeWriteSendsTheRestThenTheEnd() throws Exception {
     MemoryPipe toAgent = new MemoryPipe(1 << 20);
     MemoryPipe toHost = new MemoryPipe(1 << 20);

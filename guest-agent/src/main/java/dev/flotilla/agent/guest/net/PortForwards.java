@@ -41,10 +41,11 @@ public final class PortForwards {
   /** Ports open at once on one connection. */
   public static final int MAX_PORTS = 64;
   /** Bytes from the host this side holds for one port before they are written: the credit it grants. */
-  static final int WINDOW = 256 * 1024;
+  static final int WINDOW = 512 * 1024;
   /** The host's credit when it names none. */
   static final int DEFAULT_HOST_WINDOW = 128 * 1024;
-  static final int READ_BUFFER = 32 * 1024;
+  /** At most what the host takes in one DATA frame (64 KiB). */
+  static final int READ_BUFFER = 64 * 1024;
   static final int CONNECT_TIMEOUT_MS = 5_000;
 
   private final Predicate<Frame> send;
