@@ -281,7 +281,7 @@ public final class FramedAgentClient implements AgentClient {
           what + ": " + MAX_PORTS + " ports are forwarded on this connection already; close one"));
     }
     int id = allocateStreamId();
-    PortChannel channel = new PortChannel(id, connection, sink, () -> ports.remove(id));
+    PortChannel channel = new PortChannel(id, connection, sink, () -> ports.remove(id), DEADLINES);
     // Registered before the request goes out: DATA may follow the RESPONSE immediately.
     ports.put(id, channel);
     return call(id, AgentTranslations.openPort(port, PortChannel.WINDOW), deadline, what).handle((r, e) -> {

@@ -34,11 +34,21 @@ final class PortChannel implements PortStream {
   static final int CHUNK = 64 * 1024;
   /** An abort's reason is cut to this many bytes, either way. */
   static final int MAX_REASON = 1024;
+  /**
+   * Port data waits while the connection has this much queued for the guest: the connection's
+   * queue is shared (with every other port and call) and a guest that lets it overflow loses the
+   * connection, so many ports sending at once must not fill it between two reads of an honest guest.
+   */
+  static final long MAX_QUEUED = 1 << 20;
+  /** How soon a send held back by a full connection queue is tried again. */
+  static final long RETRY_MICROS = 2_000;
 
   private final int streamId;
   private final FrameConnection connection;
   private final PortSink sink;
   private final Runnable forget;
+  private final java.util.concurrent.ScheduledExecutorService timer;
+  private boolean retryScheduled;
   private final CompletableFuture<Void> done = new CompletableFuture<>();
   private final AtomicBoolean failed = new AtomicBoolean();
   private volatile String address = "";
@@ -58,11 +68,13 @@ final class PortChannel implements PortStream {
 
   private record Pending(byte[] data, int[] offset, CompletableFuture<Void> sent) {}
 
-  PortChannel(int streamId, FrameConnection connection, PortSink sink, Runnable forget) {
+  PortChannel(int streamId, FrameConnection connection, PortSink sink, Runnable forget,
+      java.util.concurrent.ScheduledExecutorService timer) {
     this.streamId = streamId;
     this.connection = connection;
     this.sink = sink;
     this.forget = forget;
+    this.timer = timer;
   }
 
   int streamId() {
@@ -150,6 +162,13 @@ final class PortChannel implements PortStream {
         } else {
           long allowed = Math.min(credit, MAX_UNACKED - unacked);
           if (allowed <= 0) break;
+          if (connection.pendingBytes() > MAX_QUEUED) {
+            if (!retryScheduled) {
+              retryScheduled = true;
+              timer.schedule(this::retry, RETRY_MICROS, java.util.concurrent.TimeUnit.MICROSECONDS);
+            }
+            break;
+          }
           int from = p.offset()[0];
           int n = (int) Math.min(Math.min(allowed, CHUNK), p.data().length - from);
           frame = Frame.data(streamId, false, Arrays.copyOfRange(p.data(), from, from + n), false);
@@ -171,6 +190,13 @@ final class PortChannel implements PortStream {
     }
     for (Pending p : finished) p.sent().complete(null);
     if (ended) maybeDone();
+  }
+
+  private void retry() {
+    synchronized (this) {
+      retryScheduled = false;
+    }
+    flush();
   }
 
   /** A WINDOW_UPDATE from the agent: it wrote that much into the socket. */

@@ -45,6 +45,11 @@ class PortChannelTest {
     final CompletableFuture<Void> halfClosed = new CompletableFuture<>();
 
     GreedyAgent(MemoryPipe toAgent, MemoryPipe toHost, int window) {
+      this(toAgent, toHost, window, 0);
+    }
+
+    /** @param slowMillis how long the agent dawdles over each DATA frame (its own loop, not the test's wait) */
+    GreedyAgent(MemoryPipe toAgent, MemoryPipe toHost, int window, int slowMillis) {
       conn = new FrameConnection(toAgent.input(), toHost.output(), "greedy-agent", 1 << 20);
       conn.start(f -> {
         if (f.type() == FrameType.REQUEST) {
@@ -59,6 +64,7 @@ class PortChannelTest {
             throw new IllegalStateException(e);
           }
         } else if (f.type() == FrameType.DATA) {
+          if (slowMillis > 0) java.util.concurrent.locks.LockSupport.parkNanos(slowMillis * 1_000_000L);
           received.addAndGet(f.payload().length);
           if (f.endOfStream()) halfClosed.complete(null);
         }
@@ -141,6 +147,22 @@ class PortChannelTest {
     await().atMost(DEADLINE).until(() -> !c.isOpen());
     assertInstanceOf(ProtocolException.class, c.closeCause());
     assertEquals(0, sink.got.get());
+  }
+
+  @Test
+  void manyPortsSendingAtOnceToASlowButHonestAgentDoNotOverflowTheConnection() throws Exception {
+    MemoryPipe toAgent = new MemoryPipe(64 * 1024);
+    MemoryPipe toHost = new MemoryPipe(1 << 20);
+    GreedyAgent agent = new GreedyAgent(toAgent, toHost, PortChannel.MAX_UNACKED, 1);
+    FramedAgentClient c = client(toAgent, toHost);
+    int ports = 12;
+    List<PortStream> open = new ArrayList<>();
+    for (int i = 0; i < ports; i++) open.add(c.openPort(8080, new Hoarder(), DEADLINE).get(10, TimeUnit.SECONDS));
+    for (PortStream p : open) p.write(new byte[1 << 20]);
+    // Each port may send its credit; together that is more than the connection queues, which
+    // would cost the guest its connection were they all queued at once.
+    await().atMost(Duration.ofSeconds(30)).until(() -> agent.received.get() == (long) ports * PortChannel.MAX_UNACKED);
+    assertTrue(c.isOpen(), "closed: " + c.closeCause());
   }
 
   @Test
