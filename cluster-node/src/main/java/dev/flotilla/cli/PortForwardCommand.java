@@ -370,7 +370,13 @@ final class PortForwardCommand extends TimedCommand {
   }
 
   static String hostPort(InetAddress a, int port) {
-    return (a instanceof Inet6Address ? "[" + a.getHostAddress() + "]" : a.getHostAddress()) + ":" + port;
+    if (!(a instanceof Inet6Address)) return a.getHostAddress() + ":" + port;
+    String h = a.getHostAddress();
+    int zone = h.indexOf('%');
+    if (zone >= 0) h = h.substring(0, zone);
+    // a run of zero groups as "::", as people write IPv6 addresses (::1, not 0:0:0:0:0:0:0:1)
+    h = ("!" + h + "!").replaceFirst("[:!](0(:0)+)[:!]", "::").replace("!", "");
+    return "[" + h + "]:" + port;
   }
 
   private static Thread daemon(Runnable r, String name) {

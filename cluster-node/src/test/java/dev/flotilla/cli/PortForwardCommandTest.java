@@ -18,6 +18,8 @@ class PortForwardCommandTest {
   @Test
   void addressesPrintAsTheyAreDialled() throws Exception {
     assertEquals("127.0.0.1:8080", PortForwardCommand.hostPort(InetAddress.getByName("127.0.0.1"), 8080));
-    assertEquals("[0:0:0:0:0:0:0:1]:8080", PortForwardCommand.hostPort(InetAddress.getByName("::1"), 8080));
+    assertEquals("[::1]:8080", PortForwardCommand.hostPort(InetAddress.getByName("::1"), 8080));
+    assertEquals("[::]:8080", PortForwardCommand.hostPort(InetAddress.getByName("::"), 8080));
+    assertEquals("[fd00::1:2]:8080", PortForwardCommand.hostPort(InetAddress.getByName("fd00::1:2"), 8080));
   }
 }

@@ -84,6 +84,7 @@ public final class PortForwards {
   /** The loopback of this network namespace: IPv4 first, then IPv6. */
   private static SocketChannel connect(int port) {
     IOException last = null;
+    boolean refused = false;
     for (InetAddress a : List.of(v4Loopback(), v6Loopback())) {
       SocketChannel ch = null;
       try {
@@ -97,10 +98,12 @@ public final class PortForwards {
             + CONNECT_TIMEOUT_MS / 1000 + " s");
       } catch (IOException e) {
         close(ch);
+        refused |= e instanceof ConnectException;
         last = e;
       }
     }
-    if (last instanceof ConnectException) {
+    // Refused on one loopback and not reachable on the other (a namespace without IPv6): nothing listens.
+    if (refused) {
       throw new AgentError(Error.Code.UNAVAILABLE, "nothing listens on port " + port + " in the sandbox");
     }
     throw new AgentError(Error.Code.UNAVAILABLE, "cannot connect to port " + port + " in the sandbox: " + last);
