@@ -83,7 +83,7 @@ final class PortChannel implements PortStream {
 
   /** The agent connected and granted {@code window} bytes of credit. */
   void opened(String address, long window) {
-    this.address = address;
+    this.address = address.length() > 64 ? address.substring(0, 64) : address; // the agent's words: bounded
     synchronized (this) {
       opened = true;
       credit = Math.max(0, window);
