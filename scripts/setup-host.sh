@@ -19,6 +19,7 @@
 #   passt    - `pasta`: user-mode networking of process-driver sandboxes with spec network=egress
 #   iptables - iptables/ip6tables(-restore): the egress policy of each such sandbox, enforced on the
 #              host (OUTPUT, by the uid pasta runs as), outside the sandbox's reach
+#   tmux     - a pseudo-terminal the tests can type into and resize: `exec -it` end to end (NodeOnH2IT)
 set -euo pipefail
 need=()
 command -v runc >/dev/null 2>&1 || need+=(runc)
@@ -33,6 +34,7 @@ if [ "${FLOTILLA_SETUP_TEST_TOOLS:-1}" = 1 ]; then
   command -v umoci >/dev/null 2>&1 || need+=(umoci)
   command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
   command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+  command -v tmux >/dev/null 2>&1 || need+=(tmux)
 fi
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v tini >/dev/null 2>&1 || need+=(tini)

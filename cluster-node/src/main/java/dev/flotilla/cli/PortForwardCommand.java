@@ -325,12 +325,12 @@ final class PortForwardCommand extends TimedCommand {
           if (exit.isDone()) return;
           if (status.getCode() == Status.Code.NOT_FOUND) {
             // the sandbox is gone for this tenant: nothing more can be forwarded
-            exit.completeExceptionally(client.failureOf(status, id));
+            exit.completeExceptionally(client.failureOf(status.asRuntimeException(), id));
             return;
           }
           // A local end that went away is no failure to report; a node's refusal or a connect that timed out is.
           if (status.getCode() != Status.Code.CANCELLED || reportCancel) {
-            CliFailure f = client.failureOf(status, id);
+            CliFailure f = client.failureOf(status.asRuntimeException(), id);
             err.println("flotilla: port-forward " + local + " -> " + remote + ": " + f.getMessage());
           }
           return;

@@ -5,6 +5,7 @@ import dev.flotilla.vm.HypervisorCapabilities;
 import dev.flotilla.vm.ImageRootfs;
 import dev.flotilla.vm.NodeOnlyFiles;
 import dev.flotilla.vm.process.Ext4Disk;
+import dev.flotilla.vm.SpawnGate;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmHandle;
@@ -71,6 +72,7 @@ public final class QemuHypervisor implements Hypervisor {
   public static final String ROOTFS_OPTION = "rootfs";
 
   private final QemuConfig config;
+  private final SpawnGate gate = new SpawnGate();
   private final IdRangeAllocator ids;
   private final ImageRootfs images;
   private final ImageDisks imageDisks;
@@ -276,7 +278,7 @@ public final class QemuHypervisor implements Hypervisor {
         kvmDevice, disks, qemu.subList(1, qemu.size()));
     long memoryLimit = (spec.memoryMiB() + (long) config.memoryOverheadMiB()) * 1024L * 1024L;
     return new QemuVm(handle, qemu, launch, new QemuVm.Limits(cgroups(), memoryLimit, spec.vcpus(), config.threadsLimit(),
-        config.requireLimits() ? LIMITS : Set.of()));
+        config.requireLimits() ? LIMITS : Set.of()), gate);
   }
 
   /**
@@ -362,6 +364,11 @@ public final class QemuHypervisor implements Hypervisor {
     } catch (IOException e) {
       return false;
     }
+  }
+
+  @Override
+  public boolean fence(Duration wait) {
+    return gate.close(wait);
   }
 
   @Override
