@@ -93,8 +93,8 @@ class PortForwardingBoundsTest {
       }, "flood");
       flood.setDaemon(true);
       flood.start();
-      // the port's window (PortChannel.WINDOW, 512 KiB) and the chunks in the queue (each at most 64 KiB)
-      long bound = 512 * 1024 + (long) (PortForwarding.BUFFER + 1) * 64 * 1024;
+      // the port's window (PortChannel.WINDOW, 1 MiB) and the chunks in the queue (each at most 64 KiB)
+      long bound = 1024 * 1024 + (long) (PortForwarding.BUFFER + 1) * 64 * 1024;
       // Stalled: the guest has used all the credit it got, and no more comes.
       Awaitility.await().atMost(Duration.ofSeconds(20)).pollInterval(Duration.ofMillis(200))
           .until(() -> credit.get() < 8 * 1024 && sent.get() > 0);
