@@ -1,7 +1,10 @@
 package dev.flotilla.vm.process;
 
+import dev.flotilla.vm.net.DnsProxy;
 import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.net.EgressRules;
+import dev.flotilla.vm.net.NameGrants;
+import dev.flotilla.vm.net.NameSets;
 import dev.flotilla.vm.net.PastaCommand;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -22,9 +25,10 @@ import org.slf4j.LoggerFactory;
 /**
  * The egress network of one incarnation of a process-driver sandbox: its firewall rules on the
  * host ({@link EgressRules}, installed before the container runs and re-applied by
- * {@link SandboxNetworks}' refresh) and its pasta process ({@link PastaCommand}, attached once the
- * container exists), both removed when the sandbox ends: pasta first, so it never runs without
- * its rules.
+ * {@link SandboxNetworks}' refresh), its DNS proxy with its sets and redirect ({@link DnsProxy},
+ * {@link NameSets}: host names matched at connection time; started again by a node that adopts
+ * the sandbox) and its pasta process ({@link PastaCommand}, attached once the container exists),
+ * all removed when the sandbox ends: pasta first, so it never runs without its rules.
  *
  * <p>Node-only record: {@code <state dir>/network.properties} holds the policy (an adopted
  * sandbox has no spec) and pasta's pid and start time. In the incarnation's run directory,
@@ -47,6 +51,8 @@ final class SandboxNetwork {
   private volatile Process pasta; // when this JVM started it
   private volatile EgressRules applied;
   private volatile boolean closed;
+  private volatile DnsProxy dns;
+  private volatile NameGrants grants;
 
   SandboxNetwork(SandboxNetworks networks, ProcessVm.Places places, String sandboxId, long uid, EgressPolicy policy) {
     this.networks = networks;
@@ -92,15 +98,49 @@ final class SandboxNetwork {
     Files.writeString(tmp, "nameserver " + networks.config().dnsForwardAddress().getHostAddress() + "\n", StandardCharsets.UTF_8);
     Files.setPosixFilePermissions(tmp, PosixFilePermissions.fromString("rw-r--r--"));
     Files.move(tmp, resolvConf(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-    applyRules();
+    applyRules(true);
   }
 
-  /** Resolves the lists' names again and installs the rules (one atomic replace per family). */
+  /**
+   * Starts the DNS proxy if this node has none for the sandbox (an adopted one keeps the grants
+   * in its sets), resolves the deny list's names again and installs the rules (one atomic replace
+   * per family) and the DNS redirect.
+   */
   synchronized void applyRules() throws IOException {
+    applyRules(false);
+  }
+
+  private synchronized void applyRules(boolean fresh) throws IOException {
     if (closed) return;
+    NameSets sets = new NameSets(uid);
+    if (dns == null) {
+      DnsProxy.Limits limits = networks.dnsLimits();
+      sets.create(fresh, limits.maxGrants());
+      grants = new NameGrants(sets, limits.minTtl(), limits.maxTtl(), limits.maxGrants(), () -> System.nanoTime() / 1_000_000);
+      dns = DnsProxy.start(sandboxId, names(policy.allow()), names(policy.deny()),
+          networks.dnsServers().stream().map(a -> new java.net.InetSocketAddress(a, 53)).toList(), grants, limits, networks.dnsWorkers());
+    }
     EgressRules rules = networks.render(this);
     networks.firewall().install(rules);
+    sets.installRedirect(comment(), dns.port(), dns.ipv6());
     applied = rules;
+  }
+
+  private static java.util.Set<String> names(List<EgressPolicy.Destination> list) {
+    java.util.Set<String> out = new java.util.HashSet<>();
+    for (EgressPolicy.Destination d : list) if (d instanceof EgressPolicy.Host h) out.add(h.name());
+    return out;
+  }
+
+  /** How host names are matched: at connection time through this sandbox's DNS proxy (null before it runs). */
+  EgressRules.NameMatch nameMatch() {
+    DnsProxy d = dns;
+    return d == null ? null : new EgressRules.NameMatch(d.port(), d.ipv6());
+  }
+
+  /** What the sandbox's lookups granted (tests). */
+  NameGrants grants() {
+    return grants;
   }
 
   /** The refresh: re-applied when an address changed, or {@code heal} (someone may have flushed them). */
@@ -109,7 +149,10 @@ final class SandboxNetwork {
     try {
       EgressRules rules = networks.render(this);
       if (heal || !rules.equals(applied)) {
+        NameSets sets = new NameSets(uid);
+        if (heal) sets.create(false, networks.dnsLimits().maxGrants());
         networks.firewall().install(rules);
+        if (dns != null) sets.installRedirect(comment(), dns.port(), dns.ipv6());
         applied = rules;
       }
     } catch (IOException | RuntimeException e) {
@@ -215,8 +258,11 @@ final class SandboxNetwork {
     networks.unregister(this);
     killPasta();
     if (pastaAlive()) return; // keep the rules of a pasta that would not die
+    DnsProxy d = dns;
+    if (d != null) d.close();
     try {
-      networks.firewall().remove(uid, comment());
+      // the sets and the redirect go only with this incarnation's filter rules, which match the sets
+      if (networks.firewall().remove(uid, comment())) new NameSets(uid).remove();
     } catch (IOException e) {
       log.warn("sandbox {}: cannot remove its egress rules: {}", sandboxId, e.getMessage());
     }
