@@ -62,11 +62,12 @@ public final class DnsProxy implements AutoCloseable {
    * @param minTtl shortest life of a grant (the sandbox connects after it looked up)
    * @param maxTtl longest life of a grant
    * @param maxGrants live addresses per list and sandbox (the kernel set's maxelem is the same)
+   * @param setUpdatesPerSecond updates of this sandbox's sets (a host command each), bursts of twice that
    */
   public record Limits(int maxOutstanding, int queriesPerSecond, int burst, int maxTcpConnections, Duration upstreamTimeout,
-      Duration tcpIdle, Duration minTtl, Duration maxTtl, int maxGrants) {
+      Duration tcpIdle, Duration minTtl, Duration maxTtl, int maxGrants, int setUpdatesPerSecond) {
     public static final Limits DEFAULTS = new Limits(32, 100, 200, 4, Duration.ofSeconds(2), Duration.ofSeconds(10),
-        Duration.ofSeconds(60), Duration.ofHours(1), 4096);
+        Duration.ofSeconds(60), Duration.ofHours(1), 4096, 20);
   }
 
   private final String label;

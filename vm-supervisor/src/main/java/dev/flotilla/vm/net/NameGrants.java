@@ -16,7 +16,9 @@ import java.util.function.LongSupplier;
  * before the sandbox connects; a week-long one would outlive the name's move), bounds the entries
  * (the sandbox chooses how many distinct answers it asks for), and skips the set update when an
  * address still has at least half the new TTL to go, so a sandbox that asks again and again costs
- * no host command per answer.
+ * no host command per answer. Set updates (a host command each) are also limited in rate: a
+ * sandbox asking for names whose answers rotate (CDNs) as fast as its query rate allows would
+ * otherwise make the node run one per query.
  */
 public final class NameGrants {
   /** Where grants take effect: the sandbox's sets in the host's firewall. */
@@ -32,19 +34,26 @@ public final class NameGrants {
   private final LongSupplier clockMillis;
   private final Map<InetAddress, Long> allow = new HashMap<>();
   private final Map<InetAddress, Long> deny = new HashMap<>();
+  private final int updatesPerSecond;
+  private double updates;
+  private long updatesAt;
 
   /**
    * @param maxEntries per list; an answer that would need more is refused ({@link #grant} throws)
+   * @param updatesPerSecond set updates per second (bursts of twice that); more are refused
    * @param clockMillis a monotonic clock in milliseconds
    */
-  public NameGrants(Sets sets, Duration minTtl, Duration maxTtl, int maxEntries, LongSupplier clockMillis) {
+  public NameGrants(Sets sets, Duration minTtl, Duration maxTtl, int maxEntries, int updatesPerSecond, LongSupplier clockMillis) {
     if (minTtl.toSeconds() < 1 || maxTtl.compareTo(minTtl) < 0) throw new IllegalArgumentException("need 1 s <= minTtl <= maxTtl");
-    if (maxEntries < 1) throw new IllegalArgumentException("maxEntries must be positive");
+    if (maxEntries < 1 || updatesPerSecond < 1) throw new IllegalArgumentException("maxEntries and updatesPerSecond must be positive");
     this.sets = sets;
     this.minTtl = minTtl.toSeconds();
     this.maxTtl = maxTtl.toSeconds();
     this.maxEntries = maxEntries;
+    this.updatesPerSecond = updatesPerSecond;
     this.clockMillis = clockMillis;
+    this.updates = 2.0 * updatesPerSecond;
+    this.updatesAt = clockMillis.getAsLong();
   }
 
   /** {@code ttlSeconds} bounded to [minTtl, maxTtl]. */
@@ -81,6 +90,10 @@ public final class NameGrants {
         throw new IOException((denied ? "deny" : "allow") + " set full: " + granted.size() + " live addresses (at most " + maxEntries + ")");
       }
     }
+    updates = Math.min(2.0 * updatesPerSecond, updates + (now - updatesAt) / 1000.0 * updatesPerSecond);
+    updatesAt = now;
+    if (updates < 1) throw new IOException("more than " + updatesPerSecond + " set updates per second");
+    updates -= 1;
     sets.add(denied, fresh, ttl);
     for (InetAddress a : fresh) granted.put(a, now + ttl * 1000);
     return ttl;

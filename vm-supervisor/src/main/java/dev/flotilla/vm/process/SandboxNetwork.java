@@ -52,7 +52,6 @@ final class SandboxNetwork {
   private volatile EgressRules applied;
   private volatile boolean closed;
   private volatile DnsProxy dns;
-  private volatile NameGrants grants;
 
   SandboxNetwork(SandboxNetworks networks, ProcessVm.Places places, String sandboxId, long uid, EgressPolicy policy) {
     this.networks = networks;
@@ -116,7 +115,8 @@ final class SandboxNetwork {
     if (dns == null) {
       DnsProxy.Limits limits = networks.dnsLimits();
       sets.create(fresh, limits.maxGrants());
-      grants = new NameGrants(sets, limits.minTtl(), limits.maxTtl(), limits.maxGrants(), () -> System.nanoTime() / 1_000_000);
+      NameGrants grants = new NameGrants(sets, limits.minTtl(), limits.maxTtl(), limits.maxGrants(), limits.setUpdatesPerSecond(),
+          () -> System.nanoTime() / 1_000_000);
       dns = DnsProxy.start(sandboxId, names(policy.allow()), names(policy.deny()),
           networks.dnsServers().stream().map(a -> new java.net.InetSocketAddress(a, 53)).toList(), grants, limits, networks.dnsWorkers());
     }
@@ -136,11 +136,6 @@ final class SandboxNetwork {
   EgressRules.NameMatch nameMatch() {
     DnsProxy d = dns;
     return d == null ? null : new EgressRules.NameMatch(d.port(), d.ipv6());
-  }
-
-  /** What the sandbox's lookups granted (tests). */
-  NameGrants grants() {
-    return grants;
   }
 
   /** The refresh: re-applied when an address changed, or {@code heal} (someone may have flushed them). */

@@ -71,7 +71,8 @@ class DnsProxyTest {
       if (setsFail) throw new IOException("ipset failed");
       granted.add(new Grant(deny, List.copyOf(addresses), ttl));
     };
-    NameGrants grants = new NameGrants(sets, limits.minTtl(), limits.maxTtl(), limits.maxGrants(), () -> System.nanoTime() / 1_000_000);
+    NameGrants grants = new NameGrants(sets, limits.minTtl(), limits.maxTtl(), limits.maxGrants(), limits.setUpdatesPerSecond(),
+        () -> System.nanoTime() / 1_000_000);
     proxy = DnsProxy.start("test", Set.of("api.test", "both.test"), Set.of("bad.test", "both.test"),
         List.of(new InetSocketAddress(InetAddress.getLoopbackAddress(), upstreamUdp.getLocalPort())), grants, limits, workers);
     return proxy;
@@ -79,7 +80,7 @@ class DnsProxyTest {
 
   static DnsProxy.Limits limits() {
     return new DnsProxy.Limits(8, 1000, 1000, 2, Duration.ofMillis(300), Duration.ofSeconds(2), Duration.ofSeconds(30),
-        Duration.ofHours(1), 100);
+        Duration.ofHours(1), 100, 20);
   }
 
   Message ask(String name) throws Exception {
@@ -158,7 +159,7 @@ class DnsProxyTest {
 
   @Test
   void queriesAboveTheRateAreDropped() throws Exception {
-    proxy(new DnsProxy.Limits(8, 1, 3, 2, Duration.ofMillis(300), Duration.ofSeconds(2), Duration.ofSeconds(30), Duration.ofHours(1), 100));
+    proxy(new DnsProxy.Limits(8, 1, 3, 2, Duration.ofMillis(300), Duration.ofSeconds(2), Duration.ofSeconds(30), Duration.ofHours(1), 100, 20));
     zone.put("other.test", "192.0.2.68");
     int answered = 0;
     try (DatagramSocket s = new DatagramSocket()) {

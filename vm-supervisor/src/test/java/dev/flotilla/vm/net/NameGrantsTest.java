@@ -24,7 +24,7 @@ class NameGrantsTest {
   };
 
   NameGrants grants(int max) {
-    return new NameGrants(sets, Duration.ofSeconds(30), Duration.ofHours(1), max, now::get);
+    return new NameGrants(sets, Duration.ofSeconds(30), Duration.ofHours(1), max, 1000, now::get);
   }
 
   static InetAddress ip(String s) throws Exception {
@@ -79,5 +79,17 @@ class NameGrantsTest {
     failing = false;
     g.grant(true, List.of(ip("192.0.2.1")), 60);
     assertEquals(1, calls.size(), "tried again once the set works");
+  }
+
+  @Test
+  void setUpdatesAreLimitedInRate() throws Exception {
+    NameGrants g = new NameGrants(sets, Duration.ofSeconds(30), Duration.ofHours(1), 100, 2, now::get);
+    for (int i = 0; i < 4; i++) g.grant(false, List.of(ip("192.0.2." + (i + 1))), 60); // a burst of twice the rate
+    IOException fast = assertThrows(IOException.class, () -> g.grant(false, List.of(ip("192.0.2.9")), 60));
+    assertTrue(fast.getMessage().contains("per second"), fast.getMessage());
+    g.grant(false, List.of(ip("192.0.2.1")), 60); // nothing to update: no limit
+    now.addAndGet(500);
+    g.grant(false, List.of(ip("192.0.2.9")), 60);
+    assertEquals(5, calls.size());
   }
 }
