@@ -121,10 +121,12 @@ public final class NameSets implements NameGrants.Sets {
       }
     }
     try {
-      List<String> present = HostFirewall.run(List.of("ipset", "list", "-n"), null).lines().map(String::strip).toList();
       for (boolean deny : new boolean[] {false, true}) {
         for (boolean v6 : new boolean[] {false, true}) {
-          if (present.contains(set(uid, deny, v6))) HostFirewall.run(List.of("ipset", "destroy", set(uid, deny, v6)), null);
+          String name = set(uid, deny, v6);
+          if (!sets().contains(name)) continue;
+          var r = HostFirewall.exec(List.of("ipset", "destroy", name), null);
+          if (r.code() != 0 && sets().contains(name)) throw new IOException("ipset destroy " + name + " failed: " + r.out().strip());
         }
       }
     } catch (IOException e) {
@@ -133,16 +135,20 @@ public final class NameSets implements NameGrants.Sets {
     if (first != null) throw first;
   }
 
+  private static List<String> sets() throws IOException {
+    return HostFirewall.run(List.of("ipset", "list", "-n"), null).lines().map(String::strip).toList();
+  }
+
   /** Whether anything of this uid's is on the host (tests). */
   public boolean present() throws IOException {
-    List<String> sets = HostFirewall.run(List.of("ipset", "list", "-n"), null).lines().map(String::strip).toList();
+    List<String> sets = sets();
     for (boolean deny : new boolean[] {false, true}) {
       for (boolean v6 : new boolean[] {false, true}) {
         if (sets.contains(set(uid, deny, v6))) return true;
       }
     }
     for (boolean v6 : new boolean[] {false, true}) {
-      if (HostFirewall.exec(List.of(tool(v6), "-w", "-t", "nat", "-n", "-L", natChain(uid)), null).code() == 0) return true;
+      if (natChainExists(v6)) return true;
     }
     return false;
   }
@@ -155,11 +161,21 @@ public final class NameSets implements NameGrants.Sets {
   private void removeRedirect(boolean v6) throws IOException {
     for (String line : natOutput(v6)) {
       Matcher m = NAT_JUMP.matcher(line);
-      if (m.find() && m.group(1).equals(natChain(uid))) deleteRule(v6, line);
+      if (m.find() && m.group(1).equals(natChain(uid))) {
+        List<String> cmd = new ArrayList<>(List.of(tool(v6), "-w", "-t", "nat"));
+        cmd.addAll(HostFirewall.split(line.replaceFirst("^-A ", "-D ")));
+        HostFirewall.exec(cmd, null); // gone meanwhile is no error; one still there is caught below (-X of a referenced chain)
+      }
     }
-    if (HostFirewall.exec(List.of(tool(v6), "-w", "-t", "nat", "-n", "-L", natChain(uid)), null).code() != 0) return;
-    HostFirewall.run(List.of(tool(v6), "-w", "-t", "nat", "-F", natChain(uid)), null);
-    HostFirewall.run(List.of(tool(v6), "-w", "-t", "nat", "-X", natChain(uid)), null);
+    for (String op : List.of("-F", "-X")) {
+      if (!natChainExists(v6)) return;
+      var r = HostFirewall.exec(List.of(tool(v6), "-w", "-t", "nat", op, natChain(uid)), null);
+      if (r.code() != 0 && natChainExists(v6)) throw new IOException(tool(v6) + " -t nat " + op + " " + natChain(uid) + " failed: " + r.out().strip());
+    }
+  }
+
+  private boolean natChainExists(boolean v6) throws IOException {
+    return HostFirewall.exec(List.of(tool(v6), "-w", "-t", "nat", "-n", "-L", natChain(uid)), null).code() == 0;
   }
 
   private static List<String> natOutput(boolean v6) throws IOException {

@@ -255,11 +255,19 @@ final class SandboxNetwork {
     if (pastaAlive()) return; // keep the rules of a pasta that would not die
     DnsProxy d = dns;
     if (d != null) d.close();
+    boolean ours = true; // a failure after the ownership check still leaves this incarnation's sets to remove
     try {
-      // the sets and the redirect go only with this incarnation's filter rules, which match the sets
-      if (networks.firewall().remove(uid, comment())) new NameSets(uid).remove();
+      ours = networks.firewall().remove(uid, comment());
     } catch (IOException e) {
       log.warn("sandbox {}: cannot remove its egress rules: {}", sandboxId, e.getMessage());
+    }
+    if (ours) {
+      try {
+        // after the filter rules, which match the sets
+        new NameSets(uid).remove();
+      } catch (IOException e) {
+        log.warn("sandbox {}: cannot remove its DNS redirect and address sets: {}", sandboxId, e.getMessage());
+      }
     }
     for (Path f : List.of(netnsFile(), usernsFile())) {
       try {
