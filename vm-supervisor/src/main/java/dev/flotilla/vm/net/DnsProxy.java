@@ -66,7 +66,7 @@ public final class DnsProxy implements AutoCloseable {
    */
   public record Limits(int maxOutstanding, int queriesPerSecond, int burst, int maxTcpConnections, Duration upstreamTimeout,
       Duration tcpIdle, Duration minTtl, Duration maxTtl, int maxGrants, int setUpdatesPerSecond) {
-    public static final Limits DEFAULTS = new Limits(32, 100, 200, 4, Duration.ofSeconds(2), Duration.ofSeconds(10),
+    public static final Limits DEFAULTS = new Limits(16, 100, 200, 4, Duration.ofSeconds(2), Duration.ofSeconds(10),
         Duration.ofSeconds(60), Duration.ofHours(1), 4096, 20);
   }
 
@@ -152,6 +152,10 @@ public final class DnsProxy implements AutoCloseable {
   /** Whether it also listens on ::1 (else the sandbox's IPv6 DNS is refused, not redirected). */
   public boolean ipv6() {
     return v6;
+  }
+
+  public Limits limits() {
+    return limits;
   }
 
   /** Queries dropped (rate, size, load, malformed beyond an answer): tests and diagnostics. */
@@ -286,22 +290,20 @@ public final class DnsProxy implements AutoCloseable {
 
   private void serveTcp(SocketChannel s) {
     try (s; Socket socket = s.socket()) {
-      socket.setSoTimeout((int) limits.tcpIdle().toMillis());
-      DataInputStream in = new DataInputStream(socket.getInputStream());
+      var in = socket.getInputStream();
       DataOutputStream out = new DataOutputStream(socket.getOutputStream());
       while (!closed) {
-        int len;
-        try {
-          len = in.readUnsignedShort();
-        } catch (EOFException | SocketTimeoutException e) {
-          return;
-        }
+        // each whole query within tcpIdle of the last answer: a byte now and then keeps no connection
+        long deadline = System.nanoTime() + limits.tcpIdle().toNanos();
+        byte[] prefix = readFully(socket, in, 2, deadline);
+        if (prefix == null) return;
+        int len = ((prefix[0] & 0xff) << 8) | (prefix[1] & 0xff);
         if (len > MAX_QUERY_BYTES || len < 12) {
           dropped.incrementAndGet();
           return;
         }
-        byte[] query = in.readNBytes(len);
-        if (query.length < len) return;
+        byte[] query = readFully(socket, in, len, deadline);
+        if (query == null) return;
         if (!admit() || !outstanding.tryAcquire()) {
           dropped.incrementAndGet();
           return;
@@ -322,6 +324,26 @@ public final class DnsProxy implements AutoCloseable {
     } finally {
       tcpConnections.decrementAndGet();
     }
+  }
+
+  /** {@code n} bytes by {@code deadline}, or null at the end of the stream or the deadline. */
+  private static byte[] readFully(Socket socket, java.io.InputStream in, int n, long deadline) throws IOException {
+    byte[] b = new byte[n];
+    int got = 0;
+    while (got < n) {
+      long left = (deadline - System.nanoTime()) / 1_000_000;
+      if (left <= 0) return null;
+      socket.setSoTimeout((int) left);
+      int r;
+      try {
+        r = in.read(b, got, n - got);
+      } catch (SocketTimeoutException e) {
+        return null;
+      }
+      if (r < 0) return null;
+      got += r;
+    }
+    return b;
   }
 
   /** The answer to give the sandbox (after any grant took effect), or null to give none. */

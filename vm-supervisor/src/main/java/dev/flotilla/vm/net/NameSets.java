@@ -4,7 +4,9 @@ import java.io.IOException;
 import java.net.Inet6Address;
 import java.net.InetAddress;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -26,6 +28,9 @@ public final class NameSets implements NameGrants.Sets {
   /** The tool this needs beside {@link HostFirewall#TOOLS}. */
   public static final List<String> TOOLS = List.of("ipset");
   private static final Pattern NAT_JUMP = Pattern.compile("-A OUTPUT .*-j (" + Pattern.quote(NAT_PREFIX) + "\\d+)$");
+
+  private static final Pattern OWNED_NAT_JUMP = Pattern.compile(
+      "-A OUTPUT -m owner --uid-owner (\\d+) -m comment --comment \"?([^\" ]+)\"? -j " + Pattern.quote(NAT_PREFIX) + "\\d+");
 
   private final long uid;
 
@@ -137,6 +142,18 @@ public final class NameSets implements NameGrants.Sets {
 
   private static List<String> sets() throws IOException {
     return HostFirewall.run(List.of("ipset", "list", "-n"), null).lines().map(String::strip).toList();
+  }
+
+  /** uid to comment of every DNS redirect jump in nat OUTPUT whose comment starts with {@code prefix} (both families). */
+  public static Map<Long, String> installed(String prefix) throws IOException {
+    Map<Long, String> out = new LinkedHashMap<>();
+    for (boolean v6 : new boolean[] {false, true}) {
+      for (String line : natOutput(v6)) {
+        Matcher m = OWNED_NAT_JUMP.matcher(line);
+        if (m.matches() && m.group(2).startsWith(prefix)) out.put(Long.parseLong(m.group(1)), m.group(2));
+      }
+    }
+    return out;
   }
 
   /** Whether anything of this uid's is on the host (tests). */

@@ -1,10 +1,8 @@
 package dev.flotilla.vm.process;
 
-import dev.flotilla.vm.net.DnsProxy;
 import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.net.EgressRules;
-import dev.flotilla.vm.net.NameGrants;
-import dev.flotilla.vm.net.NameSets;
+import dev.flotilla.vm.net.SandboxDns;
 import dev.flotilla.vm.net.PastaCommand;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -25,9 +23,8 @@ import org.slf4j.LoggerFactory;
 /**
  * The egress network of one incarnation of a process-driver sandbox: its firewall rules on the
  * host ({@link EgressRules}, installed before the container runs and re-applied by
- * {@link SandboxNetworks}' refresh), its DNS proxy with its sets and redirect ({@link DnsProxy},
- * {@link NameSets}: host names matched at connection time; started again by a node that adopts
- * the sandbox) and its pasta process ({@link PastaCommand}, attached once the container exists),
+ * {@link SandboxNetworks}' refresh), its DNS proxy with its sets and redirect ({@link SandboxDns}:
+ * host names matched at connection time; started again by a node that adopts the sandbox) and its pasta process ({@link PastaCommand}, attached once the container exists),
  * all removed when the sandbox ends: pasta first, so it never runs without its rules.
  *
  * <p>Node-only record: {@code <state dir>/network.properties} holds the policy (an adopted
@@ -51,7 +48,7 @@ final class SandboxNetwork {
   private volatile Process pasta; // when this JVM started it
   private volatile EgressRules applied;
   private volatile boolean closed;
-  private volatile DnsProxy dns;
+  private volatile SandboxDns dns;
 
   SandboxNetwork(SandboxNetworks networks, ProcessVm.Places places, String sandboxId, long uid, EgressPolicy policy) {
     this.networks = networks;
@@ -111,31 +108,17 @@ final class SandboxNetwork {
 
   private synchronized void applyRules(boolean fresh) throws IOException {
     if (closed) return;
-    NameSets sets = new NameSets(uid);
-    if (dns == null) {
-      DnsProxy.Limits limits = networks.dnsLimits();
-      sets.create(fresh, limits.maxGrants());
-      NameGrants grants = new NameGrants(sets, limits.minTtl(), limits.maxTtl(), limits.maxGrants(), limits.setUpdatesPerSecond(),
-          () -> System.nanoTime() / 1_000_000);
-      dns = DnsProxy.start(sandboxId, names(policy.allow()), names(policy.deny()),
-          networks.dnsServers().stream().map(a -> new java.net.InetSocketAddress(a, 53)).toList(), grants, limits, networks.dnsWorkers());
-    }
+    if (dns == null) dns = SandboxDns.start(sandboxId, uid, policy, networks.dnsServers(), networks.dnsLimits(), fresh);
     EgressRules rules = networks.render(this);
     networks.firewall().install(rules);
-    sets.installRedirect(comment(), dns.port(), dns.ipv6());
+    dns.installRedirect(comment());
     applied = rules;
-  }
-
-  private static java.util.Set<String> names(List<EgressPolicy.Destination> list) {
-    java.util.Set<String> out = new java.util.HashSet<>();
-    for (EgressPolicy.Destination d : list) if (d instanceof EgressPolicy.Host h) out.add(h.name());
-    return out;
   }
 
   /** How host names are matched: at connection time through this sandbox's DNS proxy (null before it runs). */
   EgressRules.NameMatch nameMatch() {
-    DnsProxy d = dns;
-    return d == null ? null : new EgressRules.NameMatch(d.port(), d.ipv6());
+    SandboxDns d = dns;
+    return d == null ? null : d.nameMatch();
   }
 
   /** The refresh: re-applied when an address changed, or {@code heal} (someone may have flushed them). */
@@ -144,10 +127,9 @@ final class SandboxNetwork {
     try {
       EgressRules rules = networks.render(this);
       if (heal || !rules.equals(applied)) {
-        NameSets sets = new NameSets(uid);
-        if (heal) sets.create(false, networks.dnsLimits().maxGrants());
+        if (heal && dns != null) dns.heal();
         networks.firewall().install(rules);
-        if (dns != null) sets.installRedirect(comment(), dns.port(), dns.ipv6());
+        if (dns != null) dns.installRedirect(comment());
         applied = rules;
       }
     } catch (IOException | RuntimeException e) {
@@ -253,7 +235,7 @@ final class SandboxNetwork {
     networks.unregister(this);
     killPasta();
     if (pastaAlive()) return; // keep the rules of a pasta that would not die
-    DnsProxy d = dns;
+    SandboxDns d = dns;
     if (d != null) d.close();
     boolean ours = true; // a failure after the ownership check still leaves this incarnation's sets to remove
     try {
@@ -264,7 +246,7 @@ final class SandboxNetwork {
     if (ours) {
       try {
         // after the filter rules, which match the sets
-        new NameSets(uid).remove();
+        SandboxDns.remove(uid);
       } catch (IOException e) {
         log.warn("sandbox {}: cannot remove its DNS redirect and address sets: {}", sandboxId, e.getMessage());
       }

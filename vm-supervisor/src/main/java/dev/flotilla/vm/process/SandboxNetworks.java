@@ -8,6 +8,7 @@ import dev.flotilla.vm.net.Endpoint;
 import dev.flotilla.vm.net.HostFirewall;
 import dev.flotilla.vm.net.NameSets;
 import dev.flotilla.vm.net.NodeResolver;
+import dev.flotilla.vm.net.SandboxDns;
 import dev.flotilla.vm.oci.OciRuntime;
 import java.io.IOException;
 import java.net.InetAddress;
@@ -19,10 +20,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.Executor;
 import java.util.concurrent.Executors;
-import java.util.concurrent.SynchronousQueue;
-import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
@@ -36,7 +34,7 @@ import org.slf4j.LoggerFactory;
  * that ended while no node watched left behind (their pasta, their rules).
  *
  * <p>Host names in the lists are matched at connection time: each sandbox's DNS goes to its own
- * {@link DnsProxy}, which puts the addresses the sandbox is answered for a listed name into the
+ * {@link DnsProxy} ({@link SandboxDns}), which puts the addresses the sandbox is answered for a listed name into the
  * sandbox's allow or deny set before the answer reaches it. Names of the deny list are also
  * resolved by the node, when a sandbox starts and then every {@link EgressConfig#refresh()}, and
  * their addresses refused in its rules: a sandbox may learn an address without asking its DNS
@@ -58,7 +56,6 @@ final class SandboxNetworks {
   private volatile ScheduledExecutorService refresher;
   private volatile List<InetAddress> dnsServers;
   private volatile boolean swept;
-  private volatile ThreadPoolExecutor dnsWorkers;
   private final DnsProxy.Limits dnsLimits = DnsProxy.Limits.DEFAULTS;
 
   SandboxNetworks(EgressConfig config, Path runRoot, OciRuntime oci) {
@@ -77,25 +74,6 @@ final class SandboxNetworks {
 
   DnsProxy.Limits dnsLimits() {
     return dnsLimits;
-  }
-
-  /** Forwarding and TCP connections of every sandbox's DNS proxy: bounded, each proxy bounds its own share. */
-  Executor dnsWorkers() {
-    ThreadPoolExecutor w = dnsWorkers;
-    if (w == null) {
-      synchronized (this) {
-        if (dnsWorkers == null) {
-          AtomicLong n = new AtomicLong();
-          dnsWorkers = new ThreadPoolExecutor(0, 256, 30, TimeUnit.SECONDS, new SynchronousQueue<>(), r -> {
-            Thread t = new Thread(r, "flotilla-dns-worker-" + n.incrementAndGet());
-            t.setDaemon(true);
-            return t;
-          });
-        }
-        w = dnsWorkers;
-      }
-    }
-    return w;
   }
 
   /** The resolvers: the configured ones, or the host's resolv.conf's. */
@@ -233,7 +211,15 @@ final class SandboxNetworks {
         String container = e.getValue().substring(commentPrefix().length());
         if (running(container)) continue;
         log.info("removing the egress rules of ended container {} (uid {})", container, e.getKey());
-        if (firewall.remove(e.getKey(), e.getValue())) new NameSets(e.getKey()).remove();
+        if (firewall.remove(e.getKey(), e.getValue())) SandboxDns.remove(e.getKey());
+      }
+      // a DNS redirect (and its sets) whose filter rules went, but not it (a node that died in between)
+      Map<Long, String> filtered = firewall.installed(commentPrefix());
+      for (Map.Entry<Long, String> e : NameSets.installed(commentPrefix()).entrySet()) {
+        String container = e.getValue().substring(commentPrefix().length());
+        if (running(container) || filtered.containsKey(e.getKey())) continue;
+        log.info("removing the DNS redirect and address sets of ended container {} (uid {})", container, e.getKey());
+        SandboxDns.remove(e.getKey());
       }
     } catch (IOException | RuntimeException e) {
       log.warn("cannot sweep leftover egress rules: {}", e.getMessage());

@@ -200,6 +200,38 @@ class DnsProxyTest {
     assertEquals(1, granted.size(), "asked twice within the TTL: one set update");
   }
 
+  @Test
+  void aTcpConnectionTricklingAQueryIsClosedAtTheIdleDeadline() throws Exception {
+    proxy(limits()); // tcpIdle 2 s
+    var trickle = Executors.newSingleThreadScheduledExecutor();
+    try (Socket s = new Socket(InetAddress.getByName("127.0.0.1"), proxy.port())) {
+      s.setSoTimeout(10_000);
+      DataOutputStream out = new DataOutputStream(s.getOutputStream());
+      out.writeShort(40);
+      out.flush();
+      trickle.scheduleAtFixedRate(() -> {
+        try {
+          out.write(0);
+          out.flush();
+        } catch (IOException e) {
+          // closed by the proxy
+        }
+      }, 200, 200, java.util.concurrent.TimeUnit.MILLISECONDS);
+      long t0 = System.nanoTime();
+      int r;
+      try {
+        r = s.getInputStream().read();
+      } catch (java.net.SocketException reset) {
+        r = -1;
+      }
+      long ms = (System.nanoTime() - t0) / 1_000_000;
+      assertEquals(-1, r);
+      assertTrue(ms < 4000, "closed after " + ms + " ms of trickling (deadline 2 s)");
+    } finally {
+      trickle.shutdownNow();
+    }
+  }
+
   // ------------------------------------------------------------------ the upstream server
 
   private void thread(Runnable r) {

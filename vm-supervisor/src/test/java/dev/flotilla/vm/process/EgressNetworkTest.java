@@ -321,9 +321,15 @@ class EgressNetworkTest {
     new HostFirewall().install(new EgressRules(uid, sandboxes.hypervisor.networks().comment("fl-gone-1"), List.of(), List.of(),
         List.of(), List.of(), true));
     assertEquals(1, new HostFirewall().installed(prefix).size());
+    // ... and a DNS redirect with its sets whose filter rules are gone (a uid of this sandbox's range: no other sandbox's)
+    NameSets stale = new NameSets(uid + 1);
+    stale.create(true, 16);
+    stale.installRedirect(sandboxes.hypervisor.networks().comment("fl-gone-2"), 40053, false);
+    assertTrue(stale.present());
     ProcessHypervisor node2 = sandboxes.restartNode();
     node2.networks().sweepOnce();
     assertTrue(node2.networks().firewall().installed(prefix).isEmpty(), "stale rules swept");
+    assertTrue(!stale.present() && NameSets.installed(prefix).isEmpty(), "stale DNS redirect and sets swept");
   }
 
   @Test
