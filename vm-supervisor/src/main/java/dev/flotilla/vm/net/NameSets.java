@@ -156,6 +156,22 @@ public final class NameSets implements NameGrants.Sets {
     return out;
   }
 
+  /**
+   * What the kernel lacks for this (IP sets, the NAT table), by asking the tools; empty if nothing.
+   * Asked once per node: it runs two commands.
+   */
+  public static java.util.Optional<String> kernelSupport() {
+    try {
+      var sets = HostFirewall.exec(List.of("ipset", "list", "-n"), null);
+      if (sets.code() != 0) return java.util.Optional.of("the kernel has no IP sets (ip_set): " + sets.out().strip());
+      var nat = HostFirewall.exec(List.of("iptables", "-w", "-t", "nat", "-S", "OUTPUT"), null);
+      if (nat.code() != 0) return java.util.Optional.of("the kernel has no IPv4 NAT table: " + nat.out().strip());
+      return java.util.Optional.empty();
+    } catch (IOException e) {
+      return java.util.Optional.of("cannot run ipset or iptables: " + e.getMessage());
+    }
+  }
+
   /** Whether anything of this uid's is on the host (tests). */
   public boolean present() throws IOException {
     List<String> sets = sets();

@@ -2,8 +2,8 @@ package dev.flotilla.vm.process;
 
 import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.net.EgressRules;
-import dev.flotilla.vm.net.SandboxDns;
 import dev.flotilla.vm.net.PastaCommand;
+import dev.flotilla.vm.net.SandboxDns;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -24,8 +24,9 @@ import org.slf4j.LoggerFactory;
  * The egress network of one incarnation of a process-driver sandbox: its firewall rules on the
  * host ({@link EgressRules}, installed before the container runs and re-applied by
  * {@link SandboxNetworks}' refresh), its DNS proxy with its sets and redirect ({@link SandboxDns}:
- * host names matched at connection time; started again by a node that adopts the sandbox) and its pasta process ({@link PastaCommand}, attached once the container exists),
- * all removed when the sandbox ends: pasta first, so it never runs without its rules.
+ * host names matched at connection time; started again by a node that adopts the sandbox) and
+ * its pasta process ({@link PastaCommand}, attached once the container exists), all removed when
+ * the sandbox ends: pasta first, so it never runs without its rules.
  *
  * <p>Node-only record: {@code <state dir>/network.properties} holds the policy (an adopted
  * sandbox has no spec) and pasta's pid and start time. In the incarnation's run directory,

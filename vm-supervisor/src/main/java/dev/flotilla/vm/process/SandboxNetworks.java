@@ -34,8 +34,8 @@ import org.slf4j.LoggerFactory;
  * that ended while no node watched left behind (their pasta, their rules).
  *
  * <p>Host names in the lists are matched at connection time: each sandbox's DNS goes to its own
- * {@link DnsProxy} ({@link SandboxDns}), which puts the addresses the sandbox is answered for a listed name into the
- * sandbox's allow or deny set before the answer reaches it. Names of the deny list are also
+ * {@link DnsProxy} ({@link SandboxDns}), which puts the addresses the sandbox is answered for a
+ * listed name into the sandbox's allow or deny set before the answer reaches it. Names of the deny list are also
  * resolved by the node, when a sandbox starts and then every {@link EgressConfig#refresh()}, and
  * their addresses refused in its rules: a sandbox may learn an address without asking its DNS
  * (written into its code, or through DNS over HTTPS to an allowed address), and a denied name must
@@ -56,6 +56,7 @@ final class SandboxNetworks {
   private volatile ScheduledExecutorService refresher;
   private volatile List<InetAddress> dnsServers;
   private volatile boolean swept;
+  private volatile String kernelSupport; // "" when the kernel has what name matching needs
   private final DnsProxy.Limits dnsLimits = DnsProxy.Limits.DEFAULTS;
 
   SandboxNetworks(EgressConfig config, Path runRoot, OciRuntime oci) {
@@ -100,8 +101,17 @@ final class SandboxNetworks {
     for (String t : HostFirewall.TOOLS) {
       if (HostFacts.which(t).isEmpty()) m.add("no " + t + " (apt-get install iptables)");
     }
+    boolean ipset = true;
     for (String t : NameSets.TOOLS) {
-      if (HostFacts.which(t).isEmpty()) m.add("no " + t + " (apt-get install ipset)");
+      if (HostFacts.which(t).isEmpty()) {
+        m.add("no " + t + " (apt-get install ipset)");
+        ipset = false;
+      }
+    }
+    if (ipset && HostFacts.which("iptables").isPresent()) {
+      String kernel = kernelSupport;
+      if (kernel == null) kernelSupport = kernel = NameSets.kernelSupport().orElse("");
+      if (!kernel.isEmpty()) m.add(kernel);
     }
     if (HostFacts.which("nsenter").isEmpty()) m.add("no nsenter (apt-get install util-linux)");
     Path tun = Path.of("/dev/net/tun");
