@@ -4,8 +4,6 @@ import java.io.DataInputStream;
 import java.io.DataOutputStream;
 import java.io.EOFException;
 import java.io.IOException;
-import java.net.DatagramPacket;
-import java.net.DatagramSocket;
 import java.net.Inet6Address;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -45,6 +43,11 @@ import org.xbill.DNS.Rcode;
  * ({@link DnsMessages}), each is bounded in size, rate, number in flight and time, TCP
  * connections are few and idle out, and upstream answers count only if they answer the question
  * asked, under the node's own random id, from the server asked.
+ *
+ * <p>One thread per proxy: its selector receives the sandbox's UDP queries and waits for their
+ * upstream answers (a fresh socket, so a fresh random port, per query and server), so a sandbox
+ * asking for names that never answer holds no thread. Grants (a host command) and DNS-over-TCP
+ * connections run on the shared workers.
  */
 public final class DnsProxy implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(DnsProxy.class);
@@ -134,7 +137,7 @@ public final class DnsProxy implements AutoCloseable {
    *
    * @param allowNames names whose answers grant (lower case, no final dot)
    * @param denyNames names whose answers deny; a name in both lists only denies
-   * @param workers runs forwarding and TCP connections (shared by the node's proxies)
+   * @param workers runs grants (a host command each) and DNS-over-TCP connections (shared by the node's proxies)
    */
   public static DnsProxy start(String label, Set<String> allowNames, Set<String> denyNames, List<InetSocketAddress> upstream,
       NameGrants grants, Limits limits, Executor workers) throws IOException {
@@ -199,16 +202,54 @@ public final class DnsProxy implements AutoCloseable {
     }
   }
 
+  /** A UDP query of the sandbox waiting for an upstream answer, on the selector thread (no thread waits for it). */
+  private static final class Pending {
+    final DatagramChannel client;
+    final SocketAddress from;
+    final DnsMessages.Query query;
+    final int id;
+    final byte[] upstreamQuery;
+    int server = -1;
+    long deadline;
+    DatagramChannel channel;
+
+    Pending(DatagramChannel client, SocketAddress from, DnsMessages.Query query, int id, byte[] upstreamQuery) {
+      this.client = client;
+      this.from = from;
+      this.query = query;
+      this.id = id;
+      this.upstreamQuery = upstreamQuery;
+    }
+  }
+
+  private final List<Pending> pending = new ArrayList<>(); // the selector thread's only
+
   private void run() {
-    ByteBuffer buf = ByteBuffer.allocate(MAX_QUERY_BYTES + 1);
+    ByteBuffer buf = ByteBuffer.allocate(MAX_UDP_ANSWER);
     try {
       while (!closed) {
-        selector.select();
+        long next = pending.stream().mapToLong(p -> p.deadline).min().orElse(0);
+        if (next == 0) {
+          selector.select();
+        } else {
+          long ms = (next - System.nanoTime()) / 1_000_000;
+          if (ms > 0) selector.select(ms);
+          else selector.selectNow();
+        }
         for (var it = selector.selectedKeys().iterator(); it.hasNext(); ) {
           SelectionKey k = it.next();
           it.remove();
           if (!k.isValid()) continue;
-          if (k.channel() instanceof DatagramChannel udp && k.isReadable()) {
+          if (k.attachment() instanceof Pending p && k.isReadable()) {
+            buf.clear();
+            try {
+              if (p.channel.receive(buf) == null) continue;
+            } catch (IOException e) {
+              askNext(p); // an ICMP error: nothing listens there
+              continue;
+            }
+            upstreamAnswered(p, java.util.Arrays.copyOf(buf.array(), buf.position()));
+          } else if (k.channel() instanceof DatagramChannel udp && k.isReadable()) {
             buf.clear();
             SocketAddress from = udp.receive(buf);
             if (from == null) continue;
@@ -216,8 +257,7 @@ public final class DnsProxy implements AutoCloseable {
               dropped.incrementAndGet();
               continue;
             }
-            byte[] query = java.util.Arrays.copyOf(buf.array(), buf.position());
-            submit(() -> answerUdp(udp, from, query));
+            startUdp(udp, from, java.util.Arrays.copyOf(buf.array(), buf.position()));
           } else if (k.channel() instanceof ServerSocketChannel server && k.isAcceptable()) {
             SocketChannel s = server.accept();
             if (s == null) continue;
@@ -234,11 +274,18 @@ public final class DnsProxy implements AutoCloseable {
             }
           }
         }
+        long now = System.nanoTime();
+        for (Pending p : List.copyOf(pending)) {
+          if (p.deadline - now <= 0) askNext(p);
+        }
       }
     } catch (ClosedSelectorException e) {
       // closed
     } catch (IOException | RuntimeException e) {
       if (!closed) log.error("DNS proxy of {} stopped: {}", label, e.toString());
+    } finally {
+      for (Pending p : pending) closeUpstream(p);
+      pending.clear();
     }
   }
 
@@ -252,20 +299,102 @@ public final class DnsProxy implements AutoCloseable {
     return true;
   }
 
-  private void submit(Runnable query) {
+  /** A sandbox's UDP query: checked, then sent to the first upstream server (selector thread). */
+  private void startUdp(DatagramChannel client, SocketAddress from, byte[] wire) {
+    DnsMessages.Query q;
+    try {
+      q = DnsMessages.parseQuery(wire);
+    } catch (DnsMessages.Rejected r) {
+      if (r.query == null) dropped.incrementAndGet();
+      else reply(client, from, DnsMessages.error(r.query, r.rcode));
+      return;
+    }
     if (!outstanding.tryAcquire()) {
       dropped.incrementAndGet();
       return;
     }
+    int id = random.nextInt(0x10000);
+    Pending p = new Pending(client, from, q, id, DnsMessages.upstream(q, id));
+    pending.add(p);
+    askNext(p);
+  }
+
+  /** Asks the next upstream server from a fresh socket (a fresh random port), or gives up with SERVFAIL. */
+  private void askNext(Pending p) {
+    closeUpstream(p);
+    while (++p.server < upstream.size()) {
+      try {
+        DatagramChannel c = DatagramChannel.open();
+        p.channel = c;
+        c.configureBlocking(false);
+        c.connect(upstream.get(p.server));
+        c.write(ByteBuffer.wrap(p.upstreamQuery));
+        c.register(selector, SelectionKey.OP_READ, p);
+        p.deadline = System.nanoTime() + limits.upstreamTimeout().toNanos();
+        return;
+      } catch (IOException e) {
+        log.debug("DNS proxy of {}: cannot ask {}: {}", label, upstream.get(p.server), e.getMessage());
+        closeUpstream(p);
+      }
+    }
+    done(p, DnsMessages.error(p.query.message(), Rcode.SERVFAIL));
+  }
+
+  /** A datagram from the server asked: the answer if it answers the question under the node's id, else ignored (a spoof or a stray). */
+  private void upstreamAnswered(Pending p, byte[] response) {
+    DnsMessages.Answer a;
+    try {
+      a = DnsMessages.parseAnswer(p.query, p.id, response);
+    } catch (IOException notOurs) {
+      return;
+    }
+    if (a.rcode() == Rcode.SERVFAIL || a.rcode() == Rcode.REFUSED) {
+      askNext(p);
+      return;
+    }
+    closeUpstream(p);
+    pending.remove(p);
+    if (!needsGrant(p.query, a)) {
+      reply(p.client, p.from, DnsMessages.withId(response, p.query.id()));
+      outstanding.release();
+      return;
+    }
+    // a grant runs a host command: not on the selector thread
     if (!execute(() -> {
       try {
-        query.run();
+        reply(p.client, p.from, granted(p.query, a, response));
       } finally {
         outstanding.release();
       }
     })) {
+      reply(p.client, p.from, DnsMessages.error(p.query.message(), Rcode.SERVFAIL));
       outstanding.release();
-      dropped.incrementAndGet();
+    }
+  }
+
+  private void done(Pending p, byte[] answer) {
+    closeUpstream(p);
+    pending.remove(p);
+    reply(p.client, p.from, answer);
+    outstanding.release();
+  }
+
+  private static void closeUpstream(Pending p) {
+    if (p.channel == null) return;
+    try {
+      p.channel.close();
+    } catch (IOException e) {
+      // nothing held
+    }
+    p.channel = null;
+  }
+
+  private void reply(DatagramChannel client, SocketAddress to, byte[] answer) {
+    if (answer == null || closed) return;
+    try {
+      client.send(ByteBuffer.wrap(answer), to);
+    } catch (IOException e) {
+      log.debug("DNS proxy of {}: cannot answer {}: {}", label, to, e.getMessage());
     }
   }
 
@@ -275,16 +404,6 @@ public final class DnsProxy implements AutoCloseable {
       return true;
     } catch (RejectedExecutionException e) {
       return false;
-    }
-  }
-
-  private void answerUdp(DatagramChannel udp, SocketAddress to, byte[] query) {
-    byte[] answer = answer(query, false);
-    if (answer == null || closed) return;
-    try {
-      udp.send(ByteBuffer.wrap(answer), to);
-    } catch (IOException e) {
-      log.debug("DNS proxy of {}: cannot answer {}: {}", label, to, e.getMessage());
     }
   }
 
@@ -310,7 +429,7 @@ public final class DnsProxy implements AutoCloseable {
         }
         byte[] answer;
         try {
-          answer = answer(query, true);
+          answer = answerTcp(query);
         } finally {
           outstanding.release();
         }
@@ -346,8 +465,8 @@ public final class DnsProxy implements AutoCloseable {
     return b;
   }
 
-  /** The answer to give the sandbox (after any grant took effect), or null to give none. */
-  byte[] answer(byte[] wire, boolean tcp) {
+  /** The answer to a TCP query (after any grant took effect), or null to give none; blocks (a worker's). */
+  byte[] answerTcp(byte[] wire) {
     DnsMessages.Query q;
     try {
       q = DnsMessages.parseQuery(wire);
@@ -365,49 +484,32 @@ public final class DnsProxy implements AutoCloseable {
       byte[] response;
       DnsMessages.Answer a;
       try {
-        response = tcp ? askTcp(server, upstreamQuery) : askUdp(server, upstreamQuery, q, id);
+        response = askTcp(server, upstreamQuery);
         a = DnsMessages.parseAnswer(q, id, response);
       } catch (IOException e) {
         log.debug("DNS proxy of {}: {} did not answer {}: {}", label, server, q.name(), e.getMessage());
         continue;
       }
       if (a.rcode() == Rcode.SERVFAIL || a.rcode() == Rcode.REFUSED) continue;
-      boolean deny = denyNames.contains(q.name());
-      if (!a.addresses().isEmpty() && (deny || allowNames.contains(q.name()))) {
-        try {
-          grants.grant(deny, a.addresses(), a.ttlSeconds());
-        } catch (IOException | RuntimeException e) {
-          warn("cannot " + (deny ? "deny" : "allow") + " the addresses of " + q.name() + ": " + e.getMessage());
-          return DnsMessages.error(q.message(), Rcode.SERVFAIL);
-        }
-      }
-      return DnsMessages.withId(response, q.id());
+      return needsGrant(q, a) ? granted(q, a, response) : DnsMessages.withId(response, q.id());
     }
     return DnsMessages.error(q.message(), Rcode.SERVFAIL);
   }
 
-  /** One UDP exchange from a fresh socket (a fresh random port); answers that do not match are ignored until the timeout. */
-  private byte[] askUdp(InetSocketAddress server, byte[] query, DnsMessages.Query q, int id) throws IOException {
-    try (DatagramSocket s = new DatagramSocket()) {
-      s.connect(server);
-      s.send(new DatagramPacket(query, query.length));
-      long until = System.nanoTime() + limits.upstreamTimeout().toNanos();
-      byte[] buf = new byte[MAX_UDP_ANSWER];
-      while (true) {
-        long left = (until - System.nanoTime()) / 1_000_000;
-        if (left <= 0) throw new SocketTimeoutException("no answer within " + limits.upstreamTimeout().toMillis() + " ms");
-        s.setSoTimeout((int) left);
-        DatagramPacket p = new DatagramPacket(buf, buf.length);
-        s.receive(p);
-        byte[] r = java.util.Arrays.copyOf(p.getData(), p.getLength());
-        try {
-          DnsMessages.parseAnswer(q, id, r);
-          return r;
-        } catch (IOException notOurs) {
-          // a stray or spoofed datagram: keep waiting for the real answer
-        }
-      }
+  private boolean needsGrant(DnsMessages.Query q, DnsMessages.Answer a) {
+    return !a.addresses().isEmpty() && (denyNames.contains(q.name()) || allowNames.contains(q.name()));
+  }
+
+  /** Grants the answer's addresses to the list that names the question (deny wins), then the answer; SERVFAIL if the grant failed. */
+  private byte[] granted(DnsMessages.Query q, DnsMessages.Answer a, byte[] response) {
+    boolean deny = denyNames.contains(q.name());
+    try {
+      grants.grant(deny, a.addresses(), a.ttlSeconds());
+    } catch (IOException | RuntimeException e) {
+      warn("cannot " + (deny ? "deny" : "allow") + " the addresses of " + q.name() + ": " + e.getMessage());
+      return DnsMessages.error(q.message(), Rcode.SERVFAIL);
     }
+    return DnsMessages.withId(response, q.id());
   }
 
   private byte[] askTcp(InetSocketAddress server, byte[] query) throws IOException {

@@ -25,8 +25,9 @@ import java.util.concurrent.atomic.AtomicLong;
 public final class SandboxDns implements AutoCloseable {
   private static final AtomicLong WORKER = new AtomicLong();
   /**
-   * Forwarding and TCP connections of every proxy in this JVM. Each proxy bounds its own share
-   * ({@link DnsProxy.Limits}); the pool bounds the threads of them all.
+   * Grants (a host command each) and DNS-over-TCP connections of every proxy in this JVM (UDP
+   * queries wait for upstream on each proxy's selector, holding no thread). Each proxy bounds its
+   * own share ({@link DnsProxy.Limits}); the pool bounds the threads of them all.
    */
   private static final ThreadPoolExecutor WORKERS = new ThreadPoolExecutor(0, 1024, 30, TimeUnit.SECONDS, new SynchronousQueue<>(), r -> {
     Thread t = new Thread(r, "flotilla-dns-worker-" + WORKER.incrementAndGet());

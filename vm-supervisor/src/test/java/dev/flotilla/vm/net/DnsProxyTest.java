@@ -67,16 +67,25 @@ class DnsProxyTest {
   }
 
   DnsProxy proxy(DnsProxy.Limits limits) throws IOException {
+    return proxy(limits, List.of(new InetSocketAddress(InetAddress.getLoopbackAddress(), upstreamUdp.getLocalPort())));
+  }
+
+  DnsProxy proxy(DnsProxy.Limits limits, List<InetSocketAddress> upstream) throws IOException {
     NameGrants.Sets sets = (deny, addresses, ttl) -> {
       if (setsFail) throw new IOException("ipset failed");
       granted.add(new Grant(deny, List.copyOf(addresses), ttl));
     };
     NameGrants grants = new NameGrants(sets, limits.minTtl(), limits.maxTtl(), limits.maxGrants(), limits.setUpdatesPerSecond(),
         () -> System.nanoTime() / 1_000_000);
-    proxy = DnsProxy.start("test", Set.of("api.test", "both.test"), Set.of("bad.test", "both.test"),
-        List.of(new InetSocketAddress(InetAddress.getLoopbackAddress(), upstreamUdp.getLocalPort())), grants, limits, workers);
+    proxy = DnsProxy.start("test", Set.of("api.test", "both.test"), Set.of("bad.test", "both.test"), upstream, grants, limits,
+        r -> {
+          tasks.incrementAndGet();
+          workers.execute(r);
+        });
     return proxy;
   }
+
+  final java.util.concurrent.atomic.AtomicInteger tasks = new java.util.concurrent.atomic.AtomicInteger();
 
   static DnsProxy.Limits limits() {
     return new DnsProxy.Limits(8, 1000, 1000, 2, Duration.ofMillis(300), Duration.ofSeconds(2), Duration.ofSeconds(30),
@@ -144,6 +153,23 @@ class DnsProxyTest {
     assertEquals(List.of(InetAddress.getByName("192.0.2.7")), granted.get(0).addresses());
     spoofFirst = false;
     assertEquals(Rcode.SERVFAIL, ask("silent.test").getRcode());
+  }
+
+  @Test
+  void queriesWaitingForUpstreamHoldNoThreadAndADeadServerIsSkipped() throws Exception {
+    DatagramSocket dead = new DatagramSocket(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0));
+    int deadPort = dead.getLocalPort();
+    dead.close(); // nothing listens there: ICMP port unreachable
+    proxy(limits(), List.of(new InetSocketAddress(InetAddress.getLoopbackAddress(), deadPort),
+        new InetSocketAddress(InetAddress.getLoopbackAddress(), upstreamUdp.getLocalPort())));
+    zone.put("other.test", "192.0.2.68");
+    zone.put("api.test", "192.0.2.7");
+    assertEquals(InetAddress.getByName("192.0.2.68"), ((ARecord) ask("other.test").getSection(Section.ANSWER).get(0)).getAddress());
+    assertEquals(Rcode.SERVFAIL, ask("silent.test").getRcode());
+    assertEquals(0, tasks.get(), "no worker for a query that grants nothing");
+    ask("api.test");
+    assertEquals(1, tasks.get(), "one for the grant");
+    assertEquals(1, granted.size());
   }
 
   @Test
