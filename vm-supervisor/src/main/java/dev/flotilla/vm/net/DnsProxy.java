@@ -228,13 +228,13 @@ public final class DnsProxy implements AutoCloseable {
     ByteBuffer buf = ByteBuffer.allocate(MAX_UDP_ANSWER);
     try {
       while (!closed) {
-        long next = pending.stream().mapToLong(p -> p.deadline).min().orElse(0);
-        if (next == 0) {
+        var next = pending.stream().mapToLong(p -> p.deadline - System.nanoTime()).min();
+        if (next.isEmpty()) {
           selector.select();
+        } else if (next.getAsLong() >= 1_000_000) {
+          selector.select(next.getAsLong() / 1_000_000);
         } else {
-          long ms = (next - System.nanoTime()) / 1_000_000;
-          if (ms > 0) selector.select(ms);
-          else selector.selectNow();
+          selector.selectNow();
         }
         for (var it = selector.selectedKeys().iterator(); it.hasNext(); ) {
           SelectionKey k = it.next();
