@@ -90,8 +90,6 @@ public final class PortForwards {
       try {
         ch = SocketChannel.open();
         ch.socket().connect(new InetSocketAddress(a, port), CONNECT_TIMEOUT_MS);
-        ch.setOption(StandardSocketOptions.TCP_NODELAY, true);
-        return ch;
       } catch (SocketTimeoutException e) {
         close(ch);
         throw new AgentError(Error.Code.UNAVAILABLE, "port " + port + " in the sandbox did not accept within "
@@ -100,7 +98,15 @@ public final class PortForwards {
         close(ch);
         refused |= e instanceof ConnectException;
         last = e;
+        continue;
       }
+      // Connected: whatever happens to it from now on (a server that resets at once) is the stream's news, not a refusal.
+      try {
+        ch.setOption(StandardSocketOptions.TCP_NODELAY, true);
+      } catch (IOException | RuntimeException ignored) {
+        // a nicety; the reader will see what became of the socket
+      }
+      return ch;
     }
     // Refused on one loopback and not reachable on the other (a namespace without IPv6): nothing listens.
     if (refused) {
