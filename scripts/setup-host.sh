@@ -20,6 +20,8 @@
 #   iptables - iptables/ip6tables(-restore): the egress policy of each such sandbox, enforced on the
 #              host (OUTPUT, by the uid pasta runs as), outside the sandbox's reach
 #   tmux     - a pseudo-terminal the tests can type into and resize: `exec -it` end to end (NodeOnH2IT)
+#   ipset    - the per-sandbox sets of addresses its DNS lookups of listed host names were answered,
+#              which those rules match (host names matched at connection time)
 set -euo pipefail
 need=()
 command -v runc >/dev/null 2>&1 || need+=(runc)
@@ -45,6 +47,7 @@ command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v xz >/dev/null 2>&1 || need+=(xz-utils)
 command -v pasta >/dev/null 2>&1 || need+=(passt)
 command -v ip6tables-restore >/dev/null 2>&1 || need+=(iptables)
+command -v ipset >/dev/null 2>&1 || need+=(ipset)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup-host: missing ${need[*]}; run as root or install them: apt-get install ${need[*]}" >&2

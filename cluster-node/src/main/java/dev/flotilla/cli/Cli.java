@@ -54,6 +54,7 @@ public final class Cli implements Callable<Integer> {
     COMMANDS.put("events", EventsCommand::new);
     COMMANDS.put("fs", FsCommands::new);
     COMMANDS.put("cp", CpCommand::new);
+    COMMANDS.put("port-forward", PortForwardCommand::new);
     COMMANDS.put("image", ImageCommands::new);
     COMMANDS.put("nodes", ClusterCommands.Nodes::new);
     COMMANDS.put("drain", ClusterCommands.Drain::new);

@@ -266,6 +266,14 @@ public final class FlotillaClient implements AutoCloseable {
     return failure(t instanceof StatusRuntimeException s ? s : Status.fromThrowable(t).asRuntimeException(), sandboxId);
   }
 
+  /**
+   * A call the caller drives itself (a bidirectional stream: port-forward), with the token; no
+   * deadline, no Ctrl-C handling: both are the caller's.
+   */
+  public <Q, R> ClientCall<Q, R> newCall(MethodDescriptor<Q, R> method) {
+    return calls.newCall(method, CallOptions.DEFAULT);
+  }
+
   private CliFailure failure(StatusRuntimeException e, String sandboxId) {
     // A TLS port hangs up on a plaintext HTTP/2 preface without a word.
     if (connection.tls() == null && e.getStatus().getCode() == Status.Code.UNAVAILABLE

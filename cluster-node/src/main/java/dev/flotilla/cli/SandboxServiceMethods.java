@@ -118,6 +118,11 @@ public final class SandboxServiceMethods {
       unary("SignalProcess", dev.flotilla.api.v1.SignalProcessRequest.getDefaultInstance(),
           dev.flotilla.api.v1.SignalProcessResponse.getDefaultInstance());
 
+  // port forwarding: one call per forwarded TCP connection
+  public static final MethodDescriptor<dev.flotilla.api.v1.PortForwardRequest, dev.flotilla.api.v1.PortForwardResponse> PORT_FORWARD =
+      method(MethodType.BIDI_STREAMING, "PortForward", dev.flotilla.api.v1.PortForwardRequest.getDefaultInstance(),
+          dev.flotilla.api.v1.PortForwardResponse.getDefaultInstance());
+
   private SandboxServiceMethods() {}
 
   private static <Req extends Message, Resp extends Message> MethodDescriptor<Req, Resp> unary(

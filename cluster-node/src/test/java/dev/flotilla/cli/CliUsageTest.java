@@ -42,6 +42,11 @@ class CliUsageTest {
       "image pull busybox --username u --password-stdin --registry-token-file t | flotilla: give either --username with --password-stdin, or --registry-token-file, not both (see `flotilla image pull --help`)",
       "image import /no/such.tar | flotilla: /no/such.tar is not a readable file (see `flotilla image import --help`)",
       "image ls -o yaml          | flotilla: invalid value for option '--output': 'yaml' is not an output format (use json, or leave -o out) (see `flotilla image ls --help`)",
+      "port-forward sb-1         | flotilla: missing required parameter: '[LOCAL:]REMOTE' (see `flotilla port-forward --help`)",
+      "port-forward sb-1 80:0    | flotilla: '80:0' is not a port mapping: give LOCAL:REMOTE, PORT or :REMOTE, the remote port 1-65535 and the local one 0-65535 (0: a free one) (see `flotilla port-forward --help`)",
+      "port-forward sb-1 http    | flotilla: 'http' is not a port mapping: give LOCAL:REMOTE, PORT or :REMOTE, the remote port 1-65535 and the local one 0-65535 (0: a free one) (see `flotilla port-forward --help`)",
+      "port-forward sb-1 70000   | flotilla: '70000' is not a port mapping: give LOCAL:REMOTE, PORT or :REMOTE, the remote port 1-65535 and the local one 0-65535 (0: a free one) (see `flotilla port-forward --help`)",
+      "port-forward sb-1 8080:80 8080:81 | flotilla: local port 8080 is given twice (see `flotilla port-forward --help`)",
   })
   void usage_errors_are_one_line_and_exit_2(String args, String line) {
     TestCli.Result r = run(args.strip());

@@ -348,6 +348,10 @@ class NodeOnH2IT extends NodeScenarios {
         .runWith(Sink.head(), clientSystem)));
     calls.put("SignalProcess", () -> await(client.signalProcess().addHeader("authorization", other)
         .invoke(dev.flotilla.api.v1.SignalProcessRequest.newBuilder().setSandboxId(id).setProcessId("main").setSignal("KILL").build())));
+    calls.put("PortForward", () -> await(client.portForward().addHeader("authorization", other)
+        .invoke(org.apache.pekko.stream.javadsl.Source.single(dev.flotilla.api.v1.PortForwardRequest.newBuilder()
+            .setTarget(dev.flotilla.api.v1.PortForwardTarget.newBuilder().setSandboxId(id).setPort(22)).build()))
+        .runWith(Sink.seq(), clientSystem)));
     java.util.Map<String, Status.Code> got = new java.util.LinkedHashMap<>();
     for (var c : calls.entrySet()) got.put(c.getKey(), codeOf(c.getValue()));
     java.util.Map<String, Status.Code> expected = new java.util.LinkedHashMap<>();
@@ -885,6 +889,145 @@ class NodeOnH2IT extends NodeScenarios {
     Cli w = watched.get(CALL.toSeconds(), java.util.concurrent.TimeUnit.SECONDS);
     assertEquals(0, w.code(), w.err());
     assertTrue(w.out().startsWith("created new\n"), w.out());
+  }
+
+  /**
+   * {@code flotilla port-forward} as a user runs it (its own JVM, real signals) against this node:
+   * an HTTP server in the sandbox reached through it; 4 MiB each way through a server that reads to
+   * the client's half-close, with digests; a refused port reported while the forwarder goes on; a
+   * closed client leaving no connection in the sandbox; SIGTERM ends it with 0, the sandbox's
+   * deletion with 1 and the reason.
+   */
+  @Test
+  void portForwardThroughTheCli() throws Exception {
+    String id = create(spec(), "").getId();
+    awaitPhase(id, Phase.RUNNING);
+    assertEquals(0, exec(id, "sh", "-c", "mkdir -p /tmp/www && echo 'hello through the tunnel' > /tmp/www/index.html"
+        + " && head -c 4194304 /dev/urandom > /tmp/down").exitCode());
+    String downDigest = exec(id, "sh", "-c", "sha256sum /tmp/down").stdout().substring(0, 64);
+    assertEquals(0, cli("", "exec", "-d", id, "--", "/.fl/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/tmp/www").code());
+    assertEquals(0, cli("", "exec", "-d", id, "--", "nc", "-l", "-p", "9001", "-e", "sh", "-c",
+        "cat > /tmp/up; sha256sum /tmp/up | cut -c1-64; cat /tmp/down").code());
+    assertEquals(0, cli("", "exec", "-d", id, "--", "nc", "-l", "-p", "9002", "-e", "sh", "-c", "cat > /dev/null").code());
+    Awaitility.await().atMost(READY).until(() -> listening(id, 8080) && listening(id, 9001) && listening(id, 9002));
+
+    PortForwarder fwd = PortForwarder.start(this, id, "0:8080", ":9001", "0:9002", "0:9009");
+    PortForwarder untilDeleted = PortForwarder.start(this, id, "0:8080");
+    try {
+      assertEquals(4, fwd.locals.size(), fwd.output());
+      // HTTP through the tunnel
+      var http = java.net.http.HttpClient.newHttpClient();
+      var get = java.net.http.HttpRequest.newBuilder(java.net.URI.create("http://127.0.0.1:" + fwd.locals.get(0) + "/index.html")).build();
+      var page = http.send(get, java.net.http.HttpResponse.BodyHandlers.ofString());
+      assertEquals(200, page.statusCode());
+      assertEquals("hello through the tunnel\n", page.body());
+      // 4 MiB up to the server's end (our half-close), its digest and 4 MiB down to the server's close
+      byte[] up = new byte[4 << 20];
+      new java.util.Random(11).nextBytes(up);
+      try (java.net.Socket s = new java.net.Socket("127.0.0.1", fwd.locals.get(1))) {
+        var reading = java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+          try {
+            return s.getInputStream().readAllBytes();
+          } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+          }
+        });
+        s.getOutputStream().write(up);
+        s.shutdownOutput();
+        byte[] back = reading.get(CALL.toSeconds(), java.util.concurrent.TimeUnit.SECONDS);
+        assertEquals(sha256(up) + "\n", new String(back, 0, 65, java.nio.charset.StandardCharsets.US_ASCII));
+        assertEquals(downDigest, sha256(java.util.Arrays.copyOfRange(back, 65, back.length)));
+      }
+      // a client that goes away leaves no connection behind in the sandbox
+      try (java.net.Socket s = new java.net.Socket("127.0.0.1", fwd.locals.get(2))) {
+        s.getOutputStream().write("x".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+        Awaitility.await().atMost(READY).until(() -> established(id, 9002) == 1);
+      }
+      Awaitility.await().atMost(READY).until(() -> established(id, 9002) == 0);
+      // nothing listens on 9009: that connection is closed and the reason printed; the forwarder goes on
+      try (java.net.Socket s = new java.net.Socket("127.0.0.1", fwd.locals.get(3))) {
+        s.setSoTimeout((int) CALL.toMillis());
+        assertEquals(-1, s.getInputStream().read());
+      } catch (java.net.SocketException reset) {
+        // closed with a reset: as good
+      }
+      Awaitility.await().atMost(READY).until(() -> fwd.err().contains("nothing listens on port 9009 in the sandbox"));
+      assertEquals(200, http.send(get, java.net.http.HttpResponse.BodyHandlers.ofString()).statusCode());
+      // SIGTERM: listeners and calls closed, exit 0
+      fwd.process.destroy();
+      assertTrue(fwd.process.waitFor(CALL.toSeconds(), java.util.concurrent.TimeUnit.SECONDS));
+      assertEquals(0, fwd.process.exitValue(), fwd.output());
+      org.junit.jupiter.api.Assertions.assertThrows(java.net.ConnectException.class,
+          () -> new java.net.Socket("127.0.0.1", fwd.locals.get(0)).close(), "nothing listens any more");
+      // the sandbox deleted: the other forwarder ends with 1 and says why
+      assertEquals(0, cli("", "rm", id).code());
+      assertTrue(untilDeleted.process.waitFor(CALL.toSeconds(), java.util.concurrent.TimeUnit.SECONDS), untilDeleted.output());
+      assertEquals(1, untilDeleted.process.exitValue(), untilDeleted.output());
+      assertTrue(untilDeleted.err().contains("sandbox " + id + " was deleted"), untilDeleted.output());
+    } finally {
+      fwd.process.destroyForcibly();
+      untilDeleted.process.destroyForcibly();
+    }
+  }
+
+  /** A {@code flotilla port-forward} process, once it has printed its Forwarding lines. */
+  record PortForwarder(Process process, List<Integer> locals, java.io.ByteArrayOutputStream errBuf, StringBuilder outBuf) {
+    static PortForwarder start(NodeScenarios test, String id, String... mappings) throws Exception {
+      List<String> cmd = new java.util.ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+          "-cp", System.getProperty("java.class.path"), "dev.flotilla.cli.Cli", "port-forward", id));
+      cmd.addAll(List.of(mappings));
+      ProcessBuilder pb = new ProcessBuilder(cmd);
+      pb.environment().put("FLOTILLA_ENDPOINT", "127.0.0.1:" + test.node.node.grpcPort());
+      pb.environment().put("FLOTILLA_TOKEN", test.token);
+      Process p = pb.start();
+      var err = new java.io.ByteArrayOutputStream();
+      Thread drain = new Thread(() -> {
+        try {
+          p.getErrorStream().transferTo(err);
+        } catch (java.io.IOException ignored) {
+          // the process ended
+        }
+      }, "port-forward-stderr");
+      drain.setDaemon(true);
+      drain.start();
+      var out = new StringBuilder();
+      var reader = new java.io.BufferedReader(new java.io.InputStreamReader(p.getInputStream(), java.nio.charset.StandardCharsets.UTF_8));
+      List<Integer> locals = new java.util.ArrayList<>();
+      for (String m : mappings) {
+        String line = reader.readLine();
+        if (line == null) break;
+        out.append(line).append('\n');
+        var match = java.util.regex.Pattern.compile("Forwarding from 127\\.0\\.0\\.1:(\\d+) -> (\\d+)").matcher(line);
+        assertTrue(match.matches(), line);
+        assertEquals(m.substring(m.indexOf(':') + 1), match.group(2));
+        locals.add(Integer.parseInt(match.group(1)));
+      }
+      return new PortForwarder(p, locals, err, out);
+    }
+
+    String err() {
+      synchronized (errBuf) {
+        return errBuf.toString(java.nio.charset.StandardCharsets.UTF_8);
+      }
+    }
+
+    String output() {
+      return outBuf + err();
+    }
+  }
+
+  private boolean listening(String id, int port) {
+    String hex = String.format(":%04X ", port);
+    return exec(id, "sh", "-c", "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null").stdout().lines()
+        .anyMatch(l -> l.contains(hex) && l.trim().split("\\s+")[3].equals("0A"));
+  }
+
+  private long established(String id, int port) {
+    String hex = String.format(":%04X", port);
+    return exec(id, "sh", "-c", "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null").stdout().lines()
+        .map(l -> l.trim().split("\\s+"))
+        .filter(f -> f.length > 3 && f[1].endsWith(hex) && f[3].equals("01"))
+        .count();
   }
 
   static String sha256(byte[] data) {

@@ -550,6 +550,52 @@ public final class SandboxControl {
     return streamFromEntity(tenant, id, TenantLimits.Kind.WATCH, r -> new SandboxEntity.AttachProcess(tenant, processId, offset, r));
   }
 
+  // ------------------------------------------------------------------------------ port forwarding
+
+  /**
+   * Forwards one TCP connection to {@code port} (1-65535) on the sandbox's own loopback: {@code in}
+   * goes to the socket (its completion half-closes it, its failure resets it), the socket's bytes
+   * come back once connected (the source completes at the sandbox's half-close and fails at a
+   * reset). Held under one of the tenant's PORT_FORWARD slots until the connection is over both
+   * ways; until then it counts as activity for the sandbox's idle timeout.
+   */
+  public CompletionStage<Source<ByteString, NotUsed>> portForward(String tenant, String id, int port, Source<ByteString, ?> in) {
+    if (port < 1 || port > 65535) {
+      return CompletableFuture.failedFuture(SandboxError.invalid("port must be 1-65535, not " + port));
+    }
+    return slot(tenant, TenantLimits.Kind.PORT_FORWARD).thenCompose(permit -> {
+      // The slot is the connection's: given back once both ways are over (or the call failed).
+      java.util.concurrent.atomic.AtomicInteger ways = new java.util.concurrent.atomic.AtomicInteger(2);
+      Runnable oneWayOver = () -> {
+        if (ways.decrementAndGet() == 0) permit.release();
+      };
+      return checkId(id)
+          .thenCompose(x -> guard.read(() -> existing(tenant, id).thenCompose(y -> {
+            // The caller's bytes cross to the node that runs the sandbox as a stream ref, made only
+            // once the sandbox is known to be the tenant's.
+            SourceRef<ByteString> ref = in
+                .watchTermination((m, done) -> {
+                  done.whenComplete((d, e) -> oneWayOver.run());
+                  return m;
+                })
+                .runWith(StreamRefs.sourceRef(), system);
+            return ask(sandbox(id),
+                (ActorRef<StatusReply<SourceRef<ByteString>>> r) -> new SandboxEntity.PortForward(tenant, port, ref, r),
+                askTimeout, null);
+          })))
+          .handle((ref, err) -> {
+            if (err != null) {
+              permit.release();
+              throw err instanceof CompletionException ce ? ce : new CompletionException(err);
+            }
+            return ref.getSource().watchTermination((m, done) -> {
+              done.whenComplete((d, e) -> oneWayOver.run());
+              return NotUsed.getInstance();
+            });
+          });
+    });
+  }
+
   /** Sends signal number {@code signal} (1-64) to one of the sandbox's processes. */
   public CompletionStage<org.apache.pekko.Done> signalProcess(String tenant, String id, String processId, int signal) {
     if (signal < 1 || signal > dev.flotilla.sandbox.protocol.Signals.MAX) {

@@ -124,6 +124,13 @@ public final class SandboxEntity
       implements TenantCommand {}
 
   /**
+   * Forwards one TCP connection to {@code port} on the sandbox's own loopback (see
+   * VmSupervisorProtocol.PortForward): {@code in} to the socket, its bytes back as the reply's stream.
+   */
+  public record PortForward(String tenant, int port, SourceRef<ByteString> in, ActorRef<StatusReply<SourceRef<ByteString>>> replyTo)
+      implements TenantCommand {}
+
+  /**
    * The main process's log on this node: the last {@code tail} lines (negative: all it keeps),
    * then with {@code follow} new output until the main process ends (its exit last).
    */
@@ -467,6 +474,8 @@ public final class SandboxEntity
             vm -> vm.tell(new VmSupervisorProtocol.AttachProcess(c.processId(), c.offset(), c.replyTo()))))
         .onCommand(SignalProcess.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
             vm -> vm.tell(new VmSupervisorProtocol.SignalProcess(c.processId(), c.signal(), c.replyTo()))))
+        .onCommand(PortForward.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
+            vm -> vm.tell(new VmSupervisorProtocol.PortForward(c.port(), c.in(), c.replyTo()))))
         .onCommand(ReadLogs.class, this::onReadLogs)
         .onCommand(ListDir.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
             vm -> vm.tell(new VmSupervisorProtocol.ListDir(c.path(), c.depth(), c.maxEntries(), c.startAfter(), c.replyTo()))))

@@ -10,7 +10,7 @@ import java.util.function.LongSupplier;
 /**
  * What one tenant may ask of this node at once, so that no tenant can starve the others: a
  * request rate (a token bucket) and caps on the calls that hold something while they last
- * (execs, watches and log follows, file transfers). Node-local: each node of a cluster enforces
+ * (execs, watches and log follows, file transfers, port-forwards). Node-local: each node of a cluster enforces
  * them for the calls it serves. Past a limit a call fails with RESOURCE_EXHAUSTED, naming it.
  */
 public final class TenantLimits {
@@ -21,12 +21,18 @@ public final class TenantLimits {
    * @param execs concurrent execs; 0: unlimited
    * @param watches concurrent watches and followed logs; 0: unlimited
    * @param transfers concurrent file reads and writes; 0: unlimited
+   * @param portForwards concurrent forwarded connections (one per PortForward call); 0: unlimited
    */
-  public record Limits(double requestsPerSecond, int burst, int execs, int watches, int transfers) {
+  public record Limits(double requestsPerSecond, int burst, int execs, int watches, int transfers, int portForwards) {
     public Limits {
-      if (requestsPerSecond < 0 || burst < 0 || execs < 0 || watches < 0 || transfers < 0) {
+      if (requestsPerSecond < 0 || burst < 0 || execs < 0 || watches < 0 || transfers < 0 || portForwards < 0) {
         throw new IllegalArgumentException("tenant limits must not be negative");
       }
+    }
+
+    /** Without a cap on port-forwards. */
+    public Limits(double requestsPerSecond, int burst, int execs, int watches, int transfers) {
+      this(requestsPerSecond, burst, execs, watches, transfers, 0);
     }
 
     int cap(Kind kind) {
@@ -34,12 +40,14 @@ public final class TenantLimits {
         case EXEC -> execs;
         case WATCH -> watches;
         case TRANSFER -> transfers;
+        case PORT_FORWARD -> portForwards;
       };
     }
 
     static Limits from(Config c) {
       return new Limits(c.getDouble("requests-per-second"), c.getInt("burst"), c.getInt("concurrent-execs"),
-          c.getInt("concurrent-watches"), c.getInt("concurrent-file-transfers"));
+          c.getInt("concurrent-watches"), c.getInt("concurrent-file-transfers"),
+          c.hasPath("concurrent-port-forwards") ? c.getInt("concurrent-port-forwards") : 0);
     }
   }
 
@@ -47,7 +55,8 @@ public final class TenantLimits {
   public enum Kind {
     EXEC("concurrent execs", "concurrent-execs"),
     WATCH("concurrent watches and followed logs", "concurrent-watches"),
-    TRANSFER("concurrent file transfers", "concurrent-file-transfers");
+    TRANSFER("concurrent file transfers", "concurrent-file-transfers"),
+    PORT_FORWARD("concurrent port-forwards", "concurrent-port-forwards");
 
     final String what;
     final String key;

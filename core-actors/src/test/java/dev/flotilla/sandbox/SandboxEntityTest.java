@@ -801,6 +801,24 @@ class SandboxEntityTest {
   }
 
   @Test
+  void aPortForwardWaitsForACreatingSandboxGoesToItsVmAndIsTheTenantsOnly() {
+    var kit = kit(runtime("host-a", 0));
+    kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, SPEC, "req-1", ref));
+    assertEquals("start 1", launches.receiveMessage());
+    var in = org.apache.pekko.stream.javadsl.Source.<org.apache.pekko.util.ByteString>empty()
+        .runWith(org.apache.pekko.stream.javadsl.StreamRefs.sourceRef(), testKit.system());
+    var other = kit.<StatusReply<Object>>runCommand(ref -> new SandboxEntity.PortForward("other", 8080, in, castRef(ref))).reply();
+    assertEquals(SandboxError.Kind.NOT_FOUND, SandboxError.fromReplyText(other.getError().getMessage()).kind());
+    TestProbe<StatusReply<Object>> forward = testKit.createTestProbe();
+    kit.runCommand(new SandboxEntity.PortForward(T, 8080, in, castRef(forward.ref())));
+    forward.expectNoMessage(Duration.ofMillis(300));
+    ready(1);
+    var forwarded = vmCommands.expectMessageClass(VmSupervisorProtocol.PortForward.class);
+    assertEquals(8080, forwarded.port());
+    assertEquals(in, forwarded.in());
+  }
+
+  @Test
   void replayRebuildsTheSameState() {
     var kit = kit(runtime("host-a", 3));
     running(kit);

@@ -393,6 +393,63 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
     });
   }
 
+  /** Largest PortForward data message: the agent's frames are smaller; this bounds what one message makes the node hold. */
+  static final int MAX_PORT_CHUNK = 256 * 1024;
+
+  @Override
+  public Source<dev.flotilla.api.v1.PortForwardResponse, NotUsed> portForward(
+      Source<dev.flotilla.api.v1.PortForwardRequest, NotUsed> in, Metadata md) {
+    return streamed(md, tenant -> Source.completionStageSource(in.prefixAndTail(1).runWith(Sink.head(), system).thenCompose(pair -> {
+      if (pair.first().isEmpty() || !pair.first().get(0).hasTarget()) {
+        throw new IllegalArgumentException("the first PortForward message must be the target (sandbox_id and port)");
+      }
+      var target = pair.first().get(0).getTarget();
+      long port = Integer.toUnsignedLong(target.getPort());
+      if (port < 1 || port > 65535) {
+        throw new IllegalArgumentException("port must be a TCP port in the sandbox, 1-65535, not " + port);
+      }
+      // The call may only end once the client's side has too: a gRPC call is over when its answers end.
+      var callerDone = new CompletableFuture<Void>();
+      Source<ByteString, NotUsed> bytes = pair.second()
+          .map(r -> {
+            if (r.hasTarget()) throw GrpcErrors.status(Status.INVALID_ARGUMENT, "only the first PortForward message may be the target");
+            if (r.getData().size() > MAX_PORT_CHUNK) {
+              throw GrpcErrors.status(Status.INVALID_ARGUMENT, "a PortForward data message of " + r.getData().size()
+                  + " bytes; send at most " + MAX_PORT_CHUNK + " bytes per message");
+            }
+            return ByteString.fromArrayUnsafe(r.getData().toByteArray());
+          })
+          .watchTermination((m, done) -> {
+            done.whenComplete((d, e) -> callerDone.complete(null));
+            return m;
+          });
+      var opened = dev.flotilla.api.v1.PortForwardResponse.newBuilder()
+          .setOpened(dev.flotilla.api.v1.PortForwardOpened.newBuilder().setPort((int) port)).build();
+      var eof = dev.flotilla.api.v1.PortForwardResponse.newBuilder().setEof(true).build();
+      return control.portForward(tenant, target.getSandboxId(), (int) port, bytes).thenApply(out -> Source.single(opened)
+          .concat(out.map(b -> dev.flotilla.api.v1.PortForwardResponse.newBuilder()
+              .setData(com.google.protobuf.ByteString.copyFrom(b.asByteBuffer())).build())
+              .mapError(new PFBuilder<Throwable, Throwable>().match(Throwable.class, SandboxServiceImpl::portFailure).build()))
+          .concat(Source.single(eof))
+          .concat(Source.completionStage(callerDone).flatMapConcat(x -> Source.<dev.flotilla.api.v1.PortForwardResponse>empty())));
+    })));
+  }
+
+  /**
+   * A forwarded connection that broke on the node that runs the sandbox: a stream ref carries only
+   * the failure's text, which starts with the kind (see SandboxError#toReplyText).
+   */
+  private static Throwable portFailure(Throwable t) {
+    String m = String.valueOf(t.getMessage());
+    int at = m.indexOf("reason: ");
+    if (at < 0) return t;
+    dev.flotilla.sandbox.protocol.SandboxError e = dev.flotilla.sandbox.protocol.SandboxError.fromReplyText(m.substring(at + 8));
+    return e.kind() == dev.flotilla.sandbox.protocol.SandboxError.Kind.INTERNAL
+        ? new dev.flotilla.sandbox.protocol.SandboxError(dev.flotilla.sandbox.protocol.SandboxError.Kind.UNAVAILABLE,
+            "the forwarded connection broke: " + e.getMessage())
+        : e;
+  }
+
   private static void checkProcessId(String id) {
     if (!PROCESS_ID.matcher(id).matches()) {
       throw new IllegalArgumentException("process_id must be a process id as StartProcess or ListProcesses gave it"

@@ -53,11 +53,14 @@ final class AgentSession implements FrameConnection.Handler {
   /** Watches of this connection, by their stream. */
   private final Map<Integer, DirWatcher.Watch> watches = new ConcurrentHashMap<>();
   static final int MAX_WATCHES = 16;
+  /** Forwarded ports of this connection (OpenPort). */
+  private final dev.flotilla.agent.guest.net.PortForwards ports;
   private volatile boolean handshaken;
 
   AgentSession(GuestAgent agent, FrameConnection conn) {
     this.agent = agent;
     this.conn = conn;
+    this.ports = new dev.flotilla.agent.guest.net.PortForwards(conn::trySend, conn.maxPayload());
   }
 
   @Override
@@ -75,6 +78,13 @@ final class AgentSession implements FrameConnection.Handler {
         if (p != null) p.grant(frame.stderr(), frame.windowIncrement());
         DirWatcher.Watch w = watches.get(frame.streamId());
         if (w != null) w.grant(frame.windowIncrement());
+        ports.onCredit(frame.streamId(), frame.windowIncrement());
+      }
+      case DATA -> {
+        // Only forwarded ports take DATA from the host; late DATA of a port that ended is dropped.
+        if (!ports.onData(frame) && frame.streamId() <= 0) {
+          throw new ProtocolException("DATA from the host on stream " + frame.streamId());
+        }
       }
       default -> throw new ProtocolException("unexpected " + frame.type() + " frame from the host on stream "
           + frame.streamId());
@@ -86,6 +96,7 @@ final class AgentSession implements FrameConnection.Handler {
     if (cause != null) LOG.log(Level.INFO, conn.description() + " closed: " + cause.getMessage());
     for (GuestProcess p : outputs.values()) p.discardOutput();
     outputs.clear();
+    ports.closeAll();
     for (Integer id : watches.keySet()) {
       DirWatcher.Watch w = watches.remove(id);
       if (w != null) agent.workers().execute(() -> w.end(null));
@@ -154,6 +165,7 @@ final class AgentSession implements FrameConnection.Handler {
         });
         case WATCH_DIR -> agent.workers().execute(() -> watchDir(streamId, request.getWatchDir()));
         case CANCEL_WATCH -> cancelWatch(streamId, request.getCancelWatch().getStreamId());
+        case OPEN_PORT -> agent.workers().execute(() -> openPort(streamId, request));
         case STATS -> onWorker(streamId, () -> Response.newBuilder().setStats(agent.probe().stats()).build());
         case READ_OUTPUT -> readOutput(streamId, request.getReadOutput());
         case LIST_PROCESSES -> reply(streamId, Response.newBuilder()
@@ -278,6 +290,20 @@ final class AgentSession implements FrameConnection.Handler {
     } catch (RuntimeException e) {
       LOG.log(Level.ERROR, "WATCH_DIR failed", e);
       reply(streamId, error(new AgentError(Error.Code.INTERNAL, "WATCH_DIR failed: " + e)));
+    }
+  }
+
+  /** On a worker (the connect blocks, bounded): connects, answers, and only then lets the bytes flow. */
+  private void openPort(int streamId, Request request) {
+    try {
+      dev.flotilla.agent.guest.net.PortForwards.Port p = ports.open(streamId, request.getOpenPort());
+      reply(streamId, Response.newBuilder().setOpenPort(p.response()).build());
+      p.start();
+    } catch (AgentError e) {
+      reply(streamId, error(e));
+    } catch (RuntimeException e) {
+      LOG.log(Level.ERROR, "OPEN_PORT failed", e);
+      reply(streamId, error(new AgentError(Error.Code.INTERNAL, "OPEN_PORT failed: " + e)));
     }
   }
 

@@ -127,8 +127,8 @@ final class ProcessVm implements Vm {
 
   /**
    * An adopted sandbox keeps its pasta if the one recorded still runs, or gets a new one; its
-   * rules are applied again either way (names resolved afresh). If they cannot be, it keeps no
-   * pasta: no network rather than an unchecked one.
+   * rules are applied again either way (deny-list names resolved afresh, a new DNS proxy and the
+   * redirect to it). If they cannot be, it keeps no pasta: no network rather than an unchecked one.
    */
   private void reattachNetwork(SandboxNetwork n) {
     network = n;

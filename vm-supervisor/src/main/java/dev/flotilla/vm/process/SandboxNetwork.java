@@ -3,6 +3,7 @@ package dev.flotilla.vm.process;
 import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.net.EgressRules;
 import dev.flotilla.vm.net.PastaCommand;
+import dev.flotilla.vm.net.SandboxDns;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -22,9 +23,10 @@ import org.slf4j.LoggerFactory;
 /**
  * The egress network of one incarnation of a process-driver sandbox: its firewall rules on the
  * host ({@link EgressRules}, installed before the container runs and re-applied by
- * {@link SandboxNetworks}' refresh) and its pasta process ({@link PastaCommand}, attached once the
- * container exists), both removed when the sandbox ends: pasta first, so it never runs without
- * its rules.
+ * {@link SandboxNetworks}' refresh), its DNS proxy with its sets and redirect ({@link SandboxDns}:
+ * host names matched at connection time; started again by a node that adopts the sandbox) and
+ * its pasta process ({@link PastaCommand}, attached once the container exists), all removed when
+ * the sandbox ends: pasta first, so it never runs without its rules.
  *
  * <p>Node-only record: {@code <state dir>/network.properties} holds the policy (an adopted
  * sandbox has no spec) and pasta's pid and start time. In the incarnation's run directory,
@@ -47,6 +49,7 @@ final class SandboxNetwork {
   private volatile Process pasta; // when this JVM started it
   private volatile EgressRules applied;
   private volatile boolean closed;
+  private volatile SandboxDns dns;
 
   SandboxNetwork(SandboxNetworks networks, ProcessVm.Places places, String sandboxId, long uid, EgressPolicy policy) {
     this.networks = networks;
@@ -92,15 +95,31 @@ final class SandboxNetwork {
     Files.writeString(tmp, "nameserver " + networks.config().dnsForwardAddress().getHostAddress() + "\n", StandardCharsets.UTF_8);
     Files.setPosixFilePermissions(tmp, PosixFilePermissions.fromString("rw-r--r--"));
     Files.move(tmp, resolvConf(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-    applyRules();
+    applyRules(true);
   }
 
-  /** Resolves the lists' names again and installs the rules (one atomic replace per family). */
+  /**
+   * Starts the DNS proxy if this node has none for the sandbox (an adopted one keeps the grants
+   * in its sets), resolves the deny list's names again and installs the rules (one atomic replace
+   * per family) and the DNS redirect.
+   */
   synchronized void applyRules() throws IOException {
+    applyRules(false);
+  }
+
+  private synchronized void applyRules(boolean fresh) throws IOException {
     if (closed) return;
+    if (dns == null) dns = SandboxDns.start(sandboxId, uid, policy, networks.dnsServers(), networks.dnsLimits(), fresh);
     EgressRules rules = networks.render(this);
     networks.firewall().install(rules);
+    dns.installRedirect(comment());
     applied = rules;
+  }
+
+  /** How host names are matched: at connection time through this sandbox's DNS proxy (null before it runs). */
+  EgressRules.NameMatch nameMatch() {
+    SandboxDns d = dns;
+    return d == null ? null : d.nameMatch();
   }
 
   /** The refresh: re-applied when an address changed, or {@code heal} (someone may have flushed them). */
@@ -109,7 +128,9 @@ final class SandboxNetwork {
     try {
       EgressRules rules = networks.render(this);
       if (heal || !rules.equals(applied)) {
+        if (heal && dns != null) dns.heal();
         networks.firewall().install(rules);
+        if (dns != null) dns.installRedirect(comment());
         applied = rules;
       }
     } catch (IOException | RuntimeException e) {
@@ -215,10 +236,21 @@ final class SandboxNetwork {
     networks.unregister(this);
     killPasta();
     if (pastaAlive()) return; // keep the rules of a pasta that would not die
+    SandboxDns d = dns;
+    if (d != null) d.close();
+    boolean ours = true; // a failure after the ownership check still leaves this incarnation's sets to remove
     try {
-      networks.firewall().remove(uid, comment());
+      ours = networks.firewall().remove(uid, comment());
     } catch (IOException e) {
       log.warn("sandbox {}: cannot remove its egress rules: {}", sandboxId, e.getMessage());
+    }
+    if (ours) {
+      try {
+        // after the filter rules, which match the sets
+        SandboxDns.remove(uid);
+      } catch (IOException e) {
+        log.warn("sandbox {}: cannot remove its DNS redirect and address sets: {}", sandboxId, e.getMessage());
+      }
     }
     for (Path f : List.of(netnsFile(), usernsFile())) {
       try {

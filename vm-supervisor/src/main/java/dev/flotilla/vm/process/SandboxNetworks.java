@@ -1,11 +1,14 @@
 package dev.flotilla.vm.process;
 
+import dev.flotilla.vm.net.DnsProxy;
 import dev.flotilla.vm.net.EgressConfig;
 import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.net.EgressRules;
 import dev.flotilla.vm.net.Endpoint;
 import dev.flotilla.vm.net.HostFirewall;
+import dev.flotilla.vm.net.NameSets;
 import dev.flotilla.vm.net.NodeResolver;
+import dev.flotilla.vm.net.SandboxDns;
 import dev.flotilla.vm.oci.OciRuntime;
 import java.io.IOException;
 import java.net.InetAddress;
@@ -30,9 +33,14 @@ import org.slf4j.LoggerFactory;
  * firewall, the resolver), the periodic refresh of host names, and the sweep of what sandboxes
  * that ended while no node watched left behind (their pasta, their rules).
  *
- * <p>Host names in the lists are resolved by the node, when a sandbox starts and then every
- * {@link EgressConfig#refresh()}: the rules hold the addresses of the last resolution, not the
- * name (no per-connection matching).
+ * <p>Host names in the lists are matched at connection time: each sandbox's DNS goes to its own
+ * {@link DnsProxy} ({@link SandboxDns}), which puts the addresses the sandbox is answered for a
+ * listed name into the sandbox's allow or deny set before the answer reaches it. Names of the deny list are also
+ * resolved by the node, when a sandbox starts and then every {@link EgressConfig#refresh()}, and
+ * their addresses refused in its rules: a sandbox may learn an address without asking its DNS
+ * (written into its code, or through DNS over HTTPS to an allowed address), and a denied name must
+ * be refused then too. An allowed name needs no such resolution: an address the sandbox did not
+ * look up is simply not allowed.
  */
 final class SandboxNetworks {
   private static final Logger log = LoggerFactory.getLogger(SandboxNetworks.class);
@@ -48,6 +56,8 @@ final class SandboxNetworks {
   private volatile ScheduledExecutorService refresher;
   private volatile List<InetAddress> dnsServers;
   private volatile boolean swept;
+  private volatile String kernelSupport; // "" when the kernel has what name matching needs
+  private final DnsProxy.Limits dnsLimits = DnsProxy.Limits.DEFAULTS;
 
   SandboxNetworks(EgressConfig config, Path runRoot, OciRuntime oci) {
     this.config = config;
@@ -61,6 +71,10 @@ final class SandboxNetworks {
 
   HostFirewall firewall() {
     return firewall;
+  }
+
+  DnsProxy.Limits dnsLimits() {
+    return dnsLimits;
   }
 
   /** The resolvers: the configured ones, or the host's resolv.conf's. */
@@ -86,6 +100,18 @@ final class SandboxNetworks {
     if (!Files.isExecutable(config.pasta())) m.add("no pasta at " + config.pasta() + " (apt-get install passt)");
     for (String t : HostFirewall.TOOLS) {
       if (HostFacts.which(t).isEmpty()) m.add("no " + t + " (apt-get install iptables)");
+    }
+    boolean ipset = true;
+    for (String t : NameSets.TOOLS) {
+      if (HostFacts.which(t).isEmpty()) {
+        m.add("no " + t + " (apt-get install ipset)");
+        ipset = false;
+      }
+    }
+    if (ipset && HostFacts.which("iptables").isPresent()) {
+      String kernel = kernelSupport;
+      if (kernel == null) kernelSupport = kernel = NameSets.kernelSupport().orElse("");
+      if (!kernel.isEmpty()) m.add(kernel);
     }
     if (HostFacts.which("nsenter").isEmpty()) m.add("no nsenter (apt-get install util-linux)");
     Path tun = Path.of("/dev/net/tun");
@@ -114,16 +140,19 @@ final class SandboxNetworks {
     for (Endpoint e : config.protectedEndpoints()) {
       for (InetAddress a : addresses(resolver, e.host())) targets.add(new EgressRules.Target(a, e.port()));
     }
-    return new EgressRules(n.uid, n.comment(), dnsServers(), targets, cidrs(resolver, n.policy.deny()),
-        cidrs(resolver, n.policy.allow()), !n.policy.allow().isEmpty());
+    EgressRules.NameMatch names = n.nameMatch();
+    // Matched at connection time (names != null), an allowed name is not resolved here: see the class comment.
+    return new EgressRules(n.uid, n.comment(), dnsServers(), targets, cidrs(resolver, n.policy.deny(), true),
+        cidrs(resolver, n.policy.allow(), names == null), !n.policy.allow().isEmpty(), names);
   }
 
-  private static List<EgressPolicy.Cidr> cidrs(NodeResolver resolver, List<EgressPolicy.Destination> list) throws IOException {
+  private static List<EgressPolicy.Cidr> cidrs(NodeResolver resolver, List<EgressPolicy.Destination> list, boolean resolveNames)
+      throws IOException {
     List<EgressPolicy.Cidr> out = new ArrayList<>();
     for (EgressPolicy.Destination d : list) {
       if (d instanceof EgressPolicy.Cidr c) {
         out.add(c);
-      } else if (d instanceof EgressPolicy.Host h) {
+      } else if (d instanceof EgressPolicy.Host h && resolveNames) {
         for (InetAddress a : resolver.resolve(h.name())) out.add(EgressPolicy.Cidr.of(a));
       }
     }
@@ -192,7 +221,15 @@ final class SandboxNetworks {
         String container = e.getValue().substring(commentPrefix().length());
         if (running(container)) continue;
         log.info("removing the egress rules of ended container {} (uid {})", container, e.getKey());
-        firewall.remove(e.getKey(), e.getValue());
+        if (firewall.remove(e.getKey(), e.getValue())) SandboxDns.remove(e.getKey());
+      }
+      // a DNS redirect (and its sets) whose filter rules went, but not it (a node that died in between)
+      Map<Long, String> filtered = firewall.installed(commentPrefix());
+      for (Map.Entry<Long, String> e : NameSets.installed(commentPrefix()).entrySet()) {
+        String container = e.getValue().substring(commentPrefix().length());
+        if (running(container) || filtered.containsKey(e.getKey())) continue;
+        log.info("removing the DNS redirect and address sets of ended container {} (uid {})", container, e.getKey());
+        SandboxDns.remove(e.getKey());
       }
     } catch (IOException | RuntimeException e) {
       log.warn("cannot sweep leftover egress rules: {}", e.getMessage());

@@ -417,6 +417,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         .onMessage(VmSupervisorProtocol.ListProcesses.class, this::onListProcesses)
         .onMessage(VmSupervisorProtocol.AttachProcess.class, this::onAttachProcess)
         .onMessage(VmSupervisorProtocol.SignalProcess.class, this::onSignalProcess)
+        .onMessage(VmSupervisorProtocol.PortForward.class, this::onPortForward)
         .onMessage(VmSupervisorProtocol.CallsInFlight.class, m -> {
           m.replyTo().tell(callsInFlight.get());
           return this;
@@ -903,6 +904,26 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       callsInFlight.incrementAndGet();
       return AgentStreams.attach(c, m.processId(), m.offset(), settings, mat, callsInFlight::decrementAndGet);
     });
+  }
+
+  /** A forwarded connection counts as a call in flight (the sandbox is in use) from its open until it is over. */
+  private Behavior<Object> onPortForward(VmSupervisorProtocol.PortForward m) {
+    if (m.port() < 1 || m.port() > 65535) {
+      m.replyTo().tell(SandboxError.invalid("cannot forward port " + m.port() + ": a port is 1-65535").reply());
+      return this;
+    }
+    Optional<SandboxError> no = notServing();
+    if (no.isPresent()) {
+      m.replyTo().tell(no.get().doing("cannot forward port " + m.port()).reply());
+      return this;
+    }
+    callsInFlight.incrementAndGet();
+    PortForwarding.open(client, m.port(), m.in(), settings, mat, callsInFlight::decrementAndGet).whenComplete((ref, err) -> {
+      Throwable cause = err == null ? null : AgentStreams.unwrap(err);
+      m.replyTo().tell(cause == null ? StatusReply.success(ref)
+          : (cause instanceof SandboxError se ? se : GuestErrors.of("cannot forward port " + m.port(), cause)).reply());
+    });
+    return this;
   }
 
   private Behavior<Object> onSignalProcess(VmSupervisorProtocol.SignalProcess m) {

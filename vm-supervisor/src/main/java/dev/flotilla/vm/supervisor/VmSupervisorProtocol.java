@@ -103,6 +103,16 @@ public final class VmSupervisorProtocol {
    */
   public record CallsInFlight(ActorRef<Integer> replyTo) implements Command {}
 
+  /**
+   * Forwards one TCP connection to {@code port} on the loopback of the sandbox's own network:
+   * {@code in} goes to the socket (its completion half-closes it, its failure resets it), the
+   * socket's bytes come back as the reply's stream once connected (it completes when the sandbox's
+   * side half-closes, fails when the connection is reset). UNAVAILABLE when nothing listens there.
+   * Counts as a call in flight until the connection is over both ways.
+   */
+  public record PortForward(int port, SourceRef<ByteString> in, ActorRef<StatusReply<SourceRef<ByteString>>> replyTo)
+      implements Command {}
+
   // ---------------------------------------------------------------- the guest's file system
   // Paths resolve inside the sandbox's root only; a link is never followed out of it (the agent's resolver).
 

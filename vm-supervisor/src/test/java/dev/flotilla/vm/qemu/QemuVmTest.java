@@ -128,6 +128,20 @@ class QemuVmTest {
     agent.writeFile("/tmp/f.txt", new ByteArrayInputStream("abc".getBytes(StandardCharsets.UTF_8)), 0644, CALL).get();
     assertEquals("abc", run(agent, "cat /tmp/f.txt").output());
 
+    // a port on the guest's own loopback is forwarded over the agent's virtio-serial stream
+    startProcess(agent, "nc", "nc -l -p 9000 -e sh -c 'echo hi from the vm'");
+    await().atMost(CALL).ignoreExceptions().until(() -> {
+      var got = new java.io.ByteArrayOutputStream();
+      var end = new CompletableFuture<Void>();
+      agent.openPort(9000, new dev.flotilla.agent.protocol.client.PortSink() {
+        @Override public synchronized void onData(byte[] data, Runnable release) { got.writeBytes(data); release.run(); }
+        @Override public void onEnd() { end.complete(null); }
+        @Override public void onError(Throwable e) { end.completeExceptionally(e); }
+      }, CALL).get().closeWrite();
+      end.get(CALL.toSeconds(), TimeUnit.SECONDS);
+      return got.toString(StandardCharsets.UTF_8).equals("hi from the vm\n");
+    });
+
     // live resize: the balloon takes 128 MiB from the guest, QEMU's cgroup follows, and gives it back
     QemuVm q = (QemuVm) vm;
     Path memcg = Path.of(vm.handle().extra().get("cgroup.memory"));

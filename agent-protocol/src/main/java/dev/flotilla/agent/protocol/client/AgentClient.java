@@ -146,6 +146,16 @@ public interface AgentClient extends AutoCloseable {
     return unimplemented("listProcesses");
   }
 
+  /**
+   * Opens a TCP connection from inside the sandbox to {@code port} on its own loopback (never
+   * another host) and carries its bytes both ways: what the socket reads goes to {@code sink}, what
+   * the host writes to the returned stream goes to the socket. Completes once connected, within
+   * {@code deadline}; fails UNAVAILABLE when nothing listens on the port.
+   */
+  default CompletableFuture<PortStream> openPort(int port, PortSink sink, Duration deadline) {
+    return unimplemented("openPort");
+  }
+
   CompletableFuture<GuestStats> stats(Duration deadline);
 
   /** Round trip to the agent; completes with the measured round-trip time. */

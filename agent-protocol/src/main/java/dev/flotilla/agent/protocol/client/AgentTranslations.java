@@ -246,6 +246,11 @@ final class AgentTranslations {
     return Request.newBuilder().setStats(StatsRequest.getDefaultInstance()).build();
   }
 
+  static Request openPort(int port, int window) {
+    return Request.newBuilder().setOpenPort(dev.flotilla.agent.protocol.v1.OpenPortRequest.newBuilder()
+        .setPort(port).setInitialWindow(window)).build();
+  }
+
   static Request ping(long nonce) {
     return Request.newBuilder().setPing(PingRequest.newBuilder().setNonce(nonce)).build();
   }

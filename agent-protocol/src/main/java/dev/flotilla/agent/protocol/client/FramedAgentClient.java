@@ -57,6 +57,10 @@ public final class FramedAgentClient implements AgentClient {
   private final Map<Integer, CompletableFuture<Response>> calls = new ConcurrentHashMap<>();
   private final Map<Integer, ExecOutput> outputs = new ConcurrentHashMap<>();
   private final Map<Integer, WatchStream> watches = new ConcurrentHashMap<>();
+  /** Forwarded ports (openPort), by their stream. */
+  private final Map<Integer, PortChannel> ports = new ConcurrentHashMap<>();
+  /** Ports open at once on one connection, at most: each may hold up to PortChannel's window and bound. */
+  static final int MAX_PORTS = 64;
   private final CompletableFuture<Void> closed = new CompletableFuture<>();
 
   public FramedAgentClient(InputStream in, OutputStream out, String description, ClientOptions options) {
@@ -277,6 +281,33 @@ public final class FramedAgentClient implements AgentClient {
   }
 
   @Override
+  public CompletableFuture<PortStream> openPort(int port, PortSink sink, Duration deadline) {
+    String what = "openPort " + port;
+    if (ports.size() >= MAX_PORTS) {
+      return CompletableFuture.failedFuture(new AgentException(AgentException.Code.RESOURCE_EXHAUSTED,
+          what + ": " + MAX_PORTS + " ports are forwarded on this connection already; close one"));
+    }
+    int id = allocateStreamId();
+    PortChannel channel = new PortChannel(id, connection, sink, () -> ports.remove(id), DEADLINES);
+    // Registered before the request goes out: DATA may follow the RESPONSE immediately.
+    ports.put(id, channel);
+    return call(id, AgentTranslations.openPort(port, PortChannel.WINDOW), deadline, what).handle((r, e) -> {
+      Throwable cause = unwrap(e);
+      if (cause == null && r.getKindCase() == KindCase.OPEN_PORT) {
+        channel.opened(r.getOpenPort().getAddress(), Integer.toUnsignedLong(r.getOpenPort().getWindow()));
+        return (PortStream) channel;
+      }
+      if (cause instanceof AgentException ae && ae.code() == AgentException.Code.DEADLINE_EXCEEDED) {
+        channel.abort(what + ": no answer in time"); // it may connect all the same: reset it there
+      }
+      ports.remove(id, channel);
+      if (cause != null) throw asCompletion(cause);
+      AgentTranslations.expect(r, KindCase.OPEN_PORT, what);
+      throw new AssertionError("unreachable");
+    });
+  }
+
+  @Override
   public CompletableFuture<GuestStats> stats(Duration deadline) {
     return call(AgentTranslations.stats(), deadline, "stats")
         .thenApply(AgentTranslations::guestStats);
@@ -392,6 +423,11 @@ public final class FramedAgentClient implements AgentClient {
         }
       }
       case DATA -> {
+        PortChannel port = ports.get(frame.streamId());
+        if (port != null) {
+          port.onData(frame);
+          return;
+        }
         ExecOutput o = outputs.get(frame.streamId());
         WatchStream w = o == null ? watches.get(frame.streamId()) : null;
         if (o != null) {
@@ -403,7 +439,9 @@ public final class FramedAgentClient implements AgentClient {
         }
       }
       case WINDOW_UPDATE -> {
-        // The agent grants no credit today (stdin is request/response): nothing to do.
+        // Only forwarded ports take the agent's credit (stdin is request/response).
+        PortChannel port = ports.get(frame.streamId());
+        if (port != null) port.onCredit(frame.windowIncrement());
       }
       case REQUEST -> throw new ProtocolException("unexpected REQUEST from the agent on stream " + frame.streamId());
       default -> throw new ProtocolException("unexpected " + frame.type() + " frame");
@@ -434,6 +472,10 @@ public final class FramedAgentClient implements AgentClient {
     for (Integer id : watches.keySet()) {
       WatchStream w = watches.remove(id);
       if (w != null) w.fail(lost("watch on stream " + id, cause));
+    }
+    for (Integer id : ports.keySet()) {
+      PortChannel p = ports.remove(id);
+      if (p != null) p.fail(lost("port stream " + id, cause));
     }
     closed.complete(null);
   }

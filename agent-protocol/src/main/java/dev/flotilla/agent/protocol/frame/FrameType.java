@@ -6,7 +6,10 @@ public enum FrameType {
   REQUEST(1),
   /** Payload: a {@code Response} protobuf; answers the REQUEST on the same stream. */
   RESPONSE(2),
-  /** Payload: raw process output, or one {@code WatchEvents} on a watch stream; flags say which channel and whether it ended. */
+  /**
+   * Payload: raw process output, one {@code WatchEvents} on a watch stream, or a forwarded port's
+   * bytes (either way); flags say which channel and whether it ended.
+   */
   DATA(3),
   /** Payload: 4-byte big-endian credit increment for the channel named by the flags. */
   WINDOW_UPDATE(4),
