@@ -11,6 +11,7 @@ import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxSpec;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -51,8 +52,20 @@ class QemuNodeIT extends NodeScenarios {
     assertEquals("in-vm\n", r.stdout());
     assertEquals(7, r.exitCode());
 
+    // live resize through the API: the balloon gives 128 MiB back in the same VM; past the memory
+    // the VM booted with is refused with why, and nothing changes
+    Sandbox resized = await(client.resizeSandbox().addHeader("authorization", bearer())
+        .invoke(dev.flotilla.api.v1.ResizeSandboxRequest.newBuilder().setId(id).setMemoryMib(384).build()));
+    assertEquals(List.of(384, 1L), List.of(resized.getSpec().getMemoryMib(), resized.getIncarnation()));
+    org.awaitility.Awaitility.await().atMost(READY).ignoreExceptions().until(() -> memTotalMiB(id) < 384); // the guest's MemTotal follows the balloon
+    var past = failure(() -> await(client.resizeSandbox().addHeader("authorization", bearer())
+        .invoke(dev.flotilla.api.v1.ResizeSandboxRequest.newBuilder().setId(id).setMemoryMib(1024).build())));
+    assertEquals(io.grpc.Status.Code.FAILED_PRECONDITION, past.getStatus().getCode());
+    assertTrue(past.getStatus().getDescription().contains("booted with 512 MiB"), past.getStatus().getDescription());
+    assertEquals(384, get(id).getSpec().getMemoryMib());
+
     // kill -9 of QEMU from outside: reported as the VM's exit, and the restart policy (always)
-    // brings the sandbox back as a new incarnation in a new VM.
+    // brings the sandbox back as a new incarnation in a new VM (which boots with the resized memory).
     long qemuPid = new dev.flotilla.vm.VmDirectory(node.dataDir.resolve("vms")).handles().stream()
         .filter(h -> h.sandboxId().equals(id)).mapToLong(dev.flotilla.vm.VmHandle::pid).findFirst().orElseThrow();
     ProcessHandle.of(qemuPid).orElseThrow().destroyForcibly();
@@ -60,8 +73,14 @@ class QemuNodeIT extends NodeScenarios {
         .until(() -> get(id).getIncarnation() == 2 && get(id).getPhase() == Phase.RUNNING);
     assertEquals(1, get(id).getRestartCount(), get(id).toString());
     assertEquals("back\n", exec(id, "echo", "back").stdout());
+    assertTrue(memTotalMiB(id) < 384, "incarnation 2 booted with 384 MiB, not the 512 of its create");
     assertTrue(ProcessHandle.of(qemuPid).map(p -> !p.isAlive()).orElse(true));
     await(client.deleteSandbox().addHeader("authorization", bearer()).invoke(DeleteSandboxRequest.newBuilder().setId(id).build()));
+  }
+
+  /** The guest's MemTotal in MiB: the RAM it booted with less the kernel's own, less what its balloon holds. */
+  private long memTotalMiB(String id) {
+    return Long.parseLong(exec(id, "awk", "/^MemTotal:/ {print $2}", "/proc/meminfo").stdout().trim()) / 1024;
   }
 
   @Test
