@@ -32,7 +32,7 @@ import org.slf4j.LoggerFactory;
  * mounts of the sandbox's user and network namespaces, which pasta opens, and pasta's pid file,
  * which the node reads only as "pasta is ready", never as a pid to act on.
  */
-final class SandboxNetwork {
+final class SandboxNetwork implements dev.flotilla.vm.net.EgressHost.Member {
   private static final Logger log = LoggerFactory.getLogger(SandboxNetwork.class);
   static final String STATE_FILE = "network.properties";
   static final String PASTA_LOG = "pasta.log";
@@ -104,7 +104,8 @@ final class SandboxNetwork {
   }
 
   /** The refresh: re-applied when an address changed, or {@code heal} (someone may have flushed them). */
-  synchronized void refresh(boolean heal) {
+  @Override
+  public synchronized void refresh(boolean heal) {
     if (closed) return;
     try {
       EgressRules rules = networks.render(this);
@@ -132,9 +133,7 @@ final class SandboxNetwork {
     bindNamespace(initPid, "user", usernsFile());
     Files.deleteIfExists(readyFile());
     Path upstream = places.incDir().resolve("upstream-resolv.conf");
-    StringBuilder conf = new StringBuilder();
-    for (java.net.InetAddress d : networks.dnsServers()) conf.append("nameserver ").append(d.getHostAddress()).append('\n');
-    Files.writeString(upstream, conf.toString(), StandardCharsets.UTF_8);
+    Files.writeString(upstream, networks.upstreamResolvConf(), StandardCharsets.UTF_8);
     List<String> cmd = PastaCommand.of(networks.config().pasta(), upstream, usernsFile(), netnsFile(), readyFile(),
         networks.config().dnsForwardAddress());
     ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)

@@ -1,11 +1,9 @@
 package dev.flotilla.vm.process;
 
 import dev.flotilla.vm.net.EgressConfig;
-import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.net.EgressRules;
-import dev.flotilla.vm.net.Endpoint;
+import dev.flotilla.vm.net.EgressHost;
 import dev.flotilla.vm.net.HostFirewall;
-import dev.flotilla.vm.net.NodeResolver;
 import dev.flotilla.vm.oci.OciRuntime;
 import java.io.IOException;
 import java.net.InetAddress;
@@ -16,77 +14,52 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.stream.Stream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Egress networking of one process driver: what its sandboxes' networks share (settings, the
- * firewall, the resolver), the periodic refresh of host names, and the sweep of what sandboxes
- * that ended while no node watched left behind (their pasta, their rules).
- *
- * <p>Host names in the lists are resolved by the node, when a sandbox starts and then every
- * {@link EgressConfig#refresh()}: the rules hold the addresses of the last resolution, not the
- * name (no per-connection matching).
+ * Egress networking of one process driver: what its sandboxes' networks share ({@link EgressHost}:
+ * settings, the firewall, the resolvers, the rules and their periodic refresh, the same for every
+ * driver) and the sweep of what sandboxes that ended while no node watched left behind (their
+ * pasta, their rules).
  */
 final class SandboxNetworks {
   private static final Logger log = LoggerFactory.getLogger(SandboxNetworks.class);
-  /** Every this many refreshes the rules are re-applied even if no address changed (someone may have flushed them). */
-  private static final int HEAL_EVERY = 10;
 
-  private final EgressConfig config;
+  private final EgressHost host;
   private final Path runRoot;
   private final OciRuntime oci;
-  private final HostFirewall firewall = new HostFirewall();
-  private final Set<SandboxNetwork> live = ConcurrentHashMap.newKeySet();
-  private final AtomicLong ticks = new AtomicLong();
-  private volatile ScheduledExecutorService refresher;
-  private volatile List<InetAddress> dnsServers;
   private volatile boolean swept;
 
   SandboxNetworks(EgressConfig config, Path runRoot, OciRuntime oci) {
-    this.config = config;
+    this.host = new EgressHost(config);
     this.runRoot = runRoot;
     this.oci = oci;
   }
 
   EgressConfig config() {
-    return config;
+    return host.config();
   }
 
   HostFirewall firewall() {
-    return firewall;
+    return host.firewall();
   }
 
   /** The resolvers: the configured ones, or the host's resolv.conf's. */
   List<InetAddress> dnsServers() {
-    List<InetAddress> d = dnsServers;
-    if (d == null) {
-      d = config.dnsServers();
-      if (d.isEmpty()) {
-        try {
-          d = NodeResolver.nameservers(Path.of("/etc/resolv.conf"));
-        } catch (IOException e) {
-          d = List.of();
-        }
-      }
-      dnsServers = d;
-    }
-    return d;
+    return host.dnsServers();
+  }
+
+  String upstreamResolvConf() {
+    return host.upstreamResolvConf();
   }
 
   /** What is missing on this host for egress (empty: nothing). */
   List<String> missing() {
     List<String> m = new ArrayList<>();
-    if (!Files.isExecutable(config.pasta())) m.add("no pasta at " + config.pasta() + " (apt-get install passt)");
-    for (String t : HostFirewall.TOOLS) {
-      if (HostFacts.which(t).isEmpty()) m.add("no " + t + " (apt-get install iptables)");
-    }
+    if (!Files.isExecutable(config().pasta())) m.add("no pasta at " + config().pasta() + " (apt-get install passt)");
+    m.addAll(host.missingForRules());
     if (HostFacts.which("nsenter").isEmpty()) m.add("no nsenter (apt-get install util-linux)");
     Path tun = Path.of("/dev/net/tun");
     try {
@@ -95,7 +68,6 @@ final class SandboxNetworks {
     } catch (IOException | RuntimeException e) {
       m.add("no /dev/net/tun");
     }
-    if (dnsServers().isEmpty()) m.add("no DNS server (none configured, none in /etc/resolv.conf)");
     return m;
   }
 
@@ -109,59 +81,20 @@ final class SandboxNetworks {
   }
 
   EgressRules render(SandboxNetwork n) throws IOException {
-    NodeResolver resolver = new NodeResolver(dnsServers());
-    List<EgressRules.Target> targets = new ArrayList<>();
-    for (Endpoint e : config.protectedEndpoints()) {
-      for (InetAddress a : addresses(resolver, e.host())) targets.add(new EgressRules.Target(a, e.port()));
-    }
-    return new EgressRules(n.uid, n.comment(), dnsServers(), targets, cidrs(resolver, n.policy.deny()),
-        cidrs(resolver, n.policy.allow()), !n.policy.allow().isEmpty());
-  }
-
-  private static List<EgressPolicy.Cidr> cidrs(NodeResolver resolver, List<EgressPolicy.Destination> list) throws IOException {
-    List<EgressPolicy.Cidr> out = new ArrayList<>();
-    for (EgressPolicy.Destination d : list) {
-      if (d instanceof EgressPolicy.Cidr c) {
-        out.add(c);
-      } else if (d instanceof EgressPolicy.Host h) {
-        for (InetAddress a : resolver.resolve(h.name())) out.add(EgressPolicy.Cidr.of(a));
-      }
-    }
-    return out;
-  }
-
-  private static List<InetAddress> addresses(NodeResolver resolver, String host) throws IOException {
-    EgressPolicy.Destination d = EgressPolicy.parseDestination(host);
-    if (d instanceof EgressPolicy.Cidr c) return List.of(c.address());
-    return resolver.resolve(host);
+    return host.render(n.uid, n.comment(), n.policy);
   }
 
   void register(SandboxNetwork n) {
-    live.add(n);
-    ScheduledExecutorService r = refresher;
-    if (r == null) {
-      synchronized (this) {
-        if (refresher == null) {
-          refresher = Executors.newSingleThreadScheduledExecutor(t -> {
-            Thread th = new Thread(t, "flotilla-egress-refresh");
-            th.setDaemon(true);
-            return th;
-          });
-          long every = config.refresh().toMillis();
-          refresher.scheduleWithFixedDelay(this::refreshAll, every, every, TimeUnit.MILLISECONDS);
-        }
-      }
-    }
+    host.register(n);
   }
 
   void unregister(SandboxNetwork n) {
-    live.remove(n);
+    host.unregister(n);
   }
 
   /** One refresh pass (the scheduler's; tests call it to skip the wait). */
   void refreshAll() {
-    boolean heal = ticks.incrementAndGet() % HEAL_EVERY == 0;
-    for (SandboxNetwork n : live) n.refresh(heal);
+    host.refreshAll();
   }
 
   /**
@@ -188,6 +121,7 @@ final class SandboxNetworks {
       log.warn("cannot list /proc for leftover pasta processes: {}", e.getMessage());
     }
     try {
+      HostFirewall firewall = host.firewall();
       for (Map.Entry<Long, String> e : firewall.installed(commentPrefix()).entrySet()) {
         String container = e.getValue().substring(commentPrefix().length());
         if (running(container)) continue;
@@ -225,6 +159,8 @@ final class SandboxNetworks {
 
   /** Live networks (tests). */
   Set<SandboxNetwork> live() {
-    return Set.copyOf(live);
+    Set<SandboxNetwork> out = new java.util.HashSet<>();
+    for (EgressHost.Member m : host.members()) if (m instanceof SandboxNetwork n) out.add(n);
+    return out;
   }
 }

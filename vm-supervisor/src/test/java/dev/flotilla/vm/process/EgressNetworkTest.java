@@ -17,11 +17,7 @@ import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.net.EgressRules;
 import dev.flotilla.vm.net.HostFirewall;
 import java.io.IOException;
-import java.io.OutputStream;
 import java.net.InetAddress;
-import java.net.InetSocketAddress;
-import java.net.ServerSocket;
-import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -42,30 +38,16 @@ import org.junit.jupiter.api.Test;
  */
 class EgressNetworkTest {
   private static final Duration T = Duration.ofSeconds(30);
-  private static final String HELLO = "hello from the internet";
+  private static final String HELLO = TestInternet.HELLO;
 
   private TestInternet internet;
   private TestSandboxes sandboxes;
-  private ServerSocket nodePort;
-  private final List<Thread> threads = new ArrayList<>();
+  private TestInternet.NodePort nodePort;
 
   @BeforeEach
   void setUp() throws Exception {
     internet = TestInternet.create();
-    nodePort = new ServerSocket();
-    nodePort.bind(new InetSocketAddress(InetAddress.getByName("0.0.0.0"), 0));
-    Thread t = new Thread(() -> {
-      while (!nodePort.isClosed()) {
-        try (Socket s = nodePort.accept(); OutputStream o = s.getOutputStream()) {
-          o.write("HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\nnode-secret\n".getBytes(StandardCharsets.US_ASCII));
-        } catch (IOException e) {
-          // closed
-        }
-      }
-    }, "node-port");
-    t.setDaemon(true);
-    t.start();
-    threads.add(t);
+    nodePort = new TestInternet.NodePort();
   }
 
   @AfterEach
@@ -188,7 +170,7 @@ class EgressNetworkTest {
     sandboxes(internet.otherExternal() + ":" + TestInternet.HTTP_PORT);
     Vm vm = sandboxes.start(egress("0.0.0.0/0,::/0", ""));
     AgentClient c = sandboxes.connect(vm);
-    int port = nodePort.getLocalPort();
+    int port = nodePort.port();
     assertReaches(c, internet.url(internet.external(), "index.html"));
     assertRefused(c, internet.url(internet.otherExternal(), "index.html")); // protected endpoint
     for (String host : List.of(internet.hostEnd(), "127.0.0.1", hostPrimaryAddress())) {
@@ -347,10 +329,8 @@ class EgressNetworkTest {
         TestInternet.BIG_MIB, TestInternet.BIG_MIB / (sandboxBig / 1e9), sandboxBig / 1e9, TestInternet.BIG_MIB / (hostBig / 1e9), hostBig / 1e9);
   }
 
-  private static String hostPrimaryAddress() throws Exception {
-    String route = TestInternet.exec("ip", "-4", "route", "get", "1.1.1.1");
-    var m = java.util.regex.Pattern.compile("src (\\S+)").matcher(route);
-    return m.find() ? m.group(1) : "127.0.0.1";
+  private static String hostPrimaryAddress() {
+    return TestInternet.hostPrimaryAddress();
   }
 
   /** pasta processes serving a namespace under this node's run root. */
