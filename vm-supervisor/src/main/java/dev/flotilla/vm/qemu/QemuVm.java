@@ -46,6 +46,8 @@ final class QemuVm implements Vm {
   private final List<String> command;
   private final List<String> launch;
   private final Limits limits;
+  /** The egress network (passt and the host's rules), null for network none. */
+  private final QemuNetwork network;
   private final CompletableFuture<VmExit> exit = new CompletableFuture<>();
   private final Object qmpLock = new Object();
   private volatile VmHandle handle;
@@ -57,18 +59,26 @@ final class QemuVm implements Vm {
 
   /** A VM to start: QEMU's own argv (jail paths) and the full command that jails and runs it. */
   QemuVm(VmHandle handle, List<String> command, List<String> launch, Limits limits) {
+    this(handle, command, launch, limits, null);
+  }
+
+  /** As above, with its egress network (null: none). */
+  QemuVm(VmHandle handle, List<String> command, List<String> launch, Limits limits, QemuNetwork network) {
     this.handle = handle;
     this.command = List.copyOf(command);
     this.launch = List.copyOf(launch);
     this.limits = limits;
+    this.network = network;
   }
 
-  /** A running VM found through its handle (already checked: same pid and start time). */
-  QemuVm(VmHandle handle) {
+  /** A running VM found through its handle (already checked: same pid and start time), with the network it records (null: none). */
+  QemuVm(VmHandle handle, QemuNetwork network) {
     this.handle = handle;
     this.command = List.of();
     this.launch = List.of();
     this.limits = null;
+    this.network = network;
+    if (network != null) network.adopted();
     this.started = true;
     this.cgroups = Cgroups.Sandbox.fromExtras(handle.extra());
     ProcessHandle.of(handle.pid()).ifPresentOrElse(ph -> {
@@ -78,8 +88,8 @@ final class QemuVm implements Vm {
   }
 
   /** What is left of a VM whose QEMU is gone: its cgroups and directory, for {@link QemuHypervisor#reap}. */
-  static QemuVm gone(VmHandle handle) {
-    QemuVm vm = new QemuVm(handle, List.of(), List.of(), null);
+  static QemuVm gone(VmHandle handle, QemuNetwork network) {
+    QemuVm vm = new QemuVm(handle, List.of(), List.of(), null, network);
     vm.started = true;
     vm.cgroups = Cgroups.Sandbox.fromExtras(handle.extra());
     vm.exit.complete(new VmExit(-1, 0, "gone before it was reaped", true));
@@ -129,6 +139,16 @@ final class QemuVm implements Vm {
       missing.removeAll(applied);
       throw new VmException("cannot set QEMU's " + String.join(", ", missing) + " limit in " + cg.toExtras().values());
     }
+    if (network != null) {
+      // before QEMU, which connects to passt's socket as it sets up its devices
+      try {
+        network.start(Duration.ofNanos(Math.max(until - System.nanoTime(), 0)));
+      } catch (IOException e) {
+        removeCgroups();
+        throw new VmException("cannot start the sandbox's network (passt): " + e.getMessage(), e);
+      }
+      handle = network.record(handle);
+    }
     ProcessBuilder pb = new ProcessBuilder(launch)
         .directory(dir.toFile())
         .redirectInput(ProcessBuilder.Redirect.PIPE)
@@ -142,6 +162,7 @@ final class QemuVm implements Vm {
     try {
       p = pb.start();
     } catch (IOException e) {
+      closeNetwork();
       removeCgroups();
       throw new VmException("cannot start " + launch.get(0) + ": " + e.getMessage(), e);
     }
@@ -156,6 +177,7 @@ final class QemuVm implements Vm {
     } catch (IOException e) {
       ph.destroyForcibly();
       p.onExit().orTimeout(10, TimeUnit.SECONDS).exceptionally(x -> null).join();
+      closeNetwork();
       removeCgroups();
       throw new VmException("cannot put QEMU in its cgroups: " + e.getMessage(), e);
     }
@@ -219,10 +241,20 @@ final class QemuVm implements Vm {
     return handle.sandboxId().replaceAll("[^A-Za-z0-9_.-]", "_") + "-" + handle.incarnation();
   }
 
-  /** QEMU is gone: read the console's last lines, free the cgroups, then tell. */
+  /** QEMU is gone: end its network (passt, then the rules), free the cgroups, then tell. */
   private void exited(VmExit e) {
+    closeNetwork();
     removeCgroups();
     exit.complete(e);
+  }
+
+  private void closeNetwork() {
+    if (network != null) network.close();
+  }
+
+  /** The egress network, null for none (tests). */
+  QemuNetwork network() {
+    return network;
   }
 
   private void removeCgroups() {
@@ -350,6 +382,7 @@ final class QemuVm implements Vm {
     }
     ConsoleLog c = console;
     if (c != null) c.close();
+    closeNetwork();
     removeCgroups();
     // QEMU is gone, so nothing of the sandbox can swap a directory for a link meanwhile.
     QemuJail.deleteTree(handle.stateDir());
