@@ -191,48 +191,73 @@ class QemuEgressNetworkTest {
 
     if (Boolean.getBoolean("flotilla.bench")) benchmark();
 
-    // the VM ends: passt with it, then its rules
+    // a node restart while someone flushed the rules: the new node adopts the VM from its handle,
+    // keeps its passt and puts the rules back before anything else
+    HostFirewall fw = new HostFirewall();
+    assertTrue(fw.remove(uid, net.comment));
+    assertTrue(fw.rules(false, EgressRules.chain(uid)).isEmpty());
+    QemuHypervisor node2 = TestQemu.hypervisor(hv.config());
+    Vm adopted = node2.adopt(VmHandle.load(vm.handle().stateDir())).orElseThrow();
+    assertEquals(net.passtPid(), ((QemuVm) adopted).network().passtPid());
+    assertFalse(fw.rules(false, EgressRules.chain(uid)).isEmpty(), "rules re-applied by the adopting node");
+    Map<String, String> again = wget(List.of(allowed, denied));
+    assertReached(allowed, again.get(allowed));
+    assertRefused(denied, again.get(denied));
+
+    // the VM ends (stopped by the node that adopted it): passt with it, then its rules
     long passt = net.passtPid();
-    vm.kill();
+    adopted.kill();
+    adopted.exitFuture().get(30, TimeUnit.SECONDS);
     vm.exitFuture().get(30, TimeUnit.SECONDS);
     await().atMost(Duration.ofSeconds(30)).until(() -> !TestSandboxes.alive(passt));
     assertTrue(new HostFirewall().installed(hv.egressCommentPrefix()).isEmpty(), "rules of an ended VM");
     assertTrue(new HostFirewall().rules(false, EgressRules.chain(uid)).isEmpty(), "the uid's chain is gone");
   }
 
-  /** Connect-and-fetch latency and throughput from the guest through passt against the host directly: printed, never asserted. */
+  /**
+   * Connect-and-fetch latency and throughput from the guest through passt against the host
+   * directly: printed, never asserted. Latency: one busybox wget fetching the same small file 50
+   * times (it opens a fresh TCP connection per URL and keeps none alive), so process start-up,
+   * which TCG makes slow, is paid once, not per connection; timed from the node around the exec.
+   */
   private void benchmark() throws Exception {
     String small = internet.url(internet.external(), "index.html");
     String big = internet.url(internet.external(), "big.bin");
     int n = 50;
-    String loop = "i=0; while [ $i -lt " + n + " ]; do wget -q -O /dev/null %s || exit 1; i=$((i+1)); done";
-    // the guest's own floor: the same loop of wget processes, each refused at once by the guest's loopback
-    String floor = "i=0; while [ $i -lt " + n + " ]; do wget -q -O /dev/null http://127.0.0.1:1/ 2>/dev/null; i=$((i+1)); done";
-    run(agent, "wget -q -O /dev/null " + small); // warm
+    String many = "wget -q -O /dev/null" + (" " + small).repeat(n);
+    String one = "wget -q -O /dev/null " + small;
+    run(agent, one); // warm
     long t0 = System.nanoTime();
-    TestAgent.Result r = run(agent, String.format(loop, small));
-    long guestLoop = System.nanoTime() - t0;
+    TestAgent.Result r = run(agent, many);
+    long guestMany = System.nanoTime() - t0;
     assertEquals(0, r.status().exitCode(), r.toString());
     t0 = System.nanoTime();
-    run(agent, floor);
-    long guestFloor = System.nanoTime() - t0;
+    r = run(agent, one);
+    long guestOne = System.nanoTime() - t0;
+    assertEquals(0, r.status().exitCode(), r.toString());
     t0 = System.nanoTime();
     r = run(agent, "wget -q -O /dev/null " + big);
     long guestBig = System.nanoTime() - t0;
     assertEquals(0, r.status().exitCode(), r.toString());
     t0 = System.nanoTime();
-    String hostOut = TestInternet.exec("sh", "-c", String.format(loop, small).replace("wget", "busybox wget") + " && echo ok");
-    long hostLoop = System.nanoTime() - t0;
+    String hostOut = TestInternet.exec("sh", "-c", "busybox " + many + " && echo ok");
+    long hostMany = System.nanoTime() - t0;
+    assertTrue(hostOut.contains("ok"), hostOut);
+    t0 = System.nanoTime();
+    hostOut = TestInternet.exec("sh", "-c", "busybox " + one + " && echo ok");
+    long hostOne = System.nanoTime() - t0;
     assertTrue(hostOut.contains("ok"), hostOut);
     t0 = System.nanoTime();
     hostOut = TestInternet.exec("sh", "-c", "busybox wget -q -O /dev/null " + big + " && echo ok");
     long hostBig = System.nanoTime() - t0;
     assertTrue(hostOut.contains("ok"), hostOut);
-    System.out.printf("BENCH qemu egress (%s): HTTP GET of a 24-byte file (fresh TCP connection + wget process each), %d in a row:"
-            + " guest via passt %.2f ms each (the guest's floor, a wget refused by its own loopback: %.2f ms), host directly %.2f ms each%n",
-        vm.handle().extra().get("accel"), n, guestLoop / 1e6 / n, guestFloor / 1e6 / n, hostLoop / 1e6 / n);
+    String accel = vm.handle().extra().get("accel");
+    // (many - one) / (n - 1): the per-connection cost without the process start and the exec's own round trip
+    System.out.printf("BENCH qemu egress (%s): TCP connect + HTTP GET of a 24-byte file, %d in one wget: guest via passt %.2f ms each,"
+            + " host directly %.2f ms each (one wget with one GET, exec round trip included: guest %.0f ms, host %.1f ms)%n",
+        accel, n, (guestMany - guestOne) / 1e6 / (n - 1), (hostMany - hostOne) / 1e6 / (n - 1), guestOne / 1e6, hostOne / 1e6);
     System.out.printf("BENCH qemu egress (%s): %d MiB GET: guest via passt %.1f MiB/s (%.2f s), host directly %.0f MiB/s (%.2f s)%n",
-        vm.handle().extra().get("accel"), TestInternet.BIG_MIB, TestInternet.BIG_MIB / (guestBig / 1e9), guestBig / 1e9,
+        accel, TestInternet.BIG_MIB, TestInternet.BIG_MIB / (guestBig / 1e9), guestBig / 1e9,
         TestInternet.BIG_MIB / (hostBig / 1e9), hostBig / 1e9);
   }
 
