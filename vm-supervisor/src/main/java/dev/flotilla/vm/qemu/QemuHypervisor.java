@@ -48,6 +48,10 @@ import org.slf4j.LoggerFactory;
  * restarts on this node), and a small read-only config disk with the image's exec defaults; the
  * guest's init overlays the first two and the agent, outside that root, runs every tenant process in it.
  *
+ * <p>Networking ({@link QemuNetwork}): {@code network=none}, the default, gives the VM no network
+ * device at all; {@code egress} a virtio-net device backed by passt, running as the sandbox's uid on
+ * the node, held to the same host rules as a process sandbox ({@link EgressHost}).
+ *
  * <p>Spec options: {@code accel} ({@code kvm}/{@code tcg}) overrides the driver's choice for one VM;
  * {@code rootfs=initramfs} boots without any disk, the tenant's processes in the initramfs (for
  * comparison benchmarks; no image may be named then).

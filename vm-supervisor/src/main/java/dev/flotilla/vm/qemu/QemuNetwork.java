@@ -183,6 +183,15 @@ final class QemuNetwork implements EgressHost.Member {
    * passt, waited for until it listens. On failure nothing is left running.
    */
   void start(Duration timeout) throws IOException {
+    try {
+      startPasst(timeout);
+    } catch (IOException | RuntimeException e) {
+      close();
+      throw e;
+    }
+  }
+
+  private void startPasst(Duration timeout) throws IOException {
     applyRules();
     Path upstream = stateDir.resolve("upstream-resolv.conf");
     Files.writeString(upstream, host.upstreamResolvConf(), StandardCharsets.UTF_8);
@@ -201,19 +210,12 @@ final class QemuNetwork implements EgressHost.Member {
     long until = System.nanoTime() + timeout.toNanos();
     // the pid file is written once passt listens: only a readiness signal, never a pid to act on
     while (!Files.exists(runDir.resolve(PID_FILE), LinkOption.NOFOLLOW_LINKS) || !Files.exists(runDir.resolve(SOCKET), LinkOption.NOFOLLOW_LINKS)) {
-      if (!p.isAlive()) {
-        close();
-        throw new IOException("passt exited with " + p.exitValue() + ": " + logTail());
-      }
-      if (System.nanoTime() > until) {
-        close();
-        throw new IOException("passt did not listen within " + timeout.toMillis() + " ms: " + logTail());
-      }
+      if (!p.isAlive()) throw new IOException("passt exited with " + p.exitValue() + ": " + logTail());
+      if (System.nanoTime() > until) throw new IOException("passt did not listen within " + timeout.toMillis() + " ms: " + logTail());
       try {
         Thread.sleep(5);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
-        close();
         throw new IOException("interrupted while starting passt");
       }
     }
