@@ -151,6 +151,12 @@ class QemuHypervisorTest {
     assertEquals(n.comment, again.comment);
     assertEquals(n.uid, again.uid);
     assertTrue(QemuNetwork.fromHandle(hv.egress(), none.handle()).isEmpty());
+    // the node's protected endpoints (the journal's database, other nodes' Artery) are refused to a VM too
+    QemuHypervisor guarded = TestQemu.hypervisor(hv.config().withProtectedEndpoints(List.of("198.51.100.7:5432")));
+    EgressPolicy noNames = EgressPolicy.fromOptions(Map.of(EgressPolicy.NETWORK, "egress", EgressPolicy.DENY, "192.0.2.0/24"));
+    String script = guarded.egress().render(uid, n.comment, noNames).restoreScript(false);
+    assertTrue(script.contains("-d 198.51.100.7/32 -p tcp --dport 5432 -j FLSBR-" + uid), script);
+    assertTrue(script.contains("-d 192.0.2.0/24 -j FLSBR-" + uid), script);
 
     // where passt is missing, egress is refused with what to do, and the driver does not offer it
     QemuHypervisor broken = TestQemu.hypervisor(hv.config().withNetwork(hv.config().network().withPasst(tmp.resolve("no-passt"))));
