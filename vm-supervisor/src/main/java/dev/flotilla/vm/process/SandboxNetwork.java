@@ -2,6 +2,7 @@ package dev.flotilla.vm.process;
 
 import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.net.EgressRules;
+import dev.flotilla.vm.net.SandboxRules;
 import dev.flotilla.vm.net.PastaCommand;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -32,7 +33,7 @@ import org.slf4j.LoggerFactory;
  * mounts of the sandbox's user and network namespaces, which pasta opens, and pasta's pid file,
  * which the node reads only as "pasta is ready", never as a pid to act on.
  */
-final class SandboxNetwork implements dev.flotilla.vm.net.EgressHost.Member {
+final class SandboxNetwork {
   private static final Logger log = LoggerFactory.getLogger(SandboxNetwork.class);
   static final String STATE_FILE = "network.properties";
   static final String PASTA_LOG = "pasta.log";
@@ -45,7 +46,7 @@ final class SandboxNetwork implements dev.flotilla.vm.net.EgressHost.Member {
   private volatile long pastaPid;
   private volatile long pastaStart;
   private volatile Process pasta; // when this JVM started it
-  private volatile EgressRules applied;
+  private final SandboxRules rules;
   private volatile boolean closed;
 
   SandboxNetwork(SandboxNetworks networks, ProcessVm.Places places, String sandboxId, long uid, EgressPolicy policy) {
@@ -54,6 +55,7 @@ final class SandboxNetwork implements dev.flotilla.vm.net.EgressHost.Member {
     this.sandboxId = sandboxId;
     this.uid = uid;
     this.policy = policy;
+    this.rules = networks.rules(sandboxId, uid, comment(), policy);
   }
 
   Path netDir() {
@@ -96,26 +98,14 @@ final class SandboxNetwork implements dev.flotilla.vm.net.EgressHost.Member {
   }
 
   /** Resolves the lists' names again and installs the rules (one atomic replace per family). */
-  synchronized void applyRules() throws IOException {
+  void applyRules() throws IOException {
     if (closed) return;
-    EgressRules rules = networks.render(this);
-    networks.firewall().install(rules);
-    applied = rules;
+    rules.apply();
   }
 
-  /** The refresh: re-applied when an address changed, or {@code heal} (someone may have flushed them). */
-  @Override
-  public synchronized void refresh(boolean heal) {
-    if (closed) return;
-    try {
-      EgressRules rules = networks.render(this);
-      if (heal || !rules.equals(applied)) {
-        networks.firewall().install(rules);
-        applied = rules;
-      }
-    } catch (IOException | RuntimeException e) {
-      log.warn("sandbox {}: cannot refresh its egress rules (the last ones stay): {}", sandboxId, e.getMessage());
-    }
+  /** Its rules, which the driver's refresh re-applies once registered. */
+  SandboxRules rules() {
+    return rules;
   }
 
   /**
@@ -211,14 +201,10 @@ final class SandboxNetwork implements dev.flotilla.vm.net.EgressHost.Member {
   synchronized void close() {
     if (closed) return;
     closed = true;
-    networks.unregister(this);
+    rules.stop();
     killPasta();
     if (pastaAlive()) return; // keep the rules of a pasta that would not die
-    try {
-      networks.firewall().remove(uid, comment());
-    } catch (IOException e) {
-      log.warn("sandbox {}: cannot remove its egress rules: {}", sandboxId, e.getMessage());
-    }
+    rules.remove();
     for (Path f : List.of(netnsFile(), usernsFile())) {
       try {
         Mounts.unmount(f);

@@ -1,7 +1,7 @@
 package dev.flotilla.vm.process;
 
 import dev.flotilla.vm.net.EgressConfig;
-import dev.flotilla.vm.net.EgressRules;
+import dev.flotilla.vm.net.SandboxRules;
 import dev.flotilla.vm.net.EgressHost;
 import dev.flotilla.vm.net.HostFirewall;
 import dev.flotilla.vm.oci.OciRuntime;
@@ -80,16 +80,14 @@ final class SandboxNetworks {
     return "flotilla:" + runRoot.getFileName() + ":";
   }
 
-  EgressRules render(SandboxNetwork n) throws IOException {
-    return host.render(n.uid, n.comment(), n.policy);
+  /** The rules of one incarnation (the refresh re-applies them once applied). */
+  SandboxRules rules(String sandboxId, long uid, String comment, dev.flotilla.vm.net.EgressPolicy policy) {
+    return new SandboxRules(host, sandboxId, uid, comment, policy);
   }
 
+  /** From now on the refresh re-applies {@code n}'s rules (until it closes). */
   void register(SandboxNetwork n) {
-    host.register(n);
-  }
-
-  void unregister(SandboxNetwork n) {
-    host.unregister(n);
+    n.rules().refreshFromNowOn();
   }
 
   /** One refresh pass (the scheduler's; tests call it to skip the wait). */
@@ -155,12 +153,5 @@ final class SandboxNetworks {
     } catch (IOException | RuntimeException e) {
       return true; // unsure: leave it
     }
-  }
-
-  /** Live networks (tests). */
-  Set<SandboxNetwork> live() {
-    Set<SandboxNetwork> out = new java.util.HashSet<>();
-    for (EgressHost.Member m : host.members()) if (m instanceof SandboxNetwork n) out.add(n);
-    return out;
   }
 }

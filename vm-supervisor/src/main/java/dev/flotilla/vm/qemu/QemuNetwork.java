@@ -4,6 +4,7 @@ import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.net.EgressHost;
 import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.net.EgressRules;
+import dev.flotilla.vm.net.SandboxRules;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -54,7 +55,7 @@ import org.slf4j.LoggerFactory;
  * <p>The handle's extras record the policy, the rules' comment and passt's pid and start time, so
  * a node that adopts the VM keeps refreshing its rules and one that reaps it removes them.
  */
-final class QemuNetwork implements EgressHost.Member {
+final class QemuNetwork {
   private static final Logger LOG = LoggerFactory.getLogger(QemuNetwork.class);
 
   /** In the run directory (the jail's {@link QemuJail#RUN}). */
@@ -85,7 +86,7 @@ final class QemuNetwork implements EgressHost.Member {
   private volatile long passtPid;
   private volatile long passtStart;
   private volatile Process passt; // when this JVM started it
-  private volatile EgressRules applied;
+  private final SandboxRules rules;
   private volatile boolean closed;
 
   QemuNetwork(EgressHost host, String sandboxId, long incarnation, long uid, EgressPolicy policy, Path stateDir, Path runDir,
@@ -101,6 +102,7 @@ final class QemuNetwork implements EgressHost.Member {
     this.comment = comment;
     this.stateDir = stateDir;
     this.runDir = runDir;
+    this.rules = new SandboxRules(host, sandboxId, uid, comment, policy);
   }
 
   /** Marks the rules of one incarnation: the driver's prefix, then the sandbox id (hashed if it would not fit) and incarnation. */
@@ -221,33 +223,17 @@ final class QemuNetwork implements EgressHost.Member {
     }
   }
 
-  /** Resolves the lists' names again and installs the rules (one atomic replace per family). */
-  synchronized void applyRules() throws IOException {
+  /** Resolves the lists' names again and installs the rules (one atomic replace per family); refreshed from now on. */
+  void applyRules() throws IOException {
     if (closed) return;
-    EgressRules rules = host.render(uid, comment, policy);
-    host.firewall().install(rules);
-    applied = rules;
-    host.register(this);
-  }
-
-  @Override
-  public synchronized void refresh(boolean heal) {
-    if (closed) return;
-    try {
-      EgressRules rules = host.render(uid, comment, policy);
-      if (heal || !rules.equals(applied)) {
-        host.firewall().install(rules);
-        applied = rules;
-      }
-    } catch (IOException | RuntimeException e) {
-      LOG.warn("sandbox {}: cannot refresh its egress rules (the last ones stay): {}", sandboxId, e.getMessage());
-    }
+    rules.apply();
+    rules.refreshFromNowOn();
   }
 
   /** An adopted VM's network: refreshed from now on, its rules re-applied at once (someone may have flushed them). */
   void adopted() {
-    host.register(this);
-    refresh(true);
+    rules.refreshFromNowOn();
+    rules.refresh(true);
   }
 
   /** passt as recorded is still the process the node started. */
@@ -268,7 +254,7 @@ final class QemuNetwork implements EgressHost.Member {
   synchronized void close() {
     if (closed) return;
     closed = true;
-    host.unregister(this);
+    rules.stop();
     if (passtAlive()) ProcessHandle.of(passtPid).ifPresent(ProcessHandle::destroyForcibly);
     Process p = passt;
     if (p != null) {
@@ -291,11 +277,7 @@ final class QemuNetwork implements EgressHost.Member {
       LOG.error("sandbox {}: passt (pid {}) did not die within 10 s of SIGKILL: its rules stay", sandboxId, passtPid);
       return;
     }
-    try {
-      host.firewall().remove(uid, comment);
-    } catch (IOException e) {
-      LOG.warn("sandbox {}: cannot remove its egress rules: {}", sandboxId, e.getMessage());
-    }
+    rules.remove();
   }
 
   String logTail() {
