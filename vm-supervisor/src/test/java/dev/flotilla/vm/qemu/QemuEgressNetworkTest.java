@@ -27,6 +27,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
@@ -60,6 +61,11 @@ class QemuEgressNetworkTest {
     driverRoot = Files.createTempDirectory("fl-qemu-net-driver");
     base = TestQemu.config(driverRoot);
     assumeTrue(base.imageBuilt(), "guest image not built in " + base.imageDir() + ": run guest-image/build.sh");
+  }
+
+  @AfterAll
+  static void dropDriverRoot() {
+    QemuJail.deleteTree(driverRoot);
   }
 
   @BeforeEach
@@ -99,7 +105,6 @@ class QemuEgressNetworkTest {
     try (Stream<Path> files = Files.walk(stateRoot)) {
       files.sorted(Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
     }
-    QemuJail.deleteTree(driverRoot.resolve("disks"));
     assertTrue(left.isEmpty(), "rules left behind: " + left);
     assertTrue(passt.isEmpty(), "passt left behind: " + passt);
   }
