@@ -44,9 +44,17 @@ cp "$tini" "$rt/bin/tini"
 cp /usr/bin/setpriv "$rt/bin/setpriv"
 
 mods="$(jdeps --multi-release 17 --ignore-missing-deps --print-module-deps "$jar" 2>/dev/null || true)"
-mods="$(echo "java.base,jdk.unsupported${mods:+,$mods}" | tr , "\\n" | sort -u | paste -sd,)"
+# JNA (the agent's terminals) names java.desktop for AWT helpers the agent never calls; JNA only
+# "requires static" it, so it stays out (12 MiB).
+mods="$(echo "java.base,jdk.unsupported${mods:+,$mods}" | tr , "\\n" | grep -vx java.desktop | sort -u | paste -sd,)"
 jlink --add-modules "$mods" --output "$rt/jre" --strip-debug --no-man-pages --no-header-files --compress=0
 rm -f "$rt/jre/lib/server/classes"*.jsa
+# JNA's native part for this host's architecture, where the agent tells JNA to load it from (its
+# JRE's lib/): never unpacked into a temporary directory at run time (the root may be read-only).
+jna_so="com/sun/jna/linux-$(uname -m | sed 's/^x86_64$/x86-64/; s/^arm64$/aarch64/')/libjnidispatch.so"
+mkdir -p "$work/jna" && (cd "$work/jna" && "$jhome/bin/jar" xf "$jar" "$jna_so")
+[ -s "$work/jna/$jna_so" ] || { log "no $jna_so in $jar"; exit 1; }
+cp "$work/jna/$jna_so" "$rt/jre/lib/libjnidispatch.so"
 
 # glibc and whatever else the runtime links outside itself, flat in lib/.
 for l in $( { find "$rt/jre" -name '*.so' -o -path '*/bin/*' -type f; echo "$rt/bin/setpriv"; } | xargs ldd 2>/dev/null \

@@ -117,10 +117,18 @@ echo "root:x:0:" >"$root/etc/group"
 # --- Java: a jlinked runtime with the modules the agent uses, its libraries, a CDS archive ----
 cp "$jar" "$root/opt/flotilla/agent.jar"
 mods="$(jdeps --multi-release 17 --ignore-missing-deps --print-module-deps "$jar" 2>/dev/null || true)"
-mods="$(echo "java.base,jdk.unsupported${mods:+,$mods}" | tr , "\\n" | sort -u | paste -sd,)"
+# JNA (the agent's terminals) names java.desktop for AWT helpers the agent never calls; JNA only
+# "requires static" it, so it stays out (12 MiB).
+mods="$(echo "java.base,jdk.unsupported${mods:+,$mods}" | tr , "\\n" | grep -vx java.desktop | sort -u | paste -sd,)"
 jlink --add-modules "$mods" --output "$root/opt/flotilla/jre" --strip-debug --no-man-pages \
   --no-header-files --compress=0
 rm -f "$root/opt/flotilla/jre/lib/server/classes"*.jsa   # rebuilt below for this runtime
+# JNA's native part for this host's architecture, where the agent tells JNA to load it from (its
+# JRE's lib/): never unpacked into a temporary directory at run time (the root may be read-only).
+jna_so="com/sun/jna/linux-$(uname -m | sed 's/^x86_64$/x86-64/; s/^arm64$/aarch64/')/libjnidispatch.so"
+mkdir -p "$work/jna" && (cd "$work/jna" && "$jhome/bin/jar" xf "$jar" "$jna_so")
+[ -s "$work/jna/$jna_so" ] || { log "no $jna_so in $jar"; exit 1; }
+cp "$work/jna/$jna_so" "$root/opt/flotilla/jre/lib/libjnidispatch.so"
 # The runtime's shared libraries, copied from this host's Debian packages at the same paths.
 libs="$( { find "$root/opt/flotilla/jre" -name '*.so' -o -path '*/bin/*' -type f; echo "$root/usr/bin/nsenter"; } | xargs ldd 2>/dev/null \
   | awk '/=> \// {print $3}' | grep -v "^$root" | sort -u)"

@@ -20,6 +20,9 @@
 #              `passt`: the same for qemu-driver sandboxes (the backend of their virtio-net device)
 #   iptables - iptables/ip6tables(-restore): the egress policy of each such sandbox, enforced on the
 #              host (OUTPUT, by the uid pasta or passt runs as), outside the sandbox's reach
+#   tmux     - a pseudo-terminal the tests can type into and resize: `exec -it` end to end (NodeOnH2IT)
+#   ipset    - the per-sandbox sets of addresses its DNS lookups of listed host names were answered,
+#              which those rules match (host names matched at connection time, either driver)
 set -euo pipefail
 need=()
 command -v runc >/dev/null 2>&1 || need+=(runc)
@@ -34,6 +37,7 @@ if [ "${FLOTILLA_SETUP_TEST_TOOLS:-1}" = 1 ]; then
   command -v umoci >/dev/null 2>&1 || need+=(umoci)
   command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
   command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+  command -v tmux >/dev/null 2>&1 || need+=(tmux)
 fi
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v tini >/dev/null 2>&1 || need+=(tini)
@@ -44,6 +48,7 @@ command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v xz >/dev/null 2>&1 || need+=(xz-utils)
 { command -v pasta >/dev/null 2>&1 && command -v passt >/dev/null 2>&1; } || need+=(passt)
 command -v ip6tables-restore >/dev/null 2>&1 || need+=(iptables)
+command -v ipset >/dev/null 2>&1 || need+=(ipset)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup-host: missing ${need[*]}; run as root or install them: apt-get install ${need[*]}" >&2

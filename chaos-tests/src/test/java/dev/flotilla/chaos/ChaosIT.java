@@ -97,6 +97,8 @@ class ChaosIT {
   @Test
   @Order(2)
   void hostLossWithPekkoDefaultTimingsForComparison() throws IOException {
+    org.junit.jupiter.api.Assumptions.assumeTrue(P.comparisons(), "profile " + P.name()
+        + " runs no comparison figures (-Dchaos.comparisons=true or -Pchaos-large do)");
     ChaosReport.section("Host loss x1 with Pekko's default failure-detector, SBR and sharding timings (comparison)");
     String defaults = pekkoDefaultTimings();
     ChaosReport.line("   overrides: " + defaults.replace('\n', ' '));

@@ -15,7 +15,10 @@ import picocli.CommandLine.TypeConversionException;
         + "they come; the CLI exits with the command's exit code (128+N if signal N ended it).",
         "Put the command after `--` when it has options of its own: exec ID -- ls -la",
         "With -d the command runs in the background: the CLI prints its process id and exits 0; "
-            + "`ps`, `attach` and `kill` take that id."})
+            + "`ps`, `attach` and `kill` take that id.",
+        "With -i the CLI's stdin goes to the command (its end ends the command's stdin); with -it the command "
+            + "gets a terminal sized as yours, which is in raw mode meanwhile (Ctrl-C goes to the command) and "
+            + "follows your window's size: exec -it ID -- sh"})
 final class ExecCommand extends TimedCommand {
   @Option(names = {"-e", "--env"}, paramLabel = "KEY=VALUE",
       description = "An environment variable for the command; repeatable.")
@@ -35,6 +38,14 @@ final class ExecCommand extends TimedCommand {
           + "(the most recent 1 MiB) for `attach`.")
   boolean detach;
 
+  @Option(names = {"-i", "--interactive"},
+      description = "Send the CLI's stdin to the command while it runs.")
+  boolean interactive;
+
+  @Option(names = {"-t", "--tty"},
+      description = "Run the command on a terminal (with -i; needs one on stdin). Its stdout and stderr are then one stream.")
+  boolean tty;
+
   @Parameters(index = "0", paramLabel = "ID", description = "The sandbox's id.")
   String id;
 
@@ -45,6 +56,8 @@ final class ExecCommand extends TimedCommand {
   @Override
   void validate() {
     envMap();
+    if (detach && (interactive || tty)) throw new TypeConversionException("-d runs in the background: it takes no -i or -t");
+    if (tty && !interactive) throw new TypeConversionException("-t needs -i: a terminal is typed into (use -it)");
   }
 
   private Map<String, String> envMap() {
@@ -65,6 +78,12 @@ final class ExecCommand extends TimedCommand {
     return req.build();
   }
 
+  dev.flotilla.api.v1.ExecInteractiveStart.Builder interactiveStart() {
+    ExecRequest r = request();
+    return dev.flotilla.api.v1.ExecInteractiveStart.newBuilder().setSandboxId(r.getSandboxId()).addAllArgv(r.getArgvList())
+        .putAllEnv(r.getEnvMap()).setWorkingDir(r.getWorkingDir()).setUser(r.getUser()).setTty(tty);
+  }
+
   dev.flotilla.api.v1.StartProcessRequest startRequest() {
     ExecRequest r = request();
     return dev.flotilla.api.v1.StartProcessRequest.newBuilder().setSandboxId(r.getSandboxId()).addAllArgv(r.getArgvList())
@@ -77,6 +96,7 @@ final class ExecCommand extends TimedCommand {
       ctx.out().println(client.call(SandboxServiceMethods.START_PROCESS, startRequest(), id).getId());
       return ExitCodes.OK;
     }
+    if (interactive) return ExecSession.run(client, ctx, interactiveStart());
     ExitStatus[] exit = {null};
     PrintStream out = ctx.out();
     PrintStream err = ctx.err();

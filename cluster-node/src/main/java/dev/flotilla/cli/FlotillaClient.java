@@ -235,6 +235,37 @@ public final class FlotillaClient implements AutoCloseable {
     }
   }
 
+  /**
+   * A bidirectional stream without a deadline (it lasts as long as its user): the caller sends on
+   * the returned observer (not thread-safe: one sender at a time) and gets the node's messages on
+   * {@code responses}. Ctrl-C (the JVM's shutdown) cancels it as for {@link #stream}, until
+   * {@link #endBidi} is called with the hook this returns through {@code hook}.
+   */
+  public <Q, R> ClientCallStreamObserver<Q> bidiStream(MethodDescriptor<Q, R> method, ClientResponseObserver<Q, R> responses,
+      Thread[] hook) {
+    Thread cancelOnExit = new Thread(this::cancelAll, "flotilla-cli-cancel");
+    Runtime.getRuntime().addShutdownHook(cancelOnExit);
+    hook[0] = cancelOnExit;
+    @SuppressWarnings("unchecked")
+    ClientCallStreamObserver<Q> out = (ClientCallStreamObserver<Q>) ClientCalls.asyncBidiStreamingCall(
+        calls.newCall(method, CallOptions.DEFAULT), responses);
+    return out;
+  }
+
+  /** The stream of {@link #bidiStream} is over: Ctrl-C no longer needs to cancel it. */
+  static void endBidi(Thread hook) {
+    try {
+      Runtime.getRuntime().removeShutdownHook(hook);
+    } catch (IllegalStateException shuttingDown) {
+      // the hook is already running: nothing to undo
+    }
+  }
+
+  /** A failed call as the user should read it; {@code sandboxId} (may be null) names it in a NOT_FOUND. */
+  CliFailure failureOf(Throwable t, String sandboxId) {
+    return failure(t instanceof StatusRuntimeException s ? s : Status.fromThrowable(t).asRuntimeException(), sandboxId);
+  }
+
   private CliFailure failure(StatusRuntimeException e, String sandboxId) {
     // A TLS port hangs up on a plaintext HTTP/2 preface without a word.
     if (connection.tls() == null && e.getStatus().getCode() == Status.Code.UNAVAILABLE

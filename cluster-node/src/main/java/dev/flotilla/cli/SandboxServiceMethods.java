@@ -69,6 +69,9 @@ public final class SandboxServiceMethods {
   public static final MethodDescriptor<ExecRequest, ExecResponse> EXEC =
       method(MethodType.SERVER_STREAMING, "Exec", ExecRequest.getDefaultInstance(),
           ExecResponse.getDefaultInstance());
+  public static final MethodDescriptor<dev.flotilla.api.v1.ExecInteractiveRequest, ExecResponse> EXEC_INTERACTIVE =
+      method(MethodType.BIDI_STREAMING, "ExecInteractive", dev.flotilla.api.v1.ExecInteractiveRequest.getDefaultInstance(),
+          ExecResponse.getDefaultInstance());
   public static final MethodDescriptor<WriteFileRequest, WriteFileResponse> WRITE_FILE =
       method(MethodType.CLIENT_STREAMING, "WriteFile", WriteFileRequest.getDefaultInstance(),
           WriteFileResponse.getDefaultInstance());

@@ -32,12 +32,30 @@ final class NodeFencing {
     CoordinatedShutdown cs = CoordinatedShutdown.get(system);
     cs.addTask(CoordinatedShutdown.PhaseBeforeServiceUnbind(), "flotilla-fence-vms", () -> {
       if (cs.getShutdownReason().filter(r -> r == CoordinatedShutdown.clusterDowningReason()).isPresent()) {
+        closeGates(drivers);
         int n = killAll(drivers, vmRoot);
         log.warn("this node was downed by the cluster: killed its {} VMs so their sandboxes can start elsewhere", n);
       }
       return CompletableFuture.completedFuture(Done.getInstance());
     });
   }
+
+  /**
+   * No VM starts here once the node is downed, and every VM that started has a handle for
+   * {@link #killAll}: a start in flight when the node was frozen would otherwise spawn its VM after
+   * the handles were listed, and it ran beside its successor until its lease ended.
+   */
+  static void closeGates(Map<String, Hypervisor> drivers) {
+    for (Hypervisor hv : drivers.values()) {
+      if (!hv.fence(SPAWN_WAIT)) {
+        log.warn("fencing: a {} VM was still being spawned after {} ms; it may outlive this node until its lease ends",
+            hv.driver(), SPAWN_WAIT.toMillis());
+      }
+    }
+  }
+
+  /** A spawn is a fork and a handle write: long enough for a busy host, short next to the margin. */
+  static final Duration SPAWN_WAIT = Duration.ofSeconds(2);
 
   static int killAll(Map<String, Hypervisor> drivers, Path vmRoot) {
     return kill(new VmDirectory(vmRoot).handles(), drivers);

@@ -193,6 +193,42 @@ class CliAgainstFakeServerTest {
   }
 
   @Test
+  void exec_i_streams_stdin_then_its_end_and_exits_with_the_remote_code() {
+    server = new TestSandboxServer()
+        .bidiStreaming(SandboxServiceMethods.EXEC_INTERACTIVE, (List<dev.flotilla.api.v1.ExecInteractiveRequest> got) -> {
+          StringBuilder in = new StringBuilder();
+          for (var m : got) if (m.hasStdin()) in.append(m.getStdin().toStringUtf8());
+          return List.of(ExecResponse.newBuilder().setStdout(ByteString.copyFromUtf8(in.toString())).build(),
+              ExecResponse.newBuilder().setExit(ExitStatus.newBuilder().setExitCode(3)).build());
+        })
+        .start();
+
+    TestCli.Result r = cli().stdin("one\ntwo\n").run("exec", "-i", "-e", "A=1", "sb-1", "--", "cat");
+
+    assertEquals(3, r.exitCode(), r.err());
+    assertEquals("one\ntwo\n", r.out());
+    var start = ((dev.flotilla.api.v1.ExecInteractiveRequest) server.requests.get(0)).getStart();
+    assertEquals("sb-1", start.getSandboxId());
+    assertEquals(List.of("cat"), start.getArgvList());
+    assertEquals(Map.of("A", "1"), start.getEnvMap());
+    assertEquals(false, start.getTty());
+    var last = (dev.flotilla.api.v1.ExecInteractiveRequest) server.requests.get(server.requests.size() - 1);
+    assertTrue(last.getCloseStdin(), "the end of stdin is sent last: " + server.requests);
+  }
+
+  @Test
+  void exec_it_needs_a_terminal_and_its_flags_go_together() {
+    server = new TestSandboxServer().start();
+
+    TestCli.Result noTty = cli().stdin("").run("exec", "-it", "sb-1", "--", "sh");
+    assertEquals(ExitCodes.USAGE, noTty.exitCode());
+    assertTrue(noTty.err().contains("-t needs a terminal on stdin (the input is not a TTY)"), noTty.err());
+    assertEquals(ExitCodes.USAGE, cli().run("exec", "-t", "sb-1", "--", "sh").exitCode());
+    assertEquals(ExitCodes.USAGE, cli().run("exec", "-d", "-i", "sb-1", "--", "sh").exitCode());
+    assertTrue(server.requests.isEmpty(), "nothing sent: " + server.requests);
+  }
+
+  @Test
   void exec_killed_by_a_signal_exits_with_128_plus_the_signal() {
     server = new TestSandboxServer()
         .streaming(SandboxServiceMethods.EXEC, (ExecRequest req, io.grpc.stub.StreamObserver<ExecResponse> out) -> {

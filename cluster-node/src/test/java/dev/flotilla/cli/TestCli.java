@@ -21,6 +21,13 @@ final class TestCli {
   }
 
   private boolean stdoutClosed;
+  private java.io.InputStream stdin = System.in;
+
+  /** The CLI's stdin (default: this JVM's). */
+  TestCli stdin(String text) {
+    stdin = new java.io.ByteArrayInputStream(text.getBytes(StandardCharsets.UTF_8));
+    return this;
+  }
 
   /** stdout behaves like a pipe whose reader has exited. */
   TestCli stdoutClosed() {
@@ -43,7 +50,7 @@ final class TestCli {
             throw new IOException("Broken pipe");
           }
         }, true, StandardCharsets.UTF_8) : new PrintStream(out, true, StandardCharsets.UTF_8),
-        new PrintStream(err, true, StandardCharsets.UTF_8))).run(args);
+        new PrintStream(err, true, StandardCharsets.UTF_8), stdin)).run(args);
     return new Result(code, out(), err());
   }
 

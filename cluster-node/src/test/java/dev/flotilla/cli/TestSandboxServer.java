@@ -102,6 +102,30 @@ final class TestSandboxServer implements AutoCloseable {
     return this;
   }
 
+  /** A bidirectional stream: every message is recorded; {@code answer} gets them all once the client is done, and its replies go back. */
+  <Q, R> TestSandboxServer bidiStreaming(MethodDescriptor<Q, R> method, Function<List<Q>, List<R>> answer) {
+    service.addMethod(method, ServerCalls.asyncBidiStreamingCall((StreamObserver<R> out) -> {
+      List<Q> got = new CopyOnWriteArrayList<>();
+      return new StreamObserver<Q>() {
+        @Override
+        public void onNext(Q value) {
+          requests.add(value);
+          got.add(value);
+        }
+
+        @Override
+        public void onError(Throwable t) {}
+
+        @Override
+        public void onCompleted() {
+          answer.apply(got).forEach(out::onNext);
+          out.onCompleted();
+        }
+      };
+    }));
+    return this;
+  }
+
   private void received(Object request) {
     requests.add(request);
     deadlines.add(Optional.ofNullable(Context.current().getDeadline()));

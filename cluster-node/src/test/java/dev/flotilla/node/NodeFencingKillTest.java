@@ -38,6 +38,10 @@ class NodeFencingKillTest {
         throw new UnsupportedOperationException();
       }
 
+      @Override public boolean fence(Duration wait) {
+        return true;
+      }
+
       @Override public Optional<Vm> adopt(VmHandle h) {
         return Optional.of(new Vm() {
           @Override public VmHandle handle() {

@@ -198,6 +198,10 @@ class NodeOnH2IT extends NodeScenarios {
     int start = readme.indexOf("```sh\n", section) + "```sh\n".length();
     String script = readme.substring(start, readme.indexOf("```", start));
     assertTrue(section >= 0 && script.contains("./flotilla create") && script.contains("./flotilla exec"), script);
+    // A line marked (interactive) needs a terminal (exec -it), which a script has not: it is left
+    // out here, and execItInATerminal runs the same command in one.
+    assertTrue(script.lines().anyMatch(l -> l.contains("exec -it") && l.contains("# (interactive)")), script);
+    script = script.lines().filter(l -> !l.contains("# (interactive)")).collect(java.util.stream.Collectors.joining("\n", "", "\n"));
     assertTrue(!script.contains("sleep"), "no sleeps: " + script);
     Path dir = Files.createTempDirectory("quickstart");
     try {
@@ -287,6 +291,12 @@ class NodeOnH2IT extends NodeScenarios {
         .invoke(DeleteSandboxRequest.newBuilder().setId(id).build())));
     calls.put("Exec", () -> await(client.exec().addHeader("authorization", other)
         .invoke(ExecRequest.newBuilder().setSandboxId(id).addArgv("true").build()).runWith(Sink.seq(), clientSystem)));
+    calls.put("ExecInteractive", () -> await(client.execInteractive().addHeader("authorization", other)
+        .invoke(org.apache.pekko.stream.javadsl.Source.from(List.of(
+            dev.flotilla.api.v1.ExecInteractiveRequest.newBuilder().setStart(dev.flotilla.api.v1.ExecInteractiveStart.newBuilder()
+                .setSandboxId(id).addAllArgv(List.of("sh", "-c", "cat > /tmp/planted")).setTty(true)).build(),
+            dev.flotilla.api.v1.ExecInteractiveRequest.newBuilder().setStdin(com.google.protobuf.ByteString.copyFromUtf8("x")).build())))
+        .runWith(Sink.seq(), clientSystem)));
     calls.put("WriteFile", () -> await(client.writeFile().addHeader("authorization", other)
         .invoke(org.apache.pekko.stream.javadsl.Source.from(List.of(
             dev.flotilla.api.v1.WriteFileRequest.newBuilder().setHeader(dev.flotilla.api.v1.WriteFileHeader.newBuilder()
@@ -904,5 +914,139 @@ class NodeOnH2IT extends NodeScenarios {
     org.awaitility.Awaitility.await().atMost(READY).ignoreExceptions()
         .until(() -> exec(pausedId, "test", "-d", "/proc/" + pausedPid).exitCode() == 0);
     assertEquals(1, get(pausedId).getIncarnation(), "the same VM, thawed");
+  }
+
+  // ------------------------------------------------------------------------------ interactive exec
+
+  private static dev.flotilla.api.v1.ExecInteractiveRequest startOf(String id, boolean tty, String... argv) {
+    return dev.flotilla.api.v1.ExecInteractiveRequest.newBuilder().setStart(dev.flotilla.api.v1.ExecInteractiveStart.newBuilder()
+        .setSandboxId(id).addAllArgv(List.of(argv)).setTty(tty)).build();
+  }
+
+  private List<dev.flotilla.api.v1.ExecResponse> execInteractive(List<dev.flotilla.api.v1.ExecInteractiveRequest> requests) {
+    return await(client.execInteractive().addHeader("authorization", bearer())
+        .invoke(org.apache.pekko.stream.javadsl.Source.from(requests)).runWith(Sink.seq(), clientSystem));
+  }
+
+  /**
+   * ExecInteractive through the API: stdin over a pipe (the end of the client's stream ends it), a
+   * terminal's size, and every malformed message refused INVALID_ARGUMENT with what to fix; the
+   * CLI's -i pipes its stdin, -t without a terminal is refused before anything is sent.
+   */
+  @Test
+  void interactiveExecThroughTheApiAndExecIPipesStdin() {
+    String id = create(spec(), "").getId();
+    awaitPhase(id, Phase.RUNNING);
+    var stdin = dev.flotilla.api.v1.ExecInteractiveRequest.newBuilder().setStdin(com.google.protobuf.ByteString.copyFromUtf8("hi\n")).build();
+    List<dev.flotilla.api.v1.ExecResponse> piped = execInteractive(List.of(startOf(id, false, "sh", "-c", "cat; exit 4"), stdin, stdin));
+    assertEquals("hi\nhi\n", piped.stream().filter(r -> r.hasStdout()).map(r -> r.getStdout().toStringUtf8())
+        .collect(java.util.stream.Collectors.joining()));
+    assertEquals(4, piped.get(piped.size() - 1).getExit().getExitCode());
+    var sized = dev.flotilla.api.v1.ExecInteractiveRequest.newBuilder().setStart(dev.flotilla.api.v1.ExecInteractiveStart.newBuilder()
+        .setSandboxId(id).addAllArgv(List.of("stty", "size")).setTty(true).setRows(33).setCols(111)).build();
+    List<dev.flotilla.api.v1.ExecResponse> tty = await(client.execInteractive().addHeader("authorization", bearer())
+        .invoke(org.apache.pekko.stream.javadsl.Source.single(sized).concat(org.apache.pekko.stream.javadsl.Source.never()))
+        .runWith(Sink.seq(), clientSystem));
+    assertEquals("33 111\r\n", tty.stream().filter(r -> r.hasStdout()).map(r -> r.getStdout().toStringUtf8())
+        .collect(java.util.stream.Collectors.joining()));
+
+    java.util.Map<String, List<dev.flotilla.api.v1.ExecInteractiveRequest>> bad = new java.util.LinkedHashMap<>();
+    bad.put("stdin first", List.of(stdin));
+    bad.put("a second start", List.of(startOf(id, false, "cat"), startOf(id, false, "cat")));
+    bad.put("a zero resize", List.of(startOf(id, true, "cat"), dev.flotilla.api.v1.ExecInteractiveRequest.newBuilder()
+        .setResize(dev.flotilla.api.v1.ExecInteractiveResize.newBuilder().setRows(0).setCols(80)).build()));
+    bad.put("a resize without a terminal", List.of(startOf(id, false, "cat"), dev.flotilla.api.v1.ExecInteractiveRequest.newBuilder()
+        .setResize(dev.flotilla.api.v1.ExecInteractiveResize.newBuilder().setRows(10).setCols(80)).build()));
+    bad.put("a huge stdin message", List.of(startOf(id, false, "cat"), dev.flotilla.api.v1.ExecInteractiveRequest.newBuilder()
+        .setStdin(com.google.protobuf.ByteString.copyFrom(new byte[65 * 1024])).build()));
+    bad.put("an unknown signal", List.of(startOf(id, false, "cat"),
+        dev.flotilla.api.v1.ExecInteractiveRequest.newBuilder().setSignal("NOPE").build()));
+    bad.put("a size without a terminal", List.of(dev.flotilla.api.v1.ExecInteractiveRequest.newBuilder()
+        .setStart(dev.flotilla.api.v1.ExecInteractiveStart.newBuilder().setSandboxId(id).addArgv("cat").setRows(10)).build()));
+    for (var b : bad.entrySet()) {
+      io.grpc.StatusRuntimeException e = failure(() -> execInteractive(b.getValue()));
+      assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode(), b.getKey() + ": " + e.getStatus());
+      assertTrue(e.getStatus().getDescription() != null && !e.getStatus().getDescription().isBlank(), b.getKey());
+    }
+
+    Cli cat = cli("one\ntwo\n", "exec", "-i", id, "--", "sh", "-c", "cat; exit 5");
+    assertEquals(5, cat.code(), cat.err());
+    assertEquals("one\ntwo\n", cat.out());
+    Cli noTty = cli("", "exec", "-it", id, "--", "sh");
+    assertEquals(2, noTty.code());
+    assertTrue(noTty.err().contains("not a TTY"), noTty.err());
+    assertEquals(2, cli("", "exec", "-t", id, "--", "sh").code());
+  }
+
+  /**
+   * {@code exec -it} as a user runs it: the real CLI in its own JVM in a tmux pane (a terminal the
+   * test types into and resizes). A typed command's output shows, the remote terminal has the
+   * pane's size and TERM and follows a resize, Ctrl-C reaches the remote foreground job and not the
+   * CLI, the exit code comes through, and the local terminal's settings are what they were before.
+   */
+  @Test
+  void execItInATerminal() throws Exception {
+    String id = create(spec(), "").getId();
+    awaitPhase(id, Phase.RUNNING);
+    Path dir = Files.createTempDirectory("exec-it");
+    String sock = dir.resolve("tmux.sock").toString();
+    try {
+      Files.writeString(dir.resolve("flotilla"), "#!/bin/sh\nexec '" + Path.of(System.getProperty("java.home"), "bin", "java")
+          + "' -cp '" + System.getProperty("java.class.path") + "' dev.flotilla.cli.Cli \"$@\"\n");
+      Files.setPosixFilePermissions(dir.resolve("flotilla"), java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
+      Files.writeString(dir.resolve("session.sh"), "export FLOTILLA_ENDPOINT=127.0.0.1:" + node.node.grpcPort()
+          + " FLOTILLA_TOKEN=" + token + " TERM=xterm-256color\n"
+          + "before=$(stty -g)\n"
+          + "./flotilla exec -it " + id + " -- sh\n"
+          + "code=$?\n"
+          + "[ \"$before\" = \"$(stty -g)\" ] && same=restored || same=changed\n"
+          + "echo \"$code $same\" > result.tmp && mv result.tmp result\n"
+          + "exec sleep 600\n");
+      Files.writeString(dir.resolve("tmux.conf"), "set -g status off\n");
+      tmux(dir, sock, "-f", dir.resolve("tmux.conf").toString(), "new-session", "-d", "-s", "it", "-x", "100", "-y", "30",
+          "sh session.sh");
+      java.util.function.Supplier<String> pane = () -> tmux(dir, sock, "capture-pane", "-p", "-J", "-S", "-200", "-t", "it");
+      org.awaitility.Awaitility.await().atMost(READY).until(() -> pane.get().contains("# "));
+      tmux(dir, sock, "send-keys", "-t", "it", "echo typed-$((6*7)) $TERM; stty size", "Enter");
+      org.awaitility.Awaitility.await().atMost(READY).until(() -> pane.get().contains("typed-42 xterm-256color"));
+      org.awaitility.Awaitility.await().atMost(READY).until(() -> pane.get().contains("\n30 100"));
+
+      tmux(dir, sock, "resize-window", "-t", "it", "-x", "120", "-y", "40");
+      org.awaitility.Awaitility.await().atMost(READY).untilAsserted(() -> {
+        tmux(dir, sock, "send-keys", "-t", "it", "stty size", "Enter");
+        org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(2)).until(() -> pane.get().contains("\n40 120"));
+      });
+
+      tmux(dir, sock, "send-keys", "-t", "it", "sleep 100", "Enter");
+      org.awaitility.Awaitility.await().atMost(READY).until(() -> pane.get().contains("sleep 100"));
+      tmux(dir, sock, "send-keys", "-t", "it", "C-c");
+      tmux(dir, sock, "send-keys", "-t", "it", "echo alive-$((1+1))", "Enter");
+      org.awaitility.Awaitility.await().atMost(READY).until(() -> pane.get().contains("\nalive-2"));
+
+      tmux(dir, sock, "send-keys", "-t", "it", "exit 7", "Enter");
+      Path result = dir.resolve("result");
+      org.awaitility.Awaitility.await().atMost(READY).until(() -> Files.exists(result));
+      assertEquals("7 restored", Files.readString(result).strip(), pane.get());
+    } finally {
+      new ProcessBuilder("tmux", "-S", sock, "kill-server").start().waitFor();
+      TestTools.run(null, "rm", "-rf", dir.toString());
+    }
+  }
+
+  private static String tmux(Path dir, String sock, String... args) {
+    List<String> cmd = new java.util.ArrayList<>(List.of("tmux", "-S", sock));
+    cmd.addAll(List.of(args));
+    try {
+      Process p = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true).start();
+      String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+      assertTrue(p.waitFor(10, java.util.concurrent.TimeUnit.SECONDS), "tmux " + cmd);
+      assertEquals(0, p.exitValue(), cmd + ": " + out);
+      return out;
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new AssertionError(e);
+    }
   }
 }

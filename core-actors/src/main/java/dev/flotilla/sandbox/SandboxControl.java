@@ -1,7 +1,9 @@
 package dev.flotilla.sandbox;
 
 import dev.flotilla.sandbox.protocol.ExecEvent;
+import dev.flotilla.sandbox.protocol.ExecInput;
 import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.InteractiveExec;
 import dev.flotilla.sandbox.protocol.DirPage;
 import dev.flotilla.sandbox.protocol.FsEntry;
 import dev.flotilla.sandbox.protocol.FsValue;
@@ -373,6 +375,20 @@ public final class SandboxControl {
       return CompletableFuture.failedFuture(SandboxError.invalid("exec needs a command: argv must not be empty"));
     }
     return streamFromEntity(tenant, id, TenantLimits.Kind.EXEC, r -> new SandboxEntity.Exec(tenant, spec, r));
+  }
+
+  /**
+   * Runs a command whose stdin, terminal size and signals come from {@code input} while it runs
+   * (an exec slot held as for {@link #exec}); the source carries its output and ends with its exit.
+   * The end of {@code input} ends the process's stdin.
+   */
+  public CompletionStage<Source<ExecEvent, NotUsed>> execInteractive(String tenant, String id, InteractiveExec exec,
+      Source<ExecInput, ?> input) {
+    if (exec.exec().argv().isEmpty() || exec.exec().argv().get(0).isEmpty()) {
+      return CompletableFuture.failedFuture(SandboxError.invalid("exec needs a command: argv must not be empty"));
+    }
+    return streamFromEntity(tenant, id, TenantLimits.Kind.EXEC,
+        r -> new SandboxEntity.ExecInteractive(tenant, exec, input.runWith(StreamRefs.sourceRef(), system), r));
   }
 
   /** Writes a file from the given chunks; completes with its size. */

@@ -2,7 +2,9 @@ package dev.flotilla.sandbox;
 
 import dev.flotilla.persistence.FlotillaSerializable;
 import dev.flotilla.sandbox.protocol.ExecEvent;
+import dev.flotilla.sandbox.protocol.ExecInput;
 import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.InteractiveExec;
 import dev.flotilla.sandbox.protocol.DirPage;
 import dev.flotilla.sandbox.protocol.FsEntry;
 import dev.flotilla.sandbox.protocol.FsValue;
@@ -101,6 +103,10 @@ public final class SandboxEntity
 
   public record WriteFile(String tenant, String path, int mode, SourceRef<ByteString> data, ActorRef<StatusReply<Long>> replyTo)
       implements TenantCommand {}
+
+  /** An exec whose stdin (terminal size, signals) the caller streams in {@code input} while it runs; see VmSupervisorProtocol.ExecInteractive. */
+  public record ExecInteractive(String tenant, InteractiveExec exec, SourceRef<ExecInput> input,
+      ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo) implements TenantCommand {}
 
   public record ReadFile(String tenant, String path, ActorRef<StatusReply<SourceRef<ByteString>>> replyTo)
       implements TenantCommand {}
@@ -425,6 +431,8 @@ public final class SandboxEntity
         .onCommand(IdleVerdict.class, this::onIdleVerdict)
         .onCommand(Unstash.class, (s, c) -> unstashing(Effect().none()).thenNoReply())
         .onCommand(Exec.class, (s, c) -> forwardToVm(s, c, c.replyTo(), vm -> vm.tell(new VmSupervisorProtocol.Exec(c.spec(), c.replyTo()))))
+        .onCommand(ExecInteractive.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
+            vm -> vm.tell(new VmSupervisorProtocol.ExecInteractive(c.exec(), c.input(), c.replyTo()))))
         .onCommand(WriteFile.class, (s, c) -> forwardToVm(s, c, c.replyTo(),
             vm -> vm.tell(new VmSupervisorProtocol.WriteFile(c.path(), c.mode(), c.data(), c.replyTo()))))
         .onCommand(ReadFile.class, (s, c) -> forwardToVm(s, c, c.replyTo(),

@@ -34,6 +34,15 @@ public interface Hypervisor {
   Optional<Vm> adopt(VmHandle handle);
 
   /**
+   * The cluster downed this node: closes the driver's {@link SpawnGate} for good, once the spawns
+   * in progress have saved their handles (waiting at most {@code wait}), so that no VM of this
+   * driver starts here any more and the fencing finds every VM that did in the {@link VmDirectory}.
+   *
+   * @return false when a spawn was still in progress after {@code wait}
+   */
+  boolean fence(java.time.Duration wait);
+
+  /**
    * Ends what is left of a VM this node no longer wants (an older incarnation, a deleted
    * sandbox, one that died while no node watched it) and removes its state: for a node that
    * scans its {@link VmDirectory} after a restart. Blocking; safe on a VM that is already gone.

@@ -43,6 +43,9 @@ public final class GrpcServer {
     // An import is as large as flotilla.images.max-import-bytes (the service counts it), not
     // pekko-http's max-content-length.
     String importPath = "/" + ImageService.name + "/ImportImage";
+    // An interactive exec lasts as long as its user types (or pipes): its messages are bounded,
+    // and backpressured into the process's stdin, never gathered whole.
+    String interactivePath = "/" + SandboxService.name + "/ExecInteractive";
     Function<HttpRequest, CompletionStage<HttpResponse>> cluster = ClusterServicePowerApiHandlerFactory.partial(
         new ClusterServiceImpl(system, auth, adminTenants, askTimeout), ClusterService.name, system);
     Function<HttpRequest, CompletionStage<HttpResponse>> health =
@@ -54,9 +57,11 @@ public final class GrpcServer {
     Function<HttpRequest, CompletionStage<HttpResponse>> services = ServiceHandler.concatOrNotFound(sandboxes, imageService, cluster, health, reflection);
     // Every message of every call is bounded before Pekko gRPC gathers it (GrpcMessageLimit).
     // The original entity's bytes keep its bound on the whole request in force: max-content-length,
-    // or none for an import.
+    // or none for an import or an interactive exec.
     Function<HttpRequest, CompletionStage<HttpResponse>> all = req -> {
-      RequestEntity entity = req.getUri().path().equals(importPath) ? (RequestEntity) req.entity().withoutSizeLimit() : req.entity();
+      String path = req.getUri().path();
+      RequestEntity entity = path.equals(importPath) || path.equals(interactivePath)
+          ? (RequestEntity) req.entity().withoutSizeLimit() : req.entity();
       return services.apply(req.withEntity(org.apache.pekko.http.javadsl.model.HttpEntities.create(entity.getContentType(),
           entity.getDataBytes().via(GrpcMessageLimit.flow(GrpcMessageLimit.MAX_MESSAGE_BYTES)))));
     };

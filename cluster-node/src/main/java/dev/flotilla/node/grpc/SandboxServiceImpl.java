@@ -36,7 +36,11 @@ import dev.flotilla.api.v1.WriteFileResponse;
 import dev.flotilla.node.auth.TokenAuth;
 import dev.flotilla.sandbox.SandboxControl;
 import dev.flotilla.sandbox.SandboxView;
+import dev.flotilla.api.v1.ExecInteractiveRequest;
+import dev.flotilla.api.v1.ExecInteractiveStart;
+import dev.flotilla.sandbox.protocol.ExecInput;
 import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.InteractiveExec;
 import io.grpc.Status;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
@@ -139,6 +143,82 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
       return Source.completionStageSource(control.exec(tenant, in.getSandboxId(), spec))
           .map(Translations::toProto);
     });
+  }
+
+  /** One stdin message of an interactive exec, at most (a terminal sends a few bytes; a pipe, chunks). */
+  static final int MAX_STDIN_MESSAGE = 64 * 1024;
+  private static final java.util.regex.Pattern TERM = java.util.regex.Pattern.compile("[A-Za-z0-9._+-]{0,64}");
+
+  @Override
+  public Source<ExecResponse, NotUsed> execInteractive(Source<ExecInteractiveRequest, NotUsed> in, Metadata md) {
+    return streamed(md, tenant -> Source.completionStage(in.prefixAndTail(1).runWith(Sink.head(), system))
+        .flatMapConcat(pair -> {
+          if (pair.first().isEmpty() || !pair.first().get(0).hasStart()) {
+            throw new IllegalArgumentException("the first ExecInteractive message must be start (sandbox_id, argv, tty...)");
+          }
+          ExecInteractiveStart start = pair.first().get(0).getStart();
+          InteractiveExec exec = interactiveExec(start);
+          // A bad message fails the call (the input runs where the VM is; its failure would not reach the client).
+          CompletableFuture<ExecResponse> badInput = new CompletableFuture<>();
+          Source<ExecInput, NotUsed> input = pair.second().map(r -> {
+            try {
+              if (r.hasResize() && !exec.tty()) {
+                throw GrpcErrors.status(Status.INVALID_ARGUMENT, "resize is for a terminal: start the exec with tty");
+              }
+              return execInput(r);
+            } catch (RuntimeException e) {
+              badInput.completeExceptionally(e);
+              throw e;
+            }
+          });
+          return Source.completionStageSource(control.execInteractive(tenant, start.getSandboxId(), exec, input))
+              .map(Translations::toProto)
+              .merge(Source.completionStage(badInput), true);
+        }));
+  }
+
+  private static InteractiveExec interactiveExec(ExecInteractiveStart start) {
+    ExecSpec spec = execSpec(start.getArgvList(), start.getEnvMap(), start.getWorkingDir(), start.getUser());
+    if (!start.getTty() && (start.getRows() != 0 || start.getCols() != 0 || !start.getTerm().isEmpty())) {
+      throw new IllegalArgumentException("rows, cols and term are for a terminal: set tty, or leave them out");
+    }
+    if (!TERM.matcher(start.getTerm()).matches()) {
+      throw new IllegalArgumentException("term must be a terminal type such as xterm-256color (at most 64 of A-Z a-z 0-9 . _ + -)");
+    }
+    return new InteractiveExec(spec, start.getTty(), side("rows", start.getRows(), true), side("cols", start.getCols(), true),
+        start.getTerm());
+  }
+
+  /** A terminal side as the client gave it (unsigned): 1-65535, or 0 where the default is allowed. */
+  private static int side(String name, int value, boolean zeroAllowed) {
+    long v = Integer.toUnsignedLong(value);
+    if (v > InteractiveExec.MAX_SIDE || (v == 0 && !zeroAllowed)) {
+      throw new IllegalArgumentException(name + " must be 1-" + InteractiveExec.MAX_SIDE + (zeroAllowed ? " (0: the default)" : "")
+          + ", not " + v);
+    }
+    return (int) v;
+  }
+
+  private static ExecInput execInput(ExecInteractiveRequest r) {
+    try {
+      return switch (r.getKindCase()) {
+        case STDIN -> {
+          if (r.getStdin().size() > MAX_STDIN_MESSAGE) {
+            throw new IllegalArgumentException("stdin is " + r.getStdin().size() + " bytes in one message; send at most "
+                + MAX_STDIN_MESSAGE + " a message");
+          }
+          yield new ExecInput.Stdin(ByteString.fromArrayUnsafe(r.getStdin().toByteArray()));
+        }
+        case RESIZE -> new ExecInput.Resize(side("resize.rows", r.getResize().getRows(), false),
+            side("resize.cols", r.getResize().getCols(), false));
+        case SIGNAL -> new ExecInput.Signal(dev.flotilla.sandbox.protocol.Signals.parse(r.getSignal()));
+        case CLOSE_STDIN -> new ExecInput.CloseStdin();
+        case START -> throw new IllegalArgumentException("only the first ExecInteractive message may be start");
+        case KIND_NOT_SET -> throw new IllegalArgumentException("an ExecInteractive message must carry stdin, resize, signal or close_stdin");
+      };
+    } catch (IllegalArgumentException e) {
+      throw GrpcErrors.status(Status.INVALID_ARGUMENT, e.getMessage());
+    }
   }
 
   @Override

@@ -129,6 +129,11 @@ final class AgentSession implements FrameConnection.Handler {
         case WRITE_STDIN -> later(streamId, agent.processes().get(request.getWriteStdin().getExecId())
             .writeStdin(request.getWriteStdin().getData().toByteArray())
             .thenApply(n -> Response.newBuilder().setWriteStdin(WriteStdinResponse.newBuilder().setLength(n)).build()));
+        case RESIZE_TTY -> {
+          agent.processes().get(request.getResizeTty().getExecId())
+              .resize(request.getResizeTty().getRows(), request.getResizeTty().getCols());
+          reply(streamId, Response.newBuilder().setResizeTty(Empty.getDefaultInstance()).build());
+        }
         case CLOSE_STDIN -> later(streamId, agent.processes().get(request.getCloseStdin().getExecId()).closeStdin()
             .thenApply(v -> Response.newBuilder().setCloseStdin(Empty.getDefaultInstance()).build()));
         case WRITE_FILE -> onWorker(streamId,

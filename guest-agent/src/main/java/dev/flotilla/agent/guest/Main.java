@@ -48,7 +48,25 @@ public final class Main {
 
   private Main() {}
 
+  /**
+   * The sandbox runtime and the microVM's initramfs carry JNA's native part in their JRE's lib/
+   * (the runtime builds put it there): JNA loads it from there and never unpacks a copy into a
+   * temporary directory, which a read-only root or a full disk would refuse. Elsewhere (an agent
+   * run from the jar, in tests) JNA unpacks it as usual.
+   */
+  static void jnaFromRuntime() {
+    String home = System.getProperty("java.home");
+    if (home == null || System.getProperty("jna.boot.library.path") != null) return;
+    Path lib = Path.of(home, "lib");
+    if (java.nio.file.Files.isRegularFile(lib.resolve("libjnidispatch.so"))) {
+      System.setProperty("jna.boot.library.path", lib.toString());
+      System.setProperty("jna.nosys", "true");
+      System.setProperty("jna.nounpack", "true");
+    }
+  }
+
   public static void main(String[] args) {
+    jnaFromRuntime();
     AgentConfig config;
     String listen;
     long initialLeaseMs;

@@ -150,7 +150,7 @@ class AgentSessionFuzzTest {
   private static Request structured(FuzzedDataProvider data) {
     Request.Builder b = Request.newBuilder();
     String execId = data.consumeBoolean() ? "e" + data.consumeInt(0, 3) : data.consumeString(8);
-    switch (data.consumeInt(0, 18)) {
+    switch (data.consumeInt(0, 19)) {
       case 0 -> b.getHandshakeBuilder().setSandboxId(data.consumeBoolean() ? SANDBOX : data.consumeString(24))
           .setIncarnation(data.consumeBoolean() ? INCARNATION : data.consumeLong())
           .setLeaseMs(data.consumeBoolean() ? 0 : data.consumeInt())
@@ -164,6 +164,7 @@ class AgentSessionFuzzTest {
         for (int i = 0; i < argc; i++) e.addArgv(data.consumeString(8));
         int envc = data.consumeInt(0, 2);
         for (int i = 0; i < envc; i++) e.putEnv(data.consumeString(8), data.consumeString(8));
+        e.setTty(data.consumeBoolean()).setTtyRows(data.consumeInt()).setTtyCols(data.consumeInt()).setTerm(data.consumeString(8));
       }
       case 2 -> b.getWaitProcessBuilder().setExecId(execId);
       case 3 -> b.getSignalProcessBuilder().setExecId(execId).setSignal(data.consumeInt());
@@ -189,6 +190,7 @@ class AgentSessionFuzzTest {
       case 17 -> b.getWatchDirBuilder().setPath(data.consumeString(24)).setRecursive(data.consumeBoolean())
           .setMaxQueuedEvents(data.consumeInt()).setInitialWindow(data.consumeInt());
       case 18 -> b.getCancelWatchBuilder().setStreamId(data.consumeInt(0, 8));
+      case 19 -> b.getResizeTtyBuilder().setExecId(execId).setRows(data.consumeInt()).setCols(data.consumeInt());
       default -> b.getReadOutputBuilder().setExecId(execId).setOffset(data.consumeLong())
           .setMaxBytes(data.consumeInt()).setWaitMillis(data.consumeInt());
     }

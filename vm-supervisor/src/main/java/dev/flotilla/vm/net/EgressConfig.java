@@ -13,9 +13,10 @@ import java.util.Objects;
  *     Artery, the journal): set by the node. The node's own addresses, loopback included, are
  *     refused anyway; these matter for endpoints on other hosts (the journal's database, other
  *     nodes' Artery ports)
- * @param dnsServers where sandboxes' DNS queries go (pasta and passt forward them) and where the node
- *     resolves host names of the lists; empty: the host's {@code /etc/resolv.conf}
- * @param refresh how often host names are resolved again and the rules re-applied
+ * @param dnsServers where sandboxes' DNS proxies ({@link DnsProxy}) forward their queries (pasta
+ *     and passt send a sandbox's DNS towards them; the proxy takes it) and where the node resolves
+ *     the deny lists' host names; empty: the host's {@code /etc/resolv.conf}
+ * @param refresh how often deny lists' host names are resolved again and the rules re-applied
  * @param dnsForwardAddress the resolver address a sandbox sees in its {@code /etc/resolv.conf};
  *     pasta (a VM's passt) maps it to the first DNS server
  * @param pasta the pasta binary (Debian's {@code passt} package): the process driver's

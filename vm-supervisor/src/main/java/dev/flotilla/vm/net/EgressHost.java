@@ -15,13 +15,21 @@ import java.util.concurrent.atomic.AtomicLong;
 /**
  * The node's side of egress that every driver shares: the settings, the host firewall, the
  * resolvers, the one rendering of a sandbox's {@link EgressPolicy} into its {@link EgressRules},
- * and the periodic refresh of host names. A driver differs only in what carries the sandbox's
- * packets into the node's network namespace as the sandbox's uid: pasta for the process driver,
- * passt for the qemu driver. The rules, and so the policy, are the same.
+ * the limits of the sandboxes' DNS proxies, and the periodic refresh. A driver differs only in what
+ * carries the sandbox's packets into the node's network namespace as the sandbox's uid: pasta for
+ * the process driver, passt for the qemu driver. The rules, the DNS proxy and so the policy are the
+ * same ({@link SandboxRules}: one incarnation's).
  *
- * <p>Host names in the lists are resolved by the node, when a sandbox starts and then every
- * {@link EgressConfig#refresh()}: the rules hold the addresses of the last resolution, not the
- * name (no per-connection matching).
+ * <p>Host names in the lists are matched at connection time: each sandbox's DNS goes to its own
+ * {@link DnsProxy} ({@link SandboxDns}), which puts the addresses the sandbox is answered for a
+ * listed name into the sandbox's allow or deny set before the answer reaches it. pasta and passt
+ * both forward the sandbox's DNS to the node's resolvers from sockets of the sandbox's uid, which
+ * the uid's port-53 redirect sends to its proxy instead. Names of the deny list are also resolved
+ * by the node, when a sandbox starts and then every {@link EgressConfig#refresh()}, and their
+ * addresses refused in its rules: a sandbox may learn an address without asking its DNS (written
+ * into its code, or through DNS over HTTPS to an allowed address), and a denied name must be
+ * refused then too. An allowed name needs no such resolution: an address the sandbox did not look
+ * up is simply not allowed.
  */
 public final class EgressHost {
   /** Every this many refreshes the rules are re-applied even if no address changed (someone may have flushed them). */
@@ -39,6 +47,8 @@ public final class EgressHost {
   private final AtomicLong ticks = new AtomicLong();
   private volatile ScheduledExecutorService refresher;
   private volatile List<InetAddress> dnsServers;
+  private volatile String kernelSupport; // "" when the kernel has what name matching needs
+  private final DnsProxy.Limits dnsLimits = DnsProxy.Limits.DEFAULTS;
 
   public EgressHost(EgressConfig config) {
     this.config = config;
@@ -50,6 +60,11 @@ public final class EgressHost {
 
   public HostFirewall firewall() {
     return firewall;
+  }
+
+  /** The bounds of each sandbox's DNS proxy. */
+  public DnsProxy.Limits dnsLimits() {
+    return dnsLimits;
   }
 
   /** The resolvers: the configured ones, or the host's resolv.conf's. */
@@ -76,33 +91,59 @@ public final class EgressHost {
     return conf.toString();
   }
 
-  /** What is missing on this host for the rules, whichever driver (empty: nothing). */
+  /** What is missing on this host for the rules and the name matching, whichever driver (empty: nothing). */
   public List<String> missingForRules() {
     List<String> m = new ArrayList<>();
     for (String t : HostFirewall.TOOLS) {
       if (which(t).isEmpty()) m.add("no " + t + " (apt-get install iptables)");
     }
+    boolean ipset = true;
+    for (String t : NameSets.TOOLS) {
+      if (which(t).isEmpty()) {
+        m.add("no " + t + " (apt-get install ipset)");
+        ipset = false;
+      }
+    }
+    if (ipset && which("iptables").isPresent()) {
+      String kernel = kernelSupport;
+      if (kernel == null) kernelSupport = kernel = NameSets.kernelSupport().orElse("");
+      if (!kernel.isEmpty()) m.add(kernel);
+    }
     if (dnsServers().isEmpty()) m.add("no DNS server (none configured, none in /etc/resolv.conf)");
     return m;
   }
 
-  /** The rules of one sandbox's uid under its policy, the lists' names and the protected endpoints resolved now. */
+  /**
+   * The rules of one sandbox's uid under its policy, with no name matching at connection time: the
+   * lists' names and the protected endpoints resolved now.
+   */
   public EgressRules render(long uid, String comment, EgressPolicy policy) throws IOException {
+    return render(uid, comment, policy, null);
+  }
+
+  /**
+   * The rules of one sandbox's uid under its policy, the protected endpoints resolved now. With
+   * {@code names} (its {@link SandboxDns}'s) the allow list's names are matched at connection time
+   * and not resolved here, the deny list's are resolved too (see the class comment); without, both
+   * lists' names are resolved here.
+   */
+  public EgressRules render(long uid, String comment, EgressPolicy policy, EgressRules.NameMatch names) throws IOException {
     NodeResolver resolver = new NodeResolver(dnsServers());
     List<EgressRules.Target> targets = new ArrayList<>();
     for (Endpoint e : config.protectedEndpoints()) {
       for (InetAddress a : addresses(resolver, e.host())) targets.add(new EgressRules.Target(a, e.port()));
     }
-    return new EgressRules(uid, comment, dnsServers(), targets, cidrs(resolver, policy.deny()),
-        cidrs(resolver, policy.allow()), !policy.allow().isEmpty());
+    return new EgressRules(uid, comment, dnsServers(), targets, cidrs(resolver, policy.deny(), true),
+        cidrs(resolver, policy.allow(), names == null), !policy.allow().isEmpty(), names);
   }
 
-  private static List<EgressPolicy.Cidr> cidrs(NodeResolver resolver, List<EgressPolicy.Destination> list) throws IOException {
+  private static List<EgressPolicy.Cidr> cidrs(NodeResolver resolver, List<EgressPolicy.Destination> list, boolean resolveNames)
+      throws IOException {
     List<EgressPolicy.Cidr> out = new ArrayList<>();
     for (EgressPolicy.Destination d : list) {
       if (d instanceof EgressPolicy.Cidr c) {
         out.add(c);
-      } else if (d instanceof EgressPolicy.Host h) {
+      } else if (d instanceof EgressPolicy.Host h && resolveNames) {
         for (InetAddress a : resolver.resolve(h.name())) out.add(EgressPolicy.Cidr.of(a));
       }
     }

@@ -79,7 +79,10 @@ public record EgressPolicy(Mode mode, List<Destination> allow, List<Destination>
     }
   }
 
-  /** A DNS name, lower case, no trailing dot: resolved by the node, never by the sandbox. */
+  /**
+   * A DNS name, lower case, no trailing dot: matched at connection time against the sandbox's own
+   * lookups, which its node-side {@link DnsProxy} answers (a deny-list name is also resolved by the node).
+   */
   public record Host(String name) implements Destination {
     @Override
     public String text() {
@@ -100,7 +103,7 @@ public record EgressPolicy(Mode mode, List<Destination> allow, List<Destination>
     return mode == Mode.EGRESS;
   }
 
-  /** The names in both lists, which the node resolves. */
+  /** The names in both lists. */
   public List<String> hostNames() {
     List<String> out = new ArrayList<>();
     for (List<Destination> l : List.of(allow, deny)) {

@@ -26,7 +26,17 @@ import java.util.List;
  * is a TCP reset for TCP (a connect fails at once with ECONNREFUSED, which pasta passes on to
  * the sandbox) and ICMP port unreachable otherwise.
  *
- * <p>Host names in the lists are resolved by the node before rendering: the rules hold addresses.
+ * <p>Without {@code names}, host names in the lists are resolved by the node before rendering:
+ * the rules hold addresses. With {@code names} ({@link NameMatch}), host names are matched at
+ * connection time: the uid's DNS is redirected to its {@link DnsProxy} ({@link NameSets}), which
+ * fills the uid's ipsets from the answers the sandbox gets, and the chain changes so:
+ * <ol>
+ *   <li>instead of 1: UDP and TCP to the proxy's loopback port returned; any other port 53 refused</li>
+ *   <li>after 3: refused, the deny set (addresses the sandbox looked up for a denied name)</li>
+ *   <li>then: returned, packets of a connection this uid opened that is established (it was
+ *       allowed when it started: a name's addresses expiring from the set end no connection)</li>
+ *   <li>after 4: returned, the allow set</li>
+ * </ol>
  *
  * @param uid the sandbox's root's host uid (pasta's)
  * @param comment marks the OUTPUT jump, so that a node finds its own rules again (no spaces)
@@ -36,12 +46,29 @@ import java.util.List;
  * @param allow allow list, resolved
  * @param allowListWritten whether the spec's allow list had any entry (one whose names resolve to
  *     nothing still allows nothing)
+ * @param names null: names resolved by the node; else how they are matched at connection time
  */
 public record EgressRules(long uid, String comment, List<InetAddress> dnsServers, List<Target> protectedTargets,
-    List<Cidr> deny, List<Cidr> allow, boolean allowListWritten) {
+    List<Cidr> deny, List<Cidr> allow, boolean allowListWritten, NameMatch names) {
 
   /** A resolved protected endpoint. */
   public record Target(InetAddress address, int port) {}
+
+  /**
+   * @param proxyPort the sandbox's {@link DnsProxy} port on loopback
+   * @param proxyV6 whether it listens on ::1 too (else IPv6 DNS is refused)
+   */
+  public record NameMatch(int proxyPort, boolean proxyV6) {
+    public NameMatch {
+      if (proxyPort < 1 || proxyPort > 65535) throw new IllegalArgumentException("port out of range: " + proxyPort);
+    }
+  }
+
+  /** Names resolved by the node (no {@link NameMatch}). */
+  public EgressRules(long uid, String comment, List<InetAddress> dnsServers, List<Target> protectedTargets,
+      List<Cidr> deny, List<Cidr> allow, boolean allowListWritten) {
+    this(uid, comment, dnsServers, protectedTargets, deny, allow, allowListWritten, null);
+  }
 
   public EgressRules {
     if (uid <= 0) throw new IllegalArgumentException("a sandbox uid is never root: " + uid);
@@ -82,8 +109,18 @@ public record EgressRules(long uid, String comment, List<InetAddress> dnsServers
     l.add(":" + r + " - [0:0]");
     l.add("-A " + r + " -p tcp -j REJECT --reject-with tcp-reset");
     l.add("-A " + r + " -j REJECT --reject-with " + (v6 ? "icmp6-port-unreachable" : "icmp-port-unreachable"));
-    for (InetAddress d : dnsServers) {
-      if (isV6(d) == v6) l.add("-A " + c + " -d " + host(d) + " -p udp --dport 53 -j RETURN");
+    if (names == null) {
+      for (InetAddress d : dnsServers) {
+        if (isV6(d) == v6) l.add("-A " + c + " -d " + host(d) + " -p udp --dport 53 -j RETURN");
+      }
+    } else {
+      if (!v6 || names.proxyV6()) {
+        for (String p : List.of("udp", "tcp")) {
+          l.add("-A " + c + " -d " + (v6 ? "::1/128" : "127.0.0.1/32") + " -p " + p + " --dport " + names.proxyPort() + " -j RETURN");
+        }
+      }
+      l.add("-A " + c + " -p udp --dport 53 -j " + r);
+      l.add("-A " + c + " -p tcp --dport 53 -j " + r);
     }
     l.add("-A " + c + " -m addrtype --dst-type LOCAL -j " + r);
     if (!v6) {
@@ -104,7 +141,12 @@ public record EgressRules(long uid, String comment, List<InetAddress> dnsServers
       l.add("-A " + c + " -d " + host(t.address()) + " -p udp --dport " + t.port() + " -j " + r);
     }
     for (Cidr d : deny) if (d.ipv6() == v6) l.add("-A " + c + " -d " + d.text() + " -j " + r);
+    if (names != null) {
+      l.add("-A " + c + " -m set --match-set " + NameSets.set(uid, true, v6) + " dst -j " + r);
+      l.add("-A " + c + " -m conntrack --ctstate ESTABLISHED --ctdir ORIGINAL -j RETURN");
+    }
     for (Cidr a : allow) if (a.ipv6() == v6) l.add("-A " + c + " -d " + a.text() + " -j RETURN");
+    if (names != null) l.add("-A " + c + " -m set --match-set " + NameSets.set(uid, false, v6) + " dst -j RETURN");
     if (allowListWritten) l.add("-A " + c + " -j " + r);
     l.add("COMMIT");
     return String.join("\n", l) + "\n";

@@ -143,15 +143,15 @@ public final class HostFirewall {
     return v6 ? "ip6tables-restore" : "iptables-restore";
   }
 
-  private record Result(int code, String out) {}
+  record Result(int code, String out) {}
 
-  private static String run(List<String> cmd, String stdin) throws IOException {
+  static String run(List<String> cmd, String stdin) throws IOException {
     Result r = exec(cmd, stdin);
     if (r.code != 0) throw new IOException(String.join(" ", cmd) + " failed (" + r.code + "): " + r.out.strip());
     return r.out;
   }
 
-  private static Result exec(List<String> cmd, String stdin) throws IOException {
+  static Result exec(List<String> cmd, String stdin) throws IOException {
     ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
     pb.environment().put("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     if (stdin == null) pb.redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")));

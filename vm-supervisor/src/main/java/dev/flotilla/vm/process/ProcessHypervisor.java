@@ -4,6 +4,7 @@ import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.HypervisorCapabilities;
 import dev.flotilla.vm.ImageRootfs;
 import dev.flotilla.vm.NodeOnlyFiles;
+import dev.flotilla.vm.SpawnGate;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmHandle;
@@ -20,6 +21,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.time.Duration;
 import java.util.Optional;
 import java.util.Set;
 import java.util.TreeSet;
@@ -47,6 +49,7 @@ public final class ProcessHypervisor implements Hypervisor {
   private final OciRuntime oci;
   private final ImageRootfs images;
   private final SandboxNetworks networks;
+  private final SpawnGate gate = new SpawnGate();
   private volatile HostFacts facts;
   private volatile Map<String, Object> seccomp;
 
@@ -218,6 +221,15 @@ public final class ProcessHypervisor implements Hypervisor {
       return List.of();
     }
     return out;
+  }
+
+  SpawnGate gate() {
+    return gate;
+  }
+
+  @Override
+  public boolean fence(Duration wait) {
+    return gate.close(wait);
   }
 
   @Override

@@ -127,8 +127,8 @@ final class ProcessVm implements Vm {
 
   /**
    * An adopted sandbox keeps its pasta if the one recorded still runs, or gets a new one; its
-   * rules are applied again either way (names resolved afresh). If they cannot be, it keeps no
-   * pasta: no network rather than an unchecked one.
+   * rules are applied again either way (deny-list names resolved afresh, a new DNS proxy and the
+   * redirect to it). If they cannot be, it keeps no pasta: no network rather than an unchecked one.
    */
   private void reattachNetwork(SandboxNetwork n) {
     network = n;
@@ -221,22 +221,14 @@ final class ProcessVm implements Vm {
         .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")));
     pb.environment().clear();
     pb.environment().put("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    Process p;
     try {
-      p = pb.start();
-    } catch (IOException e) {
-      closeNetwork();
-      cleanUpMounts();
-      throw new VmException("cannot run " + c.ociRuntime() + ": " + e.getMessage(), e);
-    }
-    process = p;
-    handle = handle.withProcess(p.pid(), Procfs.startTime(p.pid()).orElse(0));
-    p.onExit().thenAcceptAsync(done -> exited(done.exitValue()));
-    try {
-      handle.save();
-    } catch (IOException e) {
-      killAndWait();
-      throw new VmException("cannot save the VM handle in " + places.stateDir() + ": " + e.getMessage(), e);
+      hv.gate().through(spec.sandboxId(), () -> spawn(pb, c));
+    } catch (VmException e) {
+      if (process == null) {
+        closeNetwork();
+        cleanUpMounts();
+      }
+      throw e;
     }
     Path socket = places.agentSocket();
     while (!Files.exists(socket, LinkOption.NOFOLLOW_LINKS)) {
@@ -273,6 +265,26 @@ final class ProcessVm implements Vm {
         throw new VmException("cannot attach the sandbox's egress network: " + e.getMessage(), e);
       }
     }
+  }
+
+  /** runc started and its handle saved, inside the driver's {@link dev.flotilla.vm.SpawnGate}. */
+  private Void spawn(ProcessBuilder pb, ProcessHypervisorConfig c) throws VmException {
+    Process p;
+    try {
+      p = pb.start();
+    } catch (IOException e) {
+      throw new VmException("cannot run " + c.ociRuntime() + ": " + e.getMessage(), e);
+    }
+    process = p;
+    handle = handle.withProcess(p.pid(), Procfs.startTime(p.pid()).orElse(0));
+    p.onExit().thenAcceptAsync(done -> exited(done.exitValue()));
+    try {
+      handle.save();
+    } catch (IOException e) {
+      killAndWait();
+      throw new VmException("cannot save the VM handle in " + places.stateDir() + ": " + e.getMessage(), e);
+    }
+    return null;
   }
 
   /** pasta killed, then its rules removed: on every way a sandbox ends. */

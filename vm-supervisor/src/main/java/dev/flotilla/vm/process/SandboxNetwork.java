@@ -21,11 +21,13 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The egress network of one incarnation of a process-driver sandbox: its firewall rules on the
- * host ({@link EgressRules}, installed before the container runs and re-applied by
- * {@link SandboxNetworks}' refresh) and its pasta process ({@link PastaCommand}, attached once the
- * container exists), both removed when the sandbox ends: pasta first, so it never runs without
- * its rules.
+ * The egress network of one incarnation of a process-driver sandbox: its host side shared with
+ * the qemu driver ({@link SandboxRules}: its firewall rules, {@link EgressRules}, installed before
+ * the container runs and re-applied by {@link SandboxNetworks}' refresh, and its DNS proxy with its
+ * sets and redirect, {@link dev.flotilla.vm.net.SandboxDns}: host names matched at connection time;
+ * started again by a node that adopts the sandbox) and
+ * its pasta process ({@link PastaCommand}, attached once the container exists), all removed when
+ * the sandbox ends: pasta first, so it never runs without its rules.
  *
  * <p>Node-only record: {@code <state dir>/network.properties} holds the policy (an adopted
  * sandbox has no spec) and pasta's pid and start time. In the incarnation's run directory,
@@ -94,16 +96,24 @@ final class SandboxNetwork {
     Files.writeString(tmp, "nameserver " + networks.config().dnsForwardAddress().getHostAddress() + "\n", StandardCharsets.UTF_8);
     Files.setPosixFilePermissions(tmp, PosixFilePermissions.fromString("rw-r--r--"));
     Files.move(tmp, resolvConf(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-    applyRules();
+    applyRules(true);
   }
 
-  /** Resolves the lists' names again and installs the rules (one atomic replace per family). */
+  /**
+   * Starts the DNS proxy if this node has none for the sandbox (an adopted one keeps the grants
+   * in its sets), resolves the deny list's names again and installs the rules (one atomic replace
+   * per family) and the DNS redirect: {@link SandboxRules#apply}, as for a VM.
+   */
   void applyRules() throws IOException {
-    if (closed) return;
-    rules.apply();
+    applyRules(false);
   }
 
-  /** Its rules, which the driver's refresh re-applies once registered. */
+  private void applyRules(boolean fresh) throws IOException {
+    if (closed) return;
+    rules.apply(fresh);
+  }
+
+  /** Its rules and DNS proxy, which the driver's refresh re-applies once registered. */
   SandboxRules rules() {
     return rules;
   }
@@ -195,8 +205,9 @@ final class SandboxNetwork {
   }
 
   /**
-   * Ends the network: pasta first (a sandbox without pasta has no network), then its rules (only
-   * if they are still this incarnation's), then the namespace bind mounts.
+   * Ends the network: pasta first (a sandbox without pasta has no network), then its DNS proxy and
+   * rules, and its redirect and sets (only if they are still this incarnation's), then the
+   * namespace bind mounts.
    */
   synchronized void close() {
     if (closed) return;
@@ -204,7 +215,7 @@ final class SandboxNetwork {
     rules.stop();
     killPasta();
     if (pastaAlive()) return; // keep the rules of a pasta that would not die
-    rules.remove();
+    rules.remove(); // the proxy, the rules if still this incarnation's, then its redirect and sets
     for (Path f : List.of(netnsFile(), usernsFile())) {
       try {
         Mounts.unmount(f);

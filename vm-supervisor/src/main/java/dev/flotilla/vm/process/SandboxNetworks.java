@@ -4,6 +4,8 @@ import dev.flotilla.vm.net.EgressConfig;
 import dev.flotilla.vm.net.SandboxRules;
 import dev.flotilla.vm.net.EgressHost;
 import dev.flotilla.vm.net.HostFirewall;
+import dev.flotilla.vm.net.NameSets;
+import dev.flotilla.vm.net.SandboxDns;
 import dev.flotilla.vm.oci.OciRuntime;
 import java.io.IOException;
 import java.net.InetAddress;
@@ -20,9 +22,13 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Egress networking of one process driver: what its sandboxes' networks share ({@link EgressHost}:
- * settings, the firewall, the resolvers, the rules and their periodic refresh, the same for every
- * driver) and the sweep of what sandboxes that ended while no node watched left behind (their
- * pasta, their rules).
+ * settings, the firewall, the resolvers, the rules, the DNS proxies' limits and the periodic
+ * refresh, the same for every driver) and the sweep of what sandboxes that ended while no node
+ * watched left behind (their pasta, their rules, their DNS redirect and sets).
+ *
+ * <p>Host names in the lists are matched at connection time through each sandbox's own
+ * {@link dev.flotilla.vm.net.DnsProxy} ({@link SandboxDns}, owned by its
+ * {@link SandboxRules}): see {@link EgressHost}.
  */
 final class SandboxNetworks {
   private static final Logger log = LoggerFactory.getLogger(SandboxNetworks.class);
@@ -80,7 +86,7 @@ final class SandboxNetworks {
     return "flotilla:" + runRoot.getFileName() + ":";
   }
 
-  /** The rules of one incarnation (the refresh re-applies them once applied). */
+  /** The rules and DNS proxy of one incarnation (the refresh re-applies them once applied). */
   SandboxRules rules(String sandboxId, long uid, String comment, dev.flotilla.vm.net.EgressPolicy policy) {
     return new SandboxRules(host, sandboxId, uid, comment, policy);
   }
@@ -124,7 +130,15 @@ final class SandboxNetworks {
         String container = e.getValue().substring(commentPrefix().length());
         if (running(container)) continue;
         log.info("removing the egress rules of ended container {} (uid {})", container, e.getKey());
-        firewall.remove(e.getKey(), e.getValue());
+        if (firewall.remove(e.getKey(), e.getValue())) SandboxDns.remove(e.getKey());
+      }
+      // a DNS redirect (and its sets) whose filter rules went, but not it (a node that died in between)
+      Map<Long, String> filtered = firewall.installed(commentPrefix());
+      for (Map.Entry<Long, String> e : NameSets.installed(commentPrefix()).entrySet()) {
+        String container = e.getValue().substring(commentPrefix().length());
+        if (running(container) || filtered.containsKey(e.getKey())) continue;
+        log.info("removing the DNS redirect and address sets of ended container {} (uid {})", container, e.getKey());
+        SandboxDns.remove(e.getKey());
       }
     } catch (IOException | RuntimeException e) {
       log.warn("cannot sweep leftover egress rules: {}", e.getMessage());

@@ -5,6 +5,7 @@ import dev.flotilla.vm.HypervisorCapabilities;
 import dev.flotilla.vm.ImageRootfs;
 import dev.flotilla.vm.NodeOnlyFiles;
 import dev.flotilla.vm.process.Ext4Disk;
+import dev.flotilla.vm.SpawnGate;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmHandle;
@@ -50,7 +51,8 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Networking ({@link QemuNetwork}): {@code network=none}, the default, gives the VM no network
  * device at all; {@code egress} a virtio-net device backed by passt, running as the sandbox's uid on
- * the node, held to the same host rules as a process sandbox ({@link EgressHost}).
+ * the node, held to the same host rules and per-sandbox DNS proxy as a process sandbox
+ * ({@link EgressHost}, {@link dev.flotilla.vm.net.SandboxRules}).
  *
  * <p>Spec options: {@code accel} ({@code kvm}/{@code tcg}) overrides the driver's choice for one VM;
  * {@code rootfs=initramfs} boots without any disk, the tenant's processes in the initramfs (for
@@ -77,6 +79,7 @@ public final class QemuHypervisor implements Hypervisor {
   public static final String ROOTFS_OPTION = "rootfs";
 
   private final QemuConfig config;
+  private final SpawnGate gate = new SpawnGate();
   private final IdRangeAllocator ids;
   private final ImageRootfs images;
   private final ImageDisks imageDisks;
@@ -314,7 +317,7 @@ public final class QemuHypervisor implements Hypervisor {
         kvmDevice, disks, qemu.subList(1, qemu.size()));
     long memoryLimit = (spec.memoryMiB() + (long) config.memoryOverheadMiB()) * 1024L * 1024L;
     return new QemuVm(handle, qemu, launch, new QemuVm.Limits(cgroups(), memoryLimit, spec.vcpus(), config.threadsLimit(),
-        config.requireLimits() ? LIMITS : Set.of()), network.orElse(null));
+        config.requireLimits() ? LIMITS : Set.of()), gate, network.orElse(null));
   }
 
   /**
@@ -400,6 +403,11 @@ public final class QemuHypervisor implements Hypervisor {
     } catch (IOException e) {
       return false;
     }
+  }
+
+  @Override
+  public boolean fence(Duration wait) {
+    return gate.close(wait);
   }
 
   @Override

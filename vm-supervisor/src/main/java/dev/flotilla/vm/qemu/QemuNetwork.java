@@ -31,6 +31,9 @@ import org.slf4j.LoggerFactory;
  * and the same per-uid host firewall chain as a process sandbox's ({@link EgressRules}, rendered by
  * the shared {@link EgressHost}) decides where they may go: the policy is enforced outside the VM,
  * by rules neither the guest nor its QEMU can touch. {@code network: none} adds no device at all.
+ * Host names of the lists are matched at connection time by the sandbox's own DNS proxy, as for a
+ * process sandbox ({@link SandboxRules} owns it): passt forwards the guest's DNS to the node's
+ * resolvers from a socket of the sandbox's uid, which the uid's port-53 redirect sends to the proxy.
  *
  * <p>Why passt and not a tap: a tap needs a device and routing in a network namespace the node
  * configures for each VM, and NAT or a pasta beside it to leave that namespace; passt needs only a
@@ -53,7 +56,8 @@ import org.slf4j.LoggerFactory;
  * under TCG), and the node, not the guest, decides.
  *
  * <p>The handle's extras record the policy, the rules' comment and passt's pid and start time, so
- * a node that adopts the VM keeps refreshing its rules and one that reaps it removes them.
+ * a node that adopts the VM starts a DNS proxy of its own for it, re-applies its rules and keeps
+ * refreshing them, and one that reaps it removes them.
  */
 final class QemuNetwork {
   private static final Logger LOG = LoggerFactory.getLogger(QemuNetwork.class);
@@ -181,8 +185,8 @@ final class QemuNetwork {
   }
 
   /**
-   * Before QEMU starts (it connects to passt's socket as it sets up its devices): the rules, then
-   * passt, waited for until it listens. On failure nothing is left running.
+   * Before QEMU starts (it connects to passt's socket as it sets up its devices): the DNS proxy and
+   * the rules, then passt, waited for until it listens. On failure nothing is left running.
    */
   void start(Duration timeout) throws IOException {
     try {
@@ -223,17 +227,34 @@ final class QemuNetwork {
     }
   }
 
-  /** Resolves the lists' names again and installs the rules (one atomic replace per family); refreshed from now on. */
+  /**
+   * A new incarnation's: starts its DNS proxy (its sets empty), resolves the deny list's names and
+   * installs the rules (one atomic replace per family) and the DNS redirect; refreshed from now on.
+   */
   void applyRules() throws IOException {
     if (closed) return;
-    rules.apply();
+    rules.apply(true);
     rules.refreshFromNowOn();
   }
 
-  /** An adopted VM's network: refreshed from now on, its rules re-applied at once (someone may have flushed them). */
+  /**
+   * An adopted VM's network, as for an adopted process sandbox ({@link SandboxRules#adopt}): a DNS
+   * proxy of this node (the sets keep their grants), the rules and the redirect to it re-applied at
+   * once (someone may have flushed them), refreshed from now on. If they cannot be, passt is killed:
+   * no network rather than an unchecked one.
+   */
   void adopted() {
-    rules.refreshFromNowOn();
-    rules.refresh(true);
+    try {
+      rules.adopt();
+    } catch (IOException | RuntimeException e) {
+      LOG.error("sandbox {}: cannot apply its egress rules on adoption; it keeps no network: {}", sandboxId, e.getMessage());
+      killPasst();
+    }
+  }
+
+  /** Its rules and DNS proxy (tests). */
+  SandboxRules rules() {
+    return rules;
   }
 
   /** passt as recorded is still the process the node started. */
@@ -248,13 +269,24 @@ final class QemuNetwork {
   }
 
   /**
-   * Ends the network: passt first (it normally went with QEMU's socket), then the rules, only if
-   * they are still this incarnation's (a sandbox keeps its uid across incarnations).
+   * Ends the network: passt first (it normally went with QEMU's socket), then the DNS proxy and the
+   * rules, and then the redirect and sets, only if they are still this incarnation's (a sandbox
+   * keeps its uid across incarnations).
    */
   synchronized void close() {
     if (closed) return;
     closed = true;
     rules.stop();
+    killPasst();
+    if (passtAlive()) {
+      LOG.error("sandbox {}: passt (pid {}) did not die within 10 s of SIGKILL: its rules stay", sandboxId, passtPid);
+      return;
+    }
+    rules.remove();
+  }
+
+  /** Kills passt (if it is still the one recorded) and waits until it is gone. */
+  private void killPasst() {
     if (passtAlive()) ProcessHandle.of(passtPid).ifPresent(ProcessHandle::destroyForcibly);
     Process p = passt;
     if (p != null) {
@@ -273,11 +305,6 @@ final class QemuNetwork {
         break;
       }
     }
-    if (passtAlive()) {
-      LOG.error("sandbox {}: passt (pid {}) did not die within 10 s of SIGKILL: its rules stay", sandboxId, passtPid);
-      return;
-    }
-    rules.remove();
   }
 
   String logTail() {

@@ -1,6 +1,7 @@
 package dev.flotilla.vm.qemu;
 
 import dev.flotilla.agent.protocol.client.AgentAddress;
+import dev.flotilla.vm.SpawnGate;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmExit;
@@ -52,19 +53,22 @@ final class QemuVm implements Vm {
   private final Object qmpLock = new Object();
   private volatile VmHandle handle;
   private volatile ProcessHandle process;
+  /** Null for a VM that was adopted or is gone: it never spawns. */
+  private final SpawnGate gate;
   private volatile Cgroups.Sandbox cgroups;
   private volatile ConsoleLog console;
   private volatile boolean requested;
   private volatile boolean started;
 
   /** A VM to start: QEMU's own argv (jail paths) and the full command that jails and runs it. */
-  QemuVm(VmHandle handle, List<String> command, List<String> launch, Limits limits) {
-    this(handle, command, launch, limits, null);
+  QemuVm(VmHandle handle, List<String> command, List<String> launch, Limits limits, SpawnGate gate) {
+    this(handle, command, launch, limits, gate, null);
   }
 
   /** As above, with its egress network (null: none). */
-  QemuVm(VmHandle handle, List<String> command, List<String> launch, Limits limits, QemuNetwork network) {
+  QemuVm(VmHandle handle, List<String> command, List<String> launch, Limits limits, SpawnGate gate, QemuNetwork network) {
     this.handle = handle;
+    this.gate = gate;
     this.command = List.copyOf(command);
     this.launch = List.copyOf(launch);
     this.limits = limits;
@@ -74,14 +78,16 @@ final class QemuVm implements Vm {
   /** A running VM found through its handle (already checked: same pid and start time), with the network it records (null: none). */
   QemuVm(VmHandle handle, QemuNetwork network) {
     this.handle = handle;
+    this.gate = null;
     this.command = List.of();
     this.launch = List.of();
     this.limits = null;
     this.network = network;
-    if (network != null) network.adopted();
     this.started = true;
     this.cgroups = Cgroups.Sandbox.fromExtras(handle.extra());
     ProcessHandle.of(handle.pid()).ifPresentOrElse(ph -> {
+      // its rules and a DNS proxy of this node before anything else (the guest may be using its network)
+      if (network != null) network.adopted();
       connectConsole();
       watch(ph);
     }, () -> exit.complete(new VmExit(-1, 0, "exited before it was adopted", false)));
@@ -89,7 +95,7 @@ final class QemuVm implements Vm {
 
   /** What is left of a VM whose QEMU is gone: its cgroups and directory, for {@link QemuHypervisor#reap}. */
   static QemuVm gone(VmHandle handle, QemuNetwork network) {
-    QemuVm vm = new QemuVm(handle, List.of(), List.of(), null, network);
+    QemuVm vm = new QemuVm(handle, List.of(), List.of(), null, null, network);
     vm.started = true;
     vm.cgroups = Cgroups.Sandbox.fromExtras(handle.extra());
     vm.exit.complete(new VmExit(-1, 0, "gone before it was reaped", true));
@@ -149,6 +155,51 @@ final class QemuVm implements Vm {
       }
       handle = network.record(handle);
     }
+    ProcessHandle ph;
+    try {
+      ph = gate.through(handle.sandboxId(), () -> spawn(cg, dir, log, applied));
+    } catch (VmException e) {
+      if (process == null) {
+        // refused by a fenced node (the spawn's own failures ended the network and removed the cgroups already)
+        closeNetwork();
+        removeCgroups();
+      }
+      throw e;
+    }
+    try {
+      // The console first (QEMU waits for it before it runs the guest), then QMP answering means
+      // QEMU has set up its devices, including the agent socket.
+      while (true) {
+        if (exit.isDone()) {
+          throw new VmException("QEMU exited at start (" + exit.join().reason() + "): " + tail(log));
+        }
+        if (console == null) connectConsole();
+        if (console != null) {
+          try {
+            status(QMP_TIMEOUT);
+            if (Files.exists(handle.agentSocket())) break;
+          } catch (VmException e) {
+            if (System.nanoTime() > until) throw new VmException("QEMU did not answer QMP within " + deadline + ": " + tail(log));
+          }
+        }
+        if (System.nanoTime() > until) {
+          throw new VmException((console == null ? "QEMU did not open its console" : "no agent socket") + " within " + deadline
+              + ": " + tail(log));
+        }
+        Thread.sleep(10);
+      }
+    } catch (VmException | InterruptedException e) {
+      if (e instanceof InterruptedException) Thread.currentThread().interrupt();
+      ph.destroyForcibly();
+      awaitExit(Duration.ofSeconds(10));
+      throw e instanceof VmException ve ? ve : new VmException("QEMU start failed: " + e.getMessage(), e);
+    }
+    LOG.info("QEMU pid {} started for sandbox {} incarnation {} ({}, uid {}, cgroup limits {})", ph.pid(), handle.sandboxId(),
+        handle.incarnation(), handle.extra().get("accel"), handle.extra().get("uid"), applied);
+  }
+
+  /** QEMU spawned, in its cgroups, its handle saved: inside the driver's {@link SpawnGate}. */
+  private ProcessHandle spawn(Cgroups.Sandbox cg, Path dir, Path log, Set<String> applied) throws VmException {
     ProcessBuilder pb = new ProcessBuilder(launch)
         .directory(dir.toFile())
         .redirectInput(ProcessBuilder.Redirect.PIPE)
@@ -194,35 +245,12 @@ final class QemuVm implements Vm {
     });
     try {
       handle.save();
-      // The console first (QEMU waits for it before it runs the guest), then QMP answering means
-      // QEMU has set up its devices, including the agent socket.
-      while (true) {
-        if (exit.isDone()) {
-          throw new VmException("QEMU exited at start (" + exit.join().reason() + "): " + tail(log));
-        }
-        if (console == null) connectConsole();
-        if (console != null) {
-          try {
-            status(QMP_TIMEOUT);
-            if (Files.exists(handle.agentSocket())) break;
-          } catch (VmException e) {
-            if (System.nanoTime() > until) throw new VmException("QEMU did not answer QMP within " + deadline + ": " + tail(log));
-          }
-        }
-        if (System.nanoTime() > until) {
-          throw new VmException((console == null ? "QEMU did not open its console" : "no agent socket") + " within " + deadline
-              + ": " + tail(log));
-        }
-        Thread.sleep(10);
-      }
-    } catch (VmException | IOException | InterruptedException e) {
-      if (e instanceof InterruptedException) Thread.currentThread().interrupt();
+    } catch (IOException e) {
       ph.destroyForcibly();
       awaitExit(Duration.ofSeconds(10));
-      throw e instanceof VmException ve ? ve : new VmException("QEMU start failed: " + e.getMessage(), e);
+      throw new VmException("cannot save the VM handle in " + dir + ": " + e.getMessage(), e);
     }
-    LOG.info("QEMU pid {} started for sandbox {} incarnation {} ({}, uid {}, cgroup limits {})", ph.pid(), handle.sandboxId(),
-        handle.incarnation(), handle.extra().get("accel"), handle.extra().get("uid"), applied);
+    return ph;
   }
 
   /** Starts copying the console, if QEMU serves it (a VM started before the console socket existed does not). */

@@ -17,7 +17,9 @@ import dev.flotilla.agent.protocol.client.OutputSink;
 import dev.flotilla.sandbox.protocol.ExecEvent;
 import dev.flotilla.sandbox.protocol.ExecExited;
 import dev.flotilla.sandbox.protocol.ExecOutput;
+import dev.flotilla.sandbox.protocol.ExecInput;
 import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.InteractiveExec;
 import dev.flotilla.sandbox.protocol.DirPage;
 import dev.flotilla.sandbox.protocol.FsChange;
 import dev.flotilla.sandbox.protocol.FsEntry;
@@ -70,11 +72,58 @@ final class AgentStreams {
   /** As above; {@code ended} runs once when the output stream is over (or never started). */
   static CompletionStage<SourceRef<ExecEvent>> exec(
       AgentClient client, String execId, ExecSpec spec, VmSupervisor.Settings settings, Materializer mat, Runnable ended) {
+    ExecRequest req = new ExecRequest(execId, spec.argv(), spec.env(), spec.workingDir(), false, spec.user());
+    return exec(client, req, settings, mat, ended, outputDone -> { });
+  }
+
+  /**
+   * An exec whose stdin, terminal size and signals come from {@code input}, one call into the agent
+   * at a time in the order given (so input is backpressured end to end: a process that does not
+   * read its stdin slows the client). Input is read only once the process runs; when it ends (the
+   * client half-closed or went away) the process's stdin is closed, and input past the process's
+   * end is dropped.
+   */
+  static CompletionStage<SourceRef<ExecEvent>> execInteractive(AgentClient client, String execId, InteractiveExec exec,
+      SourceRef<ExecInput> input, VmSupervisor.Settings settings, Materializer mat, Runnable ended) {
+    ExecSpec spec = exec.exec();
+    ExecRequest req = new ExecRequest(execId, spec.argv(), spec.env(), spec.workingDir(), true, spec.user(),
+        exec.tty() ? new ExecRequest.Tty(exec.rows(), exec.cols(), exec.term()) : null);
+    return exec(client, req, settings, mat, ended, outputDone -> {
+      java.util.concurrent.atomic.AtomicBoolean stdinClosed = new java.util.concurrent.atomic.AtomicBoolean();
+      input.getSource()
+          // nothing is read for a process whose output is over (it ended, or its reader went)
+          .viaMat(org.apache.pekko.stream.KillSwitches.single(), Keep.right())
+          .mapMaterializedValue(kill -> {
+            outputDone.whenComplete((d, e) -> kill.shutdown());
+            return kill;
+          })
+          .mapAsync(1, in -> input(client, execId, in, stdinClosed, settings.callTimeout())
+              // a call the agent refuses (the process has ended, its stdin is closed) ends nothing: the output tells the end
+              .exceptionally(err -> null))
+          .runWith(org.apache.pekko.stream.javadsl.Sink.ignore(), mat)
+          .whenComplete((done, err) -> {
+            if (stdinClosed.compareAndSet(false, true)) client.closeStdin(execId, settings.callTimeout());
+          });
+    });
+  }
+
+  private static CompletableFuture<Void> input(AgentClient client, String execId, ExecInput in,
+      java.util.concurrent.atomic.AtomicBoolean stdinClosed, Duration deadline) {
+    if (in instanceof ExecInput.Stdin d) {
+      return stdinClosed.get() ? CompletableFuture.completedFuture(null) : client.writeStdin(execId, d.data().toArray(), deadline);
+    }
+    if (in instanceof ExecInput.Resize r) return client.resizeTty(execId, r.rows(), r.cols(), deadline);
+    if (in instanceof ExecInput.Signal s) return client.signalProcess(execId, s.signal(), deadline);
+    return stdinClosed.compareAndSet(false, true) ? client.closeStdin(execId, deadline) : CompletableFuture.completedFuture(null);
+  }
+
+  private static CompletionStage<SourceRef<ExecEvent>> exec(AgentClient client, ExecRequest req, VmSupervisor.Settings settings,
+      Materializer mat, Runnable ended, java.util.function.Consumer<CompletionStage<org.apache.pekko.Done>> started) {
+    String execId = req.execId();
     Pair<SourceQueueWithComplete<ExecEvent>, SourceRef<ExecEvent>> m = Source.<ExecEvent>queue(settings.execBuffer(), OverflowStrategy.backpressure())
         .toMat(StreamRefs.sourceRef(), Keep.both())
         .run(mat);
     ExecPump pump = new ExecPump(m.first());
-    ExecRequest req = new ExecRequest(execId, spec.argv(), spec.env(), spec.workingDir(), false, spec.user());
     return client.exec(req, pump, settings.callTimeout())
         .handle((pid, err) -> {
           if (err != null) {
@@ -84,6 +133,7 @@ final class AgentStreams {
             throw new CompletionException(cause);
           }
           waitFor(client, execId, settings.execWaitSlice()).whenComplete(pump::exited);
+          started.accept(m.first().watchCompletion());
           // A reader that goes away early must not leave the process running unseen.
           m.first().watchCompletion().whenComplete((done, e) -> {
             ended.run();
@@ -190,10 +240,7 @@ final class AgentStreams {
       AgentClient client, String id, long offset, VmSupervisor.Settings settings, Materializer mat, Runnable ended) {
     int chunk = settings.fileChunkSize();
     Duration deadline = ATTACH_POLL.plus(settings.callTimeout());
-    java.util.concurrent.atomic.AtomicBoolean once = new java.util.concurrent.atomic.AtomicBoolean();
-    Runnable end = () -> {
-      if (once.compareAndSet(false, true)) ended.run();
-    };
+    Runnable end = once(ended);
     return client.readOutput(id, offset, chunk, Duration.ZERO, settings.callTimeout()).thenApply(first -> {
       Source<List<ExecEvent>, NotUsed> reads = Source.unfoldAsync(new AttachCursor(offset, first), cur -> {
         if (cur.exitSent()) return CompletableFuture.completedFuture(Optional.<Pair<AttachCursor, List<ExecEvent>>>empty());
@@ -245,8 +292,17 @@ final class AgentStreams {
 
   /** Reads the first chunk (so a missing file fails the request), then streams the rest on demand. */
   static CompletionStage<SourceRef<ByteString>> readFile(AgentClient client, String path, VmSupervisor.Settings settings, Materializer mat) {
+    return readFile(client, path, settings, mat, () -> { });
+  }
+
+  /** As above; {@code ended} runs once when the stream is over, or when the first read failed. */
+  static CompletionStage<SourceRef<ByteString>> readFile(
+      AgentClient client, String path, VmSupervisor.Settings settings, Materializer mat, Runnable ended) {
     int chunk = settings.fileChunkSize();
-    return client.readFileChunk(path, 0, chunk, settings.callTimeout()).thenApply(first -> {
+    Runnable end = once(ended);
+    return client.readFileChunk(path, 0, chunk, settings.callTimeout()).whenComplete((x, err) -> {
+      if (err != null) end.run();
+    }).thenApply(first -> {
       Source<ByteString, NotUsed> head = first.data().length == 0 ? Source.empty() : Source.single(ByteString.fromArray(first.data()));
       Source<ByteString, NotUsed> rest = first.eof()
           ? Source.empty()
@@ -259,7 +315,23 @@ final class AgentStreams {
                     long next = c.eof() ? -1 : offset + c.data().length;
                     return Optional.of(Pair.create(next, ByteString.fromArray(c.data())));
                   }));
-      return head.concat(rest).runWith(StreamRefs.sourceRef(), mat);
+      return untilEnded(head.concat(rest), end).runWith(StreamRefs.sourceRef(), mat);
+    });
+  }
+
+  /** {@code ended} at most once, whoever calls it first. */
+  static Runnable once(Runnable ended) {
+    java.util.concurrent.atomic.AtomicBoolean done = new java.util.concurrent.atomic.AtomicBoolean();
+    return () -> {
+      if (done.compareAndSet(false, true)) ended.run();
+    };
+  }
+
+  /** {@code source} that runs {@code ended} when it completes, fails or is cancelled (a stream ref's reader gone). */
+  static <T> Source<T, NotUsed> untilEnded(Source<T, NotUsed> source, Runnable ended) {
+    return source.watchTermination((m, done) -> {
+      done.whenComplete((d, e) -> ended.run());
+      return m;
     });
   }
 
@@ -291,18 +363,27 @@ final class AgentStreams {
    */
   static CompletionStage<SourceRef<FsValue>> watchDir(
       AgentClient client, String path, boolean recursive, VmSupervisor.Settings settings, Materializer mat) {
+    return watchDir(client, path, recursive, settings, mat, () -> { });
+  }
+
+  /** As above; {@code ended} runs once when the watch's stream is over, or when the watch did not start. */
+  static CompletionStage<SourceRef<FsValue>> watchDir(
+      AgentClient client, String path, boolean recursive, VmSupervisor.Settings settings, Materializer mat, Runnable ended) {
     Pair<BoundedSourceQueue<FsValue>, Source<FsValue, NotUsed>> q = Source.<FsValue>queue(WATCH_BUFFER).preMaterialize(mat);
     WatchPump pump = new WatchPump(q.first());
+    Runnable end = once(ended);
     return client.watchDir(path, recursive, pump, settings.callTimeout()).handle((DirWatch watch, Throwable err) -> {
       if (err != null) {
         Throwable cause = unwrap(err);
         q.first().fail(cause);
+        end.run();
         throw new CompletionException(cause);
       }
       pump.started(new WatchStarted(watch.path(), watch.watchedDirs(), watch.partial()));
       return q.second()
           .watchTermination((m, done) -> {
             done.whenComplete((d, e) -> {
+              end.run();
               if (!watch.ended().isDone()) watch.cancel(settings.callTimeout());
             });
             return m;

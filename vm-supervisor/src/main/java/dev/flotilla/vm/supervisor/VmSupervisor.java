@@ -408,6 +408,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         .onMessage(Pause.class, this::onPause)
         .onMessage(Resume.class, this::onResume)
         .onMessage(Exec.class, this::onExec)
+        .onMessage(VmSupervisorProtocol.ExecInteractive.class, this::onExecInteractive)
         .onMessage(WriteFile.class, this::onWriteFile)
         .onMessage(ReadFile.class, this::onReadFile)
         .onMessage(GetStats.class, this::onGetStats)
@@ -430,7 +431,10 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         .onMessage(Rename.class, m -> intoGuest(m.replyTo(), "cannot rename " + m.from() + " to " + m.to(),
             c -> c.rename(m.from(), m.to(), m.overwrite(), settings.callTimeout()).thenApply(x -> Done.getInstance())))
         .onMessage(WatchDir.class, m -> intoGuest(m.replyTo(), "cannot watch " + m.path(),
-            c -> AgentStreams.watchDir(c, m.path(), m.recursive(), settings, mat)))
+            c -> {
+              callsInFlight.incrementAndGet();
+              return AgentStreams.watchDir(c, m.path(), m.recursive(), settings, mat, callsInFlight::decrementAndGet);
+            }))
         .onSignal(PostStop.class, s -> onPostStop())
         .build();
   }
@@ -769,7 +773,10 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     };
   }
 
-  /** Exec streams still open and file writes under way (see {@link VmSupervisorProtocol.CallsInFlight}). */
+  /**
+   * Exec, attach, file read and directory watch streams still open, and file writes under way (see
+   * {@link VmSupervisorProtocol.CallsInFlight}): while any is, the sandbox is not idle.
+   */
   private final java.util.concurrent.atomic.AtomicInteger callsInFlight = new java.util.concurrent.atomic.AtomicInteger();
 
   private Behavior<Object> onExec(Exec m) {
@@ -786,6 +793,25 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     callsInFlight.incrementAndGet();
     AgentStreams.exec(client, execId, m.spec(), settings, mat, callsInFlight::decrementAndGet).whenComplete((ref, err) ->
         m.replyTo().tell(err == null ? StatusReply.success(ref) : GuestErrors.of("exec failed", err).reply()));
+    return this;
+  }
+
+  /** As {@link #onExec}, its input stream read into the agent's stdin, resize and signal calls while it runs. */
+  private Behavior<Object> onExecInteractive(VmSupervisorProtocol.ExecInteractive m) {
+    Optional<SandboxError> no = notServing();
+    if (no.isPresent()) {
+      m.replyTo().tell(no.get().doing("cannot exec").reply());
+      return this;
+    }
+    if (m.exec().exec().argv().isEmpty()) {
+      m.replyTo().tell(SandboxError.invalid("cannot exec: argv is empty; name a command").reply());
+      return this;
+    }
+    String execId = "x-" + incarnation + "-" + execPrefix + "-" + EXEC_IDS.incrementAndGet();
+    callsInFlight.incrementAndGet();
+    AgentStreams.execInteractive(client, execId, m.exec(), m.input(), settings, mat, callsInFlight::decrementAndGet)
+        .whenComplete((ref, err) ->
+            m.replyTo().tell(err == null ? StatusReply.success(ref) : GuestErrors.of("exec failed", err).reply()));
     return this;
   }
 
@@ -809,7 +835,8 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       m.replyTo().tell(no.get().doing("cannot read " + m.path()).reply());
       return this;
     }
-    AgentStreams.readFile(client, m.path(), settings, mat).whenComplete((ref, err) ->
+    callsInFlight.incrementAndGet();
+    AgentStreams.readFile(client, m.path(), settings, mat, callsInFlight::decrementAndGet).whenComplete((ref, err) ->
         m.replyTo().tell(err == null ? StatusReply.success(ref) : GuestErrors.of("cannot read " + m.path(), err).reply()));
     return this;
   }

@@ -2,7 +2,9 @@ package dev.flotilla.vm.supervisor;
 
 import dev.flotilla.sandbox.protocol.ExecEvent;
 import dev.flotilla.sandbox.protocol.ExecExited;
+import dev.flotilla.sandbox.protocol.ExecInput;
 import dev.flotilla.sandbox.protocol.ExecSpec;
+import dev.flotilla.sandbox.protocol.InteractiveExec;
 import dev.flotilla.sandbox.protocol.DirPage;
 import dev.flotilla.sandbox.protocol.FsChange;
 import dev.flotilla.sandbox.protocol.FsEntry;
@@ -49,6 +51,15 @@ public final class VmSupervisorProtocol {
    * {@link ExecExited}; the stream is backpressured end to end (a slow reader slows the process).
    */
   public record Exec(ExecSpec spec, ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo) implements Command {}
+
+  /**
+   * Run a process whose stdin comes from {@code input} while it runs (with a pseudo-terminal when
+   * {@code exec.tty()}): resizes and signals go to it in order with the stdin bytes, and the end
+   * of {@code input} ends its stdin. The reply carries its output as for {@link Exec}; a reader
+   * that goes away kills it.
+   */
+  public record ExecInteractive(InteractiveExec exec, SourceRef<ExecInput> input,
+      ActorRef<StatusReply<SourceRef<ExecEvent>>> replyTo) implements Command {}
 
   /** Write a file in the guest from a stream of chunks; replies with the final size in bytes. */
   public record WriteFile(String path, int mode, SourceRef<ByteString> data, ActorRef<StatusReply<Long>> replyTo)

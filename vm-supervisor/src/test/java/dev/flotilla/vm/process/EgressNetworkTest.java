@@ -16,6 +16,7 @@ import dev.flotilla.vm.net.EgressConfig;
 import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.net.EgressRules;
 import dev.flotilla.vm.net.HostFirewall;
+import dev.flotilla.vm.net.NameSets;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.nio.charset.StandardCharsets;
@@ -151,18 +152,35 @@ class EgressNetworkTest {
     assertRefused(c, internet.url(internet.otherExternal(), "index.html"));
   }
 
+  /**
+   * Names are matched at connection time: the address the sandbox is answered is allowed (or
+   * denied) when it connects, though the name had no address when the sandbox started; its DNS
+   * reaches only its node-side proxy, whatever server it names.
+   */
   @Test
-  void aHostNameEntryIsResolvedByTheNodeAndRefreshed() throws Exception {
+  void aListedHostNameIsMatchedAtConnectionTimeAndADeniedNameIsRefusedThoughACidrAllowsIt() throws Exception {
     sandboxes();
-    internet.dns.put("api.flotilla.test", internet.external());
-    Vm vm = sandboxes.start(egress("api.flotilla.test", ""));
+    Vm vm = sandboxes.start(egress("api.flotilla.test," + internet.otherExternal(), "bad.flotilla.test"));
     AgentClient c = sandboxes.connect(vm);
-    assertReaches(c, internet.url(internet.external(), "index.html"));
-    assertRefused(c, internet.url(internet.otherExternal(), "index.html"));
-    internet.dns.put("api.flotilla.test", internet.otherExternal());
-    sandboxes.hypervisor.networks().refreshAll();
+    long uid = ((ProcessVm) vm).network().uid;
+    NameSets sets = new NameSets(uid);
+    // Neither name has an address yet: nothing of them is in the rules, and the address is refused (as the sandbox's uid).
+    assertTrue(asSandbox(uid, internet.url(internet.external(), "index.html")).contains("refused"));
+    internet.dns.put("api.flotilla.test", internet.external());
+    assertReaches(c, "http://api.flotilla.test:" + TestInternet.HTTP_PORT + "/index.html");
+    assertTrue(sets.members(false, false).contains(internet.external()), sets.members(false, false));
+    // Another server named: redirected to the proxy all the same (nothing listens on port 53 there).
+    TestSandboxes.Result ns = TestSandboxes.run(c, T, "/bin/busybox", "nslookup", "api.flotilla.test", internet.otherExternal());
+    assertTrue(ns.stdout().contains(internet.external()), "answered by the proxy: " + ns);
+    // A denied name's address is refused once looked up, though the allow list names the address.
     assertReaches(c, internet.url(internet.otherExternal(), "index.html"));
-    assertRefused(c, internet.url(internet.external(), "index.html"));
+    internet.dns.put("bad.flotilla.test", internet.otherExternal());
+    assertRefused(c, "http://bad.flotilla.test:" + TestInternet.HTTP_PORT + "/index.html");
+    assertTrue(sets.members(true, false).contains(internet.otherExternal()), sets.members(true, false));
+  }
+
+  private static String asSandbox(long uid, String url) {
+    return TestInternet.exec("setpriv", "--reuid=" + uid, "--regid=" + uid, "--clear-groups", "busybox", "wget", "-q", "-O", "-", url);
   }
 
   @Test
@@ -253,11 +271,18 @@ class EgressNetworkTest {
     assertNotEquals(pasta, pasta2);
     assertReaches(c, internet.url(internet.external(), "index.html"));
     assertRefused(c, internet.url(internet.otherExternal(), "index.html"));
+    // the adopting node runs the sandbox's DNS proxy again, and the redirect leads to it
+    internet.dns.put("www.flotilla.test", internet.external());
+    TestSandboxes.Result ns = TestSandboxes.run(c, T, "/bin/busybox", "nslookup", "www.flotilla.test");
+    assertTrue(ns.stdout().contains(internet.external()), "DNS after adoption: " + ns);
+    long uid = ((ProcessVm) again).network().uid;
     // the sandbox ends: pasta first, then its rules
     again.kill();
     again.exitFuture().get(30, TimeUnit.SECONDS);
     await().atMost(T).until(() -> !TestSandboxes.alive(pasta2));
     assertTrue(node3.networks().firewall().installed(prefix).isEmpty(), "rules of an ended sandbox");
+    // (this JVM also holds the earlier "nodes", whose views of the sandbox end it too, concurrently)
+    await().atMost(T).until(() -> !new NameSets(uid).present());
     assertTrue(pastaOf(prefix).isEmpty());
   }
 
@@ -278,9 +303,30 @@ class EgressNetworkTest {
     new HostFirewall().install(new EgressRules(uid, sandboxes.hypervisor.networks().comment("fl-gone-1"), List.of(), List.of(),
         List.of(), List.of(), true));
     assertEquals(1, new HostFirewall().installed(prefix).size());
-    ProcessHypervisor node2 = sandboxes.restartNode();
-    node2.networks().sweepOnce();
-    assertTrue(node2.networks().firewall().installed(prefix).isEmpty(), "stale rules swept");
+    // ... and a DNS redirect with its sets whose filter rules are gone (a uid of this sandbox's range: no other sandbox's)
+    NameSets stale = new NameSets(uid + 1);
+    stale.create(true, 16);
+    stale.installRedirect(sandboxes.hypervisor.networks().comment("fl-gone-2"), 40053, false);
+    assertTrue(stale.present());
+    // ... beside a live VM of the node's qemu driver (its own comment prefix): never this driver's to sweep
+    String vmComment = "flotilla-qemu:" + prefix.split(":")[1] + ":vm-1";
+    NameSets live = new NameSets(uid + 2);
+    live.create(true, 16);
+    new HostFirewall().install(new EgressRules(uid + 2, vmComment, List.of(), List.of(), List.of(), List.of(), true,
+        new EgressRules.NameMatch(40054, false)));
+    live.installRedirect(vmComment, 40054, false);
+    try {
+      ProcessHypervisor node2 = sandboxes.restartNode();
+      node2.networks().sweepOnce();
+      assertTrue(node2.networks().firewall().installed(prefix).isEmpty(), "stale rules swept");
+      assertTrue(!stale.present() && NameSets.installed(prefix).isEmpty(), "stale DNS redirect and sets swept");
+      assertEquals(Map.of(uid + 2, vmComment), new HostFirewall().installed("flotilla-qemu:"), "a live VM's rules stay");
+      assertEquals(Map.of(uid + 2, vmComment), NameSets.installed("flotilla-qemu:"), "a live VM's DNS redirect stays");
+      assertTrue(live.members(false, false).contains("FLSBA4-" + (uid + 2)), "and its sets");
+    } finally {
+      new HostFirewall().remove(uid + 2, vmComment);
+      live.remove();
+    }
   }
 
   @Test

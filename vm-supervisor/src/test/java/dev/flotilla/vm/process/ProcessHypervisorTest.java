@@ -227,6 +227,28 @@ class ProcessHypervisorTest {
     assertEquals("ok\n", TestSandboxes.run(c, T, "echo", "ok").stdout(), "the agent itself survives");
   }
 
+  /**
+   * Once the cluster downed the node, a start that was in flight spawns nothing: the fencing has
+   * listed the node's VMs by then, and a VM spawned afterwards would outlive it beside its
+   * successor (ChaosIT's SIGSTOP fault saw one). What the refused start had prepared is gone.
+   */
+  @Test
+  void aFencedDriverSpawnsNoVmAndLeavesNothingOfTheRefusedStart() throws Exception {
+    Vm before = sandboxes.start(sandboxes.spec());
+    assertTrue(sandboxes.hypervisor.fence(Duration.ofSeconds(5)), "no spawn was in progress");
+    VmSpec spec = sandboxes.spec();
+    Vm vm = sandboxes.track(sandboxes.hypervisor.prepare(spec));
+    VmException refused = assertThrows(VmException.class, () -> vm.start(T));
+    assertTrue(refused.getMessage().contains("downed by its cluster"), refused.getMessage());
+    assertEquals(0, vm.handle().pid(), "no process was spawned");
+    assertFalse(sandboxes.containers().contains(TestSandboxes.containerId(vm)), "runc has no such container");
+    Path inc = sandboxes.rootfsOnHost(vm).getParent();
+    assertTrue(sandboxes.mountsUnderRunRoot().stream().noneMatch(m -> m.startsWith(inc)),
+        "the refused start left no mount: " + sandboxes.mountsUnderRunRoot());
+    // a VM started before the gate closed is the fencing's to kill, by its handle: the gate leaves it be
+    assertFalse(before.pids().isEmpty(), "the earlier VM still runs");
+  }
+
   @Test
   void killIsAnExitBySignalAndLeavesNoContainerMountOrCgroup() throws Exception {
     VmSpec spec = sandboxes.spec();

@@ -15,6 +15,7 @@ import dev.flotilla.vm.VmSpec;
 import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.net.EgressRules;
 import dev.flotilla.vm.net.HostFirewall;
+import dev.flotilla.vm.net.NameSets;
 import dev.flotilla.vm.process.TestInternet;
 import dev.flotilla.vm.process.TestSandboxes;
 import java.io.IOException;
@@ -100,12 +101,15 @@ class QemuEgressNetworkTest {
     HostFirewall fw = new HostFirewall();
     Map<Long, String> left = fw.installed(hv.egressCommentPrefix());
     for (var e : left.entrySet()) fw.remove(e.getKey(), e.getValue());
+    Map<Long, String> redirects = NameSets.installed(hv.egressCommentPrefix());
+    for (long uid : redirects.keySet()) new NameSets(uid).remove();
     List<Long> passt = passtOf(stateRoot);
     passt.forEach(p -> ProcessHandle.of(p).ifPresent(ProcessHandle::destroyForcibly));
     try (Stream<Path> files = Files.walk(stateRoot)) {
       files.sorted(Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
     }
     assertTrue(left.isEmpty(), "rules left behind: " + left);
+    assertTrue(redirects.isEmpty(), "DNS redirects left behind: " + redirects);
     assertTrue(passt.isEmpty(), "passt left behind: " + passt);
   }
 
@@ -148,8 +152,11 @@ class QemuEgressNetworkTest {
   @Test
   void aQemuGuestReachesWhatThePolicyAllowsThroughPasstAndNothingOfTheNode() throws Exception {
     internet.dns.put("www.flotilla.test", internet.external());
+    // allowed: a name only (its address only once the guest looked it up); denied: an address, and
+    // a name looked up at the end (bad.flotilla.test, not known yet: the node resolves nothing of it)
     vm = hv.prepare(new VmSpec("qnet", 1, 1, 256, 0, stateRoot.resolve("qnet"),
-        Map.of(EgressPolicy.NETWORK, "egress", EgressPolicy.DENY, internet.otherExternal())));
+        Map.of(EgressPolicy.NETWORK, "egress", EgressPolicy.ALLOW, "www.flotilla.test",
+            EgressPolicy.DENY, internet.otherExternal() + ",bad.flotilla.test")));
     vm.start(Duration.ofSeconds(30));
     agent = AgentClients.connect(vm.agentAddress(), Duration.ofSeconds(10));
     agent.handshake("qnet", 1, BOOT).get();
@@ -166,10 +173,23 @@ class QemuEgressNetworkTest {
     assertTrue(ip.output().contains("eth0") && ip.output().contains("10.0.2.15/24") && ip.output().contains("default via 10.0.2.2"), ip.output());
     assertTrue(ip.output().contains("nameserver " + hv.config().network().dnsForwardAddress().getHostAddress()), ip.output());
 
-    // allowed: an external host, by address and by a name the node's resolver knows
-    TestAgent.Result ns = run(agent, "nslookup www.flotilla.test 2>&1");
-    assertTrue(ns.output().contains(internet.external()), "DNS resolves inside the guest: " + ns);
+    // host names are matched at connection time: before the guest looks the allowed name up, its
+    // address is not allowed (as the sandbox's uid on the host) and not in the uid's allow set
+    NameSets sets = new NameSets(uid);
     String allowed = internet.url(internet.external(), "index.html");
+    assertFalse(sets.members(false, false).contains(internet.external()), sets.members(false, false));
+    assertTrue(asSandbox(uid, allowed).contains("refused"), "not looked up yet: refused");
+    // the guest's lookup (its resolv.conf's server, which passt forwards as the uid) is answered by
+    // the sandbox's DNS proxy, which grants the address at that moment. (-type=a: busybox nslookup,
+    // asking A and AAAA at once, was seen to take the AAAA reply, which the proxy sends while the A
+    // answer waits for its grant, for the A one, print no address and ask AAAA again.)
+    TestAgent.Result ns = run(agent, "nslookup -type=a www.flotilla.test 2>&1");
+    assertTrue(ns.output().contains(internet.external()), "DNS resolves inside the guest: " + ns);
+    assertTrue(sets.members(false, false).contains(internet.external()), "granted at lookup time: " + sets.members(false, false));
+    // any other server named: redirected to the proxy all the same (nothing listens on port 53 there)
+    TestAgent.Result other = run(agent, "nslookup -type=a www.flotilla.test " + internet.otherExternal() + " 2>&1");
+    assertTrue(other.output().contains(internet.external()), "answered by the proxy: " + other);
+    // allowed now: the external host, by the address looked up and by the name
     String byName = "http://www.flotilla.test:" + TestInternet.HTTP_PORT + "/index.html";
     // denied: the other external host, which does listen
     String denied = internet.url(internet.otherExternal(), "index.html");
@@ -189,15 +209,14 @@ class QemuEgressNetworkTest {
     // ... refused by the rules, not by topology: the same uid on the host is refused at once
     assertTrue(TestInternet.exec("busybox", "wget", "-q", "-O", "-", "http://127.0.0.1:" + port + "/").contains(TestInternet.NODE_SECRET));
     for (String host : List.of("127.0.0.1", internet.hostEnd())) {
-      String asSandbox = TestInternet.exec("setpriv", "--reuid=" + uid, "--regid=" + uid, "--clear-groups",
-          "busybox", "wget", "-q", "-O", "-", "http://" + host + ":" + port + "/");
+      String asSandbox = asSandbox(uid, "http://" + host + ":" + port + "/");
       assertTrue(asSandbox.contains("refused") && !asSandbox.contains(TestInternet.NODE_SECRET), host + ": " + asSandbox);
     }
 
     if (Boolean.getBoolean("flotilla.bench")) benchmark();
 
     // a node restart while someone flushed the rules: the new node adopts the VM from its handle,
-    // keeps its passt and puts the rules back before anything else
+    // keeps its passt and puts the rules back before anything else, with a DNS proxy of its own
     HostFirewall fw = new HostFirewall();
     List<String> rules = fw.rules(false, EgressRules.chain(uid));
     assertTrue(rules.stream().anyMatch(r -> r.contains(internet.otherExternal())), "the deny list in the uid's chain: " + rules);
@@ -205,9 +224,29 @@ class QemuEgressNetworkTest {
     assertTrue(fw.rules(false, EgressRules.chain(uid)).isEmpty());
     QemuHypervisor node2 = TestQemu.hypervisor(hv.config());
     Vm adopted = node2.adopt(VmHandle.load(vm.handle().stateDir())).orElseThrow();
-    assertEquals(net.passtPid(), ((QemuVm) adopted).network().passtPid());
-    assertEquals(rules, fw.rules(false, EgressRules.chain(uid)), "the same rules, re-applied by the adopting node");
-    assertReached(allowed, wget(List.of(allowed)).get(allowed));
+    QemuNetwork net2 = ((QemuVm) adopted).network();
+    assertEquals(net.passtPid(), net2.passtPid());
+    int oldProxy = net.rules().nameMatch().proxyPort();
+    int newProxy = net2.rules().nameMatch().proxyPort();
+    assertTrue(oldProxy != newProxy, "the adopting node's own proxy");
+    assertEquals(rules.stream().map(r -> r.replace("--dport " + oldProxy + " ", "--dport " + newProxy + " ")).toList(),
+        fw.rules(false, EgressRules.chain(uid)), "the same rules, re-applied by the adopting node for its proxy");
+    String redirect = TestInternet.exec("iptables", "-w", "-t", "nat", "-S", NameSets.natChain(uid));
+    assertTrue(redirect.contains("--to-ports " + newProxy), "the uid's DNS redirected to the adopting node's proxy: " + redirect);
+    assertTrue(sets.members(false, false).contains(internet.external()), "the grants stay: " + sets.members(false, false));
+    // the name still works: looked up again through the adopting node's proxy
+    assertReached(byName, wget(List.of(byName)).get(byName));
+
+    // a denied name: refused from the moment the guest looks it up, though the allowed name's
+    // lookup granted the same address
+    internet.dns.put("bad.flotilla.test", internet.external());
+    TestAgent.Result bad = run(agent, "nslookup -type=a bad.flotilla.test 2>&1");
+    assertTrue(bad.output().contains(internet.external()), "the proxy answers a denied name (its address refused): " + bad);
+    assertTrue(sets.members(true, false).contains(internet.external()), sets.members(true, false));
+    String badUrl = "http://bad.flotilla.test:" + TestInternet.HTTP_PORT + "/index.html";
+    Map<String, String> after = wget(List.of(badUrl, allowed));
+    assertRefused(badUrl, after.get(badUrl));
+    assertRefused(allowed, after.get(allowed));
 
     // the VM ends (stopped by the node that adopted it): passt with it, then its rules
     long passt = net.passtPid();
@@ -217,6 +256,11 @@ class QemuEgressNetworkTest {
     await().atMost(Duration.ofSeconds(30)).until(() -> !TestSandboxes.alive(passt));
     assertTrue(new HostFirewall().installed(hv.egressCommentPrefix()).isEmpty(), "rules of an ended VM");
     assertTrue(new HostFirewall().rules(false, EgressRules.chain(uid)).isEmpty(), "the uid's chain is gone");
+    assertFalse(sets.present(), "its DNS redirect and sets are gone");
+  }
+
+  private static String asSandbox(long uid, String url) {
+    return TestInternet.exec("setpriv", "--reuid=" + uid, "--regid=" + uid, "--clear-groups", "busybox", "wget", "-q", "-O", "-", url);
   }
 
   /**

@@ -238,6 +238,17 @@ class QemuHypervisorTest {
   }
 
   @Test
+  void aFencedDriverSpawnsNoQemu() throws Exception {
+    QemuHypervisor hv = hypervisor();
+    assertTrue(hv.fence(java.time.Duration.ofSeconds(5)));
+    QemuVm vm = (QemuVm) hv.prepare(new VmSpec("sb-f", 1, 1, 256, 0, tmp.resolve("f"), Map.of()));
+    VmException e = assertThrows(VmException.class, () -> vm.start(java.time.Duration.ofSeconds(20)));
+    assertTrue(e.getMessage().contains("downed by its cluster"), e.getMessage());
+    assertEquals(0, vm.handle().pid(), "no QEMU was spawned");
+    assertTrue(vm.pids().isEmpty());
+  }
+
+  @Test
   void noIdRangeMeansNoVmNotRoot() throws Exception {
     // a node user with no /etc/subuid delegation: no uid for the sandbox, so no QEMU at all
     QemuConfig config = config();

@@ -144,6 +144,11 @@ class QemuImageTest {
     TestAgent.Result asRoot = exec(agent, "root", "/", "id -u; pwd; cat /etc/passwd | head -1");
     assertEquals("0\n/\nroot:x:0:0:root:/root:/bin/sh\n", asRoot.output());
 
+    // a terminal in the tenant's root (its own devpts), for the image's user, with the agent's JNA from the initramfs
+    TestAgent.Result tty = TestAgent.runOnTerminal(agent, "", 25, 90, "tty; stty size; echo $TERM; id -u; exit 3");
+    assertEquals(3, tty.status().exitCode(), tty.output());
+    assertTrue(tty.output().matches("/dev/pts/\\d+\r\n25 90\r\nxterm\r\n1000\r\n"), tty.output());
+
     // file operations act inside the tenant's root too
     agent.writeFile("/app/from-agent.txt", new ByteArrayInputStream("written by WriteFile\n".getBytes(StandardCharsets.UTF_8)),
         0644, TestAgent.CALL).get(30, TimeUnit.SECONDS);

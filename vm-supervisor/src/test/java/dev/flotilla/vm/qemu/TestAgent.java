@@ -45,6 +45,22 @@ final class TestAgent {
   }
 
   static Started startProcess(AgentClient agent, String execId, String user, String cwd, String script) throws Exception {
+    return startProcess(agent, new ExecRequest(execId, List.of("sh", "-c", script), Map.of(), cwd, false, user));
+  }
+
+  /** {@code script} on a terminal of {@code rows} x {@code cols} (stdin open, never written); its exit and output. */
+  static Result runOnTerminal(AgentClient agent, String user, int rows, int cols, String script) throws Exception {
+    String execId = "t" + EXECS.incrementAndGet();
+    Started p = startProcess(agent, new ExecRequest(execId, List.of("sh", "-c", script), Map.of(), "", true, user,
+        new ExecRequest.Tty(rows, cols, "")));
+    ExitStatus status = agent.waitProcess(execId, CALL).get(CALL.toSeconds(), TimeUnit.SECONDS);
+    p.stdoutEnded().get(CALL.toSeconds(), TimeUnit.SECONDS);
+    synchronized (p.out()) {
+      return new Result(status, p.out().toString(StandardCharsets.UTF_8));
+    }
+  }
+
+  private static Started startProcess(AgentClient agent, ExecRequest request) throws Exception {
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     CompletableFuture<Void> ended = new CompletableFuture<>();
     OutputSink sink = new OutputSink() {
@@ -61,8 +77,7 @@ final class TestAgent {
         if (channel == Channel.STDOUT) ended.complete(null);
       }
     };
-    agent.exec(new ExecRequest(execId, List.of("sh", "-c", script), Map.of(), cwd, false, user), sink, CALL)
-        .get(CALL.toSeconds(), TimeUnit.SECONDS);
+    agent.exec(request, sink, CALL).get(CALL.toSeconds(), TimeUnit.SECONDS);
     return new Started(out, ended);
   }
 }

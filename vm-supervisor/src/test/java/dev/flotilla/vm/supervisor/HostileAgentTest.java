@@ -213,6 +213,11 @@ class HostileAgentTest {
     public Optional<Vm> adopt(VmHandle handle) {
       return Optional.empty();
     }
+
+    @Override
+    public boolean fence(Duration wait) {
+      return true;
+    }
   }
 
   /** Every attack; {@code -Dhostile.attacks=A,B} runs only those (to look at one closely). */

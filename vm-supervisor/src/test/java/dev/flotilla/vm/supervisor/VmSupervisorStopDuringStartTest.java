@@ -111,6 +111,10 @@ class VmSupervisorStopDuringStartTest {
       @Override public Optional<Vm> adopt(VmHandle handle) {
         return Optional.empty();
       }
+
+      @Override public boolean fence(Duration wait) {
+        return true;
+      }
     };
     TestProbe<Report> parent = kit.createTestProbe();
     VmSpec spec = new VmSpec("orphan", 1, 1, 64, 0, dir.resolve("state"), Map.of());

@@ -222,6 +222,26 @@ class VmSupervisorTest {
     open.cancel();
     await().atMost(T).until(() -> callsInFlight(s.ref()) == 0);
 
+    // a file read and a directory watch under way are calls in flight too; a read that fails is none
+    exec(s.ref(), "sh", "-c", "head -c 8000000 /dev/zero > /tmp/big");
+    TestProbe<StatusReply<SourceRef<ByteString>>> read = kit.createTestProbe();
+    s.ref().tell(new VmSupervisorProtocol.ReadFile("/tmp/big", read.getRef()));
+    var reading = read.receiveMessage(T).getValue().getSource().runWith(Sink.queue(), kit.system());
+    assertTrue(reading.pull().toCompletableFuture().get(T.toSeconds(), TimeUnit.SECONDS).isPresent());
+    assertEquals(1, callsInFlight(s.ref()), "the file read under way");
+    reading.cancel();
+    await().atMost(T).until(() -> callsInFlight(s.ref()) == 0);
+    TestProbe<StatusReply<SourceRef<dev.flotilla.sandbox.protocol.FsValue>>> watch = kit.createTestProbe();
+    s.ref().tell(new VmSupervisorProtocol.WatchDir("/tmp", false, watch.getRef()));
+    var watching = watch.receiveMessage(T).getValue().getSource().runWith(Sink.queue(), kit.system());
+    assertTrue(watching.pull().toCompletableFuture().get(T.toSeconds(), TimeUnit.SECONDS).isPresent(), "WatchStarted");
+    assertEquals(1, callsInFlight(s.ref()), "the open watch");
+    watching.cancel();
+    await().atMost(T).until(() -> callsInFlight(s.ref()) == 0);
+    s.ref().tell(new VmSupervisorProtocol.ReadFile("/no/such/file", read.getRef()));
+    assertFalse(read.receiveMessage(T).isSuccess());
+    assertEquals(0, callsInFlight(s.ref()), "a read that failed at once");
+
     VmHandle handle = VmHandle.load(s.ready().handle().stateDir());
     kit.stop(s.ref());
     s.parent().expectTerminated(s.ref(), T);

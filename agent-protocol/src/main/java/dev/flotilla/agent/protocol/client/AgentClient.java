@@ -73,6 +73,11 @@ public interface AgentClient extends AutoCloseable {
 
   CompletableFuture<Void> closeStdin(String execId, Duration deadline);
 
+  /** The terminal of a process started with a {@link ExecRequest.Tty} is now {@code rows} x {@code cols}. */
+  default CompletableFuture<Void> resizeTty(String execId, int rows, int cols, Duration deadline) {
+    return unimplemented("resizeTty");
+  }
+
   /**
    * Writes a file of any size in chunks under the frame limit; {@code data} is read to its end.
    * The deadline covers the whole transfer. Completes with the file's final size.

@@ -62,15 +62,21 @@ final class AgentTranslations {
   }
 
   static Request exec(ExecRequest r, int initialWindow) {
+    ExecProcessRequest.Builder b = ExecProcessRequest.newBuilder()
+        .setExecId(r.execId())
+        .addAllArgv(r.argv())
+        .putAllEnv(r.env())
+        .setWorkingDir(r.workingDir())
+        .setStdin(r.stdin())
+        .setUser(r.user())
+        .setInitialWindow(initialWindow);
+    if (r.tty() != null) b.setTty(true).setTtyRows(r.tty().rows()).setTtyCols(r.tty().cols()).setTerm(r.tty().term());
+    return Request.newBuilder().setExecProcess(b).build();
+  }
+
+  static Request resizeTty(String execId, int rows, int cols) {
     return Request.newBuilder()
-        .setExecProcess(ExecProcessRequest.newBuilder()
-            .setExecId(r.execId())
-            .addAllArgv(r.argv())
-            .putAllEnv(r.env())
-            .setWorkingDir(r.workingDir())
-            .setStdin(r.stdin())
-            .setUser(r.user())
-            .setInitialWindow(initialWindow))
+        .setResizeTty(dev.flotilla.agent.protocol.v1.ResizeTtyRequest.newBuilder().setExecId(execId).setRows(rows).setCols(cols))
         .build();
   }
 

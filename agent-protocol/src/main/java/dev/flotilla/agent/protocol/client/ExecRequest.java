@@ -13,8 +13,10 @@ import java.util.Objects;
  * @param workingDir empty for the image's WorkingDir, else "/"
  * @param stdin keep a stdin pipe open for writeStdin/closeStdin; otherwise stdin is empty
  * @param user name|uid[:group|gid] inside the sandbox; empty for the image's User, else root
+ * @param tty a pseudo-terminal for the process (needs {@code stdin}); null: plain pipes
  */
-public record ExecRequest(String execId, List<String> argv, Map<String, String> env, String workingDir, boolean stdin, String user) {
+public record ExecRequest(String execId, List<String> argv, Map<String, String> env, String workingDir, boolean stdin, String user,
+    Tty tty) {
   public ExecRequest {
     Objects.requireNonNull(execId, "execId");
     argv = List.copyOf(argv);
@@ -22,6 +24,11 @@ public record ExecRequest(String execId, List<String> argv, Map<String, String> 
     env = Map.copyOf(env == null ? Map.of() : env);
     workingDir = workingDir == null ? "" : workingDir;
     user = user == null ? "" : user;
+    if (tty != null && !stdin) throw new IllegalArgumentException("a tty needs stdin");
+  }
+
+  public ExecRequest(String execId, List<String> argv, Map<String, String> env, String workingDir, boolean stdin, String user) {
+    this(execId, argv, env, workingDir, stdin, user, null);
   }
 
   public ExecRequest(String execId, List<String> argv, Map<String, String> env, String workingDir, boolean stdin) {
@@ -30,5 +37,16 @@ public record ExecRequest(String execId, List<String> argv, Map<String, String> 
 
   public static ExecRequest of(String execId, String... argv) {
     return new ExecRequest(execId, List.of(argv), Map.of(), "", false);
+  }
+
+  /**
+   * A pseudo-terminal of {@code rows} x {@code cols} (0: the agent's 24 x 80) with {@code term} as
+   * TERM (empty: xterm) unless the env sets one.
+   */
+  public record Tty(int rows, int cols, String term) {
+    public Tty {
+      if (rows < 0 || cols < 0 || rows > 0xffff || cols > 0xffff) throw new IllegalArgumentException("rows and cols must be 0-65535");
+      term = term == null ? "" : term;
+    }
   }
 }

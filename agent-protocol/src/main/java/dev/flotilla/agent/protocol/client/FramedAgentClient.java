@@ -147,6 +147,13 @@ public final class FramedAgentClient implements AgentClient {
   }
 
   @Override
+  public CompletableFuture<Void> resizeTty(String execId, int rows, int cols, Duration deadline) {
+    String what = "resizeTty " + execId;
+    return call(AgentTranslations.resizeTty(execId, rows, cols), deadline, what)
+        .thenAccept(r -> AgentTranslations.empty(r, KindCase.RESIZE_TTY, what));
+  }
+
+  @Override
   public CompletableFuture<Void> closeStdin(String execId, Duration deadline) {
     String what = "closeStdin " + execId;
     return call(AgentTranslations.closeStdin(execId), deadline, what)

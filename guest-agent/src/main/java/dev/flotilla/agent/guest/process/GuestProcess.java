@@ -24,16 +24,24 @@ public final class GuestProcess {
   private final java.util.List<String> argv;
   private final long startedMillis = System.currentTimeMillis();
   private volatile boolean stdinClosed;
+  /** Its terminal, or null when it runs on pipes. */
+  private final Pty pty;
 
   GuestProcess(String execId, java.util.List<String> argv, Process process, OutputPump stdout, OutputPump stderr, boolean withStdin,
       OutputRing ring, ExitWatch exits) {
+    this(execId, argv, process, stdout, stderr, withStdin, ring, exits, null);
+  }
+
+  GuestProcess(String execId, java.util.List<String> argv, Process process, OutputPump stdout, OutputPump stderr, boolean withStdin,
+      OutputRing ring, ExitWatch exits, Pty pty) {
+    this.pty = pty;
     this.execId = execId;
     this.argv = java.util.List.copyOf(argv);
     this.ring = ring;
     this.process = process;
     this.stdout = stdout;
     this.stderr = stderr;
-    this.stdin = withStdin ? process.getOutputStream() : null;
+    this.stdin = !withStdin ? null : pty != null ? pty.input() : process.getOutputStream();
     this.stdinWriter = withStdin ? stdinExecutor(execId) : null;
     this.stdinClosed = !withStdin;
     this.exit = exits.exitOf(process);
@@ -142,6 +150,12 @@ public final class GuestProcess {
     return f;
   }
 
+  /** The terminal is now {@code rows} x {@code cols}; FAILED_PRECONDITION for a process without one. */
+  public void resize(int rows, int cols) {
+    if (pty == null) throw AgentError.precondition("exec " + execId + " has no terminal (start it with tty=true)");
+    pty.resize(rows, cols);
+  }
+
   /** Closes stdin after the writes queued before. */
   public CompletableFuture<Void> closeStdin() {
     requireStdin();
@@ -171,6 +185,8 @@ public final class GuestProcess {
     if (stdinClosed) return;
     stdinClosed = true;
     try {
+      // A terminal's stdin ends as a typed ^D would end it; closing the master would hang the session up.
+      if (pty != null && process.isAlive()) stdin.write(4);
       stdin.close();
     } catch (IOException ignored) {
       // the process is gone: nothing to close

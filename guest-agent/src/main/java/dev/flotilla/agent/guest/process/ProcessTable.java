@@ -111,6 +111,8 @@ public final class ProcessTable {
       }
       if (e.getValue().indexOf('\0') >= 0) throw AgentError.invalid("env value of '" + e.getKey() + "' contains NUL");
     }
+    if (r.getTty() && !r.getStdin()) throw AgentError.invalid("tty needs stdin=true: a terminal is typed into");
+    if (r.getTty() && r.getOutputRingBytes() > 0) throw AgentError.invalid("a detached process cannot have a tty");
     ProcessBuilder pb;
     if (root == null) {
       pb = new ProcessBuilder(defaults.command(r.getArgvList(), r.getUser(), java.nio.file.Path.of("/etc")));
@@ -128,13 +130,30 @@ public final class ProcessTable {
     env.putAll(defaults.environment(DEFAULT_ENV, r.getEnvMap()));
     env.putAll(identity);
     if (!r.getStdin()) pb.redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")));
+    Pty pty = null;
+    if (r.getTty()) {
+      if (!r.getEnvMap().containsKey("TERM")) env.put("TERM", r.getTerm().isEmpty() ? "xterm" : r.getTerm());
+      pty = Pty.open(root == null ? java.nio.file.Path.of("/dev") : root.resolve("/dev"), r.getTtyRows(), r.getTtyCols());
+      File slave = pty.slave().toFile();
+      pb.redirectInput(ProcessBuilder.Redirect.from(slave))
+          .redirectOutput(ProcessBuilder.Redirect.appendTo(slave))
+          .redirectError(ProcessBuilder.Redirect.appendTo(slave));
+      // A new session whose controlling terminal is the slave (stdin), entered before the
+      // tenant's root and user (the helper is the agent's): Ctrl-C and SIGWINCH reach its
+      // foreground process group.
+      List<String> cmd = new ArrayList<>(setsid());
+      cmd.addAll(pb.command());
+      pb.command(cmd);
+    }
     Process p;
     java.util.Set<Long> before = childPids();
     try {
       p = pb.start();
     } catch (IOException e) {
+      if (pty != null) pty.close();
       throw AgentError.invalid("cannot start " + r.getArgvList() + ": " + e.getMessage());
     } catch (OutOfMemoryError e) {
+      if (pty != null) pty.close();
       // The sandbox is out of pids or memory. The process may have started, but the JVM could not
       // give it the thread that waits for it: kill it rather than leave a process nobody tracks.
       for (ProcessHandle c : ProcessHandle.current().children().toList()) {
@@ -148,11 +167,30 @@ public final class ProcessTable {
     OutputTarget to = ring != null ? ring : target;
     long window = ring != null ? Long.MAX_VALUE
         : r.getInitialWindow() == 0 ? defaultWindow : Math.min(r.getInitialWindow(), MAX_WINDOW);
-    OutputPump out = new OutputPump(p.getInputStream(), streamId, false, to, window, maxPayload);
+    // With a terminal the process's output is the master's (stdout); its stderr channel ends at once.
+    OutputPump out = new OutputPump(pty != null ? pty.output() : p.getInputStream(), streamId, false, to, window, maxPayload);
     OutputPump err = new OutputPump(p.getErrorStream(), streamId, true, to, window, maxPayload);
-    GuestProcess gp = new GuestProcess(id, r.getArgvList(), p, out, err, r.getStdin(), ring, exits);
+    GuestProcess gp = new GuestProcess(id, r.getArgvList(), p, out, err, r.getStdin(), ring, exits, pty);
     processes.put(id, gp);
     return new Started(gp, out, err);
+  }
+
+  /**
+   * The helper that starts a process in a new session with stdin as its controlling terminal:
+   * busybox's {@code setsid -c} (the sandbox runtime's, beside its JRE, or the guest's), else
+   * util-linux's.
+   */
+  static List<String> setsid() {
+    List<java.nio.file.Path> candidates = new ArrayList<>();
+    String home = System.getProperty("java.home");
+    if (home != null) candidates.add(java.nio.file.Path.of(home).resolveSibling("bin").resolve("busybox"));
+    candidates.add(java.nio.file.Path.of("/bin/busybox"));
+    candidates.add(java.nio.file.Path.of("/usr/bin/busybox"));
+    for (java.nio.file.Path c : candidates) {
+      if (java.nio.file.Files.isExecutable(c)) return List.of(c.toString(), "setsid", "-c");
+    }
+    if (java.nio.file.Files.isExecutable(java.nio.file.Path.of("/usr/bin/setsid"))) return List.of("/usr/bin/setsid", "--ctty");
+    throw new AgentError(Error.Code.UNIMPLEMENTED, "this agent cannot make terminals: no busybox or setsid to start a session with");
   }
 
   private static java.util.Set<Long> childPids() {
