@@ -89,8 +89,10 @@ kver="$(basename "$bz" | sed 's/^vmlinuz-//')"
 
 # --- Modules (load order matters; see init) ---------------------------------------------------
 # virtio_balloon (live resize gives the host memory back through it), virtio_blk, erofs (the image, read-only), ext4 (the sandbox's writable disk), overlay (the two as
-# the tenant's root) and the checksum modules they ask the crypto API for (no modprobe in the guest).
+# the tenant's root) and the checksum modules they ask the crypto API for (no modprobe in the guest);
+# virtio_net (after the failover modules it links against) for network egress through passt.
 order="virtio_ring virtio virtio_mmio virtio_console virtio_balloon virtio_blk crc16 crc32c_generic libcrc32c mbcache jbd2 ext4 erofs overlay"
+order="$order failover net_failover virtio_net"
 for m in $order; do
   f="$(find "$work/pkg/lib/modules/$kver" -name "$m.ko" -o -name "$m.ko.xz" | head -1)"
   [ -n "$f" ] || { log "module $m not in $kpkg"; exit 1; }

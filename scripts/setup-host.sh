@@ -16,12 +16,13 @@
 #                     build images with umoci and push them with skopeo
 #   apache2-utils, openssl - htpasswd and a token-signing certificate for the images module's auth ITs
 #   openssl  - also the CA and node certificates of `flotilla dev-cluster` (TLS by default) and TlsIT
-#   passt    - `pasta`: user-mode networking of process-driver sandboxes with spec network=egress
+#   passt    - `pasta`: user-mode networking of process-driver sandboxes with spec network=egress;
+#              `passt`: the same for qemu-driver sandboxes (the backend of their virtio-net device)
 #   iptables - iptables/ip6tables(-restore): the egress policy of each such sandbox, enforced on the
-#              host (OUTPUT, by the uid pasta runs as), outside the sandbox's reach
+#              host (OUTPUT, by the uid pasta or passt runs as), outside the sandbox's reach
 #   tmux     - a pseudo-terminal the tests can type into and resize: `exec -it` end to end (NodeOnH2IT)
 #   ipset    - the per-sandbox sets of addresses its DNS lookups of listed host names were answered,
-#              which those rules match (host names matched at connection time)
+#              which those rules match (host names matched at connection time, either driver)
 set -euo pipefail
 need=()
 command -v runc >/dev/null 2>&1 || need+=(runc)
@@ -45,7 +46,7 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v xz >/dev/null 2>&1 || need+=(xz-utils)
-command -v pasta >/dev/null 2>&1 || need+=(passt)
+{ command -v pasta >/dev/null 2>&1 && command -v passt >/dev/null 2>&1; } || need+=(passt)
 command -v ip6tables-restore >/dev/null 2>&1 || need+=(iptables)
 command -v ipset >/dev/null 2>&1 || need+=(ipset)
 if [ ${#need[@]} -gt 0 ]; then

@@ -319,7 +319,8 @@ public final class FlotillaNode implements AutoCloseable {
           dataDir.resolve("qemu"))
           .withDefaultRootfs(built(process.getString("default-image"), "flotilla.default.image",
               Path.of("guest-image", "out", "default-image", "rootfs")))
-          .withDefaultDiskMiB(process.getInt("default-disk-mib"));
+          .withDefaultDiskMiB(process.getInt("default-disk-mib"))
+          .withProtectedEndpoints(protectedEndpoints);
       boolean binary = onPath(qc.qemuBinary());
       // no guest image yet: the first VM builds it (guest-image/build.sh, progress in this log)
       boolean image = qc.imageBuilt() || qc.buildScript().isPresent();

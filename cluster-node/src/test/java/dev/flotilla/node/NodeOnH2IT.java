@@ -154,8 +154,8 @@ class NodeOnH2IT extends NodeScenarios {
     assertEquals("lo\n", cli("", "exec", plain, "--", "sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '").out());
   }
 
-  /** The host's IPv4 addresses, loopback included, space-separated. */
-  private static String hostAddresses() {
+  /** The host's IPv4 addresses, loopback included, space-separated (QemuNodeIT's too). */
+  static String hostAddresses() {
     try {
       return java.util.Collections.list(java.net.NetworkInterface.getNetworkInterfaces()).stream()
           .flatMap(i -> java.util.Collections.list(i.getInetAddresses()).stream())

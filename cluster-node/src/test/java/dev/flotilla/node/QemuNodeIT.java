@@ -40,13 +40,24 @@ class QemuNodeIT extends NodeScenarios {
 
   @Test
   void aSandboxRunsInAMicroVm() {
-    SandboxSpec spec = SandboxSpec.newBuilder().setDriver("qemu").setVcpus(1).setMemoryMib(512).build();
+    // with --network egress (allow everything): the node offers it for qemu where passt is installed
+    SandboxSpec spec = SandboxSpec.newBuilder().setDriver("qemu").setVcpus(1).setMemoryMib(512)
+        .setNetwork(dev.flotilla.api.v1.NetworkSpec.newBuilder().setMode("egress").addAllow("0.0.0.0/0")).build();
     String id = create(spec, "").getId();
     Sandbox running = awaitPhase(id, Phase.RUNNING);
     assertEquals("qemu", running.getSpec().getDriver());
     // The guest is its own machine: its own kernel, booted for this sandbox, on a virtual CPU.
     String cmdline = exec(id, "cat", "/proc/cmdline").stdout();
     assertTrue(cmdline.contains("flotilla.sandbox_id=" + id), cmdline);
+    // Its network: a virtio-net interface and the node's DNS forwarder; the node's gRPC port, by
+    // every address of the host, out of reach even with allow 0.0.0.0/0 (QemuEgressNetworkTest
+    // proves what reaches where against a test-made internet)
+    String net = exec(id, "sh", "-c", "ls /sys/class/net; cat /etc/resolv.conf").stdout();
+    assertTrue(net.contains("eth0") && net.contains("nameserver 169.254.1.1"), net);
+    String hosts = NodeOnH2IT.hostAddresses();
+    ExecResult reach = exec(id, "sh", "-c", "for h in " + hosts + "; do (nc -w 3 $h " + node.node.grpcPort()
+        + " </dev/null && echo reached $h) & done; wait; echo tried " + hosts);
+    assertTrue(reach.stdout().contains("tried") && !reach.stdout().contains("reached"), reach.stdout() + reach.stderr());
     assertEquals(0, exec(id, "grep", "-q", "hypervisor", "/proc/cpuinfo").exitCode(), "the guest sees a hypervisor");
     ExecResult r = exec(id, "sh", "-c", "echo in-vm; exit 7");
     assertEquals("in-vm\n", r.stdout());
@@ -74,6 +85,7 @@ class QemuNodeIT extends NodeScenarios {
     assertEquals(1, get(id).getRestartCount(), get(id).toString());
     assertEquals("back\n", exec(id, "echo", "back").stdout());
     assertTrue(memTotalMiB(id) < 384, "incarnation 2 booted with 384 MiB, not the 512 of its create");
+    assertTrue(exec(id, "ls", "/sys/class/net").stdout().contains("eth0"), "the new incarnation has its network too");
     assertTrue(ProcessHandle.of(qemuPid).map(p -> !p.isAlive()).orElse(true));
     await(client.deleteSandbox().addHeader("authorization", bearer()).invoke(DeleteSandboxRequest.newBuilder().setId(id).build()));
   }

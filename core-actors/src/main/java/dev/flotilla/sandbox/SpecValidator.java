@@ -123,8 +123,10 @@ public record SpecValidator(
     Network n = network(in.network());
     if (n.egress() && !egressDrivers.contains(driver)) {
       throw SandboxError.precondition("network egress is not available for driver '" + driver + "' on this cluster"
-          + (drivers.contains("process") && !egressDrivers.contains("process")
+          + (driver.equals("process") && drivers.contains("process")
               ? ": the process driver needs pasta, iptables and ip6tables on the node (run scripts/setup-host.sh as root)"
+              : driver.equals("qemu") && drivers.contains("qemu")
+              ? ": the qemu driver needs passt, iptables and ip6tables on the node (run scripts/setup-host.sh as root)"
               : egressDrivers.isEmpty() ? "" : "; it is for " + String.join(", ", new java.util.TreeSet<>(egressDrivers))));
     }
     return new SandboxSpec(driver, vcpus, memory, labels, in.restartPolicy(), disk, in.image(), in.command(), l, n);

@@ -77,6 +77,12 @@ class SpecValidatorTest {
     var notOffered = assertThrows(SandboxError.class, () -> v.normalize(base.withNetwork(new Network("egress", null, null))));
     assertEquals(SandboxError.Kind.FAILED_PRECONDITION, notOffered.kind());
     assertTrue(notOffered.getMessage().contains("setup-host.sh"), notOffered.getMessage());
+    // qemu offers egress where its node has passt; where it does not, the refusal says so
+    SandboxSpec vm = new SandboxSpec("qemu", 1, 256, java.util.Map.of(), null);
+    assertEquals(ok, v.withEgressDrivers(Set.of("process", "qemu")).normalize(vm.withNetwork(ok)).network());
+    var qemuNotOffered = assertThrows(SandboxError.class, () -> egress.normalize(vm.withNetwork(ok)));
+    assertEquals(SandboxError.Kind.FAILED_PRECONDITION, qemuNotOffered.kind());
+    assertTrue(qemuNotOffered.getMessage().contains("qemu driver needs passt"), qemuNotOffered.getMessage());
   }
 
   @Test

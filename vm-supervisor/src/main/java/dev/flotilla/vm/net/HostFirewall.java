@@ -24,8 +24,20 @@ public final class HostFirewall {
   /** The tools this needs, for {@code HostFacts}-style checks. */
   public static final List<String> TOOLS = List.of("iptables", "ip6tables", "iptables-restore", "ip6tables-restore");
 
+  /**
+   * One change at a time in this JVM: each is several commands (check, then delete or insert), and
+   * two drivers' networks of one uid may end at once (an adopted VM and the VM object that started it).
+   */
+  private static final Object LOCK = new Object();
+
   /** Installs (or atomically replaces) the rules, then makes sure OUTPUT jumps to them first. */
   public void install(EgressRules rules) throws IOException {
+    synchronized (LOCK) {
+      installLocked(rules);
+    }
+  }
+
+  private void installLocked(EgressRules rules) throws IOException {
     for (boolean v6 : new boolean[] {false, true}) {
       run(List.of(restore(v6), "--noflush"), rules.restoreScript(v6));
       String chain = EgressRules.chain(rules.uid());
@@ -52,6 +64,12 @@ public final class HostFirewall {
    * @return false if the uid's rules belong to another comment (left alone)
    */
   public boolean remove(long uid, String comment) throws IOException {
+    synchronized (LOCK) {
+      return removeLocked(uid, comment);
+    }
+  }
+
+  private boolean removeLocked(long uid, String comment) throws IOException {
     for (boolean v6 : new boolean[] {false, true}) {
       for (String line : outputRules(v6)) {
         Matcher m = JUMP.matcher(line);

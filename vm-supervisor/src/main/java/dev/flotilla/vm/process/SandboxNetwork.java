@@ -2,8 +2,8 @@ package dev.flotilla.vm.process;
 
 import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.net.EgressRules;
+import dev.flotilla.vm.net.SandboxRules;
 import dev.flotilla.vm.net.PastaCommand;
-import dev.flotilla.vm.net.SandboxDns;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -21,10 +21,11 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The egress network of one incarnation of a process-driver sandbox: its firewall rules on the
- * host ({@link EgressRules}, installed before the container runs and re-applied by
- * {@link SandboxNetworks}' refresh), its DNS proxy with its sets and redirect ({@link SandboxDns}:
- * host names matched at connection time; started again by a node that adopts the sandbox) and
+ * The egress network of one incarnation of a process-driver sandbox: its host side shared with
+ * the qemu driver ({@link SandboxRules}: its firewall rules, {@link EgressRules}, installed before
+ * the container runs and re-applied by {@link SandboxNetworks}' refresh, and its DNS proxy with its
+ * sets and redirect, {@link dev.flotilla.vm.net.SandboxDns}: host names matched at connection time;
+ * started again by a node that adopts the sandbox) and
  * its pasta process ({@link PastaCommand}, attached once the container exists), all removed when
  * the sandbox ends: pasta first, so it never runs without its rules.
  *
@@ -47,9 +48,8 @@ final class SandboxNetwork {
   private volatile long pastaPid;
   private volatile long pastaStart;
   private volatile Process pasta; // when this JVM started it
-  private volatile EgressRules applied;
+  private final SandboxRules rules;
   private volatile boolean closed;
-  private volatile SandboxDns dns;
 
   SandboxNetwork(SandboxNetworks networks, ProcessVm.Places places, String sandboxId, long uid, EgressPolicy policy) {
     this.networks = networks;
@@ -57,6 +57,7 @@ final class SandboxNetwork {
     this.sandboxId = sandboxId;
     this.uid = uid;
     this.policy = policy;
+    this.rules = networks.rules(sandboxId, uid, comment(), policy);
   }
 
   Path netDir() {
@@ -101,41 +102,20 @@ final class SandboxNetwork {
   /**
    * Starts the DNS proxy if this node has none for the sandbox (an adopted one keeps the grants
    * in its sets), resolves the deny list's names again and installs the rules (one atomic replace
-   * per family) and the DNS redirect.
+   * per family) and the DNS redirect: {@link SandboxRules#apply}, as for a VM.
    */
-  synchronized void applyRules() throws IOException {
+  void applyRules() throws IOException {
     applyRules(false);
   }
 
-  private synchronized void applyRules(boolean fresh) throws IOException {
+  private void applyRules(boolean fresh) throws IOException {
     if (closed) return;
-    if (dns == null) dns = SandboxDns.start(sandboxId, uid, policy, networks.dnsServers(), networks.dnsLimits(), fresh);
-    EgressRules rules = networks.render(this);
-    networks.firewall().install(rules);
-    dns.installRedirect(comment());
-    applied = rules;
+    rules.apply(fresh);
   }
 
-  /** How host names are matched: at connection time through this sandbox's DNS proxy (null before it runs). */
-  EgressRules.NameMatch nameMatch() {
-    SandboxDns d = dns;
-    return d == null ? null : d.nameMatch();
-  }
-
-  /** The refresh: re-applied when an address changed, or {@code heal} (someone may have flushed them). */
-  synchronized void refresh(boolean heal) {
-    if (closed) return;
-    try {
-      EgressRules rules = networks.render(this);
-      if (heal || !rules.equals(applied)) {
-        if (heal && dns != null) dns.heal();
-        networks.firewall().install(rules);
-        if (dns != null) dns.installRedirect(comment());
-        applied = rules;
-      }
-    } catch (IOException | RuntimeException e) {
-      log.warn("sandbox {}: cannot refresh its egress rules (the last ones stay): {}", sandboxId, e.getMessage());
-    }
+  /** Its rules and DNS proxy, which the driver's refresh re-applies once registered. */
+  SandboxRules rules() {
+    return rules;
   }
 
   /**
@@ -153,9 +133,7 @@ final class SandboxNetwork {
     bindNamespace(initPid, "user", usernsFile());
     Files.deleteIfExists(readyFile());
     Path upstream = places.incDir().resolve("upstream-resolv.conf");
-    StringBuilder conf = new StringBuilder();
-    for (java.net.InetAddress d : networks.dnsServers()) conf.append("nameserver ").append(d.getHostAddress()).append('\n');
-    Files.writeString(upstream, conf.toString(), StandardCharsets.UTF_8);
+    Files.writeString(upstream, networks.upstreamResolvConf(), StandardCharsets.UTF_8);
     List<String> cmd = PastaCommand.of(networks.config().pasta(), upstream, usernsFile(), netnsFile(), readyFile(),
         networks.config().dnsForwardAddress());
     ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
@@ -227,31 +205,17 @@ final class SandboxNetwork {
   }
 
   /**
-   * Ends the network: pasta first (a sandbox without pasta has no network), then its rules (only
-   * if they are still this incarnation's), then the namespace bind mounts.
+   * Ends the network: pasta first (a sandbox without pasta has no network), then its DNS proxy and
+   * rules, and its redirect and sets (only if they are still this incarnation's), then the
+   * namespace bind mounts.
    */
   synchronized void close() {
     if (closed) return;
     closed = true;
-    networks.unregister(this);
+    rules.stop();
     killPasta();
     if (pastaAlive()) return; // keep the rules of a pasta that would not die
-    SandboxDns d = dns;
-    if (d != null) d.close();
-    boolean ours = true; // a failure after the ownership check still leaves this incarnation's sets to remove
-    try {
-      ours = networks.firewall().remove(uid, comment());
-    } catch (IOException e) {
-      log.warn("sandbox {}: cannot remove its egress rules: {}", sandboxId, e.getMessage());
-    }
-    if (ours) {
-      try {
-        // after the filter rules, which match the sets
-        SandboxDns.remove(uid);
-      } catch (IOException e) {
-        log.warn("sandbox {}: cannot remove its DNS redirect and address sets: {}", sandboxId, e.getMessage());
-      }
-    }
+    rules.remove(); // the proxy, the rules if still this incarnation's, then its redirect and sets
     for (Path f : List.of(netnsFile(), usernsFile())) {
       try {
         Mounts.unmount(f);

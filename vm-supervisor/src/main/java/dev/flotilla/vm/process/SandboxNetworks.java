@@ -1,13 +1,10 @@
 package dev.flotilla.vm.process;
 
-import dev.flotilla.vm.net.DnsProxy;
 import dev.flotilla.vm.net.EgressConfig;
-import dev.flotilla.vm.net.EgressPolicy;
-import dev.flotilla.vm.net.EgressRules;
-import dev.flotilla.vm.net.Endpoint;
+import dev.flotilla.vm.net.SandboxRules;
+import dev.flotilla.vm.net.EgressHost;
 import dev.flotilla.vm.net.HostFirewall;
 import dev.flotilla.vm.net.NameSets;
-import dev.flotilla.vm.net.NodeResolver;
 import dev.flotilla.vm.net.SandboxDns;
 import dev.flotilla.vm.oci.OciRuntime;
 import java.io.IOException;
@@ -19,100 +16,56 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.stream.Stream;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Egress networking of one process driver: what its sandboxes' networks share (settings, the
- * firewall, the resolver), the periodic refresh of host names, and the sweep of what sandboxes
- * that ended while no node watched left behind (their pasta, their rules).
+ * Egress networking of one process driver: what its sandboxes' networks share ({@link EgressHost}:
+ * settings, the firewall, the resolvers, the rules, the DNS proxies' limits and the periodic
+ * refresh, the same for every driver) and the sweep of what sandboxes that ended while no node
+ * watched left behind (their pasta, their rules, their DNS redirect and sets).
  *
- * <p>Host names in the lists are matched at connection time: each sandbox's DNS goes to its own
- * {@link DnsProxy} ({@link SandboxDns}), which puts the addresses the sandbox is answered for a
- * listed name into the sandbox's allow or deny set before the answer reaches it. Names of the deny list are also
- * resolved by the node, when a sandbox starts and then every {@link EgressConfig#refresh()}, and
- * their addresses refused in its rules: a sandbox may learn an address without asking its DNS
- * (written into its code, or through DNS over HTTPS to an allowed address), and a denied name must
- * be refused then too. An allowed name needs no such resolution: an address the sandbox did not
- * look up is simply not allowed.
+ * <p>Host names in the lists are matched at connection time through each sandbox's own
+ * {@link dev.flotilla.vm.net.DnsProxy} ({@link SandboxDns}, owned by its
+ * {@link SandboxRules}): see {@link EgressHost}.
  */
 final class SandboxNetworks {
   private static final Logger log = LoggerFactory.getLogger(SandboxNetworks.class);
-  /** Every this many refreshes the rules are re-applied even if no address changed (someone may have flushed them). */
-  private static final int HEAL_EVERY = 10;
 
-  private final EgressConfig config;
+  private final EgressHost host;
   private final Path runRoot;
   private final OciRuntime oci;
-  private final HostFirewall firewall = new HostFirewall();
-  private final Set<SandboxNetwork> live = ConcurrentHashMap.newKeySet();
-  private final AtomicLong ticks = new AtomicLong();
-  private volatile ScheduledExecutorService refresher;
-  private volatile List<InetAddress> dnsServers;
   private volatile boolean swept;
-  private volatile String kernelSupport; // "" when the kernel has what name matching needs
-  private final DnsProxy.Limits dnsLimits = DnsProxy.Limits.DEFAULTS;
 
   SandboxNetworks(EgressConfig config, Path runRoot, OciRuntime oci) {
-    this.config = config;
+    this.host = new EgressHost(config);
     this.runRoot = runRoot;
     this.oci = oci;
   }
 
   EgressConfig config() {
-    return config;
+    return host.config();
   }
 
   HostFirewall firewall() {
-    return firewall;
-  }
-
-  DnsProxy.Limits dnsLimits() {
-    return dnsLimits;
+    return host.firewall();
   }
 
   /** The resolvers: the configured ones, or the host's resolv.conf's. */
   List<InetAddress> dnsServers() {
-    List<InetAddress> d = dnsServers;
-    if (d == null) {
-      d = config.dnsServers();
-      if (d.isEmpty()) {
-        try {
-          d = NodeResolver.nameservers(Path.of("/etc/resolv.conf"));
-        } catch (IOException e) {
-          d = List.of();
-        }
-      }
-      dnsServers = d;
-    }
-    return d;
+    return host.dnsServers();
+  }
+
+  String upstreamResolvConf() {
+    return host.upstreamResolvConf();
   }
 
   /** What is missing on this host for egress (empty: nothing). */
   List<String> missing() {
     List<String> m = new ArrayList<>();
-    if (!Files.isExecutable(config.pasta())) m.add("no pasta at " + config.pasta() + " (apt-get install passt)");
-    for (String t : HostFirewall.TOOLS) {
-      if (HostFacts.which(t).isEmpty()) m.add("no " + t + " (apt-get install iptables)");
-    }
-    boolean ipset = true;
-    for (String t : NameSets.TOOLS) {
-      if (HostFacts.which(t).isEmpty()) {
-        m.add("no " + t + " (apt-get install ipset)");
-        ipset = false;
-      }
-    }
-    if (ipset && HostFacts.which("iptables").isPresent()) {
-      String kernel = kernelSupport;
-      if (kernel == null) kernelSupport = kernel = NameSets.kernelSupport().orElse("");
-      if (!kernel.isEmpty()) m.add(kernel);
-    }
+    if (!Files.isExecutable(config().pasta())) m.add("no pasta at " + config().pasta() + " (apt-get install passt)");
+    m.addAll(host.missingForRules());
     if (HostFacts.which("nsenter").isEmpty()) m.add("no nsenter (apt-get install util-linux)");
     Path tun = Path.of("/dev/net/tun");
     try {
@@ -121,7 +74,6 @@ final class SandboxNetworks {
     } catch (IOException | RuntimeException e) {
       m.add("no /dev/net/tun");
     }
-    if (dnsServers().isEmpty()) m.add("no DNS server (none configured, none in /etc/resolv.conf)");
     return m;
   }
 
@@ -134,63 +86,19 @@ final class SandboxNetworks {
     return "flotilla:" + runRoot.getFileName() + ":";
   }
 
-  EgressRules render(SandboxNetwork n) throws IOException {
-    NodeResolver resolver = new NodeResolver(dnsServers());
-    List<EgressRules.Target> targets = new ArrayList<>();
-    for (Endpoint e : config.protectedEndpoints()) {
-      for (InetAddress a : addresses(resolver, e.host())) targets.add(new EgressRules.Target(a, e.port()));
-    }
-    EgressRules.NameMatch names = n.nameMatch();
-    // Matched at connection time (names != null), an allowed name is not resolved here: see the class comment.
-    return new EgressRules(n.uid, n.comment(), dnsServers(), targets, cidrs(resolver, n.policy.deny(), true),
-        cidrs(resolver, n.policy.allow(), names == null), !n.policy.allow().isEmpty(), names);
+  /** The rules and DNS proxy of one incarnation (the refresh re-applies them once applied). */
+  SandboxRules rules(String sandboxId, long uid, String comment, dev.flotilla.vm.net.EgressPolicy policy) {
+    return new SandboxRules(host, sandboxId, uid, comment, policy);
   }
 
-  private static List<EgressPolicy.Cidr> cidrs(NodeResolver resolver, List<EgressPolicy.Destination> list, boolean resolveNames)
-      throws IOException {
-    List<EgressPolicy.Cidr> out = new ArrayList<>();
-    for (EgressPolicy.Destination d : list) {
-      if (d instanceof EgressPolicy.Cidr c) {
-        out.add(c);
-      } else if (d instanceof EgressPolicy.Host h && resolveNames) {
-        for (InetAddress a : resolver.resolve(h.name())) out.add(EgressPolicy.Cidr.of(a));
-      }
-    }
-    return out;
-  }
-
-  private static List<InetAddress> addresses(NodeResolver resolver, String host) throws IOException {
-    EgressPolicy.Destination d = EgressPolicy.parseDestination(host);
-    if (d instanceof EgressPolicy.Cidr c) return List.of(c.address());
-    return resolver.resolve(host);
-  }
-
+  /** From now on the refresh re-applies {@code n}'s rules (until it closes). */
   void register(SandboxNetwork n) {
-    live.add(n);
-    ScheduledExecutorService r = refresher;
-    if (r == null) {
-      synchronized (this) {
-        if (refresher == null) {
-          refresher = Executors.newSingleThreadScheduledExecutor(t -> {
-            Thread th = new Thread(t, "flotilla-egress-refresh");
-            th.setDaemon(true);
-            return th;
-          });
-          long every = config.refresh().toMillis();
-          refresher.scheduleWithFixedDelay(this::refreshAll, every, every, TimeUnit.MILLISECONDS);
-        }
-      }
-    }
-  }
-
-  void unregister(SandboxNetwork n) {
-    live.remove(n);
+    n.rules().refreshFromNowOn();
   }
 
   /** One refresh pass (the scheduler's; tests call it to skip the wait). */
   void refreshAll() {
-    boolean heal = ticks.incrementAndGet() % HEAL_EVERY == 0;
-    for (SandboxNetwork n : live) n.refresh(heal);
+    host.refreshAll();
   }
 
   /**
@@ -217,6 +125,7 @@ final class SandboxNetworks {
       log.warn("cannot list /proc for leftover pasta processes: {}", e.getMessage());
     }
     try {
+      HostFirewall firewall = host.firewall();
       for (Map.Entry<Long, String> e : firewall.installed(commentPrefix()).entrySet()) {
         String container = e.getValue().substring(commentPrefix().length());
         if (running(container)) continue;
@@ -258,10 +167,5 @@ final class SandboxNetworks {
     } catch (IOException | RuntimeException e) {
       return true; // unsure: leave it
     }
-  }
-
-  /** Live networks (tests). */
-  Set<SandboxNetwork> live() {
-    return Set.copyOf(live);
   }
 }

@@ -1,5 +1,7 @@
 package dev.flotilla.vm.qemu;
 
+import dev.flotilla.vm.net.EgressConfig;
+import dev.flotilla.vm.net.EgressHost;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Locale;
@@ -30,6 +32,7 @@ import java.util.Optional;
  * @param defaultDiskMiB each sandbox's writable disk when its spec names no size
  * @param imageDiskCacheBytes how much the images' block devices may take on this node before the
  *     ones no VM uses are removed
+ * @param network egress networking (passt, the protected endpoints, DNS, refresh): see {@link QemuNetwork}
  */
 public record QemuConfig(
     String qemuBinary,
@@ -43,7 +46,8 @@ public record QemuConfig(
     long consoleLogBytes,
     Path defaultRootfs,
     int defaultDiskMiB,
-    long imageDiskCacheBytes) {
+    long imageDiskCacheBytes,
+    EgressConfig network) {
 
   /** Guest RAM below this cannot unpack the initramfs (the JRE lives in it) and run the agent. */
   public static final int MIN_MEMORY_MIB = 256;
@@ -70,42 +74,54 @@ public record QemuConfig(
     Objects.requireNonNull(defaultRootfs, "defaultRootfs");
     if (defaultDiskMiB < 16) throw new IllegalArgumentException("defaultDiskMiB must be at least 16");
     if (imageDiskCacheBytes < 0) throw new IllegalArgumentException("imageDiskCacheBytes must be >= 0");
+    Objects.requireNonNull(network, "network");
   }
 
   /** Defaults for everything but binary, image, accel and the driver's state root. */
   public QemuConfig(String qemuBinary, Path imageDir, String accel, Path stateRoot) {
     this(qemuBinary, imageDir, accel, stateRoot, "flotilla-qemu", DEFAULT_MEMORY_OVERHEAD_MIB, DEFAULT_THREADS_LIMIT,
-        true, DEFAULT_CONSOLE_LOG_BYTES, defaultRootfsFor(imageDir), DEFAULT_DISK_MIB, DEFAULT_IMAGE_DISK_CACHE_BYTES);
+        true, DEFAULT_CONSOLE_LOG_BYTES, defaultRootfsFor(imageDir), DEFAULT_DISK_MIB, DEFAULT_IMAGE_DISK_CACHE_BYTES,
+        EgressConfig.defaults().withPasst(EgressHost.which("passt").orElse(Path.of("/usr/bin/passt"))));
   }
 
   public QemuConfig withRequireLimits(boolean require) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, require, consoleLogBytes,
-        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes);
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network);
   }
 
   public QemuConfig withCgroupParent(String parent) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, parent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
-        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes);
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network);
   }
 
   public QemuConfig withConsoleLogBytes(long bytes) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, bytes,
-        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes);
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network);
   }
 
   public QemuConfig withDefaultRootfs(Path rootfs) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
-        rootfs, defaultDiskMiB, imageDiskCacheBytes);
+        rootfs, defaultDiskMiB, imageDiskCacheBytes, network);
   }
 
   public QemuConfig withDefaultDiskMiB(int mib) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
-        defaultRootfs, mib, imageDiskCacheBytes);
+        defaultRootfs, mib, imageDiskCacheBytes, network);
   }
 
   public QemuConfig withImageDiskCacheBytes(long bytes) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
-        defaultRootfs, defaultDiskMiB, bytes);
+        defaultRootfs, defaultDiskMiB, bytes, network);
+  }
+
+  public QemuConfig withNetwork(EgressConfig egress) {
+    return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, egress);
+  }
+
+  /** The node's endpoints ({@code host:port}) no sandbox reaches, whatever its lists say. */
+  public QemuConfig withProtectedEndpoints(java.util.List<String> endpoints) {
+    return withNetwork(network.withProtectedEndpoints(endpoints));
   }
 
   /**

@@ -12,6 +12,8 @@ import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
 import dev.flotilla.vm.ids.IdRangeAllocator;
 import dev.flotilla.vm.ids.SubordinateIds;
+import dev.flotilla.vm.net.EgressHost;
+import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.process.Cgroups;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -47,6 +49,11 @@ import org.slf4j.LoggerFactory;
  * restarts on this node), and a small read-only config disk with the image's exec defaults; the
  * guest's init overlays the first two and the agent, outside that root, runs every tenant process in it.
  *
+ * <p>Networking ({@link QemuNetwork}): {@code network=none}, the default, gives the VM no network
+ * device at all; {@code egress} a virtio-net device backed by passt, running as the sandbox's uid on
+ * the node, held to the same host rules and per-sandbox DNS proxy as a process sandbox
+ * ({@link EgressHost}, {@link dev.flotilla.vm.net.SandboxRules}).
+ *
  * <p>Spec options: {@code accel} ({@code kvm}/{@code tcg}) overrides the driver's choice for one VM;
  * {@code rootfs=initramfs} boots without any disk, the tenant's processes in the initramfs (for
  * comparison benchmarks; no image may be named then).
@@ -76,6 +83,7 @@ public final class QemuHypervisor implements Hypervisor {
   private final IdRangeAllocator ids;
   private final ImageRootfs images;
   private final ImageDisks imageDisks;
+  private final EgressHost egress;
   private Cgroups.Layout cgroups;
   private QemuJail.Tree tree;
 
@@ -93,6 +101,7 @@ public final class QemuHypervisor implements Hypervisor {
     this.ids = ids;
     this.images = images;
     this.imageDisks = new ImageDisks(config.imageDisksDir(), config.imageDiskCacheBytes());
+    this.egress = new EgressHost(config.network());
   }
 
   /**
@@ -110,6 +119,16 @@ public final class QemuHypervisor implements Hypervisor {
 
   public IdRangeAllocator ids() {
     return ids;
+  }
+
+  /** The egress side this driver shares with its VMs' networks (tests refresh through it). */
+  EgressHost egress() {
+    return egress;
+  }
+
+  /** Marks this driver's firewall rules: its state root's name is unique per node data directory. */
+  String egressCommentPrefix() {
+    return "flotilla-qemu:" + config.stateRoot().getFileName() + ":";
   }
 
   @Override
@@ -145,11 +164,15 @@ public final class QemuHypervisor implements Hypervisor {
       }
     }
     cgroups().problems().forEach(warnings::add);
+    List<String> noEgress = QemuNetwork.missing(egress);
+    if (!noEgress.isEmpty()) warnings.add("no network egress for QEMU sandboxes: " + String.join("; ", noEgress) + " (scripts/setup-host.sh)");
     warnings.add("the spec's pidsLimit is not applied inside the guest (the VM's memory bounds it); "
         + "QEMU's own threads are capped at " + config.threadsLimit());
     // "pids" limits QEMU's threads, not the guest's processes: only memory and cpu are the spec's limits enforced.
     Set<String> specLimits = new java.util.TreeSet<>(enforced);
     specLimits.remove("pids");
+    // egress is enforced by the host's firewall outside the VM (QemuNetwork): offered where it can be
+    if (noEgress.isEmpty()) specLimits.add("network-egress");
     return new HypervisorCapabilities("vm", true, true, specLimits, warnings);
   }
 
@@ -201,6 +224,19 @@ public final class QemuHypervisor implements Hypervisor {
       throw new VmException("option " + VmSpec.DISK_MIB + " must be a number of MiB");
     }
     if (diskMiB < 16) throw new VmException("the writable disk needs at least 16 MiB; asked for " + diskMiB);
+    EgressPolicy policy;
+    try {
+      policy = EgressPolicy.fromOptions(spec.options());
+    } catch (IllegalArgumentException e) {
+      throw new VmException("invalid network for sandbox " + spec.sandboxId() + ": " + e.getMessage(), e);
+    }
+    if (policy.egress()) {
+      List<String> missing = QemuNetwork.missing(egress);
+      if (!missing.isEmpty()) {
+        throw new VmException("egress networking is not available for QEMU sandboxes on this host: " + String.join("; ", missing)
+            + ". To fix: run scripts/setup-host.sh as root");
+      }
+    }
     GuestImageBuild.ensure(config);
     if (spec.memoryMiB() < QemuConfig.MIN_MEMORY_MIB) {
       throw new VmException("the qemu driver needs memoryMiB >= " + QemuConfig.MIN_MEMORY_MIB
@@ -273,12 +309,15 @@ public final class QemuHypervisor implements Hypervisor {
         .withExtra("consoleLogBytes", Long.toString(config.consoleLogBytes()))
         .withExtra("accel", kvm ? "kvm" : "tcg")
         .withExtra("uid", Long.toString(uid));
-    List<String> qemu = command(spec, kvm, withDisks);
+    Optional<QemuNetwork> network = policy.egress()
+        ? Optional.of(new QemuNetwork(egress, spec.sandboxId(), spec.incarnation(), uid, policy, dir, run, egressCommentPrefix()))
+        : Optional.empty();
+    List<String> qemu = command(spec, kvm, withDisks, network);
     List<String> launch = QemuJail.launch(jail.root(), jail.qemu(), run, config.kernel(), config.initramfs(), uid,
         kvmDevice, disks, qemu.subList(1, qemu.size()));
     long memoryLimit = (spec.memoryMiB() + (long) config.memoryOverheadMiB()) * 1024L * 1024L;
     return new QemuVm(handle, qemu, launch, new QemuVm.Limits(cgroups(), memoryLimit, spec.vcpus(), config.threadsLimit(),
-        config.requireLimits() ? LIMITS : Set.of()), gate);
+        config.requireLimits() ? LIMITS : Set.of()), gate, network.orElse(null));
   }
 
   /**
@@ -375,7 +414,7 @@ public final class QemuHypervisor implements Hypervisor {
   public Optional<Vm> adopt(VmHandle handle) {
     if (!DRIVER.equals(handle.driver()) || handle.pid() <= 0) return Optional.empty();
     if (!HostProbe.isSameProcess(handle.pid(), handle.startTime())) return Optional.empty();
-    QemuVm vm = new QemuVm(handle);
+    QemuVm vm = new QemuVm(handle, QemuNetwork.fromHandle(egress, handle).orElse(null));
     try {
       String status = vm.status(Duration.ofSeconds(5));
       LOG.info("adopted QEMU pid {} of sandbox {} incarnation {} ({})", handle.pid(), handle.sandboxId(),
@@ -438,7 +477,7 @@ public final class QemuHypervisor implements Hypervisor {
   @Override
   public void reap(VmHandle handle) {
     if (!DRIVER.equals(handle.driver())) return;
-    QemuVm vm = adopt(handle).map(QemuVm.class::cast).orElseGet(() -> QemuVm.gone(handle));
+    QemuVm vm = adopt(handle).map(QemuVm.class::cast).orElseGet(() -> QemuVm.gone(handle, QemuNetwork.fromHandle(egress, handle).orElse(null)));
     vm.kill();
     try {
       vm.exitFuture().get(30, java.util.concurrent.TimeUnit.SECONDS);
@@ -451,6 +490,11 @@ public final class QemuHypervisor implements Hypervisor {
 
   /** QEMU's argv (binary first) with the jail's paths: what runs after setpriv. */
   List<String> command(VmSpec spec, boolean kvm, boolean withDisks) {
+    return command(spec, kvm, withDisks, Optional.empty());
+  }
+
+  /** As above, with the virtio-net device of an egress network (none: no network device at all). */
+  List<String> command(VmSpec spec, boolean kvm, boolean withDisks, Optional<QemuNetwork> network) {
     // rootfstype=ramfs: the initramfs unpacks into ramfs, not a tmpfs capped at half of the RAM
     // the kernel has left while the initramfs itself still takes its share (a 256 MiB guest could
     // not unpack a 70 MB initramfs: its tmpfs filled). The guest's RAM bounds it all the same.
@@ -458,6 +502,7 @@ public final class QemuHypervisor implements Hypervisor {
     if (withDisks) append.append(" flotilla.root=disk");
     long tsc = kvm ? 0 : HostProbe.tscKhz();
     if (tsc > 0) append.append(" tsc_early_khz=").append(tsc);
+    network.ifPresent(n -> append.append(' ').append(n.kernelArg()));
     append.append(" flotilla.sandbox_id=").append(spec.sandboxId())
         .append(" flotilla.incarnation=").append(spec.incarnation());
     List<String> cmd = new ArrayList<>(List.of(
@@ -500,6 +545,7 @@ public final class QemuHypervisor implements Hypervisor {
           "-drive", "file=" + QemuJail.CONFIG_DISK + ",if=none,id=config,format=raw,readonly=on",
           "-device", "virtio-blk-device,drive=config,serial=fl-config"));
     }
+    if (network.isPresent()) cmd.addAll(QemuNetwork.qemuArgs());
     return cmd;
   }
 }

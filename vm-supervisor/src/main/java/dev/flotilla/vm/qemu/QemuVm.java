@@ -47,6 +47,8 @@ final class QemuVm implements Vm {
   private final List<String> command;
   private final List<String> launch;
   private final Limits limits;
+  /** The egress network (passt and the host's rules), null for network none. */
+  private final QemuNetwork network;
   private final CompletableFuture<VmExit> exit = new CompletableFuture<>();
   private final Object qmpLock = new Object();
   private volatile VmHandle handle;
@@ -60,31 +62,40 @@ final class QemuVm implements Vm {
 
   /** A VM to start: QEMU's own argv (jail paths) and the full command that jails and runs it. */
   QemuVm(VmHandle handle, List<String> command, List<String> launch, Limits limits, SpawnGate gate) {
+    this(handle, command, launch, limits, gate, null);
+  }
+
+  /** As above, with its egress network (null: none). */
+  QemuVm(VmHandle handle, List<String> command, List<String> launch, Limits limits, SpawnGate gate, QemuNetwork network) {
     this.handle = handle;
     this.gate = gate;
     this.command = List.copyOf(command);
     this.launch = List.copyOf(launch);
     this.limits = limits;
+    this.network = network;
   }
 
-  /** A running VM found through its handle (already checked: same pid and start time). */
-  QemuVm(VmHandle handle) {
+  /** A running VM found through its handle (already checked: same pid and start time), with the network it records (null: none). */
+  QemuVm(VmHandle handle, QemuNetwork network) {
     this.handle = handle;
     this.gate = null;
     this.command = List.of();
     this.launch = List.of();
     this.limits = null;
+    this.network = network;
     this.started = true;
     this.cgroups = Cgroups.Sandbox.fromExtras(handle.extra());
     ProcessHandle.of(handle.pid()).ifPresentOrElse(ph -> {
+      // its rules and a DNS proxy of this node before anything else (the guest may be using its network)
+      if (network != null) network.adopted();
       connectConsole();
       watch(ph);
     }, () -> exit.complete(new VmExit(-1, 0, "exited before it was adopted", false)));
   }
 
   /** What is left of a VM whose QEMU is gone: its cgroups and directory, for {@link QemuHypervisor#reap}. */
-  static QemuVm gone(VmHandle handle) {
-    QemuVm vm = new QemuVm(handle, List.of(), List.of(), null, null);
+  static QemuVm gone(VmHandle handle, QemuNetwork network) {
+    QemuVm vm = new QemuVm(handle, List.of(), List.of(), null, null, network);
     vm.started = true;
     vm.cgroups = Cgroups.Sandbox.fromExtras(handle.extra());
     vm.exit.complete(new VmExit(-1, 0, "gone before it was reaped", true));
@@ -134,11 +145,25 @@ final class QemuVm implements Vm {
       missing.removeAll(applied);
       throw new VmException("cannot set QEMU's " + String.join(", ", missing) + " limit in " + cg.toExtras().values());
     }
+    if (network != null) {
+      // before QEMU, which connects to passt's socket as it sets up its devices
+      try {
+        network.start(Duration.ofNanos(Math.max(until - System.nanoTime(), 0)));
+      } catch (IOException e) {
+        removeCgroups();
+        throw new VmException("cannot start the sandbox's network (passt): " + e.getMessage(), e);
+      }
+      handle = network.record(handle);
+    }
     ProcessHandle ph;
     try {
       ph = gate.through(handle.sandboxId(), () -> spawn(cg, dir, log, applied));
     } catch (VmException e) {
-      if (process == null) removeCgroups(); // refused by a fenced node (the spawn's own failures removed them already)
+      if (process == null) {
+        // refused by a fenced node (the spawn's own failures ended the network and removed the cgroups already)
+        closeNetwork();
+        removeCgroups();
+      }
       throw e;
     }
     try {
@@ -188,6 +213,7 @@ final class QemuVm implements Vm {
     try {
       p = pb.start();
     } catch (IOException e) {
+      closeNetwork();
       removeCgroups();
       throw new VmException("cannot start " + launch.get(0) + ": " + e.getMessage(), e);
     }
@@ -202,6 +228,7 @@ final class QemuVm implements Vm {
     } catch (IOException e) {
       ph.destroyForcibly();
       p.onExit().orTimeout(10, TimeUnit.SECONDS).exceptionally(x -> null).join();
+      closeNetwork();
       removeCgroups();
       throw new VmException("cannot put QEMU in its cgroups: " + e.getMessage(), e);
     }
@@ -242,10 +269,20 @@ final class QemuVm implements Vm {
     return handle.sandboxId().replaceAll("[^A-Za-z0-9_.-]", "_") + "-" + handle.incarnation();
   }
 
-  /** QEMU is gone: read the console's last lines, free the cgroups, then tell. */
+  /** QEMU is gone: end its network (passt, then the rules), free the cgroups, then tell. */
   private void exited(VmExit e) {
+    closeNetwork();
     removeCgroups();
     exit.complete(e);
+  }
+
+  private void closeNetwork() {
+    if (network != null) network.close();
+  }
+
+  /** The egress network, null for none (tests). */
+  QemuNetwork network() {
+    return network;
   }
 
   private void removeCgroups() {
@@ -484,6 +521,7 @@ final class QemuVm implements Vm {
     }
     ConsoleLog c = console;
     if (c != null) c.close();
+    closeNetwork();
     removeCgroups();
     // QEMU is gone, so nothing of the sandbox can swap a directory for a link meanwhile.
     QemuJail.deleteTree(handle.stateDir());

@@ -18,11 +18,7 @@ import dev.flotilla.vm.net.EgressRules;
 import dev.flotilla.vm.net.HostFirewall;
 import dev.flotilla.vm.net.NameSets;
 import java.io.IOException;
-import java.io.OutputStream;
 import java.net.InetAddress;
-import java.net.InetSocketAddress;
-import java.net.ServerSocket;
-import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -43,30 +39,16 @@ import org.junit.jupiter.api.Test;
  */
 class EgressNetworkTest {
   private static final Duration T = Duration.ofSeconds(30);
-  private static final String HELLO = "hello from the internet";
+  private static final String HELLO = TestInternet.HELLO;
 
   private TestInternet internet;
   private TestSandboxes sandboxes;
-  private ServerSocket nodePort;
-  private final List<Thread> threads = new ArrayList<>();
+  private TestInternet.NodePort nodePort;
 
   @BeforeEach
   void setUp() throws Exception {
     internet = TestInternet.create();
-    nodePort = new ServerSocket();
-    nodePort.bind(new InetSocketAddress(InetAddress.getByName("0.0.0.0"), 0));
-    Thread t = new Thread(() -> {
-      while (!nodePort.isClosed()) {
-        try (Socket s = nodePort.accept(); OutputStream o = s.getOutputStream()) {
-          o.write("HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\nnode-secret\n".getBytes(StandardCharsets.US_ASCII));
-        } catch (IOException e) {
-          // closed
-        }
-      }
-    }, "node-port");
-    t.setDaemon(true);
-    t.start();
-    threads.add(t);
+    nodePort = new TestInternet.NodePort();
   }
 
   @AfterEach
@@ -206,7 +188,7 @@ class EgressNetworkTest {
     sandboxes(internet.otherExternal() + ":" + TestInternet.HTTP_PORT);
     Vm vm = sandboxes.start(egress("0.0.0.0/0,::/0", ""));
     AgentClient c = sandboxes.connect(vm);
-    int port = nodePort.getLocalPort();
+    int port = nodePort.port();
     assertReaches(c, internet.url(internet.external(), "index.html"));
     assertRefused(c, internet.url(internet.otherExternal(), "index.html")); // protected endpoint
     for (String host : List.of(internet.hostEnd(), "127.0.0.1", hostPrimaryAddress())) {
@@ -326,10 +308,25 @@ class EgressNetworkTest {
     stale.create(true, 16);
     stale.installRedirect(sandboxes.hypervisor.networks().comment("fl-gone-2"), 40053, false);
     assertTrue(stale.present());
-    ProcessHypervisor node2 = sandboxes.restartNode();
-    node2.networks().sweepOnce();
-    assertTrue(node2.networks().firewall().installed(prefix).isEmpty(), "stale rules swept");
-    assertTrue(!stale.present() && NameSets.installed(prefix).isEmpty(), "stale DNS redirect and sets swept");
+    // ... beside a live VM of the node's qemu driver (its own comment prefix): never this driver's to sweep
+    String vmComment = "flotilla-qemu:" + prefix.split(":")[1] + ":vm-1";
+    NameSets live = new NameSets(uid + 2);
+    live.create(true, 16);
+    new HostFirewall().install(new EgressRules(uid + 2, vmComment, List.of(), List.of(), List.of(), List.of(), true,
+        new EgressRules.NameMatch(40054, false)));
+    live.installRedirect(vmComment, 40054, false);
+    try {
+      ProcessHypervisor node2 = sandboxes.restartNode();
+      node2.networks().sweepOnce();
+      assertTrue(node2.networks().firewall().installed(prefix).isEmpty(), "stale rules swept");
+      assertTrue(!stale.present() && NameSets.installed(prefix).isEmpty(), "stale DNS redirect and sets swept");
+      assertEquals(Map.of(uid + 2, vmComment), new HostFirewall().installed("flotilla-qemu:"), "a live VM's rules stay");
+      assertEquals(Map.of(uid + 2, vmComment), NameSets.installed("flotilla-qemu:"), "a live VM's DNS redirect stays");
+      assertTrue(live.members(false, false).contains("FLSBA4-" + (uid + 2)), "and its sets");
+    } finally {
+      new HostFirewall().remove(uid + 2, vmComment);
+      live.remove();
+    }
   }
 
   @Test
@@ -378,10 +375,8 @@ class EgressNetworkTest {
         TestInternet.BIG_MIB, TestInternet.BIG_MIB / (sandboxBig / 1e9), sandboxBig / 1e9, TestInternet.BIG_MIB / (hostBig / 1e9), hostBig / 1e9);
   }
 
-  private static String hostPrimaryAddress() throws Exception {
-    String route = TestInternet.exec("ip", "-4", "route", "get", "1.1.1.1");
-    var m = java.util.regex.Pattern.compile("src (\\S+)").matcher(route);
-    return m.find() ? m.group(1) : "127.0.0.1";
+  private static String hostPrimaryAddress() {
+    return TestInternet.hostPrimaryAddress();
   }
 
   /** pasta processes serving a namespace under this node's run root. */

@@ -27,17 +27,24 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>close() kills the server, deletes the namespace (which takes the veth pair with it), and a
  * new one first deletes what a killed test JVM left (namespaces named after dead pids).
+ *
+ * <p>Shared by the egress tests of both drivers (the qemu driver's in {@code dev.flotilla.vm.qemu}).
  */
-final class TestInternet implements AutoCloseable {
-  static final int HTTP_PORT = 8080;
-  static final int BIG_MIB = 50;
+public final class TestInternet implements AutoCloseable {
+  public static final int HTTP_PORT = 8080;
+  public static final int BIG_MIB = 50;
+  /** What every test destination serves in {@code index.html}. */
+  public static final String HELLO = "hello from the internet";
+  /** What {@link NodePort} answers: a sandbox that reads it reached the node. */
+  public static final String NODE_SECRET = "node-secret";
   private static final java.util.concurrent.atomic.AtomicInteger N = new java.util.concurrent.atomic.AtomicInteger();
 
   final String netns;
   final String hostVeth;
-  final String subnet; // "10.A.B."
+  public final String subnet; // "10.A.B."
   final Path docRoot;
-  final Map<String, String> dns = new ConcurrentHashMap<>();
+  /** Name to IPv4 address: what the test DNS server answers. */
+  public final Map<String, String> dns = new ConcurrentHashMap<>();
   private final List<Process> servers = new ArrayList<>();
   private DatagramSocket dnsSocket;
   private Thread dnsThread;
@@ -49,7 +56,7 @@ final class TestInternet implements AutoCloseable {
     this.docRoot = docRoot;
   }
 
-  static TestInternet create() throws Exception {
+  public static TestInternet create() throws Exception {
     removeStale();
     long pid = ProcessHandle.current().pid();
     int n = N.incrementAndGet();
@@ -72,19 +79,19 @@ final class TestInternet implements AutoCloseable {
     return t;
   }
 
-  String external() {
+  public String external() {
     return subnet + "2";
   }
 
-  String otherExternal() {
+  public String otherExternal() {
     return subnet + "3";
   }
 
-  String hostEnd() {
+  public String hostEnd() {
     return subnet + "1";
   }
 
-  String url(String address, String file) {
+  public String url(String address, String file) {
     return "http://" + address + ":" + HTTP_PORT + "/" + file;
   }
 
@@ -186,7 +193,47 @@ final class TestInternet implements AutoCloseable {
     Mounts.run(cmd);
   }
 
-  static String exec(String... cmd) {
+  /** The source address of this host's default route (a local address of the node), else loopback. */
+  public static String hostPrimaryAddress() {
+    String route = exec("ip", "-4", "route", "get", "1.1.1.1");
+    var m = java.util.regex.Pattern.compile("src (\\S+)").matcher(route);
+    return m.find() ? m.group(1) : "127.0.0.1";
+  }
+
+  /**
+   * A listener of the node's own on every address (port 0), answering {@link #NODE_SECRET} to an
+   * HTTP request: what no sandbox may reach.
+   */
+  public static final class NodePort implements AutoCloseable {
+    private final java.net.ServerSocket socket;
+
+    public NodePort() throws IOException {
+      socket = new java.net.ServerSocket();
+      socket.bind(new InetSocketAddress(InetAddress.getByName("0.0.0.0"), 0));
+      Thread t = new Thread(() -> {
+        while (!socket.isClosed()) {
+          try (java.net.Socket s = socket.accept(); var o = s.getOutputStream()) {
+            o.write(("HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\n" + NODE_SECRET + "\n").getBytes(StandardCharsets.US_ASCII));
+          } catch (IOException e) {
+            // closed
+          }
+        }
+      }, "node-port");
+      t.setDaemon(true);
+      t.start();
+    }
+
+    public int port() {
+      return socket.getLocalPort();
+    }
+
+    @Override
+    public void close() throws IOException {
+      socket.close();
+    }
+  }
+
+  public static String exec(String... cmd) {
     try {
       Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
       String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);

@@ -2,11 +2,13 @@ package dev.flotilla.vm.qemu;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmSpec;
+import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.ids.IdRangeAllocator;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -117,6 +119,59 @@ class QemuHypervisorTest {
   }
 
   @Test
+  void egressGetsAPasstBackedVirtioNetAndNoneNoNetworkDeviceAtAll() throws Exception {
+    QemuHypervisor hv = hypervisor();
+    QemuVm none = (QemuVm) hv.prepare(new VmSpec("n-1", 1, 1, 256, 0, tmp.resolve("none"), Map.of()));
+    String noneCmd = String.join(" ", none.command());
+    assertFalse(noneCmd.contains("-netdev") || noneCmd.contains("virtio-net") || noneCmd.contains("flotilla.net="), noneCmd);
+    assertNull(none.network());
+
+    QemuVm vm = (QemuVm) hv.prepare(new VmSpec("e-1", 3, 1, 256, 0, tmp.resolve("egress"),
+        Map.of(EgressPolicy.NETWORK, "egress", EgressPolicy.DENY, "192.0.2.0/24,bad.example")));
+    String cmd = String.join(" ", vm.command());
+    // QEMU 7.2's own passt transport, through the jail's run directory; the guest told its address
+    assertTrue(cmd.contains("-netdev stream,id=net0,server=off,addr.type=unix,addr.path=/run/passt.sock"
+        + " -device virtio-net-device,netdev=net0"), cmd);
+    assertTrue(cmd.contains("flotilla.net=10.0.2.15/24,10.0.2.2,169.254.1.1"), cmd);
+    QemuNetwork n = vm.network();
+    long uid = hv.ids().rangeOf("e-1").orElseThrow().hostStart();
+    assertEquals(uid, n.uid, "passt runs as QEMU's uid, the sandbox's own");
+    String passt = String.join(" ", n.command(tmp.resolve("upstream")));
+    assertTrue(passt.contains("setpriv --reuid=" + uid + " --regid=" + uid + " --clear-groups --no-new-privs --inh-caps=-all"), passt);
+    assertTrue(passt.contains("/etc/resolv.conf && mount --bind \"$2\" /tmp && shift 2 && exec \"$@\" sh " + tmp.resolve("upstream")
+        + " " + tmp.resolve("egress/run") + " setpriv"), passt);
+    assertTrue(passt.contains("--foreground --one-off --quiet -4 --socket /tmp/passt.sock --pid /tmp/passt.pid"), passt);
+    assertTrue(passt.contains("-t none -u none --no-map-gw -a 10.0.2.15 -n 24 -g 10.0.2.2 --dns-forward 169.254.1.1"), passt);
+    // the rules are the shared ones for that uid: the deny list as written, a name resolved by the node
+    assertEquals(EgressPolicy.fromOptions(Map.of(EgressPolicy.NETWORK, "egress", EgressPolicy.DENY, "192.0.2.0/24,bad.example")), n.policy);
+    assertTrue(n.comment.startsWith(hv.egressCommentPrefix()) && n.comment.endsWith("e-1-3"), n.comment);
+    // a later node finds the network again in the handle (to refresh its rules, or remove them)
+    QemuNetwork again = QemuNetwork.fromHandle(hv.egress(), n.record(vm.handle())).orElseThrow();
+    assertEquals(n.policy, again.policy);
+    assertEquals(n.comment, again.comment);
+    assertEquals(n.uid, again.uid);
+    assertTrue(QemuNetwork.fromHandle(hv.egress(), none.handle()).isEmpty());
+    // the node's protected endpoints (the journal's database, other nodes' Artery) are refused to a VM too
+    QemuHypervisor guarded = TestQemu.hypervisor(hv.config().withProtectedEndpoints(List.of("198.51.100.7:5432")));
+    EgressPolicy noNames = EgressPolicy.fromOptions(Map.of(EgressPolicy.NETWORK, "egress", EgressPolicy.DENY, "192.0.2.0/24"));
+    String script = guarded.egress().render(uid, n.comment, noNames).restoreScript(false);
+    assertTrue(script.contains("-d 198.51.100.7/32 -p tcp --dport 5432 -j FLSBR-" + uid), script);
+    assertTrue(script.contains("-d 192.0.2.0/24 -j FLSBR-" + uid), script);
+
+    // where passt is missing, egress is refused with what to do, and the driver does not offer it
+    QemuHypervisor broken = TestQemu.hypervisor(hv.config().withNetwork(hv.config().network().withPasst(tmp.resolve("no-passt"))));
+    VmException e = assertThrows(VmException.class, () -> broken.prepare(new VmSpec("e-2", 1, 1, 256, 0, tmp.resolve("e2"),
+        Map.of(EgressPolicy.NETWORK, "egress"))));
+    assertTrue(e.getMessage().contains("apt-get install passt") && e.getMessage().contains("setup-host.sh"), e.getMessage());
+    assertFalse(broken.capabilities().enforcedLimits().contains("network-egress"));
+    assertTrue(broken.capabilities().warnings().stream().anyMatch(w -> w.contains("no network egress for QEMU sandboxes")));
+    if (QemuNetwork.missing(hv.egress()).isEmpty()) assertTrue(hv.capabilities().enforcedLimits().contains("network-egress"));
+    VmException bad = assertThrows(VmException.class, () -> hv.prepare(new VmSpec("e-3", 1, 1, 256, 0, tmp.resolve("e3"),
+        Map.of(EgressPolicy.NETWORK, "egress", EgressPolicy.ALLOW, "10.0.0.1/8"))));
+    assertTrue(bad.getMessage().contains("did you mean 10.0.0.0/8"), bad.getMessage());
+  }
+
+  @Test
   void theJailRootHoldsOnlyWhatQemuNeeds() throws Exception {
     QemuJail.Tree tree = QemuJail.ensure(tmp.resolve("driver"), "qemu-system-x86_64");
     Path root = tree.root();
@@ -209,15 +264,18 @@ class QemuHypervisorTest {
     // a cgroup parent that cannot be made in any hierarchy (a file of that name is in each root)
     QemuConfig config = config().withCgroupParent("cgroup.procs");
     QemuHypervisor hv = TestQemu.hypervisor(config);
-    assertTrue(hv.capabilities().enforcedLimits().isEmpty(), hv.capabilities().toString());
+    // (network-egress is the host firewall's, not a cgroup's)
+    assertTrue(hv.capabilities().enforcedLimits().stream().noneMatch(List.of("memory", "cpu", "pids")::contains), hv.capabilities().toString());
     assertTrue(hv.capabilities().warnings().stream().anyMatch(w -> w.contains("memory limit cannot be enforced")),
         hv.capabilities().toString());
     VmException e = assertThrows(VmException.class, () -> hv.prepare(new VmSpec("a", 1, 1, 256, 0, tmp.resolve("a"), Map.of())));
     assertTrue(e.getMessage().contains("cannot enforce QEMU's cpu, memory, pids limit"), e.getMessage());
     TestQemu.hypervisor(config.withRequireLimits(false)).prepare(new VmSpec("a", 1, 1, 256, 0, tmp.resolve("a"), Map.of()));
 
-    // where the host has them, memory and cpu are the spec's limits enforced
-    assertEquals(java.util.Set.of("memory", "cpu"), hypervisor().capabilities().enforcedLimits());
+    // where the host has them, memory and cpu are the spec's limits enforced (and egress, with passt)
+    java.util.Set<String> limits = new java.util.TreeSet<>(hypervisor().capabilities().enforcedLimits());
+    limits.remove("network-egress");
+    assertEquals(java.util.Set.of("memory", "cpu"), limits);
   }
 
   @Test

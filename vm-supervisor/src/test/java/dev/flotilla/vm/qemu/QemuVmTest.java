@@ -122,6 +122,12 @@ class QemuVmTest {
       assertEquals("1\n", run(agent, "grep -c agent.jsa /proc/" + info.agentPid() + "/maps").output());
     }
 
+    // network none (the default): no network device at all, so nothing to reach (no boot of its own
+    // for this: QemuEgressNetworkTest covers egress)
+    assertEquals("lo\n", run(agent, "ls /sys/class/net").output());
+    TestAgent.Result unreachable = run(agent, "wget -q -O - http://10.0.2.2/ 2>&1");
+    assertTrue(unreachable.status().exitCode() != 0 && unreachable.output().contains("unreachable"), unreachable.toString());
+
     // exec output, exit codes and files work
     assertEquals("hello from the guest\n", run(agent, "echo hello from the guest").output());
     assertEquals(3, run(agent, "exit 3").status().exitCode());
