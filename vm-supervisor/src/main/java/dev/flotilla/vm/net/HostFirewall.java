@@ -17,8 +17,7 @@ import java.util.regex.Pattern;
  * namespace the node runs in, where a sandbox's root has no capability.
  */
 public final class HostFirewall {
-  private static final Pattern JUMP = Pattern.compile(
-      "-A OUTPUT -m owner --uid-owner (\\d+) -m comment --comment \"?([^\" ]+)\"? -j (" + Pattern.quote(EgressRules.CHAIN_PREFIX) + "\\d+)");
+  private static final Pattern JUMP = ownedJump(EgressRules.CHAIN_PREFIX);
   private static final Pattern ANY_JUMP = Pattern.compile("-A OUTPUT .*-j (" + Pattern.quote(EgressRules.CHAIN_PREFIX) + "\\d+)$");
 
   /** The tools this needs, for {@code HostFacts}-style checks. */
@@ -101,10 +100,19 @@ public final class HostFirewall {
 
   /** uid to comment of every sandbox jump in OUTPUT whose comment starts with {@code prefix} (both families). */
   public Map<Long, String> installed(String prefix) throws IOException {
+    return ownedJumps("filter", EgressRules.CHAIN_PREFIX, prefix);
+  }
+
+  /**
+   * uid to comment of every jump in {@code table}'s OUTPUT that matches a uid and has a comment
+   * starting with {@code prefix}, into a chain named {@code chainPrefix} and a number (both families).
+   */
+  static Map<Long, String> ownedJumps(String table, String chainPrefix, String prefix) throws IOException {
+    Pattern owned = ownedJump(chainPrefix);
     Map<Long, String> out = new LinkedHashMap<>();
     for (boolean v6 : new boolean[] {false, true}) {
-      for (String line : outputRules(v6)) {
-        Matcher m = JUMP.matcher(line);
+      for (String line : outputRules(table, v6)) {
+        Matcher m = owned.matcher(line);
         if (m.matches() && m.group(2).startsWith(prefix)) out.put(Long.parseLong(m.group(1)), m.group(2));
       }
     }
@@ -119,11 +127,27 @@ public final class HostFirewall {
   }
 
   private List<String> outputRules(boolean v6) throws IOException {
-    return run(List.of(tool(v6), "-w", "-S", "OUTPUT"), null).lines().filter(l -> l.startsWith("-A ")).toList();
+    return outputRules("filter", v6);
+  }
+
+  /** A jump from OUTPUT for one uid, with a comment (group 2), into {@code chainPrefix} and a number. */
+  static Pattern ownedJump(String chainPrefix) {
+    return Pattern.compile("-A OUTPUT -m owner --uid-owner (\\d+) -m comment --comment \"?([^\" ]+)\"? -j "
+        + Pattern.quote(chainPrefix) + "\\d+");
+  }
+
+  /** The rules of {@code table}'s OUTPUT chain as {@code iptables -S} prints them. */
+  static List<String> outputRules(String table, boolean v6) throws IOException {
+    return run(List.of(tool(v6), "-w", "-t", table, "-S", "OUTPUT"), null).lines().filter(l -> l.startsWith("-A ")).toList();
   }
 
   private void deleteRule(boolean v6, String line) throws IOException {
-    List<String> cmd = new ArrayList<>(List.of(tool(v6), "-w"));
+    deleteRule("filter", v6, line);
+  }
+
+  /** Deletes a rule of {@code table} given as {@code iptables -S} prints it. */
+  static void deleteRule(String table, boolean v6, String line) throws IOException {
+    List<String> cmd = new ArrayList<>(List.of(tool(v6), "-w", "-t", table));
     cmd.addAll(split(line.replaceFirst("^-A ", "-D ")));
     run(cmd, null);
   }

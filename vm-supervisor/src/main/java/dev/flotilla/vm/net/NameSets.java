@@ -4,7 +4,6 @@ import java.io.IOException;
 import java.net.Inet6Address;
 import java.net.InetAddress;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.regex.Matcher;
@@ -29,8 +28,6 @@ public final class NameSets implements NameGrants.Sets {
   public static final List<String> TOOLS = List.of("ipset");
   private static final Pattern NAT_JUMP = Pattern.compile("-A OUTPUT .*-j (" + Pattern.quote(NAT_PREFIX) + "\\d+)$");
 
-  private static final Pattern OWNED_NAT_JUMP = Pattern.compile(
-      "-A OUTPUT -m owner --uid-owner (\\d+) -m comment --comment \"?([^\" ]+)\"? -j " + Pattern.quote(NAT_PREFIX) + "\\d+");
 
   private final long uid;
 
@@ -146,14 +143,7 @@ public final class NameSets implements NameGrants.Sets {
 
   /** uid to comment of every DNS redirect jump in nat OUTPUT whose comment starts with {@code prefix} (both families). */
   public static Map<Long, String> installed(String prefix) throws IOException {
-    Map<Long, String> out = new LinkedHashMap<>();
-    for (boolean v6 : new boolean[] {false, true}) {
-      for (String line : natOutput(v6)) {
-        Matcher m = OWNED_NAT_JUMP.matcher(line);
-        if (m.matches() && m.group(2).startsWith(prefix)) out.put(Long.parseLong(m.group(1)), m.group(2));
-      }
-    }
-    return out;
+    return HostFirewall.ownedJumps("nat", NAT_PREFIX, prefix);
   }
 
   /**
@@ -212,13 +202,11 @@ public final class NameSets implements NameGrants.Sets {
   }
 
   private static List<String> natOutput(boolean v6) throws IOException {
-    return HostFirewall.run(List.of(tool(v6), "-w", "-t", "nat", "-S", "OUTPUT"), null).lines().filter(l -> l.startsWith("-A ")).toList();
+    return HostFirewall.outputRules("nat", v6);
   }
 
   private static void deleteRule(boolean v6, String line) throws IOException {
-    List<String> cmd = new ArrayList<>(List.of(tool(v6), "-w", "-t", "nat"));
-    cmd.addAll(HostFirewall.split(line.replaceFirst("^-A ", "-D ")));
-    HostFirewall.run(cmd, null);
+    HostFirewall.deleteRule("nat", v6, line);
   }
 
   private static String tool(boolean v6) {
