@@ -112,9 +112,12 @@ archive=none
 if [ "$aot" = yes ]; then
   # JEP 483/514/515: record what a real start + handshake + execs loads, links and profiles, then
   # create the cache. The host's JDK runs the training client from the agent jar's client classes.
+  # No machine code in the cache (JDK 25 adds adapters compiled for the build host's CPU, which
+  # another host's or a TCG guest's CPU may lack, SIGILL): classes and profiles only, portable.
+  no_aot_code="-XX:+UnlockDiagnosticVMOptions -XX:-AOTAdapterCaching -XX:-AOTStubCaching"
   if train "-XX:AOTMode=record -XX:AOTConfiguration=/tmp/agent.aotconf" \
        'java -cp "$jar" "$here/AgentTraining.java" "$work/root/tmp/train.sock"' \
-     && in_root /.fl/jre/bin/java -XX:AOTMode=create -XX:AOTConfiguration=/tmp/agent.aotconf -XX:AOTCache=/.fl/agent.aot \
+     && in_root /.fl/jre/bin/java -XX:AOTMode=create -XX:AOTConfiguration=/tmp/agent.aotconf -XX:AOTCache=/.fl/agent.aot $no_aot_code \
           $java_opts -cp /.fl/agent.jar >>"$work/archive.log" 2>&1 \
      && [ -s "$rt/agent.aot" ] \
      && in_root /.fl/jre/bin/java -XX:AOTCache=/.fl/agent.aot -XX:AOTMode=on -Xlog:aot $java_opts -cp /.fl/agent.jar -version \
