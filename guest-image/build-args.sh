@@ -30,6 +30,8 @@ ensure_agent_jar() {
     fi
   fi
   [ -f "$jar" ] || { "$1" "no agent jar at $jar"; exit 1; }
+  # Absolute: the builds read it from other working directories (jar xf of JNA's native part).
+  jar="$(readlink -f "$jar")"
 }
 
 # The JDK whose jlink makes the runtime. JDK 25 or later has the AOT cache (JEP 483/514/515: classes
