@@ -38,9 +38,10 @@ ensure_agent_jar() {
 # loaded and linked ahead of time, method profiles), which starts the agent faster than a CDS archive
 # on 17; this machine kind has Temurin 25 at the path below, which is on no registry the build could
 # fetch it from, so without it the runtime is JDK 17's with a CDS archive, as before. --jdk (or
-# FLOTILLA_RUNTIME_JDK) names another JDK home, or "build" for the JDK running the build. The agent
+# FLOTILLA_RUNTIME_JDK) names another JDK home, or "build" for the JDK running the build;
+# FLOTILLA_AOT_JDK moves where Temurin 25 is looked for (a missing path tries the fallback). The agent
 # jar stays compiled for 17 either way.
-AOT_JDK_DEFAULT="/usr/lib/jvm/temurin-25-jdk-$(dpkg --print-architecture 2>/dev/null || echo amd64)"
+AOT_JDK_DEFAULT="${FLOTILLA_AOT_JDK:-/usr/lib/jvm/temurin-25-jdk-$(dpkg --print-architecture 2>/dev/null || echo amd64)}"
 java_major() { "$1/bin/java" -XshowSettings:properties -version 2>&1 | awk -F' = ' '/java.specification.version/ {print $2}' | cut -d. -f1; }
 pick_runtime_jdk() {
   local build_jdk
