@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the Flotilla microVM guest image from Debian packages: see guest-image/README.md.
 #
-#   guest-image/build.sh [--agent-jar PATH] [--out DIR]
+#   guest-image/build.sh [--agent-jar PATH] [--out DIR] [--jdk PATH|build]
 #
 # Output (default guest-image/out): vmlinux (uncompressed ELF kernel, PVH entry),
-# initramfs.cpio (busybox + tini + virtio modules + jlinked JRE + agent + CDS archive, not
+# initramfs.cpio (busybox + tini + virtio modules + jlinked JRE + agent + its class archive: an
+# AOT cache on JDK 25, a CDS archive on 17, see build-args.sh for which JDK; not
 # compressed: unpacking beats decompressing under TCG) and image.properties (what went in).
 # Idempotent and cached: the inputs are hashed and a second run with the same inputs does nothing.
 # Downloaded .debs are kept in ${FLOTILLA_CACHE:-~/.cache/flotilla}/debs.
@@ -23,7 +24,13 @@ ensure_agent_jar log
 for tool in apt-get apt-cache dpkg-deb cpio xz jlink jdeps od sha256sum nsenter; do
   command -v "$tool" >/dev/null || { log "missing $tool (run scripts/setup-host.sh)"; exit 1; }
 done
-jhome="$(dirname "$(dirname "$(readlink -f "$(command -v jlink)")")")"
+# JDK 17 + CDS unless --jdk (or FLOTILLA_RUNTIME_JDK) names another: a guest on Temurin 25 + AOT
+# boots ~2.5 s of CPU sooner under TCG (docs/benchmarks.md), but with it QemuVmTest's reconnect
+# step lost its connection in 3 of 8 runs (old-session DATA reaching the new host, "DATA on stream
+# 11, which this client never opened"), against 0 of 7 on 17: the serial transport's resync race
+# comes first. `--jdk /usr/lib/jvm/temurin-25-jdk-amd64` builds the AOT image.
+[ -n "$jdk" ] || jdk=build
+pick_runtime_jdk log
 
 # --- What goes in: resolved package versions, the agent, this script, the JDK ---------------
 resolve_kernel() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
@@ -42,8 +49,8 @@ for p in "${pkgs[@]}"; do
 done
 # The agent by content, not bytes: a rebuilt jar differs in entry timestamps only.
 jar_digest() { if command -v unzip >/dev/null; then unzip -p "$jar" | sha256sum; else sha256sum <"$jar"; fi; }
-key="$( { echo "$versions"; jar_digest; sha256sum "$here/build.sh" "$here/init" | cut -d' ' -f1;
-          "$jhome/bin/java" -version 2>&1; } | sha256sum | cut -c1-16)"
+key="$( { echo "$versions"; jar_digest; sha256sum "$here/build.sh" "$here/init" "$here/build-args.sh" "$here/AgentTraining.java" | cut -d' ' -f1;
+          echo "$jhome"; "$jhome/bin/java" -version 2>&1; } | sha256sum | cut -c1-16)"
 if [ -f "$out/image.properties" ] && grep -qx "key=$key" "$out/image.properties" \
    && [ -f "$out/vmlinux" ] && [ -f "$out/initramfs.cpio" ]; then
   log "up to date ($out, key $key)"
@@ -116,12 +123,12 @@ echo "root:x:0:" >"$root/etc/group"
 
 # --- Java: a jlinked runtime with the modules the agent uses, its libraries, a CDS archive ----
 cp "$jar" "$root/opt/flotilla/agent.jar"
-mods="$(jdeps --multi-release 17 --ignore-missing-deps --print-module-deps "$jar" 2>/dev/null || true)"
+mods="$("$jhome/bin/jdeps" --multi-release 17 --ignore-missing-deps --print-module-deps "$jar" 2>/dev/null || true)"
 # JNA (the agent's terminals) names java.desktop for AWT helpers the agent never calls; JNA only
 # "requires static" it, so it stays out (12 MiB).
 mods="$(echo "java.base,jdk.unsupported${mods:+,$mods}" | tr , "\\n" | grep -vx java.desktop | sort -u | paste -sd,)"
-jlink --add-modules "$mods" --output "$root/opt/flotilla/jre" --strip-debug --no-man-pages \
-  --no-header-files --compress=0
+"$jhome/bin/jlink" --add-modules "$mods" --output "$root/opt/flotilla/jre" --strip-debug --no-man-pages \
+  --no-header-files --compress="$([ "$jmajor" -ge 21 ] && echo zip-0 || echo 0)"
 rm -f "$root/opt/flotilla/jre/lib/server/classes"*.jsa   # rebuilt below for this runtime
 # JNA's native part for this host's architecture, where the agent tells JNA to load it from (its
 # JRE's lib/): never unpacked into a temporary directory at run time (the root may be read-only).
@@ -139,29 +146,60 @@ done
 ld="$(ldd "$root/opt/flotilla/jre/bin/java" | awk '/ld-linux/ {print $1}')"
 mkdir -p "$root$(dirname "$ld")" && cp -L "$ld" "$root$ld"
 
-# CDS: record the classes the agent loads until it listens, then dump them with the runtime that
-# will use them, at the paths it will see (chroot), so the archive's class path check passes.
-cds="no"
+# The agent's class archive, made with the runtime that will use it, at the paths it will see
+# (chroot) and with init's JVM flags, so that its class-path and flag checks pass at boot: on JDK 25
+# an AOT cache trained by a real start, handshake and execs; on 17 a CDS archive of the classes
+# loaded until the agent listens.
+archive="none"
 # Runs a command in the image root with /proc mounted (glibc finds $ORIGIN through it), in
 # throwaway mount and pid namespaces so nothing outlives the build.
 in_root() { unshare --mount --pid --fork sh -c 'mount -t proc proc "$0/proc" && mount -t tmpfs tmpfs "$0/dev" && mknod -m 666 "$0/dev/null" c 1 3 && exec chroot "$0" "$@"' "$root" "$@"; }
+# Starts the agent in the root with extra JVM options $1, runs $2 on the host once it listens, then
+# stops it with SIGTERM (an AOT recording is written as the JVM exits).
+train() {
+  rm -f "$root/tmp/train.sock" "$root/tmp/trained"
+  in_root /bin/sh -c "/opt/flotilla/jre/bin/java $1 $java_opts -jar /opt/flotilla/agent.jar \
+      --listen unix:/tmp/train.sock --sandbox-id train --incarnation 1 & pid=\$!; \
+    i=0; while [ ! -e /tmp/trained ] && [ \$i -lt 1200 ] && kill -0 \$pid 2>/dev/null; do usleep 50000; i=\$((i+1)); done; \
+    kill \$pid; wait \$pid; true" >>"$work/archive.log" 2>&1 &
+  local root_pid=$! i=0
+  while [ ! -S "$root/tmp/train.sock" ] && [ $i -lt 600 ] && kill -0 $root_pid 2>/dev/null; do sleep 0.05; i=$((i+1)); done
+  local ok=0
+  [ -S "$root/tmp/train.sock" ] && eval "$2" >>"$work/archive.log" 2>&1 && ok=1
+  touch "$root/tmp/trained"
+  wait $root_pid || true
+  [ $ok = 1 ]
+}
 if [ "$(id -u)" -eq 0 ] && command -v chroot >/dev/null && command -v unshare >/dev/null; then
+  # Keep in step with init's java command line.
   java_opts="-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k -Xms8m -Xmx48m -XX:-UsePerfData"
-  # The agent runs until it listens (the classes of start-up and accept), then is stopped.
-  in_root /bin/sh -c "/opt/flotilla/jre/bin/java -Xshare:off $java_opts -XX:DumpLoadedClassList=/tmp/classes.lst \
-      -jar /opt/flotilla/agent.jar --listen unix:/tmp/train.sock --sandbox-id train --incarnation 1 & pid=\$!; \
-    i=0; while [ ! -S /tmp/train.sock ] && [ \$i -lt 600 ] && kill -0 \$pid 2>/dev/null; do usleep 50000; i=\$((i+1)); done; \
-    kill \$pid; wait \$pid; true" >"$work/train.log" 2>&1 || true
-  if [ -s "$root/tmp/classes.lst" ] && in_root /opt/flotilla/jre/bin/java -Xshare:dump $java_opts \
+  if [ "$aot" = yes ]; then
+    # JEP 483/514/515 (see build-sandbox-runtime.sh); -XX:AOTMode=on refuses a cache that does not fit.
+    # No machine code in the cache: JDK 25 put the build host's (AVX) adapters in it, and the guest's
+    # TCG CPU died of SIGILL on them.
+    no_aot_code="-XX:+UnlockDiagnosticVMOptions -XX:-AOTAdapterCaching -XX:-AOTStubCaching"
+    if train "-XX:AOTMode=record -XX:AOTConfiguration=/tmp/agent.aotconf" \
+         'java -cp "$jar" "$here/AgentTraining.java" "$root/tmp/train.sock"' \
+       && in_root /opt/flotilla/jre/bin/java -XX:AOTMode=create -XX:AOTConfiguration=/tmp/agent.aotconf $no_aot_code \
+            -XX:AOTCache=/opt/flotilla/agent.aot $java_opts -cp /opt/flotilla/agent.jar >>"$work/archive.log" 2>&1 \
+       && in_root /opt/flotilla/jre/bin/java -XX:AOTCache=/opt/flotilla/agent.aot -XX:AOTMode=on $java_opts \
+            -cp /opt/flotilla/agent.jar -version >>"$work/archive.log" 2>&1; then
+      archive="agent.aot"
+    else
+      log "AOT cache not made (the agent boots slower):"; cat "$work/archive.log" >&2 2>/dev/null || true
+      rm -f "$root/opt/flotilla/agent.aot"
+    fi
+  elif train "-Xshare:off -XX:DumpLoadedClassList=/tmp/classes.lst" 'true' \
+     && [ -s "$root/tmp/classes.lst" ] && in_root /opt/flotilla/jre/bin/java -Xshare:dump $java_opts \
        -XX:SharedClassListFile=/tmp/classes.lst -XX:SharedArchiveFile=/opt/flotilla/agent.jsa \
-       -cp /opt/flotilla/agent.jar >"$work/dump.log" 2>&1; then
-    cds="yes ($(wc -l <"$root/tmp/classes.lst") classes)"
+       -cp /opt/flotilla/agent.jar >>"$work/archive.log" 2>&1; then
+    archive="agent.jsa ($(wc -l <"$root/tmp/classes.lst") classes)"
   else
-    log "CDS archive not built (agent boots ~1.4 s slower):"; cat "$work/train.log" "$work/dump.log" >&2 2>/dev/null || true
+    log "CDS archive not built (agent boots ~1.4 s slower):"; cat "$work/archive.log" >&2 2>/dev/null || true
   fi
   rm -rf "${root:?}/tmp/"*
 else
-  log "not root: no CDS archive (agent boots ~1.4 s slower)"
+  log "not root: no class archive (agent boots ~1.4 s slower)"
 fi
 
 # --- Pack -------------------------------------------------------------------------------------
@@ -173,9 +211,10 @@ key=$key
 kernel=$kver
 packages=$versions
 java.modules=$mods
-cds=$cds
+jdk=$("$jhome/bin/java" -XshowSettings:properties -version 2>&1 | awk -F' = ' '/java.runtime.version/ {print $2}')
+archive=$archive
 initramfs.bytes=$(stat -c %s "$out/initramfs.cpio")
 built=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 EOF
 mv "$out/image.properties.tmp" "$out/image.properties"
-log "done in $(( $(date +%s) - t0 )) s: $out (initramfs $(( $(stat -c %s "$out/initramfs.cpio") / 1048576 )) MiB, cds $cds)"
+log "done in $(( $(date +%s) - t0 )) s: $out (initramfs $(( $(stat -c %s "$out/initramfs.cpio") / 1048576 )) MiB, JDK $jmajor, archive $archive)"

@@ -39,6 +39,11 @@ public record ProcessHypervisorConfig(
     int defaultDiskMiB,
     EgressConfig network) {
 
+  /**
+   * The agent's JVM flags. build-sandbox-runtime.sh makes the runtime's class archive with the same
+   * flags (an AOT cache made with others is refused). No -Xshare: auto is 17's default, and JDK 25
+   * refuses to start with any -Xshare next to -XX:AOTCache.
+   */
   public static final List<String> LEAN_JVM_FLAGS = List.of(
       "-XX:+UseSerialGC",
       "-XX:TieredStopAtLevel=1",
@@ -47,8 +52,7 @@ public record ProcessHypervisorConfig(
       "-Xmx48m",
       "-XX:MaxMetaspaceSize=64m",
       "-XX:ReservedCodeCacheSize=16m",
-      "-XX:-UsePerfData",
-      "-Xshare:auto");
+      "-XX:-UsePerfData");
 
   public static final Path PODMAN_SECCOMP = Path.of("/usr/share/containers/seccomp.json");
 

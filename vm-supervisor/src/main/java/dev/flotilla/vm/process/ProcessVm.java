@@ -333,7 +333,7 @@ final class ProcessVm implements Vm {
   private List<String> agentCommand() {
     List<String> cmd = new ArrayList<>(List.of(IN_SANDBOX_RUNTIME + "/bin/tini", "-s", "--", IN_SANDBOX_RUNTIME + "/jre/bin/java"));
     cmd.addAll(hv.config().jvmFlags());
-    if (Files.isRegularFile(hv.config().runtimeDir().resolve("agent.jsa"))) cmd.add("-XX:SharedArchiveFile=" + IN_SANDBOX_RUNTIME + "/agent.jsa");
+    cmd.addAll(classArchiveFlags(hv.config().runtimeDir()));
     cmd.addAll(List.of("-jar", IN_SANDBOX_RUNTIME + "/agent.jar",
         "--listen", "unix:" + IN_SANDBOX_RUN + "/" + AGENT_SOCKET,
         "--sandbox-id", spec.sandboxId(),
@@ -344,6 +344,18 @@ final class ProcessVm implements Vm {
     String lease = spec.options().get(VmSpec.AGENT_LEASE_MS);
     if (lease != null && !lease.equals("0")) cmd.addAll(List.of("--lease-ms", lease));
     return cmd;
+  }
+
+  /**
+   * The runtime's class archive (build-sandbox-runtime.sh makes one of the two, for the paths under
+   * /.fl): a JDK 25 AOT cache, or a JDK 17 CDS archive. Both are taken in the JVM's auto mode, so an
+   * archive that does not fit starts the agent slower, never not at all (ClassDataArchiveTest checks
+   * that the one built is used).
+   */
+  static List<String> classArchiveFlags(Path runtimeDir) {
+    if (Files.isRegularFile(runtimeDir.resolve("agent.aot"))) return List.of("-XX:AOTCache=" + IN_SANDBOX_RUNTIME + "/agent.aot");
+    if (Files.isRegularFile(runtimeDir.resolve("agent.jsa"))) return List.of("-XX:SharedArchiveFile=" + IN_SANDBOX_RUNTIME + "/agent.jsa");
+    return List.of();
   }
 
   /** The agent's own environment; the processes it starts get a clean one of their own. */

@@ -22,8 +22,12 @@ import java.util.concurrent.TimeUnit;
  * (its writable layer made) and for a restart (incarnation 2 over the same layer), against the same
  * agent started bare by the host's JVM; exec round trip of {@code true}; host memory (PSS of every
  * process of the container) and disk (the writable layer's allocated blocks and its file system's
- * used blocks) per idle sandbox. Args: spawns execs idleSandboxes. Everything it starts, its
- * TestSandboxes removes, also on failure.
+ * used blocks) per idle sandbox. Args: spawns execs idleSandboxes [otherRuntime].
+ *
+ * <p>With otherRuntime (a sandbox runtime built by build-sandbox-runtime.sh with another JDK), it
+ * first compares the agent's start on the two runtimes, alternating one spawn on each so that the
+ * host's load falls on both alike: spawn-to-agent-ready of a new sandbox, median and p90. Everything
+ * it starts, its TestSandboxes remove, also on failure.
  */
 public final class DriverBench {
   private static final Duration T = Duration.ofSeconds(60);
@@ -33,6 +37,7 @@ public final class DriverBench {
     int spawns = Integer.parseInt(args[0]);
     int execs = Integer.parseInt(args[1]);
     int idle = Integer.parseInt(args[2]);
+    if (args.length > 3) compareRuntimes(spawns, Path.of(args[3]));
     try (TestSandboxes s = new TestSandboxes("flotilla-bench")) {
       System.out.println("host: " + s.hypervisor.capabilities());
       List<Double> fresh = new ArrayList<>();
@@ -85,6 +90,47 @@ public final class DriverBench {
       System.out.printf("driver overhead over bare, median: new %.1f ms, restart %.1f ms%n", median(fresh) - median(bare),
           median(restart) - median(bare));
     }
+  }
+
+  private static void compareRuntimes(int spawns, Path other) throws Exception {
+    try (TestSandboxes a = new TestSandboxes("flotilla-bench"); TestSandboxes b = new TestSandboxes("flotilla-bench", other)) {
+      String loadBefore = loadAverage();
+      List<Double> ta = new ArrayList<>();
+      List<Double> tb = new ArrayList<>();
+      for (int i = 0; i < spawns + WARMUP; i++) {
+        // Which goes first alternates too: a spawn right after another finds more of the host warm.
+        for (TestSandboxes s : i % 2 == 0 ? List.of(a, b) : List.of(b, a)) {
+          VmSpec spec = s.spec();
+          double t = driverSpawn(s, spec);
+          s.hypervisor.releaseSandbox(spec.sandboxId());
+          if (i >= WARMUP) (s == a ? ta : tb).add(t);
+        }
+      }
+      System.out.println();
+      System.out.printf("agent start by runtime, one spawn on each in turn (/proc/loadavg before: %s; after: %s)%n", loadBefore,
+          loadAverage());
+      System.out.printf("%-62s %9s %9s %9s %6s%n", "spawn-to-agent-ready, new sandbox (ms)", "median", "p90", "max", "n");
+      printRuntime(a, ta);
+      printRuntime(b, tb);
+      System.out.printf("median difference: %.1f ms%n", median(tb) - median(ta));
+    }
+  }
+
+  private static void printRuntime(TestSandboxes s, List<Double> xs) throws Exception {
+    Path dir = s.hypervisor.config().runtimeDir();
+    java.util.Properties p = new java.util.Properties();
+    try (var in = Files.newInputStream(dir.resolve("runtime.properties"))) {
+      p.load(in);
+    }
+    String name = "JDK " + p.getProperty("jdk", "17 (before jdk= was recorded)") + " + " + p.getProperty("archive", "?");
+    List<Double> sorted = new ArrayList<>(xs);
+    Collections.sort(sorted);
+    double p90 = sorted.get(Math.min(sorted.size() - 1, (int) Math.ceil(0.9 * sorted.size()) - 1));
+    System.out.printf("  %-60s %9.1f %9.1f %9.1f %6d%n", name, median(xs), p90, Collections.max(xs), xs.size());
+  }
+
+  private static String loadAverage() throws Exception {
+    return Files.readString(Path.of("/proc/loadavg")).trim();
   }
 
   private static double driverSpawn(TestSandboxes s, VmSpec spec) throws Exception {

@@ -45,8 +45,14 @@ public final class TestSandboxes implements AutoCloseable {
 
   /** With sandboxes' cgroups under {@code cgroupParent} (the benchmark's own, so its leftovers are told apart). */
   public TestSandboxes(String cgroupParent) throws IOException {
+    this(cgroupParent, null);
+  }
+
+  /** With another sandbox runtime than the build's ({@code null}: the build's), as DriverBench compares two. */
+  public TestSandboxes(String cgroupParent, Path runtimeDir) throws IOException {
     stateRoot = Files.createTempDirectory("flotilla-vm-test");
-    hypervisor = new ProcessHypervisor(config(stateRoot).withCgroupParent(cgroupParent));
+    ProcessHypervisorConfig c = config(stateRoot).withCgroupParent(cgroupParent);
+    hypervisor = new ProcessHypervisor(runtimeDir == null ? c : c.withRuntimeDir(runtimeDir));
   }
 
   /** The driver's settings for tests: the runtime and default image the build made, cgroup parent flotilla-test. */

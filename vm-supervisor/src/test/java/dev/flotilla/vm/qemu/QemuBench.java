@@ -24,6 +24,10 @@ import java.util.concurrent.TimeUnit;
  * QEMU command started bare as root (what the jail costs); QEMU and guest agent RSS; QMP pause and
  * resume latency; QEMU's CPU time to ready, which other load on the host does not inflate. The
  * three kinds alternate so that load from elsewhere hits all of them.
+ *
+ * <p>Args: boots stateRoot [otherImageDir]. With otherImageDir (a guest image built by build.sh
+ * with another JDK), it compares only the two images instead, through the driver with
+ * {@code rootfs=initramfs} (no disks: the boot and the agent's start), one boot on each in turn.
  */
 public final class QemuBench {
   private static final Duration READY = Duration.ofSeconds(120);
@@ -38,6 +42,10 @@ public final class QemuBench {
     System.out.printf("accelerator: %s (%s), %d boots of each kind, 1 vCPU, 256 MiB%n",
         kvm ? "KVM" : "TCG", HostProbe.accel(config).reason(), n);
 
+    if (args.length > 2) {
+      compareImages(n, root, hv, config, Path.of(args[2]));
+      return;
+    }
     List<Double> driver = new ArrayList<>();
     List<Double> initramfs = new ArrayList<>();
     List<Double> bare = new ArrayList<>();
@@ -128,10 +136,58 @@ public final class QemuBench {
     report("resume, QMP cont (ms)", resume);
   }
 
+  private static void compareImages(int n, Path root, QemuHypervisor hv, QemuConfig config, Path other) throws Exception {
+    QemuConfig otherConfig = new QemuConfig(config.qemuBinary(), other, config.accel(), root.resolve("other"));
+    // The same test id ranges as hv's: safe because one VM runs at a time and each is released.
+    QemuHypervisor hvOther = TestQemu.hypervisor(otherConfig);
+    String load = Files.readString(Path.of("/proc/loadavg")).trim();
+    List<Double> a = new ArrayList<>();
+    List<Double> b = new ArrayList<>();
+    List<Double> cpuA = new ArrayList<>();
+    List<Double> cpuB = new ArrayList<>();
+    for (int i = 0; i < n; i++) {
+      for (int k = 0; k < 2; k++) {
+        boolean first = (i + k) % 2 == 0;
+        String id = (first ? "a" : "b") + i;
+        QemuHypervisor h = first ? hv : hvOther;
+        long t0 = System.nanoTime();
+        Vm vm = h.prepare(new VmSpec(id, 1, 1, 256, 0, root.resolve(id), Map.of(QemuHypervisor.ROOTFS_OPTION, "initramfs")));
+        try {
+          vm.start(Duration.ofSeconds(30));
+          try (AgentClient c = AgentClients.connect(vm.agentAddress(), Duration.ofSeconds(10))) {
+            c.handshake(id, 1, READY).get();
+            (first ? a : b).add(ms(System.nanoTime() - t0));
+            (first ? cpuA : cpuB).add(cpuMillis(vm.handle().pid()));
+          }
+        } finally {
+          vm.stop(Duration.ofSeconds(5));
+          vm.destroy();
+          h.releaseSandbox(id);
+        }
+      }
+      System.out.printf("boot %d: %.0f ms, %.0f ms%n", i + 1, a.get(i), b.get(i));
+    }
+    System.out.printf("/proc/loadavg before: %s; after: %s%n", load, Files.readString(Path.of("/proc/loadavg")).trim());
+    report("create-to-ready, " + imageName(config.imageDir()) + " (ms)", a);
+    report("create-to-ready, " + imageName(other) + " (ms)", b);
+    report("QEMU CPU time to ready, " + imageName(config.imageDir()) + " (ms)", cpuA);
+    report("QEMU CPU time to ready, " + imageName(other) + " (ms)", cpuB);
+  }
+
+  private static String imageName(Path dir) throws java.io.IOException {
+    String jdk = "?";
+    String archive = "?";
+    for (String l : Files.readAllLines(dir.resolve("image.properties"))) {
+      if (l.startsWith("jdk=")) jdk = l.substring(4);
+      if (l.startsWith("archive=")) archive = l.substring(8).split(" ")[0];
+    }
+    return "JDK " + jdk + " + " + archive;
+  }
+
   private static void report(String what, List<Double> xs) {
     List<Double> s = new ArrayList<>(xs);
     Collections.sort(s);
-    System.out.printf("%-40s p50 %8.1f  p90 %8.1f  (n=%d, min %.1f, max %.1f)%n", what, pct(s, 50), pct(s, 90),
+    System.out.printf("%-60s p50 %8.1f  p90 %8.1f  (n=%d, min %.1f, max %.1f)%n", what, pct(s, 50), pct(s, 90),
         s.size(), s.get(0), s.get(s.size() - 1));
   }
 
