@@ -13,6 +13,7 @@
 # Builds what it needs (agent jar, guest image); kills every QEMU it started, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 n=5
 other=
 while [ $# -gt 0 ]; do
@@ -35,32 +36,13 @@ if [ -n "$other" ]; then
   image_dir=(-Dflotilla.qemu.image-dir="$PWD/guest-image/out/qemu-jdk25")
 fi
 guest-image/build-default-image.sh
-cpfile=$(mktemp)
-mvn -B -q -ntp -pl vm-supervisor -am test-compile dependency:build-classpath -Dmdep.includeScope=test \
-  -Dmdep.outputFile="$cpfile" >/dev/null
-cp="agent-protocol/target/classes:sandbox-protocol/target/classes:guest-agent/target/classes:vm-supervisor/target/classes:vm-supervisor/target/test-classes:$(cat "$cpfile")"
-rm -f "$cpfile"
+cp=$(vm_test_classpath)
 
 root=$(mktemp -d /tmp/fl-qbench.XXXXXX)
 bench_pid=
 cleanup() {
   if [ -n "$bench_pid" ] && kill -0 "$bench_pid" 2>/dev/null; then kill -9 "$bench_pid" 2>/dev/null || true; fi
-  # QEMUs a crashed run left: the pids its handles name (driver boots) or its cmdlines (bare ones)
-  # (a jailed QEMU's command line has only the jail's paths: the handle's start time tells it)
-  for h in $(find "$root" -name handle.properties 2>/dev/null); do
-    pid=$(sed -n 's/^pid=//p' "$h")
-    st=$(sed -n 's/^startTime=//p' "$h")
-    if [ -n "$pid" ] && [ "$pid" != 0 ] && [ "$(awk '{print $22}' "/proc/$pid/stat" 2>/dev/null)" = "$st" ]; then
-      kill -9 "$pid" 2>/dev/null || true
-      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    fi
-    # and the QEMU's cgroups (extra.cgroup.memory=..., one per hierarchy)
-    for cg in $(sed -n 's/^extra\.cgroup\.[a-z]*=//p' "$h"); do rmdir "$cg" 2>/dev/null || true; done
-  done
-  for p in /proc/[0-9]*; do
-    if grep -qs "$root" "$p/cmdline" 2>/dev/null; then kill -9 "${p#/proc/}" 2>/dev/null || true; fi
-  done
-  rm -rf "$root"
+  kill_qemu_leftovers "$root"
 }
 trap cleanup EXIT
 java -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Dlogback.configurationFile=/dev/null "${image_dir[@]}" -cp "$cp" \

@@ -34,3 +34,38 @@ kill_sandbox_leftovers() {
   done
   rmdir /sys/fs/cgroup/*/"$parent" /sys/fs/cgroup/"$parent" 2>/dev/null || true
 }
+
+# vm_test_classpath: compiles vm-supervisor and its tests and prints their class path, this
+# checkout's modules first (nothing installed into ~/.m2, whatever another checkout installed there
+# left out). For benchmarks that run classes of vm-supervisor's tests.
+vm_test_classpath() {
+  local f
+  f=$(mktemp)
+  mvn -B -q -ntp -pl vm-supervisor -am test-compile dependency:build-classpath -Dmdep.includeScope=test \
+    -Dmdep.outputFile="$f" >/dev/null
+  printf '%s:%s\n' "agent-protocol/target/classes:sandbox-protocol/target/classes:guest-agent/target/classes:vm-supervisor/target/classes:vm-supervisor/target/test-classes" \
+    "$(tr ':' '\n' <"$f" | grep -v '/dev/flotilla/' | paste -sd:)"
+  rm -f "$f"
+}
+
+# kill_qemu_leftovers ROOT
+# Kills the QEMUs a crashed run under ROOT left: those its VM handles name (pid and start time
+# checked: a jailed QEMU's command line has only the jail's paths), whose cgroups it removes, then
+# any process whose command line names ROOT (bare QEMUs), and removes ROOT.
+kill_qemu_leftovers() {
+  local root=$1 h pid st cg p
+  for h in $(find "$root" -name handle.properties 2>/dev/null); do
+    pid=$(sed -n 's/^pid=//p' "$h")
+    st=$(sed -n 's/^startTime=//p' "$h")
+    if [ -n "$pid" ] && [ "$pid" != 0 ] && [ "$(awk '{print $22}' "/proc/$pid/stat" 2>/dev/null)" = "$st" ]; then
+      kill -9 "$pid" 2>/dev/null || true
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
+    # and the QEMU's cgroups (extra.cgroup.memory=..., one per hierarchy)
+    for cg in $(sed -n 's/^extra\.cgroup\.[a-z]*=//p' "$h"); do rmdir "$cg" 2>/dev/null || true; done
+  done
+  for p in /proc/[0-9]*; do
+    if grep -qs "$root" "$p/cmdline" 2>/dev/null; then kill -9 "${p#/proc/}" 2>/dev/null || true; fi
+  done
+  rm -rf "$root"
+}

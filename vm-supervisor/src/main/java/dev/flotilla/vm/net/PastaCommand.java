@@ -44,4 +44,32 @@ public final class PastaCommand {
         "-t", "none", "-u", "none", "-T", "none", "-U", "none",
         "--no-map-gw", "--dns-forward", dnsForward.getHostAddress(), "--pid", pidFile.toString()));
   }
+
+  /**
+   * SIGKILLs a pasta or passt the node started (if {@code alive} says it is still the one recorded:
+   * same pid and start time) and waits, at most 10 s, until it is gone.
+   *
+   * @param started the process the node started, or null for one adopted from another JVM
+   * @return whether it is gone
+   */
+  public static boolean killAndAwait(Process started, long pid, java.util.function.BooleanSupplier alive) {
+    if (alive.getAsBoolean()) ProcessHandle.of(pid).ifPresent(ProcessHandle::destroyForcibly);
+    if (started != null) {
+      try {
+        started.waitFor(10, java.util.concurrent.TimeUnit.SECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+    }
+    long until = System.nanoTime() + java.time.Duration.ofSeconds(10).toNanos();
+    while (alive.getAsBoolean() && System.nanoTime() < until) {
+      try {
+        Thread.sleep(5); // a process that is not the node's child: nothing to wait on
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        break;
+      }
+    }
+    return !alive.getAsBoolean();
+  }
 }

@@ -2,8 +2,8 @@ package dev.flotilla.vm.process;
 
 import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.net.EgressRules;
-import dev.flotilla.vm.net.SandboxRules;
 import dev.flotilla.vm.net.PastaCommand;
+import dev.flotilla.vm.net.SandboxRules;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -183,26 +183,11 @@ final class SandboxNetwork {
 
   /** Kills pasta (if it is still the one recorded) and waits until it is gone. */
   void killPasta() {
-    Process p = pasta;
-    if (pastaAlive()) ProcessHandle.of(pastaPid).ifPresent(ProcessHandle::destroyForcibly);
-    if (p != null) {
-      try {
-        p.waitFor(10, java.util.concurrent.TimeUnit.SECONDS);
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-      }
+    if (!PastaCommand.killAndAwait(pasta, pastaPid, this::pastaAlive)) {
+      log.error("sandbox {}: pasta (pid {}) did not die within 10 s of SIGKILL", sandboxId, pastaPid);
     }
-    long until = System.nanoTime() + Duration.ofSeconds(10).toNanos();
-    while (pastaAlive() && System.nanoTime() < until) {
-      try {
-        Thread.sleep(5);
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-        break;
-      }
-    }
-    if (pastaAlive()) log.error("sandbox {}: pasta (pid {}) did not die within 10 s of SIGKILL", sandboxId, pastaPid);
   }
+
 
   /**
    * Ends the network: pasta first (a sandbox without pasta has no network), then its DNS proxy and

@@ -287,25 +287,9 @@ final class QemuNetwork {
 
   /** Kills passt (if it is still the one recorded) and waits until it is gone. */
   private void killPasst() {
-    if (passtAlive()) ProcessHandle.of(passtPid).ifPresent(ProcessHandle::destroyForcibly);
-    Process p = passt;
-    if (p != null) {
-      try {
-        p.waitFor(10, java.util.concurrent.TimeUnit.SECONDS);
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-      }
-    }
-    long until = System.nanoTime() + Duration.ofSeconds(10).toNanos();
-    while (passtAlive() && System.nanoTime() < until) {
-      try {
-        Thread.sleep(5);
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-        break;
-      }
-    }
+    dev.flotilla.vm.net.PastaCommand.killAndAwait(passt, passtPid, this::passtAlive);
   }
+
 
   String logTail() {
     try {
