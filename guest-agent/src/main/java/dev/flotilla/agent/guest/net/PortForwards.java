@@ -96,7 +96,14 @@ public final class PortForwards {
             + CONNECT_TIMEOUT_MS / 1000 + " s");
       } catch (IOException e) {
         close(ch);
-        refused |= e instanceof ConnectException;
+        boolean refusedHere = e instanceof ConnectException && String.valueOf(e.getMessage()).contains("refused");
+        if (!refusedHere && a instanceof java.net.Inet4Address) {
+          // Something answered on the IPv4 loopback and went at once (a server that accepts and
+          // resets before the connect returns): not "nothing listens", whatever ::1 says.
+          throw new AgentError(Error.Code.UNAVAILABLE, "the connection to port " + port
+              + " in the sandbox was aborted as it opened: " + e);
+        }
+        refused |= refusedHere;
         last = e;
         continue;
       }
