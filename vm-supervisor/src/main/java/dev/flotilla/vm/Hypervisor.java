@@ -73,4 +73,9 @@ public interface Hypervisor {
    * it runs here; blocking.
    */
   default void releaseSandbox(String sandboxId) {}
+
+  /** This driver's VM templates on this node, if it has any (the qemu driver). */
+  default java.util.Optional<TemplateCatalog> templates() {
+    return java.util.Optional.empty();
+  }
 }
