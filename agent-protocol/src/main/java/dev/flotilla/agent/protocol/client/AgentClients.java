@@ -35,7 +35,8 @@ public final class AgentClients {
    * (the agent is still starting) until {@code deadline} has passed. When the address names an
    * expected peer uid, the process holding the other end must run as that uid (SO_PEERCRED): a
    * socket planted by anyone else is refused at once, not retried. The client sends the address's
-   * secret in every handshake.
+   * secret in every handshake, and for an address with a {@link AgentAddress#rebirth()} asks the
+   * clone's agent to take the sandbox's identity in each.
    *
    * @throws AgentException UNAVAILABLE when no connection could be made in time; PERMISSION_DENIED
    *     when the socket is held by another uid
@@ -63,7 +64,7 @@ public final class AgentClients {
         if (!ch.isOpen()) throw new IOException("connect did not finish within " + deadline);
         checkPeer(ch, address);
         return new FramedAgentClient(ChannelStreams.input(ch), ChannelStreams.output(ch), address.toString(), options,
-            address.secret());
+            address.secret(), address.rebirth().orElse(null));
       } catch (AgentException e) {
         closeQuietly(ch);
         throw e;
@@ -100,6 +101,15 @@ public final class AgentClients {
   public static AgentClient over(InputStream in, OutputStream out, String description, ClientOptions options,
       byte[] secret) {
     return new FramedAgentClient(in, out, description, options, secret);
+  }
+
+  /**
+   * As {@link #over(InputStream, OutputStream, String, ClientOptions, byte[])} for a clone's agent
+   * that still has the template's identity ({@code rebirth}; null: none): see {@link AgentAddress.Rebirth}.
+   */
+  public static AgentClient over(InputStream in, OutputStream out, String description, ClientOptions options,
+      byte[] secret, AgentAddress.Rebirth rebirth) {
+    return new FramedAgentClient(in, out, description, options, secret, rebirth);
   }
 
   /**

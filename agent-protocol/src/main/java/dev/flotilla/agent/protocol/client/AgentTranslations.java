@@ -47,18 +47,40 @@ final class AgentTranslations {
   }
 
   static Request handshake(String sandboxId, long incarnation, Duration lease, boolean pausing, byte[] secret) {
+    return Request.newBuilder().setHandshake(handshakeBuilder(sandboxId, incarnation, lease, pausing, secret)).build();
+  }
+
+  /**
+   * The first handshake of a clone: the credentials are the template's ({@code from}), and the
+   * rebirth names the identity the agent is to take ({@code sandboxId}, {@code incarnation},
+   * {@code secret}) with the host's clock and fresh seed.
+   */
+  static Request rebirthHandshake(String sandboxId, long incarnation, Duration lease, boolean pausing, byte[] secret,
+      AgentAddress.Rebirth from, long wallClockUnixMs, byte[] seed) {
+    return Request.newBuilder()
+        .setHandshake(handshakeBuilder(from.fromSandboxId(), from.fromIncarnation(), lease, pausing, from.fromSecret())
+            .setRebirth(dev.flotilla.agent.protocol.v1.Rebirth.newBuilder()
+                .setSandboxId(sandboxId)
+                .setIncarnation(incarnation)
+                .setSecret(ByteString.copyFrom(secret))
+                .setHostname(from.hostname())
+                .setWallClockUnixMs(wallClockUnixMs)
+                .setSeed(ByteString.copyFrom(seed))))
+        .build();
+  }
+
+  private static HandshakeRequest.Builder handshakeBuilder(String sandboxId, long incarnation, Duration lease,
+      boolean pausing, byte[] secret) {
     if (lease.isNegative() || lease.toMillis() > 0xFFFF_FFFFL) {
       throw new IllegalArgumentException("lease " + lease + " is out of range (0 to 2^32-1 ms; 0: none)");
     }
-    return Request.newBuilder()
-        .setHandshake(HandshakeRequest.newBuilder()
-            .setSandboxId(sandboxId)
-            .setIncarnation(incarnation)
-            .setProtocolVersion(AgentProtocol.VERSION)
-            .setLeaseMs((int) lease.toMillis())
-            .setPausing(pausing)
-            .setSecret(ByteString.copyFrom(secret)))
-        .build();
+    return HandshakeRequest.newBuilder()
+        .setSandboxId(sandboxId)
+        .setIncarnation(incarnation)
+        .setProtocolVersion(AgentProtocol.VERSION)
+        .setLeaseMs((int) lease.toMillis())
+        .setPausing(pausing)
+        .setSecret(ByteString.copyFrom(secret));
   }
 
   static Request exec(ExecRequest r, int initialWindow) {
@@ -265,7 +287,24 @@ final class AgentTranslations {
   static GuestInfo guestInfo(Response r) {
     GuestDetails d = expect(r, Response.KindCase.HANDSHAKE, "handshake").getHandshake();
     return new GuestInfo(d.getKernel(), d.getHostname(), d.getAgentVersion(), d.getPidNamespaceRoot(),
-        d.getProtocolVersion(), d.getAgentPid(), d.getVirtualization(), d.getBootTimeUnixMs());
+        d.getProtocolVersion(), d.getAgentPid(), d.getVirtualization(), d.getBootTimeUnixMs(), d.getSandboxId(),
+        d.getIncarnation(), d.getRandomId());
+  }
+
+  /**
+   * The answer to a rebirth handshake: the agent must now serve the identity asked for. An agent
+   * older than rebirth support ignores the field and answers as the template (or with no identity
+   * at all), which would leave a copy of the template serving under this sandbox's name.
+   */
+  static GuestInfo rebornGuestInfo(Response r, String sandboxId, long incarnation) {
+    GuestInfo info = guestInfo(r);
+    if (!info.sandboxId().equals(sandboxId) || info.incarnation() != incarnation) {
+      throw new AgentException(AgentException.Code.FAILED_PRECONDITION, "handshake: the agent did not take the clone's"
+          + " identity (it answered as sandbox '" + info.sandboxId() + "' incarnation " + info.incarnation()
+          + ", asked for '" + sandboxId + "' incarnation " + incarnation + "): its agent is older than rebirth support;"
+          + " discard the VM and cold-boot, or rebuild the template with a current guest image");
+    }
+    return info;
   }
 
   static long pid(Response r, String what) {

@@ -11,6 +11,7 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.lang.System.Logger.Level;
+import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -53,6 +54,11 @@ public final class FramedAgentClient implements AgentClient {
   private final ClientOptions options;
   /** Sent in every handshake; empty when the agent runs without one (legacy). */
   private final byte[] secret;
+  /** The template identity of a clone's agent: every handshake asks it to take the one named. Null: none. */
+  private final AgentAddress.Rebirth rebirth;
+  /** The seeds of rebirths: fresh for each handshake. */
+  private static final SecureRandom SEEDS = new SecureRandom();
+  static final int SEED_BYTES = 32;
   private final AtomicInteger nextStreamId = new AtomicInteger(1);
   private final Map<Integer, CompletableFuture<Response>> calls = new ConcurrentHashMap<>();
   private final Map<Integer, ExecOutput> outputs = new ConcurrentHashMap<>();
@@ -69,8 +75,21 @@ public final class FramedAgentClient implements AgentClient {
 
   /** @param secret the agent's per-incarnation secret, sent in every handshake (copied; empty: none) */
   public FramedAgentClient(InputStream in, OutputStream out, String description, ClientOptions options, byte[] secret) {
+    this(in, out, description, options, secret, null);
+  }
+
+  /**
+   * @param rebirth the template identity the agent (a clone's) still has: every handshake presents
+   *     it and asks the agent to take the identity named with {@code secret}; null: none
+   */
+  public FramedAgentClient(InputStream in, OutputStream out, String description, ClientOptions options, byte[] secret,
+      AgentAddress.Rebirth rebirth) {
+    if (rebirth != null && secret.length == 0) {
+      throw new IllegalArgumentException("a rebirth needs the clone's own secret");
+    }
     this.options = options;
     this.secret = secret.clone();
+    this.rebirth = rebirth;
     this.connection = new FrameConnection(in, out, description, options.maxPayload())
         .queueWrites((long) QUEUED_FRAMES * (Frame.HEADER_SIZE + options.maxPayload()), WRITE_STALL);
     connection.closed().thenAccept(this::onClosed);
@@ -83,15 +102,28 @@ public final class FramedAgentClient implements AgentClient {
 
   @Override
   public CompletableFuture<GuestInfo> handshake(String sandboxId, long incarnation, Duration lease, Duration deadline) {
-    return call(AgentTranslations.handshake(sandboxId, incarnation, lease, secret), deadline, "handshake")
-        .thenApply(AgentTranslations::guestInfo);
+    return handshake(sandboxId, incarnation, lease, false, deadline);
   }
 
   @Override
   public CompletableFuture<GuestInfo> handshake(String sandboxId, long incarnation, Duration lease, boolean pausing,
       Duration deadline) {
-    return call(AgentTranslations.handshake(sandboxId, incarnation, lease, pausing, secret), deadline, "handshake")
-        .thenApply(AgentTranslations::guestInfo);
+    if (rebirth == null) {
+      return call(AgentTranslations.handshake(sandboxId, incarnation, lease, pausing, secret), deadline, "handshake")
+          .thenApply(AgentTranslations::guestInfo);
+    }
+    // Every handshake, not just the first: a retry after a lost answer must still name the
+    // template, and the agent treats one whose new identity it already has as a plain handshake.
+    return call(rebirthRequest(sandboxId, incarnation, lease, pausing), deadline, "handshake")
+        .thenApply(r -> AgentTranslations.rebornGuestInfo(r, sandboxId, incarnation));
+  }
+
+  /** The handshake request this client sends to a clone's agent (its clock now, a fresh seed). */
+  Request rebirthRequest(String sandboxId, long incarnation, Duration lease, boolean pausing) {
+    byte[] seed = new byte[SEED_BYTES];
+    SEEDS.nextBytes(seed);
+    return AgentTranslations.rebirthHandshake(sandboxId, incarnation, lease, pausing, secret, rebirth,
+        System.currentTimeMillis(), seed);
   }
 
   @Override
