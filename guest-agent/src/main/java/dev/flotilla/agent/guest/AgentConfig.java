@@ -19,6 +19,9 @@ import java.util.Objects;
  * @param execDefaults the image's Env, WorkingDir and User for every process it starts
  * @param tenantRoot the tenant's root file system when the agent runs outside it (a microVM's
  *     agent stays in the initramfs), null when the agent's own root is the tenant's
+ * @param deferredRoot a template's agent: {@code tenantRoot} is not mounted yet, and a rebirth
+ *     mounts it with this script (see {@link dev.flotilla.agent.guest.rebirth.DeferredRoot}); null
+ *     when the root is there from the start
  */
 public record AgentConfig(
     String sandboxId,
@@ -29,12 +32,23 @@ public record AgentConfig(
     List<String> powerOffCommand,
     HandshakeSecret secret,
     dev.flotilla.agent.guest.process.ExecDefaults execDefaults,
-    dev.flotilla.agent.guest.process.TenantRoot tenantRoot) {
+    dev.flotilla.agent.guest.process.TenantRoot tenantRoot,
+    dev.flotilla.agent.guest.rebirth.DeferredRoot deferredRoot) {
   public AgentConfig {
     Objects.requireNonNull(sandboxId, "sandboxId");
     Objects.requireNonNull(secret, "secret");
     powerOffCommand = List.copyOf(powerOffCommand);
     execDefaults = execDefaults == null ? dev.flotilla.agent.guest.process.ExecDefaults.NONE : execDefaults;
+    if (deferredRoot != null && tenantRoot == null) {
+      throw new IllegalArgumentException("a deferred root needs the tenant root it mounts");
+    }
+  }
+
+  /** The tenant's root is there from the start (or the agent's own root is the tenant's). */
+  public AgentConfig(String sandboxId, long incarnation, int maxPayload, int fileChunk, Duration exitRetention,
+      List<String> powerOffCommand, HandshakeSecret secret, dev.flotilla.agent.guest.process.ExecDefaults execDefaults,
+      dev.flotilla.agent.guest.process.TenantRoot tenantRoot) {
+    this(sandboxId, incarnation, maxPayload, fileChunk, exitRetention, powerOffCommand, secret, execDefaults, tenantRoot, null);
   }
 
   /** The agent's root is the tenant's. */
@@ -50,7 +64,15 @@ public record AgentConfig(
   }
 
   public AgentConfig withSecret(HandshakeSecret s) {
-    return new AgentConfig(sandboxId, incarnation, maxPayload, fileChunk, exitRetention, powerOffCommand, s, execDefaults, tenantRoot);
+    return new AgentConfig(sandboxId, incarnation, maxPayload, fileChunk, exitRetention, powerOffCommand, s, execDefaults,
+        tenantRoot, deferredRoot);
+  }
+
+  /** A template's agent whose tenant root {@code root} is mounted by {@code deferred} at its rebirth. */
+  public AgentConfig withDeferredRoot(dev.flotilla.agent.guest.process.TenantRoot root,
+      dev.flotilla.agent.guest.rebirth.DeferredRoot deferred) {
+    return new AgentConfig(sandboxId, incarnation, maxPayload, fileChunk, exitRetention, powerOffCommand, secret,
+        execDefaults, root, deferred);
   }
 
   public static AgentConfig of(String sandboxId, long incarnation) {

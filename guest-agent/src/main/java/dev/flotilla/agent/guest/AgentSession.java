@@ -56,6 +56,8 @@ final class AgentSession implements FrameConnection.Handler {
   /** Forwarded ports of this connection (OpenPort). */
   private final dev.flotilla.agent.guest.net.PortForwards ports;
   private volatile boolean handshaken;
+  /** The identity this connection's last accepted handshake named: a rebirth since makes it stale. */
+  private volatile Identity handshakenAs;
 
   AgentSession(GuestAgent agent, FrameConnection conn) {
     this.agent = agent;
@@ -116,6 +118,15 @@ final class AgentSession implements FrameConnection.Handler {
       // serve by now, so this one answers nothing any more, whoever asks; the watchdog ends it.
       reply(streamId, error(AgentError.precondition(LEASE_OVER)));
       conn.goAway(LEASE_OVER);
+      return;
+    }
+    if (handshaken && request.getKindCase() != Request.KindCase.HANDSHAKE && handshakenAs != agent.identity()) {
+      // This connection named the identity a clone's agent had before its rebirth: that sandbox
+      // is not this one any more (fencing, as for a stale incarnation).
+      String stale = "stale incarnation: this connection's handshake named " + handshakenAs
+          + ", which this agent no longer serves (it was reborn as " + agent.identity() + ")";
+      reply(streamId, error(AgentError.precondition(stale)));
+      conn.goAway(stale);
       return;
     }
     try {
@@ -189,32 +200,52 @@ final class AgentSession implements FrameConnection.Handler {
   }
 
   private Response handshake(HandshakeRequest h) {
-    AgentConfig c = agent.config();
-    try {
-      c.secret().check(h.getSecret().toByteArray());
-    } catch (AgentError refused) {
-      // Whoever this is has no business on this connection: answer once (so a misconfigured node
-      // learns why), then hang up rather than let it keep guessing on the same connection.
-      handshaken = false;
-      LOG.log(Level.WARNING, conn.description() + ": " + refused.getMessage());
-      throw new Refusal(refused);
+    // One handshake at a time across connections: a rebirth changes what the others are checked against.
+    synchronized (agent.identityLock()) {
+      Identity c = agent.identity();
+      String sandboxId = h.getSandboxId();
+      long incarnation = h.getIncarnation();
+      byte[] secret = h.getSecret().toByteArray();
+      boolean rebirth = h.hasRebirth();
+      if (rebirth && c.is(h.getRebirth().getSandboxId(), h.getRebirth().getIncarnation(),
+          h.getRebirth().getSecret().toByteArray())) {
+        // A retry after the answer to the rebirth was lost: the agent already is what it asks for.
+        sandboxId = h.getRebirth().getSandboxId();
+        incarnation = h.getRebirth().getIncarnation();
+        secret = h.getRebirth().getSecret().toByteArray();
+        rebirth = false;
+      }
+      try {
+        c.secret().check(secret);
+      } catch (AgentError refused) {
+        // Whoever this is has no business on this connection: answer once (so a misconfigured node
+        // learns why), then hang up rather than let it keep guessing on the same connection.
+        handshaken = false;
+        LOG.log(Level.WARNING, conn.description() + ": " + refused.getMessage());
+        throw new Refusal(refused);
+      }
+      if (!sandboxId.equals(c.sandboxId()) || incarnation != c.incarnation()) {
+        throw AgentError.precondition("stale incarnation: this agent serves sandbox '" + c.sandboxId()
+            + "' incarnation " + c.incarnation() + ", the host named sandbox '" + sandboxId
+            + "' incarnation " + incarnation);
+      }
+      if (rebirth) {
+        agent.rebirth(dev.flotilla.agent.guest.rebirth.RebirthOrder.of(h.getRebirth()));
+      } else {
+        try {
+          c.secret().accepted(secret);
+        } catch (AgentError refused) {
+          throw new Refusal(refused);
+        }
+      }
+      if (!agent.stateLease(Integer.toUnsignedLong(h.getLeaseMs()), h.getPausing())) {
+        handshaken = false;
+        throw new Refusal(AgentError.precondition(LEASE_OVER));
+      }
+      handshakenAs = agent.identity();
+      handshaken = true;
+      return Response.newBuilder().setHandshake(agent.details()).build();
     }
-    if (!h.getSandboxId().equals(c.sandboxId()) || h.getIncarnation() != c.incarnation()) {
-      throw AgentError.precondition("stale incarnation: this agent serves sandbox '" + c.sandboxId()
-          + "' incarnation " + c.incarnation() + ", the host named sandbox '" + h.getSandboxId()
-          + "' incarnation " + h.getIncarnation());
-    }
-    try {
-      c.secret().accepted(h.getSecret().toByteArray());
-    } catch (AgentError refused) {
-      throw new Refusal(refused);
-    }
-    if (!agent.stateLease(Integer.toUnsignedLong(h.getLeaseMs()), h.getPausing())) {
-      handshaken = false;
-      throw new Refusal(AgentError.precondition(LEASE_OVER));
-    }
-    handshaken = true;
-    return Response.newBuilder().setHandshake(agent.probe().details()).build();
   }
 
   /** A handshake refused for its secret: the connection closes after the answer. */

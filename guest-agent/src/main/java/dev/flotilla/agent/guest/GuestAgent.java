@@ -5,18 +5,25 @@ import dev.flotilla.agent.guest.lease.LeaseWatchdog;
 import dev.flotilla.agent.guest.process.GuestProcess;
 import dev.flotilla.agent.guest.process.ProcessSweep;
 import dev.flotilla.agent.guest.process.ProcessTable;
+import dev.flotilla.agent.guest.rebirth.CloneSystem;
+import dev.flotilla.agent.guest.rebirth.DeferredRoot;
+import dev.flotilla.agent.guest.rebirth.LinuxCloneSystem;
+import dev.flotilla.agent.guest.rebirth.RebirthOrder;
 import dev.flotilla.agent.guest.system.DirLister;
 import dev.flotilla.agent.guest.system.DirWatcher;
 import dev.flotilla.agent.guest.system.FileService;
 import dev.flotilla.agent.guest.system.GuestProbe;
 import dev.flotilla.agent.protocol.AgentProtocol;
 import dev.flotilla.agent.protocol.frame.FrameConnection;
+import dev.flotilla.agent.protocol.v1.Error;
+import dev.flotilla.agent.protocol.v1.GuestDetails;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.lang.System.Logger.Level;
+import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.List;
-import java.util.Map;
+import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -57,6 +64,15 @@ public final class GuestAgent {
   private final Lease lease = new Lease(System::nanoTime, LeaseWatchdog.FROZEN_GAP.toNanos());
   private final LeaseWatchdog watchdog;
   private final IntConsumer leaseExit;
+  private final CloneSystem system;
+  /**
+   * Held while a handshake checks (and a rebirth changes) the identity: a rebirth is atomic for
+   * handshakes on other connections, which see the identity before it or after it, never between.
+   */
+  private final Object identityLock = new Object();
+  private volatile Identity identity;
+  /** A template's tenant root, until a rebirth has mounted it; guarded by identityLock. */
+  private DeferredRoot pendingRoot;
 
   /** An agent whose lease expiry ends the JVM with {@link AgentProtocol#EXIT_LEASE_EXPIRED}. */
   public GuestAgent(AgentConfig config, ExitAction exitAction) {
@@ -69,13 +85,22 @@ public final class GuestAgent {
    *     processes are killed
    */
   public GuestAgent(AgentConfig config, ExitAction exitAction, IntConsumer leaseExit) {
+    this(config, exitAction, leaseExit, new LinuxCloneSystem());
+  }
+
+  /** @param system what a rebirth changes in the kernel (tests pass a recording fake) */
+  public GuestAgent(AgentConfig config, ExitAction exitAction, IntConsumer leaseExit, CloneSystem system) {
     this.config = config;
     this.exitAction = exitAction;
     this.leaseExit = leaseExit;
-    this.watchdog = new LeaseWatchdog(lease, config.sandboxId() + " incarnation " + config.incarnation(), this::leaseExpired);
+    this.system = system;
+    this.identity = new Identity(config.sandboxId(), config.incarnation(), config.secret());
+    this.pendingRoot = config.deferredRoot();
+    this.watchdog = new LeaseWatchdog(lease, () -> identity.toString(), this::leaseExpired);
+    // A template's agent runs its warm-up processes in its own root: the tenant's is not mounted yet.
     this.processes = new ProcessTable(scheduler, config.exitRetention(), AgentProtocol.DEFAULT_OUTPUT_WINDOW,
-        config.maxPayload(), config.execDefaults(), config.tenantRoot(),
-        Map.of("FLOTILLA_SANDBOX_ID", config.sandboxId(), "FLOTILLA_INCARNATION", Long.toString(config.incarnation())));
+        config.maxPayload(), config.execDefaults(), pendingRoot != null ? null : config.tenantRoot(),
+        identity.environment());
     this.files = new FileService(Math.min(config.fileChunk(), config.maxPayload() - 4096), config.tenantRoot());
     this.lister = new DirLister(files, config.maxPayload() - 4096);
     this.watcher = new DirWatcher(files, config.maxPayload() - 4096);
@@ -103,6 +128,69 @@ public final class GuestAgent {
 
   AgentConfig config() {
     return config;
+  }
+
+  /** The identity served now; read it under {@link #identityLock()} to act on it. */
+  Identity identity() {
+    return identity;
+  }
+
+  Object identityLock() {
+    return identityLock;
+  }
+
+  /**
+   * Makes this agent, a clone of a template VM, the sandbox {@code order} names: reseeds the
+   * kernel's RNG and the agent's own, sets the clock and the hostname, mounts the tenant's root if
+   * it was deferred, and only then takes the identity. The caller holds {@link #identityLock()}
+   * and has checked the handshake's credentials against the current identity.
+   *
+   * @throws AgentError when a step fails: the identity is unchanged (the steps before it are not
+   *     undone; the node discards a VM whose rebirth failed)
+   */
+  void rebirth(RebirthOrder order) {
+    Identity before = identity;
+    System.err.println("flotilla-guest-agent: rebirth of " + before + " as sandbox " + order.sandboxId()
+        + " incarnation " + order.incarnation());
+    try {
+      system.reseedKernelRng(order.seed());
+      // The JVM's default SecureRandom (NativePRNG on Linux) mixes a seed into the state every
+      // NativePRNG instance shares (UUID.randomUUID's too), on top of the kernel's bytes, which
+      // the template may already have buffered.
+      new SecureRandom().setSeed(order.seed());
+      system.setWallClock(order.wallClockUnixMs());
+      system.setHostname(order.hostname());
+    } catch (CloneSystem.CloneSystemException e) {
+      System.err.println("flotilla-guest-agent: rebirth failed, still " + before + ": " + e.getMessage());
+      throw new AgentError(Error.Code.INTERNAL, "rebirth failed (still " + before + "): " + e.getMessage()
+          + "; discard this clone and cold-boot the sandbox");
+    }
+    if (pendingRoot != null) {
+      dev.flotilla.agent.guest.process.ExecDefaults defaults;
+      try {
+        defaults = pendingRoot.mount();
+      } catch (AgentError e) {
+        System.err.println("flotilla-guest-agent: rebirth failed, still " + before + ": " + e.getMessage());
+        throw AgentError.precondition("rebirth failed (still " + before + "): " + e.getMessage()
+            + "; discard this clone and cold-boot the sandbox");
+      }
+      processes.reroot(defaults, config.tenantRoot());
+      pendingRoot = null;
+    }
+    Identity after = new Identity(order.sandboxId(), order.incarnation(), HandshakeSecret.of(order.secret()));
+    processes.identity(after.environment());
+    identity = after;
+    System.err.println("flotilla-guest-agent: reborn as " + after + " (hostname " + order.hostname() + ")");
+  }
+
+  /** The handshake's answer: the guest as it is now, the identity served, and a fresh random id. */
+  GuestDetails details() {
+    Identity id = identity;
+    return probe.details().toBuilder()
+        .setSandboxId(id.sandboxId())
+        .setIncarnation(id.incarnation())
+        .setRandomId(UUID.randomUUID().toString())
+        .build();
   }
 
   ScheduledExecutorService timer() {

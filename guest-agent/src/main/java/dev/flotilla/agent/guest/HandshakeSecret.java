@@ -90,6 +90,11 @@ public final class HandshakeSecret {
     if (!MessageDigest.isEqual(secret, presented)) throw refused("its secret is wrong");
   }
 
+  /** Whether this is a fixed secret (from the start or fixed by a first handshake) equal to {@code presented}. */
+  public synchronized boolean matches(byte[] presented) {
+    return secret != null && MessageDigest.isEqual(secret, presented);
+  }
+
   /** The handshake that carried {@code presented} was accepted: in first-use mode the first one fixes the secret. */
   public synchronized void accepted(byte[] presented) {
     if (mode != Mode.FIRST_USE) return;

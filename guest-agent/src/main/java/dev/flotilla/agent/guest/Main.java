@@ -2,6 +2,7 @@ package dev.flotilla.agent.guest;
 
 import dev.flotilla.agent.guest.process.ExecDefaults;
 import dev.flotilla.agent.guest.process.TenantRoot;
+import dev.flotilla.agent.guest.rebirth.DeferredRoot;
 
 import dev.flotilla.agent.guest.transport.AgentListener;
 import dev.flotilla.agent.guest.transport.Listeners;
@@ -34,6 +35,8 @@ public final class Main {
                                   [--setpriv PATH]  (runs processes as another user)
                                   [--tenant-root DIR --nsenter PATH] (the tenant's root when the agent
                                     runs outside it: processes enter it, file paths are resolved in it)
+                                  [--deferred-root PATH] (a template VM: the tenant root is mounted by
+                                    running PATH when a handshake's rebirth makes the agent a clone's)
                                   [--secret-file PATH | --secret-on-first-handshake]
         sandbox id and incarnation may also come from FLOTILLA_SANDBOX_ID and FLOTILLA_INCARNATION
         --secret-file: a file holding the node's secret for this incarnation in hexadecimal (at least
@@ -41,7 +44,10 @@ public final class Main {
           Every handshake must carry that secret.
         --secret-on-first-handshake: for a channel only the node can reach (virtio-serial): the
           first accepted handshake that carries a secret fixes it.
-        With neither, any handshake naming the sandbox and incarnation is accepted (legacy; warned).""";
+        With neither, any handshake naming the sandbox and incarnation is accepted (legacy; warned).
+        --deferred-root: needs --tenant-root and --nsenter. Until a rebirth, processes run in the
+          agent's own root; the rebirth runs PATH (it must exit 0), then reads --exec-defaults, which
+          PATH writes, and from then on processes run in the tenant root.""";
 
   /** Set once a Shutdown is under way: the listener is closed on purpose then. */
   private static volatile boolean stopping;
@@ -81,10 +87,14 @@ public final class Main {
           : List.of();
       AgentConfig base = AgentConfig.of(sandboxId, incarnation);
       ExecDefaults defaults;
+      String file = opts.get("--exec-defaults");
+      String setpriv = opts.get("--setpriv");
+      Path execDefaultsFile = file == null ? null : Path.of(file);
+      Path setprivPath = setpriv == null ? null : Path.of(setpriv);
+      boolean deferred = opts.containsKey("--deferred-root");
       try {
-        String file = opts.get("--exec-defaults");
-        String setpriv = opts.get("--setpriv");
-        defaults = ExecDefaults.load(file == null ? null : Path.of(file), setpriv == null ? null : Path.of(setpriv));
+        // With a deferred root the file does not exist yet: the rebirth's script writes it.
+        defaults = ExecDefaults.load(deferred ? null : execDefaultsFile, setprivPath);
       } catch (IOException e) {
         throw new IllegalArgumentException("cannot read --exec-defaults: " + e.getMessage());
       }
@@ -95,8 +105,15 @@ public final class Main {
       if (opts.containsKey("--tenant-root")) {
         tenantRoot = new TenantRoot(Path.of(opts.get("--tenant-root")), Path.of(opts.get("--nsenter")));
       }
+      DeferredRoot deferredRoot = null;
+      if (deferred) {
+        if (tenantRoot == null) {
+          throw new IllegalArgumentException("--deferred-root needs --tenant-root and --nsenter: the script mounts that root");
+        }
+        deferredRoot = new DeferredRoot(Path.of(opts.get("--deferred-root")), execDefaultsFile, setprivPath);
+      }
       config = new AgentConfig(sandboxId, incarnation, maxFrame, base.fileChunk(), base.exitRetention(), powerOff,
-          secret(opts), defaults, tenantRoot);
+          secret(opts), defaults, tenantRoot, deferredRoot);
       initialLeaseMs = Long.parseLong(opts.getOrDefault("--lease-ms", "0"));
       if (initialLeaseMs < 0) throw new IllegalArgumentException("--lease-ms must be 0 (none) or more");
     } catch (IllegalArgumentException e) {
@@ -132,7 +149,8 @@ public final class Main {
     // Stopped by a signal (not a Shutdown call): do not leave the sandbox's processes orphaned.
     Runtime.getRuntime().addShutdownHook(new Thread(() -> agent.stopProcesses(Duration.ofSeconds(1)), "agent-stop"));
     System.err.println("flotilla-guest-agent: listening on " + listener.address() + " for sandbox "
-        + config.sandboxId() + " incarnation " + config.incarnation() + " (pid " + ProcessHandle.current().pid() + ")");
+        + config.sandboxId() + " incarnation " + config.incarnation() + " (pid " + ProcessHandle.current().pid() + ")"
+        + (config.deferredRoot() != null ? " as a template: the tenant root waits for a rebirth" : ""));
     while (true) {
       AgentListener.Connection c;
       try {
@@ -199,7 +217,7 @@ public final class Main {
   private static Map<String, String> parse(String[] args) {
     Map<String, String> opts = new java.util.HashMap<>();
     List<String> known = new ArrayList<>(List.of("--listen", "--sandbox-id", "--incarnation", "--max-frame", "--power-off-command", "--lease-ms",
-        "--secret-file", "--exec-defaults", "--setpriv", "--tenant-root", "--nsenter"));
+        "--secret-file", "--exec-defaults", "--setpriv", "--tenant-root", "--nsenter", "--deferred-root"));
     for (int i = 0; i < args.length; i++) {
       String a = args[i];
       String value;

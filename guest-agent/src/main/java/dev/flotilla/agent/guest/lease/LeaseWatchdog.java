@@ -17,7 +17,7 @@ public final class LeaseWatchdog {
   public static final Duration FROZEN_GAP = Duration.ofSeconds(2);
 
   private final Lease lease;
-  private final String what;
+  private final java.util.function.Supplier<String> what;
   private final Consumer<String> onExpiry;
   private Thread thread;
 
@@ -26,6 +26,11 @@ public final class LeaseWatchdog {
    * @param onExpiry gets the log line of the expiry; ends the sandbox
    */
   public LeaseWatchdog(Lease lease, String what, Consumer<String> onExpiry) {
+    this(lease, () -> what, onExpiry);
+  }
+
+  /** @param what the sandbox and incarnation now (a clone's agent takes another identity), for the log lines */
+  public LeaseWatchdog(Lease lease, java.util.function.Supplier<String> what, Consumer<String> onExpiry) {
     this.lease = lease;
     this.what = what;
     this.onExpiry = onExpiry;
@@ -63,7 +68,7 @@ public final class LeaseWatchdog {
 
   String expiryMessage(Lease.Tick t) {
     return "flotilla-guest-agent: lease expired: no renewal from the node for " + seconds(t.sinceRenewal())
-        + " (lease " + seconds(t.lease()) + "); ending sandbox " + what
+        + " (lease " + seconds(t.lease()) + "); ending sandbox " + what.get()
         + " so that another node can take it over";
   }
 

@@ -49,9 +49,10 @@ public final class ProcessTable {
   private final int defaultWindow;
   private final int maxPayload;
 
-  private final ExecDefaults defaults;
-  private final TenantRoot root;
-  private final Map<String, String> identity;
+  // guarded by this: a clone's agent changes them when it is reborn (see reroot, identity)
+  private ExecDefaults defaults;
+  private TenantRoot root;
+  private Map<String, String> identity;
 
   /** Made with the table, when the agent starts: its thread exists before any tenant process. */
   private final ExitWatch exits;
@@ -85,6 +86,21 @@ public final class ProcessTable {
     this.retention = retention;
     this.defaultWindow = defaultWindow;
     this.maxPayload = maxPayload;
+  }
+
+  /**
+   * From now on processes start in {@code root} (null: the agent's own) with {@code defaults}: a
+   * template's agent runs its warm-up processes in its own root and takes the tenant's once a
+   * rebirth has mounted it. Processes already running stay where they are.
+   */
+  public synchronized void reroot(ExecDefaults defaults, TenantRoot root) {
+    this.defaults = defaults;
+    this.root = root;
+  }
+
+  /** The identity variables of processes started from now on (a clone's agent was reborn). */
+  public synchronized void identity(Map<String, String> identity) {
+    this.identity = Map.copyOf(identity);
   }
 
   /**
