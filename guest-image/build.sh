@@ -49,7 +49,7 @@ for p in "${pkgs[@]}"; do
 done
 # The agent by content, not bytes: a rebuilt jar differs in entry timestamps only.
 jar_digest() { if command -v unzip >/dev/null; then unzip -p "$jar" | sha256sum; else sha256sum <"$jar"; fi; }
-key="$( { echo "$versions"; jar_digest; sha256sum "$here/build.sh" "$here/init" "$here/build-args.sh" "$here/AgentTraining.java" | cut -d' ' -f1;
+key="$( { echo "$versions"; jar_digest; sha256sum "$here/build.sh" "$here/init" "$here/flotilla-root" "$here/build-args.sh" "$here/AgentTraining.java" | cut -d' ' -f1;
           echo "$jhome"; "$jhome/bin/java" -version 2>&1; } | sha256sum | cut -c1-16)"
 if [ -f "$out/image.properties" ] && grep -qx "key=$key" "$out/image.properties" \
    && [ -f "$out/vmlinux" ] && [ -f "$out/initramfs.cpio" ]; then
@@ -114,6 +114,10 @@ for a in $("$root/bin/busybox" --list); do
 done
 cp "$work/pkg/usr/bin/tini-static" "$root/sbin/tini"
 install -m 0755 "$here/init" "$root/init"
+# The tenant's root, mounted by init on a cold boot and by a template's agent at a clone's rebirth.
+install -m 0755 "$here/flotilla-root" "$root/sbin/flotilla-root"
+# A clone drops the template's cache of its disks with busybox's blockdev (see flotilla-root).
+[ -e "$root/bin/blockdev" ] || { log "busybox in $(deb busybox-static "$(apt-cache policy busybox-static | awk '/Candidate:/ {print $2}')") has no blockdev applet (flotilla-root needs it)"; exit 1; }
 # util-linux's nsenter: the agent runs each tenant process through it (chroot into the image's root,
 # working directory, user); its libraries are copied with the runtime's below.
 mkdir -p "$root/usr/bin" "$root/run"
