@@ -96,7 +96,8 @@ public final class GuestAgent {
     this.system = system;
     this.identity = new Identity(config.sandboxId(), config.incarnation(), config.secret());
     this.pendingRoot = config.deferredRoot();
-    this.watchdog = new LeaseWatchdog(lease, () -> identity.toString(), this::leaseExpired);
+    this.watchdog = new LeaseWatchdog(lease, () -> identity.sandboxId() + " incarnation " + identity.incarnation(),
+        this::leaseExpired);
     // A template's agent runs its warm-up processes in its own root: the tenant's is not mounted yet.
     this.processes = new ProcessTable(scheduler, config.exitRetention(), AgentProtocol.DEFAULT_OUTPUT_WINDOW,
         config.maxPayload(), config.execDefaults(), pendingRoot != null ? null : config.tenantRoot(),
