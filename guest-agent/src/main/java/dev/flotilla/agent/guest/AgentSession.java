@@ -200,6 +200,7 @@ final class AgentSession implements FrameConnection.Handler {
   }
 
   private Response handshake(HandshakeRequest h) {
+    long received = System.nanoTime();
     // One handshake at a time across connections: a rebirth changes what the others are checked against.
     synchronized (agent.identityLock()) {
       Identity c = agent.identity();
@@ -230,7 +231,7 @@ final class AgentSession implements FrameConnection.Handler {
             + "' incarnation " + incarnation);
       }
       if (rebirth) {
-        agent.rebirth(dev.flotilla.agent.guest.rebirth.RebirthOrder.of(h.getRebirth()));
+        agent.rebirth(dev.flotilla.agent.guest.rebirth.RebirthOrder.of(h.getRebirth()), received);
       } else {
         try {
           c.secret().accepted(secret);

@@ -146,10 +146,12 @@ public final class GuestAgent {
    * it was deferred, and only then takes the identity. The caller holds {@link #identityLock()}
    * and has checked the handshake's credentials against the current identity.
    *
+   * @param receivedNanos {@link System#nanoTime()} when the handshake arrived: the clock is set to
+   *     the host's plus the time the agent took since (waiting for the lock, reseeding)
    * @throws AgentError when a step fails: the identity is unchanged (the steps before it are not
    *     undone; the node discards a VM whose rebirth failed)
    */
-  void rebirth(RebirthOrder order) {
+  void rebirth(RebirthOrder order, long receivedNanos) {
     Identity before = identity;
     System.err.println("flotilla-guest-agent: rebirth of " + before + " as sandbox " + order.sandboxId()
         + " incarnation " + order.incarnation());
@@ -159,7 +161,7 @@ public final class GuestAgent {
       // NativePRNG instance shares (UUID.randomUUID's too), on top of the kernel's bytes, which
       // the template may already have buffered.
       new SecureRandom().setSeed(order.seed());
-      system.setWallClock(order.wallClockUnixMs());
+      system.setWallClock(order.wallClockUnixMs() + (System.nanoTime() - receivedNanos) / 1_000_000);
       system.setHostname(order.hostname());
     } catch (CloneSystem.CloneSystemException e) {
       System.err.println("flotilla-guest-agent: rebirth failed, still " + before + ": " + e.getMessage());
