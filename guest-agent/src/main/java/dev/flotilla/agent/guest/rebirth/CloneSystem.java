@@ -23,6 +23,13 @@ public interface CloneSystem {
   /** Sets the kernel's hostname (of the agent's UTS namespace). */
   void setHostname(String hostname) throws CloneSystemException;
 
+  /**
+   * Loads what the calls need, ahead of them: a template's agent does this before the template is
+   * saved, so that its clones do not pay for it (JNA's start costs hundreds of milliseconds under
+   * TCG). Best effort: a failure here shows again at the call.
+   */
+  default void prepare() {}
+
   /** A step of a rebirth the kernel refused. */
   final class CloneSystemException extends Exception {
     public CloneSystemException(String message) {

@@ -59,6 +59,16 @@ public final class LinuxCloneSystem implements CloneSystem {
   }
 
   @Override
+  public void prepare() {
+    try {
+      libc();
+      new Memory(8).clear();
+    } catch (CloneSystemException | LinkageError e) {
+      System.err.println("flotilla-guest-agent: cannot prepare for a rebirth: " + e.getMessage());
+    }
+  }
+
+  @Override
   public void reseedKernelRng(byte[] seed) throws CloneSystemException {
     LibC c = libc();
     int fd = c.open("/dev/urandom", O_RDWR | O_CLOEXEC);

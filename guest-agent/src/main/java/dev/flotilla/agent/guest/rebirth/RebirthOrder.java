@@ -21,6 +21,11 @@ public record RebirthOrder(String sandboxId, long incarnation, byte[] secret, St
   /** 2020-01-01: a host clock before that is not a clock. */
   static final long MIN_WALL_CLOCK_MS = 1_577_836_800_000L;
 
+  /** Initialises this class (its patterns) ahead of the first rebirth; see {@link CloneSystem#prepare()}. */
+  public static void prepare() {
+    HOSTNAME.matcher("prepare").matches();
+  }
+
   /** @throws AgentError INVALID_ARGUMENT naming the field to fix */
   public static RebirthOrder of(Rebirth r) {
     String id = r.getSandboxId();
