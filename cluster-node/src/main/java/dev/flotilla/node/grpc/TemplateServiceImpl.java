@@ -57,7 +57,8 @@ public final class TemplateServiceImpl implements TemplateServicePowerApi {
       String image = image(in.getImage());
       SpecValidator.Resources size = templates.sizes().resources(unsigned(in.getCpus()), unsigned(in.getMemoryMib()));
       if (!warms.tryAcquire()) {
-        throw GrpcErrors.status(Status.RESOURCE_EXHAUSTED, "this node already warms " + templates.maxConcurrentWarms()
+        // UNAVAILABLE, not RESOURCE_EXHAUSTED: no quota of the caller's is spent, and the same call succeeds later.
+        throw GrpcErrors.status(Status.UNAVAILABLE, "this node already warms " + templates.maxConcurrentWarms()
             + " template(s) at once (flotilla.templates.max-concurrent-warms): retry when one has finished");
       }
       CompletableFuture<Template> warm;
