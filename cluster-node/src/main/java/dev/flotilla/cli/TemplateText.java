@@ -74,8 +74,12 @@ public final class TemplateText {
     b.append(indent).append('}');
   }
 
-  private static String image(Template t) {
-    return t.getImage().isEmpty() ? DEFAULT_IMAGE : Names.oneLine(t.getImage());
+  /** The image as people read it: a pinned reference with its digest shortened as `image ls` shows digests. */
+  static String image(Template t) {
+    String image = t.getImage();
+    if (image.isEmpty()) return DEFAULT_IMAGE;
+    int at = image.indexOf('@');
+    return at < 0 ? Names.oneLine(image) : Names.oneLine(image.substring(0, at)) + "@" + ImageText.shortDigest(image.substring(at + 1));
   }
 
   private static String mib(int mib) {

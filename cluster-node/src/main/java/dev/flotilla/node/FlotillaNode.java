@@ -194,7 +194,7 @@ public final class FlotillaNode implements AutoCloseable {
           .withHistory(new SandboxHistory(system, PersistenceQuery.get(system)
               .getReadJournalFor(CurrentEventsByPersistenceIdQuery.class, PersistenceSettings.READ_JOURNAL)));
       // Templates are the drivers' and node-local: warmed, listed and removed on the node a call reaches.
-      NodeTemplates templates = NodeTemplates.of(drivers, validator, NodeAddress.hostPort(cluster.selfMember().address()),
+      NodeTemplates templates = NodeTemplates.of(drivers, validator, images, NodeAddress.hostPort(cluster.selfMember().address()),
           system.dispatchers().lookup(DispatcherSelector.fromConfig(full.getString("flotilla.vm.supervisor.blocking-dispatcher"))),
           full.getConfig("flotilla.templates"));
       Config grpc = node.getConfig("grpc");

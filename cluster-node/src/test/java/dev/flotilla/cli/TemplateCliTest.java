@@ -24,7 +24,7 @@ import org.junit.jupiter.params.provider.CsvSource;
  * against a fake TemplateService what goes on the wire, what is printed and the exit codes.
  */
 class TemplateCliTest {
-  static final Template BUSYBOX = Template.newBuilder().setId("tpl-1").setImage("docker.io/library/busybox:latest")
+  static final Template BUSYBOX = Template.newBuilder().setId("tpl-1").setImage("docker.io/library/busybox:latest@sha256:" + "ab".repeat(32))
       .setImageDigest("sha256:" + "ab".repeat(32)).setCpus(1).setMemoryMib(256).setDiskMib(1024).setBytes(220_200_960)
       .setCreated(Timestamp.newBuilder().setSeconds(60)).setLastUsed(Timestamp.newBuilder().setSeconds(1_000)).setClones(3)
       .setNode("127.0.0.1:25520").setDriver("qemu").build();
@@ -84,7 +84,8 @@ class TemplateCliTest {
     TestCli.Result r = cli().run("template", "warm", "--image", "busybox", "--cpus", "1", "--memory", "256");
 
     assertEquals(0, r.exitCode(), r.err());
-    assertEquals("tpl-1 docker.io/library/busybox:latest (1 vCPU, 256 MiB): 210.0 MiB on 127.0.0.1:25520\n", r.out());
+    assertEquals("tpl-1 docker.io/library/busybox:latest@sha256:abababababab (1 vCPU, 256 MiB): 210.0 MiB on 127.0.0.1:25520\n",
+        r.out());
     assertEquals(WarmTemplateRequest.newBuilder().setImage("busybox").setCpus(1).setMemoryMib(256).build(), server.requests.get(0));
     assertEquals("Bearer t0k", server.authorizations.get(0));
     long deadline = server.deadlines.get(0).orElseThrow().timeRemaining(TimeUnit.SECONDS);
@@ -142,7 +143,7 @@ class TemplateCliTest {
 
     TestCli.Result table = cli().run("template", "ls");
     assertEquals(0, table.exitCode(), table.err());
-    assertTrue(table.out().startsWith("ID     IMAGE                             CPUS  MEMORY   DISK      SIZE       CLONES  LAST USED"),
+    assertTrue(table.out().startsWith("ID     IMAGE                                                 CPUS  MEMORY   DISK      SIZE       CLONES  LAST USED"),
         table.out());
     assertEquals(3, table.out().lines().count(), table.out());
 
@@ -155,9 +156,9 @@ class TemplateCliTest {
   @Test
   void the_table_has_one_row_per_template_and_shows_the_default_image() {
     assertEquals(
-        "ID     IMAGE                             CPUS  MEMORY   DISK      SIZE       CLONES  LAST USED  NODE\n"
-            + "tpl-1  docker.io/library/busybox:latest  1     256 MiB  1024 MiB  210.0 MiB  3       1m ago     127.0.0.1:25520\n"
-            + "tpl-2  <default>                         2     512 MiB  1024 MiB  512 B      0       -          127.0.0.1:25520\n",
+        "ID     IMAGE                                                 CPUS  MEMORY   DISK      SIZE       CLONES  LAST USED  NODE\n"
+            + "tpl-1  docker.io/library/busybox:latest@sha256:abababababab  1     256 MiB  1024 MiB  210.0 MiB  3       1m ago     127.0.0.1:25520\n"
+            + "tpl-2  <default>                                             2     512 MiB  1024 MiB  512 B      0       -          127.0.0.1:25520\n",
         TemplateText.table(List.of(BUSYBOX, DEFAULT), Instant.ofEpochSecond(1_060)));
     assertEquals("ID  IMAGE  CPUS  MEMORY  DISK  SIZE  CLONES  LAST USED  NODE\n", TemplateText.table(List.of(), Instant.EPOCH));
     assertEquals("[]\n", TemplateText.array(List.of()));

@@ -56,22 +56,12 @@ public final class TemplateServiceImpl implements TemplateServicePowerApi {
       TemplateCatalog catalog = catalog(driver);
       String image = image(in.getImage());
       SpecValidator.Resources size = templates.sizes().resources(unsigned(in.getCpus()), unsigned(in.getMemoryMib()));
-      if (!warms.tryAcquire()) {
-        // UNAVAILABLE, not RESOURCE_EXHAUSTED: no quota of the caller's is spent, and the same call succeeds later.
-        throw GrpcErrors.status(Status.UNAVAILABLE, "this node already warms " + templates.maxConcurrentWarms()
-            + " template(s) at once (flotilla.templates.max-concurrent-warms): retry when one has finished");
-      }
-      CompletableFuture<Template> warm;
-      try {
-        warm = CompletableFuture.supplyAsync(() -> toProto(driver, blocking(() ->
-            catalog.warm(new TemplateCatalog.WarmRequest(tenant, image, size.vcpus(), size.memoryMiB())))), templates.blocking());
-      } catch (RuntimeException e) {
-        warms.release();
-        throw e;
-      }
-      // The permit goes when the boot ends, not when the caller stops waiting: the VM boots on.
-      warm.whenComplete((t, e) -> warms.release());
-      return warm.copy()
+      // Pinned as a create pins (pulled if the node lacks it, NOT_FOUND if the tenant cannot see it):
+      // the driver keys the template by what a sandbox's spec will name.
+      CompletionStage<String> pinned = image.isEmpty() ? CompletableFuture.completedFuture(image)
+          : templates.images().pin(tenant, image);
+      // One deadline for the pull and the boot together, so that the CLI's (past it) always hears the node's answer.
+      return pinned.thenCompose(ref -> warm(tenant, driver, catalog, ref, size)).toCompletableFuture()
           .orTimeout(templates.warmTimeout().toMillis(), TimeUnit.MILLISECONDS)
           .exceptionallyCompose(e -> CompletableFuture.failedFuture(unwrap(e) instanceof TimeoutException
               ? GrpcErrors.status(Status.UNAVAILABLE, "the template did not finish warming within "
@@ -79,6 +69,26 @@ public final class TemplateServiceImpl implements TemplateServicePowerApi {
                   + templates.node() + ": retry later, and the finished template is answered")
               : e));
     });
+  }
+
+  private CompletionStage<Template> warm(String tenant, String driver, TemplateCatalog catalog, String image,
+      SpecValidator.Resources size) {
+    if (!warms.tryAcquire()) {
+      // UNAVAILABLE, not RESOURCE_EXHAUSTED: no quota of the caller's is spent, and the same call succeeds later.
+      throw GrpcErrors.status(Status.UNAVAILABLE, "this node already warms " + templates.maxConcurrentWarms()
+          + " template(s) at once (flotilla.templates.max-concurrent-warms): retry when one has finished");
+    }
+    CompletableFuture<Template> warm;
+    try {
+      warm = CompletableFuture.supplyAsync(() -> toProto(driver, blocking(() ->
+          catalog.warm(new TemplateCatalog.WarmRequest(tenant, image, size.vcpus(), size.memoryMiB())))), templates.blocking());
+    } catch (RuntimeException e) {
+      warms.release();
+      throw e;
+    }
+    // The permit goes when the boot ends, not when the caller stops waiting: the VM boots on.
+    warm.whenComplete((t, e) -> warms.release());
+    return warm.copy();
   }
 
   @Override

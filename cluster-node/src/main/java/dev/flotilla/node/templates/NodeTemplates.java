@@ -1,6 +1,7 @@
 package dev.flotilla.node.templates;
 
 import com.typesafe.config.Config;
+import dev.flotilla.sandbox.ImagePinning;
 import dev.flotilla.sandbox.SpecValidator;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.TemplateCatalog;
@@ -20,14 +21,16 @@ import java.util.concurrent.Executor;
  * @param drivers every driver this node offers (to say which have templates when one has none)
  * @param sizes the bounds and defaults of a sandbox spec's vCPUs and memory: a template is only of
  *     use to sandboxes of a size they may have
+ * @param images pins a warm's image for the caller's tenant as a create pins a sandbox's: the
+ *     driver gets the reference a sandbox's spec will hold, and never an image the tenant cannot see
  * @param node this node's cluster address (host:port), as sandboxes name their node
  * @param blocking where warms, listings and removals run: they boot VMs and touch files
  * @param warmTimeout how long a warm may take before the caller is told UNAVAILABLE
  * @param maxConcurrentWarms warms this node runs at once: each boots a VM and holds a blocking
  *     thread for its whole boot, which sandbox starts need too
  */
-public record NodeTemplates(Map<String, TemplateCatalog> catalogs, Set<String> drivers, SpecValidator sizes, String node,
-    Executor blocking, Duration warmTimeout, int maxConcurrentWarms) {
+public record NodeTemplates(Map<String, TemplateCatalog> catalogs, Set<String> drivers, SpecValidator sizes,
+    ImagePinning images, String node, Executor blocking, Duration warmTimeout, int maxConcurrentWarms) {
 
   /** The driver a warm that names none is for. */
   public static final String DEFAULT_DRIVER = "qemu";
@@ -41,11 +44,11 @@ public record NodeTemplates(Map<String, TemplateCatalog> catalogs, Set<String> d
   }
 
   /** From the node's drivers and {@code flotilla.templates}. */
-  public static NodeTemplates of(Map<String, Hypervisor> drivers, SpecValidator sizes, String node, Executor blocking,
-      Config templates) {
+  public static NodeTemplates of(Map<String, Hypervisor> drivers, SpecValidator sizes, ImagePinning images, String node,
+      Executor blocking, Config templates) {
     Map<String, TemplateCatalog> catalogs = new LinkedHashMap<>();
     drivers.forEach((name, hv) -> hv.templates().ifPresent(c -> catalogs.put(name, c)));
-    return new NodeTemplates(catalogs, drivers.keySet(), sizes, node, blocking, templates.getDuration("warm-timeout"),
+    return new NodeTemplates(catalogs, drivers.keySet(), sizes, images, node, blocking, templates.getDuration("warm-timeout"),
         templates.getInt("max-concurrent-warms"));
   }
 

@@ -12,7 +12,9 @@ import dev.flotilla.api.v1.WarmTemplateRequest;
 import dev.flotilla.cli.TemplateServiceMethods;
 import dev.flotilla.node.auth.TokenAuth;
 import dev.flotilla.node.templates.NodeTemplates;
+import dev.flotilla.sandbox.ImagePinning;
 import dev.flotilla.sandbox.SpecValidator;
+import dev.flotilla.sandbox.protocol.SandboxError;
 import dev.flotilla.vm.TemplateCatalog;
 import dev.flotilla.vm.VmException;
 import io.grpc.CallOptions;
@@ -33,6 +35,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -63,6 +66,18 @@ class TemplateServiceTest {
   private static final SpecValidator SIZES = SpecValidator.fromConfig(
       ConfigFactory.defaultReference().getConfig("flotilla.sandbox"), Set.of("process", "qemu"), Map.of());
 
+  private static final String DIGEST = "sha256:" + "ab".repeat(32);
+  /**
+   * Images as the node's store pins them for a tenant: "a-private" is tenant A's own (imported),
+   * "unreachable" is on a registry that does not answer, any other name is pinned to {@link #DIGEST}.
+   */
+  private static final ImagePinning IMAGES = (tenant, image) -> switch (image) {
+    case "a-private" -> tenant.equals("tenant-a") ? CompletableFuture.completedFuture("a-private:latest@" + DIGEST)
+        : CompletableFuture.failedFuture(new SandboxError(SandboxError.Kind.NOT_FOUND, "image 'a-private' not found: no such image"));
+    case "unreachable" -> CompletableFuture.failedFuture(SandboxError.unavailable("image 'unreachable' could not be pulled: timeout; retry"));
+    default -> CompletableFuture.completedFuture(image + "@" + DIGEST);
+  };
+
   private static ActorSystem<Void> system;
   private static ServerBinding binding;
   private static ManagedChannel channel;
@@ -77,7 +92,7 @@ class TemplateServiceTest {
         .withFallback(ConfigFactory.defaultReference()));
     blocking = Executors.newCachedThreadPool();
     // qemu has templates; process is offered here but has none
-    NodeTemplates templates = new NodeTemplates(Map.of("qemu", catalog), Set.of("process", "qemu"), SIZES, NODE, blocking,
+    NodeTemplates templates = new NodeTemplates(Map.of("qemu", catalog), Set.of("process", "qemu"), SIZES, IMAGES, NODE, blocking,
         WARM_TIMEOUT, 1);
     binding = GrpcServer.bind(system, null, null, templates, new TokenAuth(Map.of(TOKEN_A, "tenant-a", TOKEN_B, "tenant-b")),
         Set.of("admin"), Duration.ofSeconds(5), "127.0.0.1", 0, Optional.empty()).toCompletableFuture().get(30, TimeUnit.SECONDS);
@@ -106,9 +121,10 @@ class TemplateServiceTest {
     Template t = call(TOKEN_A, TemplateServiceMethods.WARM_TEMPLATE, WarmTemplateRequest.newBuilder().setImage("busybox").build());
 
     TemplateCatalog.WarmRequest asked = catalog.warmed.get(0);
-    assertEquals(new TemplateCatalog.WarmRequest("tenant-a", "busybox", SIZES.defaultVcpus(), SIZES.defaultMemoryMiB()), asked);
-    assertEquals("busybox", t.getImage());
-    assertEquals("sha256:" + "ab".repeat(32), t.getImageDigest());
+    assertEquals(new TemplateCatalog.WarmRequest("tenant-a", "busybox@" + DIGEST, SIZES.defaultVcpus(), SIZES.defaultMemoryMiB()),
+        asked, "the image pinned as a create pins it");
+    assertEquals("busybox@" + DIGEST, t.getImage());
+    assertEquals(DIGEST, t.getImageDigest());
     assertEquals(SIZES.defaultVcpus(), t.getCpus());
     assertEquals(SIZES.defaultMemoryMiB(), t.getMemoryMib());
     assertEquals(1024, t.getDiskMib());
@@ -151,7 +167,7 @@ class TemplateServiceTest {
   @Test
   void a_node_without_any_template_driver_says_so() throws Exception {
     TemplateServiceImpl service = new TemplateServiceImpl(
-        new NodeTemplates(Map.of(), Set.of("process"), SIZES, NODE, blocking, WARM_TIMEOUT, 1),
+        new NodeTemplates(Map.of(), Set.of("process"), SIZES, IMAGES, NODE, blocking, WARM_TIMEOUT, 1),
         new TokenAuth(Map.of(TOKEN_A, "tenant-a")));
     var md = new MetadataBuilder().addText("authorization", "Bearer " + TOKEN_A).build();
 
@@ -162,6 +178,17 @@ class TemplateServiceTest {
     assertEquals("this node has no driver 'qemu': no driver on this node has templates (this node offers process)", s.getDescription());
     assertEquals(0, service.listTemplates(ListTemplatesRequest.getDefaultInstance(), md).toCompletableFuture()
         .get(5, TimeUnit.SECONDS).getTemplatesCount());
+  }
+
+  @Test
+  void an_image_the_caller_cannot_see_is_not_found_and_an_unreachable_registry_unavailable() {
+    assertStatus(Status.Code.NOT_FOUND, "image 'a-private' not found",
+        TOKEN_B, TemplateServiceMethods.WARM_TEMPLATE, WarmTemplateRequest.newBuilder().setImage("a-private").build());
+    assertStatus(Status.Code.UNAVAILABLE, "image 'unreachable' could not be pulled",
+        TOKEN_A, TemplateServiceMethods.WARM_TEMPLATE, WarmTemplateRequest.newBuilder().setImage("unreachable").build());
+    assertTrue(catalog.warmed.isEmpty(), "nothing reached the driver");
+    assertEquals("a-private:latest@" + DIGEST, call(TOKEN_A, TemplateServiceMethods.WARM_TEMPLATE,
+        WarmTemplateRequest.newBuilder().setImage("a-private").build()).getImage(), "its owner warms it");
   }
 
   @Test
@@ -282,7 +309,7 @@ class TemplateServiceTest {
     assertTrue(desc.startsWith(messageStart), "message: " + desc);
   }
 
-  /** Templates per tenant in memory; image "broken" fails as a driver does, and a warm waits for {@link #slow} when set. */
+  /** Templates per tenant in memory; image "broken" fails as a driver does, and "slow" waits for {@link #slow} when set. */
   static final class FakeCatalog implements TemplateCatalog {
     final List<WarmRequest> warmed = new java.util.concurrent.CopyOnWriteArrayList<>();
     private final List<Template> templates = new ArrayList<>();
@@ -312,9 +339,9 @@ class TemplateServiceTest {
     @Override
     public Template warm(WarmRequest r) throws VmException {
       warmed.add(r);
-      if (r.image().equals("broken")) throw new VmException("the image's init exited during the warm: fix the image");
+      if (r.image().startsWith("broken@")) throw new VmException("the image's init exited during the warm: fix the image");
       CountDownLatch wait = slow;
-      if (r.image().equals("slow") && wait != null) {
+      if (r.image().startsWith("slow@") && wait != null) {
         try {
           wait.await(30, TimeUnit.SECONDS);
         } catch (InterruptedException e) {
@@ -329,7 +356,7 @@ class TemplateServiceTest {
           }
         }
         Template t = new Template("tpl-" + ids.incrementAndGet(), r.tenant(), r.image(),
-            r.image().isEmpty() ? "" : "sha256:" + "ab".repeat(32), r.vcpus(), r.memoryMiB(), 1024, 210L << 20,
+            r.image().isEmpty() ? "" : DIGEST, r.vcpus(), r.memoryMiB(), 1024, 210L << 20,
             Instant.ofEpochSecond(1_000), null, 0);
         templates.add(t);
         return t;
