@@ -56,6 +56,7 @@ public final class Cli implements Callable<Integer> {
     COMMANDS.put("cp", CpCommand::new);
     COMMANDS.put("port-forward", PortForwardCommand::new);
     COMMANDS.put("image", ImageCommands::new);
+    COMMANDS.put("template", TemplateCommands::new);
     COMMANDS.put("nodes", ClusterCommands.Nodes::new);
     COMMANDS.put("drain", ClusterCommands.Drain::new);
     COMMANDS.put("dev-cluster", DevClusterCommand::new);

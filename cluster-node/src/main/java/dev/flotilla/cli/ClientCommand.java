@@ -8,7 +8,10 @@ import picocli.CommandLine.ParentCommand;
 /** A command that talks to a node: checks its arguments, connects, runs, returns the exit code. */
 abstract class ClientCommand implements Callable<Integer> {
   @Mixin ClientOptions options;
-  /** {@link Cli}, or the group: {@link ImageCommands} for {@code flotilla image ...}, {@link FsCommands} for {@code flotilla fs ...}. */
+  /**
+   * {@link Cli}, or the group: {@link ImageCommands} for {@code flotilla image ...}, {@link TemplateCommands} for
+   * {@code flotilla template ...}, {@link FsCommands} for {@code flotilla fs ...}.
+   */
   @ParentCommand Object parent;
 
   /** Checks what picocli cannot, before anything is sent; throws TypeConversionException. */

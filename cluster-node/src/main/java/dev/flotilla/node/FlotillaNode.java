@@ -23,6 +23,7 @@ import dev.flotilla.tenant.TenantEntity;
 import dev.flotilla.tenant.TenantLimits;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.node.images.NodeImages;
+import dev.flotilla.node.templates.NodeTemplates;
 import dev.flotilla.images.shared.SharedImages;
 import dev.flotilla.vm.NodeOnlyFiles;
 import dev.flotilla.vm.ids.IdRangeAllocator;
@@ -185,17 +186,21 @@ public final class FlotillaNode implements AutoCloseable {
       drivers.forEach((name, hv) -> {
         if (hv.capabilities().enforcedLimits().contains("network-egress")) egressDrivers.add(name);
       });
-      SandboxControl control = new SandboxControl(system, SpecValidator.fromConfig(sb, drivers.keySet(), unavailable)
-          .withEgressDrivers(egressDrivers),
+      SpecValidator validator = SpecValidator.fromConfig(sb, drivers.keySet(), unavailable).withEgressDrivers(egressDrivers);
+      SandboxControl control = new SandboxControl(system, validator,
           sb.getDuration("ask-timeout"), sb.getDuration("file-timeout"), events, journalStatus,
           sb.getDuration("read-timeout-while-journal-down")).withImages(images)
           .withLimits(TenantLimits.fromConfig(full.getConfig("flotilla.tenants")))
           .withHistory(new SandboxHistory(system, PersistenceQuery.get(system)
               .getReadJournalFor(CurrentEventsByPersistenceIdQuery.class, PersistenceSettings.READ_JOURNAL)));
+      // Templates are the drivers' and node-local: warmed, listed and removed on the node a call reaches.
+      NodeTemplates templates = NodeTemplates.of(drivers, validator, images, NodeAddress.hostPort(cluster.selfMember().address()),
+          system.dispatchers().lookup(DispatcherSelector.fromConfig(full.getString("flotilla.vm.supervisor.blocking-dispatcher"))),
+          full.getConfig("flotilla.templates"));
       Config grpc = node.getConfig("grpc");
       ServerBinding binding;
       try {
-        binding = GrpcServer.bind(system, control, images, auth, Set.copyOf(full.getStringList("flotilla.auth.admin-tenants")),
+        binding = GrpcServer.bind(system, control, images, templates, auth, Set.copyOf(full.getStringList("flotilla.auth.admin-tenants")),
                 sb.getDuration("ask-timeout"), grpc.getString("interface"), grpc.getInt("port"), grpcTls.context())
             .toCompletableFuture().get(30, TimeUnit.SECONDS);
       } catch (Exception e) {

@@ -24,13 +24,12 @@ import java.util.function.BiConsumer;
 import java.util.function.Function;
 
 /**
- * A fake {@code flotilla.v1.SandboxService} on a loopback port, answering with whatever each test
+ * A fake {@code flotilla.v1.SandboxService} (or another service) on a loopback port, answering with whatever each test
  * registers (unregistered methods are UNIMPLEMENTED). Served with the CLI's own method
  * descriptors, so it checks the CLI's side of the wire, not a node's.
  */
 final class TestSandboxServer implements AutoCloseable {
-  private final ServerServiceDefinition.Builder service =
-      ServerServiceDefinition.builder(SandboxServiceMethods.SERVICE);
+  private final ServerServiceDefinition.Builder service;
   /** The authorization header of every call, in order; "" when the call had none. */
   final List<String> authorizations = new CopyOnWriteArrayList<>();
   /** Every request message received, in order. */
@@ -38,6 +37,15 @@ final class TestSandboxServer implements AutoCloseable {
   /** The deadline each call arrived with, in order; empty when it had none. */
   final List<Optional<Deadline>> deadlines = new CopyOnWriteArrayList<>();
   private Server server;
+
+  TestSandboxServer() {
+    this(SandboxServiceMethods.SERVICE);
+  }
+
+  /** A fake of another flotilla service (e.g. {@link TemplateServiceMethods#SERVICE}). */
+  TestSandboxServer(String serviceName) {
+    service = ServerServiceDefinition.builder(serviceName);
+  }
 
   /** {@code answer} returns the response or throws a StatusRuntimeException. */
   <Q, R> TestSandboxServer unary(MethodDescriptor<Q, R> method, Function<Q, R> answer) {

@@ -84,14 +84,9 @@ public record SpecValidator(
     if (!drivers.contains(driver)) {
       throw SandboxError.invalid("unknown driver '" + driver + "': this cluster offers " + String.join(", ", new java.util.TreeSet<>(drivers)));
     }
-    int vcpus = in.vcpus() == 0 ? defaultVcpus : in.vcpus();
-    if (vcpus < 1 || vcpus > maxVcpus) {
-      throw SandboxError.invalid("vcpus must be between 1 and " + maxVcpus + " (got " + in.vcpus() + ")");
-    }
-    int memory = in.memoryMiB() == 0 ? defaultMemoryMiB : in.memoryMiB();
-    if (memory < minMemoryMiB || memory > maxMemoryMiB) {
-      throw SandboxError.invalid("memory must be between " + minMemoryMiB + " and " + maxMemoryMiB + " MiB (got " + in.memoryMiB() + ")");
-    }
+    Resources size = resources(in.vcpus(), in.memoryMiB());
+    int vcpus = size.vcpus();
+    int memory = size.memoryMiB();
     Map<String, String> labels = in.labels() == null ? Map.of() : in.labels();
     if (labels.size() > maxLabels) {
       throw SandboxError.invalid("at most " + maxLabels + " labels are allowed (got " + labels.size() + ")");
@@ -130,6 +125,26 @@ public record SpecValidator(
               : egressDrivers.isEmpty() ? "" : "; it is for " + String.join(", ", new java.util.TreeSet<>(egressDrivers))));
     }
     return new SandboxSpec(driver, vcpus, memory, labels, in.restartPolicy(), disk, in.image(), in.command(), l, n);
+  }
+
+  /** A sandbox's vCPUs and memory. */
+  public record Resources(int vcpus, int memoryMiB) {}
+
+  /**
+   * The vCPUs and memory a sandbox asking for these gets (0: this cluster's default), or a
+   * {@link SandboxError} of kind INVALID_ARGUMENT. What a create checks, and what a VM template is
+   * built for: a template is only of use to sandboxes of a size they may have.
+   */
+  public Resources resources(int vcpus, int memoryMiB) {
+    int v = vcpus == 0 ? defaultVcpus : vcpus;
+    if (v < 1 || v > maxVcpus) {
+      throw SandboxError.invalid("vcpus must be between 1 and " + maxVcpus + " (got " + vcpus + ")");
+    }
+    int m = memoryMiB == 0 ? defaultMemoryMiB : memoryMiB;
+    if (m < minMemoryMiB || m > maxMemoryMiB) {
+      throw SandboxError.invalid("memory must be between " + minMemoryMiB + " and " + maxMemoryMiB + " MiB (got " + memoryMiB + ")");
+    }
+    return new Resources(v, m);
   }
 
   /** The network asked for, checked: a mode this cluster knows, and lists only with egress. */

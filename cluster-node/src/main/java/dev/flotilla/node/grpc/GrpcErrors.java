@@ -4,6 +4,8 @@ import dev.flotilla.sandbox.SandboxControl;
 import dev.flotilla.sandbox.protocol.SandboxError;
 import io.grpc.Status;
 import dev.flotilla.images.ImageException;
+import dev.flotilla.vm.TemplateCatalog;
+import dev.flotilla.vm.VmException;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeoutException;
 import org.apache.pekko.grpc.GrpcServiceException;
@@ -53,6 +55,27 @@ final class GrpcErrors {
       if (t instanceof RejectedExecutionException) return status(Status.UNAVAILABLE, "the node is shutting down or overloaded (retry)");
     }
     log.warn("image call failed", failure);
+    return status(Status.INTERNAL, "the node failed: " + failure);
+  }
+
+  /**
+   * TemplateService failures: a status already chosen, then the catalog's kinds. A driver that
+   * could not build a template (its image does not boot, the node lacks memory or disk for it) is
+   * FAILED_PRECONDITION, not UNAVAILABLE: UNAVAILABLE tells clients to retry as they are, and the
+   * same warm would fail the same way until what the message names is fixed. A bad size is the
+   * spec validator's INVALID_ARGUMENT.
+   */
+  static GrpcServiceException convertTemplate(Throwable failure) {
+    for (Throwable t = failure; t != null; t = t.getCause()) {
+      if (t instanceof GrpcServiceException g) return g;
+      if (t instanceof TemplateCatalog.NotFound e) return status(Status.NOT_FOUND, e.getMessage());
+      if (t instanceof TemplateCatalog.InUse e) return status(Status.FAILED_PRECONDITION, e.getMessage());
+      if (t instanceof VmException e) return status(Status.FAILED_PRECONDITION, e.getMessage());
+      if (t instanceof SandboxError) return convert(t);
+      if (t instanceof IllegalArgumentException e) return status(Status.INVALID_ARGUMENT, e.getMessage());
+      if (t instanceof RejectedExecutionException) return status(Status.UNAVAILABLE, "the node is shutting down or overloaded (retry)");
+    }
+    log.warn("template call failed", failure);
     return status(Status.INTERNAL, "the node failed: " + failure);
   }
 

@@ -6,10 +6,13 @@ import dev.flotilla.api.v1.ImageService;
 import dev.flotilla.api.v1.ImageServicePowerApiHandlerFactory;
 import dev.flotilla.api.v1.SandboxService;
 import dev.flotilla.api.v1.SandboxServicePowerApiHandlerFactory;
+import dev.flotilla.api.v1.TemplateService;
+import dev.flotilla.api.v1.TemplateServicePowerApiHandlerFactory;
 import dev.flotilla.grpc.health.v1.Health;
 import dev.flotilla.grpc.health.v1.HealthHandlerFactory;
 import dev.flotilla.node.auth.TokenAuth;
 import dev.flotilla.node.images.NodeImages;
+import dev.flotilla.node.templates.NodeTemplates;
 import dev.flotilla.sandbox.SandboxControl;
 import java.net.InetSocketAddress;
 import java.time.Duration;
@@ -29,17 +32,22 @@ import org.apache.pekko.http.javadsl.model.HttpResponse;
 import org.apache.pekko.http.javadsl.model.RequestEntity;
 import org.apache.pekko.japi.function.Function;
 
-/** Binds the node's gRPC port (plaintext, or TLS with {@code https}): SandboxService, ImageService, ClusterService, grpc.health.v1 and server reflection. */
+/**
+ * Binds the node's gRPC port (plaintext, or TLS with {@code https}): SandboxService, ImageService,
+ * TemplateService, ClusterService, grpc.health.v1 and server reflection.
+ */
 public final class GrpcServer {
   private GrpcServer() {}
 
   public static CompletionStage<ServerBinding> bind(ActorSystem<?> system, SandboxControl control, NodeImages images,
-      TokenAuth auth, Set<String> adminTenants, Duration askTimeout, String iface, int port,
+      NodeTemplates templates, TokenAuth auth, Set<String> adminTenants, Duration askTimeout, String iface, int port,
       Optional<HttpsConnectionContext> https) {
     Function<HttpRequest, CompletionStage<HttpResponse>> sandboxes =
         SandboxServicePowerApiHandlerFactory.partial(new SandboxServiceImpl(control, auth, system), SandboxService.name, system);
     Function<HttpRequest, CompletionStage<HttpResponse>> imageService = ImageServicePowerApiHandlerFactory.partial(
         new ImageServiceImpl(images, auth, adminTenants, system), ImageService.name, system);
+    Function<HttpRequest, CompletionStage<HttpResponse>> templateService = TemplateServicePowerApiHandlerFactory.partial(
+        new TemplateServiceImpl(templates, auth), TemplateService.name, system);
     // An import is as large as flotilla.images.max-import-bytes (the service counts it), not
     // pekko-http's max-content-length.
     String importPath = "/" + ImageService.name + "/ImportImage";
@@ -52,9 +60,11 @@ public final class GrpcServer {
         HealthHandlerFactory.partial(new HealthServiceImpl(system), Health.name, system);
     Function<HttpRequest, CompletionStage<HttpResponse>> reflection =
         ServerReflection.create(
-            List.of(SandboxService.description, ImageService.description, ClusterService.description, Health.description), system);
+            List.of(SandboxService.description, ImageService.description, TemplateService.description, ClusterService.description,
+                Health.description), system);
     @SuppressWarnings("unchecked")
-    Function<HttpRequest, CompletionStage<HttpResponse>> services = ServiceHandler.concatOrNotFound(sandboxes, imageService, cluster, health, reflection);
+    Function<HttpRequest, CompletionStage<HttpResponse>> services = ServiceHandler.concatOrNotFound(sandboxes, imageService, templateService, cluster, health,
+        reflection);
     // Every message of every call is bounded before Pekko gRPC gathers it (GrpcMessageLimit).
     // The original entity's bytes keep its bound on the whole request in force: max-content-length,
     // or none for an import or an interactive exec.
