@@ -325,6 +325,7 @@ public final class FlotillaNode implements AutoCloseable {
           .withDefaultRootfs(built(process.getString("default-image"), "flotilla.default.image",
               Path.of("guest-image", "out", "default-image", "rootfs")))
           .withDefaultDiskMiB(process.getInt("default-disk-mib"))
+          .withTemplateCacheBytes(qemu.getBytes("template-cache"))
           .withProtectedEndpoints(protectedEndpoints);
       boolean binary = onPath(qc.qemuBinary());
       // no guest image yet: the first VM builds it (guest-image/build.sh, progress in this log)

@@ -1041,6 +1041,7 @@ public final class SandboxEntity
     java.util.Map<String, String> options = new java.util.HashMap<>();
     if (s.spec().diskMiB() > 0) options.put(VmSpec.DISK_MIB, Integer.toString(s.spec().diskMiB()));
     options.putAll(s.spec().network().vmOptions());
+    options.put(VmSpec.TENANT, s.tenant());
     if (!s.spec().image().isEmpty()) {
       options.put(VmSpec.IMAGE, s.spec().image());
       options.put(VmSpec.IMAGE_OWNER, s.tenant());

@@ -48,11 +48,14 @@ public interface ImageRootfs {
       p.setProperty("user", user);
       java.io.StringWriter w = new java.io.StringWriter();
       try {
-        p.store(w, "the image's exec defaults");
+        p.store(w, null);
       } catch (java.io.IOException e) {
         throw new java.io.UncheckedIOException(e); // a StringWriter does not fail
       }
-      return w.toString();
+      // the same bytes for the same image (a VM template is keyed by them): no date line, sorted
+      // entries (store escapes each onto one line)
+      return "# the image's exec defaults\n" + w.toString().lines().filter(l -> !l.startsWith("#")).sorted()
+          .collect(java.util.stream.Collectors.joining("\n", "", "\n"));
     }
   }
 

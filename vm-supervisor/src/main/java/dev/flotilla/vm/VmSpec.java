@@ -44,6 +44,12 @@ public record VmSpec(
   /** Option: the tenant the image is looked up for (images are per tenant). */
   public static final String IMAGE_OWNER = "image-owner";
 
+  /**
+   * Option: the tenant the sandbox belongs to. Drivers that share anything between sandboxes (the
+   * qemu driver's VM templates) share it only within one tenant.
+   */
+  public static final String TENANT = "tenant";
+
   /** This spec with one more option. */
   public VmSpec withOption(String key, String value) {
     Map<String, String> o = new java.util.HashMap<>(options);

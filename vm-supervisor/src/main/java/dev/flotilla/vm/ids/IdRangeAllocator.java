@@ -117,13 +117,20 @@ public final class IdRangeAllocator {
     locked(table -> table.values().removeIf(owner::equals));
   }
 
-  /** This node's sandboxes that hold a range, with its start. */
+  /**
+   * Holders named with this prefix are not sandboxes but a driver's own (a VM template's range,
+   * whose uid is its clones' group): never in {@link #holders()}, so that no sweep of deleted
+   * sandboxes frees them while clones still run.
+   */
+  public static final String DRIVER_PREFIX = "driver.";
+
+  /** This node's sandboxes that hold a range, with its start (not the driver's own, {@link #DRIVER_PREFIX}). */
   public Map<String, Long> holders() throws IOException {
     String prefix = nodeKey + SEP;
     return locked(table -> {
       Map<String, Long> out = new TreeMap<>();
       table.forEach((start, owner) -> {
-        if (owner.startsWith(prefix)) out.put(owner.substring(prefix.length()), start);
+        if (owner.startsWith(prefix) && !owner.startsWith(prefix + DRIVER_PREFIX)) out.put(owner.substring(prefix.length()), start);
       });
       return out;
     });

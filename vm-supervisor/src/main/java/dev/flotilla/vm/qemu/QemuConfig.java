@@ -47,7 +47,8 @@ public record QemuConfig(
     Path defaultRootfs,
     int defaultDiskMiB,
     long imageDiskCacheBytes,
-    EgressConfig network) {
+    EgressConfig network,
+    long templateCacheBytes) {
 
   /** Guest RAM below this cannot unpack the initramfs (the JRE lives in it) and run the agent. */
   public static final int MIN_MEMORY_MIB = 256;
@@ -75,48 +76,63 @@ public record QemuConfig(
     if (defaultDiskMiB < 16) throw new IllegalArgumentException("defaultDiskMiB must be at least 16");
     if (imageDiskCacheBytes < 0) throw new IllegalArgumentException("imageDiskCacheBytes must be >= 0");
     Objects.requireNonNull(network, "network");
+    if (templateCacheBytes < 0) throw new IllegalArgumentException("templateCacheBytes must be >= 0 (0: no templates)");
   }
 
   /** Defaults for everything but binary, image, accel and the driver's state root. */
   public QemuConfig(String qemuBinary, Path imageDir, String accel, Path stateRoot) {
     this(qemuBinary, imageDir, accel, stateRoot, "flotilla-qemu", DEFAULT_MEMORY_OVERHEAD_MIB, DEFAULT_THREADS_LIMIT,
         true, DEFAULT_CONSOLE_LOG_BYTES, defaultRootfsFor(imageDir), DEFAULT_DISK_MIB, DEFAULT_IMAGE_DISK_CACHE_BYTES,
-        EgressConfig.defaults().withPasst(EgressHost.which("passt").orElse(Path.of("/usr/bin/passt"))));
+        EgressConfig.defaults().withPasst(EgressHost.which("passt").orElse(Path.of("/usr/bin/passt"))), 0);
   }
 
   public QemuConfig withRequireLimits(boolean require) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, require, consoleLogBytes,
-        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network);
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network, templateCacheBytes);
   }
 
   public QemuConfig withCgroupParent(String parent) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, parent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
-        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network);
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network, templateCacheBytes);
   }
 
   public QemuConfig withConsoleLogBytes(long bytes) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, bytes,
-        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network);
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network, templateCacheBytes);
   }
 
   public QemuConfig withDefaultRootfs(Path rootfs) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
-        rootfs, defaultDiskMiB, imageDiskCacheBytes, network);
+        rootfs, defaultDiskMiB, imageDiskCacheBytes, network, templateCacheBytes);
   }
 
   public QemuConfig withDefaultDiskMiB(int mib) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
-        defaultRootfs, mib, imageDiskCacheBytes, network);
+        defaultRootfs, mib, imageDiskCacheBytes, network, templateCacheBytes);
   }
 
   public QemuConfig withImageDiskCacheBytes(long bytes) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
-        defaultRootfs, defaultDiskMiB, bytes, network);
+        defaultRootfs, defaultDiskMiB, bytes, network, templateCacheBytes);
   }
 
   public QemuConfig withNetwork(EgressConfig egress) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
-        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, egress);
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, egress, templateCacheBytes);
+  }
+
+  /**
+   * How much of the node's memory and disk VM templates may hold ({@link QemuTemplates}); 0 (the
+   * default for a driver built in code) starts every VM cold. The node turns them on.
+   */
+  public QemuConfig withTemplateCacheBytes(long bytes) {
+    return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network, bytes);
+  }
+
+  /** Where this driver keeps its templates (node-only). */
+  public Path templatesDir() {
+    return stateRoot.resolve("templates");
   }
 
   /** The node's endpoints ({@code host:port}) no sandbox reaches, whatever its lists say. */

@@ -1,5 +1,6 @@
 package dev.flotilla.vm.qemu;
 
+import dev.flotilla.vm.AgentSecrets;
 import dev.flotilla.vm.Hypervisor;
 import dev.flotilla.vm.HypervisorCapabilities;
 import dev.flotilla.vm.ImageRootfs;
@@ -25,6 +26,7 @@ import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.regex.Pattern;
@@ -84,6 +86,7 @@ public final class QemuHypervisor implements Hypervisor {
   private final ImageRootfs images;
   private final ImageDisks imageDisks;
   private final EgressHost egress;
+  private final QemuTemplates templates;
   private Cgroups.Layout cgroups;
   private QemuJail.Tree tree;
 
@@ -102,6 +105,7 @@ public final class QemuHypervisor implements Hypervisor {
     this.images = images;
     this.imageDisks = new ImageDisks(config.imageDisksDir(), config.imageDiskCacheBytes());
     this.egress = new EgressHost(config.network());
+    this.templates = new QemuTemplates(this);
   }
 
   /**
@@ -124,6 +128,16 @@ public final class QemuHypervisor implements Hypervisor {
   /** The egress side this driver shares with its VMs' networks (tests refresh through it). */
   EgressHost egress() {
     return egress;
+  }
+
+  @Override
+  public Optional<dev.flotilla.vm.TemplateCatalog> templates() {
+    return templates.enabled() ? Optional.of(templates) : Optional.empty();
+  }
+
+  /** The templates, on or off (tests). */
+  QemuTemplates templateStore() {
+    return templates;
   }
 
   /** Marks this driver's firewall rules: its state root's name is unique per node data directory. */
@@ -301,7 +315,20 @@ public final class QemuHypervisor implements Hypervisor {
     } catch (IOException e) {
       throw new VmException("cannot create state directory " + dir + ": " + e.getMessage(), e);
     }
-    Optional<QemuJail.Disks> disks = withDisks ? Optional.of(disks(spec, dir, uid, diskMiB)) : Optional.empty();
+    Optional<GuestDisks> guest = withDisks ? Optional.of(guestDisks(spec)) : Optional.empty();
+    Optional<QemuJail.Disks> disks = guest.isPresent() ? Optional.of(disks(spec, dir, uid, diskMiB, guest.get())) : Optional.empty();
+    // A template of the sandbox's shape (built now on first need), else a cold boot, and why
+    Optional<QemuTemplates.Saved> template = Optional.empty();
+    String cold = coldReason(spec, policy, guest);
+    if (cold == null) {
+      try {
+        template = Optional.of(templates.obtain(shape(spec, kvm, guest.get(), Files.size(disks.get().writable())),
+            templateBuilder(spec, kvm, kvmDevice)));
+      } catch (VmException | IOException | RuntimeException e) {
+        cold = "its template could not be built: " + e.getMessage();
+      }
+    }
+    if (template.isEmpty() && templates.enabled()) LOG.info("sandbox {} boots cold: {}", spec.sandboxId(), cold);
     VmHandle handle = new VmHandle(DRIVER, spec.sandboxId(), spec.incarnation(), 0, 0, dir, agent, java.util.Map.of())
         .withExtra("qmpSocket", qmp.toString())
         .withExtra("consoleSocket", console.toString())
@@ -312,12 +339,137 @@ public final class QemuHypervisor implements Hypervisor {
     Optional<QemuNetwork> network = policy.egress()
         ? Optional.of(new QemuNetwork(egress, spec.sandboxId(), spec.incarnation(), uid, policy, dir, run, egressCommentPrefix()))
         : Optional.empty();
+    long memoryLimit = (spec.memoryMiB() + (long) config.memoryOverheadMiB()) * 1024L * 1024L;
+    QemuVm.Limits limits = new QemuVm.Limits(cgroups(), memoryLimit, spec.vcpus(), config.threadsLimit(),
+        config.requireLimits() ? LIMITS : Set.of());
+    if (template.isPresent()) {
+      QemuTemplates.Saved t = template.get();
+      try {
+        // what the clone's agent answers to until its rebirth: the template's identity and secret
+        AgentSecrets.write(NodeOnlyFiles.createPrivateDir(dir.resolve(TEMPLATE_DIR)), AgentSecrets.read(t.dir()));
+      } catch (IOException e) {
+        throw new VmException("cannot read template " + t.id() + "'s agent secret: " + e.getMessage(), e);
+      }
+      handle = handle.withExtra(TEMPLATE, t.id()).withExtra(REBIRTH_FROM, t.sandboxId());
+      // the template's command line: the same devices, RAM and kernel arguments its state was saved with
+      List<String> qemu = new ArrayList<>(command(templateSpec(t.sandboxId(), spec, dir), kvm, true, Optional.empty(),
+          Optional.of(MemoryFile.CLONE)));
+      qemu.set(qemu.indexOf("-name") + 1, "flotilla-" + spec.sandboxId() + "-" + spec.incarnation()); // its own, not the template's
+      List<String> launch = QemuJail.launch(jail.root(), jail.qemu(), run, config.kernel(), config.initramfs(), uid, kvmDevice, disks,
+          Optional.of(new QemuJail.Memory(t.memory(), java.util.OptionalLong.of(t.gid()))), qemu.subList(1, qemu.size()));
+      templates.attached(t.id(), spec.sandboxId());
+      QemuVm vm = new QemuVm(handle, qemu, launch, limits, gate, null, t.state());
+      vm.exitFuture().whenComplete((x, e) -> templates.detached(t.id(), spec.sandboxId()));
+      return vm;
+    }
     List<String> qemu = command(spec, kvm, withDisks, network);
     List<String> launch = QemuJail.launch(jail.root(), jail.qemu(), run, config.kernel(), config.initramfs(), uid,
         kvmDevice, disks, qemu.subList(1, qemu.size()));
-    long memoryLimit = (spec.memoryMiB() + (long) config.memoryOverheadMiB()) * 1024L * 1024L;
-    return new QemuVm(handle, qemu, launch, new QemuVm.Limits(cgroups(), memoryLimit, spec.vcpus(), config.threadsLimit(),
-        config.requireLimits() ? LIMITS : Set.of()), gate, network.orElse(null));
+    return new QemuVm(handle, qemu, launch, limits, gate, network.orElse(null));
+  }
+
+  /** Handle extras of a VM started from a template: its id, and the identity its agent held until the rebirth. */
+  static final String TEMPLATE = "template";
+  static final String REBIRTH_FROM = "rebirthFrom";
+  /** In a clone's state directory: the template's agent secret, which the clone's first handshake presents. */
+  static final String TEMPLATE_DIR = "template";
+
+  /** Spec option: {@code off} starts this VM cold even where a template could serve it (benchmarks, diagnosis). */
+  public static final String TEMPLATE_OPTION = "template";
+
+  /** Why a spec cannot start from a template (null: it can). */
+  private String coldReason(VmSpec spec, EgressPolicy policy, Optional<GuestDisks> guest) {
+    if (!templates.enabled()) return "templates are off (template-cache = 0)";
+    if (guest.isEmpty()) return "it boots from the initramfs (rootfs=initramfs)";
+    if ("off".equals(spec.options().get(TEMPLATE_OPTION))) return "its spec says template=off";
+    if (policy.egress()) return "templates do not cover egress networking yet";
+    return null;
+  }
+
+  /** The template VM's spec: the clone's shape under the template's own identity. */
+  private static VmSpec templateSpec(String templateSandboxId, VmSpec like, Path dir) {
+    return new VmSpec(templateSandboxId, 1, like.vcpus(), like.memoryMiB(), like.pidsLimit(), dir, Map.of());
+  }
+
+  /** Everything that makes a guest's memory another's of the same shape (see {@link QemuTemplates.Shape}). */
+  private QemuTemplates.Shape shape(VmSpec spec, boolean kvm, GuestDisks guest, long diskBytes) throws VmException {
+    String image = spec.options().getOrDefault(VmSpec.IMAGE, "");
+    int at = image.indexOf('@');
+    String digest = at >= 0 ? image.substring(at + 1) : "";
+    try {
+      String guestImage = config.kernel() + "|" + Files.size(config.kernel()) + "|" + Files.getLastModifiedTime(config.kernel()).toMillis()
+          + "|" + config.initramfs() + "|" + Files.size(config.initramfs()) + "|" + Files.getLastModifiedTime(config.initramfs()).toMillis()
+          + "|" + config.qemuBinary() + "|" + guest.imageDisk().getFileName();
+      return new QemuTemplates.Shape(spec.options().getOrDefault(VmSpec.TENANT, ""), image, digest, spec.vcpus(), spec.memoryMiB(),
+          diskBytes, Files.size(guest.imageDisk()), guest.config(), kvm, guestImage);
+    } catch (IOException e) {
+      throw new VmException("cannot read the guest image's files: " + e.getMessage(), e);
+    }
+  }
+
+  /** Warms (or finds) the template for a spec: what {@link QemuTemplates#warm} asks for. */
+  QemuTemplates.Saved templateFor(VmSpec spec) throws VmException {
+    GuestImageBuild.ensure(config);
+    Optional<String> problem = jailProblem();
+    if (problem.isPresent()) throw new VmException("cannot jail QEMU: " + problem.get());
+    boolean kvm = HostProbe.accel(config).kvm();
+    Optional<String> kvmDevice = kvm ? QemuJail.deviceNumbers(Path.of("/dev/kvm")) : Optional.empty();
+    GuestDisks guest = guestDisks(spec);
+    return templates.obtain(shape(spec, kvm, guest, config.defaultDiskMiB() * 1024L * 1024L), templateBuilder(spec, kvm, kvmDevice));
+  }
+
+  /** How {@link QemuTemplates} boots a template of {@code spec}'s shape: this driver's jail, cgroups and command line. */
+  private QemuTemplates.Builder templateBuilder(VmSpec spec, boolean kvm, Optional<String> kvmDevice) {
+    return (sandboxId, vmDir, memory, disk, uid) -> {
+      Path run = vmDir.resolve("run");
+      if (run.resolve("console.sock").toString().getBytes(StandardCharsets.UTF_8).length > MAX_SOCKET_PATH) {
+        throw new VmException("the templates' directory " + config.templatesDir() + " is too long for a Unix socket path under it"
+            + " (a node's data directory of at most about 40 characters fits)");
+      }
+      try {
+        privateDir(vmDir);
+        runDir(run, uid);
+        AgentSecrets.create(vmDir);
+      } catch (IOException e) {
+        throw new VmException("cannot create the template's directory " + vmDir + ": " + e.getMessage(), e);
+      }
+      GuestDisks guest = guestDisks(spec);
+      QemuJail.Disks d = disks(vmDir, guest, disk);
+      VmSpec t = templateSpec(sandboxId, spec, vmDir);
+      VmHandle handle = new VmHandle(DRIVER, sandboxId, 1, 0, 0, vmDir, run.resolve("agent.sock"), Map.of())
+          .withExtra("qmpSocket", run.resolve("qmp.sock").toString())
+          .withExtra("consoleSocket", run.resolve("console.sock").toString())
+          .withExtra("consoleLog", vmDir.resolve("console.log").toString())
+          .withExtra("consoleLogBytes", Long.toString(config.consoleLogBytes()))
+          .withExtra("accel", kvm ? "kvm" : "tcg")
+          .withExtra("uid", Long.toString(uid));
+      List<String> qemu = command(t, kvm, true, Optional.empty(), Optional.of(MemoryFile.TEMPLATE));
+      List<String> launch = QemuJail.launch(tree().root(), tree().qemu(), run, config.kernel(), config.initramfs(), uid, kvmDevice,
+          Optional.of(d), Optional.of(new QemuJail.Memory(memory, java.util.OptionalLong.empty())), qemu.subList(1, qemu.size()));
+      long memoryLimit = (spec.memoryMiB() + (long) config.memoryOverheadMiB()) * 1024L * 1024L;
+      return new QemuVm(handle, qemu, launch, new QemuVm.Limits(cgroups(), memoryLimit, spec.vcpus(), config.threadsLimit(),
+          config.requireLimits() ? LIMITS : Set.of()), gate, null);
+    };
+  }
+
+  /** What a guest's read-only devices hold: its image's block device (cached, shared) and its config disk's bytes. */
+  private record GuestDisks(ImageRootfs.Rootfs rootfs, Path imageDisk, byte[] config) {}
+
+  private GuestDisks guestDisks(VmSpec spec) throws VmException {
+    ImageRootfs.Rootfs rootfs = rootfs(spec); // may pull or unpack
+    Path image;
+    try {
+      image = imageDisks.ensure(rootfs.layersTopFirst());
+    } catch (IOException e) {
+      throw new VmException("cannot make the block device of sandbox " + spec.sandboxId() + "'s image: " + e.getMessage(), e);
+    }
+    byte[] text = rootfs.execDefaults().getBytes(StandardCharsets.UTF_8);
+    if (text.length > MAX_CONFIG_BYTES) {
+      throw new VmException("cannot write sandbox " + spec.sandboxId() + "'s config disk: the image's exec defaults take "
+          + text.length + " bytes, over " + MAX_CONFIG_BYTES);
+    }
+    // a whole number of sectors; the guest drops the zero padding
+    return new GuestDisks(rootfs, image, java.util.Arrays.copyOf(text, (text.length / 4096 + 1) * 4096));
   }
 
   /**
@@ -325,14 +477,7 @@ public final class QemuHypervisor implements Hypervisor {
    * writable one (made on its first start here, kept; handed to the sandbox's uid, 0600), and this
    * incarnation's config disk (the image's exec defaults, root's 0644, in the VM's directory).
    */
-  private QemuJail.Disks disks(VmSpec spec, Path dir, long uid, int diskMiB) throws VmException {
-    ImageRootfs.Rootfs rootfs = rootfs(spec); // may pull or unpack
-    Path image;
-    try {
-      image = ImageDisks.linkInto(imageDisks.ensure(rootfs.layersTopFirst()), dir);
-    } catch (IOException e) {
-      throw new VmException("cannot make the block device of sandbox " + spec.sandboxId() + "'s image: " + e.getMessage(), e);
-    }
+  private QemuJail.Disks disks(VmSpec spec, Path dir, long uid, int diskMiB, GuestDisks guest) throws VmException {
     Path disk = writableDisk(spec.sandboxId());
     try {
       NodeOnlyFiles.createPrivateDir(config.disksDir());
@@ -345,19 +490,26 @@ public final class QemuHypervisor implements Hypervisor {
     } catch (IOException e) {
       throw new VmException("cannot make sandbox " + spec.sandboxId() + "'s writable disk " + disk + ": " + e.getMessage(), e);
     }
+    return disks(dir, guest, disk);
+  }
+
+  /** The image disk linked into {@code dir}, the config disk written there, and {@code writable}. */
+  private static QemuJail.Disks disks(Path dir, GuestDisks guest, Path writable) throws VmException {
+    Path image;
+    try {
+      image = ImageDisks.linkInto(guest.imageDisk(), dir);
+    } catch (IOException e) {
+      throw new VmException("cannot link the image's block device into " + dir + ": " + e.getMessage(), e);
+    }
     Path configDisk = dir.resolve("config.disk");
     try {
-      byte[] text = rootfs.execDefaults().getBytes(StandardCharsets.UTF_8);
-      if (text.length > MAX_CONFIG_BYTES) throw new IOException("the image's exec defaults take " + text.length + " bytes, over " + MAX_CONFIG_BYTES);
-      // a whole number of sectors; the guest drops the zero padding
-      byte[] padded = java.util.Arrays.copyOf(text, (text.length / 4096 + 1) * 4096);
       Files.deleteIfExists(configDisk);
-      Files.write(configDisk, padded, java.nio.file.StandardOpenOption.CREATE_NEW);
+      Files.write(configDisk, guest.config(), java.nio.file.StandardOpenOption.CREATE_NEW);
       Files.setPosixFilePermissions(configDisk, PosixFilePermissions.fromString("rw-r--r--"));
     } catch (IOException e) {
-      throw new VmException("cannot write sandbox " + spec.sandboxId() + "'s config disk: " + e.getMessage(), e);
+      throw new VmException("cannot write the config disk in " + dir + ": " + e.getMessage(), e);
     }
-    return new QemuJail.Disks(image, disk, configDisk);
+    return new QemuJail.Disks(image, writable, configDisk);
   }
 
   /** What the config disk may hold: the image's Env is bounded by the image store; this is a backstop. */
@@ -415,6 +567,12 @@ public final class QemuHypervisor implements Hypervisor {
     if (!DRIVER.equals(handle.driver()) || handle.pid() <= 0) return Optional.empty();
     if (!HostProbe.isSameProcess(handle.pid(), handle.startTime())) return Optional.empty();
     QemuVm vm = new QemuVm(handle, QemuNetwork.fromHandle(egress, handle).orElse(null));
+    String template = handle.extra().get(TEMPLATE);
+    if (template != null) {
+      // a clone keeps its template on this node for as long as it runs, across node restarts
+      templates.attached(template, handle.sandboxId());
+      vm.exitFuture().whenComplete((x, e) -> templates.detached(template, handle.sandboxId()));
+    }
     try {
       String status = vm.status(Duration.ofSeconds(5));
       LOG.info("adopted QEMU pid {} of sandbox {} incarnation {} ({})", handle.pid(), handle.sandboxId(),
@@ -495,6 +653,21 @@ public final class QemuHypervisor implements Hypervisor {
 
   /** As above, with the virtio-net device of an egress network (none: no network device at all). */
   List<String> command(VmSpec spec, boolean kvm, boolean withDisks, Optional<QemuNetwork> network) {
+    return command(spec, kvm, withDisks, network, Optional.empty());
+  }
+
+  /**
+   * A template's RAM: in its memory file, which a template maps shared (what the guest writes
+   * lands in the file, which is then saved) and a clone privately, copy on write, waiting for the
+   * template's saved state ({@code -incoming defer}). Both boot in template mode.
+   */
+  enum MemoryFile {
+    TEMPLATE,
+    CLONE
+  }
+
+  /** As above, with the guest's RAM in a template's memory file (see {@link MemoryFile}). */
+  List<String> command(VmSpec spec, boolean kvm, boolean withDisks, Optional<QemuNetwork> network, Optional<MemoryFile> memory) {
     // rootfstype=ramfs: the initramfs unpacks into ramfs, not a tmpfs capped at half of the RAM
     // the kernel has left while the initramfs itself still takes its share (a 256 MiB guest could
     // not unpack a 70 MB initramfs: its tmpfs filled). The guest's RAM bounds it all the same.
@@ -503,12 +676,14 @@ public final class QemuHypervisor implements Hypervisor {
     long tsc = kvm ? 0 : HostProbe.tscKhz();
     if (tsc > 0) append.append(" tsc_early_khz=").append(tsc);
     network.ifPresent(n -> append.append(' ').append(n.kernelArg()));
+    // the guest's init mounts no disk and its agent waits for a clone's identity (QemuTemplates)
+    if (memory.isPresent()) append.append(" flotilla.template=1");
     append.append(" flotilla.sandbox_id=").append(spec.sandboxId())
         .append(" flotilla.incarnation=").append(spec.incarnation());
     List<String> cmd = new ArrayList<>(List.of(
         config.qemuBinary(),
         "-name", "flotilla-" + spec.sandboxId() + "-" + spec.incarnation(),
-        "-M", "microvm,pit=on",
+        "-M", memory.isPresent() ? "microvm,pit=on,memory-backend=mem" : "microvm,pit=on",
         "-accel", kvm ? "kvm" : "tcg,tb-size=" + TCG_TB_SIZE_MIB));
     if (kvm) cmd.addAll(List.of("-cpu", "host"));
     cmd.addAll(List.of(
@@ -546,6 +721,11 @@ public final class QemuHypervisor implements Hypervisor {
           "-device", "virtio-blk-device,drive=config,serial=fl-config"));
     }
     if (network.isPresent()) cmd.addAll(QemuNetwork.qemuArgs());
+    if (memory.isPresent()) {
+      cmd.addAll(List.of("-object", "memory-backend-file,id=mem,size=" + spec.memoryMiB() + "M,mem-path=" + QemuJail.MEMORY
+          + ",share=" + (memory.get() == MemoryFile.TEMPLATE ? "on" : "off")));
+      if (memory.get() == MemoryFile.CLONE) cmd.addAll(List.of("-incoming", "defer"));
+    }
     return cmd;
   }
 }

@@ -52,15 +52,17 @@ final class QemuJail {
   static final String IMAGE_DISK = "/vm/image";
   static final String WRITABLE_DISK = "/vm/disk";
   static final String CONFIG_DISK = "/vm/config";
+  /** A VM template's memory file ({@link QemuTemplates}): the template's own, or the one its clones map privately. */
+  static final String MEMORY = "/vm/memory";
 
   /** Mount points in the tree; the rest of it is read-only files. */
   private static final List<String> PLACEHOLDER_DIRS = List.of("dev", "run", "proc", "vm", ".oldroot");
   private static final List<String> PLACEHOLDER_FILES = List.of(KERNEL.substring(1), INITRAMFS.substring(1),
-      IMAGE_DISK.substring(1), WRITABLE_DISK.substring(1), CONFIG_DISK.substring(1));
+      IMAGE_DISK.substring(1), WRITABLE_DISK.substring(1), CONFIG_DISK.substring(1), MEMORY.substring(1));
   /** What runs inside the tree before QEMU: dropping privileges and detaching the host's root. */
   private static final List<String> HELPERS = List.of("setpriv", "umount");
   /** Changing the script changes the tree's key, so an older tree is never used with a newer script. */
-  private static final int VERSION = 2;
+  private static final int VERSION = 3;
 
   /**
    * Runs as root in the new mount namespace ({@code unshare --mount --propagation private}, so
@@ -70,13 +72,16 @@ final class QemuJail {
    * (libmount reads mountinfo) and gone before QEMU runs. {@code -n}: no userspace mount table
    * (it would land in the host's /run/mount before the pivot, and in the VM's run directory after).
    * Arguments: tree, run dir, kernel, initramfs, uid, kvm device ("major:minor" or "-"), image disk,
-   * writable disk, config disk (each "-" for none), then QEMU's argv. The writable disk is the only
-   * file bound writable (QEMU's own, the sandbox's uid); the image and config disks are read-only
-   * binds of root's 0644 files.
+   * writable disk, config disk, memory file, supplementary group (each "-" for none), then QEMU's
+   * argv. The writable disk and the memory file are the only files bound writable (the writable
+   * disk is QEMU's own, the sandbox's uid; the memory file is a template's: its own while it is
+   * built, then root's and the template's group's, which its clones join, since QEMU 7.2 opens a
+   * memory-backend-file read-write even for a private mapping); the image and config disks are
+   * read-only binds of root's 0644 files.
    */
   static final String SCRIPT = String.join("\n",
       "set -eu",
-      "tree=$1 run=$2 kernel=$3 initrd=$4 uid=$5 kvm=$6 image=$7 disk=$8 config=$9; shift 9",
+      "tree=$1 run=$2 kernel=$3 initrd=$4 uid=$5 kvm=$6 image=$7 disk=$8 config=$9 memory=${10} group=${11}; shift 11",
       "mount -n --bind \"$tree\" \"$tree\"",
       "mount -n -t tmpfs -o mode=0755,size=64k,nosuid,noexec flotilla-dev \"$tree/dev\"",
       "mknod -m 666 \"$tree/dev/null\" c 1 3",
@@ -91,6 +96,9 @@ final class QemuJail {
       "[ \"$image\" = - ] || mount -n --bind -o ro,nosuid,nodev,noexec \"$image\" \"$tree" + IMAGE_DISK + "\"",
       "[ \"$disk\" = - ] || mount -n --bind -o nosuid,nodev,noexec \"$disk\" \"$tree" + WRITABLE_DISK + "\"",
       "[ \"$config\" = - ] || mount -n --bind -o ro,nosuid,nodev,noexec \"$config\" \"$tree" + CONFIG_DISK + "\"",
+      "[ \"$memory\" = - ] || mount -n --bind -o nosuid,nodev,noexec \"$memory\" \"$tree" + MEMORY + "\"",
+      "groups=--clear-groups",
+      "[ \"$group\" = - ] || groups=--groups=\"$group\"",
       "mount -n -t proc -o nosuid,nodev,noexec proc \"$tree/proc\"",
       "mount -n -o remount,bind,ro,nosuid,nodev \"$tree\"",
       "cd \"$tree\"",
@@ -98,7 +106,7 @@ final class QemuJail {
       "umount -n -l /.oldroot",
       "umount -n /proc",
       "cd /",
-      "exec setpriv --reuid=\"$uid\" --regid=\"$uid\" --clear-groups --no-new-privs --inh-caps=-all"
+      "exec setpriv --reuid=\"$uid\" --regid=\"$uid\" \"$groups\" --no-new-privs --inh-caps=-all"
           + " --bounding-set=-all -- \"$@\"");
 
   private QemuJail() {}
@@ -113,8 +121,14 @@ final class QemuJail {
    */
   static List<String> launch(Path tree, Path qemuInTree, Path runDir, Path kernel, Path initramfs, long uid,
       Optional<String> kvmDevice, List<String> qemuArgv) {
-    return launch(tree, qemuInTree, runDir, kernel, initramfs, uid, kvmDevice, Optional.empty(), qemuArgv);
+    return launch(tree, qemuInTree, runDir, kernel, initramfs, uid, kvmDevice, Optional.empty(), Optional.empty(), qemuArgv);
   }
+
+  /**
+   * A template's memory file bound at {@link #MEMORY}, and the group QEMU joins to open it (empty:
+   * none, QEMU owns the file).
+   */
+  record Memory(Path file, java.util.OptionalLong group) {}
 
   /** The guest's disks on the host: the image's (read-only), the sandbox's writable one, the config disk. */
   record Disks(Path image, Path writable, Path config) {}
@@ -122,6 +136,12 @@ final class QemuJail {
   /** As above, with the guest's disks bound into the jail at {@link #IMAGE_DISK} and its siblings. */
   static List<String> launch(Path tree, Path qemuInTree, Path runDir, Path kernel, Path initramfs, long uid,
       Optional<String> kvmDevice, Optional<Disks> disks, List<String> qemuArgv) {
+    return launch(tree, qemuInTree, runDir, kernel, initramfs, uid, kvmDevice, disks, Optional.empty(), qemuArgv);
+  }
+
+  /** As above, with a template's memory file ({@link QemuTemplates}). */
+  static List<String> launch(Path tree, Path qemuInTree, Path runDir, Path kernel, Path initramfs, long uid,
+      Optional<String> kvmDevice, Optional<Disks> disks, Optional<Memory> memory, List<String> qemuArgv) {
     List<String> cmd = new ArrayList<>(List.of(
         "/bin/sh", "-c", "read _ || exit 97; exec \"$@\" </dev/null", "flotilla-qemu",
         "setsid", "unshare", "--mount", "--propagation", "private", "--net", "--ipc", "--uts", "--",
@@ -131,6 +151,8 @@ final class QemuJail {
         disks.map(d -> d.image().toString()).orElse("-"),
         disks.map(d -> d.writable().toString()).orElse("-"),
         disks.map(d -> d.config().toString()).orElse("-"),
+        memory.map(m -> m.file().toString()).orElse("-"),
+        memory.filter(m -> m.group().isPresent()).map(m -> Long.toString(m.group().getAsLong())).orElse("-"),
         qemuInTree.toString()));
     cmd.addAll(qemuArgv);
     return cmd;

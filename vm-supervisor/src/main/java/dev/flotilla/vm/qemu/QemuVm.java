@@ -9,6 +9,13 @@ import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.process.Cgroups;
 import java.io.IOException;
 import java.io.OutputStream;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.FileChannel;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.file.StandardOpenOption;
+import java.util.Map;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -49,6 +56,8 @@ final class QemuVm implements Vm {
   private final Limits limits;
   /** The egress network (passt and the host's rules), null for network none. */
   private final QemuNetwork network;
+  /** The saved state this VM starts from (a template's), null for a cold boot. */
+  private final Path incoming;
   private final CompletableFuture<VmExit> exit = new CompletableFuture<>();
   private final Object qmpLock = new Object();
   private volatile VmHandle handle;
@@ -67,6 +76,16 @@ final class QemuVm implements Vm {
 
   /** As above, with its egress network (null: none). */
   QemuVm(VmHandle handle, List<String> command, List<String> launch, Limits limits, SpawnGate gate, QemuNetwork network) {
+    this(handle, command, launch, limits, gate, network, null);
+  }
+
+  /**
+   * As above, started from {@code incoming}, a saved VM state that the node streams into QEMU (run
+   * with {@code -incoming defer}) once it answers QMP; null: a cold boot.
+   */
+  QemuVm(VmHandle handle, List<String> command, List<String> launch, Limits limits, SpawnGate gate, QemuNetwork network,
+      Path incoming) {
+    this.incoming = incoming;
     this.handle = handle;
     this.gate = gate;
     this.command = List.copyOf(command);
@@ -83,6 +102,7 @@ final class QemuVm implements Vm {
     this.launch = List.of();
     this.limits = null;
     this.network = network;
+    this.incoming = null;
     this.started = true;
     this.cgroups = Cgroups.Sandbox.fromExtras(handle.extra());
     ProcessHandle.of(handle.pid()).ifPresentOrElse(ph -> {
@@ -188,6 +208,7 @@ final class QemuVm implements Vm {
         }
         Thread.sleep(10);
       }
+      if (incoming != null) restore(incoming, until);
     } catch (VmException | InterruptedException e) {
       if (e instanceof InterruptedException) Thread.currentThread().interrupt();
       ph.destroyForcibly();
@@ -253,6 +274,127 @@ final class QemuVm implements Vm {
     return ph;
   }
 
+  /** The run directory QEMU holds its sockets in: {@link QemuJail#RUN} inside the jail. */
+  private Path runDir() {
+    return handle.agentSocket().getParent();
+  }
+
+  private static final Map<String, Object> IGNORE_SHARED = Map.of("capabilities",
+      List.of(Map.of("capability", "x-ignore-shared", "state", true)));
+
+  /**
+   * Loads a saved state into a QEMU waiting with {@code -incoming defer}, then runs it. QEMU
+   * listens on a socket in its run directory; the node, which alone reads the state file, connects
+   * (to that socket only if QEMU's uid holds it) and streams the file in. RAM in a shared memory
+   * file the state skipped ({@code x-ignore-shared}) is the template's, mapped privately by this
+   * QEMU: what the guest writes stays its own.
+   */
+  private void restore(Path state, long until) throws VmException, InterruptedException {
+    Path socket = runDir().resolve("incoming.sock");
+    synchronized (qmpLock) {
+      try (Qmp q = Qmp.connect(qmpSocket(), qemuUid(), QMP_TIMEOUT)) {
+        q.execute("migrate-set-capabilities", IGNORE_SHARED);
+        q.execute("migrate-incoming", Map.of("uri", "unix:" + QemuJail.RUN + "/incoming.sock"));
+        try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX);
+             FileChannel in = FileChannel.open(state, StandardOpenOption.READ)) {
+          ch.connect(UnixDomainSocketAddress.of(socket));
+          Qmp.requirePeer(ch, qemuUid(), socket);
+          // QEMU reads as fast as it loads; one that stops reading is ended by the start's deadline
+          var watchdog = CompletableFuture.runAsync(() -> close(ch),
+              CompletableFuture.delayedExecutor(Math.max(until - System.nanoTime(), 0), TimeUnit.NANOSECONDS));
+          try {
+            long size = in.size();
+            for (long at = 0; at < size; ) at += in.transferTo(at, size - at, ch);
+            ch.shutdownOutput();
+          } finally {
+            watchdog.cancel(false);
+          }
+        }
+        String status;
+        while ((status = q.status()).equals("inmigrate")) {
+          if (System.nanoTime() > until) throw new VmException("QEMU did not load the template's state in time");
+          Thread.sleep(2);
+        }
+        if (!status.equals("paused") && !status.equals("running")) {
+          throw new VmException("QEMU could not load the template's state (" + status + "): " + tail(handle.stateDir().resolve("qemu.log")));
+        }
+        if (status.equals("paused")) q.execute("cont", null);
+      } catch (IOException e) {
+        throw new VmException("cannot start the VM from its template's state: " + e.getMessage() + " "
+            + tail(handle.stateDir().resolve("qemu.log")), e);
+      }
+    }
+  }
+
+  /**
+   * Stops the guest and saves its device state and the RAM outside shared memory into {@code file}
+   * (node-only), over a socket the node listens on in QEMU's run directory. With the guest's RAM in
+   * a shared memory file ({@code share=on}), that is a few dozen KiB: the file is the rest. The VM
+   * stays stopped; the caller ends it.
+   */
+  void saveState(Path file, Duration timeout) throws VmException {
+    if (exit.isDone()) throw new VmException("VM of " + handle.sandboxId() + " has exited");
+    long until = System.nanoTime() + timeout.toNanos();
+    Path socket = runDir().resolve("migrate.sock");
+    synchronized (qmpLock) {
+      try (Qmp q = Qmp.connect(qmpSocket(), qemuUid(), QMP_TIMEOUT);
+           ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
+        Files.deleteIfExists(socket);
+        server.bind(UnixDomainSocketAddress.of(socket));
+        OptionalLong uid = qemuUid();
+        if (uid.isPresent()) {
+          // the run directory is QEMU's uid's (0700): only that uid, and root, reach the socket
+          Files.setAttribute(socket, "unix:uid", (int) uid.getAsLong(), java.nio.file.LinkOption.NOFOLLOW_LINKS);
+        }
+        q.execute("stop", null);
+        q.execute("migrate-set-capabilities", IGNORE_SHARED);
+        q.execute("migrate", Map.of("uri", "unix:" + QemuJail.RUN + "/migrate.sock"));
+        var closer = CompletableFuture.runAsync(() -> close(server),
+            CompletableFuture.delayedExecutor(timeout.toNanos(), TimeUnit.NANOSECONDS));
+        try (SocketChannel ch = server.accept();
+             FileChannel out = FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
+          Qmp.requirePeer(ch, uid, socket);
+          // a blocking channel reads at least one byte or reaches its end: 0 is QEMU's end of the stream
+          long at = 0;
+          long n;
+          while ((n = out.transferFrom(ch, at, 1 << 20)) > 0) at += n;
+          out.force(true);
+        } finally {
+          closer.cancel(false);
+        }
+        while (true) {
+          Object r = q.execute("query-migrate", null);
+          String st = r instanceof Map<?, ?> m ? String.valueOf(m.get("status")) : "?";
+          if (st.equals("completed")) break;
+          if (!st.equals("active") && !st.equals("setup") && !st.equals("device")) {
+            throw new VmException("QEMU could not save the VM's state (" + st + "): " + r);
+          }
+          if (System.nanoTime() > until) throw new VmException("QEMU did not save the VM's state within " + timeout);
+          Thread.sleep(2);
+        }
+      } catch (IOException e) {
+        throw new VmException("cannot save the state of the VM of " + handle.sandboxId() + ": " + e.getMessage(), e);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new VmException("interrupted saving the state of the VM of " + handle.sandboxId(), e);
+      } finally {
+        try {
+          Files.deleteIfExists(socket);
+        } catch (IOException ignored) {
+          // the run directory goes with the VM
+        }
+      }
+    }
+  }
+
+  private static void close(java.io.Closeable c) {
+    try {
+      c.close();
+    } catch (IOException ignored) {
+      // closing to end a stalled transfer
+    }
+  }
+
   /** Starts copying the console, if QEMU serves it (a VM started before the console socket existed does not). */
   private void connectConsole() {
     String socket = handle.extra().get("consoleSocket");
@@ -316,7 +458,19 @@ final class QemuVm implements Vm {
     }
     String uid = handle.extra().get("uid");
     if (uid == null) return new AgentAddress(handle.agentSocket(), java.util.OptionalLong.empty(), secret); // started before QEMU was jailed
-    return new AgentAddress(handle.agentSocket(), java.util.OptionalLong.of(Long.parseLong(uid)), secret);
+    AgentAddress address = new AgentAddress(handle.agentSocket(), java.util.OptionalLong.of(Long.parseLong(uid)), secret);
+    String from = handle.extra().get(QemuHypervisor.REBIRTH_FROM);
+    if (from == null) return address;
+    // A template's clone: its agent holds the template's identity until the first handshake gives it
+    // this one (a handshake the agent already took is taken again as a plain one)
+    byte[] templateSecret = dev.flotilla.vm.AgentSecrets.readIfTrusted(handle.stateDir().resolve(QemuHypervisor.TEMPLATE_DIR));
+    return address.withRebirth(new AgentAddress.Rebirth(from, 1, templateSecret, hostname(handle.sandboxId())));
+  }
+
+  /** The guest's host name, as a cold boot's init sets it: {@code fl-<sandbox id>}, at most 63 characters. */
+  static String hostname(String sandboxId) {
+    String h = "fl-" + sandboxId;
+    return h.length() > 63 ? h.substring(0, 63) : h;
   }
 
   private volatile byte[] agentSecret;
