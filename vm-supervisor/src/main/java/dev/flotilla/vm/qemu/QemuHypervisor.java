@@ -319,16 +319,16 @@ public final class QemuHypervisor implements Hypervisor {
     Optional<QemuJail.Disks> disks = guest.isPresent() ? Optional.of(disks(spec, dir, uid, diskMiB, guest.get())) : Optional.empty();
     // A template of the sandbox's shape (built now on first need), else a cold boot, and why
     Optional<QemuTemplates.Saved> template = Optional.empty();
-    String cold = coldReason(spec, policy, guest);
-    if (cold == null) {
+    String[] cold = {coldReason(spec, policy, guest)};
+    if (cold[0] == null) {
       try {
-        template = Optional.of(templates.obtain(shape(spec, kvm, guest.get(), Files.size(disks.get().writable())),
-            templateBuilder(spec, kvm, kvmDevice)));
+        template = templates.acquire(shape(spec, kvm, guest.get(), Files.size(disks.get().writable())),
+            templateBuilder(spec, kvm, kvmDevice), spec.sandboxId(), r -> cold[0] = r);
       } catch (VmException | IOException | RuntimeException e) {
-        cold = "its template could not be built: " + e.getMessage();
+        cold[0] = "its template's shape is unknown: " + e.getMessage();
       }
     }
-    if (template.isEmpty() && templates.enabled()) LOG.info("sandbox {} boots cold: {}", spec.sandboxId(), cold);
+    if (template.isEmpty() && templates.enabled()) LOG.info("sandbox {} boots cold: {}", spec.sandboxId(), cold[0]);
     VmHandle handle = new VmHandle(DRIVER, spec.sandboxId(), spec.incarnation(), 0, 0, dir, agent, java.util.Map.of())
         .withExtra("qmpSocket", qmp.toString())
         .withExtra("consoleSocket", console.toString())
@@ -348,6 +348,7 @@ public final class QemuHypervisor implements Hypervisor {
         // what the clone's agent answers to until its rebirth: the template's identity and secret
         AgentSecrets.write(NodeOnlyFiles.createPrivateDir(dir.resolve(TEMPLATE_DIR)), AgentSecrets.read(t.dir()));
       } catch (IOException e) {
+        templates.detached(t.id(), spec.sandboxId());
         throw new VmException("cannot read template " + t.id() + "'s agent secret: " + e.getMessage(), e);
       }
       handle = handle.withExtra(TEMPLATE, t.id()).withExtra(REBIRTH_FROM, t.sandboxId());
@@ -357,7 +358,6 @@ public final class QemuHypervisor implements Hypervisor {
       qemu.set(qemu.indexOf("-name") + 1, "flotilla-" + spec.sandboxId() + "-" + spec.incarnation()); // its own, not the template's
       List<String> launch = QemuJail.launch(jail.root(), jail.qemu(), run, config.kernel(), config.initramfs(), uid, kvmDevice, disks,
           Optional.of(new QemuJail.Memory(t.memory(), java.util.OptionalLong.of(t.gid()))), qemu.subList(1, qemu.size()));
-      templates.attached(t.id(), spec.sandboxId());
       QemuVm vm = new QemuVm(handle, qemu, launch, limits, gate, null, t.state());
       vm.exitFuture().whenComplete((x, e) -> templates.detached(t.id(), spec.sandboxId()));
       return vm;

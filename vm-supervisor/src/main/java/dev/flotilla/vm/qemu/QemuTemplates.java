@@ -221,6 +221,54 @@ final class QemuTemplates implements TemplateCatalog {
     }
   }
 
+  /**
+   * The template of {@code shape} for a VM of {@code sandboxId}, attached to it (see
+   * {@link #attached}), if it is built; otherwise empty, with the reason given to {@code cold}, and
+   * its build started in the background (first need), so that the next VM of the shape starts from
+   * it. This VM boots cold meanwhile: a build costs a boot, and the caller's start deadline is for
+   * its own VM.
+   */
+  Optional<Saved> acquire(Shape shape, Builder builder, String sandboxId, java.util.function.Consumer<String> cold) {
+    sweepOnce();
+    String id = shape.key();
+    Object lock = lock(id);
+    synchronized (lock) {
+      Optional<Saved> there = load(config.templatesDir().resolve(id));
+      if (there.isPresent()) {
+        attached(id, sandboxId);
+        return there;
+      }
+    }
+    Map.Entry<Instant, String> failure = failed.get(id);
+    if (failure != null && failure.getKey().plus(RETRY_AFTER).isAfter(Instant.now())) {
+      cold.accept("its template failed to build at " + failure.getKey() + " (" + failure.getValue() + "); the next attempt is after "
+          + failure.getKey().plus(RETRY_AFTER));
+      return Optional.empty();
+    }
+    if (backgroundBuilds.add(id)) {
+      BUILDER.execute(() -> {
+        try {
+          obtain(shape, builder);
+        } catch (VmException | RuntimeException e) {
+          LOG.warn("template {} could not be built: {}", id, e.getMessage());
+        } finally {
+          backgroundBuilds.remove(id);
+        }
+      });
+    }
+    cold.accept("its template (" + id + ") is being built: later sandboxes of its shape start from it");
+    return Optional.empty();
+  }
+
+  private final Set<String> backgroundBuilds = ConcurrentHashMap.newKeySet();
+
+  /** One template build at a time in the background: each is a boot, which competes with the sandboxes' own. */
+  private static final java.util.concurrent.ExecutorService BUILDER = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
+    Thread t = new Thread(r, "qemu-template-builder");
+    t.setDaemon(true);
+    return t;
+  });
+
   /** A VM of {@code sandboxId} starts from template {@code id}: it stays while the VM runs. */
   void attached(String id, String sandboxId) {
     clones.computeIfAbsent(id, k -> ConcurrentHashMap.newKeySet()).add(sandboxId);
