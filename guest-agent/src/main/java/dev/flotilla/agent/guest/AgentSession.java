@@ -134,6 +134,10 @@ final class AgentSession implements FrameConnection.Handler {
         throw AgentError.precondition("handshake required before " + request.getKindCase());
       }
       switch (request.getKindCase()) {
+        case WRITE_FILE, READ_FILE, LIST_DIR, STAT, MAKE_DIR, REMOVE, RENAME, WATCH_DIR -> agent.requireRoot(request.getKindCase());
+        default -> { }
+      }
+      switch (request.getKindCase()) {
         case HANDSHAKE -> {
           try {
             reply(streamId, handshake(request.getHandshake()));

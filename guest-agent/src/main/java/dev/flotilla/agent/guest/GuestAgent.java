@@ -73,6 +73,8 @@ public final class GuestAgent {
   private volatile Identity identity;
   /** A template's tenant root, until a rebirth has mounted it; guarded by identityLock. */
   private DeferredRoot pendingRoot;
+  /** Read without the lock: file calls wait for the tenant's root. */
+  private volatile boolean rootPending;
 
   /** An agent whose lease expiry ends the JVM with {@link AgentProtocol#EXIT_LEASE_EXPIRED}. */
   public GuestAgent(AgentConfig config, ExitAction exitAction) {
@@ -96,6 +98,7 @@ public final class GuestAgent {
     this.system = system;
     this.identity = new Identity(config.sandboxId(), config.incarnation(), config.secret());
     this.pendingRoot = config.deferredRoot();
+    this.rootPending = pendingRoot != null;
     if (pendingRoot != null) prepareRebirth();
     this.watchdog = new LeaseWatchdog(lease, () -> identity.sandboxId() + " incarnation " + identity.incarnation(),
         this::leaseExpired);
@@ -183,6 +186,7 @@ public final class GuestAgent {
       }
       processes.reroot(defaults, config.tenantRoot());
       pendingRoot = null;
+      rootPending = false;
       rootNanos = System.nanoTime() - rootNanos;
     }
     Identity after = new Identity(order.sandboxId(), order.incarnation(), HandshakeSecret.of(order.secret()));
@@ -203,6 +207,18 @@ public final class GuestAgent {
     RebirthOrder.prepare();
     // Initialises NativePRNG's mixing state; mixing in more seed never weakens it.
     new SecureRandom().setSeed(java.nio.ByteBuffer.allocate(8).putLong(System.nanoTime()).array());
+  }
+
+  /**
+   * File calls (paths in the tenant's root) are refused until a template's agent is reborn: its
+   * root is an empty directory of the initramfs until then, and what was written there would
+   * vanish under the mount.
+   */
+  void requireRoot(Object call) {
+    if (rootPending) {
+      throw AgentError.precondition(call + " needs the tenant's root, which this template VM mounts only when a clone's"
+          + " first handshake rebirths it: nothing to read or write before that");
+    }
   }
 
   /** The handshake's answer: the guest as it is now, the identity served, and a fresh random id. */

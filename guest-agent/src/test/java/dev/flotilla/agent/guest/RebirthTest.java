@@ -187,6 +187,21 @@ class RebirthTest {
   }
 
   @Test
+  void fileCallsWaitForTheTenantsRoot() throws Exception {
+    AgentClient warm = connect(TEMPLATE_SECRET, null);
+    get(warm.handshake("tpl", 1, DEADLINE));
+    AgentException e = failure(AgentException.Code.FAILED_PRECONDITION,
+        warm.writeFile("/hello", new java.io.ByteArrayInputStream("x".getBytes()), 0644, DEADLINE));
+    assertTrue(e.getMessage().contains("needs the tenant's root"), e.getMessage());
+    assertFalse(Files.exists(dir.resolve("root/hello")));
+
+    AgentClient clone = connect(CLONE_SECRET, FROM);
+    get(clone.handshake("sbx-9", 7, DEADLINE));
+    get(clone.writeFile("/hello", new java.io.ByteArrayInputStream("x".getBytes()), 0644, DEADLINE));
+    assertEquals("x", Files.readString(dir.resolve("root/hello")), "after the rebirth files are the tenant root's");
+  }
+
+  @Test
   void aRetryOfTheSameRebirthIsAPlainHandshake() throws Exception {
     AgentClient clone = connect(CLONE_SECRET, FROM);
     GuestInfo first = get(clone.handshake("sbx-9", 7, DEADLINE));
