@@ -65,12 +65,15 @@ class QemuHypervisorTest {
     assertEquals(Long.toString(uid), vm.handle().extra().get("uid"));
     String launch = String.join(" ", vm.launch());
     assertTrue(launch.contains("unshare --mount --propagation private --net --ipc --uts"), launch);
-    assertTrue(QemuJail.SCRIPT.contains("setpriv --reuid=\"$uid\" --regid=\"$uid\" --clear-groups --no-new-privs"
+    assertTrue(QemuJail.SCRIPT.contains("setpriv --reuid=\"$uid\" --regid=\"$uid\" \"$groups\" --no-new-privs"
         + " --inh-caps=-all --bounding-set=-all"), QemuJail.SCRIPT);
+    // no supplementary group unless it is a template's clone (then only the template's)
+    assertTrue(QemuJail.SCRIPT.contains("groups=--clear-groups\n[ \"$group\" = - ] || groups=--groups=\"$group\""), QemuJail.SCRIPT);
     assertTrue(launch.contains(" " + uid + " - "), "no /dev/kvm under TCG: " + launch);
     Path imageDisk = tmp.resolve("vm/image" + ImageDisks.SUFFIX);
     Path writable = hv.writableDisk("sb-1");
-    assertTrue(launch.contains(" - " + imageDisk + " " + writable + " " + tmp.resolve("vm/config.disk") + " "), launch);
+    assertTrue(launch.contains(" - " + imageDisk + " " + writable + " " + tmp.resolve("vm/config.disk") + " - - "),
+        "no memory file, no supplementary group: " + launch);
     // the image's disk: root's 0644, linked from the node-only cache; the writable disk: the sandbox uid's 0600
     assertEquals("rw-r--r--", PosixFilePermissions.toString(Files.getPosixFilePermissions(imageDisk)));
     assertEquals(2, ImageDisks.links(imageDisk));
