@@ -167,6 +167,13 @@ public final class FlotillaNode implements AutoCloseable {
               .tell(new TenantEntity.Release(id, system.ignoreRef())));
       Files.createDirectories(runtime.vmRoot());
       NodeFencing.install(system, drivers, runtime.vmRoot());
+      // what the drivers run of their own (a VM template being built) ends with the node; the
+      // sandboxes' VMs do not
+      org.apache.pekko.actor.CoordinatedShutdown.get(system).addTask(org.apache.pekko.actor.CoordinatedShutdown.PhaseServiceStop(),
+          "flotilla-driver-shutdown", () -> java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+            drivers.values().forEach(hv -> hv.shutdown(Duration.ofSeconds(4)));
+            return org.apache.pekko.Done.getInstance();
+          }));
       CompletableFuture<Void> lastShutdownPhase = BoundedTermination.lastPhase(system);
       SandboxEntity.init(system, runtime);
       TenantEntity.init(system, tenant -> quota(full.getConfig("flotilla.tenants"), tenant));

@@ -95,6 +95,49 @@ class QemuNodeIT extends NodeScenarios {
     return Long.parseLong(exec(id, "awk", "/^MemTotal:/ {print $2}", "/proc/meminfo").stdout().trim()) / 1024;
   }
 
+  /**
+   * VM templates through the API: warmed on this node, then a sandbox of that shape starts as its
+   * clone and is its own sandbox (identity, hostname, clock) in its image's root; the template stays
+   * while the clone runs and goes once the sandbox is deleted.
+   */
+  @Test
+  void aSandboxStartsFromAWarmedTemplate() {
+    var templates = dev.flotilla.api.v1.TemplateServiceClient.create(org.apache.pekko.grpc.GrpcClientSettings
+        .connectToServiceAt("127.0.0.1", node.node.grpcPort(), clientSystem).withTls(false), clientSystem);
+    try {
+      dev.flotilla.api.v1.Template warmed = await(templates.warmTemplate().addHeader("authorization", bearer())
+          .invoke(dev.flotilla.api.v1.WarmTemplateRequest.newBuilder().setCpus(1).setMemoryMib(256).build()));
+      SandboxSpec spec = SandboxSpec.newBuilder().setDriver("qemu").setVcpus(1).setMemoryMib(256).build();
+      long t0 = System.nanoTime();
+      String id = create(spec, "").getId();
+      awaitPhase(id, Phase.RUNNING);
+      ExecResult who = exec(id, "sh", "-c", "hostname; echo $FLOTILLA_SANDBOX_ID; date +%s; [ -d /opt/flotilla ] && echo initramfs || echo image-root");
+      System.out.printf("create-to-first-exec from a template: %d ms%n", (System.nanoTime() - t0) / 1_000_000);
+      String[] lines = who.stdout().split("\n");
+      assertEquals("fl-" + id, lines[0], who.stdout());
+      assertEquals(id, lines[1]);
+      assertTrue(Math.abs(Long.parseLong(lines[2]) - System.currentTimeMillis() / 1000) <= 2, "the clone's clock is the host's: " + lines[2]);
+      assertEquals("image-root", lines[3]);
+      dev.flotilla.vm.VmHandle handle = new dev.flotilla.vm.VmDirectory(node.dataDir.resolve("vms")).handles().stream()
+          .filter(h -> h.sandboxId().equals(id)).findFirst().orElseThrow();
+      assertEquals(warmed.getId(), handle.extra().get("template"), "started from the warmed template: " + handle.extra());
+      var listed = await(templates.listTemplates().addHeader("authorization", bearer())
+          .invoke(dev.flotilla.api.v1.ListTemplatesRequest.getDefaultInstance())).getTemplatesList();
+      // (the other tests' sandboxes may have built templates of their shapes too: first need)
+      dev.flotilla.api.v1.Template mine = listed.stream().filter(t -> t.getId().equals(warmed.getId())).findFirst().orElseThrow();
+      assertEquals(1, mine.getClones(), listed.toString());
+      var busy = failure(() -> await(templates.removeTemplate().addHeader("authorization", bearer())
+          .invoke(dev.flotilla.api.v1.RemoveTemplateRequest.newBuilder().setId(warmed.getId()).build())));
+      assertEquals(io.grpc.Status.Code.FAILED_PRECONDITION, busy.getStatus().getCode(), busy.getStatus().toString());
+      await(client.deleteSandbox().addHeader("authorization", bearer()).invoke(DeleteSandboxRequest.newBuilder().setId(id).build()));
+      org.awaitility.Awaitility.await().atMost(READY).ignoreExceptions().until(() -> await(templates.removeTemplate()
+          .addHeader("authorization", bearer()).invoke(dev.flotilla.api.v1.RemoveTemplateRequest.newBuilder().setId(warmed.getId()).build()))
+          .getId().equals(warmed.getId()));
+    } finally {
+      templates.close();
+    }
+  }
+
   @Test
   void aMainProcessRunsInTheGuestsImageRootAndEndsItsVm() {
     SandboxSpec spec = SandboxSpec.newBuilder().setDriver("qemu").setVcpus(1).setMemoryMib(512)

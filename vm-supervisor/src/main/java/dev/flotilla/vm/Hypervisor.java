@@ -78,4 +78,11 @@ public interface Hypervisor {
   default java.util.Optional<TemplateCatalog> templates() {
     return java.util.Optional.empty();
   }
+
+  /**
+   * The node is stopping: the driver ends what it runs of its own (a VM template being built),
+   * waiting at most {@code wait}. Sandboxes' VMs are not its own: they outlive the node, which
+   * re-attaches to them when it comes back.
+   */
+  default void shutdown(java.time.Duration wait) {}
 }

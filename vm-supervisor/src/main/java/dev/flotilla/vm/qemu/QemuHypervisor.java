@@ -558,6 +558,11 @@ public final class QemuHypervisor implements Hypervisor {
   }
 
   @Override
+  public void shutdown(Duration wait) {
+    templates.shutdown(wait);
+  }
+
+  @Override
   public boolean fence(Duration wait) {
     return gate.close(wait);
   }

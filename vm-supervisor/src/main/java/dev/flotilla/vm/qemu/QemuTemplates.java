@@ -128,6 +128,10 @@ final class QemuTemplates implements TemplateCatalog {
   /** Shapes whose last build failed: when, and why. */
   private final Map<String, Map.Entry<Instant, String>> failed = new ConcurrentHashMap<>();
   private volatile boolean swept;
+  /** Set when the node stops: no build starts any more. */
+  private volatile boolean closed;
+  /** The template VMs being built now, by template id. */
+  private final Map<String, QemuVm> inBuild = new ConcurrentHashMap<>();
 
   QemuTemplates(QemuHypervisor driver) {
     this.driver = driver;
@@ -245,6 +249,10 @@ final class QemuTemplates implements TemplateCatalog {
           + failure.getKey().plus(RETRY_AFTER));
       return Optional.empty();
     }
+    if (closed) {
+      cold.accept("the node is stopping");
+      return Optional.empty();
+    }
     if (backgroundBuilds.add(id)) {
       BUILDER.execute(() -> {
         try {
@@ -336,7 +344,10 @@ final class QemuTemplates implements TemplateCatalog {
       }
       Saved s = new Saved(id, dir, shape.tenant(), shape.image(), shape.imageDigest(), shape.vcpus(), shape.memoryMiB(),
           (int) (shape.diskBytes() >> 20), uid, Instant.now());
+      if (closed) throw new VmException("the node is stopping");
       vm = builder.prepareTemplateVm(s.sandboxId(), dir.resolve("vm"), memory, disk, uid);
+      inBuild.put(id, vm);
+      if (closed) throw new VmException("the node is stopping");
       vm.start(BOOT_DEADLINE);
       warm(vm, s.sandboxId());
       vm.saveState(s.state(), Duration.ofSeconds(60));
@@ -363,6 +374,7 @@ final class QemuTemplates implements TemplateCatalog {
       done = true;
       return load(root.resolve(id)).orElseThrow(() -> new VmException("template " + id + " vanished after its save"));
     } finally {
+      inBuild.remove(id);
       if (vm != null) {
         vm.kill();
         vm.stop(Duration.ofSeconds(1));
@@ -427,6 +439,28 @@ final class QemuTemplates implements TemplateCatalog {
     @Override
     public void onEnd(Channel channel) {}
   };
+
+  /**
+   * The node stops: no build starts any more, and the template VMs being built are killed (the
+   * builds then remove what they left; a build whose JVM ends first is swept at the next start).
+   * Returns once those QEMUs have exited, or after {@code wait}.
+   */
+  void shutdown(Duration wait) {
+    closed = true;
+    List<QemuVm> vms = new ArrayList<>(inBuild.values());
+    for (QemuVm vm : vms) {
+      LOG.info("the node stops: ending the build of template VM {}", vm.handle().sandboxId());
+      vm.kill();
+    }
+    long until = System.nanoTime() + wait.toNanos();
+    for (QemuVm vm : vms) {
+      try {
+        vm.exitFuture().get(Math.max(until - System.nanoTime(), 0), TimeUnit.NANOSECONDS);
+      } catch (Exception e) {
+        LOG.warn("template VM {} did not exit within {}", vm.handle().sandboxId(), wait);
+      }
+    }
+  }
 
   /** Evicts the least recently used templates without clones here until they fit the cache (never {@code keep}). */
   private void evict(String keep) {
