@@ -10,7 +10,6 @@ import dev.flotilla.agent.protocol.client.AgentClient;
 import dev.flotilla.agent.protocol.client.AgentClients;
 import dev.flotilla.vm.ImageRootfs;
 import dev.flotilla.vm.Vm;
-import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
 import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
@@ -87,23 +86,7 @@ class QemuImageTest {
 
   @AfterEach
   void tearDown() throws Exception {
-    agents.forEach(AgentClient::close);
-    for (Vm vm : vms) {
-      vm.kill();
-      vm.exitFuture().orTimeout(20, TimeUnit.SECONDS).exceptionally(e -> null).join();
-    }
-    if (base != null && Files.isDirectory(base)) {
-      // the guests' consoles (kernel, init, agent), for a failure's report
-      for (Vm vm : vms) {
-        System.out.println("console of " + vm.handle().stateDir() + ":\n" + ConsoleLog.tail(vm.handle().stateDir().resolve("console.log"), 6000));
-      }
-      try (Stream<Path> files = Files.walk(base)) {
-        for (Path h : files.filter(f -> f.getFileName().toString().equals(VmHandle.FILE_NAME)).toList()) {
-          hv.reap(VmHandle.load(h.getParent()));
-        }
-      }
-      QemuJail.deleteTree(base);
-    }
+    TestQemu.tearDown(hv, base, vms, agents);
   }
 
   private AgentClient boot(long incarnation) throws Exception {

@@ -14,7 +14,6 @@ import dev.flotilla.agent.protocol.client.GuestInfo;
 import dev.flotilla.vm.AgentSecrets;
 import dev.flotilla.vm.TemplateCatalog;
 import dev.flotilla.vm.Vm;
-import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
 import dev.flotilla.vm.ids.IdRangeAllocator;
 import java.nio.charset.StandardCharsets;
@@ -26,7 +25,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ExecutionException;
-import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -58,25 +56,12 @@ class QemuTemplateTest {
 
   @AfterEach
   void tearDown() throws Exception {
-    agents.forEach(AgentClient::close);
-    for (Vm vm : vms) {
-      vm.kill();
-      vm.exitFuture().orTimeout(20, TimeUnit.SECONDS).exceptionally(e -> null).join();
+    if (hv == null) return;
+    hv.shutdown(Duration.ofSeconds(10));
+    for (QemuTemplates.Saved s : hv.templateStore().saved()) {
+      hv.ids().release(IdRangeAllocator.DRIVER_PREFIX + "template." + s.id());
     }
-    if (base != null && Files.isDirectory(base)) {
-      for (Vm vm : vms) {
-        System.out.println("console of " + vm.handle().stateDir() + ":\n" + ConsoleLog.tail(vm.handle().stateDir().resolve("console.log"), 4000));
-      }
-      try (Stream<Path> files = Files.walk(base)) {
-        for (Path h : files.filter(f -> f.getFileName().toString().equals(VmHandle.FILE_NAME)).toList()) {
-          hv.reap(VmHandle.load(h.getParent()));
-        }
-      }
-      for (QemuTemplates.Saved s : hv.templateStore().saved()) {
-        hv.ids().release(IdRangeAllocator.DRIVER_PREFIX + "template." + s.id());
-      }
-      QemuJail.deleteTree(base);
-    }
+    TestQemu.tearDown(hv, base, vms, agents);
   }
 
   private Vm start(String id, long incarnation) throws Exception {

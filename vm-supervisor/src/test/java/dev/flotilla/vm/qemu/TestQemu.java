@@ -34,4 +34,29 @@ final class TestQemu {
   static QemuHypervisor hypervisor(QemuConfig config) throws IOException {
     return new QemuHypervisor(config, ids(config.stateRoot()));
   }
+
+  /**
+   * A test's end: its agents closed, its VMs killed, their consoles printed (for a failure's
+   * report), then every VM whose handle is under {@code base} reaped (cgroups, networks) and
+   * {@code base} deleted.
+   */
+  static void tearDown(QemuHypervisor hv, Path base, List<dev.flotilla.vm.Vm> vms,
+      List<dev.flotilla.agent.protocol.client.AgentClient> agents) throws IOException {
+    agents.forEach(dev.flotilla.agent.protocol.client.AgentClient::close);
+    for (dev.flotilla.vm.Vm vm : vms) {
+      vm.kill();
+      vm.exitFuture().orTimeout(20, java.util.concurrent.TimeUnit.SECONDS).exceptionally(e -> null).join();
+    }
+    if (base == null || !java.nio.file.Files.isDirectory(base)) return;
+    for (dev.flotilla.vm.Vm vm : vms) {
+      System.out.println("console of " + vm.handle().stateDir() + ":\n"
+          + ConsoleLog.tail(vm.handle().stateDir().resolve("console.log"), 6000));
+    }
+    try (java.util.stream.Stream<Path> files = java.nio.file.Files.walk(base)) {
+      for (Path h : files.filter(f -> f.getFileName().toString().equals(dev.flotilla.vm.VmHandle.FILE_NAME)).toList()) {
+        hv.reap(dev.flotilla.vm.VmHandle.load(h.getParent()));
+      }
+    }
+    QemuJail.deleteTree(base);
+  }
 }
