@@ -322,8 +322,8 @@ public final class QemuHypervisor implements Hypervisor {
     String[] cold = {coldReason(spec, policy, guest)};
     if (cold[0] == null) {
       try {
-        template = templates.acquire(shape(spec, kvm, guest.get(), Files.size(disks.get().writable())),
-            templateBuilder(spec, kvm, kvmDevice), spec.sandboxId(), r -> cold[0] = r);
+        template = templates.acquire(shape(spec, kvm, guest.get(), Files.size(disks.get().writable()), policy.egress()),
+            templateBuilder(spec, kvm, kvmDevice, policy.egress()), spec.sandboxId(), r -> cold[0] = r);
       } catch (VmException | IOException | RuntimeException e) {
         cold[0] = "its template's shape is unknown: " + e.getMessage();
       }
@@ -353,12 +353,12 @@ public final class QemuHypervisor implements Hypervisor {
       }
       handle = handle.withExtra(TEMPLATE, t.id()).withExtra(REBIRTH_FROM, t.sandboxId());
       // the template's command line: the same devices, RAM and kernel arguments its state was saved with
-      List<String> qemu = new ArrayList<>(command(templateSpec(t.sandboxId(), spec, dir), kvm, true, Optional.empty(),
+      List<String> qemu = new ArrayList<>(command(templateSpec(t.sandboxId(), spec, dir), kvm, true, network,
           Optional.of(MemoryFile.CLONE)));
       qemu.set(qemu.indexOf("-name") + 1, "flotilla-" + spec.sandboxId() + "-" + spec.incarnation()); // its own, not the template's
       List<String> launch = QemuJail.launch(jail.root(), jail.qemu(), run, config.kernel(), config.initramfs(), uid, kvmDevice, disks,
           Optional.of(new QemuJail.Memory(t.memory(), java.util.OptionalLong.of(t.gid()))), qemu.subList(1, qemu.size()));
-      QemuVm vm = new QemuVm(handle, qemu, launch, limits, gate, null, t.state());
+      QemuVm vm = new QemuVm(handle, qemu, launch, limits, gate, network.orElse(null), t.state());
       vm.exitFuture().whenComplete((x, e) -> templates.detached(t.id(), spec.sandboxId()));
       return vm;
     }
@@ -382,7 +382,6 @@ public final class QemuHypervisor implements Hypervisor {
     if (!templates.enabled()) return "templates are off (template-cache = 0)";
     if (guest.isEmpty()) return "it boots from the initramfs (rootfs=initramfs)";
     if ("off".equals(spec.options().get(TEMPLATE_OPTION))) return "its spec says template=off";
-    if (policy.egress()) return "templates do not cover egress networking yet";
     return null;
   }
 
@@ -392,14 +391,17 @@ public final class QemuHypervisor implements Hypervisor {
   }
 
   /** Everything that makes a guest's memory another's of the same shape (see {@link QemuTemplates.Shape}). */
-  private QemuTemplates.Shape shape(VmSpec spec, boolean kvm, GuestDisks guest, long diskBytes) throws VmException {
+  private QemuTemplates.Shape shape(VmSpec spec, boolean kvm, GuestDisks guest, long diskBytes, boolean egress) throws VmException {
     String image = spec.options().getOrDefault(VmSpec.IMAGE, "");
     int at = image.indexOf('@');
     String digest = at >= 0 ? image.substring(at + 1) : "";
     try {
       String guestImage = config.kernel() + "|" + Files.size(config.kernel()) + "|" + Files.getLastModifiedTime(config.kernel()).toMillis()
           + "|" + config.initramfs() + "|" + Files.size(config.initramfs()) + "|" + Files.getLastModifiedTime(config.initramfs()).toMillis()
-          + "|" + config.qemuBinary() + "|" + guest.imageDisk().getFileName();
+          + "|" + config.qemuBinary() + "|" + guest.imageDisk().getFileName()
+          // the guest's side of an egress network is the same for every sandbox of the node (its
+          // address, gateway and resolver; the policy is the host's, per sandbox): one template serves all
+          + "|" + (egress ? QemuNetwork.guestConfig(egress().config()) : "no network");
       return new QemuTemplates.Shape(spec.options().getOrDefault(VmSpec.TENANT, ""), image, digest, spec.vcpus(), spec.memoryMiB(),
           diskBytes, Files.size(guest.imageDisk()), guest.config(), kvm, guestImage);
     } catch (IOException e) {
@@ -415,11 +417,18 @@ public final class QemuHypervisor implements Hypervisor {
     boolean kvm = HostProbe.accel(config).kvm();
     Optional<String> kvmDevice = kvm ? QemuJail.deviceNumbers(Path.of("/dev/kvm")) : Optional.empty();
     GuestDisks guest = guestDisks(spec);
-    return templates.obtain(shape(spec, kvm, guest, config.defaultDiskMiB() * 1024L * 1024L), templateBuilder(spec, kvm, kvmDevice));
+    boolean net;
+    try {
+      net = EgressPolicy.fromOptions(spec.options()).egress();
+    } catch (IllegalArgumentException e) {
+      throw new VmException("invalid network for a template: " + e.getMessage(), e);
+    }
+    return templates.obtain(shape(spec, kvm, guest, config.defaultDiskMiB() * 1024L * 1024L, net),
+        templateBuilder(spec, kvm, kvmDevice, net));
   }
 
   /** How {@link QemuTemplates} boots a template of {@code spec}'s shape: this driver's jail, cgroups and command line. */
-  private QemuTemplates.Builder templateBuilder(VmSpec spec, boolean kvm, Optional<String> kvmDevice) {
+  private QemuTemplates.Builder templateBuilder(VmSpec spec, boolean kvm, Optional<String> kvmDevice, boolean egress) {
     return (sandboxId, vmDir, memory, disk, uid) -> {
       Path run = vmDir.resolve("run");
       if (run.resolve("console.sock").toString().getBytes(StandardCharsets.UTF_8).length > MAX_SOCKET_PATH) {
@@ -443,14 +452,23 @@ public final class QemuHypervisor implements Hypervisor {
           .withExtra("consoleLogBytes", Long.toString(config.consoleLogBytes()))
           .withExtra("accel", kvm ? "kvm" : "tcg")
           .withExtra("uid", Long.toString(uid));
-      List<String> qemu = command(t, kvm, true, Optional.empty(), Optional.of(MemoryFile.TEMPLATE));
+      // a template of egress sandboxes has their network device, backed by a passt of its own
+      // that reaches nothing: the template's uid is allowed no destination at all
+      Optional<QemuNetwork> network = egress
+          ? Optional.of(new QemuNetwork(this.egress, sandboxId, 1, uid, NOWHERE, vmDir, run, egressCommentPrefix()))
+          : Optional.empty();
+      List<String> qemu = command(t, kvm, true, network, Optional.of(MemoryFile.TEMPLATE));
       List<String> launch = QemuJail.launch(tree().root(), tree().qemu(), run, config.kernel(), config.initramfs(), uid, kvmDevice,
           Optional.of(d), Optional.of(new QemuJail.Memory(memory, java.util.OptionalLong.empty())), qemu.subList(1, qemu.size()));
       long memoryLimit = (spec.memoryMiB() + (long) config.memoryOverheadMiB()) * 1024L * 1024L;
       return new QemuVm(handle, qemu, launch, new QemuVm.Limits(cgroups(), memoryLimit, spec.vcpus(), config.threadsLimit(),
-          config.requireLimits() ? LIMITS : Set.of()), gate, null);
+          config.requireLimits() ? LIMITS : Set.of()), gate, network.orElse(null));
     };
   }
+
+  /** A template's network: egress mode, every destination denied. */
+  private static final EgressPolicy NOWHERE = new EgressPolicy(EgressPolicy.Mode.EGRESS, List.of(),
+      List.of(EgressPolicy.parseDestination("0.0.0.0/0"), EgressPolicy.parseDestination("::/0")));
 
   /** What a guest's read-only devices hold: its image's block device (cached, shared) and its config disk's bytes. */
   private record GuestDisks(ImageRootfs.Rootfs rootfs, Path imageDisk, byte[] config) {}

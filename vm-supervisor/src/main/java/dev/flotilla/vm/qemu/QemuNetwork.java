@@ -158,7 +158,12 @@ final class QemuNetwork {
 
   /** The guest's configuration on the kernel command line, read by its init. */
   String kernelArg() {
-    return "flotilla.net=" + GUEST_ADDRESS + "/" + GUEST_PREFIX + "," + GATEWAY + "," + host.config().dnsForwardAddress().getHostAddress();
+    return "flotilla.net=" + guestConfig(host.config());
+  }
+
+  /** The guest's side (address, gateway, resolver): the same for every sandbox of a node. */
+  static String guestConfig(dev.flotilla.vm.net.EgressConfig config) {
+    return GUEST_ADDRESS + "/" + GUEST_PREFIX + "," + GATEWAY + "," + config.dnsForwardAddress().getHostAddress();
   }
 
   long passtPid() {

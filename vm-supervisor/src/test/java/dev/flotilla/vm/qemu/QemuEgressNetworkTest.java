@@ -76,7 +76,7 @@ class QemuEgressNetworkTest {
     nodePort = new TestInternet.NodePort();
     // the test's DNS server is the node's resolver; no refresh during the test
     hv = TestQemu.hypervisor(base.withNetwork(base.network().withDnsServers(List.of(InetAddress.getByName(internet.hostEnd())))
-        .withRefresh(Duration.ofHours(1))));
+        .withRefresh(Duration.ofHours(1))).withTemplateCacheBytes(4L << 30));
   }
 
   @AfterEach
@@ -94,6 +94,10 @@ class QemuEgressNetworkTest {
       for (Path h : files.filter(f -> f.getFileName().toString().equals(VmHandle.FILE_NAME)).toList()) {
         hv.reap(VmHandle.load(h.getParent()));
       }
+    }
+    hv.shutdown(Duration.ofSeconds(10));
+    for (QemuTemplates.Saved t : hv.templateStore().saved()) {
+      hv.ids().release(dev.flotilla.vm.ids.IdRangeAllocator.DRIVER_PREFIX + "template." + t.id());
     }
     if (nodePort != null) nodePort.close();
     if (internet != null) internet.close();
@@ -154,9 +158,14 @@ class QemuEgressNetworkTest {
     internet.dns.put("www.flotilla.test", internet.external());
     // allowed: a name only (its address only once the guest looked it up); denied: an address, and
     // a name looked up at the end (bad.flotilla.test, not known yet: the node resolves nothing of it)
-    vm = hv.prepare(new VmSpec("qnet", 1, 1, 256, 0, stateRoot.resolve("qnet"),
+    VmSpec spec = new VmSpec("qnet", 1, 1, 256, 0, stateRoot.resolve("qnet"),
         Map.of(EgressPolicy.NETWORK, "egress", EgressPolicy.ALLOW, "www.flotilla.test",
-            EgressPolicy.DENY, internet.otherExternal() + ",bad.flotilla.test")));
+            EgressPolicy.DENY, internet.otherExternal() + ",bad.flotilla.test"));
+    // the guest is a template's clone: what follows holds for it as for a cold boot (QemuNodeIT
+    // boots one cold). The template's own network reached nothing; the clone's rules are its own.
+    QemuTemplates.Saved template = hv.templateFor(spec);
+    vm = hv.prepare(spec);
+    assertEquals(template.id(), vm.handle().extra().get(QemuHypervisor.TEMPLATE), "a clone: " + vm.handle().extra());
     vm.start(Duration.ofSeconds(30));
     agent = AgentClients.connect(vm.agentAddress(), Duration.ofSeconds(10));
     agent.handshake("qnet", 1, BOOT).get();
