@@ -61,13 +61,13 @@ cleanup() {
     for _ in $(seq 1 30); do kill -0 "$p" 2>/dev/null || break; sleep 1; done
     kill -9 "$p" 2>/dev/null || true
   done
+  # BENCH_KEEP=DIR keeps the raw figures and both nodes' logs (before kill_qemu_leftovers removes the nodes' dirs)
+  if [ -n "${BENCH_KEEP:-}" ]; then mkdir -p "$BENCH_KEEP"; cp -r "$root/out" "$BENCH_KEEP/" 2>/dev/null || true
+    for k in T C; do cp "$root/$k/node.log" "$BENCH_KEEP/node-$k.log" 2>/dev/null || true; done; fi
   for k in T C; do
     [ -d "$root/$k" ] && kill_sandbox_leftovers "$root/$k/data" "flotilla-btpl$k"
     [ -d "$root/$k" ] && kill_qemu_leftovers "$root/$k"
   done
-  # BENCH_KEEP=DIR keeps the raw figures and both nodes' logs
-  if [ -n "${BENCH_KEEP:-}" ]; then mkdir -p "$BENCH_KEEP"; cp -r "$root/out" "$BENCH_KEEP/" 2>/dev/null || true
-    for k in T C; do cp "$root/$k/node.log" "$BENCH_KEEP/node-$k.log" 2>/dev/null || true; done; fi
   rm -rf "$root"
 }
 trap cleanup EXIT
