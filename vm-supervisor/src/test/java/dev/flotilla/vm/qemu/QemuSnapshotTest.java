@@ -42,7 +42,8 @@ import org.junit.jupiter.api.Test;
 class QemuSnapshotTest {
   private static final Duration BOOT = Duration.ofSeconds(120);
   private static final Duration CALL = Duration.ofSeconds(60);
-  private static final String COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /run/count; sleep 0.2; done";
+  /** Counts five times a second; each value is renamed into place, so a reader never sees a file half written. */
+  private static final String COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /run/count.new; mv /run/count.new /run/count; sleep 0.2; done";
 
   private Path base;
   private QemuHypervisor hv;
@@ -216,11 +217,14 @@ class QemuSnapshotTest {
         AgentSecrets.read(suspendDir)), Duration.ofSeconds(10));
     agents.add(saved);
     assertThrows(ExecutionException.class, () -> saved.handshake("snap-a", 1, CALL).get(), "the saved secret is stale too");
+    // the agent hangs up after refusing a secret: wait for it, or its goodbye reaches the next connection
+    saved.closed().get(CALL.toSeconds(), TimeUnit.SECONDS);
     saved.close();
     // the fork is untouched by the source's suspend and resume
     assertTrue(count(cb) > b0);
-    assertEquals("own", sh(connect(a2).handshake("snap-a", 2, CALL).thenApply(x -> agents.get(agents.size() - 1)).get(),
-        "[ -e /only-b ] && echo shared || echo own"));
+    AgentClient last = connect(a2);
+    last.handshake("snap-a", 2, CALL).get();
+    assertEquals("own", sh(last, "[ -e /only-b ] && echo shared || echo own"));
   }
 
   /**
