@@ -46,6 +46,31 @@ public interface Vm {
     throw new VmException("this driver cannot change a running sandbox's resources");
   }
 
+  /**
+   * Saves the VM's complete state (memory, devices, writable disk and whatever else its restore
+   * needs) into {@code dir}, a new node-only directory, then ends the VM: it holds no memory any
+   * more, and {@link VmSpec#RESTORE_FROM} starts it again exactly where it was. Blocking.
+   *
+   * <p>Contract: before the call, the caller has handshaken the agent with {@code pausing} true
+   * (as for {@link #pause()}) and closed its connections: the guest's lease then restarts once when
+   * the restored VM thaws, instead of counting the time it was saved as time the node was gone.
+   *
+   * @throws VmException if it cannot; the VM then still runs unless the message says otherwise
+   */
+  default Snapshot suspend(java.nio.file.Path dir) throws VmException {
+    throw new VmException("this driver cannot suspend a sandbox with its memory");
+  }
+
+  /**
+   * As {@link #suspend}, but the VM goes on running after the save: the source of a fork. The
+   * guest is stopped only while its state and writable disk are saved ({@link Snapshot#pausedMillis()}).
+   * The same contract: the caller announced the pause ({@code pausing} true) and, once this returns,
+   * withdraws it with a plain handshake.
+   */
+  default Snapshot snapshot(java.nio.file.Path dir) throws VmException {
+    throw new VmException("this driver cannot snapshot a running sandbox");
+  }
+
   /** Whether the VM is frozen now (by {@link #pause()}, possibly from an earlier JVM): a frozen agent answers nothing. */
   boolean isPaused() throws VmException;
 

@@ -50,6 +50,15 @@ public record VmSpec(
    */
   public static final String TENANT = "tenant";
 
+  /**
+   * Option: a snapshot's directory ({@link Vm#suspend}, {@link Vm#snapshot}) to start from instead
+   * of booting. The VM continues where the snapshot was taken, with the snapshot's writable disk
+   * as this sandbox's own, and its agent takes this spec's sandbox id and incarnation at the first
+   * handshake (for a fork, another sandbox's). vCPUs and memory must be the snapshot's. Drivers
+   * that cannot restore refuse it.
+   */
+  public static final String RESTORE_FROM = "restore-from";
+
   /** This spec with one more option. */
   public VmSpec withOption(String key, String value) {
     Map<String, String> o = new java.util.HashMap<>(options);

@@ -331,4 +331,52 @@ class RebirthTest {
     assertEquals(1, ok.get(), "exactly one rebirth wins: " + winners);
     assertEquals(4, system.lines().size(), "one rebirth's steps: " + system.lines());
   }
+
+  @Test
+  void aRebornAgentIsRebornAgainWithoutMountingItsRootTwice() throws Exception {
+    // a clone, later snapshotted and restored as another sandbox (a fork) or its next incarnation
+    AgentClient clone = connect(CLONE_SECRET, FROM);
+    get(clone.handshake("sbx-9", 7, DEADLINE));
+    assertEquals(4, system.lines().size(), system.lines().toString());
+    byte[] forkSecret = filled(32, 4);
+    AgentClient fork = connect(forkSecret, new AgentAddress.Rebirth("sbx-9", 7, CLONE_SECRET, "fl-fork-1"));
+    GuestInfo info = get(fork.handshake("fork-1", 1, DEADLINE));
+    assertEquals("fork-1", info.sandboxId());
+    assertEquals(1, info.incarnation());
+    List<String> steps = system.lines();
+    assertEquals(7, steps.size(), "the seed, the clock and the hostname again, the root not: " + steps);
+    assertTrue(steps.get(4).startsWith("rng "), steps.toString());
+    assertTrue(steps.get(5).startsWith("clock "), steps.toString());
+    assertEquals("hostname fl-fork-1", steps.get(6));
+    // still in the tenant root, with its exec defaults, under the new identity
+    assertEquals("from-the-image fork-1 1", run(fork, "after", "echo $IMAGE_VAR $FLOTILLA_SANDBOX_ID $FLOTILLA_INCARNATION"));
+    failure(AgentException.Code.PERMISSION_DENIED, connect(CLONE_SECRET, null).handshake("sbx-9", 7, DEADLINE));
+  }
+
+  @Test
+  void anAgentThatWasNeverATemplateAcceptsARebirth() throws Exception {
+    // a cold-booted VM, snapshotted: its agent has its tenant root and its own identity
+    Path root = Files.createDirectories(dir.resolve("cold-root"));
+    Path nsenter = executable("nsenter-cold", "#!/bin/sh\nwhile [ \"$1\" != -- ]; do shift; done\nshift\nexec \"$@\"\n");
+    byte[] coldSecret = filled(32, 6);
+    RecordingCloneSystem coldSystem = new RecordingCloneSystem(dir.resolve("cold-steps.log"));
+    AgentConfig c0 = AgentConfig.of("cold", 3).withSecret(HandshakeSecret.of(coldSecret));
+    AgentConfig config = new AgentConfig(c0.sandboxId(), c0.incarnation(), c0.maxPayload(), c0.fileChunk(), c0.exitRetention(),
+        c0.powerOffCommand(), c0.secret(), c0.execDefaults(), new TenantRoot(root, nsenter), null);
+    GuestAgent cold = new GuestAgent(config, powerOff -> { }, code -> { }, coldSystem);
+    toClose.add(() -> cold.stopProcesses(Duration.ofSeconds(1)));
+    MemoryPipe toAgent = new MemoryPipe(1 << 16);
+    MemoryPipe toHost = new MemoryPipe(1 << 16);
+    cold.serveAsync(toAgent.input(), toHost.output(), "pipe");
+    AgentClient c = AgentClients.over(toHost.input(), toAgent.output(), "pipe", ClientOptions.defaults(), CLONE_SECRET,
+        new AgentAddress.Rebirth("cold", 3, coldSecret, "fl-cold-4"));
+    toClose.add(c);
+    GuestInfo info = get(c.handshake("cold", 4, DEADLINE));
+    assertEquals("cold", info.sandboxId());
+    assertEquals(4, info.incarnation());
+    List<String> steps = coldSystem.lines();
+    assertEquals(3, steps.size(), "seed, clock, hostname; no root to mount: " + steps);
+    assertEquals("hostname fl-cold-4", steps.get(2));
+    assertEquals("cold 4", run(c, "cold-after", "echo $FLOTILLA_SANDBOX_ID $FLOTILLA_INCARNATION"));
+  }
 }

@@ -306,6 +306,12 @@ public final class QemuHypervisor implements Hypervisor {
       kvmDevice = QemuJail.deviceNumbers(Path.of("/dev/kvm"));
       if (kvmDevice.isEmpty()) throw new VmException("KVM chosen but /dev/kvm is not a device here");
     }
+    String restoreFrom = spec.options().get(VmSpec.RESTORE_FROM);
+    if (restoreFrom != null) {
+      if (!withDisks) throw new VmException("option " + VmSpec.RESTORE_FROM + " restores the snapshot's disks: drop rootfs=initramfs");
+      if (policy.egress()) throw new VmException("a snapshot cannot be restored with egress networking yet: use network none");
+      return prepareRestore(spec, Path.of(restoreFrom).toAbsolutePath().normalize(), dir, uid, jail);
+    }
     try {
       privateDir(dir);
       runDir(run, uid);
@@ -336,6 +342,7 @@ public final class QemuHypervisor implements Hypervisor {
         .withExtra("consoleLogBytes", Long.toString(config.consoleLogBytes()))
         .withExtra("accel", kvm ? "kvm" : "tcg")
         .withExtra("uid", Long.toString(uid));
+    if (disks.isPresent()) handle = withDisks(handle, disks.get(), config.kernel(), config.initramfs());
     Optional<QemuNetwork> network = policy.egress()
         ? Optional.of(new QemuNetwork(egress, spec.sandboxId(), spec.incarnation(), uid, policy, dir, run, egressCommentPrefix()))
         : Optional.empty();
@@ -371,6 +378,102 @@ public final class QemuHypervisor implements Hypervisor {
   /** Handle extras of a VM started from a template: its id, and the identity its agent held until the rebirth. */
   static final String TEMPLATE = "template";
   static final String REBIRTH_FROM = "rebirthFrom";
+  /** Handle extra: the incarnation of {@link #REBIRTH_FROM} (absent: 1, a template's). */
+  static final String REBIRTH_INCARNATION = "rebirthIncarnation";
+  /** Handle extra: the snapshot a VM was restored from. */
+  static final String RESTORED_FROM = "restoredFrom";
+  /** Handle extras: the host files of the guest's disks, which a snapshot saves. */
+  static final String WRITABLE_DISK = "writableDisk";
+  static final String IMAGE_DISK = "imageDisk";
+  static final String CONFIG_DISK = "configDisk";
+
+  /** Handle extras: the kernel and initramfs the guest booted, which a snapshot keeps. */
+  static final String KERNEL = "kernel";
+  static final String INITRAMFS = "initramfs";
+
+  private static VmHandle withDisks(VmHandle handle, QemuJail.Disks d, Path kernel, Path initramfs) {
+    return handle.withExtra(WRITABLE_DISK, d.writable().toString()).withExtra(IMAGE_DISK, d.image().toString())
+        .withExtra(CONFIG_DISK, d.config().toString()).withExtra(KERNEL, kernel.toString()).withExtra(INITRAMFS, initramfs.toString());
+  }
+
+
+  /**
+   * The VM of {@code spec} as the snapshot in {@code snapshot} left it ({@link VmSpec#RESTORE_FROM}):
+   * the snapshot's command line, devices, kernel and disks; its state streamed in at start; its
+   * writable disk copied (sparsely) to the sandbox's own; its agent reborn at the first handshake
+   * from the snapshot's identity to the spec's, with a new secret. The snapshot stays as it was: it
+   * can be restored again (a fork's source, a retry).
+   */
+  private Vm prepareRestore(VmSpec spec, Path snapshot, Path dir, long uid, QemuJail.Tree jail) throws VmException {
+    String what = "cannot restore sandbox " + spec.sandboxId() + " from " + snapshot + ": ";
+    QemuSnapshots.Meta meta;
+    try {
+      meta = QemuSnapshots.read(snapshot);
+    } catch (IOException e) {
+      throw new VmException(what + e.getMessage(), e);
+    }
+    if (meta.vcpus() != spec.vcpus() || meta.memoryMiB() != spec.memoryMiB()) {
+      throw new VmException(what + "it was taken with " + meta.vcpus() + " vCPUs and " + meta.memoryMiB() + " MiB, and restores only"
+          + " as such (asked for " + spec.vcpus() + " vCPUs, " + spec.memoryMiB() + " MiB)");
+    }
+    boolean kvm = meta.accel().equals("kvm");
+    Optional<String> kvmDevice = kvm ? QemuJail.deviceNumbers(Path.of("/dev/kvm")) : Optional.empty();
+    if (kvm && kvmDevice.isEmpty()) throw new VmException(what + "it was taken under KVM, which this host lacks");
+    Path run = dir.resolve("run");
+    Path disk = writableDisk(spec.sandboxId());
+    Path image = dir.resolve("image" + ImageDisks.SUFFIX);
+    Path configDisk = dir.resolve("config.disk");
+    // all in the VM's own directory: the snapshot may go once the VM has started
+    Path kernel = dir.resolve(QemuSnapshots.KERNEL);
+    Path initramfs = dir.resolve(QemuSnapshots.INITRAMFS);
+    try {
+      privateDir(dir);
+      runDir(run, uid);
+      AgentSecrets.create(dir);
+      // what the restored agent answers to until its rebirth: the saved identity's secret
+      AgentSecrets.write(NodeOnlyFiles.createPrivateDir(dir.resolve(TEMPLATE_DIR)), AgentSecrets.read(snapshot));
+      NodeOnlyFiles.createPrivateDir(config.disksDir());
+      Path tmp = disk.resolveSibling(disk.getFileName() + ".tmp");
+      Files.deleteIfExists(tmp);
+      QemuSnapshots.copySparse(snapshot.resolve(QemuSnapshots.DISK), tmp);
+      Files.setAttribute(tmp, "unix:uid", (int) uid, LinkOption.NOFOLLOW_LINKS);
+      Files.setAttribute(tmp, "unix:gid", (int) uid, LinkOption.NOFOLLOW_LINKS);
+      Files.setPosixFilePermissions(tmp, PosixFilePermissions.fromString("rw-------"));
+      Files.move(tmp, disk, java.nio.file.StandardCopyOption.ATOMIC_MOVE, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+      Files.deleteIfExists(image);
+      QemuSnapshots.linkOrCopy(snapshot.resolve(QemuSnapshots.IMAGE), image);
+      Files.deleteIfExists(configDisk);
+      Files.copy(snapshot.resolve(QemuSnapshots.CONFIG), configDisk);
+      Files.setPosixFilePermissions(configDisk, PosixFilePermissions.fromString("rw-r--r--"));
+      for (Path p : List.of(kernel, initramfs)) {
+        Files.deleteIfExists(p);
+        QemuSnapshots.linkOrCopy(snapshot.resolve(p.getFileName().toString()), p);
+      }
+    } catch (IOException e) {
+      throw new VmException(what + e.getMessage(), e);
+    }
+    QemuJail.Disks disks = new QemuJail.Disks(image, disk, configDisk);
+    VmHandle handle = new VmHandle(DRIVER, spec.sandboxId(), spec.incarnation(), 0, 0, dir, run.resolve("agent.sock"), Map.of())
+        .withExtra("qmpSocket", run.resolve("qmp.sock").toString())
+        .withExtra("consoleSocket", run.resolve("console.sock").toString())
+        .withExtra("consoleLog", dir.resolve("console.log").toString())
+        .withExtra("consoleLogBytes", Long.toString(config.consoleLogBytes()))
+        .withExtra("accel", meta.accel())
+        .withExtra("uid", Long.toString(uid))
+        .withExtra(REBIRTH_FROM, meta.sandboxId())
+        .withExtra(REBIRTH_INCARNATION, Long.toString(meta.incarnation()))
+        .withExtra(RESTORED_FROM, snapshot.toString());
+    handle = withDisks(handle, disks, kernel, initramfs);
+    List<String> qemu = QemuSnapshots.restoreArgv(meta, "flotilla-" + spec.sandboxId() + "-" + spec.incarnation());
+    List<String> launch = QemuJail.launch(jail.root(), jail.qemu(), run, kernel, initramfs, uid, kvmDevice, Optional.of(disks), qemu.subList(1, qemu.size()));
+    long memoryLimit = (spec.memoryMiB() + (long) config.memoryOverheadMiB()) * 1024L * 1024L;
+    QemuVm.Limits limits = new QemuVm.Limits(cgroups(), memoryLimit, spec.vcpus(), config.threadsLimit(),
+        config.requireLimits() ? LIMITS : Set.of());
+    LOG.info("sandbox {} incarnation {} restores from {} (saved as {} incarnation {})", spec.sandboxId(), spec.incarnation(), snapshot,
+        meta.sandboxId(), meta.incarnation());
+    return new QemuVm(handle, qemu, launch, limits, gate, null, snapshot.resolve(QemuSnapshots.STATE), false);
+  }
+
   /** In a clone's state directory: the template's agent secret, which the clone's first handshake presents. */
   static final String TEMPLATE_DIR = "template";
 

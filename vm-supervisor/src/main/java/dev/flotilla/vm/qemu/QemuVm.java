@@ -1,6 +1,8 @@
 package dev.flotilla.vm.qemu;
 
 import dev.flotilla.agent.protocol.client.AgentAddress;
+import dev.flotilla.vm.NodeOnlyFiles;
+import dev.flotilla.vm.Snapshot;
 import dev.flotilla.vm.SpawnGate;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
@@ -56,8 +58,10 @@ final class QemuVm implements Vm {
   private final Limits limits;
   /** The egress network (passt and the host's rules), null for network none. */
   private final QemuNetwork network;
-  /** The saved state this VM starts from (a template's), null for a cold boot. */
+  /** The saved state this VM starts from (a template's or a snapshot's), null for a cold boot. */
   private final Path incoming;
+  /** Whether {@link #incoming} was saved with {@code x-ignore-shared} (a template's: its RAM is the memory file). */
+  private final boolean incomingIgnoresShared;
   private final CompletableFuture<VmExit> exit = new CompletableFuture<>();
   private final Object qmpLock = new Object();
   private volatile VmHandle handle;
@@ -85,7 +89,17 @@ final class QemuVm implements Vm {
    */
   QemuVm(VmHandle handle, List<String> command, List<String> launch, Limits limits, SpawnGate gate, QemuNetwork network,
       Path incoming) {
+    this(handle, command, launch, limits, gate, network, incoming, true);
+  }
+
+  /**
+   * As above; {@code ignoreShared}: the state was saved with {@code x-ignore-shared} (a template's),
+   * else it holds all of the guest's RAM (a snapshot's).
+   */
+  QemuVm(VmHandle handle, List<String> command, List<String> launch, Limits limits, SpawnGate gate, QemuNetwork network,
+      Path incoming, boolean ignoreShared) {
     this.incoming = incoming;
+    this.incomingIgnoresShared = ignoreShared;
     this.handle = handle;
     this.gate = gate;
     this.command = List.copyOf(command);
@@ -103,6 +117,7 @@ final class QemuVm implements Vm {
     this.limits = null;
     this.network = network;
     this.incoming = null;
+    this.incomingIgnoresShared = false;
     this.started = true;
     this.cgroups = Cgroups.Sandbox.fromExtras(handle.extra());
     ProcessHandle.of(handle.pid()).ifPresentOrElse(ph -> {
@@ -148,6 +163,8 @@ final class QemuVm implements Vm {
       Files.deleteIfExists(consoleLog());
       Files.deleteIfExists(consoleLog().resolveSibling(consoleLog().getFileName() + ".1"));
       Files.writeString(dir.resolve("qemu.cmdline"), String.join(" ", command) + "\n");
+      // exact, one argument a line (the kernel's arguments hold spaces): what a snapshot of an adopted VM records
+      NodeOnlyFiles.writePrivateFile(dir.resolve(ARGV_FILE), (String.join("\n", command) + "\n").getBytes(StandardCharsets.UTF_8));
     } catch (IOException e) {
       throw new VmException("cannot prepare " + dir + ": " + e.getMessage(), e);
     }
@@ -279,8 +296,18 @@ final class QemuVm implements Vm {
     return handle.agentSocket().getParent();
   }
 
-  private static final Map<String, Object> IGNORE_SHARED = Map.of("capabilities",
-      List.of(Map.of("capability", "x-ignore-shared", "state", true)));
+  /** In the state directory: QEMU's argv, one argument a line. */
+  static final String ARGV_FILE = "qemu.argv";
+
+  private static Map<String, Object> ignoreShared(boolean on) {
+    return Map.of("capabilities", List.of(Map.of("capability", "x-ignore-shared", "state", on)));
+  }
+
+  /**
+   * No bandwidth cap on a save (QEMU's default is 32 MiB/s, for live migration over a network): the
+   * guest is stopped and the stream goes to a local socket.
+   */
+  private static final Map<String, Object> UNLIMITED = Map.of("max-bandwidth", 1L << 40);
 
   /**
    * Loads a saved state into a QEMU waiting with {@code -incoming defer}, then runs it. QEMU
@@ -293,7 +320,7 @@ final class QemuVm implements Vm {
     Path socket = runDir().resolve("incoming.sock");
     synchronized (qmpLock) {
       try (Qmp q = Qmp.connect(qmpSocket(), qemuUid(), QMP_TIMEOUT)) {
-        q.execute("migrate-set-capabilities", IGNORE_SHARED);
+        q.execute("migrate-set-capabilities", ignoreShared(incomingIgnoresShared));
         q.execute("migrate-incoming", Map.of("uri", "unix:" + QemuJail.RUN + "/incoming.sock"));
         try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX);
              FileChannel in = FileChannel.open(state, StandardOpenOption.READ)) {
@@ -312,15 +339,15 @@ final class QemuVm implements Vm {
         }
         String status;
         while ((status = q.status()).equals("inmigrate")) {
-          if (System.nanoTime() > until) throw new VmException("QEMU did not load the template's state in time");
+          if (System.nanoTime() > until) throw new VmException("QEMU did not load the saved state in time");
           Thread.sleep(2);
         }
         if (!status.equals("paused") && !status.equals("running")) {
-          throw new VmException("QEMU could not load the template's state (" + status + "): " + tail(handle.stateDir().resolve("qemu.log")));
+          throw new VmException("QEMU could not load the saved state (" + status + "): " + tail(handle.stateDir().resolve("qemu.log")));
         }
         if (status.equals("paused")) q.execute("cont", null);
       } catch (IOException e) {
-        throw new VmException("cannot start the VM from its template's state: " + e.getMessage() + " "
+        throw new VmException("cannot start the VM from its saved state: " + e.getMessage() + " "
             + tail(handle.stateDir().resolve("qemu.log")), e);
       }
     }
@@ -333,6 +360,14 @@ final class QemuVm implements Vm {
    * stays stopped; the caller ends it.
    */
   void saveState(Path file, Duration timeout) throws VmException {
+    saveState(file, timeout, true);
+  }
+
+  /**
+   * As above; {@code ignoreShared} false saves all of the guest's RAM (QEMU skips zero pages),
+   * shared memory file or not: a snapshot, which needs nothing else to start again.
+   */
+  void saveState(Path file, Duration timeout, boolean ignoreShared) throws VmException {
     if (exit.isDone()) throw new VmException("VM of " + handle.sandboxId() + " has exited");
     long until = System.nanoTime() + timeout.toNanos();
     Path socket = runDir().resolve("migrate.sock");
@@ -347,12 +382,14 @@ final class QemuVm implements Vm {
           Files.setAttribute(socket, "unix:uid", (int) uid.getAsLong(), java.nio.file.LinkOption.NOFOLLOW_LINKS);
         }
         q.execute("stop", null);
-        q.execute("migrate-set-capabilities", IGNORE_SHARED);
+        q.execute("migrate-set-capabilities", ignoreShared(ignoreShared));
+        q.execute("migrate-set-parameters", UNLIMITED);
         q.execute("migrate", Map.of("uri", "unix:" + QemuJail.RUN + "/migrate.sock"));
         var closer = CompletableFuture.runAsync(() -> close(server),
             CompletableFuture.delayedExecutor(timeout.toNanos(), TimeUnit.NANOSECONDS));
         try (SocketChannel ch = server.accept();
-             FileChannel out = FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
+             FileChannel out = FileChannel.open(file, Set.of(StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE),
+                 java.nio.file.attribute.PosixFilePermissions.asFileAttribute(NodeOnlyFiles.FILE_MODE))) {
           Qmp.requirePeer(ch, uid, socket);
           // a blocking channel reads at least one byte or reaches its end: 0 is QEMU's end of the stream
           long at = 0;
@@ -383,6 +420,137 @@ final class QemuVm implements Vm {
         } catch (IOException ignored) {
           // the run directory goes with the VM
         }
+      }
+    }
+  }
+
+  /** How long a snapshot's save may take: all of the guest's RAM through a local socket. */
+  private static final Duration SNAPSHOT_SAVE_TIMEOUT = Duration.ofMinutes(5);
+
+  /**
+   * The complete state into {@code dir} (see {@link QemuSnapshots} for the layout), then QEMU ends.
+   * See {@link dev.flotilla.vm.Vm#suspend} for the caller's part (announce the pause to the agent,
+   * close its connections). A save that fails leaves the VM running and no directory.
+   */
+  @Override
+  public Snapshot suspend(Path dir) throws VmException {
+    return save(dir, false);
+  }
+
+  /** As {@link #suspend}, and the VM runs on once its state and disk are saved: a fork's source. */
+  @Override
+  public Snapshot snapshot(Path dir) throws VmException {
+    return save(dir, true);
+  }
+
+  private Snapshot save(Path dir, boolean runOn) throws VmException {
+    long t0 = System.nanoTime();
+    if (!started || process == null) throw new VmException("the VM of " + handle.sandboxId() + " has not started");
+    if (exit.isDone()) throw new VmException("the VM of " + handle.sandboxId() + " has exited");
+    if (network != null) {
+      throw new VmException("a sandbox with egress networking cannot be snapshotted yet (its passt and rules are not saved)");
+    }
+    String writable = handle.extra().get(QemuHypervisor.WRITABLE_DISK);
+    String image = handle.extra().get(QemuHypervisor.IMAGE_DISK);
+    String config = handle.extra().get(QemuHypervisor.CONFIG_DISK);
+    if (writable == null || image == null || config == null || !handle.extra().containsKey(QemuHypervisor.KERNEL)) {
+      throw new VmException("the VM of " + handle.sandboxId() + " has no disks to save (it boots from the initramfs, or was started"
+          + " before snapshots existed): it cannot be snapshotted");
+    }
+    List<String> argv = command;
+    byte[] secret;
+    try {
+      if (argv.isEmpty()) argv = Files.readAllLines(handle.stateDir().resolve(ARGV_FILE), StandardCharsets.UTF_8);
+      secret = dev.flotilla.vm.AgentSecrets.read(handle.stateDir());
+      if (Files.exists(dir, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+        try (var s = Files.list(dir)) {
+          if (s.findAny().isPresent()) throw new IOException(dir + " exists and is not empty");
+        }
+      }
+      NodeOnlyFiles.createPrivateDir(dir);
+    } catch (IOException e) {
+      throw new VmException("cannot snapshot the VM of " + handle.sandboxId() + ": " + e.getMessage(), e);
+    }
+    int vcpus;
+    int memoryMiB;
+    try {
+      vcpus = Integer.parseInt(QemuSnapshots.arg(argv, "-smp"));
+      memoryMiB = Integer.parseInt(QemuSnapshots.arg(argv, "-m").replace("M", ""));
+    } catch (IOException | NumberFormatException e) {
+      throw new VmException("cannot read the VM's shape from its command line: " + e.getMessage(), e);
+    }
+    long createdAt = System.currentTimeMillis();
+    long stopped = System.nanoTime();
+    boolean done = false;
+    try {
+      Path state = dir.resolve(QemuSnapshots.STATE);
+      saveState(state, SNAPSHOT_SAVE_TIMEOUT, false);
+      // The guest is stopped (QEMU drained and flushed its block I/O at the stop, and handed the disks
+      // over at the migration's end): the disk is consistent with the memory just saved.
+      Path disk = dir.resolve(QemuSnapshots.DISK);
+      QemuSnapshots.copySparse(Path.of(writable), disk);
+      Files.setPosixFilePermissions(disk, NodeOnlyFiles.FILE_MODE);
+      Files.setAttribute(disk, "unix:uid", (int) NodeOnlyFiles.nodeUid(), java.nio.file.LinkOption.NOFOLLOW_LINKS);
+      long pausedMillis = 0;
+      if (runOn) {
+        resumeAfterSave();
+        pausedMillis = (System.nanoTime() - stopped) / 1_000_000;
+      }
+      // the exact erofs file: a restored guest's page cache holds blocks of it
+      QemuSnapshots.linkOrCopy(Path.of(image), dir.resolve(QemuSnapshots.IMAGE));
+      Files.copy(Path.of(config), dir.resolve(QemuSnapshots.CONFIG), java.nio.file.StandardCopyOption.COPY_ATTRIBUTES);
+      QemuSnapshots.linkOrCopy(Path.of(handle.extra().get(QemuHypervisor.KERNEL)), dir.resolve(QemuSnapshots.KERNEL));
+      QemuSnapshots.linkOrCopy(Path.of(handle.extra().get(QemuHypervisor.INITRAMFS)), dir.resolve(QemuSnapshots.INITRAMFS));
+      dev.flotilla.vm.AgentSecrets.write(dir, secret);
+      long stateBytes = Files.size(state);
+      long diskBytes = Files.size(disk);
+      long diskAllocated = QemuSnapshots.allocatedBytes(disk);
+      QemuSnapshots.write(dir, new QemuSnapshots.Meta(handle.sandboxId(), handle.incarnation(), vcpus, memoryMiB,
+          handle.extra().getOrDefault("accel", "tcg"), argv, handle.extra().getOrDefault(QemuHypervisor.TEMPLATE, ""), stateBytes,
+          diskBytes, diskAllocated, createdAt));
+      if (!runOn) {
+        pausedMillis = (System.nanoTime() - stopped) / 1_000_000;
+        stop(Duration.ofSeconds(5));
+      }
+      done = true;
+      long elapsed = (System.nanoTime() - t0) / 1_000_000;
+      LOG.info("{} of sandbox {} incarnation {} into {}: state {} KiB, disk {} KiB allocated, guest stopped {} ms, {} ms in all",
+          runOn ? "snapshot" : "suspend", handle.sandboxId(), handle.incarnation(), dir, stateBytes >> 10, diskAllocated >> 10,
+          pausedMillis, elapsed);
+      return new Snapshot(dir, stateBytes, diskBytes, diskAllocated, elapsed, pausedMillis);
+    } catch (IOException e) {
+      throw new VmException("cannot snapshot the VM of " + handle.sandboxId() + " into " + dir + ": " + e.getMessage(), e);
+    } finally {
+      if (!done) {
+        QemuJail.deleteTree(dir);
+        if (!exit.isDone()) {
+          try {
+            resumeAfterSave();
+          } catch (VmException e) {
+            LOG.warn("the VM of {} stays stopped after a failed snapshot: {}", handle.sandboxId(), e.getMessage());
+          }
+        }
+      }
+    }
+  }
+
+  /**
+   * Runs the guest again after a save: QEMU takes its disks back ({@code cont} re-activates what
+   * the migration's end handed over), once the migration has finished ({@code cont} is refused in
+   * {@code finish-migrate}).
+   */
+  private void resumeAfterSave() throws VmException {
+    long until = System.nanoTime() + QMP_TIMEOUT.toNanos();
+    synchronized (qmpLock) {
+      try (Qmp q = Qmp.connect(qmpSocket(), qemuUid(), QMP_TIMEOUT)) {
+        String st;
+        while ((st = q.status()).equals("finish-migrate") && System.nanoTime() < until) Thread.sleep(1);
+        if (!st.equals("running")) q.execute("cont", null);
+      } catch (IOException e) {
+        throw new VmException("QMP cont on VM of " + handle.sandboxId() + " failed: " + e.getMessage(), e);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new VmException("interrupted resuming the VM of " + handle.sandboxId(), e);
       }
     }
   }
@@ -461,10 +629,11 @@ final class QemuVm implements Vm {
     AgentAddress address = new AgentAddress(handle.agentSocket(), java.util.OptionalLong.of(Long.parseLong(uid)), secret);
     String from = handle.extra().get(QemuHypervisor.REBIRTH_FROM);
     if (from == null) return address;
-    // A template's clone: its agent holds the template's identity until the first handshake gives it
-    // this one (a handshake the agent already took is taken again as a plain one)
-    byte[] templateSecret = dev.flotilla.vm.AgentSecrets.readIfTrusted(handle.stateDir().resolve(QemuHypervisor.TEMPLATE_DIR));
-    return address.withRebirth(new AgentAddress.Rebirth(from, 1, templateSecret, hostname(handle.sandboxId())));
+    // A template's clone or a restored snapshot: its agent holds the saved identity until the first
+    // handshake gives it this one (a handshake the agent already took is taken again as a plain one)
+    long fromIncarnation = Long.parseLong(handle.extra().getOrDefault(QemuHypervisor.REBIRTH_INCARNATION, "1"));
+    byte[] savedSecret = dev.flotilla.vm.AgentSecrets.readIfTrusted(handle.stateDir().resolve(QemuHypervisor.TEMPLATE_DIR));
+    return address.withRebirth(new AgentAddress.Rebirth(from, fromIncarnation, savedSecret, hostname(handle.sandboxId())));
   }
 
   /** The guest's host name, as a cold boot's init sets it: {@code fl-<sandbox id>}, at most 63 characters. */
