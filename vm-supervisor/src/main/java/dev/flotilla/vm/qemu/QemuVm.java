@@ -363,6 +363,9 @@ final class QemuVm implements Vm {
     saveState(file, timeout, true);
   }
 
+  /** Beyond the guest's RAM, what a saved state may hold (device state, the stream's framing). */
+  static final long STATE_MARGIN_BYTES = 64L << 20;
+
   /**
    * As above; {@code ignoreShared} false saves all of the guest's RAM (QEMU skips zero pages),
    * shared memory file or not: a snapshot, which needs nothing else to start again.
@@ -384,18 +387,32 @@ final class QemuVm implements Vm {
         q.execute("stop", null);
         q.execute("migrate-set-capabilities", ignoreShared(ignoreShared));
         q.execute("migrate-set-parameters", UNLIMITED);
+        // what a QEMU may send: its guest's RAM and a margin for device state. A QEMU the guest broke
+        // into must not fill the node's disk, nor hold this thread past the deadline.
+        long cap = q.bootMemoryBytes() + STATE_MARGIN_BYTES;
         q.execute("migrate", Map.of("uri", "unix:" + QemuJail.RUN + "/migrate.sock"));
         var closer = CompletableFuture.runAsync(() -> close(server),
             CompletableFuture.delayedExecutor(timeout.toNanos(), TimeUnit.NANOSECONDS));
         try (SocketChannel ch = server.accept();
              FileChannel out = FileChannel.open(file, Set.of(StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE),
                  java.nio.file.attribute.PosixFilePermissions.asFileAttribute(NodeOnlyFiles.FILE_MODE))) {
-          Qmp.requirePeer(ch, uid, socket);
-          // a blocking channel reads at least one byte or reaches its end: 0 is QEMU's end of the stream
-          long at = 0;
-          long n;
-          while ((n = out.transferFrom(ch, at, 1 << 20)) > 0) at += n;
-          out.force(true);
+          var watchdog = CompletableFuture.runAsync(() -> close(ch),
+              CompletableFuture.delayedExecutor(Math.max(until - System.nanoTime(), 0), TimeUnit.NANOSECONDS));
+          try {
+            Qmp.requirePeer(ch, uid, socket);
+            // a blocking channel reads at least one byte or reaches its end: 0 is QEMU's end of the stream
+            long at = 0;
+            long n;
+            while ((n = out.transferFrom(ch, at, 1 << 20)) > 0) {
+              at += n;
+              if (at > cap) {
+                throw new VmException("QEMU sent more than the " + (cap >> 20) + " MiB its guest's state can take: not kept");
+              }
+            }
+            out.force(true);
+          } finally {
+            watchdog.cancel(false);
+          }
         } finally {
           closer.cancel(false);
         }
