@@ -104,7 +104,10 @@ public final class FramedAgentClient implements AgentClient {
     this.rebirth = rebirth;
     this.staleBytesLimit = (long) STALE_FRAMES * (Frame.HEADER_SIZE + options.maxPayload());
     this.connection = new FrameConnection(in, out, description, options.maxPayload())
-        .queueWrites((long) QUEUED_FRAMES * (Frame.HEADER_SIZE + options.maxPayload()), WRITE_STALL);
+        .queueWrites((long) QUEUED_FRAMES * (Frame.HEADER_SIZE + options.maxPayload()), WRITE_STALL)
+        // the agent's goodbye to a previous host (one that sent it garbage, one whose lease it
+        // refused) is another connection's too; its own refusals come with an answer first
+        .dropGoAways(this::isStale);
     connection.closed().thenAccept(this::onClosed);
     connection.start(this::onFrame);
   }
@@ -502,20 +505,26 @@ public final class FramedAgentClient implements AgentClient {
     int id = frame.streamId();
     int next = nextStreamId.get();
     if (id <= 0 || (id >= next && !wrapped)) {
-      if (staleBytes >= 0) {
-        // Before the agent's first answer: a previous connection's leftovers on a serial port (see
-        // staleBytesLimit). Nothing is done with it; an agent that sends more is flooding.
-        staleBytes += Frame.HEADER_SIZE + frame.payload().length;
-        if (staleBytes <= staleBytesLimit) {
-          LOG.log(Level.DEBUG, () -> "dropped " + frame.type() + " on stream " + id + " before the agent's first answer"
-              + " (another connection's, on a serial port)");
-          return;
-        }
+      if (isStale(frame)) return;
+      if (staleBytes > staleBytesLimit) {
         throw new ProtocolException(staleBytes + " bytes of frames on streams this client never opened before the agent's"
             + " first answer, more than the " + staleBytesLimit + " another connection can have left");
       }
       throw new ProtocolException(frame.type() + " on stream " + id + ", which this client never opened");
     }
+  }
+
+  /**
+   * Whether a frame on no stream of this client is a previous connection's leftover, to drop (see
+   * staleBytesLimit): only before the agent's first answer, and within the bound. On the reader thread.
+   */
+  private boolean isStale(Frame frame) {
+    if (staleBytes < 0) return false;
+    staleBytes += Frame.HEADER_SIZE + frame.payload().length;
+    if (staleBytes > staleBytesLimit) return false;
+    LOG.log(Level.DEBUG, () -> "dropped " + frame.type() + " on stream " + frame.streamId() + " before the agent's first"
+        + " answer (another connection's, on a serial port)");
+    return true;
   }
 
   private void onClosed(Throwable cause) {

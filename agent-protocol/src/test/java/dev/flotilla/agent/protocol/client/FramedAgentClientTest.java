@@ -257,6 +257,7 @@ class FramedAgentClientTest {
     agent.conn.trySend(Frame.data(11, false, "old output".getBytes(), false));
     agent.conn.trySend(Frame.response(7, pingAnswer()));
     agent.conn.trySend(Frame.data(1, false, "old output".getBytes(), true));
+    agent.conn.trySend(Frame.goAway("malformed frame header (to the previous host)"));
 
     // when this host shakes hands, it gets its answer and the connection stays
     assertEquals("test", c.handshake("sb", 1, Duration.ofSeconds(30), DEADLINE).get(10, TimeUnit.SECONDS).kernel());
