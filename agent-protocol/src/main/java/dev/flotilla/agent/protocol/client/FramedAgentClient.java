@@ -80,6 +80,7 @@ public final class FramedAgentClient implements AgentClient {
   private final long staleBytesLimit;
   /** Bytes of frames dropped as another connection's; -1 once the agent has answered this client. */
   private long staleBytes;
+  private int staleFrames;
 
   public FramedAgentClient(InputStream in, OutputStream out, String description, ClientOptions options) {
     this(in, out, description, options, new byte[0]);
@@ -465,7 +466,7 @@ public final class FramedAgentClient implements AgentClient {
         }
         CompletableFuture<Response> f = calls.remove(frame.streamId());
         if (f != null) {
-          staleBytes = -1; // the agent answers this client: anything older came before
+          if (staleBytes >= 0) firstAnswer(); // anything older than the agent's first answer came before it
           f.complete(r);
         } else {
           requireAllocated(frame);  // a late answer to a call that timed out is dropped
@@ -514,6 +515,14 @@ public final class FramedAgentClient implements AgentClient {
     }
   }
 
+  private void firstAnswer() {
+    if (staleFrames > 0) {
+      LOG.log(Level.INFO, connection.description() + ": dropped " + staleFrames + " frames (" + staleBytes
+          + " bytes) of a previous connection before the agent's first answer");
+    }
+    staleBytes = -1;
+  }
+
   /**
    * Whether a frame on no stream of this client is a previous connection's leftover, to drop (see
    * staleBytesLimit): only before the agent's first answer, and within the bound. On the reader thread.
@@ -522,6 +531,7 @@ public final class FramedAgentClient implements AgentClient {
     if (staleBytes < 0) return false;
     staleBytes += Frame.HEADER_SIZE + frame.payload().length;
     if (staleBytes > staleBytesLimit) return false;
+    staleFrames++;
     LOG.log(Level.DEBUG, () -> "dropped " + frame.type() + " on stream " + frame.streamId() + " before the agent's first"
         + " answer (another connection's, on a serial port)");
     return true;
