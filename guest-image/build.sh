@@ -24,12 +24,9 @@ ensure_agent_jar log
 for tool in apt-get apt-cache dpkg-deb cpio xz jlink jdeps od sha256sum nsenter; do
   command -v "$tool" >/dev/null || { log "missing $tool (run scripts/setup-host.sh)"; exit 1; }
 done
-# JDK 17 + CDS unless --jdk (or FLOTILLA_RUNTIME_JDK) names another: a guest on Temurin 25 + AOT
-# boots ~2.5 s of CPU sooner under TCG (docs/benchmarks.md), but with it QemuVmTest's reconnect
-# step lost its connection in 3 of 8 runs (old-session DATA reaching the new host, "DATA on stream
-# 11, which this client never opened"), against 0 of 7 on 17: the serial transport's resync race
-# comes first. `--jdk /usr/lib/jvm/temurin-25-jdk-amd64` builds the AOT image.
-[ -n "$jdk" ] || jdk=build
+# Temurin 25 + AOT where this machine kind has it (a guest boots ~2.5 s of CPU sooner under TCG,
+# docs/benchmarks.md), else JDK 17 + CDS; --jdk (or FLOTILLA_RUNTIME_JDK) picks another, `--jdk
+# build` the build's own.
 pick_runtime_jdk log
 
 # --- What goes in: resolved package versions, the agent, this script, the JDK ---------------

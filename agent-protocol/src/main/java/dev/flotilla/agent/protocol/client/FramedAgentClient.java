@@ -47,6 +47,8 @@ public final class FramedAgentClient implements AgentClient {
    */
   static final int QUEUED_FRAMES = 4;
   static final Duration WRITE_STALL = Duration.ofSeconds(15);
+  /** Frames of the largest size another connection's leftovers may take before the first answer. */
+  static final int STALE_FRAMES = 8;
   /** File transfers read/write caller streams, which may block: never on the reader thread. */
   private static final ExecutorService TRANSFERS = daemonPool();
 
@@ -68,6 +70,17 @@ public final class FramedAgentClient implements AgentClient {
   /** Ports open at once on one connection, at most: each may hold up to PortChannel's window and bound. */
   static final int MAX_PORTS = 64;
   private final CompletableFuture<Void> closed = new CompletableFuture<>();
+  /**
+   * A serial port has no connection boundary: frames the agent wrote for the previous host's
+   * streams (a write blocked in the guest's kernel while no host was attached completes to the
+   * next one) can reach this client before the agent's first answer. Until that answer, frames on
+   * streams this client never opened are dropped, up to this many bytes; from it on they end the
+   * connection. The agent writes no frame of an old session after its first answer to a new one.
+   */
+  private final long staleBytesLimit;
+  /** Bytes of frames dropped as another connection's; -1 once the agent has answered this client. */
+  private long staleBytes;
+  private int staleFrames;
 
   public FramedAgentClient(InputStream in, OutputStream out, String description, ClientOptions options) {
     this(in, out, description, options, new byte[0]);
@@ -90,8 +103,12 @@ public final class FramedAgentClient implements AgentClient {
     this.options = options;
     this.secret = secret.clone();
     this.rebirth = rebirth;
+    this.staleBytesLimit = (long) STALE_FRAMES * (Frame.HEADER_SIZE + options.maxPayload());
     this.connection = new FrameConnection(in, out, description, options.maxPayload())
-        .queueWrites((long) QUEUED_FRAMES * (Frame.HEADER_SIZE + options.maxPayload()), WRITE_STALL);
+        .queueWrites((long) QUEUED_FRAMES * (Frame.HEADER_SIZE + options.maxPayload()), WRITE_STALL)
+        // the agent's goodbye to a previous host (one that sent it garbage, one whose lease it
+        // refused) is another connection's too; its own refusals come with an answer first
+        .dropGoAways(this::isStale);
     connection.closed().thenAccept(this::onClosed);
     connection.start(this::onFrame);
   }
@@ -449,6 +466,7 @@ public final class FramedAgentClient implements AgentClient {
         }
         CompletableFuture<Response> f = calls.remove(frame.streamId());
         if (f != null) {
+          if (staleBytes >= 0) firstAnswer(); // anything older than the agent's first answer came before it
           f.complete(r);
         } else {
           requireAllocated(frame);  // a late answer to a call that timed out is dropped
@@ -488,8 +506,35 @@ public final class FramedAgentClient implements AgentClient {
     int id = frame.streamId();
     int next = nextStreamId.get();
     if (id <= 0 || (id >= next && !wrapped)) {
+      if (isStale(frame)) return;
+      if (staleBytes > staleBytesLimit) {
+        throw new ProtocolException(staleBytes + " bytes of frames on streams this client never opened before the agent's"
+            + " first answer, more than the " + staleBytesLimit + " another connection can have left");
+      }
       throw new ProtocolException(frame.type() + " on stream " + id + ", which this client never opened");
     }
+  }
+
+  private void firstAnswer() {
+    if (staleFrames > 0) {
+      LOG.log(Level.INFO, connection.description() + ": dropped " + staleFrames + " frames (" + staleBytes
+          + " bytes) of a previous connection before the agent's first answer");
+    }
+    staleBytes = -1;
+  }
+
+  /**
+   * Whether a frame on no stream of this client is a previous connection's leftover, to drop (see
+   * staleBytesLimit): only before the agent's first answer, and within the bound. On the reader thread.
+   */
+  private boolean isStale(Frame frame) {
+    if (staleBytes < 0) return false;
+    staleBytes += Frame.HEADER_SIZE + frame.payload().length;
+    if (staleBytes > staleBytesLimit) return false;
+    staleFrames++;
+    LOG.log(Level.DEBUG, () -> "dropped " + frame.type() + " on stream " + frame.streamId() + " before the agent's first"
+        + " answer (another connection's, on a serial port)");
+    return true;
   }
 
   private void onClosed(Throwable cause) {

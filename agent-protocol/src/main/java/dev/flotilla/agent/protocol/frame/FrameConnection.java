@@ -65,6 +65,8 @@ public final class FrameConnection implements AutoCloseable {
   private volatile Throwable closingCause;
   // Queued writes (see queueWrites): null when sends write on the caller's thread.
   private WriteQueue queue;
+  /** GOAWAY frames it accepts are dropped instead of ending the connection (see dropGoAways); null: none. */
+  private java.util.function.Predicate<Frame> staleGoAway;
 
   /** The sends waiting for the writer thread, bounded in bytes. */
   private final class WriteQueue {
@@ -104,6 +106,17 @@ public final class FrameConnection implements AutoCloseable {
       throw new IllegalArgumentException("the write queue must hold at least one frame of the largest size");
     }
     this.queue = new WriteQueue(maxPendingBytes, stall);
+    return this;
+  }
+
+  /**
+   * A GOAWAY for which {@code stale} answers true (asked on the reader thread) is dropped instead of
+   * ending the connection: on a serial port, one the peer wrote to a previous connection can reach
+   * this one (see FramedAgentClient). Call before {@link #start}.
+   */
+  public FrameConnection dropGoAways(java.util.function.Predicate<Frame> stale) {
+    if (started.get()) throw new IllegalStateException("dropGoAways after start: " + description);
+    this.staleGoAway = Objects.requireNonNull(stale, "stale");
     return this;
   }
 
@@ -282,6 +295,7 @@ public final class FrameConnection implements AutoCloseable {
         Frame f = codec.read(in);
         if (f == null) break;
         if (f.type() == FrameType.GOAWAY) {
+          if (staleGoAway != null && staleGoAway.test(f)) continue;
           cause = new GoAwayException(f.reason());
           break;
         }

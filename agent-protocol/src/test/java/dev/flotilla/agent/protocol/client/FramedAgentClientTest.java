@@ -234,6 +234,57 @@ class FramedAgentClientTest {
     assertArrayEquals(Arrays.copyOfRange(data, 10, 15), chunk.data());
   }
 
+  /** The agent's answers to a handshake and to pings. */
+  private void answerHandshakes(int id, Request r) {
+    if (r.hasHandshake()) {
+      agent.reply(id, Response.newBuilder().setHandshake(dev.flotilla.agent.protocol.v1.GuestDetails.newBuilder()
+          .setKernel("test").setProtocolVersion(1)).build());
+    } else if (r.hasPing()) {
+      agent.reply(id, Response.newBuilder().setPing(dev.flotilla.agent.protocol.v1.PingResponse.newBuilder()
+          .setNonce(r.getPing().getNonce())).build());
+    }
+  }
+
+  private static byte[] pingAnswer() {
+    return Response.newBuilder().setPing(dev.flotilla.agent.protocol.v1.PingResponse.newBuilder().setNonce(1)).build().toByteArray();
+  }
+
+  @Test
+  void framesOfThePreviousHostOnASerialPortAreDroppedBeforeTheAgentsFirstAnswerAndEndTheConnectionAfterIt() throws Exception {
+    AgentClient c = client(ClientOptions.defaults(), this::answerHandshakes);
+    // given a serial port, which has no connection boundary: what the agent wrote for the previous
+    // host's streams (an exec's output on stream 11, an answer on stream 7) reaches this host first
+    agent.conn.trySend(Frame.data(11, false, "old output".getBytes(), false));
+    agent.conn.trySend(Frame.response(7, pingAnswer()));
+    agent.conn.trySend(Frame.data(1, false, "old output".getBytes(), true));
+    agent.conn.trySend(Frame.goAway("malformed frame header (to the previous host)"));
+
+    // when this host shakes hands, it gets its answer and the connection stays
+    assertEquals("test", c.handshake("sb", 1, Duration.ofSeconds(30), DEADLINE).get(10, TimeUnit.SECONDS).kernel());
+    assertTrue(c.isOpen(), () -> "closed: " + c.closeCause());
+    assertTrue(c.ping(DEADLINE).get(10, TimeUnit.SECONDS).toNanos() > 0);
+
+    // then, after the agent's first answer, a frame on a stream this client never opened is the
+    // agent making things up: the connection goes
+    agent.conn.trySend(Frame.data(11, false, "made up".getBytes(), false));
+    await().atMost(DEADLINE).until(() -> !c.isOpen());
+    assertTrue(String.valueOf(c.closeCause()).contains("DATA on stream 11, which this client never opened"),
+        () -> String.valueOf(c.closeCause()));
+  }
+
+  @Test
+  void anAgentThatFloodsUnopenedStreamsBeforeItsFirstAnswerIsCutOff() throws Exception {
+    ClientOptions small = new ClientOptions(64 * 1024, dev.flotilla.agent.protocol.AgentProtocol.DEFAULT_OUTPUT_WINDOW, 32 * 1024);
+    AgentClient c = client(small, (id, r) -> {});
+    byte[] junk = new byte[60 * 1024];
+    // more than another connection can have left behind: a flood, whatever the handshake's fate
+    for (int i = 0; i <= FramedAgentClient.STALE_FRAMES && agent.conn.isOpen(); i++) {
+      agent.conn.trySend(Frame.data(1000 + i, false, junk, false));
+    }
+    await().atMost(DEADLINE).until(() -> !c.isOpen());
+    assertTrue(String.valueOf(c.closeCause()).contains("before the agent's first answer"), () -> String.valueOf(c.closeCause()));
+  }
+
   @Test
   void connectGivesUpAfterItsDeadline() {
     AgentException e = assertThrows(AgentException.class,

@@ -36,8 +36,10 @@ import java.util.concurrent.TimeUnit;
  *   <li>with no session, at start and after the agent dropped one (malformed bytes, GOAWAY), bytes
  *       are scanned for a Handshake frame at any offset and discarded until one is found.
  * </ul>
- * One race remains: a write blocked in the kernel while no host is attached completes to the next
- * host, which then sees a stray frame before its handshake answer.
+ * A write blocked in the kernel while no host is attached completes to the next host: that host
+ * sees the previous session's frame before its handshake answer, and drops it (a frame on a stream
+ * it never opened, before the agent's first answer). No write of a previous session ever follows
+ * the new session's first write: writes check their session under the port's lock.
  */
 public final class SerialListener implements AgentListener {
 
@@ -362,10 +364,15 @@ public final class SerialListener implements AgentListener {
 
     @Override
     public void write(byte[] b, int off, int len) throws IOException {
-      if (in.hostGone || in.isClosed() || closed) {
-        throw new IOException("host side of " + path + " disconnected");
-      }
+      // Checked under the port's lock: a write of this session that waited for the lock while the
+      // pump started the next one must not follow the next session's first frame (its handshake
+      // answer), after which the host holds unknown streams to be a protocol error. One already
+      // in the kernel cannot be taken back: it reaches the next host before that answer, and the
+      // host drops it (FramedAgentClient).
       synchronized (portOut) {
+        if (in.hostGone || in.isClosed() || closed) {
+          throw new IOException("host side of " + path + " disconnected");
+        }
         portOut.write(b, off, len);
       }
     }
