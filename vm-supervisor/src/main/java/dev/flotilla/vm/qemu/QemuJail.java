@@ -362,10 +362,15 @@ final class QemuJail {
   }
 
   private static String run(List<String> cmd) throws IOException {
+    return run(cmd, java.time.Duration.ofSeconds(30));
+  }
+
+  /** Runs a host tool and returns its output (stderr merged); an IOException says how it failed. */
+  static String run(List<String> cmd, java.time.Duration timeout) throws IOException {
     Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
     try {
       String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-      if (!p.waitFor(30, TimeUnit.SECONDS)) throw new IOException(String.join(" ", cmd) + " did not finish");
+      if (!p.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) throw new IOException(String.join(" ", cmd) + " did not finish");
       if (p.exitValue() != 0) throw new IOException(String.join(" ", cmd) + " failed: " + out.strip());
       return out;
     } catch (InterruptedException e) {

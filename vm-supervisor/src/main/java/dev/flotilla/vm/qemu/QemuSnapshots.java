@@ -14,7 +14,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Properties;
-import java.util.concurrent.TimeUnit;
 
 /**
  * The layout of a qemu VM's snapshot ({@link QemuVm#suspend}, {@link QemuVm#snapshot}) and what its
@@ -187,17 +186,6 @@ final class QemuSnapshots {
   }
 
   private static String run(List<String> cmd) throws IOException {
-    Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-    try {
-      String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-      if (!p.waitFor(10, TimeUnit.MINUTES)) throw new IOException(String.join(" ", cmd) + " did not finish");
-      if (p.exitValue() != 0) throw new IOException(String.join(" ", cmd) + " failed: " + out.strip());
-      return out;
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new IOException("interrupted running " + cmd.get(0));
-    } finally {
-      p.destroyForcibly();
-    }
+    return QemuJail.run(cmd, java.time.Duration.ofMinutes(10)); // a copy of a large disk takes a while
   }
 }
