@@ -14,6 +14,9 @@ import java.nio.file.Path;
  * @param pausedMillis how long the guest did not run for it: for a suspend, from the stop to the
  *     end of the save (the guest does not run again until it is restored); for a snapshot, until
  *     the source ran again
+ * @param memory whether the snapshot holds the guest's memory: its processes continue where they
+ *     were. False for a driver that keeps only the writable disk (the process driver without CRIU):
+ *     the restore boots afresh on that disk
  */
 public record Snapshot(Path dir, long stateBytes, long diskBytes, long diskAllocatedBytes, long elapsedMillis,
-    long pausedMillis) {}
+    long pausedMillis, boolean memory) {}

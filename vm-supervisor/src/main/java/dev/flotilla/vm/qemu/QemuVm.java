@@ -534,7 +534,7 @@ final class QemuVm implements Vm {
       LOG.info("{} of sandbox {} incarnation {} into {}: state {} KiB, disk {} KiB allocated, guest stopped {} ms, {} ms in all",
           runOn ? "snapshot" : "suspend", handle.sandboxId(), handle.incarnation(), dir, stateBytes >> 10, diskAllocated >> 10,
           pausedMillis, elapsed);
-      return new Snapshot(dir, stateBytes, diskBytes, diskAllocated, elapsed, pausedMillis);
+      return new Snapshot(dir, stateBytes, diskBytes, diskAllocated, elapsed, pausedMillis, true);
     } catch (IOException e) {
       throw new VmException("cannot snapshot the VM of " + handle.sandboxId() + " into " + dir + ": " + e.getMessage(), e);
     } finally {
