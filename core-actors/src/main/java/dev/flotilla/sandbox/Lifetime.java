@@ -47,6 +47,8 @@ public record Lifetime(Duration timeout, TimeoutAction onTimeout, Duration idleT
   /** What an idle sandbox becomes. */
   public enum IdleAction {
     STOP,
-    PAUSE
+    PAUSE,
+    /** Suspended (SuspendSandbox): its memory and disk saved, its VM ended; the next call resumes it. */
+    SUSPEND
   }
 }

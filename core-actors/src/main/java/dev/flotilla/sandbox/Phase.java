@@ -5,6 +5,8 @@ public enum Phase {
   CREATING,
   RUNNING,
   PAUSED,
+  /** Its VM's memory, devices and writable disk are saved in the snapshot store; no VM runs. Stored by name. */
+  SUSPENDED,
   STOPPING,
   STOPPED,
   DELETING,

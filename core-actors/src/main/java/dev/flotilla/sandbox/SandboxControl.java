@@ -262,8 +262,17 @@ public final class SandboxControl {
     return lifecycle(tenant, id, r -> new SandboxEntity.Pause(tenant, r));
   }
 
+  /** Resumes a PAUSED sandbox, or a SUSPENDED one from its snapshot. */
   public CompletionStage<SandboxView> resume(String tenant, String id) {
     return lifecycle(tenant, id, r -> new SandboxEntity.Resume(tenant, r));
+  }
+
+  /**
+   * Saves a RUNNING sandbox's VM into the snapshot store and ends it (SUSPENDED). A caller whose
+   * ask times out may call again: the suspend goes on, and a suspended sandbox answers at once.
+   */
+  public CompletionStage<SandboxView> suspend(String tenant, String id) {
+    return lifecycle(tenant, id, r -> new SandboxEntity.Suspend(tenant, r));
   }
 
   /**

@@ -93,7 +93,15 @@ public final class SandboxEntity
 
   public record Pause(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
+  /** Resumes a PAUSED sandbox, or a SUSPENDED one from its snapshot (a new incarnation). */
   public record Resume(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
+
+  /**
+   * Saves the RUNNING sandbox's VM (memory, devices, writable disk) into the snapshot store and
+   * ends it: the sandbox is SUSPENDED and holds no RAM. Replies once it is. Resume, Start or any call
+   * into the sandbox (exec, file, process, port-forward) resumes it where it was.
+   */
+  public record Suspend(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
   /** Replies once the VM is gone and the tombstone is stored. */
   public record Delete(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
@@ -215,6 +223,9 @@ public final class SandboxEntity
   record ResizeResult(long incarnation, int vcpus, int memoryMiB, StatusReply<Done> result, ActorRef<StatusReply<SandboxView>> replyTo)
       implements Command {}
 
+  /** The supervisor refused a suspend, or did not answer. Local only. */
+  record SuspendFailed(long incarnation, SandboxError error) implements Command {}
+
   /** The supervisor answered a pause or resume. Local only. */
   record FreezeResult(boolean pause, long incarnation, StatusReply<Done> result, ActorRef<StatusReply<SandboxView>> replyTo)
       implements Command {}
@@ -261,6 +272,14 @@ public final class SandboxEntity
   /** A live resize: the VM now has {@code vcpus} and {@code memoryMiB}, where it had the {@code from} ones. */
   public record Resized(int vcpus, int memoryMiB, int fromVcpus, int fromMemoryMiB, Instant at) implements Event {}
 
+  /**
+   * The VM of {@code incarnation} was saved into {@code snapshot} (a directory of the snapshot
+   * store) and has ended. {@code memory}: the snapshot holds its memory (its processes continue on
+   * resume); false for a driver that keeps only the writable disk.
+   */
+  public record Suspended(long incarnation, String snapshot, boolean memory, long stateBytes, long diskBytes, Instant at)
+      implements Event {}
+
   // ------------------------------------------------------------------------------ state
 
   public sealed interface State extends FlotillaSerializable {}
@@ -285,38 +304,45 @@ public final class SandboxEntity
       Instant vmSince,
       int restartCount,
       String statusMessage,
-      Instant deadline)
+      Instant deadline,
+      String snapshot)
       implements State {
 
     Live with(Phase p, Instant at) {
-      return new Live(id, tenant, spec, requestId, createdAt, at, p, desiredRunning, incarnation, vm, vmSince, restartCount, statusMessage, deadline);
+      return new Live(id, tenant, spec, requestId, createdAt, at, p, desiredRunning, incarnation, vm, vmSince, restartCount, statusMessage, deadline, snapshot);
     }
 
     Live withDesired(boolean desired) {
-      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desired, incarnation, vm, vmSince, restartCount, statusMessage, deadline);
+      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desired, incarnation, vm, vmSince, restartCount, statusMessage, deadline, snapshot);
     }
 
     Live withVm(VmLocation location, Instant since) {
-      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, incarnation, location, since, restartCount, statusMessage, deadline);
+      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, incarnation, location, since, restartCount, statusMessage, deadline, snapshot);
     }
 
     Live withStatus(String message) {
-      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, incarnation, vm, vmSince, restartCount, message, deadline);
+      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, incarnation, vm, vmSince, restartCount, message, deadline, snapshot);
     }
 
     Live withIncarnation(long n, int restarts) {
-      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, n, null, null, restarts, statusMessage, deadline);
+      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, n, null, null, restarts, statusMessage, deadline, snapshot);
     }
 
     /** A live resize: the spec with its new resources. */
     Live withSpec(SandboxSpec newSpec, Instant at) {
       return new Live(id, tenant, newSpec, requestId, createdAt, at, phase, desiredRunning, incarnation, vm, vmSince, restartCount,
-          statusMessage, deadline);
+          statusMessage, deadline, snapshot);
     }
 
     Live withDeadline(Instant d) {
       return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, incarnation, vm, vmSince, restartCount,
-          statusMessage, d);
+          statusMessage, d, snapshot);
+    }
+
+    /** The snapshot a SUSPENDED sandbox resumes from (a directory of the snapshot store), or null. */
+    Live withSnapshot(String dir) {
+      return new Live(id, tenant, spec, requestId, createdAt, updatedAt, phase, desiredRunning, incarnation, vm, vmSince, restartCount,
+          statusMessage, deadline, dir);
     }
 
     public SandboxView view() {
@@ -420,9 +446,16 @@ public final class SandboxEntity
   @Override
   public CommandHandlerWithReply<Command, Event, State> commandHandler() {
     CommandHandlerWithReply<Command, Event, State> byState = byState();
-    return (state, cmd) -> !handingOff && cmd instanceof TenantCommand t && state instanceof Live l && !l.tenant().equals(t.tenant())
-        ? rejectAll(t)
-        : byState.apply(state, cmd);
+    return (state, cmd) -> {
+      if (!handingOff && cmd instanceof TenantCommand t && state instanceof Live l && !l.tenant().equals(t.tenant())) return rejectAll(t);
+      // While its VM is being saved, what would change the sandbox waits for the outcome (calls into
+      // it wait in forwardToVm, and resume it if it was suspended).
+      if (suspendingIncarnation >= 0 && (cmd instanceof Start || cmd instanceof Stop || cmd instanceof Pause || cmd instanceof Resume
+          || cmd instanceof Delete || cmd instanceof Resize || cmd instanceof SetTimeout)) {
+        return Effect().stash();
+      }
+      return byState.apply(state, cmd);
+    };
   }
 
   private CommandHandlerWithReply<Command, Event, State> byState() {
@@ -452,7 +485,11 @@ public final class SandboxEntity
         .onCommand(Start.class, this::onStart)
         .onCommand(Stop.class, this::onStop)
         .onCommand(Pause.class, (s, c) -> onFreeze(s, true, c.replyTo()))
-        .onCommand(Resume.class, (s, c) -> onFreeze(s, false, c.replyTo()))
+        .onCommand(Resume.class, (s, c) -> s.phase() == Phase.SUSPENDED
+            ? resumeFromSnapshot(s, "resumed").thenReply(c.replyTo(), ns -> StatusReply.success(((Live) ns).view()))
+            : onFreeze(s, false, c.replyTo()))
+        .onCommand(Suspend.class, this::onSuspend)
+        .onCommand(SuspendFailed.class, this::onSuspendFailed)
         .onCommand(Delete.class, (s, c) -> delete(s, c.replyTo(), List.of()))
         .onCommand(SetTimeout.class, this::onSetTimeout)
         .onCommand(Resize.class, this::onResize)
@@ -544,6 +581,7 @@ public final class SandboxEntity
             .thenReply(c.replyTo(), ns -> StatusReply.success(((Live) ns).view()));
       }
       case CREATING, RUNNING, PAUSED -> Effect().reply(c.replyTo(), StatusReply.success(s.view()));
+      case SUSPENDED -> resumeFromSnapshot(s, "started").thenReply(c.replyTo(), ns -> StatusReply.success(((Live) ns).view()));
       default -> reject(c.replyTo(), SandboxError.precondition(
           "sandbox " + s.id() + " is " + s.phase() + "; it can be started once it is STOPPED"));
     };
@@ -562,6 +600,16 @@ public final class SandboxEntity
       case STOPPING -> {
         waitingForStop.add(replyTo);
         yield first.isEmpty() ? Effect().noReply() : Effect().persist(first).thenNoReply();
+      }
+      case SUSPENDED -> {
+        // No VM to stop: the snapshot is discarded (a start boots afresh).
+        List<Event> events = new ArrayList<>(first);
+        events.add(new StopRequested(Instant.now()));
+        String snapshot = s.snapshot();
+        yield Effect().persist(events)
+            .thenRun(ns -> afterChange(ns, "stopped"))
+            .thenRun(ns -> discardSnapshot(snapshot))
+            .thenReply(replyTo, ns -> StatusReply.success(((Live) ns).view()));
       }
       case CREATING, RUNNING, PAUSED -> {
         Instant now = Instant.now();
@@ -595,8 +643,10 @@ public final class SandboxEntity
     events.add(new DeleteRequested(now));
     if (supervisor == null) {
       events.add(new Deleted(now));
+      String snapshot = s.snapshot();
       return unstashing(Effect().persist(events)
           .thenRun(ns -> afterChange(ns, "deleted"))
+          .thenRun(ns -> discardSnapshot(snapshot))
           .thenRun(ns -> passivateLater()))
           .thenReply(replyTo, ns -> StatusReply.success(((Live) ns).view()));
     }
@@ -716,9 +766,11 @@ public final class SandboxEntity
     ctx.getLog().info("sandbox {}: idle for {}: {}", sandboxId, l.idleTimeout(), l.onIdle());
     List<Event> idle = List.of(new TimedOut(true, Instant.now()));
     if (l.onIdle() == Lifetime.IdleAction.STOP) return stop(s, ctx.getSystem().ignoreRef(), idle);
+    Command next = l.onIdle() == Lifetime.IdleAction.SUSPEND ? new Suspend(s.tenant(), ctx.getSystem().ignoreRef())
+        : new Pause(s.tenant(), ctx.getSystem().ignoreRef());
     return Effect().persist(idle)
         .thenRun(ns -> afterChange(ns, "idle"))
-        .thenRun(ns -> ctx.getSelf().tell(new Pause(s.tenant(), ctx.getSystem().ignoreRef())))
+        .thenRun(ns -> ctx.getSelf().tell(next))
         .thenNoReply();
   }
 
@@ -777,6 +829,88 @@ public final class SandboxEntity
         .thenReply(r.replyTo(), ns -> StatusReply.success(((Live) ns).view()));
   }
 
+  // ------------------------------------------------------------------------------ suspend
+
+  /** How long a suspend may take in the driver (saving all of the guest's memory and its disk). */
+  private static final Duration SUSPEND_TIMEOUT = Duration.ofMinutes(10);
+
+  /** The incarnation being suspended, -1 when none is. In memory, as a pause's ask is. */
+  private long suspendingIncarnation = -1;
+  private final List<ActorRef<StatusReply<SandboxView>>> waitingForSuspend = new ArrayList<>();
+
+  private ReplyEffect<Event, State> onSuspend(Live s, Suspend c) {
+    if (s.phase() == Phase.SUSPENDED) return Effect().reply(c.replyTo(), StatusReply.success(s.view()));
+    if (suspendingIncarnation >= 0) {
+      waitingForSuspend.add(c.replyTo());
+      return Effect().noReply();
+    }
+    if (s.phase() != Phase.RUNNING || supervisor == null) {
+      String hint = switch (s.phase()) {
+        case PAUSED -> "; resume it first";
+        case CREATING -> "; suspend it once it is RUNNING";
+        default -> "";
+      };
+      return reject(c.replyTo(), SandboxError.precondition("sandbox " + s.id() + " is " + s.phase()
+          + "; only a RUNNING sandbox can be suspended" + hint));
+    }
+    if (resizing) {
+      return reject(c.replyTo(), SandboxError.precondition("sandbox " + s.id() + " is being resized; try again once that is done"));
+    }
+    java.nio.file.Path dir;
+    try {
+      dir = runtime.snapshots().dirFor(sandboxId, s.incarnation());
+    } catch (java.io.IOException e) {
+      return reject(c.replyTo(), SandboxError.unavailable("cannot suspend sandbox " + s.id() + ": the snapshot store "
+          + runtime.snapshots().root() + " is not usable: " + e.getMessage()));
+    }
+    long incarnation = s.incarnation();
+    suspendingIncarnation = incarnation;
+    waitingForSuspend.add(c.replyTo());
+    ctx.askWithStatus(Done.class, supervisor, SUSPEND_TIMEOUT, ref -> new VmSupervisorProtocol.Suspend(dir, ref),
+        (done, err) -> new SuspendFailed(incarnation, err == null ? null : fromVm(err)));
+    return Effect().noReply();
+  }
+
+  /** The supervisor's answer to a suspend: a success was recorded with VmSuspended already. */
+  private ReplyEffect<Event, State> onSuspendFailed(Live s, SuspendFailed f) {
+    if (f.error() == null || suspendingIncarnation != f.incarnation()) return Effect().none().thenNoReply();
+    suspendingIncarnation = -1;
+    SandboxError e = f.error().doing("could not suspend sandbox " + s.id());
+    for (var w : waitingForSuspend) w.tell(e.reply());
+    waitingForSuspend.clear();
+    if (supervisor == null && s.incarnation() == f.incarnation() && s.phase().hasVm()) {
+      // Its supervisor died during the suspend: the VM is as good as lost.
+      return onVmGone(s, new VmEnd(-1, 0, "VM supervisor failed while suspending: " + e.getMessage(), false), Instant.now());
+    }
+    return unstashing(Effect().none()).thenNoReply();
+  }
+
+  /** A new incarnation from the SUSPENDED sandbox's snapshot (spawnVm restores it). */
+  private org.apache.pekko.persistence.typed.javadsl.EffectBuilder<Event, State> resumeFromSnapshot(Live s, String why) {
+    Instant now = Instant.now();
+    String reason = runtime.snapshots().find(s.snapshot()).isPresent() ? why + ": resuming from its snapshot"
+        : why + ": its snapshot is not on this node (" + s.snapshot() + "), so it boots afresh";
+    return Effect().persist(List.of(new StartRequested(now), new VmStartRequested(s.incarnation() + 1, runtime.nodeAddress(),
+            reason, 0, now)))
+        .thenRun(ns -> afterChange(ns, "resuming"))
+        .thenRun(ns -> spawnVm((Live) ns, Duration.ZERO));
+  }
+
+  /** Removes a snapshot nobody resumes from any more, off the actor's thread. */
+  private void discardSnapshot(String snapshot) {
+    if (snapshot == null) return;
+    var blocking = ctx.getSystem().dispatchers().lookup(org.apache.pekko.actor.typed.DispatcherSelector.fromConfig(runtime.blockingDispatcher()));
+    var log = ctx.getLog();
+    String id = sandboxId;
+    java.util.concurrent.CompletableFuture.runAsync(() -> {
+      try {
+        runtime.snapshots().discard(snapshot);
+      } catch (java.io.IOException | RuntimeException e) {
+        log.warn("sandbox {}: could not remove its snapshot {}: {}", id, snapshot, e.getMessage());
+      }
+    }, blocking);
+  }
+
   /**
    * Sends a call to the VM. A CREATING sandbox keeps it (Pekko's stash) until its VM runs, at most
    * as long as its caller waits (the ask timeout): then it goes to the VM, or is refused with the
@@ -785,11 +919,19 @@ public final class SandboxEntity
   private <R> ReplyEffect<Event, State> forwardToVm(Live s, Command cmd, ActorRef<StatusReply<R>> replyTo,
       java.util.function.Consumer<ActorRef<VmSupervisorProtocol.Command>> send) {
     Instant since = waitingSince.remove(cmd);
-    if (s.phase() == Phase.CREATING) {
+    if (s.phase() == Phase.SUSPENDED) {
+      // Auto-resume: the call resumes the sandbox and waits for it as for a CREATING one.
+      Instant first = since != null ? since : Instant.now();
+      waitingSince.put(cmd, first);
+      if (since == null) timers.startSingleTimer(WAIT_TIMER, new Unstash(), runtime.askTimeout());
+      return resumeFromSnapshot(s, "resumed by a call").thenRun(ns -> ctx.getSelf().tell(cmd)).thenNoReply();
+    }
+    if (s.phase() == Phase.CREATING || suspendingIncarnation >= 0) {
       Instant first = since != null ? since : Instant.now();
       if (Duration.between(first, Instant.now()).compareTo(runtime.askTimeout()) >= 0) {
         return reject(replyTo, new SandboxError(SandboxError.Kind.UNAVAILABLE, "sandbox " + s.id()
-            + " is still CREATING after " + runtime.askTimeout().toSeconds() + " s; try again once it is RUNNING"));
+            + " is still " + (suspendingIncarnation >= 0 ? "being suspended" : "CREATING") + " after "
+            + runtime.askTimeout().toSeconds() + " s; try again once it is RUNNING"));
       }
       if (waitingSince.size() >= MAX_WAITING) {
         return reject(replyTo, new SandboxError(SandboxError.Kind.UNAVAILABLE, "sandbox " + s.id()
@@ -885,16 +1027,34 @@ public final class SandboxEntity
     Instant now = Instant.now();
     if (report instanceof VmSupervisorProtocol.VmReady r) {
       VmLocation loc = VmLocation.of(runtime.nodeAddress(), runtime.hostId(), r.handle());
-      var eff = Effect().persist(new VmStarted(r.incarnation(), loc, r.adopted(), now));
+      org.apache.pekko.persistence.typed.javadsl.EffectBuilder<Event, State> eff =
+          Effect().persist(new VmStarted(r.incarnation(), loc, r.adopted(), now));
       if (s.phase() == Phase.STOPPING || s.phase() == Phase.DELETING) {
         // Adopted (or finished starting) while the sandbox should go away: finish that.
         return eff.thenRun(ns -> stopVm()).thenNoReply();
       }
       // A PAUSED sandbox stays PAUSED (VmStarted keeps the phase): its supervisor was told so
       // (spawnVm, adoptVm) and froze the VM, or kept it frozen, before reporting it ready.
-      String event = r.adopted() ? "reattached" : s.phase() == Phase.PAUSED ? "paused" : "running";
+      String event = r.adopted() ? "reattached" : s.phase() == Phase.PAUSED ? "paused" : s.snapshot() != null ? "resumed" : "running";
+      String snapshot = s.snapshot();
+      if (snapshot != null) eff = eff.thenRun(ns -> discardSnapshot(snapshot)); // the VM runs on from it; not needed any more
       // Calls that waited for it to start go to it now.
       return unstashing(eff.thenRun(ns -> afterChange(ns, event))).thenNoReply();
+    }
+    if (report instanceof VmSupervisorProtocol.VmSuspended v) {
+      supervisor = null;
+      suspendingIncarnation = -1;
+      var snap = v.snapshot();
+      ctx.getLog().info("sandbox {}: incarnation {} suspended into {} (memory {}: {} bytes of state, {} bytes of disk)", sandboxId,
+          v.incarnation(), snap.dir(), snap.memory() ? "kept" : "lost", snap.stateBytes(), snap.diskAllocatedBytes());
+      return unstashing(Effect().persist(new Suspended(v.incarnation(), snap.dir().toString(), snap.memory(), snap.stateBytes(),
+              snap.diskAllocatedBytes(), now))
+          .thenRun(ns -> afterChange(ns, "suspended"))
+          .thenRun(ns -> {
+            for (var w : waitingForSuspend) w.tell(StatusReply.success(((Live) ns).view()));
+            waitingForSuspend.clear();
+          }))
+          .thenNoReply();
     }
     if (report instanceof VmSupervisorProtocol.VmStartFailed f) {
       return onVmGone(s, new VmEnd(-1, 0, "VM did not start: " + f.reason(), false), now);
@@ -913,6 +1073,11 @@ public final class SandboxEntity
     if (t.incarnation() != supervisorIncarnation || supervisor == null) return Effect().none().thenNoReply();
     // The supervisor stopped without a final report (it failed): treat the VM as lost.
     supervisor = null;
+    if (suspendingIncarnation == t.incarnation()) {
+      // Stopped after a suspend (its VmSuspended may come after this), or failed during one: the
+      // suspend's outcome (VmSuspended, or the ask's failure) decides.
+      return Effect().none().thenNoReply();
+    }
     if (t.incarnation() != s.incarnation() || (s.vm() == null && s.phase() != Phase.CREATING)) {
       return Effect().none().thenNoReply();
     }
@@ -1042,6 +1207,15 @@ public final class SandboxEntity
     if (s.spec().diskMiB() > 0) options.put(VmSpec.DISK_MIB, Integer.toString(s.spec().diskMiB()));
     options.putAll(s.spec().network().vmOptions());
     options.put(VmSpec.TENANT, s.tenant());
+    if (s.snapshot() != null) {
+      var here = runtime.snapshots().find(s.snapshot());
+      if (here.isPresent()) {
+        options.put(VmSpec.RESTORE_FROM, here.get().toString());
+      } else {
+        ctx.getLog().warn("sandbox {}: its snapshot {} is not on this node (a node-local snapshot store, and its node was lost?):"
+            + " incarnation {} boots afresh, without the memory and writable disk it had", sandboxId, s.snapshot(), s.incarnation());
+      }
+    }
     if (!s.spec().image().isEmpty()) {
       options.put(VmSpec.IMAGE, s.spec().image());
       options.put(VmSpec.IMAGE_OWNER, s.tenant());
@@ -1126,7 +1300,7 @@ public final class SandboxEntity
   static State apply(State state, Event e) {
     if (e instanceof Created c) {
       return new Live(c.sandboxId(), c.tenant(), c.spec(), c.requestId(), c.at(), c.at(), Phase.CREATING, true, 0,
-          null, null, 0, "", c.spec().lifetime().deadlineFrom(c.at()));
+          null, null, 0, "", c.spec().lifetime().deadlineFrom(c.at()), null);
     }
     Live s = (Live) state;
     if (e instanceof VmStartRequested r) {
@@ -1135,7 +1309,8 @@ public final class SandboxEntity
     if (e instanceof VmStarted v) {
       if (v.incarnation() != s.incarnation()) return s;
       boolean keepPhase = s.phase() == Phase.PAUSED || s.phase() == Phase.STOPPING || s.phase() == Phase.DELETING;
-      return s.withVm(v.location(), v.adopted() && s.vmSince() != null ? s.vmSince() : v.at())
+      // A VM restored from the snapshot runs on from it: the snapshot is spent.
+      return s.withVm(v.location(), v.adopted() && s.vmSince() != null ? s.vmSince() : v.at()).withSnapshot(null)
           .with(keepPhase ? s.phase() : Phase.RUNNING, v.at())
           .withStatus(v.adopted() ? "re-attached to the running VM" : "");
     }
@@ -1144,12 +1319,23 @@ public final class SandboxEntity
       return s.withVm(null, null).with(s.phase() == Phase.DELETING ? Phase.DELETING : Phase.STOPPED, v.at())
           .withStatus(v.end().reason());
     }
+    if (e instanceof Suspended u) {
+      if (u.incarnation() != s.incarnation()) return s;
+      return s.withVm(null, null).withDesired(false).withSnapshot(u.snapshot()).with(Phase.SUSPENDED, u.at())
+          .withStatus(u.memory() ? "suspended: its memory and disk are saved"
+              : "suspended: its writable disk is kept; its processes and memory are not (its driver cannot save them)");
+    }
     if (e instanceof Paused p) return s.with(Phase.PAUSED, p.at());
     if (e instanceof Resumed r) return s.with(Phase.RUNNING, r.at());
-    if (e instanceof StopRequested r) return s.withDesired(false).with(Phase.STOPPING, r.at());
+    if (e instanceof StopRequested r) {
+      if (s.phase() == Phase.SUSPENDED) {
+        return s.withDesired(false).withSnapshot(null).with(Phase.STOPPED, r.at()).withStatus("stopped while suspended: its snapshot was discarded");
+      }
+      return s.withDesired(false).with(Phase.STOPPING, r.at());
+    }
     if (e instanceof StartRequested r) return s.withDesired(true).with(s.phase(), r.at());
     if (e instanceof DeleteRequested r) return s.withDesired(false).with(Phase.DELETING, r.at());
-    if (e instanceof Deleted d) return s.withVm(null, null).with(Phase.DELETED, d.at()).withStatus("deleted");
+    if (e instanceof Deleted d) return s.withVm(null, null).withSnapshot(null).with(Phase.DELETED, d.at()).withStatus("deleted");
     if (e instanceof SandboxFailed f) return s.withDesired(false).with(Phase.FAILED, f.at()).withStatus(f.reason());
     if (e instanceof Resized r) {
       return s.withSpec(s.spec().withResources(r.vcpus(), r.memoryMiB()), r.at());

@@ -33,6 +33,7 @@ import org.apache.pekko.actor.typed.pubsub.Topic;
  * @param askTimeout how long an API call waits for the entity: a call on a CREATING sandbox waits
  *     at most this long for its VM
  * @param releaseQuota gives a deleted sandbox's quota back to its tenant (tenant, sandbox id)
+ * @param snapshots where suspended sandboxes' snapshots go; null: {@code snapshots} beside {@code vmRoot}
  */
 public record SandboxRuntime(
     Map<String, Hypervisor> drivers,
@@ -49,10 +50,14 @@ public record SandboxRuntime(
     MainLogs mainLogs,
     String blockingDispatcher,
     Duration askTimeout,
-    java.util.function.BiConsumer<String, String> releaseQuota) {
+    java.util.function.BiConsumer<String, String> releaseQuota,
+    SnapshotStore snapshots) {
 
   public SandboxRuntime {
     drivers = Map.copyOf(drivers);
+    if (snapshots == null && vmRoot != null) {
+      snapshots = new SnapshotStore(vmRoot.toAbsolutePath().normalize().resolveSibling("snapshots"));
+    }
     askTimeout = askTimeout == null ? Duration.ofSeconds(10) : askTimeout;
     releaseQuota = releaseQuota == null ? (tenant, id) -> { } : releaseQuota;
   }
@@ -63,7 +68,16 @@ public record SandboxRuntime(
       ActorRef<Topic.Command<SandboxChanged>> events, java.util.function.BooleanSupplier handOffStopsVm, MainLogs mainLogs,
       String blockingDispatcher) {
     this(drivers, vmRoot, nodeAddress, hostId, vmLauncher, restart, vmCallTimeout, stopGrace, pidsLimit, events, handOffStopsVm,
-        mainLogs, blockingDispatcher, null, null);
+        mainLogs, blockingDispatcher, null, null, null);
+  }
+
+  /** With lifetimes' extras, and the default snapshot store. */
+  public SandboxRuntime(Map<String, Hypervisor> drivers, Path vmRoot, String nodeAddress, String hostId, VmLauncher vmLauncher,
+      RestartSettings restart, Duration vmCallTimeout, Duration stopGrace, int pidsLimit,
+      ActorRef<Topic.Command<SandboxChanged>> events, java.util.function.BooleanSupplier handOffStopsVm, MainLogs mainLogs,
+      String blockingDispatcher, Duration askTimeout, java.util.function.BiConsumer<String, String> releaseQuota) {
+    this(drivers, vmRoot, nodeAddress, hostId, vmLauncher, restart, vmCallTimeout, stopGrace, pidsLimit, events, handOffStopsVm,
+        mainLogs, blockingDispatcher, askTimeout, releaseQuota, null);
   }
 
   /**

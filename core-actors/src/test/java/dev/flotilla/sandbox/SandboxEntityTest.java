@@ -66,6 +66,9 @@ class SandboxEntityTest {
   final java.util.concurrent.atomic.AtomicInteger callsInFlight = new java.util.concurrent.atomic.AtomicInteger();
   /** What the stand-in supervisors answer to a Resize (the driver's verdict). */
   volatile StatusReply<Done> resizeAnswer = StatusReply.ack();
+  /** What the stand-in supervisors answer to a Suspend (ack: suspended, as the driver would). */
+  volatile StatusReply<Done> suspendAnswer = StatusReply.ack();
+  volatile boolean suspendKeepsMemory = true;
   /** The spec of the last VM launched (not adopted). */
   volatile VmSpec lastStarted;
   /** The parent ref each launched supervisor got, to send reports as the real one would. */
@@ -137,6 +140,21 @@ class SandboxEntityTest {
           vmCommands.ref().tell(m);
           m.replyTo().tell(resizeAnswer);
           return Behaviors.same();
+        })
+        .onMessage(VmSupervisorProtocol.Suspend.class, m -> {
+          vmCommands.ref().tell(m);
+          StatusReply<Done> answer = suspendAnswer;
+          if (answer.isError()) {
+            m.replyTo().tell(answer);
+            return Behaviors.same();
+          }
+          // As the driver does: the snapshot's directory, then the report, the ack, and the supervisor stops.
+          java.nio.file.Files.createDirectories(m.dir());
+          java.nio.file.Files.writeString(m.dir().resolve("state"), "saved");
+          p.tell(new VmSupervisorProtocol.VmSuspended(incarnation,
+              new dev.flotilla.vm.Snapshot(m.dir(), 5, 0, 0, 1, 1, suspendKeepsMemory)));
+          m.replyTo().tell(StatusReply.ack());
+          return Behaviors.stopped();
         })
         .onMessage(VmSupervisorProtocol.CallsInFlight.class, m -> {
           m.replyTo().tell(callsInFlight.get());
@@ -826,5 +844,143 @@ class SandboxEntityTest {
     State before = kit.getState();
     kit.restart();
     assertEquals(before, kit.getState());
+  }
+
+  // ------------------------------------------------------------------------------ suspend
+
+  /** Runs, then suspends through the (stand-in) supervisor; returns the snapshot's directory. */
+  Path runningThenSuspended(EventSourcedBehaviorTestKit<Command, Event, State> kit, SandboxSpec spec) {
+    running(kit, spec);
+    var suspended = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Suspend(T, ref));
+    var asked = vmCommands.expectMessageClass(VmSupervisorProtocol.Suspend.class);
+    assertEquals(tmp.resolve("snapshots").resolve(ID + "-1").toAbsolutePath(), asked.dir(), "the store's directory of incarnation 1");
+    assertEquals(Phase.SUSPENDED, suspended.reply().getValue().phase(), "the reply comes once it is suspended");
+    SandboxView v = get(kit, T);
+    assertEquals(Phase.SUSPENDED, v.phase());
+    assertEquals("", v.node(), "no VM runs anywhere");
+    assertEquals(asked.dir().toString(), ((Live) kit.getState()).snapshot());
+    return asked.dir();
+  }
+
+  @Test
+  void aSuspendedSandboxResumesFromItsSnapshotWhichIsThenDiscarded() {
+    var kit = kit(runtime("host-a", 3));
+    Path dir = runningThenSuspended(kit, SPEC);
+    assertTrue(get(kit, T).statusMessage().contains("memory and disk are saved"), get(kit, T).statusMessage());
+    List<Object> journal = PersistenceTestKit.create(testKit.system()).persistedInStorage("Sandbox|" + ID);
+    var saved = (SandboxEntity.Suspended) journal.get(journal.size() - 1);
+    assertEquals(1, saved.incarnation());
+    assertTrue(saved.memory());
+    // suspended again: nothing to do
+    var again = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Suspend(T, ref));
+    assertEquals(Phase.SUSPENDED, again.reply().getValue().phase());
+    assertTrue(again.hasNoEvents());
+    // a restart of the entity (its node) keeps it suspended and launches nothing
+    kit.restart();
+    launches.expectNoMessage(Duration.ofMillis(300));
+    assertEquals(Phase.SUSPENDED, get(kit, T).phase());
+
+    var resumed = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Resume(T, ref));
+    assertEquals(Phase.CREATING, resumed.reply().getValue().phase());
+    assertEquals(2, resumed.reply().getValue().incarnation());
+    assertEquals("start 2", launches.receiveMessage());
+    assertEquals(dir.toString(), lastStarted.options().get(VmSpec.RESTORE_FROM), "the VM is restored from the snapshot");
+    assertTrue(java.nio.file.Files.isDirectory(dir), "kept until the restored VM runs");
+    ready(2);
+    awaitPhase(kit, Phase.RUNNING);
+    assertNull(((Live) kit.getState()).snapshot());
+    org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(20)).until(() -> !java.nio.file.Files.exists(dir));
+  }
+
+  @Test
+  void aCallToASuspendedSandboxResumesItAndRunsOnceItIsBack() {
+    var kit = kit(runtime("host-a", 3));
+    Path dir = runningThenSuspended(kit, SPEC);
+    TestProbe<StatusReply<Object>> exec = testKit.createTestProbe();
+    kit.runCommand(new SandboxEntity.Exec(T, new ExecSpec(List.of("echo", "hi"), Map.of(), ""), castRef(exec.ref())));
+    assertEquals("start 2", launches.receiveMessage());
+    assertEquals(dir.toString(), lastStarted.options().get(VmSpec.RESTORE_FROM));
+    exec.expectNoMessage(Duration.ofMillis(200));
+    ready(2);
+    var forwarded = vmCommands.expectMessageClass(VmSupervisorProtocol.Exec.class);
+    assertEquals(List.of("echo", "hi"), forwarded.spec().argv());
+    assertEquals(Phase.RUNNING, get(kit, T).phase());
+  }
+
+  @Test
+  void stoppingOrDeletingASuspendedSandboxDiscardsItsSnapshotAndAStartBootsAfresh() {
+    var kit = kit(runtime("host-a", 3));
+    Path dir = runningThenSuspended(kit, SPEC);
+    var stopped = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Stop(T, ref));
+    assertEquals(Phase.STOPPED, stopped.reply().getValue().phase());
+    assertTrue(stopped.reply().getValue().statusMessage().contains("snapshot was discarded"));
+    org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(20)).until(() -> !java.nio.file.Files.exists(dir));
+    kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Start(T, ref));
+    assertEquals("start 2", launches.receiveMessage());
+    assertNull(lastStarted.options().get(VmSpec.RESTORE_FROM), "nothing to restore");
+    ready(2);
+    awaitPhase(kit, Phase.RUNNING);
+
+    var suspended = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Suspend(T, ref));
+    Path dir2 = vmCommands.expectMessageClass(VmSupervisorProtocol.Suspend.class).dir();
+    assertEquals(ID + "-2", dir2.getFileName().toString());
+    awaitPhase(kit, Phase.SUSPENDED);
+    var deleted = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Delete(T, ref));
+    assertEquals(Phase.DELETED, deleted.reply().getValue().phase());
+    org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(20)).until(() -> !java.nio.file.Files.exists(dir2));
+  }
+
+  @Test
+  void aRefusedSuspendLeavesTheSandboxRunningAndSaysWhy() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    suspendAnswer = new SandboxError(SandboxError.Kind.FAILED_PRECONDITION, "cannot suspend: this driver cannot").reply();
+    TestProbe<StatusReply<SandboxView>> caller = testKit.createTestProbe();
+    kit.runCommand(new SandboxEntity.Suspend(T, caller.ref()));
+    var reply = caller.receiveMessage();
+    assertTrue(reply.isError());
+    SandboxError e = SandboxError.fromReplyText(reply.getError().getMessage());
+    assertEquals(SandboxError.Kind.FAILED_PRECONDITION, e.kind());
+    assertTrue(e.getMessage().contains("this driver cannot"), e.getMessage());
+    assertEquals(Phase.RUNNING, get(kit, T).phase());
+    // a paused sandbox is told to resume first, without asking its VM
+    kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Pause(T, ref));
+    vmCommands.expectMessageClass(VmSupervisorProtocol.Suspend.class);
+    vmCommands.expectMessageClass(VmSupervisorProtocol.Pause.class);
+    var paused = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Suspend(T, ref));
+    assertTrue(paused.reply().getError().getMessage().contains("resume it first"), paused.reply().getError().getMessage());
+    vmCommands.expectNoMessage(Duration.ofMillis(100));
+  }
+
+  @Test
+  void anIdleSandboxIsSuspendedWhenItsSpecSaysSo() {
+    var kit = kit(runtime("host-a", 3));
+    suspendKeepsMemory = false; // as the process driver: the disk only
+    running(kit, withLifetime(Duration.ZERO, Lifetime.TimeoutAction.DELETE, Duration.ofSeconds(1), Lifetime.IdleAction.SUSPEND));
+    vmCommands.expectMessageClass(VmSupervisorProtocol.Suspend.class);
+    SandboxView v = awaitPhase(kit, Phase.SUSPENDED);
+    assertTrue(v.statusMessage().contains("processes and memory are not"), v.statusMessage());
+  }
+
+  @Test
+  void aSnapshotThatIsNotOnThisNodeBootsAfreshAndSaysSo() {
+    var kit = kit(runtime("host-a", 3));
+    Path dir = runningThenSuspended(kit, SPEC);
+    // its node-local store went with its node: here there is no such directory
+    deleteTree(dir);
+    var resumed = kit.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Resume(T, ref));
+    assertTrue(resumed.reply().getValue().statusMessage().contains("boots afresh"), resumed.reply().getValue().statusMessage());
+    assertEquals("start 2", launches.receiveMessage());
+    assertNull(lastStarted.options().get(VmSpec.RESTORE_FROM));
+    ready(2);
+    awaitPhase(kit, Phase.RUNNING);
+  }
+
+  static void deleteTree(Path p) {
+    try (var walk = java.nio.file.Files.walk(p)) {
+      for (Path q : walk.sorted(java.util.Comparator.reverseOrder()).toList()) java.nio.file.Files.delete(q);
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
   }
 }

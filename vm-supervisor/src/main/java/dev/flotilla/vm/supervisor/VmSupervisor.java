@@ -252,6 +252,8 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   private record StopDone(VmExit exit, Throwable error) {}
 
+  private record SuspendDone(dev.flotilla.vm.Snapshot snapshot, Throwable error, ActorRef<StatusReply<Done>> replyTo) {}
+
   // The main process: started (or found, when adopting), then read in a loop into its log.
   private record MainStarted(long offset, Throwable error) {}
 
@@ -321,6 +323,8 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   /** Why the VM is being stopped because its main process ended; null otherwise. */
   private VmExit mainExit;
   private boolean ownerStopped;
+  /** A suspend is under way: the VM's exit is its doing, reported by {@link #onSuspendDone}. */
+  private boolean suspending;
 
   private VmSupervisor(
       ActorContext<Object> ctx, TimerScheduler<Object> timers, Hypervisor hypervisor, ActorRef<Report> parent, Settings settings,
@@ -395,6 +399,8 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         .onMessage(Abandoned.class, this::onAbandoned)
         .onMessage(PauseDone.class, this::onPauseDone)
         .onMessage(StopDone.class, this::onStopDone)
+        .onMessage(SuspendDone.class, this::onSuspendDone)
+        .onMessage(VmSupervisorProtocol.Suspend.class, this::onSuspend)
         .onMessage(MainStarted.class, this::onMainStarted)
         .onMessage(MainRead.class, this::onMainRead)
         .onMessage(MainLogged.class, this::onMainLogged)
@@ -576,6 +582,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   private Behavior<Object> onExited(Exited in) {
     Exited m = new Exited(explained(in.exit()));
+    if (suspending) return this; // the suspend ends it; onSuspendDone reports what happened
     switch (phase) {
       case STOPPING, DONE -> {
         return this;
@@ -717,6 +724,74 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       v.resume();
       return null;
     }), (x, err) -> new PauseDone(false, m.replyTo(), err));
+    return this;
+  }
+
+  /**
+   * The agent hears of a pause first (as for {@link #onPause}: its lease restarts once when the
+   * restored VM thaws), its connection is closed, and the driver saves the VM and ends it.
+   */
+  private Behavior<Object> onSuspend(VmSupervisorProtocol.Suspend m) {
+    if (phase != Phase.RUNNING) {
+      m.replyTo().tell(notRunning().doing("cannot suspend").reply());
+      return this;
+    }
+    if (suspending) {
+      m.replyTo().tell(SandboxError.precondition("the VM is being suspended already").reply());
+      return this;
+    }
+    if (paused) {
+      m.replyTo().tell(SandboxError.precondition("the VM is paused; resume it first").reply());
+      return this;
+    }
+    AgentClient c = client;
+    boolean leased = !settings.lease().isZero();
+    if (leased && (c == null || !c.isOpen())) {
+      m.replyTo().tell(SandboxError.unavailable("cannot suspend: the guest agent is not connected").reply());
+      return this;
+    }
+    suspending = true;
+    paused = true; // no pings into a guest being saved
+    Vm v = vm;
+    CompletableFuture<Object> announced = !leased ? CompletableFuture.completedFuture(null)
+        : c.handshake(v.handle().sandboxId(), incarnation, settings.lease(), true, settings.callTimeout()).thenApply(info -> null);
+    getContext().pipeToSelf(announced.thenCompose(x -> onBlocking(() -> {
+      if (c != null) c.close();
+      return v.suspend(m.dir());
+    })), (snap, err) -> new SuspendDone(snap, err, m.replyTo()));
+    return this;
+  }
+
+  private Behavior<Object> onSuspendDone(SuspendDone m) {
+    suspending = false;
+    if (m.error() == null) {
+      getContext().getLog().info("VM incarnation {} suspended into {} ({} bytes of state, {} of disk, paused {} ms)", incarnation,
+          m.snapshot().dir(), m.snapshot().stateBytes(), m.snapshot().diskAllocatedBytes(), m.snapshot().pausedMillis());
+      timers.cancelAll();
+      closeClient();
+      Vm v = vm;
+      onBlocking(() -> {
+        v.destroy(); // the incarnation's own state; the snapshot is elsewhere
+        return null;
+      });
+      parent.tell(new VmSupervisorProtocol.VmSuspended(incarnation, m.snapshot()));
+      m.replyTo().tell(StatusReply.ack());
+      phase = Phase.DONE;
+      replyStopped();
+      return Behaviors.stopped();
+    }
+    m.replyTo().tell(GuestErrors.of("cannot suspend", m.error()).reply());
+    if (vm.exitFuture().isDone()) {
+      // Ended by the failed suspend: reported as any exit.
+      VmExit exit = vm.exitFuture().getNow(new VmExit(-1, 0, "ended while suspending", false));
+      return onExited(new Exited(exit.withReason("ended by a failed suspend (" + reason(m.error()) + "): " + exit.reason())));
+    }
+    paused = false;
+    if (phase == Phase.RUNNING && !pingInFlight) {
+      // The connection was closed for the save: a new one, whose plain handshake withdraws the pause.
+      pingInFlight = true;
+      connect(System.nanoTime() + settings.callTimeout().toNanos(), settings.connectBackoffMin(), true);
+    }
     return this;
   }
 

@@ -41,6 +41,14 @@ public final class VmSupervisorProtocol {
   public record Resume(ActorRef<StatusReply<Done>> replyTo) implements Command {}
 
   /**
+   * Save the running VM's complete state into {@code dir} (a new node-only directory) and end the
+   * VM ({@link dev.flotilla.vm.Vm#suspend}). On success the owner hears {@link VmSuspended} first,
+   * then the reply acks, and the supervisor stops: no {@link VmExited} follows. On failure the reply
+   * says why; the VM then runs on (or, if it ended, {@link VmExited} reports it as usual).
+   */
+  public record Suspend(java.nio.file.Path dir, ActorRef<StatusReply<Done>> replyTo) implements Command {}
+
+  /**
    * Change the running (or paused) VM's resources in place to {@code vcpus} and {@code memoryMiB}
    * (the new totals). Fails with the driver's reason (FAILED_PRECONDITION) for what it cannot
    * change live; the VM is then left as it was.
@@ -178,6 +186,12 @@ public final class VmSupervisorProtocol {
 
   /** The VM could not be started (or adopted); nothing of it is left running. */
   public record VmStartFailed(long incarnation, String reason) implements Report {}
+
+  /**
+   * The VM was suspended into {@code snapshot} and has ended (see {@link Suspend}). After this
+   * report the supervisor stops itself.
+   */
+  public record VmSuspended(long incarnation, dev.flotilla.vm.Snapshot snapshot) implements Report {}
 
   /** The VM is gone. After this report the supervisor stops itself. */
   public record VmExited(long incarnation, VmExit exit) implements Report {}

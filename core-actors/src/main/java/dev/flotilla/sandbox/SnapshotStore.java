@@ -1,0 +1,87 @@
+package dev.flotilla.sandbox;
+
+import dev.flotilla.vm.NodeOnlyFiles;
+import java.io.IOException;
+import java.nio.file.FileVisitResult;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.SimpleFileVisitor;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.util.Optional;
+
+/**
+ * Where suspended sandboxes' snapshots live: one node-only directory (0700, root's) per suspended
+ * incarnation, {@code <root>/<sandbox>-<incarnation>/}, whose layout is its driver's. By default
+ * the root is on the node's own disk ({@code <data-dir>/snapshots}), so only that node can resume
+ * its sandboxes; configured as a directory every node mounts at the same path, any node can.
+ *
+ * <p>The entity records a snapshot's absolute path in its journal ({@code Suspended}) and is the
+ * only one to discard it: after the resumed VM runs, or when the suspended sandbox is stopped or
+ * deleted. A path is only ever discarded if it is a directory right under the root.
+ */
+public final class SnapshotStore {
+  private final Path root;
+
+  public SnapshotStore(Path root) {
+    this.root = root.toAbsolutePath().normalize();
+  }
+
+  public Path root() {
+    return root;
+  }
+
+  /** The directory a suspend of this incarnation saves into; the root is made (0700) if missing. */
+  public Path dirFor(String sandboxId, long incarnation) throws IOException {
+    if (!SandboxIds.isValid(sandboxId)) throw new IOException("not a sandbox id: " + sandboxId);
+    NodeOnlyFiles.createPrivateDir(root);
+    return root.resolve(sandboxId + "-" + incarnation);
+  }
+
+  /** The recorded snapshot, if it is one of this store's and is on this node (a node-local store of a lost node is not). */
+  public Optional<Path> find(String snapshot) {
+    Path p = inside(snapshot);
+    return p != null && Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS) ? Optional.of(p) : Optional.empty();
+  }
+
+  /** Removes a snapshot directory of this store, never following a link. Blocking; a missing one is fine. */
+  public void discard(String snapshot) throws IOException {
+    Path p = inside(snapshot);
+    if (p == null) throw new IOException(snapshot + " is not a snapshot of the store at " + root + "; left as it is");
+    if (!Files.exists(p, LinkOption.NOFOLLOW_LINKS)) return;
+    if (!Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
+      Files.delete(p);
+      return;
+    }
+    Files.walkFileTree(p, new SimpleFileVisitor<>() {
+      @Override
+      public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
+        delete(file);
+        return FileVisitResult.CONTINUE;
+      }
+
+      @Override
+      public FileVisitResult postVisitDirectory(Path dir, IOException e) throws IOException {
+        if (e != null) throw e;
+        delete(dir);
+        return FileVisitResult.CONTINUE;
+      }
+    });
+  }
+
+  private static void delete(Path p) throws IOException {
+    try {
+      Files.delete(p);
+    } catch (NoSuchFileException gone) {
+      // removed meanwhile
+    }
+  }
+
+  /** {@code snapshot} as a direct child of the root, or null when it is anything else. */
+  private Path inside(String snapshot) {
+    if (snapshot == null || snapshot.isEmpty()) return null;
+    Path p = Path.of(snapshot).toAbsolutePath().normalize();
+    return root.equals(p.getParent()) ? p : null;
+  }
+}
