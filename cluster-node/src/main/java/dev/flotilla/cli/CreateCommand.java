@@ -79,7 +79,7 @@ final class CreateCommand extends ClientCommand {
   Duration idleTimeout;
 
   @Option(names = "--on-idle", paramLabel = "ACTION",
-      description = "What --idle-timeout does: stop (default) or pause.")
+      description = "What --idle-timeout does: stop (default), pause, or suspend (memory and disk saved, no RAM held; the next call resumes it).")
   String onIdle;
 
   @Option(names = "--network", paramLabel = "MODE",
@@ -118,8 +118,8 @@ final class CreateCommand extends ClientCommand {
     if (onTimeout != null && !onTimeout.equals("delete") && !onTimeout.equals("stop")) {
       throw new picocli.CommandLine.TypeConversionException("--on-timeout must be delete or stop, not '" + onTimeout + "'");
     }
-    if (onIdle != null && !onIdle.equals("stop") && !onIdle.equals("pause")) {
-      throw new picocli.CommandLine.TypeConversionException("--on-idle must be stop or pause, not '" + onIdle + "'");
+    if (onIdle != null && !onIdle.equals("stop") && !onIdle.equals("pause") && !onIdle.equals("suspend")) {
+      throw new picocli.CommandLine.TypeConversionException("--on-idle must be stop, pause or suspend, not '" + onIdle + "'");
     }
     if (onTimeout != null && timeout == null) {
       throw new picocli.CommandLine.TypeConversionException("--on-timeout needs --timeout DURATION");
@@ -153,6 +153,7 @@ final class CreateCommand extends ClientCommand {
     if ("delete".equals(onTimeout)) spec.setOnTimeout(TimeoutAction.TIMEOUT_DELETE);
     if (idleTimeout != null) spec.setIdleTimeout(proto(idleTimeout));
     if ("pause".equals(onIdle)) spec.setOnIdle(IdleAction.IDLE_PAUSE);
+    if ("suspend".equals(onIdle)) spec.setOnIdle(IdleAction.IDLE_SUSPEND);
     if ("stop".equals(onIdle)) spec.setOnIdle(IdleAction.IDLE_STOP);
     CreateSandboxRequest.Builder req = CreateSandboxRequest.newBuilder().setSpec(spec).setImageCommand(imageCommand);
     if (requestId != null) req.setRequestId(requestId);

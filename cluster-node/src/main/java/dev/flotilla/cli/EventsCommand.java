@@ -13,7 +13,7 @@ import picocli.CommandLine.Parameters;
     description = {"Print a sandbox's whole recorded history, oldest first, one line each: time, "
         + "incarnation, kind, what happened.",
         "Kinds: created, vm-starting, vm-started, vm-reattached, vm-exited, restarting, moved, "
-            + "paused, resumed, stop-requested, start-requested, delete-requested, deleted, failed. "
+            + "paused, resumed, suspended, stop-requested, start-requested, delete-requested, deleted, failed. "
             + "Read from the journal: a deleted sandbox's history stays readable."})
 final class EventsCommand extends TimedCommand {
   @Parameters(index = "0", paramLabel = "ID", description = "The sandbox's id.")

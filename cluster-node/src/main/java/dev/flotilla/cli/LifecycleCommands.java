@@ -74,12 +74,25 @@ final class LifecycleCommands {
   }
 
   @Command(name = "resume", mixinStandardHelpOptions = true,
-      description = "Resume a paused sandbox.")
+      description = "Resume a paused sandbox, or a suspended one from its snapshot (it continues where it was suspended).")
   static final class Resume extends OnSandbox {
     @Override
     int run(FlotillaClient client, CliContext ctx) {
       return print(ctx, client.call(SandboxServiceMethods.RESUME_SANDBOX,
           ResumeSandboxRequest.newBuilder().setId(id).build(), id));
+    }
+  }
+
+  @Command(name = "suspend", mixinStandardHelpOptions = true,
+      description = {"Suspend a running sandbox: its memory, devices and writable disk are saved in the node's snapshot store and"
+          + " its VM ends, so it holds no RAM. `resume`, `start` or any call into it (exec, cp, fs, ps, port-forward) resumes it"
+          + " where it was.",
+          "The process driver keeps the writable disk only: its processes and memory are lost."})
+  static final class Suspend extends OnSandbox {
+    @Override
+    int run(FlotillaClient client, CliContext ctx) {
+      return print(ctx, client.call(SandboxServiceMethods.SUSPEND_SANDBOX,
+          dev.flotilla.api.v1.SuspendSandboxRequest.newBuilder().setId(id).build(), id));
     }
   }
 

@@ -73,7 +73,8 @@ public final class SandboxText {
         + ", then " + (spec.getOnTimeout() == dev.flotilla.api.v1.TimeoutAction.TIMEOUT_STOP ? "stopped" : "deleted"));
     if (spec.hasIdleTimeout() && (spec.getIdleTimeout().getSeconds() > 0 || spec.getIdleTimeout().getNanos() > 0)) {
       line(b, "Idle timeout", Durations.format(java.time.Duration.ofSeconds(spec.getIdleTimeout().getSeconds(),
-          spec.getIdleTimeout().getNanos())) + ", then " + (spec.getOnIdle() == dev.flotilla.api.v1.IdleAction.IDLE_PAUSE ? "paused" : "stopped"));
+          spec.getIdleTimeout().getNanos())) + ", then " + (spec.getOnIdle() == dev.flotilla.api.v1.IdleAction.IDLE_PAUSE ? "paused"
+          : spec.getOnIdle() == dev.flotilla.api.v1.IdleAction.IDLE_SUSPEND ? "suspended" : "stopped"));
     }
     return b.toString();
   }

@@ -164,7 +164,12 @@ public final class FlotillaNode implements AutoCloseable {
           // A sandbox deleted by its own timeout gives its tenant's quota back (fire and forget:
           // the ledger reconciler catches a lost one).
           (tenant, id) -> ClusterSharding.get(system).entityRefFor(TenantEntity.ENTITY_KEY, tenant)
-              .tell(new TenantEntity.Release(id, system.ignoreRef())));
+              .tell(new TenantEntity.Release(id, system.ignoreRef())),
+          new dev.flotilla.sandbox.SnapshotStore(node.getString("snapshots.dir").isEmpty() ? dataDir.resolve("snapshots")
+              : Path.of(node.getString("snapshots.dir"))));
+      dev.flotilla.vm.NodeOnlyFiles.createPrivateDir(runtime.snapshots().root());
+      log.info("snapshots of suspended sandboxes: {}{}", runtime.snapshots().root(),
+          node.getString("snapshots.dir").isEmpty() ? " (node-local: only this node can resume them)" : "");
       Files.createDirectories(runtime.vmRoot());
       NodeFencing.install(system, drivers, runtime.vmRoot());
       // what the drivers run of their own (a VM template being built) ends with the node; the

@@ -129,6 +129,8 @@ class QemuNodeIT extends NodeScenarios {
       var busy = failure(() -> await(templates.removeTemplate().addHeader("authorization", bearer())
           .invoke(dev.flotilla.api.v1.RemoveTemplateRequest.newBuilder().setId(warmed.getId()).build())));
       assertEquals(io.grpc.Status.Code.FAILED_PRECONDITION, busy.getStatus().getCode(), busy.getStatus().toString());
+
+      suspendsAndResumesWhereItWas(id);
       await(client.deleteSandbox().addHeader("authorization", bearer()).invoke(DeleteSandboxRequest.newBuilder().setId(id).build()));
       org.awaitility.Awaitility.await().atMost(READY).ignoreExceptions().until(() -> await(templates.removeTemplate()
           .addHeader("authorization", bearer()).invoke(dev.flotilla.api.v1.RemoveTemplateRequest.newBuilder().setId(warmed.getId()).build()))
@@ -136,6 +138,43 @@ class QemuNodeIT extends NodeScenarios {
     } finally {
       templates.close();
     }
+  }
+
+  /**
+   * Suspend through the API: no QEMU is left and the snapshot is in the node's store; then an exec
+   * resumes it (auto-resume) as incarnation 2, where the same counting process goes on counting
+   * from where it was, with the file it wrote on its disk; the spent snapshot is removed.
+   */
+  private void suspendsAndResumesWhereItWas(String id) {
+    String pid = exec(id, "sh", "-c", "echo kept > /marker; (i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done)"
+        + " >/dev/null 2>&1 </dev/null & echo $!").stdout().trim();
+    org.awaitility.Awaitility.await().atMost(READY).ignoreExceptions().until(() -> count(id) >= 3);
+    long before = count(id);
+    long t0 = System.nanoTime();
+    Sandbox suspended = await(client.suspendSandbox().addHeader("authorization", bearer())
+        .invoke(dev.flotilla.api.v1.SuspendSandboxRequest.newBuilder().setId(id).build()));
+    long suspendMs = (System.nanoTime() - t0) / 1_000_000;
+    assertEquals(Phase.SUSPENDED, suspended.getPhase());
+    assertTrue(suspended.getStatusMessage().contains("memory and disk are saved"), suspended.getStatusMessage());
+    Path snapshot = node.dataDir.resolve("snapshots").resolve(id + "-1");
+    assertTrue(Files.isRegularFile(snapshot.resolve("state")), "the snapshot is in the node's store: " + snapshot);
+    assertTrue(new dev.flotilla.vm.VmDirectory(node.dataDir.resolve("vms")).handles().stream().noneMatch(h -> h.sandboxId().equals(id)),
+        "no VM of it runs");
+    t0 = System.nanoTime();
+    ExecResult after = exec(id, "sh", "-c", "cat /tmp/count /marker; kill -0 " + pid + " && echo alive");
+    System.out.printf("suspend (gRPC) %d ms; resume by an exec, to its answer: %d ms%n", suspendMs, (System.nanoTime() - t0) / 1_000_000);
+    String[] lines = after.stdout().split("\n");
+    assertTrue(Long.parseLong(lines[0]) >= before, "counts on from " + before + ": " + after.stdout());
+    assertEquals(List.of("kept", "alive"), List.of(lines[1], lines[2]), after.stdout() + after.stderr());
+    Sandbox back = get(id);
+    assertEquals(List.of(Phase.RUNNING, 2L), List.of(back.getPhase(), back.getIncarnation()));
+    long next = count(id);
+    org.awaitility.Awaitility.await().atMost(READY).ignoreExceptions().until(() -> count(id) > next); // still counting
+    org.awaitility.Awaitility.await().atMost(READY).until(() -> !Files.exists(snapshot));
+  }
+
+  private long count(String id) {
+    return Long.parseLong(exec(id, "cat", "/tmp/count").stdout().trim());
   }
 
   @Test

@@ -85,6 +85,10 @@ public final class SandboxHistory {
     return describe(e.sequenceNr(), e.event());
   }
 
+  private static String mib(long bytes) {
+    return String.format(java.util.Locale.ROOT, "%.1f MiB", bytes / (1024.0 * 1024.0));
+  }
+
   /** Pure: a journaled event as people and scripts read it. */
   static Entry describe(long seq, Object event) {
     if (event instanceof Created c) {
@@ -123,6 +127,11 @@ public final class SandboxHistory {
           : end.exitCode() >= 0 ? "exited with status " + end.exitCode() : "ended";
       return new Entry(seq, v.at(), "vm-exited", v.incarnation(), "", "incarnation " + v.incarnation() + " " + status
           + (end.requested() ? ", as requested" : "") + (end.reason().isEmpty() ? "" : ": " + end.reason()));
+    }
+    if (event instanceof SandboxEntity.Suspended u) {
+      return new Entry(seq, u.at(), "suspended", u.incarnation(), "", "incarnation " + u.incarnation() + " suspended into "
+          + u.snapshot() + (u.memory() ? " with its memory (" + mib(u.stateBytes()) + " of state, " : " without its memory (")
+          + mib(u.diskBytes()) + " of disk)");
     }
     if (event instanceof Paused p) return new Entry(seq, p.at(), "paused", 0, "", "paused");
     if (event instanceof Resumed r) return new Entry(seq, r.at(), "resumed", 0, "", "resumed");

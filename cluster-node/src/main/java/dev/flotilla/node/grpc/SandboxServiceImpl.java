@@ -129,6 +129,11 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
   }
 
   @Override
+  public CompletionStage<Sandbox> suspendSandbox(dev.flotilla.api.v1.SuspendSandboxRequest in, Metadata md) {
+    return unary(md, tenant -> control.suspend(tenant, in.getId()).thenApply(Translations::toProto));
+  }
+
+  @Override
   public CompletionStage<DeleteSandboxResponse> deleteSandbox(DeleteSandboxRequest in, Metadata md) {
     return unary(md, tenant -> control.delete(tenant, in.getId())
         .thenApply(v -> DeleteSandboxResponse.newBuilder().setId(v.id()).build()));

@@ -51,8 +51,9 @@ final class Translations {
     };
     Lifetime.IdleAction onIdle = switch (s.getOnIdle()) {
       case IDLE_PAUSE -> Lifetime.IdleAction.PAUSE;
+      case IDLE_SUSPEND -> Lifetime.IdleAction.SUSPEND;
       case IDLE_STOP, IDLE_ACTION_UNSPECIFIED -> Lifetime.IdleAction.STOP;
-      default -> throw new IllegalArgumentException("on_idle " + s.getOnIdleValue() + " is not one this node knows: IDLE_STOP or IDLE_PAUSE");
+      default -> throw new IllegalArgumentException("on_idle " + s.getOnIdleValue() + " is not one this node knows: IDLE_STOP, IDLE_PAUSE or IDLE_SUSPEND");
     };
     return new SandboxSpec(s.getDriver(), s.getVcpus(), s.getMemoryMib(), s.getLabelsMap(), policy, s.getDiskMib(), s.getImage(),
         s.getCommandList(), new Lifetime(duration(s.getTimeout(), "timeout"), onTimeout, duration(s.getIdleTimeout(), "idle_timeout"),
@@ -82,7 +83,11 @@ final class Translations {
         .setTimeout(toProto(s.lifetime().timeout()))
         .setOnTimeout(s.lifetime().onTimeout() == Lifetime.TimeoutAction.STOP ? TimeoutAction.TIMEOUT_STOP : TimeoutAction.TIMEOUT_DELETE)
         .setIdleTimeout(toProto(s.lifetime().idleTimeout()))
-        .setOnIdle(s.lifetime().onIdle() == Lifetime.IdleAction.PAUSE ? IdleAction.IDLE_PAUSE : IdleAction.IDLE_STOP)
+        .setOnIdle(switch (s.lifetime().onIdle()) {
+          case PAUSE -> IdleAction.IDLE_PAUSE;
+          case SUSPEND -> IdleAction.IDLE_SUSPEND;
+          case STOP -> IdleAction.IDLE_STOP;
+        })
         .setNetwork(dev.flotilla.api.v1.NetworkSpec.newBuilder().setMode(s.network().mode())
             .addAllAllow(s.network().allow()).addAllDeny(s.network().deny()))
         .build();
