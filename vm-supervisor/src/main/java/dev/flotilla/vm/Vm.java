@@ -55,6 +55,10 @@ public interface Vm {
    * (as for {@link #pause()}) and closed its connections: the guest's lease then restarts once when
    * the restored VM thaws, instead of counting the time it was saved as time the node was gone.
    *
+   * <p>A driver that cannot save memory may keep only the writable disk ({@link Snapshot#memory()}
+   * false: the process driver without CRIU): the VM's processes end, and its restore boots afresh
+   * on that disk.
+   *
    * @throws VmException if it cannot; the VM then still runs unless the message says otherwise
    */
   default Snapshot suspend(java.nio.file.Path dir) throws VmException {

@@ -55,7 +55,9 @@ public record VmSpec(
    * of booting. The VM continues where the snapshot was taken, with the snapshot's writable disk
    * as this sandbox's own, and its agent takes this spec's sandbox id and incarnation at the first
    * handshake (for a fork, another sandbox's). vCPUs and memory must be the snapshot's. Drivers
-   * that cannot restore refuse it.
+   * that cannot restore refuse it. A snapshot without memory ({@link Snapshot#memory()} false: the
+   * process driver's) boots the VM afresh on its writable disk instead; the process driver restores
+   * a sandbox only from its own snapshots.
    */
   public static final String RESTORE_FROM = "restore-from";
 

@@ -53,13 +53,21 @@ public final class Mounts {
 
   /** Runs a command that must succeed within 60 s; its output is the exception's message otherwise. */
   public static void run(String... cmd) throws IOException {
+    run(java.time.Duration.ofSeconds(60), cmd);
+  }
+
+  /**
+   * Runs a command that must succeed within {@code timeout} and prints little (its output is read
+   * once it has exited); returns that output (stderr merged), which is the exception's message otherwise.
+   */
+  public static String run(java.time.Duration timeout, String... cmd) throws IOException {
     Process p = new ProcessBuilder(cmd).redirectErrorStream(true)
         .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null"))).start();
     String out;
     try {
-      if (!p.waitFor(60, TimeUnit.SECONDS)) {
+      if (!p.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
         p.destroyForcibly();
-        throw new IOException(String.join(" ", cmd) + " did not finish within 60 s");
+        throw new IOException(String.join(" ", cmd) + " did not finish within " + timeout.toSeconds() + " s");
       }
       out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).strip();
     } catch (InterruptedException e) {
@@ -68,6 +76,7 @@ public final class Mounts {
       throw new IOException("interrupted: " + String.join(" ", cmd), e);
     }
     if (p.exitValue() != 0) throw new IOException(String.join(" ", cmd) + " failed (" + p.exitValue() + "): " + out);
+    return out;
   }
 
   /** Unmounts {@code dir} if it is a mount point (lazily when busy: nothing new can enter it). */

@@ -155,21 +155,86 @@ public final class ProcessHypervisor implements Hypervisor {
         throw new VmException("egress networking is not available on this host: " + String.join("; ", missing) + ". To fix: " + HostFacts.FIX);
       }
     }
+    Path snapshot = null;
+    ProcessSnapshots.Meta saved = null;
+    String restoreFrom = spec.options().get(VmSpec.RESTORE_FROM);
+    if (restoreFrom != null) {
+      // checked before anything is made for the sandbox: a refused restore leaves nothing
+      snapshot = Path.of(restoreFrom).toAbsolutePath().normalize();
+      try {
+        saved = ProcessSnapshots.readFor(snapshot, spec.sandboxId());
+      } catch (IOException e) {
+        throw new VmException("cannot restore sandbox " + spec.sandboxId() + ": " + e.getMessage(), e);
+      }
+      List<Path> inUse = mountsOfIncarnations(spec.sandboxId());
+      if (!inUse.isEmpty()) {
+        throw new VmException("cannot restore sandbox " + spec.sandboxId() + " from " + snapshot + ": its writable layer is in use by"
+            + " an incarnation on this node (" + inUse + " mounted): stop and destroy it first");
+      }
+    }
     networks.sweepOnce();
+    long base;
     try {
       NodeOnlyFiles.createPrivateDir(config.stateRoot());
       Path parent = config.runRoot().getParent();
       if (parent != null) NodeDirs.privateDir(parent, "rwx--x--x");
       NodeDirs.privateDir(config.runRoot(), "rwx--x--x");
-      long base = ids.acquire(spec.sandboxId()).hostStart();
+      base = ids.acquire(spec.sandboxId()).hostStart();
       Path state = config.stateDirFor(spec.sandboxId(), spec.incarnation());
       NodeOnlyFiles.createPrivateDir(state);
       seccomp();
       runtimeMount();
-      return ProcessVm.prepared(this, spec, base);
     } catch (IOException | RuntimeException e) {
       throw new VmException("cannot prepare sandbox " + spec.sandboxId() + ": " + e.getMessage(), e);
     }
+    if (snapshot != null) restoreLayer(spec.sandboxId(), snapshot, saved);
+    return ProcessVm.prepared(this, spec, base);
+  }
+
+  /**
+   * Makes the snapshot's disk the sandbox's writable layer on this node ({@link VmSpec#RESTORE_FROM}):
+   * copied sparsely beside the layer's image and renamed over it, while the layer is not mounted
+   * (unmounted here: {@link #prepare} has refused a restore while a root of it is mounted; a layer
+   * still busy fails the unmount, which is never lazy). The
+   * incarnation then boots afresh on it; its first mount shifts the files' owners into this node's
+   * id range for the sandbox. The snapshot stays as it was: it can be restored again.
+   */
+  private void restoreLayer(String sandboxId, Path snapshot, ProcessSnapshots.Meta meta) throws VmException {
+    String what = "cannot restore sandbox " + sandboxId + " from " + snapshot + ": ";
+    WritableLayer layer = ProcessVm.Places.layerOf(config, sandboxId);
+    try {
+      layer.unmountNow();
+    } catch (IOException e) {
+      throw new VmException(what + "cannot unmount its writable layer " + layer.mountPoint() + ": " + e.getMessage(), e);
+    }
+    Path image = layer.image();
+    Path tmp = image.resolveSibling(image.getFileName() + ".restore");
+    try {
+      Files.deleteIfExists(tmp);
+      Ext4Disk.copySparse(snapshot.resolve(ProcessSnapshots.DISK), tmp);
+      Files.setPosixFilePermissions(tmp, NodeOnlyFiles.FILE_MODE);
+      Files.move(tmp, image, java.nio.file.StandardCopyOption.ATOMIC_MOVE, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+    } catch (IOException e) {
+      throw new VmException(what + "cannot copy its disk over the writable layer " + image + ": " + e.getMessage(), e);
+    } finally {
+      try {
+        Files.deleteIfExists(tmp);
+      } catch (IOException e) {
+        log.warn("cannot delete {}: {}", tmp, e.getMessage());
+      }
+    }
+    log.info("sandbox {}: its writable layer restored from {} (taken of incarnation {}, {} MiB); it boots afresh on it", sandboxId,
+        snapshot, meta.incarnation(), meta.diskMiB());
+  }
+
+  /** Mount points of the sandbox's incarnations on this node (their roots and agent directories). */
+  private List<Path> mountsOfIncarnations(String sandboxId) {
+    List<Path> out = new ArrayList<>();
+    for (Path mp : Mounts.mountPointsUnder(config.runRoot())) {
+      Path inc = mp.getParent();
+      if (inc != null && inc.getFileName().toString().matches(java.util.regex.Pattern.quote(sandboxId) + "-\\d+")) out.add(mp);
+    }
+    return out;
   }
 
   /** Podman's profile resolved for the sandbox's capabilities and this kernel, made once. */

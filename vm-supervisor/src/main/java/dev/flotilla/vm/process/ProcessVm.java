@@ -3,6 +3,8 @@ package dev.flotilla.vm.process;
 import dev.flotilla.agent.protocol.client.AgentAddress;
 import dev.flotilla.vm.AgentSecrets;
 import dev.flotilla.vm.ImageRootfs;
+import dev.flotilla.vm.NodeOnlyFiles;
+import dev.flotilla.vm.Snapshot;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmExit;
@@ -12,9 +14,11 @@ import dev.flotilla.vm.net.EgressPolicy;
 import dev.flotilla.vm.oci.BundleConfig;
 import dev.flotilla.vm.oci.OciRuntime;
 import java.io.IOException;
+import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -484,6 +488,69 @@ final class ProcessVm implements Vm {
       return hv.oci().state(places.containerId()).map(st -> st.status().equals("paused")).orElse(false);
     } catch (IOException e) {
       throw new VmException("cannot read the sandbox's state: " + e.getMessage(), e);
+    }
+  }
+
+  /** How long a suspend waits for the sandbox to end on SIGTERM before it kills it. */
+  static final Duration SUSPEND_GRACE = Duration.ofSeconds(5);
+
+  /**
+   * Keeps the sandbox's writable layer in {@code dir} (see {@link ProcessSnapshots} for the layout)
+   * and ends the sandbox: CRIU cannot checkpoint here, so its processes and memory are lost
+   * ({@link Snapshot#memory()} false) and its restore boots afresh on the saved layer. The container
+   * is stopped as {@link #stop} does (SIGTERM, a kill after {@link #SUSPEND_GRACE}), the
+   * incarnation's mounts released, the layer unmounted (so that its copy is consistent) and copied
+   * sparsely. The layer stays on this node, mounted again by the next incarnation here.
+   *
+   * @throws VmException if it cannot, with no directory left; once the sandbox was stopped the
+   *     message says so (its layer is then intact on this node)
+   */
+  @Override
+  public Snapshot suspend(Path dir) throws VmException {
+    long t0 = System.nanoTime();
+    String id = handle.sandboxId();
+    if (!running()) throw new VmException("cannot suspend sandbox " + id + ": it is not running");
+    Path d = dir.toAbsolutePath().normalize();
+    try {
+      ProcessSnapshots.createDir(d);
+    } catch (IOException e) {
+      throw new VmException("cannot suspend sandbox " + id + ": " + e.getMessage(), e);
+    }
+    boolean done = false;
+    long stopped = System.nanoTime();
+    long createdAt = System.currentTimeMillis();
+    try {
+      stop(SUSPEND_GRACE);
+      if (!exit.isDone()) throw new IOException("its container did not exit");
+      cleanUpMounts();
+      WritableLayer layer = places.layer();
+      try {
+        layer.unmountNow();
+      } catch (IOException e) {
+        throw new IOException("cannot unmount its writable layer (a root of it still mounted?): " + e.getMessage(), e);
+      }
+      layer.requireDetached();
+      Path disk = d.resolve(ProcessSnapshots.DISK);
+      Ext4Disk.copySparse(layer.image(), disk);
+      Files.setPosixFilePermissions(disk, NodeOnlyFiles.FILE_MODE);
+      try (FileChannel ch = FileChannel.open(disk, StandardOpenOption.READ, LinkOption.NOFOLLOW_LINKS)) {
+        ch.force(true); // on the disk before the metadata says the snapshot is whole
+      }
+      long diskBytes = Files.size(disk);
+      long allocated = Ext4Disk.allocatedBytes(disk);
+      ProcessSnapshots.write(d, new ProcessSnapshots.Meta(id, handle.incarnation(), (int) (diskBytes >> 20), diskBytes, allocated,
+          createdAt));
+      long paused = (System.nanoTime() - stopped) / 1_000_000;
+      long elapsed = (System.nanoTime() - t0) / 1_000_000;
+      done = true;
+      log.info("suspend of sandbox {} incarnation {} into {}: its writable layer ({} KiB allocated), no memory; stopped {} ms, {} ms in all",
+          id, handle.incarnation(), d, allocated >> 10, paused, elapsed);
+      return new Snapshot(d, 0, diskBytes, allocated, elapsed, paused, false);
+    } catch (IOException | RuntimeException e) {
+      throw new VmException("cannot suspend sandbox " + id + " into " + d + ": " + e.getMessage()
+          + (exit.isDone() ? " (the sandbox has stopped; its writable layer stays on this node)" : ""), e);
+    } finally {
+      if (!done) NodeDirs.deleteTree(d);
     }
   }
 

@@ -101,6 +101,37 @@ final class WritableLayer {
     Mounts.unmount(mountPoint);
   }
 
+  /**
+   * Unmounts the layer's file system so that its image can be copied as it is (a snapshot) or
+   * replaced (a restore): never lazily, so a layer still in use (a root of it mounted) is an error
+   * rather than a file system that lives on and writes later. Not mounted: nothing to do.
+   */
+  void unmountNow() throws IOException {
+    if (Mounts.isMountPoint(mountPoint)) Mounts.run("umount", mountPoint.toString());
+  }
+
+  /**
+   * Fails unless no loop device holds the image any more: the node's loop mount is released with
+   * its unmount (autoclear), so one still attached is a mount of it elsewhere (another mount
+   * namespace) whose file system may still hold unwritten data.
+   */
+  void requireDetached() throws IOException {
+    if (!Files.exists(image, LinkOption.NOFOLLOW_LINKS)) return;
+    String loops = "";
+    for (int i = 0; i < 50; i++) { // a detach is immediate on the kernels seen so far: a little slack
+      loops = Mounts.run(java.time.Duration.ofSeconds(30), "losetup", "-j", image.toString()).strip();
+      if (loops.isEmpty()) return;
+      try {
+        Thread.sleep(100);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IOException("interrupted waiting for the layer's loop device to go");
+      }
+    }
+    throw new IOException("the layer " + image + " is still attached after its unmount (" + loops.replace('\n', ';')
+        + "): mounted elsewhere, so a copy of it would not be consistent");
+  }
+
   private static long readBase(Path owner) {
     try {
       return Long.parseLong(Files.readString(owner, StandardCharsets.US_ASCII).strip());

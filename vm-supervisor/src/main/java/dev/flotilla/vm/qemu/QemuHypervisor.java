@@ -435,7 +435,7 @@ public final class QemuHypervisor implements Hypervisor {
       NodeOnlyFiles.createPrivateDir(config.disksDir());
       Path tmp = disk.resolveSibling(disk.getFileName() + ".tmp");
       Files.deleteIfExists(tmp);
-      QemuSnapshots.copySparse(snapshot.resolve(QemuSnapshots.DISK), tmp);
+      Ext4Disk.copySparse(snapshot.resolve(QemuSnapshots.DISK), tmp);
       Files.setAttribute(tmp, "unix:uid", (int) uid, LinkOption.NOFOLLOW_LINKS);
       Files.setAttribute(tmp, "unix:gid", (int) uid, LinkOption.NOFOLLOW_LINKS);
       Files.setPosixFilePermissions(tmp, PosixFilePermissions.fromString("rw-------"));

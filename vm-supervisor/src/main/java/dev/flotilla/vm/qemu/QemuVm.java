@@ -505,7 +505,7 @@ final class QemuVm implements Vm {
       // The guest is stopped (QEMU drained and flushed its block I/O at the stop, and handed the disks
       // over at the migration's end): the disk is consistent with the memory just saved.
       Path disk = dir.resolve(QemuSnapshots.DISK);
-      QemuSnapshots.copySparse(Path.of(writable), disk);
+      dev.flotilla.vm.process.Ext4Disk.copySparse(Path.of(writable), disk);
       Files.setPosixFilePermissions(disk, NodeOnlyFiles.FILE_MODE);
       Files.setAttribute(disk, "unix:uid", (int) NodeOnlyFiles.nodeUid(), java.nio.file.LinkOption.NOFOLLOW_LINKS);
       long pausedMillis = 0;
@@ -521,7 +521,7 @@ final class QemuVm implements Vm {
       dev.flotilla.vm.AgentSecrets.write(dir, secret);
       long stateBytes = Files.size(state);
       long diskBytes = Files.size(disk);
-      long diskAllocated = QemuSnapshots.allocatedBytes(disk);
+      long diskAllocated = dev.flotilla.vm.process.Ext4Disk.allocatedBytes(disk);
       QemuSnapshots.write(dir, new QemuSnapshots.Meta(handle.sandboxId(), handle.incarnation(), vcpus, memoryMiB,
           handle.extra().getOrDefault("accel", "tcg"), argv, handle.extra().getOrDefault(QemuHypervisor.TEMPLATE, ""), stateBytes,
           diskBytes, diskAllocated, createdAt));

@@ -7,6 +7,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.flotilla.agent.protocol.client.AgentClient;
+import dev.flotilla.vm.NodeOnlyFiles;
+import dev.flotilla.vm.Snapshot;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmException;
 import dev.flotilla.vm.VmExit;
@@ -14,12 +16,15 @@ import dev.flotilla.vm.VmHandle;
 import dev.flotilla.vm.VmSpec;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.List;
+import java.util.Properties;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The process driver against the real guest agent in real runc containers, namespaces and cgroups
@@ -407,6 +412,176 @@ class ProcessHypervisorTest {
     assertTrue(sandboxes.containers().isEmpty(), "no container left: " + sandboxes.containers());
     vm.destroy();
     assertTrue(sandboxes.mountsUnderRunRoot().stream().noneMatch(m -> m.startsWith(sandboxes.rootfsOnHost(vm).getParent())));
+  }
+
+  // ---------------------------------------------------------------- suspend and restore (no CRIU: the writable layer only)
+
+  @Test
+  void suspendKeepsTheWritableLayerAndARestoreOnANodeWithoutItBootsAfreshOnIt(@TempDir Path snapshots) throws Exception {
+    VmSpec spec = sandboxes.spec(256, 0, 64);
+    String id = spec.sandboxId();
+    Vm vm = sandboxes.start(spec);
+    AgentClient c = sandboxes.connect(vm);
+    var w = TestSandboxes.run(c, T, "sh", "-c", "echo kept > /root/kept.txt && mkdir /data && head -c 3000000 /dev/urandom > /data/blob"
+        + " && md5sum /data/blob | cut -d' ' -f1");
+    assertEquals(0, w.status().exitCode(), w.stderr());
+    String blobSum = w.stdout().strip();
+    TestSandboxes.spawn(c, "sleep", "300");
+    await().atMost(T).until(() -> vm.pids().stream().anyMatch(p -> Procfs.commandName(p).orElse("").equals("sleep")));
+    List<Long> before = vm.pids().stream().sorted().toList();
+
+    // into a directory that is not empty: refused, and the sandbox runs on
+    Path notEmpty = Files.createDirectories(snapshots.resolve("busy").resolve("x")).getParent();
+    VmException busy = assertThrows(VmException.class, () -> vm.suspend(notEmpty));
+    assertTrue(busy.getMessage().contains("not empty"), busy.getMessage());
+    assertFalse(vm.exitFuture().isDone());
+    assertEquals("still\n", TestSandboxes.run(c, T, "echo", "still").stdout());
+
+    // the caller's part of the contract: the pause announced, its connections closed
+    c.handshake(id, 1, Duration.ZERO, true, T).join();
+    c.close();
+    Path dir = snapshots.resolve("s1");
+    Snapshot s = vm.suspend(dir);
+    assertFalse(s.memory(), "no CRIU: the processes are not kept");
+    assertEquals(dir, s.dir());
+    assertEquals(0, s.stateBytes());
+    assertEquals(64L << 20, s.diskBytes());
+    assertTrue(s.diskAllocatedBytes() > 3_000_000 && s.diskAllocatedBytes() < s.diskBytes(), "copied sparsely: " + s);
+    assertTrue(s.elapsedMillis() >= s.pausedMillis() && s.pausedMillis() >= 0, s.toString());
+
+    // the sandbox ended: every process, its container, its mounts; the layer unmounted but kept on this node
+    assertTrue(vm.exitFuture().isDone());
+    assertTrue(vm.exitFuture().join().requested(), vm.exitFuture().join().toString());
+    await().atMost(T).until(() -> before.stream().noneMatch(TestSandboxes::alive));
+    assertTrue(vm.pids().isEmpty());
+    assertFalse(sandboxes.containers().contains(TestSandboxes.containerId(vm)));
+    WritableLayer layer = sandboxes.layerOf(id);
+    Path inc = sandboxes.rootfsOnHost(vm).getParent();
+    assertTrue(sandboxes.mountsUnderRunRoot().stream().noneMatch(m -> m.startsWith(inc) || m.equals(layer.mountPoint())),
+        sandboxes.mountsUnderRunRoot().toString());
+    assertTrue(Files.exists(layer.image()), "the node's own layer stays for a resume here");
+
+    // the snapshot: node-only, the layer's image and what it is
+    assertEquals("rwx------", mode(dir));
+    assertEquals("rw-------", mode(dir.resolve("disk")));
+    assertEquals("rw-------", mode(dir.resolve("snapshot.properties")));
+    Properties p = new Properties();
+    try (var r = Files.newBufferedReader(dir.resolve("snapshot.properties"))) {
+      p.load(r);
+    }
+    assertEquals("process", p.getProperty("driver"));
+    assertEquals("1", p.getProperty("version"));
+    assertEquals(id, p.getProperty("sandbox-id"));
+    assertEquals("1", p.getProperty("incarnation"));
+    assertEquals("64", p.getProperty("disk-mib"));
+    vm.destroy();
+
+    // another node: no layer of the sandbox, and its range there is another one
+    long oldBase = sandboxes.hypervisor.sandboxRootHostUid(id).orElseThrow();
+    sandboxes.hypervisor.releaseSandbox(id);
+    assertFalse(Files.exists(layer.image()));
+    boolean otherRange = sandboxes.hypervisor.ids().acquire("placeholder-" + id).hostStart() == oldBase;
+
+    VmSpec restored = incarnation(spec, 2).withOption(VmSpec.RESTORE_FROM, dir.toString());
+    Vm vm2 = sandboxes.start(restored);
+    AgentClient c2 = sandboxes.connect(vm2);
+    var r = TestSandboxes.run(c2, T, "sh", "-c", "cat /root/kept.txt; md5sum /data/blob | cut -d' ' -f1; stat -c %u /root/kept.txt; "
+        + "pgrep sleep || echo no-sleep");
+    assertEquals(0, r.status().exitCode(), r.stderr());
+    assertEquals(List.of("kept", blobSum, "0", "no-sleep"), r.stdout().lines().toList(),
+        "the files are back, owned by the sandbox's root; its processes are not");
+    long newBase = sandboxes.hypervisor.sandboxRootHostUid(id).orElseThrow();
+    if (otherRange) assertTrue(newBase != oldBase, "restored under another id range");
+    assertEquals(newBase, ((Number) Files.getAttribute(sandboxes.rootfsOnHost(vm2).resolve("root/kept.txt"), "unix:uid")).longValue());
+    assertTrue(Files.exists(dir.resolve("disk")), "the snapshot stays as it was: it can be restored again");
+  }
+
+  @Test
+  void aRestoreReplacesThisNodesLayerButNeverOneInUse(@TempDir Path snapshots) throws Exception {
+    VmSpec spec = sandboxes.spec(256, 0, 64);
+    Vm vm = sandboxes.start(spec);
+    AgentClient c = sandboxes.connect(vm);
+    assertEquals(0, TestSandboxes.run(c, T, "sh", "-c", "echo saved > /a").status().exitCode());
+    c.close();
+    Path dir = snapshots.resolve("s");
+    vm.suspend(dir);
+    vm.destroy();
+
+    // the next incarnation on this node, without a restore: the node's layer, as after any restart
+    Vm vm2 = sandboxes.start(incarnation(spec, 2));
+    AgentClient c2 = sandboxes.connect(vm2);
+    assertEquals("saved\n", TestSandboxes.run(c2, T, "cat", "/a").stdout());
+    assertEquals(0, TestSandboxes.run(c2, T, "sh", "-c", "echo later > /b").status().exitCode());
+    VmSpec restore = incarnation(spec, 3).withOption(VmSpec.RESTORE_FROM, dir.toString());
+    VmException inUse = assertThrows(VmException.class, () -> sandboxes.hypervisor.prepare(restore));
+    assertTrue(inUse.getMessage().contains("in use"), inUse.getMessage());
+    assertFalse(Files.exists(restore.stateDir()), "a refused restore made nothing");
+    assertEquals("later\n", TestSandboxes.run(c2, T, "cat", "/b").stdout(), "and changed nothing");
+    c2.close();
+    vm2.stop(Duration.ofSeconds(5));
+    vm2.destroy();
+    assertTrue(Mounts.isMountPoint(sandboxes.layerOf(spec.sandboxId()).mountPoint()), "the layer stays mounted between incarnations");
+
+    Vm vm3 = sandboxes.start(restore);
+    AgentClient c3 = sandboxes.connect(vm3);
+    var r = TestSandboxes.run(c3, T, "sh", "-c", "cat /a; test -e /b && echo b-exists || echo no-b");
+    assertEquals("saved\nno-b\n", r.stdout(), "the layer is the snapshot's: what came after it is gone");
+  }
+
+  @Test
+  void aRestoreIsRefusedFromAnythingButThisSandboxsOwnProcessSnapshot(@TempDir Path snapshots) throws Exception {
+    VmSpec a = sandboxes.spec(256, 0, 64);
+    Vm vm = sandboxes.start(a);
+    sandboxes.connect(vm).close();
+    Path dir = snapshots.resolve("of-a");
+    vm.suspend(dir);
+    vm.destroy();
+
+    VmSpec b = sandboxes.spec(256, 0, 64);
+    VmException other = assertThrows(VmException.class, () -> sandboxes.hypervisor.prepare(b.withOption(VmSpec.RESTORE_FROM, dir.toString())));
+    assertTrue(other.getMessage().contains("is of sandbox " + a.sandboxId()), other.getMessage());
+    assertFalse(Files.exists(b.stateDir()), "nothing made for the refused restore");
+    assertTrue(sandboxes.hypervisor.sandboxRootHostUid(b.sandboxId()).isEmpty(), "no id range taken");
+    assertFalse(Files.exists(sandboxes.layerOf(b.sandboxId()).image()), "no layer made");
+
+    // a qemu snapshot
+    Path qemu = NodeOnlyFiles.createPrivateDir(snapshots.resolve("qemu"));
+    NodeOnlyFiles.writePrivateFile(qemu.resolve("snapshot.properties"), "driver=qemu\nversion=1\nsandboxId=x\n".getBytes());
+    assertTrue(refusal(a, qemu).contains("was taken by driver qemu"), refusal(a, qemu));
+    // a link to a snapshot, a directory others may write, one that is no snapshot, one that is not there
+    Path link = Files.createSymbolicLink(snapshots.resolve("link"), dir);
+    assertTrue(refusal(a, link).contains("symbolic link"), refusal(a, link));
+    Path open = NodeOnlyFiles.createPrivateDir(snapshots.resolve("open"));
+    Files.setPosixFilePermissions(open, PosixFilePermissions.fromString("rwxrwxrwx"));
+    assertTrue(refusal(a, open).contains("writable by group or others"), refusal(a, open));
+    Path empty = NodeOnlyFiles.createPrivateDir(snapshots.resolve("empty"));
+    assertTrue(refusal(a, empty).contains("is not a snapshot"), refusal(a, empty));
+    assertTrue(refusal(a, snapshots.resolve("none")).contains("does not exist"), refusal(a, snapshots.resolve("none")));
+    // its disk cut short (a copy that did not finish)
+    Path cut = NodeOnlyFiles.createPrivateDir(snapshots.resolve("cut"));
+    Files.copy(dir.resolve("snapshot.properties"), cut.resolve("snapshot.properties"), java.nio.file.StandardCopyOption.COPY_ATTRIBUTES);
+    Files.createFile(cut.resolve("disk"), PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
+    assertTrue(refusal(a, cut).contains("not the 64 MiB it says"), refusal(a, cut));
+
+    // its own snapshot restores
+    Vm again = sandboxes.start(incarnation(a, 2).withOption(VmSpec.RESTORE_FROM, dir.toString()));
+    assertEquals("ok\n", TestSandboxes.run(sandboxes.connect(again), T, "echo", "ok").stdout());
+  }
+
+  private String refusal(VmSpec spec, Path snapshot) {
+    VmSpec restore = incarnation(spec, 9).withOption(VmSpec.RESTORE_FROM, snapshot.toString());
+    VmException e = assertThrows(VmException.class, () -> sandboxes.hypervisor.prepare(restore));
+    assertFalse(Files.exists(restore.stateDir()), "nothing made for the refused restore");
+    return e.getMessage();
+  }
+
+  private VmSpec incarnation(VmSpec spec, long incarnation) {
+    return new VmSpec(spec.sandboxId(), incarnation, spec.vcpus(), spec.memoryMiB(), spec.pidsLimit(),
+        sandboxes.hypervisor.config().stateDirFor(spec.sandboxId(), incarnation), spec.options());
+  }
+
+  private static String mode(Path p) throws Exception {
+    return PosixFilePermissions.toString(Files.getPosixFilePermissions(p, java.nio.file.LinkOption.NOFOLLOW_LINKS));
   }
 
   // ---------------------------------------------------------------- helpers

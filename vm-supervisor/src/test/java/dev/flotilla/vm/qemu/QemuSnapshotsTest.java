@@ -1,12 +1,9 @@
 package dev.flotilla.vm.qemu;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
-import java.io.RandomAccessFile;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
@@ -54,21 +51,5 @@ class QemuSnapshotsTest {
     assertEquals(m, QemuSnapshots.read(dir), "the argv with its spaces, exactly");
     Files.setPosixFilePermissions(file, PosixFilePermissions.fromString("rw-rw-rw-"));
     assertThrows(IOException.class, () -> QemuSnapshots.read(dir));
-  }
-
-  @Test
-  void aSparseCopyKeepsItsHoles() throws Exception {
-    Path disk = dir.resolve("disk");
-    try (RandomAccessFile f = new RandomAccessFile(disk.toFile(), "rw")) {
-      f.setLength(64L << 20);
-      f.seek(32L << 20);
-      f.write("data".getBytes());
-    }
-    Path copy = dir.resolve("copy");
-    QemuSnapshots.copySparse(disk, copy);
-    assertEquals(64L << 20, Files.size(copy));
-    assertTrue(QemuSnapshots.allocatedBytes(copy) < 1 << 20, "allocated " + QemuSnapshots.allocatedBytes(copy));
-    assertThrows(IOException.class, () -> QemuSnapshots.copySparse(disk, copy), "never over an existing file");
-    assertFalse(Files.isSymbolicLink(copy));
   }
 }
