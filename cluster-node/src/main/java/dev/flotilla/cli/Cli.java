@@ -48,6 +48,7 @@ public final class Cli implements Callable<Integer> {
     COMMANDS.put("pause", LifecycleCommands.Pause::new);
     COMMANDS.put("resume", LifecycleCommands.Resume::new);
     COMMANDS.put("suspend", LifecycleCommands.Suspend::new);
+    COMMANDS.put("fork", ForkCommand::new);
     COMMANDS.put("rm", LifecycleCommands.Remove::new);
     COMMANDS.put("set-timeout", LifecycleCommands.SetTimeout::new);
     COMMANDS.put("resize", ResizeCommand::new);

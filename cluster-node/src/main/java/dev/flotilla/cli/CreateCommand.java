@@ -162,7 +162,14 @@ final class CreateCommand extends ClientCommand {
 
   @Override
   int run(FlotillaClient client, CliContext ctx) {
-    Sandbox created = client.call(SandboxServiceMethods.CREATE_SANDBOX, request(), null);
+    return printWhenSettled(client, ctx, client.call(SandboxServiceMethods.CREATE_SANDBOX, request(), null), noWait, waitTimeout);
+  }
+
+  /**
+   * Prints a new sandbox's id once it is RUNNING (or settled otherwise), or at once with {@code noWait};
+   * fails with why when it FAILED or did not settle in {@code waitTimeout}. Create and fork.
+   */
+  static int printWhenSettled(FlotillaClient client, CliContext ctx, Sandbox created, boolean noWait, Duration waitTimeout) {
     String id = created.getId();
     if (noWait || settled(created.getPhase())) {
       ctx.out().println(id);

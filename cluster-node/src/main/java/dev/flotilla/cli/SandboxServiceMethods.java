@@ -63,6 +63,8 @@ public final class SandboxServiceMethods {
       unary("PauseSandbox", PauseSandboxRequest.getDefaultInstance(), Sandbox.getDefaultInstance());
   public static final MethodDescriptor<ResumeSandboxRequest, Sandbox> RESUME_SANDBOX =
       unary("ResumeSandbox", ResumeSandboxRequest.getDefaultInstance(), Sandbox.getDefaultInstance());
+  public static final MethodDescriptor<dev.flotilla.api.v1.ForkSandboxRequest, Sandbox> FORK_SANDBOX =
+      unary("ForkSandbox", dev.flotilla.api.v1.ForkSandboxRequest.getDefaultInstance(), Sandbox.getDefaultInstance());
   public static final MethodDescriptor<dev.flotilla.api.v1.SuspendSandboxRequest, Sandbox> SUSPEND_SANDBOX =
       unary("SuspendSandbox", dev.flotilla.api.v1.SuspendSandboxRequest.getDefaultInstance(), Sandbox.getDefaultInstance());
   public static final MethodDescriptor<DeleteSandboxRequest, DeleteSandboxResponse> DELETE_SANDBOX =

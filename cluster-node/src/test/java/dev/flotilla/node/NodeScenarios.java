@@ -259,6 +259,18 @@ abstract class NodeScenarios {
     assertEquals(2, again.getIncarnation());
     assertEquals("ok\n", exec(id, "echo", "ok").stdout());
 
+    // suspend with the CLI: the process driver keeps the writable disk only (no CRIU), and says so;
+    // an exec resumes it (a new incarnation) on that disk; a fork is refused with why
+    exec(id, "sh", "-c", "echo on-disk > /kept");
+    Cli suspended = cli("", "suspend", id);
+    assertEquals(List.of(0, id + " SUSPENDED\n"), List.of(suspended.code(), suspended.out()), suspended.err());
+    assertTrue(get(id).getStatusMessage().contains("processes and memory are not"), get(id).getStatusMessage());
+    Cli resumedByExec = cli("", "exec", id, "--", "cat", "/kept");
+    assertEquals(List.of(0, "on-disk\n"), List.of(resumedByExec.code(), resumedByExec.out()), resumedByExec.err());
+    assertEquals(List.of(Phase.RUNNING, 3L), List.of(get(id).getPhase(), get(id).getIncarnation()));
+    Cli fork = cli("", "fork", id);
+    assertTrue(fork.code() != 0 && fork.err().contains("cannot snapshot"), fork.code() + " " + fork.err());
+
     // delete: gone for good
     await(client.deleteSandbox().addHeader("authorization", bearer()).invoke(DeleteSandboxRequest.newBuilder().setId(id).build()));
     assertEquals(Status.Code.NOT_FOUND, codeOf(() -> get(id)));

@@ -143,7 +143,8 @@ class QemuNodeIT extends NodeScenarios {
   /**
    * Suspend through the API: no QEMU is left and the snapshot is in the node's store; then an exec
    * resumes it (auto-resume) as incarnation 2, where the same counting process goes on counting
-   * from where it was, with the file it wrote on its disk; the spent snapshot is removed.
+   * from where it was, with the file it wrote on its disk; the spent snapshot is removed. Then a
+   * fork of it: both count on independently from the same value.
    */
   private void suspendsAndResumesWhereItWas(String id) {
     String pid = exec(id, "sh", "-c", "echo kept > /marker; (i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done)"
@@ -171,6 +172,31 @@ class QemuNodeIT extends NodeScenarios {
     long next = count(id);
     org.awaitility.Awaitility.await().atMost(READY).ignoreExceptions().until(() -> count(id) > next); // still counting
     org.awaitility.Awaitility.await().atMost(READY).until(() -> !Files.exists(snapshot));
+
+    // Fork it: the source runs on (same incarnation), the fork continues from the same count with
+    // the same counting process, but is its own sandbox, with its own disk.
+    long atFork = count(id);
+    t0 = System.nanoTime();
+    Sandbox fork = await(client.forkSandbox().addHeader("authorization", bearer())
+        .invoke(dev.flotilla.api.v1.ForkSandboxRequest.newBuilder().setId(id).build()));
+    long forkMs = (System.nanoTime() - t0) / 1_000_000;
+    String fid = fork.getId();
+    try {
+      awaitPhase(fid, Phase.RUNNING);
+      System.out.printf("fork (gRPC) %d ms; to RUNNING %d ms%n", forkMs, (System.nanoTime() - t0) / 1_000_000);
+      ExecResult f = exec(fid, "sh", "-c", "cat /tmp/count /marker; kill -0 " + pid + " && echo alive; hostname; echo $FLOTILLA_SANDBOX_ID;"
+          + " echo fork-only > /fork-only");
+      String[] fl = f.stdout().split("\n");
+      assertTrue(Long.parseLong(fl[0]) >= atFork, "the fork counts on from " + atFork + ": " + f.stdout());
+      assertEquals(List.of("kept", "alive", "fl-" + fid, fid), List.of(fl[1], fl[2], fl[3], fl[4]), f.stdout() + f.stderr());
+      assertEquals(List.of(Phase.RUNNING, 2L), List.of(get(id).getPhase(), get(id).getIncarnation()), "the source runs on");
+      assertEquals(1, exec(id, "test", "-e", "/fork-only").exitCode(), "the fork's disk is its own");
+      long s1 = count(id);
+      long f1 = count(fid);
+      org.awaitility.Awaitility.await().atMost(READY).ignoreExceptions().until(() -> count(id) > s1 && count(fid) > f1); // both count on
+    } finally {
+      await(client.deleteSandbox().addHeader("authorization", bearer()).invoke(DeleteSandboxRequest.newBuilder().setId(fid).build()));
+    }
   }
 
   private long count(String id) {

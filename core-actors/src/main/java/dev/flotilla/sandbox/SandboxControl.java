@@ -185,22 +185,27 @@ public final class SandboxControl {
       return CompletableFuture.failedFuture(SandboxError.invalid(
           "image_command (--image-command) runs an image's Entrypoint and Cmd: name the image (--image REF)"));
     }
-    if (requested.image().isEmpty()) return createPinned(tenant, requested, requestId);
+    if (requested.image().isEmpty()) return createPinned(tenant, requested, requestId, null);
     // The image is pulled (or found) first, and the sandbox records the digest it resolved to.
     return images.pin(tenant, requested.image())
         .thenCompose(pinned -> {
           SandboxSpec spec = requested.withImage(pinned);
-          if (!imageCommand) return createPinned(tenant, spec, requestId);
+          if (!imageCommand) return createPinned(tenant, spec, requestId, null);
           return images.command(tenant, pinned).thenCompose(argv -> {
             if (argv.isEmpty()) {
               throw SandboxError.invalid("image " + pinned + " has no Entrypoint or Cmd: give the command after -- instead");
             }
-            return createPinned(tenant, spec.withCommand(argv), requestId);
+            return createPinned(tenant, spec.withCommand(argv), requestId, null);
           });
         });
   }
 
-  private CompletionStage<SandboxView> createPinned(String tenant, SandboxSpec requested, String requestId) {
+  /**
+   * @param snapshotFor for a fork: makes the snapshot the new sandbox (its id given) starts from,
+   *     once its quota is reserved; null: it boots
+   */
+  private CompletionStage<SandboxView> createPinned(String tenant, SandboxSpec requested, String requestId,
+      java.util.function.Function<String, CompletionStage<String>> snapshotFor) {
     final SandboxSpec spec;
     try {
       spec = validator.normalize(requested);
@@ -215,9 +220,11 @@ public final class SandboxControl {
     var reservation = new TenantEntity.Reservation(id, spec.vcpus(), spec.memoryMiB(), spec.labels(), Instant.now());
     return guard.change(() -> ask(tenant(tenant), (ActorRef<StatusReply<Boolean>> r) -> new TenantEntity.Reserve(reservation, r),
             askTimeout, SandboxError.Kind.RESOURCE_EXHAUSTED)
-        .thenCompose(newlyReserved -> guard.nextStep(() -> ask(sandbox(id),
-                (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Create(tenant, spec, idempotent ? requestId : "", r),
-                askTimeout, null))
+        .thenCompose(newlyReserved -> (snapshotFor == null ? CompletableFuture.<String>completedFuture(null)
+                : guard.nextStep(() -> snapshotFor.apply(id)))
+            .thenCompose(snapshot -> guard.nextStep(() -> ask(sandbox(id),
+                (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Create(tenant, spec, idempotent ? requestId : "", snapshot, r),
+                askTimeout, null)))
             .thenCompose(v -> newlyReserved ? CompletableFuture.completedFuture(v)
                 // The reservation was there before this create: a retry, or a racing create with this
                 // request id and another spec that reserved first. It must be the created sandbox's.
@@ -260,6 +267,27 @@ public final class SandboxControl {
 
   public CompletionStage<SandboxView> pause(String tenant, String id) {
     return lifecycle(tenant, id, r -> new SandboxEntity.Pause(tenant, r));
+  }
+
+  /**
+   * A new sandbox of the tenant from a RUNNING sandbox's live state: the source is stopped for the
+   * save only and runs on; the fork (its own id, identity, RNG, clock and writable disk) continues
+   * from the same state. The fork is a create: its quota is reserved first, and with a request id
+   * it is idempotent. FAILED_PRECONDITION when the source is not RUNNING or its driver cannot.
+   */
+  public CompletionStage<SandboxView> fork(String tenant, String sourceId, String requestId) {
+    return admit(tenant).thenCompose(a -> checkId(sourceId))
+        .thenCompose(x -> guard.read(() -> existing(tenant, sourceId).thenCompose(y -> ask(sandbox(sourceId),
+            (ActorRef<StatusReply<SandboxView>> r) -> new SandboxEntity.Get(tenant, r), askTimeout, null))))
+        .thenCompose(source -> {
+          if (source.phase() != Phase.RUNNING) {
+            throw new CompletionException(SandboxError.precondition("sandbox " + sourceId + " is " + source.phase()
+                + "; only a RUNNING sandbox can be forked" + (source.phase() == Phase.SUSPENDED || source.phase() == Phase.PAUSED
+                ? " (resume it first)" : "")));
+          }
+          return createPinned(tenant, source.spec(), requestId, forkId -> ask(sandbox(sourceId),
+              (ActorRef<StatusReply<String>> r) -> new SandboxEntity.Fork(tenant, forkId, r), askTimeout, null));
+        });
   }
 
   /** Resumes a PAUSED sandbox, or a SUSPENDED one from its snapshot. */

@@ -80,9 +80,25 @@ public final class SandboxEntity
     ActorRef<? extends StatusReply<?>> replyTo();
   }
 
-  /** Replies are shared by the lifecycle commands: the sandbox after the change. */
-  public record Create(String tenant, SandboxSpec spec, String requestId, ActorRef<StatusReply<SandboxView>> replyTo)
-      implements TenantCommand {}
+  /**
+   * Replies are shared by the lifecycle commands: the sandbox after the change.
+   *
+   * @param restoreFrom a fork's snapshot (see {@link Fork}) its first VM starts from; null: it boots.
+   *     A create that does not make the sandbox (a retry, a refusal) removes it.
+   */
+  public record Create(String tenant, SandboxSpec spec, String requestId, String restoreFrom, ActorRef<StatusReply<SandboxView>> replyTo)
+      implements TenantCommand {
+    public Create(String tenant, SandboxSpec spec, String requestId, ActorRef<StatusReply<SandboxView>> replyTo) {
+      this(tenant, spec, requestId, null, replyTo);
+    }
+  }
+
+  /**
+   * Saves the RUNNING sandbox's live state as the start of a new sandbox {@code forkId} of the same
+   * tenant (its VM is stopped for the save only, then runs on). Replies with the snapshot's
+   * directory, for that sandbox's {@link Create}. Nothing of this sandbox changes.
+   */
+  public record Fork(String tenant, String forkId, ActorRef<StatusReply<String>> replyTo) implements TenantCommand {}
 
   public record Get(String tenant, ActorRef<StatusReply<SandboxView>> replyTo) implements TenantCommand {}
 
@@ -223,6 +239,9 @@ public final class SandboxEntity
   record ResizeResult(long incarnation, int vcpus, int memoryMiB, StatusReply<Done> result, ActorRef<StatusReply<SandboxView>> replyTo)
       implements Command {}
 
+  /** The supervisor's answer to a fork's snapshot. Local only. */
+  record ForkSaved(String dir, SandboxError error, ActorRef<StatusReply<String>> replyTo) implements Command {}
+
   /** The supervisor refused a suspend, or did not answer. Local only. */
   record SuspendFailed(long incarnation, SandboxError error) implements Command {}
 
@@ -237,7 +256,12 @@ public final class SandboxEntity
     Instant at();
   }
 
-  public record Created(String sandboxId, String tenant, SandboxSpec spec, String requestId, Instant at) implements Event {}
+  /** @param snapshot a fork's snapshot its first VM starts from (null: it boots; and in events of before forks) */
+  public record Created(String sandboxId, String tenant, SandboxSpec spec, String requestId, Instant at, String snapshot) implements Event {
+    public Created(String sandboxId, String tenant, SandboxSpec spec, String requestId, Instant at) {
+      this(sandboxId, tenant, spec, requestId, at, null);
+    }
+  }
 
   /** The intent to run a VM for {@code incarnation}, recorded before it is started. */
   public record VmStartRequested(long incarnation, String node, String reason, int restartCount, Instant at) implements Event {}
@@ -450,7 +474,7 @@ public final class SandboxEntity
       if (!handingOff && cmd instanceof TenantCommand t && state instanceof Live l && !l.tenant().equals(t.tenant())) return rejectAll(t);
       // While its VM is being saved, what would change the sandbox waits for the outcome (calls into
       // it wait in forwardToVm, and resume it if it was suspended).
-      if (suspendingIncarnation >= 0 && (cmd instanceof Start || cmd instanceof Stop || cmd instanceof Pause || cmd instanceof Resume
+      if ((suspendingIncarnation >= 0 || forking) && (cmd instanceof Start || cmd instanceof Stop || cmd instanceof Pause || cmd instanceof Resume
           || cmd instanceof Delete || cmd instanceof Resize || cmd instanceof SetTimeout)) {
         return Effect().stash();
       }
@@ -474,7 +498,7 @@ public final class SandboxEntity
 
     // The tombstone: a deleted sandbox is gone for every caller, exactly as if it never existed.
     builder.forState(Live.class, s -> s.phase() == Phase.DELETED)
-        .onCommand(Create.class, (s, c) -> reject(c.replyTo(), new SandboxError(SandboxError.Kind.ALREADY_EXISTS,
+        .onCommand(Create.class, (s, c) -> rejectCreate(c, new SandboxError(SandboxError.Kind.ALREADY_EXISTS,
             "request id '" + c.requestId() + "' was used for sandbox " + s.id() + ", which has been deleted; use a new request id")))
         .onCommand(TenantCommand.class, this::rejectAll)
         .onAnyCommand(() -> Effect().none().thenNoReply());
@@ -489,6 +513,8 @@ public final class SandboxEntity
             ? resumeFromSnapshot(s, "resumed").thenReply(c.replyTo(), ns -> StatusReply.success(((Live) ns).view()))
             : onFreeze(s, false, c.replyTo()))
         .onCommand(Suspend.class, this::onSuspend)
+        .onCommand(Fork.class, this::onFork)
+        .onCommand(ForkSaved.class, this::onForkSaved)
         .onCommand(SuspendFailed.class, this::onSuspendFailed)
         .onCommand(Delete.class, (s, c) -> delete(s, c.replyTo(), List.of()))
         .onCommand(SetTimeout.class, this::onSetTimeout)
@@ -538,7 +564,7 @@ public final class SandboxEntity
   private ReplyEffect<Event, State> onCreate(Create c) {
     Instant now = Instant.now();
     List<Event> events = List.of(
-        new Created(sandboxId, c.tenant(), c.spec(), c.requestId(), now),
+        new Created(sandboxId, c.tenant(), c.spec(), c.requestId(), now, c.restoreFrom()),
         new VmStartRequested(1, runtime.nodeAddress(), "created", 0, now));
     return Effect().persist(events)
         .thenRun(s -> afterChange(s, "created"))
@@ -553,6 +579,12 @@ public final class SandboxEntity
     return Effect().reply(i.replyTo(), inspection(state));
   }
 
+  /** A create that makes nothing: a fork's snapshot it came with is not needed. */
+  private ReplyEffect<Event, State> rejectCreate(Create c, SandboxError e) {
+    discardSnapshot(c.restoreFrom());
+    return reject(c.replyTo(), e);
+  }
+
   /** NOT_FOUND, to a caller who may not know this sandbox exists. */
   private ReplyEffect<Event, State> rejectAll(TenantCommand cmd) {
     @SuppressWarnings("unchecked")
@@ -562,6 +594,7 @@ public final class SandboxEntity
 
   /** A retried create (same request id, hence same sandbox id) returns the sandbox as it is. */
   private ReplyEffect<Event, State> onCreateAgain(Live s, Create c) {
+    if (c.restoreFrom() != null && !c.restoreFrom().equals(s.snapshot())) discardSnapshot(c.restoreFrom()); // a retried fork's second snapshot
     if (!Objects.equals(s.spec(), c.spec())) {
       return reject(c.replyTo(), new SandboxError(SandboxError.Kind.ALREADY_EXISTS,
           "request id '" + c.requestId() + "' was already used to create sandbox " + s.id()
@@ -871,6 +904,48 @@ public final class SandboxEntity
     return Effect().noReply();
   }
 
+  /** A fork's snapshot is being saved (its VM stopped, then reconnected): one at a time; calls wait. In memory only. */
+  private boolean forking;
+
+  private ReplyEffect<Event, State> onFork(Live s, Fork c) {
+    if (s.phase() != Phase.RUNNING || supervisor == null || suspendingIncarnation >= 0) {
+      String hint = switch (s.phase()) {
+        case PAUSED -> "; resume it first";
+        case SUSPENDED -> "; resume it first (any call into it does)";
+        case CREATING -> "; fork it once it is RUNNING";
+        default -> "";
+      };
+      return reject(c.replyTo(), SandboxError.precondition("sandbox " + s.id() + " is "
+          + (suspendingIncarnation >= 0 ? "being suspended" : s.phase()) + "; only a RUNNING sandbox can be forked" + hint));
+    }
+    if (forking || resizing) {
+      return reject(c.replyTo(), SandboxError.precondition("sandbox " + s.id() + " is being " + (forking ? "forked" : "resized")
+          + " already; try again once that is done"));
+    }
+    java.nio.file.Path dir;
+    try {
+      dir = runtime.snapshots().forkDirFor(c.forkId());
+    } catch (java.io.IOException e) {
+      return reject(c.replyTo(), SandboxError.unavailable("cannot fork sandbox " + s.id() + ": the snapshot store "
+          + runtime.snapshots().root() + " is not usable: " + e.getMessage()));
+    }
+    forking = true;
+    ctx.askWithStatus(dev.flotilla.vm.Snapshot.class, supervisor, SUSPEND_TIMEOUT, ref -> new VmSupervisorProtocol.SnapshotVm(dir, ref),
+        (snap, err) -> new ForkSaved(err == null ? snap.dir().toString() : dir.toString(), err == null ? null : fromVm(err), c.replyTo()));
+    return Effect().noReply();
+  }
+
+  private ReplyEffect<Event, State> onForkSaved(Live s, ForkSaved f) {
+    forking = false;
+    if (f.error() != null) {
+      discardSnapshot(f.dir()); // whatever a failed save left
+      f.replyTo().tell(f.error().doing("could not fork sandbox " + s.id()).reply());
+    } else {
+      f.replyTo().tell(StatusReply.success(f.dir()));
+    }
+    return unstashing(Effect().none()).thenNoReply();
+  }
+
   /** The supervisor's answer to a suspend: a success was recorded with VmSuspended already. */
   private ReplyEffect<Event, State> onSuspendFailed(Live s, SuspendFailed f) {
     if (f.error() == null || suspendingIncarnation != f.incarnation()) return Effect().none().thenNoReply();
@@ -926,11 +1001,11 @@ public final class SandboxEntity
       if (since == null) timers.startSingleTimer(WAIT_TIMER, new Unstash(), runtime.askTimeout());
       return resumeFromSnapshot(s, "resumed by a call").thenRun(ns -> ctx.getSelf().tell(cmd)).thenNoReply();
     }
-    if (s.phase() == Phase.CREATING || suspendingIncarnation >= 0) {
+    if (s.phase() == Phase.CREATING || suspendingIncarnation >= 0 || forking) {
       Instant first = since != null ? since : Instant.now();
       if (Duration.between(first, Instant.now()).compareTo(runtime.askTimeout()) >= 0) {
         return reject(replyTo, new SandboxError(SandboxError.Kind.UNAVAILABLE, "sandbox " + s.id()
-            + " is still " + (suspendingIncarnation >= 0 ? "being suspended" : "CREATING") + " after "
+            + " is still " + (suspendingIncarnation >= 0 ? "being suspended" : forking ? "being forked" : "CREATING") + " after "
             + runtime.askTimeout().toSeconds() + " s; try again once it is RUNNING"));
       }
       if (waitingSince.size() >= MAX_WAITING) {
@@ -1035,7 +1110,8 @@ public final class SandboxEntity
       }
       // A PAUSED sandbox stays PAUSED (VmStarted keeps the phase): its supervisor was told so
       // (spawnVm, adoptVm) and froze the VM, or kept it frozen, before reporting it ready.
-      String event = r.adopted() ? "reattached" : s.phase() == Phase.PAUSED ? "paused" : s.snapshot() != null ? "resumed" : "running";
+      String event = r.adopted() ? "reattached" : s.phase() == Phase.PAUSED ? "paused"
+          : s.snapshot() != null && s.incarnation() > 1 ? "resumed" : "running";
       String snapshot = s.snapshot();
       if (snapshot != null) eff = eff.thenRun(ns -> discardSnapshot(snapshot)); // the VM runs on from it; not needed any more
       // Calls that waited for it to start go to it now.
@@ -1300,7 +1376,7 @@ public final class SandboxEntity
   static State apply(State state, Event e) {
     if (e instanceof Created c) {
       return new Live(c.sandboxId(), c.tenant(), c.spec(), c.requestId(), c.at(), c.at(), Phase.CREATING, true, 0,
-          null, null, 0, "", c.spec().lifetime().deadlineFrom(c.at()), null);
+          null, null, 0, "", c.spec().lifetime().deadlineFrom(c.at()), c.snapshot());
     }
     Live s = (Live) state;
     if (e instanceof VmStartRequested r) {

@@ -39,6 +39,13 @@ public final class SnapshotStore {
     return root.resolve(sandboxId + "-" + incarnation);
   }
 
+  /** A new directory for a fork's snapshot, the start of sandbox {@code forkId}; the root is made (0700) if missing. */
+  public Path forkDirFor(String forkId) throws IOException {
+    if (!SandboxIds.isValid(forkId)) throw new IOException("not a sandbox id: " + forkId);
+    NodeOnlyFiles.createPrivateDir(root);
+    return root.resolve(forkId + "-fork-" + java.util.UUID.randomUUID().toString().substring(0, 8));
+  }
+
   /** The recorded snapshot, if it is one of this store's and is on this node (a node-local store of a lost node is not). */
   public Optional<Path> find(String snapshot) {
     Path p = inside(snapshot);

@@ -156,6 +156,13 @@ class SandboxEntityTest {
           m.replyTo().tell(StatusReply.ack());
           return Behaviors.stopped();
         })
+        .onMessage(VmSupervisorProtocol.SnapshotVm.class, m -> {
+          vmCommands.ref().tell(m);
+          java.nio.file.Files.createDirectories(m.dir());
+          java.nio.file.Files.writeString(m.dir().resolve("state"), "saved");
+          m.replyTo().tell(StatusReply.success(new dev.flotilla.vm.Snapshot(m.dir(), 5, 0, 0, 1, 1, true)));
+          return Behaviors.same();
+        })
         .onMessage(VmSupervisorProtocol.CallsInFlight.class, m -> {
           m.replyTo().tell(callsInFlight.get());
           return Behaviors.same();
@@ -979,6 +986,60 @@ class SandboxEntityTest {
   static void deleteTree(Path p) {
     try (var walk = java.nio.file.Files.walk(p)) {
       for (Path q : walk.sorted(java.util.Comparator.reverseOrder()).toList()) java.nio.file.Files.delete(q);
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
+  }
+
+  @Test
+  void aForkSavesTheSourceWhichRunsOnAndTheNewSandboxStartsFromTheSnapshot() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    String source = ID;
+    String forkId = SandboxIds.random();
+    var forked = kit.<StatusReply<String>>runCommand(ref -> new SandboxEntity.Fork(T, forkId, ref));
+    var asked = vmCommands.expectMessageClass(VmSupervisorProtocol.SnapshotVm.class);
+    assertEquals(asked.dir().toString(), forked.reply().getValue());
+    assertTrue(asked.dir().getFileName().toString().startsWith(forkId + "-fork-"), asked.dir().toString());
+    assertTrue(forked.hasNoEvents(), "nothing of the source changes");
+    assertEquals(List.of(Phase.RUNNING, 1L), List.of(get(kit, T).phase(), get(kit, T).incarnation()));
+    // another tenant cannot fork it
+    var foreign = kit.<StatusReply<String>>runCommand(ref -> new SandboxEntity.Fork("other", forkId, ref));
+    assertEquals(SandboxError.Kind.NOT_FOUND, SandboxError.fromReplyText(foreign.reply().getError().getMessage()).kind());
+
+    // the fork: a create that starts from the snapshot, which is removed once its VM runs
+    ID = forkId;
+    var fork = kit(runtime("host-a", 3));
+    var created = fork.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, SPEC, "", asked.dir().toString(), ref));
+    assertEquals(Phase.CREATING, created.reply().getValue().phase());
+    assertEquals("start 1", launches.receiveMessage());
+    assertEquals(asked.dir().toString(), lastStarted.options().get(VmSpec.RESTORE_FROM));
+    assertEquals(forkId, lastStarted.sandboxId());
+    ready(1);
+    awaitPhase(fork, Phase.RUNNING);
+    org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(20)).until(() -> !java.nio.file.Files.exists(asked.dir()));
+    // a retried fork's create (same request id, so the same sandbox) removes the snapshot it came with
+    Path spare = tmp.resolve("snapshots").resolve(forkId + "-fork-spare");
+    createDirs(spare);
+    fork.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Create(T, SPEC, "", spare.toString(), ref));
+    org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(20)).until(() -> !java.nio.file.Files.exists(spare));
+    ID = source;
+  }
+
+  @Test
+  void onlyARunningSandboxIsForked() {
+    var kit = kit(runtime("host-a", 3));
+    runningThenPaused(kit);
+    var r = kit.<StatusReply<String>>runCommand(ref -> new SandboxEntity.Fork(T, SandboxIds.random(), ref));
+    SandboxError e = SandboxError.fromReplyText(r.reply().getError().getMessage());
+    assertEquals(SandboxError.Kind.FAILED_PRECONDITION, e.kind());
+    assertTrue(e.getMessage().contains("only a RUNNING sandbox can be forked; resume it first"), e.getMessage());
+    vmCommands.expectNoMessage(Duration.ofMillis(100));
+  }
+
+  static void createDirs(Path p) {
+    try {
+      java.nio.file.Files.createDirectories(p);
     } catch (java.io.IOException e) {
       throw new java.io.UncheckedIOException(e);
     }

@@ -129,6 +129,11 @@ public final class SandboxServiceImpl implements SandboxServicePowerApi {
   }
 
   @Override
+  public CompletionStage<Sandbox> forkSandbox(dev.flotilla.api.v1.ForkSandboxRequest in, Metadata md) {
+    return unary(md, tenant -> control.fork(tenant, in.getId(), in.getRequestId()).thenApply(Translations::toProto));
+  }
+
+  @Override
   public CompletionStage<Sandbox> suspendSandbox(dev.flotilla.api.v1.SuspendSandboxRequest in, Metadata md) {
     return unary(md, tenant -> control.suspend(tenant, in.getId()).thenApply(Translations::toProto));
   }

@@ -252,6 +252,9 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   private record StopDone(VmExit exit, Throwable error) {}
 
+  private record SnapshotDone(dev.flotilla.vm.Snapshot snapshot, Throwable error,
+      ActorRef<StatusReply<dev.flotilla.vm.Snapshot>> replyTo) {}
+
   private record SuspendDone(dev.flotilla.vm.Snapshot snapshot, Throwable error, ActorRef<StatusReply<Done>> replyTo) {}
 
   // The main process: started (or found, when adopting), then read in a loop into its log.
@@ -325,6 +328,10 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   private boolean ownerStopped;
   /** A suspend is under way: the VM's exit is its doing, reported by {@link #onSuspendDone}. */
   private boolean suspending;
+  /** A snapshot (a fork's source) is under way or reconnecting after it. */
+  private boolean snapshotting;
+  /** The snapshot whose reply waits for the agent's new connection; null otherwise. */
+  private SnapshotDone pendingSnapshot;
 
   private VmSupervisor(
       ActorContext<Object> ctx, TimerScheduler<Object> timers, Hypervisor hypervisor, ActorRef<Report> parent, Settings settings,
@@ -401,6 +408,8 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         .onMessage(StopDone.class, this::onStopDone)
         .onMessage(SuspendDone.class, this::onSuspendDone)
         .onMessage(VmSupervisorProtocol.Suspend.class, this::onSuspend)
+        .onMessage(VmSupervisorProtocol.SnapshotVm.class, this::onSnapshotVm)
+        .onMessage(SnapshotDone.class, this::onSnapshotDone)
         .onMessage(MainStarted.class, this::onMainStarted)
         .onMessage(MainRead.class, this::onMainRead)
         .onMessage(MainLogged.class, this::onMainLogged)
@@ -520,6 +529,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
         if (m.client() != null) m.client().close();
         return this;
       }
+      replySnapshotOnceConnected(m.error());
       if (m.error() != null) return healthFailure("reconnect failed: " + reason(m.error()));
       client = m.client();
       watchConnection(client);
@@ -736,8 +746,8 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       m.replyTo().tell(notRunning().doing("cannot suspend").reply());
       return this;
     }
-    if (suspending) {
-      m.replyTo().tell(SandboxError.precondition("the VM is being suspended already").reply());
+    if (suspending || snapshotting) {
+      m.replyTo().tell(SandboxError.precondition("the VM is being " + (suspending ? "suspended" : "snapshotted") + " already").reply());
       return this;
     }
     if (paused) {
@@ -760,6 +770,70 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       return v.suspend(m.dir());
     })), (snap, err) -> new SuspendDone(snap, err, m.replyTo()));
     return this;
+  }
+
+  /** As {@link #onSuspend}, but the VM runs on after the save, and the agent is connected again. */
+  private Behavior<Object> onSnapshotVm(VmSupervisorProtocol.SnapshotVm m) {
+    if (phase != Phase.RUNNING) {
+      m.replyTo().tell(notRunning().doing("cannot snapshot").reply());
+      return this;
+    }
+    if (suspending || snapshotting) {
+      m.replyTo().tell(SandboxError.precondition("the VM is being " + (suspending ? "suspended" : "snapshotted") + " already").reply());
+      return this;
+    }
+    if (paused) {
+      m.replyTo().tell(SandboxError.precondition("the VM is paused; resume it first").reply());
+      return this;
+    }
+    AgentClient c = client;
+    boolean leased = !settings.lease().isZero();
+    if (leased && (c == null || !c.isOpen())) {
+      m.replyTo().tell(SandboxError.unavailable("cannot snapshot: the guest agent is not connected").reply());
+      return this;
+    }
+    snapshotting = true;
+    paused = true; // no pings into a guest being saved
+    Vm v = vm;
+    CompletableFuture<Object> announced = !leased ? CompletableFuture.completedFuture(null)
+        : c.handshake(v.handle().sandboxId(), incarnation, settings.lease(), true, settings.callTimeout()).thenApply(info -> null);
+    getContext().pipeToSelf(announced.thenCompose(x -> onBlocking(() -> {
+      if (c != null) c.close();
+      return v.snapshot(m.dir());
+    })), (snap, err) -> new SnapshotDone(snap, err, m.replyTo()));
+    return this;
+  }
+
+  private Behavior<Object> onSnapshotDone(SnapshotDone m) {
+    paused = false;
+    if (m.error() != null) {
+      snapshotting = false;
+      m.replyTo().tell(GuestErrors.of("cannot snapshot", m.error()).reply());
+    } else {
+      getContext().getLog().info("VM incarnation {} snapshotted into {} (stopped {} ms)", incarnation, m.snapshot().dir(),
+          m.snapshot().pausedMillis());
+      pendingSnapshot = m;
+    }
+    if (phase == Phase.RUNNING && !pingInFlight) {
+      // The connection was closed for the save: a new one, whose plain handshake withdraws the pause.
+      pingInFlight = true;
+      connect(System.nanoTime() + settings.callTimeout().toNanos(), settings.connectBackoffMin(), true);
+    } else {
+      replySnapshotOnceConnected(null);
+    }
+    return this;
+  }
+
+  /** The snapshot's reply, once the agent has a connection again (or could not get one: it is a fork's matter no more). */
+  private void replySnapshotOnceConnected(Throwable connectError) {
+    SnapshotDone p = pendingSnapshot;
+    if (p == null) return;
+    pendingSnapshot = null;
+    snapshotting = false;
+    if (connectError != null) {
+      getContext().getLog().warn("VM incarnation {}: no connection to its agent after the snapshot: {}", incarnation, reason(connectError));
+    }
+    p.replyTo().tell(StatusReply.success(p.snapshot()));
   }
 
   private Behavior<Object> onSuspendDone(SuspendDone m) {

@@ -49,6 +49,14 @@ public final class VmSupervisorProtocol {
   public record Suspend(java.nio.file.Path dir, ActorRef<StatusReply<Done>> replyTo) implements Command {}
 
   /**
+   * Save the running VM's complete state into {@code dir} (a new node-only directory) while it goes
+   * on running ({@link dev.flotilla.vm.Vm#snapshot}): a fork's source. The guest is stopped for the
+   * save only; the agent's connection is closed for it and made again, and the reply comes once the
+   * agent serves again (or with the snapshot anyway when it does not: the health checks see to it).
+   */
+  public record SnapshotVm(java.nio.file.Path dir, ActorRef<StatusReply<dev.flotilla.vm.Snapshot>> replyTo) implements Command {}
+
+  /**
    * Change the running (or paused) VM's resources in place to {@code vcpus} and {@code memoryMiB}
    * (the new totals). Fails with the driver's reason (FAILED_PRECONDITION) for what it cannot
    * change live; the VM is then left as it was.
