@@ -11,7 +11,12 @@
 #      then 3 creates at once on each node: wall time until all 3 are RUNNING, and each one's;
 #   2. PSS per idle sandbox with 1 and with 10 running on each node at once (each one's first exec
 #      `true` done, then idle SETTLE s): the sum of the QEMU processes' Pss (smaps_rollup) / count;
-#      the template's memory file (shared page cache) on its own: size and resident (fincore).
+#      the template's memory file (shared page cache) on its own: size and resident (fincore);
+#   3. suspend, resume and fork, N of each on each node (a cold-booted sandbox on C, a template's
+#      clone on T): `flotilla suspend` (CLI wall), the snapshot's size (state, and the store's
+#      directory as allocated), the exec that resumes it (CLI wall; node: its vm-starting to
+#      vm-started), and `flotilla fork` (CLI wall, waits for RUNNING; node: the fork's created to
+#      vm-started).
 # Prints the accelerator, the load average at start and end, and every "boots cold" line T logged.
 # Usage: scripts/bench-templates.sh [--iterations N (default 10)] [--idle K (default 10)] [--settle S (default 5)]
 # (BENCH_KEEP=DIR keeps the raw figures and the nodes' logs.) About 15 minutes under TCG on 2 busy cores.
@@ -226,6 +231,35 @@ cold_reasons=$(grep -o "boots cold: .*" "$root/T/node.log" | sed 's/sb-[A-Za-z0-
 for k in C T; do for id in ${ids[$k]}; do rm_wait "$k" "$id"; done; done
 ids[C]=""; ids[T]=""
 
+# 3. suspend, resume (by an exec), fork: on C (cold-booted) and T (template clones)
+# restart_span NODE ID: ms from the sandbox's last vm-starting event to its last vm-started (the node's own time)
+restart_span() {
+  fl "$1" events "$2" -o json | jq -r '
+    def t: capture("^(?<s>[^.Z]+)(\\.(?<f>[0-9]+))?Z$") as $m
+      | (($m.s + "Z") | fromdateiso8601) * 1000 + (((($m.f // "0") + "00")[0:3]) | tonumber);
+    (map(select(.kind == "vm-started"))[-1].at | t) - (map(select(.kind == "vm-starting"))[-1].at | t)'
+}
+for k in C T; do : > "$out/susp$k"; done
+for i in $(seq 1 "$n"); do
+  for k in C T; do
+    : > "$out/one"; create "$k" "$out/one"; id=$(col 1 "$out/one")
+    exec_true "$k" "$id"
+    t0=$(ms); fl "$k" suspend "$id" > /dev/null; t1=$(ms)
+    snap=$(find "$root/$k/data/snapshots" -maxdepth 1 -name "$id-*" | head -1)
+    state=$(stat -c %s "$snap/state" 2>/dev/null || echo 0)
+    alloc=$(du -sk "$snap" | cut -f1)
+    t2=$(ms); fl "$k" exec "$id" -- true; t3=$(ms)
+    resume_span=$(restart_span "$k" "$id")
+    t4=$(ms); fid=$(fl "$k" fork "$id"); t5=$(ms)
+    fork_span=$(span "$k" "$fid")
+    # suspend_ms state_bytes alloc_kib resume_cli_ms resume_node_ms fork_cli_ms fork_node_ms
+    echo "$((t1 - t0)) $state $alloc $((t3 - t2)) $resume_span $((t5 - t4)) $fork_span" >> "$out/susp$k"
+    rm_wait "$k" "$fid"; rm_wait "$k" "$id"
+  done
+  echo "bench-templates: suspend/resume/fork $i/$n done (load $(load))" >&2
+done
+load_end=$(load)
+
 # the report
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 row() { # row LABEL FILE-C FILE-T: p50/p99 (ms) of each and the ratio T/C at p50
@@ -273,6 +307,18 @@ for c in 1 "$idle"; do
     echo "      template memory file: $(mib $(( ${size:-0} / 1024 ))) MiB, resident in page cache $(mib $(( ${res:-0} / 1024 ))) MiB (shared by its clones; counted in their Pss only for the pages they map)"
   fi
 done
+echo
+printf '%-52s %17s %17s   %s\n' "3. suspend / resume / fork, n=$n each" "cold (node C)" "template (node T)" "T/C"
+printf '%-52s %8s %8s %8s %8s   %s\n' "" p50 p99 p50 p99 p50
+for spec in "1:flotilla suspend (CLI wall, ms)" "4:resume by an exec (CLI wall, ms)" "5:resume, node: vm-starting to vm-started (ms)" \
+    "6:flotilla fork (CLI wall, waits for RUNNING, ms)" "7:fork, node: created to vm-started (ms)"; do
+  c=${spec%%:*}; col "$c" "$out/suspC" > "$out/s.C"; col "$c" "$out/suspT" > "$out/s.T"
+  row "${spec#*:}" "$out/s.C" "$out/s.T"
+done
+col 2 "$out/suspC" > "$out/s.C"; col 2 "$out/suspT" > "$out/s.T"
+echo "   snapshot state (MiB, p50): cold $(mib $(( $(pct 50 "$out/s.C") / 1024 ))), template clone $(mib $(( $(pct 50 "$out/s.T") / 1024 )))"
+col 3 "$out/suspC" > "$out/s.C"; col 3 "$out/suspT" > "$out/s.T"
+echo "   snapshot directory allocated (MiB, p50; state + sparse disk): cold $(mib "$(pct 50 "$out/s.C")"), template clone $(mib "$(pct 50 "$out/s.T")")"
 echo
 echo "node T logged \"boots cold\" $cold_lines time(s)$( [ -n "$cold_reasons" ] && printf ':\n%s' "$cold_reasons")"
 echo "====================================================================="
