@@ -205,8 +205,13 @@ public final class SandboxEntity
   /**
    * @param exists false for a sandbox never created or deleted
    * @param hostId the host its current VM was last seen on, "" if none
+   * @param snapshot the snapshot it resumes (or, a fork, starts) from; null if none
    */
-  public record Inspection(boolean exists, Phase phase, long incarnation, String hostId) implements FlotillaSerializable {}
+  public record Inspection(boolean exists, Phase phase, long incarnation, String hostId, String snapshot) implements FlotillaSerializable {
+    public Inspection(boolean exists, Phase phase, long incarnation, String hostId) {
+      this(exists, phase, incarnation, hostId, null);
+    }
+  }
 
   /** The VM of a handed-off sandbox is gone. Local only. */
   record HandOffDone() implements Command {}
@@ -1087,7 +1092,7 @@ public final class SandboxEntity
 
   private static Inspection inspection(State state) {
     if (!(state instanceof Live l) || l.phase() == Phase.DELETED) return new Inspection(false, Phase.DELETED, 0, "");
-    return new Inspection(true, l.phase(), l.incarnation(), l.vm() == null ? "" : l.vm().hostId());
+    return new Inspection(true, l.phase(), l.incarnation(), l.vm() == null ? "" : l.vm().hostId(), l.snapshot());
   }
 
   // ------------------------------------------------------------------------------ VM reports

@@ -2,13 +2,9 @@ package dev.flotilla.sandbox;
 
 import dev.flotilla.vm.NodeOnlyFiles;
 import java.io.IOException;
-import java.nio.file.FileVisitResult;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.SimpleFileVisitor;
-import java.nio.file.attribute.BasicFileAttributes;
 import java.util.Optional;
 
 /**
@@ -56,34 +52,29 @@ public final class SnapshotStore {
   public void discard(String snapshot) throws IOException {
     Path p = inside(snapshot);
     if (p == null) throw new IOException(snapshot + " is not a snapshot of the store at " + root + "; left as it is");
-    if (!Files.exists(p, LinkOption.NOFOLLOW_LINKS)) return;
-    if (!Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
-      Files.delete(p);
-      return;
-    }
-    Files.walkFileTree(p, new SimpleFileVisitor<>() {
-      @Override
-      public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
-        delete(file);
-        return FileVisitResult.CONTINUE;
-      }
-
-      @Override
-      public FileVisitResult postVisitDirectory(Path dir, IOException e) throws IOException {
-        if (e != null) throw e;
-        delete(dir);
-        return FileVisitResult.CONTINUE;
-      }
-    });
+    NodeOnlyFiles.deleteTree(p);
   }
 
-  private static void delete(Path p) throws IOException {
-    try {
-      Files.delete(p);
-    } catch (NoSuchFileException gone) {
-      // removed meanwhile
+  /** A directory of this store, parsed: whose it is, and whether it is a fork's (the start of sandbox {@code sandboxId}). */
+  public record Entry(Path dir, String sandboxId, boolean fork, java.time.Instant modified) {}
+
+  /** What the store holds (directories named as this class makes them; anything else is left alone). Blocking. */
+  public java.util.List<Entry> list() throws IOException {
+    java.util.List<Entry> out = new java.util.ArrayList<>();
+    if (!Files.isDirectory(root, LinkOption.NOFOLLOW_LINKS)) return out;
+    try (var ds = Files.newDirectoryStream(root)) {
+      for (Path p : ds) {
+        String name = p.getFileName().toString();
+        java.util.regex.Matcher m = NAME.matcher(name);
+        if (!m.matches() || !Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) continue;
+        out.add(new Entry(p, m.group(1), m.group(2).startsWith("fork-"),
+            Files.getLastModifiedTime(p, LinkOption.NOFOLLOW_LINKS).toInstant()));
+      }
     }
+    return out;
   }
+
+  private static final java.util.regex.Pattern NAME = java.util.regex.Pattern.compile("(sb-[0-9a-f]{16})-([0-9]+|fork-[0-9a-f]{8})");
 
   /** {@code snapshot} as a direct child of the root, or null when it is anything else. */
   private Path inside(String snapshot) {

@@ -57,6 +57,7 @@ public final class VmReaper {
       if (e.readable()) withVms.add(e.handle().sandboxId());
     }
     releaseGone(withVms);
+    sweepSnapshots();
     for (VmDirectory.Entry e : new VmDirectory(runtime.vmRoot()).list()) {
       if (!e.readable()) continue;
       VmHandle h = e.handle();
@@ -113,6 +114,49 @@ public final class VmReaper {
       release.run();
     }, blocking);
   }
+
+  /**
+   * A snapshot directory nobody resumes from: its sandbox's entity records another one (or none),
+   * or is gone. Normally its entity removes it (after the resumed VM runs, on a stop or delete); this
+   * catches what a node crash in between left. A directory younger than {@link #SNAPSHOT_GRACE} is
+   * left alone: a suspend may be writing it, or a fork's create be on its way. With a shared store
+   * every node sweeps it; the verdict is the entity's either way.
+   */
+  private void sweepSnapshots() {
+    SnapshotStore store = runtime.snapshots();
+    if (store == null) return;
+    java.util.List<SnapshotStore.Entry> entries;
+    try {
+      entries = store.list();
+    } catch (IOException e) {
+      log.warn("cannot list the snapshot store {}: {}", store.root(), e.getMessage());
+      return;
+    }
+    java.time.Instant now = java.time.Instant.now();
+    for (SnapshotStore.Entry e : entries) {
+      if (e.modified().plus(SNAPSHOT_GRACE).isAfter(now)) continue;
+      inspect(e.sandboxId()).whenCompleteAsync((i, err) -> {
+        String why = err != null ? null : snapshotReason(i, e.dir());
+        if (why == null) return;
+        log.info("removing snapshot {}: sandbox {} {}", e.dir(), e.sandboxId(), why);
+        try {
+          store.discard(e.dir().toString());
+        } catch (IOException x) {
+          log.warn("cannot remove snapshot {}: {}", e.dir(), x.getMessage());
+        }
+      }, blocking);
+    }
+  }
+
+  /** Why a snapshot directory (old enough) must go, or null while its sandbox records it. */
+  static String snapshotReason(SandboxEntity.Inspection i, Path dir) {
+    if (!i.exists()) return "does not exist";
+    if (dir.toString().equals(i.snapshot())) return null;
+    return "does not resume from it (it is " + i.phase() + " at incarnation " + i.incarnation() + ")";
+  }
+
+  /** Longer than a suspend or a fork may take (SandboxEntity's SUSPEND_TIMEOUT and the API's asks). */
+  static final Duration SNAPSHOT_GRACE = Duration.ofMinutes(15);
 
   /** Why a sandbox's node-local state may go, or null if it may still need it here. */
   static String releaseReason(SandboxEntity.Inspection i, String thisHost) {
