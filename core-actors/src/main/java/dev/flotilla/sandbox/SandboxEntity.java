@@ -956,6 +956,10 @@ public final class SandboxEntity
     if (f.error() == null || suspendingIncarnation != f.incarnation()) return Effect().none().thenNoReply();
     suspendingIncarnation = -1;
     SandboxError e = f.error().doing("could not suspend sandbox " + s.id());
+    ctx.getLog().info("sandbox {}: {}", sandboxId, e.getMessage());
+    // An idle suspend that failed (an egress qemu sandbox) tries again after another idle timeout, not at once.
+    lastActivity = Instant.now();
+    scheduleIdle(s);
     for (var w : waitingForSuspend) w.tell(e.reply());
     waitingForSuspend.clear();
     if (supervisor == null && s.incarnation() == f.incarnation() && s.phase().hasVm()) {
@@ -1154,13 +1158,20 @@ public final class SandboxEntity
     if (t.incarnation() != supervisorIncarnation || supervisor == null) return Effect().none().thenNoReply();
     // The supervisor stopped without a final report (it failed): treat the VM as lost.
     supervisor = null;
+    if (forking) {
+      // its answer will never come: calls waiting for the fork's save go on (to whatever comes next)
+      forking = false;
+    }
     if (suspendingIncarnation == t.incarnation()) {
-      // Stopped after a suspend (its VmSuspended may come after this), or failed during one: the
-      // suspend's outcome (VmSuspended, or the ask's failure) decides.
-      return Effect().none().thenNoReply();
+      // A suspend's success reached us before this (the supervisor reports VmSuspended, then stops):
+      // it failed instead, and took the VM's supervision with it.
+      suspendingIncarnation = -1;
+      SandboxError e = SandboxError.unavailable("could not suspend sandbox " + s.id() + ": its VM supervisor failed; try again");
+      for (var w : waitingForSuspend) w.tell(e.reply());
+      waitingForSuspend.clear();
     }
     if (t.incarnation() != s.incarnation() || (s.vm() == null && s.phase() != Phase.CREATING)) {
-      return Effect().none().thenNoReply();
+      return unstashing(Effect().none()).thenNoReply();
     }
     return onVmGone(s, new VmEnd(-1, 0, "VM supervisor failed", false), Instant.now());
   }

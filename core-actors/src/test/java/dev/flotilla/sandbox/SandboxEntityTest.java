@@ -144,6 +144,7 @@ class SandboxEntityTest {
         .onMessage(VmSupervisorProtocol.Suspend.class, m -> {
           vmCommands.ref().tell(m);
           StatusReply<Done> answer = suspendAnswer;
+          if (answer == null) throw new IllegalStateException("the stand-in supervisor crashes during the suspend");
           if (answer.isError()) {
             m.replyTo().tell(answer);
             return Behaviors.same();
@@ -1043,5 +1044,22 @@ class SandboxEntityTest {
     } catch (java.io.IOException e) {
       throw new java.io.UncheckedIOException(e);
     }
+  }
+
+  @Test
+  void aSupervisorThatDiesDuringASuspendLeavesNoCallerWaitingAndTheSandboxRestarts() {
+    var kit = kit(runtime("host-a", 3));
+    running(kit);
+    suspendAnswer = null; // crashes
+    TestProbe<StatusReply<SandboxView>> caller = testKit.createTestProbe();
+    kit.runCommand(new SandboxEntity.Suspend(T, caller.ref()));
+    var reply = caller.receiveMessage(Duration.ofSeconds(10));
+    SandboxError e = SandboxError.fromReplyText(reply.getError().getMessage());
+    assertEquals(SandboxError.Kind.UNAVAILABLE, e.kind());
+    assertTrue(e.getMessage().contains("supervisor failed"), e.getMessage());
+    assertEquals("start 2", launches.receiveMessage(), "its VM is as good as lost: the restart policy applies");
+    suspendAnswer = StatusReply.ack();
+    ready(2);
+    assertEquals(2, awaitPhase(kit, Phase.RUNNING).incarnation());
   }
 }
