@@ -330,8 +330,12 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   private boolean suspending;
   /** A snapshot (a fork's source) is under way or reconnecting after it. */
   private boolean snapshotting;
-  /** The snapshot whose reply waits for the agent's new connection; null otherwise. */
-  private SnapshotDone pendingSnapshot;
+  /**
+   * Replies that wait for the agent's new connection after a save closed the old one (a snapshot, a
+   * failed suspend): whoever hears them may call into the guest at once. Run once the reconnect is
+   * done, whatever its outcome.
+   */
+  private final List<Runnable> afterReconnect = new ArrayList<>();
 
   private VmSupervisor(
       ActorContext<Object> ctx, TimerScheduler<Object> timers, Hypervisor hypervisor, ActorRef<Report> parent, Settings settings,
@@ -525,11 +529,12 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
   private Behavior<Object> onConnected(Connected m) {
     if (m.reconnect()) {
       pingInFlight = false;
+      if (phase != Phase.RUNNING) runAfterReconnect(m.error());
       if (phase != Phase.RUNNING) {
         if (m.client() != null) m.client().close();
         return this;
       }
-      replySnapshotOnceConnected(m.error());
+      runAfterReconnect(m.error());
       if (m.error() != null) return healthFailure("reconnect failed: " + reason(m.error()));
       client = m.client();
       watchConnection(client);
@@ -806,34 +811,39 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   private Behavior<Object> onSnapshotDone(SnapshotDone m) {
     paused = false;
-    if (m.error() != null) {
-      snapshotting = false;
-      m.replyTo().tell(GuestErrors.of("cannot snapshot", m.error()).reply());
-    } else {
+    if (m.error() == null) {
       getContext().getLog().info("VM incarnation {} snapshotted into {} (stopped {} ms)", incarnation, m.snapshot().dir(),
           m.snapshot().pausedMillis());
-      pendingSnapshot = m;
     }
-    if (phase == Phase.RUNNING && !pingInFlight) {
-      // The connection was closed for the save: a new one, whose plain handshake withdraws the pause.
-      pingInFlight = true;
-      connect(System.nanoTime() + settings.callTimeout().toNanos(), settings.connectBackoffMin(), true);
-    } else {
-      replySnapshotOnceConnected(null);
-    }
+    reconnectThen(() -> {
+      snapshotting = false;
+      m.replyTo().tell(m.error() == null ? StatusReply.success(m.snapshot()) : GuestErrors.of("cannot snapshot", m.error()).reply());
+    });
     return this;
   }
 
-  /** The snapshot's reply, once the agent has a connection again (or could not get one: it is a fork's matter no more). */
-  private void replySnapshotOnceConnected(Throwable connectError) {
-    SnapshotDone p = pendingSnapshot;
-    if (p == null) return;
-    pendingSnapshot = null;
-    snapshotting = false;
+  /**
+   * The connection was closed for a save: a new one, whose plain handshake withdraws the pause
+   * announcement; {@code then} runs once it is made (or could not be: the health checks see to that).
+   */
+  private void reconnectThen(Runnable then) {
+    afterReconnect.add(then);
+    if (phase == Phase.RUNNING && !pingInFlight) {
+      pingInFlight = true;
+      connect(System.nanoTime() + settings.callTimeout().toNanos(), settings.connectBackoffMin(), true);
+    } else if (phase != Phase.RUNNING) {
+      runAfterReconnect(null);
+    } // else: a reconnect under way runs it
+  }
+
+  private void runAfterReconnect(Throwable connectError) {
+    if (afterReconnect.isEmpty()) return;
     if (connectError != null) {
-      getContext().getLog().warn("VM incarnation {}: no connection to its agent after the snapshot: {}", incarnation, reason(connectError));
+      getContext().getLog().warn("VM incarnation {}: no connection to its agent after a save: {}", incarnation, reason(connectError));
     }
-    p.replyTo().tell(StatusReply.success(p.snapshot()));
+    List<Runnable> todo = new ArrayList<>(afterReconnect);
+    afterReconnect.clear();
+    todo.forEach(Runnable::run);
   }
 
   private Behavior<Object> onSuspendDone(SuspendDone m) {
@@ -854,18 +864,14 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       replyStopped();
       return Behaviors.stopped();
     }
-    m.replyTo().tell(GuestErrors.of("cannot suspend", m.error()).reply());
     if (vm.exitFuture().isDone()) {
+      m.replyTo().tell(GuestErrors.of("cannot suspend", m.error()).reply());
       // Ended by the failed suspend: reported as any exit.
       VmExit exit = vm.exitFuture().getNow(new VmExit(-1, 0, "ended while suspending", false));
       return onExited(new Exited(exit.withReason("ended by a failed suspend (" + reason(m.error()) + "): " + exit.reason())));
     }
     paused = false;
-    if (phase == Phase.RUNNING && !pingInFlight) {
-      // The connection was closed for the save: a new one, whose plain handshake withdraws the pause.
-      pingInFlight = true;
-      connect(System.nanoTime() + settings.callTimeout().toNanos(), settings.connectBackoffMin(), true);
-    }
+    reconnectThen(() -> m.replyTo().tell(GuestErrors.of("cannot suspend", m.error()).reply()));
     return this;
   }
 
@@ -1313,6 +1319,7 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
 
   private Behavior<Object> onPostStop() {
     stopped.set(true);
+    runAfterReconnect(null); // their answers, rather than their askers' timeouts
     Vm orphan = starting.getAndSet(null);
     if (orphan != null && orphan != vm) {
       getContext().getLog().warn("supervisor of VM incarnation {} stopped while its VM (pid {}) was starting: killing it, nobody"

@@ -3,6 +3,7 @@ package dev.flotilla.vm.supervisor;
 import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.flotilla.sandbox.protocol.ExecEvent;
@@ -495,5 +496,39 @@ class VmSupervisorTest {
     } catch (Exception e) {
       return 0;
     }
+  }
+
+  /**
+   * A suspend (the process driver keeps the writable disk only): the owner hears VmSuspended with
+   * the snapshot, then the ack, and the supervisor stops without a VmExited. A snapshot (a fork's
+   * source) the driver refuses leaves the VM serving, over a new connection.
+   */
+  @Test
+  void aSuspendReportsTheSnapshotAndStopsWhileARefusedSnapshotLeavesTheVmServing() throws Exception {
+    VmSpec spec = sandboxes.spec();
+    SupervisedVm s = start(spec, settings);
+    assertEquals("kept\n", output(exec(s.ref(), "sh", "-c", "echo kept > /kept; cat /kept"), false));
+
+    TestProbe<StatusReply<dev.flotilla.vm.Snapshot>> snap = kit.createTestProbe();
+    s.ref().tell(new VmSupervisorProtocol.SnapshotVm(sandboxes.stateRoot.resolve("snapshots").resolve("fork-" + spec.sandboxId()), snap.getRef()));
+    StatusReply<dev.flotilla.vm.Snapshot> refused = snap.receiveMessage(T);
+    assertTrue(refused.isError(), "the process driver cannot snapshot a running sandbox");
+    SandboxError why = SandboxError.fromReplyText(refused.getError().getMessage());
+    assertEquals(SandboxError.Kind.FAILED_PRECONDITION, why.kind(), why.getMessage());
+    assertEquals("still\n", output(exec(s.ref(), "echo", "still"), false), "it serves on after the refusal");
+
+    Path dir = sandboxes.stateRoot.resolve("snapshots").resolve("snap-" + spec.sandboxId());
+    TestProbe<StatusReply<Done>> ack = kit.createTestProbe();
+    s.ref().tell(new VmSupervisorProtocol.Suspend(dir, ack.getRef()));
+    Report first = s.parent().receiveMessage(T);
+    var suspended = assertInstanceOf(VmSupervisorProtocol.VmSuspended.class, first);
+    assertEquals(spec.incarnation(), suspended.incarnation());
+    assertEquals(dir, suspended.snapshot().dir());
+    assertFalse(suspended.snapshot().memory(), "the process driver keeps the disk only");
+    assertTrue(ack.receiveMessage(T).isSuccess());
+    assertTrue(Files.isRegularFile(dir.resolve("disk")), "the writable layer is in the snapshot");
+    kit.createTestProbe().expectTerminated(s.ref(), T);
+    s.parent().expectNoMessage(Duration.ofMillis(300)); // no VmExited after it
+    for (long pid : s.pids()) await().atMost(T).until(() -> ProcessHandle.of(pid).map(p -> !p.isAlive()).orElse(true));
   }
 }
