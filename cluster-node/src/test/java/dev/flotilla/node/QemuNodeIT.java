@@ -101,7 +101,7 @@ class QemuNodeIT extends NodeScenarios {
    * while the clone runs and goes once the sandbox is deleted.
    */
   @Test
-  void aSandboxStartsFromAWarmedTemplate() {
+  void aSandboxStartsFromAWarmedTemplate() throws java.io.IOException {
     var templates = dev.flotilla.api.v1.TemplateServiceClient.create(org.apache.pekko.grpc.GrpcClientSettings
         .connectToServiceAt("127.0.0.1", node.node.grpcPort(), clientSystem).withTls(false), clientSystem);
     try {
@@ -130,11 +130,8 @@ class QemuNodeIT extends NodeScenarios {
           .invoke(dev.flotilla.api.v1.RemoveTemplateRequest.newBuilder().setId(warmed.getId()).build())));
       assertEquals(io.grpc.Status.Code.FAILED_PRECONDITION, busy.getStatus().getCode(), busy.getStatus().toString());
 
-      suspendsAndResumesWhereItWas(id);
+      suspendsAndResumesWhereItWas(id, templates, warmed.getId());
       await(client.deleteSandbox().addHeader("authorization", bearer()).invoke(DeleteSandboxRequest.newBuilder().setId(id).build()));
-      org.awaitility.Awaitility.await().atMost(READY).ignoreExceptions().until(() -> await(templates.removeTemplate()
-          .addHeader("authorization", bearer()).invoke(dev.flotilla.api.v1.RemoveTemplateRequest.newBuilder().setId(warmed.getId()).build()))
-          .getId().equals(warmed.getId()));
     } finally {
       templates.close();
     }
@@ -146,11 +143,13 @@ class QemuNodeIT extends NodeScenarios {
    * from where it was, with the file it wrote on its disk; the spent snapshot is removed. Then a
    * fork of it: both count on independently from the same value.
    */
-  private void suspendsAndResumesWhereItWas(String id) {
+  private void suspendsAndResumesWhereItWas(String id, dev.flotilla.api.v1.TemplateServiceClient templates, String template)
+      throws java.io.IOException {
     String pid = exec(id, "sh", "-c", "echo kept > /marker; (i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done)"
         + " >/dev/null 2>&1 </dev/null & echo $!").stdout().trim();
     org.awaitility.Awaitility.await().atMost(READY).ignoreExceptions().until(() -> count(id) >= 3);
     long before = count(id);
+    String random = exec(id, "sh", "-c", "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'").stdout();
     long t0 = System.nanoTime();
     Sandbox suspended = await(client.suspendSandbox().addHeader("authorization", bearer())
         .invoke(dev.flotilla.api.v1.SuspendSandboxRequest.newBuilder().setId(id).build()));
@@ -161,6 +160,9 @@ class QemuNodeIT extends NodeScenarios {
     assertTrue(Files.isRegularFile(snapshot.resolve("state")), "the snapshot is in the node's store: " + snapshot);
     assertTrue(new dev.flotilla.vm.VmDirectory(node.dataDir.resolve("vms")).handles().stream().noneMatch(h -> h.sandboxId().equals(id)),
         "no VM of it runs");
+    // its snapshot holds all of its RAM: the template it was cloned from is not needed to resume it
+    assertEquals(template, await(templates.removeTemplate().addHeader("authorization", bearer())
+        .invoke(dev.flotilla.api.v1.RemoveTemplateRequest.newBuilder().setId(template).build())).getId(), "no clone holds it any more");
     t0 = System.nanoTime();
     ExecResult after = exec(id, "sh", "-c", "cat /tmp/count /marker; kill -0 " + pid + " && echo alive");
     System.out.printf("suspend (gRPC) %d ms; resume by an exec, to its answer: %d ms%n", suspendMs, (System.nanoTime() - t0) / 1_000_000);
@@ -169,6 +171,15 @@ class QemuNodeIT extends NodeScenarios {
     assertEquals(List.of("kept", "alive"), List.of(lines[1], lines[2]), after.stdout() + after.stderr());
     Sandbox back = get(id);
     assertEquals(List.of(Phase.RUNNING, 2L), List.of(back.getPhase(), back.getIncarnation()));
+    dev.flotilla.vm.VmHandle resumed = new dev.flotilla.vm.VmDirectory(node.dataDir.resolve("vms")).handles().stream()
+        .filter(h -> h.sandboxId().equals(id) && h.incarnation() == 2).findFirst().orElseThrow();
+    String qemu = ProcessHandle.of(resumed.pid()).flatMap(p -> p.info().arguments()).map(a -> String.join(" ", a)).orElse("");
+    assertTrue(qemu.contains("memory-backend-ram,id=mem") && !qemu.contains("memory-backend-file"), "plain RAM: " + qemu);
+    assertTrue(!random.equals(exec(id, "sh", "-c", "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'").stdout()),
+        "its kernel RNG was reseeded at the resume");
+    Path console = resumed.stateDir().resolve("console.log");
+    org.awaitility.Awaitility.await().atMost(READY).until(() -> Files.readString(console).contains("reborn as"));
+    assertTrue(!Files.readString(console).contains("mounting the root"), "the root is not mounted again");
     long next = count(id);
     org.awaitility.Awaitility.await().atMost(READY).ignoreExceptions().until(() -> count(id) > next); // still counting
     org.awaitility.Awaitility.await().atMost(READY).until(() -> !Files.exists(snapshot));

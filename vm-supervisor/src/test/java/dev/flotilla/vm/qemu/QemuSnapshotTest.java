@@ -227,52 +227,6 @@ class QemuSnapshotTest {
     assertEquals("own", sh(last, "[ -e /only-b ] && echo shared || echo own"));
   }
 
-  /**
-   * A template's clone, suspended and resumed: its snapshot holds all of its RAM, so the resumed VM
-   * maps plain RAM and needs the template no more (removed before the resume here), and its agent,
-   * reborn once as the clone, is reborn again without mounting its root a second time.
-   */
-  @Test
-  void aTemplateClonesSnapshotResumesWithoutItsTemplate() throws Exception {
-    dev.flotilla.vm.TemplateCatalog catalog = hv.templates().orElseThrow();
-    dev.flotilla.vm.TemplateCatalog.Template warmed = catalog.warm(new dev.flotilla.vm.TemplateCatalog.WarmRequest("tenant-a", "", 1, 256));
-    Vm c = start("clone-s", 1, null, true);
-    assertEquals(warmed.id(), c.handle().extra().get(QemuHypervisor.TEMPLATE), "a clone");
-    AgentClient cc = connect(c);
-    cc.handshake("clone-s", 1, CALL).get();
-    sh(cc, "echo kept > /before && sync");
-    long counterPid = cc.execDetached(new ExecRequest("counter", List.of("sh", "-c", COUNTER), Map.of(), "", false, ""), 4096, CALL).get();
-    await().atMost(Duration.ofSeconds(60)).until(() -> count(cc) >= 3);
-    long before = count(cc);
-    String rnd = sh(cc, "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'");
-    announcePause(cc, "clone-s", 1);
-    Path dir = base.resolve("snapshots/clone");
-    Snapshot s = c.suspend(dir);
-    System.out.printf("suspend of a template clone: %d ms; state %d KiB, disk %d KiB allocated%n", s.elapsedMillis(),
-        s.stateBytes() >> 10, s.diskAllocatedBytes() >> 10);
-    assertTrue(c.exitFuture().isDone());
-    c.destroy();
-    assertEquals(warmed.id(), catalog.remove("tenant-a", warmed.id()).id(), "no clone holds the template any more");
-
-    long t = System.nanoTime();
-    Vm r = start("clone-s", 2, dir.toString());
-    AgentClient cr = connect(r);
-    assertEquals(2, cr.handshake("clone-s", 2, CALL).get().incarnation());
-    System.out.printf("resume of a template clone to handshake: %d ms%n", (System.nanoTime() - t) / 1_000_000);
-    List<String> argv = ((QemuVm) r).command();
-    assertTrue(argv.contains("memory-backend-ram,id=mem,size=256M"), argv.toString());
-    assertTrue(argv.stream().noneMatch(a -> a.contains("memory-backend-file")), argv.toString());
-    assertEquals(null, r.handle().extra().get(QemuHypervisor.TEMPLATE));
-    assertEquals(counterPid, pidOf(cr));
-    long resumed = count(cr);
-    assertTrue(resumed >= before, "continues from " + before + ": " + resumed);
-    await().atMost(Duration.ofSeconds(60)).until(() -> count(cr) > resumed);
-    assertEquals("kept", sh(cr, "cat /before"), "its own disk, in its image's root");
-    assertEquals("tenant-root", sh(cr, "[ -d /opt/flotilla ] && echo initramfs || echo tenant-root"));
-    assertNotEquals(rnd, sh(cr, "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'"));
-    Path log = r.handle().stateDir().resolve("console.log");
-    await().atMost(Duration.ofSeconds(30)).until(() -> ConsoleLog.tail(log, 16384).contains("reborn as"));
-    String console = ConsoleLog.tail(log, 16384);
-    assertFalse(console.contains("mounting the root"), "the root is not mounted again: " + console);
-  }
+  // A template clone's suspend and resume (plain RAM, no template needed, reborn without mounting its
+  // root again, reseeded) is QemuNodeIT's aSandboxStartsFromAWarmedTemplate, through the API.
 }
