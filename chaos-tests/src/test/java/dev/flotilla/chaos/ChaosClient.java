@@ -11,6 +11,7 @@ import dev.flotilla.api.v1.ListSandboxesRequest;
 import dev.flotilla.api.v1.ListSandboxesResponse;
 import dev.flotilla.api.v1.Sandbox;
 import dev.flotilla.api.v1.SandboxSpec;
+import dev.flotilla.api.v1.SuspendSandboxRequest;
 import dev.flotilla.grpc.health.v1.HealthCheckRequest;
 import dev.flotilla.grpc.health.v1.HealthCheckResponse;
 import io.grpc.CallOptions;
@@ -43,6 +44,8 @@ final class ChaosClient implements AutoCloseable {
       unary(SANDBOX, "ListSandboxes", ListSandboxesRequest.getDefaultInstance(), ListSandboxesResponse.getDefaultInstance());
   static final MethodDescriptor<DeleteSandboxRequest, DeleteSandboxResponse> DELETE =
       unary(SANDBOX, "DeleteSandbox", DeleteSandboxRequest.getDefaultInstance(), DeleteSandboxResponse.getDefaultInstance());
+  static final MethodDescriptor<SuspendSandboxRequest, Sandbox> SUSPEND =
+      unary(SANDBOX, "SuspendSandbox", SuspendSandboxRequest.getDefaultInstance(), Sandbox.getDefaultInstance());
   static final MethodDescriptor<ExecRequest, ExecResponse> EXEC =
       MethodDescriptor.<ExecRequest, ExecResponse>newBuilder()
           .setType(MethodDescriptor.MethodType.SERVER_STREAMING)
@@ -122,6 +125,11 @@ final class ChaosClient implements AutoCloseable {
 
   void delete(String id, Duration deadline) {
     ClientCalls.blockingUnaryCall(authed, DELETE, opts(deadline), DeleteSandboxRequest.newBuilder().setId(id).build());
+  }
+
+  /** SuspendSandbox: answered once the sandbox is SUSPENDED (its snapshot saved, its VM ended). */
+  Sandbox suspend(String id, Duration deadline) {
+    return ClientCalls.blockingUnaryCall(authed, SUSPEND, opts(deadline), SuspendSandboxRequest.newBuilder().setId(id).build());
   }
 
   boolean serving(Duration deadline) {

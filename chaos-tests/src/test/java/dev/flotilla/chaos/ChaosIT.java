@@ -91,7 +91,7 @@ class ChaosIT {
   @Order(1)
   void hostLossRecoversEverySandboxOnTheSurvivors() throws IOException {
     ChaosReport.section("Host loss x" + P.hostKills() + " (node JVM + its sandboxes SIGKILLed), node settings as shipped");
-    hostLoss("host-loss", "", P.hostKills(), tunedRecoveries);
+    hostLoss("host-loss", "", P.hostKills(), tunedRecoveries, true);
   }
 
   @Test
@@ -102,19 +102,29 @@ class ChaosIT {
     ChaosReport.section("Host loss x1 with Pekko's default failure-detector, SBR and sharding timings (comparison)");
     String defaults = pekkoDefaultTimings();
     ChaosReport.line("   overrides: " + defaults.replace('\n', ' '));
-    hostLoss("host-loss-defaults", defaults, 1, new ArrayList<>());
+    hostLoss("host-loss-defaults", defaults, 1, new ArrayList<>(), false);
   }
 
-  /** Given a cluster with sandboxes and a workload, when a host dies, then its sandboxes come back elsewhere. */
-  private void hostLoss(String name, String config, int kills, List<Long> recoveries) throws IOException {
+  /**
+   * Given a cluster with sandboxes and a workload, when a host dies, then its sandboxes come back elsewhere.
+   * With {@code suspendOnFirstVictim} (the nodes then share one snapshot store): given also a
+   * sandbox outside the workload, suspended with a counter on its disk, whose node is the first
+   * victim, then after that host loss a call through a survivor resumes it there with its counter.
+   */
+  private void hostLoss(String name, String config, int kills, List<Long> recoveries, boolean suspendOnFirstVictim)
+      throws IOException {
     int duplicatesSeen = 0;
     List<String> violations = new ArrayList<>();
     Map<String, List<String>> duplicateExamples = new TreeMap<>();
-    try (TestCluster c = TestCluster.builder().name(name).nodes(P.nodes()).sandboxes(P.sandboxes()).config(config).start()) {
+    TestCluster.Builder builder = TestCluster.builder().name(name).nodes(P.nodes()).sandboxes(P.sandboxes()).config(config);
+    if (suspendOnFirstVictim) builder.sharedSnapshotStore();
+    try (TestCluster c = builder.start()) {
       Workload w = Workload.start(c, P.clients());
       try {
+        SuspendedSandbox suspended = suspendOnFirstVictim ? SuspendedSandbox.suspend(c, name) : null;
         for (int k = 0; k < kills; k++) {
-          int victim = 1 + (k + 1) % c.size();
+          // the first victim is the suspended sandbox's node, when there is one
+          int victim = k == 0 && suspended != null ? suspended.node() : 1 + (k + 1) % c.size();
           List<String> affected = livingOn(c, victim, w.shouldRun());
           long t0;
           long recovery;
@@ -124,6 +134,8 @@ class ChaosIT {
             recovery = awaitRecovered(c, w, affected, t0);
             ChaosReport.line(String.format("   kill %d: node %d, %d processes killed, %d sandboxes affected, recovered in %d ms",
                 k + 1, victim, killed.size(), affected.size(), recovery));
+            // while the victim is still down: the suspended sandbox can only resume on a survivor
+            if (k == 0 && suspended != null) suspended.resumeOnSurvivor(c, victim, violations);
             c.local.restart(victim);
             c.awaitNode(victim, BOUND);
             w.history.fault("host loss " + (k + 1) + " (node " + victim + ")", t0, System.nanoTime());
@@ -143,6 +155,149 @@ class ChaosIT {
       // host loss kills the old VMs with the node: any overlap at all is two live incarnations
       if (duplicatesSeen > 0) violations.add("sandboxes seen with two live VMs during host loss: " + duplicateExamples);
       check(c, w, violations);
+    }
+  }
+
+  /**
+   * A sandbox outside the workload (so its invariants and recoveries are unaffected), with
+   * {@link #COUNT} increments of a counter file on its writable disk, suspended into the cluster's
+   * shared snapshot store by the node its VM ran on ({@code node}, the victim of the first host
+   * loss).
+   */
+  record SuspendedSandbox(String id, int node, long incarnation) {
+    static final String COUNTER = "/var/chaos-counter";
+    static final int COUNT = 5;
+    /** One increment of the counter (written through a rename), printing the new value. */
+    static final String INCREMENT = "n=$(cat " + COUNTER + " 2>/dev/null || echo 0); echo $((n+1)) > " + COUNTER + ".tmp && mv -f "
+        + COUNTER + ".tmp " + COUNTER + " && sync && cat " + COUNTER;
+    /** Prints "sandbox-id incarnation counter" from inside the VM. */
+    static final String READ = "printf '%s %s %s\\n' \"$FLOTILLA_SANDBOX_ID\" \"$FLOTILLA_INCARNATION\" \"$(cat " + COUNTER
+        + " 2>/dev/null)\"";
+    /** Deadline of the suspend and of each attempt of the resuming exec. */
+    static final Duration SLOW_CALL = Duration.ofSeconds(30);
+
+    /** Creates it, counts to {@link #COUNT} on its disk, suspends it: SUSPENDED, its VM gone. */
+    static SuspendedSandbox suspend(TestCluster c, String name) {
+      String requestId = name + "-suspend";
+      dev.flotilla.api.v1.SandboxSpec spec = TestCluster.spec("suspend-across-host-loss");
+      Sandbox made = await("create " + requestId).atMost(BOUND).pollInterval(Duration.ofMillis(500))
+          .ignoreException(StatusRuntimeException.class)
+          .until(() -> c.client(1).create(spec, requestId, TestCluster.CALL), x -> x != null);
+      String id = made.getId();
+      c.awaitRunningAndExec(List.of(id), BOUND);
+      for (int i = 1; i <= COUNT; i++) {
+        // no fault yet: every increment must be answered (a retry could count twice)
+        ChaosClient.ExecResult r = c.anyLiveClient().exec(id, TestCluster.CALL, "sh", "-c", INCREMENT);
+        if (r.exitCode() != 0 || !r.stdout().equals(i + "\n")) {
+          throw new AssertionError("increment " + i + " of " + COUNTER + " in sandbox " + id + ": exit " + r.exitCode() + ", printed '"
+              + r.stdout() + "'");
+        }
+      }
+      Sandbox running = c.anyLiveClient().get(id, TestCluster.CALL);
+      int node = 0;
+      for (int i = 1; i <= c.size(); i++) if (c.arteryOf(i).equals(running.getNode())) node = i;
+      if (node == 0) throw new AssertionError("sandbox " + id + " runs on " + running.getNode() + ", none of the nodes' addresses");
+      long t0 = System.nanoTime();
+      Sandbox s = c.anyLiveClient().suspend(id, SLOW_CALL);
+      long ms = (System.nanoTime() - t0) / 1_000_000;
+      if (s.getPhase() != dev.flotilla.api.v1.Phase.SUSPENDED) {
+        throw new AssertionError("SuspendSandbox of " + id + " answered phase " + s.getPhase() + ", not SUSPENDED");
+      }
+      Sandbox read = c.anyLiveClient().get(id, TestCluster.CALL);
+      if (read.getPhase() != dev.flotilla.api.v1.Phase.SUSPENDED) {
+        throw new AssertionError("sandbox " + id + " reads as " + read.getPhase() + " after its suspend, not SUSPENDED");
+      }
+      java.nio.file.Path snapshot = c.snapshotDir.resolve(id + "-" + running.getIncarnation());
+      ChaosReport.line(String.format("   suspended sandbox %s (not the workload's): counted to %d in %s, suspended on node %d"
+          + " (incarnation %d) in %d ms; snapshot %s %s; live VMs of it now: %d", id, COUNT, COUNTER, node,
+          running.getIncarnation(), ms, snapshot, java.nio.file.Files.isDirectory(snapshot) ? "present" : "NOT in the shared store",
+          c.local.liveAgents().getOrDefault(id, List.of()).size()));
+      return new SuspendedSandbox(id, node, running.getIncarnation());
+    }
+
+    /**
+     * With its node's host killed ({@code victim} still down): an exec through a survivor's API
+     * resumes it on a survivor as a new incarnation, RUNNING, with the counter it was suspended
+     * with. What does not hold is added to {@code violations}. Deletes it afterwards.
+     */
+    void resumeOnSurvivor(TestCluster c, int victim, List<String> violations) {
+      int via = victim % c.size() + 1;
+      List<String> wrong = new ArrayList<>();
+      try {
+        long t0 = System.nanoTime();
+        int attempts = 0;
+        ChaosClient.ExecResult r = null;
+        List<String> refusals = new ArrayList<>();
+        // the call itself resumes it; one that fails UNAVAILABLE or by its deadline (a cluster
+        // still settling) is sent again, within the recovery bound, and counted
+        while (r == null) {
+          attempts++;
+          try {
+            r = c.client(via).exec(id, SLOW_CALL, "sh", "-c", READ);
+          } catch (StatusRuntimeException e) {
+            Status.Code code = e.getStatus().getCode();
+            refusals.add(code + ": " + e.getStatus().getDescription());
+            boolean retry = code == Status.Code.UNAVAILABLE || code == Status.Code.DEADLINE_EXCEEDED;
+            if (!retry || System.nanoTime() - t0 > BOUND.toNanos()) throw e;
+            sleep(500);
+          }
+        }
+        long ms = (System.nanoTime() - t0) / 1_000_000;
+        Sandbox s = c.client(via).get(id, TestCluster.CALL);
+        String expected = id + " " + s.getIncarnation() + " " + COUNT + "\n";
+        if (r.exitCode() != 0 || !r.stdout().equals(expected)) {
+          wrong.add("the resuming exec printed '" + r.stdout().strip() + "' (exit " + r.exitCode() + "), expected '" + expected.strip() + "'");
+        }
+        if (s.getPhase() != dev.flotilla.api.v1.Phase.RUNNING) wrong.add("phase " + s.getPhase() + " after the exec, not RUNNING");
+        if (s.getIncarnation() <= incarnation) {
+          wrong.add("incarnation " + s.getIncarnation() + " after the resume, not above the suspended one's " + incarnation);
+        }
+        if (s.getNode().equals(c.arteryOf(victim))) wrong.add("it runs on the killed node " + victim + " (" + s.getNode() + ")");
+        int on = 0;
+        for (int i = 1; i <= c.size(); i++) if (i != victim && c.arteryOf(i).equals(s.getNode())) on = i;
+        if (on == 0) wrong.add("it runs on '" + s.getNode() + "', no surviving node");
+        ChaosReport.line(String.format("   suspended sandbox %s after the host loss of node %d: an exec through node %d resumed it on"
+            + " node %d as incarnation %d (suspended: %d), phase %s, counter %s (expected %d): answered in %d ms (%d attempt%s%s)",
+            id, victim, via, on, s.getIncarnation(), incarnation, s.getPhase(), counterIn(r.stdout()), COUNT,
+            ms, attempts, attempts == 1 ? "" : "s", refusals.isEmpty() ? "" : "; refused before: " + refusals));
+      } catch (RuntimeException | AssertionError e) {
+        wrong.add("the resuming exec through node " + via + " failed: " + e);
+      } finally {
+        delete(c, via);
+      }
+      for (String x : wrong) violations.add("sandbox " + id + " suspended on node " + victim + " before its host loss: " + x);
+    }
+
+    /** The third field of {@link #READ}'s line (the counter), or "none". */
+    private static String counterIn(String line) {
+      String[] f = line.strip().split(" ", 3);
+      return f.length == 3 && !f[2].isEmpty() ? f[2] : "none";
+    }
+
+    /** Deletes it (retried while the cluster answers UNAVAILABLE), so it is no VM of the checks that follow. */
+    private void delete(TestCluster c, int via) {
+      try {
+        await("delete " + id).atMost(BOUND).pollInterval(Duration.ofMillis(500)).until(() -> {
+          try {
+            c.client(via).delete(id, TestCluster.CALL);
+            return true;
+          } catch (StatusRuntimeException e) {
+            if (e.getStatus().getCode() == Status.Code.NOT_FOUND) return true;
+            return false;
+          }
+        });
+      } catch (org.awaitility.core.ConditionTimeoutException e) {
+        ChaosReport.line("   suspended sandbox " + id + ": not deleted within " + BOUND.toSeconds() + " s");
+      }
+    }
+
+    private static void sleep(long ms) {
+      try {
+        Thread.sleep(ms);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IllegalStateException("interrupted", e);
+      }
     }
   }
 

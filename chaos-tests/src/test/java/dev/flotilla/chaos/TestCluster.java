@@ -33,6 +33,11 @@ final class TestCluster implements AutoCloseable {
 
   final LocalCluster local;
   final String name;
+  /**
+   * The snapshot store every node of this cluster uses ({@code flotilla.node.snapshots.dir}), when
+   * the builder asked for a shared one; null: each node's own ({@code <data-dir>/snapshots}).
+   */
+  final java.nio.file.Path snapshotDir;
   private final List<ChaosClient> clients = new ArrayList<>();
   final List<Sandbox> initial = new ArrayList<>();
   /** The spec each initial sandbox was created with (its value and request id label), by id. */
@@ -44,9 +49,10 @@ final class TestCluster implements AutoCloseable {
     return t;
   });
 
-  private TestCluster(LocalCluster local, String name) {
+  private TestCluster(LocalCluster local, String name, java.nio.file.Path snapshotDir) {
     this.local = local;
     this.name = name;
+    this.snapshotDir = snapshotDir;
     for (LocalNode n : local.nodes()) clients.add(new ChaosClient(n.grpcAddress(), local.token()));
   }
 
@@ -59,6 +65,7 @@ final class TestCluster implements AutoCloseable {
     private int sandboxes;
     private String config = "";
     private String name = "cluster";
+    private boolean sharedSnapshots;
     private Duration topologyTimeout = Duration.ofSeconds(120);
 
     Builder nodes(int n) {
@@ -83,11 +90,31 @@ final class TestCluster implements AutoCloseable {
       return this;
     }
 
+    /**
+     * One snapshot store for all nodes: {@code flotilla.node.snapshots.dir} = {@code <base>/snapshots}
+     * (made 0700 by the first node that suspends a sandbox). The nodes all run on this machine, so
+     * one path stands for a directory every host mounts (NFS, CephFS): any node can resume a
+     * sandbox another suspended, also once that node's host is lost (its data dir is not the store).
+     */
+    Builder sharedSnapshotStore() {
+      sharedSnapshots = true;
+      return this;
+    }
+
     /** Starts the nodes in parallel, awaits the topology, creates the sandboxes. */
     TestCluster start() throws IOException {
-      LocalCluster local = LocalCluster.builder().nodes(nodes).config(quotaFor(sandboxes) + WORKLOAD_LIMITS + config)
-          .deleteOnClose(false).start();
-      TestCluster c = new TestCluster(local, name);
+      LocalCluster.Builder b = LocalCluster.builder().nodes(nodes).deleteOnClose(false);
+      java.nio.file.Path snapshots = null;
+      String store = "";
+      if (sharedSnapshots) {
+        // the base directory is made here (as LocalCluster would) so the config can name a path in it
+        java.nio.file.Path base = java.nio.file.Files.createTempDirectory(java.nio.file.Path.of("/tmp"), "flc");
+        b.baseDir(base);
+        snapshots = base.resolve("snapshots");
+        store = "flotilla.node.snapshots.dir = \"" + snapshots + "\"\n";
+      }
+      LocalCluster local = b.config(quotaFor(sandboxes) + WORKLOAD_LIMITS + store + config).start();
+      TestCluster c = new TestCluster(local, name, snapshots);
       STARTED.add(c);
       try {
         c.awaitTopology(topologyTimeout);
