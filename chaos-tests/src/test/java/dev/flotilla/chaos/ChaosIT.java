@@ -123,8 +123,9 @@ class ChaosIT {
       try {
         SuspendedSandbox suspended = suspendOnFirstVictim ? SuspendedSandbox.suspend(c, name) : null;
         for (int k = 0; k < kills; k++) {
-          // the first victim is the suspended sandbox's node, when there is one
-          int victim = k == 0 && suspended != null ? suspended.node() : 1 + (k + 1) % c.size();
+          // the first victim is the suspended sandbox's node, when there is one (node 2 otherwise); then the others in turn
+          int first = suspended != null ? suspended.node() : 2;
+          int victim = 1 + (first - 1 + k) % c.size();
           List<String> affected = livingOn(c, victim, w.shouldRun());
           long t0;
           long recovery;
