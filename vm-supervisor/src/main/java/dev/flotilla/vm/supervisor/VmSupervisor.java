@@ -742,70 +742,52 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     return this;
   }
 
-  /**
-   * The agent hears of a pause first (as for {@link #onPause}: its lease restarts once when the
-   * restored VM thaws), its connection is closed, and the driver saves the VM and ends it.
-   */
+  /** The driver saves the VM and ends it (see {@link #save}). */
   private Behavior<Object> onSuspend(VmSupervisorProtocol.Suspend m) {
-    if (phase != Phase.RUNNING) {
-      m.replyTo().tell(notRunning().doing("cannot suspend").reply());
-      return this;
-    }
-    if (suspending || snapshotting) {
-      m.replyTo().tell(SandboxError.precondition("the VM is being " + (suspending ? "suspended" : "snapshotted") + " already").reply());
-      return this;
-    }
-    if (paused) {
-      m.replyTo().tell(SandboxError.precondition("the VM is paused; resume it first").reply());
-      return this;
-    }
-    AgentClient c = client;
-    boolean leased = !settings.lease().isZero();
-    if (leased && (c == null || !c.isOpen())) {
-      m.replyTo().tell(SandboxError.unavailable("cannot suspend: the guest agent is not connected").reply());
-      return this;
-    }
-    suspending = true;
-    paused = true; // no pings into a guest being saved
-    Vm v = vm;
-    CompletableFuture<Object> announced = !leased ? CompletableFuture.completedFuture(null)
-        : c.handshake(v.handle().sandboxId(), incarnation, settings.lease(), true, settings.callTimeout()).thenApply(info -> null);
-    getContext().pipeToSelf(announced.thenCompose(x -> onBlocking(() -> {
-      if (c != null) c.close();
-      return v.suspend(m.dir());
-    })), (snap, err) -> new SuspendDone(snap, err, m.replyTo()));
-    return this;
+    return save(true, m.replyTo(), v -> v.suspend(m.dir()), (snap, err) -> new SuspendDone(snap, err, m.replyTo()));
   }
 
   /** As {@link #onSuspend}, but the VM runs on after the save, and the agent is connected again. */
   private Behavior<Object> onSnapshotVm(VmSupervisorProtocol.SnapshotVm m) {
-    if (phase != Phase.RUNNING) {
-      m.replyTo().tell(notRunning().doing("cannot snapshot").reply());
-      return this;
-    }
-    if (suspending || snapshotting) {
-      m.replyTo().tell(SandboxError.precondition("the VM is being " + (suspending ? "suspended" : "snapshotted") + " already").reply());
-      return this;
-    }
-    if (paused) {
-      m.replyTo().tell(SandboxError.precondition("the VM is paused; resume it first").reply());
-      return this;
-    }
+    return save(false, m.replyTo(), v -> v.snapshot(m.dir()), (snap, err) -> new SnapshotDone(snap, err, m.replyTo()));
+  }
+
+  private interface Save {
+    dev.flotilla.vm.Snapshot of(Vm v) throws VmException;
+  }
+
+  /**
+   * A suspend ({@code suspend}) or a snapshot of the running VM: refused with why unless it can be
+   * saved now; otherwise the agent hears of a pause first (as for {@link #onPause}: its lease
+   * restarts once when the restored VM thaws), its connection is closed, and the driver's
+   * {@code save} runs on the blocking dispatcher, its outcome piped back as {@code done}.
+   */
+  private Behavior<Object> save(boolean suspend, ActorRef<? extends StatusReply<?>> replyTo, Save save,
+      java.util.function.BiFunction<dev.flotilla.vm.Snapshot, Throwable, Object> done) {
+    @SuppressWarnings("unchecked")
+    ActorRef<StatusReply<Object>> reply = (ActorRef<StatusReply<Object>>) (ActorRef<?>) replyTo;
+    String doing = suspend ? "cannot suspend" : "cannot snapshot";
     AgentClient c = client;
     boolean leased = !settings.lease().isZero();
-    if (leased && (c == null || !c.isOpen())) {
-      m.replyTo().tell(SandboxError.unavailable("cannot snapshot: the guest agent is not connected").reply());
+    SandboxError no = phase != Phase.RUNNING ? notRunning().doing(doing)
+        : suspending || snapshotting ? SandboxError.precondition("the VM is being " + (suspending ? "suspended" : "snapshotted") + " already")
+        : paused ? SandboxError.precondition("the VM is paused; resume it first")
+        : leased && (c == null || !c.isOpen()) ? SandboxError.unavailable(doing + ": the guest agent is not connected")
+        : null;
+    if (no != null) {
+      reply.tell(no.reply());
       return this;
     }
-    snapshotting = true;
+    if (suspend) suspending = true;
+    else snapshotting = true;
     paused = true; // no pings into a guest being saved
     Vm v = vm;
     CompletableFuture<Object> announced = !leased ? CompletableFuture.completedFuture(null)
         : c.handshake(v.handle().sandboxId(), incarnation, settings.lease(), true, settings.callTimeout()).thenApply(info -> null);
     getContext().pipeToSelf(announced.thenCompose(x -> onBlocking(() -> {
       if (c != null) c.close();
-      return v.snapshot(m.dir());
-    })), (snap, err) -> new SnapshotDone(snap, err, m.replyTo()));
+      return save.of(v);
+    })), done::apply);
     return this;
   }
 
