@@ -839,7 +839,7 @@ public final class SandboxEntity
     Phase from = pause ? Phase.RUNNING : Phase.PAUSED;
     if (s.phase() != from || supervisor == null) {
       return reject(replyTo, SandboxError.precondition("sandbox " + s.id() + " is " + s.phase() + "; "
-          + (pause ? "only a RUNNING sandbox can be paused" : "only a PAUSED sandbox can be resumed")));
+          + (pause ? "only a RUNNING sandbox can be paused" : "only a PAUSED or SUSPENDED sandbox can be resumed")));
     }
     long incarnation = s.incarnation();
     ActorRef<VmSupervisorProtocol.Command> vm = supervisor;
