@@ -16,7 +16,11 @@
 #      clone on T): `flotilla suspend` (CLI wall), the snapshot's size (state, and the store's
 #      directory as allocated), the exec that resumes it (CLI wall; node: its vm-starting to
 #      vm-started), and `flotilla fork` (CLI wall, waits for RUNNING; node: the fork's created to
-#      vm-started).
+#      vm-started);
+#   4. process create-to-RUNNING, the agent's runtime on JDK 17 + CDS (node C, a runtime built here
+#      with guest-image/build-sandbox-runtime.sh --jdk <JDK 17>, cached in guest-image/out) against
+#      the default (node T: JDK 25 + AOT cache where the machine has Temurin 25): N creates each,
+#      alternating, `--driver process`: CLI wall and the node's created-to-vm-started span.
 # Prints the accelerator, the load average at start and end, and every "boots cold" line T logged.
 # Usage: scripts/bench-templates.sh [--iterations N (default 10)] [--idle K (default 10)] [--settle S (default 5)]
 # (BENCH_KEEP=DIR keeps the raw figures and the nodes' logs.) About 15 minutes under TCG on 2 busy cores.
@@ -87,10 +91,10 @@ ms() { date +%s%3N; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
 start_node() {
-  local k=$1 cache=$2 p=${node_port[$1]}
+  local k=$1 cache=$2 runtime=$3 p=${node_port[$1]}
   mkdir -p "$root/$k"
   echo "flotilla.node.drivers.process.cgroup-parent = \"flotilla-btpl$k\"" > "$root/$k/bench.conf"
-  FLOTILLA_QEMU_TEMPLATE_CACHE=$cache ./flotilla node --data-dir "$root/$k/data" --grpc-port "$p" --artery-port "$((p + 1))" \
+  FLOTILLA_SANDBOX_RUNTIME=$runtime FLOTILLA_QEMU_TEMPLATE_CACHE=$cache ./flotilla node --data-dir "$root/$k/data" --grpc-port "$p" --artery-port "$((p + 1))" \
     --config "$root/$k/bench.conf" > "$root/$k/node.log" 2>&1 &
   node_pid[$k]=$!
   for _ in $(seq 1 240); do
@@ -145,10 +149,19 @@ pss_of() { # pss_of ID...: "count pss anon file rss tcg" (KiB) over their QEMUs;
   echo "$c $pss $an $fi $rss $tcg"
 }
 
+# node C's process sandboxes run their agent on a JDK 17 + CDS runtime (section 4)
+jdk17=$(ls -d /usr/lib/jvm/java-17-openjdk-* /usr/lib/jvm/temurin-17-* 2>/dev/null | head -1 || true)
+[ -n "$jdk17" ] || { echo "bench-templates: no JDK 17 under /usr/lib/jvm for the comparison runtime" >&2; exit 1; }
+rt17=guest-image/out/sandbox-runtime-jdk17
+echo "bench-templates: building (or finding) the JDK 17 sandbox runtime in $rt17" >&2
+guest-image/build-sandbox-runtime.sh --jdk "$jdk17" --out "$rt17" >&2
+rt_default=guest-image/out/sandbox-runtime
+runtime_of() { sed -n 's/^jdk=//p; s/^archive=/archive /p' "$1/runtime.properties" | paste -sd' '; }
+
 load_start=$(load); t_start=$(date +%s)
 echo "bench-templates: starting node T (templates on) and node C (FLOTILLA_QEMU_TEMPLATE_CACHE=0) in $root" >&2
-start_node T 4GiB
-start_node C 0
+start_node T 4GiB "$(realpath "$rt_default")"
+start_node C 0 "$(realpath "$rt17")"
 out=$root/out; mkdir -p "$out"
 
 # 0. the template: build time and bytes
@@ -258,6 +271,17 @@ for i in $(seq 1 "$n"); do
   done
   echo "bench-templates: suspend/resume/fork $i/$n done (load $(load))" >&2
 done
+# 4. process create-to-RUNNING, agent runtime 17+CDS (C) vs the default (T), alternating
+: > "$out/procC"; : > "$out/procT"
+for i in $(seq 0 "$n"); do
+  if [ $((i % 2)) = 1 ]; then order="C T"; else order="T C"; fi
+  for k in $order; do
+    t0=$(ms); id=$(fl "$k" create --driver process); t1=$(ms)
+    # the first round warms each node's process driver (image, runtime mount) and is not counted
+    [ "$i" = 0 ] || echo "$((t1 - t0)) $(span "$k" "$id")" >> "$out/proc$k"
+    fl "$k" rm "$id" > /dev/null
+  done
+done
 load_end=$(load)
 
 # the report
@@ -319,6 +343,14 @@ col 2 "$out/suspC" > "$out/s.C"; col 2 "$out/suspT" > "$out/s.T"
 echo "   snapshot state (MiB, p50): cold $(mib $(( $(pct 50 "$out/s.C") / 1024 ))), template clone $(mib $(( $(pct 50 "$out/s.T") / 1024 )))"
 col 3 "$out/suspC" > "$out/s.C"; col 3 "$out/suspT" > "$out/s.T"
 echo "   snapshot directory allocated (MiB, p50; state + sparse disk): cold $(mib "$(pct 50 "$out/s.C")"), template clone $(mib "$(pct 50 "$out/s.T")")"
+echo
+printf '%-52s %17s %17s   %s\n' "4. process create-to-RUNNING (ms), n=$n each" "17+CDS (node C)" "default (node T)" "T/C"
+printf '%-52s %8s %8s %8s %8s   %s\n' "" p50 p99 p50 p99 p50
+col 1 "$out/procC" > "$out/p.C"; col 1 "$out/procT" > "$out/p.T"
+row "flotilla create --driver process (CLI wall)" "$out/p.C" "$out/p.T"
+col 2 "$out/procC" > "$out/p.C"; col 2 "$out/procT" > "$out/p.T"
+row "node: created event to vm-started event" "$out/p.C" "$out/p.T"
+echo "   agent runtime: node C $(runtime_of "$rt17"); node T $(runtime_of "$rt_default")"
 echo
 echo "node T logged \"boots cold\" $cold_lines time(s)$( [ -n "$cold_reasons" ] && printf ':\n%s' "$cold_reasons")"
 echo "====================================================================="

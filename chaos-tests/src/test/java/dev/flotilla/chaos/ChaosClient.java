@@ -46,6 +46,9 @@ final class ChaosClient implements AutoCloseable {
       unary(SANDBOX, "DeleteSandbox", DeleteSandboxRequest.getDefaultInstance(), DeleteSandboxResponse.getDefaultInstance());
   static final MethodDescriptor<SuspendSandboxRequest, Sandbox> SUSPEND =
       unary(SANDBOX, "SuspendSandbox", SuspendSandboxRequest.getDefaultInstance(), Sandbox.getDefaultInstance());
+  static final MethodDescriptor<dev.flotilla.api.v1.WarmTemplateRequest, dev.flotilla.api.v1.Template> WARM_TEMPLATE =
+      unary("flotilla.v1.TemplateService", "WarmTemplate", dev.flotilla.api.v1.WarmTemplateRequest.getDefaultInstance(),
+          dev.flotilla.api.v1.Template.getDefaultInstance());
   static final MethodDescriptor<ExecRequest, ExecResponse> EXEC =
       MethodDescriptor.<ExecRequest, ExecResponse>newBuilder()
           .setType(MethodDescriptor.MethodType.SERVER_STREAMING)
@@ -130,6 +133,12 @@ final class ChaosClient implements AutoCloseable {
   /** SuspendSandbox: answered once the sandbox is SUSPENDED (its snapshot saved, its VM ended). */
   Sandbox suspend(String id, Duration deadline) {
     return ClientCalls.blockingUnaryCall(authed, SUSPEND, opts(deadline), SuspendSandboxRequest.newBuilder().setId(id).build());
+  }
+
+  /** WarmTemplate on this client's node (templates are node-local): the default image's, {@code cpus} and {@code memoryMiB}. */
+  dev.flotilla.api.v1.Template warmTemplate(int cpus, int memoryMiB, Duration deadline) {
+    return ClientCalls.blockingUnaryCall(authed, WARM_TEMPLATE, opts(deadline),
+        dev.flotilla.api.v1.WarmTemplateRequest.newBuilder().setCpus(cpus).setMemoryMib(memoryMiB).build());
   }
 
   boolean serving(Duration deadline) {
