@@ -191,6 +191,7 @@ abstract class NodeScenarios {
         if (n == null) continue;
         n.close();
         n.killVms();
+        n.deleteDataDir();
       }
       if (clientSystem != null) clientSystem.terminate();
     }

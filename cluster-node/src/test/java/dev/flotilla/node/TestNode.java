@@ -90,6 +90,28 @@ final class TestNode implements AutoCloseable {
     node = null;
   }
 
+  /**
+   * Removes the data dir, once the node is closed and its VMs killed ({@link #killVms}): each test
+   * node's sandboxes leave up to a GiB there (writable layers, VM state), and a CI machine runs dozens.
+   * Never while anything is mounted under it (that would be deleted through the mount); it says so then.
+   */
+  void deleteDataDir() {
+    try {
+      if (!Files.isDirectory(dataDir)) return;
+      String prefix = dataDir.toRealPath() + "/";
+      boolean mounted = Files.readAllLines(Path.of("/proc/self/mountinfo")).stream()
+          .map(l -> l.split(" ")[4].replace("\\040", " "))
+          .anyMatch(m -> (m + "/").startsWith(prefix));
+      if (mounted) {
+        System.err.println("TestNode: not deleting " + dataDir + ": something is still mounted under it");
+        return;
+      }
+      dev.flotilla.vm.NodeOnlyFiles.deleteTree(dataDir);
+    } catch (IOException | RuntimeException e) {
+      System.err.println("TestNode: could not delete " + dataDir + ": " + e);
+    }
+  }
+
   /** Kills every sandbox process this node's data dir knows of, and removes its containers and mounts. */
   void killVms() {
     dev.flotilla.vm.process.ProcessHypervisor.forgetAll(dataDir.resolve("vms"));
