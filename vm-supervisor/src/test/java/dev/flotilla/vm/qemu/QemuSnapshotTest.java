@@ -53,7 +53,7 @@ class QemuSnapshotTest {
   @BeforeEach
   void setUp() throws Exception {
     base = Files.createTempDirectory("fl-qsnap");
-    QemuConfig config = TestQemu.config(base.resolve("driver")).withTemplateCacheBytes(4L << 30);
+    QemuConfig config = TestQemu.config(base.resolve("driver")); // templates off: every VM here boots cold
     assumeTrue(config.imageBuilt(), "guest image not built in " + config.imageDir() + ": run guest-image/build.sh");
     assumeTrue(Files.isDirectory(config.defaultRootfs()), "no default image: run guest-image/build-default-image.sh");
     hv = TestQemu.hypervisor(config);
@@ -77,21 +77,13 @@ class QemuSnapshotTest {
       }
       if (hv != null) {
         for (String id : hv.sandboxesWithLocalState()) hv.releaseSandbox(id);
-        for (QemuTemplates.Saved t : hv.templateStore().saved()) {
-          hv.ids().release(dev.flotilla.vm.ids.IdRangeAllocator.DRIVER_PREFIX + "template." + t.id());
-        }
       }
       QemuJail.deleteTree(base);
     }
   }
 
   private Vm start(String id, long incarnation, String restoreFrom) throws Exception {
-    return start(id, incarnation, restoreFrom, false);
-  }
-
-  private Vm start(String id, long incarnation, String restoreFrom, boolean template) throws Exception {
     Map<String, String> options = new HashMap<>(Map.of(VmSpec.TENANT, "tenant-a"));
-    if (!template) options.put(QemuHypervisor.TEMPLATE_OPTION, "off");
     if (restoreFrom != null) options.put(VmSpec.RESTORE_FROM, restoreFrom);
     Vm vm = hv.prepare(new VmSpec(id, incarnation, 1, 256, 0, base.resolve("vms/" + id + "-" + incarnation), options));
     vms.add(vm);
