@@ -133,13 +133,14 @@ public final class FlotillaNode implements AutoCloseable {
       // subscriber for the node's lifetime keeps the topic registered once.
       events.tell(Topic.subscribe(system.systemActorOf(Behaviors.<SandboxChanged>ignore(), "sandbox-events-anchor", Props.empty())));
       VmSupervisor.Settings supervision = VmSupervisor.Settings.create(system);
+      Duration takeover = null;
       if (full.getList("pekko.cluster.seed-nodes").isEmpty()) {
         // Standalone: no other node can ever start these sandboxes, so nothing to fence against,
         // and a node stopped for any length of time re-attaches to its sandboxes.
         supervision = supervision.withLease(Duration.ZERO, supervision.healthInterval());
         log.info("standalone node (no seed nodes): sandboxes hold no lease and outlive a stopped node");
       } else {
-        var takeover = NodeFencing.checkLease(full, supervision.lease());
+        takeover = NodeFencing.checkLease(full, supervision.lease());
         log.info("sandbox lease {} ms: a frozen node's VMs end themselves before the cluster restarts them elsewhere"
             + " (at the earliest {} ms after the node's last heartbeat)", supervision.lease().toMillis(), takeover.toMillis());
       }
@@ -172,6 +173,7 @@ public final class FlotillaNode implements AutoCloseable {
           node.getString("snapshots.dir").isEmpty() ? " (node-local: only this node can resume them)" : "");
       Files.createDirectories(runtime.vmRoot());
       NodeFencing.install(system, drivers, runtime.vmRoot());
+      if (takeover != null) NodeFencing.watchFreezes(system, drivers, runtime.vmRoot(), takeover.minus(NodeFencing.LEASE_MARGIN));
       // what the drivers run of their own (a VM template being built) ends with the node; the
       // sandboxes' VMs do not
       org.apache.pekko.actor.CoordinatedShutdown.get(system).addTask(org.apache.pekko.actor.CoordinatedShutdown.PhaseServiceStop(),

@@ -41,6 +41,39 @@ final class NodeFencing {
   }
 
   /**
+   * Watches this JVM for a freeze longer than {@code limit} (the earliest takeover less the lease
+   * margin). A node thawed after one may have been downed, its sandboxes started elsewhere, and it
+   * does not know yet: ChaosIT's SIGSTOP saw a thawed node spawn a VM its entity had asked for
+   * before the freeze, beside that sandbox's new incarnation, until the node learned of its downing
+   * 6 s later. So its drivers spawn nothing while the watch is not fresh, and a node that sees the
+   * freeze fences itself at once, as a downed one does: no more spawns, every VM killed, then it
+   * downs itself and stops (start it again: it rejoins as a new member). A node no other Up member
+   * could take over from carries on.
+   */
+  static dev.flotilla.vm.FreezeWatch watchFreezes(ActorSystem<?> system, Map<String, Hypervisor> drivers, Path vmRoot,
+      Duration limit) {
+    dev.flotilla.vm.FreezeWatch watch = dev.flotilla.vm.FreezeWatch.start(limit, gap -> {
+      if (!othersCanTakeOver(system)) {
+        log.warn("this node was frozen for {} ms (more than {} ms), but no other node could have taken its sandboxes over:"
+            + " it carries on", gap.toMillis(), limit.toMillis());
+        return false;
+      }
+      log.error("this node was frozen for {} ms, more than the {} ms after which its cluster may have downed it and"
+          + " started its sandboxes elsewhere: it fences itself (starts no VM, kills its VMs) and leaves the cluster;"
+          + " start it again to rejoin", gap.toMillis(), limit.toMillis());
+      closeGates(drivers);
+      int n = killAll(drivers, vmRoot);
+      log.warn("fencing after a freeze: killed {} VMs; downing this node", n);
+      Cluster cluster = Cluster.get(system);
+      cluster.manager().tell(new org.apache.pekko.cluster.typed.Down(cluster.selfMember().address()));
+      return true;
+    });
+    drivers.values().forEach(hv -> hv.watchFreezes(watch));
+    system.getWhenTerminated().whenComplete((d, e) -> watch.close());
+    return watch;
+  }
+
+  /**
    * No VM starts here once the node is downed, and every VM that started has a handle for
    * {@link #killAll}: a start in flight when the node was frozen would otherwise spawn its VM after
    * the handles were listed, and it ran beside its successor until its lease ended.

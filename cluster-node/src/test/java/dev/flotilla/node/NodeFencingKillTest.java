@@ -42,6 +42,8 @@ class NodeFencingKillTest {
         return true;
       }
 
+      @Override public void watchFreezes(dev.flotilla.vm.FreezeWatch watch) { }
+
       @Override public Optional<Vm> adopt(VmHandle h) {
         return Optional.of(new Vm() {
           @Override public VmHandle handle() {

@@ -43,6 +43,12 @@ public interface Hypervisor {
   boolean fence(java.time.Duration wait);
 
   /**
+   * Has the driver's {@link SpawnGate} refuse spawns while {@code watch} says this node may have
+   * been frozen past its cluster's takeover ({@link SpawnGate#watch}).
+   */
+  void watchFreezes(FreezeWatch watch);
+
+  /**
    * Ends what is left of a VM this node no longer wants (an older incarnation, a deleted
    * sandbox, one that died while no node watched it) and removes its state: for a node that
    * scans its {@link VmDirectory} after a restart. Blocking; safe on a VM that is already gone.

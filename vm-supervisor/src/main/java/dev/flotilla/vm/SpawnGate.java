@@ -15,6 +15,16 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
 public final class SpawnGate {
   private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
   private volatile boolean closed;
+  private volatile FreezeWatch freezes;
+
+  /**
+   * Also refuse every spawn while {@code watch} says this JVM is not {@link FreezeWatch#fresh()
+   * fresh}: a node thawed after a freeze long enough for its cluster to have started its
+   * sandboxes elsewhere starts no VM, even before it knows whether it was downed.
+   */
+  public void watch(FreezeWatch watch) {
+    this.freezes = watch;
+  }
 
   /** Work that spawns a VM process and saves its handle. */
   @FunctionalInterface
@@ -42,6 +52,12 @@ public final class SpawnGate {
     if (closed) {
       throw new VmException("sandbox " + sandboxId + ": this node was downed by its cluster and starts no VM any more;"
           + " the sandbox starts on another node");
+    }
+    FreezeWatch w = freezes;
+    if (w != null && !w.fresh()) {
+      String why = w.why();
+      throw new VmException("sandbox " + sandboxId + ": " + (why.isEmpty() ? "this node was frozen" : why)
+          + "; it starts no VM until it knows it still holds its sandboxes");
     }
   }
 

@@ -298,6 +298,11 @@ public final class ProcessHypervisor implements Hypervisor {
   }
 
   @Override
+  public void watchFreezes(dev.flotilla.vm.FreezeWatch watch) {
+    gate.watch(watch);
+  }
+
+  @Override
   public Optional<Vm> adopt(VmHandle handle) {
     if (!DRIVER.equals(handle.driver()) || handle.pid() <= 0) return Optional.empty();
     networks.sweepOnce();

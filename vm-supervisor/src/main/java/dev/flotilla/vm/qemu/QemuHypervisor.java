@@ -689,6 +689,11 @@ public final class QemuHypervisor implements Hypervisor {
   }
 
   @Override
+  public void watchFreezes(dev.flotilla.vm.FreezeWatch watch) {
+    gate.watch(watch);
+  }
+
+  @Override
   public Optional<Vm> adopt(VmHandle handle) {
     if (!DRIVER.equals(handle.driver()) || handle.pid() <= 0) return Optional.empty();
     if (!HostProbe.isSameProcess(handle.pid(), handle.startTime())) return Optional.empty();

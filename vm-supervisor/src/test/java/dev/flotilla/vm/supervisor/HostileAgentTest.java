@@ -218,6 +218,9 @@ class HostileAgentTest {
     public boolean fence(Duration wait) {
       return true;
     }
+
+    @Override
+    public void watchFreezes(dev.flotilla.vm.FreezeWatch watch) { }
   }
 
   /** Every attack; {@code -Dhostile.attacks=A,B} runs only those (to look at one closely). */

@@ -115,6 +115,8 @@ class VmSupervisorStopDuringStartTest {
       @Override public boolean fence(Duration wait) {
         return true;
       }
+
+      @Override public void watchFreezes(dev.flotilla.vm.FreezeWatch watch) { }
     };
     TestProbe<Report> parent = kit.createTestProbe();
     VmSpec spec = new VmSpec("orphan", 1, 1, 64, 0, dir.resolve("state"), Map.of());
