@@ -426,6 +426,13 @@ class ChaosIT {
         duplicatesDuringFaults += dups.max();
         // then: its VMs ended themselves (lease) before their sandboxes started elsewhere
         if (dups.max() > 0) violations.add("sandboxes seen with two live VMs while a node was SIGSTOPped: " + dups.examples());
+        // then: the woken node saw its own freeze (longer than the earliest takeover less 1 s) and
+        // fenced itself at once, rather than acting until it heard it was downed (README, "Sandbox lease")
+        String log = java.nio.file.Files.readString(c.local.node(victim).logFile());
+        if (!log.contains("this node was frozen for")) {
+          violations.add("node " + victim + " was stopped " + (resumed - t0) / 1_000_000 + " ms but did not log that it saw"
+              + " its freeze (FreezeWatch): " + c.local.node(victim).logFile());
+        }
         if (exited) {
           c.local.restart(victim);
           c.awaitNode(victim, BOUND);

@@ -57,9 +57,12 @@ class ClusterDrainIT extends NodeScenarios {
     }
   }
 
+  /** Holds both nodes' data dirs and PostgreSQL's. */
+  Path dir;
+
   @BeforeAll
   void startCluster() throws Exception {
-    Path dir = TestNode.shortTempDir();
+    dir = TestNode.shortTempDir();
     postgres = EmbeddedPostgresServer.start(dir.resolve("pg"));
     int seedPort = freePort();
     String seed = "pekko://flotilla@127.0.0.1:" + seedPort;
@@ -85,6 +88,7 @@ class ClusterDrainIT extends NodeScenarios {
       tearDown(second, node);
     } finally {
       if (postgres != null) postgres.close();
+      if (dir != null) TestNode.deleteUnmounted(dir); // both nodes' data dirs and PostgreSQL's
     }
   }
 

@@ -39,6 +39,7 @@ class JournalOutageIT extends NodeScenarios {
       tearDown(node);
     } finally {
       if (postgres != null) postgres.close();
+      if (pgDir != null) TestNode.deleteUnmounted(pgDir.getParent()); // the node's data dir and PostgreSQL's
     }
   }
 

@@ -11,10 +11,11 @@ import org.junit.jupiter.api.TestInstance;
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 class NodeOnPostgresIT extends NodeScenarios {
   EmbeddedPostgresServer postgres;
+  Path dir;
 
   @BeforeAll
   void startNode() throws Exception {
-    Path dir = TestNode.shortTempDir();
+    dir = TestNode.shortTempDir();
     postgres = EmbeddedPostgresServer.start(dir.resolve("pg"));
     boot(new TestNode(dir.resolve("node"), postgres.jdbcUrl()));
   }
@@ -25,6 +26,7 @@ class NodeOnPostgresIT extends NodeScenarios {
       tearDown(node);
     } finally {
       if (postgres != null) postgres.close();
+      if (dir != null) TestNode.deleteUnmounted(dir); // the node's data dir and PostgreSQL's
     }
   }
 

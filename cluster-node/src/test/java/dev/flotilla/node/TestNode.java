@@ -96,19 +96,27 @@ final class TestNode implements AutoCloseable {
    * Never while anything is mounted under it (that would be deleted through the mount); it says so then.
    */
   void deleteDataDir() {
+    deleteUnmounted(dataDir);
+  }
+
+  /**
+   * Removes {@code dir} (a test's temp dir: a node's data dir, or the one holding its embedded
+   * PostgreSQL's, once that is closed), unless something is mounted under it; says why it did not.
+   */
+  static void deleteUnmounted(Path dir) {
     try {
-      if (!Files.isDirectory(dataDir)) return;
-      String prefix = dataDir.toRealPath() + "/";
+      if (!Files.isDirectory(dir)) return;
+      String prefix = dir.toRealPath() + "/";
       boolean mounted = Files.readAllLines(Path.of("/proc/self/mountinfo")).stream()
           .map(l -> l.split(" ")[4].replace("\\040", " "))
           .anyMatch(m -> (m + "/").startsWith(prefix));
       if (mounted) {
-        System.err.println("TestNode: not deleting " + dataDir + ": something is still mounted under it");
+        System.err.println("TestNode: not deleting " + dir + ": something is still mounted under it");
         return;
       }
-      dev.flotilla.vm.NodeOnlyFiles.deleteTree(dataDir);
+      dev.flotilla.vm.NodeOnlyFiles.deleteTree(dir);
     } catch (IOException | RuntimeException e) {
-      System.err.println("TestNode: could not delete " + dataDir + ": " + e);
+      System.err.println("TestNode: could not delete " + dir + ": " + e);
     }
   }
 
