@@ -31,8 +31,10 @@ import org.junit.jupiter.api.Test;
  *     -Dsurefire.failIfNoSpecifiedTests=false [-Dbench.sandboxes=3] [-Dbench.kills=2]
  * </pre>
  *
- * Needs the guest image (guest-image/build.sh); skipped without it.
+ * Needs the guest image (guest-image/build.sh); skipped without it. The clusters' directories are
+ * removed afterwards (kept, with their logs printed, when it fails; {@code -Dchaos.keep=true} keeps them).
  */
+@org.junit.jupiter.api.extension.ExtendWith(LogsOnFailure.class)
 class QemuHostLossBench {
   private static final Duration BOUND = Duration.ofMinutes(3);
   private static final SandboxSpec SPEC = SandboxSpec.newBuilder().setDriver("qemu").setVcpus(1).setMemoryMib(256).build();

@@ -340,6 +340,7 @@ public final class FlotillaNode implements AutoCloseable {
               Path.of("guest-image", "out", "default-image", "rootfs")))
           .withDefaultDiskMiB(process.getInt("default-disk-mib"))
           .withTemplateCacheBytes(qemu.getBytes("template-cache"))
+          .withCloneTcgCacheMiB((int) (qemu.getBytes("clone-tcg-cache") >> 20))
           .withProtectedEndpoints(protectedEndpoints);
       boolean binary = onPath(qc.qemuBinary());
       // no guest image yet: the first VM builds it (guest-image/build.sh, progress in this log)

@@ -33,6 +33,11 @@ import java.util.Optional;
  * @param imageDiskCacheBytes how much the images' block devices may take on this node before the
  *     ones no VM uses are removed
  * @param network egress networking (passt, the protected endpoints, DNS, refresh): see {@link QemuNetwork}
+ * @param templateCacheBytes how much VM templates may hold on this node (0: every VM boots cold)
+ * @param cloneTcgCacheMiB under TCG, the translation cache of a template's clone (a cold VM's is
+ *     {@link QemuHypervisor#TCG_TB_SIZE_MIB}): a clone translates only what its guest runs after the
+ *     template's save, and a full cache is flushed and filled again, so this bounds an idle clone's
+ *     memory at the cost of retranslating when a busy one's code outgrows it
  */
 public record QemuConfig(
     String qemuBinary,
@@ -48,7 +53,8 @@ public record QemuConfig(
     int defaultDiskMiB,
     long imageDiskCacheBytes,
     EgressConfig network,
-    long templateCacheBytes) {
+    long templateCacheBytes,
+    int cloneTcgCacheMiB) {
 
   /** Guest RAM below this cannot unpack the initramfs (the JRE lives in it) and run the agent. */
   public static final int MIN_MEMORY_MIB = 256;
@@ -57,6 +63,11 @@ public record QemuConfig(
   public static final long DEFAULT_CONSOLE_LOG_BYTES = 1024 * 1024;
   public static final int DEFAULT_DISK_MIB = 1024;
   public static final long DEFAULT_IMAGE_DISK_CACHE_BYTES = 8L << 30;
+  /**
+   * 32 MiB: ten idle clones under TCG held 58 MiB each of a 128 MiB cache, 86 MiB of PSS each in
+   * all with 32 against 115 with 128, and their create-to-RUNNING did not change (docs/benchmarks.md).
+   */
+  public static final int DEFAULT_CLONE_TCG_CACHE_MIB = 32;
 
   public QemuConfig {
     Objects.requireNonNull(qemuBinary, "qemuBinary");
@@ -77,48 +88,52 @@ public record QemuConfig(
     if (imageDiskCacheBytes < 0) throw new IllegalArgumentException("imageDiskCacheBytes must be >= 0");
     Objects.requireNonNull(network, "network");
     if (templateCacheBytes < 0) throw new IllegalArgumentException("templateCacheBytes must be >= 0 (0: no templates)");
+    if (cloneTcgCacheMiB < 8 || cloneTcgCacheMiB > 2048) {
+      throw new IllegalArgumentException("cloneTcgCacheMiB must be between 8 and 2048 MiB, not " + cloneTcgCacheMiB);
+    }
   }
 
   /** Defaults for everything but binary, image, accel and the driver's state root. */
   public QemuConfig(String qemuBinary, Path imageDir, String accel, Path stateRoot) {
     this(qemuBinary, imageDir, accel, stateRoot, "flotilla-qemu", DEFAULT_MEMORY_OVERHEAD_MIB, DEFAULT_THREADS_LIMIT,
         true, DEFAULT_CONSOLE_LOG_BYTES, defaultRootfsFor(imageDir), DEFAULT_DISK_MIB, DEFAULT_IMAGE_DISK_CACHE_BYTES,
-        EgressConfig.defaults().withPasst(EgressHost.which("passt").orElse(Path.of("/usr/bin/passt"))), 0);
+        EgressConfig.defaults().withPasst(EgressHost.which("passt").orElse(Path.of("/usr/bin/passt"))), 0,
+        DEFAULT_CLONE_TCG_CACHE_MIB);
   }
 
   public QemuConfig withRequireLimits(boolean require) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, require, consoleLogBytes,
-        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network, templateCacheBytes);
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network, templateCacheBytes, cloneTcgCacheMiB);
   }
 
   public QemuConfig withCgroupParent(String parent) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, parent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
-        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network, templateCacheBytes);
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network, templateCacheBytes, cloneTcgCacheMiB);
   }
 
   public QemuConfig withConsoleLogBytes(long bytes) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, bytes,
-        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network, templateCacheBytes);
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network, templateCacheBytes, cloneTcgCacheMiB);
   }
 
   public QemuConfig withDefaultRootfs(Path rootfs) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
-        rootfs, defaultDiskMiB, imageDiskCacheBytes, network, templateCacheBytes);
+        rootfs, defaultDiskMiB, imageDiskCacheBytes, network, templateCacheBytes, cloneTcgCacheMiB);
   }
 
   public QemuConfig withDefaultDiskMiB(int mib) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
-        defaultRootfs, mib, imageDiskCacheBytes, network, templateCacheBytes);
+        defaultRootfs, mib, imageDiskCacheBytes, network, templateCacheBytes, cloneTcgCacheMiB);
   }
 
   public QemuConfig withImageDiskCacheBytes(long bytes) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
-        defaultRootfs, defaultDiskMiB, bytes, network, templateCacheBytes);
+        defaultRootfs, defaultDiskMiB, bytes, network, templateCacheBytes, cloneTcgCacheMiB);
   }
 
   public QemuConfig withNetwork(EgressConfig egress) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
-        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, egress, templateCacheBytes);
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, egress, templateCacheBytes, cloneTcgCacheMiB);
   }
 
   /**
@@ -127,7 +142,13 @@ public record QemuConfig(
    */
   public QemuConfig withTemplateCacheBytes(long bytes) {
     return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
-        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network, bytes);
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network, bytes, cloneTcgCacheMiB);
+  }
+
+  /** See {@code cloneTcgCacheMiB}. */
+  public QemuConfig withCloneTcgCacheMiB(int mib) {
+    return new QemuConfig(qemuBinary, imageDir, accel, stateRoot, cgroupParent, memoryOverheadMiB, threadsLimit, requireLimits, consoleLogBytes,
+        defaultRootfs, defaultDiskMiB, imageDiskCacheBytes, network, templateCacheBytes, mib);
   }
 
   /** Where this driver keeps its templates (node-only). */

@@ -815,7 +815,7 @@ public final class QemuHypervisor implements Hypervisor {
         config.qemuBinary(),
         "-name", "flotilla-" + spec.sandboxId() + "-" + spec.incarnation(),
         "-M", memory.isPresent() ? "microvm,pit=on,memory-backend=mem" : "microvm,pit=on",
-        "-accel", kvm ? "kvm" : "tcg,tb-size=" + TCG_TB_SIZE_MIB));
+        "-accel", kvm ? "kvm" : "tcg,tb-size=" + (memory.orElse(null) == MemoryFile.CLONE ? config.cloneTcgCacheMiB() : TCG_TB_SIZE_MIB)));
     if (kvm) cmd.addAll(List.of("-cpu", "host"));
     cmd.addAll(List.of(
         "-smp", Integer.toString(spec.vcpus()),

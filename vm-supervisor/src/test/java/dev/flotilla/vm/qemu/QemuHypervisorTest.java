@@ -37,6 +37,23 @@ class QemuHypervisorTest {
   }
 
   @Test
+  void aTemplateCloneGetsItsOwnSmallerTranslationCacheUnderTcg() throws Exception {
+    VmSpec spec = new VmSpec("sb-1", 1, 1, 256, 0, tmp.resolve("vm"), Map.of());
+    var clone = java.util.Optional.of(QemuHypervisor.MemoryFile.CLONE);
+    var template = java.util.Optional.of(QemuHypervisor.MemoryFile.TEMPLATE);
+    String cloned = String.join(" ", hypervisor().command(spec, false, true, java.util.Optional.empty(), clone));
+    assertTrue(cloned.contains("-accel tcg,tb-size=" + QemuConfig.DEFAULT_CLONE_TCG_CACHE_MIB + " "), cloned);
+    // the template itself boots: a cold VM's cache
+    String tpl = String.join(" ", hypervisor().command(spec, false, true, java.util.Optional.empty(), template));
+    assertTrue(tpl.contains("-accel tcg,tb-size=" + QemuHypervisor.TCG_TB_SIZE_MIB + " "), tpl);
+    String configured = String.join(" ", TestQemu.hypervisor(config().withCloneTcgCacheMiB(16))
+        .command(spec, false, true, java.util.Optional.empty(), clone));
+    assertTrue(configured.contains("-accel tcg,tb-size=16 "), configured);
+    assertTrue(String.join(" ", hypervisor().command(spec, true, true, java.util.Optional.empty(), clone)).contains("-accel kvm "));
+    assertThrows(IllegalArgumentException.class, () -> config().withCloneTcgCacheMiB(4));
+  }
+
+  @Test
   void commandLineJailsQemuAsTheSandboxsOwnUid() throws Exception {
     QemuHypervisor hv = hypervisor();
     QemuVm vm = (QemuVm) hv.prepare(new VmSpec("sb-1", 7, 2, 512, 0, tmp.resolve("vm"), Map.of()));
