@@ -158,15 +158,16 @@ public final class GuestAgent {
   void rebirth(RebirthOrder order, long receivedNanos) {
     long start = System.nanoTime();
     Identity before = identity;
-    System.err.println("flotilla-guest-agent: rebirth of " + before + " as sandbox " + order.sandboxId()
-        + " incarnation " + order.incarnation());
+    System.err.println(rebirthLine(before, order.sandboxId(), order.incarnation()));
     long rootNanos = 0;
+    long seededNanos;
     try {
       system.reseedKernelRng(order.seed());
       // The JVM's default SecureRandom (NativePRNG on Linux) mixes a seed into the state every
       // NativePRNG instance shares (UUID.randomUUID's too), on top of the kernel's bytes, which
       // the template may already have buffered.
       new SecureRandom().setSeed(order.seed());
+      seededNanos = System.nanoTime();
       system.setWallClock(order.wallClockUnixMs() + (System.nanoTime() - receivedNanos) / 1_000_000);
       system.setHostname(order.hostname());
     } catch (CloneSystem.CloneSystemException e) {
@@ -193,9 +194,20 @@ public final class GuestAgent {
     processes.identity(after.environment());
     identity = after;
     long total = System.nanoTime() - start;
-    System.err.println("flotilla-guest-agent: reborn as " + after + " (hostname " + order.hostname() + ") in "
-        + total / 1_000_000 + " ms" + (rootNanos > 0 ? ", " + rootNanos / 1_000_000 + " ms of them mounting the root" : "")
-        + "; the handshake waited " + (start - receivedNanos) / 1_000_000 + " ms before");
+    System.err.println(rebornLine(after, order.hostname(), total, seededNanos - start, rootNanos, start - receivedNanos));
+  }
+
+  /** The line a rebirth starts with. */
+  static String rebirthLine(Identity before, String sandboxId, long incarnation) {
+    return "flotilla-guest-agent: rebirth of " + before + " as sandbox " + sandboxId + " incarnation " + incarnation;
+  }
+
+  /** The line a rebirth ends with: how long it took, and its steps (nanoseconds). */
+  static String rebornLine(Identity after, String hostname, long total, long reseed, long root, long waited) {
+    return "flotilla-guest-agent: reborn as " + after + " (hostname " + hostname + ") in " + total / 1_000_000 + " ms ("
+        + reseed / 1_000_000 + " ms reseeding the RNGs, " + (total - reseed - root) / 1_000_000 + " ms setting the clock and"
+        + " hostname" + (root > 0 ? ", " + root / 1_000_000 + " ms mounting the root" : "") + "); the handshake waited "
+        + waited / 1_000_000 + " ms before";
   }
 
   /**
@@ -207,6 +219,12 @@ public final class GuestAgent {
     RebirthOrder.prepare();
     // Initialises NativePRNG's mixing state; mixing in more seed never weakens it.
     new SecureRandom().setSeed(java.nio.ByteBuffer.allocate(8).putLong(System.nanoTime()).array());
+    // links the log lines' string concatenations (each call site bootstraps on its first use)
+    Identity now = identity;
+    if (rebirthLine(now, now.sandboxId(), now.incarnation()).isEmpty()
+        || rebornLine(now, "warm-up", 3_000_000, 1_000_000, 1_000_000, 0).isEmpty()) {
+      throw new IllegalStateException("empty log line");
+    }
   }
 
   /**

@@ -58,12 +58,25 @@ public final class LinuxCloneSystem implements CloneSystem {
     return l;
   }
 
+  /**
+   * Loads libc and makes each call once, with what changes nothing a clone could tell: fresh seed
+   * for the template's own pool (every clone reseeds with its own anyway), the clock set to what
+   * it reads, the hostname to what it is. JNA binds a function on its first call, and a clone
+   * then pays only for the calls themselves.
+   */
   @Override
   public void prepare() {
     try {
       libc();
       new Memory(8).clear();
-    } catch (CloneSystemException | LinkageError e) {
+      byte[] seed = new byte[32];
+      new java.security.SecureRandom().nextBytes(seed);
+      reseedKernelRng(seed);
+      setWallClock(System.currentTimeMillis());
+      String hostname = new String(java.nio.file.Files.readAllBytes(java.nio.file.Path.of("/proc/sys/kernel/hostname")),
+          StandardCharsets.US_ASCII).strip();
+      if (!hostname.isEmpty()) setHostname(hostname);
+    } catch (CloneSystemException | LinkageError | java.io.IOException e) {
       System.err.println("flotilla-guest-agent: cannot prepare for a rebirth: " + e.getMessage());
     }
   }
