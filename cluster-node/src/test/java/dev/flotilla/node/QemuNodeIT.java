@@ -145,7 +145,7 @@ class QemuNodeIT extends NodeScenarios {
    */
   private void suspendsAndResumesWhereItWas(String id, dev.flotilla.api.v1.TemplateServiceClient templates, String template)
       throws java.io.IOException {
-    String pid = exec(id, "sh", "-c", "echo kept > /marker; (i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done)"
+    String pid = exec(id, "sh", "-c", "echo kept > /marker; (i=0; while :; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.2; done)"
         + " >/dev/null 2>&1 </dev/null & echo $!").stdout().trim();
     org.awaitility.Awaitility.await().atMost(READY).ignoreExceptions().until(() -> count(id) >= 3);
     long before = count(id);
