@@ -4,7 +4,8 @@
 # 256`, then N creates one after the other, each exec'd once and kept. For each: the CLI's wall
 # time, the node's span from `created` to `vm-started` (`flotilla events`), and the guest agent's
 # own `reborn as …` line from the clone's console (its rebirth and the steps of it: reseeding,
-# clock and hostname, mounting the root; and how long the handshake waited). Then, after IDLE s, the
+# clock and hostname, mounting the root; and how long the handshake waited), and the node's own
+# steps from its log (preparing the VM's disks; QEMU's spawn, devices and state load). Then, after IDLE s, the
 # PSS of each clone's QEMU (smaps_rollup) and their mean.
 # Usage: scripts/bench-clone-steps.sh [--creates N (default 5)] [--idle S (default 30)]
 # (FLOTILLA_QEMU_CLONE_TCG_CACHE=32MiB etc. pass through to the node.) About 3 minutes under TCG.
@@ -70,6 +71,9 @@ for i in $(seq 1 "$n"); do
     (map(select(.kind == "vm-started"))[0].at | t) - (map(select(.kind == "created"))[0].at | t)')
   reborn=$(grep -rh --include='console*' "reborn as sandbox $id " "$root/data" 2>/dev/null | tail -1 | sed 's/.*) in /in /')
   echo "$id: CLI $((t1 - t0)) ms, node span $span ms; agent's rebirth ${reborn:-(no reborn line: cold boot?)}"
+  prepared=$(grep -h "sandbox $id incarnation 1 prepared from template" "$root/node.log" | tail -1 | sed 's/.*) in /in /')
+  started=$(grep -h "started for sandbox $id incarnation 1 " "$root/node.log" | tail -1 | sed 's/.*) in /in /')
+  echo "   node: VM prepared ${prepared:-(no line)}; QEMU started ${started:-(no line)}"
   fl exec "$id" -- true > /dev/null
 done
 sleep "$idle" # the idle period being measured, not a wait for a condition

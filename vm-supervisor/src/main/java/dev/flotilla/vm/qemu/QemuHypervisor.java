@@ -225,6 +225,7 @@ public final class QemuHypervisor implements Hypervisor {
 
   @Override
   public Vm prepare(VmSpec spec) throws VmException {
+    long t0 = System.nanoTime();
     String rootfsOpt = spec.options().getOrDefault(ROOTFS_OPTION, "image");
     boolean withDisks = !rootfsOpt.equals("initramfs");
     if (!withDisks && spec.options().containsKey(VmSpec.IMAGE)) {
@@ -321,8 +322,11 @@ public final class QemuHypervisor implements Hypervisor {
     } catch (IOException e) {
       throw new VmException("cannot create state directory " + dir + ": " + e.getMessage(), e);
     }
+    long checked = System.nanoTime();
     Optional<GuestDisks> guest = withDisks ? Optional.of(guestDisks(spec)) : Optional.empty();
+    long imaged = System.nanoTime();
     Optional<QemuJail.Disks> disks = guest.isPresent() ? Optional.of(disks(spec, dir, uid, diskMiB, guest.get())) : Optional.empty();
+    long disked = System.nanoTime();
     // A template of the sandbox's shape (built now on first need), else a cold boot, and why
     Optional<QemuTemplates.Saved> template = Optional.empty();
     String[] cold = {coldReason(spec, policy, guest)};
@@ -367,6 +371,11 @@ public final class QemuHypervisor implements Hypervisor {
           Optional.of(new QemuJail.Memory(t.memory(), java.util.OptionalLong.of(t.gid()))), qemu.subList(1, qemu.size()));
       QemuVm vm = new QemuVm(handle, qemu, launch, limits, gate, network.orElse(null), t.state());
       vm.exitFuture().whenComplete((x, e) -> templates.detached(t.id(), spec.sandboxId()));
+      long end = System.nanoTime();
+      LOG.info("sandbox {} incarnation {} prepared from template {} in {} ms (checks and state directory {}, image disk {},"
+          + " writable and config disks {}, template and command line {} ms)", spec.sandboxId(), spec.incarnation(), t.id(),
+          (end - t0) / 1_000_000, (checked - t0) / 1_000_000, (imaged - checked) / 1_000_000, (disked - imaged) / 1_000_000,
+          (end - disked) / 1_000_000);
       return vm;
     }
     List<String> qemu = command(spec, kvm, withDisks, network);

@@ -156,7 +156,8 @@ final class QemuVm implements Vm {
   public void start(Duration deadline) throws VmException {
     if (started) throw new VmException("VM of " + handle.sandboxId() + " was already started");
     started = true;
-    long until = System.nanoTime() + deadline.toNanos();
+    long t0 = System.nanoTime();
+    long until = t0 + deadline.toNanos();
     Path dir = handle.stateDir();
     Path log = dir.resolve("qemu.log");
     try {
@@ -182,6 +183,7 @@ final class QemuVm implements Vm {
       missing.removeAll(applied);
       throw new VmException("cannot set QEMU's " + String.join(", ", missing) + " limit in " + cg.toExtras().values());
     }
+    long prepared = System.nanoTime();
     if (network != null) {
       // before QEMU, which connects to passt's socket as it sets up its devices
       try {
@@ -192,7 +194,10 @@ final class QemuVm implements Vm {
       }
       handle = network.record(handle);
     }
+    long networked = System.nanoTime();
     ProcessHandle ph;
+    long spawned;
+    long devices;
     try {
       ph = gate.through(handle.sandboxId(), () -> spawn(cg, dir, log, applied));
     } catch (VmException e) {
@@ -203,6 +208,7 @@ final class QemuVm implements Vm {
       }
       throw e;
     }
+    spawned = System.nanoTime();
     try {
       // The console first (QEMU waits for it before it runs the guest), then QMP answering means
       // QEMU has set up its devices, including the agent socket.
@@ -225,6 +231,7 @@ final class QemuVm implements Vm {
         }
         Thread.sleep(10);
       }
+      devices = System.nanoTime();
       if (incoming != null) restore(incoming, until);
     } catch (VmException | InterruptedException e) {
       if (e instanceof InterruptedException) Thread.currentThread().interrupt();
@@ -232,8 +239,15 @@ final class QemuVm implements Vm {
       awaitExit(Duration.ofSeconds(10));
       throw e instanceof VmException ve ? ve : new VmException("QEMU start failed: " + e.getMessage(), e);
     }
-    LOG.info("QEMU pid {} started for sandbox {} incarnation {} ({}, uid {}, cgroup limits {})", ph.pid(), handle.sandboxId(),
-        handle.incarnation(), handle.extra().get("accel"), handle.extra().get("uid"), applied);
+    long end = System.nanoTime();
+    LOG.info("QEMU pid {} started for sandbox {} incarnation {} ({}, uid {}, cgroup limits {}) in {} ms (files and cgroups {}{},"
+        + " spawn into the jail {}, QEMU's devices {}{} ms)", ph.pid(), handle.sandboxId(), handle.incarnation(), handle.extra().get("accel"),
+        handle.extra().get("uid"), applied, ms(end - t0), ms(prepared - t0), network != null ? ", network " + ms(networked - prepared) : "",
+        ms(spawned - networked), ms(devices - spawned), incoming != null ? ", state load " + ms(end - devices) : "");
+  }
+
+  private static long ms(long nanos) {
+    return nanos / 1_000_000;
   }
 
   /** QEMU spawned, in its cgroups, its handle saved: inside the driver's {@link SpawnGate}. */
