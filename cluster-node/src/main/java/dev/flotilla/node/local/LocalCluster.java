@@ -227,6 +227,10 @@ public final class LocalCluster implements AutoCloseable {
     }
     Path nodeJar = settings.nodeJar != null ? settings.nodeJar : Jars.nodeJar();
     Path agentJar = settings.agentJar != null ? settings.agentJar : Jars.agentJar(nodeJar);
+    // the node's class-data archive first (made once per node jar), then the caller's options
+    List<String> javaOptions = new ArrayList<>();
+    NodeClassArchive.ensure(nodeJar, agentJar).ifPresent(a -> javaOptions.addAll(NodeClassArchive.jvmOptions(a)));
+    javaOptions.addAll(settings.javaOptions);
     DevCertificates certs = settings.tls ? DevCertificates.createCa(baseDir.resolve("tls"), "flotilla-dev-ca") : null;
     List<Integer> ports = Ports.free(2 * settings.nodes);
     for (int i = 1; i <= settings.nodes; i++) {
@@ -238,7 +242,7 @@ public final class LocalCluster implements AutoCloseable {
           : network != null ? "jdbc:postgresql://" + network.bridgeAddress() + ":" + postgresPort + "/" + EmbeddedPostgresServer.DATABASE
           : postgres.jdbcUrl();
       nodes.add(new LocalNode(i, host, ports.get(2 * (i - 1)), ports.get(2 * (i - 1) + 1), dir,
-          baseDir.resolve("n" + i + ".log"), nodeJar, agentJar, settings.javaOptions, configFile,
+          baseDir.resolve("n" + i + ".log"), nodeJar, agentJar, javaOptions, configFile,
           jdbcUrl, postgres == null ? "" : postgres.user(), postgres == null ? "" : postgres.password()));
       Map<String, String> env = new TreeMap<>();
       if (certs != null) {
