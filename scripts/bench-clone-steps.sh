@@ -71,7 +71,7 @@ for i in $(seq 1 "$n"); do
     (map(select(.kind == "vm-started"))[0].at | t) - (map(select(.kind == "created"))[0].at | t)')
   reborn=$(grep -rh --include='console*' "reborn as sandbox $id " "$root/data" 2>/dev/null | tail -1 | sed 's/.*) in /in /')
   echo "$id: CLI $((t1 - t0)) ms, node span $span ms; agent's rebirth ${reborn:-(no reborn line: cold boot?)}"
-  prepared=$(grep -h "sandbox $id incarnation 1 prepared from template" "$root/node.log" | tail -1 | sed 's/.*) in /in /')
+  prepared=$(grep -h "sandbox $id incarnation 1 prepared from template" "$root/node.log" | tail -1 | sed 's/.* prepared from template [0-9a-f]* //')
   started=$(grep -h "started for sandbox $id incarnation 1 " "$root/node.log" | tail -1 | sed 's/.*) in /in /')
   echo "   node: VM prepared ${prepared:-(no line)}; QEMU started ${started:-(no line)}"
   fl exec "$id" -- true > /dev/null
