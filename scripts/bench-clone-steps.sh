@@ -73,7 +73,8 @@ for i in $(seq 1 "$n"); do
   echo "$id: CLI $((t1 - t0)) ms, node span $span ms; agent's rebirth ${reborn:-(no reborn line: cold boot?)}"
   prepared=$(grep -h "sandbox $id incarnation 1 prepared from template" "$root/node.log" | tail -1 | sed 's/.* prepared from template [0-9a-f]* //')
   started=$(grep -h "started for sandbox $id incarnation 1 " "$root/node.log" | tail -1 | sed 's/.*) in /in /')
-  echo "   node: VM prepared ${prepared:-(no line)}; QEMU started ${started:-(no line)}"
+  answered=$(grep -h "VM of sandbox $id incarnation 1: the agent answered its handshake" "$root/node.log" | tail -1 | sed 's/.*handshake //')
+  echo "   node: VM prepared ${prepared:-(no line)}; QEMU started ${started:-(no line)}; handshake answered ${answered:-(no line)}"
   fl exec "$id" -- true > /dev/null
 done
 sleep "$idle" # the idle period being measured, not a wait for a condition

@@ -483,9 +483,13 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
       return ready("");
     }
     phase = Phase.CONNECTING;
+    connectingSince = System.nanoTime();
     connect(startDeadlineNanos, settings.connectBackoffMin(), false);
     return this;
   }
+
+  /** When the first connect of this VM began: the handshake's time is logged. */
+  private long connectingSince;
 
   /** Connect + handshake, retried with doubling delays until {@code deadlineNanos}. */
   private void connect(long deadlineNanos, Duration delay, boolean reconnect) {
@@ -558,6 +562,8 @@ public final class VmSupervisor extends AbstractBehavior<Object> {
     client = m.client();
     watchConnection(client);
     phase = Phase.RUNNING;
+    getContext().getLog().info("VM of sandbox {} incarnation {}: the agent answered its handshake {} ms after the VM started",
+        vm.handle().sandboxId(), incarnation, (System.nanoTime() - connectingSince) / 1_000_000);
     timers.startTimerWithFixedDelay(HealthTick.INSTANCE, settings.healthInterval());
     if (keepPaused) {
       // Its sandbox is PAUSED: frozen (announced, like any pause) before anyone hears of it.
