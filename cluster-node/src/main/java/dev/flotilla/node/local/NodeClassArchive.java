@@ -56,7 +56,7 @@ public final class NodeClassArchive {
    * The archive of {@code nodeJar}, made first when it is missing or older than the jar or its
    * libraries; empty (and a warning logged) when it cannot be made: nodes then start without it.
    */
-  public static Optional<Path> ensure(Path nodeJar, Path agentJar) {
+  public static synchronized Optional<Path> ensure(Path nodeJar, Path agentJar) {
     Path archive = archiveOf(nodeJar);
     try {
       if (fresh(archive, nodeJar)) return Optional.of(archive);
@@ -103,7 +103,10 @@ public final class NodeClassArchive {
     try {
       List<Integer> ports = Ports.free(2);
       Path log = dir.resolve("node.log");
-      List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+      List<String> cmd = new ArrayList<>();
+      // parent-death signal, as for LocalNode: a maker that dies (even by SIGKILL) takes its training node with it
+      if (Files.isExecutable(Path.of("/usr/bin/setpriv"))) cmd.addAll(List.of("/usr/bin/setpriv", "--pdeathsig", "KILL", "--"));
+      cmd.addAll(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
           "-XX:ArchiveClassesAtExit=" + tmp, "-Dflotilla.agent.jar=" + agentJar, "-jar", nodeJar.toString(), "node",
           "--grpc-host", "127.0.0.1", "--grpc-port", Integer.toString(ports.get(0)),
           "--artery-host", "127.0.0.1", "--artery-port", Integer.toString(ports.get(1)),
