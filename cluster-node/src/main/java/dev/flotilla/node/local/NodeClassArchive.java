@@ -34,7 +34,10 @@ import org.slf4j.LoggerFactory;
  */
 public final class NodeClassArchive {
 
-  private static final Logger LOG = LoggerFactory.getLogger(NodeClassArchive.class);
+  /** Loaded only when there is something to say: {@link #main}'s check of a fresh archive stays a ~0.3 s JVM. */
+  private static final class Log {
+    static final Logger LOG = LoggerFactory.getLogger(NodeClassArchive.class);
+  }
 
   /** How long the training node may take to become ready (a cold, loaded machine). */
   static final Duration TRAINING_TIMEOUT = Duration.ofMinutes(3);
@@ -67,11 +70,11 @@ public final class NodeClassArchive {
         if (fresh(archive, nodeJar)) return Optional.of(archive);
         long t0 = System.nanoTime();
         train(nodeJar, agentJar, archive);
-        LOG.info("node class-data archive {} made in {} ms", archive, (System.nanoTime() - t0) / 1_000_000);
+        Log.LOG.info("node class-data archive {} made in {} ms", archive, (System.nanoTime() - t0) / 1_000_000);
         return Optional.of(archive);
       }
     } catch (IOException e) {
-      LOG.warn("no class-data archive for the node ({}): nodes start without it, ~40% slower", e.getMessage());
+      Log.LOG.warn("no class-data archive for the node ({}): nodes start without it, ~40% slower", e.getMessage());
       return Optional.empty();
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
@@ -150,20 +153,29 @@ public final class NodeClassArchive {
     try {
       dev.flotilla.vm.NodeOnlyFiles.deleteTree(dir); // never follows a link the node left there
     } catch (IOException e) {
-      LOG.warn("cannot delete the training node's directory {}: {}", dir, e.getMessage());
+      Log.LOG.warn("cannot delete the training node's directory {}: {}", dir, e.getMessage());
     }
   }
 
   /**
    * {@code java -cp flotilla.jar dev.flotilla.node.local.NodeClassArchive NODE_JAR AGENT_JAR}:
-   * makes the archive when it is stale and prints its path (nothing when it cannot be made; exit 0
-   * either way). {@code ./flotilla node} calls it before it starts the node.
+   * makes the archive when it is stale and prints the node JVM's options that use it, one a line
+   * (nothing when it cannot be made; exit 0 either way). {@code ./flotilla node} calls it before it
+   * starts the node, so that the check and the options are this class's alone.
    */
   public static void main(String[] args) {
     if (args.length != 2) {
       System.err.println("usage: NodeClassArchive NODE_JAR AGENT_JAR");
       System.exit(2);
     }
-    ensure(Path.of(args[0]), Path.of(args[1])).ifPresent(System.out::println);
+    Path nodeJar = Path.of(args[0]);
+    try {
+      if (!fresh(archiveOf(nodeJar), nodeJar)) {
+        System.err.println("flotilla: making the node's class-data archive (once per build, ~15 s)");
+      }
+    } catch (IOException e) {
+      // ensure says why
+    }
+    ensure(nodeJar, Path.of(args[1])).ifPresent(a -> jvmOptions(a).forEach(System.out::println));
   }
 }
