@@ -401,7 +401,12 @@ final class QemuTemplates implements TemplateCatalog {
     long until = System.nanoTime() + BOOT_DEADLINE.toNanos();
     Exception last = null;
     while (System.nanoTime() < until) {
-      if (vm.exitFuture().isDone()) throw new VmException("the template VM ended while booting: " + vm.exitFuture().join().reason());
+      if (vm.exitFuture().isDone()) {
+        // the guest's own words go to the node's log for the operator, not into the error a client reads
+        LOG.warn("template VM {} ended while booting; the end of its console:\n{}", sandboxId,
+            ConsoleLog.tail(Path.of(vm.handle().extra().getOrDefault("consoleLog", vm.handle().stateDir().resolve("console.log").toString())), 4096));
+        throw new VmException("the template VM ended while booting: " + vm.exitFuture().join().reason());
+      }
       try (AgentClient c = AgentClients.connect(vm.agentAddress(), Duration.ofSeconds(5))) {
         c.handshake(sandboxId, 1, Duration.ZERO, CALL).get(CALL.toMillis(), TimeUnit.MILLISECONDS);
         for (int i = 0; i < 3; i++) {
