@@ -470,11 +470,18 @@ class ProcessEscapeIT {
 
     // Fired and forgotten: out of pids, the agent cannot make a thread either and drops the connection
     // it needed one for; the shell's complaint lands in the sandbox's root, read through the node's mount.
-    TestSandboxes.spawn(cl, "sh", "-c", "n=0; while [ $n -lt 300 ]; do sleep 1 & n=$((n+1)); done 2>/fork.err; wait");
+    // The storm waits for the agent's output threads: one that starts at once can take the pids they
+    // need, and the exec that started it is then refused and killed (a CI run saw that).
+    sandboxes.stormOnceTheAgentIsReady(cl, l, "n=0; while [ $n -lt 300 ]; do sleep 1 & n=$((n+1)); done 2>/fork.err; wait");
     Path pidsDir = sandboxes.cgroupDir(Cgroups.Controller.PIDS, l);
     Path forkErr = sandboxes.rootfsOnHost(l).resolve("fork.err");
-    org.awaitility.Awaitility.await().atMost(T).until(() -> Files.readString(pidsDir.resolve("pids.events")).matches("(?s).*max [1-9].*")
-        && Files.exists(forkErr) && Files.readString(forkErr).contains("can't fork"));
+    org.awaitility.Awaitility.await().atMost(T).untilAsserted(() -> {
+      String events = Files.readString(pidsDir.resolve("pids.events"));
+      String err = Files.exists(forkErr) ? Files.readString(forkErr) : "(no /fork.err)";
+      assertTrue(events.matches("(?s).*max [1-9].*") && err.contains("can't fork"),
+          "the storm runs out of pids: pids.events " + events.strip() + ", pids.current "
+              + Files.readString(pidsDir.resolve("pids.current")).strip() + ", /fork.err " + err.strip());
+    });
     long peak = Long.parseLong(Files.readString(pidsDir.resolve("pids.current")).trim());
     attempt("run more than the sandbox's 96 tasks", peak > 96, "pids.current " + peak);
     // A new connection once the sleeps are gone (a connection while out of pids breaks the agent: a known

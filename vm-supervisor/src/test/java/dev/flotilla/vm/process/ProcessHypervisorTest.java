@@ -128,30 +128,9 @@ class ProcessHypervisorTest {
         assertEquals("ok\n", TestSandboxes.run(sandboxes.connect(vm), Duration.ofSeconds(5), "echo", "ok").stdout()));
   }
 
-  /**
-   * Starts {@code storm} (a shell script that exhausts the sandbox's pids) only once the agent has
-   * the threads that exec needs (its reaper and the output pumps): a storm that starts at once
-   * races them, and the exec that started it is then refused (RESOURCE_EXHAUSTED) and killed.
-   */
   private void stormOnceTheAgentIsReady(AgentClient c, Vm vm, String storm) throws Exception {
-    Path go = sandboxes.rootfsOnHost(vm).resolve("go");
     Path pids = sandboxes.cgroupDir(Cgroups.Controller.PIDS, vm);
-    explained(vm, pids, () -> TestSandboxes.spawn(c, "sh", "-c", "while [ ! -e /go ]; do sleep 0.05; done; " + storm));
-    long agent = TestSandboxes.agentHostPid(vm);
-    await().atMost(T).until(() -> threadNames(agent).stream().filter(n -> n.startsWith("out-")).count() >= 2);
-    Files.writeString(go, "");
-  }
-
-  private static List<String> threadNames(long pid) throws java.io.IOException {
-    try (var tasks = Files.list(Path.of("/proc/" + pid + "/task"))) {
-      return tasks.map(t -> {
-        try {
-          return Files.readString(t.resolve("comm")).trim();
-        } catch (java.io.IOException gone) {
-          return "";
-        }
-      }).toList();
-    }
+    explained(vm, pids, () -> sandboxes.stormOnceTheAgentIsReady(c, vm, storm));
   }
 
   /** An exec while out of pids: an answer within its deadline (an error or the output), never silence. */

@@ -253,6 +253,33 @@ public final class TestSandboxes implements AutoCloseable {
     }
   }
 
+  /**
+   * Starts {@code storm} (a shell script that exhausts the sandbox's pids) only once the agent has
+   * the threads that exec needs (its reaper and the output pumps): a storm that starts at once
+   * races them, and the exec that started it is then refused (RESOURCE_EXHAUSTED) and killed.
+   */
+  public void stormOnceTheAgentIsReady(AgentClient c, Vm vm, String storm) throws Exception {
+    Path go = rootfsOnHost(vm).resolve("go");
+    spawn(c, "sh", "-c", "while [ ! -e /go ]; do sleep 0.05; done; " + storm);
+    long agent = agentHostPid(vm);
+    org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(20))
+        .until(() -> threadNames(agent).stream().filter(n -> n.startsWith("out-")).count() >= 2);
+    Files.writeString(go, "");
+  }
+
+  /** The names of a host process's threads. */
+  public static List<String> threadNames(long pid) throws IOException {
+    try (var tasks = Files.list(Path.of("/proc/" + pid + "/task"))) {
+      return tasks.map(t -> {
+        try {
+          return Files.readString(t.resolve("comm")).trim();
+        } catch (IOException gone) {
+          return "";
+        }
+      }).toList();
+    }
+  }
+
   /** Starts a command in the guest and does not wait for it. */
   public static void spawn(AgentClient c, String... argv) {
     String id = "s-" + IDS.incrementAndGet();
