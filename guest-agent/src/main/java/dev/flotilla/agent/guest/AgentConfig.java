@@ -22,6 +22,9 @@ import java.util.Objects;
  * @param deferredRoot a template's agent: {@code tenantRoot} is not mounted yet, and a rebirth
  *     mounts it with this script (see {@link dev.flotilla.agent.guest.rebirth.DeferredRoot}); null
  *     when the root is there from the start
+ * @param template a template VM's agent: it loads the code a clone's rebirth runs before the
+ *     template is saved (always so with a {@code deferredRoot}; a template whose root is mounted
+ *     before its save has none)
  */
 public record AgentConfig(
     String sandboxId,
@@ -33,7 +36,8 @@ public record AgentConfig(
     HandshakeSecret secret,
     dev.flotilla.agent.guest.process.ExecDefaults execDefaults,
     dev.flotilla.agent.guest.process.TenantRoot tenantRoot,
-    dev.flotilla.agent.guest.rebirth.DeferredRoot deferredRoot) {
+    dev.flotilla.agent.guest.rebirth.DeferredRoot deferredRoot,
+    boolean template) {
   public AgentConfig {
     Objects.requireNonNull(sandboxId, "sandboxId");
     Objects.requireNonNull(secret, "secret");
@@ -42,13 +46,14 @@ public record AgentConfig(
     if (deferredRoot != null && tenantRoot == null) {
       throw new IllegalArgumentException("a deferred root needs the tenant root it mounts");
     }
+    template = template || deferredRoot != null;
   }
 
   /** The tenant's root is there from the start (or the agent's own root is the tenant's). */
   public AgentConfig(String sandboxId, long incarnation, int maxPayload, int fileChunk, Duration exitRetention,
       List<String> powerOffCommand, HandshakeSecret secret, dev.flotilla.agent.guest.process.ExecDefaults execDefaults,
       dev.flotilla.agent.guest.process.TenantRoot tenantRoot) {
-    this(sandboxId, incarnation, maxPayload, fileChunk, exitRetention, powerOffCommand, secret, execDefaults, tenantRoot, null);
+    this(sandboxId, incarnation, maxPayload, fileChunk, exitRetention, powerOffCommand, secret, execDefaults, tenantRoot, null, false);
   }
 
   /** The agent's root is the tenant's. */
@@ -65,14 +70,20 @@ public record AgentConfig(
 
   public AgentConfig withSecret(HandshakeSecret s) {
     return new AgentConfig(sandboxId, incarnation, maxPayload, fileChunk, exitRetention, powerOffCommand, s, execDefaults,
-        tenantRoot, deferredRoot);
+        tenantRoot, deferredRoot, template);
   }
 
   /** A template's agent whose tenant root {@code root} is mounted by {@code deferred} at its rebirth. */
   public AgentConfig withDeferredRoot(dev.flotilla.agent.guest.process.TenantRoot root,
       dev.flotilla.agent.guest.rebirth.DeferredRoot deferred) {
     return new AgentConfig(sandboxId, incarnation, maxPayload, fileChunk, exitRetention, powerOffCommand, secret,
-        execDefaults, root, deferred);
+        execDefaults, root, deferred, true);
+  }
+
+  /** A template's agent whose tenant root is there from the start: only the rebirth's code is loaded ahead. */
+  public AgentConfig asTemplate() {
+    return new AgentConfig(sandboxId, incarnation, maxPayload, fileChunk, exitRetention, powerOffCommand, secret,
+        execDefaults, tenantRoot, deferredRoot, true);
   }
 
   public static AgentConfig of(String sandboxId, long incarnation) {

@@ -99,7 +99,7 @@ public final class GuestAgent {
     this.identity = new Identity(config.sandboxId(), config.incarnation(), config.secret());
     this.pendingRoot = config.deferredRoot();
     this.rootPending = pendingRoot != null;
-    if (pendingRoot != null) prepareRebirth();
+    if (config.template()) prepareRebirth();
     this.watchdog = new LeaseWatchdog(lease, () -> identity.sandboxId() + " incarnation " + identity.incarnation(),
         this::leaseExpired);
     // A template's agent runs its warm-up processes in its own root: the tenant's is not mounted yet.

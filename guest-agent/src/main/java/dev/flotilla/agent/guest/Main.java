@@ -37,6 +37,8 @@ public final class Main {
                                     runs outside it: processes enter it, file paths are resolved in it)
                                   [--deferred-root PATH] (a template VM: the tenant root is mounted by
                                     running PATH when a handshake's rebirth makes the agent a clone's)
+                                  [--template] (a template VM whose tenant root is mounted before its
+                                    save: the code a clone's rebirth runs is loaded ahead)
                                   [--secret-file PATH | --secret-on-first-handshake]
         sandbox id and incarnation may also come from FLOTILLA_SANDBOX_ID and FLOTILLA_INCARNATION
         --secret-file: a file holding the node's secret for this incarnation in hexadecimal (at least
@@ -113,7 +115,7 @@ public final class Main {
         deferredRoot = new DeferredRoot(Path.of(opts.get("--deferred-root")), execDefaultsFile, setprivPath);
       }
       config = new AgentConfig(sandboxId, incarnation, maxFrame, base.fileChunk(), base.exitRetention(), powerOff,
-          secret(opts), defaults, tenantRoot, deferredRoot);
+          secret(opts), defaults, tenantRoot, deferredRoot, opts.containsKey(TEMPLATE));
       initialLeaseMs = Long.parseLong(opts.getOrDefault("--lease-ms", "0"));
       if (initialLeaseMs < 0) throw new IllegalArgumentException("--lease-ms must be 0 (none) or more");
     } catch (IllegalArgumentException e) {
@@ -150,7 +152,8 @@ public final class Main {
     Runtime.getRuntime().addShutdownHook(new Thread(() -> agent.stopProcesses(Duration.ofSeconds(1)), "agent-stop"));
     System.err.println("flotilla-guest-agent: listening on " + listener.address() + " for sandbox "
         + config.sandboxId() + " incarnation " + config.incarnation() + " (pid " + ProcessHandle.current().pid() + ")"
-        + (config.deferredRoot() != null ? " as a template: the tenant root waits for a rebirth" : ""));
+        + (config.deferredRoot() != null ? " as a template: the tenant root waits for a rebirth"
+            : config.template() ? " as a template whose tenant root is mounted" : ""));
     while (true) {
       AgentListener.Connection c;
       try {
@@ -213,6 +216,7 @@ public final class Main {
   }
 
   private static final String SECRET_ON_FIRST_HANDSHAKE = "--secret-on-first-handshake";
+  private static final String TEMPLATE = "--template";
 
   private static Map<String, String> parse(String[] args) {
     Map<String, String> opts = new java.util.HashMap<>();
@@ -222,7 +226,7 @@ public final class Main {
       String a = args[i];
       String value;
       int eq = a.indexOf('=');
-      if (a.equals(SECRET_ON_FIRST_HANDSHAKE)) {
+      if (a.equals(SECRET_ON_FIRST_HANDSHAKE) || a.equals(TEMPLATE)) {
         opts.put(a, "true");
         continue;
       } else if (eq > 0) {

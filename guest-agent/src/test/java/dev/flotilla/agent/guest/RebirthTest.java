@@ -362,7 +362,7 @@ class RebirthTest {
     RecordingCloneSystem coldSystem = new RecordingCloneSystem(dir.resolve("cold-steps.log"));
     AgentConfig c0 = AgentConfig.of("cold", 3).withSecret(HandshakeSecret.of(coldSecret));
     AgentConfig config = new AgentConfig(c0.sandboxId(), c0.incarnation(), c0.maxPayload(), c0.fileChunk(), c0.exitRetention(),
-        c0.powerOffCommand(), c0.secret(), c0.execDefaults(), new TenantRoot(root, nsenter), null);
+        c0.powerOffCommand(), c0.secret(), c0.execDefaults(), new TenantRoot(root, nsenter), null, false);
     GuestAgent cold = new GuestAgent(config, powerOff -> { }, code -> { }, coldSystem);
     toClose.add(() -> cold.stopProcesses(Duration.ofSeconds(1)));
     MemoryPipe toAgent = new MemoryPipe(1 << 16);
@@ -378,5 +378,45 @@ class RebirthTest {
     assertEquals(3, steps.size(), "seed, clock, hostname; no root to mount: " + steps);
     assertEquals("hostname fl-cold-4", steps.get(2));
     assertEquals("cold 4", run(c, "cold-after", "echo $FLOTILLA_SANDBOX_ID $FLOTILLA_INCARNATION"));
+    assertEquals(0, coldSystem.prepared.get(), "an agent that is no template loads no rebirth code ahead");
+  }
+
+  @Test
+  void aTemplateWhoseRootIsMountedBeforeItsSaveServesInItAndIsRebornWithoutMounting() throws Exception {
+    // flotilla.template=mounted: init mounted the root as on a cold boot; the agent is a template (--template)
+    Path root = Files.createDirectories(dir.resolve("mounted-root"));
+    Files.writeString(root.resolve("marker"), "the tenant's\n");
+    Path nsenter = executable("nsenter-mounted", "#!/bin/sh\nwhile [ \"$1\" != -- ]; do shift; done\nshift\ncd " + root + "\nexec \"$@\"\n");
+    byte[] templateSecret = filled(32, 7);
+    RecordingCloneSystem mountedSystem = new RecordingCloneSystem(dir.resolve("mounted-steps.log"));
+    AgentConfig c0 = AgentConfig.of("tpl-m", 1);
+    AgentConfig config = new AgentConfig(c0.sandboxId(), c0.incarnation(), c0.maxPayload(), c0.fileChunk(), c0.exitRetention(),
+        c0.powerOffCommand(), HandshakeSecret.of(templateSecret), c0.execDefaults(), new TenantRoot(root, nsenter), null, false)
+        .asTemplate();
+    assertTrue(config.template());
+    GuestAgent template = new GuestAgent(config, powerOff -> { }, code -> { }, mountedSystem);
+    toClose.add(() -> template.stopProcesses(Duration.ofSeconds(1)));
+    assertEquals(1, mountedSystem.prepared.get(), "the template's agent loads the rebirth's code before its save");
+
+    // the template's own warm-up already runs in the tenant's root
+    MemoryPipe warmIn = new MemoryPipe(1 << 16);
+    MemoryPipe warmOut = new MemoryPipe(1 << 16);
+    template.serveAsync(warmIn.input(), warmOut.output(), "warm");
+    AgentClient warm = AgentClients.over(warmOut.input(), warmIn.output(), "warm", ClientOptions.defaults(), templateSecret);
+    toClose.add(warm);
+    get(warm.handshake("tpl-m", 1, DEADLINE));
+    assertEquals("the tenant's", run(warm, "warm-0", "cat marker"));
+
+    MemoryPipe toAgent = new MemoryPipe(1 << 16);
+    MemoryPipe toHost = new MemoryPipe(1 << 16);
+    template.serveAsync(toAgent.input(), toHost.output(), "pipe");
+    AgentClient c = AgentClients.over(toHost.input(), toAgent.output(), "pipe", ClientOptions.defaults(), CLONE_SECRET,
+        new AgentAddress.Rebirth("tpl-m", 1, templateSecret, "fl-m-1"));
+    toClose.add(c);
+    GuestInfo info = get(c.handshake("m", 1, DEADLINE));
+    assertEquals("m", info.sandboxId());
+    assertEquals(List.of("rng", "clock", "hostname"), mountedSystem.lines().stream().map(l -> l.split(" ")[0]).toList(),
+        "seed, clock, hostname; nothing to mount");
+    assertEquals("m 1 the tenant's", run(c, "m-after", "echo $FLOTILLA_SANDBOX_ID $FLOTILLA_INCARNATION $(cat marker)"));
   }
 }

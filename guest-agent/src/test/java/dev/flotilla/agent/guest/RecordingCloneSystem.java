@@ -17,9 +17,16 @@ import java.util.List;
 final class RecordingCloneSystem implements CloneSystem {
   final Path log;
   volatile String failOn = "";
+  /** How often {@link #prepare} ran: a template's agent loads its rebirth's code ahead, once. */
+  final java.util.concurrent.atomic.AtomicInteger prepared = new java.util.concurrent.atomic.AtomicInteger();
 
   RecordingCloneSystem(Path log) {
     this.log = log;
+  }
+
+  @Override
+  public void prepare() {
+    prepared.incrementAndGet();
   }
 
   @Override

@@ -325,19 +325,32 @@ public final class QemuHypervisor implements Hypervisor {
     long checked = System.nanoTime();
     Optional<GuestDisks> guest = withDisks ? Optional.of(guestDisks(spec)) : Optional.empty();
     long imaged = System.nanoTime();
-    Optional<QemuJail.Disks> disks = guest.isPresent() ? Optional.of(disks(spec, dir, uid, diskMiB, guest.get())) : Optional.empty();
-    long disked = System.nanoTime();
-    // A template of the sandbox's shape (built now on first need), else a cold boot, and why
+    // A template of the sandbox's shape (built now on first need), else a cold boot, and why. A new
+    // disk starts as a copy of the disk of a template whose root was mounted before its save; a
+    // disk the sandbox already has (a restart here) is mounted by its clone, from a template that
+    // never mounted one: a guest that had mounted another disk's file system must never write it.
+    Path writable = writableDisk(spec.sandboxId());
+    boolean newDisk = !Files.exists(writable, LinkOption.NOFOLLOW_LINKS);
     Optional<QemuTemplates.Saved> template = Optional.empty();
     String[] cold = {coldReason(spec, policy, guest)};
     if (cold[0] == null) {
       try {
-        template = templates.acquire(shape(spec, kvm, guest.get(), Files.size(disks.get().writable()), policy.egress()),
+        long diskBytes = newDisk ? diskMiB * 1024L * 1024L : Files.size(writable);
+        template = templates.acquire(shape(spec, kvm, guest.get(), diskBytes, policy.egress(), newDisk),
             templateBuilder(spec, kvm, kvmDevice, policy.egress()), spec.sandboxId(), r -> cold[0] = r);
       } catch (VmException | IOException | RuntimeException e) {
         cold[0] = "its template's shape is unknown: " + e.getMessage();
       }
     }
+    Optional<QemuJail.Disks> disks;
+    try {
+      Optional<Path> from = template.filter(QemuTemplates.Saved::mounted).map(QemuTemplates.Saved::disk);
+      disks = guest.isPresent() ? Optional.of(disks(spec, dir, uid, diskMiB, guest.get(), from)) : Optional.empty();
+    } catch (VmException | RuntimeException e) {
+      template.ifPresent(t -> templates.detached(t.id(), spec.sandboxId()));
+      throw e;
+    }
+    long disked = System.nanoTime();
     if (template.isEmpty() && templates.enabled()) LOG.info("sandbox {} boots cold: {}", spec.sandboxId(), cold[0]);
     VmHandle handle = new VmHandle(DRIVER, spec.sandboxId(), spec.incarnation(), 0, 0, dir, agent, java.util.Map.of())
         .withExtra("qmpSocket", qmp.toString())
@@ -365,7 +378,7 @@ public final class QemuHypervisor implements Hypervisor {
       handle = handle.withExtra(TEMPLATE, t.id()).withExtra(REBIRTH_FROM, t.sandboxId());
       // the template's command line: the same devices, RAM and kernel arguments its state was saved with
       List<String> qemu = new ArrayList<>(command(templateSpec(t.sandboxId(), spec, dir), kvm, true, network,
-          Optional.of(MemoryFile.CLONE)));
+          Optional.of(MemoryFile.CLONE), t.mounted()));
       qemu.set(qemu.indexOf("-name") + 1, "flotilla-" + spec.sandboxId() + "-" + spec.incarnation()); // its own, not the template's
       List<String> launch = QemuJail.launch(jail.root(), jail.qemu(), run, config.kernel(), config.initramfs(), uid, kvmDevice, disks,
           Optional.of(new QemuJail.Memory(t.memory(), java.util.OptionalLong.of(t.gid()))), qemu.subList(1, qemu.size()));
@@ -373,7 +386,7 @@ public final class QemuHypervisor implements Hypervisor {
       vm.exitFuture().whenComplete((x, e) -> templates.detached(t.id(), spec.sandboxId()));
       long end = System.nanoTime();
       LOG.info("sandbox {} incarnation {} prepared from template {} in {} ms (checks and state directory {}, image disk {},"
-          + " writable and config disks {}, template and command line {} ms)", spec.sandboxId(), spec.incarnation(), t.id(),
+          + " template, writable and config disks {}, command line {} ms)", spec.sandboxId(), spec.incarnation(), t.id(),
           (end - t0) / 1_000_000, (checked - t0) / 1_000_000, (imaged - checked) / 1_000_000, (disked - imaged) / 1_000_000,
           (end - disked) / 1_000_000);
       return vm;
@@ -503,7 +516,8 @@ public final class QemuHypervisor implements Hypervisor {
   }
 
   /** Everything that makes a guest's memory another's of the same shape (see {@link QemuTemplates.Shape}). */
-  private QemuTemplates.Shape shape(VmSpec spec, boolean kvm, GuestDisks guest, long diskBytes, boolean egress) throws VmException {
+  private QemuTemplates.Shape shape(VmSpec spec, boolean kvm, GuestDisks guest, long diskBytes, boolean egress, boolean rootMounted)
+      throws VmException {
     String image = spec.options().getOrDefault(VmSpec.IMAGE, "");
     int at = image.indexOf('@');
     String digest = at >= 0 ? image.substring(at + 1) : "";
@@ -515,7 +529,7 @@ public final class QemuHypervisor implements Hypervisor {
           // address, gateway and resolver; the policy is the host's, per sandbox): one template serves all
           + "|" + (egress ? QemuNetwork.guestConfig(egress().config()) : "no network");
       return new QemuTemplates.Shape(spec.options().getOrDefault(VmSpec.TENANT, ""), image, digest, spec.vcpus(), spec.memoryMiB(),
-          diskBytes, Files.size(guest.imageDisk()), guest.config(), kvm, guestImage);
+          diskBytes, Files.size(guest.imageDisk()), guest.config(), kvm, guestImage, rootMounted);
     } catch (IOException e) {
       throw new VmException("cannot read the guest image's files: " + e.getMessage(), e);
     }
@@ -535,13 +549,14 @@ public final class QemuHypervisor implements Hypervisor {
     } catch (IllegalArgumentException e) {
       throw new VmException("invalid network for a template: " + e.getMessage(), e);
     }
-    return templates.obtain(shape(spec, kvm, guest, config.defaultDiskMiB() * 1024L * 1024L, net),
+    // the template new sandboxes of the shape start from (a restart on a kept disk builds its own on first need)
+    return templates.obtain(shape(spec, kvm, guest, config.defaultDiskMiB() * 1024L * 1024L, net, true),
         templateBuilder(spec, kvm, kvmDevice, net));
   }
 
   /** How {@link QemuTemplates} boots a template of {@code spec}'s shape: this driver's jail, cgroups and command line. */
   private QemuTemplates.Builder templateBuilder(VmSpec spec, boolean kvm, Optional<String> kvmDevice, boolean egress) {
-    return (sandboxId, vmDir, memory, disk, uid) -> {
+    return (sandboxId, vmDir, memory, disk, uid, mounted) -> {
       Path run = vmDir.resolve("run");
       if (run.resolve("console.sock").toString().getBytes(StandardCharsets.UTF_8).length > MAX_SOCKET_PATH) {
         throw new VmException("the templates' directory " + config.templatesDir() + " is too long for a Unix socket path under it"
@@ -569,7 +584,7 @@ public final class QemuHypervisor implements Hypervisor {
       Optional<QemuNetwork> network = egress
           ? Optional.of(new QemuNetwork(this.egress, sandboxId, 1, uid, NOWHERE, vmDir, run, egressCommentPrefix()))
           : Optional.empty();
-      List<String> qemu = command(t, kvm, true, network, Optional.of(MemoryFile.TEMPLATE));
+      List<String> qemu = command(t, kvm, true, network, Optional.of(MemoryFile.TEMPLATE), mounted);
       List<String> launch = QemuJail.launch(tree().root(), tree().qemu(), run, config.kernel(), config.initramfs(), uid, kvmDevice,
           Optional.of(d), Optional.of(new QemuJail.Memory(memory, java.util.OptionalLong.empty())), qemu.subList(1, qemu.size()));
       long memoryLimit = (spec.memoryMiB() + (long) config.memoryOverheadMiB()) * 1024L * 1024L;
@@ -605,13 +620,23 @@ public final class QemuHypervisor implements Hypervisor {
   /**
    * The guest's three disks: the image's (cached, linked into the VM's directory), the sandbox's
    * writable one (made on its first start here, kept; handed to the sandbox's uid, 0600), and this
-   * incarnation's config disk (the image's exec defaults, root's 0644, in the VM's directory).
+   * incarnation's config disk (the image's exec defaults, root's 0644, in the VM's directory). A new
+   * writable disk is a fresh ext4, or a copy of {@code from} (a template's disk at its save).
    */
-  private QemuJail.Disks disks(VmSpec spec, Path dir, long uid, int diskMiB, GuestDisks guest) throws VmException {
+  private QemuJail.Disks disks(VmSpec spec, Path dir, long uid, int diskMiB, GuestDisks guest, Optional<Path> from) throws VmException {
     Path disk = writableDisk(spec.sandboxId());
     try {
       NodeOnlyFiles.createPrivateDir(config.disksDir());
-      if (!Files.exists(disk, LinkOption.NOFOLLOW_LINKS)) Ext4Disk.create(disk, diskMiB);
+      if (!Files.exists(disk, LinkOption.NOFOLLOW_LINKS)) {
+        if (from.isPresent()) {
+          Path tmp = disk.resolveSibling(disk.getFileName() + ".tmp");
+          Files.deleteIfExists(tmp);
+          Ext4Disk.copySparse(from.get(), tmp);
+          Files.move(tmp, disk, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        } else {
+          Ext4Disk.create(disk, diskMiB);
+        }
+      }
       if (!Files.isRegularFile(disk, LinkOption.NOFOLLOW_LINKS)) throw new IOException(disk + " is not a regular file");
       // QEMU (the sandbox's uid) opens it read-write; nobody else may (its range may have changed since)
       Files.setAttribute(disk, "unix:uid", (int) uid, LinkOption.NOFOLLOW_LINKS);
@@ -806,8 +831,17 @@ public final class QemuHypervisor implements Hypervisor {
     CLONE
   }
 
-  /** As above, with the guest's RAM in a template's memory file (see {@link MemoryFile}). */
+  /** As above, with the guest's RAM in a template's memory file (see {@link MemoryFile}), of a template that mounts no root. */
   List<String> command(VmSpec spec, boolean kvm, boolean withDisks, Optional<QemuNetwork> network, Optional<MemoryFile> memory) {
+    return command(spec, kvm, withDisks, network, memory, false);
+  }
+
+  /**
+   * As above; {@code rootMounted}: the template's guest mounts its root at boot, as a cold boot does
+   * ({@code flotilla.template=mounted}), else none of its disks ({@code flotilla.template=1}).
+   */
+  List<String> command(VmSpec spec, boolean kvm, boolean withDisks, Optional<QemuNetwork> network, Optional<MemoryFile> memory,
+      boolean rootMounted) {
     // rootfstype=ramfs: the initramfs unpacks into ramfs, not a tmpfs capped at half of the RAM
     // the kernel has left while the initramfs itself still takes its share (a 256 MiB guest could
     // not unpack a 70 MB initramfs: its tmpfs filled). The guest's RAM bounds it all the same.
@@ -816,8 +850,9 @@ public final class QemuHypervisor implements Hypervisor {
     long tsc = kvm ? 0 : HostProbe.tscKhz();
     if (tsc > 0) append.append(" tsc_early_khz=").append(tsc);
     network.ifPresent(n -> append.append(' ').append(n.kernelArg()));
-    // the guest's init mounts no disk and its agent waits for a clone's identity (QemuTemplates)
-    if (memory.isPresent()) append.append(" flotilla.template=1");
+    // the guest's init mounts no disk (or its root, with rootMounted) and its agent waits for a
+    // clone's identity (QemuTemplates)
+    if (memory.isPresent()) append.append(rootMounted ? " flotilla.template=mounted" : " flotilla.template=1");
     append.append(" flotilla.sandbox_id=").append(spec.sandboxId())
         .append(" flotilla.incarnation=").append(spec.incarnation());
     List<String> cmd = new ArrayList<>(List.of(

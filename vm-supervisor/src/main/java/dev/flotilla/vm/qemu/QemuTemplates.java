@@ -82,7 +82,7 @@ final class QemuTemplates implements TemplateCatalog {
 
   /** The shape a template serves, everything that makes two guests' memory interchangeable. */
   record Shape(String tenant, String image, String imageDigest, int vcpus, int memoryMiB, long diskBytes, long imageDiskBytes,
-      byte[] configDisk, boolean kvm, String guest) {
+      byte[] configDisk, boolean kvm, String guest, boolean mounted) {
 
     String key() {
       return HexFormat.of().formatHex(sha256(keyInput().getBytes(StandardCharsets.UTF_8))).substring(0, 16);
@@ -92,16 +92,25 @@ final class QemuTemplates implements TemplateCatalog {
       StringBuilder b = new StringBuilder("v").append(VERSION).append('\n')
           .append(tenant).append('\n').append(imageDigest.isEmpty() ? image : imageDigest).append('\n')
           .append(vcpus).append('\n').append(memoryMiB).append('\n').append(diskBytes).append('\n').append(imageDiskBytes).append('\n')
-          .append(HexFormat.of().formatHex(sha256(configDisk))).append('\n').append(kvm).append('\n').append(guest);
+          .append(HexFormat.of().formatHex(sha256(configDisk))).append('\n').append(kvm).append('\n').append(guest)
+          .append('\n').append(mounted ? "root mounted before the save" : "root mounted by each clone");
       return b.toString();
     }
   }
 
   /** A saved template on disk. */
   record Saved(String id, Path dir, String tenant, String image, String imageDigest, int vcpus, int memoryMiB, int diskMiB,
-      long gid, Instant created) {
+      long gid, Instant created, boolean mounted) {
     Path memory() {
       return dir.resolve("memory");
+    }
+
+    /**
+     * A template whose root is mounted ({@link Shape#mounted}): its writable disk as the guest left
+     * it at the save, which each new clone's disk is a copy of (root's, 0600, never written).
+     */
+    Path disk() {
+      return dir.resolve("disk");
     }
 
     Path state() {
@@ -114,7 +123,7 @@ final class QemuTemplates implements TemplateCatalog {
     }
 
     long bytes() {
-      return sizeOf(memory()) + sizeOf(state());
+      return sizeOf(memory()) + sizeOf(state()) + (mounted ? Math.max(dev.flotilla.vm.process.Ext4Disk.allocatedBytes(disk()), 0) : 0);
     }
   }
 
@@ -217,9 +226,9 @@ final class QemuTemplates implements TemplateCatalog {
         throw e;
       }
       failed.remove(id);
-      LOG.info("template {} built in {} ms (tenant {}, image {}, {} vCPU, {} MiB)", id, (System.nanoTime() - t0) / 1_000_000,
+      LOG.info("template {} built in {} ms (tenant {}, image {}, {} vCPU, {} MiB, {})", id, (System.nanoTime() - t0) / 1_000_000,
           shape.tenant().isEmpty() ? "-" : shape.tenant(), shape.image().isEmpty() ? "default" : shape.image(), shape.vcpus(),
-          shape.memoryMiB());
+          shape.memoryMiB(), shape.mounted() ? "root mounted: for new disks" : "root mounted by each clone: for kept disks");
       evict(id);
       return s;
     }
@@ -301,8 +310,12 @@ final class QemuTemplates implements TemplateCatalog {
 
   /** Boots the template VM of a shape: what the driver knows how to do (jail, disks, command line). */
   interface Builder {
-    /** A prepared, unstarted VM in {@code vmDir} with its RAM in {@code memory} ({@code share=on}), in template mode. */
-    QemuVm prepareTemplateVm(String sandboxId, Path vmDir, Path memory, Path disk, long uid) throws VmException;
+    /**
+     * A prepared, unstarted VM in {@code vmDir} with its RAM in {@code memory} ({@code share=on}), in
+     * template mode: with its root mounted at boot from {@code disk} when {@code mounted}, else
+     * mounting none of its disks.
+     */
+    QemuVm prepareTemplateVm(String sandboxId, Path vmDir, Path memory, Path disk, long uid, boolean mounted) throws VmException;
   }
 
   private Saved build(String id, Shape shape, Builder builder) throws VmException {
@@ -319,6 +332,7 @@ final class QemuTemplates implements TemplateCatalog {
     }
     String holder = IdRangeAllocator.DRIVER_PREFIX + "template." + id;
     QemuVm vm = null;
+    Path diskAtSave = null;
     boolean done = false;
     try {
       long uid;
@@ -330,27 +344,44 @@ final class QemuTemplates implements TemplateCatalog {
       Path memory = dir.resolve("memory");
       Path disk = dir.resolve("disk");
       try {
-        // QEMU (the template's uid) sizes and maps the memory file; the disk is a stand-in the
-        // template never mounts (clones mount their own), sized like the clones' so the guest
-        // sees the same device
+        // QEMU (the template's uid) sizes and maps the memory file. The disk is sized like the
+        // clones' so the guest sees the same device: a fresh ext4 that a template with its root
+        // mounted writes as a sandbox would (its clones' disks are copies of it), else a stand-in
+        // the template never mounts (clones mount their own).
         Files.createFile(memory);
         own(memory, uid, uid, "rw-------");
-        try (RandomAccessFile f = new RandomAccessFile(disk.toFile(), "rw")) {
-          f.setLength(shape.diskBytes());
+        if (shape.mounted()) {
+          dev.flotilla.vm.process.Ext4Disk.create(disk, (int) (shape.diskBytes() >> 20));
+        } else {
+          try (RandomAccessFile f = new RandomAccessFile(disk.toFile(), "rw")) {
+            f.setLength(shape.diskBytes());
+          }
         }
         own(disk, uid, uid, "rw-------");
       } catch (IOException e) {
         throw new VmException("cannot make the template's files in " + dir + ": " + e.getMessage(), e);
       }
       Saved s = new Saved(id, dir, shape.tenant(), shape.image(), shape.imageDigest(), shape.vcpus(), shape.memoryMiB(),
-          (int) (shape.diskBytes() >> 20), uid, Instant.now());
+          (int) (shape.diskBytes() >> 20), uid, Instant.now(), shape.mounted());
       if (closed) throw new VmException("the node is stopping");
-      vm = builder.prepareTemplateVm(s.sandboxId(), dir.resolve("vm"), memory, disk, uid);
+      vm = builder.prepareTemplateVm(s.sandboxId(), dir.resolve("vm"), memory, disk, uid, shape.mounted());
       inBuild.put(id, vm);
       if (closed) throw new VmException("the node is stopping");
       vm.start(BOOT_DEADLINE);
-      warm(vm, s.sandboxId());
+      warm(vm, s.sandboxId(), shape.mounted());
       vm.saveState(s.state(), Duration.ofSeconds(60));
+      if (shape.mounted()) {
+        // Now, with the guest stopped and QEMU's block layer flushed and let go by the migration:
+        // the disk as the saved memory knows it. Nothing may write it after this.
+        try {
+          Path kept = dir.resolve("disk.kept");
+          dev.flotilla.vm.process.Ext4Disk.copySparse(disk, kept);
+          own(kept, 0, 0, "rw-------");
+          diskAtSave = kept;
+        } catch (IOException e) {
+          throw new VmException("cannot keep the template's disk as it was at its save: " + e.getMessage(), e);
+        }
+      }
       byte[] secret;
       try {
         secret = AgentSecrets.read(vm.handle().stateDir());
@@ -362,6 +393,7 @@ final class QemuTemplates implements TemplateCatalog {
       vm = null;
       try {
         Files.delete(disk);
+        if (diskAtSave != null) Files.move(diskAtSave, s.disk(), StandardCopyOption.ATOMIC_MOVE);
         // from now on nobody writes it: root's, read-write for the template's group (see the class comment)
         own(memory, 0, uid, "rw-rw----");
         own(s.state(), 0, 0, "rw-------");
@@ -395,9 +427,11 @@ final class QemuTemplates implements TemplateCatalog {
    * Handshakes the template's agent (it takes this handshake's secret as its own, which its clones
    * then present) and runs a few execs, so that the classes and code paths of a first exec are
    * loaded in the memory every clone starts from: a template saved before its first handshake gives
-   * clones a first handshake of seconds under TCG.
+   * clones a first handshake of seconds under TCG. A template whose root is mounted runs them in
+   * the tenant's image, which need not have {@code true}: its shell's "not found" (127) or "not
+   * executable" (126) warms the same path.
    */
-  private static void warm(QemuVm vm, String sandboxId) throws VmException {
+  private static void warm(QemuVm vm, String sandboxId, boolean mounted) throws VmException {
     long until = System.nanoTime() + BOOT_DEADLINE.toNanos();
     Exception last = null;
     while (System.nanoTime() < until) {
@@ -413,7 +447,8 @@ final class QemuTemplates implements TemplateCatalog {
           String execId = "warm-" + i;
           c.exec(ExecRequest.of(execId, "true"), DISCARD, CALL).get(CALL.toMillis(), TimeUnit.MILLISECONDS);
           var exit = c.waitProcess(execId, CALL).get(CALL.toMillis(), TimeUnit.MILLISECONDS);
-          if (exit.exitCode() != 0) throw new VmException("the template's warm-up exec exited with " + exit.exitCode());
+          boolean warmed = exit.exitCode() == 0 || (mounted && (exit.exitCode() == 126 || exit.exitCode() == 127));
+          if (!warmed) throw new VmException("the template's warm-up exec exited with " + exit.exitCode());
         }
         c.ping(CALL).get(CALL.toMillis(), TimeUnit.MILLISECONDS);
         return;
@@ -554,7 +589,7 @@ final class QemuTemplates implements TemplateCatalog {
       return Optional.of(new Saved(dir.getFileName().toString(), dir, p.getProperty("tenant", ""), p.getProperty("image", ""),
           p.getProperty("imageDigest", ""), Integer.parseInt(p.getProperty("vcpus")), Integer.parseInt(p.getProperty("memoryMiB")),
           Integer.parseInt(p.getProperty("diskMiB")), Long.parseLong(p.getProperty("gid")),
-          Instant.ofEpochMilli(Long.parseLong(p.getProperty("created")))));
+          Instant.ofEpochMilli(Long.parseLong(p.getProperty("created"))), Boolean.parseBoolean(p.getProperty("rootMounted", "false"))));
     } catch (IOException | RuntimeException e) {
       LOG.warn("template {} is unreadable ({}): ignored", dir.getFileName(), e.toString());
       return Optional.empty();
@@ -571,6 +606,7 @@ final class QemuTemplates implements TemplateCatalog {
     p.setProperty("diskMiB", Integer.toString(s.diskMiB()));
     p.setProperty("gid", Long.toString(s.gid()));
     p.setProperty("created", Long.toString(s.created().toEpochMilli()));
+    p.setProperty("rootMounted", Boolean.toString(s.mounted()));
     Path file = s.dir().resolve(PROPERTIES);
     try (Writer w = Files.newBufferedWriter(file, StandardCharsets.UTF_8)) {
       p.store(w, "a Flotilla VM template (node-only)");

@@ -177,16 +177,76 @@ class QemuTemplateTest {
   @Test
   void aTemplateIsOneTenantsOneShape() {
     byte[] config = new byte[4096];
-    QemuTemplates.Shape one = new QemuTemplates.Shape("t1", "", "", 1, 256, 32 << 20, 1 << 20, config, false, "g");
-    assertEquals(one.key(), new QemuTemplates.Shape("t1", "", "", 1, 256, 32 << 20, 1 << 20, config.clone(), false, "g").key());
-    assertNotEquals(one.key(), new QemuTemplates.Shape("t2", "", "", 1, 256, 32 << 20, 1 << 20, config, false, "g").key());
-    assertNotEquals(one.key(), new QemuTemplates.Shape("t1", "", "", 2, 256, 32 << 20, 1 << 20, config, false, "g").key());
-    assertNotEquals(one.key(), new QemuTemplates.Shape("t1", "", "", 1, 512, 32 << 20, 1 << 20, config, false, "g").key());
-    assertNotEquals(one.key(), new QemuTemplates.Shape("t1", "", "", 1, 256, 64 << 20, 1 << 20, config, false, "g").key());
-    assertNotEquals(one.key(), new QemuTemplates.Shape("t1", "", "", 1, 256, 32 << 20, 1 << 20, config, false, "other guest").key());
+    QemuTemplates.Shape one = new QemuTemplates.Shape("t1", "", "", 1, 256, 32 << 20, 1 << 20, config, false, "g", true);
+    assertEquals(one.key(), new QemuTemplates.Shape("t1", "", "", 1, 256, 32 << 20, 1 << 20, config.clone(), false, "g", true).key());
+    assertNotEquals(one.key(), new QemuTemplates.Shape("t2", "", "", 1, 256, 32 << 20, 1 << 20, config, false, "g", true).key());
+    assertNotEquals(one.key(), new QemuTemplates.Shape("t1", "", "", 2, 256, 32 << 20, 1 << 20, config, false, "g", true).key());
+    assertNotEquals(one.key(), new QemuTemplates.Shape("t1", "", "", 1, 512, 32 << 20, 1 << 20, config, false, "g", true).key());
+    assertNotEquals(one.key(), new QemuTemplates.Shape("t1", "", "", 1, 256, 64 << 20, 1 << 20, config, false, "g", true).key());
+    assertNotEquals(one.key(), new QemuTemplates.Shape("t1", "", "", 1, 256, 32 << 20, 1 << 20, config, false, "other guest", true).key());
     byte[] otherDefaults = config.clone();
     otherDefaults[0] = 'x';
-    assertNotEquals(one.key(), new QemuTemplates.Shape("t1", "", "", 1, 256, 32 << 20, 1 << 20, otherDefaults, false, "g").key());
+    assertNotEquals(one.key(), new QemuTemplates.Shape("t1", "", "", 1, 256, 32 << 20, 1 << 20, otherDefaults, false, "g", true).key());
+    assertNotEquals(one.key(), new QemuTemplates.Shape("t1", "", "", 1, 256, 32 << 20, 1 << 20, config, false, "g", false).key(),
+        "a template for kept disks (root mounted by each clone) is another template");
+  }
+
+  @Test
+  void aRestartOnItsKeptDiskKeepsItsFilesWhateverTemplateServes() throws Exception {
+    // new disks: copies of the disk of a template whose root was mounted before its save
+    TemplateCatalog.Template warmed = hv.templates().orElseThrow().warm(new TemplateCatalog.WarmRequest(TENANT, "", 1, 256));
+    Vm first = start("keep", 1);
+    assertEquals(warmed.id(), first.handle().extra().get(QemuHypervisor.TEMPLATE));
+    QemuTemplates.Saved mounted = hv.templateStore().saved().get(0);
+    assertTrue(mounted.mounted() && Files.isRegularFile(mounted.disk()), "the warmed template keeps its disk: " + mounted);
+    var templateDiskTime = Files.getLastModifiedTime(mounted.disk());
+    assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(mounted.disk())));
+    assertEquals(0, (Integer) Files.getAttribute(mounted.disk(), "unix:uid"), "root's: no clone's QEMU opens it");
+    AgentClient c1 = connect(first);
+    c1.handshake("keep", 1, CALL).get();
+    assertEquals("/kept-1\n", TestAgent.run(c1, "echo one > /kept-1 && sync && ls /kept-*").output(),
+        "incarnation 1 writes into its root, which holds nothing of the template's");
+    first.stop(Duration.ofSeconds(10));
+    Path disk = hv.writableDisk("keep");
+    assertEquals(templateDiskTime, Files.getLastModifiedTime(mounted.disk()), "a clone never writes its template's disk");
+    assertClean(disk);
+
+    // a restart on the kept disk: never a clone of the template that mounted another disk's file
+    // system (it would write that one's state into this disk); cold now, the template for kept disks
+    // building meanwhile
+    Vm second = start("keep", 2);
+    assertEquals(null, second.handle().extra().get(QemuHypervisor.TEMPLATE), "no template for kept disks yet: cold");
+    AgentClient c2 = connect(second);
+    c2.handshake("keep", 2, CALL).get();
+    assertEquals("one\n", TestAgent.run(c2, "cat /kept-1").output());
+    second.stop(Duration.ofSeconds(10));
+    org.awaitility.Awaitility.await().atMost(Duration.ofMinutes(3))
+        .until(() -> hv.templateStore().saved().stream().anyMatch(t -> !t.mounted()));
+    QemuTemplates.Saved forKept = hv.templateStore().saved().stream().filter(t -> !t.mounted()).findFirst().orElseThrow();
+    assertFalse(Files.exists(forKept.disk()), "a template for kept disks keeps none");
+
+    Vm third = start("keep", 3);
+    assertEquals(forKept.id(), third.handle().extra().get(QemuHypervisor.TEMPLATE), "a clone of the template for kept disks");
+    AgentClient c3 = connect(third);
+    c3.handshake("keep", 3, CALL).get();
+    assertEquals("one\nthree\n", TestAgent.run(c3, "echo three > /kept-3 && sync && cat /kept-1 /kept-3").output(),
+        "incarnation 3 mounts the kept disk, with incarnation 1's file");
+    third.stop(Duration.ofSeconds(10));
+    assertClean(disk);
+  }
+
+  /** The ext4 file system of {@code disk} is sound: a copy, its journal replayed, checks clean. */
+  private void assertClean(Path disk) throws Exception {
+    Path copy = base.resolve("fsck-copy");
+    Files.deleteIfExists(copy);
+    Files.copy(disk, copy);
+    Process replay = new ProcessBuilder("e2fsck", "-fy", copy.toString()).redirectErrorStream(true).start();
+    String first = new String(replay.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    replay.waitFor();
+    Process check = new ProcessBuilder("e2fsck", "-fn", copy.toString()).redirectErrorStream(true).start();
+    String out = new String(check.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertEquals(0, check.waitFor(), "the disk's file system is clean after its journal's replay: " + first + "\n---\n" + out);
+    Files.delete(copy);
   }
 
   private static boolean qemuNamed(String name) throws Exception {
