@@ -445,7 +445,17 @@ final class QemuTemplates implements TemplateCatalog {
         c.handshake(sandboxId, 1, Duration.ZERO, CALL).get(CALL.toMillis(), TimeUnit.MILLISECONDS);
         for (int i = 0; i < 3; i++) {
           String execId = "warm-" + i;
-          c.exec(ExecRequest.of(execId, "true"), DISCARD, CALL).get(CALL.toMillis(), TimeUnit.MILLISECONDS);
+          try {
+            c.exec(ExecRequest.of(execId, "true"), DISCARD, CALL).get(CALL.toMillis(), TimeUnit.MILLISECONDS);
+          } catch (java.util.concurrent.ExecutionException e) {
+            // the agent answered, and refused: in the tenant's root, the image's exec defaults (its
+            // user, its working directory) may refuse it as they would a sandbox's exec. The path up
+            // to the refusal is warm; another try would be refused the same way.
+            if (!mounted || !(e.getCause() instanceof dev.flotilla.agent.protocol.client.AgentException refused)) throw e;
+            LOG.info("template VM {}: its warm-up exec was refused in the image's root ({}): saved without it", sandboxId,
+                refused.getMessage());
+            break;
+          }
           var exit = c.waitProcess(execId, CALL).get(CALL.toMillis(), TimeUnit.MILLISECONDS);
           boolean warmed = exit.exitCode() == 0 || (mounted && (exit.exitCode() == 126 || exit.exitCode() == 127));
           if (!warmed) throw new VmException("the template's warm-up exec exited with " + exit.exitCode());
