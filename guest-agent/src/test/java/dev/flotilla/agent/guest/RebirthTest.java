@@ -107,9 +107,14 @@ class RebirthTest {
 
   /** A connection to the agent whose handshakes send {@code secret} (and the template's credentials with {@code rebirth}). */
   private AgentClient connect(byte[] secret, AgentAddress.Rebirth rebirth) {
+    return connect(agent, secret, rebirth);
+  }
+
+  /** The same to another agent than the test's template. */
+  private AgentClient connect(GuestAgent target, byte[] secret, AgentAddress.Rebirth rebirth) {
     MemoryPipe toAgent = new MemoryPipe(1 << 16);
     MemoryPipe toHost = new MemoryPipe(1 << 16);
-    agent.serveAsync(toAgent.input(), toHost.output(), "pipe");
+    target.serveAsync(toAgent.input(), toHost.output(), "pipe");
     AgentClient c = rebirth == null
         ? AgentClients.over(toHost.input(), toAgent.output(), "pipe", ClientOptions.defaults(), secret)
         : AgentClients.over(toHost.input(), toAgent.output(), "pipe", ClientOptions.defaults(), secret, rebirth);
@@ -365,12 +370,7 @@ class RebirthTest {
         c0.powerOffCommand(), c0.secret(), c0.execDefaults(), new TenantRoot(root, nsenter), null, false);
     GuestAgent cold = new GuestAgent(config, powerOff -> { }, code -> { }, coldSystem);
     toClose.add(() -> cold.stopProcesses(Duration.ofSeconds(1)));
-    MemoryPipe toAgent = new MemoryPipe(1 << 16);
-    MemoryPipe toHost = new MemoryPipe(1 << 16);
-    cold.serveAsync(toAgent.input(), toHost.output(), "pipe");
-    AgentClient c = AgentClients.over(toHost.input(), toAgent.output(), "pipe", ClientOptions.defaults(), CLONE_SECRET,
-        new AgentAddress.Rebirth("cold", 3, coldSecret, "fl-cold-4"));
-    toClose.add(c);
+    AgentClient c = connect(cold, CLONE_SECRET, new AgentAddress.Rebirth("cold", 3, coldSecret, "fl-cold-4"));
     GuestInfo info = get(c.handshake("cold", 4, DEADLINE));
     assertEquals("cold", info.sandboxId());
     assertEquals(4, info.incarnation());
@@ -399,20 +399,11 @@ class RebirthTest {
     assertEquals(1, mountedSystem.prepared.get(), "the template's agent loads the rebirth's code before its save");
 
     // the template's own warm-up already runs in the tenant's root
-    MemoryPipe warmIn = new MemoryPipe(1 << 16);
-    MemoryPipe warmOut = new MemoryPipe(1 << 16);
-    template.serveAsync(warmIn.input(), warmOut.output(), "warm");
-    AgentClient warm = AgentClients.over(warmOut.input(), warmIn.output(), "warm", ClientOptions.defaults(), templateSecret);
-    toClose.add(warm);
+    AgentClient warm = connect(template, templateSecret, null);
     get(warm.handshake("tpl-m", 1, DEADLINE));
     assertEquals("the tenant's", run(warm, "warm-0", "cat marker"));
 
-    MemoryPipe toAgent = new MemoryPipe(1 << 16);
-    MemoryPipe toHost = new MemoryPipe(1 << 16);
-    template.serveAsync(toAgent.input(), toHost.output(), "pipe");
-    AgentClient c = AgentClients.over(toHost.input(), toAgent.output(), "pipe", ClientOptions.defaults(), CLONE_SECRET,
-        new AgentAddress.Rebirth("tpl-m", 1, templateSecret, "fl-m-1"));
-    toClose.add(c);
+    AgentClient c = connect(template, CLONE_SECRET, new AgentAddress.Rebirth("tpl-m", 1, templateSecret, "fl-m-1"));
     GuestInfo info = get(c.handshake("m", 1, DEADLINE));
     assertEquals("m", info.sandboxId());
     assertEquals(List.of("rng", "clock", "hostname"), mountedSystem.lines().stream().map(l -> l.split(" ")[0]).toList(),

@@ -71,7 +71,11 @@ class QemuImageTest {
     hv = new QemuHypervisor(config, TestQemu.ids(config.stateRoot()), images);
   }
 
-  /** The image's own layer: files, its user, its working directory, and a whiteout of busybox's vi. */
+  /**
+   * The image's own layer: files, its user, its working directory, a whiteout of busybox's vi, and
+   * an attack on the guest's boot: its /proc and /tmp are links into the initramfs the agent runs
+   * from (followed, the mounts of /proc and /tmp would cover the agent's runtime and tools).
+   */
   private static Path imageLayer(Path layer) throws Exception {
     Files.createDirectories(layer.resolve("app"));
     Files.createDirectories(layer.resolve("etc"));
@@ -81,6 +85,8 @@ class QemuImageTest {
     Files.writeString(layer.resolve("etc/group"), "root:x:0:\napp:x:1001:\n");
     run("mknod", layer.resolve("bin/vi").toString(), "c", "0", "0"); // overlayfs' whiteout: vi is gone
     run("chown", "-R", "1000:1001", layer.resolve("app").toString());
+    Files.createSymbolicLink(layer.resolve("proc"), Path.of("/opt/flotilla"));
+    Files.createSymbolicLink(layer.resolve("tmp"), Path.of("/sbin"));
     return layer;
   }
 
@@ -123,6 +129,11 @@ class QemuImageTest {
     assertEquals(0, r.status().exitCode(), r.output());
     assertEquals("a file of the image\nhello from the image's Env\n/app\n1000\n1001\n1001\nno-vi\nown-root\n", r.output(),
         "the image's root, not the initramfs' (which has /opt/flotilla)");
+    // the image's /proc and /tmp links were not followed: the guest booted (its agent answers from
+    // the initramfs' /opt/flotilla), and the tenant has a real /proc and /tmp of its own
+    TestAgent.Result mounts = exec(agent, "root", "/", "[ -L /proc ] || [ -L /tmp ] && echo link; cat /proc/self/comm; "
+        + "echo x >/tmp/x && ls /tmp");
+    assertEquals("cat\nx\n", mounts.output(), "the tenant's /proc (a procfs) and /tmp are its own directories");
     // an exec's own user and working directory override the image's
     TestAgent.Result asRoot = exec(agent, "root", "/", "id -u; pwd; cat /etc/passwd | head -1");
     assertEquals("0\n/\nroot:x:0:0:root:/root:/bin/sh\n", asRoot.output());
