@@ -4,7 +4,7 @@
 #   uidmap   - newuidmap/newgidmap, so root inside a sandbox maps to an unprivileged host uid
 #   iproute2 - `ip`, used by tests to check a sandbox's network namespace
 #   qemu-system-x86 - QEMU for the qemu (microVM) driver and its tests
-#   cpio, xz-utils  - guest-image/build.sh packs the initramfs and unpacks Debian's kernel
+#   cpio, xz-utils, lz4 - guest-image/build.sh packs and compresses the initramfs, unpacks Debian's kernel
 #   runc     - the OCI runtime that runs every process-driver sandbox
 #   golang-github-containers-common - Podman's seccomp profile (/usr/share/containers/seccomp.json)
 #   busybox-static, patchelf - the default image and the sandbox runtime (guest-image/build-*.sh)
@@ -46,6 +46,7 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v xz >/dev/null 2>&1 || need+=(xz-utils)
+command -v lz4 >/dev/null 2>&1 || need+=(lz4)
 { command -v pasta >/dev/null 2>&1 && command -v passt >/dev/null 2>&1; } || need+=(passt)
 command -v ip6tables-restore >/dev/null 2>&1 || need+=(iptables)
 command -v ipset >/dev/null 2>&1 || need+=(ipset)
