@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import dev.flotilla.agent.protocol.client.AgentClient;
 import dev.flotilla.agent.protocol.client.AgentClients;
 import dev.flotilla.vm.ImageRootfs;
+import dev.flotilla.vm.TemplateCatalog;
 import dev.flotilla.vm.Vm;
 import dev.flotilla.vm.VmSpec;
 import java.io.ByteArrayInputStream;
@@ -47,6 +48,7 @@ class QemuImageTest {
   private final List<Vm> vms = new ArrayList<>();
   private final List<AgentClient> agents = new ArrayList<>();
   private final List<String> released = new ArrayList<>();
+  private ImageRootfs images;
 
   @BeforeEach
   void setUp() throws Exception {
@@ -55,7 +57,7 @@ class QemuImageTest {
     assumeTrue(config.imageBuilt(), "guest image not built in " + config.imageDir() + ": run guest-image/build.sh");
     assumeTrue(Files.isDirectory(config.defaultRootfs()), "no default image: run guest-image/build-default-image.sh");
     Path app = imageLayer(base.resolve("layers/app"));
-    ImageRootfs images = new ImageRootfs() {
+    images = new ImageRootfs() {
       @Override
       public Rootfs resolve(String image, String owner, String sandboxId) {
         assertEquals("test/app@sha256:0123", image);
@@ -92,6 +94,10 @@ class QemuImageTest {
 
   @AfterEach
   void tearDown() throws Exception {
+    hv.shutdown(Duration.ofSeconds(10));
+    for (QemuTemplates.Saved s : hv.templateStore().saved()) {
+      hv.ids().release(dev.flotilla.vm.ids.IdRangeAllocator.DRIVER_PREFIX + "template." + s.id());
+    }
     TestQemu.tearDown(hv, base, vms, agents);
   }
 
@@ -189,6 +195,31 @@ class QemuImageTest {
     assertFalse(hv.sandboxesWithLocalState().contains(ID));
     assertEquals(List.of(ID), released);
     assertNotEquals(0, ImageDisks.links(hv.config().imageDisksDir().resolve(cachedDisk())));
+  }
+
+  @Test
+  void anImageWithoutTrueStillGetsATemplateItsSandboxesStartFrom() throws Exception {
+    // a distroless-like image: no `true` for the template's warm-up execs, which run in the image's
+    // root (a template for new disks mounts it before its save)
+    Files.createDirectories(base.resolve("layers/app/bin"));
+    Path noTrue = base.resolve("layers/app/bin/true");
+    Files.deleteIfExists(noTrue);
+    run("mknod", noTrue.toString(), "c", "0", "0");
+    hv = new QemuHypervisor(hv.config().withTemplateCacheBytes(4L << 30), TestQemu.ids(hv.config().stateRoot()), images);
+    TemplateCatalog.Template warmed = hv.templates().orElseThrow()
+        .warm(new TemplateCatalog.WarmRequest("", "test/app@sha256:0123", 1, 256));
+    QemuTemplates.Saved saved = hv.templateStore().saved().get(0);
+    assertTrue(saved.mounted(), "a template for new disks: " + saved);
+
+    Vm vm = hv.prepare(new VmSpec(ID, 1, 1, 256, 0, base.resolve("vms/" + ID + "-t"), Map.of(VmSpec.IMAGE, "test/app@sha256:0123")));
+    vms.add(vm);
+    vm.start(Duration.ofSeconds(60));
+    assertEquals(warmed.id(), vm.handle().extra().get(QemuHypervisor.TEMPLATE), "started from the template");
+    AgentClient agent = AgentClients.connect(vm.agentAddress(), Duration.ofSeconds(10));
+    agents.add(agent);
+    agent.handshake(ID, 1, BOOT).get();
+    assertEquals("a file of the image\nno-true\n", TestAgent.run(agent, "cat /app/hello.txt; [ -e /bin/true ] && echo true || echo no-true")
+        .output(), "the clone runs in the image's root, as the template left it mounted");
   }
 
   private String cachedDisk() throws Exception {
