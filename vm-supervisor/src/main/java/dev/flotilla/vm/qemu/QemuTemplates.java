@@ -50,11 +50,15 @@ import org.slf4j.LoggerFactory;
  * written through it) and the state loaded, running in a fraction of a second where a boot under
  * TCG takes seconds, and sharing the template's untouched pages with every other clone.
  *
- * <p>The guest runs in template mode ({@code flotilla.template=1}): its init mounts none of the
- * sandbox's disks, and its agent waits for the clone's first handshake, which carries the clone's
- * identity (a rebirth: sandbox id, incarnation, secret, hostname, the host's clock and a fresh
- * seed). Only then does the agent reseed the kernel's RNG and its own, set the clock, mount the
- * clone's own disks and serve.
+ * <p>The guest runs in template mode, and its agent waits for the clone's first handshake, which
+ * carries the clone's identity (a rebirth: sandbox id, incarnation, secret, hostname, the host's
+ * clock and a fresh seed). Only then does the agent reseed the kernel's RNG and its own, set the
+ * clock and serve. There are two kinds ({@link Shape#mounted}): a template for new sandboxes
+ * mounts the root at boot ({@code flotilla.template=mounted}) from a fresh disk that it keeps as it
+ * was at the save, and each new sandbox's disk is a copy of it, so that the clone mounts nothing;
+ * a template for a restart on a kept disk mounts none of the disks ({@code flotilla.template=1})
+ * and its clone mounts its own at the rebirth. A clone of the first kind never gets a kept disk:
+ * its guest holds another disk's file system state, which it would write into that disk.
  *
  * <p>Templates are per tenant. QEMU 7.2 opens a memory file read-write even to map it privately
  * (its {@code rom=} property came with 8.2), so each clone's QEMU, jailed as its sandbox's uid,
@@ -63,10 +67,10 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Layout, node-only under {@link QemuConfig#templatesDir()}: {@code <id>/} holds {@code memory}
  * (root's, the template's group's, 0660), {@code state} and {@code agent.secret} (root's, 0600),
- * {@code template.properties}; a template being built is {@code <id>.building} until its atomic
- * rename. The template's QEMU is gone once it is saved: killing or losing it never touches a
- * clone. A template file is never written after its save; one with clones on this node is never
- * removed or evicted.
+ * {@code disk} for the first kind (root's, 0600), {@code template.properties}; a template being
+ * built is {@code <id>.building} until its atomic rename. The template's QEMU is gone once it is
+ * saved: killing or losing it never touches a clone. A template file is never written after its
+ * save; one with clones on this node is never removed or evicted.
  */
 final class QemuTemplates implements TemplateCatalog {
 
@@ -374,6 +378,12 @@ final class QemuTemplates implements TemplateCatalog {
         // Now, with the guest stopped and QEMU's block layer flushed and let go by the migration:
         // the disk as the saved memory knows it. Nothing may write it after this.
         try {
+          // QEMU holds the file open: only a QEMU the guest broke into could have resized it, and
+          // every new sandbox of the tenant would get a copy
+          long size = Files.size(disk);
+          if (size != shape.diskBytes()) {
+            throw new VmException("the template's disk is " + size + " bytes, not the " + shape.diskBytes() + " it was made with: not kept");
+          }
           Path kept = dir.resolve("disk.kept");
           dev.flotilla.vm.process.Ext4Disk.copySparse(disk, kept);
           own(kept, 0, 0, "rw-------");
