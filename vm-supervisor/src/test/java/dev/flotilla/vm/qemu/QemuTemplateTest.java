@@ -239,7 +239,7 @@ class QemuTemplateTest {
   private void assertClean(Path disk) throws Exception {
     Path copy = base.resolve("fsck-copy");
     Files.deleteIfExists(copy);
-    Files.copy(disk, copy);
+    dev.flotilla.vm.process.Ext4Disk.copySparse(disk, copy); // not 1 GiB of zeros
     Process replay = new ProcessBuilder("e2fsck", "-fy", copy.toString()).redirectErrorStream(true).start();
     String first = new String(replay.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
     replay.waitFor();
