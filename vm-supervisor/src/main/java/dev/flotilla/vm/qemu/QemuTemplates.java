@@ -102,9 +102,12 @@ final class QemuTemplates implements TemplateCatalog {
     }
   }
 
-  /** A saved template on disk. */
+  /**
+   * A saved template on disk. {@code diskAllocated}: what its {@link #disk()} takes on the host,
+   * measured once at the save (the file is never written after it); 0 without one.
+   */
   record Saved(String id, Path dir, String tenant, String image, String imageDigest, int vcpus, int memoryMiB, int diskMiB,
-      long gid, Instant created, boolean mounted) {
+      long gid, Instant created, boolean mounted, long diskAllocated) {
     Path memory() {
       return dir.resolve("memory");
     }
@@ -127,7 +130,7 @@ final class QemuTemplates implements TemplateCatalog {
     }
 
     long bytes() {
-      return sizeOf(memory()) + sizeOf(state()) + (mounted ? Math.max(dev.flotilla.vm.process.Ext4Disk.allocatedBytes(disk()), 0) : 0);
+      return sizeOf(memory()) + sizeOf(state()) + diskAllocated;
     }
   }
 
@@ -366,7 +369,7 @@ final class QemuTemplates implements TemplateCatalog {
         throw new VmException("cannot make the template's files in " + dir + ": " + e.getMessage(), e);
       }
       Saved s = new Saved(id, dir, shape.tenant(), shape.image(), shape.imageDigest(), shape.vcpus(), shape.memoryMiB(),
-          (int) (shape.diskBytes() >> 20), uid, Instant.now(), shape.mounted());
+          (int) (shape.diskBytes() >> 20), uid, Instant.now(), shape.mounted(), 0);
       if (closed) throw new VmException("the node is stopping");
       vm = builder.prepareTemplateVm(s.sandboxId(), dir.resolve("vm"), memory, disk, uid, shape.mounted());
       inBuild.put(id, vm);
@@ -388,6 +391,8 @@ final class QemuTemplates implements TemplateCatalog {
           dev.flotilla.vm.process.Ext4Disk.copySparse(disk, kept);
           own(kept, 0, 0, "rw-------");
           diskAtSave = kept;
+          s = new Saved(s.id(), s.dir(), s.tenant(), s.image(), s.imageDigest(), s.vcpus(), s.memoryMiB(), s.diskMiB(), s.gid(),
+              s.created(), s.mounted(), Math.max(dev.flotilla.vm.process.Ext4Disk.allocatedBytes(kept), 0));
         } catch (IOException e) {
           throw new VmException("cannot keep the template's disk as it was at its save: " + e.getMessage(), e);
         }
@@ -609,7 +614,8 @@ final class QemuTemplates implements TemplateCatalog {
       return Optional.of(new Saved(dir.getFileName().toString(), dir, p.getProperty("tenant", ""), p.getProperty("image", ""),
           p.getProperty("imageDigest", ""), Integer.parseInt(p.getProperty("vcpus")), Integer.parseInt(p.getProperty("memoryMiB")),
           Integer.parseInt(p.getProperty("diskMiB")), Long.parseLong(p.getProperty("gid")),
-          Instant.ofEpochMilli(Long.parseLong(p.getProperty("created"))), Boolean.parseBoolean(p.getProperty("rootMounted", "false"))));
+          Instant.ofEpochMilli(Long.parseLong(p.getProperty("created"))), Boolean.parseBoolean(p.getProperty("rootMounted", "false")),
+          Long.parseLong(p.getProperty("diskAllocatedBytes", "0"))));
     } catch (IOException | RuntimeException e) {
       LOG.warn("template {} is unreadable ({}): ignored", dir.getFileName(), e.toString());
       return Optional.empty();
@@ -627,6 +633,7 @@ final class QemuTemplates implements TemplateCatalog {
     p.setProperty("gid", Long.toString(s.gid()));
     p.setProperty("created", Long.toString(s.created().toEpochMilli()));
     p.setProperty("rootMounted", Boolean.toString(s.mounted()));
+    p.setProperty("diskAllocatedBytes", Long.toString(s.diskAllocated()));
     Path file = s.dir().resolve(PROPERTIES);
     try (Writer w = Files.newBufferedWriter(file, StandardCharsets.UTF_8)) {
       p.store(w, "a Flotilla VM template (node-only)");

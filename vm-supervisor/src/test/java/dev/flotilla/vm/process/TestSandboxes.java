@@ -268,7 +268,7 @@ public final class TestSandboxes implements AutoCloseable {
   }
 
   /** The names of a host process's threads. */
-  public static List<String> threadNames(long pid) throws IOException {
+  private static List<String> threadNames(long pid) throws IOException {
     try (var tasks = Files.list(Path.of("/proc/" + pid + "/task"))) {
       return tasks.map(t -> {
         try {

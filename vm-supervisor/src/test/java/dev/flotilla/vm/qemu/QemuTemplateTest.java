@@ -199,6 +199,8 @@ class QemuTemplateTest {
     assertEquals(warmed.id(), first.handle().extra().get(QemuHypervisor.TEMPLATE));
     QemuTemplates.Saved mounted = hv.templateStore().saved().get(0);
     assertTrue(mounted.mounted() && Files.isRegularFile(mounted.disk()), "the warmed template keeps its disk: " + mounted);
+    assertEquals(dev.flotilla.vm.process.Ext4Disk.allocatedBytes(mounted.disk()), mounted.diskAllocated(),
+        "its size counts the disk as measured at the save");
     var templateDiskTime = Files.getLastModifiedTime(mounted.disk());
     assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(mounted.disk())));
     assertEquals(0, (Integer) Files.getAttribute(mounted.disk(), "unix:uid"), "root's: no clone's QEMU opens it");
