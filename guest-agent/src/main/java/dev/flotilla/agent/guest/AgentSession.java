@@ -144,6 +144,11 @@ final class AgentSession implements FrameConnection.Handler {
           } catch (Refusal r) {
             reply(streamId, error(r.error));
             conn.goAway(r.error.getMessage());
+          } catch (AgentError e) {
+            reply(streamId, error(e));
+          } finally {
+            // a clone's console lines, held from its template's save, once its first answer is out
+            if (!request.getHandshake().getPausing()) ConsoleLines.console().release();
           }
         }
         case EXEC_PROCESS -> exec(streamId, request);
@@ -247,6 +252,7 @@ final class AgentSession implements FrameConnection.Handler {
         handshaken = false;
         throw new Refusal(AgentError.precondition(LEASE_OVER));
       }
+      if (h.getPausing()) agent.beforePause();
       handshakenAs = agent.identity();
       handshaken = true;
       return Response.newBuilder().setHandshake(agent.details()).build();

@@ -75,6 +75,8 @@ public final class GuestAgent {
   private DeferredRoot pendingRoot;
   /** Read without the lock: file calls wait for the tenant's root. */
   private volatile boolean rootPending;
+  /** A template's agent that has taken a clone's identity; set under identityLock. */
+  private volatile boolean reborn;
 
   /** An agent whose lease expiry ends the JVM with {@link AgentProtocol#EXIT_LEASE_EXPIRED}. */
   public GuestAgent(AgentConfig config, ExitAction exitAction) {
@@ -158,7 +160,7 @@ public final class GuestAgent {
   void rebirth(RebirthOrder order, long receivedNanos) {
     long start = System.nanoTime();
     Identity before = identity;
-    System.err.println(rebirthLine(before, order.sandboxId(), order.incarnation()));
+    ConsoleLines.console().say(rebirthLine(before, order.sandboxId(), order.incarnation()));
     long rootNanos = 0;
     long seededNanos;
     try {
@@ -171,7 +173,7 @@ public final class GuestAgent {
       system.setWallClock(order.wallClockUnixMs() + (System.nanoTime() - receivedNanos) / 1_000_000);
       system.setHostname(order.hostname());
     } catch (CloneSystem.CloneSystemException e) {
-      System.err.println("flotilla-guest-agent: rebirth failed, still " + before + ": " + e.getMessage());
+      ConsoleLines.console().say("flotilla-guest-agent: rebirth failed, still " + before + ": " + e.getMessage());
       throw new AgentError(Error.Code.INTERNAL, "rebirth failed (still " + before + "): " + e.getMessage()
           + "; discard this clone and cold-boot the sandbox");
     }
@@ -181,7 +183,7 @@ public final class GuestAgent {
       try {
         defaults = pendingRoot.mount();
       } catch (AgentError e) {
-        System.err.println("flotilla-guest-agent: rebirth failed, still " + before + ": " + e.getMessage());
+        ConsoleLines.console().say("flotilla-guest-agent: rebirth failed, still " + before + ": " + e.getMessage());
         throw AgentError.precondition("rebirth failed (still " + before + "): " + e.getMessage()
             + "; discard this clone and cold-boot the sandbox");
       }
@@ -193,8 +195,9 @@ public final class GuestAgent {
     Identity after = new Identity(order.sandboxId(), order.incarnation(), HandshakeSecret.of(order.secret()));
     processes.identity(after.environment());
     identity = after;
+    reborn = true;
     long total = System.nanoTime() - start;
-    System.err.println(rebornLine(after, order.hostname(), total, seededNanos - start, rootNanos, start - receivedNanos));
+    ConsoleLines.console().say(rebornLine(after, order.hostname(), total, seededNanos - start, rootNanos, start - receivedNanos));
   }
 
   /** The line a rebirth starts with. */
@@ -273,6 +276,20 @@ public final class GuestAgent {
     return probe;
   }
 
+  /**
+   * The node is about to freeze or save this VM (a handshake with {@code pausing}). A template's
+   * agent not reborn yet collects its heap before it answers: the template is being saved, and
+   * every clone then starts with an empty young generation, instead of collecting during its first
+   * handshake (a young collection took ~50 ms of it under TCG, most of it translating the
+   * collector's code again in each clone). And it holds its console lines until its clone has
+   * answered that handshake ({@link ConsoleLines}).
+   */
+  void beforePause() {
+    if (!config.template() || reborn) return;
+    ConsoleLines.console().hold(scheduler);
+    System.gc();
+  }
+
   /** The lease stated by an accepted handshake (0: none); see {@link Lease}. */
   boolean stateLease(long leaseMillis) {
     return stateLease(leaseMillis, false);
@@ -288,10 +305,10 @@ public final class GuestAgent {
     long before = lease.lease();
     if (!lease.state(TimeUnit.MILLISECONDS.toNanos(leaseMillis), pausing)) return false;
     if (lease.lease() != before) {
-      System.err.println("flotilla-guest-agent: lease " + (leaseMillis == 0 ? "off"
+      ConsoleLines.console().say("flotilla-guest-agent: lease " + (leaseMillis == 0 ? "off"
           : leaseMillis + " ms: the sandbox ends itself if its node sends nothing for that long"));
     }
-    if (pausing) System.err.println("flotilla-guest-agent: the node announced a pause: the lease restarts at the thaw");
+    if (pausing) ConsoleLines.console().say("flotilla-guest-agent: the node announced a pause: the lease restarts at the thaw");
     if (leaseMillis > 0) watchdog.start();
     return true;
   }
@@ -308,6 +325,7 @@ public final class GuestAgent {
 
   /** On the watchdog's thread: the node has not renewed the lease in time. */
   private void leaseExpired(String message) {
+    ConsoleLines.console().release(); // any held line before the last ones
     System.err.println(message);
     System.err.flush();
     if (!ProcessSweep.killAll(processes.all(), 100)) {

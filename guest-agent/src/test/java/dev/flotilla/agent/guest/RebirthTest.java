@@ -94,6 +94,7 @@ class RebirthTest {
 
   @AfterEach
   void stop() throws Exception {
+    ConsoleLines.console().release(); // the console is the JVM's: no hold outlives its test
     for (AutoCloseable c : toClose) c.close();
     agent.stopProcesses(Duration.ofSeconds(1));
   }
@@ -356,6 +357,23 @@ class RebirthTest {
     // still in the tenant root, with its exec defaults, under the new identity
     assertEquals("from-the-image fork-1 1", run(fork, "after", "echo $IMAGE_VAR $FLOTILLA_SANDBOX_ID $FLOTILLA_INCARNATION"));
     failure(AgentException.Code.PERMISSION_DENIED, connect(CLONE_SECRET, null).handshake("sbx-9", 7, DEADLINE));
+  }
+
+  @Test
+  void aTemplatesAnnouncedSaveHoldsItsConsoleLinesUntilTheClonesFirstAnswer() throws Exception {
+    get(connect(TEMPLATE_SECRET, null).handshake("tpl", 1, DEADLINE));
+    assertFalse(ConsoleLines.console().holding(), "a plain handshake holds nothing");
+    // the node announces the save (QemuTemplates.warm): the template's agent collects its heap and holds its lines
+    AgentClient announce = connect(TEMPLATE_SECRET, null);
+    assertEquals("tpl", get(announce.handshake("tpl", 1, Duration.ZERO, true, DEADLINE)).sandboxId());
+    assertTrue(ConsoleLines.console().holding(), "held from the save on");
+    // the clone's first handshake is answered, then its lines are written
+    GuestInfo info = get(connect(CLONE_SECRET, FROM).handshake("sbx-9", 7, DEADLINE));
+    assertEquals("sbx-9", info.sandboxId());
+    assertFalse(ConsoleLines.console().holding(), "released once the clone has answered");
+    // a reborn agent told of a pause (PauseSandbox) is a sandbox: it holds nothing
+    get(connect(CLONE_SECRET, null).handshake("sbx-9", 7, Duration.ZERO, true, DEADLINE));
+    assertFalse(ConsoleLines.console().holding(), "only a template's save holds the console");
   }
 
   @Test

@@ -476,6 +476,13 @@ final class QemuTemplates implements TemplateCatalog {
           if (!warmed) throw new VmException("the template's warm-up exec exited with " + exit.exitCode());
         }
         c.ping(CALL).get(CALL.toMillis(), TimeUnit.MILLISECONDS);
+        c.close(); // one host at a time on the agent's port
+        // The save announced, on a connection of its own (a second handshake starts a new host
+        // session): the agent collects its heap before it answers, so that no clone begins with
+        // a collection (GuestAgent#beforePause).
+        try (AgentClient announce = AgentClients.connect(vm.agentAddress(), Duration.ofSeconds(5))) {
+          announce.handshake(sandboxId, 1, Duration.ZERO, true, CALL).get(CALL.toMillis(), TimeUnit.MILLISECONDS);
+        }
         return;
       } catch (VmException e) {
         throw e;

@@ -277,7 +277,7 @@ public final class SerialListener implements AgentListener {
   }
 
   private void log(String what) {
-    System.err.println("flotilla-guest-agent: serial " + path + ": " + what);
+    dev.flotilla.agent.guest.ConsoleLines.console().say("flotilla-guest-agent: serial " + path + ": " + what);
   }
 
   private record Session(int id, SessionInput in, SessionOutput out) {

@@ -46,6 +46,29 @@ class GuestProbeTest {
   }
 
   @Test
+  void detailsKeepWhatCannotChangeAndReadTheHostnameAndBootTimeEachTime() throws IOException {
+    write("proc/sys/kernel/osrelease", "6.1.0\n");
+    write("proc/sys/kernel/version", "#1 SMP\n");
+    write("proc/sys/kernel/hostname", "fl-template\n");
+    write("proc/stat", "cpu  1 2 3\nbtime 1700000000\nprocesses 9\n");
+    GuestProbe probe = probe();
+    var first = probe.details();
+    assertEquals("6.1.0 #1 SMP", first.getKernel());
+    assertEquals("fl-template", first.getHostname());
+    assertEquals(1_700_000_000_000L, first.getBootTimeUnixMs());
+    // a clone's rebirth: a new hostname and clock (so a new boot time); the kernel is the same one
+    write("proc/sys/kernel/hostname", "fl-sb-1\n");
+    write("proc/stat", "cpu  1 2 3\nbtime 1800000000\nprocesses 9\n");
+    write("proc/sys/kernel/osrelease", "never read again\n");
+    var second = probe.details();
+    assertEquals("fl-sb-1", second.getHostname());
+    assertEquals(1_800_000_000_000L, second.getBootTimeUnixMs());
+    assertEquals("6.1.0 #1 SMP", second.getKernel(), "read once: a running kernel does not change");
+    assertEquals(first.getVirtualization(), second.getVirtualization());
+    assertEquals(ProcessHandle.current().pid(), second.getAgentPid());
+  }
+
+  @Test
   void memoryTotalPrefersTheCgroupLimit() throws IOException {
     write("proc/meminfo", "MemTotal:        8000000 kB\nMemFree: 1 kB\n");
     write("proc/self/cgroup", "0::/sandbox/a\n");
