@@ -957,7 +957,7 @@ public final class SandboxEntity
     suspendingIncarnation = -1;
     SandboxError e = f.error().doing("could not suspend sandbox " + s.id());
     ctx.getLog().info("sandbox {}: {}", sandboxId, e.getMessage());
-    // An idle suspend that failed (an egress qemu sandbox) tries again after another idle timeout, not at once.
+    // An idle suspend that failed (a save QEMU refused, a full disk) tries again after another idle timeout, not at once.
     lastActivity = Instant.now();
     scheduleIdle(s);
     for (var w : waitingForSuspend) w.tell(e.reply());

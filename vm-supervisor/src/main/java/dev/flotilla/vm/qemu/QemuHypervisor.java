@@ -310,8 +310,7 @@ public final class QemuHypervisor implements Hypervisor {
     String restoreFrom = spec.options().get(VmSpec.RESTORE_FROM);
     if (restoreFrom != null) {
       if (!withDisks) throw new VmException("option " + VmSpec.RESTORE_FROM + " restores the snapshot's disks: drop rootfs=initramfs");
-      if (policy.egress()) throw new VmException("a snapshot cannot be restored with egress networking yet: use network none");
-      return prepareRestore(spec, Path.of(restoreFrom).toAbsolutePath().normalize(), dir, uid, jail);
+      return prepareRestore(spec, Path.of(restoreFrom).toAbsolutePath().normalize(), dir, uid, jail, policy);
     }
     try {
       privateDir(dir);
@@ -426,7 +425,8 @@ public final class QemuHypervisor implements Hypervisor {
    * from the snapshot's identity to the spec's, with a new secret. The snapshot stays as it was: it
    * can be restored again (a fork's source, a retry).
    */
-  private Vm prepareRestore(VmSpec spec, Path snapshot, Path dir, long uid, QemuJail.Tree jail) throws VmException {
+  private Vm prepareRestore(VmSpec spec, Path snapshot, Path dir, long uid, QemuJail.Tree jail, EgressPolicy policy)
+      throws VmException {
     String what = "cannot restore sandbox " + spec.sandboxId() + " from " + snapshot + ": ";
     QemuSnapshots.Meta meta;
     try {
@@ -441,6 +441,8 @@ public final class QemuHypervisor implements Hypervisor {
     boolean kvm = meta.accel().equals("kvm");
     Optional<String> kvmDevice = kvm ? QemuJail.deviceNumbers(Path.of("/dev/kvm")) : Optional.empty();
     if (kvm && kvmDevice.isEmpty()) throw new VmException(what + "it was taken under KVM, which this host lacks");
+    String networkRefusal = QemuSnapshots.networkRefusal(meta, policy.egress() ? QemuNetwork.guestConfig(egress.config()) : null);
+    if (networkRefusal != null) throw new VmException(what + networkRefusal);
     Path run = dir.resolve("run");
     Path disk = writableDisk(spec.sandboxId());
     Path image = dir.resolve("image" + ImageDisks.SUFFIX);
@@ -491,9 +493,14 @@ public final class QemuHypervisor implements Hypervisor {
     long memoryLimit = (spec.memoryMiB() + (long) config.memoryOverheadMiB()) * 1024L * 1024L;
     QemuVm.Limits limits = new QemuVm.Limits(cgroups(), memoryLimit, spec.vcpus(), config.threadsLimit(),
         config.requireLimits() ? LIMITS : Set.of());
-    LOG.info("sandbox {} incarnation {} restores from {} (saved as {} incarnation {})", spec.sandboxId(), spec.incarnation(), snapshot,
-        meta.sandboxId(), meta.incarnation());
-    return new QemuVm(handle, qemu, launch, limits, gate, null, snapshot.resolve(QemuSnapshots.STATE), false);
+    // an egress sandbox's network is made anew: its own passt (the guest's virtio-net device,
+    // restored, connects to it), and the host's rules from the sandbox's policy as it is now
+    Optional<QemuNetwork> network = policy.egress()
+        ? Optional.of(new QemuNetwork(egress, spec.sandboxId(), spec.incarnation(), uid, policy, dir, run, egressCommentPrefix()))
+        : Optional.empty();
+    LOG.info("sandbox {} incarnation {} restores from {} (saved as {} incarnation {}){}", spec.sandboxId(), spec.incarnation(), snapshot,
+        meta.sandboxId(), meta.incarnation(), network.isPresent() ? " with an egress network" : "");
+    return new QemuVm(handle, qemu, launch, limits, gate, network.orElse(null), snapshot.resolve(QemuSnapshots.STATE), false);
   }
 
   /** In a clone's state directory: the template's agent secret, which the clone's first handshake presents. */

@@ -158,8 +158,11 @@ final class QemuNetwork {
 
   /** The guest's configuration on the kernel command line, read by its init. */
   String kernelArg() {
-    return "flotilla.net=" + guestConfig(host.config());
+    return KERNEL_ARG + guestConfig(host.config());
   }
+
+  /** The kernel argument (with its '=') that tells the guest's init its network. */
+  static final String KERNEL_ARG = "flotilla.net=";
 
   /** The guest's side (address, gateway, resolver): the same for every sandbox of a node. */
   static String guestConfig(dev.flotilla.vm.net.EgressConfig config) {

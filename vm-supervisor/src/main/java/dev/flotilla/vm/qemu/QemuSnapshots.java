@@ -159,6 +159,35 @@ final class QemuSnapshots {
     return out;
   }
 
+  /**
+   * Why a snapshot's guest cannot be restored with the network asked for, or null when it can:
+   * the guest configured its network at its boot, from the kernel command line the snapshot keeps,
+   * and its virtio-net device is in the saved state. So a snapshot taken without a network restores
+   * only without one, and one taken with egress only with egress, on a node that gives guests the
+   * same side of the network (address, gateway, resolver: {@link QemuNetwork#guestConfig}).
+   *
+   * @param guestConfig this node's guests' network configuration for an egress restore, null for
+   *     network none
+   */
+  static String networkRefusal(Meta m, String guestConfig) {
+    boolean saved = m.argv().contains("-netdev");
+    String savedConfig = null;
+    for (String a : m.argv()) {
+      for (String word : a.split(" ")) {
+        if (word.startsWith(QemuNetwork.KERNEL_ARG)) savedConfig = word.substring(QemuNetwork.KERNEL_ARG.length());
+      }
+    }
+    if (guestConfig == null) {
+      return saved ? "it was taken with egress networking and restores only with it (the sandbox asks for network none)" : null;
+    }
+    if (!saved) return "it was taken without a network and restores only without one (the sandbox asks for network egress)";
+    if (!guestConfig.equals(savedConfig)) {
+      return "its guest configured its network as " + savedConfig + " at its boot, and this node gives guests " + guestConfig
+          + ": restore it on a node that gives its guests the network of the node it was taken on";
+    }
+    return null;
+  }
+
   /** A hard link to {@code from} at {@code to}; a copy when they are on different file systems. */
   static void linkOrCopy(Path from, Path to) throws IOException {
     try {

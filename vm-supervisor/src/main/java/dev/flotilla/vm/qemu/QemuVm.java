@@ -478,9 +478,6 @@ final class QemuVm implements Vm {
     long t0 = System.nanoTime();
     if (!started || process == null) throw new VmException("the VM of " + handle.sandboxId() + " has not started");
     if (exit.isDone()) throw new VmException("the VM of " + handle.sandboxId() + " has exited");
-    if (network != null) {
-      throw new VmException("a sandbox with egress networking cannot be snapshotted yet (its passt and rules are not saved)");
-    }
     String writable = handle.extra().get(QemuHypervisor.WRITABLE_DISK);
     String image = handle.extra().get(QemuHypervisor.IMAGE_DISK);
     String config = handle.extra().get(QemuHypervisor.CONFIG_DISK);

@@ -3,6 +3,7 @@ package dev.flotilla.vm.qemu;
 import static dev.flotilla.vm.qemu.TestAgent.run;
 import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -125,6 +126,10 @@ class QemuEgressNetworkTest {
    * once; the exact refusal (ECONNREFUSED) is checked on the host, as the sandbox's uid.
    */
   private Map<String, String> wget(List<String> urls) throws Exception {
+    return wget(agent, urls);
+  }
+
+  private static Map<String, String> wget(AgentClient agent, List<String> urls) throws Exception {
     StringBuilder script = new StringBuilder();
     for (int i = 0; i < urls.size(); i++) {
       script.append("(timeout 4 wget -q -O - ").append(urls.get(i)).append(" >/tmp/w").append(i).append(" 2>&1; echo \" exit=$?\" >>/tmp/w")
@@ -223,6 +228,43 @@ class QemuEgressNetworkTest {
     }
 
     if (Boolean.getBoolean("flotilla.bench")) benchmark();
+
+    // a fork (a snapshot of the running guest, which runs on) restores with a network of its own:
+    // its own passt, which the restored virtio-net device connects to, and rules made from its
+    // policy for its own uid. What the source looked up is not granted to the fork until it looks
+    // the name up itself.
+    Path forkDir = stateRoot.resolve("snapshots/qnet-fork");
+    vm.snapshot(forkDir);
+    Map<String, String> forkOptions = new java.util.HashMap<>(spec.options());
+    forkOptions.put(VmSpec.RESTORE_FROM, forkDir.toString());
+    Vm fork = hv.prepare(new VmSpec("qnet-fork", 1, 1, 256, 0, stateRoot.resolve("qnet-fork"), forkOptions));
+    try {
+      fork.start(Duration.ofSeconds(60));
+      try (AgentClient forked = AgentClients.connect(fork.agentAddress(), Duration.ofSeconds(10))) {
+        assertEquals("qnet-fork", forked.handshake("qnet-fork", 1, BOOT).get().sandboxId());
+        QemuNetwork forkNet = ((QemuVm) fork).network();
+        long forkUid = Long.parseLong(fork.handle().extra().get("uid"));
+        assertNotEquals(uid, forkUid, "the fork's own uid");
+        assertNotEquals(net.passtPid(), forkNet.passtPid(), "the fork's own passt");
+        assertEquals(List.of(Long.toString(forkUid)), TestSandboxes.status(forkNet.passtPid(), "Uid").subList(0, 1));
+        List<String> forkRules = new HostFirewall().rules(false, EgressRules.chain(forkUid));
+        assertTrue(forkRules.stream().anyMatch(r -> r.contains(internet.otherExternal())), "its policy's deny list: " + forkRules);
+        assertFalse(new NameSets(forkUid).members(false, false).contains(internet.external()), "the source's grant is not the fork's");
+        TestAgent.Result forkNs = run(forked, "nslookup -type=a www.flotilla.test 2>&1");
+        assertTrue(forkNs.output().contains(internet.external()), "the fork's DNS: " + forkNs);
+        Map<String, String> forkGot = wget(forked, List.of(allowed, denied, node.get(0)));
+        assertReached(allowed, forkGot.get(allowed));
+        assertRefused(denied, forkGot.get(denied));
+        assertRefused(node.get(0), forkGot.get(node.get(0)));
+        // and the source's network is untouched by its fork
+        assertReached(allowed, wget(List.of(allowed)).get(allowed));
+      }
+    } finally {
+      long forkPasst = ((QemuVm) fork).network() == null ? -1 : ((QemuVm) fork).network().passtPid();
+      fork.kill();
+      fork.exitFuture().get(30, TimeUnit.SECONDS);
+      if (forkPasst > 0) await().atMost(Duration.ofSeconds(30)).until(() -> !TestSandboxes.alive(forkPasst));
+    }
 
     // a node restart while someone flushed the rules: the new node adopts the VM from its handle,
     // keeps its passt and puts the rules back before anything else, with a DNS proxy of its own

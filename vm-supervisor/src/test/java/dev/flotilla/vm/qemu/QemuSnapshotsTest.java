@@ -1,6 +1,8 @@
 package dev.flotilla.vm.qemu;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import java.io.IOException;
@@ -40,6 +42,20 @@ class QemuSnapshotsTest {
     assertEquals(List.of("qemu-system-x86_64", "-name", "flotilla-sbx-1-4", "-M", "microvm,pit=on", "-m", "256M", "-incoming", "defer"),
         argv);
     assertEquals(1, Collections.frequency(argv, "-incoming"));
+  }
+
+  @Test
+  void aSnapshotRestoresOnlyWithTheNetworkItsGuestWasTakenWith() {
+    String here = "10.0.2.15/24,10.0.2.2,10.0.2.3";
+    List<String> egress = List.of("qemu-system-x86_64", "-append", "console=ttyS0 " + QemuNetwork.KERNEL_ARG + here + " flotilla.root=disk",
+        "-netdev", "stream,id=net0,server=off,addr.type=unix,addr.path=/run/passt.sock", "-device", "virtio-net-device,netdev=net0");
+    List<String> none = List.of("qemu-system-x86_64", "-append", "console=ttyS0 flotilla.root=disk");
+    assertNull(QemuSnapshots.networkRefusal(meta(egress), here), "egress, restored with egress on a node like its own");
+    assertNull(QemuSnapshots.networkRefusal(meta(none), null), "none, restored with none");
+    assertTrue(QemuSnapshots.networkRefusal(meta(egress), null).contains("restores only with it"));
+    assertTrue(QemuSnapshots.networkRefusal(meta(none), here).contains("taken without a network"));
+    String other = QemuSnapshots.networkRefusal(meta(egress), "10.0.2.15/24,10.0.2.2,10.0.9.9");
+    assertTrue(other.contains(here) && other.contains("10.0.9.9"), other);
   }
 
   @Test
