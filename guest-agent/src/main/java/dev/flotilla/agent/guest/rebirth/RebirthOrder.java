@@ -1,7 +1,8 @@
 package dev.flotilla.agent.guest.rebirth;
 
-import dev.flotilla.agent.guest.AgentError;
 import com.google.protobuf.ByteString;
+import com.google.protobuf.InvalidProtocolBufferException;
+import dev.flotilla.agent.guest.AgentError;
 import dev.flotilla.agent.protocol.v1.HandshakeRequest;
 import dev.flotilla.agent.protocol.v1.Rebirth;
 import dev.flotilla.agent.protocol.v1.Request;
@@ -44,7 +45,7 @@ public record RebirthOrder(String sandboxId, long incarnation, byte[] secret, St
       Request parsed = Request.parseFrom(sample.toByteArray());
       RebirthOrder order = of(parsed.getHandshake().getRebirth());
       if (!order.hostname().equals("fl-prepare") || order.toString().isEmpty()) throw new IllegalStateException(order.toString());
-    } catch (com.google.protobuf.InvalidProtocolBufferException e) {
+    } catch (InvalidProtocolBufferException e) {
       throw new IllegalStateException("a handshake this agent wrote does not parse: " + e.getMessage(), e);
     }
   }

@@ -11,6 +11,7 @@ import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import com.google.protobuf.InvalidProtocolBufferException;
+import dev.flotilla.agent.guest.ConsoleLines;
 import dev.flotilla.agent.protocol.frame.Frame;
 import dev.flotilla.agent.protocol.frame.FrameType;
 import dev.flotilla.agent.protocol.v1.Request;
@@ -277,7 +278,7 @@ public final class SerialListener implements AgentListener {
   }
 
   private void log(String what) {
-    dev.flotilla.agent.guest.ConsoleLines.console().say("flotilla-guest-agent: serial " + path + ": " + what);
+    ConsoleLines.console().say("flotilla-guest-agent: serial " + path + ": " + what);
   }
 
   private record Session(int id, SessionInput in, SessionOutput out) {
