@@ -10,13 +10,13 @@ import java.util.concurrent.TimeUnit;
  * The agent's own lines on its console (stderr, the VM's serial console), which a template's
  * agent holds back from its save until its clone has answered its first handshake.
  *
- * <p>Under TCG every line on the emulated serial console costs a clone's first handshake 15–50
+ * <p>Under TCG every line on the emulated serial console costs a clone's first handshake 16–80
  * ms: the guest's tty and UART code runs, translated afresh in each clone, a port write and an
  * interrupt per few bytes. A clone says three or four lines before it answers (its session, its
  * rebirth, its lease). Held, they are written right after the answer, in the order said, and are
- * never lost: {@link #release()} runs after every handshake's answer but a pausing one, and a
- * hold ends by itself after {@link #MAX_HOLD_MILLIS} of the guest's time (which stands still while
- * the template is saved) should no such handshake come.
+ * never lost: {@link #release()} runs after every handshake's answer but a pausing one, and the
+ * hold's timer releases them after {@link #MAX_HOLD_MILLIS} of the guest's time (which stands still
+ * while the template is saved) should no such handshake come.
  */
 public final class ConsoleLines {
 
@@ -25,7 +25,6 @@ public final class ConsoleLines {
 
   private final PrintStream out;
   private final List<String> held = new ArrayList<>();
-  private long holdUntilNanos;
   private boolean holding;
 
   private static final ConsoleLines STDERR = new ConsoleLines(System.err);
@@ -42,11 +41,10 @@ public final class ConsoleLines {
   /** Writes {@code line}, or keeps it for {@link #release()} while held. */
   public void say(String line) {
     synchronized (this) {
-      if (holding && System.nanoTime() - holdUntilNanos < 0) {
+      if (holding) {
         held.add(line);
         return;
       }
-      if (holding) flushHeld(); // the hold ran out with no handshake: its lines first
     }
     out.println(line);
   }
@@ -58,7 +56,6 @@ public final class ConsoleLines {
   public void hold(ScheduledExecutorService timer) {
     synchronized (this) {
       holding = true;
-      holdUntilNanos = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(MAX_HOLD_MILLIS);
     }
     timer.schedule(this::release, MAX_HOLD_MILLIS, TimeUnit.MILLISECONDS);
   }
@@ -70,10 +67,6 @@ public final class ConsoleLines {
 
   /** Ends a hold: the held lines are written now. */
   public synchronized void release() {
-    if (holding) flushHeld();
-  }
-
-  private void flushHeld() {
     holding = false;
     for (String l : held) out.println(l);
     held.clear();

@@ -260,7 +260,8 @@ class QemuEgressNetworkTest {
         assertReached(allowed, wget(List.of(allowed)).get(allowed));
       }
     } finally {
-      long forkPasst = ((QemuVm) fork).network() == null ? -1 : ((QemuVm) fork).network().passtPid();
+      QemuNetwork forkNet = ((QemuVm) fork).network();
+      long forkPasst = forkNet == null ? -1 : forkNet.passtPid();
       fork.kill();
       fork.exitFuture().get(30, TimeUnit.SECONDS);
       if (forkPasst > 0) await().atMost(Duration.ofSeconds(30)).until(() -> !TestSandboxes.alive(forkPasst));

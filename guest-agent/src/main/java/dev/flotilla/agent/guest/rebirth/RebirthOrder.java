@@ -44,6 +44,7 @@ public record RebirthOrder(String sandboxId, long incarnation, byte[] secret, St
     try {
       Request parsed = Request.parseFrom(sample.toByteArray());
       RebirthOrder order = of(parsed.getHandshake().getRebirth());
+      // toString links its string concatenation too (each call site bootstraps on its first use)
       if (!order.hostname().equals("fl-prepare") || order.toString().isEmpty()) throw new IllegalStateException(order.toString());
     } catch (InvalidProtocolBufferException e) {
       throw new IllegalStateException("a handshake this agent wrote does not parse: " + e.getMessage(), e);
