@@ -2,9 +2,11 @@ package dev.flotilla.sandbox;
 
 import dev.flotilla.sandbox.protocol.SandboxError;
 import java.time.Duration;
+import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Supplier;
@@ -37,15 +39,14 @@ final class JournalGuard {
 
   /** A call that persists: refused while the journal is down, ended when it goes down. */
   <R> CompletionStage<R> change(Supplier<? extends CompletionStage<R>> call) {
-    CompletableFuture<R> result = new CompletableFuture<>();
+    Guarded<R> g = new Guarded<>();
     AtomicBoolean sent = new AtomicBoolean();
-    Runnable unsubscribe = journal.onDown(why -> result.completeExceptionally(sent.get() ? outcomeUnknown(why) : refused(why)));
-    result.whenComplete((v, e) -> unsubscribe.run());
-    if (!result.isDone()) {
+    g.onEnd(journal.onDown(why -> g.end(null, sent.get() ? outcomeUnknown(why) : refused(why))));
+    if (!g.ended()) {
       sent.set(true);
-      if (!result.isDone()) pipe(call, result);
+      if (!g.ended()) pipe(call, g);
     }
-    return result;
+    return g.result;
   }
 
   /**
@@ -60,35 +61,57 @@ final class JournalGuard {
 
   /** A call that an entity in memory answers without the journal. */
   <R> CompletionStage<R> read(Supplier<? extends CompletionStage<R>> call) {
-    CompletableFuture<R> result = new CompletableFuture<>();
+    Guarded<R> g = new Guarded<>();
     AtomicReference<Runnable> deadline = new AtomicReference<>();
-    Runnable unsubscribe = journal.onDown(why -> {
-      if (deadline.get() != null || result.isDone()) return;
-      Runnable cancel = timer.after(readTimeout,
-          () -> result.completeExceptionally(noAnswer(journal.unavailable().orElse(why))));
-      if (!deadline.compareAndSet(null, cancel)) cancel.run();
-    });
-    result.whenComplete((v, e) -> {
-      unsubscribe.run();
-      Runnable cancel = deadline.get();
-      if (cancel != null) cancel.run();
-    });
-    pipe(call, result);
-    return result;
+    g.onEnd(journal.onDown(why -> {
+      if (deadline.get() != null || g.ended()) return;
+      Runnable cancel = timer.after(readTimeout, () -> g.end(null, noAnswer(journal.unavailable().orElse(why))));
+      if (deadline.compareAndSet(null, cancel)) g.onEnd(cancel);
+      else cancel.run();
+    }));
+    pipe(call, g);
+    return g.result;
   }
 
-  private static <R> void pipe(Supplier<? extends CompletionStage<R>> call, CompletableFuture<R> into) {
+  /**
+   * One guarded call. It lets go of what it holds (its journal listener, its read deadline)
+   * before its result completes, so whoever sees the result sees them gone: a dependent of the
+   * result (a waiting {@code get()} among them) may run before any other dependent registered
+   * earlier. The releases may run more than once; each must be idempotent.
+   */
+  private static final class Guarded<R> {
+    final CompletableFuture<R> result = new CompletableFuture<>();
+    private final AtomicBoolean ended = new AtomicBoolean();
+    private final List<Runnable> releases = new CopyOnWriteArrayList<>();
+
+    boolean ended() {
+      return ended.get();
+    }
+
+    /** Runs {@code release} when the call ends, or now if it has. */
+    void onEnd(Runnable release) {
+      releases.add(release);
+      if (ended.get()) release.run();
+    }
+
+    /** The first end wins: releases first, then the result. */
+    void end(R value, Throwable failure) {
+      if (!ended.compareAndSet(false, true)) return;
+      releases.forEach(Runnable::run);
+      if (failure != null) result.completeExceptionally(failure);
+      else result.complete(value);
+    }
+  }
+
+  private static <R> void pipe(Supplier<? extends CompletionStage<R>> call, Guarded<R> into) {
     CompletionStage<R> stage;
     try {
       stage = call.get();
     } catch (RuntimeException e) {
-      into.completeExceptionally(e);
+      into.end(null, e);
       return;
     }
-    stage.whenComplete((v, e) -> {
-      if (e != null) into.completeExceptionally(e);
-      else into.complete(v);
-    });
+    stage.whenComplete(into::end);
   }
 
   static SandboxError refused(String why) {

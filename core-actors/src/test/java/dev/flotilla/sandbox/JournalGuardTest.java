@@ -67,6 +67,15 @@ class JournalGuardTest {
     return new CompletableFuture<>();
   }
 
+  /**
+   * How many journal listeners a caller that waits on {@code call} sees when it ends. Registered
+   * after the guard's own dependents, so it runs before them (a CompletableFuture runs its
+   * dependents last first): a listener let go of only in such a dependent is still there.
+   */
+  CompletableFuture<Integer> listenersWhenDone(CompletionStage<?> call) {
+    return call.toCompletableFuture().handle((v, e) -> journal.listeners.size());
+  }
+
   static SandboxError failureOf(CompletionStage<?> stage) throws Exception {
     var e = assertThrows(ExecutionException.class, () -> stage.toCompletableFuture().get(5, TimeUnit.SECONDS));
     return SandboxControl.unwrap(e);
@@ -88,8 +97,10 @@ class JournalGuardTest {
     var call = guard.change(this::neverAnswers);
     assertEquals(1, sent.get());
     assertFalse(call.toCompletableFuture().isDone());
+    var listenersSeenWhenDone = listenersWhenDone(call);
     journal.goDown("PostgreSQL at db:5432: connection refused, for 0.0 s");
     SandboxError e = failureOf(call);
+    assertEquals(0, listenersSeenWhenDone.get(5, TimeUnit.SECONDS), "the listener let go of before the call ends");
     assertEquals(SandboxError.Kind.UNAVAILABLE, e.kind());
     assertTrue(e.getMessage().contains("became unreachable while this request was under way")
         && e.getMessage().contains("unknown") && e.getMessage().contains("same request id"), e.getMessage());
@@ -130,13 +141,16 @@ class JournalGuardTest {
   void aReadThatNeedsTheDeadJournalEndsAfterTheReadTimeoutNotTheAskTimeout() throws Exception {
     journal.goDown("PostgreSQL at db:5432: connection refused, for 4.0 s");
     long t0 = System.nanoTime();
-    SandboxError e = failureOf(guard.read(this::neverAnswers));
+    var call = guard.read(this::neverAnswers);
+    var listenersSeenWhenDone = listenersWhenDone(call);
+    SandboxError e = failureOf(call);
     long ms = (System.nanoTime() - t0) / 1_000_000;
     assertEquals(1, sent.get(), "reads are sent: a sandbox in memory answers them");
     assertEquals(SandboxError.Kind.UNAVAILABLE, e.kind());
     assertTrue(e.getMessage().startsWith("no answer within 0.3 s while the sandbox journal is unreachable (PostgreSQL"),
         e.getMessage());
     assertTrue(ms >= READ_TIMEOUT.toMillis(), ms + " ms");
+    assertEquals(0, listenersSeenWhenDone.get(5, TimeUnit.SECONDS), "the listener let go of before the call ends");
     assertTrue(journal.listeners.isEmpty(), "no listener left behind");
   }
 
