@@ -37,7 +37,9 @@ import scala.jdk.javaapi.FutureConverters;
  * {@code flotilla.sandbox.placement.rejoin-grace}, before it goes elsewhere (where its sandboxes
  * start as new incarnations, and the restarted node's reaper stops the old VMs). The shard's last
  * home is remembered by the coordinator and shared with every node ({@link SharedShardHomes}), so
- * a coordinator that moved (the oldest node was the one restarted) knows it too.
+ * a coordinator that moved (the oldest node was the one restarted) knows it too. A shard is placed
+ * only once its home is recorded on a majority of the nodes: a shard placed on a node that dies a
+ * moment later (a sandbox being created there) is still known to have lived there.
  *
  * <p>A shard whose home was removed and has not come back waits out the down-removal margin
  * first (the coordinator does not: see {@link FlotillaDowningProvider}). While a shard waits, its
@@ -48,6 +50,8 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
     implements ShardCoordinator.StartableAllocationStrategy {
   /** How often a waiting shard's case is decided again. */
   static final Duration POLL = Duration.ofMillis(250);
+  /** How long a placement waits for its shard's home to be recorded on a majority of the nodes. */
+  static final Duration PUBLISH_TIMEOUT = Duration.ofSeconds(3);
 
   private final ActorSystem system;
   private final Cluster cluster;
@@ -131,6 +135,11 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
     return shared == null ? "" : shared.get(shardId);
   }
 
+  /** Why the shard waits to be placed, or null when it does not wait (placed, or being recorded). */
+  Placement.Why waitingFor(String shardId) {
+    return waiting.get(shardId);
+  }
+
   private CompletionStage<ActorRef> place(ActorRef requester, String shardId, Map<ActorRef, IndexedSeq<String>> current) {
     String home = homeOf(shardId);
     List<Placement.Region<ActorRef>> regions = regions(current);
@@ -151,8 +160,18 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
                 : waitedFor == Placement.Why.REMOVAL_MARGIN ? ", after the " + margin.toMillis() + " ms down-removal margin"
                 : ", not rejoining", to);
       }
-      if (!to.equals(homes.put(shardId, to)) && shared != null) shared.publish(Map.of(shardId, to));
-      return CompletableFuture.completedFuture(a.region());
+      homes.put(shardId, to);
+      if (shared == null) return CompletableFuture.completedFuture(a.region());
+      // Before any sandbox of the shard can start a VM there: if that node dies at once (a JVM
+      // killed and restarted on its host), the coordinator that takes over must know to wait for
+      // it, or it starts the shard's sandboxes elsewhere beside their VMs that still run there.
+      return shared.publishToMajority(shardId, to, PUBLISH_TIMEOUT).thenApply(recorded -> {
+        if (!recorded) {
+          log.warning("shard {}: its home {} is not recorded on a majority of the nodes within {} ms; placed anyway (gossip"
+              + " spreads it)", shardId, to, PUBLISH_TIMEOUT.toMillis());
+        }
+        return a.region();
+      });
     }
     Placement.Wait<ActorRef> w = (Placement.Wait<ActorRef>) decision.get();
     if (waiting.put(shardId, w.why()) != w.why()) {

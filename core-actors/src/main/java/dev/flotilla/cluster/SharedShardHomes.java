@@ -1,6 +1,8 @@
 package dev.flotilla.cluster;
 
+import java.time.Duration;
 import java.util.Map;
+import java.util.concurrent.CompletionStage;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.pekko.actor.AbstractActor;
 import org.apache.pekko.actor.ActorRef;
@@ -13,13 +15,15 @@ import org.apache.pekko.cluster.ddata.LWWMap;
 import org.apache.pekko.cluster.ddata.LWWMapKey;
 import org.apache.pekko.cluster.ddata.Replicator;
 import org.apache.pekko.cluster.ddata.SelfUniqueAddress;
+import org.apache.pekko.pattern.Patterns;
 
 /**
  * Where each shard last lived (shard id to host:port), replicated to every node through
  * Distributed Data, so that a shard coordinator that starts on another node (the previous one's
  * node died, or restarted on the same host:port) still knows which shards to keep for a
- * restarting node. Only the coordinator writes (locally; gossip spreads it within seconds); every
- * node keeps the latest copy it has seen.
+ * restarting node. Only the coordinator writes: a shard it places, to a majority before the shard
+ * is placed; what it sees in its own state, locally (gossip spreads it within seconds). Every node
+ * keeps the latest copy it has seen.
  */
 final class SharedShardHomes {
   private final ActorRef replicator;
@@ -43,14 +47,31 @@ final class SharedShardHomes {
     return latest.getOrDefault(shard, "");
   }
 
-  /** Records new homes (shard id to host:port). */
+  /** Records homes seen in the coordinator's state (shard id to host:port); gossip spreads them. */
   void publish(Map<String, String> changed) {
     if (changed.isEmpty()) return;
-    replicator.tell(new Replicator.Update<>(key, LWWMap.<String, String>create(), Replicator.writeLocal(), m -> {
+    replicator.tell(update(changed, Replicator.writeLocal()), ActorRef.noSender());
+  }
+
+  /**
+   * Records a shard's new home on a majority of the nodes (this one and, in a cluster of three,
+   * one other) before the returned stage completes, so that the home outlives this node: a
+   * coordinator that takes over after this node dies knows it even if this node died at once
+   * (gossip alone spreads it only every few seconds). Completes with false when no majority
+   * answered within {@code timeout} (the home is still recorded here and spreads by gossip).
+   */
+  CompletionStage<Boolean> publishToMajority(String shard, String home, Duration timeout) {
+    var update = update(Map.of(shard, home), new Replicator.WriteMajority(timeout));
+    return Patterns.ask(replicator, update, timeout.plusSeconds(1))
+        .handle((reply, failure) -> failure == null && reply instanceof Replicator.UpdateSuccess);
+  }
+
+  private Replicator.Update<LWWMap<String, String>> update(Map<String, String> changed, Replicator.WriteConsistency consistency) {
+    return new Replicator.Update<>(key, LWWMap.<String, String>create(), consistency, m -> {
       LWWMap<String, String> out = m;
       for (var e : changed.entrySet()) out = out.put(self, e.getKey(), e.getValue());
       return out;
-    }), ActorRef.noSender());
+    });
   }
 
   private static final class Listener extends AbstractActor {
