@@ -311,9 +311,12 @@ class ChaosIT {
    * start and 4.4 s to get its shards back: 13.6 s; its VMs had ended themselves, safely, and the
    * check failed). Here the lease is 20 s, with the split brain resolver's stable-after raised to
    * keep the rule that a lease ends before the cluster can restart a frozen node's sandboxes
-   * (3 + 16 + 3 = 22 s; NodeFencing.checkLease). The other tests keep the shipped timings.
+   * (3 + 16 + 3 = 22 s; NodeFencing.checkLease), and the rejoin grace raised to keep the rule that
+   * a lease ends before a restarted node's shards give up waiting for it (20 + 1 = 21 s). The other
+   * tests keep the shipped timings.
    */
-  static final String ROOMY_LEASE = "flotilla.vm.supervisor.lease = 20s\npekko.cluster.split-brain-resolver.stable-after = 16s\n";
+  static final String ROOMY_LEASE = "flotilla.vm.supervisor.lease = 20s\npekko.cluster.split-brain-resolver.stable-after = 16s\n"
+      + "flotilla.sandbox.placement.rejoin-grace = 21s\n";
 
   @Test
   @Order(3)

@@ -144,7 +144,9 @@ final class NodeFencing {
    * node's sandboxes elsewhere: that takes at least the failure detector's acceptable pause, the
    * split brain resolver's stable-after and the down-removal margin (measured from the node's last
    * heartbeat). A lease that does not end {@link #LEASE_MARGIN} before that would let a SIGSTOPped
-   * node's VMs run beside their new incarnations, so such a node refuses to start.
+   * node's VMs run beside their new incarnations, so such a node refuses to start. Likewise the
+   * lease must end within the placement's rejoin grace (a restarted node's shards wait that long
+   * for it before they go elsewhere).
    *
    * @return the earliest takeover, for the log
    */
@@ -158,6 +160,16 @@ final class NodeFencing {
           + LEASE_MARGIN.toMillis() + " ms before the cluster can restart a frozen node's sandboxes elsewhere (acceptable-"
           + "heartbeat-pause + stable-after + down-removal-margin = " + takeover.toMillis() + " ms), or they would run"
           + " twice: lower the lease or raise pekko.cluster.split-brain-resolver.stable-after");
+    }
+    // A shard whose node's JVM was restarted waits for it up to the rejoin grace (counted from
+    // after the old JVM died), then goes elsewhere while that node's VMs may still run: only their
+    // lease ends them, and it must have ended by then.
+    Duration rejoinGrace = config.getDuration("flotilla.sandbox.placement.rejoin-grace");
+    if (!lease.isZero() && !rejoinGrace.isZero() && lease.plus(LEASE_MARGIN).compareTo(rejoinGrace) > 0) {
+      throw new IllegalStateException("flotilla.sandbox.placement.rejoin-grace = " + rejoinGrace.toMillis() + " ms must be"
+          + " at least flotilla.vm.supervisor.lease = " + lease.toMillis() + " ms + " + LEASE_MARGIN.toMillis() + " ms: a"
+          + " restarted node's sandboxes would otherwise start elsewhere while their VMs still run on it; raise the rejoin"
+          + " grace or lower the lease");
     }
     return takeover;
   }

@@ -30,6 +30,16 @@ class NodeFencingTest {
   }
 
   @Test
+  void aLeaseThatOutlivesTheRejoinGraceIsRefusedWithWhatToChange() {
+    Config roomy = ConfigFactory.parseString("pekko.cluster.split-brain-resolver.stable-after = 16s").withFallback(SHIPPED);
+    var e = assertThrows(IllegalStateException.class, () -> NodeFencing.checkLease(roomy, Duration.ofSeconds(20)));
+    assertTrue(e.getMessage().contains("flotilla.sandbox.placement.rejoin-grace = 15000 ms must be at least"
+        + " flotilla.vm.supervisor.lease = 20000 ms + 1000 ms"), e.getMessage());
+    Config graceful = ConfigFactory.parseString("flotilla.sandbox.placement.rejoin-grace = 21s").withFallback(roomy);
+    assertEquals(Duration.ofSeconds(22), NodeFencing.checkLease(graceful, Duration.ofSeconds(20)));
+  }
+
+  @Test
   void noLeaseNeedsNoCheckAndAnOffMarginIsStableAfterAsTheSplitBrainResolverTakesIt() {
     NodeFencing.checkLease(SHIPPED, Duration.ZERO);
     Config noMargin = ConfigFactory.parseString("pekko.cluster.down-removal-margin = off").withFallback(SHIPPED);
