@@ -13,10 +13,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ORDER=(frame agent-client agent-session image-parsers layer-unpack spec-validator grpc-request)
+ORDER=(frame agent-client agent-session image-parsers layer-unpack spec-validator grpc-request dns-messages)
 declare -A MODULE=(
   [frame]=agent-protocol [agent-client]=agent-protocol [agent-session]=guest-agent
-  [image-parsers]=images [layer-unpack]=images [spec-validator]=core-actors [grpc-request]=cluster-node)
+  [image-parsers]=images [layer-unpack]=images [spec-validator]=core-actors [grpc-request]=cluster-node
+  [dns-messages]=vm-supervisor)
 declare -A TEST=(
   [frame]='FrameFuzzTest#frames'
   [agent-client]='AgentClientFuzzTest#responses'
@@ -24,7 +25,8 @@ declare -A TEST=(
   [image-parsers]='ImageParsersFuzzTest#parse'
   [layer-unpack]='LayerUnpackFuzzTest#unpack'
   [spec-validator]='SpecValidatorFuzzTest#spec'
-  [grpc-request]='RequestFuzzTest#request')
+  [grpc-request]='RequestFuzzTest#request'
+  [dns-messages]='DnsMessagesFuzzTest#messages')
 
 usage() {
   echo "usage: scripts/fuzz.sh [TARGET|all] [SECONDS]" >&2

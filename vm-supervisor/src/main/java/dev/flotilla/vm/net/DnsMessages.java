@@ -81,6 +81,9 @@ final class DnsMessages {
     if (h.getFlag(Flags.QR)) throw new Rejected(Rcode.FORMERR, null, "a response, not a query");
     if (h.getOpcode() != Opcode.QUERY) throw new Rejected(Rcode.NOTIMP, m, "opcode " + h.getOpcode());
     if (h.getCount(Section.QUESTION) != 1) throw new Rejected(Rcode.FORMERR, m, h.getCount(Section.QUESTION) + " questions");
+    // dnsjava stops reading at the end of a message flagged truncated: its header may count a
+    // question that is not there
+    if (m.getSection(Section.QUESTION).size() != 1) throw new Rejected(Rcode.FORMERR, m, "a question counted but missing");
     if (h.getCount(Section.ANSWER) != 0 || h.getCount(Section.AUTHORITY) != 0) throw new Rejected(Rcode.FORMERR, m, "records in a query");
     List<Record> additional = m.getSection(Section.ADDITIONAL);
     if (additional.size() > 1 || (additional.size() == 1 && additional.get(0).getType() != Type.OPT)) {

@@ -248,7 +248,8 @@ public final class DnsProxy implements AutoCloseable {
               askNext(p); // an ICMP error: nothing listens there
               continue;
             }
-            upstreamAnswered(p, java.util.Arrays.copyOf(buf.array(), buf.position()));
+            byte[] answer = java.util.Arrays.copyOf(buf.array(), buf.position());
+            unlessItFails(() -> upstreamAnswered(p, answer));
           } else if (k.channel() instanceof DatagramChannel udp && k.isReadable()) {
             buf.clear();
             SocketAddress from = udp.receive(buf);
@@ -257,7 +258,8 @@ public final class DnsProxy implements AutoCloseable {
               dropped.incrementAndGet();
               continue;
             }
-            startUdp(udp, from, java.util.Arrays.copyOf(buf.array(), buf.position()));
+            byte[] query = java.util.Arrays.copyOf(buf.array(), buf.position());
+            unlessItFails(() -> startUdp(udp, from, query));
           } else if (k.channel() instanceof ServerSocketChannel server && k.isAcceptable()) {
             SocketChannel s = server.accept();
             if (s == null) continue;
@@ -286,6 +288,19 @@ public final class DnsProxy implements AutoCloseable {
     } finally {
       for (Pending p : pending) closeUpstream(p);
       pending.clear();
+    }
+  }
+
+  /**
+   * Handles one message. A message this proxy fails on (a bug: the parsers refuse what they do
+   * not take) is dropped, and the proxy serves the next one: one packet must not stop it.
+   */
+  private void unlessItFails(Runnable handle) {
+    try {
+      handle.run();
+    } catch (RuntimeException e) {
+      dropped.incrementAndGet();
+      log.warn("DNS proxy of {}: a message dropped on an unexpected failure: {}", label, e.toString());
     }
   }
 

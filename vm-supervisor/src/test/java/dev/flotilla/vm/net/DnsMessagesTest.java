@@ -51,6 +51,18 @@ class DnsMessagesTest {
   }
 
   @Test
+  void aTruncatedQueryWhoseHeaderCountsAMissingQuestionIsAFormatError() throws Exception {
+    // found by DnsMessagesFuzzTest: dnsjava stops at a truncated message's end, and the question
+    // it counts is not there (the proxy's loop used to stop on the NullPointerException)
+    byte[] wire = {0x1a, 0x00, 0x02, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0x10, (byte) 0x80};
+    var r = assertThrows(DnsMessages.Rejected.class, () -> DnsMessages.parseQuery(wire));
+    assertEquals(Rcode.FORMERR, r.rcode);
+    Message reply = new Message(DnsMessages.error(r.query, r.rcode));
+    assertEquals(0x1a00, reply.getHeader().getID());
+    assertEquals(Rcode.FORMERR, reply.getRcode());
+  }
+
+  @Test
   void aPlainQueryIsAcceptedWithItsNameInLowerCase() throws Exception {
     DnsMessages.Query q = parsed("API.Flotilla.TEST");
     assertEquals("api.flotilla.test", q.name());

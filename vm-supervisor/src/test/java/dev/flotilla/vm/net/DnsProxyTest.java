@@ -184,6 +184,16 @@ class DnsProxyTest {
   }
 
   @Test
+  void aTruncatedQueryCountingAMissingQuestionGetsFormerrAndTheProxyServesOn() throws Exception {
+    // DnsMessagesFuzzTest's finding: this one packet used to stop the sandbox's proxy for good
+    proxy(limits());
+    zone.put("api.test", "192.0.2.7");
+    byte[] wire = {0x1a, 0x00, 0x02, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0x10, (byte) 0x80};
+    assertEquals(Rcode.FORMERR, new Message(exchange(wire, Duration.ofSeconds(5))).getRcode());
+    assertEquals(InetAddress.getByName("192.0.2.7"), ((ARecord) ask("api.test").getSection(Section.ANSWER).get(0)).getAddress());
+  }
+
+  @Test
   void queriesAboveTheRateAreDropped() throws Exception {
     proxy(new DnsProxy.Limits(8, 1, 3, 2, Duration.ofMillis(300), Duration.ofSeconds(2), Duration.ofSeconds(30), Duration.ofHours(1), 100, 20));
     zone.put("other.test", "192.0.2.68");
