@@ -34,7 +34,8 @@ import org.xbill.DNS.Rcode;
 /**
  * The node-side DNS proxy of one egress sandbox: the only DNS server the sandbox can reach. The
  * host's NAT table sends every DNS packet of the sandbox's uid, to whatever server it names, to
- * this proxy's own loopback port ({@link NameSets}); the port says which sandbox asks. It forwards
+ * this proxy's own loopback port ({@link NameSets}). The port says which sandbox asks, and the
+ * sender's socket must be owned by that sandbox's uid ({@link Senders}), or nothing is answered. It forwards
  * each query to the node's upstream resolvers and, before the answer goes back, puts the
  * addresses answered for a name of the sandbox's allow (deny) list into its allow (deny) set
  * ({@link NameGrants}), so the connection that follows the lookup is matched by name.
@@ -73,7 +74,42 @@ public final class DnsProxy implements AutoCloseable {
         Duration.ofSeconds(60), Duration.ofHours(1), 4096, 20);
   }
 
+  /**
+   * Whether a query comes from the sandbox: the port alone does not say it (a redirect left by a
+   * dead node may point at a port another proxy has taken since, and any local socket can send to
+   * it).
+   */
+  @FunctionalInterface
+  public interface Senders {
+    /**
+     * @param tcp over TCP (else UDP)
+     * @param peer where the query came from
+     * @param local the proxy's end it came to
+     */
+    boolean fromSandbox(boolean tcp, InetSocketAddress peer, InetSocketAddress local);
+
+    /**
+     * The sandbox's DNS leaves under its own uid (the host's redirect matches that uid): a
+     * sender whose socket another uid owns, or that is gone, is not answered.
+     */
+    static Senders ownedBy(long uid) {
+      return ownedBy(uid, SocketOwners.HOST);
+    }
+
+    static Senders ownedBy(long uid, SocketOwners owners) {
+      return (tcp, peer, local) -> {
+        try {
+          var found = owners.owners(tcp, peer, local);
+          return !found.isEmpty() && found.stream().allMatch(u -> u == uid);
+        } catch (java.io.IOException e) {
+          return false;
+        }
+      };
+    }
+  }
+
   private final String label;
+  private final Senders senders;
   private final Set<String> allowNames;
   private final Set<String> denyNames;
   private final List<InetSocketAddress> upstream;
@@ -94,9 +130,10 @@ public final class DnsProxy implements AutoCloseable {
   private long tokensAt = System.nanoTime();
   private long lastWarn;
 
-  private DnsProxy(String label, Set<String> allowNames, Set<String> denyNames, List<InetSocketAddress> upstream, NameGrants grants,
-      Limits limits, Executor workers) throws IOException {
+  private DnsProxy(String label, Senders senders, Set<String> allowNames, Set<String> denyNames, List<InetSocketAddress> upstream,
+      NameGrants grants, Limits limits, Executor workers) throws IOException {
     this.label = label;
+    this.senders = senders;
     this.allowNames = Set.copyOf(allowNames);
     this.denyNames = Set.copyOf(denyNames);
     this.upstream = List.copyOf(upstream);
@@ -135,14 +172,15 @@ public final class DnsProxy implements AutoCloseable {
   /**
    * Binds a proxy to a free port of 127.0.0.1 (and the same of ::1 if the host has it) and starts it.
    *
+   * @param senders which senders are the sandbox's (others get nothing: {@link Senders#ownedBy})
    * @param allowNames names whose answers grant (lower case, no final dot)
    * @param denyNames names whose answers deny; a name in both lists only denies
    * @param workers runs grants (a host command each) and DNS-over-TCP connections (shared by the node's proxies)
    */
-  public static DnsProxy start(String label, Set<String> allowNames, Set<String> denyNames, List<InetSocketAddress> upstream,
-      NameGrants grants, Limits limits, Executor workers) throws IOException {
+  public static DnsProxy start(String label, Senders senders, Set<String> allowNames, Set<String> denyNames,
+      List<InetSocketAddress> upstream, NameGrants grants, Limits limits, Executor workers) throws IOException {
     if (upstream.isEmpty()) throw new IllegalArgumentException("no upstream DNS server");
-    DnsProxy p = new DnsProxy(label, allowNames, denyNames, upstream, grants, limits, workers);
+    DnsProxy p = new DnsProxy(label, senders, allowNames, denyNames, upstream, grants, limits, workers);
     p.loop.start();
     return p;
   }
@@ -254,7 +292,7 @@ public final class DnsProxy implements AutoCloseable {
             buf.clear();
             SocketAddress from = udp.receive(buf);
             if (from == null) continue;
-            if (buf.position() > MAX_QUERY_BYTES || !admit()) {
+            if (buf.position() > MAX_QUERY_BYTES || !admit() || !fromSandbox(false, from, udp.getLocalAddress())) {
               dropped.incrementAndGet();
               continue;
             }
@@ -263,6 +301,11 @@ public final class DnsProxy implements AutoCloseable {
           } else if (k.channel() instanceof ServerSocketChannel server && k.isAcceptable()) {
             SocketChannel s = server.accept();
             if (s == null) continue;
+            if (!fromSandbox(true, s.getRemoteAddress(), server.getLocalAddress())) {
+              dropped.incrementAndGet();
+              s.close();
+              continue;
+            }
             if (tcpConnections.incrementAndGet() > limits.maxTcpConnections()) {
               tcpConnections.decrementAndGet();
               dropped.incrementAndGet();
@@ -303,6 +346,19 @@ public final class DnsProxy implements AutoCloseable {
       log.warn("DNS proxy of {}: a message dropped on an unexpected failure: {}", label, e.toString());
     }
   }
+
+  private boolean fromSandbox(boolean tcp, SocketAddress peer, SocketAddress local) {
+    if (senders.fromSandbox(tcp, (InetSocketAddress) peer, (InetSocketAddress) local)) return true;
+    long now = System.nanoTime();
+    if (now - lastStrangerWarn > 60_000_000_000L) {
+      lastStrangerWarn = now;
+      log.warn("DNS proxy of {}: a query from {} ({}), which is not the sandbox's: dropped (more are not logged for a minute)",
+          label, peer, tcp ? "TCP" : "UDP");
+    }
+    return false;
+  }
+
+  private long lastStrangerWarn = System.nanoTime() - 120_000_000_000L;
 
   /** The rate limit: a token bucket of {@code burst} refilled at {@code queriesPerSecond}. */
   private synchronized boolean admit() {

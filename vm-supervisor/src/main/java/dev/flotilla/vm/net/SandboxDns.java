@@ -62,7 +62,8 @@ public final class SandboxDns implements AutoCloseable {
     sets.create(fresh, limits.maxGrants());
     NameGrants grants = new NameGrants(sets, limits.minTtl(), limits.maxTtl(), limits.maxGrants(), limits.setUpdatesPerSecond(),
         () -> System.nanoTime() / 1_000_000);
-    DnsProxy proxy = DnsProxy.start(label, names(policy.allow()), names(policy.deny()), upstream, grants, limits, workers);
+    DnsProxy proxy = DnsProxy.start(label, DnsProxy.Senders.ownedBy(uid), names(policy.allow()), names(policy.deny()), upstream,
+        grants, limits, workers);
     return new SandboxDns(uid, sets, proxy);
   }
 

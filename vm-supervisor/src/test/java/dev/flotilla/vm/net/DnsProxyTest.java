@@ -70,14 +70,29 @@ class DnsProxyTest {
     return proxy(limits, List.of(new InetSocketAddress(InetAddress.getLoopbackAddress(), upstreamUdp.getLocalPort())));
   }
 
+  /** The uid this test runs as: its sockets are the "sandbox's" unless a test says otherwise. */
+  static final long OWN_UID;
+
+  static {
+    try {
+      OWN_UID = ((Number) java.nio.file.Files.getAttribute(java.nio.file.Path.of("/proc/self"), "unix:uid")).longValue();
+    } catch (IOException e) {
+      throw new ExceptionInInitializerError(e);
+    }
+  }
+
   DnsProxy proxy(DnsProxy.Limits limits, List<InetSocketAddress> upstream) throws IOException {
+    return proxy(limits, upstream, OWN_UID);
+  }
+
+  DnsProxy proxy(DnsProxy.Limits limits, List<InetSocketAddress> upstream, long sandboxUid) throws IOException {
     NameGrants.Sets sets = (deny, addresses, ttl) -> {
       if (setsFail) throw new IOException("ipset failed");
       granted.add(new Grant(deny, List.copyOf(addresses), ttl));
     };
     NameGrants grants = new NameGrants(sets, limits.minTtl(), limits.maxTtl(), limits.maxGrants(), limits.setUpdatesPerSecond(),
         () -> System.nanoTime() / 1_000_000);
-    proxy = DnsProxy.start("test", Set.of("api.test", "both.test"), Set.of("bad.test", "both.test"), upstream, grants, limits,
+    proxy = DnsProxy.start("test", DnsProxy.Senders.ownedBy(sandboxUid), Set.of("api.test", "both.test"), Set.of("bad.test", "both.test"), upstream, grants, limits,
         r -> {
           tasks.incrementAndGet();
           workers.execute(r);
@@ -214,6 +229,33 @@ class DnsProxyTest {
     }
     assertTrue(answered >= 3 && answered <= 4, "10 at once, a burst of 3 at 1/s: answered " + answered);
     assertTrue(proxy.dropped() >= 6, "dropped " + proxy.dropped());
+  }
+
+  @Test
+  void aSocketOfAnotherUidGetsNoAnswerAndGrantsNothingOverUdpOrTcp() throws Exception {
+    // the proxy of a sandbox whose uid is not this test's: this test's sockets are a stranger's
+    // (another sandbox's network helper that found the port, or anything else on the host)
+    long sandbox = OWN_UID == 4242 ? 4243 : 4242;
+    proxy(limits(), List.of(new InetSocketAddress(InetAddress.getLoopbackAddress(), upstreamUdp.getLocalPort())), sandbox);
+    zone.put("api.test", "192.0.2.7");
+    assertThrows(SocketTimeoutException.class, () -> exchange(DnsMessagesTest.query("api.test", Type.A).toWire(), Duration.ofMillis(500)));
+    try (Socket s = new Socket(InetAddress.getByName("127.0.0.1"), proxy.port())) {
+      s.setSoTimeout(5000);
+      DataOutputStream out = new DataOutputStream(s.getOutputStream());
+      byte[] q = DnsMessagesTest.query("api.test", Type.A).toWire();
+      out.writeShort(q.length);
+      out.write(q);
+      out.flush();
+      int first;
+      try {
+        first = s.getInputStream().read();
+      } catch (java.net.SocketException reset) {
+        first = -1;
+      }
+      assertEquals(-1, first, "the proxy closes a stranger's connection unanswered");
+    }
+    assertTrue(granted.isEmpty(), "a stranger's lookups granted " + granted);
+    assertEquals(2, proxy.dropped());
   }
 
   @Test
