@@ -74,6 +74,8 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
    * was alive at that call.)
    */
   private volatile Set<String> seenAlive;
+  /** shard id -> the region of its last placement (once its home is recorded) */
+  private final Map<String, CompletionStage<ActorRef>> decided = new ConcurrentHashMap<>();
   /** shard id -> why it waits (the last reason logged), while a wait is under way */
   private final Map<String, Placement.Why> waiting = new ConcurrentHashMap<>();
 
@@ -150,6 +152,9 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
     var decision = Placement.decide(regions, home, rejoining, waited, rejoinGrace, goneFor(home, now), margin);
     if (decision.isEmpty()) return CompletableFuture.completedFuture(requester); // no Up region: the coordinator retries
     if (decision.get() instanceof Placement.Allocate<ActorRef> a) {
+      // recorded before the wait ends, so that a request waiting for the same shard answers this
+      CompletableFuture<ActorRef> placed = new CompletableFuture<>();
+      decided.put(shardId, placed);
       Placement.Why waitedFor = waiting.remove(shardId);
       rejoinWaitSince.remove(shardId);
       String to = hostPort(a.region());
@@ -161,17 +166,21 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
                 : ", not rejoining", to);
       }
       homes.put(shardId, to);
-      if (shared == null) return CompletableFuture.completedFuture(a.region());
+      if (shared == null) {
+        placed.complete(a.region());
+        return placed;
+      }
       // Before any sandbox of the shard can start a VM there: if that node dies at once (a JVM
       // killed and restarted on its host), the coordinator that takes over must know to wait for
       // it, or it starts the shard's sandboxes elsewhere beside their VMs that still run there.
-      return shared.publishToMajority(shardId, to, PUBLISH_TIMEOUT).thenApply(recorded -> {
+      shared.publishToMajority(shardId, to, PUBLISH_TIMEOUT).thenAccept(recorded -> {
         if (!recorded) {
           log.warning("shard {}: its home {} is not recorded on a majority of the nodes within {} ms; placed anyway (gossip"
               + " spreads it)", shardId, to, PUBLISH_TIMEOUT.toMillis());
         }
-        return a.region();
+        placed.complete(a.region());
       });
+      return placed;
     }
     Placement.Wait<ActorRef> w = (Placement.Wait<ActorRef>) decision.get();
     if (waiting.put(shardId, w.why()) != w.why()) {
@@ -187,8 +196,13 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
     // gets its home at once; this wait meanwhile decides again every POLL until the case is over.
     Duration pause = w.atMost().compareTo(POLL) < 0 ? w.atMost() : POLL;
     return Patterns.after(pause, system.scheduler(), system.dispatcher(), () -> {
-      // Placed meanwhile by another request (on its home, normally): the coordinator ignores this answer.
-      if (!waiting.containsKey(shardId)) return CompletableFuture.completedFuture(Placement.leastLoaded(regions(current)).orElse(requester));
+      // Decided meanwhile by another request for the same shard (on its home, normally): this one
+      // answers the same. Its answer may reach the coordinator first (that placement completes
+      // only once its home is recorded), and the coordinator takes the first answer it gets.
+      if (!waiting.containsKey(shardId)) {
+        CompletionStage<ActorRef> same = decided.get(shardId);
+        return same != null ? same : place(requester, shardId, current);
+      }
       return place(requester, shardId, current);
     });
   }

@@ -7,6 +7,7 @@ import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import java.time.Duration;
 import java.util.Map;
+import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.ActorRef;
@@ -93,6 +94,30 @@ class SharedShardHomesTest {
     assertEquals(home, homes.getEntries().get("5"));
     // and a coordinator that starts there knows where the shard lived
     Awaitility.await().atMost(Duration.ofSeconds(10)).until(() -> readerElsewhere.homeOf("5").equals(home));
+  }
+
+  @Test
+  void aRequestThatWaitedForTheHomeGetsThePlacementAnotherRequestMadeMeanwhile() {
+    ActorSystem a = Adapter.toClassic(first.system());
+    var strategy = new LeastLoadedAllocation(a, Duration.ofSeconds(15), "Rejoin" + UUID.randomUUID());
+    strategy.start();
+    ActorRef here = Adapter.toClassic(first.createTestProbe().ref());
+    // the second node's region, as the first node sees it (an address of its own)
+    var secondAddress = Cluster.get(second.system()).selfMember().address();
+    ActorRef there = a.provider().resolveActorRef(secondAddress + "/system/sharding/Sandbox");
+    // shard 3 lived on the second node
+    strategy.rebalance(current(Map.of(there, new String[] {"3"}, here, new String[0])), Set.of());
+
+    // the second node is a member without a region (as a restarted node while it rejoins): the shard waits for it
+    Future<ActorRef> waited = strategy.allocateShard(here, "3", current(Map.of(here, new String[0])));
+    Awaitility.await().atMost(Duration.ofSeconds(5)).until(() -> strategy.waitingFor("3") == Placement.Why.HOME_REJOINING);
+    // its region registers and asks for the shard: placed at home
+    Future<ActorRef> home = strategy.allocateShard(here, "3", current(Map.of(here, new String[0], there, new String[0])));
+    Awaitility.await().atMost(Duration.ofSeconds(10)).until(() -> home.isCompleted() && waited.isCompleted());
+    assertEquals(there, home.value().get().get());
+    // the request that waited answers the same, not the least loaded region it knew of: the
+    // coordinator takes whichever answer comes first
+    assertEquals(there, waited.value().get().get());
   }
 
   private static Map<ActorRef, IndexedSeq<String>> current(Map<ActorRef, String[]> m) {
