@@ -76,6 +76,8 @@ public final class PersistenceSettings {
       db.put("user", p.getString("user"));
       db.put("password", p.getString("password"));
       db.put("driver", "org.postgresql.Driver");
+      String init = idleInTransactionSql(p.getDuration("idle-in-transaction-timeout"));
+      if (init != null) db.put("connectionInitSql", init);
       profile = "slick.jdbc.PostgresProfile$";
     } else {
       throw new IllegalArgumentException(
@@ -97,6 +99,18 @@ public final class PersistenceSettings {
             WIRING_RESOURCE,
             ConfigParseOptions.defaults().setAllowMissing(false));
     return dynamic.withFallback(wiring);
+  }
+
+  /**
+   * What every journal connection to PostgreSQL runs first: its session ends (and its transaction
+   * rolls back) once it has been idle inside a transaction for {@code timeout}; null for none.
+   */
+  static String idleInTransactionSql(java.time.Duration timeout) {
+    if (timeout.isNegative()) {
+      throw new IllegalArgumentException("flotilla.persistence.idle-in-transaction-timeout must not be negative, is " + timeout);
+    }
+    if (timeout.isZero()) return null;
+    return "SET idle_in_transaction_session_timeout = " + Math.max(1, timeout.toMillis());
   }
 
   private static Map<String, Object> prefix(String prefix, Map<String, Object> values) {
