@@ -226,12 +226,7 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
   private boolean rejoining(String home, List<Placement.Region<ActorRef>> regions) {
     if (home.isEmpty() || regions.stream().anyMatch(r -> r.up() && r.hostPort().equals(home))) return false;
     var state = cluster.state();
-    for (Member m : state.getMembers()) {
-      MemberStatus s = m.status();
-      boolean alive = s == MemberStatus.joining() || s == MemberStatus.weaklyUp() || s == MemberStatus.up();
-      if (alive && !state.getUnreachable().contains(m) && NodeAddress.hostPort(m.address()).equals(home)) return true;
-    }
-    return false;
+    return NodeAddress.isLiveMember(state.getMembers(), state.getUnreachable(), home);
   }
 
   /**

@@ -1,5 +1,7 @@
 package dev.flotilla.sandbox;
 
+import dev.flotilla.cluster.NodeAddress;
+
 import dev.flotilla.persistence.FlotillaSerializable;
 import dev.flotilla.sandbox.protocol.ExecEvent;
 import dev.flotilla.sandbox.protocol.ExecInput;
@@ -1187,6 +1189,11 @@ public final class SandboxEntity
    *     does not count against its crash-loop budget
    */
   private ReplyEffect<Event, State> onVmGone(Live s, VmEnd end, boolean hostLost, Instant now) {
+    return onVmGone(s, end, hostLost, Duration.ZERO, now);
+  }
+
+  /** @param hold how long a sandbox moved here waits before its new VM starts (see onReconcile) */
+  private ReplyEffect<Event, State> onVmGone(Live s, VmEnd end, boolean hostLost, Duration hold, Instant now) {
     supervisor = null;
     List<Event> events = new ArrayList<>();
     events.add(new VmEnded(s.incarnation(), end, now));
@@ -1205,6 +1212,7 @@ public final class SandboxEntity
           // A paused sandbox stays paused wherever it moves: its new VM starts and is paused at
           // once (onReport), rather than running again unasked.
           if (s.phase() == Phase.PAUSED) events.add(new Paused(now));
+          delay = hold;
           event = "restarting";
         } else if (!s.desiredRunning() || !s.spec().restartPolicy().restartsAfter(end)) {
           event = "vm-exited";
@@ -1261,7 +1269,19 @@ public final class SandboxEntity
     // node's reaper stops it (older incarnation); we move on to a new incarnation.
     String why = loc == null ? "node restarted while the VM was starting" : "VM was on host " + loc.hostId() + " (node " + loc.node() + ")";
     ctx.getLog().info("sandbox {}: incarnation {} cannot be re-attached here: {}", sandboxId, s.incarnation(), why);
-    return onVmGone(s, new VmEnd(-1, 0, "lost: " + why, false), true, now);
+    // The cluster moves a sandbox only once its old VM has ended (a dead node's VMs end by their
+    // lease before the takeover; a restarted node gets its shards back). Should the old VM's node
+    // be a live member now all the same (its JVM restarted and the shard came here), that VM may
+    // still run: the next incarnation is recorded now, so that node's reaper stops the old VM at
+    // its next pass, and its VM starts only once the old one's lease is over.
+    Duration lease = runtime.vmLauncher().lease();
+    Duration hold = loc != null && !lease.isZero() && !loc.node().equals(runtime.nodeAddress())
+        && NodeAddress.isLiveMember(ctx.getSystem(), loc.node()) ? lease.plusSeconds(1) : Duration.ZERO;
+    if (!hold.isZero()) {
+      ctx.getLog().warn("sandbox {}: its VM's node {} is in the cluster and may still run incarnation {}: incarnation {} starts"
+          + " in {} ms, once that VM's lease is over", sandboxId, loc.node(), s.incarnation(), s.incarnation() + 1, hold.toMillis());
+    }
+    return onVmGone(s, new VmEnd(-1, 0, "lost: " + why, false), true, hold, now);
   }
 
   private VmHandle savedHandle(long incarnation) {
@@ -1276,7 +1296,8 @@ public final class SandboxEntity
   }
 
   private ReplyEffect<Event, State> onSpawnVm(Live s, SpawnVm sp) {
-    if (sp.incarnation() == s.incarnation() && s.phase() == Phase.CREATING && supervisor == null) {
+    boolean waits = s.phase() == Phase.CREATING || s.phase() == Phase.PAUSED && s.vm() == null;
+    if (sp.incarnation() == s.incarnation() && waits && supervisor == null) {
       spawnVm(s, Duration.ZERO);
     }
     return Effect().none().thenNoReply();

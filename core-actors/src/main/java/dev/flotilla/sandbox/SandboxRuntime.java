@@ -95,6 +95,11 @@ public record SandboxRuntime(
 
     Behavior<VmSupervisorProtocol.Command> adopt(Hypervisor hv, VmHandle handle, MainProcess main, boolean paused,
         ActorRef<VmSupervisorProtocol.Report> parent);
+
+    /** How long a VM that hears nothing from its node lives on (its agent's lease); zero: no lease. */
+    default Duration lease() {
+      return Duration.ZERO;
+    }
   }
 
   /** The real thing: a {@link VmSupervisor} per incarnation. */
@@ -110,6 +115,11 @@ public record SandboxRuntime(
       public Behavior<VmSupervisorProtocol.Command> adopt(Hypervisor hv, VmHandle handle, MainProcess main, boolean paused,
           ActorRef<VmSupervisorProtocol.Report> parent) {
         return VmSupervisor.adopt(hv, handle, parent, settings, main, paused);
+      }
+
+      @Override
+      public Duration lease() {
+        return settings.lease();
       }
     };
   }

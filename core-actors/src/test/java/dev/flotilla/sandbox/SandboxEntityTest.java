@@ -52,9 +52,23 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class SandboxEntityTest {
   // Generous expectations: CI machines are shared and slow at times; a pass is never slower.
+  // A one-node cluster (joined below), so that an entity can see which nodes are members.
   static final ActorTestKit testKit = ActorTestKit.create(
-      ConfigFactory.parseString("pekko.actor.testkit.typed.single-expect-default = 15s")
+      ConfigFactory.parseString("""
+          pekko.actor.testkit.typed.single-expect-default = 15s
+          pekko.actor.provider = cluster
+          pekko.remote.artery.canonical.hostname = 127.0.0.1
+          pekko.remote.artery.canonical.port = 0
+          """)
           .withFallback(EventSourcedBehaviorTestKit.config()).withFallback(ConfigFactory.load()));
+
+  static {
+    var cluster = org.apache.pekko.cluster.typed.Cluster.get(testKit.system());
+    cluster.manager().tell(org.apache.pekko.cluster.typed.Join.create(cluster.selfMember().address()));
+    // in this thread: a lambda of a class being initialized cannot run on another one
+    org.awaitility.Awaitility.await().pollInSameThread().atMost(Duration.ofSeconds(30))
+        .until(() -> cluster.selfMember().status() == org.apache.pekko.cluster.MemberStatus.up());
+  }
 
   @TempDir Path tmp;
 
@@ -93,6 +107,11 @@ class SandboxEntityTest {
   }
 
   SandboxRuntime runtime(String hostId, int maxRestarts) {
+    return runtime(hostId, maxRestarts, "127.0.0.1:25520", Duration.ZERO);
+  }
+
+  /** On the node {@code nodeAddress}, whose VMs' agents hold a {@code lease}. */
+  SandboxRuntime runtime(String hostId, int maxRestarts, String nodeAddress, Duration lease) {
     Hypervisor hv = new ProcessHypervisor(ProcessHypervisorConfig.of(tmp.resolve("runtime"), tmp.resolve("rootfs"), tmp.resolve("vms")));
     SandboxRuntime.VmLauncher launcher = new SandboxRuntime.VmLauncher() {
       @Override
@@ -111,8 +130,13 @@ class SandboxEntityTest {
         launches.ref().tell("adopt " + handle.incarnation() + (paused ? " paused" : "") + mainOf(main));
         return fakeSupervisor(handle.incarnation(), p);
       }
+
+      @Override
+      public Duration lease() {
+        return lease;
+      }
     };
-    return new SandboxRuntime(Map.of("process", hv), tmp.resolve("vms"), "127.0.0.1:25520", hostId, launcher,
+    return new SandboxRuntime(Map.of("process", hv), tmp.resolve("vms"), nodeAddress, hostId, launcher,
         new SandboxRuntime.RestartSettings(maxRestarts, Duration.ofMillis(10), Duration.ofMillis(50), Duration.ofMinutes(5)),
         Duration.ofSeconds(3), Duration.ofMillis(100), 1024, published.ref(), () -> false,
         new dev.flotilla.vm.supervisor.MainLogs(tmp.resolve("vms").resolve("logs"), 64 * 1024), "flotilla.vm.blocking-dispatcher");
@@ -592,6 +616,32 @@ class SandboxEntityTest {
     assertEquals(Phase.CREATING, v.phase());
     assertEquals(0, v.restartCount(), "a move is not a restart of a crashing workload");
     assertTrue(v.statusMessage().contains("host-a"), v.statusMessage());
+  }
+
+  @Test
+  void aMoveAwayFromANodeThatIsStillAMemberStartsTheNewVmOnlyOnceTheOldOnesLeaseIsOver() {
+    // the VM ran on a node that is a member of the cluster now (this test's own node: as a node
+    // whose JVM restarted at once, while its shard went elsewhere all the same)
+    String live = dev.flotilla.cluster.NodeAddress.hostPort(
+        org.apache.pekko.cluster.typed.Cluster.get(testKit.system()).selfMember().address());
+    Duration lease = Duration.ofMillis(1500);
+    var kit = kit(runtime("host-a", 3, live, lease));
+    running(kit);
+    String pid = "Sandbox|" + ID;
+    var journal = PersistenceTestKit.create(testKit.system());
+    List<Object> history = journal.persistedInStorage(pid);
+    var moved = EventSourcedBehaviorTestKit.<Command, Event, State>create(testKit.system(),
+        SandboxEntity.create(ID, runtime("host-b", 3, "127.0.0.1:1", lease), null));
+    moved.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get(T, ref));
+    journal.persistForRecovery(pid, history);
+    moved.restart();
+    // the next incarnation is recorded at once (the old node's reaper stops the old VM on it) ...
+    var v = moved.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get(T, ref)).reply().getValue();
+    assertEquals(2, v.incarnation());
+    assertEquals(Phase.CREATING, v.phase());
+    // ... and its VM starts once the old one's lease (and a second more) is over, not at once
+    launches.expectNoMessage(lease);
+    assertEquals("start 2", launches.receiveMessage(Duration.ofSeconds(10)));
   }
 
   @Test
