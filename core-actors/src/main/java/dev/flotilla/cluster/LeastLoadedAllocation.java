@@ -109,6 +109,7 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
   @Override
   public void start() {
     homes.clear();
+    decided.clear();
     seenAlive = ConcurrentHashMap.newKeySet();
     seenAlive.addAll(livingHostPorts());
   }

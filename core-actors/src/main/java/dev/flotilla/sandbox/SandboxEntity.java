@@ -1,7 +1,6 @@
 package dev.flotilla.sandbox;
 
 import dev.flotilla.cluster.NodeAddress;
-
 import dev.flotilla.persistence.FlotillaSerializable;
 import dev.flotilla.sandbox.protocol.ExecEvent;
 import dev.flotilla.sandbox.protocol.ExecInput;
