@@ -74,8 +74,14 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
    * was alive at that call.)
    */
   private volatile Set<String> seenAlive;
-  /** shard id -> the region of its last placement (once its home is recorded) */
-  private final Map<String, CompletionStage<ActorRef>> decided = new ConcurrentHashMap<>();
+  /**
+   * shard id -> its last placement: the region, and the answer (given once its home is recorded).
+   * Until the coordinator's state lists the shard there, the region counts it as one of its own,
+   * so that placements under way at once spread as they would one after the other.
+   */
+  private final Map<String, Placed> decided = new ConcurrentHashMap<>();
+
+  private record Placed(ActorRef region, CompletableFuture<ActorRef> answer) {}
   /** shard id -> why it waits (the last reason logged), while a wait is under way */
   private final Map<String, Placement.Why> waiting = new ConcurrentHashMap<>();
 
@@ -155,7 +161,7 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
     if (decision.get() instanceof Placement.Allocate<ActorRef> a) {
       // recorded before the wait ends, so that a request waiting for the same shard answers this
       CompletableFuture<ActorRef> placed = new CompletableFuture<>();
-      decided.put(shardId, placed);
+      decided.put(shardId, new Placed(a.region(), placed));
       Placement.Why waitedFor = waiting.remove(shardId);
       rejoinWaitSince.remove(shardId);
       String to = hostPort(a.region());
@@ -201,8 +207,8 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
       // answers the same. Its answer may reach the coordinator first (that placement completes
       // only once its home is recorded), and the coordinator takes the first answer it gets.
       if (!waiting.containsKey(shardId)) {
-        CompletionStage<ActorRef> same = decided.get(shardId);
-        return same != null ? same : place(requester, shardId, current);
+        Placed same = decided.get(shardId);
+        return same != null ? same.answer() : place(requester, shardId, current);
       }
       return place(requester, shardId, current);
     });
@@ -216,9 +222,16 @@ public final class LeastLoadedAllocation extends ShardCoordinator.AbstractShardA
 
   private List<Placement.Region<ActorRef>> regions(Map<ActorRef, IndexedSeq<String>> current) {
     Set<Address> up = upMembers();
+    Set<String> listed = new java.util.HashSet<>();
+    for (IndexedSeq<String> shards : current.values()) listed.addAll(CollectionConverters.asJava(shards));
+    Map<ActorRef, Integer> underWay = new java.util.HashMap<>();
+    decided.forEach((shard, p) -> {
+      if (!listed.contains(shard)) underWay.merge(p.region(), 1, Integer::sum);
+    });
     List<Placement.Region<ActorRef>> out = new ArrayList<>();
     for (var e : current.entrySet()) {
-      out.add(new Placement.Region<>(e.getKey(), hostPort(e.getKey()), up.contains(addressOf(e.getKey())), e.getValue().size()));
+      int shards = e.getValue().size() + underWay.getOrDefault(e.getKey(), 0);
+      out.add(new Placement.Region<>(e.getKey(), hostPort(e.getKey()), up.contains(addressOf(e.getKey())), shards));
     }
     return out;
   }

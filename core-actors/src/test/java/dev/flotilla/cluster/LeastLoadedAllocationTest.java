@@ -2,6 +2,7 @@ package dev.flotilla.cluster;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -127,6 +128,22 @@ class LeastLoadedAllocationTest {
     Future<ActorRef> f = strategy.allocateShard(here, "42", current(Map.of(here, new String[0])));
     assertNull(strategy.waitingFor("42"), "a new shard waited");
     assertEquals(here, placed(f));
+  }
+
+  @Test
+  void placementsUnderWayAtOnceSpreadAsTheyWouldOneAfterTheOther() {
+    // The coordinator asks for several new shards before the answers (given once each home is
+    // recorded) are in its state: each region counts what was placed on it meanwhile.
+    var strategy = new LeastLoadedAllocation(system, Duration.ofSeconds(15), "Spread" + UUID.randomUUID());
+    ActorRef one = Adapter.toClassic(testKit.createTestProbe().ref());
+    ActorRef two = Adapter.toClassic(testKit.createTestProbe().ref());
+    var current = current(Map.of(one, new String[0], two, new String[0]));
+    Future<ActorRef> a = strategy.allocateShard(one, "100", current);
+    Future<ActorRef> b = strategy.allocateShard(one, "101", current);
+    assertNotEquals(placed(a), placed(b), "both new shards on one of two empty regions");
+    // once the coordinator's state lists them, they are not counted twice
+    var listed = current(Map.of(one, new String[] {"100", "101"}, two, new String[0]));
+    assertEquals(two, placed(strategy.allocateShard(one, "102", listed)));
   }
 
   /** The region a placement that does not wait gives, once its home is recorded. */
