@@ -1239,7 +1239,7 @@ public final class SandboxEntity
         .thenRun(ns -> afterChange(ns, what))
         .thenRun(ns -> {
           Live l = (Live) ns;
-          if (l.phase() == Phase.CREATING || l.phase() == Phase.PAUSED && l.vm() == null) spawnVm(l, spawnDelay);
+          if (awaitsVm(l)) spawnVm(l, spawnDelay);
           if (l.phase() == Phase.DELETED) passivateLater();
           if (l.phase() != Phase.STOPPING && l.phase() != Phase.DELETING) replyToStopWaiters(l);
         }))
@@ -1295,11 +1295,15 @@ public final class SandboxEntity
   }
 
   private ReplyEffect<Event, State> onSpawnVm(Live s, SpawnVm sp) {
-    boolean waits = s.phase() == Phase.CREATING || s.phase() == Phase.PAUSED && s.vm() == null;
-    if (sp.incarnation() == s.incarnation() && waits && supervisor == null) {
+    if (sp.incarnation() == s.incarnation() && awaitsVm(s) && supervisor == null) {
       spawnVm(s, Duration.ZERO);
     }
     return Effect().none().thenNoReply();
+  }
+
+  /** The sandbox's current incarnation needs a VM started: it is being created, or moved while paused. */
+  private static boolean awaitsVm(Live s) {
+    return s.phase() == Phase.CREATING || s.phase() == Phase.PAUSED && s.vm() == null;
   }
 
   // ------------------------------------------------------------------------------ side effects

@@ -620,13 +620,25 @@ class SandboxEntityTest {
 
   @Test
   void aMoveAwayFromANodeThatIsStillAMemberStartsTheNewVmOnlyOnceTheOldOnesLeaseIsOver() {
-    // the VM ran on a node that is a member of the cluster now (this test's own node: as a node
-    // whose JVM restarted at once, while its shard went elsewhere all the same)
+    movedFromALiveMember(false);
+  }
+
+  @Test
+  void aPausedSandboxMovedFromANodeThatIsStillAMemberStartsPausedOnceTheOldVmsLeaseIsOver() {
+    movedFromALiveMember(true);
+  }
+
+  /**
+   * The VM ran on a node that is a member of the cluster now (this test's own node: as a node
+   * whose JVM restarted at once, while its shard went elsewhere all the same).
+   */
+  void movedFromALiveMember(boolean paused) {
     String live = dev.flotilla.cluster.NodeAddress.hostPort(
         org.apache.pekko.cluster.typed.Cluster.get(testKit.system()).selfMember().address());
     Duration lease = Duration.ofMillis(1500);
     var kit = kit(runtime("host-a", 3, live, lease));
-    running(kit);
+    if (paused) runningThenPaused(kit);
+    else running(kit);
     String pid = "Sandbox|" + ID;
     var journal = PersistenceTestKit.create(testKit.system());
     List<Object> history = journal.persistedInStorage(pid);
@@ -638,10 +650,10 @@ class SandboxEntityTest {
     // the next incarnation is recorded at once (the old node's reaper stops the old VM on it) ...
     var v = moved.<StatusReply<SandboxView>>runCommand(ref -> new SandboxEntity.Get(T, ref)).reply().getValue();
     assertEquals(2, v.incarnation());
-    assertEquals(Phase.CREATING, v.phase());
+    assertEquals(paused ? Phase.PAUSED : Phase.CREATING, v.phase());
     // ... and its VM starts once the old one's lease (and a second more) is over, not at once
     launches.expectNoMessage(lease);
-    assertEquals("start 2", launches.receiveMessage(Duration.ofSeconds(10)));
+    assertEquals(paused ? "start 2 paused" : "start 2", launches.receiveMessage(Duration.ofSeconds(10)));
   }
 
   @Test

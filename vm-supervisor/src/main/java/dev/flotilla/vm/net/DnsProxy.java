@@ -93,13 +93,9 @@ public final class DnsProxy implements AutoCloseable {
      * sender whose socket another uid owns, or that is gone, is not answered.
      */
     static Senders ownedBy(long uid) {
-      return ownedBy(uid, SocketOwners.HOST);
-    }
-
-    static Senders ownedBy(long uid, SocketOwners owners) {
       return (tcp, peer, local) -> {
         try {
-          var found = owners.owners(tcp, peer, local);
+          var found = SocketOwners.HOST.owners(tcp, peer, local);
           return !found.isEmpty() && found.stream().allMatch(u -> u == uid);
         } catch (java.io.IOException e) {
           return false;
@@ -128,7 +124,8 @@ public final class DnsProxy implements AutoCloseable {
   private volatile boolean closed;
   private double tokens;
   private long tokensAt = System.nanoTime();
-  private long lastWarn;
+  /** System.nanoTime() of the last warning of each kind (SERVFAIL, STRANGER); 0: none yet */
+  private final long[] warned = new long[2];
 
   private DnsProxy(String label, Senders senders, Set<String> allowNames, Set<String> denyNames, List<InetSocketAddress> upstream,
       NameGrants grants, Limits limits, Executor workers) throws IOException {
@@ -349,16 +346,12 @@ public final class DnsProxy implements AutoCloseable {
 
   private boolean fromSandbox(boolean tcp, SocketAddress peer, SocketAddress local) {
     if (senders.fromSandbox(tcp, (InetSocketAddress) peer, (InetSocketAddress) local)) return true;
-    long now = System.nanoTime();
-    if (now - lastStrangerWarn > 60_000_000_000L) {
-      lastStrangerWarn = now;
-      log.warn("DNS proxy of {}: a query from {} ({}), which is not the sandbox's: dropped (more are not logged for a minute)",
-          label, peer, tcp ? "TCP" : "UDP");
+    if (mayWarn(STRANGER)) {
+      log.warn("DNS proxy of {}: a query from {} ({}), which is not the sandbox's: dropped (further ones within a minute"
+          + " are not logged)", label, peer, tcp ? "TCP" : "UDP");
     }
     return false;
   }
-
-  private long lastStrangerWarn = System.nanoTime() - 120_000_000_000L;
 
   /** The rate limit: a token bucket of {@code burst} refilled at {@code queriesPerSecond}. */
   private synchronized boolean admit() {
@@ -601,12 +594,19 @@ public final class DnsProxy implements AutoCloseable {
   }
 
   private void warn(String what) {
-    long now = System.nanoTime();
-    synchronized (this) {
-      if (lastWarn != 0 && now - lastWarn < 60_000_000_000L) return;
-      lastWarn = now;
-    }
+    if (!mayWarn(SERVFAIL)) return;
     log.warn("DNS proxy of {}: {} (answered SERVFAIL; further warnings within a minute are not logged)", label, what);
+  }
+
+  private static final int SERVFAIL = 0;
+  private static final int STRANGER = 1;
+
+  /** At most one warning of each kind a minute: what a sandbox sends must not flood the node's log. */
+  private synchronized boolean mayWarn(int kind) {
+    long now = System.nanoTime();
+    if (warned[kind] != 0 && now - warned[kind] < 60_000_000_000L) return false;
+    warned[kind] = now;
+    return true;
   }
 
   /** Stops listening; queries in flight get no answer. */

@@ -1,7 +1,6 @@
 package dev.flotilla.vm.net;
 
 import java.io.IOException;
-import java.net.Inet4Address;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
@@ -51,10 +50,10 @@ final class SocketOwners {
       if (f.length < 8 || !f[0].endsWith(":")) continue;
       InetSocketAddress local = endpoint(f[1]);
       if (local == null || local.getPort() != peer.getPort()) continue;
-      if (!local.getAddress().isAnyLocalAddress() && !same(local.getAddress(), peer.getAddress())) continue;
+      if (!local.getAddress().isAnyLocalAddress() && !local.getAddress().equals(peer.getAddress())) continue;
       if (to != null) {
         InetSocketAddress remote = endpoint(f[2]);
-        if (remote == null || remote.getPort() != to.getPort() || !same(remote.getAddress(), to.getAddress())) continue;
+        if (remote == null || remote.getPort() != to.getPort() || !remote.getAddress().equals(to.getAddress())) continue;
       }
       try {
         out.add(Long.parseLong(f[7]));
@@ -67,7 +66,8 @@ final class SocketOwners {
 
   /**
    * {@code ADDR:PORT} in hex as the kernel writes it: the address as 32-bit words in the host's
-   * byte order (little-endian here), the port big-endian.
+   * byte order (little-endian here), the port big-endian. An IPv4-mapped IPv6 address comes out as
+   * its IPv4 address ({@link InetAddress#getByAddress} does that), as Java gives a peer's.
    */
   static InetSocketAddress endpoint(String hex) {
     int colon = hex.indexOf(':');
@@ -83,23 +83,6 @@ final class SocketOwners {
       return new InetSocketAddress(InetAddress.getByAddress(a), Integer.parseInt(hex.substring(colon + 1), 16));
     } catch (NumberFormatException | IOException | IndexOutOfBoundsException e) {
       return null;
-    }
-  }
-
-  /** Equal, an IPv4 address and its IPv4-mapped IPv6 form counting as one. */
-  static boolean same(InetAddress a, InetAddress b) {
-    return v4(a).equals(v4(b));
-  }
-
-  private static InetAddress v4(InetAddress a) {
-    byte[] b = a.getAddress();
-    if (a instanceof Inet4Address || b.length != 16) return a;
-    for (int i = 0; i < 10; i++) if (b[i] != 0) return a;
-    if (b[10] != (byte) 0xff || b[11] != (byte) 0xff) return a;
-    try {
-      return InetAddress.getByAddress(new byte[] {b[12], b[13], b[14], b[15]});
-    } catch (IOException e) {
-      return a;
     }
   }
 }
