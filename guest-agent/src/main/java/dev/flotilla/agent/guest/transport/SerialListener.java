@@ -33,7 +33,14 @@ import java.util.concurrent.TimeUnit;
  * <ul>
  *   <li>a Handshake frame at a frame boundary ends the current session and starts a new one with
  *       a fresh frame decoder (the old session's writes are refused from then on);
- *   <li>a zero read (no host) ends the current session's input with end-of-file;
+ *   <li>zero reads (no host) for {@link #HOST_GONE_AFTER_MILLIS} end the current session's input
+ *       with end-of-file. One zero read is not enough: the guest learns of the host's connects and
+ *       disconnects from control messages that reach it apart from the data, and a stale one can
+ *       come after the next host's first bytes. A template's clone starts with such a message
+ *       queued: the template's own host left just before the save, and the restored guest takes
+ *       that in only after the clone's host has connected and sent its handshake, followed at
+ *       once by the message of that connect. Ending the session on that one zero read would drop
+ *       the clone's handshake unanswered;
  *   <li>with no session, at start and after the agent dropped one (malformed bytes, GOAWAY), bytes
  *       are scanned for a Handshake frame at any offset and discarded until one is found.
  * </ul>
@@ -47,8 +54,16 @@ public final class SerialListener implements AgentListener {
   /** While the host is away a read returns at once: poll at this pace instead of spinning. */
   private static final long DISCONNECTED_POLL_MILLIS = 20;
 
+  /**
+   * How long reads must find no host before the session ends: a flicker of the port's state (a
+   * stale disconnect followed by the connect that came after it) is no host leaving. A host that
+   * did leave and a new one that came within this time are told apart by the new one's handshake,
+   * as when the guest never saw the first one go.
+   */
+  static final long HOST_GONE_AFTER_MILLIS = 200;
+
   private final Path path;
-  private final RandomAccessFile port;
+  private final java.io.Closeable port;
   private final InputStream portIn;
   private final OutputStream portOut;
   private final BlockingQueue<Session> accepted = new ArrayBlockingQueue<>(1);
@@ -56,13 +71,24 @@ public final class SerialListener implements AgentListener {
   private volatile boolean closed;
   private int sessions;
 
-  private SerialListener(Path path, RandomAccessFile port) throws IOException {
+  /**
+   * @param portIn the port's reads: a read of no bytes (0 or -1) while no host is attached
+   * @param portOut the port's writes
+   * @param port closed by {@link #close()}
+   */
+  SerialListener(Path path, InputStream portIn, OutputStream portOut, java.io.Closeable port) {
     this.path = path;
     this.port = port;
-    this.portIn = new FileInputStream(port.getFD());
-    this.portOut = new FileOutputStream(port.getFD());
+    this.portIn = portIn;
+    this.portOut = portOut;
     this.pump = new Thread(this::pump, "serial-pump");
     pump.setDaemon(true);
+  }
+
+  /** Starts reading: one pump thread owns all reads. */
+  SerialListener start() {
+    pump.start();
+    return this;
   }
 
   /** Opens the port, waiting up to {@code wait} for its device node to appear. */
@@ -76,9 +102,8 @@ public final class SerialListener implements AgentListener {
         throw new InterruptedIOException("interrupted waiting for " + path);
       }
     }
-    SerialListener l = new SerialListener(path, new RandomAccessFile(path.toFile(), "rw"));
-    l.pump.start();
-    return l;
+    RandomAccessFile port = new RandomAccessFile(path.toFile(), "rw");
+    return new SerialListener(path, new FileInputStream(port.getFD()), new FileOutputStream(port.getFD()), port).start();
   }
 
   @Override
@@ -108,14 +133,18 @@ public final class SerialListener implements AgentListener {
   private void pump() {
     byte[] buf = new byte[64 * 1024];
     Resync sync = new Resync();
+    long noHostSince = 0; // System.nanoTime() of the first of the zero reads in a row; 0: none
     try {
       while (!closed) {
         int n = portIn.read(buf);
-        if (n <= 0) { // no host attached (any more)
-          sync.hostGone();
+        if (n <= 0) { // no host attached (any more), or a flicker of the port's state
+          long now = System.nanoTime();
+          if (noHostSince == 0) noHostSince = now;
+          if (now - noHostSince >= TimeUnit.MILLISECONDS.toNanos(HOST_GONE_AFTER_MILLIS)) sync.hostGone();
           Thread.sleep(DISCONNECTED_POLL_MILLIS);
           continue;
         }
+        noHostSince = 0;
         sync.feed(buf, n);
       }
     } catch (IOException | InterruptedException e) {
