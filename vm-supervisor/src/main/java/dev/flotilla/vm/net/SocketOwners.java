@@ -27,9 +27,18 @@ final class SocketOwners {
     this.procNet = procNet;
   }
 
+  /** The port a redirected TCP connection's client socket still names as its remote end. */
+  static final int DNS_PORT = 53;
+
+  /** TCP's LISTEN state in the tables' {@code st} column: a listener sends no query. */
+  private static final String TCP_LISTEN = "0A";
+
   /**
    * The uids of the sockets bound to {@code peer}'s port on its address or on the wildcard
-   * address; for TCP only those connected to {@code to}. Empty when there is none (gone already).
+   * address; for TCP only connections (no listener) whose remote end is {@code to} or port 53.
+   * The host's redirect rewrites the packets only: the client's socket keeps the destination it
+   * connected to, some server's port 53, as its remote end. Empty when there is none (gone
+   * already).
    */
   Set<Long> owners(boolean tcp, InetSocketAddress peer, InetSocketAddress to) throws IOException {
     Set<Long> out = new HashSet<>();
@@ -41,7 +50,7 @@ final class SocketOwners {
     return out;
   }
 
-  /** The same from one table's text; {@code to} null matches any remote end. */
+  /** The same from one table's text; {@code to} null (UDP) matches any remote end and state. */
   static Set<Long> owners(String table, InetSocketAddress peer, InetSocketAddress to) {
     Set<Long> out = new HashSet<>();
     for (String line : table.split("\n")) {
@@ -52,8 +61,9 @@ final class SocketOwners {
       if (local == null || local.getPort() != peer.getPort()) continue;
       if (!local.getAddress().isAnyLocalAddress() && !local.getAddress().equals(peer.getAddress())) continue;
       if (to != null) {
+        if (f[3].equalsIgnoreCase(TCP_LISTEN)) continue;
         InetSocketAddress remote = endpoint(f[2]);
-        if (remote == null || remote.getPort() != to.getPort() || !remote.getAddress().equals(to.getAddress())) continue;
+        if (remote == null || !(remote.getPort() == DNS_PORT || remote.equals(to))) continue;
       }
       try {
         out.add(Long.parseLong(f[7]));

@@ -278,6 +278,40 @@ class DnsProxyTest {
     assertEquals(1, granted.size(), "asked twice within the TTL: one set update");
   }
 
+  /**
+   * The way a sandbox's TCP query arrives: sent to some server's port 53 and redirected to the
+   * proxy by the host's nat rule, so the client's socket still names that server as its remote
+   * end. (A rule for 127.0.0.2 only, not the uid's: this test's uid is the node's.)
+   */
+  @Test
+  void aTcpQueryRedirectedByTheHostIsTheSandboxsAndAnswered() throws Exception {
+    proxy(limits());
+    zone.put("api.test", "192.0.2.11");
+    List<String> rule = List.of("-t", "nat", "OUTPUT", "-p", "tcp", "-d", "127.0.0.2", "--dport", "53", "-j", "REDIRECT", "--to-ports",
+        Integer.toString(proxy.port()), "-m", "comment", "--comment", "flotilla-test-dns-redirect");
+    List<String> add = new ArrayList<>(List.of("iptables"));
+    add.addAll(rule);
+    add.add(3, "-A");
+    org.junit.jupiter.api.Assumptions.assumeTrue(HostFirewall.exec(add, null).code() == 0, "iptables needs root");
+    try (Socket s = new Socket(InetAddress.getByName("127.0.0.2"), 53)) {
+      s.setSoTimeout(5000);
+      DataOutputStream out = new DataOutputStream(s.getOutputStream());
+      DataInputStream in = new DataInputStream(s.getInputStream());
+      byte[] q = DnsMessagesTest.query("api.test", Type.A).toWire();
+      out.writeShort(q.length);
+      out.write(q);
+      out.flush();
+      byte[] a = in.readNBytes(in.readUnsignedShort());
+      assertEquals(InetAddress.getByName("192.0.2.11"), ((ARecord) new Message(a).getSection(Section.ANSWER).get(0)).getAddress());
+    } finally {
+      List<String> delete = new ArrayList<>(List.of("iptables"));
+      delete.addAll(rule);
+      delete.add(3, "-D");
+      HostFirewall.run(delete, null);
+    }
+    assertEquals(0, proxy.dropped());
+  }
+
   @Test
   void aTcpConnectionTricklingAQueryIsClosedAtTheIdleDeadline() throws Exception {
     proxy(limits()); // tcpIdle 2 s

@@ -25,6 +25,8 @@ class SocketOwnersTest {
           sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
            0: 0000000000000000FFFF00000100007F:1388 0000000000000000FFFF00000100007F:9C40 01 00000000:00000000 00:00000000 00000000 300000        0 1
            1: 00000000000000000000000001000000:1388 00000000000000000000000001000000:0035 01 00000000:00000000 00:00000000 00000000 400000        0 1
+           2: 0000000000000000FFFF00000100007F:138C 0000000000000000FFFF00000302000A:0035 01 00000000:00000000 00:00000000 00000000 500000        0 1
+           3: 00000000000000000000000000000000:138C 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000 600000        0 1
         """;
 
   @Test
@@ -37,10 +39,16 @@ class SocketOwnersTest {
   }
 
   @Test
-  void tcpCountsOnlyConnectionsToTheProxyAndMappedAddressesAreTheirIpv4() throws Exception {
+  void tcpCountsConnectionsToTheProxyOrAServersDnsPortAndMappedAddressesAreTheirIpv4() throws Exception {
     assertEquals(Set.of(300000L), SocketOwners.owners(TCP6, at("127.0.0.1", 5000), at("127.0.0.1", 40000)));
     assertEquals(Set.of(), SocketOwners.owners(TCP6, at("127.0.0.1", 5000), at("127.0.0.1", 40001)), "connected elsewhere");
     assertEquals(Set.of(400000L), SocketOwners.owners(TCP6, at("::1", 5000), at("::1", 53)));
+  }
+
+  @Test
+  void aRedirectedTcpConnectionNamesTheServerItAskedAndNoListenerCounts() throws Exception {
+    // connected to 10.0.2.3:53, redirected to the proxy at 127.0.0.1:40000; [::]:5004 listens
+    assertEquals(Set.of(500000L), SocketOwners.owners(TCP6, at("127.0.0.1", 5004), at("127.0.0.1", 40000)));
   }
 
   @Test
