@@ -19,6 +19,16 @@ import java.util.regex.Pattern;
  *   <li>a {@code nat OUTPUT} jump for the uid to {@code FLSBN-UID}, which redirects its UDP and
  *       TCP port 53, whatever the server, to the proxy's loopback port. NAT runs before the
  *       filter, which lets exactly that port through and refuses any other port 53.</li>
+ *   <li>a {@code raw OUTPUT} jump for the uid to a chain of the same name, which tracks its port 53
+ *       flows in a connection-tracking zone of its own ({@link #zone}), in their original direction.
+ *       The kernel makes its NAT decision once per tracked flow: a packet that matches a flow
+ *       tracked already follows that flow's translation. A sandbox's helper (passt, pasta) sends
+ *       from the port the guest chose; had the node, or another sandbox, used the same port to
+ *       the same server within the tracker's timeout (30 s for UDP), the sandbox's queries would
+ *       follow that flow, past this redirect, and be lost until the timeout ran out (seen: about
+ *       1 lookup in 100 failing after 10 s while the node's proxy asked the same server). In a
+ *       zone of its own the flow is new, and redirected. The replies stay in the common zone, where
+ *       the proxy's answers find the flow to translate them back.</li>
  * </ul>
  * Like the filter rules, all of it lives in the node's network namespace, out of the sandbox's reach.
  */
@@ -72,10 +82,31 @@ public final class NameSets implements NameGrants.Sets {
     if (s.length() > 0) HostFirewall.run(List.of("ipset", "-exist", "restore"), s.toString());
   }
 
-  /** The {@code iptables-restore --noflush} input of the redirect for one family. */
+  /**
+   * The tables with a chain and a jump for the uid, in the order they are installed: nat first, so
+   * that a node that dies in between leaves a jump its next start finds ({@link #installed}); they
+   * are removed in the reverse order for the same reason.
+   */
+  private static final List<String> TABLES = List.of("nat", "raw");
+
+  /**
+   * The connection-tracking zone of the uid's DNS flows, 1 to 65535 (0 is the common zone). Ranges
+   * of sandboxes are 65536 ids apart, so live sandboxes' uids differ here unless 65535 ranges
+   * apart; two that met would share a zone, as every sandbox did before zones, and the proxy's
+   * check of the sender still holds.
+   */
+  static int zone(long uid) {
+    return 1 + (int) (uid % 65535);
+  }
+
+  /** The {@code iptables-restore --noflush} input of the redirect for one family (its zone, then the redirect). */
   public static String natScript(long uid, int port) {
     String c = natChain(uid);
-    return "*nat\n:" + c + " - [0:0]\n"
+    return "*raw\n:" + c + " - [0:0]\n"
+        + "-A " + c + " -p udp --dport 53 -j CT --zone-orig " + zone(uid) + "\n"
+        + "-A " + c + " -p tcp --dport 53 -j CT --zone-orig " + zone(uid) + "\n"
+        + "COMMIT\n"
+        + "*nat\n:" + c + " - [0:0]\n"
         + "-A " + c + " -p udp --dport 53 -j REDIRECT --to-ports " + port + "\n"
         + "-A " + c + " -p tcp --dport 53 -j REDIRECT --to-ports " + port + "\n"
         + "COMMIT\n";
@@ -93,18 +124,20 @@ public final class NameSets implements NameGrants.Sets {
         continue;
       }
       HostFirewall.run(List.of(v6 ? "ip6tables-restore" : "iptables-restore", "--noflush"), natScript(uid, port));
-      for (String line : natOutput(v6)) {
-        Matcher m = NAT_JUMP.matcher(line);
-        if (m.find() && m.group(1).equals(natChain(uid)) && !HostFirewall.split(line).subList(2, HostFirewall.split(line).size()).equals(jump)) {
-          deleteRule(v6, line);
+      for (String table : TABLES) {
+        for (String line : HostFirewall.outputRules(table, v6)) {
+          Matcher m = NAT_JUMP.matcher(line);
+          if (m.find() && m.group(1).equals(natChain(uid)) && !HostFirewall.split(line).subList(2, HostFirewall.split(line).size()).equals(jump)) {
+            HostFirewall.deleteRule(table, v6, line);
+          }
         }
-      }
-      List<String> check = new ArrayList<>(List.of(tool(v6), "-w", "-t", "nat", "-C", "OUTPUT"));
-      check.addAll(jump);
-      if (HostFirewall.exec(check, null).code() != 0) {
-        List<String> insert = new ArrayList<>(List.of(tool(v6), "-w", "-t", "nat", "-I", "OUTPUT", "1"));
-        insert.addAll(jump);
-        HostFirewall.run(insert, null);
+        List<String> check = new ArrayList<>(List.of(tool(v6), "-w", "-t", table, "-C", "OUTPUT"));
+        check.addAll(jump);
+        if (HostFirewall.exec(check, null).code() != 0) {
+          List<String> insert = new ArrayList<>(List.of(tool(v6), "-w", "-t", table, "-I", "OUTPUT", "1"));
+          insert.addAll(jump);
+          HostFirewall.run(insert, null);
+        }
       }
     }
   }
@@ -141,9 +174,14 @@ public final class NameSets implements NameGrants.Sets {
     return HostFirewall.run(List.of("ipset", "list", "-n"), null).lines().map(String::strip).toList();
   }
 
-  /** uid to comment of every DNS redirect jump in nat OUTPUT whose comment starts with {@code prefix} (both families). */
+  /**
+   * uid to comment of every DNS redirect jump in nat or raw OUTPUT whose comment starts with
+   * {@code prefix} (both families).
+   */
   public static Map<Long, String> installed(String prefix) throws IOException {
-    return HostFirewall.ownedJumps("nat", NAT_PREFIX, prefix);
+    Map<Long, String> out = new java.util.LinkedHashMap<>();
+    for (String table : TABLES) out.putAll(HostFirewall.ownedJumps(table, NAT_PREFIX, prefix));
+    return out;
   }
 
   /**
@@ -156,6 +194,8 @@ public final class NameSets implements NameGrants.Sets {
       if (sets.code() != 0) return java.util.Optional.of("the kernel has no IP sets (ip_set): " + sets.out().strip());
       var nat = HostFirewall.exec(List.of("iptables", "-w", "-t", "nat", "-S", "OUTPUT"), null);
       if (nat.code() != 0) return java.util.Optional.of("the kernel has no IPv4 NAT table: " + nat.out().strip());
+      var raw = HostFirewall.exec(List.of("iptables", "-w", "-t", "raw", "-S", "OUTPUT"), null);
+      if (raw.code() != 0) return java.util.Optional.of("the kernel has no IPv4 raw table (connection-tracking zones): " + raw.out().strip());
       return java.util.Optional.empty();
     } catch (IOException e) {
       return java.util.Optional.of("cannot run ipset or iptables: " + e.getMessage());
@@ -171,7 +211,9 @@ public final class NameSets implements NameGrants.Sets {
       }
     }
     for (boolean v6 : new boolean[] {false, true}) {
-      if (natChainExists(v6)) return true;
+      for (String table : TABLES) {
+        if (chainExists(table, v6)) return true;
+      }
     }
     return false;
   }
@@ -182,31 +224,27 @@ public final class NameSets implements NameGrants.Sets {
   }
 
   private void removeRedirect(boolean v6) throws IOException {
-    for (String line : natOutput(v6)) {
+    for (int i = TABLES.size() - 1; i >= 0; i--) removeChain(TABLES.get(i), v6);
+  }
+
+  private void removeChain(String table, boolean v6) throws IOException {
+    for (String line : HostFirewall.outputRules(table, v6)) {
       Matcher m = NAT_JUMP.matcher(line);
       if (m.find() && m.group(1).equals(natChain(uid))) {
-        List<String> cmd = new ArrayList<>(List.of(tool(v6), "-w", "-t", "nat"));
+        List<String> cmd = new ArrayList<>(List.of(tool(v6), "-w", "-t", table));
         cmd.addAll(HostFirewall.split(line.replaceFirst("^-A ", "-D ")));
         HostFirewall.exec(cmd, null); // gone meanwhile is no error; one still there is caught below (-X of a referenced chain)
       }
     }
     for (String op : List.of("-F", "-X")) {
-      if (!natChainExists(v6)) return;
-      var r = HostFirewall.exec(List.of(tool(v6), "-w", "-t", "nat", op, natChain(uid)), null);
-      if (r.code() != 0 && natChainExists(v6)) throw new IOException(tool(v6) + " -t nat " + op + " " + natChain(uid) + " failed: " + r.out().strip());
+      if (!chainExists(table, v6)) return;
+      var r = HostFirewall.exec(List.of(tool(v6), "-w", "-t", table, op, natChain(uid)), null);
+      if (r.code() != 0 && chainExists(table, v6)) throw new IOException(tool(v6) + " -t " + table + " " + op + " " + natChain(uid) + " failed: " + r.out().strip());
     }
   }
 
-  private boolean natChainExists(boolean v6) throws IOException {
-    return HostFirewall.exec(List.of(tool(v6), "-w", "-t", "nat", "-n", "-L", natChain(uid)), null).code() == 0;
-  }
-
-  private static List<String> natOutput(boolean v6) throws IOException {
-    return HostFirewall.outputRules("nat", v6);
-  }
-
-  private static void deleteRule(boolean v6, String line) throws IOException {
-    HostFirewall.deleteRule("nat", v6, line);
+  private boolean chainExists(String table, boolean v6) throws IOException {
+    return HostFirewall.exec(List.of(tool(v6), "-w", "-t", table, "-n", "-L", natChain(uid)), null).code() == 0;
   }
 
   private static String tool(boolean v6) {

@@ -96,7 +96,9 @@ class EgressRulesTest {
     String v6proxy = new EgressRules(16842752, "c", List.of(), List.of(), List.of(), List.of(), false, new EgressRules.NameMatch(40053, true))
         .restoreScript(true);
     assertTrue(v6proxy.contains("-d ::1/128 -p udp --dport 40053 -j RETURN"), v6proxy);
-    assertEquals("*nat\n:FLSBN-16842752 - [0:0]\n-A FLSBN-16842752 -p udp --dport 53 -j REDIRECT --to-ports 40053\n"
+    assertEquals("*raw\n:FLSBN-16842752 - [0:0]\n-A FLSBN-16842752 -p udp --dport 53 -j CT --zone-orig 258\n"
+        + "-A FLSBN-16842752 -p tcp --dport 53 -j CT --zone-orig 258\nCOMMIT\n"
+        + "*nat\n:FLSBN-16842752 - [0:0]\n-A FLSBN-16842752 -p udp --dport 53 -j REDIRECT --to-ports 40053\n"
         + "-A FLSBN-16842752 -p tcp --dport 53 -j REDIRECT --to-ports 40053\nCOMMIT\n", NameSets.natScript(16842752, 40053));
   }
 
