@@ -6,6 +6,8 @@
 #     GET; with the guest's floor (the same loop of wget processes refused at once by the guest's
 #     own loopback: process start-up under TCG, which the difference to the GET removes)
 #   - one 50 MiB GET: throughput
+#   - 200 wgets by name in a row (a lookup through the sandbox's DNS proxy each): median, p99,
+#     and how many took over 4 s or failed (a lost query costs the guest's resolver 5 s)
 # It runs QemuEgressNetworkTest with -Dflotilla.bench=true (one boot; the test's own checks run too).
 # Usage: scripts/bench-qemu-egress.sh
 # Needs root (network namespaces, iptables, QEMU's jail), as the tests do.
