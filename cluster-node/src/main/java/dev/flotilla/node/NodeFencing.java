@@ -171,6 +171,19 @@ final class NodeFencing {
           + " restarted node's sandboxes would otherwise start elsewhere while their VMs still run on it; raise the rejoin"
           + " grace or lower the lease");
     }
+    // A node frozen inside a journal transaction holds its row locks until PostgreSQL ends the
+    // idle session: the new owner of its sandboxes writes once the takeover is through, and must
+    // not find them still locked (its inserts would block, then the stale write commit first).
+    String idle = "flotilla.persistence.idle-in-transaction-timeout";
+    if (config.hasPath(idle)) {
+      Duration timeout = config.getDuration(idle);
+      if (!timeout.isZero() && timeout.plus(LEASE_MARGIN).compareTo(takeover) > 0) {
+        throw new IllegalStateException(idle + " = " + timeout.toMillis() + " ms must end at least " + LEASE_MARGIN.toMillis()
+            + " ms before the cluster can restart a frozen node's sandboxes elsewhere (" + takeover.toMillis() + " ms), or their"
+            + " new owner finds the frozen node's journal rows still locked: lower it or raise"
+            + " pekko.cluster.split-brain-resolver.stable-after");
+      }
+    }
     return takeover;
   }
 

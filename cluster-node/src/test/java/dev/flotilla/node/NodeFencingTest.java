@@ -40,6 +40,17 @@ class NodeFencingTest {
   }
 
   @Test
+  void aJournalTransactionTimeoutThatOutlivesTheTakeoverIsRefusedWithWhatToChange() {
+    assertEquals(Duration.ofSeconds(3), SHIPPED.getDuration("flotilla.persistence.idle-in-transaction-timeout"), "shipped");
+    Config slow = ConfigFactory.parseString("flotilla.persistence.idle-in-transaction-timeout = 11500ms").withFallback(SHIPPED);
+    var e = assertThrows(IllegalStateException.class, () -> NodeFencing.checkLease(slow, Duration.ZERO));
+    assertTrue(e.getMessage().contains("flotilla.persistence.idle-in-transaction-timeout = 11500 ms must end at least 1000 ms before"
+        + " the cluster can restart a frozen node's sandboxes elsewhere (12000 ms)"), e.getMessage());
+    Config off = ConfigFactory.parseString("flotilla.persistence.idle-in-transaction-timeout = 0s").withFallback(SHIPPED);
+    assertEquals(Duration.ofSeconds(12), NodeFencing.checkLease(off, Duration.ofSeconds(10)), "0 is off: nothing to check");
+  }
+
+  @Test
   void noLeaseNeedsNoCheckAndAnOffMarginIsStableAfterAsTheSplitBrainResolverTakesIt() {
     NodeFencing.checkLease(SHIPPED, Duration.ZERO);
     Config noMargin = ConfigFactory.parseString("pekko.cluster.down-removal-margin = off").withFallback(SHIPPED);
