@@ -241,11 +241,7 @@ class DnsProxyTest {
     assertThrows(SocketTimeoutException.class, () -> exchange(DnsMessagesTest.query("api.test", Type.A).toWire(), Duration.ofMillis(500)));
     try (Socket s = new Socket(InetAddress.getByName("127.0.0.1"), proxy.port())) {
       s.setSoTimeout(5000);
-      DataOutputStream out = new DataOutputStream(s.getOutputStream());
-      byte[] q = DnsMessagesTest.query("api.test", Type.A).toWire();
-      out.writeShort(q.length);
-      out.write(q);
-      out.flush();
+      askTcp(s, "api.test");
       int first;
       try {
         first = s.getInputStream().read();
@@ -264,15 +260,9 @@ class DnsProxyTest {
     zone.put("api.test", "192.0.2.9");
     try (Socket s = new Socket(InetAddress.getByName("127.0.0.1"), proxy.port())) {
       s.setSoTimeout(5000);
-      DataOutputStream out = new DataOutputStream(s.getOutputStream());
-      DataInputStream in = new DataInputStream(s.getInputStream());
       for (int i = 0; i < 2; i++) {
-        byte[] q = DnsMessagesTest.query("api.test", Type.A).toWire();
-        out.writeShort(q.length);
-        out.write(q);
-        out.flush();
-        byte[] a = in.readNBytes(in.readUnsignedShort());
-        assertEquals(InetAddress.getByName("192.0.2.9"), ((ARecord) new Message(a).getSection(Section.ANSWER).get(0)).getAddress());
+        askTcp(s, "api.test");
+        assertEquals(InetAddress.getByName("192.0.2.9"), tcpAnswer(s));
       }
     }
     assertEquals(1, granted.size(), "asked twice within the TTL: one set update");
@@ -287,29 +277,37 @@ class DnsProxyTest {
   void aTcpQueryRedirectedByTheHostIsTheSandboxsAndAnswered() throws Exception {
     proxy(limits());
     zone.put("api.test", "192.0.2.11");
-    List<String> rule = List.of("-t", "nat", "OUTPUT", "-p", "tcp", "-d", "127.0.0.2", "--dport", "53", "-j", "REDIRECT", "--to-ports",
-        Integer.toString(proxy.port()), "-m", "comment", "--comment", "flotilla-test-dns-redirect");
-    List<String> add = new ArrayList<>(List.of("iptables"));
-    add.addAll(rule);
-    add.add(3, "-A");
-    org.junit.jupiter.api.Assumptions.assumeTrue(HostFirewall.exec(add, null).code() == 0, "iptables needs root");
+    org.junit.jupiter.api.Assumptions.assumeTrue(HostFirewall.exec(redirect("-A"), null).code() == 0, "iptables needs root");
     try (Socket s = new Socket(InetAddress.getByName("127.0.0.2"), 53)) {
       s.setSoTimeout(5000);
-      DataOutputStream out = new DataOutputStream(s.getOutputStream());
-      DataInputStream in = new DataInputStream(s.getInputStream());
-      byte[] q = DnsMessagesTest.query("api.test", Type.A).toWire();
-      out.writeShort(q.length);
-      out.write(q);
-      out.flush();
-      byte[] a = in.readNBytes(in.readUnsignedShort());
-      assertEquals(InetAddress.getByName("192.0.2.11"), ((ARecord) new Message(a).getSection(Section.ANSWER).get(0)).getAddress());
+      askTcp(s, "api.test");
+      assertEquals(InetAddress.getByName("192.0.2.11"), tcpAnswer(s));
     } finally {
-      List<String> delete = new ArrayList<>(List.of("iptables"));
-      delete.addAll(rule);
-      delete.add(3, "-D");
-      HostFirewall.run(delete, null);
+      HostFirewall.run(redirect("-D"), null);
     }
     assertEquals(0, proxy.dropped());
+  }
+
+  /** {@code op} (-A, -D) of the nat rule that redirects TCP to 127.0.0.2:53 to the proxy. */
+  private List<String> redirect(String op) {
+    return List.of("iptables", "-t", "nat", op, "OUTPUT", "-p", "tcp", "-d", "127.0.0.2", "--dport", "53", "-j", "REDIRECT",
+        "--to-ports", Integer.toString(proxy.port()), "-m", "comment", "--comment", "flotilla-test-dns-redirect");
+  }
+
+  /** Sends an A query for {@code name} on a DNS-over-TCP connection (length-prefixed). */
+  private static void askTcp(Socket s, String name) throws Exception {
+    DataOutputStream out = new DataOutputStream(s.getOutputStream());
+    byte[] q = DnsMessagesTest.query(name, Type.A).toWire();
+    out.writeShort(q.length);
+    out.write(q);
+    out.flush();
+  }
+
+  /** The address of the first answer record of the next answer on a DNS-over-TCP connection. */
+  private static InetAddress tcpAnswer(Socket s) throws Exception {
+    DataInputStream in = new DataInputStream(s.getInputStream());
+    byte[] a = in.readNBytes(in.readUnsignedShort());
+    return ((ARecord) new Message(a).getSection(Section.ANSWER).get(0)).getAddress();
   }
 
   @Test
